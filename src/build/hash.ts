@@ -1,0 +1,116 @@
+import path from 'node:path';
+import { BUILD_SCRIPT_PATH } from '../project/cycleswap.js';
+import type { CycleswapProject } from '../project/load.js';
+import { StatCache } from '../pack/stat-cache.js';
+import { ensureStateDir, statePaths } from '../project/state.js';
+import { mapLimit, readJsonFile, sha256Hex, writeFileAtomic } from '../util/fs.js';
+
+/** Bump when the encoding below changes: every project then rebuilds once. */
+export const BUILD_HASH_FORMAT = 'cycle-build-hash/v1';
+
+export interface BuildHashFile {
+  path: string;
+  executable: boolean;
+  size: number;
+  sha256: string;
+}
+
+/** Everything the build hash covers; see docs/build-hash.md. */
+export interface BuildInputs {
+  format: string;
+  image: string;
+  buildScript: { sha256: string; size: number };
+  files: BuildHashFile[];
+}
+
+/**
+ * The canonical encoding, byte for byte (docs/build-hash.md): UTF-8 lines ending in LF,
+ *   cycle-build-hash/v1
+ *   image <TAB> ubuntu:24.04
+ *   build.sh <TAB> <sha256 of build.sh bytes>
+ *   file <TAB> <755|644> <TAB> <sha256 of bytes> <TAB> <JSON-quoted POSIX path>   (sorted by path bytes)
+ */
+export function encodeBuildInputs(inputs: BuildInputs): string {
+  const lines = [inputs.format, `image\t${inputs.image}`, `build.sh\t${inputs.buildScript.sha256}`];
+  for (const file of inputs.files) lines.push(`file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${JSON.stringify(file.path)}`);
+  return lines.join('\n') + '\n';
+}
+
+export function buildHash(inputs: BuildInputs): string {
+  return sha256Hex(encodeBuildInputs(inputs));
+}
+
+export interface CollectOptions {
+  /** Use and update the project's stat cache (default true). */
+  useCache?: boolean;
+  now?: () => number;
+}
+
+export interface CollectedBuildInputs {
+  inputs: BuildInputs;
+  hash: string;
+  cache: { hits: number; misses: number };
+}
+
+/** Reads build.sh and the build files (through the stat cache) and computes the hash. */
+export async function collectBuildInputs(project: CycleswapProject, options: CollectOptions = {}): Promise<CollectedBuildInputs> {
+  const cacheFile = options.useCache === false ? undefined : statePaths.statCache(project.root);
+  const cache = await StatCache.load(cacheFile, options.now);
+  const script = await cache.digest(BUILD_SCRIPT_PATH, path.join(project.root, BUILD_SCRIPT_PATH));
+  const files = await mapLimit(project.buildFiles, 16, async (file) => {
+    const digest = await cache.digest(file.path, file.absolute);
+    return { path: file.path, executable: digest.executable, size: digest.size, sha256: digest.digest };
+  });
+  const inputs: BuildInputs = {
+    format: BUILD_HASH_FORMAT,
+    image: project.manifest.image.ref,
+    buildScript: { sha256: script.digest, size: script.size },
+    files,
+  };
+  if (cacheFile) {
+    // A read-only checkout still gets its hash, just without a cache.
+    await ensureStateDir(project.root)
+      .then(() => cache.save())
+      .catch(() => undefined);
+  }
+  return { inputs, hash: buildHash(inputs), cache: { hits: cache.hits, misses: cache.misses } };
+}
+
+export interface BuildRecord {
+  hash: string;
+  inputs: BuildInputs;
+  image: { id: string; tag: string };
+  builtAt: string;
+}
+
+export async function readLastBuild(root: string): Promise<BuildRecord | undefined> {
+  return readJsonFile<BuildRecord>(statePaths.lastBuild(root));
+}
+
+export async function writeLastBuild(root: string, record: BuildRecord): Promise<void> {
+  await writeFileAtomic(statePaths.lastBuild(root), JSON.stringify(record, null, 2) + '\n');
+}
+
+export type InputChange =
+  | { kind: 'image'; before: string; after: string }
+  | { kind: 'build.sh'; before: string; after: string }
+  | { kind: 'format'; before: string; after: string }
+  | { kind: 'added' | 'removed' | 'modified' | 'mode'; path: string; detail?: string };
+
+/** What changed between the inputs of the last build and now. */
+export function explainChanges(before: BuildInputs, after: BuildInputs): InputChange[] {
+  const changes: InputChange[] = [];
+  if (before.format !== after.format) changes.push({ kind: 'format', before: before.format, after: after.format });
+  if (before.image !== after.image) changes.push({ kind: 'image', before: before.image, after: after.image });
+  if (before.buildScript.sha256 !== after.buildScript.sha256) changes.push({ kind: 'build.sh', before: before.buildScript.sha256, after: after.buildScript.sha256 });
+  const old = new Map(before.files.map((f) => [f.path, f]));
+  const now = new Map(after.files.map((f) => [f.path, f]));
+  for (const [file, current] of now) {
+    const previous = old.get(file);
+    if (!previous) changes.push({ kind: 'added', path: file });
+    else if (previous.sha256 !== current.sha256) changes.push({ kind: 'modified', path: file, detail: `${previous.size} → ${current.size} bytes` });
+    else if (previous.executable !== current.executable) changes.push({ kind: 'mode', path: file, detail: current.executable ? 'became executable' : 'no longer executable' });
+  }
+  for (const file of old.keys()) if (!now.has(file)) changes.push({ kind: 'removed', path: file });
+  return changes;
+}

@@ -1,0 +1,212 @@
+import { Argument, Command, CommanderError, Option } from 'commander';
+import { CycleError, ExitCode, exitCodeTable, isCycleError } from './errors.js';
+import type { Context, GlobalOptions } from './context.js';
+import type { IO } from './ui/streams.js';
+import { cycleVersion } from './version.js';
+
+/** What every command module exports: flags in, exit code out. */
+export interface CommandModule<O> {
+  run(options: O, ctx: Context): Promise<number | void>;
+}
+
+export interface MainOptions {
+  io?: IO;
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Tests pass a factory to inject fakes (Docker, clock, exec). */
+  contextFactory?: (global: GlobalOptions, signal: AbortSignal) => Promise<Context>;
+  /** Install SIGINT handlers (the real binary); tests drive cancellation themselves. */
+  handleSignals?: boolean;
+}
+
+interface RunState {
+  exitCode: number;
+  debug: boolean;
+}
+
+function processIO(): IO {
+  return { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+}
+
+/** The whole CLI: parses argv, runs one command, prints any error, returns the exit code. */
+export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
+  const io = options.io ?? processIO();
+  const env = options.env ?? process.env;
+  const state: RunState = { exitCode: ExitCode.ok, debug: argv.includes('--debug') };
+  const program = buildProgram(io, env, state, options);
+  try {
+    await program.parseAsync(argv);
+    return state.exitCode;
+  } catch (error) {
+    return reportError(error, io, env, state);
+  }
+}
+
+function reportError(error: unknown, io: IO, env: Record<string, string | undefined>, state: RunState): number {
+  if (error instanceof CommanderError) {
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+    // commander already printed its message (with "Did you mean …?")
+    return ExitCode.usage;
+  }
+  const noColor = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
+  const red = (s: string): string => (io.stderr.isTTY && !noColor ? `\x1b[31m${s}\x1b[39m` : s);
+  if (isCycleError(error)) {
+    io.stderr.write(`${red('error:')} ${error.message}\n`);
+    for (const line of error.details) io.stderr.write(`  ${line}\n`);
+    if (error.hint) io.stderr.write(`hint: ${error.hint}\n`);
+    if (state.debug && error.cause instanceof Error) io.stderr.write(`${error.cause.stack ?? String(error.cause)}\n`);
+    return error.exitCode;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  io.stderr.write(`${red('error:')} ${message.split('\n')[0]}\n`);
+  if (state.debug) io.stderr.write(`${error instanceof Error ? (error.stack ?? '') : ''}\n`);
+  else io.stderr.write('hint: this is unexpected; run the command again with --debug and report the output\n');
+  return ExitCode.failure;
+}
+
+function buildProgram(io: IO, env: Record<string, string | undefined>, state: RunState, options: MainOptions): Command {
+  const program = new Command('cycle');
+  const writeOut = (s: string): void => void io.stdout.write(s);
+  const writeErr = (s: string): void => void io.stderr.write(s);
+
+  /** Every command shares these settings; subcommands inherit them when created from here. */
+  const configure = (command: Command): Command =>
+    command
+      .configureOutput({
+        writeOut,
+        writeErr,
+        outputError: (text, write) => write(text.endsWith('\n') ? text : text + '\n'),
+      })
+      .exitOverride()
+      .showSuggestionAfterError(true)
+      .showHelpAfterError('(run with --help for usage)');
+
+  configure(program)
+    .description('Run .cycleswap/ and Computalot projects locally in Docker and on a Computalot-style backend.')
+    .version(cycleVersion(), '-v, --version', 'print the version')
+    .option('-q, --quiet', 'print only data and errors (no progress)')
+    .option('--debug', 'print debug traces (Docker commands, HTTP requests, stack traces)')
+    .option('--no-color', 'no colours (also: NO_COLOR, CI, or output not a terminal)')
+    .helpCommand(false)
+    .addHelpText('after', '\nExamples:\n  $ cycle project init --template python\n  $ cycle project test\n  $ cycle help exit-codes');
+
+  /** Runs a lazily imported command module with a context built for this process. */
+  const run = async <O>(load: () => Promise<CommandModule<O>>, commandOptions: O, command: Command): Promise<void> => {
+    const globals = command.optsWithGlobals() as { quiet?: boolean; debug?: boolean; color?: boolean; json?: boolean };
+    const global: GlobalOptions = { json: globals.json === true, quiet: globals.quiet === true, debug: globals.debug === true, color: globals.color !== false };
+    state.debug = global.debug;
+    const controller = new AbortController();
+    let interrupts = 0;
+    const onSigint = (): void => {
+      interrupts++;
+      if (interrupts === 1) {
+        io.stderr.write('\ninterrupting: stopping and cleaning up (press Ctrl-C again to force)\n');
+        controller.abort(new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted }));
+      } else {
+        io.stderr.write('forced exit: containers or temp files may be left behind\n');
+        process.exit(ExitCode.interrupted);
+      }
+    };
+    const handleSignals = options.handleSignals ?? options.io === undefined;
+    if (handleSignals) {
+      process.on('SIGINT', onSigint);
+      process.on('SIGTERM', onSigint);
+    }
+    try {
+      const [module, ctx] = await Promise.all([
+        load(),
+        options.contextFactory
+          ? options.contextFactory(global, controller.signal)
+          : import('./context.js').then(({ createContext }) =>
+              createContext({ io, env, cwd: options.cwd ?? process.cwd(), global, version: cycleVersion(), signal: controller.signal }),
+            ),
+      ]);
+      const code = await module.run(commandOptions, ctx);
+      state.exitCode = code ?? ExitCode.ok;
+      if (controller.signal.aborted && state.exitCode === ExitCode.ok) state.exitCode = ExitCode.interrupted;
+    } catch (error) {
+      if (controller.signal.aborted && !(isCycleError(error) && error.exitCode === ExitCode.interrupted)) {
+        // The command failed because it was interrupted: say so, with the interrupted code.
+        throw new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted, cause: error });
+      }
+      throw error;
+    } finally {
+      if (handleSignals) {
+        process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigint);
+      }
+    }
+  };
+
+  const json = (command: Command): Command => command.option('--json', 'print JSON on stdout instead of text');
+
+  // ---- project ----
+  const project = configure(program.command('project')).description('create, check, build, run and ship a project');
+  project.addHelpText('after', '\nExamples:\n  $ cycle project init my-exp --template python\n  $ cycle project validate\n  $ cycle project test');
+
+  configure(project.command('init'))
+    .description('create a project: .cycleswap/ (default) or computalot.project.json + Dockerfile')
+    .argument('[dir]', 'folder to create the project in', '.')
+    .addOption(new Option('--format <format>', 'project format').choices(['cycleswap', 'computalot']))
+    .addOption(new Option('--template <template>', 'starting point').choices(['python', 'shell']))
+    .option('--name <name>', 'project name (default: from the folder name)')
+    .option('--force', 'replace an existing project (the old files are backed up under .cycle/backups/)')
+    .addHelpText('after', '\nExamples:\n  $ cycle project init\n  $ cycle project init my-exp --template shell --name my-exp\n  $ cycle project init api --format computalot')
+    .action(async (dir: string, opts: { format?: 'cycleswap' | 'computalot'; template?: 'python' | 'shell'; name?: string; force?: boolean }, command: Command) =>
+      run(() => import('./commands/project/init.js'), { dir, ...opts, force: opts.force === true }, command),
+    );
+
+  json(configure(project.command('validate')))
+    .description('check the project files and list every problem with file:line:column')
+    .addHelpText('after', '\nExit status 3 when the project is invalid.\n\nExamples:\n  $ cycle project validate\n  $ cycle project validate --json | jq .diagnostics')
+    .action(async (opts: { json?: boolean }, command: Command) => run(() => import('./commands/project/validate.js'), { json: opts.json === true }, command));
+
+  json(configure(project.command('hash')))
+    .description('print the build hash (what decides whether the image is rebuilt)')
+    .option('--explain', 'list what changed since the last build')
+    .addHelpText('after', '\nThe encoding is documented in docs/build-hash.md.\n\nExamples:\n  $ cycle project hash\n  $ cycle project hash --explain')
+    .action(async (opts: { json?: boolean; explain?: boolean }, command: Command) =>
+      run(() => import('./commands/project/hash.js'), { json: opts.json === true, explain: opts.explain === true }, command),
+    );
+
+  // ---- doctor, completion, help ----
+  json(configure(program.command('doctor')))
+    .description('check Node, Docker, the NVIDIA driver and the API settings')
+    .addHelpText('after', '\nExamples:\n  $ cycle doctor\n  $ cycle doctor --json')
+    .action(async (opts: { json?: boolean }, command: Command) => run(() => import('./commands/doctor.js'), { json: opts.json === true }, command));
+
+  configure(program.command('completion'))
+    .description('print a shell completion script')
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(['bash', 'zsh', 'fish']))
+    .addHelpText('after', '\nExamples:\n  $ cycle completion bash > ~/.local/share/bash-completion/completions/cycle\n  $ cycle completion zsh > "${fpath[1]}/_cycle"\n  $ cycle completion fish > ~/.config/fish/completions/cycle.fish')
+    .action(async (shell: 'bash' | 'zsh' | 'fish') => {
+      const { completionScript } = await import('./commands/completion.js');
+      io.stdout.write(completionScript(shell, program));
+    });
+
+  configure(program.command('help'))
+    .description('show help for a command, or a topic: exit-codes')
+    .argument('[topic...]', 'a command path (e.g. "project test") or "exit-codes"')
+    .addHelpText('after', '\nExamples:\n  $ cycle help project init\n  $ cycle help exit-codes')
+    .action(async (topic: string[]) => {
+      if (topic.length === 1 && topic[0] === 'exit-codes') {
+        io.stdout.write(formatExitCodes());
+        return;
+      }
+      let target: Command = program;
+      for (const word of topic) {
+        const next = target.commands.find((c) => c.name() === word || c.aliases().includes(word));
+        if (!next) throw new CycleError({ message: `no help topic "${topic.join(' ')}"`, hint: 'run `cycle --help` for the commands, or `cycle help exit-codes`', exitCode: ExitCode.usage });
+        target = next;
+      }
+      target.outputHelp();
+    });
+
+  return program;
+}
+
+export function formatExitCodes(): string {
+  const lines = ['Exit codes of cycle:', ''];
+  for (const row of exitCodeTable) lines.push(`  ${String(row.code).padStart(3)}  ${row.name.padEnd(16)} ${row.meaning}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,118 @@
+import os from 'node:os';
+import path from 'node:path';
+import { Ui } from './ui/ui.js';
+import { colorEnabled, interactiveEnabled, type Env, type IO } from './ui/streams.js';
+import { realExec, type Exec } from './util/exec.js';
+import type { DockerDriver } from './docker/driver.js';
+import { createPrompter, type Prompter } from './ui/prompt.js';
+
+export interface Clock {
+  now(): number;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+export interface GlobalOptions {
+  json: boolean;
+  quiet: boolean;
+  debug: boolean;
+  /** false when --no-color was given */
+  color: boolean;
+}
+
+/**
+ * Everything a command touches in the outside world. Commands receive it as `ctx`, so a
+ * test can run any command with captured streams, a fixed clock, a temp cwd and fake Docker.
+ */
+export interface Context {
+  io: IO;
+  env: Env;
+  cwd: string;
+  clock: Clock;
+  ui: Ui;
+  global: GlobalOptions;
+  version: string;
+  /** Aborted on Ctrl-C; long operations watch it and clean up. */
+  signal: AbortSignal;
+  exec: Exec;
+  prompt: Prompter;
+  docker(): Promise<DockerDriver>;
+  /** $XDG_CONFIG_HOME/cycle */
+  configDir: string;
+  /** $XDG_DATA_HOME/cycle */
+  dataDir: string;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const timer = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    }),
+};
+
+export function userConfigDir(env: Env): string {
+  const base = env.XDG_CONFIG_HOME && path.isAbsolute(env.XDG_CONFIG_HOME) ? env.XDG_CONFIG_HOME : path.join(env.HOME ?? os.homedir(), '.config');
+  return path.join(base, 'cycle');
+}
+
+export function userDataDir(env: Env): string {
+  const base = env.XDG_DATA_HOME && path.isAbsolute(env.XDG_DATA_HOME) ? env.XDG_DATA_HOME : path.join(env.HOME ?? os.homedir(), '.local', 'share');
+  return path.join(base, 'cycle');
+}
+
+export interface ContextInit {
+  io: IO;
+  env: Env;
+  cwd: string;
+  global: GlobalOptions;
+  version: string;
+  signal: AbortSignal;
+  clock?: Clock;
+  exec?: Exec;
+  docker?: () => Promise<DockerDriver>;
+  prompt?: Prompter;
+}
+
+export function createContext(init: ContextInit): Context {
+  const ui = new Ui(init.io, {
+    color: colorEnabled(init.io.stderr, init.env, init.global.color),
+    quiet: init.global.quiet,
+    json: init.global.json,
+    debug: init.global.debug,
+    interactive: interactiveEnabled(init.io, init.env),
+  });
+  const exec = init.exec ?? realExec;
+  let driver: Promise<DockerDriver> | undefined;
+  return {
+    io: init.io,
+    env: init.env,
+    cwd: init.cwd,
+    clock: init.clock ?? systemClock,
+    ui,
+    global: init.global,
+    version: init.version,
+    signal: init.signal,
+    exec,
+    prompt: init.prompt ?? createPrompter(init.io, ui.options.interactive),
+    docker:
+      init.docker ??
+      (() => {
+        driver ??= import('./docker/cli-driver.js').then(({ CliDockerDriver }) => new CliDockerDriver({ env: init.env, debug: (line) => ui.debug(line) }));
+        return driver;
+      }),
+    configDir: userConfigDir(init.env),
+    dataDir: userDataDir(init.env),
+  };
+}

@@ -1,0 +1,108 @@
+import type { Readable } from 'node:stream';
+
+/** The Docker operations cycle needs, behind one interface so tests can fake Docker. */
+export interface DockerDriver {
+  /** Server facts; throws a CycleError (exit 5) with the fix when Docker is missing or down. */
+  info(): Promise<DockerInfo>;
+  build(request: BuildRequest): Promise<{ imageId: string }>;
+  inspectImage(ref: string): Promise<ImageDetails | undefined>;
+  listImages(filter: { label?: string[]; reference?: string }): Promise<ImageSummary[]>;
+  tagImage(source: string, target: string): Promise<void>;
+  removeImage(ref: string, options?: { force?: boolean }): Promise<void>;
+  /** Squashes an image into one layer, keeping its config; returns the new image id. */
+  flattenImage(ref: string, tag: string, changes: string[]): Promise<string>;
+  createContainer(spec: ContainerSpec): Promise<string>;
+  /** Extracts a tar stream into the (created, not yet started) container at `destination`. */
+  copyInto(containerId: string, destination: string, tar: Readable): Promise<void>;
+  /** Starts the container and streams its output until it exits; returns the exit code. */
+  startAttached(containerId: string, output: OutputSinks, signal?: AbortSignal): Promise<number>;
+  inspectContainer(containerId: string): Promise<ContainerState | undefined>;
+  killContainer(containerId: string): Promise<void>;
+  removeContainer(containerId: string): Promise<void>;
+  listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>>;
+}
+
+export interface DockerInfo {
+  serverVersion: string;
+  clientVersion: string;
+  /** Which builder `docker build` uses here. */
+  builder: 'buildkit' | 'legacy';
+  /** Container runtimes the daemon knows (`nvidia` means GPUs can be handed out). */
+  runtimes: string[];
+  /** CDI spec folders (another way Docker hands out GPUs, Docker 25+). */
+  cdiSpecDirs: string[];
+  operatingSystem: string;
+  architecture: string;
+}
+
+export interface BuildRequest {
+  /** A tar stream of the build context, with the Dockerfile at `dockerfile` inside it. */
+  context: { kind: 'tar'; open: () => Readable } | { kind: 'directory'; path: string };
+  dockerfile?: string;
+  tags: string[];
+  labels: Record<string, string>;
+  network?: string;
+  /** Called with each line of build output as it is produced. */
+  onOutput?: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface ImageDetails {
+  id: string;
+  parent: string;
+  layers: string[];
+  labels: Record<string, string>;
+  env: string[];
+  workdir: string;
+  entrypoint: string[] | null;
+  cmd: string[] | null;
+  created: string;
+  repoTags: string[];
+}
+
+export interface ImageSummary {
+  id: string;
+  repository: string;
+  tag: string;
+  createdAt: string;
+}
+
+export type Mount = { type: 'bind'; source: string; target: string; readonly?: boolean } | { type: 'volume'; source: string; target: string };
+
+export interface ContainerSpec {
+  image: string;
+  name?: string;
+  command: string[];
+  entrypoint?: string;
+  workdir?: string;
+  env: Record<string, string>;
+  mounts: Mount[];
+  labels: Record<string, string>;
+  gpus?: 'all';
+  network?: string;
+  init?: boolean;
+}
+
+export interface OutputSinks {
+  stdout: (chunk: Buffer) => void;
+  stderr: (chunk: Buffer) => void;
+}
+
+export interface ContainerState {
+  status: string;
+  running: boolean;
+  exitCode: number;
+  oomKilled: boolean;
+  error: string;
+}
+
+/** Thrown by build() when the build ran and failed; carries the tail of the output. */
+export class DockerBuildError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number | undefined,
+    readonly tail: string[],
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,175 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import ignore, { type Ignore } from 'ignore';
+import { CycleError, ExitCode, errnoCode } from '../errors.js';
+import { STATE_DIR_NAME } from '../project/state.js';
+import { compareBytes } from '../project/build-files.js';
+
+export interface SelectedEntry {
+  /** POSIX path relative to the project root. */
+  path: string;
+  absolute: string;
+  type: 'file' | 'directory' | 'symlink';
+  size: number;
+  executable: boolean;
+  linkTarget?: string;
+}
+
+export interface Selection {
+  root: string;
+  /** Sorted by path bytes; directories included so empty ones survive. */
+  entries: SelectedEntry[];
+  /** Secret-looking files left out; each named in a warning. */
+  excludedSecrets: string[];
+  fileCount: number;
+  totalBytes: number;
+}
+
+/** Never packed: git's own folder and cycle's local state. */
+export const ALWAYS_EXCLUDED = ['.git', STATE_DIR_NAME];
+
+/** Files that usually hold credentials: left out unless a .cycleignore `!pattern` names them. */
+export const SECRET_PATTERNS = [
+  '.env',
+  '.env.*',
+  '*.pem',
+  '*.p12',
+  '*.pfx',
+  'id_rsa*',
+  'id_dsa*',
+  'id_ecdsa*',
+  'id_ed25519*',
+  '.netrc',
+  '_netrc',
+  '.git-credentials',
+  '.pypirc',
+  '.npmrc',
+  '.aws/credentials',
+  '.azure/',
+  '.config/gcloud/',
+  'application_default_credentials.json',
+  'client_secret*.json',
+  'service-account*.json',
+  '.docker/config.json',
+  '.kube/config',
+];
+/** Templates of secret files are meant to be shared. */
+const SECRET_ALLOWED = ['.env.example', '.env.sample', '.env.template', '.env.dist'];
+
+const secretMatcher = ignore().add(SECRET_PATTERNS);
+
+interface Level {
+  /** POSIX dir relative to root ('' for the root) */
+  base: string;
+  git?: Ignore;
+  cycle?: Ignore;
+}
+
+export interface SelectOptions {
+  /** Patterns (gitignore syntax, relative to the root) to leave out as well. */
+  extraExcludes?: string[];
+}
+
+/**
+ * Which files a project ships: what .gitignore files (nested too), .git/info/exclude and
+ * .cycleignore files leave in, minus .git/, .cycle/ and secret-looking files.
+ * Agrees with `git check-ignore` on every path (tested).
+ */
+export async function selectFiles(root: string, options: SelectOptions = {}): Promise<Selection> {
+  const realRoot = await fs.realpath(root);
+  const entries: SelectedEntry[] = [];
+  const excludedSecrets: string[] = [];
+  const rootLevel: Level = { base: '' };
+  const extra = options.extraExcludes?.length ? ignore().add(options.extraExcludes) : undefined;
+  const infoExclude = await readIgnoreFile(path.join(root, '.git', 'info', 'exclude'));
+  const rootGit = await readIgnoreFile(path.join(root, '.gitignore'));
+  if (infoExclude || rootGit) rootLevel.git = ignore().add(infoExclude ?? '').add(rootGit ?? '');
+  const rootCycle = await readIgnoreFile(path.join(root, '.cycleignore'));
+  if (rootCycle) rootLevel.cycle = ignore().add(rootCycle);
+
+  const walk = async (relativeDir: string, levels: Level[]): Promise<void> => {
+    const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
+    const dirents = await fs.readdir(absoluteDir, { withFileTypes: true });
+    for (const dirent of dirents) {
+      const rel = relativeDir === '' ? dirent.name : `${relativeDir}/${dirent.name}`;
+      if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) continue;
+      const isDir = dirent.isDirectory();
+      const testPath = isDir ? `${rel}/` : rel;
+      if (decide(testPath, levels, 'both') === 'ignored') continue;
+      if (extra?.ignores(testPath)) continue;
+      const absolute = path.join(root, rel);
+      if (isSecret(testPath) && decide(testPath, levels, 'cycle') !== 'unignored') {
+        excludedSecrets.push(rel);
+        continue;
+      }
+      if (dirent.isSymbolicLink()) {
+        const target = await fs.readlink(absolute);
+        await assertLinkInside(realRoot, root, rel, absolute, target);
+        entries.push({ path: rel, absolute, type: 'symlink', size: 0, executable: false, linkTarget: target });
+      } else if (isDir) {
+        entries.push({ path: rel, absolute, type: 'directory', size: 0, executable: true });
+        const childLevels = [...levels];
+        const git = await readIgnoreFile(path.join(absolute, '.gitignore'));
+        const cycle = await readIgnoreFile(path.join(absolute, '.cycleignore'));
+        if (git || cycle) childLevels.push({ base: rel, ...(git ? { git: ignore().add(git) } : {}), ...(cycle ? { cycle: ignore().add(cycle) } : {}) });
+        await walk(rel, childLevels);
+      } else if (dirent.isFile()) {
+        const stat = await fs.stat(absolute);
+        entries.push({ path: rel, absolute, type: 'file', size: stat.size, executable: (stat.mode & 0o100) !== 0 });
+      }
+      // sockets, fifos and devices are not project files: skipped
+    }
+  };
+  await walk('', [rootLevel]);
+  entries.sort((a, b) => compareBytes(a.path, b.path));
+  excludedSecrets.sort(compareBytes);
+  const files = entries.filter((e) => e.type === 'file');
+  return { root, entries, excludedSecrets, fileCount: files.length, totalBytes: files.reduce((sum, e) => sum + e.size, 0) };
+}
+
+/** Last matching rule wins, deeper ignore files over shallower, .cycleignore over .gitignore. */
+function decide(testPath: string, levels: Level[], which: 'both' | 'cycle'): 'ignored' | 'unignored' | undefined {
+  let outcome: 'ignored' | 'unignored' | undefined;
+  for (const level of levels) {
+    const local = level.base === '' ? testPath : testPath.slice(level.base.length + 1);
+    for (const matcher of which === 'both' ? [level.git, level.cycle] : [level.cycle]) {
+      if (!matcher) continue;
+      const result = matcher.test(local);
+      if (result.ignored) outcome = 'ignored';
+      else if (result.unignored) outcome = 'unignored';
+    }
+  }
+  return outcome;
+}
+
+function isSecret(testPath: string): boolean {
+  const name = path.posix.basename(testPath.replace(/\/$/, ''));
+  if (SECRET_ALLOWED.includes(name)) return false;
+  return secretMatcher.ignores(testPath);
+}
+
+async function readIgnoreFile(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR' || errnoCode(error) === 'EISDIR') return undefined;
+    throw error;
+  }
+}
+
+async function assertLinkInside(realRoot: string, root: string, rel: string, absolute: string, target: string): Promise<void> {
+  const lexical = path.resolve(path.dirname(absolute), target);
+  const real = await fs.realpath(absolute).catch(() => undefined);
+  const inside = (base: string, candidate: string): boolean => {
+    const relative = path.relative(base, candidate);
+    return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+  };
+  const ok = real !== undefined ? inside(realRoot, real) : inside(root, lexical);
+  if (!ok) {
+    throw new CycleError({
+      message: `${rel} is a symlink to ${target}, outside the project`,
+      hint: `replace the link with a copy of what it points to, or leave it out with a line "${rel}" in .cycleignore`,
+      exitCode: ExitCode.invalidProject,
+    });
+  }
+}

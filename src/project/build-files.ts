@@ -1,0 +1,148 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { errnoCode } from '../errors.js';
+import { suggest } from '../util/suggest.js';
+
+export interface BuildFile {
+  /** POSIX path relative to the project root, as written in hashes and the build context. */
+  path: string;
+  absolute: string;
+}
+
+export interface BuildFileProblem {
+  /** Index in [main].build_files */
+  index: number;
+  message: string;
+  hint?: string;
+}
+
+export interface BuildFileListing {
+  files: BuildFile[];
+  problems: BuildFileProblem[];
+}
+
+function isInside(root: string, candidate: string): boolean {
+  const relative = path.relative(root, candidate);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+/**
+ * Expands `build_files` (files, or folders taken whole) into a sorted list of files, and finds
+ * every entry that is missing, absolute, or escapes the root through `..` or a symlink.
+ */
+export async function listBuildFiles(root: string, entries: readonly string[]): Promise<BuildFileListing> {
+  const realRoot = await fs.realpath(root);
+  const files = new Map<string, BuildFile>();
+  const problems: BuildFileProblem[] = [];
+
+  for (const [index, entry] of entries.entries()) {
+    if (entry.includes('\0')) {
+      problems.push({ index, message: 'contains a NUL character' });
+      continue;
+    }
+    if (path.posix.isAbsolute(entry) || path.win32.isAbsolute(entry)) {
+      problems.push({ index, message: `${JSON.stringify(entry)} is an absolute path; build files must be relative to the project root`, hint: `copy the file into the project and list it relative to the root` });
+      continue;
+    }
+    const normalized = path.posix.normalize(entry.replace(/\\/g, '/'));
+    if (normalized === '..' || normalized.startsWith('../')) {
+      problems.push({ index, message: `${JSON.stringify(entry)} points outside the project root`, hint: 'build files must live inside the project; move the file in or remove the entry' });
+      continue;
+    }
+    const absolute = path.join(root, normalized);
+    let stat;
+    try {
+      stat = await fs.lstat(absolute);
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT' && errnoCode(error) !== 'ENOTDIR') throw error;
+      const parent = path.dirname(absolute);
+      const siblings = await fs.readdir(parent).catch(() => [] as string[]);
+      const hit = suggest(path.basename(normalized), siblings);
+      const parentRel = path.posix.dirname(normalized);
+      problems.push({
+        index,
+        message: `${JSON.stringify(entry)} does not exist`,
+        hint: hit !== undefined ? `did you mean ${JSON.stringify(parentRel === '.' ? hit : `${parentRel}/${hit}`)}?` : 'create the file or remove the entry',
+      });
+      continue;
+    }
+    const escape = await symlinkEscape(realRoot, root, absolute);
+    if (escape) {
+      problems.push({ index, message: `${JSON.stringify(entry)} is a symlink to ${escape}, outside the project root`, hint: 'copy the target into the project instead of linking to it' });
+      continue;
+    }
+    const real = await fs.realpath(absolute);
+    const realStat = stat.isSymbolicLink() ? await fs.stat(real) : stat;
+    if (realStat.isFile()) {
+      files.set(normalized, { path: normalized, absolute });
+    } else if (realStat.isDirectory()) {
+      await walkDirectory(realRoot, root, normalized, index, files, problems, new Set([real]));
+    } else {
+      problems.push({ index, message: `${JSON.stringify(entry)} is not a regular file or folder`, hint: 'list regular files only' });
+    }
+  }
+  const sorted = [...files.values()].sort((a, b) => compareBytes(a.path, b.path));
+  return { files: sorted, problems };
+}
+
+async function walkDirectory(
+  realRoot: string,
+  root: string,
+  relative: string,
+  index: number,
+  files: Map<string, BuildFile>,
+  problems: BuildFileProblem[],
+  seen: Set<string>,
+): Promise<void> {
+  const absolute = path.join(root, relative);
+  const entries = await fs.readdir(absolute, { withFileTypes: true });
+  for (const entry of entries) {
+    const childRel = relative === '.' ? entry.name : `${relative}/${entry.name}`;
+    const childAbs = path.join(root, childRel);
+    if (entry.isSymbolicLink()) {
+      const escape = await symlinkEscape(realRoot, root, childAbs);
+      if (escape) {
+        problems.push({ index, message: `${JSON.stringify(childRel)} is a symlink to ${escape}, outside the project root`, hint: 'copy the target into the project instead of linking to it' });
+        continue;
+      }
+      const real = await fs.realpath(childAbs).catch(() => undefined);
+      if (real === undefined) {
+        problems.push({ index, message: `${JSON.stringify(childRel)} is a broken symlink`, hint: 'remove it or point it at a file inside the project' });
+        continue;
+      }
+      const targetStat = await fs.stat(real);
+      if (targetStat.isDirectory()) {
+        if (seen.has(real)) continue; // a link loop: each folder once
+        seen.add(real);
+        await walkDirectory(realRoot, root, childRel, index, files, problems, seen);
+      } else if (targetStat.isFile()) files.set(childRel, { path: childRel, absolute: childAbs });
+    } else if (entry.isDirectory()) {
+      await walkDirectory(realRoot, root, childRel, index, files, problems, seen);
+    } else if (entry.isFile()) {
+      files.set(childRel, { path: childRel, absolute: childAbs });
+    }
+  }
+}
+
+/** Where a path really leads when that is outside the root (any link along the way counts). */
+async function symlinkEscape(realRoot: string, root: string, absolute: string): Promise<string | undefined> {
+  let real: string;
+  try {
+    real = await fs.realpath(absolute);
+  } catch {
+    // broken link: report its target text if it is a link
+    try {
+      const target = await fs.readlink(absolute);
+      const resolved = path.resolve(path.dirname(absolute), target);
+      return isInside(root, resolved) ? undefined : target;
+    } catch {
+      return undefined;
+    }
+  }
+  return isInside(realRoot, real) ? undefined : real;
+}
+
+/** Sorting by UTF-8 bytes, the same on every OS and locale. */
+export function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}

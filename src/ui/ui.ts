@@ -1,0 +1,186 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+import type { IO, OutStream } from './streams.js';
+
+export interface UiOptions {
+  color: boolean;
+  quiet: boolean;
+  json: boolean;
+  debug: boolean;
+  /** A person at a terminal: spinners and live progress lines allowed. */
+  interactive: boolean;
+}
+
+export interface Spinner {
+  update(text: string): void;
+  succeed(text?: string): void;
+  fail(text?: string): void;
+  stop(): void;
+}
+
+/**
+ * All terminal output goes through here: data to stdout, everything else to stderr.
+ * Colour, spinners and live lines switch off by themselves when not at a TTY.
+ */
+export class Ui {
+  readonly c: ChalkInstance;
+  private liveLineShown = false;
+
+  constructor(
+    private readonly io: IO,
+    readonly options: UiOptions,
+  ) {
+    this.c = new Chalk({ level: options.color ? 1 : 0 });
+  }
+
+  get stdout(): OutStream {
+    return this.io.stdout;
+  }
+
+  get stderr(): OutStream {
+    return this.io.stderr;
+  }
+
+  /** A line of data on stdout (what scripts capture). */
+  out(line = ''): void {
+    this.clearLive();
+    this.io.stdout.write(line + '\n');
+  }
+
+  /** One JSON document on stdout. */
+  json(document: unknown): void {
+    this.clearLive();
+    this.io.stdout.write(JSON.stringify(document, null, 2) + '\n');
+  }
+
+  /** One JSON line on stdout (streams of events). */
+  jsonLine(document: unknown): void {
+    this.clearLive();
+    this.io.stdout.write(JSON.stringify(document) + '\n');
+  }
+
+  /** Progress and diagnostics on stderr; silenced by --quiet. */
+  info(line: string): void {
+    if (this.options.quiet) return;
+    this.clearLive();
+    this.io.stderr.write(line + '\n');
+  }
+
+  success(line: string): void {
+    this.info(`${this.c.green('✓')} ${line}`);
+  }
+
+  /** Warnings show even with --quiet: they are about the user's data. */
+  warn(line: string): void {
+    this.clearLive();
+    this.io.stderr.write(`${this.c.yellow('warning:')} ${line}\n`);
+  }
+
+  debug(line: string): void {
+    if (!this.options.debug) return;
+    this.clearLive();
+    this.io.stderr.write(this.c.dim(`debug: ${line}`) + '\n');
+  }
+
+  /** Raw bytes to stderr (a job's own stderr, build output). */
+  rawErr(chunk: string | Uint8Array): void {
+    this.clearLive();
+    this.io.stderr.write(chunk);
+  }
+
+  /** Raw bytes to stdout (a job's own stdout). */
+  rawOut(chunk: string | Uint8Array): void {
+    this.clearLive();
+    this.io.stdout.write(chunk);
+  }
+
+  /**
+   * A single status line rewritten in place on a TTY (progress bars, COMPUTALOT_PROGRESS).
+   * Not interactive: nothing is printed; callers print discrete lines instead.
+   */
+  live(text: string): void {
+    if (!this.options.interactive || this.options.quiet) return;
+    const width = Math.max(20, (this.io.stderr.columns ?? 80) - 1);
+    const line = text.length > width ? text.slice(0, width - 1) + '…' : text;
+    this.io.stderr.write(`\r\x1b[2K${line}`);
+    this.liveLineShown = true;
+  }
+
+  clearLive(): void {
+    if (!this.liveLineShown) return;
+    this.io.stderr.write('\r\x1b[2K');
+    this.liveLineShown = false;
+  }
+
+  /** A spinner on a TTY; elsewhere the text once (unless --quiet) and the outcome line. */
+  async spinner(text: string): Promise<Spinner> {
+    if (this.options.interactive && !this.options.quiet && this.options.color) {
+      const { default: ora } = await import('ora');
+      const spinner = ora({ text, stream: this.io.stderr as NodeJS.WritableStream }).start();
+      return {
+        update: (next) => {
+          spinner.text = next;
+        },
+        succeed: (final) => {
+          spinner.succeed(final);
+        },
+        fail: (final) => {
+          spinner.fail(final);
+        },
+        stop: () => {
+          spinner.stop();
+        },
+      };
+    }
+    this.info(text);
+    return {
+      update: () => undefined,
+      succeed: (final) => {
+        if (final !== undefined) this.success(final);
+      },
+      fail: (final) => {
+        if (final !== undefined) this.info(`${this.c.red('✗')} ${final}`);
+      },
+      stop: () => undefined,
+    };
+  }
+}
+
+/** Left-aligned columns; the last column is not padded. */
+export function formatTable(headers: string[], rows: string[][]): string {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, col) => Math.max(...all.map((row) => visibleLength(row[col] ?? ''))));
+  return all
+    .map((row) =>
+      row
+        .map((cell, col) => (col === row.length - 1 ? cell : cell + ' '.repeat(widths[col]! - visibleLength(cell))))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+function visibleLength(text: string): number {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\x1b\[[0-9;]*m/g, '').length;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${units[unit]}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)}s`;
+  const minutes = Math.floor(seconds / 60);
+  const rest = Math.round(seconds - minutes * 60);
+  if (minutes < 60) return `${minutes}m${String(rest).padStart(2, '0')}s`;
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
+}

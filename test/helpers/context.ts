@@ -1,0 +1,131 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { createContext, type Clock, type Context } from '../../src/context.js';
+import type { DockerDriver } from '../../src/docker/driver.js';
+import type { Exec } from '../../src/util/exec.js';
+import type { Prompter } from '../../src/ui/prompt.js';
+
+/** A stream that remembers what was written. */
+export class Capture {
+  chunks: string[] = [];
+  isTTY: boolean;
+  columns = 100;
+  constructor(isTTY = false) {
+    this.isTTY = isTTY;
+  }
+  write(chunk: string | Uint8Array): boolean {
+    this.chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
+    return true;
+  }
+  get text(): string {
+    return this.chunks.join('');
+  }
+}
+
+export interface FakeContextOptions {
+  cwd: string;
+  env?: Record<string, string | undefined>;
+  tty?: boolean;
+  now?: number;
+  docker?: DockerDriver;
+  exec?: Exec;
+  prompt?: Prompter;
+  json?: boolean;
+  quiet?: boolean;
+  signal?: AbortSignal;
+  stdin?: string;
+}
+
+export interface FakeContext {
+  ctx: Context;
+  stdout: Capture;
+  stderr: Capture;
+}
+
+export const fixedClock = (start = Date.parse('2026-11-23T12:00:00Z')): Clock & { advance(ms: number): void } => {
+  let now = start;
+  return {
+    now: () => now,
+    sleep: async (ms: number) => {
+      now += ms;
+    },
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+};
+
+/** A context with captured streams, a fixed clock, no real prompts and (unless given) no Docker. */
+export function fakeContext(options: FakeContextOptions): FakeContext {
+  const stdout = new Capture(options.tty ?? false);
+  const stderr = new Capture(options.tty ?? false);
+  const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
+  stdin.isTTY = options.tty ?? false;
+  stdin.end(options.stdin ?? '');
+  const env = { HOME: options.cwd, XDG_CONFIG_HOME: path.join(options.cwd, '.test-config'), NO_COLOR: '1', ...options.env };
+  const ctx = createContext({
+    io: { stdout, stderr, stdin },
+    env,
+    cwd: options.cwd,
+    global: { json: options.json ?? false, quiet: options.quiet ?? false, debug: false, color: false },
+    version: '0.0.0-test',
+    signal: options.signal ?? new AbortController().signal,
+    clock: fixedClock(options.now),
+    exec: options.exec ?? (async (file) => ({ exitCode: 127, stdout: '', stderr: `${file}: not available in unit tests` })),
+    docker: async () => {
+      if (!options.docker) throw new Error('this test has no Docker');
+      return options.docker;
+    },
+    prompt: options.prompt ?? {
+      available: false,
+      ask: async () => {
+        throw new Error('unexpected prompt');
+      },
+      choose: async () => {
+        throw new Error('unexpected prompt');
+      },
+      secret: async () => {
+        throw new Error('unexpected prompt');
+      },
+    },
+  });
+  return { ctx, stdout, stderr };
+}
+
+export async function tempDir(prefix = 'cycle-test-'): Promise<string> {
+  return fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), prefix)));
+}
+
+export async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
+  for (const [name, content] of Object.entries(files)) {
+    const file = path.join(root, name);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.writeFile(file, content);
+  }
+}
+
+export const VALID_MANIFEST = `[main]
+name = "demo"
+build_files = []
+
+[ubuntu]
+version = "24.04"
+
+[job]
+email_on_success = false
+email_on_failure = false
+`;
+
+/** A minimal valid .cycleswap/ project in a new temp folder. */
+export async function cycleswapProject(files: Record<string, string> = {}): Promise<string> {
+  const root = await tempDir();
+  await writeFiles(root, {
+    '.cycleswap/manifest.toml': VALID_MANIFEST,
+    '.cycleswap/run.sh': 'echo hello\n',
+    '.cycleswap/build.sh': 'echo building\n',
+    ...files,
+  });
+  return root;
+}
