@@ -64,6 +64,11 @@ function reportError(error: unknown, io: IO, env: Record<string, string | undefi
   return ExitCode.failure;
 }
 
+/** The command tree, for introspection (completion scripts, tests). */
+export function createProgram(io: IO = processIO(), env: Record<string, string | undefined> = process.env): Command {
+  return buildProgram(io, env, { exitCode: 0, debug: false }, { io, env });
+}
+
 function buildProgram(io: IO, env: Record<string, string | undefined>, state: RunState, options: MainOptions): Command {
   const program = new Command('cycle');
   const writeOut = (s: string): void => void io.stdout.write(s);
@@ -117,9 +122,10 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
         load(),
         options.contextFactory
           ? options.contextFactory(global, controller.signal)
-          : import('./context.js').then(({ createContext }) =>
-              createContext({ io, env, cwd: options.cwd ?? process.cwd(), global, version: cycleVersion(), signal: controller.signal }),
-            ),
+          : import('./context.js').then(async ({ createContext, colorEnabled }) => {
+              const palette = colorEnabled(io.stderr, env, global.color) ? await import('./ui/ui.js').then((m) => m.chalkPalette()) : undefined;
+              return createContext({ io, env, cwd: options.cwd ?? process.cwd(), global, version: cycleVersion(), signal: controller.signal, palette });
+            }),
       ]);
       const code = await module.run(commandOptions, ctx);
       state.exitCode = code ?? ExitCode.ok;
@@ -169,6 +175,24 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
       run(() => import('./commands/project/hash.js'), { json: opts.json === true, explain: opts.explain === true }, command),
     );
 
+  json(configure(project.command('test')))
+    .description('build and run the project locally in Docker, exactly as a remote worker would')
+    .option('--rebuild', 're-run build.sh on top of the previous build image, even if nothing changed')
+    .option('--clean', 'build from the bare base image')
+    .option('--volume <NAME=PATH>', 'host folder for a manifest volume, mounted at /volumes/NAME (repeatable; default .cycle/volumes/NAME)', collect, [])
+    .option('--payload <JSON|@file|->', 'the task payload (runner protocol): JSON, @file, or - for stdin')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when the job succeeds, 6 when it fails (its own exit code is shown), 130 on Ctrl-C.\nArtifacts (files under /outputs) are copied to .cycle/runs/<run>/outputs.\n\nExamples:\n  $ cycle project test\n  $ cycle project test --rebuild\n  $ cycle project test --volume training-data=/data/train\n  $ cycle project test --payload \'{"steps": 3}\' --json',
+    )
+    .action(async (opts: { json?: boolean; rebuild?: boolean; clean?: boolean; volume: string[]; payload?: string }, command: Command) =>
+      run(
+        () => import('./commands/project/test.js'),
+        { json: opts.json === true, rebuild: opts.rebuild === true, clean: opts.clean === true, volume: opts.volume, ...(opts.payload !== undefined ? { payload: opts.payload } : {}) },
+        command,
+      ),
+    );
+
   // ---- doctor, completion, help ----
   json(configure(program.command('doctor')))
     .description('check Node, Docker, the NVIDIA driver and the API settings')
@@ -203,6 +227,11 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
     });
 
   return program;
+}
+
+/** For repeatable options: `--volume a=1 --volume b=2`. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 export function formatExitCodes(): string {

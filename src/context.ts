@@ -1,7 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
-import { Ui } from './ui/ui.js';
+import { Ui, type Palette } from './ui/ui.js';
 import { colorEnabled, interactiveEnabled, type Env, type IO } from './ui/streams.js';
+export { colorEnabled } from './ui/streams.js';
 import { realExec, type Exec } from './util/exec.js';
 import type { DockerDriver } from './docker/driver.js';
 import { createPrompter, type Prompter } from './ui/prompt.js';
@@ -83,16 +84,23 @@ export interface ContextInit {
   exec?: Exec;
   docker?: () => Promise<DockerDriver>;
   prompt?: Prompter;
+  /** Colours, when on (see `colorEnabled`); loaded by the caller so this stays synchronous. */
+  palette?: Palette;
 }
 
 export function createContext(init: ContextInit): Context {
-  const ui = new Ui(init.io, {
-    color: colorEnabled(init.io.stderr, init.env, init.global.color),
-    quiet: init.global.quiet,
-    json: init.global.json,
-    debug: init.global.debug,
-    interactive: interactiveEnabled(init.io, init.env),
-  });
+  const color = colorEnabled(init.io.stderr, init.env, init.global.color);
+  const ui = new Ui(
+    init.io,
+    {
+      color,
+      quiet: init.global.quiet,
+      json: init.global.json,
+      debug: init.global.debug,
+      interactive: interactiveEnabled(init.io, init.env),
+    },
+    color ? init.palette : undefined,
+  );
   const exec = init.exec ?? realExec;
   let driver: Promise<DockerDriver> | undefined;
   return {

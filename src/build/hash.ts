@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { BUILD_SCRIPT_PATH } from '../project/cycleswap.js';
+import { BUILD_SCRIPT_PATH } from '../project/paths.js';
 import type { CycleswapProject } from '../project/load.js';
 import { StatCache } from '../pack/stat-cache.js';
 import { ensureStateDir, statePaths } from '../project/state.js';
-import { mapLimit, readJsonFile, sha256Hex, writeFileAtomic } from '../util/fs.js';
+import { mapLimit, sha256Hex } from '../util/fs.js';
 
 /** Bump when the encoding below changes: every project then rebuilds once. */
 export const BUILD_HASH_FORMAT = 'cycle-build-hash/v1';
@@ -74,21 +74,6 @@ export async function collectBuildInputs(project: CycleswapProject, options: Col
       .catch(() => undefined);
   }
   return { inputs, hash: buildHash(inputs), cache: { hits: cache.hits, misses: cache.misses } };
-}
-
-export interface BuildRecord {
-  hash: string;
-  inputs: BuildInputs;
-  image: { id: string; tag: string };
-  builtAt: string;
-}
-
-export async function readLastBuild(root: string): Promise<BuildRecord | undefined> {
-  return readJsonFile<BuildRecord>(statePaths.lastBuild(root));
-}
-
-export async function writeLastBuild(root: string, record: BuildRecord): Promise<void> {
-  await writeFileAtomic(statePaths.lastBuild(root), JSON.stringify(record, null, 2) + '\n');
 }
 
 export type InputChange =

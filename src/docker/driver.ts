@@ -11,14 +11,13 @@ export interface DockerDriver {
   removeImage(ref: string, options?: { force?: boolean }): Promise<void>;
   /** Squashes an image into one layer, keeping its config; returns the new image id. */
   flattenImage(ref: string, tag: string, changes: string[]): Promise<string>;
-  createContainer(spec: ContainerSpec): Promise<string>;
-  /** Extracts a tar stream into the (created, not yet started) container at `destination`. */
-  copyInto(containerId: string, destination: string, tar: Readable): Promise<void>;
-  /** Starts the container and streams its output until it exits; returns the exit code. */
-  startAttached(containerId: string, output: OutputSinks, signal?: AbortSignal): Promise<number>;
-  inspectContainer(containerId: string): Promise<ContainerState | undefined>;
-  killContainer(containerId: string): Promise<void>;
-  removeContainer(containerId: string): Promise<void>;
+  /**
+   * `docker run`: creates, starts and attaches in one call (each docker CLI call costs tens of
+   * milliseconds). Streams output as it comes; returns when the container exits.
+   */
+  runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit>;
+  /** Kills (if running) and removes a container; no error when it is already gone. */
+  removeContainer(nameOrId: string): Promise<void>;
   listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>>;
 }
 
@@ -42,6 +41,8 @@ export interface BuildRequest {
   tags: string[];
   labels: Record<string, string>;
   network?: string;
+  /** false: let Docker reuse its layer cache (OCI images); default: build every step. */
+  noCache?: boolean;
   /** Called with each line of build output as it is produced. */
   onOutput?: (line: string) => void;
   signal?: AbortSignal;
@@ -71,7 +72,8 @@ export type Mount = { type: 'bind'; source: string; target: string; readonly?: b
 
 export interface ContainerSpec {
   image: string;
-  name?: string;
+  /** Named, so that an interrupted run can be found and removed. */
+  name: string;
   command: string[];
   entrypoint?: string;
   workdir?: string;
@@ -80,20 +82,21 @@ export interface ContainerSpec {
   labels: Record<string, string>;
   gpus?: 'all';
   network?: string;
-  init?: boolean;
+  /** Remove the container when it exits (default true). */
+  remove?: boolean;
 }
 
-export interface OutputSinks {
+export interface ContainerIO {
+  /** Fed to the container's stdin, which is then closed. */
+  stdin?: import('node:stream').Readable;
   stdout: (chunk: Buffer) => void;
   stderr: (chunk: Buffer) => void;
 }
 
-export interface ContainerState {
-  status: string;
-  running: boolean;
+export interface ContainerExit {
   exitCode: number;
-  oomKilled: boolean;
-  error: string;
+  /** Set when Docker itself failed (no such image, runtime error, GPU request refused). */
+  dockerError?: string;
 }
 
 /** Thrown by build() when the build ran and failed; carries the tail of the output. */

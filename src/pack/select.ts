@@ -4,6 +4,7 @@ import ignore, { type Ignore } from 'ignore';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
 import { STATE_DIR_NAME } from '../project/state.js';
 import { compareBytes } from '../project/build-files.js';
+import type { TarEntry } from './tar.js';
 
 export interface SelectedEntry {
   /** POSIX path relative to the project root. */
@@ -172,4 +173,16 @@ async function assertLinkInside(realRoot: string, root: string, rel: string, abs
       exitCode: ExitCode.invalidProject,
     });
   }
+}
+
+/** Selected entries as tar entries that read from disk. */
+export function toTarEntries(entries: readonly SelectedEntry[]): TarEntry[] {
+  return entries.map((entry) => ({
+    path: entry.path,
+    type: entry.type,
+    size: entry.size,
+    executable: entry.executable,
+    ...(entry.linkTarget !== undefined ? { linkTarget: entry.linkTarget } : {}),
+    source: entry.absolute,
+  }));
 }

@@ -6,7 +6,9 @@ import { formatFieldPath, type FieldPath } from './positions.js';
 import { issuesToDiagnostics, type FieldDoc } from './zod-diagnostics.js';
 import { ENV_NAME_PATTERN, ENV_NAME_RULE, PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, VOLUME_NAME_PATTERN, toEnvName, toProjectName } from './names.js';
 
-export const COMPUTALOT_MANIFEST_PATH = 'computalot.project.json';
+import { COMPUTALOT_MANIFEST_PATH } from './paths.js';
+
+export { COMPUTALOT_MANIFEST_PATH } from './paths.js';
 export const KNOWN_SANDBOXES = ['gvisor', 'runc'];
 
 const absolutePath = z.string().refine((p) => path.posix.isAbsolute(p), { message: 'absolute' });

@@ -1,15 +1,15 @@
 import { parse as parseToml, TomlError } from 'smol-toml';
 import * as z from 'zod';
-import { diagnostic, type Diagnostic } from './diagnostics.js';
+import { diagnostic, sortDiagnostics, type Diagnostic } from './diagnostics.js';
 import { formatFieldPath, type FieldPath, type PositionMap } from './positions.js';
 import { indexTomlPositions } from './toml-positions.js';
 import { issuesToDiagnostics, preview, type FieldDoc } from './zod-diagnostics.js';
 import { ENV_NAME_PATTERN, ENV_NAME_RULE, PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, VOLUME_NAME_PATTERN, toEnvName, toProjectName } from './names.js';
 import { suggest } from '../util/suggest.js';
 
-export const MANIFEST_PATH = '.cycleswap/manifest.toml';
-export const RUN_SCRIPT_PATH = '.cycleswap/run.sh';
-export const BUILD_SCRIPT_PATH = '.cycleswap/build.sh';
+import { MANIFEST_PATH } from './paths.js';
+
+export { BUILD_SCRIPT_PATH, MANIFEST_PATH, RUN_SCRIPT_PATH } from './paths.js';
 
 export const UBUNTU_VERSIONS = ['22.04', '24.04', '25.04', '25.10', '26.04'] as const;
 export type UbuntuVersion = (typeof UBUNTU_VERSIONS)[number];
@@ -134,6 +134,11 @@ export interface ParsedCycleswapManifest {
  * filesystem rules (build_files exist, stay inside the root) are checked by the loader.
  */
 export function parseCycleswapManifest(text: string, file = MANIFEST_PATH): ParsedCycleswapManifest {
+  const parsed = parseManifestText(text, file);
+  return { ...parsed, diagnostics: sortDiagnostics(parsed.diagnostics) };
+}
+
+function parseManifestText(text: string, file: string): ParsedCycleswapManifest {
   const diagnostics: Diagnostic[] = [];
   const hasBom = text.charCodeAt(0) === 0xfeff;
   const body = hasBom ? text.slice(1) : text;

@@ -1,10 +1,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
-import { BUILD_SCRIPT_PATH, MANIFEST_PATH, RUN_SCRIPT_PATH, parseCycleswapManifest, type CycleswapManifest } from './cycleswap.js';
-import { COMPUTALOT_MANIFEST_PATH, parseComputalotManifest, type ComputalotManifest } from './computalot.js';
+import { BUILD_SCRIPT_PATH, COMPUTALOT_MANIFEST_PATH, MANIFEST_PATH, RUN_SCRIPT_PATH } from './paths.js';
+import type { CycleswapManifest, ParsedCycleswapManifest } from './cycleswap.js';
+import type { ComputalotManifest } from './computalot.js';
 import { diagnostic, formatDiagnostic, hasErrors, sortDiagnostics, type Diagnostic } from './diagnostics.js';
 import { listBuildFiles, type BuildFile } from './build-files.js';
+import { ensureStateDir, stateDir } from './state.js';
+import { readJsonFile, sha256Hex, writeFileAtomic } from '../util/fs.js';
+import { cycleVersion } from '../version.js';
 
 export type ProjectFormat = 'cycleswap' | 'computalot';
 
@@ -72,9 +76,39 @@ export async function findProjectRoot(start: string): Promise<{ root: string; fo
   }
 }
 
-export async function checkProject(start: string): Promise<ProjectCheck> {
+/**
+ * Validated manifests, by the SHA-256 of their text and the cycle version: the schema check
+ * is a pure function of the text, so an unchanged manifest needs no TOML parser or zod
+ * (~70 ms of imports) on the hot path. Filesystem rules are checked every time.
+ */
+interface ManifestCache {
+  key: string;
+  manifest: unknown;
+  warnings: Diagnostic[];
+}
+
+const manifestCachePath = (root: string): string => path.join(stateDir(root), 'manifest-cache.json');
+const manifestCacheKey = (format: ProjectFormat, text: string): string => `${cycleVersion()}:${format}:${sha256Hex(text)}`;
+
+async function readManifestCache(root: string, key: string): Promise<ManifestCache | undefined> {
+  const cache = await readJsonFile<ManifestCache>(manifestCachePath(root));
+  return cache?.key === key ? cache : undefined;
+}
+
+async function writeManifestCache(root: string, cache: ManifestCache): Promise<void> {
+  await ensureStateDir(root)
+    .then(() => writeFileAtomic(manifestCachePath(root), JSON.stringify(cache)))
+    .catch(() => undefined); // a read-only checkout works, just without the cache
+}
+
+export interface CheckOptions {
+  /** Use and update the validated-manifest cache (commands that run the project). */
+  useCache?: boolean;
+}
+
+export async function checkProject(start: string, options: CheckOptions = {}): Promise<ProjectCheck> {
   const { root, format } = await findProjectRoot(start);
-  const check = format === 'cycleswap' ? await checkCycleswap(root) : await checkComputalot(root);
+  const check = format === 'cycleswap' ? await checkCycleswap(root, options) : await checkComputalot(root, options);
   return { ...check, diagnostics: sortDiagnostics(check.diagnostics) };
 }
 
@@ -82,13 +116,12 @@ async function readText(file: string): Promise<string | undefined> {
   try {
     return await fs.readFile(file, 'utf8');
   } catch (error) {
-    if (errnoCode(error) === 'ENOENT') return undefined;
-    if (errnoCode(error) === 'EISDIR') return undefined;
+    if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'EISDIR') return undefined;
     throw error;
   }
 }
 
-async function checkCycleswap(root: string): Promise<ProjectCheck> {
+async function checkCycleswap(root: string, options: CheckOptions): Promise<ProjectCheck> {
   const diagnostics: Diagnostic[] = [];
   const text = await readText(path.join(root, MANIFEST_PATH));
   if (text === undefined) {
@@ -101,19 +134,34 @@ async function checkCycleswap(root: string): Promise<ProjectCheck> {
     }
   }
   if (text === undefined) return { root, format: 'cycleswap', diagnostics };
-  const parsed = parseCycleswapManifest(text);
+
+  const key = manifestCacheKey('cycleswap', text);
+  const cached = options.useCache ? await readManifestCache(root, key) : undefined;
+  let parsed: ParsedCycleswapManifest;
+  if (cached) {
+    const manifest = cached.manifest as CycleswapManifest;
+    parsed = { manifest, diagnostics: cached.warnings, buildFileEntries: manifest.main.build_files.map((entry, index) => ({ index, entry })) };
+  } else {
+    const { parseCycleswapManifest } = await import('./cycleswap.js');
+    parsed = parseCycleswapManifest(text);
+  }
   diagnostics.push(...parsed.diagnostics);
+
   let buildFiles: BuildFile[] = [];
-  if (parsed.buildFileEntries.length > 0 && parsed.positions) {
-    const positions = parsed.positions;
+  if (parsed.buildFileEntries.length > 0) {
     const listing = await listBuildFiles(root, parsed.buildFileEntries.map((e) => e.entry));
     buildFiles = listing.files;
-    for (const problem of listing.problems) {
-      const index = parsed.buildFileEntries[problem.index]!.index;
-      diagnostics.push(diagnostic('error', MANIFEST_PATH, positions.valueOf(['main', 'build_files', index]), ['main', 'build_files', index], problem.message, problem.hint));
+    if (listing.problems.length > 0) {
+      const { indexTomlPositions } = await import('./toml-positions.js');
+      const positions = parsed.positions ?? indexTomlPositions(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+      for (const problem of listing.problems) {
+        const index = parsed.buildFileEntries[problem.index]!.index;
+        diagnostics.push(diagnostic('error', MANIFEST_PATH, positions.valueOf(['main', 'build_files', index]), ['main', 'build_files', index], problem.message, problem.hint));
+      }
     }
   }
   if (!parsed.manifest || hasErrors(diagnostics)) return { root, format: 'cycleswap', diagnostics };
+  if (options.useCache && !cached) await writeManifestCache(root, { key, manifest: parsed.manifest, warnings: parsed.diagnostics });
   return {
     root,
     format: 'cycleswap',
@@ -122,15 +170,20 @@ async function checkCycleswap(root: string): Promise<ProjectCheck> {
   };
 }
 
-async function checkComputalot(root: string): Promise<ProjectCheck> {
+async function checkComputalot(root: string, options: CheckOptions): Promise<ProjectCheck> {
   const diagnostics: Diagnostic[] = [];
   const text = (await readText(path.join(root, COMPUTALOT_MANIFEST_PATH))) ?? '';
-  const parsed = parseComputalotManifest(text);
+  const key = manifestCacheKey('computalot', text);
+  const cached = options.useCache ? await readManifestCache(root, key) : undefined;
+  const parsed = cached
+    ? { manifest: cached.manifest as ComputalotManifest, diagnostics: cached.warnings }
+    : (await import('./computalot.js')).parseComputalotManifest(text);
   diagnostics.push(...parsed.diagnostics);
   if (!(await exists(path.join(root, 'Dockerfile')))) {
     diagnostics.push(diagnostic('error', 'Dockerfile', { line: 1, column: 1 }, '', `no Dockerfile beside ${COMPUTALOT_MANIFEST_PATH}`, 'write a Dockerfile that installs the dependencies and copies the code (see `cycle project init --format computalot`)'));
   }
   if (!parsed.manifest || hasErrors(diagnostics)) return { root, format: 'computalot', diagnostics };
+  if (options.useCache && !cached) await writeManifestCache(root, { key, manifest: parsed.manifest, warnings: parsed.diagnostics });
   return {
     root,
     format: 'computalot',
@@ -139,9 +192,9 @@ async function checkComputalot(root: string): Promise<ProjectCheck> {
   };
 }
 
-/** The valid project at or above `start`, or exit 3 with every problem listed. */
+/** The valid project at or above `start` (through the manifest cache), or exit 3 with every problem. */
 export async function loadProject(start: string): Promise<Project> {
-  const check = await checkProject(start);
+  const check = await checkProject(start, { useCache: true });
   if (check.project) return check.project;
   throw invalidProjectError(check);
 }

@@ -1,5 +1,23 @@
-import { Chalk, type ChalkInstance } from 'chalk';
 import type { IO, OutStream } from './streams.js';
+
+/** The colours cycle uses; identity functions when colour is off (chalk is then never loaded). */
+export interface Palette {
+  red(text: string): string;
+  green(text: string): string;
+  yellow(text: string): string;
+  cyan(text: string): string;
+  bold(text: string): string;
+  dim(text: string): string;
+}
+
+const plain = (text: string): string => text;
+export const noColors: Palette = { red: plain, green: plain, yellow: plain, cyan: plain, bold: plain, dim: plain };
+
+/** chalk (level 1, 16 colours) as a Palette; imported only when colour is on. */
+export async function chalkPalette(): Promise<Palette> {
+  const { Chalk } = await import('chalk');
+  return new Chalk({ level: 1 });
+}
 
 export interface UiOptions {
   color: boolean;
@@ -22,15 +40,13 @@ export interface Spinner {
  * Colour, spinners and live lines switch off by themselves when not at a TTY.
  */
 export class Ui {
-  readonly c: ChalkInstance;
   private liveLineShown = false;
 
   constructor(
     private readonly io: IO,
     readonly options: UiOptions,
-  ) {
-    this.c = new Chalk({ level: options.color ? 1 : 0 });
-  }
+    readonly c: Palette = noColors,
+  ) {}
 
   get stdout(): OutStream {
     return this.io.stdout;
@@ -75,10 +91,11 @@ export class Ui {
     this.io.stderr.write(`${this.c.yellow('warning:')} ${line}\n`);
   }
 
+  /** With --debug: a line with the time since the process started, to see where time goes. */
   debug(line: string): void {
     if (!this.options.debug) return;
     this.clearLive();
-    this.io.stderr.write(this.c.dim(`debug: ${line}`) + '\n');
+    this.io.stderr.write(this.c.dim(`debug +${Math.round(performance.now())}ms: ${line}`) + '\n');
   }
 
   /** Raw bytes to stderr (a job's own stderr, build output). */

@@ -1,4 +1,4 @@
-import { CycleError, ExitCode, errnoCode } from '../errors.js';
+import { runProcess } from './process.js';
 
 export interface ExecOptions {
   input?: string | Uint8Array;
@@ -27,32 +27,17 @@ export class ExecNotFound extends Error {
 }
 
 export const realExec: Exec = async (file, args, options = {}) => {
-  const { execa } = await import('execa');
-  try {
-    const result = await execa(file, args, {
-      input: options.input,
-      env: options.env,
-      extendEnv: options.env === undefined,
-      cwd: options.cwd,
-      cancelSignal: options.signal,
-      timeout: options.timeoutMs,
-      reject: false,
-      stripFinalNewline: false,
-      encoding: 'utf8',
-    });
-    if (result.failed && result.exitCode === undefined) {
-      const code = errnoCode(result.cause) ?? errnoCode(result);
-      if (code === 'ENOENT') throw new ExecNotFound(file);
-      if (result.isCanceled) throw new CycleError({ message: `${file} was interrupted`, exitCode: ExitCode.interrupted });
-      if (result.timedOut) {
-        return { exitCode: 124, stdout: String(result.stdout ?? ''), stderr: `${file} timed out after ${options.timeoutMs}ms` };
-      }
-      return { exitCode: 127, stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? result.message) };
-    }
-    return { exitCode: result.exitCode ?? 1, stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? '') };
-  } catch (error) {
-    if (error instanceof ExecNotFound || error instanceof CycleError) throw error;
-    if (errnoCode(error) === 'ENOENT') throw new ExecNotFound(file);
-    throw error;
+  const result = await runProcess(file, args, {
+    env: options.env ?? process.env,
+    cwd: options.cwd,
+    input: options.input,
+    signal: options.signal,
+    timeoutMs: options.timeoutMs,
+  });
+  if (result.spawnError) {
+    if (result.spawnError.code === 'ENOENT') throw new ExecNotFound(file);
+    return { exitCode: 127, stdout: '', stderr: result.spawnError.message };
   }
+  if (result.timedOut) return { exitCode: 124, stdout: result.stdout, stderr: `${result.stderr}\n${file} timed out after ${options.timeoutMs}ms` };
+  return { exitCode: result.exitCode ?? 128, stdout: result.stdout, stderr: result.stderr };
 };

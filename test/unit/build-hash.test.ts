@@ -178,8 +178,8 @@ describe('explain', () => {
 
     const project = (await loadProject(root)) as CycleswapProject;
     const { inputs, hash } = await collectBuildInputs(project);
-    const { writeLastBuild } = await import('../../src/build/hash.js');
-    await writeLastBuild(root, { hash, inputs, image: { id: 'sha256:1', tag: 'cycle-demo:1' }, builtAt: '2026-11-23T12:00:00Z' });
+    const { localBuildStore } = await import('../../src/runner/build-store.js');
+    await localBuildStore(root).save({ hash, inputs, image: { id: 'sha256:1', tag: 'cycle-demo:1' }, base: 'ubuntu:24.04', builtAt: '2026-11-23T12:00:00Z' });
 
     const same = fakeContext({ cwd: root });
     await hashCommand({ json: false, explain: true }, same.ctx);

@@ -1,7 +1,8 @@
 import type { Context } from '../../context.js';
 import { ExitCode } from '../../errors.js';
 import { loadProject, type CycleswapProject } from '../../project/load.js';
-import { collectBuildInputs, explainChanges, readLastBuild, type InputChange } from '../../build/hash.js';
+import { collectBuildInputs, explainChanges, type InputChange } from '../../build/hash.js';
+import { localBuildStore } from '../../runner/build-store.js';
 import { computalotBuildHash } from '../../build/oci-hash.js';
 
 export interface HashOptions {
@@ -23,8 +24,8 @@ export async function run(options: HashOptions, ctx: Context): Promise<number> {
 
 async function cycleswapHash(project: CycleswapProject, options: HashOptions, ctx: Context): Promise<number> {
   const { hash, inputs, cache } = await collectBuildInputs(project, { now: () => ctx.clock.now() });
-  const last = options.explain ? await readLastBuild(project.root) : undefined;
-  const changes = last ? explainChanges(last.inputs, inputs) : undefined;
+  const last = options.explain ? await localBuildStore(project.root).last() : undefined;
+  const changes = last?.inputs ? explainChanges(last.inputs, inputs) : undefined;
   if (options.json) {
     ctx.ui.json({
       hash,

@@ -4,7 +4,7 @@ import type { Context } from '../../context.js';
 import { CycleError, ExitCode, usageError } from '../../errors.js';
 import { renderTemplate, type TemplateFormat, type TemplateName } from '../../scaffold/render.js';
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, toProjectName } from '../../project/names.js';
-import { COMPUTALOT_MANIFEST_PATH } from '../../project/computalot.js';
+import { COMPUTALOT_MANIFEST_PATH } from '../../project/paths.js';
 import { ensureStateDir, stateDir } from '../../project/state.js';
 import { pathExists } from '../../util/fs.js';
 

@@ -1,0 +1,77 @@
+// Helpers for cycle's benchmarks: each budget is a ratio against a baseline measured in the
+// same run, so the numbers mean the same on a fast laptop and a slow CI machine.
+import { spawnSync, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+export const CYCLE = path.join(ROOT, 'bin', 'cycle.js');
+
+/** Runs a command and returns its wall time in ms; throws when it fails. */
+export function time(file, args, options = {}) {
+  const start = process.hrtime.bigint();
+  const result = spawnSync(file, args, { stdio: ['pipe', 'ignore', 'pipe'], ...options, env: { ...process.env, NO_COLOR: '1', ...options.env } });
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  if (result.status !== 0) throw new Error(`${file} ${args.join(' ')} failed (${result.status}): ${String(result.stderr).slice(-500)}`);
+  return ms;
+}
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Alternates the two commands `runs` times after `warmup` rounds; medians of each. */
+export function compare(runs, warmup, a, b) {
+  for (let i = 0; i < warmup; i++) {
+    a();
+    b();
+  }
+  const as = [];
+  const bs = [];
+  for (let i = 0; i < runs; i++) {
+    as.push(a());
+    bs.push(b());
+  }
+  return { a: median(as), b: median(bs) };
+}
+
+export function tempDir(prefix) {
+  return fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), prefix)));
+}
+
+export function dockerAvailable() {
+  try {
+    execFileSync('docker', ['image', 'inspect', 'ubuntu:24.04'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const results = [];
+
+export function report(name, value, unit, budget, ok, detail) {
+  results.push({ name, value, unit, budget, ok, detail });
+  const mark = ok === undefined ? '  ' : ok ? 'ok' : '!!';
+  console.log(`${mark}  ${name.padEnd(46)} ${String(value).padStart(10)} ${unit.padEnd(6)} budget ${budget.padEnd(10)} ${detail ?? ''}`);
+}
+
+export function summary() {
+  return results;
+}
+
+/** A tree of `files` files totalling about `bytes` bytes, in `dirs` folders. */
+export function makeTree(root, files, bytes, dirs = 200) {
+  const size = Math.floor(bytes / files);
+  const block = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) block[i] = (i * 2654435761) >>> 24;
+  for (let d = 0; d < dirs; d++) fs.mkdirSync(path.join(root, `d${d}`), { recursive: true });
+  for (let i = 0; i < files; i++) {
+    block.writeUInt32LE(i, 0); // every file different
+    block.writeUInt32LE(i * 7919, size - 8);
+    fs.writeFileSync(path.join(root, `d${i % dirs}`, `f${i}.bin`), block);
+  }
+}

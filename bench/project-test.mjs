@@ -1,0 +1,31 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { CYCLE, compare, dockerAvailable, report, tempDir, time } from './lib.mjs';
+
+export function benchProjectTest() {
+  if (!dockerAvailable()) {
+    console.log('   project test: skipped (Docker or the ubuntu:24.04 image is missing; run scripts/setup.sh)');
+    return;
+  }
+  const root = tempDir('cycle-bench-test-');
+  fs.mkdirSync(path.join(root, '.cycleswap'));
+  fs.writeFileSync(path.join(root, '.cycleswap/manifest.toml'), '[main]\nname = "bench-trivial"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n');
+  fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'echo hello\n');
+  fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
+  fs.writeFileSync(path.join(root, 'main.py'), 'print("hi")\n');
+  time(process.execPath, [CYCLE, 'project', 'test', '--quiet'], { cwd: root }); // the one build
+  const image = JSON.parse(fs.readFileSync(path.join(root, '.cycle/last-build.json'), 'utf8')).image.id;
+  const { a: plain, b: cycle } = compare(
+    10,
+    2,
+    () => time('docker', ['run', '--rm', '-w', '/app', image, 'bash', '.cycleswap/run.sh']),
+    () => time(process.execPath, [CYCLE, 'project', 'test', '--quiet'], { cwd: root }),
+  );
+  const ratio = cycle / plain;
+  report('unchanged project test / plain docker run', ratio.toFixed(2), 'x', '≤ 1.3x', ratio <= 1.3, `(${cycle.toFixed(0)} ms vs ${plain.toFixed(0)} ms; +${(cycle - plain).toFixed(0)} ms)`);
+  const node = time(process.execPath, ['-e', '0']);
+  report('  of which Node.js start-up (node -e 0)', node.toFixed(0), 'ms', '-', undefined);
+  execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' });
+  fs.rmSync(root, { recursive: true, force: true });
+}

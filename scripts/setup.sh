@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Sets up this machine for cycle's demo and test suite, idempotently:
+#   - Docker (Debian's docker.io) and debootstrap, when missing;
+#   - a running Docker daemon (started here, without the default bridge network, when none runs);
+#   - a small local base image, tagged as the ubuntu:<version> images the tests use (only where
+#     no such image exists: a real ubuntu image on this machine is never replaced);
+#   - the npm dependencies and the build (npm ci runs `prepare`, which compiles to dist/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  log "installing docker.io and debootstrap from Debian"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd (no default bridge: containers get no network unless --network host)"
+  as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false >/tmp/cycle-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /tmp/cycle-dockerd.log"; tail -20 /tmp/cycle-dockerd.log >&2; exit 1; }
+fi
+
+BASE=cycle-test-base:bookworm
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+  mirror=$(grep -hoE '^URIs: *\S+' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 | awk '{print $2}')
+  mirror=${mirror:-http://deb.debian.org/debian}
+  rootfs=$(mktemp -d /tmp/cycle-rootfs.XXXXXX)
+  log "building the base image $BASE with debootstrap from $mirror (about a minute)"
+  as_root debootstrap --variant=minbase --include=python3 bookworm "$rootfs" "$mirror" >/tmp/cycle-debootstrap.log 2>&1 \
+    || { tail -20 /tmp/cycle-debootstrap.log >&2; exit 1; }
+  as_root tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
+  as_root rm -rf "$rootfs"
+fi
+for version in 22.04 24.04 25.04 25.10 26.04; do
+  if ! docker image inspect "ubuntu:$version" >/dev/null 2>&1; then docker tag "$BASE" "ubuntu:$version"; fi
+done
+
+if [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -d node_modules ]; then
+  log "installing npm packages (npm ci) and building"
+  npm ci --no-audit --no-fund >/dev/null
+else
+  npm run --silent build
+fi
+log "ready: $(docker version --format 'Docker {{.Server.Version}}'), node $(node --version)"

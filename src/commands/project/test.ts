@@ -1,0 +1,265 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Context } from '../../context.js';
+import { CycleError, ExitCode } from '../../errors.js';
+import { loadProject, type Project } from '../../project/load.js';
+import { RUN_SCRIPT_PATH } from '../../project/paths.js';
+import { ensureStateDir, statePaths } from '../../project/state.js';
+import { checkBuildFlags, DEFAULT_MAX_LAYERS, ensureCycleswapImage, isMissingImageError, type ImageBuildOptions, type ImageBuildResult } from '../../runner/cycleswap-build.js';
+import { localBuildStore } from '../../runner/build-store.js';
+import { localProjectKey, repositoryComponent, LABELS } from '../../runner/images.js';
+import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../runner/task.js';
+import { listOutputs } from '../../runner/outputs.js';
+import { resolveVolumes } from '../../runner/volumes.js';
+import { readJsonArgument } from '../../runner/payload.js';
+import type { DockerDriver } from '../../docker/driver.js';
+import { presentBuildLine } from '../../docker/build-output.js';
+import { selectFiles, toTarEntries } from '../../pack/select.js';
+import { tarStream } from '../../pack/tar.js';
+import { formatBytes, formatDuration } from '../../ui/ui.js';
+import { toProjectName } from '../../project/names.js';
+
+export interface TestOptions {
+  rebuild: boolean;
+  clean: boolean;
+  volume: string[];
+  payload?: string;
+  json: boolean;
+}
+
+export async function run(options: TestOptions, ctx: Context): Promise<number> {
+  checkBuildFlags(options);
+  const project = await loadProject(ctx.cwd);
+  const payload = options.payload !== undefined ? await readJsonArgument('--payload', options.payload, { cwd: ctx.cwd, stdin: ctx.io.stdin }) : {};
+  for (const d of project.diagnostics) ctx.ui.warn(`${d.file}:${d.line}:${d.column}: ${d.field ? `${d.field}: ` : ''}${d.message}`);
+  const name = project.name ?? toProjectName(path.basename(project.root));
+  const docker = await ctx.docker();
+  const { ui } = ctx;
+  const event = (doc: Record<string, unknown>): void => {
+    if (options.json) ui.jsonLine(doc);
+  };
+
+  const gpus = project.format === 'cycleswap' && project.manifest.job.cuda !== undefined ? await checkGpu(project.manifest.job.cuda, docker, ctx) : false;
+  const mounts = project.format === 'cycleswap' ? await resolveVolumes(project.root, project.manifest.main.volumes, options.volume, ctx.cwd) : [];
+  if (project.format === 'computalot' && options.volume.length > 0) {
+    throw new CycleError({ message: '--volume is for .cycleswap/ projects (their [main].volumes)', exitCode: ExitCode.usage });
+  }
+
+  const buildOptions: ImageBuildOptions = {
+    docker,
+    store: localBuildStore(project.root),
+    projectKey: localProjectKey(project.root),
+    repositoryPrefix: 'cycle',
+    flags: { rebuild: options.rebuild, clean: options.clean },
+    maxLayers: Number(ctx.env.CYCLE_MAX_LAYERS) || DEFAULT_MAX_LAYERS,
+    report: (message) => {
+      ui.info(ui.c.bold(message));
+      event({ event: 'build', message });
+    },
+    onOutput: (line) => {
+      const shown = ui.options.debug ? line : presentBuildLine(line);
+      if (shown !== undefined && !ui.options.quiet) ui.rawErr(ui.c.dim(shown) + '\n');
+    },
+    signal: ctx.signal,
+    now: () => new Date(ctx.clock.now()),
+  };
+  const ensureImage = (verify: boolean): Promise<ImageBuildResult> =>
+    project.format === 'cycleswap'
+      ? ensureCycleswapImage(project, { ...buildOptions, verify })
+      : import('../../runner/oci-build.js').then(({ ensureOciImage }) => ensureOciImage(project, name, buildOptions));
+  let image = await ensureImage(false);
+  if (image.mode === 'reused') ui.info(`image ${image.tag} is up to date (build hash ${image.hash.slice(0, 12)}): no build`);
+  else ui.success(`built ${image.tag}${image.flattened ? ' (flattened first)' : ''}`);
+  event({ event: 'image', tag: image.tag, id: image.imageId, hash: image.hash, mode: image.mode });
+
+  const runId = `${new Date(ctx.clock.now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}-${randomBytes(2).toString('hex')}`;
+  const containerName = (suffix: string): string => `cycle-${repositoryComponent(name)}-${runId}-${suffix}`;
+
+  if (project.format === 'computalot') await validateImage(project, image, docker, containerName, ctx, event);
+
+  await ensureStateDir(project.root);
+  const runDir = path.join(statePaths.runs(project.root), runId);
+  const outputsDir = path.join(runDir, 'outputs');
+  await fs.mkdir(outputsDir, { recursive: true });
+
+  let spec = await taskSpec(project, image, payload, outputsDir, mounts, gpus, containerName('task'));
+  ui.info(ui.c.bold(`running ${project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : spec.command.join(' ')} in ${image.tag}`));
+  let lastProgress = '';
+  const callbacks: Parameters<typeof runTask>[2] = {
+      stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
+      stderr: (chunk) => ui.rawErr(chunk),
+      progress: ({ data, raw }) => {
+        if (options.json) event({ event: 'progress', data });
+        else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
+        else ui.info(`progress: ${raw}`);
+        lastProgress = raw;
+      },
+  };
+  let outcome = await runTask(docker, spec, callbacks, ctx.signal);
+  if (!image.verified && isMissingImageError(outcome.dockerError)) {
+    // The recorded image was deleted (docker image prune…): build it again, then run.
+    ui.info('the recorded build image is gone from Docker: building it again');
+    image = await ensureImage(true);
+    spec = { ...spec, image: image.imageId };
+    outcome = await runTask(docker, spec, callbacks, ctx.signal);
+  }
+  ui.clearLive();
+  await reclaimOutputs(docker, image.imageId, outputsDir, containerName('reclaim'));
+  const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
+  const artifacts = await listOutputs(outputsDir, order);
+  const record = {
+    project: name,
+    format: project.format,
+    image: { tag: image.tag, id: image.imageId, buildHash: image.hash, build: image.mode },
+    status: outcome.status,
+    exitCode: outcome.exitCode,
+    reason: outcome.reason ?? null,
+    durationMs: outcome.durationMs,
+    payload,
+    result: outcome.result ?? null,
+    lastProgress: lastProgress || null,
+    artifactOrder: order,
+    artifacts: artifacts.map((a) => ({ path: a.path, size: a.size })),
+    runDir: path.relative(ctx.cwd, runDir) || '.',
+  };
+  await fs.writeFile(path.join(runDir, 'run.json'), JSON.stringify(record, null, 2) + '\n');
+  if (artifacts.length === 0) await fs.rm(runDir, { recursive: true, force: true }).catch(() => undefined);
+
+  if (options.json) event({ event: 'done', ...record });
+  else if (outcome.result !== undefined) ui.out(JSON.stringify(outcome.result, null, 2));
+  if (artifacts.length > 0) {
+    ui.info(`${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} (${order}) in ${record.runDir}/outputs:`);
+    for (const a of artifacts) ui.info(`  ${a.path}  ${ui.c.dim(formatBytes(a.size))}`);
+  }
+  return finish(outcome, spec, ctx);
+}
+
+async function finish(outcome: TaskOutcome, spec: TaskSpec, ctx: Context): Promise<number> {
+  const { ui } = ctx;
+  switch (outcome.status) {
+    case 'succeeded':
+      ui.success(`finished in ${formatDuration(outcome.durationMs)}`);
+      return ExitCode.ok;
+    case 'interrupted':
+      throw new CycleError({ message: 'interrupted: the container was stopped and removed', exitCode: ExitCode.interrupted });
+    default: {
+      if (outcome.dockerError) {
+        const { classifyDockerGpuError, driverNeeded, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
+        const gpu = classifyDockerGpuError(outcome.dockerError);
+        if (gpu?.kind === 'no-runtime') throw new CycleError({ message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)', hint: NO_CONTAINER_RUNTIME_HINT, exitCode: ExitCode.failure });
+        if (gpu?.kind === 'cuda-requirement') throw new CycleError({ message: `the image requires CUDA ${gpu.required}, newer than the driver supports`, hint: `upgrade the NVIDIA driver ${driverNeeded(gpu.required)}`, exitCode: ExitCode.failure });
+        throw new CycleError({ message: outcome.reason ?? 'Docker could not run the task', exitCode: ExitCode.network });
+      }
+      const what = spec.command.includes('.cycleswap/run.sh') ? 'run.sh' : 'the job';
+      throw new CycleError({ message: `${what} failed: ${outcome.reason ?? `exit ${outcome.exitCode}`}`, exitCode: ExitCode.jobFailed });
+    }
+  }
+}
+
+async function taskSpec(project: Project, image: ImageBuildResult, payload: unknown, outputsDir: string, mounts: TaskSpec['mounts'], gpus: boolean, name: string): Promise<TaskSpec> {
+  const labels = { [LABELS.project]: project.name ?? '', [LABELS.projectKey]: localProjectKey(project.root) };
+  if (project.format === 'cycleswap') {
+    const selection = await selectFiles(project.root);
+    const entries = toTarEntries(selection.entries);
+    return {
+      image: image.imageId,
+      name,
+      labels,
+      command: ['bash', RUN_SCRIPT_PATH],
+      workdir: '/app',
+      env: project.manifest.job.env_vars,
+      payload,
+      source: () => tarStream(entries),
+      outputsDir,
+      mounts,
+      gpus,
+      resultRequired: false,
+    };
+  }
+  const [entrypoint, ...args] = project.manifest.entrypoint.command;
+  const cacheMounts = (project.manifest.cache_mounts ?? []).map((mount, index) => ({
+    type: 'volume' as const,
+    source: `cycle-cache-${repositoryComponent(project.name ?? 'project')}-${mount.name ?? index}`,
+    target: mount.path,
+  }));
+  return {
+    image: image.imageId,
+    name,
+    labels,
+    command: args,
+    entrypoint: entrypoint!,
+    ...(project.manifest.runtime.workdir ? { workdir: project.manifest.runtime.workdir } : {}),
+    env: project.manifest.entrypoint.env ?? {},
+    payload,
+    outputsDir,
+    mounts: [...mounts, ...cacheMounts],
+    gpus,
+    resultRequired: true,
+  };
+}
+
+async function validateImage(
+  project: Extract<Project, { format: 'computalot' }>,
+  image: ImageBuildResult,
+  docker: DockerDriver,
+  containerName: (suffix: string) => string,
+  ctx: Context,
+  event: (doc: Record<string, unknown>) => void,
+): Promise<void> {
+  const { runValidationChecks } = await import('../../runner/oci-build.js');
+  const checks = await runValidationChecks(project, image.imageId, docker, containerName, ctx.signal);
+  if (checks.length === 0) return;
+  for (const check of checks) {
+    const line = `${check.ok ? ctx.ui.c.green('✓') : ctx.ui.c.red('✗')} ${check.kind} ${check.name}${check.detail ? `: ${check.detail}` : ''}`;
+    ctx.ui.info(line);
+  }
+  event({ event: 'validation', checks });
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length > 0) {
+    throw new CycleError({
+      message: `${failed.length} of ${checks.length} validation check${checks.length === 1 ? '' : 's'} failed in the built image`,
+      hint: 'install what is missing in the Dockerfile, or fix "validation" in computalot.project.json',
+      exitCode: ExitCode.invalidProject,
+      details: failed.map((c) => `${c.kind} ${c.name}: ${c.detail ?? 'failed'}`),
+    });
+  }
+}
+
+async function checkGpu(cuda: string, docker: DockerDriver, ctx: Context): Promise<boolean> {
+  const { checkCudaRequirement, probeNvidia, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
+  const check = checkCudaRequirement(cuda, await probeNvidia(ctx.exec));
+  if (!check.ok) throw new CycleError({ message: check.message, hint: check.hint, exitCode: ExitCode.failure });
+  const info = await docker.info();
+  if (!info.runtimes.includes('nvidia') && info.cdiSpecDirs.length === 0 && !(await hasNvidiaHook(ctx))) {
+    throw new CycleError({
+      message: `[job].cuda = "${cuda}" needs GPUs in the container, but Docker has no NVIDIA container runtime`,
+      hint: NO_CONTAINER_RUNTIME_HINT,
+      exitCode: ExitCode.failure,
+    });
+  }
+  ctx.ui.info(`GPU: driver ${check.report.driverVersion} supports CUDA ${check.report.cudaVersion} (needs ${cuda})`);
+  return true;
+}
+
+/** Docker's `--gpus` also works through the NVIDIA container toolkit's hook without a registered runtime. */
+async function hasNvidiaHook(ctx: Context): Promise<boolean> {
+  for (const program of ['nvidia-container-runtime-hook', 'nvidia-container-toolkit']) {
+    try {
+      const result = await ctx.exec(program, ['--help'], { timeoutMs: 5000 });
+      if (result.exitCode === 0 || result.stdout || result.stderr) return true;
+    } catch {
+      // not installed
+    }
+  }
+  return false;
+}
+
+function formatProgress(data: unknown): string {
+  if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
+    return Object.entries(data as Record<string, unknown>)
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+      .join('  ');
+  }
+  return typeof data === 'string' ? data : JSON.stringify(data);
+}

@@ -1,0 +1,135 @@
+import { CycleError, ExitCode } from '../errors.js';
+import { DockerBuildError, type DockerDriver } from '../docker/driver.js';
+import type { ComputalotProject } from '../project/load.js';
+import { computalotBuildHash, ociBuildContext } from '../build/oci-hash.js';
+import { tarStream } from '../pack/tar.js';
+import { toTarEntries } from '../pack/select.js';
+import { LABELS, repositoryComponent, shortHash } from './images.js';
+import { checkBuildFlags, type BuildMode, type ImageBuildOptions, type ImageBuildResult } from './cycleswap-build.js';
+import type { ValidationCommand } from '../project/computalot.js';
+
+/**
+ * An OCI project's image: `docker build` of its context (what an upload ships, honouring
+ * .dockerignore). Unchanged context → reused; --rebuild → built again with Docker's layer
+ * cache; --clean → without it.
+ */
+export async function ensureOciImage(project: ComputalotProject, name: string, options: ImageBuildOptions): Promise<ImageBuildResult> {
+  checkBuildFlags(options.flags);
+  const { docker, store, flags } = options;
+  const { hash } = await computalotBuildHash(project);
+  const tag = `${options.repositoryPrefix}/${repositoryComponent(name)}:${shortHash(hash)}`;
+  const last = await store.last();
+  if (!flags.rebuild && !flags.clean) {
+    if (last?.hash === hash) {
+      const image = await docker.inspectImage(last.image.id);
+      if (image) return { imageId: image.id, tag, hash, mode: 'reused', flattened: false, verified: true };
+    }
+    const [match] = await docker.listImages({ label: [`${LABELS.projectKey}=${options.projectKey}`, `${LABELS.buildHash}=${hash}`] });
+    if (match) return { imageId: match.id, tag, hash, mode: 'reused', flattened: false, verified: true };
+  }
+  const mode: BuildMode = flags.clean ? 'clean' : flags.rebuild ? 'rebuild' : last ? 'incremental' : 'first';
+  options.report(mode === 'clean' ? 'building the image without Docker\'s cache (--clean)' : `building the image from the Dockerfile${mode === 'incremental' ? ' (the build context changed)' : ''}`);
+  const entries = await ociBuildContext(project.root);
+  const context = toTarEntries(entries);
+  let imageId: string;
+  try {
+    ({ imageId } = await docker.build({
+      context: { kind: 'tar', open: () => tarStream(context) },
+      tags: [tag],
+      labels: { [LABELS.project]: name, [LABELS.projectKey]: options.projectKey, [LABELS.buildHash]: hash, [LABELS.base]: 'Dockerfile' },
+      noCache: flags.clean,
+      onOutput: options.onOutput,
+      ...(options.signal ? { signal: options.signal } : {}),
+    }));
+  } catch (error) {
+    if (error instanceof DockerBuildError) {
+      throw new CycleError({
+        message: `docker build failed${error.exitCode !== undefined ? ` (a step exited with code ${error.exitCode})` : ''}`,
+        hint: 'fix the Dockerfile and run again',
+        exitCode: ExitCode.jobFailed,
+        details: ['last lines of the build:', ...error.tail.slice(-15).map((line) => `  ${line}`)],
+      });
+    }
+    throw error;
+  }
+  await store.save({ hash, image: { id: imageId, tag }, base: 'Dockerfile', builtAt: options.now().toISOString() });
+  if (last && last.image.tag !== tag && last.image.id !== imageId) await docker.removeImage(last.image.tag).catch(() => undefined);
+  return { imageId, tag, hash, mode, flattened: false, verified: true };
+}
+
+export interface CheckResult {
+  kind: 'executable' | 'file' | 'command';
+  name: string;
+  ok: boolean;
+  detail?: string;
+}
+
+/**
+ * The manifest's validation checks, run inside the built image as the platform runs them
+ * when it prepares a worker: executables on PATH, files that exist, commands that exit 0.
+ */
+export async function runValidationChecks(project: ComputalotProject, imageId: string, docker: DockerDriver, containerName: (suffix: string) => string, signal?: AbortSignal): Promise<CheckResult[]> {
+  const validation = project.manifest.validation;
+  if (!validation) return [];
+  const workdir = project.manifest.runtime.workdir;
+  const results: CheckResult[] = [];
+  if (validation.executables.length > 0 || validation.files.length > 0) {
+    const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+    const script = [
+      ...validation.executables.map((exe) => `if command -v ${quote(exe)} >/dev/null 2>&1; then echo "ok executable ${exe}"; else echo "fail executable ${exe}"; fi`),
+      ...validation.files.map((file) => `if [ -e ${quote(file)} ]; then echo "ok file ${file}"; else echo "fail file ${file}"; fi`),
+    ].join('\n');
+    const output = await capture(docker, { image: imageId, name: containerName('checks'), entrypoint: '/bin/sh', command: ['-c', script], ...(workdir ? { workdir } : {}) }, signal);
+    const lines = output.stdout.split('\n');
+    for (const exe of validation.executables) results.push(checkLine(lines, 'executable', exe, output, 'not found on PATH'));
+    for (const file of validation.files) results.push(checkLine(lines, 'file', file, output, 'does not exist'));
+  }
+  for (const [index, entry] of validation.commands.entries()) {
+    const command: ValidationCommand = Array.isArray(entry) ? { command: entry } : entry;
+    const name = command.name ?? command.command.join(' ');
+    const result = await capture(
+      docker,
+      { image: imageId, name: containerName(`check-${index}`), entrypoint: command.command[0]!, command: command.command.slice(1), ...(workdir ? { workdir } : {}) },
+      signal,
+      (command.timeout_s ?? 120) * 1000,
+    );
+    const tail = (result.stderr || result.stdout).trim().split('\n').slice(-3).join(' | ');
+    results.push(
+      result.exitCode === 0
+        ? { kind: 'command', name, ok: true }
+        : { kind: 'command', name, ok: false, detail: result.timedOut ? `timed out after ${command.timeout_s ?? 120}s` : result.dockerError ? result.dockerError : `exited with code ${result.exitCode}${tail ? `: ${tail}` : ''}` },
+    );
+  }
+  return results;
+}
+
+function checkLine(lines: string[], kind: 'executable' | 'file', name: string, output: { exitCode: number; stderr: string; dockerError?: string }, missing: string): CheckResult {
+  if (lines.includes(`ok ${kind} ${name}`)) return { kind, name, ok: true };
+  if (lines.includes(`fail ${kind} ${name}`)) return { kind, name, ok: false, detail: missing };
+  const reason = output.dockerError ?? output.stderr.trim().split('\n').pop() ?? `exit ${output.exitCode}`;
+  return { kind, name, ok: false, detail: `could not check (the image needs /bin/sh for executable and file checks): ${reason}` };
+}
+
+async function capture(
+  docker: DockerDriver,
+  spec: { image: string; name: string; entrypoint: string; command: string[]; workdir?: string },
+  signal?: AbortSignal,
+  timeoutMs = 120_000,
+): Promise<{ exitCode: number; stdout: string; stderr: string; dockerError?: string; timedOut: boolean }> {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void docker.removeContainer(spec.name);
+  }, timeoutMs);
+  const onAbort = (): void => void docker.removeContainer(spec.name);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const exit = await docker.runContainer({ ...spec, env: {}, mounts: [], labels: { [LABELS.run]: spec.name } }, { stdout: (c) => out.push(c), stderr: (c) => err.push(c) }, signal);
+    return { exitCode: exit.exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ...(exit.dockerError ? { dockerError: exit.dockerError } : {}), timedOut };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

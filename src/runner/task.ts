@@ -1,0 +1,170 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import type { DockerDriver, Mount } from '../docker/driver.js';
+import { ProgressFilter, type ProgressEvent } from './progress.js';
+import { LABELS } from './images.js';
+
+/** Where the runner protocol's files appear inside the container. */
+export const TASK_DIR = '/computalot/task';
+export const OUTPUTS_DIR = '/outputs';
+
+export interface TaskSpec {
+  image: string;
+  /** Container name: unique, so an interrupted or timed-out task can be removed. */
+  name: string;
+  labels: Record<string, string>;
+  command: string[];
+  /** Replaces the image's entrypoint (OCI projects: the manifest's entrypoint.command[0]). */
+  entrypoint?: string;
+  workdir?: string;
+  /** The job's own variables (manifest env_vars, entrypoint.env). */
+  env: Record<string, string>;
+  payload: unknown;
+  /** A tar stream of the project source, extracted into /app before the command runs. */
+  source?: () => Readable;
+  /** Host folder mounted at /outputs (the job's artifacts land there directly). */
+  outputsDir: string;
+  mounts: Mount[];
+  gpus: boolean;
+  /** A runner command must write a result; `.cycleswap/run.sh` may. */
+  resultRequired: boolean;
+  timeoutMs?: number;
+}
+
+export interface TaskCallbacks {
+  stdout(chunk: string): void;
+  stderr(chunk: Buffer): void;
+  progress(event: ProgressEvent): void;
+}
+
+export type TaskStatus = 'succeeded' | 'failed' | 'timed-out' | 'interrupted';
+
+export interface TaskOutcome {
+  status: TaskStatus;
+  exitCode: number;
+  /** The parsed result file, when there is a valid one. */
+  result?: unknown;
+  /** Why the task failed, in words (non-zero exit, missing result, Docker error, timeout). */
+  reason?: string;
+  dockerError?: string;
+  durationMs: number;
+}
+
+/**
+ * Runs one task in a container with the runner protocol: the payload in
+ * $COMPUTALOT_TASK_PAYLOAD, the result from $COMPUTALOT_TASK_RESULT, COMPUTALOT_PROGRESS: lines
+ * as progress, everything else as the live log. The same code serves `cycle project test`
+ * and the local backend.
+ */
+export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: TaskCallbacks, signal?: AbortSignal): Promise<TaskOutcome> {
+  const started = Date.now();
+  const ioDir = await fs.mkdtemp(path.join(os.tmpdir(), 'cycle-task-'));
+  await fs.chmod(ioDir, 0o777); // the job may run as a non-root user in its image
+  await fs.writeFile(path.join(ioDir, 'payload.json'), JSON.stringify(spec.payload ?? {}));
+  await fs.mkdir(spec.outputsDir, { recursive: true });
+  const env: Record<string, string> = {
+    ...spec.env,
+    INSIDE_CYCLESWAP_CONTAINER: '1',
+    COMPUTALOT_TASK_PAYLOAD: `${TASK_DIR}/payload.json`,
+    COMPUTALOT_TASK_RESULT: `${TASK_DIR}/result.json`,
+    COMPUTALOT_ARTIFACT_DIR: OUTPUTS_DIR,
+    CYCLE_OUTPUT_DIR: OUTPUTS_DIR,
+  };
+  // The source is copied (never bind-mounted), as a remote worker does: piped into `tar -x`.
+  const command = spec.source ? ['bash', '-c', 'mkdir -p /app && tar -xf - -C /app && exec "$@"', 'cycle-task', ...spec.command] : spec.command;
+  const filter = new ProgressFilter(callbacks.stdout, callbacks.progress);
+  let timedOut = false;
+  const timer = spec.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        void docker.removeContainer(spec.name).catch(() => undefined);
+      }, spec.timeoutMs)
+    : undefined;
+  const onAbort = (): void => void docker.removeContainer(spec.name).catch(() => undefined);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const exit = await docker.runContainer(
+      {
+        image: spec.image,
+        name: spec.name,
+        labels: { ...spec.labels, [LABELS.run]: spec.name },
+        command,
+        ...(spec.entrypoint !== undefined && !spec.source ? { entrypoint: spec.entrypoint } : {}),
+        ...(spec.workdir ? { workdir: spec.workdir } : {}),
+        env,
+        mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.outputsDir, target: OUTPUTS_DIR }, ...spec.mounts],
+        ...(spec.gpus ? { gpus: 'all' as const } : {}),
+      },
+      { ...(spec.source ? { stdin: spec.source() } : {}), stdout: (chunk) => filter.push(chunk), stderr: callbacks.stderr },
+      signal,
+    );
+    filter.flush();
+    const durationMs = Date.now() - started;
+    if (signal?.aborted) return { status: 'interrupted', exitCode: 130, reason: 'interrupted', durationMs };
+    if (timedOut) return { status: 'timed-out', exitCode: exit.exitCode, reason: `timed out after ${Math.round((spec.timeoutMs ?? 0) / 1000)}s`, durationMs };
+    if (exit.dockerError) return { status: 'failed', exitCode: exit.exitCode, reason: `Docker could not run the task: ${exit.dockerError}`, dockerError: exit.dockerError, durationMs };
+    const result = await readResult(path.join(ioDir, 'result.json'));
+    if (exit.exitCode !== 0) {
+      return { status: 'failed', exitCode: exit.exitCode, reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`, ...(result.ok ? { result: result.value } : {}), durationMs };
+    }
+    if (!result.ok) {
+      if (result.missing && !spec.resultRequired) return { status: 'succeeded', exitCode: 0, durationMs };
+      return {
+        status: 'failed',
+        exitCode: 0,
+        reason: result.missing ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names' : `exited 0 but the result file is not valid JSON: ${result.error}`,
+        durationMs,
+      };
+    }
+    return { status: 'succeeded', exitCode: 0, result: result.value, durationMs };
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+    await fs.rm(ioDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+async function readResult(file: string): Promise<{ ok: true; value: unknown } | { ok: false; missing: boolean; error?: string }> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch {
+    return { ok: false, missing: true };
+  }
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch (error) {
+    const preview = text.length > 60 ? `${text.slice(0, 60)}…` : text;
+    return { ok: false, missing: false, error: `${(error as Error).message} (the file starts: ${JSON.stringify(preview)})` };
+  }
+}
+
+/**
+ * Files a container wrote into a bind mount belong to root: give them back to the user (not
+ * needed as root, nor with rootless Docker, where they already belong to the user).
+ */
+export async function reclaimOutputs(docker: DockerDriver, image: string, dir: string, name: string): Promise<void> {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  if (uid === undefined || gid === undefined || uid === 0) return;
+  const foreign = await ownedByOthers(dir, uid);
+  if (!foreign) return;
+  await docker
+    .runContainer(
+      { image, name, labels: { [LABELS.run]: name }, entrypoint: 'chown', command: ['-R', `${uid}:${gid}`, '/reclaim'], env: {}, mounts: [{ type: 'bind', source: dir, target: '/reclaim' }] },
+      { stdout: () => undefined, stderr: () => undefined },
+    )
+    .catch(() => undefined);
+}
+
+async function ownedByOthers(dir: string, uid: number): Promise<boolean> {
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const file = path.join(dir, entry.name);
+    const stat = await fs.lstat(file);
+    if (stat.uid !== uid) return true;
+    if (entry.isDirectory() && (await ownedByOthers(file, uid))) return true;
+  }
+  return false;
+}

@@ -1,0 +1,41 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { CycleError, ExitCode, usageError } from '../errors.js';
+import type { Mount } from '../docker/driver.js';
+import { statePaths } from '../project/state.js';
+import { VOLUME_NAME_PATTERN } from '../project/names.js';
+
+/**
+ * Host folders for the manifest's volumes, mounted at /volumes/<name>: `--volume NAME=PATH`,
+ * else `<project>/.cycle/volumes/<name>`. A missing folder is an error that names it.
+ */
+export async function resolveVolumes(root: string, declared: readonly string[], flags: readonly string[], cwd: string): Promise<Mount[]> {
+  const given = new Map<string, string>();
+  for (const flag of flags) {
+    const eq = flag.indexOf('=');
+    if (eq <= 0) throw usageError(`--volume ${flag}: expected NAME=PATH`, `e.g. --volume training-data=/data/train`);
+    const name = flag.slice(0, eq);
+    if (!VOLUME_NAME_PATTERN.test(name)) throw usageError(`--volume ${flag}: "${name}" is not a volume name`);
+    if (!declared.includes(name)) {
+      throw usageError(
+        `--volume ${name}: the manifest declares no volume "${name}"`,
+        declared.length ? `declared volumes: ${declared.join(', ')}` : `add it to [main].volumes in .cycleswap/manifest.toml`,
+      );
+    }
+    given.set(name, path.resolve(cwd, flag.slice(eq + 1)));
+  }
+  const mounts: Mount[] = [];
+  for (const name of declared) {
+    const source = given.get(name) ?? path.join(statePaths.volumes(root), name);
+    const stat = await fs.stat(source).catch(() => undefined);
+    if (!stat?.isDirectory()) {
+      throw new CycleError({
+        message: `volume "${name}" has no local folder: ${source} ${stat ? 'is not a folder' : 'does not exist'}`,
+        hint: `create ${path.relative(cwd, path.join(statePaths.volumes(root), name)) || '.'} with the data, or pass --volume ${name}=/path/to/data`,
+        exitCode: ExitCode.usage,
+      });
+    }
+    mounts.push({ type: 'bind', source: await fs.realpath(source), target: `/volumes/${name}` });
+  }
+  return mounts;
+}

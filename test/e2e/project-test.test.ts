@@ -1,0 +1,357 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cycle, docker, e2eCycleswapProject, imageLayers, lastBuild, removeProjectImages, startCycle, waitFor, type E2EProject } from '../helpers/e2e.js';
+import { tempDir, writeFiles } from '../helpers/context.js';
+import { localProjectKey } from '../../src/runner/images.js';
+
+const made: E2EProject[] = [];
+async function project(options: Parameters<typeof e2eCycleswapProject>[0] = {}): Promise<E2EProject> {
+  const p = await e2eCycleswapProject(options);
+  made.push(p);
+  return p;
+}
+afterAll(async () => {
+  for (const p of made) await removeProjectImages(p.root);
+});
+
+async function imageCreated(id: string): Promise<string> {
+  return docker(['image', 'inspect', '--format', '{{.Created}}', id]);
+}
+
+describe('project test: the build rules, on real Docker', () => {
+  it('builds once, reuses the image unchanged, layers edits on the previous image; --rebuild; --clean', async () => {
+    const p = await project({ manifest: { buildFiles: ['requirements.txt'] }, files: { 'requirements.txt': 'numpy\n' }, build: 'echo "installing $(cat requirements.txt)"\n' });
+
+    const first = await cycle(['project', 'test'], { cwd: p.root });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain('building the image from ubuntu:24.04 (no previous build image)');
+    expect(first.stderr).toContain('installing numpy');
+    const build1 = await lastBuild(p.root);
+    const hash = (await cycle(['project', 'hash'], { cwd: p.root })).stdout.trim();
+    expect(build1.hash).toBe(hash);
+    expect(await docker(['image', 'inspect', '--format', '{{index .Config.Labels "cycle.build-hash"}}', build1.image.id])).toBe(hash);
+    const baseLayers = await imageLayers('ubuntu:24.04');
+    const layers1 = await imageLayers(build1.image.id);
+    expect(layers1.slice(0, baseLayers.length)).toEqual(baseLayers);
+
+    // Unchanged: the same image, not rebuilt (by Docker's ids and creation time, not log text).
+    const created1 = await imageCreated(build1.image.id);
+    const allImages = async (): Promise<string> => (await docker(['images', '-qa', '--no-trunc'])).split('\n').sort().join('\n');
+    const imagesBefore = await allImages();
+    const second = await cycle(['project', 'test'], { cwd: p.root });
+    expect(second.code).toBe(0);
+    expect((await lastBuild(p.root)).image.id).toBe(build1.image.id);
+    expect(await imageCreated(build1.image.id)).toBe(created1);
+    expect(await allImages()).toBe(imagesBefore);
+
+    // A build file changes: build.sh runs on top of the previous image.
+    await fs.writeFile(path.join(p.root, 'requirements.txt'), 'numpy\nscipy\n');
+    const third = await cycle(['project', 'test'], { cwd: p.root });
+    expect(third.code).toBe(0);
+    expect(third.stderr).toContain('running build.sh on top of the previous build image');
+    const build3 = await lastBuild(p.root);
+    expect(build3.image.id).not.toBe(build1.image.id);
+    const layers3 = await imageLayers(build3.image.id);
+    expect(layers3.slice(0, layers1.length)).toEqual(layers1);
+    expect(layers3.length).toBe(layers1.length + 2);
+
+    // --rebuild: again on top of the previous image, though nothing changed.
+    const rebuild = await cycle(['project', 'test', '--rebuild'], { cwd: p.root });
+    expect(rebuild.code).toBe(0);
+    const build4 = await lastBuild(p.root);
+    expect(build4.image.id).not.toBe(build3.image.id);
+    expect((await imageLayers(build4.image.id)).slice(0, layers3.length)).toEqual(layers3);
+
+    // --clean: from the bare base image.
+    const clean = await cycle(['project', 'test', '--clean'], { cwd: p.root });
+    expect(clean.code).toBe(0);
+    expect(clean.stderr).toContain('building the image from ubuntu:24.04 (--clean)');
+    const layers5 = await imageLayers((await lastBuild(p.root)).image.id);
+    expect(layers5.slice(0, baseLayers.length)).toEqual(baseLayers);
+    expect(layers5).not.toContain(layers1[baseLayers.length]);
+    expect(layers5.length).toBe(layers1.length);
+
+    const both = await cycle(['project', 'test', '--rebuild', '--clean'], { cwd: p.root });
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--rebuild and --clean cannot be used together');
+
+    const explain = await cycle(['project', 'hash', '--explain'], { cwd: p.root });
+    expect(explain.stdout).toContain('unchanged since the last build');
+  });
+
+  it('build.sh sees .cycleswap/ and the build files only', async () => {
+    const p = await project({
+      manifest: { buildFiles: ['pyproject.toml', 'deps'] },
+      files: { 'pyproject.toml': '[project]\n', 'deps/a.txt': 'a\n', 'secret.txt': 'do not read\n', 'src/main.py': 'print(1)\n' },
+      build: [
+        'set -e',
+        'pwd',
+        'find . -type f ! -path "./.cycleswap/*" | sort | tr "\\n" " "; echo',
+        'test ! -e secret.txt && test ! -e src/main.py && test -e pyproject.toml && test -e deps/a.txt && echo CONTEXT_OK',
+        'if grep -rq "do not read" / --include=*.txt 2>/dev/null; then echo LEAKED; exit 1; fi',
+      ].join('\n'),
+    });
+    const result = await cycle(['project', 'test'], { cwd: p.root });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain('/app');
+    expect(result.stderr).toContain('./deps/a.txt ./pyproject.toml');
+    expect(result.stderr).toContain('CONTEXT_OK');
+    expect(result.stderr).not.toContain('LEAKED');
+  });
+
+  it('a failing build.sh: exit 6, its exit code and last lines', async () => {
+    const p = await project({ build: 'echo "compiling the thing"\necho "fatal: no compiler" >&2\nexit 4\n' });
+    const result = await cycle(['project', 'test', '--quiet'], { cwd: p.root });
+    expect(result.code).toBe(6);
+    expect(result.stderr).toContain('error: build.sh failed with exit code 4');
+    expect(result.stderr).toContain('fatal: no compiler');
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('flattens the image past the layer limit, and says so', async () => {
+    const p = await project({ manifest: { buildFiles: ['v.txt'] }, files: { 'v.txt': '0' } });
+    const env = { CYCLE_MAX_LAYERS: '5' };
+    expect((await cycle(['project', 'test'], { cwd: p.root, env })).code).toBe(0); // base + 3
+    await fs.writeFile(path.join(p.root, 'v.txt'), '1');
+    const over = await cycle(['project', 'test'], { cwd: p.root, env });
+    expect(over.code, over.stderr).toBe(0);
+    expect(over.stderr).toMatch(/the build image has \d+ layers \(limit 5\): flattening it into one layer/);
+    const layers = await imageLayers((await lastBuild(p.root)).image.id);
+    expect(layers.length).toBe(3); // flattened + COPY + RUN
+    const again = await cycle(['project', 'test'], { cwd: p.root, env });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('up to date');
+  });
+});
+
+describe('project test: the run', () => {
+  it('copies the source to /app, sets env vars and INSIDE_CYCLESWAP_CONTAINER, streams stdout and stderr', async () => {
+    const p = await project({
+      manifest: { env: '{ GREETING = "hi there", LEARNING_RATE = "3e-4" }' },
+      files: { 'src/data.txt': 'from the source\n', '.gitignore': 'ignored.txt\n', 'ignored.txt': 'x' },
+      run: 'pwd\ncat src/data.txt\necho "$GREETING $LEARNING_RATE $INSIDE_CYCLESWAP_CONTAINER"\necho to-stderr >&2\ntest ! -e ignored.txt && echo IGNORED_LEFT_OUT\nmount | grep -c " /app " || true\n',
+    });
+    const result = await cycle(['project', 'test'], { cwd: p.root });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('/app\nfrom the source\nhi there 3e-4 1\n');
+    expect(result.stdout).toContain('IGNORED_LEFT_OUT');
+    expect(result.stdout).toMatch(/^0$/m); // /app is not a mount: the source was copied
+    expect(result.stderr).toContain('to-stderr');
+    expect(result.stdout).not.toContain('to-stderr');
+  });
+
+  it('mounts volumes at /volumes/<name>, from --volume or the default folder; a missing one is named', async () => {
+    const p = await project({ manifest: { volumes: ['training-data', 'cache'] }, run: 'cat /volumes/training-data/x.txt; ls /volumes/cache\n' });
+    const data = await tempDir();
+    await writeFiles(data, { 'x.txt': 'volume content\n' });
+    const missing = await cycle(['project', 'test', '--volume', `training-data=${data}`], { cwd: p.root });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('volume "cache" has no local folder');
+    expect(missing.stderr).toContain('.cycle/volumes/cache');
+    await writeFiles(p.root, { '.cycle/volumes/cache/marker': '' });
+    const ok = await cycle(['project', 'test', '--volume', `training-data=${data}`], { cwd: p.root });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('volume content\nmarker');
+    const unknown = await cycle(['project', 'test', '--volume', 'nope=/tmp'], { cwd: p.root });
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('the manifest declares no volume "nope"');
+  });
+
+  it.each([
+    ['FIFO', ['first.txt', 'b/second.txt', 'third.txt']],
+    ['LIFO', ['third.txt', 'b/second.txt', 'first.txt']],
+  ])('collects /outputs in %s order', async (order, expected) => {
+    const p = await project({
+      manifest: { order },
+      run: 'echo 1 > /outputs/first.txt; sleep 0.05; mkdir -p $CYCLE_OUTPUT_DIR/b; echo 2 > /outputs/b/second.txt; sleep 0.05; echo 3 > /outputs/third.txt\n',
+    });
+    const result = await cycle(['project', 'test', '--json'], { cwd: p.root });
+    expect(result.code, result.stderr).toBe(0);
+    const done = result.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done');
+    expect(done.artifactOrder).toBe(order);
+    expect(done.artifacts.map((a: { path: string }) => a.path)).toEqual(expected);
+    const outputs = path.join(p.root, done.runDir, 'outputs');
+    expect(await fs.readFile(path.join(outputs, 'b/second.txt'), 'utf8')).toBe('2\n');
+    expect(result.stderr).toContain(`3 artifacts (${order})`);
+  });
+
+  it('a failing run.sh exits 6 and shows its own exit code', async () => {
+    const p = await project({ run: 'echo "training..."\nexit 3\n' });
+    const result = await cycle(['project', 'test'], { cwd: p.root });
+    expect(result.code).toBe(6);
+    expect(result.stdout).toContain('training...');
+    expect(result.stderr).toContain('error: run.sh failed: exited with code 3');
+  });
+
+  it('works with BuildKit too (Debian\'s docker 20.10 client with DOCKER_BUILDKIT=1)', async () => {
+    const client = '/usr/bin/docker';
+    const hasClient = await fs.access(client).then(
+      () => true,
+      () => false,
+    );
+    expect(hasClient, 'scripts/setup.sh installs docker.io, whose client speaks BuildKit').toBe(true);
+    const p = await project({ manifest: { buildFiles: ['f.txt'] }, files: { 'f.txt': '1' }, build: 'echo "built with $(cat f.txt)"\n' });
+    const env = { CYCLE_DOCKER_BIN: client, DOCKER_BUILDKIT: '1', CYCLE_DOCKER_NETWORK: 'host' };
+    const first = await cycle(['project', 'test'], { cwd: p.root, env });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain('built with 1');
+    expect(first.stderr).not.toMatch(/^#\d+ /m); // BuildKit's step lines are hidden
+    const layers1 = await imageLayers((await lastBuild(p.root)).image.id);
+    await fs.writeFile(path.join(p.root, 'f.txt'), '2');
+    const second = await cycle(['project', 'test'], { cwd: p.root, env });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toContain('built with 2');
+    const layers2 = await imageLayers((await lastBuild(p.root)).image.id);
+    expect(layers2.slice(0, layers1.length)).toEqual(layers1);
+  });
+});
+
+describe('project test: OCI projects', () => {
+  async function ociProject(files: Record<string, string>): Promise<E2EProject> {
+    const root = await tempDir('cycle-e2e-oci-');
+    const name = `e2e-oci-${Date.now().toString(36)}-${made.length}`;
+    await writeFiles(root, files);
+    const manifestPath = path.join(root, 'computalot.project.json');
+    const manifest = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
+    manifest.name = name;
+    await fs.writeFile(manifestPath, JSON.stringify(manifest));
+    const p = { root, name };
+    made.push(p);
+    return p;
+  }
+
+  const job = `import json, os, pathlib, sys
+payload = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())
+for step in range(1, payload.get("steps", 2) + 1):
+    print("COMPUTALOT_PROGRESS:" + json.dumps({"step": step}), flush=True)
+print("log line", flush=True)
+pathlib.Path(os.environ["COMPUTALOT_ARTIFACT_DIR"], "summary.txt").write_text("done")
+if payload.get("no_result"):
+    sys.exit(0)
+pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payload.get("bad_result") else json.dumps({"sum": payload.get("steps", 2) * 10}))
+`;
+  const files = {
+    Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
+    '.dockerignore': 'ignored-by-docker.txt\n',
+    'ignored-by-docker.txt': 'x',
+    'job.py': job,
+    'computalot.project.json': JSON.stringify({
+      version: 1,
+      runtime: { kind: 'oci', sandbox: 'gvisor', workdir: '/workspace' },
+      entrypoint: { command: ['python3', 'job.py'] },
+      validation: { executables: ['python3'], files: ['/workspace/job.py'], commands: [['python3', '-c', 'import json']] },
+    }),
+  };
+
+  it('runs the entrypoint with the payload, prints the result, shows progress, collects artifacts', async () => {
+    const p = await ociProject(files);
+    const result = await cycle(['project', 'test', '--payload', '{"steps": 3}'], { cwd: p.root });
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.slice(result.stdout.indexOf('{')))).toEqual({ sum: 30 });
+    expect(result.stdout).toContain('log line');
+    expect(result.stdout).not.toContain('COMPUTALOT_PROGRESS');
+    expect(result.stderr).toContain('progress: {"step": 3}');
+    expect(result.stderr).toContain('✓ executable python3');
+    expect(result.stderr).toContain('✓ command python3 -c import json');
+    expect(result.stderr).toContain('summary.txt');
+
+    const json = await cycle(['project', 'test', '--json', '--payload', '@payload.json'], { cwd: p.root, env: {} }).catch(() => undefined);
+    expect(json?.code).toBe(2);
+    expect(json?.stderr).toContain('--payload @payload.json: no such file');
+
+    const piped = await cycle(['project', 'test', '--json', '--payload', '-'], { cwd: p.root, input: '{"steps": 2}' });
+    expect(piped.code, piped.stderr).toBe(0);
+    const events = piped.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.filter((e) => e.event === 'progress').map((e) => e.data)).toEqual([{ step: 1 }, { step: 2 }]);
+    expect(events.at(-1)).toMatchObject({ event: 'done', status: 'succeeded', result: { sum: 20 } });
+    expect(events.find((e) => e.event === 'image')).toMatchObject({ mode: 'reused' });
+  });
+
+  it('reports a missing or invalid result file clearly', async () => {
+    const p = await ociProject(files);
+    const none = await cycle(['project', 'test', '--payload', '{"no_result": true}'], { cwd: p.root });
+    expect(none.code).toBe(6);
+    expect(none.stderr).toContain('exited 0 but wrote no result');
+    const bad = await cycle(['project', 'test', '--payload', '{"bad_result": true}'], { cwd: p.root });
+    expect(bad.code).toBe(6);
+    expect(bad.stderr).toContain('the result file is not valid JSON');
+    const badPayload = await cycle(['project', 'test', '--payload', '{"steps": 3,}'], { cwd: p.root });
+    expect(badPayload.code).toBe(2);
+    expect(badPayload.stderr).toMatch(/--payload is not valid JSON: .* at line 1, column 1[23]/);
+  });
+
+  it('a failing validation check names the check and exits 3', async () => {
+    const p = await ociProject({
+      ...files,
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: { kind: 'oci', workdir: '/workspace' },
+        entrypoint: { command: ['python3', 'job.py'] },
+        validation: { executables: ['python3', 'ffmpeg'], files: ['/workspace/weights.bin'], commands: [{ name: 'torch imports', command: ['python3', '-c', 'import torch'] }] },
+      }),
+    });
+    const result = await cycle(['project', 'test'], { cwd: p.root });
+    expect(result.code).toBe(3);
+    expect(result.stderr).toContain('3 of 4 validation checks failed');
+    expect(result.stderr).toContain('executable ffmpeg: not found on PATH');
+    expect(result.stderr).toContain('file /workspace/weights.bin: does not exist');
+    expect(result.stderr).toMatch(/command torch imports: exited with code 1: .*No module named 'torch'/);
+  });
+
+  it('honours .dockerignore', async () => {
+    const p = await ociProject({ ...files, 'job.py': 'import os, json\nopen(os.environ["COMPUTALOT_TASK_RESULT"], "w").write(json.dumps(sorted(os.listdir("."))))\n' });
+    const result = await cycle(['project', 'test'], { cwd: p.root });
+    expect(result.code, result.stderr).toBe(0);
+    const listing = JSON.parse(result.stdout) as string[];
+    expect(listing).toContain('job.py');
+    expect(listing).not.toContain('ignored-by-docker.txt');
+    expect(listing).not.toContain('.cycle');
+  });
+});
+
+describe('project test: Ctrl-C', () => {
+  async function interrupt(p: E2EProject, waitText: string): Promise<{ code: number; stderr: string; tmp: string }> {
+    const tmp = await tempDir('cycle-e2e-tmp-');
+    const run = startCycle(['project', 'test'], { cwd: p.root, env: { TMPDIR: tmp } });
+    await waitFor(() => run.output().stdout.includes(waitText) || run.output().stderr.includes(waitText), 60_000, waitText);
+    await new Promise((r) => setTimeout(r, 300));
+    run.child.kill('SIGINT');
+    const code = await run.exited;
+    return { code, stderr: run.output().stderr, tmp };
+  }
+
+  it('during the run: stops and removes the container and temp folders, exits 130', async () => {
+    const p = await project({ run: 'echo started; sleep 60\n' });
+    const { code, stderr, tmp } = await interrupt(p, 'started');
+    expect(code).toBe(130);
+    expect(stderr).toContain('interrupting');
+    const left = await docker(['ps', '-a', '--filter', `label=cycle.project-key=${localProjectKey(p.root)}`, '--format', '{{.Names}}']);
+    expect(left).toBe('');
+    expect(await fs.readdir(tmp)).toEqual([]);
+  });
+
+  it('during the build: stops the build, leaves no container, exits 130', async () => {
+    const p = await project({ build: 'echo building-now; sleep 60\n' });
+    const before = await docker(['ps', '-aq']);
+    const { code, tmp } = await interrupt(p, 'building-now');
+    expect(code).toBe(130);
+    await waitFor(async () => (await docker(['ps', '-aq'])) === before, 20_000, 'the build container to go');
+    expect(await fs.readdir(tmp)).toEqual([]);
+    await expect(fs.access(path.join(p.root, '.cycle', 'last-build.json'))).rejects.toThrow();
+  });
+});
+
+describe('project test: Docker missing or down', () => {
+  it('exit 5 with the fix', async () => {
+    const p = await project();
+    const missing = await cycle(['project', 'test'], { cwd: p.root, env: { CYCLE_DOCKER_BIN: '/nonexistent/docker' } });
+    expect(missing.code).toBe(5);
+    expect(missing.stderr).toContain('Docker is not installed');
+    expect(missing.stderr).toContain('hint: install Docker');
+    const down = await cycle(['project', 'test'], { cwd: p.root, env: { DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+    expect(down.code).toBe(5);
+    expect(down.stderr).toContain('the Docker daemon is not running or cannot be reached');
+    expect(down.stderr).toContain('hint: start the Docker daemon');
+  });
+});

@@ -1,0 +1,114 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { tempDir, writeFiles } from './context.js';
+
+const execFileAsync = promisify(execFile);
+export const BIN = path.join(import.meta.dirname, '..', '..', 'bin', 'cycle.js');
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the real binary (no TTY: no colours, no spinners). */
+export async function cycle(args: string[], options: { cwd: string; env?: Record<string, string>; input?: string } = { cwd: process.cwd() }): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...baseEnv(options.cwd), ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.stdin.end(options.input ?? '');
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Starts the binary without waiting (for Ctrl-C tests); collects its output. */
+export function startCycle(args: string[], options: { cwd: string; env?: Record<string, string> }): { child: ChildProcess; output: () => CliResult; exited: Promise<number> } {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...baseEnv(options.cwd), ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : -1))));
+  return { child, output: () => ({ code: child.exitCode ?? -1, stdout, stderr }), exited };
+}
+
+function baseEnv(cwd: string): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? cwd,
+    XDG_CONFIG_HOME: path.join(cwd, '.xdg-config'),
+    NO_COLOR: '1',
+    ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
+  };
+}
+
+export async function docker(args: string[]): Promise<string> {
+  const { stdout } = await execFileAsync('docker', args, { maxBuffer: 64 << 20 });
+  return stdout.trim();
+}
+
+export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 60_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export interface E2EProject {
+  root: string;
+  name: string;
+}
+
+let counter = 0;
+
+/** A .cycleswap/ project in a temp folder, with a unique name. */
+export async function e2eCycleswapProject(options: { run?: string; build?: string; manifest?: Partial<{ buildFiles: string[]; volumes: string[]; env: string; cuda: string; order: string; version: string }>; files?: Record<string, string> } = {}): Promise<E2EProject> {
+  const root = await tempDir('cycle-e2e-');
+  const name = `e2e-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+  const m = options.manifest ?? {};
+  await writeFiles(root, {
+    '.cycleswap/manifest.toml': `[main]
+name = "${name}"
+volumes = ${JSON.stringify(m.volumes ?? [])}
+build_files = ${JSON.stringify(m.buildFiles ?? [])}
+
+[ubuntu]
+version = "${m.version ?? '24.04'}"
+
+[job]
+${m.cuda ? `cuda = "${m.cuda}"\n` : ''}env_vars = ${m.env ?? '{}'}
+email_on_success = false
+email_on_failure = false
+artifact_upload_order = "${m.order ?? 'FIFO'}"
+`,
+    '.cycleswap/run.sh': options.run ?? 'echo "run ok"\n',
+    '.cycleswap/build.sh': options.build ?? 'echo "build ok"\n',
+    ...options.files,
+  });
+  return { root, name };
+}
+
+export async function lastBuild(root: string): Promise<{ hash: string; image: { id: string; tag: string } }> {
+  return JSON.parse(await fs.readFile(path.join(root, '.cycle', 'last-build.json'), 'utf8'));
+}
+
+export async function imageLayers(id: string): Promise<string[]> {
+  return JSON.parse(await docker(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', id])) as string[];
+}
+
+/** Removes every image and container a test project made. */
+export async function removeProjectImages(root: string): Promise<void> {
+  const { localProjectKey } = await import('../../src/runner/images.js');
+  const key = localProjectKey(root);
+  const containers = (await docker(['ps', '-aq', '--filter', `label=cycle.project-key=${key}`])).split('\n').filter(Boolean);
+  if (containers.length) await docker(['rm', '-f', ...containers]).catch(() => undefined);
+  const images = (await docker(['images', '-q', '--filter', `label=cycle.project-key=${key}`])).split('\n').filter(Boolean);
+  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+}
