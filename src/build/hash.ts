@@ -3,7 +3,7 @@ import { BUILD_SCRIPT_PATH } from '../project/paths.js';
 import type { CycleswapProject } from '../project/load.js';
 import { StatCache } from '../pack/stat-cache.js';
 import { ensureStateDir, statePaths } from '../project/state.js';
-import { mapLimit, sha256Hex } from '../util/fs.js';
+import { sha256Hex } from '../util/fs.js';
 
 /** Bump when the encoding below changes: every project then rebuilds once. */
 export const BUILD_HASH_FORMAT = 'cycle-build-hash/v1';
@@ -31,9 +31,9 @@ export interface BuildInputs {
  *   file <TAB> <755|644> <TAB> <sha256 of bytes> <TAB> <JSON-quoted POSIX path>   (sorted by path bytes)
  */
 export function encodeBuildInputs(inputs: BuildInputs): string {
-  const lines = [inputs.format, `image\t${inputs.image}`, `build.sh\t${inputs.buildScript.sha256}`];
-  for (const file of inputs.files) lines.push(`file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${JSON.stringify(file.path)}`);
-  return lines.join('\n') + '\n';
+  let text = `${inputs.format}\nimage\t${inputs.image}\nbuild.sh\t${inputs.buildScript.sha256}\n`;
+  for (const file of inputs.files) text += `file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${JSON.stringify(file.path)}\n`;
+  return text;
 }
 
 export function buildHash(inputs: BuildInputs): string {
@@ -56,15 +56,18 @@ export interface CollectedBuildInputs {
 export async function collectBuildInputs(project: CycleswapProject, options: CollectOptions = {}): Promise<CollectedBuildInputs> {
   const cacheFile = options.useCache === false ? undefined : statePaths.statCache(project.root);
   const cache = await StatCache.load(cacheFile, options.now);
-  const script = await cache.digest(BUILD_SCRIPT_PATH, path.join(project.root, BUILD_SCRIPT_PATH));
-  const files = await mapLimit(project.buildFiles, 16, async (file) => {
-    const digest = await cache.digest(file.path, file.absolute);
+  const [script, ...digests] = await cache.digestAll([
+    { key: BUILD_SCRIPT_PATH, absolute: path.join(project.root, BUILD_SCRIPT_PATH) },
+    ...project.buildFiles.map((file) => ({ key: file.path, absolute: file.absolute })),
+  ]);
+  const files = project.buildFiles.map((file, index) => {
+    const digest = digests[index]!;
     return { path: file.path, executable: digest.executable, size: digest.size, sha256: digest.digest };
   });
   const inputs: BuildInputs = {
     format: BUILD_HASH_FORMAT,
     image: project.manifest.image.ref,
-    buildScript: { sha256: script.digest, size: script.size },
+    buildScript: { sha256: script!.digest, size: script!.size },
     files,
   };
   if (cacheFile) {

@@ -5,7 +5,7 @@ import type { ComputalotProject } from '../project/load.js';
 import { selectFiles, type SelectedEntry } from '../pack/select.js';
 import { StatCache } from '../pack/stat-cache.js';
 import { ensureStateDir, statePaths } from '../project/state.js';
-import { mapLimit, sha256Hex } from '../util/fs.js';
+import { sha256Hex } from '../util/fs.js';
 
 // The package is CommonJS (`module.exports = factory`) but its types declare a default export.
 const dockerignore = dockerignoreModule as unknown as typeof dockerignoreModule.default;
@@ -32,11 +32,13 @@ export async function ociBuildContext(root: string): Promise<SelectedEntry[]> {
 export async function computalotBuildHash(project: ComputalotProject): Promise<{ hash: string; files: SelectedEntry[] }> {
   const entries = await ociBuildContext(project.root);
   const cache = await StatCache.load(statePaths.statCache(project.root));
-  const lines = await mapLimit(entries, 16, async (entry) => {
+  const regular = entries.filter((entry) => entry.type === 'file');
+  const digests = await cache.digestAll(regular.map((entry) => ({ key: entry.path, absolute: entry.absolute })));
+  const byPath = new Map(regular.map((entry, index) => [entry.path, digests[index]!]));
+  const lines = entries.map((entry) => {
     if (entry.type === 'symlink') return `link\t${JSON.stringify(entry.linkTarget ?? '')}\t${JSON.stringify(entry.path)}`;
-    if (entry.type !== 'file') return undefined;
-    const digest = await cache.digest(entry.path, entry.absolute);
-    return `file\t${digest.executable ? '755' : '644'}\t${digest.digest}\t${JSON.stringify(entry.path)}`;
+    const digest = byPath.get(entry.path);
+    return digest ? `file\t${digest.executable ? '755' : '644'}\t${digest.digest}\t${JSON.stringify(entry.path)}` : undefined;
   });
   await ensureStateDir(project.root)
     .then(() => cache.save())
