@@ -102,10 +102,12 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
     state.debug = global.debug;
     const controller = new AbortController();
     let interrupts = 0;
-    const onSigint = (): void => {
+    let signalName: NodeJS.Signals = 'SIGINT';
+    const onSigint = (signal: NodeJS.Signals): void => {
+      signalName = signal;
       interrupts++;
       if (interrupts === 1) {
-        io.stderr.write('\ninterrupting: stopping and cleaning up (press Ctrl-C again to force)\n');
+        io.stderr.write(`\n${signalName === 'SIGTERM' ? 'terminating' : 'interrupting'}: stopping and cleaning up (press Ctrl-C again to force)\n`);
         controller.abort(new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted }));
       } else {
         io.stderr.write('forced exit: containers or temp files may be left behind\n');
@@ -129,7 +131,6 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
       ]);
       const code = await module.run(commandOptions, ctx);
       state.exitCode = code ?? ExitCode.ok;
-      if (controller.signal.aborted && state.exitCode === ExitCode.ok) state.exitCode = ExitCode.interrupted;
     } catch (error) {
       if (controller.signal.aborted && !(isCycleError(error) && error.exitCode === ExitCode.interrupted)) {
         // The command failed because it was interrupted: say so, with the interrupted code.
@@ -191,6 +192,22 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
         { json: opts.json === true, rebuild: opts.rebuild === true, clean: opts.clean === true, volume: opts.volume, ...(opts.payload !== undefined ? { payload: opts.payload } : {}) },
         command,
       ),
+    );
+
+  // ---- server ----
+  configure(program.command('server'))
+    .description('run a local Computalot-compatible backend that runs jobs in Docker')
+    .option('--port <port>', 'port to listen on (0: any free port)', '8787')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--data-dir <dir>', 'where state, tarballs and artifacts live (default $XDG_DATA_HOME/cycle/server)')
+    .option('--workers <n>', 'tasks run at the same time (default: up to 4, one per CPU)')
+    .option('--balance <dollars>', 'pretend account balance for `init`, which needs $5 (default: unlimited)')
+    .addHelpText(
+      'after',
+      '\nThe first start creates a bearer token (shown once, kept in <data-dir>/token). State is in SQLite:\na restart, even after kill -9, loses no accepted job. See docs/api.md for the routes.\n\nExamples:\n  $ cycle server\n  $ cycle server --port 9000 --workers 8 --data-dir /srv/cycle',
+    )
+    .action(async (opts: { port: string; host: string; dataDir?: string; workers?: string; balance?: string }, command: Command) =>
+      run(() => import('./commands/server.js'), opts, command),
     );
 
   // ---- doctor, completion, help ----

@@ -12,12 +12,12 @@ numbers = [item["n"] for item in payload["_batch"]["items"]] if "_batch" in payl
 print(os.environ.get("GREETING", "hello"), flush=True)
 outputs = pathlib.Path(os.environ.get("CYCLE_OUTPUT_DIR", "outputs"))
 outputs.mkdir(parents=True, exist_ok=True)
-squares = {}
 for index, n in enumerate(numbers):
-    squares[n] = n * n
     print("COMPUTALOT_PROGRESS:" + json.dumps({"done": index + 1, "of": len(numbers)}), flush=True)
     (outputs / f"square-{n}.txt").write_text(f"{n}^2 = {n * n}\n")
 
+# A batched task answers one result per item, in order; a single task answers one object.
+results = [{"n": n, "square": n * n} for n in numbers]
 result_file = os.environ.get("COMPUTALOT_TASK_RESULT")
 if result_file:
-    pathlib.Path(result_file).write_text(json.dumps({"squares": squares}))
+    pathlib.Path(result_file).write_text(json.dumps(results if "_batch" in payload else results[0]))

@@ -29,9 +29,10 @@ export async function ociBuildContext(root: string): Promise<SelectedEntry[]> {
  * of the build context sorted by path bytes, `file<TAB>755|644<TAB>sha256<TAB>"path"`, and
  * for every symlink `link<TAB>"target"<TAB>"path"` (docs/build-hash.md).
  */
-export async function computalotBuildHash(project: ComputalotProject): Promise<{ hash: string; files: SelectedEntry[] }> {
+export async function computalotBuildHash(project: ComputalotProject, options: { useCache?: boolean } = {}): Promise<{ hash: string; files: SelectedEntry[] }> {
   const entries = await ociBuildContext(project.root);
-  const cache = await StatCache.load(statePaths.statCache(project.root));
+  const useCache = options.useCache !== false;
+  const cache = await StatCache.load(useCache ? statePaths.statCache(project.root) : undefined);
   const regular = entries.filter((entry) => entry.type === 'file');
   const digests = await cache.digestAll(regular.map((entry) => ({ key: entry.path, absolute: entry.absolute })));
   const byPath = new Map(regular.map((entry, index) => [entry.path, digests[index]!]));
@@ -40,9 +41,11 @@ export async function computalotBuildHash(project: ComputalotProject): Promise<{
     const digest = byPath.get(entry.path);
     return digest ? `file\t${digest.executable ? '755' : '644'}\t${digest.digest}\t${JSON.stringify(entry.path)}` : undefined;
   });
-  await ensureStateDir(project.root)
-    .then(() => cache.save())
-    .catch(() => undefined);
+  if (useCache) {
+    await ensureStateDir(project.root)
+      .then(() => cache.save())
+      .catch(() => undefined);
+  }
   const text = [OCI_BUILD_HASH_FORMAT, ...lines.filter((l): l is string => l !== undefined)].join('\n') + '\n';
   return { hash: sha256Hex(text), files: entries.filter((e) => e.type === 'file') };
 }

@@ -69,6 +69,11 @@ interface Level {
 export interface SelectOptions {
   /** Patterns (gitignore syntax, relative to the root) to leave out as well. */
   extraExcludes?: string[];
+  /**
+   * false: take every file (the server's copy of a pushed tarball, already selected by the
+   * client); only .git/ and .cycle/ stay out.
+   */
+  rules?: boolean;
 }
 
 /**
@@ -88,6 +93,7 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   const rootCycle = await readIgnoreFile(path.join(root, '.cycleignore'));
   if (rootCycle) rootLevel.cycle = ignore().add(rootCycle);
 
+  const rules = options.rules !== false;
   const walk = async (relativeDir: string, levels: Level[]): Promise<void> => {
     const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
     const dirents = await fs.readdir(absoluteDir, { withFileTypes: true });
@@ -96,10 +102,10 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
       if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) continue;
       const isDir = dirent.isDirectory();
       const testPath = isDir ? `${rel}/` : rel;
-      if (decide(testPath, levels, 'both') === 'ignored') continue;
+      if (rules && decide(testPath, levels, 'both') === 'ignored') continue;
       if (extra?.ignores(testPath)) continue;
       const absolute = path.join(root, rel);
-      if (isSecret(testPath) && decide(testPath, levels, 'cycle') !== 'unignored') {
+      if (rules && isSecret(testPath) && decide(testPath, levels, 'cycle') !== 'unignored') {
         excludedSecrets.push(rel);
         continue;
       }

@@ -33,6 +33,8 @@ export interface ImageBuildOptions {
   now: () => Date;
   /** Ask Docker that a recorded image still exists instead of trusting the record. */
   verify?: boolean;
+  /** Keep the stat cache in the project's .cycle/ (not for the server's read-only trees). */
+  useStatCache?: boolean;
 }
 
 export type BuildMode = 'reused' | 'first' | 'incremental' | 'rebuild' | 'clean';
@@ -71,7 +73,7 @@ export function checkBuildFlags(flags: BuildFlags): void {
 export async function ensureCycleswapImage(project: CycleswapProject, options: ImageBuildOptions): Promise<ImageBuildResult> {
   checkBuildFlags(options.flags);
   const { docker, store, flags } = options;
-  const { inputs, hash } = await collectBuildInputs(project);
+  const { inputs, hash } = await collectBuildInputs(project, { useCache: options.useStatCache !== false });
   const base = project.manifest.image.ref;
   const repository = `${options.repositoryPrefix}/${repositoryComponent(project.name)}`;
   const tag = `${repository}:${shortHash(hash)}`;

@@ -16,7 +16,7 @@ import type { ValidationCommand } from '../project/computalot.js';
 export async function ensureOciImage(project: ComputalotProject, name: string, options: ImageBuildOptions): Promise<ImageBuildResult> {
   checkBuildFlags(options.flags);
   const { docker, store, flags } = options;
-  const { hash } = await computalotBuildHash(project);
+  const { hash } = await computalotBuildHash(project, { useCache: options.useStatCache !== false });
   const tag = `${options.repositoryPrefix}/${repositoryComponent(name)}:${shortHash(hash)}`;
   const last = await store.last();
   if (!flags.rebuild && !flags.clean) {

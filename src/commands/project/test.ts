@@ -10,6 +10,7 @@ import { checkBuildFlags, DEFAULT_MAX_LAYERS, ensureCycleswapImage, isMissingIma
 import { localBuildStore } from '../../runner/build-store.js';
 import { localProjectKey, repositoryComponent, LABELS } from '../../runner/images.js';
 import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../runner/task.js';
+import { taskSpec } from '../../runner/spec.js';
 import { listOutputs } from '../../runner/outputs.js';
 import { resolveVolumes } from '../../runner/volumes.js';
 import { readJsonArgument } from '../../runner/payload.js';
@@ -83,7 +84,18 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   const outputsDir = path.join(runDir, 'outputs');
   await fs.mkdir(outputsDir, { recursive: true });
 
-  let spec = await taskSpec(project, image, payload, outputsDir, mounts, gpus, containerName('task'));
+  const sourceEntries = project.format === 'cycleswap' ? toTarEntries((await selectFiles(project.root)).entries) : [];
+  let spec = taskSpec({
+    project,
+    imageId: image.imageId,
+    name: containerName('task'),
+    labels: { [LABELS.projectKey]: localProjectKey(project.root) },
+    payload,
+    outputsDir,
+    mounts,
+    gpus,
+    source: () => tarStream(sourceEntries),
+  });
   ui.info(ui.c.bold(`running ${project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : spec.command.join(' ')} in ${image.tag}`));
   let lastProgress = '';
   const callbacks: Parameters<typeof runTask>[2] = {
@@ -155,48 +167,6 @@ async function finish(outcome: TaskOutcome, spec: TaskSpec, ctx: Context): Promi
       throw new CycleError({ message: `${what} failed: ${outcome.reason ?? `exit ${outcome.exitCode}`}`, exitCode: ExitCode.jobFailed });
     }
   }
-}
-
-async function taskSpec(project: Project, image: ImageBuildResult, payload: unknown, outputsDir: string, mounts: TaskSpec['mounts'], gpus: boolean, name: string): Promise<TaskSpec> {
-  const labels = { [LABELS.project]: project.name ?? '', [LABELS.projectKey]: localProjectKey(project.root) };
-  if (project.format === 'cycleswap') {
-    const selection = await selectFiles(project.root);
-    const entries = toTarEntries(selection.entries);
-    return {
-      image: image.imageId,
-      name,
-      labels,
-      command: ['bash', RUN_SCRIPT_PATH],
-      workdir: '/app',
-      env: project.manifest.job.env_vars,
-      payload,
-      source: () => tarStream(entries),
-      outputsDir,
-      mounts,
-      gpus,
-      resultRequired: false,
-    };
-  }
-  const [entrypoint, ...args] = project.manifest.entrypoint.command;
-  const cacheMounts = (project.manifest.cache_mounts ?? []).map((mount, index) => ({
-    type: 'volume' as const,
-    source: `cycle-cache-${repositoryComponent(project.name ?? 'project')}-${mount.name ?? index}`,
-    target: mount.path,
-  }));
-  return {
-    image: image.imageId,
-    name,
-    labels,
-    command: args,
-    entrypoint: entrypoint!,
-    ...(project.manifest.runtime.workdir ? { workdir: project.manifest.runtime.workdir } : {}),
-    env: project.manifest.entrypoint.env ?? {},
-    payload,
-    outputsDir,
-    mounts: [...mounts, ...cacheMounts],
-    gpus,
-    resultRequired: true,
-  };
 }
 
 async function validateImage(

@@ -1,0 +1,58 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { Context } from '../context.js';
+import { ExitCode, usageError } from '../errors.js';
+
+export interface ServerCommandOptions {
+  port: string;
+  host: string;
+  dataDir?: string;
+  workers?: string;
+  balance?: string;
+}
+
+export async function run(options: ServerCommandOptions, ctx: Context): Promise<number> {
+  const port = Number(options.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`--port ${options.port}: expected a port number 0-65535`);
+  const workers = options.workers === undefined ? Math.max(1, Math.min(4, os.cpus().length)) : Number(options.workers);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw usageError(`--workers ${options.workers}: expected a number of concurrent tasks, 1-256`);
+  const balance = options.balance === undefined ? undefined : Number(options.balance);
+  if (balance !== undefined && !Number.isFinite(balance)) throw usageError(`--balance ${options.balance}: expected dollars, e.g. 10`);
+  const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'server'));
+  const { startServer } = await import('../server/index.js');
+  const log = (line: string): void => ctx.ui.info(`${new Date(ctx.clock.now()).toISOString()} ${line}`);
+  const server = await startServer({
+    host: options.host,
+    port,
+    dataDir,
+    workers,
+    version: ctx.version,
+    docker: () => ctx.docker(),
+    exec: ctx.exec,
+    log,
+    ...(balance !== undefined ? { balance } : {}),
+    ...(ctx.env.CYCLE_SERVER_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_SERVER_HEARTBEAT_MS) } : {}),
+    ...(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES ? { maxUploadBytes: Number(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES) } : {}),
+    ...(ctx.env.CYCLE_SERVER_MAX_FILES ? { maxFiles: Number(ctx.env.CYCLE_SERVER_MAX_FILES) } : {}),
+    ...(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES ? { maxExtractBytes: Number(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES) } : {}),
+    ...(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS ? { callbackBaseDelayMs: Number(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS) } : {}),
+  });
+  const tokenFile = path.join(dataDir, 'token');
+  ctx.ui.info(`cycle server ${ctx.version} listening on ${server.url} (${workers} worker${workers === 1 ? '' : 's'}; data in ${dataDir})`);
+  if (server.tokenCreated) {
+    ctx.ui.info('A bearer token was created. It is shown once, and kept (mode 0600) in ' + tokenFile + ':');
+    ctx.ui.info(`  ${server.token}`);
+  } else ctx.ui.info(`Token: in ${tokenFile}`);
+  ctx.ui.info('Point cycle at this server:');
+  ctx.ui.info(`  export CYCLE_API_URL=${server.url} CYCLE_TOKEN=$(cat ${tokenFile})`);
+  ctx.ui.info(`  (or: cycle auth login --api-url ${server.url} --with-token < ${tokenFile})`);
+  ctx.ui.info('Stop with Ctrl-C (running tasks are stopped and run again on the next start).');
+  await new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+  ctx.ui.info('shutting down: stopping running tasks');
+  await server.close();
+  ctx.ui.info('stopped');
+  return ExitCode.ok;
+}

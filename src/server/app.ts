@@ -1,0 +1,190 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { batchRequestSchema, JOB_STATUSES, projectName, type JobRequest } from '../api/schemas.js';
+import type { EventLog } from './events.js';
+import { serveSse } from './events.js';
+import { HttpError, readJson, Router, sendJson, type RouteContext } from './http.js';
+import { fingerprint, isTerminal, zodError, type JobService } from './jobs.js';
+import type { ProjectService } from './projects.js';
+import type { Scheduler } from './scheduler.js';
+import type { planJob } from './planner.js';
+
+export interface AppOptions {
+  token: string;
+  version: string;
+  projects: ProjectService;
+  jobs: JobService;
+  scheduler: Scheduler;
+  events: EventLog;
+  heartbeatMs: number;
+}
+
+const JSON_LIMIT = 1 << 20;
+const BATCH_LIMIT = 16 << 20;
+
+/** Every route of the API (docs/api.md lists them with their shapes). */
+export function createRouter(options: AppOptions): Router {
+  const { projects, jobs, scheduler, events } = options;
+  const router = new Router(options.token);
+  const name = (ctx: RouteContext): string => {
+    const value = ctx.params.name!;
+    if (!projectName.safeParse(value).success) throw new HttpError(400, 'invalid_project_name', `invalid project name "${value}"`, 'name');
+    return value;
+  };
+
+  router.add('GET', '/api/v1/health', (ctx) => sendJson(ctx.res, 200, { ok: true, version: options.version }), { public: true });
+
+  // ---- projects ----
+  router.add('GET', '/api/v1/projects', (ctx) => sendJson(ctx.res, 200, { projects: projects.list() }));
+  router.add('POST', '/api/v1/projects/:name/push', async (ctx) => {
+    const header = ctx.req.headers['x-cycle-build-hash'];
+    const result = await projects.push(name(ctx), ctx.req, {
+      rebuild: flag(ctx.query.get('rebuild')),
+      clean: flag(ctx.query.get('clean')),
+      ...(typeof header === 'string' ? { clientBuildHash: header } : {}),
+    });
+    sendJson(ctx.res, result.unchanged ? 200 : 201, result);
+  });
+  router.add('POST', '/api/v1/projects/:name/init', async (ctx) => {
+    await readJson(ctx.req, JSON_LIMIT);
+    sendJson(ctx.res, 202, projects.init(name(ctx)));
+  });
+  router.add('POST', '/api/v1/projects/:name/invalidate', async (ctx) => sendJson(ctx.res, 200, await projects.invalidate(name(ctx))));
+  router.add('GET', '/api/v1/projects/:name/status', (ctx) => sendJson(ctx.res, 200, projects.status(name(ctx))));
+  router.add('GET', '/api/v1/projects/:name/status/details', (ctx) => sendJson(ctx.res, 200, projects.details(name(ctx))));
+  router.add('GET', '/api/v1/projects/:name/stream', async (ctx) => {
+    const project = name(ctx);
+    projects.requireActive(project);
+    await serveSse(ctx, events, { filter: { project }, finished: () => false, heartbeatMs: options.heartbeatMs });
+  });
+  router.add('GET', '/api/v1/projects/:name/kv', (ctx) => sendJson(ctx.res, 200, { entries: projects.kvList(name(ctx)) }));
+  router.add('GET', '/api/v1/projects/:name/kv/:key', (ctx) => sendJson(ctx.res, 200, projects.kvGet(name(ctx), ctx.params.key!)));
+  router.add('PUT', '/api/v1/projects/:name/kv/:key', async (ctx) => {
+    const body = (await readJson(ctx.req, 128 * 1024)) as { value?: unknown };
+    if (body === null || typeof body !== 'object' || !('value' in body)) throw new HttpError(400, 'invalid_request', 'send {"value": <JSON>}', 'value');
+    sendJson(ctx.res, 200, projects.kvPut(name(ctx), ctx.params.key!, body.value));
+  });
+
+  // ---- jobs ----
+  router.add('POST', '/api/v1/jobs', async (ctx) => {
+    const body = await readJson(ctx.req, JSON_LIMIT);
+    const key = idempotencyKey(ctx);
+    const answer = await jobs.idempotent(key, fingerprint('POST', '/api/v1/jobs', body), async () => {
+      const prepared = await jobs.prepare(body);
+      const [row] = jobs.insert([prepared]);
+      return { status: 201, body: jobs.document(row!) };
+    });
+    sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
+  });
+  router.add('POST', '/api/v1/jobs/batch', async (ctx) => {
+    const body = await readJson(ctx.req, BATCH_LIMIT);
+    const parsed = batchRequestSchema.safeParse(body);
+    if (!parsed.success) throw zodError(parsed.error);
+    const answer = await jobs.idempotent(idempotencyKey(ctx), fingerprint('POST', '/api/v1/jobs/batch', body), async () => {
+      type Outcome = { index: number; ok: true; prepared: { request: JobRequest; plan: ReturnType<typeof planJob>; revision: number } } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
+      const outcomes: Outcome[] = [];
+      for (const [index, entry] of parsed.data.jobs.entries()) {
+        try {
+          outcomes.push({ index, ok: true, prepared: await jobs.prepare(entry) });
+        } catch (error) {
+          if (!(error instanceof HttpError)) throw error;
+          outcomes.push({ index, ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } });
+        }
+      }
+      const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
+      const rows = jobs.insert(okOnes.map((o) => o.prepared));
+      const byIndex = new Map(okOnes.map((o, i) => [o.index, rows[i]!]));
+      return {
+        status: 200,
+        body: {
+          jobs: outcomes.map((o) => {
+            if (!o.ok) return o;
+            const job = jobs.document(byIndex.get(o.index)!);
+            return { index: o.index, ok: true, job, payload: job.payload, meta: job.meta, variant: job.variant };
+          }),
+        },
+      };
+    });
+    sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
+  });
+  router.add('GET', '/api/v1/jobs', (ctx) => {
+    const status = ctx.query.get('status') ?? undefined;
+    if (status && !(JOB_STATUSES as readonly string[]).includes(status)) throw new HttpError(400, 'invalid_request', `status must be one of ${JOB_STATUSES.join(', ')}`, 'status');
+    const limit = Number(ctx.query.get('limit') ?? 50);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'invalid_request', 'limit must be an integer from 1 to 1000', 'limit');
+    sendJson(ctx.res, 200, { jobs: jobs.list({ ...(ctx.query.get('tag') ? { tag: ctx.query.get('tag')! } : {}), ...(status ? { status } : {}), ...(ctx.query.get('project') ? { project: ctx.query.get('project')! } : {}), limit }) });
+  });
+  router.add('GET', '/api/v1/jobs/watch', async (ctx) => {
+    const ids = (ctx.query.get('ids') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    if (ids.length === 0) throw new HttpError(400, 'invalid_request', 'give the jobs to watch: ?ids=job_a,job_b', 'ids');
+    for (const id of ids) jobs.require(id);
+    const idSet = new Set(ids);
+    await serveSse(ctx, events, { filter: { jobIds: idSet }, finished: () => ids.every((id) => isTerminal(jobs.row(id)!.status)), heartbeatMs: options.heartbeatMs });
+  });
+  router.add('GET', '/api/v1/jobs/:id', (ctx) => sendJson(ctx.res, 200, jobs.document(jobs.require(ctx.params.id!))));
+  router.add('GET', '/api/v1/jobs/:id/tasks', (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    sendJson(ctx.res, 200, { job_id: job.id, tasks: jobs.tasks(job.id).map((t) => jobs.taskDocument(t)) });
+  });
+  router.add('GET', '/api/v1/jobs/:id/output', async (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    const tail = Math.min(Number(ctx.query.get('tail') ?? 1 << 20) || 1 << 20, 64 << 20);
+    sendJson(ctx.res, 200, await jobs.output(job, tail));
+  });
+  router.add('GET', '/api/v1/jobs/:id/stream', async (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    await serveSse(ctx, events, { filter: { jobIds: new Set([job.id]) }, finished: () => isTerminal(jobs.row(job.id)!.status), heartbeatMs: options.heartbeatMs });
+  });
+  router.add('PUT', '/api/v1/jobs/:id/cancel', async (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    await scheduler.cancel(job.id);
+    sendJson(ctx.res, 200, jobs.document(jobs.require(job.id)));
+  });
+  router.add('GET', '/api/v1/results/:id', (ctx) => sendJson(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!))));
+
+  // ---- artifacts ----
+  router.add('GET', '/api/v1/artifacts', (ctx) => {
+    const jobId = ctx.query.get('job') ?? ctx.query.get('job_id') ?? undefined;
+    if (jobId) jobs.require(jobId);
+    sendJson(ctx.res, 200, { artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: Number(ctx.query.get('limit') ?? 1000) || 1000 }) });
+  });
+  router.add('GET', '/api/v1/artifacts/:id', async (ctx) => {
+    const artifact = jobs.artifact(ctx.params.id!);
+    const stat = await fs.stat(artifact.path).catch(() => undefined);
+    if (!stat) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
+    const range = /^bytes=(\d+)-$/.exec(String(ctx.req.headers.range ?? ''));
+    const start = range ? Number(range[1]) : 0;
+    if (start > stat.size) throw new HttpError(416, 'range_not_satisfiable', `the artifact has ${stat.size} bytes`);
+    const headers: Record<string, string | number> = {
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': stat.size - start,
+      'Accept-Ranges': 'bytes',
+      ETag: `"${artifact.sha256}"`,
+      'X-Checksum-Sha256': artifact.sha256,
+      'X-Artifact-Name': encodeURIComponent(artifact.name),
+      'X-Artifact-Size': stat.size,
+      'Content-Disposition': `attachment; filename="${path.posix.basename(artifact.name).replace(/"/g, '')}"`,
+    };
+    if (range) headers['Content-Range'] = `bytes ${start}-${stat.size - 1}/${stat.size}`;
+    ctx.res.writeHead(range ? 206 : 200, headers);
+    await new Promise<void>((resolve, reject) => createReadStream(artifact.path, { start }).on('error', reject).pipe(ctx.res).on('finish', resolve).on('error', reject));
+  });
+
+  router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => {
+    throw new HttpError(404, 'not_found', `this server has no recipe "${ctx.params.name}": the local backend runs projects only`);
+  });
+
+  return router;
+}
+
+function flag(value: string | null): boolean {
+  return value === '1' || value === 'true';
+}
+
+function idempotencyKey(ctx: RouteContext): string | undefined {
+  const value = ctx.req.headers['idempotency-key'];
+  const key = Array.isArray(value) ? value[0] : value;
+  if (key !== undefined && (key.length < 8 || key.length > 200)) throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 8-200 characters', 'Idempotency-Key');
+  return key;
+}

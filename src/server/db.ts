@@ -1,0 +1,134 @@
+import Database from 'better-sqlite3';
+
+export type DB = Database.Database;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS projects (
+  name TEXT PRIMARY KEY,
+  active_revision INTEGER,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revisions (
+  project TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  content_hash TEXT NOT NULL,
+  build_hash TEXT NOT NULL,
+  format TEXT NOT NULL,
+  name_in_manifest TEXT,
+  rebuild INTEGER NOT NULL DEFAULT 0,
+  clean INTEGER NOT NULL DEFAULT 0,
+  build_state TEXT NOT NULL DEFAULT 'pending',
+  build_error TEXT,
+  build_updated_at TEXT,
+  image_id TEXT,
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (project, number)
+);
+CREATE TABLE IF NOT EXISTS builds (
+  project TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL UNIQUE,
+  project TEXT NOT NULL,
+  revision INTEGER,
+  type TEXT NOT NULL,
+  status TEXT NOT NULL,
+  request TEXT NOT NULL,
+  error TEXT,
+  created_at TEXT NOT NULL,
+  started_at TEXT,
+  finished_at TEXT,
+  callback_state TEXT,
+  cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
+CREATE TABLE IF NOT EXISTS job_tags (job_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (job_id, tag));
+CREATE INDEX IF NOT EXISTS job_tags_tag ON job_tags(tag);
+CREATE TABLE IF NOT EXISTS tasks (
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  idx INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempt INTEGER NOT NULL DEFAULT 0,
+  payload TEXT NOT NULL,
+  items INTEGER NOT NULL DEFAULT 1,
+  command TEXT,
+  result TEXT,
+  error TEXT,
+  exit_code INTEGER,
+  latest_progress TEXT,
+  output_tail TEXT NOT NULL DEFAULT '',
+  last_failed TEXT,
+  started_at TEXT,
+  finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+CREATE TABLE IF NOT EXISTS events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT,
+  task_id TEXT,
+  project TEXT,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL,
+  at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
+CREATE INDEX IF NOT EXISTS events_project ON events(project, seq);
+CREATE TABLE IF NOT EXISTS kv (
+  project TEXT NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (project, key)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  ord INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id, ord);
+CREATE TABLE IF NOT EXISTS idempotency (
+  key TEXT PRIMARY KEY,
+  fingerprint TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+`;
+
+/**
+ * The server's state. WAL mode: a committed transaction survives the process being killed at
+ * any moment (`kill -9`), which is what "an accepted job is never lost" rests on.
+ */
+export function openDatabase(file: string): DB {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('foreign_keys = ON');
+  db.exec(SCHEMA);
+  return db;
+}
+
+export function now(): string {
+  return new Date().toISOString();
+}
+
+export function parseJson<T>(text: string | null | undefined, fallback: T): T {
+  if (text === null || text === undefined) return fallback;
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return fallback;
+  }
+}

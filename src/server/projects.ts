@@ -1,0 +1,342 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ProjectStatus, PushResponse } from '../api/schemas.js';
+import { KV_KEY_PATTERN } from '../api/schemas.js';
+import type { DockerDriver } from '../docker/driver.js';
+import { checkProject, type Project } from '../project/load.js';
+import { formatDiagnostic } from '../project/diagnostics.js';
+import { collectBuildInputs } from '../build/hash.js';
+import { ensureCycleswapImage, DEFAULT_MAX_LAYERS, type ImageBuildOptions } from '../runner/cycleswap-build.js';
+import type { BuildRecord, BuildStore } from '../runner/build-store.js';
+import { LABELS } from '../runner/images.js';
+import { type DB, now, parseJson } from './db.js';
+import type { EventLog } from './events.js';
+import { extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
+import { HttpError } from './http.js';
+import type { Layout } from './layout.js';
+import { isCycleError } from '../errors.js';
+import { presentBuildLine } from '../docker/build-output.js';
+
+export interface RevisionRow {
+  project: string;
+  number: number;
+  content_hash: string;
+  build_hash: string;
+  format: 'cycleswap' | 'computalot';
+  name_in_manifest: string | null;
+  rebuild: number;
+  clean: number;
+  build_state: 'pending' | 'building' | 'ready' | 'failed';
+  build_error: string | null;
+  build_updated_at: string | null;
+  image_id: string | null;
+  created_at: string;
+}
+
+export interface ProjectServiceOptions {
+  db: DB;
+  events: EventLog;
+  layout: Layout;
+  docker: () => Promise<DockerDriver>;
+  limits: ExtractLimits & { maxUploadBytes: number };
+  /** Dollars available for `init` (which needs $5); the local server is free by default. */
+  balance: number;
+  maxLayers?: number;
+  log: (line: string) => void;
+}
+
+export const projectKeyFor = (name: string): string => `server:${name}`;
+
+/** Projects: revisions from pushed tarballs, their images, readiness, and kv. */
+export class ProjectService {
+  private readonly building = new Map<string, Promise<string>>();
+  private readonly loaded = new Map<string, Project>();
+
+  constructor(private readonly options: ProjectServiceOptions) {}
+
+  active(name: string): RevisionRow | undefined {
+    return this.options.db
+      .prepare('SELECT r.* FROM revisions r JOIN projects p ON p.name = r.project AND p.active_revision = r.number WHERE p.name = ?')
+      .get(name) as RevisionRow | undefined;
+  }
+
+  revision(name: string, number: number): RevisionRow | undefined {
+    return this.options.db.prepare('SELECT * FROM revisions WHERE project = ? AND number = ?').get(name, number) as RevisionRow | undefined;
+  }
+
+  requireActive(name: string): RevisionRow {
+    const revision = this.active(name);
+    if (!revision) throw new HttpError(404, 'not_found', `no project "${name}": push it first (cycle project upload)`, 'project');
+    return revision;
+  }
+
+  /** A pushed tarball: stored by content hash, extracted safely, validated, hashed, published. */
+  async push(name: string, req: IncomingMessage, flags: { rebuild: boolean; clean: boolean; clientBuildHash?: string }): Promise<PushResponse> {
+    const { layout, limits, db } = this.options;
+    if (flags.rebuild && flags.clean) throw new HttpError(422, 'invalid_flags', 'rebuild and clean cannot be used together', 'clean');
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limits.maxUploadBytes) throw new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
+    await fs.mkdir(layout.tmp, { recursive: true });
+    const id = randomBytes(6).toString('hex');
+    const upload = path.join(layout.tmp, `upload-${id}.tar.gz`);
+    const tree = path.join(layout.tmp, `tree-${id}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        if (size > limits.maxUploadBytes) return callback(new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`));
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    try {
+      await pipeline(req, meter, createWriteStream(upload));
+      if (size === 0) throw new HttpError(400, 'empty_body', 'the request body is empty: send the project as a .tar.gz');
+      const contentHash = hash.digest('hex');
+      const current = this.active(name);
+      if (current && current.content_hash === contentHash && !flags.rebuild && !flags.clean) {
+        return this.pushResponse(current, true, flags.clientBuildHash);
+      }
+      try {
+        await extractTarball(createReadStream(upload), tree, limits);
+      } catch (error) {
+        if (error instanceof UnsafeTarball) throw new HttpError(400, 'unsafe_tarball', `refused: ${error.message}`);
+        throw error;
+      }
+      const check = await checkProject(tree);
+      if (!check.project) {
+        const problems = check.diagnostics.filter((d) => d.severity === 'error').flatMap((d) => formatDiagnostic(d));
+        throw new HttpError(422, 'invalid_project', `the project is invalid:\n${problems.join('\n')}`);
+      }
+      const project = check.project;
+      const buildHash = await this.buildHashOf(project);
+      const manifestName = project.format === 'cycleswap' ? project.manifest.main.name : (project.manifest.name ?? null);
+      // Content-addressed: the same tarball is stored once.
+      await fs.mkdir(path.dirname(layout.tarball(contentHash)), { recursive: true });
+      await fs.rename(upload, layout.tarball(contentHash));
+      await fs.mkdir(path.dirname(layout.tree(contentHash)), { recursive: true });
+      await fs.rename(tree, layout.tree(contentHash)).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+        await fs.rm(tree, { recursive: true, force: true }); // already there
+      });
+      const lastBuilt = this.buildRecord(name);
+      const number = db.transaction(() => {
+        const at = now();
+        db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at) VALUES (?, NULL, ?)').run(name, at);
+        const next = ((db.prepare('SELECT MAX(number) AS n FROM revisions WHERE project = ?').get(name) as { n: number | null }).n ?? 0) + 1;
+        const ready = !flags.rebuild && !flags.clean && lastBuilt?.hash === buildHash;
+        db.prepare(
+          'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        ).run(name, next, contentHash, buildHash, project.format, manifestName, flags.rebuild ? 1 : 0, flags.clean ? 1 : 0, ready ? 'ready' : 'pending', ready ? lastBuilt!.image.id : null, ready ? at : null, at);
+        db.prepare('UPDATE projects SET active_revision = ? WHERE name = ?').run(next, name);
+        return next;
+      })();
+      const revision = this.revision(name, number)!;
+      this.options.events.append({ type: 'project.revision', project: name, data: { revision: number, content_hash: contentHash, build_hash: buildHash } });
+      this.options.log(`project ${name}: revision ${number} (${contentHash.slice(0, 12)})`);
+      return this.pushResponse(revision, false, flags.clientBuildHash);
+    } finally {
+      await fs.rm(upload, { force: true });
+      await fs.rm(tree, { recursive: true, force: true });
+    }
+  }
+
+  private pushResponse(revision: RevisionRow, unchanged: boolean, clientBuildHash: string | undefined): PushResponse {
+    return {
+      project: revision.project,
+      format: revision.format,
+      revision: revision.number,
+      content_hash: revision.content_hash,
+      build_hash: revision.build_hash,
+      unchanged,
+      rebuild: revision.build_state !== 'ready',
+      build_hash_matches: clientBuildHash === undefined ? null : clientBuildHash === revision.build_hash,
+    };
+  }
+
+  private async buildHashOf(project: Project): Promise<string> {
+    if (project.format === 'cycleswap') return (await collectBuildInputs(project, { useCache: false })).hash;
+    const { computalotBuildHash } = await import('../build/oci-hash.js');
+    return (await computalotBuildHash(project, { useCache: false })).hash;
+  }
+
+  status(name: string): ProjectStatus {
+    const revision = this.requireActive(name);
+    return {
+      project: name,
+      format: revision.format,
+      revision: revision.number,
+      content_hash: revision.content_hash,
+      build_hash: revision.build_hash,
+      published_at: revision.created_at,
+      can_accept_new_jobs: true,
+      ready_for_jobs: revision.build_state === 'ready',
+      build: { state: revision.build_state, error: revision.build_error, updated_at: revision.build_updated_at },
+    };
+  }
+
+  details(name: string): ProjectStatus & { nodes: Array<{ node: string; state: string; ready: boolean; error: string | null; updated_at: string | null }> } {
+    const status = this.status(name);
+    return { ...status, nodes: [{ node: 'local', state: status.build.state, ready: status.ready_for_jobs, error: status.build.error, updated_at: status.build.updated_at }] };
+  }
+
+  /** `init`: prepare the active revision ahead of jobs (402 below $5). */
+  init(name: string): { project: string; revision: number; build: string } {
+    if (this.options.balance < 5) throw new HttpError(402, 'payment_required', `init needs at least $5 of available balance; this server has $${this.options.balance.toFixed(2)}`);
+    const revision = this.requireActive(name);
+    void this.ensureImage(name, revision.number).catch(() => undefined); // state and error are recorded
+    return { project: name, revision: revision.number, build: this.revision(name, revision.number)!.build_state };
+  }
+
+  /** Drops the prepared images: the next job builds again, from the base image. */
+  async invalidate(name: string): Promise<{ project: string; removed_images: number }> {
+    const revision = this.requireActive(name);
+    const docker = await this.options.docker();
+    const images = await docker.listImages({ label: [`${LABELS.projectKey}=${projectKeyFor(name)}`] });
+    for (const image of images) await docker.removeImage(image.id, { force: true }).catch(() => undefined);
+    this.options.db.transaction(() => {
+      this.options.db.prepare("UPDATE revisions SET build_state = 'pending', image_id = NULL, build_error = NULL, build_updated_at = ? WHERE project = ?").run(now(), name);
+      this.options.db.prepare('DELETE FROM builds WHERE project = ?').run(name);
+    })();
+    this.options.events.append({ type: 'project.invalidated', project: name, data: { revision: revision.number } });
+    return { project: name, removed_images: new Set(images.map((i) => i.id)).size };
+  }
+
+  /** The project of a revision, loaded from its extracted tree (validated at push). */
+  async load(name: string, number: number): Promise<Project> {
+    const key = `${name}@${number}`;
+    const cached = this.loaded.get(key);
+    if (cached) return cached;
+    const revision = this.revision(name, number);
+    if (!revision) throw new Error(`no revision ${number} of ${name}`);
+    const check = await checkProject(this.options.layout.tree(revision.content_hash));
+    if (!check.project) throw new Error(`revision ${number} of ${name} no longer validates`);
+    this.loaded.set(key, check.project);
+    return check.project;
+  }
+
+  /**
+   * The image of a revision, built once (one build per project at a time) with the same code
+   * as `cycle project test`. A failed build is remembered: jobs of that revision fail fast.
+   */
+  ensureImage(name: string, number: number): Promise<string> {
+    const key = `${name}`;
+    const running = this.building.get(key);
+    const next = (running ?? Promise.resolve('')).catch(() => '').then(() => this.buildRevision(name, number));
+    this.building.set(key, next);
+    void next.finally(() => {
+      if (this.building.get(key) === next) this.building.delete(key);
+    }).catch(() => undefined);
+    return next;
+  }
+
+  private async buildRevision(name: string, number: number): Promise<string> {
+    const { db, events } = this.options;
+    const revision = this.revision(name, number);
+    if (!revision) throw new Error(`no revision ${number} of ${name}`);
+    if (revision.build_state === 'ready' && revision.image_id) {
+      const docker = await this.options.docker();
+      if (await docker.inspectImage(revision.image_id)) return revision.image_id;
+    }
+    if (revision.build_state === 'failed') throw new Error(`the project build failed: ${revision.build_error ?? 'unknown error'}`);
+    const setState = (state: string, error: string | null, imageId: string | null): void => {
+      db.prepare('UPDATE revisions SET build_state = ?, build_error = ?, image_id = COALESCE(?, image_id), build_updated_at = ? WHERE project = ? AND number = ?').run(state, error, imageId, now(), name, number);
+      events.append({ type: 'project.build', project: name, data: { revision: number, state, error } });
+    };
+    setState('building', null, null);
+    const project = await this.load(name, number);
+    const docker = await this.options.docker();
+    const tail: string[] = [];
+    const options: ImageBuildOptions = {
+      docker,
+      store: this.store(name),
+      projectKey: projectKeyFor(name),
+      repositoryPrefix: 'cycle-server',
+      flags: { rebuild: revision.rebuild === 1, clean: revision.clean === 1 },
+      maxLayers: this.options.maxLayers ?? DEFAULT_MAX_LAYERS,
+      report: (message) => this.options.log(`project ${name}: ${message}`),
+      onOutput: (line) => {
+        const shown = presentBuildLine(line);
+        if (shown === undefined) return;
+        tail.push(shown);
+        if (tail.length > 30) tail.shift();
+      },
+      now: () => new Date(),
+      verify: true,
+      useStatCache: false,
+    };
+    try {
+      const image =
+        project.format === 'cycleswap'
+          ? await ensureCycleswapImage(project, options)
+          : await import('../runner/oci-build.js').then(({ ensureOciImage }) => ensureOciImage(project, project.name ?? name, options));
+      db.prepare('UPDATE revisions SET rebuild = 0, clean = 0 WHERE project = ? AND number = ?').run(name, number);
+      setState('ready', null, image.imageId);
+      return image.imageId;
+    } catch (error) {
+      const message = isCycleError(error) ? [error.message, ...error.details].join('\n') : (error as Error).message;
+      setState('failed', message, null);
+      throw new Error(`the project build failed: ${message}`);
+    }
+  }
+
+  /** The server's "last build" record of a project (what the next build layers on). */
+  private store(name: string): BuildStore {
+    return {
+      last: async () => this.buildRecord(name),
+      save: async (record) => {
+        this.options.db.prepare('INSERT INTO builds (project, record) VALUES (?, ?) ON CONFLICT(project) DO UPDATE SET record = excluded.record').run(name, JSON.stringify(record));
+      },
+    };
+  }
+
+  private buildRecord(name: string): BuildRecord | undefined {
+    const row = this.options.db.prepare('SELECT record FROM builds WHERE project = ?').get(name) as { record: string } | undefined;
+    return row ? parseJson<BuildRecord | undefined>(row.record, undefined) : undefined;
+  }
+
+  kvGet(name: string, key: string): { project: string; key: string; value: unknown; updated_at: string } {
+    checkKey(key);
+    this.requireActive(name);
+    const row = this.options.db.prepare('SELECT value, updated_at FROM kv WHERE project = ? AND key = ?').get(name, key) as { value: string; updated_at: string } | undefined;
+    if (!row) throw new HttpError(404, 'not_found', `no key "${key}" in project "${name}"`, 'key');
+    return { project: name, key, value: JSON.parse(row.value), updated_at: row.updated_at };
+  }
+
+  kvPut(name: string, key: string, value: unknown): { project: string; key: string; value: unknown; updated_at: string } {
+    checkKey(key);
+    this.requireActive(name);
+    const text = JSON.stringify(value);
+    if (text === undefined) throw new HttpError(400, 'invalid_value', 'the value must be JSON', 'value');
+    if (Buffer.byteLength(text) > 64 * 1024) throw new HttpError(413, 'payload_too_large', 'kv values are small: at most 64 KiB of JSON', 'value');
+    const at = now();
+    this.options.db.prepare('INSERT INTO kv (project, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(project, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at').run(name, key, text, at);
+    this.options.events.append({ type: 'kv', project: name, data: { key } });
+    return { project: name, key, value, updated_at: at };
+  }
+
+  kvList(name: string): Array<{ project: string; key: string; value: unknown; updated_at: string }> {
+    this.requireActive(name);
+    const rows = this.options.db.prepare('SELECT key, value, updated_at FROM kv WHERE project = ? ORDER BY key').all(name) as Array<{ key: string; value: string; updated_at: string }>;
+    return rows.map((row) => ({ project: name, key: row.key, value: JSON.parse(row.value), updated_at: row.updated_at }));
+  }
+
+  list(): Array<{ name: string; revision: number | null; created_at: string }> {
+    return (this.options.db.prepare('SELECT name, active_revision AS revision, created_at FROM projects ORDER BY name').all() as Array<{ name: string; revision: number | null; created_at: string }>);
+  }
+
+  /** After a crash: builds that were running start over when asked. */
+  recover(): void {
+    this.options.db.prepare("UPDATE revisions SET build_state = 'pending' WHERE build_state = 'building'").run();
+  }
+}
+
+function checkKey(key: string): void {
+  if (!KV_KEY_PATTERN.test(key)) throw new HttpError(400, 'invalid_key', `invalid key "${key}": use 1-128 letters, digits, ".", "_" or "-"`, 'key');
+}

@@ -1,0 +1,457 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { JobRequest } from '../api/schemas.js';
+import type { DockerDriver, Mount } from '../docker/driver.js';
+import type { Project } from '../project/load.js';
+import { selectFiles, toTarEntries } from '../pack/select.js';
+import { tarStream, type TarEntry } from '../pack/tar.js';
+import { runTask } from '../runner/task.js';
+import { taskSpec } from '../runner/spec.js';
+import { listOutputs } from '../runner/outputs.js';
+import { LABELS } from '../runner/images.js';
+import { sha256File } from '../util/fs.js';
+import { deliverCallback } from './callbacks.js';
+import { type DB, now, parseJson } from './db.js';
+import type { EventLog } from './events.js';
+import { newId } from './ids.js';
+import type { Layout } from './layout.js';
+import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
+import type { ProjectService } from './projects.js';
+
+/** A task that was running when the server stopped runs again, once. */
+const MAX_ATTEMPTS = 2;
+const TAIL_BYTES = 4096;
+const FLUSH_MS = 250;
+
+export interface SchedulerOptions {
+  db: DB;
+  events: EventLog;
+  jobs: JobService;
+  projects: ProjectService;
+  layout: Layout;
+  docker: () => Promise<DockerDriver>;
+  workers: number;
+  /** Labels this server's containers, so the next start can remove leftovers. */
+  serverKey: string;
+  /** Checks a `[job].cuda` requirement against this machine (undefined: fine). */
+  gpuProblem: (cuda: string | undefined, wantsGpu: boolean) => Promise<string | undefined>;
+  log: (line: string) => void;
+  callbackBaseDelayMs?: number;
+}
+
+interface Running {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Runs queued tasks on up to `workers` containers at a time, in job order, once their job's
+ * dependencies completed. Records everything as it happens, so a restart picks up where it
+ * stopped.
+ */
+export class Scheduler {
+  private readonly running = new Map<string, Running>();
+  private readonly sources = new Map<string, TarEntry[]>();
+  private ticking = false;
+  private again = false;
+  private stopped = false;
+
+  constructor(private readonly options: SchedulerOptions) {}
+
+  /** After a crash or restart: requeue interrupted tasks, remove leftover containers, finish what is finished. */
+  async recover(): Promise<void> {
+    const { db, events } = this.options;
+    const interrupted = db.prepare("SELECT * FROM tasks WHERE status = 'running'").all() as TaskRow[];
+    for (const task of interrupted) {
+      const lastFailed = JSON.stringify({ attempt: task.attempt, error: 'interrupted: the server stopped while the task ran', output_tail: task.output_tail });
+      if (task.attempt >= MAX_ATTEMPTS) {
+        db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, last_failed = ? WHERE id = ?").run(`the server stopped while the task ran (${task.attempt} attempts)`, now(), lastFailed, task.id);
+      } else {
+        db.prepare("UPDATE tasks SET status = 'queued', last_failed = ?, output_tail = '' WHERE id = ?").run(lastFailed, task.id);
+      }
+      events.append({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status: task.attempt >= MAX_ATTEMPTS ? 'failed' : 'queued', reason: 'server restart' } });
+    }
+    db.prepare("UPDATE jobs SET status = 'queued' WHERE status = 'planning'").run();
+    try {
+      const docker = await this.options.docker();
+      for (const container of await docker.listContainers({ all: true, label: [`cycle.server=${this.options.serverKey}`] })) await docker.removeContainer(container.id);
+    } catch (error) {
+      this.options.log(`could not clean up old containers: ${(error as Error).message}`);
+    }
+    const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running')").all() as JobRow[];
+    for (const job of open) this.maybeFinish(job.id);
+    const pending = db.prepare("SELECT * FROM jobs WHERE callback_state = 'pending' AND status IN ('completed', 'partial', 'failed', 'cancelled')").all() as JobRow[];
+    for (const job of pending) this.callback(job.id);
+    if (interrupted.length) this.options.log(`recovered ${interrupted.length} interrupted task(s)`);
+  }
+
+  /** Wakes the scheduler (new jobs, finished tasks, finished dependencies). */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    void this.tick()
+      .catch((error: Error) => this.options.log(`scheduler: ${error.stack ?? error.message}`))
+      .finally(() => {
+        this.ticking = false;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async tick(): Promise<void> {
+    const { db, jobs } = this.options;
+    const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all() as JobRow[];
+    for (const job of open) {
+      if (this.running.size >= this.options.workers) return;
+      if (job.cancel_requested) continue;
+      if (job.status === 'queued' && !this.dependenciesReady(job)) continue;
+      const tasks = jobs.tasks(job.id);
+      for (const task of tasks) {
+        if (this.running.size >= this.options.workers) return;
+        if (task.status !== 'queued' || this.running.has(task.id)) continue;
+        if (task.kind === 'reduce' && tasks.some((t) => t.kind === 'map' && !isTaskDone(t.status))) continue;
+        this.start(job, task);
+      }
+    }
+  }
+
+  /** True when every dependency completed; fails the job when one ended otherwise. */
+  private dependenciesReady(job: JobRow): boolean {
+    const request = this.options.jobs.request(job);
+    for (const dependency of request.depends_on) {
+      const row = this.options.jobs.row(dependency);
+      if (!row) return this.failJob(job, `dependency ${dependency} no longer exists`);
+      if (!isTerminal(row.status)) return false;
+      if (row.status !== 'completed') return this.failJob(job, `dependency ${dependency} ended ${row.status}`);
+    }
+    return true;
+  }
+
+  private failJob(job: JobRow, reason: string): false {
+    const { db } = this.options;
+    db.transaction(() => {
+      db.prepare("UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE job_id = ? AND status = 'queued'").run(reason, now(), job.id);
+      db.prepare("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?").run(reason, now(), job.id);
+    })();
+    this.emitJob(job.id);
+    this.callback(job.id);
+    this.kick(); // jobs depending on this one can now fail too
+    return false;
+  }
+
+  private start(job: JobRow, task: TaskRow): void {
+    const { db, events } = this.options;
+    const at = now();
+    db.transaction(() => {
+      db.prepare("UPDATE tasks SET status = 'running', attempt = attempt + 1, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL WHERE id = ?").run(at, task.id);
+      if (job.status === 'queued') db.prepare("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?").run(at, job.id);
+    })();
+    if (job.status === 'queued') {
+      job.status = 'running';
+      this.emitJob(job.id);
+    }
+    events.append({ type: 'task', job_id: job.id, task_id: task.id, data: { index: task.idx, status: 'running', attempt: task.attempt + 1 } });
+    const controller = new AbortController();
+    const done = this.execute(job, { ...task, attempt: task.attempt + 1 }, controller.signal)
+      .catch((error: Error) => (this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message })))
+      .finally(() => {
+        this.running.delete(task.id);
+        this.maybeFinish(job.id);
+        this.kick();
+      });
+    this.running.set(task.id, { controller, done });
+  }
+
+  private async execute(job: JobRow, task: TaskRow, signal: AbortSignal): Promise<void> {
+    const { layout, projects, jobs } = this.options;
+    const request = jobs.request(job);
+    const revision = job.revision!;
+    const project = await projects.load(job.project, revision);
+    const wantsGpu = (request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu' || (project.format === 'cycleswap' && project.manifest.job.cuda !== undefined);
+    const gpuProblem = wantsGpu ? await this.options.gpuProblem(project.format === 'cycleswap' ? project.manifest.job.cuda : undefined, true) : undefined;
+    if (gpuProblem) return this.finishTask(task, { status: 'failed', error: gpuProblem });
+    const imageId = await projects.ensureImage(job.project, revision);
+    if (signal.aborted) return this.stopped ? this.requeue(task) : this.finishTask(task, { status: 'cancelled', error: 'cancelled' });
+
+    const work = layout.taskWork(task.id);
+    const outputsDir = layout.taskOutputs(job.id, task.id);
+    await fs.rm(outputsDir, { recursive: true, force: true }); // a retry starts clean
+    await fs.rm(work, { recursive: true, force: true });
+    const mounts: Mount[] = [];
+    let payload = JSON.parse(task.payload) as Record<string, unknown>;
+    payload = await this.resolveDirectives(payload, work, mounts, job.project);
+    if (task.kind === 'reduce') payload = { ...payload, map_results: this.mapResults(job.id) };
+    if (project.format === 'cycleswap') {
+      for (const volume of project.manifest.main.volumes) {
+        const source = layout.volume(job.project, volume);
+        await fs.mkdir(source, { recursive: true });
+        mounts.push({ type: 'bind', source, target: `/volumes/${volume}` });
+      }
+    }
+    if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);
+    const docker = await this.options.docker();
+    const spec = taskSpec({
+      project,
+      imageId,
+      name: `cycle-server-${task.id}`,
+      labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${job.project}`, 'cycle.task': task.id },
+      payload,
+      outputsDir,
+      mounts,
+      gpus: wantsGpu,
+      source: () => tarStream(this.sources.get(`${job.project}@${revision}`) ?? []),
+      ...(task.command ? { runnerCommand: JSON.parse(task.command) as string[] } : request.runner_command ? { runnerCommand: request.runner_command } : {}),
+      ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
+    });
+
+    const feed = new LiveFeed(this.options, job, task);
+    try {
+      const outcome = await runTask(
+        docker,
+        spec,
+        {
+          stdout: (text) => feed.output(text),
+          stderr: (chunk) => feed.output(chunk.toString('utf8')),
+          progress: (event) => feed.progress(event.data),
+        },
+        signal,
+      );
+      await feed.close();
+      if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
+      const artifactIds = await this.collectArtifacts(job, task, outputsDir, project);
+      if (outcome.status === 'interrupted') return this.finishTask(task, { status: 'cancelled', error: 'cancelled', artifactIds });
+      if (outcome.status === 'succeeded') return this.finishTask(task, { status: 'succeeded', result: outcome.result ?? null, exitCode: 0, artifactIds });
+      return this.finishTask(task, { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null, artifactIds });
+    } finally {
+      await feed.close();
+      await fs.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  private async sourceFor(name: string, revision: number, project: Project): Promise<void> {
+    const key = `${name}@${revision}`;
+    if (this.sources.has(key)) return;
+    const selection = await selectFiles(project.root, { rules: false });
+    this.sources.set(key, toTarEntries(selection.entries));
+  }
+
+  /** `_artifacts.download` files into a mount, `_shared.resolve` values into the payload. */
+  private async resolveDirectives(payload: Record<string, unknown>, work: string, mounts: Mount[], projectName: string): Promise<Record<string, unknown>> {
+    const { db, jobs } = this.options;
+    const artifacts = (payload._artifacts as { download?: Record<string, { job_id: string; artifact: string }> } | undefined)?.download;
+    if (artifacts) {
+      const dir = path.join(work, 'artifacts');
+      const paths: Record<string, string> = {};
+      for (const [name, spec] of Object.entries(artifacts)) {
+        const candidates = jobs.artifacts({ jobId: spec.job_id });
+        const wanted = spec.artifact;
+        const match =
+          candidates.find((a) => a.name === wanted) ??
+          candidates.find((a) => path.posix.basename(a.name) === wanted) ??
+          candidates.find((a) => path.posix.basename(a.name).replace(/\.[^.]*$/, '') === wanted);
+        if (!match) throw new Error(`_artifacts.download.${name}: job ${spec.job_id} has no artifact "${wanted}" (it has: ${candidates.map((a) => a.name).join(', ') || 'none'})`);
+        const row = jobs.artifact(match.id);
+        const target = path.join(dir, name, path.posix.basename(match.name));
+        await fs.mkdir(path.dirname(target), { recursive: true });
+        await fs.copyFile(row.path, target);
+        paths[name] = `/computalot/artifacts/${name}/${path.posix.basename(match.name)}`;
+      }
+      mounts.push({ type: 'bind', source: dir, target: '/computalot/artifacts', readonly: true });
+      payload = { ...payload, _artifacts: { ...(payload._artifacts as object), paths } };
+    }
+    const resolve = (payload._shared as { resolve?: Record<string, { kv?: string; job?: string; path?: string }> } | undefined)?.resolve;
+    if (resolve) {
+      const values: Record<string, unknown> = {};
+      for (const [name, spec] of Object.entries(resolve)) {
+        if (spec.kv !== undefined) {
+          const row = db.prepare('SELECT value FROM kv WHERE project = ? AND key = ?').get(projectName, spec.kv) as { value: string } | undefined;
+          if (!row) throw new Error(`_shared.resolve.${name}: project ${projectName} has no kv key "${spec.kv}"`);
+          values[name] = JSON.parse(row.value);
+        } else if (spec.job !== undefined) {
+          const results = jobs.results(jobs.require(spec.job));
+          values[name] = spec.path ? pick(results, spec.path) : results;
+        }
+      }
+      payload = { ...payload, _shared: { ...(payload._shared as object), values } };
+    }
+    return payload;
+  }
+
+  private mapResults(jobId: string): Array<{ index: number; status: string; result: unknown; error: string | null }> {
+    return this.options.jobs
+      .tasks(jobId)
+      .filter((t) => t.kind === 'map')
+      .map((t) => ({ index: t.idx, status: t.status, result: parseJson(t.result, null), error: t.error }));
+  }
+
+  private async collectArtifacts(job: JobRow, task: TaskRow, outputsDir: string, project: Project): Promise<string[]> {
+    const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
+    const files = await listOutputs(outputsDir, order);
+    const ids: string[] = [];
+    const { db, events } = this.options;
+    for (const [ord, file] of files.entries()) {
+      const id = newId('art');
+      const sha256 = await sha256File(file.absolute, file.size);
+      db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, ord, file.absolute, now());
+      events.append({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
+      ids.push(id);
+    }
+    return ids;
+  }
+
+  private finishTask(task: TaskRow, outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: unknown; error?: string; exitCode?: number; artifactIds?: string[] }): void {
+    const { db, events } = this.options;
+    db.prepare('UPDATE tasks SET status = ?, result = ?, error = ?, exit_code = ?, finished_at = ? WHERE id = ?').run(
+      outcome.status,
+      outcome.result === undefined ? null : JSON.stringify(outcome.result),
+      outcome.error ?? null,
+      outcome.exitCode ?? null,
+      now(),
+      task.id,
+    );
+    events.append({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status: outcome.status, error: outcome.error ?? null, exit_code: outcome.exitCode ?? null, artifact_ids: outcome.artifactIds ?? [] } });
+  }
+
+  /** A task stopped by a shutdown runs again on the next start, not counted as an attempt. */
+  private requeue(task: TaskRow): void {
+    this.options.db.prepare("UPDATE tasks SET status = 'queued', attempt = MAX(attempt - 1, 0), started_at = NULL WHERE id = ?").run(task.id);
+  }
+
+  /** A job whose tasks are all done gets its final status (its last event). */
+  private maybeFinish(jobId: string): void {
+    if (this.stopped) return;
+    const { db, jobs } = this.options;
+    const job = jobs.row(jobId);
+    if (!job || isTerminal(job.status)) return;
+    const tasks = jobs.tasks(jobId);
+    if (tasks.some((t) => !isTaskDone(t.status)) || [...this.running.keys()].some((id) => tasks.some((t) => t.id === id))) return;
+    const counts = jobs.counts(jobId);
+    const status = job.cancel_requested ? 'cancelled' : counts.succeeded === counts.total ? 'completed' : counts.succeeded === 0 ? 'failed' : 'partial';
+    const firstError = tasks.find((t) => t.status === 'failed')?.error ?? null;
+    const error = status === 'completed' ? null : status === 'cancelled' ? 'cancelled' : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
+    db.prepare('UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?').run(status, error, now(), jobId);
+    this.emitJob(jobId);
+    this.callback(jobId);
+    this.options.log(`job ${jobId}: ${status}`);
+  }
+
+  private emitJob(jobId: string): void {
+    const job = this.options.jobs.row(jobId)!;
+    this.options.events.append({ type: 'job', job_id: jobId, project: job.project, data: { status: job.status, error: job.error, counts: this.options.jobs.counts(jobId) } });
+  }
+
+  private callback(jobId: string): void {
+    const { db, jobs } = this.options;
+    const job = jobs.row(jobId);
+    if (!job || job.callback_state !== 'pending') return;
+    const url = (jobs.request(job) as JobRequest).callback_url;
+    if (!url) return;
+    void deliverCallback(url, jobs.document(job), { log: this.options.log, ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}) }).then((ok) => {
+      db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(ok ? 'delivered' : 'failed', jobId);
+    });
+  }
+
+  /** Cancels a job: queued tasks at once, running containers stopped; answers when they are. */
+  async cancel(jobId: string): Promise<void> {
+    const { db, jobs } = this.options;
+    const job = jobs.require(jobId);
+    if (isTerminal(job.status)) return;
+    db.transaction(() => {
+      db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId);
+      db.prepare("UPDATE tasks SET status = 'cancelled', error = 'cancelled', finished_at = ? WHERE job_id = ? AND status = 'queued'").run(now(), jobId);
+    })();
+    const running = jobs.tasks(jobId).filter((t) => this.running.has(t.id));
+    for (const task of running) this.running.get(task.id)!.controller.abort();
+    await Promise.race([Promise.all(running.map((t) => this.running.get(t.id)?.done)), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    this.maybeFinish(jobId);
+  }
+
+  /** Stops running containers; their tasks run again on the next start (not counted as attempts). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const tasks = [...this.running.values()];
+    for (const running of tasks) running.controller.abort();
+    await Promise.race([Promise.all(tasks.map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+  }
+}
+
+/** Streams a task's output to its log file, and its tail and progress to the database and SSE, a few times a second. */
+class LiveFeed {
+  private readonly log: WriteStream;
+  private tail = '';
+  private dirty = false;
+  private latestProgress: unknown = undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private pendingText = '';
+  private closed = false;
+
+  constructor(
+    private readonly options: SchedulerOptions,
+    private readonly job: JobRow,
+    private readonly task: TaskRow,
+  ) {
+    this.log = createWriteStream(options.layout.taskLog(task.id), { flags: 'a' });
+    this.log.on('error', () => undefined);
+    if (task.attempt > 1) this.log.write(`\n--- attempt ${task.attempt} ---\n`);
+  }
+
+  output(text: string): void {
+    if (this.closed) return;
+    this.log.write(text);
+    this.tail = (this.tail + text).slice(-TAIL_BYTES);
+    this.pendingText += text;
+    this.schedule();
+  }
+
+  progress(data: unknown): void {
+    if (this.closed) return;
+    this.latestProgress = data;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    this.dirty = true;
+    this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    if (!this.dirty) return;
+    this.dirty = false;
+    const { db, events } = this.options;
+    db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(this.tail, this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress), this.task.id);
+    if (this.pendingText) events.append({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text: this.pendingText.slice(-TAIL_BYTES) } });
+    if (this.latestProgress !== undefined) events.append({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
+    this.pendingText = '';
+    this.latestProgress = undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.flush();
+    this.closed = true;
+    await new Promise<void>((resolve) => this.log.end(resolve));
+  }
+}
+
+function isTaskDone(status: string): boolean {
+  return status === 'succeeded' || status === 'failed' || status === 'cancelled';
+}
+
+function pick(value: unknown, dotted: string): unknown {
+  let current = value;
+  for (const part of dotted.split('.')) {
+    if (current === null || typeof current !== 'object') return null;
+    current = (current as Record<string, unknown>)[part];
+  }
+  return current ?? null;
+}
