@@ -1,0 +1,235 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { client, readSse, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { docker, waitFor } from '../helpers/e2e.js';
+import { tempDir, writeFiles } from '../helpers/context.js';
+
+const fixture = path.join(import.meta.dirname, '..', 'fixtures', 'projects', 'tools');
+let server: ServerProcess;
+let api: ReturnType<typeof client>;
+let tools: string;
+
+beforeAll(async () => {
+  server = await startServerProcess({ workers: 3 });
+  api = client(server);
+  tools = await tempDir('cycle-e2e-tools-');
+  await fs.cp(fixture, tools, { recursive: true });
+  const pushed = await api.push('tools', tools);
+  expect(pushed.status, JSON.stringify(pushed.body)).toBe(201);
+});
+
+afterAll(async () => {
+  await server.stop('SIGTERM');
+  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:tools', '--filter', 'label=cycle.project-key=server:oci-demo'])).split('\n').filter(Boolean);
+  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+});
+
+const runner = (mode: string) => ['python3', 'tools.py', mode];
+
+describe('cycle server with real Docker', () => {
+  it('prepares a pushed project with init, then reports it ready', async () => {
+    const init = await api.call('POST', '/api/v1/projects/tools/init', {});
+    expect(init.status).toBe(202);
+    await waitFor(async () => (await api.call('GET', '/api/v1/projects/tools/status')).body.ready_for_jobs === true, 120_000, 'ready_for_jobs');
+    const details = (await api.call('GET', '/api/v1/projects/tools/status/details')).body;
+    expect(details.nodes[0]).toMatchObject({ node: 'local', state: 'ready', ready: true });
+  });
+
+  it('a fan-out of 20 items with batch_size 5: 4 tasks and 20 results, artifacts collected', async () => {
+    const job = await api.submit({ project: 'tools', runner_command: runner('square'), payload: { n: Array.from({ length: 20 }, (_, i) => i + 1) }, fan_out: { by: 'n' }, batch_size: 5, tags: ['fanout'] });
+    const done = await api.waitJob(job.id);
+    expect(done.status).toBe('completed');
+    const tasks = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
+    expect(tasks).toHaveLength(4);
+    expect(tasks.every((t: { items: number; status: string }) => t.items === 5 && t.status === 'succeeded')).toBe(true);
+    const results = (await api.call('GET', `/api/v1/results/${job.id}`)).body;
+    expect(results.complete).toBe(true);
+    expect(results.items).toHaveLength(20);
+    expect(results.items.map((i: { result: { square: number } }) => i.result.square)).toEqual(Array.from({ length: 20 }, (_, i) => (i + 1) ** 2));
+    expect(results.artifact_ids).toHaveLength(20);
+    const artifacts = (await api.call('GET', `/api/v1/artifacts?job=${job.id}`)).body.artifacts;
+    const sq7 = artifacts.find((a: { name: string }) => a.name === 'sq-7.txt');
+    const download = await fetch(`${server.url}/api/v1/artifacts/${sq7.id}`, { headers: { authorization: `Bearer ${server.token}` } });
+    expect(await download.text()).toBe('49');
+    expect(download.headers.get('x-checksum-sha256')).toBe(sq7.sha256);
+    expect((await api.call('GET', '/api/v1/jobs?tag=fanout')).body.jobs.map((j: { id: string }) => j.id)).toEqual([job.id]);
+  });
+
+  it('a sweep over a grid, with results per point', async () => {
+    const job = await api.submit({ type: 'sweep', project: 'tools', runner_command: runner('eval'), payload: { grid: { lr: [1, 2], depth: [3, 5] } } });
+    const done = await api.waitJob(job.id);
+    expect(done.status).toBe('completed');
+    const results = (await api.call('GET', `/api/v1/results/${job.id}`)).body;
+    expect(results.aggregate.points.map((p: { params: unknown; result: { score: number } }) => [p.params, p.result.score])).toEqual([
+      [{ lr: 1, depth: 3 }, 3],
+      [{ lr: 1, depth: 5 }, 5],
+      [{ lr: 2, depth: 3 }, 6],
+      [{ lr: 2, depth: 5 }, 10],
+    ]);
+  });
+
+  it('map_reduce: the reduce task gets every map result', async () => {
+    const job = await api.submit({ type: 'map_reduce', project: 'tools', runner_command: runner('square'), reduce_command: runner('reduce'), payload: { n: [1, 2, 3, 4] }, fan_out: { by: 'n' } });
+    const done = await api.waitJob(job.id);
+    expect(done.status).toBe('completed');
+    const results = (await api.call('GET', `/api/v1/results/${job.id}`)).body;
+    expect(results.aggregate.reduce.result).toEqual({ total: 30, maps: 4 });
+  });
+
+  it('benchmark: strategies × repeats, aggregated per strategy', async () => {
+    const job = await api.submit({ type: 'benchmark', project: 'tools', runner_command: runner('bench'), payload: { strategies: { a: { base: 10 }, b: { base: 20 } }, repeats: 2 } });
+    expect((await api.waitJob(job.id)).status).toBe('completed');
+    const { strategies } = (await api.call('GET', `/api/v1/results/${job.id}`)).body.aggregate;
+    expect(strategies.a).toMatchObject({ runs: 2, succeeded: 2, metrics: { value: { mean: 10.5, min: 10, max: 11 } } });
+    expect(strategies.b.metrics.value.mean).toBe(20.5);
+  });
+
+  it('a DAG of two jobs hands off an artifact, and kv values resolve', async () => {
+    await api.call('PUT', '/api/v1/projects/tools/kv/threshold', { value: 0.75 });
+    const producer = await api.submit({ project: 'tools', runner_command: runner('write'), payload: { csv: 'x,y\n1,2\n3,4\n' } });
+    const consumer = await api.submit({
+      project: 'tools',
+      runner_command: runner('read'),
+      depends_on: [producer.id],
+      payload: { _artifacts: { download: { data: { job_id: producer.id, artifact: 'dataset.csv' } } }, _shared: { resolve: { threshold: { kv: 'threshold' }, rows: { job: producer.id, path: 'items.0.result.rows' } } } },
+    });
+    expect((await api.waitJob(consumer.id)).status).toBe('completed');
+    const result = (await api.call('GET', `/api/v1/results/${consumer.id}`)).body.items[0].result;
+    expect(result).toEqual({ data: 'x,y\n1,2\n3,4\n', shared: { threshold: 0.75, rows: 2 } });
+  });
+
+  it('a failed dependency fails the downstream job with the reason', async () => {
+    const failing = await api.submit({ project: 'tools', runner_command: runner('fail') });
+    const downstream = await api.submit({ project: 'tools', runner_command: runner('square'), payload: { n: 2 }, depends_on: [failing.id] });
+    expect((await api.waitJob(failing.id)).status).toBe('failed');
+    const done = await api.waitJob(downstream.id);
+    expect(done.status).toBe('failed');
+    expect(done.error).toBe(`dependency ${failing.id} ended failed`);
+    const output = (await api.call('GET', `/api/v1/jobs/${failing.id}/output`)).body;
+    expect(output.tasks[0].output).toContain('about to fail');
+    const tasks = (await api.call('GET', `/api/v1/jobs/${failing.id}/tasks`)).body.tasks;
+    expect(tasks[0]).toMatchObject({ status: 'failed', exit_code: 3, error: 'exited with code 3' });
+  });
+
+  it('a partial job: some tasks fail', async () => {
+    const job = await api.submit({ project: 'tools', runner_command: runner('square'), fan_out: { items: [{ n: 2 }, { no_n: true }] } });
+    const done = await api.waitJob(job.id);
+    expect(done.status).toBe('partial');
+    expect(done.counts).toMatchObject({ total: 2, succeeded: 1, failed: 1 });
+  });
+
+  it('cancel stops a running job and its container', async () => {
+    const job = await api.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 60 } });
+    await waitFor(async () => (await api.call('GET', `/api/v1/jobs/${job.id}`)).body.status === 'running', 60_000, 'running');
+    await waitFor(async () => (await docker(['ps', '--filter', 'label=cycle.project-key=server:tools', '-q'])) !== '', 30_000, 'a container');
+    const cancelled = await api.call('PUT', `/api/v1/jobs/${job.id}/cancel`);
+    expect(cancelled.body.status).toBe('cancelled');
+    const tasks = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
+    expect(tasks[0].status).toBe('cancelled');
+    await waitFor(async () => (await docker(['ps', '-a', '--filter', `label=cycle.task=${tasks[0].id}`, '-q'])) === '', 20_000, 'the container to go');
+  });
+
+  it('timeout_s kills the container and fails the task "timed out"', async () => {
+    const job = await api.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 60 }, timeout_s: 2 });
+    const done = await api.waitJob(job.id, 60_000);
+    expect(done.status).toBe('failed');
+    const tasks = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
+    expect(tasks[0].error).toBe('timed out after 2s');
+    expect(tasks[0].latest_progress).toMatchObject({ second: expect.any(Number) });
+  });
+
+  it('SSE: a client that disconnects and resumes with Last-Event-ID gets every event exactly once', async () => {
+    const job = await api.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 3 } });
+    const first = await readSse(server, `/api/v1/jobs/${job.id}/stream`, { stopAfter: (events) => events.some((e) => e.event === 'progress') });
+    expect(first.ended).toBe(false);
+    const lastId = first.events.at(-1)!.id;
+    const rest = await readSse(server, `/api/v1/jobs/${job.id}/stream`, { lastEventId: lastId });
+    expect(rest.ended).toBe(true);
+    const resumed = [...first.events, ...rest.events];
+    const whole = await readSse(server, `/api/v1/jobs/${job.id}/stream`);
+    expect(resumed.map((e) => e.id)).toEqual(whole.events.map((e) => e.id));
+    expect(new Set(resumed.map((e) => e.id)).size).toBe(resumed.length);
+    expect(resumed.map((e) => Number(e.id))).toEqual([...resumed.map((e) => Number(e.id))].sort((a, b) => a - b));
+    expect(whole.events.at(-1)).toMatchObject({ event: 'job', data: { data: { status: 'completed' } } });
+    expect(rest.pings + first.pings).toBeGreaterThan(0);
+    const watch = await readSse(server, `/api/v1/jobs/watch?ids=${job.id}`);
+    expect(watch.ended).toBe(true);
+    expect(watch.events.map((e) => e.id)).toEqual(whole.events.map((e) => e.id));
+  });
+
+  it('calls callback_url when the job finishes, retrying a failing endpoint', async () => {
+    const received: Array<{ event: string; job: { id: string; status: string } }> = [];
+    let attempts = 0;
+    const hook = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        attempts++;
+        if (attempts === 1) {
+          res.writeHead(503).end();
+          return;
+        }
+        received.push(JSON.parse(body));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    const port = (hook.address() as { port: number }).port;
+    try {
+      const job = await api.submit({ project: 'tools', runner_command: runner('square'), payload: { n: 3 }, callback_url: `http://127.0.0.1:${port}/done` });
+      await api.waitJob(job.id);
+      await waitFor(() => received.length > 0, 20_000, 'the callback');
+      expect(attempts).toBe(2);
+      expect(received[0]).toMatchObject({ event: 'job.finished', job: { id: job.id, status: 'completed' } });
+    } finally {
+      hook.close();
+    }
+  });
+
+  it('runs an OCI project with its entrypoint', async () => {
+    const root = await tempDir('cycle-e2e-oci-');
+    await writeFiles(root, {
+      Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
+      'computalot.project.json': JSON.stringify({ version: 1, runtime: { kind: 'oci', workdir: '/workspace' }, entrypoint: { command: ['python3', 'job.py'] } }),
+      'job.py': 'import json, os\np = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))\njson.dump({"twice": p["x"] * 2}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))\n',
+    });
+    expect((await api.push('oci-demo', root)).status).toBe(201);
+    const job = await api.submit({ project: 'oci-demo', fan_out: { items: [{ x: 1 }, { x: 21 }] } });
+    expect((await api.waitJob(job.id)).status).toBe('completed');
+    expect((await api.call('GET', `/api/v1/results/${job.id}`)).body.items.map((i: { result: unknown }) => i.result)).toEqual([{ twice: 2 }, { twice: 42 }]);
+  });
+});
+
+describe('cycle server: crash recovery', () => {
+  it('kill -9 while tasks run: after a restart every job ends, nothing missing from /results', async () => {
+    const dataDir = await tempDir('cycle-e2e-crash-');
+    const first = await startServerProcess({ dataDir, workers: 2 });
+    const crashApi = client(first);
+    expect((await crashApi.push('tools', tools)).status).toBe(201);
+    const jobs = [];
+    for (let i = 0; i < 3; i++) jobs.push(await crashApi.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 2 }, fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] } }));
+    await waitFor(async () => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}`)).body.status === 'running', 120_000, 'a running task');
+    await new Promise((r) => setTimeout(r, 500));
+    first.child.kill('SIGKILL');
+    await first.stop();
+
+    const second = await startServerProcess({ dataDir, workers: 2 });
+    try {
+      expect(second.log()).toMatch(/recovered \d+ interrupted task/);
+      const again = client(second);
+      for (const job of jobs) {
+        const done = await again.waitJob(job.id, 180_000);
+        expect(done.status).toBe('completed');
+        const results = (await again.call('GET', `/api/v1/results/${job.id}`)).body;
+        expect(results.complete).toBe(true);
+        expect(results.items.map((i: { result: unknown }) => i.result)).toEqual([{ slept: 2 }, { slept: 2 }]);
+      }
+      const tasks = (await again.call('GET', `/api/v1/jobs/${jobs[0]!.id}/tasks`)).body.tasks;
+      expect(tasks.some((t: { last_failed_attempt: { error: string } | null }) => t.last_failed_attempt?.error.includes('server stopped'))).toBe(true);
+    } finally {
+      await second.stop();
+    }
+  });
+});

@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createParser } from 'eventsource-parser';
+import { selectFiles, toTarEntries } from '../../src/pack/select.js';
+import { tarStream } from '../../src/pack/tar.js';
+import { gzipDeterministic } from '../../src/pack/gzip.js';
+import { BIN, waitFor } from './e2e.js';
+import { tempDir } from './context.js';
+
+export interface ServerProcess {
+  url: string;
+  token: string;
+  dataDir: string;
+  child: ChildProcess;
+  log: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** The real `cycle server` binary on a free port. */
+export async function startServerProcess(options: { dataDir?: string; workers?: number; env?: Record<string, string> } = {}): Promise<ServerProcess> {
+  const dataDir = options.dataDir ?? (await tempDir('cycle-e2e-server-'));
+  const child = spawn(process.execPath, [BIN, 'server', '--port', '0', '--data-dir', dataDir, '--workers', String(options.workers ?? 2)], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME ?? dataDir, NO_COLOR: '1', CYCLE_SERVER_HEARTBEAT_MS: '500', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  await waitFor(() => /listening on (http:\/\/\S+)/.test(log) || child.exitCode !== null, 30_000, 'the server to listen');
+  const url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
+  if (!url) throw new Error(`the server did not start:\n${log}`);
+  const token = (await fs.readFile(path.join(dataDir, 'token'), 'utf8')).trim();
+  return {
+    url,
+    token,
+    dataDir,
+    child,
+    log: () => log,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export function client(server: { url: string; token: string }) {
+  const call = async (method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> => {
+    const response = await fetch(`${server.url}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${server.token}`, ...(body !== undefined && !(body instanceof Buffer) ? { 'content-type': 'application/json' } : {}), ...headers },
+      body: body === undefined ? undefined : body instanceof Buffer ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    try {
+      return { status: response.status, body: JSON.parse(text) };
+    } catch {
+      return { status: response.status, body: text };
+    }
+  };
+  return {
+    call,
+    push: async (name: string, dir: string, query = '') => call('POST', `/api/v1/projects/${name}/push${query}`, await packDir(dir)),
+    submit: async (job: Record<string, unknown>) => {
+      const answer = await call('POST', '/api/v1/jobs', job);
+      if (answer.status !== 201) throw new Error(`submit failed: ${answer.status} ${JSON.stringify(answer.body)}`);
+      return answer.body as { id: string };
+    },
+    waitJob: async (id: string, timeoutMs = 120_000): Promise<any> => {
+      let job: any;
+      await waitFor(async () => {
+        job = (await call('GET', `/api/v1/jobs/${id}`)).body;
+        return ['completed', 'partial', 'failed', 'cancelled'].includes(job.status);
+      }, timeoutMs, `job ${id} to finish`);
+      return job;
+    },
+  };
+}
+
+export async function packDir(dir: string): Promise<Buffer> {
+  const selection = await selectFiles(dir);
+  const chunks: Buffer[] = [];
+  for await (const chunk of gzipDeterministic(tarStream(toTarEntries(selection.entries)))) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+export interface SseEvent {
+  id: string;
+  event: string;
+  data: any;
+}
+
+/**
+ * Reads an SSE stream until it ends or `stopAfter` says to stop (a disconnect mid-stream).
+ * Returns the events and the last event id.
+ */
+export async function readSse(server: { url: string; token: string }, route: string, options: { lastEventId?: string; stopAfter?: (events: SseEvent[]) => boolean } = {}): Promise<{ events: SseEvent[]; ended: boolean; pings: number }> {
+  const controller = new AbortController();
+  const events: SseEvent[] = [];
+  let ended = false;
+  let pings = 0;
+  const response = await fetch(`${server.url}${route}`, {
+    headers: { authorization: `Bearer ${server.token}`, accept: 'text/event-stream', ...(options.lastEventId ? { 'last-event-id': options.lastEventId } : {}) },
+    signal: controller.signal,
+  });
+  const parser = createParser({
+    onEvent: (event) => {
+      if (event.event === 'end') {
+        ended = true;
+        return;
+      }
+      events.push({ id: event.id ?? '', event: event.event ?? 'message', data: JSON.parse(event.data) });
+      if (options.stopAfter?.(events)) controller.abort();
+    },
+    onComment: () => {
+      pings++;
+    },
+  });
+  try {
+    const decoder = new TextDecoder();
+    for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
+  } catch (error) {
+    if (!controller.signal.aborted) throw error;
+  }
+  return { events, ended, pings };
+}
