@@ -194,6 +194,79 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
       ),
     );
 
+  const api = (command: Command): Command => command.option('--api-url <url>', 'the server (default: CYCLE_API_URL, then the config)');
+
+  json(configure(project.command('pack')))
+    .description('write the deterministic .tar.gz an upload would send, or list what goes in')
+    .option('--out <file>', 'where to write it (default: <project>.tar.gz here)')
+    .option('--list', 'only list the files that would go in')
+    .addHelpText(
+      'after',
+      '\nWhat goes in: every file, minus what .gitignore files (nested too) and .cycleignore leave out, minus .git/,\n.cycle/ and secret-looking files (.env*, *.pem, id_rsa*, .netrc, cloud credentials; "!name" in .cycleignore\nships one on purpose). The same tree gives the same bytes; the content hash is their sha256.\n\nExamples:\n  $ cycle project pack --list\n  $ cycle project pack --out /tmp/p.tar.gz --json',
+    )
+    .action(async (opts: { out?: string; list?: boolean; json?: boolean }, command: Command) =>
+      run(() => import('./commands/project/pack.js'), { ...(opts.out ? { out: opts.out } : {}), list: opts.list === true, json: opts.json === true }, command),
+    );
+
+  json(api(configure(project.command('upload'))))
+    .description('validate, pack and push the project to the backend (skipped when nothing changed)')
+    .option('--rebuild', 'have the backend re-run build.sh on its previous build image')
+    .option('--clean', 'have the backend build from the bare base image')
+    .option('--force', 'upload even when the content hash is unchanged')
+    .option('--project <name>', 'upload under this name (default: the manifest\'s)')
+    .addHelpText('after', '\nExamples:\n  $ cycle project upload\n  $ cycle project upload --rebuild\n  $ cycle project upload --json | jq .revision')
+    .action(async (opts: { json?: boolean; rebuild?: boolean; clean?: boolean; force?: boolean; project?: string; apiUrl?: string }, command: Command) =>
+      run(
+        () => import('./commands/project/upload.js'),
+        { json: opts.json === true, rebuild: opts.rebuild === true, clean: opts.clean === true, force: opts.force === true, ...(opts.project ? { project: opts.project } : {}), ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) },
+        command,
+      ),
+    );
+
+  const remote = (command: Command): Command => json(api(configure(command))).option('--project <name>', 'the project (default: $CYCLE_PROJECT, then the manifest\'s name)');
+  remote(project.command('prepare'))
+    .description("prepare the uploaded project on the backend ahead of jobs (the API's init; optional)")
+    .addHelpText('after', '\nNeeds at least $5 of balance on hosted backends (402 otherwise).\n\nExamples:\n  $ cycle project prepare\n  $ cycle project prepare && cycle project status --watch')
+    .action(async (opts: { json?: boolean; project?: string; apiUrl?: string }, command: Command) =>
+      run(() => import('./commands/project/remote.js').then((m) => ({ run: m.prepare })), remoteOptions(opts), command),
+    );
+  remote(project.command('status'))
+    .description('is the uploaded project published and ready for jobs?')
+    .option('--details', 'per-node readiness')
+    .option('--watch', 'follow until the build is ready or failed (exit 6 when it failed)')
+    .addHelpText('after', '\nExamples:\n  $ cycle project status\n  $ cycle project status --details --json\n  $ cycle project status --watch')
+    .action(async (opts: { json?: boolean; project?: string; apiUrl?: string; details?: boolean; watch?: boolean }, command: Command) =>
+      run(() => import('./commands/project/remote.js').then((m) => ({ run: m.status })), { ...remoteOptions(opts), details: opts.details === true, watch: opts.watch === true }, command),
+    );
+  remote(project.command('invalidate'))
+    .description('drop the prepared images on the backend (the next job builds again)')
+    .addHelpText('after', '\nExamples:\n  $ cycle project invalidate')
+    .action(async (opts: { json?: boolean; project?: string; apiUrl?: string }, command: Command) =>
+      run(() => import('./commands/project/remote.js').then((m) => ({ run: m.invalidate })), remoteOptions(opts), command),
+    );
+
+  // ---- auth ----
+  const auth = configure(program.command('auth')).description('log in to a backend, check, log out');
+  api(configure(auth.command('login')))
+    .description('save a token for the server (asked without echo, or read from stdin)')
+    .option('--with-token', 'read the token from stdin')
+    .addHelpText('after', '\nThe token is checked against the server, then saved (mode 0600) in $XDG_CONFIG_HOME/cycle/credentials.json.\n\nExamples:\n  $ cycle auth login --api-url http://127.0.0.1:8787\n  $ cycle auth login --api-url http://127.0.0.1:8787 --with-token < ~/.local/share/cycle/server/token')
+    .action(async (opts: { apiUrl?: string; withToken?: boolean }, command: Command) =>
+      run(() => import('./commands/auth.js').then((m) => ({ run: m.login })), { ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}), withToken: opts.withToken === true }, command),
+    );
+  json(api(configure(auth.command('status'))))
+    .description('which server, where the token comes from, and whether the server accepts it (never the token)')
+    .addHelpText('after', '\nExit status 4 when there is no token or the server refuses it.\n\nExamples:\n  $ cycle auth status\n  $ cycle auth status --json')
+    .action(async (opts: { apiUrl?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/auth.js').then((m) => ({ run: m.status })), { json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+  api(configure(auth.command('logout')))
+    .description('forget the saved token of the server')
+    .addHelpText('after', '\nExamples:\n  $ cycle auth logout')
+    .action(async (opts: { apiUrl?: string }, command: Command) =>
+      run(() => import('./commands/auth.js').then((m) => ({ run: m.logout })), { ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+
   // ---- server ----
   configure(program.command('server'))
     .description('run a local Computalot-compatible backend that runs jobs in Docker')
@@ -244,6 +317,10 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
     });
 
   return program;
+}
+
+function remoteOptions(opts: { json?: boolean; project?: string; apiUrl?: string }): { json: boolean; project?: string; apiUrl?: string } {
+  return { json: opts.json === true, ...(opts.project ? { project: opts.project } : {}), ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) };
 }
 
 /** For repeatable options: `--volume a=1 --volume b=2`. */

@@ -1,0 +1,375 @@
+import { randomUUID } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import * as z from 'zod';
+import { CycleError, ExitCode } from '../errors.js';
+import {
+  artifactSchema,
+  batchResponseSchema,
+  jobSchema,
+  kvEntrySchema,
+  projectDetailsSchema,
+  projectStatusSchema,
+  pushResponseSchema,
+  resultsSchema,
+  taskSchema,
+  type JobRequestInput,
+} from './schemas.js';
+
+/** An HTTP error from the API, with the server's code and message. */
+export class ApiError extends CycleError {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    hint: string | undefined,
+    exitCode: number,
+    readonly field?: string,
+  ) {
+    super({ message, hint, exitCode });
+  }
+}
+
+export interface ApiClientOptions {
+  baseUrl: string;
+  token: string | undefined;
+  version: string;
+  debug?: (line: string) => void;
+  /** Attempts per request (1 = no retry). */
+  attempts?: number;
+  /** Waiting for the answer's headers, and for any progress of an upload. */
+  timeoutMs?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export interface UploadBody {
+  open: () => Readable;
+  length: number;
+  contentType: string;
+  onProgress?: (sent: number) => void;
+}
+
+interface RequestOptions<T> {
+  schema?: z.ZodType<T>;
+  json?: unknown;
+  upload?: UploadBody;
+  query?: Record<string, string | number | undefined>;
+  /** Makes a POST safe to retry: the server answers a repeat with the first response. */
+  idempotencyKey?: string;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** The answer is streamed by the caller (downloads, SSE). */
+  raw?: boolean;
+  /** Which statuses are answers, not errors (e.g. 404 to ask "does it exist?"). */
+  accept?: number[];
+}
+
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+
+/** One function per endpoint of docs/api.md, over undici, with retries that never act twice. */
+export class ApiClient {
+  private readonly attempts: number;
+  private readonly timeoutMs: number;
+  private dispatcher: Dispatcher | undefined;
+  private undici: typeof import('undici') | undefined;
+
+  constructor(private readonly options: ApiClientOptions) {
+    this.attempts = options.attempts ?? 5;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  get baseUrl(): string {
+    return this.options.baseUrl;
+  }
+
+  private async lib(): Promise<typeof import('undici')> {
+    this.undici ??= await import('undici');
+    this.dispatcher ??= new this.undici.Agent({ connectTimeout: 10_000, headersTimeout: this.timeoutMs, bodyTimeout: 0, keepAliveTimeout: 4_000 });
+    return this.undici;
+  }
+
+  private userAgent(): string {
+    return `cycle/${this.options.version} (node ${process.versions.node}; ${process.platform})`;
+  }
+
+  async request<T>(method: string, path: string, options: RequestOptions<T> & { raw: true }): Promise<RawResponse>;
+  async request<T>(method: string, path: string, options?: RequestOptions<T>): Promise<{ status: number; body: T; headers: Record<string, string | string[] | undefined> }>;
+  async request<T>(method: string, path: string, options: RequestOptions<T> = {}): Promise<unknown> {
+    if (!this.options.token) {
+      throw new ApiError(0, 'no_token', `no token for ${this.options.baseUrl}`, 'run `cycle auth login`, or set CYCLE_TOKEN', ExitCode.auth);
+    }
+    const { request } = await this.lib();
+    const url = new URL(this.options.baseUrl.replace(/\/$/, '') + path);
+    for (const [key, value] of Object.entries(options.query ?? {})) if (value !== undefined) url.searchParams.set(key, String(value));
+    const retryable = method === 'GET' || method === 'PUT' || method === 'DELETE' || method === 'HEAD' || options.idempotencyKey !== undefined;
+    const what = `${method} ${url.pathname}`;
+    const sleep = this.options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    let lastError: CycleError | undefined;
+    for (let attempt = 1; attempt <= this.attempts; attempt++) {
+      const started = Date.now();
+      const headers: Record<string, string> = {
+        authorization: `Bearer ${this.options.token}`,
+        'user-agent': this.userAgent(),
+        accept: 'application/json',
+        ...options.headers,
+      };
+      if (options.idempotencyKey) headers['idempotency-key'] = options.idempotencyKey;
+      let body: string | Readable | undefined;
+      const stall = new AbortController();
+      let stallTimer: NodeJS.Timeout | undefined;
+      if (options.json !== undefined) {
+        body = JSON.stringify(options.json);
+        headers['content-type'] = 'application/json';
+      } else if (options.upload) {
+        headers['content-type'] = options.upload.contentType;
+        headers['content-length'] = String(options.upload.length);
+        body = watchProgress(options.upload, this.timeoutMs, stall, (timer) => (stallTimer = timer));
+      }
+      const signal = options.signal ? AbortSignal.any([options.signal, stall.signal]) : stall.signal;
+      try {
+        const response = await request(url, { method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal, dispatcher: this.dispatcher! });
+        clearTimeout(stallTimer);
+        this.options.debug?.(`${what} → ${response.statusCode} in ${Date.now() - started}ms${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
+        if (RETRY_STATUSES.has(response.statusCode) && retryable && attempt < this.attempts) {
+          const retryAfter = parseRetryAfter(response.headers['retry-after']);
+          await response.body.dump().catch(() => undefined);
+          const delay = retryAfter ?? this.backoff(attempt);
+          this.options.debug?.(`${what}: HTTP ${response.statusCode}, retrying in ${delay}ms`);
+          await sleep(delay);
+          continue;
+        }
+        if (response.statusCode >= 400 && !(options.accept ?? []).includes(response.statusCode)) {
+          throw await apiError(what, response.statusCode, response.body, this.options.baseUrl);
+        }
+        if (options.raw) return { status: response.statusCode, headers: response.headers, body: response.body };
+        const text = await response.body.text();
+        let parsed: unknown = null;
+        if (text.trim() !== '') {
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            throw new CycleError({ message: `${what}: the server answered ${response.statusCode} with something that is not JSON: ${text.slice(0, 80)}`, exitCode: ExitCode.network });
+          }
+        }
+        if (options.schema && response.statusCode < 400) {
+          const result = options.schema.safeParse(parsed);
+          if (!result.success) {
+            const issue = result.error.issues[0]!;
+            throw new CycleError({
+              message: `${what}: the server's answer does not have the expected shape: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
+              hint: 'the server may speak another version of the API; check CYCLE_API_URL',
+              exitCode: ExitCode.network,
+            });
+          }
+          return { status: response.statusCode, body: result.data, headers: response.headers };
+        }
+        return { status: response.statusCode, body: parsed as T, headers: response.headers };
+      } catch (error) {
+        clearTimeout(stallTimer);
+        if (error instanceof CycleError) throw error;
+        if (options.signal?.aborted) throw new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted });
+        const reason = stall.signal.aborted ? `no progress for ${Math.round(this.timeoutMs / 1000)}s` : describeNetworkError(error);
+        lastError = new CycleError({
+          message: `cannot reach ${this.options.baseUrl} (${what}): ${reason}`,
+          hint: 'check that the server runs and CYCLE_API_URL is right (`cycle doctor`)',
+          exitCode: ExitCode.network,
+        });
+        if (!retryable || attempt >= this.attempts) throw lastError;
+        const delay = this.backoff(attempt);
+        this.options.debug?.(`${what}: ${reason}, retrying in ${delay}ms`);
+        await sleep(delay);
+      }
+    }
+    throw lastError ?? new CycleError({ message: `${what}: no answer`, exitCode: ExitCode.network });
+  }
+
+  /** Full jitter: a random wait up to base·2^(attempt-1), capped. */
+  private backoff(attempt: number): number {
+    const cap = Math.min(this.options.maxDelayMs ?? 10_000, (this.options.baseDelayMs ?? 500) * 2 ** (attempt - 1));
+    return Math.round((this.options.random ?? Math.random)() * cap);
+  }
+
+  // ---- endpoints ----
+
+  health() {
+    return this.request('GET', '/api/v1/health', { schema: z.object({ ok: z.boolean(), version: z.string() }) }).then((r) => r.body);
+  }
+
+  /** Pushes are content-addressed: the same bytes make no second revision, so a retry is safe. */
+  push(name: string, upload: UploadBody, flags: { rebuild?: boolean; clean?: boolean; buildHash?: string }) {
+    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/push`, {
+      schema: pushResponseSchema,
+      upload,
+      query: { rebuild: flags.rebuild ? 1 : undefined, clean: flags.clean ? 1 : undefined },
+      idempotencyKey: randomUUID(),
+      ...(flags.buildHash ? { headers: { 'x-cycle-build-hash': flags.buildHash } } : {}),
+    }).then((r) => r.body);
+  }
+
+  /** The project's status, or undefined when the server has never seen it. */
+  async status(name: string) {
+    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, { schema: projectStatusSchema.or(z.object({ error: z.unknown() })), accept: [404] });
+    return answer.status === 404 ? undefined : projectStatusSchema.parse(answer.body);
+  }
+
+  details(name: string) {
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status/details`, { schema: projectDetailsSchema }).then((r) => r.body);
+  }
+
+  init(name: string) {
+    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/init`, { json: {}, idempotencyKey: randomUUID(), schema: z.object({ project: z.string(), revision: z.number(), build: z.string() }) }).then((r) => r.body);
+  }
+
+  invalidate(name: string) {
+    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/invalidate`, { json: {}, idempotencyKey: randomUUID(), schema: z.object({ project: z.string(), removed_images: z.number() }) }).then((r) => r.body);
+  }
+
+  kvGet(name: string, key: string) {
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { schema: kvEntrySchema }).then((r) => r.body);
+  }
+
+  kvPut(name: string, key: string, value: unknown) {
+    return this.request('PUT', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { json: { value }, schema: kvEntrySchema }).then((r) => r.body);
+  }
+
+  kvList(name: string) {
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv`, { schema: z.object({ entries: z.array(kvEntrySchema) }) }).then((r) => r.body.entries);
+  }
+
+  submitJob(job: JobRequestInput, idempotencyKey: string = randomUUID()) {
+    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: jobSchema }).then((r) => r.body);
+  }
+
+  submitBatch(jobs: unknown[], idempotencyKey: string = randomUUID()) {
+    return this.request('POST', '/api/v1/jobs/batch', { json: { jobs }, idempotencyKey, schema: batchResponseSchema }).then((r) => r.body);
+  }
+
+  listJobs(filter: { tag?: string; status?: string; project?: string; limit?: number }) {
+    return this.request('GET', '/api/v1/jobs', { query: filter, schema: z.object({ jobs: z.array(jobSchema) }) }).then((r) => r.body.jobs);
+  }
+
+  getJob(id: string) {
+    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobSchema }).then((r) => r.body);
+  }
+
+  tasks(id: string) {
+    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/tasks`, { schema: z.object({ job_id: z.string(), tasks: z.array(taskSchema) }) }).then((r) => r.body.tasks);
+  }
+
+  output(id: string, tail?: number) {
+    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })) });
+    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/output`, { query: { tail }, schema }).then((r) => r.body);
+  }
+
+  cancel(id: string) {
+    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobSchema }).then((r) => r.body);
+  }
+
+  results(id: string) {
+    return this.request('GET', `/api/v1/results/${encodeURIComponent(id)}`, { schema: resultsSchema }).then((r) => r.body);
+  }
+
+  artifacts(filter: { job?: string; limit?: number } = {}) {
+    return this.request('GET', '/api/v1/artifacts', { query: filter, schema: z.object({ artifacts: z.array(artifactSchema) }) }).then((r) => r.body.artifacts);
+  }
+
+  /** The bytes of an artifact, from `start` on (resuming a download). */
+  downloadArtifact(id: string, start = 0, signal?: AbortSignal): Promise<RawResponse> {
+    return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, { raw: true, headers: start > 0 ? { range: `bytes=${start}-` } : {}, ...(signal ? { signal } : {}) });
+  }
+
+  /** An SSE stream from `lastEventId` on (see src/api/sse.ts for reading it). */
+  openStream(path: string, lastEventId: string | undefined, signal?: AbortSignal): Promise<RawResponse> {
+    return this.request('GET', path, { raw: true, headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }, ...(signal ? { signal } : {}) });
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher?.close().catch(() => undefined);
+  }
+}
+
+/** The upload body, counting bytes for the progress bar and aborting when nothing moves. */
+function watchProgress(upload: UploadBody, timeoutMs: number, stall: AbortController, setTimer: (timer: NodeJS.Timeout) => void): Readable {
+  let sent = 0;
+  let timer: NodeJS.Timeout = setTimeout(() => stall.abort(), timeoutMs);
+  setTimer(timer);
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      sent += chunk.length;
+      clearTimeout(timer);
+      timer = setTimeout(() => stall.abort(), timeoutMs);
+      setTimer(timer);
+      upload.onProgress?.(sent);
+      callback(null, chunk);
+    },
+    flush(callback) {
+      clearTimeout(timer);
+      // Waiting for the answer is then the headers timeout's job.
+      callback();
+    },
+  });
+  const source = upload.open();
+  source.on('error', (error) => counter.destroy(error));
+  return source.pipe(counter);
+}
+
+function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return undefined;
+  const seconds = Number(text);
+  if (Number.isFinite(seconds)) return Math.min(60_000, Math.max(0, seconds * 1000));
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.min(60_000, Math.max(0, date - Date.now()));
+}
+
+async function apiError(what: string, status: number, body: Dispatcher.ResponseData['body'], baseUrl: string): Promise<ApiError> {
+  const text = await body.text().catch(() => '');
+  let code = `http_${status}`;
+  let message = text.trim().slice(0, 300) || `HTTP ${status}`;
+  let field: string | undefined;
+  try {
+    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string; field?: string } };
+    if (parsed.error?.message) {
+      code = parsed.error.code ?? code;
+      message = parsed.error.message;
+      field = parsed.error.field;
+    }
+  } catch {
+    // not JSON: keep the text
+  }
+  if (status === 401 || status === 403) {
+    return new ApiError(status, code, `the server refused the token (HTTP ${status}): ${message}`, `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`, ExitCode.auth, field);
+  }
+  if (status === 402) return new ApiError(status, code, `${message} (HTTP 402)`, 'fund the account: at least $5 is needed', ExitCode.failure, field);
+  if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network, field);
+  return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure, field);
+}
+
+function describeNetworkError(error: unknown): string {
+  const e = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e.code ?? e.cause?.code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connection refused';
+    case 'ECONNRESET':
+    case 'UND_ERR_SOCKET':
+      return 'the connection was dropped';
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return 'no answer in time';
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return 'connecting timed out';
+    case 'ENOTFOUND':
+      return 'unknown host';
+    default:
+      return e.message ?? String(error);
+  }
+}

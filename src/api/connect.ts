@@ -1,0 +1,62 @@
+import type { Context } from '../context.js';
+import { CycleError, ExitCode } from '../errors.js';
+import { resolveApiSettings } from '../config/config.js';
+import { findProjectRoot, loadProject } from '../project/load.js';
+import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE } from '../project/names.js';
+import type { ApiClient } from './client.js';
+
+export interface ConnectFlags {
+  apiUrl?: string;
+}
+
+/** An API client for the configured server (flags > env > project config > user config). */
+export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<ApiClient> {
+  let projectRoot: string | undefined;
+  try {
+    projectRoot = (await findProjectRoot(ctx.cwd)).root;
+  } catch {
+    projectRoot = undefined;
+  }
+  const settings = await resolveApiSettings({ env: ctx.env, configDir: ctx.configDir, ...(projectRoot ? { projectRoot } : {}) }, flags);
+  if (!settings.apiUrl) {
+    throw new CycleError({
+      message: 'no API URL: cycle does not know which server to talk to',
+      hint: 'set CYCLE_API_URL, pass --api-url, or run `cycle auth login --api-url URL` (a local backend: `cycle server`)',
+      exitCode: ExitCode.usage,
+    });
+  }
+  const { ApiClient } = await import('./client.js');
+  const seconds = Number(ctx.env.CYCLE_HTTP_TIMEOUT);
+  const attempts = Number(ctx.env.CYCLE_HTTP_RETRIES);
+  return new ApiClient({
+    baseUrl: settings.apiUrl,
+    token: settings.token,
+    version: ctx.version,
+    debug: (line) => ctx.ui.debug(line),
+    ...(seconds > 0 ? { timeoutMs: seconds * 1000 } : {}),
+    ...(attempts > 0 ? { attempts } : {}),
+    sleep: (ms) => ctx.clock.sleep(ms, ctx.signal),
+  });
+}
+
+/** Which project a command means: --project, $CYCLE_PROJECT, then the manifest's name. */
+export async function resolveProjectName(ctx: Context, flag: string | undefined): Promise<string> {
+  const given = flag ?? (ctx.env.CYCLE_PROJECT || undefined);
+  if (given !== undefined) {
+    if (!PROJECT_NAME_PATTERN.test(given)) throw new CycleError({ message: `invalid project name "${given}": expected ${PROJECT_NAME_RULE}`, exitCode: ExitCode.usage });
+    return given;
+  }
+  let found: Awaited<ReturnType<typeof loadProject>> | undefined;
+  try {
+    found = await loadProject(ctx.cwd);
+  } catch (error) {
+    if (error instanceof CycleError && /no project found/.test(error.message)) found = undefined;
+    else throw error;
+  }
+  if (found?.name) return found.name;
+  throw new CycleError({
+    message: found ? 'the project has no name (computalot.project.json has no "name")' : 'no project named, and no project here',
+    hint: 'pass --project NAME, set CYCLE_PROJECT, or run inside a project (its name comes from [main].name or "name")',
+    exitCode: ExitCode.usage,
+  });
+}

@@ -1,0 +1,85 @@
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import type { Context } from '../../context.js';
+import { CycleError, ExitCode } from '../../errors.js';
+import { loadProject } from '../../project/load.js';
+import { connect } from '../../api/connect.js';
+import { checkBuildFlags } from '../../runner/cycleswap-build.js';
+import { collectBuildInputs } from '../../build/hash.js';
+import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
+import { warnSecrets } from './pack.js';
+import { formatBytes, formatDuration } from '../../ui/ui.js';
+import { PROJECT_NAME_PATTERN } from '../../project/names.js';
+
+export interface UploadOptions {
+  rebuild: boolean;
+  clean: boolean;
+  force: boolean;
+  json: boolean;
+  project?: string;
+  apiUrl?: string;
+}
+
+export async function run(options: UploadOptions, ctx: Context): Promise<number> {
+  checkBuildFlags(options);
+  // An invalid project is refused before any network call.
+  const project = await loadProject(ctx.cwd);
+  const name = options.project ?? project.name ?? ctx.env.CYCLE_PROJECT;
+  if (!name || !PROJECT_NAME_PATTERN.test(name)) {
+    throw new CycleError({ message: 'the project has no name to upload it as', hint: 'add "name" to computalot.project.json, or pass --project NAME', exitCode: ExitCode.usage });
+  }
+  const buildHash =
+    project.format === 'cycleswap'
+      ? (await collectBuildInputs(project)).hash
+      : (await import('../../build/oci-hash.js').then(({ computalotBuildHash }) => computalotBuildHash(project))).hash;
+  const api = await connect(ctx, options);
+  const spinner = await ctx.ui.spinner('packing the project');
+  const packed = await packProject(project.root);
+  spinner.stop();
+  try {
+    warnSecrets(packed.selection, ctx);
+    if (packed.size > LARGE_PACK_BYTES) ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
+    const current = await api.status(name);
+    if (current && current.content_hash === packed.contentHash && !options.force && !options.rebuild && !options.clean) {
+      const result = { project: name, uploaded: false, reason: 'unchanged', revision: current.revision, content_hash: packed.contentHash, build_hash: current.build_hash, rebuild: current.build.state !== 'ready', format: project.format };
+      if (options.json) ctx.ui.json(result);
+      else {
+        ctx.ui.info(`unchanged since revision ${current.revision}: nothing to upload (--force uploads anyway)`);
+        ctx.ui.out(`revision ${current.revision}  content ${packed.contentHash.slice(0, 12)}  build ${current.build_hash.slice(0, 12)}`);
+      }
+      return ExitCode.ok;
+    }
+    const started = ctx.clock.now();
+    ctx.ui.info(`uploading ${name}: ${formatBytes(packed.size)}, ${packed.selection.fileCount} files`);
+    const pushed = await api.push(
+      name,
+      {
+        open: () => createReadStream(packed.file),
+        length: packed.size,
+        contentType: 'application/gzip',
+        onProgress: (sent) => ctx.ui.live(progressLine(sent, packed.size, ctx.clock.now() - started)),
+      },
+      { rebuild: options.rebuild, clean: options.clean, buildHash },
+    );
+    ctx.ui.clearLive();
+    if (pushed.build_hash_matches === false) ctx.ui.warn(`the server computed build hash ${pushed.build_hash.slice(0, 12)}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
+    const result = { project: name, uploaded: true, revision: pushed.revision, content_hash: pushed.content_hash, build_hash: pushed.build_hash, rebuild: pushed.rebuild, unchanged: pushed.unchanged, format: pushed.format, bytes: packed.size, seconds: (ctx.clock.now() - started) / 1000 };
+    if (options.json) ctx.ui.json(result);
+    else {
+      ctx.ui.success(`uploaded ${name} in ${formatDuration(ctx.clock.now() - started)}: revision ${pushed.revision}${pushed.unchanged ? ' (same content as before)' : ''}`);
+      ctx.ui.out(`revision ${pushed.revision}  content ${pushed.content_hash.slice(0, 12)}  build ${pushed.build_hash.slice(0, 12)}`);
+      ctx.ui.info(pushed.rebuild ? `the backend builds the image on the next job (or now: cycle project prepare)` : 'the backend reuses its image (build inputs unchanged)');
+    }
+    return ExitCode.ok;
+  } finally {
+    await fs.rm(packed.file, { force: true });
+  }
+}
+
+function progressLine(sent: number, total: number, elapsedMs: number): string {
+  const rate = elapsedMs > 0 ? sent / (elapsedMs / 1000) : 0;
+  const eta = rate > 0 ? (total - sent) / rate : 0;
+  const width = 24;
+  const filled = Math.round((sent / Math.max(total, 1)) * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${formatBytes(sent)} / ${formatBytes(total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta * 1000)}`;
+}

@@ -1,0 +1,57 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { gzipDeterministic } from './gzip.js';
+import { selectFiles, toTarEntries, type Selection } from './select.js';
+import { tarStream } from './tar.js';
+
+export interface PackResult {
+  /** sha256 of the .tar.gz bytes: the content hash. */
+  contentHash: string;
+  /** Bytes of the .tar.gz. */
+  size: number;
+  file: string;
+  selection: Selection;
+}
+
+/** Uploads over this size get a warning: usually data or a virtualenv that should be ignored. */
+export const LARGE_PACK_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Packs the project into a deterministic .tar.gz (same tree → same bytes), streaming: the
+ * tarball is written to `out` (or a temp file) and hashed on the way, never held in memory.
+ */
+export async function packProject(root: string, options: { out?: string; selection?: Selection } = {}): Promise<PackResult> {
+  const selection = options.selection ?? (await selectFiles(root));
+  const file = options.out ?? path.join(os.tmpdir(), `cycle-pack-${randomBytes(6).toString('hex')}.tar.gz`);
+  const temp = `${file}.${randomBytes(4).toString('hex')}.partial`;
+  const hash = createHash('sha256');
+  let size = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  try {
+    await pipeline(gzipDeterministic(tarStream(toTarEntries(selection.entries))), meter, createWriteStream(temp));
+    await fs.rename(temp, file);
+  } catch (error) {
+    await fs.rm(temp, { force: true });
+    throw error;
+  }
+  return { contentHash: hash.digest('hex'), size, file, selection };
+}
+
+export function largestFiles(selection: Selection, count = 10): Array<{ path: string; size: number }> {
+  return selection.entries
+    .filter((e) => e.type === 'file')
+    .sort((a, b) => b.size - a.size || (a.path < b.path ? -1 : 1))
+    .slice(0, count)
+    .map((e) => ({ path: e.path, size: e.size }));
+}
