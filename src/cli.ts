@@ -267,6 +267,141 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
       run(() => import('./commands/auth.js').then((m) => ({ run: m.logout })), { ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
     );
 
+  // ---- job ----
+  const job = configure(program.command('job')).description('submit jobs and follow them: from the shell and from scripts');
+  job.addHelpText('after', '\nExamples:\n  $ id=$(cycle job submit --payload \'{"n": [1,2,3]}\' --fan-out-by n)\n  $ cycle job watch "$id"\n  $ cycle job results "$id" --json | jq .items');
+  const jobRead = (command: Command): Command => json(api(configure(command)));
+  jobRead(job.command('submit'))
+    .description('submit a job; prints its id (not on a terminal: only the id)')
+    .option('--project <name>', 'the project (default: $CYCLE_PROJECT, then the manifest\'s name)')
+    .addOption(new Option('--type <type>', 'job type').choices(['structured_runner', 'sweep', 'map_reduce', 'benchmark']))
+    .option('--runner <command>', 'the command each task runs, e.g. "python3 eval.py" (default: .cycleswap/run.sh or the entrypoint)')
+    .option('--runner-json <json>', 'the command as a JSON array, e.g. \'["python3","eval.py"]\'')
+    .option('--reduce <command>', 'map_reduce: the reduce command')
+    .option('--reduce-json <json>', 'map_reduce: the reduce command as a JSON array')
+    .option('--payload <JSON|@file|->', 'the payload (a JSON object)')
+    .option('--fan-out-by <field>', 'one task per element of the payload\'s array FIELD')
+    .option('--fan-out-items <@file|->', 'one task per item: JSON lines, or a JSON array')
+    .option('--chunks <n>', 'split a range in N chunks (with --range-field and --total)')
+    .option('--range-field <field>', 'the payload field that gets each chunk\'s {start, end}')
+    .option('--total <n>', 'the size of the range')
+    .option('--batch-size <n>', 'items per task (the task gets payload._batch)')
+    .option('--profile <profile>', 'e.g. gpu')
+    .option('--timeout <duration>', 'per task: seconds, or 90s, 10m, 1h30m')
+    .option('--require <list>', 'minimum requirements, e.g. gpu=1,storage_gb=40')
+    .option('--tag <tag>', 'a tag (repeatable)', collect, [])
+    .option('--meta <key=value>', 'metadata (repeatable; JSON values kept as JSON)', collect, [])
+    .option('--variant <name>', 'a variant label')
+    .option('--depends-on <job>', 'wait for this job to complete first (repeatable)', collect, [])
+    .option('--callback-url <url>', 'POSTed the job when it finishes')
+    .option('--client-ref <ref>', 'your own reference, returned with the job')
+    .option('--idempotency-key <key>', 'resubmitting with the same key returns the first job instead of a new one')
+    .option('--wait', 'follow the job to its end (exit 0 completed, 6 failed or partial)')
+    .option('--cancel-on-interrupt', 'with --wait: Ctrl-C cancels the job (otherwise it goes on)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ cycle job submit --runner "python3 eval.py" --payload \'{"model": "m1"}\'\n  $ cycle job submit --payload \'{"models": ["a","b","c"]}\' --fan-out-by models --wait\n  $ cycle job submit --fan-out-items @items.jsonl --batch-size 50 --tag exp42\n  $ cycle job submit --chunks 20 --range-field seeds --total 10000 --timeout 10m',
+    )
+    .action(async (opts: Record<string, unknown>, command: Command) =>
+      run(() => import('./commands/job/submit.js'), { ...(opts as object), tag: opts.tag as string[], meta: opts.meta as string[], dependsOn: opts.dependsOn as string[], wait: opts.wait === true, cancelOnInterrupt: opts.cancelOnInterrupt === true, json: opts.json === true } as import('./commands/job/submit.js').SubmitOptions, command),
+    );
+  jobRead(job.command('batch'))
+    .description('submit many jobs from a JSON-lines file (or - for stdin), 200 per request')
+    .argument('<file>', 'one job per line (the body of POST /api/v1/jobs)')
+    .option('--project <name>', 'the project for lines that name none')
+    .addHelpText('after', '\nEvery line is checked before anything is sent; a bad line is named by its number.\n\nExamples:\n  $ cycle job batch jobs.jsonl\n  $ generate-jobs | cycle job batch - --json')
+    .action(async (file: string, opts: { apiUrl?: string; project?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/job/batch.js'), { file, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}), ...(opts.project ? { project: opts.project } : {}) }, command),
+    );
+  jobRead(job.command('list'))
+    .description('list jobs, newest first')
+    .option('--tag <tag>', 'only jobs with this tag')
+    .option('--status <status>', 'only jobs in this state')
+    .option('--project <name>', 'only jobs of this project')
+    .option('--limit <n>', 'at most N jobs (default 20)')
+    .addHelpText('after', '\nExamples:\n  $ cycle job list --tag exp42\n  $ cycle job list --status failed --json | jq -r ".[].id"')
+    .action(async (opts: { apiUrl?: string; json?: boolean; tag?: string; status?: string; project?: string; limit?: string }, command: Command) =>
+      run(() => import('./commands/job/read.js').then((m) => ({ run: m.list })), { ...opts, json: opts.json === true }, command),
+    );
+  const byId = (name: string, description: string, example: string, load: () => Promise<CommandModule<{ id: string; json: boolean; apiUrl?: string }>>) =>
+    jobRead(job.command(name))
+      .description(description)
+      .argument('<id>', 'the job id')
+      .addHelpText('after', `\nExamples:\n  $ ${example}`)
+      .action(async (id: string, opts: { apiUrl?: string; json?: boolean }, command: Command) => run(load, { id, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command));
+  byId('get', 'show a job', 'cycle job get job_123', () => import('./commands/job/read.js').then((m) => ({ run: m.get })));
+  byId('tasks', "a job's tasks: status, attempts, exit codes, errors", 'cycle job tasks job_123', () => import('./commands/job/read.js').then((m) => ({ run: m.tasks })));
+  byId('results', "a job's results: one line per item (--json: the whole document)", 'cycle job results job_123 --json | jq ".items[].result"', () => import('./commands/job/read.js').then((m) => ({ run: m.results })));
+  jobRead(job.command('logs'))
+    .description("a job's output (stdout and stderr of its tasks)")
+    .argument('<id>', 'the job id')
+    .option('--follow', 'stream it live until the job ends')
+    .option('--task <n>', 'only task N (its index)')
+    .addHelpText('after', '\nExamples:\n  $ cycle job logs job_123\n  $ cycle job logs job_123 --follow --task 3')
+    .action(async (id: string, opts: { apiUrl?: string; json?: boolean; follow?: boolean; task?: string }, command: Command) =>
+      run(() => import('./commands/job/read.js').then((m) => ({ run: m.logs })), { id, json: opts.json === true, follow: opts.follow === true, ...(opts.task !== undefined ? { task: opts.task } : {}), ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+  jobRead(job.command('watch'))
+    .description('follow jobs live until they end (exit 0 when all completed, 6 otherwise)')
+    .argument('<ids...>', 'job ids')
+    .addHelpText('after', '\n--json prints each event as a JSON line.\n\nExamples:\n  $ cycle job watch job_1 job_2\n  $ cycle job watch job_1 --json | jq -c "select(.type == \\"task\\")"')
+    .action(async (ids: string[], opts: { apiUrl?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/job/read.js').then((m) => ({ run: m.watch })), { ids, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+  jobRead(job.command('cancel'))
+    .description('cancel jobs (running containers are stopped)')
+    .argument('<ids...>', 'job ids')
+    .addHelpText('after', '\nExamples:\n  $ cycle job cancel job_123')
+    .action(async (ids: string[], opts: { apiUrl?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/job/read.js').then((m) => ({ run: m.cancel })), { ids, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+
+  // ---- artifacts ----
+  const artifacts = configure(program.command('artifacts')).description("list and download jobs' output files");
+  jobRead(artifacts.command('list'))
+    .description('list artifacts (newest first, or of one job)')
+    .option('--job <id>', 'only this job\'s artifacts')
+    .addHelpText('after', '\nExamples:\n  $ cycle artifacts list --job job_123')
+    .action(async (opts: { apiUrl?: string; json?: boolean; job?: string }, command: Command) =>
+      run(() => import('./commands/artifacts.js').then((m) => ({ run: m.list })), { ...opts, json: opts.json === true }, command),
+    );
+  jobRead(artifacts.command('download'))
+    .description('download artifacts: verified, resumable, written atomically inside --out')
+    .argument('[ids...]', 'artifact ids')
+    .option('--job <id>', 'all of a job\'s artifacts')
+    .option('--out <dir>', 'the folder to write to (default: here)')
+    .addHelpText('after', '\nExamples:\n  $ cycle artifacts download --job job_123 --out results/\n  $ cycle artifacts download art_1 art_2')
+    .action(async (ids: string[], opts: { apiUrl?: string; json?: boolean; job?: string; out?: string }, command: Command) =>
+      run(() => import('./commands/artifacts.js').then((m) => ({ run: m.download })), { ids, ...opts, json: opts.json === true }, command),
+    );
+
+  // ---- kv ----
+  const kv = configure(program.command('kv')).description("a project's small shared JSON values");
+  jobRead(kv.command('get'))
+    .description('print a value as JSON')
+    .argument('<project>', 'the project')
+    .argument('<key>', 'the key')
+    .addHelpText('after', '\nExamples:\n  $ cycle kv get my-exp best_lr')
+    .action(async (projectName: string, key: string, opts: { apiUrl?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/kv.js').then((m) => ({ run: m.get })), { project: projectName, key, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+  jobRead(kv.command('set'))
+    .description('set a value: JSON, @file, or - for stdin')
+    .argument('<project>', 'the project')
+    .argument('<key>', 'the key')
+    .argument('<value>', 'JSON (a string needs quotes), @file, or -')
+    .addHelpText('after', '\nExamples:\n  $ cycle kv set my-exp best_lr 0.003\n  $ cycle kv set my-exp config @config.json')
+    .action(async (projectName: string, key: string, value: string, opts: { apiUrl?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/kv.js').then((m) => ({ run: m.set })), { project: projectName, key, value, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+  jobRead(kv.command('list'))
+    .description("list a project's keys and values")
+    .argument('<project>', 'the project')
+    .addHelpText('after', '\nExamples:\n  $ cycle kv list my-exp')
+    .action(async (projectName: string, opts: { apiUrl?: string; json?: boolean }, command: Command) =>
+      run(() => import('./commands/kv.js').then((m) => ({ run: m.list })), { project: projectName, json: opts.json === true, ...(opts.apiUrl ? { apiUrl: opts.apiUrl } : {}) }, command),
+    );
+
   // ---- server ----
   configure(program.command('server'))
     .description('run a local Computalot-compatible backend that runs jobs in Docker')

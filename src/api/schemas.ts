@@ -111,6 +111,8 @@ export const jobSchema = z.object({
   created_at: z.string(),
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
+  /** The id of the job's latest event: follow its stream from here to see only what is new. */
+  last_event_id: z.string(),
 });
 export type Job = z.infer<typeof jobSchema>;
 

@@ -206,6 +206,7 @@ export class JobService {
       created_at: row.created_at,
       started_at: row.started_at,
       finished_at: row.finished_at,
+      last_event_id: String((this.options.db.prepare('SELECT MAX(seq) AS seq FROM events WHERE job_id = ?').get(row.id) as { seq: number | null }).seq ?? 0),
     };
   }
 

@@ -23,6 +23,7 @@ import type { ProjectService } from './projects.js';
 const MAX_ATTEMPTS = 2;
 const TAIL_BYTES = 4096;
 const FLUSH_MS = 250;
+const EVENT_TEXT_MAX = 256 * 1024;
 
 export interface SchedulerOptions {
   db: DB;
@@ -157,7 +158,7 @@ export class Scheduler {
       job.status = 'running';
       this.emitJob(job.id);
     }
-    events.append({ type: 'task', job_id: job.id, task_id: task.id, data: { index: task.idx, status: 'running', attempt: task.attempt + 1 } });
+    events.append({ type: 'task', job_id: job.id, task_id: task.id, data: { index: task.idx, status: 'running', attempt: task.attempt + 1, counts: this.options.jobs.counts(job.id) } });
     const controller = new AbortController();
     const done = this.execute(job, { ...task, attempt: task.attempt + 1 }, controller.signal)
       .catch((error: Error) => (this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message })))
@@ -316,7 +317,12 @@ export class Scheduler {
       now(),
       task.id,
     );
-    events.append({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status: outcome.status, error: outcome.error ?? null, exit_code: outcome.exitCode ?? null, artifact_ids: outcome.artifactIds ?? [] } });
+    events.append({
+      type: 'task',
+      job_id: task.job_id,
+      task_id: task.id,
+      data: { index: task.idx, status: outcome.status, error: outcome.error ?? null, exit_code: outcome.exitCode ?? null, artifact_ids: outcome.artifactIds ?? [], counts: this.options.jobs.counts(task.job_id) },
+    });
   }
 
   /** A task stopped by a shutdown runs again on the next start, not counted as an attempt. */
@@ -427,7 +433,12 @@ class LiveFeed {
     this.dirty = false;
     const { db, events } = this.options;
     db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(this.tail, this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress), this.task.id);
-    if (this.pendingText) events.append({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text: this.pendingText.slice(-TAIL_BYTES) } });
+    if (this.pendingText) {
+      // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
+      const skipped = Math.max(0, this.pendingText.length - EVENT_TEXT_MAX);
+      const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${this.pendingText.slice(-EVENT_TEXT_MAX)}` : this.pendingText;
+      events.append({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text } });
+    }
     if (this.latestProgress !== undefined) events.append({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
     this.pendingText = '';
     this.latestProgress = undefined;

@@ -41,6 +41,7 @@ export interface Spinner {
  */
 export class Ui {
   private liveLineShown = false;
+  private liveBlockLines = 0;
 
   constructor(
     private readonly io: IO,
@@ -123,9 +124,23 @@ export class Ui {
   }
 
   clearLive(): void {
+    if (this.liveBlockLines > 0) {
+      this.io.stderr.write(`\x1b[${this.liveBlockLines}F\x1b[0J`);
+      this.liveBlockLines = 0;
+    }
     if (!this.liveLineShown) return;
     this.io.stderr.write('\r\x1b[2K');
     this.liveLineShown = false;
+  }
+
+  /** Several status lines rewritten in place on a TTY (`job watch` of many jobs). */
+  liveBlock(lines: string[]): void {
+    if (!this.options.interactive || this.options.quiet) return;
+    const width = Math.max(20, (this.io.stderr.columns ?? 80) - 1);
+    const previous = this.liveBlockLines;
+    const text = lines.map((line) => `\x1b[2K${line.length > width ? line.slice(0, width - 1) + '…' : line}`).join('\n') + '\n';
+    this.io.stderr.write((previous > 0 ? `\x1b[${previous}F` : '') + text + (previous > lines.length ? '\x1b[0J' : ''));
+    this.liveBlockLines = lines.length;
   }
 
   /** A spinner on a TTY; elsewhere the text once (unless --quiet) and the outcome line. */

@@ -1,0 +1,69 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { CycleError, ExitCode } from '../errors.js';
+import type { StreamEvent } from './schemas.js';
+import type { ApiClient } from './client.js';
+
+export interface FollowedEvent {
+  id: string;
+  type: string;
+  event: StreamEvent;
+}
+
+export interface FollowOptions {
+  lastEventId?: string;
+  signal?: AbortSignal;
+  /** Called before each reconnect (a dropped connection). */
+  onReconnect?: (attempt: number, reason: string) => void;
+  sleep?: (ms: number) => Promise<void>;
+  /** Give up after this many failed reconnects in a row. */
+  maxReconnects?: number;
+}
+
+/**
+ * Follows an SSE stream of the API to its end, reconnecting after a dropped connection with
+ * Last-Event-ID: every event is yielded once, in order, even across reconnects.
+ */
+export async function* followEvents(api: ApiClient, path: string, options: FollowOptions = {}): AsyncGenerator<FollowedEvent> {
+  let lastEventId = options.lastEventId;
+  let failures = 0;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  for (;;) {
+    if (options.signal?.aborted) return;
+    let reason = 'the stream ended early';
+    let ended = false;
+    try {
+      const response = await api.openStream(path, lastEventId, options.signal);
+      const pending: EventSourceMessage[] = [];
+      const parser = createParser({ onEvent: (message) => pending.push(message) });
+      const decoder = new TextDecoder();
+      for await (const chunk of response.body) {
+        parser.feed(decoder.decode(chunk as Uint8Array, { stream: true }));
+        for (const message of pending.splice(0)) {
+          if (message.event === 'end') {
+            ended = true;
+            break;
+          }
+          if (message.id !== undefined && lastEventId !== undefined && Number(message.id) <= Number(lastEventId)) continue;
+          if (message.id !== undefined) lastEventId = message.id;
+          failures = 0;
+          yield { id: message.id ?? '', type: message.event ?? 'message', event: JSON.parse(message.data) as StreamEvent };
+        }
+        if (ended) break;
+      }
+      if (ended) {
+        response.body.destroy();
+        return;
+      }
+    } catch (error) {
+      if (options.signal?.aborted) return;
+      if (error instanceof CycleError && error.exitCode !== ExitCode.network) throw error; // 401, 404: not a drop
+      reason = error instanceof Error ? error.message : String(error);
+    }
+    failures++;
+    if (failures > (options.maxReconnects ?? 20)) {
+      throw new CycleError({ message: `lost the event stream ${path} (${reason}) and could not reconnect`, hint: 'check the server; `cycle job get ID` shows where the job stands', exitCode: ExitCode.network });
+    }
+    options.onReconnect?.(failures, reason);
+    await sleep(Math.min(5000, 250 * 2 ** (failures - 1)));
+  }
+}

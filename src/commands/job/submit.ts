@@ -1,0 +1,156 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Context } from '../../context.js';
+import { ExitCode, usageError } from '../../errors.js';
+import { connect, resolveProjectName } from '../../api/connect.js';
+import { jobRequestSchema, JOB_TYPES, type JobRequestInput } from '../../api/schemas.js';
+import { readJsonArgument, parseJsonText } from '../../runner/payload.js';
+import { parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../../util/args.js';
+import { waitForJob } from './follow.js';
+
+export interface SubmitOptions {
+  project?: string;
+  apiUrl?: string;
+  type?: string;
+  runner?: string;
+  runnerJson?: string;
+  reduce?: string;
+  reduceJson?: string;
+  payload?: string;
+  fanOutBy?: string;
+  fanOutItems?: string;
+  chunks?: string;
+  rangeField?: string;
+  total?: string;
+  batchSize?: string;
+  profile?: string;
+  timeout?: string;
+  require?: string;
+  tag: string[];
+  meta: string[];
+  variant?: string;
+  dependsOn: string[];
+  callbackUrl?: string;
+  clientRef?: string;
+  idempotencyKey?: string;
+  wait: boolean;
+  cancelOnInterrupt: boolean;
+  json: boolean;
+}
+
+/** The job request the flags describe; every mistake is a usage error before any request. */
+export async function buildJobRequest(options: SubmitOptions, ctx: Context): Promise<JobRequestInput> {
+  if (options.runner !== undefined && options.runnerJson !== undefined) throw usageError('--runner and --runner-json are the same thing: use one');
+  if (options.reduce !== undefined && options.reduceJson !== undefined) throw usageError('--reduce and --reduce-json are the same thing: use one');
+  const fanOutKinds = [options.fanOutBy !== undefined && '--fan-out-by', options.fanOutItems !== undefined && '--fan-out-items', (options.chunks ?? options.rangeField ?? options.total) !== undefined && '--chunks/--range-field/--total'].filter(Boolean);
+  if (fanOutKinds.length > 1) throw usageError(`${fanOutKinds.join(' and ')} cannot be mixed: a job has one fan-out shape`, 'choose --fan-out-by FIELD, --fan-out-items @items.jsonl, or --chunks N --range-field F --total T');
+  if ((options.chunks ?? options.rangeField ?? options.total) !== undefined && (options.chunks === undefined || options.rangeField === undefined || options.total === undefined)) {
+    throw usageError('--chunks, --range-field and --total go together', 'e.g. --chunks 20 --range-field seeds --total 10000');
+  }
+  if (options.type !== undefined && !(JOB_TYPES as readonly string[]).includes(options.type)) throw usageError(`--type ${options.type}: expected one of ${JOB_TYPES.join(', ')}`);
+  const stdinUsed = [options.payload === '-', options.fanOutItems === '-'].filter(Boolean).length;
+  if (stdinUsed > 1) throw usageError('only one of --payload and --fan-out-items can read stdin (-)');
+
+  const request: JobRequestInput = { project: await resolveProjectName(ctx, options.project) };
+  if (options.type) request.type = options.type as JobRequestInput['type'];
+  if (options.runner !== undefined) request.runner_command = shellWords(options.runner, '--runner');
+  if (options.runnerJson !== undefined) request.runner_command = stringArray(parseJsonText(options.runnerJson, '--runner-json'), '--runner-json');
+  if (options.reduce !== undefined) request.reduce_command = shellWords(options.reduce, '--reduce');
+  if (options.reduceJson !== undefined) request.reduce_command = stringArray(parseJsonText(options.reduceJson, '--reduce-json'), '--reduce-json');
+  if (options.payload !== undefined) {
+    const payload = await readJsonArgument('--payload', options.payload, { cwd: ctx.cwd, stdin: ctx.io.stdin });
+    if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) throw usageError('--payload must be a JSON object, e.g. {"model": "m1"}');
+    request.payload = payload as Record<string, unknown>;
+  }
+  if (options.fanOutBy !== undefined) request.fan_out = { by: options.fanOutBy };
+  if (options.fanOutItems !== undefined) request.fan_out = { items: await readItems(options.fanOutItems, ctx) };
+  if (options.chunks !== undefined) request.fan_out = { chunks: positiveInteger(options.chunks, '--chunks'), range_field: options.rangeField!, total: positiveInteger(options.total!, '--total') };
+  if (options.batchSize !== undefined) request.batch_size = positiveInteger(options.batchSize, '--batch-size');
+  if (options.profile !== undefined) request.profile = options.profile;
+  if (options.timeout !== undefined) request.timeout_s = parseDuration(options.timeout, '--timeout');
+  if (options.require !== undefined) request.requirements = parseRequirements(options.require, '--require');
+  if (options.tag.length) request.tags = options.tag;
+  if (options.meta.length) request.meta = parseKeyValues(options.meta, '--meta');
+  if (options.variant !== undefined) request.variant = options.variant;
+  if (options.dependsOn.length) request.depends_on = options.dependsOn;
+  if (options.callbackUrl !== undefined) request.callback_url = options.callbackUrl;
+  if (options.clientRef !== undefined) request.client_ref = options.clientRef;
+  const checked = jobRequestSchema.safeParse(request);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    throw usageError(`invalid job: ${issue.path.join('.') || '(job)'}: ${issue.message}`, flagFor(issue.path[0]));
+  }
+  return request;
+}
+
+export async function run(options: SubmitOptions, ctx: Context): Promise<number> {
+  const request = await buildJobRequest(options, ctx);
+  const api = await connect(ctx, options);
+  const job = await api.submitJob(request, options.idempotencyKey);
+  if (!options.wait) {
+    if (options.json) ctx.ui.json(job);
+    else {
+      ctx.ui.out(job.id);
+      ctx.ui.info(`submitted ${job.id} to ${job.project} (${job.counts.total} task${job.counts.total === 1 ? '' : 's'}); follow it with: cycle job watch ${job.id}`);
+    }
+    return ExitCode.ok;
+  }
+  if (!options.json) ctx.ui.out(job.id);
+  ctx.ui.info(`submitted ${job.id} (${job.counts.total} task${job.counts.total === 1 ? '' : 's'}); waiting for it (Ctrl-C leaves it running${options.cancelOnInterrupt ? ', --cancel-on-interrupt cancels it' : ''})`);
+  const { code, job: final } = await waitForJob(api, job.id, ctx, { json: false, cancelOnInterrupt: options.cancelOnInterrupt });
+  if (options.json) ctx.ui.json(final);
+  return code;
+}
+
+/** Items as JSON lines (one object each) or one JSON array, from @file or - (stdin). */
+async function readItems(value: string, ctx: Context): Promise<Array<Record<string, unknown>>> {
+  let text: string;
+  let source: string;
+  if (value === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of ctx.io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    text = Buffer.concat(chunks).toString('utf8');
+    source = 'stdin';
+  } else if (value.startsWith('@')) {
+    const file = path.resolve(ctx.cwd, value.slice(1));
+    text = await fs.readFile(file, 'utf8').catch(() => {
+      throw usageError(`--fan-out-items ${value}: no such file (${file})`);
+    });
+    source = value.slice(1);
+  } else {
+    text = value;
+    source = '--fan-out-items';
+  }
+  const trimmed = text.trim();
+  let items: unknown[];
+  if (trimmed.startsWith('[')) items = parseJsonText(trimmed, `--fan-out-items ${source}`) as unknown[];
+  else {
+    items = [];
+    trimmed.split('\n').forEach((line, index) => {
+      if (line.trim() === '') return;
+      items.push(parseJsonText(line, `--fan-out-items ${source} line ${index + 1}`));
+    });
+  }
+  if (items.length === 0) throw usageError(`--fan-out-items ${value}: no items`);
+  items.forEach((item, index) => {
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) throw usageError(`--fan-out-items ${source}: item ${index + 1} is not a JSON object`);
+  });
+  return items as Array<Record<string, unknown>>;
+}
+
+function stringArray(value: unknown, flag: string): string[] {
+  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string' && v !== '')) throw usageError(`${flag}: expected a non-empty JSON array of strings, e.g. '["python3","eval.py"]'`);
+  return value as string[];
+}
+
+function flagFor(field: PropertyKey | undefined): string | undefined {
+  const flags: Record<string, string> = {
+    project: 'pass --project NAME',
+    timeout_s: '--timeout takes seconds or 10m, 1h',
+    callback_url: '--callback-url takes an http(s) URL',
+    requirements: '--require takes gpu=N,cpu=N,memory_gb=N,storage_gb=N',
+    tags: '--tag takes 1-128 characters',
+  };
+  return typeof field === 'string' ? flags[field] : undefined;
+}
+

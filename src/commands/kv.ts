@@ -1,0 +1,50 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Context } from '../context.js';
+import { ExitCode, usageError } from '../errors.js';
+import { connect, type ConnectFlags } from '../api/connect.js';
+import { parseJsonText } from '../runner/payload.js';
+
+export async function get(options: ConnectFlags & { project: string; key: string; json: boolean }, ctx: Context): Promise<number> {
+  const api = await connect(ctx, options);
+  const entry = await api.kvGet(options.project, options.key);
+  // The value itself, as JSON, is what scripts want (`cycle kv get p k | jq`).
+  ctx.ui.out(JSON.stringify(options.json ? entry : entry.value, null, options.json ? 2 : 0));
+  return ExitCode.ok;
+}
+
+export async function set(options: ConnectFlags & { project: string; key: string; value: string; json: boolean }, ctx: Context): Promise<number> {
+  let text = options.value;
+  let source = 'VALUE';
+  if (text.startsWith('@')) {
+    const file = path.resolve(ctx.cwd, text.slice(1));
+    text = await fs.readFile(file, 'utf8').catch(() => {
+      throw usageError(`${options.value}: no such file (${file})`);
+    });
+    source = options.value;
+  } else if (text === '-') {
+    const chunks: Buffer[] = [];
+    for await (const chunk of ctx.io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+    text = Buffer.concat(chunks).toString('utf8');
+    source = 'stdin';
+  }
+  let value: unknown;
+  try {
+    value = parseJsonText(text, source);
+  } catch (error) {
+    throw usageError((error as Error).message, `values are JSON: a string needs quotes, e.g. cycle kv set ${options.project} ${options.key} '"text"'`);
+  }
+  const api = await connect(ctx, options);
+  const entry = await api.kvPut(options.project, options.key, value);
+  if (options.json) ctx.ui.json(entry);
+  else ctx.ui.success(`${options.project}/${options.key} = ${JSON.stringify(entry.value).slice(0, 120)}`);
+  return ExitCode.ok;
+}
+
+export async function list(options: ConnectFlags & { project: string; json: boolean }, ctx: Context): Promise<number> {
+  const api = await connect(ctx, options);
+  const entries = await api.kvList(options.project);
+  if (options.json) ctx.ui.json(entries);
+  else for (const entry of entries) ctx.ui.out(`${entry.key}\t${JSON.stringify(entry.value)}`);
+  return ExitCode.ok;
+}

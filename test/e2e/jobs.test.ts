@@ -1,0 +1,124 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, cycle, docker, startCycle, waitFor } from '../helpers/e2e.js';
+import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { tempDir, writeFiles } from '../helpers/context.js';
+
+const execFileAsync = promisify(execFile);
+let server: ServerProcess;
+let binDir: string;
+let env: Record<string, string>;
+let projectDir: string;
+
+beforeAll(async () => {
+  server = await startServerProcess({ workers: 3 });
+  binDir = await tempDir('cycle-bin-');
+  await fs.symlink(BIN, path.join(binDir, 'cycle'));
+  const config = await tempDir('cycle-cfg-');
+  env = { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, XDG_CONFIG_HOME: config };
+  projectDir = await tempDir('cycle-e2e-jobs-');
+  await writeFiles(projectDir, {
+    '.cycleswap/manifest.toml': '[main]\nname = "e2e-jobs"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+    '.cycleswap/run.sh': 'python3 task.py\n',
+    '.cycleswap/build.sh': 'true\n',
+    'task.py':
+      'import json, os, pathlib, sys, time\np = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())\nprint("working on", p, flush=True)\ntime.sleep(p.get("sleep", 0))\nif p.get("fail"):\n    print("it went wrong", flush=True)\n    sys.exit(7)\npathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text(json.dumps({"ok": True}))\n',
+  });
+});
+
+afterAll(async () => {
+  await server.stop();
+  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:e2e-jobs', '--filter', 'label=cycle.project-key=server:scripted-sq'])).split('\n').filter(Boolean);
+  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+});
+
+describe('scripting cycle, end to end', () => {
+  it('test/e2e/scripting.sh: init, upload, fan-out --wait, results with node, artifacts', async () => {
+    const tokenFile = path.join(server.dataDir, 'token');
+    const { stdout, stderr } = await execFileAsync('bash', [path.join(import.meta.dirname, 'scripting.sh')], {
+      env: { PATH: `${binDir}:${process.env.PATH}`, HOME: binDir, XDG_CONFIG_HOME: await tempDir(), API: server.url, TOKEN_FILE: tokenFile, PROJECT: 'scripted-sq', NO_COLOR: '1' },
+      maxBuffer: 16 << 20,
+    }).catch((error: { stdout: string; stderr: string }) => {
+      throw new Error(`scripting.sh failed:\n${error.stdout}\n${error.stderr}`);
+    });
+    expect(stdout).toMatch(/job: job_[0-9a-z]+/);
+    expect(stdout).toContain('scripting OK');
+    expect(stderr).not.toContain(server.token);
+  });
+});
+
+describe('upload and status against the real server', () => {
+  it('uploads, skips an unchanged upload, passes --rebuild and --clean, reports status', async () => {
+    const first = await cycle(['project', 'upload', '--json'], { cwd: projectDir, env });
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject({ uploaded: true, revision: 1, rebuild: true });
+    const second = await cycle(['project', 'upload', '--json'], { cwd: projectDir, env });
+    expect(JSON.parse(second.stdout)).toMatchObject({ uploaded: false, reason: 'unchanged' });
+    const rebuild = await cycle(['project', 'upload', '--rebuild', '--json'], { cwd: projectDir, env });
+    expect(JSON.parse(rebuild.stdout)).toMatchObject({ uploaded: true, revision: 2, rebuild: true });
+    const prepared = await cycle(['project', 'prepare'], { cwd: projectDir, env });
+    expect(prepared.code).toBe(0);
+    const watched = await cycle(['project', 'status', '--watch', '--json'], { cwd: projectDir, env });
+    expect(watched.code, watched.stderr).toBe(0);
+    expect(JSON.parse(watched.stdout.trim().split('\n').at(-1)!)).toMatchObject({ revision: 2, ready_for_jobs: true, build: { state: 'ready' } });
+    const clean = await cycle(['project', 'upload', '--clean', '--json'], { cwd: projectDir, env });
+    expect(JSON.parse(clean.stdout)).toMatchObject({ revision: 3, rebuild: true });
+  });
+});
+
+describe('job submit --wait', () => {
+  it('a failing job: exit 6 with the failed task and its last lines', async () => {
+    const result = await cycle(['job', 'submit', '--payload', '{"fail": true}', '--wait'], { cwd: projectDir, env });
+    expect(result.code).toBe(6);
+    expect(result.stdout).toMatch(/^job_[0-9a-z]+\n$/);
+    expect(result.stderr).toMatch(/task 0 \(task_[0-9a-z]+\): exited with code 7/);
+    expect(result.stderr).toContain('│ it went wrong');
+  });
+
+  it('a partial job: exit 6, naming the failed task', async () => {
+    const items = path.join(projectDir, 'items.jsonl');
+    await fs.writeFile(items, '{"n": 1}\n{"n": 2, "fail": true}\n{"n": 3}\n');
+    const result = await cycle(['job', 'submit', '--fan-out-items', `@${items}`, '--wait'], { cwd: projectDir, env });
+    expect(result.code).toBe(6);
+    expect(result.stderr).toMatch(/job job_[0-9a-z]+ partial: 1 of 3 task\(s\) failed/);
+    expect(result.stderr).toMatch(/task 1 \(task_[0-9a-z]+\): exited with code 7/);
+  });
+
+  it('Ctrl-C during --wait: exit 130, and the job goes on running on the server', async () => {
+    const run = startCycle(['job', 'submit', '--payload', '{"sleep": 30}', '--wait'], { cwd: projectDir, env });
+    await waitFor(() => /running/.test(run.output().stderr), 60_000, 'the job to run');
+    run.child.kill('SIGINT');
+    expect(await run.exited).toBe(130);
+    const id = run.output().stdout.trim();
+    expect(run.output().stderr).toContain(`job ${id} is still running on the server`);
+    const job = (await client(server).call('GET', `/api/v1/jobs/${id}`)).body;
+    expect(job.status).toBe('running');
+    await client(server).call('PUT', `/api/v1/jobs/${id}/cancel`);
+  });
+
+  it('--cancel-on-interrupt cancels the job on Ctrl-C', async () => {
+    const run = startCycle(['job', 'submit', '--payload', '{"sleep": 30}', '--wait', '--cancel-on-interrupt'], { cwd: projectDir, env });
+    await waitFor(() => /running/.test(run.output().stderr), 60_000, 'the job to run');
+    run.child.kill('SIGINT');
+    expect(await run.exited).toBe(130);
+    const id = run.output().stdout.trim();
+    expect(run.output().stderr).toContain(`job ${id} was cancelled`);
+    expect((await client(server).call('GET', `/api/v1/jobs/${id}`)).body.status).toBe('cancelled');
+  });
+
+  it('job logs --follow and job watch --json stream until the end', async () => {
+    const submitted = await cycle(['job', 'submit', '--fan-out-items', '-', '--tag', 'watched'], { cwd: projectDir, env, input: '[{"n": 1, "sleep": 1}, {"n": 2, "sleep": 1}]' });
+    const id = submitted.stdout.trim();
+    const [logs, watch] = await Promise.all([cycle(['job', 'logs', id, '--follow'], { cwd: projectDir, env }), cycle(['job', 'watch', id, '--json'], { cwd: projectDir, env })]);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toContain("[0] working on {'n': 1, 'sleep': 1}");
+    expect(logs.stdout).toContain("[1] working on {'n': 2, 'sleep': 1}");
+    expect(watch.code).toBe(0);
+    const events = watch.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    expect(events.at(-1)).toMatchObject({ type: 'job', data: { status: 'completed' } });
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+  });
+});
