@@ -4,6 +4,7 @@ import { spawnSync, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import crypto from 'node:crypto';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const CYCLE = path.join(ROOT, 'bin', 'cycle.js');
@@ -63,15 +64,28 @@ export function summary() {
   return results;
 }
 
-/** A tree of `files` files totalling about `bytes` bytes, in `dirs` folders. */
+/**
+ * A tree of `files` files totalling about `bytes` bytes, in `dirs` folders. Half of each file
+ * is random (it does not compress), half text-like (it does), so gzip has real work to do.
+ */
 export function makeTree(root, files, bytes, dirs = 200) {
   const size = Math.floor(bytes / files);
-  const block = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) block[i] = (i * 2654435761) >>> 24;
+  const pool = crypto.randomBytes(4 << 20);
+  const text = Buffer.from('epoch,loss,accuracy\n' + Array.from({ length: 4096 }, (_, i) => `${i},${(1 / (i + 1)).toFixed(6)},${(i / 4096).toFixed(4)}\n`).join(''));
   for (let d = 0; d < dirs; d++) fs.mkdirSync(path.join(root, `d${d}`), { recursive: true });
   for (let i = 0; i < files; i++) {
+    const offset = (i * 7919) % (pool.length - size);
+    const half = size >> 1;
+    const block = Buffer.concat([pool.subarray(offset, offset + half), text.subarray(0, Math.min(text.length, size - half)), Buffer.alloc(Math.max(0, size - half - text.length))]);
     block.writeUInt32LE(i, 0); // every file different
-    block.writeUInt32LE(i * 7919, size - 8);
     fs.writeFileSync(path.join(root, `d${i % dirs}`, `f${i}.bin`), block);
   }
+}
+
+/** Peak resident memory (MiB) of a command, from GNU time. */
+export function peakRss(file, args, options = {}) {
+  const result = spawnSync('/usr/bin/time', ['-f', 'CYCLE_MAXRSS_KB %M', file, ...args], { stdio: ['ignore', 'ignore', 'pipe'], ...options, env: { ...process.env, NO_COLOR: '1', ...options.env } });
+  const match = /CYCLE_MAXRSS_KB (\d+)/.exec(String(result.stderr));
+  if (result.status !== 0 || !match) throw new Error(`${file} ${args.join(' ')} failed (${result.status}): ${String(result.stderr).slice(-800)}`);
+  return Number(match[1]) / 1024;
 }

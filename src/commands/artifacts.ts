@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isInside } from '../util/paths.js';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -72,7 +73,7 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
   const { relative, changed } = safeRelativeName(rawName, item.id);
   if (changed) ctx.ui.warn(`artifact ${item.id}: the server named it ${JSON.stringify(rawName)}; saved as ${relative} inside ${outDir}`);
   const target = path.join(outDir, relative);
-  if (!isInside(outDir, target)) throw new CycleError({ message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`, exitCode: ExitCode.failure });
+  if (!isInside(outDir, target, false)) throw new CycleError({ message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`, exitCode: ExitCode.failure });
   const size = Number(header('x-artifact-size') ?? (response.status === 200 ? header('content-length') : undefined));
   const sha256 = header('x-checksum-sha256') ?? null;
   const resuming = response.status === 206 && have > 0;
@@ -113,9 +114,4 @@ export function safeRelativeName(name: string, fallback: string): { relative: st
   const cleaned = parts.map((part) => part.replace(/[\0]/g, '')).filter(Boolean);
   const relative = cleaned.length ? cleaned.join('/') : fallback;
   return { relative, changed: relative !== name };
-}
-
-function isInside(root: string, file: string): boolean {
-  const relative = path.relative(root, file);
-  return relative !== '' && !relative.startsWith('..') && !path.isAbsolute(relative);
 }

@@ -1,4 +1,5 @@
 import type { Context } from '../context.js';
+import { readAll } from '../ui/streams.js';
 import { CycleError, ExitCode, usageError } from '../errors.js';
 import { credentialsPath, describeSource, normalizeApiUrl, removeToken, resolveApiSettings, saveToken, saveUserApiUrl } from '../config/config.js';
 
@@ -14,9 +15,7 @@ export async function login(options: LoginOptions, ctx: Context): Promise<number
   if (!apiUrl) throw usageError('which server? no API URL is set', 'pass --api-url URL (e.g. the one `cycle server` prints)');
   let token: string;
   if (options.withToken) {
-    const chunks: Buffer[] = [];
-    for await (const chunk of ctx.io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    token = Buffer.concat(chunks).toString('utf8').trim();
+    token = (await readAll(ctx.io.stdin)).trim();
   } else if (ctx.prompt.available) {
     token = (await ctx.prompt.secret(`Token for ${apiUrl}`)).trim();
   } else {

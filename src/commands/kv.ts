@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { readAll } from '../ui/streams.js';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
@@ -23,9 +24,7 @@ export async function set(options: ConnectFlags & { project: string; key: string
     });
     source = options.value;
   } else if (text === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of ctx.io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    text = Buffer.concat(chunks).toString('utf8');
+    text = await readAll(ctx.io.stdin);
     source = 'stdin';
   }
   let value: unknown;

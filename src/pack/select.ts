@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { isInside } from '../util/paths.js';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
@@ -167,11 +168,7 @@ async function readIgnoreFile(file: string): Promise<string | undefined> {
 async function assertLinkInside(realRoot: string, root: string, rel: string, absolute: string, target: string): Promise<void> {
   const lexical = path.resolve(path.dirname(absolute), target);
   const real = await fs.realpath(absolute).catch(() => undefined);
-  const inside = (base: string, candidate: string): boolean => {
-    const relative = path.relative(base, candidate);
-    return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
-  };
-  const ok = real !== undefined ? inside(realRoot, real) : inside(root, lexical);
+  const ok = real !== undefined ? isInside(realRoot, real) : isInside(root, lexical);
   if (!ok) {
     throw new CycleError({
       message: `${rel} is a symlink to ${target}, outside the project`,

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { isInside } from '../util/paths.js';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -20,11 +21,6 @@ export interface BuildFileProblem {
 export interface BuildFileListing {
   files: BuildFile[];
   problems: BuildFileProblem[];
-}
-
-function isInside(root: string, candidate: string): boolean {
-  const relative = path.relative(root, candidate);
-  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
 }
 
 /**

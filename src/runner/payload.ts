@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { readAll } from '../ui/streams.js';
 import path from 'node:path';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
 import type { InStream } from '../ui/streams.js';
@@ -12,9 +13,7 @@ export async function readJsonArgument(flag: string, value: string, options: { c
   let text: string;
   let source: string;
   if (value === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of options.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    text = Buffer.concat(chunks).toString('utf8');
+    text = await readAll(options.stdin);
     source = `${flag} - (stdin)`;
   } else if (value.startsWith('@')) {
     const file = path.resolve(options.cwd, value.slice(1));

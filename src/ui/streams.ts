@@ -33,3 +33,10 @@ export function interactiveEnabled(io: IO, env: Env): boolean {
   if (env.TERM === 'dumb') return false;
   return io.stderr.isTTY === true && io.stdin.isTTY === true;
 }
+
+/** All of an input stream as text (`--payload -`, `--with-token`). */
+export async function readAll(stream: InStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { readAll } from '../../ui/streams.js';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../../context.js';
@@ -75,9 +76,7 @@ export async function run(options: BatchOptions, ctx: Context): Promise<number> 
 
 async function readInput(file: string, ctx: Context): Promise<string> {
   if (file === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of ctx.io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    return Buffer.concat(chunks).toString('utf8');
+    return readAll(ctx.io.stdin);
   }
   try {
     return await fs.readFile(path.resolve(ctx.cwd, file), 'utf8');

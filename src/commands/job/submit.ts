@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { readAll } from '../../ui/streams.js';
 import path from 'node:path';
 import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
@@ -107,9 +108,7 @@ async function readItems(value: string, ctx: Context): Promise<Array<Record<stri
   let text: string;
   let source: string;
   if (value === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of ctx.io.stdin) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-    text = Buffer.concat(chunks).toString('utf8');
+    text = await readAll(ctx.io.stdin);
     source = 'stdin';
   } else if (value.startsWith('@')) {
     const file = path.resolve(ctx.cwd, value.slice(1));

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { isInside } from '../../util/paths.js';
 import type { Context } from '../../context.js';
 import { ExitCode } from '../../errors.js';
 import { findProjectRoot } from '../../project/load.js';
@@ -46,9 +47,4 @@ export function warnSecrets(selection: Selection, ctx: Context): void {
   for (const file of selection.excludedSecrets) {
     ctx.ui.warn(`left out ${file}: it looks like a secret; to ship it on purpose, add the line "!${file}" to .cycleignore`);
   }
-}
-
-function isInside(root: string, file: string): boolean {
-  const relative = path.relative(root, file);
-  return !relative.startsWith('..') && !path.isAbsolute(relative);
 }
