@@ -14,7 +14,7 @@ export async function benchHash() {
   makeTree(path.join(root, 'data'), files, bytes);
   // The stat cache does not trust files changed in the last two seconds.
   await new Promise((resolve) => setTimeout(resolve, 2500));
-  const run = () => time(process.execPath, [CYCLE, 'project', 'hash'], { cwd: root });
+  const run = () => time(CYCLE, ['project', 'hash'], { cwd: root });
   const colds = [];
   const warms = [];
   for (let i = 0; i < 3; i++) {

@@ -21,7 +21,7 @@ export function benchPack(root) {
     3,
     0,
     () => time('tar', ['-czf', path.join(out, 'tar.tgz'), '-C', root, '.']),
-    () => time(process.execPath, [CYCLE, 'project', 'pack', '--out', path.join(out, 'cycle.tgz')], { cwd: root }),
+    () => time(CYCLE, ['project', 'pack', '--out', path.join(out, 'cycle.tgz')], { cwd: root }),
   );
   const ratio = cycle / tar;
   report('project pack / tar -czf (20k files, 1 GiB)', ratio.toFixed(2), 'x', '≤ 1.0x', ratio <= 1.0, `(${(cycle / 1000).toFixed(1)} s vs ${(tar / 1000).toFixed(1)} s)`);
@@ -31,7 +31,7 @@ export function benchPack(root) {
 /** Peak RSS of `project upload` of the 1 GiB project to a local server. */
 export async function benchUpload(root) {
   const data = tempDir('cycle-bench-server-');
-  const server = spawn(process.execPath, [CYCLE, 'server', '--port', '0', '--data-dir', data], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const server = spawn(CYCLE, ['server', '--port', '0', '--data-dir', data], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   server.stderr.on('data', (c) => (log += c));
   for (let i = 0; i < 100 && !/listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
@@ -41,7 +41,7 @@ export async function benchUpload(root) {
     const token = fs.readFileSync(path.join(data, 'token'), 'utf8').trim();
     const env = { CYCLE_API_URL: url, CYCLE_TOKEN: token, XDG_CONFIG_HOME: data, CYCLE_HTTP_TIMEOUT: '600' };
     const start = Date.now();
-    const rss = peakRss(process.execPath, [CYCLE, 'project', 'upload', '--force'], { cwd: root, env });
+    const rss = peakRss(CYCLE, ['project', 'upload', '--force'], { cwd: root, env });
     report('peak RSS of pack + upload of 1 GiB', rss.toFixed(0), 'MiB', '< 150 MiB', rss < 150, `(${((Date.now() - start) / 1000).toFixed(1)} s)`);
   } finally {
     server.kill('SIGTERM');

@@ -14,13 +14,13 @@ export function benchProjectTest() {
   fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'echo hello\n');
   fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
   fs.writeFileSync(path.join(root, 'main.py'), 'print("hi")\n');
-  time(process.execPath, [CYCLE, 'project', 'test', '--quiet'], { cwd: root }); // the one build
+  time(CYCLE, ['project', 'test', '--quiet'], { cwd: root }); // the one build
   const image = JSON.parse(fs.readFileSync(path.join(root, '.cycle/last-build.json'), 'utf8')).image.id;
   const { a: plain, b: cycle } = compare(
     10,
     2,
     () => time('docker', ['run', '--rm', '-w', '/app', image, 'bash', '.cycleswap/run.sh']),
-    () => time(process.execPath, [CYCLE, 'project', 'test', '--quiet'], { cwd: root }),
+    () => time(CYCLE, ['project', 'test', '--quiet'], { cwd: root }),
   );
   const ratio = cycle / plain;
   report('unchanged project test / plain docker run', ratio.toFixed(2), 'x', '≤ 1.3x', ratio <= 1.3, `(${cycle.toFixed(0)} ms vs ${plain.toFixed(0)} ms; +${(cycle - plain).toFixed(0)} ms)`);

@@ -1,4 +1,4 @@
-// npm run bench [-- startup|hash|test|pack|upload|watch ...]: prints each budget as a ratio against a baseline
+// npm run bench [-- startup|hash|test|pack|upload|watch|server ...]: prints each budget as a ratio against a baseline
 // measured in the same run. Benchmarks report; they are not timed tests.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { benchHash } from './hash.mjs';
 import { benchProjectTest } from './project-test.mjs';
 import { benchPack, benchUpload, bigProject } from './pack.mjs';
 import { benchWatch } from './watch.mjs';
+import { benchServer } from './server.mjs';
 
 if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
   console.error('bench: build first (npm run build)');
@@ -15,7 +16,7 @@ if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
 }
 let big;
 const packTree = () => (big ??= bigProject());
-const all = { startup: benchStartup, hash: benchHash, test: benchProjectTest, pack: () => benchPack(packTree()), upload: () => benchUpload(packTree()), watch: benchWatch };
+const all = { startup: benchStartup, hash: benchHash, test: benchProjectTest, pack: () => benchPack(packTree()), upload: () => benchUpload(packTree()), watch: benchWatch, server: benchServer };
 const wanted = process.argv.slice(2).filter((a) => a in all);
 console.log(`cycle benchmarks — node ${process.version}, ${CYCLE}`);
 for (const [name, bench] of Object.entries(all)) {

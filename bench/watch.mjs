@@ -16,7 +16,7 @@ export async function benchWatch() {
   fs.writeFileSync(path.join(project, '.cycleswap/manifest.toml'), '[main]\nname = "bench-watch"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n');
   fs.writeFileSync(path.join(project, '.cycleswap/run.sh'), 'echo "task $(cat "$COMPUTALOT_TASK_PAYLOAD")"\necho "COMPUTALOT_PROGRESS:{\\"done\\":1}"\n');
   fs.writeFileSync(path.join(project, '.cycleswap/build.sh'), 'true\n');
-  const server = spawn(process.execPath, [CYCLE, 'server', '--port', '0', '--data-dir', data, '--workers', '6'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const server = spawn(CYCLE, ['server', '--port', '0', '--data-dir', data, '--workers', '6'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   server.stderr.on('data', (c) => (log += c));
   for (let i = 0; i < 100 && !/listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
@@ -25,7 +25,7 @@ export async function benchWatch() {
   const env = { ...process.env, CYCLE_API_URL: url, CYCLE_TOKEN: token, XDG_CONFIG_HOME: data, NO_COLOR: '1' };
   const run = (args, options = {}) =>
     new Promise((resolve, reject) => {
-      const child = spawn(options.file ?? process.execPath, options.file ? args : [CYCLE, ...args], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(options.file ?? CYCLE, args, { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (c) => (stdout += c));
@@ -38,7 +38,7 @@ export async function benchWatch() {
     fs.writeFileSync(path.join(project, 'items.jsonl'), items);
     const id = (await run(['job', 'submit', '--fan-out-items', '@items.jsonl'])).stdout.trim();
     console.log(`   (job ${id}: ${tasks} tasks on 6 workers; watching)`);
-    const watched = await run(['-f', 'CYCLE_MAXRSS_KB %M', process.execPath, CYCLE, 'job', 'watch', id, '--json'], { file: '/usr/bin/time' });
+    const watched = await run(['-f', 'CYCLE_MAXRSS_KB %M', CYCLE, 'job', 'watch', id, '--json'], { file: '/usr/bin/time' });
     const rss = Number(/CYCLE_MAXRSS_KB (\d+)/.exec(watched.stderr)[1]) / 1024;
     const taskList = JSON.parse((await run(['job', 'tasks', id, '--json'])).stdout);
     const lastEnd = Math.max(...taskList.map((t) => Date.parse(t.finished_at)));

@@ -20,7 +20,8 @@ step "cycle project test --payload '{\"n\": 7}'"
 cycle project test --payload '{"n": 7}'
 
 step "cycle server (in the background; log in $work/server.log)"
-cycle server --port 0 --data-dir "$work/server" --workers 3 >"$work/server.log" 2>&1 &
+# node itself in the background (not the `cycle` function, whose subshell would hide its pid)
+node "$CYCLE_BIN" server --port 0 --data-dir "$work/server" --workers 3 >"$work/server.log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do grep -q 'listening on' "$work/server.log" 2>/dev/null && break; sleep 0.1; done

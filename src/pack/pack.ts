@@ -7,7 +7,8 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipDeterministic } from './gzip.js';
 import { selectFiles, toTarEntries, type Selection } from './select.js';
-import { tarStream } from './tar.js';
+import { ChunkPool, tarStream } from './tar.js';
+import { collectGarbage } from '../util/gc.js';
 
 export interface PackResult {
   /** sha256 of the .tar.gz bytes: the content hash. */
@@ -17,6 +18,9 @@ export interface PackResult {
   file: string;
   selection: Selection;
 }
+
+/** Compressed bytes between garbage collections while packing (see util/gc.ts). */
+const COLLECT_EVERY = 24 << 20;
 
 /** Uploads over this size get a warning: usually data or a virtualenv that should be ignored. */
 export const LARGE_PACK_BYTES = 256 * 1024 * 1024;
@@ -31,16 +35,25 @@ export async function packProject(root: string, options: { out?: string; selecti
   const temp = `${file}.${randomBytes(4).toString('hex')}.partial`;
   const hash = createHash('sha256');
   let size = 0;
+  let sinceCollection = 0;
   const meter = new Transform({
+    highWaterMark: 1 << 20,
     transform(chunk: Buffer, _encoding, callback) {
       hash.update(chunk);
       size += chunk.length;
+      sinceCollection += chunk.length;
+      if (sinceCollection >= COLLECT_EVERY) {
+        sinceCollection = 0;
+        collectGarbage();
+      }
       callback(null, chunk);
     },
   });
   try {
-    await pipeline(gzipDeterministic(tarStream(toTarEntries(selection.entries))), meter, createWriteStream(temp));
+    const pool = new ChunkPool();
+    await pipeline(gzipDeterministic(tarStream(toTarEntries(selection.entries), { pool }), 6, pool), meter, createWriteStream(temp));
     await fs.rename(temp, file);
+    collectGarbage(); // what follows (an upload) starts from a clean heap
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { isInside } from '../util/paths.js';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
@@ -88,16 +89,17 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   const excludedSecrets: string[] = [];
   const rootLevel: Level = { base: '' };
   const extra = options.extraExcludes?.length ? ignore().add(options.extraExcludes) : undefined;
-  const infoExclude = await readIgnoreFile(path.join(root, '.git', 'info', 'exclude'));
-  const rootGit = await readIgnoreFile(path.join(root, '.gitignore'));
+  const infoExclude = readIgnoreFile(path.join(root, '.git', 'info', 'exclude'));
+  const rootGit = readIgnoreFile(path.join(root, '.gitignore'));
   if (infoExclude || rootGit) rootLevel.git = ignore().add(infoExclude ?? '').add(rootGit ?? '');
-  const rootCycle = await readIgnoreFile(path.join(root, '.cycleignore'));
+  const rootCycle = readIgnoreFile(path.join(root, '.cycleignore'));
   if (rootCycle) rootLevel.cycle = ignore().add(rootCycle);
 
   const rules = options.rules !== false;
-  const walk = async (relativeDir: string, levels: Level[]): Promise<void> => {
+  // Sync calls on purpose: 20,000 awaited stats took seconds where sync ones take a tenth.
+  const walk = (relativeDir: string, levels: Level[]): void => {
     const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
-    const dirents = await fs.readdir(absoluteDir, { withFileTypes: true });
+    const dirents = readdirSync(absoluteDir, { withFileTypes: true });
     for (const dirent of dirents) {
       const rel = relativeDir === '' ? dirent.name : `${relativeDir}/${dirent.name}`;
       if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) continue;
@@ -111,24 +113,24 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
         continue;
       }
       if (dirent.isSymbolicLink()) {
-        const target = await fs.readlink(absolute);
-        await assertLinkInside(realRoot, root, rel, absolute, target);
+        const target = readlinkSync(absolute);
+        assertLinkInside(realRoot, root, rel, absolute, target);
         entries.push({ path: rel, absolute, type: 'symlink', size: 0, executable: false, linkTarget: target });
       } else if (isDir) {
         entries.push({ path: rel, absolute, type: 'directory', size: 0, executable: true });
         const childLevels = [...levels];
-        const git = await readIgnoreFile(path.join(absolute, '.gitignore'));
-        const cycle = await readIgnoreFile(path.join(absolute, '.cycleignore'));
+        const git = readIgnoreFile(path.join(absolute, '.gitignore'));
+        const cycle = readIgnoreFile(path.join(absolute, '.cycleignore'));
         if (git || cycle) childLevels.push({ base: rel, ...(git ? { git: ignore().add(git) } : {}), ...(cycle ? { cycle: ignore().add(cycle) } : {}) });
-        await walk(rel, childLevels);
+        walk(rel, childLevels);
       } else if (dirent.isFile()) {
-        const stat = await fs.stat(absolute);
+        const stat = statSync(absolute);
         entries.push({ path: rel, absolute, type: 'file', size: stat.size, executable: (stat.mode & 0o100) !== 0 });
       }
       // sockets, fifos and devices are not project files: skipped
     }
   };
-  await walk('', [rootLevel]);
+  walk('', [rootLevel]);
   entries.sort((a, b) => compareBytes(a.path, b.path));
   excludedSecrets.sort(compareBytes);
   const files = entries.filter((e) => e.type === 'file');
@@ -156,18 +158,23 @@ function isSecret(testPath: string): boolean {
   return secretMatcher.ignores(testPath);
 }
 
-async function readIgnoreFile(file: string): Promise<string | undefined> {
+function readIgnoreFile(file: string): string | undefined {
   try {
-    return await fs.readFile(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
     if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR' || errnoCode(error) === 'EISDIR') return undefined;
     throw error;
   }
 }
 
-async function assertLinkInside(realRoot: string, root: string, rel: string, absolute: string, target: string): Promise<void> {
+function assertLinkInside(realRoot: string, root: string, rel: string, absolute: string, target: string): void {
   const lexical = path.resolve(path.dirname(absolute), target);
-  const real = await fs.realpath(absolute).catch(() => undefined);
+  let real: string | undefined;
+  try {
+    real = realpathSync(absolute);
+  } catch {
+    real = undefined; // a broken link: judged by where it points
+  }
   const ok = real !== undefined ? isInside(realRoot, real) : isInside(root, lexical);
   if (!ok) {
     throw new CycleError({
