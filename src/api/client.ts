@@ -136,7 +136,9 @@ export class ApiClient {
       }
       const signal = options.signal ? AbortSignal.any([options.signal, stall.signal]) : stall.signal;
       try {
-        const response = await request(url, { method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal, dispatcher: this.dispatcher! });
+        const response = options.upload
+          ? await uploadWithNodeHttp(url, method, headers, body as Readable, signal, this.timeoutMs)
+          : await request(url, { method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal, dispatcher: this.dispatcher! });
         clearTimeout(stallTimer);
         this.options.debug?.(`${what} → ${response.statusCode} in ${Date.now() - started}ms${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
         if (RETRY_STATUSES.has(response.statusCode) && retryable && attempt < this.attempts) {
@@ -295,6 +297,43 @@ export class ApiClient {
   async close(): Promise<void> {
     await this.dispatcher?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A streaming upload over node:http. Measured here for a 735 MB tarball: 85 MB peak RSS, where
+ * undici's request streaming took 130 MB (with a stream or an async-iterable body alike); the
+ * upload of 1 GiB has a 150 MB budget. Everything else goes through undici.
+ */
+async function uploadWithNodeHttp(
+  url: URL,
+  method: string,
+  headers: Record<string, string>,
+  body: Readable,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<{ statusCode: number; headers: Record<string, string | string[] | undefined>; body: Dispatcher.ResponseData['body'] }> {
+  const http = url.protocol === 'https:' ? await import('node:https') : await import('node:http');
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, signal });
+    // No bytes either way for this long (sending or waiting for the answer): a stalled server.
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error('no answer in time'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+    req.on('error', reject);
+    body.on('error', (error) => req.destroy(error));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      const text = (): Promise<string> =>
+        new Promise((done, fail) => {
+          res.on('data', (chunk: Buffer) => chunks.push(chunk));
+          res.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
+          res.on('error', fail);
+        });
+      const dump = async (): Promise<void> => {
+        res.resume();
+      };
+      resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: { text, dump } as unknown as Dispatcher.ResponseData['body'] });
+    });
+    body.pipe(req);
+  });
 }
 
 /** The upload body, counting bytes for the progress bar and aborting when nothing moves. */

@@ -10,6 +10,7 @@ import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { warnSecrets } from './pack.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { PROJECT_NAME_PATTERN } from '../../project/names.js';
+import { collectGarbage } from '../../util/gc.js';
 
 export interface UploadOptions {
   rebuild: boolean;
@@ -32,11 +33,12 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     project.format === 'cycleswap'
       ? (await collectBuildInputs(project)).hash
       : (await import('../../build/oci-hash.js').then(({ computalotBuildHash }) => computalotBuildHash(project))).hash;
-  const api = await connect(ctx, options);
   const spinner = await ctx.ui.spinner('packing the project');
   const packed = await packProject(project.root);
   spinner.stop();
   try {
+    // The client (zod schemas, undici) loads after packing: it reuses the memory packing freed.
+    const api = await connect(ctx, options);
     warnSecrets(packed.selection, ctx);
     if (packed.size > LARGE_PACK_BYTES) ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
     const current = await api.status(name);
@@ -51,13 +53,21 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     }
     const started = ctx.clock.now();
     ctx.ui.info(`uploading ${name}: ${formatBytes(packed.size)}, ${packed.selection.fileCount} files`);
+    let collectedAt = 0;
     const pushed = await api.push(
       name,
       {
         open: () => createReadStream(packed.file),
         length: packed.size,
         contentType: 'application/gzip',
-        onProgress: (sent) => ctx.ui.live(progressLine(sent, packed.size, ctx.clock.now() - started)),
+        onProgress: (sent) => {
+          ctx.ui.live(progressLine(sent, packed.size, ctx.clock.now() - started));
+          // The file's read buffers are garbage once sent; collect them as packing does (util/gc.ts).
+          if (sent - collectedAt >= 32 << 20) {
+            collectedAt = sent;
+            collectGarbage();
+          }
+        },
       },
       { rebuild: options.rebuild, clean: options.clean, buildHash },
     );
