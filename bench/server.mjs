@@ -35,7 +35,7 @@ export async function benchServer() {
     });
   try {
     await cycle(['project', 'upload', '-q']);
-    await cycle(['job', 'submit', '--payload', '{"n": [0]}', '--fan-out-by', 'n', '--batch-size', '1', '--wait', '-q']); // builds the image first
+    await cycle(['job', 'submit', '--payload', '{"n": [0, 1]}', '--fan-out-by', 'n', '--batch-size', '2', '--wait', '-q']); // builds the image first
     const payload = JSON.stringify({ n: Array.from({ length: items }, (_, i) => i) });
     const started = Date.now();
     const id = (await cycle(['job', 'submit', '--payload', payload, '--fan-out-by', 'n', '--batch-size', String(batch), '--wait', '-q'])).trim();
