@@ -89,3 +89,45 @@ export function peakRss(file, args, options = {}) {
   if (result.status !== 0 || !match) throw new Error(`${file} ${args.join(' ')} failed (${result.status}): ${String(result.stderr).slice(-800)}`);
   return Number(match[1]) / 1024;
 }
+
+/** A `cycle server` on a free port in a temp data folder, and a way to run `cycle` against it. */
+export async function startServer(workers = 2) {
+  const { spawn } = await import('node:child_process');
+  const data = tempDir('cycle-bench-server-');
+  const server = spawn(CYCLE, ['server', '--port', '0', '--data-dir', data, '--workers', String(workers)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  server.stderr.on('data', (c) => (log += c));
+  for (let i = 0; i < 100 && !/listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
+  const url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
+  if (!url) throw new Error(`the server did not start: ${log}`);
+  const env = { ...process.env, CYCLE_API_URL: url, CYCLE_TOKEN: fs.readFileSync(path.join(data, 'token'), 'utf8').trim(), XDG_CONFIG_HOME: data, NO_COLOR: '1' };
+  return {
+    pid: server.pid,
+    env,
+    /** Runs a program (default: cycle) in `cwd` with the server's settings; resolves with its output and end time. */
+    run: (args, options = {}) =>
+      new Promise((resolve, reject) => {
+        const child = spawn(options.file ?? CYCLE, args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (c) => (stdout += c));
+        child.stderr.on('data', (c) => (stderr += c));
+        child.on('close', (code) => (code === 0 ? resolve({ stdout, stderr, end: Date.now() }) : reject(new Error(`${args.join(' ')}: exit ${code}\n${stderr}`))));
+      }),
+    stop: async () => {
+      server.kill('SIGTERM');
+      await new Promise((r) => server.on('close', r));
+      fs.rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A .cycleswap/ project in a temp folder with the given run.sh. */
+export function cycleswapProject(name, runScript) {
+  const root = tempDir(`cycle-bench-${name}-`);
+  fs.mkdirSync(path.join(root, '.cycleswap'));
+  fs.writeFileSync(path.join(root, '.cycleswap/manifest.toml'), `[main]\nname = "${name}"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`);
+  fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), runScript);
+  fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
+  return root;
+}

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { CYCLE, compare, makeTree, peakRss, report, tempDir, time } from './lib.mjs';
+import { CYCLE, compare, makeTree, peakRss, report, startServer, tempDir, time } from './lib.mjs';
 
 /** A 1 GiB, 20,000-file project, written once for both pack benchmarks. */
 export function bigProject() {
@@ -30,22 +29,12 @@ export function benchPack(root) {
 
 /** Peak RSS of `project upload` of the 1 GiB project to a local server. */
 export async function benchUpload(root) {
-  const data = tempDir('cycle-bench-server-');
-  const server = spawn(CYCLE, ['server', '--port', '0', '--data-dir', data], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  server.stderr.on('data', (c) => (log += c));
-  for (let i = 0; i < 100 && !/listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
-  const url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
+  const server = await startServer();
   try {
-    if (!url) throw new Error(`server did not start: ${log}`);
-    const token = fs.readFileSync(path.join(data, 'token'), 'utf8').trim();
-    const env = { CYCLE_API_URL: url, CYCLE_TOKEN: token, XDG_CONFIG_HOME: data, CYCLE_HTTP_TIMEOUT: '600' };
     const start = Date.now();
-    const rss = peakRss(CYCLE, ['project', 'upload', '--force'], { cwd: root, env });
+    const rss = peakRss(CYCLE, ['project', 'upload', '--force'], { cwd: root, env: { ...server.env, CYCLE_HTTP_TIMEOUT: '600' } });
     report('peak RSS of pack + upload of 1 GiB', rss.toFixed(0), 'MiB', '< 150 MiB', rss < 150, `(${((Date.now() - start) / 1000).toFixed(1)} s)`);
   } finally {
-    server.kill('SIGTERM');
-    await new Promise((r) => server.on('close', r));
-    fs.rmSync(data, { recursive: true, force: true });
+    await server.stop();
   }
 }

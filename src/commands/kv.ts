@@ -1,10 +1,7 @@
-import fs from 'node:fs/promises';
-import { readAll } from '../ui/streams.js';
-import path from 'node:path';
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
 import { connect, type ConnectFlags } from '../api/connect.js';
-import { parseJsonText } from '../runner/payload.js';
+import { parseJsonText, readArgumentText } from '../runner/payload.js';
 
 export async function get(options: ConnectFlags & { project: string; key: string; json: boolean }, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
@@ -15,18 +12,7 @@ export async function get(options: ConnectFlags & { project: string; key: string
 }
 
 export async function set(options: ConnectFlags & { project: string; key: string; value: string; json: boolean }, ctx: Context): Promise<number> {
-  let text = options.value;
-  let source = 'VALUE';
-  if (text.startsWith('@')) {
-    const file = path.resolve(ctx.cwd, text.slice(1));
-    text = await fs.readFile(file, 'utf8').catch(() => {
-      throw usageError(`${options.value}: no such file (${file})`);
-    });
-    source = options.value;
-  } else if (text === '-') {
-    text = await readAll(ctx.io.stdin);
-    source = 'stdin';
-  }
+  const { text, source } = await readArgumentText('VALUE', options.value, { cwd: ctx.cwd, stdin: ctx.io.stdin });
   let value: unknown;
   try {
     value = parseJsonText(text, source);

@@ -6,28 +6,27 @@ import type { InStream } from '../ui/streams.js';
 import { LineIndex } from '../project/positions.js';
 
 /**
+ * The text an argument stands for: `@file`, `-` (stdin), or the value itself; `source` names it
+ * for messages. A missing file is a usage error naming the flag.
+ */
+export async function readArgumentText(flag: string, value: string, options: { cwd: string; stdin: InStream }): Promise<{ text: string; source: string }> {
+  if (value === '-') return { text: await readAll(options.stdin), source: `${flag} - (stdin)` };
+  if (!value.startsWith('@')) return { text: value, source: flag };
+  const file = path.resolve(options.cwd, value.slice(1));
+  try {
+    return { text: await fs.readFile(file, 'utf8'), source: `${flag} ${value}` };
+  } catch (error) {
+    const reason = errnoCode(error) === 'ENOENT' ? 'no such file' : (error as Error).message;
+    throw new CycleError({ message: `${flag} ${value}: ${reason} (${file})`, hint: 'pass an existing file after @, the value itself, or - for stdin', exitCode: ExitCode.usage });
+  }
+}
+
+/**
  * Reads a JSON value given as `JSON`, `@file` or `-` (stdin), for --payload and friends.
  * Bad JSON names the flag and the line and column of the problem.
  */
 export async function readJsonArgument(flag: string, value: string, options: { cwd: string; stdin: InStream }): Promise<unknown> {
-  let text: string;
-  let source: string;
-  if (value === '-') {
-    text = await readAll(options.stdin);
-    source = `${flag} - (stdin)`;
-  } else if (value.startsWith('@')) {
-    const file = path.resolve(options.cwd, value.slice(1));
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (error) {
-      const reason = errnoCode(error) === 'ENOENT' ? 'no such file' : (error as Error).message;
-      throw new CycleError({ message: `${flag} ${value}: ${reason} (${file})`, hint: `pass an existing JSON file after @, inline JSON, or - for stdin`, exitCode: ExitCode.usage });
-    }
-    source = `${flag} ${value}`;
-  } else {
-    text = value;
-    source = flag;
-  }
+  const { text, source } = await readArgumentText(flag, value, options);
   return parseJsonText(text, source);
 }
 

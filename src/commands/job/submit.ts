@@ -1,11 +1,8 @@
-import fs from 'node:fs/promises';
-import { readAll } from '../../ui/streams.js';
-import path from 'node:path';
 import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { jobRequestSchema, JOB_TYPES, type JobRequestInput } from '../../api/schemas.js';
-import { readJsonArgument, parseJsonText } from '../../runner/payload.js';
+import { readArgumentText, readJsonArgument, parseJsonText } from '../../runner/payload.js';
 import { parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../../util/args.js';
 import { waitForJob } from './follow.js';
 
@@ -105,34 +102,20 @@ export async function run(options: SubmitOptions, ctx: Context): Promise<number>
 
 /** Items as JSON lines (one object each) or one JSON array, from @file or - (stdin). */
 async function readItems(value: string, ctx: Context): Promise<Array<Record<string, unknown>>> {
-  let text: string;
-  let source: string;
-  if (value === '-') {
-    text = await readAll(ctx.io.stdin);
-    source = 'stdin';
-  } else if (value.startsWith('@')) {
-    const file = path.resolve(ctx.cwd, value.slice(1));
-    text = await fs.readFile(file, 'utf8').catch(() => {
-      throw usageError(`--fan-out-items ${value}: no such file (${file})`);
-    });
-    source = value.slice(1);
-  } else {
-    text = value;
-    source = '--fan-out-items';
-  }
+  const { text, source } = await readArgumentText('--fan-out-items', value, { cwd: ctx.cwd, stdin: ctx.io.stdin });
   const trimmed = text.trim();
   let items: unknown[];
-  if (trimmed.startsWith('[')) items = parseJsonText(trimmed, `--fan-out-items ${source}`) as unknown[];
+  if (trimmed.startsWith('[')) items = parseJsonText(trimmed, source) as unknown[];
   else {
     items = [];
     trimmed.split('\n').forEach((line, index) => {
       if (line.trim() === '') return;
-      items.push(parseJsonText(line, `--fan-out-items ${source} line ${index + 1}`));
+      items.push(parseJsonText(line, `${source} line ${index + 1}`));
     });
   }
-  if (items.length === 0) throw usageError(`--fan-out-items ${value}: no items`);
+  if (items.length === 0) throw usageError(`${source}: no items`);
   items.forEach((item, index) => {
-    if (item === null || typeof item !== 'object' || Array.isArray(item)) throw usageError(`--fan-out-items ${source}: item ${index + 1} is not a JSON object`);
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) throw usageError(`${source}: item ${index + 1} is not a JSON object`);
   });
   return items as Array<Record<string, unknown>>;
 }
