@@ -13,8 +13,6 @@ export const ExitCode = {
   interrupted: 130,
 } as const;
 
-export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
-
 export const exitCodeTable: ReadonlyArray<{ code: number; name: string; meaning: string }> = [
   { code: 0, name: 'ok', meaning: 'the command did what was asked' },
   { code: 1, name: 'failure', meaning: 'a general failure (unknown job id, file not found, unexpected error)' },
@@ -55,10 +53,6 @@ export class CycleError extends Error {
 
 export function usageError(message: string, hint?: string): CycleError {
   return new CycleError({ message, hint, exitCode: ExitCode.usage });
-}
-
-export function interrupted(what = 'interrupted'): CycleError {
-  return new CycleError({ message: what, exitCode: ExitCode.interrupted });
 }
 
 export function isCycleError(value: unknown): value is CycleError {

@@ -1,6 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { CycleError, ExitCode } from '../errors.js';
-import type { StreamEvent } from './schemas.js';
+import { streamEventSchema, type StreamEvent } from './schemas.js';
 import type { ApiClient } from './client.js';
 
 export interface FollowedEvent {
@@ -46,7 +46,7 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
           if (message.id !== undefined && lastEventId !== undefined && Number(message.id) <= Number(lastEventId)) continue;
           if (message.id !== undefined) lastEventId = message.id;
           failures = 0;
-          yield { id: message.id ?? '', type: message.event ?? 'message', event: JSON.parse(message.data) as StreamEvent };
+          yield { id: message.id ?? '', type: message.event ?? 'message', event: parseEvent(path, message.data) };
         }
         if (ended) break;
       }
@@ -66,4 +66,20 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
     options.onReconnect?.(failures, reason);
     await sleep(Math.min(5000, 250 * 2 ** (failures - 1)));
   }
+}
+
+/** An event's data, checked like every other answer of the API. */
+function parseEvent(path: string, data: string): StreamEvent {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    throw new CycleError({ message: `${path}: an event that is not JSON: ${data.slice(0, 80)}`, exitCode: ExitCode.network });
+  }
+  const result = streamEventSchema.safeParse(value);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new CycleError({ message: `${path}: an event does not have the expected shape: ${issue.path.join('.') || '(event)'}: ${issue.message}`, exitCode: ExitCode.network });
+  }
+  return result.data;
 }

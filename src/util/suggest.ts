@@ -30,8 +30,3 @@ export function suggest(word: string, candidates: readonly string[]): string | u
   const limit = Math.max(1, Math.floor(Math.max(word.length, best.length) / 3));
   return bestDistance <= limit ? best : undefined;
 }
-
-export function didYouMean(word: string, candidates: readonly string[], format: (s: string) => string = (s) => `\`${s}\``): string | undefined {
-  const hit = suggest(word, candidates);
-  return hit === undefined ? undefined : `did you mean ${format(hit)}?`;
-}
