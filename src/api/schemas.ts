@@ -10,6 +10,8 @@ import { PROJECT_NAME_PATTERN } from '../project/names.js';
 export const JOB_TYPES = ['structured_runner', 'sweep', 'map_reduce', 'benchmark'] as const;
 export const JOB_STATUSES = ['planning', 'queued', 'running', 'completed', 'partial', 'failed', 'cancelled'] as const;
 export const TERMINAL_JOB_STATUSES = ['completed', 'partial', 'failed', 'cancelled'] as const;
+/** A job in one of these states will not change any more. */
+export const isTerminalJobStatus = (status: string): boolean => (TERMINAL_JOB_STATUSES as readonly string[]).includes(status);
 export const TASK_STATUSES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 export const MAX_BATCH_JOBS = 200;
 

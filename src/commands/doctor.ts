@@ -1,6 +1,6 @@
 import type { Context } from '../context.js';
 import { ExitCode, isCycleError } from '../errors.js';
-import { probeNvidia, NO_CONTAINER_RUNTIME_HINT } from '../docker/gpu.js';
+import { dockerGpuSupport, probeNvidia, NO_CONTAINER_RUNTIME_HINT } from '../docker/gpu.js';
 import { describeSource, resolveApiSettings } from '../config/config.js';
 import { findProjectRoot } from '../project/load.js';
 import { compareVersions } from '../docker/cuda-drivers.js';
@@ -68,10 +68,10 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
     const cuda = report.cudaVersion ? `CUDA ${report.cudaVersion}${report.cudaSource === 'driver-table' ? ' (from the driver table)' : ''}` : 'CUDA version unknown';
     checks.push({ name: 'nvidia', status: 'ok', detail: `driver ${report.driverVersion}, ${cuda}${gpus}` });
     if (info) {
-      const hasRuntime = info.runtimes.includes('nvidia') || info.cdiSpecDirs.length > 0;
+      const support = await dockerGpuSupport(info, ctx.exec);
       checks.push(
-        hasRuntime
-          ? { name: 'gpu in docker', status: 'ok', detail: info.runtimes.includes('nvidia') ? 'the nvidia container runtime is registered' : `CDI specs in ${info.cdiSpecDirs.join(', ')}` }
+        support
+          ? { name: 'gpu in docker', status: 'ok', detail: support }
           : { name: 'gpu in docker', status: 'warn', detail: 'Docker has no NVIDIA container runtime: projects with [job].cuda cannot run locally', fix: NO_CONTAINER_RUNTIME_HINT },
       );
     }

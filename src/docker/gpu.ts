@@ -167,5 +167,24 @@ function firstLine(text: string): string {
   return text.trim().split('\n')[0] ?? '';
 }
 
+/**
+ * How Docker can give GPUs to containers here, in words, or undefined when it cannot: the
+ * nvidia runtime, CDI specs (Docker 25+), or the NVIDIA container toolkit's hook, which makes
+ * `--gpus` work without a registered runtime.
+ */
+export async function dockerGpuSupport(info: { runtimes: string[]; cdiSpecDirs: string[] }, exec: Exec): Promise<string | undefined> {
+  if (info.runtimes.includes('nvidia')) return 'the nvidia container runtime is registered';
+  if (info.cdiSpecDirs.length > 0) return `CDI specs in ${info.cdiSpecDirs.join(', ')}`;
+  for (const program of ['nvidia-container-runtime-hook', 'nvidia-container-toolkit']) {
+    try {
+      const result = await exec(program, ['--help'], { timeoutMs: 5000 });
+      if (result.exitCode === 0 || result.stdout || result.stderr) return `the NVIDIA container toolkit (${program})`;
+    } catch {
+      // not installed
+    }
+  }
+  return undefined;
+}
+
 export const NO_CONTAINER_RUNTIME_HINT =
   'install the NVIDIA Container Toolkit (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html), run `sudo nvidia-ctk runtime configure --runtime=docker`, and restart Docker';

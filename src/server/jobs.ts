@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import * as z from 'zod';
 import {
   jobRequestSchema,
-  TERMINAL_JOB_STATUSES,
+  isTerminalJobStatus,
   type Artifact,
   type Job,
   type JobRequest,
@@ -68,7 +68,7 @@ export interface ArtifactRow {
   created_at: string;
 }
 
-export const isTerminal = (status: string): boolean => (TERMINAL_JOB_STATUSES as readonly string[]).includes(status);
+export const isTerminal = isTerminalJobStatus;
 
 export interface JobServiceOptions {
   db: DB;

@@ -1,7 +1,6 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { JobRequest } from '../api/schemas.js';
 import type { DockerDriver, Mount } from '../docker/driver.js';
 import type { Project } from '../project/load.js';
 import { selectFiles, toTarEntries } from '../pack/select.js';
@@ -357,7 +356,7 @@ export class Scheduler {
     const { db, jobs } = this.options;
     const job = jobs.row(jobId);
     if (!job || job.callback_state !== 'pending') return;
-    const url = (jobs.request(job) as JobRequest).callback_url;
+    const url = jobs.request(job).callback_url;
     if (!url) return;
     void deliverCallback(url, jobs.document(job), { log: this.options.log, ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}) }).then((ok) => {
       db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(ok ? 'delivered' : 'failed', jobId);

@@ -22,6 +22,13 @@ const noNvidia: Exec = async () => {
   throw new ExecNotFound('nvidia-smi');
 };
 
+/** nvidia-smi prints `text`; every other program (the toolkit hook) is not installed unless listed. */
+const smiOnly = (text: string, installed: string[] = []): Exec => async (file) => {
+  if (file === 'nvidia-smi') return { exitCode: 0, stdout: text, stderr: '' };
+  if (installed.includes(file)) return { exitCode: 0, stdout: 'usage', stderr: '' };
+  throw new ExecNotFound(file);
+};
+
 describe('doctor', () => {
   it('reports each check as ok / warn / fail in JSON, never the token', async () => {
     const cwd = await tempDir();
@@ -30,7 +37,7 @@ describe('doctor', () => {
       cwd,
       env: { CYCLE_API_URL: 'http://127.0.0.1:8787', CYCLE_TOKEN: 'sekret-token-value' },
       docker: dockerWith({ runtimes: ['runc', 'nvidia'] }),
-      exec: async () => ({ exitCode: 0, stdout: smi, stderr: '' }),
+      exec: smiOnly(smi),
     });
     expect(await doctor({ json: true }, ctx)).toBe(0);
     const report = JSON.parse(stdout.text) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string }> };
@@ -60,9 +67,17 @@ describe('doctor', () => {
   it('a driver without the NVIDIA container runtime is a warning with the fix', async () => {
     const cwd = await tempDir();
     const smi = await fs.readFile(path.join(fixtures, 'smi-580.82.09-cuda13.0-1gpu.txt'), 'utf8');
-    const { ctx, stdout } = fakeContext({ cwd, docker: dockerWith({ builder: 'legacy' }), exec: async () => ({ exitCode: 0, stdout: smi, stderr: '' }) });
+    const { ctx, stdout } = fakeContext({ cwd, docker: dockerWith({ builder: 'legacy' }), exec: smiOnly(smi) });
     await doctor({ json: false }, ctx);
     expect(stdout.text).toMatch(/^warn\s+gpu in docker\s+Docker has no NVIDIA container runtime/m);
     expect(stdout.text).toContain('nvidia-ctk runtime configure');
+  });
+
+  it('the NVIDIA container toolkit hook counts, as it does for project test', async () => {
+    const cwd = await tempDir();
+    const smi = await fs.readFile(path.join(fixtures, 'smi-580.82.09-cuda13.0-1gpu.txt'), 'utf8');
+    const { ctx, stdout } = fakeContext({ cwd, docker: dockerWith({}), exec: smiOnly(smi, ['nvidia-container-runtime-hook']) });
+    await doctor({ json: false }, ctx);
+    expect(stdout.text).toMatch(/^ok\s+gpu in docker\s+the NVIDIA container toolkit \(nvidia-container-runtime-hook\)/m);
   });
 });

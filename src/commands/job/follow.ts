@@ -1,15 +1,25 @@
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import type { ApiClient } from '../../api/client.js';
-import type { Job } from '../../api/schemas.js';
+import { isTerminalJobStatus, type Job } from '../../api/schemas.js';
 import { followEvents } from '../../api/sse.js';
 import { formatDuration } from '../../ui/ui.js';
 
-const TERMINAL = ['completed', 'partial', 'failed', 'cancelled'];
 
 export function progressBar(done: number, total: number, width = 20): string {
   const filled = total > 0 ? Math.round((done / total) * width) : 0;
   return `${'█'.repeat(filled)}${'░'.repeat(width - filled)}`;
+}
+
+/**
+ * What a stream event changes in a job as a client sees it: job events carry the status, job and
+ * task events the counts, and a first task event means the job runs.
+ */
+export function applyEvent(job: Job, type: string, data: unknown): void {
+  const fields = data as { status?: string; counts?: Job['counts'] };
+  if (type === 'job' && fields.status) job.status = fields.status as Job['status'];
+  if ((type === 'job' || type === 'task') && fields.counts) job.counts = fields.counts;
+  if (type === 'task' && job.status === 'queued') job.status = 'running';
 }
 
 export function jobLine(job: Pick<Job, 'id' | 'status' | 'counts'>, extra = ''): string {
@@ -45,7 +55,7 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
     }
     lastPrinted = line;
   };
-  if (!TERMINAL.includes(job.status)) {
+  if (!isTerminalJobStatus(job.status)) {
     show();
     for await (const { event } of followEvents(api, `/api/v1/jobs/${encodeURIComponent(id)}/stream`, {
       lastEventId: job.last_event_id,
@@ -53,11 +63,8 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
       sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined),
       onReconnect: (attempt, reason) => ui.debug(`stream dropped (${reason}); reconnecting, attempt ${attempt}`),
     })) {
-      const data = event.data as { status?: string; counts?: Job['counts']; progress?: unknown; index?: number };
-      // Task events carry the job's counts: no request per task.
-      if (event.type === 'job' && data.status) job = { ...job, status: data.status as Job['status'] };
-      if ((event.type === 'job' || event.type === 'task') && data.counts) job = { ...job, counts: data.counts };
-      if (event.type === 'task' && job.status === 'queued') job = { ...job, status: 'running' };
+      const data = event.data as { progress?: unknown; index?: number };
+      applyEvent(job, event.type, event.data); // task events carry the counts: no request per task
       if (event.type === 'progress') lastProgress = `task ${data.index}: ${JSON.stringify(data.progress)}`;
       if (options.json) ui.jsonLine({ event: event.type, job_id: event.job_id, task_id: event.task_id, data: event.data });
       show();

@@ -2,9 +2,9 @@ import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { connect, type ConnectFlags } from '../../api/connect.js';
 import { followEvents } from '../../api/sse.js';
-import { JOB_STATUSES, type Job } from '../../api/schemas.js';
+import { isTerminalJobStatus, JOB_STATUSES, type Job } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
-import { jobLine, reportFailures } from './follow.js';
+import { applyEvent, jobLine, reportFailures } from './follow.js';
 
 interface ReadOptions extends ConnectFlags {
   json: boolean;
@@ -151,10 +151,9 @@ export async function watch(options: ReadOptions & { ids: string[] }, ctx: Conte
     const lines = [...jobs.values()].map((job) => jobLine(job));
     if (ctx.ui.options.interactive) ctx.ui.liveBlock(lines);
   };
-  const terminal = (status: string): boolean => ['completed', 'partial', 'failed', 'cancelled'].includes(status);
   render();
   if (!options.json && !ctx.ui.options.interactive) for (const job of jobs.values()) print(job);
-  if (![...jobs.values()].every((j) => terminal(j.status))) {
+  if (![...jobs.values()].every((j) => isTerminalJobStatus(j.status))) {
     const path = `/api/v1/jobs/watch?ids=${options.ids.map(encodeURIComponent).join(',')}`;
     // From the oldest job's latest event; each job skips what its document already showed.
     const from = Math.min(...[...jobs.values()].map((j) => Number(j.last_event_id)));
@@ -162,11 +161,8 @@ export async function watch(options: ReadOptions & { ids: string[] }, ctx: Conte
       const job = event.job_id ? jobs.get(event.job_id) : undefined;
       if (!job || Number(id) <= Number(job.last_event_id)) continue;
       if (options.json) ctx.ui.jsonLine({ id, type, job_id: event.job_id, task_id: event.task_id, data: event.data, at: event.at });
-      const data = event.data as { status?: string; counts?: Job['counts'] };
       const before = job.status;
-      if (type === 'job' && data.status) job.status = data.status as Job['status'];
-      if ((type === 'job' || type === 'task') && data.counts) job.counts = data.counts;
-      if (type === 'task' && job.status === 'queued') job.status = 'running';
+      applyEvent(job, type, event.data);
       if (ctx.ui.options.interactive) render();
       else if (!options.json && (job.status !== before || type === 'task')) print(job);
     }

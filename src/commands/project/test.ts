@@ -89,7 +89,7 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
     project,
     imageId: image.imageId,
     name: containerName('task'),
-    labels: { [LABELS.projectKey]: localProjectKey(project.root) },
+    labels: { [LABELS.projectKey]: buildOptions.projectKey },
     payload,
     outputsDir,
     mounts,
@@ -99,14 +99,14 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   ui.info(ui.c.bold(`running ${project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : spec.command.join(' ')} in ${image.tag}`));
   let lastProgress = '';
   const callbacks: Parameters<typeof runTask>[2] = {
-      stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
-      stderr: (chunk) => ui.rawErr(chunk),
-      progress: ({ data, raw }) => {
-        if (options.json) event({ event: 'progress', data });
-        else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
-        else ui.info(`progress: ${raw}`);
-        lastProgress = raw;
-      },
+    stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
+    stderr: (chunk) => ui.rawErr(chunk),
+    progress: ({ data, raw }) => {
+      if (options.json) event({ event: 'progress', data });
+      else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
+      else ui.info(`progress: ${raw}`);
+      lastProgress = raw;
+    },
   };
   let outcome = await runTask(docker, spec, callbacks, ctx.signal);
   if (!image.verified && isMissingImageError(outcome.dockerError)) {
@@ -197,11 +197,11 @@ async function validateImage(
 }
 
 async function checkGpu(cuda: string, docker: DockerDriver, ctx: Context): Promise<boolean> {
-  const { checkCudaRequirement, probeNvidia, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
+  const { checkCudaRequirement, dockerGpuSupport, probeNvidia, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
   const check = checkCudaRequirement(cuda, await probeNvidia(ctx.exec));
   if (!check.ok) throw new CycleError({ message: check.message, hint: check.hint, exitCode: ExitCode.failure });
   const info = await docker.info();
-  if (!info.runtimes.includes('nvidia') && info.cdiSpecDirs.length === 0 && !(await hasNvidiaHook(ctx))) {
+  if ((await dockerGpuSupport(info, ctx.exec)) === undefined) {
     throw new CycleError({
       message: `[job].cuda = "${cuda}" needs GPUs in the container, but Docker has no NVIDIA container runtime`,
       hint: NO_CONTAINER_RUNTIME_HINT,
@@ -210,19 +210,6 @@ async function checkGpu(cuda: string, docker: DockerDriver, ctx: Context): Promi
   }
   ctx.ui.info(`GPU: driver ${check.report.driverVersion} supports CUDA ${check.report.cudaVersion} (needs ${cuda})`);
   return true;
-}
-
-/** Docker's `--gpus` also works through the NVIDIA container toolkit's hook without a registered runtime. */
-async function hasNvidiaHook(ctx: Context): Promise<boolean> {
-  for (const program of ['nvidia-container-runtime-hook', 'nvidia-container-toolkit']) {
-    try {
-      const result = await ctx.exec(program, ['--help'], { timeoutMs: 5000 });
-      if (result.exitCode === 0 || result.stdout || result.stderr) return true;
-    } catch {
-      // not installed
-    }
-  }
-  return false;
 }
 
 function formatProgress(data: unknown): string {
