@@ -1,7 +1,7 @@
 import type { Context } from '../context.js';
 import { CycleError, ExitCode } from '../errors.js';
 import { resolveApiSettings } from '../config/config.js';
-import { findProjectRoot, loadProject } from '../project/load.js';
+import { findProjectRoot, loadProject, type Project } from '../project/load.js';
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE } from '../project/names.js';
 import type { ApiClient } from './client.js';
 
@@ -39,19 +39,23 @@ export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<A
   });
 }
 
-/** Which project a command means: --project, $CYCLE_PROJECT, then the manifest's name. */
-export async function resolveProjectName(ctx: Context, flag: string | undefined): Promise<string> {
+/**
+ * Which project a command means: --project, $CYCLE_PROJECT, then the manifest's name. A caller
+ * that has loaded the project passes it, so it is not loaded twice.
+ */
+export async function resolveProjectName(ctx: Context, flag: string | undefined, loaded?: Project): Promise<string> {
   const given = flag ?? (ctx.env.CYCLE_PROJECT || undefined);
   if (given !== undefined) {
     if (!PROJECT_NAME_PATTERN.test(given)) throw new CycleError({ message: `invalid project name "${given}": expected ${PROJECT_NAME_RULE}`, exitCode: ExitCode.usage });
     return given;
   }
-  let found: Awaited<ReturnType<typeof loadProject>> | undefined;
-  try {
-    found = await loadProject(ctx.cwd);
-  } catch (error) {
-    if (error instanceof CycleError && /no project found/.test(error.message)) found = undefined;
-    else throw error;
+  let found = loaded;
+  if (!found) {
+    try {
+      found = await loadProject(ctx.cwd);
+    } catch (error) {
+      if (!(error instanceof CycleError && /no project found/.test(error.message))) throw error;
+    }
   }
   if (found?.name) return found.name;
   throw new CycleError({

@@ -1,5 +1,5 @@
 import type { Context } from '../../context.js';
-import { ExitCode } from '../../errors.js';
+import { CycleError, ExitCode } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { formatTable } from '../../ui/ui.js';
 import type { ProjectStatus } from '../../api/schemas.js';
@@ -42,7 +42,6 @@ export async function status(options: StatusOptions, ctx: Context): Promise<numb
   for (;;) {
     const answer = options.details ? await api.details(name) : await api.status(name);
     if (!answer) {
-      const { CycleError } = await import('../../errors.js');
       throw new CycleError({ message: `no project "${name}" on ${api.baseUrl}`, hint: 'upload it first: cycle project upload', exitCode: ExitCode.failure });
     }
     const settled = answer.build.state === 'ready' || answer.build.state === 'failed';

@@ -1,15 +1,14 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { Context } from '../../context.js';
-import { CycleError, ExitCode } from '../../errors.js';
+import { ExitCode } from '../../errors.js';
 import { loadProject } from '../../project/load.js';
-import { connect } from '../../api/connect.js';
+import { connect, resolveProjectName } from '../../api/connect.js';
 import { checkBuildFlags } from '../../runner/cycleswap-build.js';
 import { collectBuildInputs } from '../../build/hash.js';
 import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { warnSecrets } from './pack.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
-import { PROJECT_NAME_PATTERN } from '../../project/names.js';
 import { collectGarbage } from '../../util/gc.js';
 
 export interface UploadOptions {
@@ -25,10 +24,7 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
   checkBuildFlags(options);
   // An invalid project is refused before any network call.
   const project = await loadProject(ctx.cwd);
-  const name = options.project ?? project.name ?? ctx.env.CYCLE_PROJECT;
-  if (!name || !PROJECT_NAME_PATTERN.test(name)) {
-    throw new CycleError({ message: 'the project has no name to upload it as', hint: 'add "name" to computalot.project.json, or pass --project NAME', exitCode: ExitCode.usage });
-  }
+  const name = await resolveProjectName(ctx, options.project, project);
   const buildHash =
     project.format === 'cycleswap'
       ? (await collectBuildInputs(project)).hash
