@@ -219,8 +219,9 @@ export class ApiClient {
 
   /** The project's status, or undefined when the server has never seen it. */
   async status(name: string) {
-    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, { schema: projectStatusSchema.or(z.object({ error: z.unknown() })), accept: [404] });
-    return answer.status === 404 ? undefined : projectStatusSchema.parse(answer.body);
+    // request() checks the schema for 2xx answers only; a 404 is an answer here, not an error.
+    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, { schema: projectStatusSchema, accept: [404] });
+    return answer.status === 404 ? undefined : answer.body;
   }
 
   details(name: string) {
