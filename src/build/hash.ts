@@ -57,8 +57,8 @@ export async function collectBuildInputs(project: CycleswapProject, options: Col
   const cacheFile = options.useCache === false ? undefined : statePaths.statCache(project.root);
   const cache = await StatCache.load(cacheFile, options.now);
   const [script, ...digests] = await cache.digestAll([
-    { key: BUILD_SCRIPT_PATH, absolute: path.join(project.root, BUILD_SCRIPT_PATH) },
-    ...project.buildFiles.map((file) => ({ key: file.path, absolute: file.absolute })),
+    { path: BUILD_SCRIPT_PATH, absolute: path.join(project.root, BUILD_SCRIPT_PATH) },
+    ...project.buildFiles,
   ]);
   const files = project.buildFiles.map((file, index) => {
     const digest = digests[index]!;

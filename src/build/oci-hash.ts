@@ -34,7 +34,7 @@ export async function computalotBuildHash(project: ComputalotProject, options: {
   const useCache = options.useCache !== false;
   const cache = await StatCache.load(useCache ? statePaths.statCache(project.root) : undefined);
   const regular = entries.filter((entry) => entry.type === 'file');
-  const digests = await cache.digestAll(regular.map((entry) => ({ key: entry.path, absolute: entry.absolute })));
+  const digests = await cache.digestAll(regular);
   const byPath = new Map(regular.map((entry, index) => [entry.path, digests[index]!]));
   const lines = entries.map((entry) => {
     if (entry.type === 'symlink') return `link\t${JSON.stringify(entry.linkTarget ?? '')}\t${JSON.stringify(entry.path)}`;

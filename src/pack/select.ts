@@ -5,7 +5,7 @@ import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
 import { STATE_DIR_NAME } from '../project/state.js';
-import { compareBytes } from '../project/build-files.js';
+import { sortByBytes } from '../project/build-files.js';
 import type { TarEntry } from './tar.js';
 
 export interface SelectedEntry {
@@ -131,8 +131,8 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
     }
   };
   walk('', [rootLevel]);
-  entries.sort((a, b) => compareBytes(a.path, b.path));
-  excludedSecrets.sort(compareBytes);
+  sortByBytes(entries, (entry) => entry.path);
+  sortByBytes(excludedSecrets, (secret) => secret);
   const files = entries.filter((e) => e.type === 'file');
   return { root, entries, excludedSecrets, fileCount: files.length, totalBytes: files.reduce((sum, e) => sum + e.size, 0) };
 }

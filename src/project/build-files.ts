@@ -78,7 +78,7 @@ export async function listBuildFiles(root: string, entries: readonly string[]): 
       problems.push({ index, message: `${JSON.stringify(entry)} is not a regular file or folder`, hint: 'list regular files only' });
     }
   }
-  const sorted = [...files.values()].sort((a, b) => compareBytes(a.path, b.path));
+  const sorted = sortByBytes([...files.values()], (file) => file.path);
   return { files: sorted, problems };
 }
 
@@ -154,4 +154,21 @@ export function compareBytes(a: string, b: string): number {
     return x < y ? -1 : 1;
   }
   return a.length - b.length;
+}
+
+/** A code unit at which UTF-16 order and UTF-8 byte order may part (surrogates and above). */
+const HIGH_CODE_UNIT = /[\ud800-\uffff]/;
+
+/**
+ * Sorts by UTF-8 bytes of `key`. When no key holds a code unit from U+D800 up (nearly always),
+ * UTF-16 order is byte order and the engine's own string comparison does it, several times
+ * faster than compareBytes on a 20,000-file build folder.
+ */
+export function sortByBytes<T>(items: T[], key: (item: T) => string): T[] {
+  if (items.some((item) => HIGH_CODE_UNIT.test(key(item)))) return items.sort((a, b) => compareBytes(key(a), key(b)));
+  return items.sort((a, b) => {
+    const x = key(a);
+    const y = key(b);
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
 }

@@ -20,7 +20,7 @@ export async function ensureStateDir(root: string): Promise<string> {
 }
 
 export const statePaths = {
-  statCache: (root: string) => path.join(stateDir(root), 'stat-cache.json'),
+  statCache: (root: string) => path.join(stateDir(root), 'stat-cache.bin'),
   lastBuild: (root: string) => path.join(stateDir(root), 'last-build.json'),
   runs: (root: string) => path.join(stateDir(root), 'runs'),
   volumes: (root: string) => path.join(stateDir(root), 'volumes'),

@@ -5,7 +5,7 @@ import { DockerBuildError, type DockerDriver, type ImageDetails } from '../docke
 import type { CycleswapProject } from '../project/load.js';
 import { collectBuildInputs } from '../build/hash.js';
 import { tarStream, type TarEntry } from '../pack/tar.js';
-import { compareBytes } from '../project/build-files.js';
+import { sortByBytes } from '../project/build-files.js';
 import { LABELS, repositoryComponent, shortHash } from './images.js';
 import { presentBuildLine } from '../docker/build-output.js';
 import type { BuildStore } from './build-store.js';
@@ -236,8 +236,8 @@ export async function buildContext(project: CycleswapProject, from: string, labe
     for (let i = 1; i < parts.length; i++) directories.add(parts.slice(0, i).join('/'));
   }
   entries.push({ path: 'stage/files', type: 'directory', size: 0, executable: true });
-  for (const dir of [...directories].sort(compareBytes)) entries.push({ path: `stage/files/${dir}`, type: 'directory', size: 0, executable: true });
-  for (const rel of [...files.keys()].sort(compareBytes)) {
+  for (const dir of sortByBytes([...directories], (dir) => dir)) entries.push({ path: `stage/files/${dir}`, type: 'directory', size: 0, executable: true });
+  for (const rel of sortByBytes([...files.keys()], (rel) => rel)) {
     const absolute = files.get(rel)!;
     const stat = await fs.stat(absolute); // symlinks inside the project are followed (validated)
     entries.push({ path: `stage/files/${rel}`, type: 'file', size: stat.size, executable: (stat.mode & 0o100) !== 0, source: absolute });
