@@ -117,10 +117,24 @@ export function createContext(init: ContextInit): Context {
     docker:
       init.docker ??
       (() => {
-        driver ??= import('./docker/cli-driver.js').then(({ CliDockerDriver }) => new CliDockerDriver({ env: init.env, debug: (line) => ui.debug(line) }));
+        driver ??= createDockerDriver(init.env, (line) => ui.debug(line));
         return driver;
       }),
     configDir: userConfigDir(init.env),
     dataDir: userDataDir(init.env),
   };
+}
+
+/** The Engine API driver when the daemon's socket can be reached directly, else the docker CLI. */
+async function createDockerDriver(env: Env, debug: (line: string) => void): Promise<DockerDriver> {
+  const { resolveDockerEndpoint } = await import('./docker/endpoint.js');
+  const endpoint = resolveDockerEndpoint(env);
+  if (endpoint) {
+    const { EngineDockerDriver } = await import('./docker/engine-driver.js');
+    debug(`docker: Engine API at ${endpoint.description}; builds through the docker CLI`);
+    return new EngineDockerDriver(endpoint, { env, debug });
+  }
+  const { CliDockerDriver } = await import('./docker/cli-driver.js');
+  debug('docker: through the docker CLI');
+  return new CliDockerDriver({ env, debug });
 }

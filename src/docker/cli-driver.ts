@@ -33,7 +33,7 @@ export class CliDockerDriver implements DockerDriver {
   private readonly binary: string;
   private builderCache: Promise<'buildkit' | 'legacy'> | undefined;
 
-  constructor(private readonly options: CliDockerDriverOptions) {
+  constructor(protected readonly options: CliDockerDriverOptions) {
     this.binary = options.binary ?? options.env.CYCLE_DOCKER_BIN ?? 'docker';
   }
 
@@ -142,26 +142,7 @@ export class CliDockerDriver implements DockerDriver {
       if (/no such image|not found/i.test(result.stderr)) return undefined;
       throw dockerFailure(`inspect image ${ref}`, result.stderr);
     }
-    const raw = JSON.parse(result.stdout) as {
-      Id: string;
-      Parent?: string;
-      RootFS?: { Layers?: string[] };
-      Config?: { Labels?: Record<string, string> | null; Env?: string[] | null; WorkingDir?: string; Entrypoint?: string[] | null; Cmd?: string[] | null };
-      Created?: string;
-      RepoTags?: string[] | null;
-    };
-    return {
-      id: raw.Id,
-      parent: raw.Parent ?? '',
-      layers: raw.RootFS?.Layers ?? [],
-      labels: raw.Config?.Labels ?? {},
-      env: raw.Config?.Env ?? [],
-      workdir: raw.Config?.WorkingDir ?? '',
-      entrypoint: raw.Config?.Entrypoint ?? null,
-      cmd: raw.Config?.Cmd ?? null,
-      created: raw.Created ?? '',
-      repoTags: raw.RepoTags ?? [],
-    };
+    return imageDetails(JSON.parse(result.stdout));
   }
 
   async listImages(filter: { label?: string[]; reference?: string }): Promise<ImageSummary[]> {
@@ -310,4 +291,27 @@ export function dockerFailure(what: string, stderr: string): CycleError {
   }
   const firstLine = text.split('\n').find((line) => line.trim() !== '') ?? 'no output';
   return new CycleError({ message: `Docker could not ${what}: ${firstLine.replace(/^(docker: )?Error( response from daemon)?:\s*/i, '')}`, exitCode: ExitCode.network });
+}
+
+/** Docker's image inspect document (CLI `--format '{{json .}}'` and the Engine API alike), as cycle uses it. */
+export function imageDetails(raw: {
+  Id: string;
+  Parent?: string;
+  RootFS?: { Layers?: string[] };
+  Config?: { Labels?: Record<string, string> | null; Env?: string[] | null; WorkingDir?: string; Entrypoint?: string[] | null; Cmd?: string[] | null };
+  Created?: string;
+  RepoTags?: string[] | null;
+}): ImageDetails {
+  return {
+    id: raw.Id,
+    parent: raw.Parent ?? '',
+    layers: raw.RootFS?.Layers ?? [],
+    labels: raw.Config?.Labels ?? {},
+    env: raw.Config?.Env ?? [],
+    workdir: raw.Config?.WorkingDir ?? '',
+    entrypoint: raw.Config?.Entrypoint ?? null,
+    cmd: raw.Config?.Cmd ?? null,
+    created: raw.Created ?? '',
+    repoTags: raw.RepoTags ?? [],
+  };
 }

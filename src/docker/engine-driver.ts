@@ -1,0 +1,207 @@
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { CycleError, ExitCode, errnoCode } from '../errors.js';
+import { CliDockerDriver, dockerFailure, imageDetails } from './cli-driver.js';
+import type { ContainerExit, ContainerIO, ContainerSpec, ImageDetails } from './driver.js';
+import type { DockerEndpoint } from './endpoint.js';
+
+interface EngineResponse {
+  status: number;
+  body: string;
+}
+
+/**
+ * Docker through the Engine API for the operations on the hot path of a run (create, attach,
+ * start, wait, remove, inspect): one HTTP request each on the daemon's socket instead of a
+ * docker process. Everything else (builds with either builder, image housekeeping, `info`) goes
+ * through the docker CLI, which is what the user's Docker setup is known to work with.
+ */
+export class EngineDockerDriver extends CliDockerDriver {
+  constructor(
+    readonly endpoint: DockerEndpoint,
+    options: ConstructorParameters<typeof CliDockerDriver>[0],
+  ) {
+    super(options);
+  }
+
+  private debugLine(line: string): void {
+    this.options.debug?.(line);
+  }
+
+  private connection(): http.RequestOptions {
+    return this.endpoint.kind === 'unix' ? { socketPath: this.endpoint.socketPath } : { host: this.endpoint.host, port: this.endpoint.port };
+  }
+
+  /** Unversioned paths: the daemon answers with its own API version (old pinned versions get refused). */
+  private request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<EngineResponse> {
+    this.debugLine(`engine ${method} ${path}`);
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const request = http.request({
+        ...this.connection(),
+        method,
+        path,
+        agent: false,
+        headers: { ...(data ? { 'Content-Type': 'application/json', 'Content-Length': String(data.length) } : {}), ...headers },
+      });
+      request.on('response', (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        response.on('error', reject);
+      });
+      request.on('error', (error) => reject(this.unreachable(error)));
+      request.end(data);
+    });
+  }
+
+  /** Attach before start, so no output is missed; the connection becomes a raw stream. */
+  private attach(id: string, stdin: boolean): Promise<{ socket: Duplex; head: Buffer }> {
+    const path = `/containers/${id}/attach?stream=1&stdout=1&stderr=1${stdin ? '&stdin=1' : ''}`;
+    this.debugLine(`engine POST ${path}`);
+    return new Promise((resolve, reject) => {
+      const request = http.request({ ...this.connection(), method: 'POST', path, agent: false, headers: { Connection: 'Upgrade', Upgrade: 'tcp' } });
+      request.on('upgrade', (_response, socket, head) => resolve({ socket, head }));
+      request.on('response', (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => reject(apiError(`attach to the container`, { status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })));
+      });
+      request.on('error', (error) => reject(this.unreachable(error)));
+      request.end();
+    });
+  }
+
+  private unreachable(error: Error): Error {
+    const code = errnoCode(error);
+    if (code === 'EACCES') return dockerFailure('reach the Docker daemon', `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}`);
+    if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE') {
+      return dockerFailure('reach the Docker daemon', `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})`);
+    }
+    return error;
+  }
+
+  override async inspectImage(ref: string): Promise<ImageDetails | undefined> {
+    const response = await this.request('GET', `/images/${encodeURIComponent(ref)}/json`);
+    if (response.status === 404) return undefined;
+    if (response.status !== 200) throw apiError(`inspect image ${ref}`, response);
+    return imageDetails(JSON.parse(response.body));
+  }
+
+  override async removeContainer(nameOrId: string): Promise<void> {
+    const response = await this.request('DELETE', `/containers/${encodeURIComponent(nameOrId)}?force=1&v=1`);
+    // 404: already gone; 409: its removal is already under way (AutoRemove, or a second Ctrl-C).
+    if (response.status >= 300 && response.status !== 404 && response.status !== 409) throw apiError(`remove container ${nameOrId}`, response);
+  }
+
+  override async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
+    const network = spec.network ?? this.options.env.CYCLE_DOCKER_NETWORK;
+    const created = await this.request('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, {
+      Image: spec.image,
+      Cmd: spec.command,
+      ...(spec.entrypoint !== undefined ? { Entrypoint: [spec.entrypoint] } : {}),
+      ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+      Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+      Labels: spec.labels,
+      AttachStdout: true,
+      AttachStderr: true,
+      ...(io.stdin ? { AttachStdin: true, OpenStdin: true, StdinOnce: true } : {}),
+      HostConfig: {
+        AutoRemove: spec.remove !== false,
+        Mounts: spec.mounts.map((mount) =>
+          mount.type === 'bind' ? { Type: 'bind', Source: mount.source, Target: mount.target, ReadOnly: mount.readonly === true } : { Type: 'volume', Source: mount.source, Target: mount.target },
+        ),
+        ...(network ? { NetworkMode: network } : {}),
+        ...(spec.gpus ? { DeviceRequests: [{ Driver: '', Count: -1, Capabilities: [['gpu']] }] } : {}),
+      },
+    });
+    if (created.status !== 201) {
+      // What `docker run` would print for a missing image, so callers read one message.
+      if (created.status === 404) return { exitCode: 125, dockerError: `Unable to find image '${spec.image}' locally: ${errorMessage(created)}` };
+      return { exitCode: 125, dockerError: errorMessage(created) };
+    }
+    const id = (JSON.parse(created.body) as { Id: string }).Id;
+    let stopping: Promise<void> | undefined;
+    const stop = (): Promise<void> => (stopping ??= this.removeContainer(id).catch(() => undefined));
+    const onAbort = (): void => void stop();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const { socket, head } = await this.attach(id, io.stdin !== undefined);
+      const streamed = demultiplex(socket, head, io);
+      // Registered before start: an AutoRemove container may be gone by the time we asked.
+      const waited = this.request('POST', `/containers/${id}/wait?condition=next-exit`);
+      const started = await this.request('POST', `/containers/${id}/start`);
+      if (started.status !== 204 && started.status !== 304) {
+        socket.destroy();
+        waited.catch(() => undefined);
+        await stop();
+        const message = errorMessage(started);
+        // As `docker run` does: 127 when the command is not found, 126 when it cannot run.
+        const exitCode = /executable file not found|no such file or directory/i.test(message) ? 127 : /permission denied/i.test(message) ? 126 : 125;
+        return { exitCode, dockerError: message };
+      }
+      if (io.stdin) {
+        io.stdin.pipe(socket, { end: false });
+        io.stdin.once('end', () => socket.end()); // EOF on the container's stdin; output keeps coming
+        io.stdin.once('error', () => socket.end());
+      }
+      const [result] = await Promise.all([waited, streamed]);
+      if (signal?.aborted) {
+        await stop();
+        return { exitCode: 130 };
+      }
+      if (result.status !== 200) {
+        // The container was removed under us (timeout, Ctrl-C elsewhere): it did not finish.
+        return { exitCode: 137 };
+      }
+      const wait = JSON.parse(result.body) as { StatusCode: number; Error?: { Message?: string } | null };
+      if (wait.Error?.Message) return { exitCode: wait.StatusCode, dockerError: wait.Error.Message };
+      return { exitCode: wait.StatusCode };
+    } catch (error) {
+      await stop();
+      throw error;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+/**
+ * Splits Docker's multiplexed attach stream (no TTY): frames of an 8-byte header (stream type:
+ * 1 stdout, 2 stderr; big-endian uint32 length at 4) then the payload. Ends with the stream.
+ */
+function demultiplex(socket: Duplex, head: Buffer, io: ContainerIO): Promise<void> {
+  let pending: Buffer = Buffer.alloc(0);
+  const push = (chunk: Buffer): void => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    while (pending.length >= 8) {
+      const size = pending.readUInt32BE(4);
+      if (pending.length < 8 + size) break;
+      const payload = pending.subarray(8, 8 + size);
+      if (pending[0] === 2) io.stderr(payload);
+      else io.stdout(payload);
+      pending = pending.subarray(8 + size);
+    }
+  };
+  if (head.length > 0) push(head);
+  return new Promise((resolve) => {
+    socket.on('data', push);
+    socket.once('close', () => resolve());
+    // A container that exits before reading all of its stdin resets the connection: not our error.
+    socket.on('error', () => resolve());
+  });
+}
+
+function errorMessage(response: EngineResponse): string {
+  try {
+    const message = (JSON.parse(response.body) as { message?: unknown }).message;
+    if (typeof message === 'string' && message) return message;
+  } catch {
+    // not JSON: the body as it came
+  }
+  return response.body.trim() || `HTTP ${response.status}`;
+}
+
+function apiError(what: string, response: EngineResponse): CycleError {
+  return new CycleError({ message: `Docker could not ${what}: ${errorMessage(response)}`, exitCode: ExitCode.network });
+}
