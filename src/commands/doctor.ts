@@ -50,7 +50,7 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
   try {
     const docker = await ctx.docker();
     info = await docker.info();
-    checks.push({ name: 'docker', status: 'ok', detail: `client ${info.clientVersion}, daemon ${info.serverVersion} (${info.operatingSystem || 'unknown OS'})` });
+    checks.push({ name: 'docker', status: 'ok', detail: `client ${info.clientVersion}, daemon ${info.serverVersion} (${info.operatingSystem || 'unknown OS'}); containers run through ${info.transport}` });
     checks.push({
       name: 'builder',
       status: 'ok',

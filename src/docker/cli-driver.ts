@@ -77,6 +77,7 @@ export class CliDockerDriver implements DockerDriver {
       cdiSpecDirs: details.CDISpecDirs ?? [],
       operatingSystem: details.OperatingSystem ?? '',
       architecture: details.Architecture ?? '',
+      transport: 'the docker CLI',
     };
   }
 

@@ -32,6 +32,8 @@ export interface DockerInfo {
   cdiSpecDirs: string[];
   operatingSystem: string;
   architecture: string;
+  /** How cycle reaches the daemon: "the docker CLI", or the Engine API socket it runs containers through. */
+  transport: string;
 }
 
 export interface BuildRequest {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
 import { CliDockerDriver, dockerFailure, imageDetails } from './cli-driver.js';
-import type { ContainerExit, ContainerIO, ContainerSpec, ImageDetails } from './driver.js';
+import type { ContainerExit, ContainerIO, ContainerSpec, DockerInfo, ImageDetails } from './driver.js';
 import type { DockerEndpoint } from './endpoint.js';
 
 interface EngineResponse {
@@ -79,6 +79,13 @@ export class EngineDockerDriver extends CliDockerDriver {
       return dockerFailure('reach the Docker daemon', `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})`);
     }
     return error;
+  }
+
+  /** The CLI's facts, once the socket containers run through answers too. */
+  override async info(): Promise<DockerInfo> {
+    const ping = await this.request('GET', '/_ping');
+    if (ping.status !== 200) throw apiError('answer on its API socket', ping);
+    return { ...(await super.info()), transport: `the Engine API at ${this.endpoint.description} (builds: the docker CLI)` };
   }
 
   override async inspectImage(ref: string): Promise<ImageDetails | undefined> {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -126,14 +127,19 @@ describe('project test: the build rules, on real Docker', () => {
 });
 
 describe('project test: the run', () => {
-  it('copies the source to /app, sets env vars and INSIDE_CYCLESWAP_CONTAINER, streams stdout and stderr', async () => {
+  // Both ways cycle talks to Docker: the Engine API socket (the default here) and the docker CLI.
+  it.each([
+    ['the Engine API', {}, 'docker: Engine API at unix:///var/run/docker.sock'],
+    ['the docker CLI', { CYCLE_DOCKER_API: '0' }, 'docker: through the docker CLI'],
+  ])('through %s: copies the source to /app, sets env vars and INSIDE_CYCLESWAP_CONTAINER, streams stdout and stderr', async (_transport, env, debugLine) => {
     const p = await project({
       manifest: { env: '{ GREETING = "hi there", LEARNING_RATE = "3e-4" }' },
       files: { 'src/data.txt': 'from the source\n', '.gitignore': 'ignored.txt\n', 'ignored.txt': 'x' },
       run: 'pwd\ncat src/data.txt\necho "$GREETING $LEARNING_RATE $INSIDE_CYCLESWAP_CONTAINER"\necho to-stderr >&2\ntest ! -e ignored.txt && echo IGNORED_LEFT_OUT\nmount | grep -c " /app " || true\n',
     });
-    const result = await cycle(['project', 'test'], { cwd: p.root });
+    const result = await cycle(['project', 'test', '--debug'], { cwd: p.root, env });
     expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(debugLine);
     expect(result.stdout).toContain('/app\nfrom the source\nhi there 3e-4 1\n');
     expect(result.stdout).toContain('IGNORED_LEFT_OUT');
     expect(result.stdout).toMatch(/^0$/m); // /app is not a mount: the source was copied
@@ -311,9 +317,9 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
 });
 
 describe('project test: Ctrl-C', () => {
-  async function interrupt(p: E2EProject, waitText: string): Promise<{ code: number; stderr: string; tmp: string }> {
+  async function interrupt(p: E2EProject, waitText: string, env: Record<string, string> = {}): Promise<{ code: number; stderr: string; tmp: string }> {
     const tmp = await tempDir('cycle-e2e-tmp-');
-    const run = startCycle(['project', 'test'], { cwd: p.root, env: { TMPDIR: tmp } });
+    const run = startCycle(['project', 'test'], { cwd: p.root, env: { ...env, TMPDIR: tmp } });
     await waitFor(() => run.output().stdout.includes(waitText) || run.output().stderr.includes(waitText), 60_000, waitText);
     await new Promise((r) => setTimeout(r, 300));
     run.child.kill('SIGINT');
@@ -321,9 +327,12 @@ describe('project test: Ctrl-C', () => {
     return { code, stderr: run.output().stderr, tmp };
   }
 
-  it('during the run: stops and removes the container and temp folders, exits 130', async () => {
+  it.each([
+    ['the Engine API', {}],
+    ['the docker CLI', { CYCLE_DOCKER_API: '0' }],
+  ])('during the run, through %s: stops and removes the container and temp folders, exits 130', async (_transport, env) => {
     const p = await project({ run: 'echo started; sleep 60\n' });
-    const { code, stderr, tmp } = await interrupt(p, 'started');
+    const { code, stderr, tmp } = await interrupt(p, 'started', env);
     expect(code).toBe(130);
     expect(stderr).toContain('interrupting');
     const left = await docker(['ps', '-a', '--filter', `label=cycle.project-key=${localProjectKey(p.root)}`, '--format', '{{.Names}}']);
@@ -353,5 +362,15 @@ describe('project test: Docker missing or down', () => {
     expect(down.code).toBe(5);
     expect(down.stderr).toContain('the Docker daemon is not running or cannot be reached');
     expect(down.stderr).toContain('hint: start the Docker daemon');
+    // A socket file that is left over with no daemon behind it: the Engine API path says the same.
+    const stale = path.join(await tempDir('cycle-e2e-sock-'), 'docker.sock');
+    const listener = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => console.log('up'))`]);
+    await new Promise((resolve) => listener.stdout.once('data', resolve));
+    listener.kill('SIGKILL');
+    await new Promise((resolve) => listener.once('exit', resolve));
+    const refused = await cycle(['project', 'test'], { cwd: p.root, env: { DOCKER_HOST: `unix://${stale}` } });
+    expect(refused.code, refused.stderr).toBe(5);
+    expect(refused.stderr).toContain('the Docker daemon is not running or cannot be reached');
+    expect(refused.stderr).toContain(stale);
   });
 });

@@ -208,7 +208,7 @@ describe('cycle server: crash recovery', () => {
     const first = await startServerProcess({ dataDir, workers: 2 });
     const crashApi = client(first);
     expect((await crashApi.push('tools', tools)).status).toBe(201);
-    const jobs = [];
+    const jobs: Array<Awaited<ReturnType<typeof crashApi.submit>>> = [];
     for (let i = 0; i < 3; i++) jobs.push(await crashApi.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 2 }, fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] } }));
     await waitFor(async () => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}`)).body.status === 'running', 120_000, 'a running task');
     await new Promise((r) => setTimeout(r, 500));

@@ -35,7 +35,7 @@ export class FakeDocker implements DockerDriver {
 
   async info(): Promise<DockerInfo> {
     this.calls.push({ method: 'info', args: {} });
-    return { serverVersion: '27.0', clientVersion: '27.0', builder: 'legacy', runtimes: ['runc'], cdiSpecDirs: [], operatingSystem: 'fake', architecture: 'x86_64', ...this.info_ };
+    return { serverVersion: '27.0', clientVersion: '27.0', builder: 'legacy', runtimes: ['runc'], cdiSpecDirs: [], operatingSystem: 'fake', architecture: 'x86_64', transport: 'a fake Docker', ...this.info_ };
   }
 
   async build(request: BuildRequest): Promise<{ imageId: string }> {
