@@ -1,8 +1,9 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=2
-// Memory settings that only work from the start, hence the shebang. Packing and uploading 1 GiB
-// churn through short-lived Buffers: V8's default 16 MB young generation and glibc's per-thread
-// malloc arenas (zlib runs on the thread pool) each added 10-30 MB of peak RSS, and the upload
-// has a 150 MB budget (measured here: 172 MB with neither setting, ~139 MB with both, no slower).
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node
+// glibc reads MALLOC_ARENA_MAX only at start-up, hence the shebang: packing deflates on the
+// thread pool, and per-thread malloc arenas added ~30 MB to the peak RSS of a 1 GiB upload
+// (budget 150 MB; measured here 161 MB without it, 128 MB with it). V8's young generation is
+// capped at run time by the streaming commands themselves (src/util/gc.ts), so other commands
+// start with V8's defaults.
 // Tiny shim: `cycle --version` answers without loading the CLI (start-up time is a feature);
 // everything else goes to dist/cli.js, which loads only the command that runs.
 import { readFileSync } from 'node:fs';

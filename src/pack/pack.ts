@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { gzipDeterministic } from './gzip.js';
 import { selectFiles, toTarEntries, type Selection } from './select.js';
 import { ChunkPool, tarStream } from './tar.js';
-import { collectGarbage } from '../util/gc.js';
+import { collectGarbage, limitYoungGeneration } from '../util/gc.js';
 
 export interface PackResult {
   /** sha256 of the .tar.gz bytes: the content hash. */
@@ -30,6 +30,7 @@ export const LARGE_PACK_BYTES = 256 * 1024 * 1024;
  * tarball is written to `out` (or a temp file) and hashed on the way, never held in memory.
  */
 export async function packProject(root: string, options: { out?: string; selection?: Selection } = {}): Promise<PackResult> {
+  limitYoungGeneration();
   const selection = options.selection ?? (await selectFiles(root));
   const file = options.out ?? path.join(os.tmpdir(), `cycle-pack-${randomBytes(6).toString('hex')}.tar.gz`);
   const temp = `${file}.${randomBytes(4).toString('hex')}.partial`;

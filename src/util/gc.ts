@@ -19,3 +19,13 @@ export function collectGarbage(): void {
   }
   collect?.();
 }
+
+/**
+ * Keeps V8's young generation at its start-up size from now on. Streaming 1 GiB through short-
+ * lived Buffers otherwise grows it to its 16 MB semi-spaces (~30 MB more peak RSS). Set at run
+ * time, for the commands that stream, so every other command starts with V8's defaults
+ * (a `--max-semi-space-size=2` for all cost ~20 ms of scavenges at every start-up).
+ */
+export function limitYoungGeneration(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
