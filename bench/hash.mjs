@@ -24,10 +24,14 @@ export async function benchHash() {
     warms.push(run());
     warms.push(run());
   }
+  const floors = [];
+  for (let i = 0; i < 5; i++) floors.push(time(process.execPath, [path.join(import.meta.dirname, 'floor-stat.mjs'), path.join(root, 'data')]));
   const cold = median(colds);
   const warm = median(warms);
+  const floor = median(floors);
   const ratio = (warm / cold) * 100;
   report('project hash warm / cold (20k files, 1 GiB)', ratio.toFixed(1), '%', '≤ 5%', ratio <= 5, `(${warm.toFixed(0)} ms vs ${cold.toFixed(0)} ms)`);
+  report('  floor: a bare Node script stats every file', ((floor / cold) * 100).toFixed(1), '%', '-', undefined, `(${floor.toFixed(0)} ms: Node start, readdir, one stat per file)`);
   fs.rmSync(root, { recursive: true, force: true });
 }
 

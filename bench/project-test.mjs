@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { CYCLE, compare, dockerAvailable, report, tempDir, time } from './lib.mjs';
+import { CYCLE, dockerAvailable, median, report, tempDir, time } from './lib.mjs';
 
 export function benchProjectTest() {
   if (!dockerAvailable()) {
@@ -16,14 +16,25 @@ export function benchProjectTest() {
   fs.writeFileSync(path.join(root, 'main.py'), 'print("hi")\n');
   time(CYCLE, ['project', 'test', '--quiet'], { cwd: root }); // the one build
   const image = JSON.parse(fs.readFileSync(path.join(root, '.cycle/last-build.json'), 'utf8')).image.id;
-  const { a: plain, b: cycle } = compare(
-    10,
-    2,
-    () => time('docker', ['run', '--rm', '-w', '/app', image, 'bash', '.cycleswap/run.sh']),
-    () => time(CYCLE, ['project', 'test', '--quiet'], { cwd: root }),
-  );
+  const plainRuns = [];
+  const cycleRuns = [];
+  const floorRuns = [];
+  const floorScript = path.join(import.meta.dirname, 'floor-run.mjs');
+  for (let i = 0; i < 12; i++) {
+    const plain = time('docker', ['run', '--rm', '-w', '/app', image, 'bash', '.cycleswap/run.sh']);
+    const cycle = time(CYCLE, ['project', 'test', '--quiet'], { cwd: root });
+    const floor = time(process.execPath, [floorScript, image, '/app', 'bash', '.cycleswap/run.sh']);
+    if (i < 2) continue; // warm-up
+    plainRuns.push(plain);
+    cycleRuns.push(cycle);
+    floorRuns.push(floor);
+  }
+  const plain = median(plainRuns);
+  const cycle = median(cycleRuns);
+  const floor = median(floorRuns);
   const ratio = cycle / plain;
   report('unchanged project test / plain docker run', ratio.toFixed(2), 'x', '≤ 1.3x', ratio <= 1.3, `(${cycle.toFixed(0)} ms vs ${plain.toFixed(0)} ms; +${(cycle - plain).toFixed(0)} ms)`);
+  report('  floor: a bare Node script, same API calls', (floor / plain).toFixed(2), 'x', '-', undefined, `(${floor.toFixed(0)} ms: Node start, create, attach, start, wait)`);
   const node = time(process.execPath, ['-e', '0']);
   report('  of which Node.js start-up (node -e 0)', node.toFixed(0), 'ms', '-', undefined);
   execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' });

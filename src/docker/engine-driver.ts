@@ -89,7 +89,7 @@ export class EngineDockerDriver extends CliDockerDriver {
   }
 
   override async inspectImage(ref: string): Promise<ImageDetails | undefined> {
-    const response = await this.request('GET', `/images/${encodeURIComponent(ref)}/json`);
+    const response = await this.request('GET', `/images/${ref}/json`);
     if (response.status === 404) return undefined;
     if (response.status !== 200) throw apiError(`inspect image ${ref}`, response);
     return imageDetails(JSON.parse(response.body));
@@ -177,7 +177,7 @@ export class EngineDockerDriver extends CliDockerDriver {
  * Splits Docker's multiplexed attach stream (no TTY): frames of an 8-byte header (stream type:
  * 1 stdout, 2 stderr; big-endian uint32 length at 4) then the payload. Ends with the stream.
  */
-function demultiplex(socket: Duplex, head: Buffer, io: ContainerIO): Promise<void> {
+export function demultiplex(socket: Duplex, head: Buffer, io: ContainerIO): Promise<void> {
   let pending: Buffer = Buffer.alloc(0);
   const push = (chunk: Buffer): void => {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);

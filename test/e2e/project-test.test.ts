@@ -147,6 +147,18 @@ describe('project test: the run', () => {
     expect(result.stdout).not.toContain('to-stderr');
   });
 
+  it('builds again when the recorded image was deleted from Docker (docker image prune, rmi)', async () => {
+    const p = await project({ run: 'echo ran-ok\n' });
+    expect((await cycle(['project', 'test'], { cwd: p.root })).code).toBe(0);
+    const first = await lastBuild(p.root);
+    await docker(['rmi', '-f', first.image.id]);
+    const again = await cycle(['project', 'test'], { cwd: p.root });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('the recorded build image is gone from Docker: building it again');
+    expect(again.stdout).toContain('ran-ok');
+    expect((await lastBuild(p.root)).image.id).not.toBe(first.image.id);
+  });
+
   it('mounts volumes at /volumes/<name>, from --volume or the default folder; a missing one is named', async () => {
     const p = await project({ manifest: { volumes: ['training-data', 'cache'] }, run: 'cat /volumes/training-data/x.txt; ls /volumes/cache\n' });
     const data = await tempDir();
