@@ -24,7 +24,9 @@ const DIGEST_BYTES = 32;
 const STAT_FIELDS = 5;
 
 interface Entries {
-  keys: string[];
+  count: number;
+  /** The paths, each followed by NUL: read in order without splitting into 20,000 strings. */
+  keys: string;
   numbers: Float64Array;
   digests: Buffer;
 }
@@ -40,20 +42,39 @@ function decode(data: Buffer): Entries | undefined {
   // Copied out: a Float64Array needs 8-byte alignment, which a Buffer's offset does not promise.
   const numbers = new Float64Array(count * NUMBERS_PER_ENTRY);
   new Uint8Array(numbers.buffer).set(data.subarray(numbersStart, digestsStart));
-  const keys = count === 0 ? [] : data.toString('utf8', pathsStart, pathsStart + pathBytes - 1).split('\0');
-  if (keys.length !== count) return undefined;
-  return { keys, numbers, digests: data.subarray(digestsStart, pathsStart) };
+  const keys = data.toString('utf8', pathsStart, pathsStart + pathBytes);
+  if (count > 0 && !keys.endsWith('\0')) return undefined;
+  return { count, keys, numbers, digests: data.subarray(digestsStart, pathsStart) };
 }
 
-function encode(keys: readonly string[], numbers: readonly number[], digests: readonly string[]): Buffer {
+/** The files of one digestAll call, with their stats and digests, kept for save(). */
+interface Batch {
+  files: ReadonlyArray<{ path: string }>;
+  stats: Float64Array;
+  digests: string[];
+  /** 0 for a file not to remember (changed in the last two seconds). */
+  remember: Uint8Array;
+}
+
+function encode(batches: readonly Batch[]): Buffer {
+  const keys: string[] = [];
+  const numbers: number[] = [];
+  const digests: string[] = [];
+  for (const batch of batches) {
+    batch.files.forEach((file, index) => {
+      if (!batch.remember[index]) return;
+      const at = index * STAT_FIELDS;
+      keys.push(file.path);
+      numbers.push(batch.stats[at]!, batch.stats[at + 1]!, batch.stats[at + 2]!, batch.stats[at + 3]!);
+      digests.push(batch.digests[index]!);
+    });
+  }
   const paths = Buffer.from(keys.length === 0 ? '' : `${keys.join('\0')}\0`, 'utf8');
-  const numbersBytes = Buffer.from(new Float64Array(numbers).buffer);
-  const digestBytes = Buffer.from(digests.join(''), 'hex');
   const header = Buffer.alloc(HEADER_BYTES);
   header.write(MAGIC, 0, 'latin1');
   header.writeUInt32LE(keys.length, 8);
   header.writeUInt32LE(paths.length, 12);
-  return Buffer.concat([header, numbersBytes, digestBytes, paths]);
+  return Buffer.concat([header, Buffer.from(new Float64Array(numbers).buffer), Buffer.from(digests.join(''), 'hex'), paths]);
 }
 
 /**
@@ -69,10 +90,12 @@ export class StatCache {
   private byKey: Map<string, number> | undefined;
   /** Files asked about so far (the position the next one would have in an unchanged cache). */
   private asked = 0;
-  /** What the next save writes: the files asked about, in order. */
-  private readonly nextKeys: string[] = [];
-  private readonly nextNumbers: number[] = [];
-  private readonly nextDigests: string[] = [];
+  /** Where entry `cursorIndex` starts in entries.keys (entries are read in order). */
+  private cursorIndex = 0;
+  private cursorOffset = 0;
+  /** What the next save writes, only built then: the files asked about, in order. */
+  private readonly batches: Batch[] = [];
+  private remembered = 0;
 
   private constructor(
     private readonly file: string | undefined,
@@ -82,14 +105,21 @@ export class StatCache {
 
   static async load(file: string | undefined, now: () => number = Date.now): Promise<StatCache> {
     const data = file ? await fs.promises.readFile(file).catch(() => undefined) : undefined;
-    const entries = (data && decode(data)) ?? { keys: [], numbers: new Float64Array(0), digests: Buffer.alloc(0) };
+    const entries = (data && decode(data)) ?? { count: 0, keys: '', numbers: new Float64Array(0), digests: Buffer.alloc(0) };
     return new StatCache(file, entries, now);
   }
 
   /** The index of `key` in the loaded entries: position `expected` when the order still holds. */
   private indexOf(key: string, expected: number): number {
-    if (this.entries.keys[expected] === key) return expected;
-    this.byKey ??= new Map(this.entries.keys.map((k, i) => [k, i]));
+    const { keys, count } = this.entries;
+    if (expected === this.cursorIndex && expected < count) {
+      const offset = this.cursorOffset;
+      const same = keys.startsWith(key, offset) && keys.charCodeAt(offset + key.length) === 0;
+      this.cursorIndex++;
+      this.cursorOffset = same ? offset + key.length + 1 : keys.indexOf('\0', offset) + 1;
+      if (same) return expected;
+    }
+    this.byKey ??= new Map(keys.slice(0, -1).split('\0').map((k, i) => [k, i]));
     return this.byKey.get(key) ?? -1;
   }
 
@@ -138,25 +168,23 @@ export class StatCache {
     });
     if (misses.length > 0) this.dirty = true;
     const fresh = this.now() - 2000;
-    const missed = new Set(misses);
-    return files.map((file, index) => {
-      const at = index * STAT_FIELDS;
-      const digest = digests[index]!;
+    const remember = new Uint8Array(files.length).fill(1);
+    for (const index of misses) {
       // A file changed in the last two seconds is not remembered (see above).
-      if (!missed.has(index) || Math.max(stats[at + 1]!, stats[at + 2]!) < fresh) {
-        this.nextKeys.push(file.path);
-        this.nextNumbers.push(stats[at]!, stats[at + 1]!, stats[at + 2]!, stats[at + 3]!);
-        this.nextDigests.push(digest);
-      }
-      return { digest, size: stats[at]!, executable: (stats[at + 4]! & 0o100) !== 0 };
-    });
+      const at = index * STAT_FIELDS;
+      if (Math.max(stats[at + 1]!, stats[at + 2]!) >= fresh) remember[index] = 0;
+    }
+    const known = digests as string[];
+    this.batches.push({ files, stats, digests: known, remember });
+    this.remembered += files.length - remember.filter((r) => r === 0).length;
+    return files.map((_, index) => ({ digest: known[index]!, size: stats[index * STAT_FIELDS]!, executable: (stats[index * STAT_FIELDS + 4]! & 0o100) !== 0 }));
   }
 
   /** Writes the cache if it changed: exactly the files asked about in this run. */
   async save(): Promise<void> {
-    if (this.nextKeys.length !== this.entries.keys.length) this.dirty = true;
+    if (this.remembered !== this.entries.count) this.dirty = true;
     if (!this.file || !this.dirty) return;
-    await writeFileAtomic(this.file, encode(this.nextKeys, this.nextNumbers, this.nextDigests));
+    await writeFileAtomic(this.file, encode(this.batches));
     this.dirty = false;
   }
 }
