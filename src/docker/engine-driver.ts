@@ -132,6 +132,12 @@ export class EngineDockerDriver extends CliDockerDriver {
     const stop = (): Promise<void> => (stopping ??= this.removeContainer(id).catch(() => undefined));
     const onAbort = (): void => void stop();
     signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) {
+      // Ctrl-C while the container was being created: removing it by name may have come too soon.
+      await stop();
+      signal.removeEventListener('abort', onAbort);
+      return { exitCode: 130 };
+    }
     try {
       const { socket, head } = await this.attach(id, io.stdin !== undefined);
       const streamed = demultiplex(socket, head, io);

@@ -82,6 +82,20 @@ describe('Engine API driver against a fake daemon', () => {
     expect(seen).toContain('DELETE /containers/c1');
   });
 
+  it('Ctrl-C while the container is being created: it is removed once it exists, exit 130', async () => {
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const driver = await fakeDaemon((request, response) => {
+      seen.push(`${request.method} ${request.url?.replace(/\?.*/, '')}`);
+      if (request.url?.startsWith('/containers/create')) {
+        controller.abort(); // the user presses Ctrl-C before the daemon answers
+        setTimeout(() => response.writeHead(201).end(JSON.stringify({ Id: 'c2' })), 30);
+      } else response.writeHead(204).end();
+    });
+    expect(await driver.runContainer(spec, io, controller.signal)).toEqual({ exitCode: 130 });
+    expect(seen).toEqual(['POST /containers/create', 'DELETE /containers/c2']);
+  });
+
   it('cannot connect: the daemon-down error with the socket named, exit 5', async () => {
     const driver = new EngineDockerDriver({ kind: 'unix', socketPath: '/nonexistent/docker.sock', description: 'unix:///nonexistent/docker.sock' }, { env: {} });
     await expect(driver.inspectImage('ubuntu:24.04')).rejects.toMatchObject({ exitCode: 5, message: 'the Docker daemon is not running or cannot be reached' });
