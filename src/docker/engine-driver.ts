@@ -44,12 +44,7 @@ export class EngineDockerDriver extends CliDockerDriver {
         agent: false,
         headers: { ...(data ? { 'Content-Type': 'application/json', 'Content-Length': String(data.length) } : {}), ...headers },
       });
-      request.on('response', (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        response.on('error', reject);
-      });
+      request.on('response', (response) => readResponse(response).then(resolve, reject));
       request.on('error', (error) => reject(this.unreachable(error)));
       request.end(data);
     });
@@ -62,11 +57,8 @@ export class EngineDockerDriver extends CliDockerDriver {
     return new Promise((resolve, reject) => {
       const request = http.request({ ...this.connection(), method: 'POST', path, agent: false, headers: { Connection: 'Upgrade', Upgrade: 'tcp' } });
       request.on('upgrade', (_response, socket, head) => resolve({ socket, head }));
-      request.on('response', (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => reject(apiError(`attach to the container`, { status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })));
-      });
+      // No upgrade: Docker refused (no such container…), with the reason in the body.
+      request.on('response', (response) => readResponse(response).then((refused) => reject(apiError('attach to the container', refused)), reject));
       request.on('error', (error) => reject(this.unreachable(error)));
       request.end();
     });
@@ -202,6 +194,15 @@ export function demultiplex(socket: Duplex, head: Buffer, io: ContainerIO): Prom
     socket.once('close', () => resolve());
     // A container that exits before reading all of its stdin resets the connection: not our error.
     socket.on('error', () => resolve());
+  });
+}
+
+function readResponse(response: http.IncomingMessage): Promise<EngineResponse> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    response.on('data', (chunk: Buffer) => chunks.push(chunk));
+    response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    response.on('error', reject);
   });
 }
 

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demultiplex, EngineDockerDriver } from '../../src/docker/engine-driver.js';
 import { tempDir } from '../helpers/context.js';
+import { classifyDockerGpuError } from '../../src/docker/gpu.js';
 
 const frame = (stream: 1 | 2, text: string): Buffer => {
   const payload = Buffer.from(text);
@@ -94,6 +95,28 @@ describe('Engine API driver against a fake daemon', () => {
     });
     expect(await driver.runContainer(spec, io, controller.signal)).toEqual({ exitCode: 130 });
     expect(seen).toEqual(['POST /containers/create', 'DELETE /containers/c2']);
+  });
+
+  it('asks for every GPU as `--gpus all` does; a daemon without the NVIDIA runtime reads as such', async () => {
+    let createBody: { HostConfig?: { DeviceRequests?: unknown } } = {};
+    const driver = await fakeDaemon((request, response) => {
+      if (request.url?.startsWith('/containers/create')) {
+        let text = '';
+        request.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        request.on('end', () => {
+          createBody = JSON.parse(text);
+          response.writeHead(201).end(JSON.stringify({ Id: 'g1' }));
+        });
+      } else if (request.url?.startsWith('/containers/g1/start')) {
+        response.writeHead(500).end(JSON.stringify({ message: 'could not select device driver "" with capabilities: [[gpu]]' }));
+      } else if (request.url?.startsWith('/containers/g1/wait')) setTimeout(() => response.writeHead(404).end('{}'), 20);
+      else response.writeHead(204).end();
+    });
+    driver['attach'] = async () => ({ socket: new PassThrough(), head: Buffer.alloc(0) });
+    const exit = await driver.runContainer({ ...spec, gpus: 'all' }, io);
+    expect(createBody.HostConfig?.DeviceRequests).toEqual([{ Driver: '', Count: -1, Capabilities: [['gpu']] }]);
+    expect(exit.exitCode).toBe(125);
+    expect(classifyDockerGpuError(exit.dockerError ?? '')).toMatchObject({ kind: 'no-runtime' });
   });
 
   it('cannot connect: the daemon-down error with the socket named, exit 5', async () => {
