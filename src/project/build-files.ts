@@ -150,8 +150,12 @@ export function compareBytes(a: string, b: string): number {
     const x = a.charCodeAt(i);
     const y = b.charCodeAt(i);
     if (x === y) continue;
-    if (x >= 0xd800 || y >= 0xd800) return Buffer.compare(Buffer.from(a.slice(i), 'utf8'), Buffer.from(b.slice(i), 'utf8'));
-    return x < y ? -1 : 1;
+    if (x < 0xd800 && y < 0xd800) return x < y ? -1 : 1;
+    // Compare the bytes from the start of the character: when the strings part at the low half
+    // of a surrogate pair, the equal high half before it belongs to the comparison (sliced off,
+    // both halves would encode alike as U+FFFD).
+    const start = i > 0 && (a.charCodeAt(i - 1) & 0xfc00) === 0xd800 ? i - 1 : i;
+    return Buffer.compare(Buffer.from(a.slice(start), 'utf8'), Buffer.from(b.slice(start), 'utf8'));
   }
   return a.length - b.length;
 }
