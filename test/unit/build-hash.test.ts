@@ -51,7 +51,12 @@ async function hashOf(root: string, useCache = true): Promise<string> {
   return (await collectBuildInputs(project, { useCache })).hash;
 }
 
-const segment = fc.stringMatching(/^[a-z0-9_][a-z0-9_.-]{0,8}$/).filter((s) => s !== '.' && s !== '..' && !s.endsWith('.'));
+// Names as people write them, and names whose order is easy to get wrong: emoji sharing a
+// high surrogate (😀 😁), characters from U+E000 up, accented letters.
+const segment = fc.oneof(
+  fc.stringMatching(/^[a-z0-9_][a-z0-9_.-]{0,8}$/).filter((s) => s !== '.' && s !== '..' && !s.endsWith('.')),
+  fc.string({ unit: fc.constantFrom('a', '\u{1f600}', '\u{1f601}', '\u{10000}', '\uffee', '\ue000', 'é', '-'), minLength: 1, maxLength: 4 }),
+);
 const filePath = fc.array(segment, { minLength: 1, maxLength: 3 }).map((parts) => parts.join('/'));
 const inputFiles = fc
   .uniqueArray(fc.record({ path: filePath, bytes: fc.uint8Array({ maxLength: 64 }), executable: fc.boolean() }), { selector: (f) => f.path, minLength: 1, maxLength: 6 })
