@@ -88,11 +88,12 @@ export class StatCache {
   misses = 0;
   private dirty = false;
   private byKey: Map<string, number> | undefined;
-  /** Files asked about so far (the position the next one would have in an unchanged cache). */
-  private asked = 0;
-  /** Where entry `cursorIndex` starts in entries.keys (entries are read in order). */
-  private cursorIndex = 0;
-  private cursorOffset = 0;
+  /**
+   * Files asked about so far: the position the next one has in an unchanged cache. Files are
+   * asked about one after another, so `nextOffset` is where that entry's path starts in keys.
+   */
+  private next = 0;
+  private nextOffset = 0;
   /** What the next save writes, only built then: the files asked about, in order. */
   private readonly batches: Batch[] = [];
   private remembered = 0;
@@ -109,15 +110,14 @@ export class StatCache {
     return new StatCache(file, entries, now);
   }
 
-  /** The index of `key` in the loaded entries: position `expected` when the order still holds. */
-  private indexOf(key: string, expected: number): number {
+  /** The index of `key` in the loaded entries: `position` itself when the order still holds. */
+  private indexOf(key: string, position: number): number {
     const { keys, count } = this.entries;
-    if (expected === this.cursorIndex && expected < count) {
-      const offset = this.cursorOffset;
+    if (position < count) {
+      const offset = this.nextOffset;
       const same = keys.startsWith(key, offset) && keys.charCodeAt(offset + key.length) === 0;
-      this.cursorIndex++;
-      this.cursorOffset = same ? offset + key.length + 1 : keys.indexOf('\0', offset) + 1;
-      if (same) return expected;
+      this.nextOffset = same ? offset + key.length + 1 : keys.indexOf('\0', offset) + 1;
+      if (same) return position;
     }
     this.byKey ??= new Map(keys.slice(0, -1).split('\0').map((k, i) => [k, i]));
     return this.byKey.get(key) ?? -1;
@@ -127,7 +127,8 @@ export class StatCache {
    * The digest when the cache knows the file as it is now (same size, times and inode), else
    * undefined. `stat` holds (size, mtime, ctime, inode) at `at`.
    */
-  private lookup(key: string, stat: Float64Array, at: number, position: number): string | undefined {
+  private lookup(key: string, stat: Float64Array, at: number): string | undefined {
+    const position = this.next++;
     const index = this.indexOf(key, position);
     if (index < 0) return undefined;
     const n = this.entries.numbers;
@@ -138,10 +139,11 @@ export class StatCache {
   }
 
   /**
-   * Digests of many files (symlinks followed), remembered by their project-relative `path`: hits answered with a stat alone, misses read a
-   * few at a time. The stats are synchronous on purpose: a warm run is 20,000 of them, and a
-   * sync stat is the cheapest way to do them; their numbers go straight into one typed array
-   * (20,000 live Stats objects cost more in garbage collection than the stats themselves).
+   * Digests of many files (symlinks followed), remembered by their project-relative `path`:
+   * hits answered with a stat alone, misses read a few at a time. The stats are synchronous on
+   * purpose: a warm run is 20,000 of them, and a sync stat is the cheapest way to do them; their
+   * numbers go straight into one typed array (20,000 live Stats objects cost more in garbage
+   * collection than the stats themselves).
    */
   async digestAll(files: ReadonlyArray<{ path: string; absolute: string }>, concurrency = 8): Promise<FileDigest[]> {
     const stats = new Float64Array(files.length * STAT_FIELDS);
@@ -156,11 +158,10 @@ export class StatCache {
       stats[at + 2] = stat.ctimeMs;
       stats[at + 3] = stat.ino;
       stats[at + 4] = stat.mode;
-      const digest = this.lookup(file.path, stats, at, this.asked + index);
+      const digest = this.lookup(file.path, stats, at);
       if (digest === undefined) misses.push(index);
       digests[index] = digest;
     }
-    this.asked += files.length;
     this.hits += files.length - misses.length;
     this.misses += misses.length;
     await mapLimit(misses, concurrency, async (index) => {
@@ -169,14 +170,17 @@ export class StatCache {
     if (misses.length > 0) this.dirty = true;
     const fresh = this.now() - 2000;
     const remember = new Uint8Array(files.length).fill(1);
+    this.remembered += files.length;
     for (const index of misses) {
       // A file changed in the last two seconds is not remembered (see above).
       const at = index * STAT_FIELDS;
-      if (Math.max(stats[at + 1]!, stats[at + 2]!) >= fresh) remember[index] = 0;
+      if (Math.max(stats[at + 1]!, stats[at + 2]!) >= fresh) {
+        remember[index] = 0;
+        this.remembered--;
+      }
     }
     const known = digests as string[];
     this.batches.push({ files, stats, digests: known, remember });
-    this.remembered += files.length - remember.filter((r) => r === 0).length;
     return files.map((_, index) => ({ digest: known[index]!, size: stats[index * STAT_FIELDS]!, executable: (stats[index * STAT_FIELDS + 4]! & 0o100) !== 0 }));
   }
 
