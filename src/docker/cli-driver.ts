@@ -37,6 +37,11 @@ export class CliDockerDriver implements DockerDriver {
     this.binary = options.binary ?? options.env.CYCLE_DOCKER_BIN ?? 'docker';
   }
 
+  /** The network a build or container joins: the one asked for, else CYCLE_DOCKER_NETWORK. */
+  protected networkFor(requested: string | undefined): string | undefined {
+    return requested ?? this.options.env.CYCLE_DOCKER_NETWORK;
+  }
+
   private async docker(args: string[], options: SpawnOptions = {}): Promise<SpawnResult> {
     this.options.debug?.(`$ ${this.binary} ${args.join(' ')}`);
     const result = await runProcess(this.binary, args, { env: { ...this.options.env }, ...options });
@@ -105,7 +110,7 @@ export class CliDockerDriver implements DockerDriver {
     if (builder === 'buildkit') args.push('--progress=plain');
     for (const tag of request.tags) args.push('--tag', tag);
     for (const [key, value] of Object.entries(request.labels)) args.push('--label', `${key}=${value}`);
-    const network = request.network ?? this.options.env.CYCLE_DOCKER_NETWORK;
+    const network = this.networkFor(request.network);
     if (network) args.push('--network', network);
     if (request.dockerfile) args.push('--file', request.dockerfile);
     args.push(request.context.kind === 'tar' ? '-' : request.context.path);
@@ -197,7 +202,7 @@ export class CliDockerDriver implements DockerDriver {
       else args.push('--mount', `type=volume,source=${mount.source},target=${mount.target}`);
     }
     if (spec.gpus) args.push('--gpus', spec.gpus);
-    const network = spec.network ?? this.options.env.CYCLE_DOCKER_NETWORK;
+    const network = this.networkFor(spec.network);
     if (network) args.push('--network', network);
     if (spec.entrypoint !== undefined) args.push('--entrypoint', spec.entrypoint);
     args.push(spec.image, ...spec.command);

@@ -55,7 +55,7 @@ export function resolveDockerEndpoint(env: Env, files: EndpointFs = realFs): Doc
     const meta = files.readFile(path.join(configDir, 'contexts', 'meta', id, 'meta.json'));
     if (meta === undefined) return undefined;
     try {
-      const host = (JSON.parse(meta) as { Endpoints?: { docker?: { Host?: unknown; SkipTLSVerify?: unknown } } }).Endpoints?.docker?.Host;
+      const host = (JSON.parse(meta) as { Endpoints?: { docker?: { Host?: unknown } } }).Endpoints?.docker?.Host;
       return typeof host === 'string' ? parseHost(host, `Docker context "${context}"`, files) : undefined;
     } catch {
       return undefined;

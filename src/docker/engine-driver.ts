@@ -94,7 +94,7 @@ export class EngineDockerDriver extends CliDockerDriver {
   }
 
   override async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
-    const network = spec.network ?? this.options.env.CYCLE_DOCKER_NETWORK;
+    const network = this.networkFor(spec.network);
     const created = await this.request('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, {
       Image: spec.image,
       Cmd: spec.command,
