@@ -169,12 +169,16 @@ export type Artifact = z.infer<typeof artifactSchema>;
 
 export const buildStateSchema = z.enum(['none', 'pending', 'building', 'ready', 'failed']);
 
-export const projectStatusSchema = z.object({
+/** What names one revision of a project: a project's status and a push's answer start with it. */
+const projectRevisionSchema = z.object({
   project: z.string(),
   format: z.enum(['cycleswap', 'computalot']),
   revision: z.number(),
   content_hash: z.string(),
   build_hash: z.string(),
+});
+
+export const projectStatusSchema = projectRevisionSchema.extend({
   published_at: z.string(),
   can_accept_new_jobs: z.boolean(),
   ready_for_jobs: z.boolean(),
@@ -186,12 +190,7 @@ export const projectDetailsSchema = projectStatusSchema.extend({
   nodes: z.array(z.object({ node: z.string(), state: buildStateSchema, ready: z.boolean(), error: z.string().nullable(), updated_at: z.string().nullable() })),
 });
 
-export const pushResponseSchema = z.object({
-  project: z.string(),
-  format: z.enum(['cycleswap', 'computalot']),
-  revision: z.number(),
-  content_hash: z.string(),
-  build_hash: z.string(),
+export const pushResponseSchema = projectRevisionSchema.extend({
   /** The same content as the active revision: no new revision was made. */
   unchanged: z.boolean(),
   /** The next preparation builds the image (build hash changed, --rebuild or --clean). */
