@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // Unit tests are fast and run in parallel; e2e tests drive the real Docker daemon and the real
-// binary, one file at a time (they share the daemon and the base image).
+// binary, one file at a time (they share the daemon and the base image). Security regression
+// tests (attacks on the server and the client) may use Docker too, so they get the e2e setup.
 export default defineConfig({
   test: {
     projects: [
@@ -16,6 +17,16 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          globalSetup: ['test/e2e/global-setup.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'security',
+          include: ['test/security/**/*.test.ts'],
           globalSetup: ['test/e2e/global-setup.ts'],
           testTimeout: 180_000,
           hookTimeout: 300_000,
