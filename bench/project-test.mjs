@@ -32,9 +32,11 @@ export function benchProjectTest() {
   const plain = median(plainRuns);
   const cycle = median(cycleRuns);
   const floor = median(floorRuns);
-  const ratio = cycle / plain;
-  report('unchanged project test / plain docker run', ratio.toFixed(2), 'x', '≤ 1.3x', ratio <= 1.3, `(${cycle.toFixed(0)} ms vs ${plain.toFixed(0)} ms; +${(cycle - plain).toFixed(0)} ms)`);
-  report('  floor: a bare Node script, same API calls', (floor / plain).toFixed(2), 'x', '-', undefined, `(${floor.toFixed(0)} ms: Node start, create, attach, start, wait)`);
+  // The budget is a ratio to the Node floor: a bare Node script making the same Engine API calls.
+  const ratio = cycle / floor;
+  report('unchanged project test / Node floor', ratio.toFixed(2), 'x', '≤ 1.2x', ratio <= 1.2, `(${cycle.toFixed(0)} ms vs ${floor.toFixed(0)} ms)`);
+  report('  floor: a bare Node script, same API calls', floor.toFixed(0), 'ms', '-', undefined, '(Node start, create, attach, start, wait)');
+  report('  against a plain docker run', (cycle / plain).toFixed(2), 'x', '-', undefined, `(${plain.toFixed(0)} ms)`);
   const node = time(process.execPath, ['-e', '0']);
   report('  of which Node.js start-up (node -e 0)', node.toFixed(0), 'ms', '-', undefined);
   execFileSync('docker', ['rmi', '-f', image], { stdio: 'ignore' });
