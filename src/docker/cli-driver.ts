@@ -5,7 +5,7 @@ import { CycleError, ExitCode } from '../errors.js';
 import { runProcess, type SpawnOptions, type SpawnResult } from '../util/process.js';
 import { lineSplitter } from '../util/lines.js';
 import { DOCKER_RUN_NOISE } from './build-output.js';
-import { classifyDockerMessage, DockerBuildError, DockerError, dockerError, dockerFailure, dockerNotInstalled, type DockerFailure } from './errors.js';
+import { classifyDockerMessage, DockerBuildError, DockerError, toDockerError, dockerErrorFromOutput, dockerNotInstalled, type DockerFailure } from './errors.js';
 import {
   dockerNetwork,
   imageDetails,
@@ -52,7 +52,7 @@ export class CliDockerDriver implements DockerDriver {
   /** Runs a docker command that must succeed; Docker's own message becomes the error. */
   private async must(args: string[], what: string): Promise<string> {
     const result = await this.docker(args);
-    if (result.exitCode !== 0) throw dockerFailure(what, result.stderr || result.stdout);
+    if (result.exitCode !== 0) throw dockerErrorFromOutput(what, result.stderr || result.stdout);
     return result.stdout;
   }
 
@@ -64,7 +64,7 @@ export class CliDockerDriver implements DockerDriver {
     } catch {
       parsed = {};
     }
-    if (version.exitCode !== 0 || !parsed.Server?.Version) throw dockerFailure('reach the Docker daemon', version.stderr || version.stdout);
+    if (version.exitCode !== 0 || !parsed.Server?.Version) throw dockerErrorFromOutput('reach the Docker daemon', version.stderr || version.stdout);
     const info = await this.docker(['info', '--format', '{{json .}}']);
     let details: { Runtimes?: Record<string, unknown>; CDISpecDirs?: string[]; OperatingSystem?: string; Architecture?: string } = {};
     try {
@@ -132,7 +132,7 @@ export class CliDockerDriver implements DockerDriver {
       if (result.exitCode !== 0) {
         const text = tail.join('\n');
         const failure = classifyDockerMessage(text);
-        if (isDaemonFailure(failure)) throw dockerError('reach the Docker daemon', failure);
+        if (isDaemonFailure(failure)) throw toDockerError('reach the Docker daemon', failure);
         throw new DockerBuildError(`docker build failed (exit ${result.exitCode ?? result.signal})`, parseBuildStepExit(text), tail.slice(-40));
       }
       return { imageId: (await fs.readFile(iidFile, 'utf8')).trim() };
@@ -144,7 +144,7 @@ export class CliDockerDriver implements DockerDriver {
   async inspectImage(ref: string): Promise<ImageDetails | undefined> {
     const result = await this.docker(['image', 'inspect', '--format', '{{json .}}', ref]);
     if (result.exitCode !== 0) {
-      const error = dockerFailure(`inspect image ${ref}`, result.stderr);
+      const error = dockerErrorFromOutput(`inspect image ${ref}`, result.stderr);
       if (error.kind === 'image-missing') return undefined;
       throw error;
     }
@@ -170,7 +170,7 @@ export class CliDockerDriver implements DockerDriver {
   async removeImage(ref: string, options: { force?: boolean } = {}): Promise<void> {
     const result = await this.docker(['image', 'rm', ...(options.force ? ['--force'] : []), ref]);
     if (result.exitCode === 0) return;
-    const error = dockerFailure(`remove image ${ref}`, result.stderr);
+    const error = dockerErrorFromOutput(`remove image ${ref}`, result.stderr);
     if (error.kind !== 'image-missing') throw error;
   }
 
@@ -184,8 +184,8 @@ export class CliDockerDriver implements DockerDriver {
       const imported = this.docker(importArgs, { input: exporter.stdout });
       const exportCode = await new Promise<number | null>((resolve) => exporter.on('close', resolve));
       const result = await imported;
-      if (exportCode !== 0) throw dockerFailure(`export ${ref}`, 'docker export failed');
-      if (result.exitCode !== 0) throw dockerFailure(`import the flattened ${ref}`, result.stderr);
+      if (exportCode !== 0) throw dockerErrorFromOutput(`export ${ref}`, 'docker export failed');
+      if (result.exitCode !== 0) throw dockerErrorFromOutput(`import the flattened ${ref}`, result.stderr);
       return result.stdout.trim();
     } finally {
       await this.docker(['rm', '--force', id]);
@@ -240,7 +240,7 @@ export class CliDockerDriver implements DockerDriver {
       // The whole of stderr is Docker's here; a GPU refusal's reason is on a line of its own.
       const classified = classifyDockerMessage(stderrTail);
       const failure: DockerFailure = classified ? { ...classified, daemonMessage } : { kind: exitCode === 127 ? 'command-not-found' : exitCode === 126 ? 'command-not-executable' : 'container-start-failed', daemonMessage };
-      if (isDaemonFailure(failure)) throw dockerError('reach the Docker daemon', failure);
+      if (isDaemonFailure(failure)) throw toDockerError('reach the Docker daemon', failure);
       return { exitCode, dockerFailure: failure };
     }
     return { exitCode };
@@ -249,7 +249,7 @@ export class CliDockerDriver implements DockerDriver {
   async removeContainer(nameOrId: string): Promise<void> {
     const result = await this.docker(['rm', '--force', '--volumes', nameOrId]);
     if (result.exitCode === 0) return;
-    const error = dockerFailure(`remove container ${nameOrId}`, result.stderr);
+    const error = dockerErrorFromOutput(`remove container ${nameOrId}`, result.stderr);
     if (error.kind !== 'container-missing' && error.kind !== 'in-progress') throw error;
   }
 

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { errnoCode } from '../errors.js';
 import { CliDockerDriver, type CliDockerDriverOptions } from './cli-driver.js';
 import { dockerNetwork, imageDetails, type BuildRequest, type ContainerExit, type ContainerIO, type ContainerSpec, type DockerDriver, type DockerInfo, type ImageDetails, type ImageSummary } from './driver.js';
-import { classifyDockerMessage, dockerError, type DockerError, type DockerErrorKind, type DockerFailure } from './errors.js';
+import { classifyDockerMessage, toDockerError, type DockerError, type DockerErrorKind, type DockerFailure } from './errors.js';
 import type { DockerEndpoint } from './endpoint.js';
 
 interface EngineResponse {
@@ -96,10 +96,10 @@ export class EngineDockerDriver implements DockerDriver {
   private unreachable(error: Error): Error {
     const code = errnoCode(error);
     if (code === 'EACCES') {
-      return dockerError('reach the Docker daemon', { kind: 'daemon-permission-denied', daemonMessage: `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}` });
+      return toDockerError('reach the Docker daemon', { kind: 'daemon-permission-denied', daemonMessage: `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}` });
     }
     if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE') {
-      return dockerError('reach the Docker daemon', { kind: 'daemon-unreachable', daemonMessage: `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})` });
+      return toDockerError('reach the Docker daemon', { kind: 'daemon-unreachable', daemonMessage: `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})` });
     }
     return error;
   }
@@ -259,5 +259,5 @@ function engineFailure(response: EngineResponse, fallback: Exclude<DockerErrorKi
 }
 
 function apiError(what: string, response: EngineResponse, notFound?: 'image-missing' | 'container-missing'): DockerError {
-  return dockerError(what, engineFailure(response, 'request-failed', notFound));
+  return toDockerError(what, engineFailure(response, 'request-failed', notFound));
 }

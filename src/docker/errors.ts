@@ -91,7 +91,7 @@ export function classifyDockerMessage(text: string): DockerFailure | undefined {
 }
 
 /** The error for a failure of `what` ("inspect image x"), worded for the user. */
-export function dockerError(what: string, failure: DockerFailure): DockerError {
+export function toDockerError(what: string, failure: DockerFailure): DockerError {
   const text = failure.daemonMessage.trim();
   if (failure.kind === 'daemon-unreachable' || failure.kind === 'daemon-permission-denied') {
     const permission = failure.kind === 'daemon-permission-denied';
@@ -105,9 +105,9 @@ export function dockerError(what: string, failure: DockerFailure): DockerError {
   return new DockerError(failure, { message: `Docker could not ${what}: ${firstLine.replace(/^(docker: )?Error( response from daemon)?:\s*/i, '')}` });
 }
 
-/** Docker's words for a failure of `what`, classified; `fallback` when they name no known case. */
-export function dockerFailure(what: string, text: string, fallback: Exclude<DockerErrorKind, 'cuda-requirement'> = 'request-failed'): DockerError {
-  return dockerError(what, classifyDockerMessage(text) ?? { kind: fallback, daemonMessage: text.trim() });
+/** The error for a failure of `what`, from Docker's words (the docker CLI's stderr), classified. */
+export function dockerErrorFromOutput(what: string, text: string): DockerError {
+  return toDockerError(what, classifyDockerMessage(text) ?? { kind: 'request-failed', daemonMessage: text.trim() });
 }
 
 export function dockerNotInstalled(binary: string): DockerError {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BuildRequest, ContainerExit, ContainerIO, ContainerSpec, DockerDriver, DockerInfo, ImageDetails, ImageSummary } from '../../src/docker/driver.js';
-import { DockerBuildError, dockerError } from '../../src/docker/errors.js';
+import { DockerBuildError, toDockerError } from '../../src/docker/errors.js';
 
 interface FakeImage extends ImageDetails {
   tags: string[];
@@ -71,7 +71,7 @@ export class FakeDocker implements DockerDriver {
   async tagImage(source: string, target: string): Promise<void> {
     this.calls.push({ method: 'tagImage', args: { source, target } });
     const image = this.resolve(source);
-    if (!image) throw dockerError(`tag ${source} as ${target}`, { kind: 'image-missing', daemonMessage: `No such image: ${source}` });
+    if (!image) throw toDockerError(`tag ${source} as ${target}`, { kind: 'image-missing', daemonMessage: `No such image: ${source}` });
     for (const other of this.images.values()) other.tags = other.tags.filter((t) => t !== target);
     image.tags.push(target);
   }
