@@ -97,8 +97,8 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
 
   /** Runs a lazily imported command module with a context built for this process. */
   const run = async <O>(load: () => Promise<CommandModule<O>>, commandOptions: O, command: Command): Promise<void> => {
-    const globals = command.optsWithGlobals() as { quiet?: boolean; debug?: boolean; color?: boolean; json?: boolean };
-    const global: GlobalOptions = { json: globals.json === true, quiet: globals.quiet === true, debug: globals.debug === true, color: globals.color !== false };
+    const globals = command.optsWithGlobals() as { quiet?: boolean; debug?: boolean; color?: boolean };
+    const global: GlobalOptions = { quiet: globals.quiet === true, debug: globals.debug === true, color: globals.color !== false };
     state.debug = global.debug;
     const controller = new AbortController();
     let interrupts = 0;

@@ -13,7 +13,6 @@ export interface Clock {
 }
 
 export interface GlobalOptions {
-  json: boolean;
   quiet: boolean;
   debug: boolean;
   /** false when --no-color was given */
@@ -30,7 +29,6 @@ export interface Context {
   cwd: string;
   clock: Clock;
   ui: Ui;
-  global: GlobalOptions;
   version: string;
   /** Aborted on Ctrl-C; long operations watch it and clean up. */
   signal: AbortSignal;
@@ -95,7 +93,6 @@ export function createContext(init: ContextInit): Context {
     {
       color,
       quiet: init.global.quiet,
-      json: init.global.json,
       debug: init.global.debug,
       interactive: interactiveEnabled(init.io, init.env),
     },
@@ -109,7 +106,6 @@ export function createContext(init: ContextInit): Context {
     cwd: init.cwd,
     clock: init.clock ?? systemClock,
     ui,
-    global: init.global,
     version: init.version,
     signal: init.signal,
     exec,

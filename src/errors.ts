@@ -31,15 +31,12 @@ export interface CycleErrorInit {
   cause?: unknown;
   /** Extra lines printed under the message (diagnostics, the tail of a log). */
   details?: string[];
-  /** A JSON-able document printed on stdout instead of text when --json is on. */
-  json?: unknown;
 }
 
 export class CycleError extends Error {
   readonly hint: string | undefined;
   readonly exitCode: number;
   readonly details: string[];
-  readonly json: unknown;
 
   constructor(init: CycleErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
@@ -47,7 +44,6 @@ export class CycleError extends Error {
     this.hint = init.hint;
     this.exitCode = init.exitCode ?? ExitCode.failure;
     this.details = init.details ?? [];
-    this.json = init.json;
   }
 }
 

@@ -16,7 +16,11 @@ import {
   type JobRequestInput,
 } from './schemas.js';
 
-/** An HTTP error from the API, with the server's code and message. */
+/**
+ * An error answer of the API: callers decide on its HTTP `status` (0: none was sent, no token)
+ * and the server's error `code` (from the JSON error body, else `http_<status>`), never on the
+ * message, which is for the user.
+ */
 export class ApiError extends CycleError {
   constructor(
     readonly status: number,
@@ -24,9 +28,9 @@ export class ApiError extends CycleError {
     message: string,
     hint: string | undefined,
     exitCode: number,
-    readonly field?: string,
   ) {
     super({ message, hint, exitCode });
+    this.name = 'ApiError';
   }
 }
 
@@ -375,23 +379,21 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
   const text = await body.text().catch(() => '');
   let code = `http_${status}`;
   let message = text.trim().slice(0, 300) || `HTTP ${status}`;
-  let field: string | undefined;
   try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string; field?: string } };
+    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
     if (parsed.error?.message) {
       code = parsed.error.code ?? code;
       message = parsed.error.message;
-      field = parsed.error.field;
     }
   } catch {
     // not JSON: keep the text
   }
   if (status === 401 || status === 403) {
-    return new ApiError(status, code, `the server refused the token (HTTP ${status}): ${message}`, `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`, ExitCode.auth, field);
+    return new ApiError(status, code, `the server refused the token (HTTP ${status}): ${message}`, `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`, ExitCode.auth);
   }
-  if (status === 402) return new ApiError(status, code, `${message} (HTTP 402)`, 'fund the account: at least $5 is needed', ExitCode.failure, field);
-  if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network, field);
-  return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure, field);
+  if (status === 402) return new ApiError(status, code, `${message} (HTTP 402)`, 'fund the account: at least $5 is needed', ExitCode.failure);
+  if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network);
+  return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure);
 }
 
 function describeNetworkError(error: unknown): string {

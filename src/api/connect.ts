@@ -1,7 +1,7 @@
 import type { Context } from '../context.js';
 import { CycleError, ExitCode } from '../errors.js';
 import { resolveApiSettings } from '../config/config.js';
-import { findProjectRoot, loadProject, type Project } from '../project/load.js';
+import { findProjectRoot, loadProject, locateProject, type Project } from '../project/load.js';
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE } from '../project/names.js';
 import type { ApiClient } from './client.js';
 
@@ -51,11 +51,8 @@ export async function resolveProjectName(ctx: Context, flag: string | undefined,
   }
   let found = loaded;
   if (!found) {
-    try {
-      found = await loadProject(ctx.cwd);
-    } catch (error) {
-      if (!(error instanceof CycleError && /no project found/.test(error.message))) throw error;
-    }
+    const located = await locateProject(ctx.cwd);
+    if (located) found = await loadProject(located.root);
   }
   if (found?.name) return found.name;
   throw new CycleError({

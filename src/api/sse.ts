@@ -1,7 +1,7 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { CycleError, ExitCode } from '../errors.js';
 import { streamEventSchema, type StreamEvent } from './schemas.js';
-import type { ApiClient } from './client.js';
+import { ApiError, type ApiClient } from './client.js';
 
 export interface FollowedEvent {
   id: string;
@@ -56,7 +56,8 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
       }
     } catch (error) {
       if (options.signal?.aborted) return;
-      if (error instanceof CycleError && error.exitCode !== ExitCode.network) throw error; // 401, 404: not a drop
+      // The server answered (401, 404, no token): final. A 5xx, a dropped connection, a garbled event: reconnect.
+      if (error instanceof ApiError && error.status < 500) throw error;
       reason = error instanceof Error ? error.message : String(error);
     }
     failures++;

@@ -5,8 +5,10 @@ import { CycleError, ExitCode } from '../errors.js';
 import { runProcess, type SpawnOptions, type SpawnResult } from '../util/process.js';
 import { lineSplitter } from '../util/lines.js';
 import { DOCKER_RUN_NOISE } from './build-output.js';
+import { classifyDockerMessage, DockerBuildError, DockerError, toDockerError, dockerErrorFromOutput, dockerNotInstalled, type DockerFailure } from './errors.js';
 import {
-  DockerBuildError,
+  dockerNetwork,
+  imageDetails,
   type BuildRequest,
   type ContainerExit,
   type ContainerIO,
@@ -25,36 +27,32 @@ export interface CliDockerDriverOptions {
   debug?: (line: string) => void;
 }
 
-const DOCKER_MISSING_HINT = 'install Docker (https://docs.docker.com/engine/install/, or `apt-get install docker.io`), then run `cycle doctor`';
-const DAEMON_DOWN_HINT = 'start the Docker daemon (`sudo systemctl start docker`, or open Docker Desktop), then run `cycle doctor`';
-
-/** Docker through its CLI: works with any daemon, context or DOCKER_HOST the user's `docker` works with. */
+/**
+ * Docker through its CLI: works with any daemon, context or DOCKER_HOST the user's `docker`
+ * works with. Its failures are read from the docker CLI's exit code and stderr (its only
+ * channel), classified in one place (classifyDockerMessage).
+ */
 export class CliDockerDriver implements DockerDriver {
   private readonly binary: string;
   private builderCache: Promise<'buildkit' | 'legacy'> | undefined;
 
-  constructor(protected readonly options: CliDockerDriverOptions) {
+  constructor(private readonly options: CliDockerDriverOptions) {
     this.binary = options.binary ?? options.env.CYCLE_DOCKER_BIN ?? 'docker';
-  }
-
-  /** The network a build or container joins: the one asked for, else CYCLE_DOCKER_NETWORK. */
-  protected networkFor(requested: string | undefined): string | undefined {
-    return requested ?? this.options.env.CYCLE_DOCKER_NETWORK;
   }
 
   private async docker(args: string[], options: SpawnOptions = {}): Promise<SpawnResult> {
     this.options.debug?.(`$ ${this.binary} ${args.join(' ')}`);
     const result = await runProcess(this.binary, args, { env: { ...this.options.env }, ...options });
     this.options.debug?.(`  exit ${result.exitCode ?? result.signal}`);
-    if (result.spawnError?.code === 'ENOENT') throw dockerMissing(this.binary);
-    if (result.spawnError) throw new CycleError({ message: `cannot run ${this.binary}: ${result.spawnError.message}`, exitCode: ExitCode.network });
+    if (result.spawnError?.code === 'ENOENT') throw dockerNotInstalled(this.binary);
+    if (result.spawnError) throw new DockerError({ kind: 'request-failed', daemonMessage: result.spawnError.message }, { message: `cannot run ${this.binary}: ${result.spawnError.message}` });
     return result;
   }
 
   /** Runs a docker command that must succeed; Docker's own message becomes the error. */
   private async must(args: string[], what: string): Promise<string> {
     const result = await this.docker(args);
-    if (result.exitCode !== 0) throw dockerFailure(what, result.stderr || result.stdout);
+    if (result.exitCode !== 0) throw dockerErrorFromOutput(what, result.stderr || result.stdout);
     return result.stdout;
   }
 
@@ -66,7 +64,7 @@ export class CliDockerDriver implements DockerDriver {
     } catch {
       parsed = {};
     }
-    if (version.exitCode !== 0 || !parsed.Server?.Version) throw dockerFailure('reach the Docker daemon', version.stderr || version.stdout);
+    if (version.exitCode !== 0 || !parsed.Server?.Version) throw dockerErrorFromOutput('reach the Docker daemon', version.stderr || version.stdout);
     const info = await this.docker(['info', '--format', '{{json .}}']);
     let details: { Runtimes?: Record<string, unknown>; CDISpecDirs?: string[]; OperatingSystem?: string; Architecture?: string } = {};
     try {
@@ -110,7 +108,7 @@ export class CliDockerDriver implements DockerDriver {
     if (builder === 'buildkit') args.push('--progress=plain');
     for (const tag of request.tags) args.push('--tag', tag);
     for (const [key, value] of Object.entries(request.labels)) args.push('--label', `${key}=${value}`);
-    const network = this.networkFor(request.network);
+    const network = dockerNetwork(this.options.env, request.network);
     if (network) args.push('--network', network);
     if (request.dockerfile) args.push('--file', request.dockerfile);
     args.push(request.context.kind === 'tar' ? '-' : request.context.path);
@@ -133,7 +131,8 @@ export class CliDockerDriver implements DockerDriver {
       if (request.signal?.aborted) throw new CycleError({ message: 'build interrupted', exitCode: ExitCode.interrupted });
       if (result.exitCode !== 0) {
         const text = tail.join('\n');
-        if (isDaemonDown(text)) throw dockerFailure('reach the Docker daemon', text);
+        const failure = classifyDockerMessage(text);
+        if (isDaemonFailure(failure)) throw toDockerError('reach the Docker daemon', failure);
         throw new DockerBuildError(`docker build failed (exit ${result.exitCode ?? result.signal})`, parseBuildStepExit(text), tail.slice(-40));
       }
       return { imageId: (await fs.readFile(iidFile, 'utf8')).trim() };
@@ -145,8 +144,9 @@ export class CliDockerDriver implements DockerDriver {
   async inspectImage(ref: string): Promise<ImageDetails | undefined> {
     const result = await this.docker(['image', 'inspect', '--format', '{{json .}}', ref]);
     if (result.exitCode !== 0) {
-      if (/no such image|not found/i.test(result.stderr)) return undefined;
-      throw dockerFailure(`inspect image ${ref}`, result.stderr);
+      const error = dockerErrorFromOutput(`inspect image ${ref}`, result.stderr);
+      if (error.kind === 'image-missing') return undefined;
+      throw error;
     }
     return imageDetails(JSON.parse(result.stdout));
   }
@@ -169,7 +169,9 @@ export class CliDockerDriver implements DockerDriver {
 
   async removeImage(ref: string, options: { force?: boolean } = {}): Promise<void> {
     const result = await this.docker(['image', 'rm', ...(options.force ? ['--force'] : []), ref]);
-    if (result.exitCode !== 0 && !/no such image/i.test(result.stderr)) throw dockerFailure(`remove image ${ref}`, result.stderr);
+    if (result.exitCode === 0) return;
+    const error = dockerErrorFromOutput(`remove image ${ref}`, result.stderr);
+    if (error.kind !== 'image-missing') throw error;
   }
 
   async flattenImage(ref: string, tag: string, changes: string[]): Promise<string> {
@@ -182,8 +184,8 @@ export class CliDockerDriver implements DockerDriver {
       const imported = this.docker(importArgs, { input: exporter.stdout });
       const exportCode = await new Promise<number | null>((resolve) => exporter.on('close', resolve));
       const result = await imported;
-      if (exportCode !== 0) throw dockerFailure(`export ${ref}`, 'docker export failed');
-      if (result.exitCode !== 0) throw dockerFailure(`import the flattened ${ref}`, result.stderr);
+      if (exportCode !== 0) throw dockerErrorFromOutput(`export ${ref}`, 'docker export failed');
+      if (result.exitCode !== 0) throw dockerErrorFromOutput(`import the flattened ${ref}`, result.stderr);
       return result.stdout.trim();
     } finally {
       await this.docker(['rm', '--force', id]);
@@ -202,7 +204,7 @@ export class CliDockerDriver implements DockerDriver {
       else args.push('--mount', `type=volume,source=${mount.source},target=${mount.target}`);
     }
     if (spec.gpus) args.push('--gpus', spec.gpus);
-    const network = this.networkFor(spec.network);
+    const network = dockerNetwork(this.options.env, spec.network);
     if (network) args.push('--network', network);
     if (spec.entrypoint !== undefined) args.push('--entrypoint', spec.entrypoint);
     args.push(spec.image, ...spec.command);
@@ -234,16 +236,21 @@ export class CliDockerDriver implements DockerDriver {
     // docker run exits 125 when Docker failed, and 126/127 when the command could not run;
     // a job's own 126/127 has no "Error response from daemon" line.
     if (exitCode === 125 || ((exitCode === 126 || exitCode === 127) && /Error response from daemon|OCI runtime|failed to create shim/.test(stderrTail))) {
-      const dockerError = stderrTail.split('\n').filter((line) => /docker:|Error response from daemon|OCI runtime|Unable to find image/.test(line)).join('\n') || stderrTail.trim();
-      if (isDaemonDown(dockerError)) throw dockerFailure('reach the Docker daemon', dockerError);
-      return { exitCode, dockerError };
+      const daemonMessage = stderrTail.split('\n').filter((line) => /docker:|Error response from daemon|OCI runtime|Unable to find image/.test(line)).join('\n') || stderrTail.trim();
+      // The whole of stderr is Docker's here; a GPU refusal's reason is on a line of its own.
+      const classified = classifyDockerMessage(stderrTail);
+      const failure: DockerFailure = classified ? { ...classified, daemonMessage } : { kind: exitCode === 127 ? 'command-not-found' : exitCode === 126 ? 'command-not-executable' : 'container-start-failed', daemonMessage };
+      if (isDaemonFailure(failure)) throw toDockerError('reach the Docker daemon', failure);
+      return { exitCode, dockerFailure: failure };
     }
     return { exitCode };
   }
 
   async removeContainer(nameOrId: string): Promise<void> {
     const result = await this.docker(['rm', '--force', '--volumes', nameOrId]);
-    if (result.exitCode !== 0 && !/no such container|is already in progress/i.test(result.stderr)) throw dockerFailure(`remove container ${nameOrId}`, result.stderr);
+    if (result.exitCode === 0) return;
+    const error = dockerErrorFromOutput(`remove container ${nameOrId}`, result.stderr);
+    if (error.kind !== 'container-missing' && error.kind !== 'in-progress') throw error;
   }
 
   async listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>> {
@@ -276,48 +283,6 @@ export function parseBuildStepExit(output: string): number | undefined {
   return undefined;
 }
 
-function isDaemonDown(text: string): boolean {
-  return /Cannot connect to the Docker daemon|Is the docker daemon running|error during connect|docker daemon is not running|permission denied while trying to connect/i.test(text);
-}
-
-function dockerMissing(binary: string): CycleError {
-  return new CycleError({ message: `Docker is not installed (\`${binary}\` was not found on PATH)`, hint: DOCKER_MISSING_HINT, exitCode: ExitCode.network });
-}
-
-export function dockerFailure(what: string, stderr: string): CycleError {
-  const text = stderr.trim();
-  if (isDaemonDown(text)) {
-    const permission = /permission denied/i.test(text);
-    return new CycleError({
-      message: permission ? 'permission denied talking to the Docker daemon' : 'the Docker daemon is not running or cannot be reached',
-      hint: permission ? 'add yourself to the docker group (`sudo usermod -aG docker $USER`, then log in again)' : DAEMON_DOWN_HINT,
-      exitCode: ExitCode.network,
-      details: text ? [text.split('\n')[0]!] : [],
-    });
-  }
-  const firstLine = text.split('\n').find((line) => line.trim() !== '') ?? 'no output';
-  return new CycleError({ message: `Docker could not ${what}: ${firstLine.replace(/^(docker: )?Error( response from daemon)?:\s*/i, '')}`, exitCode: ExitCode.network });
-}
-
-/** Docker's image inspect document (CLI `--format '{{json .}}'` and the Engine API alike), as cycle uses it. */
-export function imageDetails(raw: {
-  Id: string;
-  Parent?: string;
-  RootFS?: { Layers?: string[] };
-  Config?: { Labels?: Record<string, string> | null; Env?: string[] | null; WorkingDir?: string; Entrypoint?: string[] | null; Cmd?: string[] | null };
-  Created?: string;
-  RepoTags?: string[] | null;
-}): ImageDetails {
-  return {
-    id: raw.Id,
-    parent: raw.Parent ?? '',
-    layers: raw.RootFS?.Layers ?? [],
-    labels: raw.Config?.Labels ?? {},
-    env: raw.Config?.Env ?? [],
-    workdir: raw.Config?.WorkingDir ?? '',
-    entrypoint: raw.Config?.Entrypoint ?? null,
-    cmd: raw.Config?.Cmd ?? null,
-    created: raw.Created ?? '',
-    repoTags: raw.RepoTags ?? [],
-  };
+function isDaemonFailure(failure: DockerFailure | undefined): failure is DockerFailure {
+  return failure?.kind === 'daemon-unreachable' || failure?.kind === 'daemon-permission-denied';
 }

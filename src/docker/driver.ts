@@ -1,8 +1,14 @@
 import type { Readable } from 'node:stream';
+import type { DockerFailure } from './errors.js';
+import type { Env } from '../ui/streams.js';
 
-/** The Docker operations cycle needs, behind one interface so tests can fake Docker. */
+/**
+ * The Docker operations cycle needs, behind one interface so tests can fake Docker. Two
+ * siblings implement it (the docker CLI, the Engine API); both throw a DockerError whose kind
+ * says what went wrong (see errors.ts), and a fake must do the same.
+ */
 export interface DockerDriver {
-  /** Server facts; throws a CycleError (exit 5) with the fix when Docker is missing or down. */
+  /** Server facts; throws a DockerError (exit 5) with the fix when Docker is missing or down. */
   info(): Promise<DockerInfo>;
   build(request: BuildRequest): Promise<{ imageId: string }>;
   inspectImage(ref: string): Promise<ImageDetails | undefined>;
@@ -98,16 +104,35 @@ export interface ContainerIO {
 export interface ContainerExit {
   exitCode: number;
   /** Set when Docker itself failed (no such image, runtime error, GPU request refused). */
-  dockerError?: string;
+  dockerFailure?: DockerFailure;
 }
 
-/** Thrown by build() when the build ran and failed; carries the tail of the output. */
-export class DockerBuildError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number | undefined,
-    readonly tail: string[],
-  ) {
-    super(message);
-  }
+// ---- shared by both drivers ----
+
+/** The network a build or container joins: the one asked for, else CYCLE_DOCKER_NETWORK. */
+export function dockerNetwork(env: Env, requested: string | undefined): string | undefined {
+  return requested ?? env.CYCLE_DOCKER_NETWORK;
+}
+
+/** Docker's image inspect document (CLI `--format '{{json .}}'` and the Engine API alike), as cycle uses it. */
+export function imageDetails(raw: {
+  Id: string;
+  Parent?: string;
+  RootFS?: { Layers?: string[] };
+  Config?: { Labels?: Record<string, string> | null; Env?: string[] | null; WorkingDir?: string; Entrypoint?: string[] | null; Cmd?: string[] | null };
+  Created?: string;
+  RepoTags?: string[] | null;
+}): ImageDetails {
+  return {
+    id: raw.Id,
+    parent: raw.Parent ?? '',
+    layers: raw.RootFS?.Layers ?? [],
+    labels: raw.Config?.Labels ?? {},
+    env: raw.Config?.Env ?? [],
+    workdir: raw.Config?.WorkingDir ?? '',
+    entrypoint: raw.Config?.Entrypoint ?? null,
+    cmd: raw.Config?.Cmd ?? null,
+    created: raw.Created ?? '',
+    repoTags: raw.RepoTags ?? [],
+  };
 }

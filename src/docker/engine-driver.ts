@@ -1,8 +1,9 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { CycleError, ExitCode, errnoCode } from '../errors.js';
-import { CliDockerDriver, dockerFailure, imageDetails } from './cli-driver.js';
-import type { ContainerExit, ContainerIO, ContainerSpec, DockerInfo, ImageDetails } from './driver.js';
+import { errnoCode } from '../errors.js';
+import { CliDockerDriver, type CliDockerDriverOptions } from './cli-driver.js';
+import { dockerNetwork, imageDetails, type BuildRequest, type ContainerExit, type ContainerIO, type ContainerSpec, type DockerDriver, type DockerInfo, type ImageDetails, type ImageSummary } from './driver.js';
+import { classifyDockerMessage, toDockerError, type DockerError, type DockerErrorKind, type DockerFailure } from './errors.js';
 import type { DockerEndpoint } from './endpoint.js';
 
 interface EngineResponse {
@@ -13,19 +14,47 @@ interface EngineResponse {
 /**
  * Docker through the Engine API for the operations on the hot path of a run (create, attach,
  * start, wait, remove, inspect): one HTTP request each on the daemon's socket instead of a
- * docker process. Everything else (builds with either builder, image housekeeping, `info`) goes
- * through the docker CLI, which is what the user's Docker setup is known to work with.
+ * docker process. Everything else (builds with either builder, image housekeeping, `info`) is
+ * handed to a docker CLI driver it owns, which is what the user's Docker setup is known to
+ * work with. Failures are classified from the HTTP status, and from the daemon's JSON message
+ * where the status does not say.
  */
-export class EngineDockerDriver extends CliDockerDriver {
+export class EngineDockerDriver implements DockerDriver {
+  private readonly cli: CliDockerDriver;
+
   constructor(
     readonly endpoint: DockerEndpoint,
-    options: ConstructorParameters<typeof CliDockerDriver>[0],
+    private readonly options: CliDockerDriverOptions,
   ) {
-    super(options);
+    this.cli = new CliDockerDriver(options);
   }
 
   private debugLine(line: string): void {
     this.options.debug?.(line);
+  }
+
+  build(request: BuildRequest): Promise<{ imageId: string }> {
+    return this.cli.build(request);
+  }
+
+  listImages(filter: { label?: string[]; reference?: string }): Promise<ImageSummary[]> {
+    return this.cli.listImages(filter);
+  }
+
+  tagImage(source: string, target: string): Promise<void> {
+    return this.cli.tagImage(source, target);
+  }
+
+  removeImage(ref: string, options?: { force?: boolean }): Promise<void> {
+    return this.cli.removeImage(ref, options);
+  }
+
+  flattenImage(ref: string, tag: string, changes: string[]): Promise<string> {
+    return this.cli.flattenImage(ref, tag, changes);
+  }
+
+  listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>> {
+    return this.cli.listContainers(filter);
   }
 
   private connection(): http.RequestOptions {
@@ -58,7 +87,7 @@ export class EngineDockerDriver extends CliDockerDriver {
       const request = http.request({ ...this.connection(), method: 'POST', path, agent: false, headers: { Connection: 'Upgrade', Upgrade: 'tcp' } });
       request.on('upgrade', (_response, socket, head) => resolve({ socket, head }));
       // No upgrade: Docker refused (no such container…), with the reason in the body.
-      request.on('response', (response) => readResponse(response).then((refused) => reject(apiError('attach to the container', refused)), reject));
+      request.on('response', (response) => readResponse(response).then((refused) => reject(apiError('attach to the container', refused, 'container-missing')), reject));
       request.on('error', (error) => reject(this.unreachable(error)));
       request.end();
     });
@@ -66,35 +95,37 @@ export class EngineDockerDriver extends CliDockerDriver {
 
   private unreachable(error: Error): Error {
     const code = errnoCode(error);
-    if (code === 'EACCES') return dockerFailure('reach the Docker daemon', `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}`);
+    if (code === 'EACCES') {
+      return toDockerError('reach the Docker daemon', { kind: 'daemon-permission-denied', daemonMessage: `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}` });
+    }
     if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE') {
-      return dockerFailure('reach the Docker daemon', `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})`);
+      return toDockerError('reach the Docker daemon', { kind: 'daemon-unreachable', daemonMessage: `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})` });
     }
     return error;
   }
 
   /** The CLI's facts, once the socket containers run through answers too. */
-  override async info(): Promise<DockerInfo> {
+  async info(): Promise<DockerInfo> {
     const ping = await this.request('GET', '/_ping');
     if (ping.status !== 200) throw apiError('answer on its API socket', ping);
-    return { ...(await super.info()), transport: `the Engine API at ${this.endpoint.description} (builds: the docker CLI)` };
+    return { ...(await this.cli.info()), transport: `the Engine API at ${this.endpoint.description} (builds: the docker CLI)` };
   }
 
-  override async inspectImage(ref: string): Promise<ImageDetails | undefined> {
+  async inspectImage(ref: string): Promise<ImageDetails | undefined> {
     const response = await this.request('GET', `/images/${ref}/json`);
     if (response.status === 404) return undefined;
     if (response.status !== 200) throw apiError(`inspect image ${ref}`, response);
     return imageDetails(JSON.parse(response.body));
   }
 
-  override async removeContainer(nameOrId: string): Promise<void> {
+  async removeContainer(nameOrId: string): Promise<void> {
     const response = await this.request('DELETE', `/containers/${encodeURIComponent(nameOrId)}?force=1&v=1`);
     // 404: already gone; 409: its removal is already under way (AutoRemove, or a second Ctrl-C).
     if (response.status >= 300 && response.status !== 404 && response.status !== 409) throw apiError(`remove container ${nameOrId}`, response);
   }
 
-  override async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
-    const network = this.networkFor(spec.network);
+  async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
+    const network = dockerNetwork(this.options.env, spec.network);
     const created = await this.request('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, {
       Image: spec.image,
       Cmd: spec.command,
@@ -115,9 +146,9 @@ export class EngineDockerDriver extends CliDockerDriver {
       },
     });
     if (created.status !== 201) {
-      // What `docker run` would print for a missing image, so callers read one message.
-      if (created.status === 404) return { exitCode: 125, dockerError: `Unable to find image '${spec.image}' locally: ${errorMessage(created)}` };
-      return { exitCode: 125, dockerError: errorMessage(created) };
+      // Worded as `docker run` words it, so the user reads one message whichever driver ran.
+      if (created.status === 404) return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `Unable to find image '${spec.image}' locally: ${errorMessage(created)}` } };
+      return { exitCode: 125, dockerFailure: engineFailure(created, 'container-start-failed') };
     }
     const id = (JSON.parse(created.body) as { Id: string }).Id;
     let stopping: Promise<void> | undefined;
@@ -140,10 +171,10 @@ export class EngineDockerDriver extends CliDockerDriver {
         socket.destroy();
         waited.catch(() => undefined);
         await stop();
-        const message = errorMessage(started);
+        const failure = engineFailure(started, 'container-start-failed');
         // As `docker run` does: 127 when the command is not found, 126 when it cannot run.
-        const exitCode = /executable file not found|no such file or directory/i.test(message) ? 127 : /permission denied/i.test(message) ? 126 : 125;
-        return { exitCode, dockerError: message };
+        const exitCode = failure.kind === 'command-not-found' ? 127 : failure.kind === 'command-not-executable' ? 126 : 125;
+        return { exitCode, dockerFailure: failure };
       }
       if (io.stdin) {
         io.stdin.pipe(socket, { end: false });
@@ -160,7 +191,7 @@ export class EngineDockerDriver extends CliDockerDriver {
         return { exitCode: 137 };
       }
       const wait = JSON.parse(result.body) as { StatusCode: number; Error?: { Message?: string } | null };
-      if (wait.Error?.Message) return { exitCode: wait.StatusCode, dockerError: wait.Error.Message };
+      if (wait.Error?.Message) return { exitCode: wait.StatusCode, dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message } };
       return { exitCode: wait.StatusCode };
     } catch (error) {
       await stop();
@@ -216,6 +247,17 @@ function errorMessage(response: EngineResponse): string {
   return response.body.trim() || `HTTP ${response.status}`;
 }
 
-function apiError(what: string, response: EngineResponse): CycleError {
-  return new CycleError({ message: `Docker could not ${what}: ${errorMessage(response)}`, exitCode: ExitCode.network });
+/**
+ * What an error answer means: 404 is `notFound` (the image or container the path names);
+ * otherwise the daemon's message says (a 400 or 500 carries GPU refusals and commands that
+ * cannot start alike), else `fallback`.
+ */
+function engineFailure(response: EngineResponse, fallback: Exclude<DockerErrorKind, 'cuda-requirement'>, notFound?: 'image-missing' | 'container-missing'): DockerFailure {
+  const daemonMessage = errorMessage(response);
+  if (response.status === 404 && notFound) return { kind: notFound, daemonMessage };
+  return classifyDockerMessage(daemonMessage) ?? { kind: fallback, daemonMessage };
+}
+
+function apiError(what: string, response: EngineResponse, notFound?: 'image-missing' | 'container-missing'): DockerError {
+  return toDockerError(what, engineFailure(response, 'request-failed', notFound));
 }

@@ -148,25 +148,6 @@ export function driverNeeded(cuda: string): string {
   return `to one whose nvidia-smi reports CUDA ${cuda} or newer (newer than the table cycle knows; see NVIDIA's CUDA release notes)`;
 }
 
-export type DockerGpuFailure =
-  | { kind: 'no-runtime'; detail: string }
-  | { kind: 'cuda-requirement'; required: string; detail: string }
-  | { kind: 'nvidia-smi-missing-in-container'; detail: string };
-
-/** Recognises Docker's errors when it cannot hand GPUs to a container. */
-export function classifyDockerGpuError(stderr: string): DockerGpuFailure | undefined {
-  const text = stderr.replace(/\\+n/g, '\n');
-  if (/could not select device driver ".*?" with capabilities: \[\[gpu\]\]/.test(text)) return { kind: 'no-runtime', detail: firstLine(text) };
-  const requirement = /unsatisfied condition: cuda>=([0-9]+\.[0-9]+)/.exec(text);
-  if (requirement) return { kind: 'cuda-requirement', required: requirement[1]!, detail: requirement[0] };
-  if (/exec: "nvidia-smi": executable file not found/.test(text)) return { kind: 'nvidia-smi-missing-in-container', detail: firstLine(text) };
-  return undefined;
-}
-
-function firstLine(text: string): string {
-  return text.trim().split('\n')[0] ?? '';
-}
-
 /**
  * How Docker can give GPUs to containers here, in words, or undefined when it cannot: the
  * nvidia runtime, CDI specs (Docker 25+), or the NVIDIA container toolkit's hook, which makes

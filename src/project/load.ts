@@ -51,6 +51,17 @@ async function exists(file: string): Promise<boolean> {
 
 /** Walks up from `start` to the folder holding `.cycleswap/` or `computalot.project.json`. */
 export async function findProjectRoot(start: string): Promise<{ root: string; format: ProjectFormat }> {
+  const found = await locateProject(start);
+  if (found) return found;
+  throw new CycleError({
+    message: `no project found in ${path.resolve(start)} or any parent folder`,
+    hint: 'run `cycle project init` to create one, or cd into a project (a folder with .cycleswap/ or computalot.project.json)',
+    exitCode: ExitCode.invalidProject,
+  });
+}
+
+/** findProjectRoot for callers to whom no project is an answer, not an error: undefined then. */
+export async function locateProject(start: string): Promise<{ root: string; format: ProjectFormat } | undefined> {
   let dir = path.resolve(start);
   for (;;) {
     const cycleswap = await exists(path.join(dir, '.cycleswap'));
@@ -65,13 +76,7 @@ export async function findProjectRoot(start: string): Promise<{ root: string; fo
     if (cycleswap) return { root: dir, format: 'cycleswap' };
     if (computalot) return { root: dir, format: 'computalot' };
     const parent = path.dirname(dir);
-    if (parent === dir) {
-      throw new CycleError({
-        message: `no project found in ${path.resolve(start)} or any parent folder`,
-        hint: 'run `cycle project init` to create one, or cd into a project (a folder with .cycleswap/ or computalot.project.json)',
-        exitCode: ExitCode.invalidProject,
-      });
-    }
+    if (parent === dir) return undefined;
     dir = parent;
   }
 }

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import fs from 'node:fs/promises';
 import { CycleError, ExitCode, usageError } from '../errors.js';
-import { DockerBuildError, type DockerDriver, type ImageDetails } from '../docker/driver.js';
+import type { DockerDriver, ImageDetails } from '../docker/driver.js';
+import { DockerBuildError } from '../docker/errors.js';
 import type { CycleswapProject } from '../project/load.js';
 import { collectBuildInputs } from '../build/hash.js';
 import { tarStream, type TarEntry } from '../pack/tar.js';
@@ -49,11 +50,6 @@ export interface ImageBuildResult {
   flattened: boolean;
   /** false when a build record was trusted without asking Docker. */
   verified: boolean;
-}
-
-/** Docker's words for an image that is not there (a run of a trusted-but-deleted image). */
-export function isMissingImageError(dockerError: string | undefined): boolean {
-  return dockerError !== undefined && /No such image|Unable to find image|pull access denied|repository does not exist|manifest unknown|invalid reference format/i.test(dockerError);
 }
 
 export const DEFAULT_MAX_LAYERS = 64;
@@ -246,15 +242,14 @@ export async function buildContext(project: CycleswapProject, from: string, labe
 }
 
 function buildFailed(error: DockerBuildError): CycleError {
-  if (error.exitCode === undefined) {
+  if (error.stepExitCode === undefined) {
     // No step exited: Docker itself failed (a base image it cannot find, a full disk…).
-    const reason = [...error.tail].reverse().find((line) => line.trim() !== '') ?? error.message;
-    return new CycleError({ message: `Docker could not build the image: ${reason.trim()}`, exitCode: ExitCode.network, details: error.tail.slice(-8).map((line) => `  ${line}`) });
+    return new CycleError({ message: `Docker could not build the image: ${error.failure.daemonMessage}`, exitCode: ExitCode.network, details: error.tail.slice(-8).map((line) => `  ${line}`) });
   }
   // Docker's own step lines are noise here: show what build.sh printed last.
   const lines = error.tail.map((line) => presentBuildLine(line)).filter((line): line is string => line !== undefined && !/returned a non-zero code|did not complete successfully|executor failed running/.test(line));
   return new CycleError({
-    message: `build.sh failed with exit code ${error.exitCode}`,
+    message: `build.sh failed with exit code ${error.stepExitCode}`,
     hint: 'fix .cycleswap/build.sh (or a build file) and run again; the previous image is untouched',
     exitCode: ExitCode.jobFailed,
     details: ['last lines of the build:', ...lines.slice(-15).map((line) => `  ${line}`)],

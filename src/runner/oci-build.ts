@@ -1,5 +1,6 @@
 import { CycleError, ExitCode } from '../errors.js';
-import { DockerBuildError, type DockerDriver } from '../docker/driver.js';
+import type { DockerDriver } from '../docker/driver.js';
+import { DockerBuildError, type DockerFailure } from '../docker/errors.js';
 import type { ComputalotProject } from '../project/load.js';
 import { computalotBuildHash, ociBuildContext } from '../build/oci-hash.js';
 import { tarStream } from '../pack/tar.js';
@@ -44,7 +45,7 @@ export async function ensureOciImage(project: ComputalotProject, name: string, o
   } catch (error) {
     if (error instanceof DockerBuildError) {
       throw new CycleError({
-        message: `docker build failed${error.exitCode !== undefined ? ` (a step exited with code ${error.exitCode})` : ''}`,
+        message: `docker build failed${error.stepExitCode !== undefined ? ` (a step exited with code ${error.stepExitCode})` : ''}`,
         hint: 'fix the Dockerfile and run again',
         exitCode: ExitCode.jobFailed,
         details: ['last lines of the build:', ...error.tail.slice(-15).map((line) => `  ${line}`)],
@@ -97,16 +98,16 @@ export async function runValidationChecks(project: ComputalotProject, imageId: s
     results.push(
       result.exitCode === 0
         ? { kind: 'command', name, ok: true }
-        : { kind: 'command', name, ok: false, detail: result.timedOut ? `timed out after ${command.timeout_s ?? 120}s` : result.dockerError ? result.dockerError : `exited with code ${result.exitCode}${tail ? `: ${tail}` : ''}` },
+        : { kind: 'command', name, ok: false, detail: result.timedOut ? `timed out after ${command.timeout_s ?? 120}s` : result.dockerFailure ? result.dockerFailure.daemonMessage : `exited with code ${result.exitCode}${tail ? `: ${tail}` : ''}` },
     );
   }
   return results;
 }
 
-function checkLine(lines: string[], kind: 'executable' | 'file', name: string, output: { exitCode: number; stderr: string; dockerError?: string }, missing: string): CheckResult {
+function checkLine(lines: string[], kind: 'executable' | 'file', name: string, output: { exitCode: number; stderr: string; dockerFailure?: DockerFailure }, missing: string): CheckResult {
   if (lines.includes(`ok ${kind} ${name}`)) return { kind, name, ok: true };
   if (lines.includes(`fail ${kind} ${name}`)) return { kind, name, ok: false, detail: missing };
-  const reason = output.dockerError ?? output.stderr.trim().split('\n').pop() ?? `exit ${output.exitCode}`;
+  const reason = output.dockerFailure?.daemonMessage ?? output.stderr.trim().split('\n').pop() ?? `exit ${output.exitCode}`;
   return { kind, name, ok: false, detail: `could not check (the image needs /bin/sh for executable and file checks): ${reason}` };
 }
 
@@ -115,7 +116,7 @@ async function capture(
   spec: { image: string; name: string; entrypoint: string; command: string[]; workdir?: string },
   signal?: AbortSignal,
   timeoutMs = 120_000,
-): Promise<{ exitCode: number; stdout: string; stderr: string; dockerError?: string; timedOut: boolean }> {
+): Promise<{ exitCode: number; stdout: string; stderr: string; dockerFailure?: DockerFailure; timedOut: boolean }> {
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   let timedOut = false;
@@ -127,7 +128,7 @@ async function capture(
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const exit = await docker.runContainer({ ...spec, env: {}, mounts: [], labels: { [LABELS.run]: spec.name } }, { stdout: (c) => out.push(c), stderr: (c) => err.push(c) }, signal);
-    return { exitCode: exit.exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ...(exit.dockerError ? { dockerError: exit.dockerError } : {}), timedOut };
+    return { exitCode: exit.exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ...(exit.dockerFailure ? { dockerFailure: exit.dockerFailure } : {}), timedOut };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { DockerDriver, Mount } from '../docker/driver.js';
+import type { DockerFailure } from '../docker/errors.js';
 import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
 
@@ -48,7 +49,8 @@ export interface TaskOutcome {
   result?: unknown;
   /** Why the task failed, in words (non-zero exit, missing result, Docker error, timeout). */
   reason?: string;
-  dockerError?: string;
+  /** Set when Docker itself could not run the task; its kind says why. */
+  dockerFailure?: DockerFailure;
   durationMs: number;
 }
 
@@ -104,7 +106,7 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
     const durationMs = Date.now() - started;
     if (signal?.aborted) return { status: 'interrupted', exitCode: 130, reason: 'interrupted', durationMs };
     if (timedOut) return { status: 'timed-out', exitCode: exit.exitCode, reason: `timed out after ${Math.round((spec.timeoutMs ?? 0) / 1000)}s`, durationMs };
-    if (exit.dockerError) return { status: 'failed', exitCode: exit.exitCode, reason: `Docker could not run the task: ${exit.dockerError}`, dockerError: exit.dockerError, durationMs };
+    if (exit.dockerFailure) return { status: 'failed', exitCode: exit.exitCode, reason: `Docker could not run the task: ${exit.dockerFailure.daemonMessage}`, dockerFailure: exit.dockerFailure, durationMs };
     const result = await readResult(path.join(ioDir, 'result.json'));
     if (exit.exitCode !== 0) {
       return { status: 'failed', exitCode: exit.exitCode, reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`, ...(result.ok ? { result: result.value } : {}), durationMs };

@@ -122,7 +122,7 @@ export async function extractTarball(source: Readable, dest: string, limits: Ext
 
   try {
     await pipeline(source, parser).catch((error: Error) => {
-      if (!failure) failure = /TAR_BAD_ARCHIVE|invalid|unexpected end|incorrect header|unknown compression/i.test(error.message) ? new UnsafeTarball(`not a valid .tar.gz: ${error.message}`) : error;
+      if (!failure) failure = isMalformedTarball(error) ? new UnsafeTarball(`not a valid .tar.gz: ${error.message}`) : error;
     });
     await Promise.all(pending);
     if (failure) throw failure;
@@ -165,4 +165,10 @@ function describeType(type: string): string {
     default:
       return `"${type}" entry`;
   }
+}
+
+/** node-tar's codes for bytes that are not a valid tarball (a gzip stream it cannot inflate is TAR_ABORT). */
+function isMalformedTarball(error: Error): boolean {
+  const tarCode = 'tarCode' in error ? error.tarCode : undefined;
+  return tarCode === 'TAR_BAD_ARCHIVE' || tarCode === 'TAR_ENTRY_INVALID' || tarCode === 'TAR_ABORT';
 }

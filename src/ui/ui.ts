@@ -1,4 +1,4 @@
-import type { IO, OutStream } from './streams.js';
+import type { IO } from './streams.js';
 
 /** The colours cycle uses; identity functions when colour is off (chalk is then never loaded). */
 export interface Palette {
@@ -22,7 +22,6 @@ export async function chalkPalette(): Promise<Palette> {
 export interface UiOptions {
   color: boolean;
   quiet: boolean;
-  json: boolean;
   debug: boolean;
   /** A person at a terminal: spinners and live progress lines allowed. */
   interactive: boolean;
@@ -48,14 +47,6 @@ export class Ui {
     readonly options: UiOptions,
     readonly c: Palette = noColors,
   ) {}
-
-  get stdout(): OutStream {
-    return this.io.stdout;
-  }
-
-  get stderr(): OutStream {
-    return this.io.stderr;
-  }
 
   /** A line of data on stdout (what scripts capture). */
   out(line = ''): void {

@@ -32,7 +32,6 @@ export interface FakeContextOptions {
   docker?: DockerDriver;
   exec?: Exec;
   prompt?: Prompter;
-  json?: boolean;
   quiet?: boolean;
   signal?: AbortSignal;
   stdin?: string;
@@ -69,7 +68,7 @@ export function fakeContext(options: FakeContextOptions): FakeContext {
     io: { stdout, stderr, stdin },
     env,
     cwd: options.cwd,
-    global: { json: options.json ?? false, quiet: options.quiet ?? false, debug: false, color: false },
+    global: { quiet: options.quiet ?? false, debug: false, color: false },
     version: '0.0.0-test',
     signal: options.signal ?? new AbortController().signal,
     clock: fixedClock(options.now),

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BuildRequest, ContainerExit, ContainerIO, ContainerSpec, DockerDriver, DockerInfo, ImageDetails, ImageSummary } from '../../src/docker/driver.js';
+import { DockerBuildError, toDockerError } from '../../src/docker/errors.js';
 
 interface FakeImage extends ImageDetails {
   tags: string[];
@@ -8,7 +9,8 @@ interface FakeImage extends ImageDetails {
 
 /**
  * Docker in memory: images with layers and labels, builds that stack two layers on their FROM
- * image, containers that "run" a scripted handler. Records every call for assertions.
+ * image, containers that "run" a scripted handler. Records every call for assertions. Fails as
+ * the real drivers do, with the same typed failures (DockerError kinds).
  */
 export class FakeDocker implements DockerDriver {
   readonly calls: Array<{ method: string; args: unknown }> = [];
@@ -44,7 +46,7 @@ export class FakeDocker implements DockerDriver {
     this.calls.push({ method: 'build', args: { ...request, dockerfile } });
     const from = /^FROM (\S+)/m.exec(dockerfile)?.[1] ?? 'ubuntu:24.04';
     const parent = this.resolve(from);
-    if (!parent) throw new Error(`fake docker: no image ${from}`);
+    if (!parent) throw new DockerBuildError('docker build failed (exit 1)', undefined, [`ERROR: pull access denied for ${from}, repository does not exist`]);
     const labelLine = /^LABEL (.*)$/m.exec(dockerfile)?.[1] ?? '';
     const labels: Record<string, string> = { ...request.labels };
     for (const match of labelLine.matchAll(/"([^"]+)"="([^"]*)"/g)) labels[match[1]!] = match[2]!;
@@ -69,7 +71,7 @@ export class FakeDocker implements DockerDriver {
   async tagImage(source: string, target: string): Promise<void> {
     this.calls.push({ method: 'tagImage', args: { source, target } });
     const image = this.resolve(source);
-    if (!image) throw new Error(`fake docker: no image ${source}`);
+    if (!image) throw toDockerError(`tag ${source} as ${target}`, { kind: 'image-missing', daemonMessage: `No such image: ${source}` });
     for (const other of this.images.values()) other.tags = other.tags.filter((t) => t !== target);
     image.tags.push(target);
   }
@@ -91,7 +93,7 @@ export class FakeDocker implements DockerDriver {
   async runContainer(spec: ContainerSpec, io: ContainerIO): Promise<ContainerExit> {
     this.calls.push({ method: 'runContainer', args: spec });
     if (io.stdin) for await (const chunk of io.stdin) void chunk; // consume the source tar
-    if (!this.resolve(spec.image)) return { exitCode: 125, dockerError: `docker: Error response from daemon: No such image: ${spec.image}` };
+    if (!this.resolve(spec.image)) return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };
     return { exitCode: await this.onRun(spec, io) };
   }
 

@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -5,7 +6,6 @@ import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demultiplex, EngineDockerDriver } from '../../src/docker/engine-driver.js';
 import { tempDir } from '../helpers/context.js';
-import { classifyDockerGpuError } from '../../src/docker/gpu.js';
 
 const frame = (stream: 1 | 2, text: string): Buffer => {
   const payload = Buffer.from(text);
@@ -43,12 +43,16 @@ describe("Docker's multiplexed attach stream", () => {
 
 describe('Engine API driver against a fake daemon', () => {
   const servers: http.Server[] = [];
-  afterEach(() => {
+  const dirs: string[] = [];
+  afterEach(async () => {
     for (const server of servers.splice(0)) server.close();
+    for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true });
   });
 
   async function fakeDaemon(handler: http.RequestListener): Promise<EngineDockerDriver> {
-    const socketPath = path.join(await tempDir('cycle-engine-'), 'docker.sock');
+    const dir = await tempDir('cycle-engine-');
+    dirs.push(dir);
+    const socketPath = path.join(dir, 'docker.sock');
     const server = http.createServer(handler);
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(socketPath, resolve));
@@ -63,7 +67,7 @@ describe('Engine API driver against a fake daemon', () => {
       expect(request.url).toBe('/containers/create?name=cycle-demo-task');
       response.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ message: 'No such image: cycle/demo:abc' }));
     });
-    expect(await driver.runContainer(spec, io)).toEqual({ exitCode: 125, dockerError: "Unable to find image 'cycle/demo:abc' locally: No such image: cycle/demo:abc" });
+    expect(await driver.runContainer(spec, io)).toEqual({ exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: "Unable to find image 'cycle/demo:abc' locally: No such image: cycle/demo:abc" } });
   });
 
   it('a command that cannot start: exit 127 and the daemon message; the container is removed', async () => {
@@ -79,7 +83,7 @@ describe('Engine API driver against a fake daemon', () => {
     driver['attach'] = async () => ({ socket: new PassThrough(), head: Buffer.alloc(0) }); // the fake does not hijack
     const exit = await driver.runContainer(spec, io);
     expect(exit.exitCode).toBe(127);
-    expect(exit.dockerError).toContain('executable file not found');
+    expect(exit.dockerFailure).toMatchObject({ kind: 'command-not-found', daemonMessage: expect.stringContaining('executable file not found') });
     expect(seen).toContain('DELETE /containers/c1');
   });
 
@@ -116,11 +120,68 @@ describe('Engine API driver against a fake daemon', () => {
     const exit = await driver.runContainer({ ...spec, gpus: 'all' }, io);
     expect(createBody.HostConfig?.DeviceRequests).toEqual([{ Driver: '', Count: -1, Capabilities: [['gpu']] }]);
     expect(exit.exitCode).toBe(125);
-    expect(classifyDockerGpuError(exit.dockerError ?? '')).toMatchObject({ kind: 'no-runtime' });
+    expect(exit.dockerFailure).toMatchObject({ kind: 'no-gpu-runtime' });
+  });
+
+  /** A daemon that creates and attaches, then answers start with `status` and `message`. */
+  async function refusingStart(status: number, message: string): Promise<EngineDockerDriver> {
+    const driver = await fakeDaemon((request, response) => {
+      if (request.url?.startsWith('/containers/create')) response.writeHead(201).end(JSON.stringify({ Id: 'r1' }));
+      else if (request.url?.startsWith('/containers/r1/start')) response.writeHead(status).end(JSON.stringify({ message }));
+      else if (request.url?.startsWith('/containers/r1/wait')) setTimeout(() => response.writeHead(404).end('{}'), 20);
+      else response.writeHead(204).end();
+    });
+    driver['attach'] = async () => ({ socket: new PassThrough(), head: Buffer.alloc(0) });
+    return driver;
+  }
+
+  it('an image that needs a newer CUDA: the required version, typed', async () => {
+    const message = 'failed to create task for container: OCI runtime create failed: error running prestart hook #0: exit status 1, stdout: , stderr: nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.8, please update your driver';
+    const exit = await (await refusingStart(500, message)).runContainer({ ...spec, gpus: 'all' }, io);
+    expect(exit).toEqual({ exitCode: 125, dockerFailure: { kind: 'cuda-requirement', requiredCuda: '12.8', daemonMessage: message } });
+  });
+
+  it('a command that may not be run: exit 126, typed', async () => {
+    const exit = await (await refusingStart(400, 'OCI runtime create failed: exec: "/app/run.sh": permission denied')).runContainer(spec, io);
+    expect(exit).toMatchObject({ exitCode: 126, dockerFailure: { kind: 'command-not-executable' } });
+  });
+
+  it('any other refusal to start: exit 125, container-start-failed with the daemon message', async () => {
+    const exit = await (await refusingStart(500, 'driver failed programming external connectivity')).runContainer(spec, io);
+    expect(exit).toEqual({ exitCode: 125, dockerFailure: { kind: 'container-start-failed', daemonMessage: 'driver failed programming external connectivity' } });
+  });
+
+  it('a container that vanished before attach: container-missing, thrown', async () => {
+    const driver = await fakeDaemon((request, response) => {
+      if (request.url?.startsWith('/containers/create')) response.writeHead(201).end(JSON.stringify({ Id: 'v1' }));
+      else if (request.url?.startsWith('/containers/v1/attach')) response.writeHead(404).end(JSON.stringify({ message: 'No such container: v1' }));
+      else response.writeHead(204).end();
+    });
+    await expect(driver.runContainer(spec, io)).rejects.toMatchObject({ kind: 'container-missing', exitCode: 5, message: 'Docker could not attach to the container: No such container: v1' });
+  });
+
+  it('removing a container: gone (404) or already being removed (409) is fine; a 500 is a typed failure', async () => {
+    const statuses = [404, 409, 500];
+    const driver = await fakeDaemon((_request, response) => {
+      const status = statuses.shift()!;
+      response.writeHead(status).end(JSON.stringify({ message: status === 500 ? 'device or resource busy' : 'whatever' }));
+    });
+    await driver.removeContainer('a');
+    await driver.removeContainer('b');
+    await expect(driver.removeContainer('c')).rejects.toMatchObject({ kind: 'request-failed', message: 'Docker could not remove container c: device or resource busy' });
+  });
+
+  it('inspecting an image: 404 is no image; another error is a typed failure', async () => {
+    const driver = await fakeDaemon((request, response) => {
+      if (request.url === '/images/gone/json') response.writeHead(404).end(JSON.stringify({ message: 'No such image: gone' }));
+      else response.writeHead(500).end(JSON.stringify({ message: 'layer store is corrupt' }));
+    });
+    expect(await driver.inspectImage('gone')).toBeUndefined();
+    await expect(driver.inspectImage('broken')).rejects.toMatchObject({ kind: 'request-failed', exitCode: 5, message: 'Docker could not inspect image broken: layer store is corrupt' });
   });
 
   it('cannot connect: the daemon-down error with the socket named, exit 5', async () => {
     const driver = new EngineDockerDriver({ kind: 'unix', socketPath: '/nonexistent/docker.sock', description: 'unix:///nonexistent/docker.sock' }, { env: {} });
-    await expect(driver.inspectImage('ubuntu:24.04')).rejects.toMatchObject({ exitCode: 5, message: 'the Docker daemon is not running or cannot be reached' });
+    await expect(driver.inspectImage('ubuntu:24.04')).rejects.toMatchObject({ kind: 'daemon-unreachable', exitCode: 5, message: 'the Docker daemon is not running or cannot be reached' });
   });
 });

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   checkCudaRequirement,
-  classifyDockerGpuError,
   classifyNvidiaSmiFailure,
   parseNvidiaSmiTable,
   parseNvidiaSmiVersion,
@@ -100,23 +99,6 @@ describe('failures', () => {
     const text = await read(name);
     expect(parseNvidiaSmiTable(text)).toBeUndefined();
     expect(classifyNvidiaSmiFailure(text).reason).toBe(reason);
-  });
-
-  it.each([
-    ['docker-no-gpu-driver.txt', 'no-runtime'],
-    ['docker-no-gpu-driver-erro.txt', 'no-runtime'],
-    ['docker-no-gpu-driver-nvidia-compose.txt', 'no-runtime'],
-    ['docker-nvidia-smi-not-in-path.txt', 'nvidia-smi-missing-in-container'],
-    ['docker-requirement-cuda10.1-escaped.txt', 'cuda-requirement'],
-    ['docker-requirement-cuda11.0-docker19.txt', 'cuda-requirement'],
-    ['docker-requirement-cuda12.4-run.txt', 'cuda-requirement'],
-    ['docker-requirement-cuda12.8-compose.txt', 'cuda-requirement'],
-    ['docker-requirement-cuda12.8-run-no-unknown.txt', 'cuda-requirement'],
-  ])('docker: %s → %s', async (name, kind) => {
-    const failure = classifyDockerGpuError(await read(name));
-    expect(failure?.kind).toBe(kind);
-    const version = /cuda(\d+\.\d+)/.exec(name)?.[1];
-    if (failure?.kind === 'cuda-requirement') expect(failure.required).toBe(version);
   });
 });
 

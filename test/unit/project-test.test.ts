@@ -53,6 +53,21 @@ describe('project test with fake Docker: the build decisions', () => {
     expect([...docker.images.values()].flatMap((i) => i.tags).filter((t) => t.includes(':from-'))).toEqual([]);
   });
 
+  it('a trusted build image deleted from Docker: the run reads image-missing, builds again and runs', async () => {
+    const root = await cycleswapProject();
+    try {
+      const docker = new FakeDocker();
+      expect(await projectTest(options, fakeContext({ cwd: root, docker }).ctx)).toBe(0);
+      for (const [id, image] of docker.images) if (image.tags.some((tag) => tag.startsWith('cycle/'))) docker.images.delete(id);
+      const { ctx, stderr } = fakeContext({ cwd: root, docker });
+      expect(await projectTest(options, ctx)).toBe(0);
+      expect(stderr.text).toContain('the recorded build image is gone from Docker: building it again');
+      expect(docker.called('build')).toHaveLength(2);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('--rebuild with --clean is a usage error before anything runs', async () => {
     const root = await cycleswapProject();
     const docker = new FakeDocker();
@@ -111,11 +126,24 @@ describe('project test: the CUDA rule', () => {
     expect((cpu.called('runContainer') as ContainerSpec[]).at(-1)!.gpus).toBeUndefined();
   });
 
+  it('Docker without an NVIDIA runtime at run time is explained', async () => {
+    const docker = new FakeDocker();
+    docker.info_ = { runtimes: ['nvidia'] };
+    docker.runContainer = async (spec) => (spec.gpus ? { exitCode: 125, dockerFailure: { kind: 'no-gpu-runtime', daemonMessage: 'could not select device driver "" with capabilities: [[gpu]]' } } : { exitCode: 0 });
+    const root = await gpuProject('12.4');
+    try {
+      const { ctx } = fakeContext({ cwd: root, docker, exec: smi('smi-560.35.03-cuda12.6-2gpu-rtx3090.txt') });
+      await expect(projectTest(options, ctx)).rejects.toMatchObject({ message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)', hint: expect.stringContaining('nvidia-ctk'), exitCode: 1 });
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('Docker refusing GPUs at run time is explained', async () => {
     const docker = new FakeDocker();
     docker.info_ = { runtimes: ['nvidia'] };
     const refusal = await fs.readFile(path.join(fixtures, 'docker-requirement-cuda12.8-run-no-unknown.txt'), 'utf8');
-    docker.runContainer = async (spec) => (spec.gpus ? { exitCode: 125, dockerError: refusal } : { exitCode: 0 });
+    docker.runContainer = async (spec) => (spec.gpus ? { exitCode: 125, dockerFailure: { kind: 'cuda-requirement', requiredCuda: '12.8', daemonMessage: refusal } } : { exitCode: 0 });
     const { ctx } = fakeContext({ cwd: await gpuProject('12.4'), docker, exec: smi('smi-560.35.03-cuda12.6-2gpu-rtx3090.txt') });
     await expect(projectTest(options, ctx)).rejects.toMatchObject({ message: 'the image requires CUDA 12.8, newer than the driver supports', hint: expect.stringContaining('570.26') });
   });

@@ -27,7 +27,7 @@ describe('colour and interactivity', () => {
 
   it('without a TTY a spinner prints its text once and no escape codes', async () => {
     const stderr = new Capture();
-    const ui = new Ui({ stdout: new Capture(), stderr, stdin: new PassThrough() }, { color: false, quiet: false, json: false, debug: false, interactive: false });
+    const ui = new Ui({ stdout: new Capture(), stderr, stdin: new PassThrough() }, { color: false, quiet: false, debug: false, interactive: false });
     const spinner = await ui.spinner('building');
     spinner.update('still building');
     spinner.succeed('built');
@@ -38,7 +38,7 @@ describe('colour and interactivity', () => {
   it('data goes to stdout, progress to stderr; --quiet keeps data and warnings', () => {
     const stdout = new Capture();
     const stderr = new Capture();
-    const ui = new Ui({ stdout, stderr, stdin: new PassThrough() }, { color: false, quiet: true, json: false, debug: false, interactive: false });
+    const ui = new Ui({ stdout, stderr, stdin: new PassThrough() }, { color: false, quiet: true, debug: false, interactive: false });
     ui.out('data');
     ui.info('progress');
     ui.warn('careful');

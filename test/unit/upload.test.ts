@@ -144,7 +144,7 @@ describe('auth', () => {
     expect((await fs.stat(file)).mode & 0o777).toBe(0o600);
     expect(stderr.text).not.toContain(server.token);
 
-    const check = fakeContext({ cwd, json: true });
+    const check = fakeContext({ cwd });
     check.ctx.ui.options.debug = true;
     expect(await authStatus({ json: true }, check.ctx)).toBe(0);
     const doc = JSON.parse(check.stdout.text);

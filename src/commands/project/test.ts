@@ -6,7 +6,7 @@ import { CycleError, ExitCode } from '../../errors.js';
 import { loadProject, type Project } from '../../project/load.js';
 import { RUN_SCRIPT_PATH } from '../../project/paths.js';
 import { ensureStateDir, statePaths } from '../../project/state.js';
-import { checkBuildFlags, DEFAULT_MAX_LAYERS, ensureCycleswapImage, isMissingImageError, type ImageBuildOptions, type ImageBuildResult } from '../../runner/cycleswap-build.js';
+import { checkBuildFlags, DEFAULT_MAX_LAYERS, ensureCycleswapImage, type ImageBuildOptions, type ImageBuildResult } from '../../runner/cycleswap-build.js';
 import { localBuildStore } from '../../runner/build-store.js';
 import { localProjectKey, repositoryComponent, LABELS } from '../../runner/images.js';
 import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../runner/task.js';
@@ -109,7 +109,7 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
     },
   };
   let outcome = await runTask(docker, spec, callbacks, ctx.signal);
-  if (!image.verified && isMissingImageError(outcome.dockerError)) {
+  if (!image.verified && outcome.dockerFailure?.kind === 'image-missing') {
     // The recorded image was deleted (docker image prune…): build it again, then run.
     ui.info('the recorded build image is gone from Docker: building it again');
     image = await ensureImage(true);
@@ -156,11 +156,11 @@ async function finish(outcome: TaskOutcome, spec: TaskSpec, ctx: Context): Promi
     case 'interrupted':
       throw new CycleError({ message: 'interrupted: the container was stopped and removed', exitCode: ExitCode.interrupted });
     default: {
-      if (outcome.dockerError) {
-        const { classifyDockerGpuError, driverNeeded, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
-        const gpu = classifyDockerGpuError(outcome.dockerError);
-        if (gpu?.kind === 'no-runtime') throw new CycleError({ message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)', hint: NO_CONTAINER_RUNTIME_HINT, exitCode: ExitCode.failure });
-        if (gpu?.kind === 'cuda-requirement') throw new CycleError({ message: `the image requires CUDA ${gpu.required}, newer than the driver supports`, hint: `upgrade the NVIDIA driver ${driverNeeded(gpu.required)}`, exitCode: ExitCode.failure });
+      const failure = outcome.dockerFailure;
+      if (failure) {
+        const { driverNeeded, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
+        if (failure.kind === 'no-gpu-runtime') throw new CycleError({ message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)', hint: NO_CONTAINER_RUNTIME_HINT, exitCode: ExitCode.failure });
+        if (failure.kind === 'cuda-requirement') throw new CycleError({ message: `the image requires CUDA ${failure.requiredCuda}, newer than the driver supports`, hint: `upgrade the NVIDIA driver ${driverNeeded(failure.requiredCuda)}`, exitCode: ExitCode.failure });
         throw new CycleError({ message: outcome.reason ?? 'Docker could not run the task', exitCode: ExitCode.network });
       }
       const what = spec.command.includes('.cycleswap/run.sh') ? 'run.sh' : 'the job';
