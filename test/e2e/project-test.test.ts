@@ -176,6 +176,24 @@ describe('project test: the run', () => {
     expect(unknown.stderr).toContain('the manifest declares no volume "nope"');
   });
 
+  it('mounts a platform volume builtin/<name> at /volumes/builtin/<name>, locally from .cycle/volumes/builtin/<name>', async () => {
+    const p = await project({ manifest: { volumes: ['builtin/stable-diffusion-v1-5'] }, run: 'cat /volumes/builtin/stable-diffusion-v1-5/model.txt\n' });
+    const missing = await cycle(['project', 'test'], { cwd: p.root });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('volume "builtin/stable-diffusion-v1-5" has no local folder');
+    expect(missing.stderr).toContain('.cycle/volumes/builtin/stable-diffusion-v1-5');
+    await writeFiles(p.root, { '.cycle/volumes/builtin/stable-diffusion-v1-5/model.txt': 'weights\n' });
+    const ok = await cycle(['project', 'test'], { cwd: p.root });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('weights');
+    const data = await tempDir();
+    await writeFiles(data, { 'model.txt': 'other weights\n' });
+    const given = await cycle(['project', 'test', '--volume', `builtin/stable-diffusion-v1-5=${data}`], { cwd: p.root });
+    await fs.rm(data, { recursive: true, force: true });
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.stdout).toContain('other weights');
+  });
+
   it.each([
     ['FIFO', ['first.txt', 'b/second.txt', 'third.txt']],
     ['LIFO', ['third.txt', 'b/second.txt', 'first.txt']],
