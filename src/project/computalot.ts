@@ -3,7 +3,7 @@ import * as z from 'zod';
 import { diagnostic, hasErrors, type Diagnostic } from './diagnostics.js';
 import { isInside } from '../util/paths.js';
 import { jsonTypeName, parseJsonWithPositions } from './json-positions.js';
-import { formatFieldPath, type FieldPath } from './positions.js';
+import { formatFieldPath, type FieldPath, type Position } from './positions.js';
 import { issuesToDiagnostics, type FieldDoc } from './zod-diagnostics.js';
 import { ENV_NAME_PATTERN, ENV_NAME_RULE, PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, VOLUME_NAME_PATTERN, toEnvName, toProjectName } from './names.js';
 
@@ -241,6 +241,25 @@ export function parseComputalotManifest(text: string, file = COMPUTALOT_MANIFEST
     return { diagnostics };
   }
   const record = document as Record<string, unknown>;
+  const reported: FieldPath[] = [];
+  for (const duplicate of parsed.duplicates) {
+    // The keys inside a twice-written object are not news: the object itself is reported.
+    if (reported.some((outer) => outer.every((part, i) => duplicate.path[i] === part))) continue;
+    reported.push(duplicate.path);
+    const key = String(duplicate.path[duplicate.path.length - 1]);
+    const sameLine = duplicate.first.line === duplicate.second.line;
+    const at = (p: Position): string => (sameLine ? `line ${p.line}, column ${p.column}` : `line ${p.line}`);
+    diagnostics.push(
+      diagnostic(
+        'warning',
+        file,
+        duplicate.second,
+        duplicate.path,
+        `key ${JSON.stringify(key)} is written twice: at ${at(duplicate.first)} and again at ${at(duplicate.second)}; JSON parsers keep the last one`,
+        `keep one of the two (${sameLine ? `line ${duplicate.first.line}` : `lines ${duplicate.first.line} and ${duplicate.second.line}`})`,
+      ),
+    );
+  }
   for (const key of Object.keys(record)) {
     if (!(key in shape)) {
       diagnostics.push(

@@ -89,6 +89,22 @@ describe('computalot.project.json: defaults and normal forms', () => {
   });
 });
 
+describe('computalot.project.json: a key written twice', () => {
+  it('is a warning naming the key and both lines (the last one is used, as by JSON parsers); keys inside are not repeated', () => {
+    const text = `{
+  "version": 1,
+  "runtime": { "kind": "oci", "sandbox": "gvisor", "workdir": "/workspace" },
+  "entrypoint": { "command": ["python3", "job.py"] },
+  "runtime": { "kind": "oci", "sandbox": "gvisor", "workdir": "/app" }
+}`;
+    const { manifest, diagnostics } = parseComputalotManifest(text);
+    expect(manifest?.runtime.workdir).toBe('/app');
+    expect(diagnostics).toEqual([
+      { severity: 'warning', file: 'computalot.project.json', line: 5, column: 3, field: 'runtime', message: 'key "runtime" is written twice: at line 3 and again at line 5; JSON parsers keep the last one', hint: 'keep one of the two (lines 3 and 5)' },
+    ]);
+  });
+});
+
 describe('OCI builds: build.dockerfile, context, target and args', () => {
   it('the build hash covers each setting; a default build keeps the hash of a manifest without "build"', async () => {
     // The manifest is left out of the build context, so that only the settings differ.
