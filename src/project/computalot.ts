@@ -24,7 +24,7 @@ const commandArray = z.array(z.string().min(1)).min(1);
 const envRecord = z.record(z.string().regex(ENV_NAME_PATTERN), z.string());
 
 /** Relative to the project root and inside it: no absolute path, no `..` step out. */
-export function isInsideProject(relative: string): boolean {
+function isInsideProject(relative: string): boolean {
   if (relative.includes('\0') || path.posix.isAbsolute(relative) || path.win32.isAbsolute(relative)) return false;
   const normalized = path.posix.normalize(relative.replace(/\\/g, '/'));
   return normalized !== '..' && !normalized.startsWith('../');
@@ -70,7 +70,8 @@ const initCommandSchema = z.strictObject({
 const initSchema = z.strictObject({ commands: z.array(initCommandSchema).default([]) });
 
 const serviceSchema = z.strictObject({
-  name: z.string().regex(VOLUME_NAME_PATTERN),
+  // Names show in logs and errors: the project-name charset.
+  name: z.string().regex(PROJECT_NAME_PATTERN),
   command: commandArray,
   scope: z.enum(SERVICE_SCOPES).default('task'),
   restart: z.enum(SERVICE_RESTART_POLICIES).default('never'),

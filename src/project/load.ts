@@ -183,7 +183,7 @@ async function checkComputalot(root: string, options: CheckOptions): Promise<Pro
     ? { manifest: cached.manifest as ComputalotManifest, diagnostics: cached.warnings }
     : (await import('./computalot.js')).parseComputalotManifest(text);
   diagnostics.push(...parsed.diagnostics);
-  diagnostics.push(...(await checkBuildFiles(root, parsed.manifest, text)));
+  diagnostics.push(...(await checkDockerBuildPaths(root, parsed.manifest, text)));
   if (!parsed.manifest || hasErrors(diagnostics)) return { root, format: 'computalot', diagnostics };
   if (options.useCache && !cached) await writeManifestCache(root, { key, manifest: parsed.manifest, warnings: parsed.diagnostics });
   return {
@@ -199,7 +199,7 @@ async function checkComputalot(root: string, options: CheckOptions): Promise<Pro
  * inside the project. With an invalid manifest only the default Dockerfile is looked for, and
  * only when the manifest names no other.
  */
-async function checkBuildFiles(root: string, manifest: ComputalotManifest | undefined, text: string): Promise<Diagnostic[]> {
+async function checkDockerBuildPaths(root: string, manifest: ComputalotManifest | undefined, text: string): Promise<Diagnostic[]> {
   // Positions are needed only for a problem: the JSON parser stays off the hot path.
   let positions: PositionMap | undefined;
   const locate = async (): Promise<PositionMap> => (positions ??= (await import('./json-positions.js')).parseJsonWithPositions(text.replace(/^\uFEFF/, '')).positions);
