@@ -111,6 +111,8 @@ export class CliDockerDriver implements DockerDriver {
     const network = dockerNetwork(this.options.env, request.network);
     if (network) args.push('--network', network);
     if (request.dockerfile) args.push('--file', request.dockerfile);
+    if (request.target) args.push('--target', request.target);
+    for (const [key, value] of Object.entries(request.buildArgs ?? {})) args.push('--build-arg', `${key}=${value}`);
     args.push(request.context.kind === 'tar' ? '-' : request.context.path);
     const tail: string[] = [];
     const split = lineSplitter((line) => {

@@ -45,7 +45,12 @@ export interface DockerInfo {
 export interface BuildRequest {
   /** A tar stream of the build context, with the Dockerfile at `dockerfile` inside it. */
   context: { kind: 'tar'; open: () => Readable } | { kind: 'directory'; path: string };
+  /** The Dockerfile's path inside the context (default `Dockerfile`). */
   dockerfile?: string;
+  /** The stage to build (`--target`). */
+  target?: string;
+  /** `--build-arg KEY=VALUE` for each entry. */
+  buildArgs?: Record<string, string>;
   tags: string[];
   labels: Record<string, string>;
   network?: string;

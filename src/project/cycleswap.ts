@@ -1,10 +1,10 @@
 import { parse as parseToml, TomlError } from 'smol-toml';
 import * as z from 'zod';
 import { diagnostic, sortDiagnostics, type Diagnostic } from './diagnostics.js';
-import { formatFieldPath, type FieldPath, type PositionMap } from './positions.js';
-import { indexTomlPositions } from './toml-positions.js';
+import { formatFieldPath, type FieldPath, type Position, type PositionMap } from './positions.js';
+import { findTomlDuplicates, indexTomlPositions, type TomlDuplicate } from './toml-positions.js';
 import { issuesToDiagnostics, preview, type FieldDoc } from './zod-diagnostics.js';
-import { ENV_NAME_PATTERN, ENV_NAME_RULE, PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, VOLUME_NAME_PATTERN, toEnvName, toProjectName } from './names.js';
+import { BUILTIN_VOLUME_PREFIX, ENV_NAME_PATTERN, ENV_NAME_RULE, MANIFEST_VOLUME_PATTERN, MANIFEST_VOLUME_RULE, PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, toEnvName, toProjectName } from './names.js';
 import { suggest } from '../util/suggest.js';
 
 import { MANIFEST_PATH } from './paths.js';
@@ -27,7 +27,7 @@ const CUDA_PATTERN = /^\d+\.\d+$/;
 
 const mainSchema = z.strictObject({
   name: z.string().regex(PROJECT_NAME_PATTERN),
-  volumes: z.array(z.string().regex(VOLUME_NAME_PATTERN)).default([]),
+  volumes: z.array(z.string().regex(MANIFEST_VOLUME_PATTERN)).default([]),
   build_files: z.array(z.string().min(1)).default([]),
 });
 
@@ -51,10 +51,10 @@ const TOP_LEVEL = ['main', 'job', ...IMAGE_SECTIONS];
 
 const docs: Record<string, FieldDoc> = {
   'main.name': { expected: PROJECT_NAME_RULE, fix: (raw) => (typeof raw === 'string' ? `name = ${JSON.stringify(toProjectName(raw))}` : undefined) },
-  'main.volumes': { expected: 'an array of volume names, e.g. ["training-data"]' },
+  'main.volumes': { expected: 'an array of volume names, e.g. ["training-data", "builtin/stable-diffusion-v1-5"]' },
   'main.volumes[]': {
-    expected: `a volume name (${PROJECT_NAME_RULE.replace(/^a name of /, '')})`,
-    fix: (raw) => (typeof raw === 'string' ? `use ${JSON.stringify(toProjectName(raw))}` : undefined),
+    expected: MANIFEST_VOLUME_RULE,
+    fix: (raw) => (typeof raw === 'string' ? `use ${JSON.stringify(raw.startsWith(BUILTIN_VOLUME_PREFIX) ? BUILTIN_VOLUME_PREFIX + toProjectName(raw.slice(BUILTIN_VOLUME_PREFIX.length)) : toProjectName(raw))}` : undefined),
   },
   'main.build_files': { expected: 'an array of paths relative to the project root, e.g. ["pyproject.toml"]' },
   'main.build_files[]': { expected: 'a non-empty path relative to the project root' },
@@ -153,6 +153,11 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
   } catch (error) {
     if (error instanceof TomlError) {
       const reason = error.message.split('\n')[0]!.replace(/^Invalid TOML document:\s*/, '');
+      const duplicate = /redefine/.test(reason) ? findTomlDuplicates(body).find((d) => d.second.line === error.line) : undefined;
+      if (duplicate) {
+        diagnostics.push(duplicateDiagnostic(file, duplicate));
+        return { diagnostics, buildFileEntries: [] };
+      }
       diagnostics.push(diagnostic('error', file, { line: error.line, column: error.column }, '', `TOML syntax error: ${reason}`, syntaxHint(reason)));
       return { diagnostics, buildFileEntries: [] };
     }
@@ -289,6 +294,24 @@ function sectionExample(key: string): string {
     default:
       return 'add:\n      [ubuntu]\n      version = "24.04"';
   }
+}
+
+function duplicateDiagnostic(file: string, duplicate: TomlDuplicate): Diagnostic {
+  const name = formatFieldPath(duplicate.path);
+  const what = duplicate.kind === 'table' ? `table [${name}]` : `key \`${String(duplicate.path[duplicate.path.length - 1])}\``;
+  const where = duplicate.kind === 'key' && duplicate.path.length > 1 ? ` in [${formatFieldPath(duplicate.path.slice(0, -1))}]` : '';
+  const sameLine = duplicate.first.line === duplicate.second.line;
+  const at = (p: Position): string => (sameLine ? `line ${p.line}, column ${p.column}` : `line ${p.line}`);
+  return diagnostic(
+    'error',
+    file,
+    duplicate.second,
+    duplicate.path,
+    `${what}${where} is defined twice: at ${at(duplicate.first)} and again at ${at(duplicate.second)}`,
+    duplicate.kind === 'table'
+      ? `each [table] may appear only once; merge the keys under line ${duplicate.second.line} into the [${name}] of line ${duplicate.first.line}`
+      : `keep one of the two definitions (${sameLine ? `line ${duplicate.first.line}` : `lines ${duplicate.first.line} and ${duplicate.second.line}`})`,
+  );
 }
 
 function syntaxHint(reason: string): string {

@@ -5,6 +5,8 @@ export interface JsonParseResult {
   value: unknown;
   positions: PositionMap;
   errors: Array<{ at: Position; message: string }>;
+  /** Keys written twice in one object (JSON parsers keep the last one): where each one is. */
+  duplicates: Array<{ path: FieldPath; first: Position; second: Position }>;
 }
 
 const messages: Record<string, string> = {
@@ -33,11 +35,12 @@ export function parseJsonWithPositions(text: string): JsonParseResult {
   const tree = parseTree(text, parseErrors, { disallowComments: true, allowTrailingComma: false, allowEmptyContent: false });
   const positions = new PositionMap();
   const errors = parseErrors.map((e) => ({ at: lines.at(e.offset), message: messages[printParseErrorCode(e.error)] ?? printParseErrorCode(e.error) }));
-  if (tree) index(tree, [], positions, lines);
-  return { value: tree ? toValue(tree) : undefined, positions, errors };
+  const duplicates: JsonParseResult['duplicates'] = [];
+  if (tree) index(tree, [], positions, lines, duplicates);
+  return { value: tree ? toValue(tree) : undefined, positions, errors, duplicates };
 }
 
-function index(node: Node, path: FieldPath, positions: PositionMap, lines: LineIndex): void {
+function index(node: Node, path: FieldPath, positions: PositionMap, lines: LineIndex, duplicates: JsonParseResult['duplicates']): void {
   const at = lines.at(node.offset);
   positions.set(path, { key: at, value: at });
   if (node.type === 'object') {
@@ -45,16 +48,18 @@ function index(node: Node, path: FieldPath, positions: PositionMap, lines: LineI
       const [keyNode, valueNode] = property.children ?? [];
       if (!keyNode) continue;
       const childPath = [...path, String(keyNode.value)];
+      const earlier = positions.get(childPath);
+      if (earlier) duplicates.push({ path: childPath, first: earlier.key, second: lines.at(keyNode.offset) });
       if (valueNode) {
         positions.set(childPath, { key: lines.at(keyNode.offset), value: lines.at(valueNode.offset) });
-        index(valueNode, childPath, positions, lines);
+        index(valueNode, childPath, positions, lines, duplicates);
       } else {
         const keyAt = lines.at(keyNode.offset);
         positions.set(childPath, { key: keyAt, value: keyAt });
       }
     }
   } else if (node.type === 'array') {
-    (node.children ?? []).forEach((child, i) => index(child, [...path, i], positions, lines));
+    (node.children ?? []).forEach((child, i) => index(child, [...path, i], positions, lines, duplicates));
   }
 }
 

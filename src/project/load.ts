@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CycleError, ExitCode, errnoCode } from '../errors.js';
-import { BUILD_SCRIPT_PATH, COMPUTALOT_MANIFEST_PATH, MANIFEST_PATH, RUN_SCRIPT_PATH } from './paths.js';
+import { BUILD_SCRIPT_PATH, COMPUTALOT_MANIFEST_PATH, DEFAULT_BUILD_CONTEXT, DEFAULT_DOCKERFILE, MANIFEST_PATH, RUN_SCRIPT_PATH } from './paths.js';
 import type { CycleswapManifest, ParsedCycleswapManifest } from './cycleswap.js';
 import type { ComputalotManifest } from './computalot.js';
 import { diagnostic, formatDiagnostic, hasErrors, sortDiagnostics, type Diagnostic } from './diagnostics.js';
@@ -9,6 +9,8 @@ import { listBuildFiles, type BuildFile } from './build-files.js';
 import { ensureStateDir, stateDir } from './state.js';
 import { readJsonFile, sha256Hex, writeFileAtomic } from '../util/fs.js';
 import { cycleVersion } from '../version.js';
+import { isInside } from '../util/paths.js';
+import type { PositionMap } from './positions.js';
 
 export type ProjectFormat = 'cycleswap' | 'computalot';
 
@@ -93,7 +95,9 @@ interface ManifestCache {
 }
 
 const manifestCachePath = (root: string): string => path.join(stateDir(root), 'manifest-cache.json');
-const manifestCacheKey = (format: ProjectFormat, text: string): string => `${cycleVersion()}:${format}:${sha256Hex(text)}`;
+/** Bumped when a parsed manifest's shape changes, so a cache written by an older cycle is not read. */
+const MANIFEST_SHAPE_REVISION = 2;
+const manifestCacheKey = (format: ProjectFormat, text: string): string => `${cycleVersion()}:${MANIFEST_SHAPE_REVISION}:${format}:${sha256Hex(text)}`;
 
 async function readManifestCache(root: string, key: string): Promise<ManifestCache | undefined> {
   const cache = await readJsonFile<ManifestCache>(manifestCachePath(root));
@@ -184,9 +188,7 @@ async function checkComputalot(root: string, options: CheckOptions): Promise<Pro
     ? { manifest: cached.manifest as ComputalotManifest, diagnostics: cached.warnings }
     : (await import('./computalot.js')).parseComputalotManifest(text);
   diagnostics.push(...parsed.diagnostics);
-  if (!(await exists(path.join(root, 'Dockerfile')))) {
-    diagnostics.push(diagnostic('error', 'Dockerfile', { line: 1, column: 1 }, '', `no Dockerfile beside ${COMPUTALOT_MANIFEST_PATH}`, 'write a Dockerfile that installs the dependencies and copies the code (see `cycle project init --format computalot`)'));
-  }
+  diagnostics.push(...(await checkDockerBuildPaths(root, parsed.manifest, text)));
   if (!parsed.manifest || hasErrors(diagnostics)) return { root, format: 'computalot', diagnostics };
   if (options.useCache && !cached) await writeManifestCache(root, { key, manifest: parsed.manifest, warnings: parsed.diagnostics });
   return {
@@ -195,6 +197,48 @@ async function checkComputalot(root: string, options: CheckOptions): Promise<Pro
     diagnostics,
     project: { format: 'computalot', root, name: parsed.manifest.name, manifest: parsed.manifest, diagnostics },
   };
+}
+
+/**
+ * The Dockerfile and build context that `build` names (a root `Dockerfile` by default) exist
+ * inside the project. With an invalid manifest only the default Dockerfile is looked for, and
+ * only when the manifest names no other.
+ */
+async function checkDockerBuildPaths(root: string, manifest: ComputalotManifest | undefined, text: string): Promise<Diagnostic[]> {
+  // Positions are needed only for a problem: the JSON parser stays off the hot path.
+  let positions: PositionMap | undefined;
+  const locate = async (): Promise<PositionMap> => (positions ??= (await import('./json-positions.js')).parseJsonWithPositions(text.replace(/^\uFEFF/, '')).positions);
+  const named = async (field: 'dockerfile' | 'context'): Promise<boolean> => (await locate()).get(['build', field]) !== undefined;
+  if (!manifest && ((await named('dockerfile')) || (await named('context')))) return [];
+  const build = manifest?.build ?? { dockerfile: DEFAULT_DOCKERFILE, context: DEFAULT_BUILD_CONTEXT };
+  const inRoot = path.posix.normalize(build.context) === DEFAULT_BUILD_CONTEXT;
+  const realRoot = await fs.realpath(root);
+  const inspect = async (relative: string): Promise<'missing' | 'file' | 'folder' | 'other' | 'outside'> => {
+    const real = await fs.realpath(path.join(root, relative)).catch(() => undefined);
+    if (real === undefined) return 'missing';
+    if (!isInside(realRoot, real)) return 'outside';
+    const stat = await fs.stat(real);
+    return stat.isFile() ? 'file' : stat.isDirectory() ? 'folder' : 'other';
+  };
+  const problem = (kind: 'missing' | 'outside' | 'file' | 'folder' | 'other', wanted: string): string =>
+    kind === 'missing' ? 'does not exist' : kind === 'outside' ? 'leads out of the project (a symlink)' : `is not a ${wanted}`;
+
+  const context = await inspect(build.context);
+  if (context !== 'folder') {
+    return [
+      diagnostic('error', COMPUTALOT_MANIFEST_PATH, (await locate()).valueOf(['build', 'context']), ['build', 'context'], `the build context ${JSON.stringify(build.context)} ${problem(context, 'folder')}; expected a folder inside the project`, 'create the folder, or set "context" to "." (the project root)'),
+    ];
+  }
+  const dockerfile = await inspect(build.dockerfile);
+  if (dockerfile === 'file') return [];
+  if (dockerfile === 'missing' && !(await named('dockerfile'))) {
+    return [
+      diagnostic('error', build.dockerfile, { line: 1, column: 1 }, '', inRoot ? `no Dockerfile beside ${COMPUTALOT_MANIFEST_PATH}` : `no Dockerfile in the build context ${JSON.stringify(build.context)}`, 'write a Dockerfile that installs the dependencies and copies the code (see `cycle project init --format computalot`), or name yours in "build": {"dockerfile": "…"}'),
+    ];
+  }
+  return [
+    diagnostic('error', COMPUTALOT_MANIFEST_PATH, (await locate()).valueOf(['build', 'dockerfile']), ['build', 'dockerfile'], `the Dockerfile ${JSON.stringify(build.dockerfile)} ${problem(dockerfile, 'file')}; expected a file inside the project`, 'create it, or point "dockerfile" at your Dockerfile (relative to the project root)'),
+  ];
 }
 
 /** The valid project at or above `start` (through the manifest cache), or exit 3 with every problem. */

@@ -1,4 +1,4 @@
-import { LineIndex, PositionMap, type FieldPath } from './positions.js';
+import { LineIndex, PositionMap, type FieldPath, type Position } from './positions.js';
 
 /**
  * Indexes where each key and value of a TOML document is written. smol-toml gives positions
@@ -9,11 +9,31 @@ export function indexTomlPositions(text: string): PositionMap {
   return new TomlScanner(text).scan();
 }
 
+/** A key or [table] written twice: where each definition starts. */
+export interface TomlDuplicate {
+  path: FieldPath;
+  /** `[main]` twice, or a key twice. */
+  kind: 'table' | 'key';
+  first: Position;
+  second: Position;
+}
+
+/**
+ * The keys and tables defined twice, in the order met. smol-toml refuses such a document with
+ * only the second line; this names the key and both lines.
+ */
+export function findTomlDuplicates(text: string): TomlDuplicate[] {
+  const scanner = new TomlScanner(text);
+  scanner.scan();
+  return scanner.duplicates;
+}
+
 class TomlScanner {
   private pos = 0;
   private readonly lines: LineIndex;
   private readonly map = new PositionMap();
   private readonly arrayTableCounts = new Map<string, number>();
+  readonly duplicates: TomlDuplicate[] = [];
 
   constructor(private readonly text: string) {
     this.lines = new LineIndex(text);
@@ -39,6 +59,8 @@ class TomlScanner {
           table = [...keyPath, index];
         } else {
           table = keyPath;
+          const earlier = this.map.get(table);
+          if (earlier) this.duplicates.push({ path: table, kind: 'table', first: earlier.key, second: here });
         }
         this.map.set(table, { key: here, value: here });
         this.skipToLineEnd();
@@ -57,6 +79,8 @@ class TomlScanner {
     if (this.text[this.pos] === '=') this.pos++;
     this.skipInlineSpace();
     const full = [...table, ...keyPath];
+    const earlier = this.map.get(full);
+    if (earlier) this.duplicates.push({ path: full, kind: 'key', first: earlier.key, second: this.lines.at(keyStart) });
     const valueStart = this.pos;
     this.map.set(full, { key: this.lines.at(keyStart), value: this.lines.at(valueStart) });
     this.readValue(full);

@@ -6,6 +6,8 @@ import { suggest } from '../util/suggest.js';
 /** What a field accepts, in words, and how to fix a wrong value. */
 export interface FieldDoc {
   expected: string;
+  /** A valid value to show in "add …" when the field is missing (else one by its type). */
+  example?: string;
   fix?: (raw: unknown) => string | undefined;
 }
 
@@ -82,7 +84,7 @@ export function issuesToDiagnostics(issues: readonly z.core.$ZodIssue[], ctx: Is
               ctx.positions.keyOf(parent),
               path,
               `missing required field \`${key}\`; expected ${doc?.expected ?? issue.expected}`,
-              `add ${ctx.assignment(key, exampleFor(issue.expected))}${parent.length ? ` to ${ctx.container(parent)}` : ''}`,
+              `add ${ctx.assignment(key, doc?.example ?? exampleFor(issue.expected))}${parent.length ? ` to ${ctx.container(parent)}` : ''}`,
             ),
           );
           break;

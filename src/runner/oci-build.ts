@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { CycleError, ExitCode } from '../errors.js';
 import type { DockerDriver } from '../docker/driver.js';
 import { DockerBuildError, type DockerFailure } from '../docker/errors.js';
@@ -7,7 +8,6 @@ import { tarStream } from '../pack/tar.js';
 import { toTarEntries } from '../pack/select.js';
 import { LABELS, repositoryComponent, shortHash } from './images.js';
 import { checkBuildFlags, type BuildMode, type ImageBuildOptions, type ImageBuildResult } from './cycleswap-build.js';
-import type { ValidationCommand } from '../project/computalot.js';
 
 /**
  * An OCI project's image: `docker build` of its context (what an upload ships, honouring
@@ -30,12 +30,17 @@ export async function ensureOciImage(project: ComputalotProject, name: string, o
   }
   const mode: BuildMode = flags.clean ? 'clean' : flags.rebuild ? 'rebuild' : last ? 'incremental' : 'first';
   options.report(mode === 'clean' ? 'building the image without Docker\'s cache (--clean)' : `building the image from the Dockerfile${mode === 'incremental' ? ' (the build context changed)' : ''}`);
-  const entries = await ociBuildContext(project.root);
+  const { build } = project.manifest;
+  const entries = await ociBuildContext(project.root, build);
   const context = toTarEntries(entries);
   let imageId: string;
   try {
     ({ imageId } = await docker.build({
       context: { kind: 'tar', open: () => tarStream(context) },
+      // The tar holds the context folder's files: the Dockerfile path is taken inside it.
+      dockerfile: path.posix.relative(path.posix.normalize(build.context), path.posix.normalize(build.dockerfile)),
+      ...(build.target !== undefined ? { target: build.target } : {}),
+      buildArgs: build.args,
       tags: [tag],
       labels: { [LABELS.project]: name, [LABELS.projectKey]: options.projectKey, [LABELS.buildHash]: hash, [LABELS.base]: 'Dockerfile' },
       noCache: flags.clean,
@@ -85,9 +90,9 @@ export async function runValidationChecks(project: ComputalotProject, imageId: s
     for (const exe of validation.executables) results.push(checkLine(lines, 'executable', exe, output, 'not found on PATH'));
     for (const file of validation.files) results.push(checkLine(lines, 'file', file, output, 'does not exist'));
   }
-  for (const [index, entry] of validation.commands.entries()) {
-    const command: ValidationCommand = Array.isArray(entry) ? { command: entry } : entry;
-    const name = command.name ?? command.command.join(' ');
+  for (const [index, command] of validation.commands.entries()) {
+    // The label names the check (a check without one is labelled with its command).
+    const name = command.label;
     const result = await capture(
       docker,
       { image: imageId, name: containerName(`check-${index}`), entrypoint: command.command[0]!, command: command.command.slice(1), ...(workdir ? { workdir } : {}) },

@@ -3,11 +3,20 @@ import path from 'node:path';
 import { CycleError, ExitCode, usageError } from '../errors.js';
 import type { Mount } from '../docker/driver.js';
 import { statePaths } from '../project/state.js';
-import { VOLUME_NAME_PATTERN } from '../project/names.js';
+import { MANIFEST_VOLUME_PATTERN } from '../project/names.js';
 
 /**
- * Host folders for the manifest's volumes, mounted at /volumes/<name>: `--volume NAME=PATH`,
- * else `<project>/.cycle/volumes/<name>`. A missing folder is an error that names it.
+ * Where a `[main].volumes` entry is mounted in a job container: `/volumes/<name>`, and a
+ * platform volume `builtin/<name>` at `/volumes/builtin/<name>`.
+ */
+export function volumeMountPath(volume: string): string {
+  return `/volumes/${volume}`;
+}
+
+/**
+ * Host folders for the manifest's volumes, mounted at volumeMountPath(name): `--volume NAME=PATH`,
+ * else `<project>/.cycle/volumes/<name>` (`.cycle/volumes/builtin/<name>` for a platform volume).
+ * A missing folder is an error that names it.
  */
 export async function resolveVolumes(root: string, declared: readonly string[], flags: readonly string[], cwd: string): Promise<Mount[]> {
   const given = new Map<string, string>();
@@ -15,7 +24,7 @@ export async function resolveVolumes(root: string, declared: readonly string[], 
     const eq = flag.indexOf('=');
     if (eq <= 0) throw usageError(`--volume ${flag}: expected NAME=PATH`, `e.g. --volume training-data=/data/train`);
     const name = flag.slice(0, eq);
-    if (!VOLUME_NAME_PATTERN.test(name)) throw usageError(`--volume ${flag}: "${name}" is not a volume name`);
+    if (!MANIFEST_VOLUME_PATTERN.test(name)) throw usageError(`--volume ${flag}: "${name}" is not a volume name`);
     if (!declared.includes(name)) {
       throw usageError(
         `--volume ${name}: the manifest declares no volume "${name}"`,
@@ -35,7 +44,7 @@ export async function resolveVolumes(root: string, declared: readonly string[], 
         exitCode: ExitCode.usage,
       });
     }
-    mounts.push({ type: 'bind', source: await fs.realpath(source), target: `/volumes/${name}` });
+    mounts.push({ type: 'bind', source: await fs.realpath(source), target: volumeMountPath(name) });
   }
   return mounts;
 }

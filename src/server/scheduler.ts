@@ -8,6 +8,7 @@ import { tarStream, type TarEntry } from '../pack/tar.js';
 import { runTask } from '../runner/task.js';
 import { taskSpec } from '../runner/spec.js';
 import { listOutputs } from '../runner/outputs.js';
+import { volumeMountPath } from '../runner/volumes.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { deliverCallback } from './callbacks.js';
@@ -192,7 +193,7 @@ export class Scheduler {
       for (const volume of project.manifest.main.volumes) {
         const source = layout.volume(job.project, volume);
         await fs.mkdir(source, { recursive: true });
-        mounts.push({ type: 'bind', source, target: `/volumes/${volume}` });
+        mounts.push({ type: 'bind', source, target: volumeMountPath(volume) });
       }
     }
     if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);

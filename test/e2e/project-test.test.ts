@@ -176,6 +176,24 @@ describe('project test: the run', () => {
     expect(unknown.stderr).toContain('the manifest declares no volume "nope"');
   });
 
+  it('mounts a platform volume builtin/<name> at /volumes/builtin/<name>, locally from .cycle/volumes/builtin/<name>', async () => {
+    const p = await project({ manifest: { volumes: ['builtin/stable-diffusion-v1-5'] }, run: 'cat /volumes/builtin/stable-diffusion-v1-5/model.txt\n' });
+    const missing = await cycle(['project', 'test'], { cwd: p.root });
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('volume "builtin/stable-diffusion-v1-5" has no local folder');
+    expect(missing.stderr).toContain('.cycle/volumes/builtin/stable-diffusion-v1-5');
+    await writeFiles(p.root, { '.cycle/volumes/builtin/stable-diffusion-v1-5/model.txt': 'weights\n' });
+    const ok = await cycle(['project', 'test'], { cwd: p.root });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('weights');
+    const data = await tempDir();
+    await writeFiles(data, { 'model.txt': 'other weights\n' });
+    const given = await cycle(['project', 'test', '--volume', `builtin/stable-diffusion-v1-5=${data}`], { cwd: p.root });
+    await fs.rm(data, { recursive: true, force: true });
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.stdout).toContain('other weights');
+  });
+
   it.each([
     ['FIFO', ['first.txt', 'b/second.txt', 'third.txt']],
     ['LIFO', ['third.txt', 'b/second.txt', 'first.txt']],
@@ -306,7 +324,7 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
         version: 1,
         runtime: { kind: 'oci', workdir: '/workspace' },
         entrypoint: { command: ['python3', 'job.py'] },
-        validation: { executables: ['python3', 'ffmpeg'], files: ['/workspace/weights.bin'], commands: [{ name: 'torch imports', command: ['python3', '-c', 'import torch'] }] },
+        validation: { executables: ['python3', 'ffmpeg'], files: ['/workspace/weights.bin'], commands: [{ label: 'torch imports', command: ['python3', '-c', 'import torch'] }] },
       }),
     });
     const result = await cycle(['project', 'test'], { cwd: p.root });
@@ -325,6 +343,31 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
     expect(listing).toContain('job.py');
     expect(listing).not.toContain('ignored-by-docker.txt');
     expect(listing).not.toContain('.cycle');
+  });
+});
+
+describe('project test: the documented example manifests run', () => {
+  const examples = path.join(import.meta.dirname, '..', 'fixtures', 'manifests');
+  const roots: string[] = [];
+  // The images go with the file's afterAll (by project key, a hash of the path); the folders here.
+  afterAll(async () => {
+    await Promise.all(roots.map((root) => fs.rm(root, { recursive: true, force: true })));
+  });
+  it.each(['docs-minimal', 'docs-build', 'docs-validation', 'docs-runtime-init', 'docs-runtime-services', 'docs-all-sections'])('%s', async (example) => {
+    const root = await tempDir('cycle-e2e-docs-');
+    await fs.cp(path.join(examples, example), root, { recursive: true });
+    const manifestPath = path.join(root, 'computalot.project.json');
+    const name = `e2e-${example}-${Date.now().toString(36)}`;
+    await fs.writeFile(manifestPath, JSON.stringify({ ...JSON.parse(await fs.readFile(manifestPath, 'utf8')), name }));
+    made.push({ root, name });
+    roots.push(root);
+    const result = await cycle(['project', 'test', '--payload', '{"n": 1}'], { cwd: root });
+    expect(result.code, result.stderr).toBe(0);
+    const built = JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { echo: unknown; build_args: string | null };
+    expect(built.echo).toEqual({ n: 1 });
+    // build.target and build.args reach docker build: the stage after the target would fail.
+    expect(built.build_args).toBe(example === 'docs-build' || example === 'docs-all-sections' ? 'python 3.11' : null);
+    if (example === 'docs-validation' || example === 'docs-all-sections') expect(result.stderr).toContain('✓ command json import');
   });
 });
 

@@ -1,8 +1,18 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { run as validate } from '../../src/commands/project/validate.js';
-import { fakeContext, tempDir } from '../helpers/context.js';
+import { fakeContext, tempDir as makeTempDir } from '../helpers/context.js';
+
+const made: string[] = [];
+async function tempDir(): Promise<string> {
+  const dir = await makeTempDir();
+  made.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  await Promise.all(made.map((dir) => fs.rm(dir, { recursive: true, force: true })));
+});
 
 const corpus = path.join(import.meta.dirname, '..', 'fixtures', 'bad-manifests');
 
@@ -48,5 +58,25 @@ describe('bad manifest corpus', () => {
       expect(line, `no line starting ${prefix} in\n${text.stdout.text}`).toBeDefined();
       if (want.field) expect(line).toContain(`${want.field}: `);
     }
+  });
+});
+
+const examples = path.join(import.meta.dirname, '..', 'fixtures', 'manifests');
+const exampleCases = (await fs.readdir(examples)).sort();
+
+describe('documented example manifests (platform-facts.md)', () => {
+  it('has the minimal example, one per documented section and one with all of them', () => {
+    expect(exampleCases).toEqual(expect.arrayContaining(['docs-minimal', 'docs-build', 'docs-validation', 'docs-runtime-init', 'docs-runtime-services', 'docs-all-sections', 'docs-cycleswap']));
+  });
+
+  it.each(exampleCases)('%s: valid, with no error and no warning', async (name) => {
+    const root = await tempDir();
+    await fs.cp(path.join(examples, name), root, { recursive: true });
+    const json = fakeContext({ cwd: root });
+    const code = await validate({ json: true }, json.ctx);
+    const report = JSON.parse(json.stdout.text) as { valid: boolean; diagnostics: unknown[] };
+    expect(report.diagnostics).toEqual([]);
+    expect(code).toBe(0);
+    expect(report.valid).toBe(true);
   });
 });

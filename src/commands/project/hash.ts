@@ -16,7 +16,7 @@ export async function run(options: HashOptions, ctx: Context): Promise<number> {
     const result = await computalotBuildHash(project);
     if (options.json) ctx.ui.json({ hash: result.hash, format: project.format, files: result.files.length });
     else ctx.ui.out(result.hash);
-    if (options.explain) ctx.ui.info('--explain compares .cycleswap/ builds; an OCI project is rebuilt when any file of its Docker build context changes');
+    if (options.explain) ctx.ui.info('--explain compares .cycleswap/ builds; an OCI project is rebuilt when any file of its Docker build context, or its "build" settings, change');
     return ExitCode.ok;
   }
   return cycleswapHash(project, options, ctx);
