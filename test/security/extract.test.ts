@@ -151,6 +151,22 @@ describe('extraction: limits are counted before anything is written', () => {
   });
 });
 
+describe('extraction: the cost of an entry does not grow with the links before it', () => {
+  it('10,000 links then 100,000 more entries: seconds of CPU, not a quadratic freeze', async () => {
+    // The old check compared every entry with every earlier link (100k links froze a server for
+    // 25 s). Repeated folder entries cost the extractor almost nothing, so only such a
+    // comparison could make this slow. CPU time, unlike wall time, hardly depends on the load.
+    const links = Array.from({ length: 10_000 }, (_, i): RawEntry => ({ name: `links/l${i}`, type: '2', linkname: `../d/f${i}` }));
+    const folders = Array.from({ length: 100_000 }, (): RawEntry => ({ name: 'd/', type: '5' }));
+    const gz = rawTarGz([{ name: 'links/', type: '5' }, ...links, ...folders]);
+    const before = process.cpuUsage();
+    await settlesWithin(120_000, 'extractTarball', extractTarball(chunked(gz), tree, { maxBytes: 1 << 20, maxFiles: 200_000 }));
+    const used = process.cpuUsage(before);
+    expect((used.user + used.system) / 1e6).toBeLessThan(12);
+    expect((await fs.readdir(path.join(tree, 'links'))).length).toBe(10_000);
+  }, 180_000);
+});
+
 describe('extraction: every failure settles and cleans up', () => {
   const bigFile: RawEntry = { name: 'big.bin', body: randomBytes(2 << 20) };
 
