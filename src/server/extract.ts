@@ -105,6 +105,8 @@ async function feed(source: Readable, tree: TreeWriter): Promise<void> {
     }
   }).catch((error: unknown) => {
     if (stopped !== undefined) throw stopped;
+    // Returning at the end marker aborts the streams before it: the archive itself is whole.
+    if (endOfArchive) return;
     // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR for a cut-off stream) are the client's.
     if (errnoCode(error)?.startsWith('Z_')) throw new UnsafeTarball(`not a valid .tar.gz: ${(error as Error).message}`);
     throw error;

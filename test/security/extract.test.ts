@@ -145,6 +145,23 @@ describe('extraction: limits are counted before anything is written', () => {
     await expectRefused(roots, /too many entries: more than 50/, { maxBytes: 1 << 20, maxFiles: 50 });
   });
 
+  it('refuses a tar stream far longer than its entries need (a pax-header bomb)', async () => {
+    // Pax headers are not entries: only the length of the tar stream bounds them.
+    const padding = paxHeader({ comment: 'a'.repeat(512 * 1024) });
+    await expectRefused([...Array.from({ length: 40 }, () => padding), { name: 'a.txt', body: 'a' }], /too large: more than \d+ bytes of tar/, { maxBytes: 1 << 20, maxFiles: 10 });
+  });
+
+  it('reads nothing past the end-of-archive marker', async () => {
+    const tar = rawTar([{ name: 'a.txt', body: 'a' }]);
+    const gz = gzipSync(Buffer.concat([tar, Buffer.alloc(128 << 20)]));
+    const before = process.cpuUsage();
+    await expect(settlesWithin(20_000, 'extractTarball', extractTarball(chunked(gz), tree, LIMITS))).resolves.toEqual({ files: 1, bytes: 1 });
+    const used = process.cpuUsage(before);
+    // Inflating the 128 MiB of zeros alone takes about half a second of CPU.
+    expect((used.user + used.system) / 1e6).toBeLessThan(0.25);
+    expect(await fs.readFile(path.join(tree, 'a.txt'), 'utf8')).toBe('a');
+  });
+
   it('stops at the first entry past the limit', async () => {
     const many = Array.from({ length: 5000 }, (_, i): RawEntry => ({ name: `f${i}`, body: '' }));
     await expectRefused(many, /too many entries: more than 10/, { maxBytes: 1 << 20, maxFiles: 10 });
