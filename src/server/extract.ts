@@ -212,7 +212,8 @@ class TreeWriter {
     if (entry.type === 'SymbolicLink') {
       if (existing) throw alreadyThere(name, existing, 'a symlink');
       const target = entry.linkpath ?? '';
-      if (target === '' || target.includes('\0') || path.posix.isAbsolute(target) || /^[A-Za-z]:/.test(target)) {
+      if (target === '' || target.includes('\0')) throw new UnsafeTarball(`symlink "${shown(entry.path)}" has an empty or NUL-containing target`);
+      if (path.posix.isAbsolute(target) || /^[A-Za-z]:/.test(target)) {
         throw new UnsafeTarball(`symlink "${shown(entry.path)}" points to an absolute path (${shown(target)})`);
       }
       if (!(await this.staysInside(parentParts(name), target))) throw new UnsafeTarball(`symlink "${shown(entry.path)}" points outside the project (${shown(target)})`);
