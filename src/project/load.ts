@@ -51,6 +51,14 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
+/** The formats whose marker sits in `dir` itself: none, one, or (an error) both. */
+export async function projectFormatsAt(dir: string): Promise<ProjectFormat[]> {
+  const formats: ProjectFormat[] = [];
+  if (await exists(path.join(dir, '.cycleswap'))) formats.push('cycleswap');
+  if (await exists(path.join(dir, COMPUTALOT_MANIFEST_PATH))) formats.push('computalot');
+  return formats;
+}
+
 /** Walks up from `start` to the folder holding `.cycleswap/` or `computalot.project.json`. */
 export async function findProjectRoot(start: string): Promise<{ root: string; format: ProjectFormat }> {
   const found = await locateProject(start);
@@ -66,17 +74,16 @@ export async function findProjectRoot(start: string): Promise<{ root: string; fo
 export async function locateProject(start: string): Promise<{ root: string; format: ProjectFormat } | undefined> {
   let dir = path.resolve(start);
   for (;;) {
-    const cycleswap = await exists(path.join(dir, '.cycleswap'));
-    const computalot = await exists(path.join(dir, COMPUTALOT_MANIFEST_PATH));
-    if (cycleswap && computalot) {
+    const formats = await projectFormatsAt(dir);
+    if (formats.length > 1) {
       throw new CycleError({
         message: `${dir} has both .cycleswap/ and ${COMPUTALOT_MANIFEST_PATH}; a project has one format`,
         hint: 'remove the one you do not use',
         exitCode: ExitCode.invalidProject,
       });
     }
-    if (cycleswap) return { root: dir, format: 'cycleswap' };
-    if (computalot) return { root: dir, format: 'computalot' };
+    const [format] = formats;
+    if (format !== undefined) return { root: dir, format };
     const parent = path.dirname(dir);
     if (parent === dir) return undefined;
     dir = parent;
@@ -115,8 +122,14 @@ export interface CheckOptions {
   useCache?: boolean;
 }
 
+/** Checks the project at or above `start` (the folder a command runs in). */
 export async function checkProject(start: string, options: CheckOptions = {}): Promise<ProjectCheck> {
   const { root, format } = await findProjectRoot(start);
+  return checkProjectAt(root, format, options);
+}
+
+/** Checks the project rooted exactly at `root`, searching nowhere else (the server's trees). */
+export async function checkProjectAt(root: string, format: ProjectFormat, options: CheckOptions = {}): Promise<ProjectCheck> {
   const check = format === 'cycleswap' ? await checkCycleswap(root, options) : await checkComputalot(root, options);
   return { ...check, diagnostics: sortDiagnostics(check.diagnostics) };
 }

@@ -1,156 +1,382 @@
-import { createWriteStream } from 'node:fs';
-import fs from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
+import { errnoCode } from '../errors.js';
 
 export interface ExtractLimits {
-  /** Total bytes of all files. */
+  /** Total bytes of all files, hard-linked copies included. */
   maxBytes: number;
+  /** Entries of any kind, counted before each is written. */
   maxFiles: number;
 }
 
+/** The archive is refused: the client's fault (a 400), the message names the entry. */
 export class UnsafeTarball extends Error {
   constructor(message: string) {
     super(message);
   }
 }
 
+/** The archive was fine but the server could not write it (disk full, permissions): a 500. */
+export class ExtractFailed extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
 const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
+/** New files only: never through a link, never over something already there. */
+const CREATE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+const READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW;
+/** Links followed while resolving one target: Linux's own limit (MAXSYMLINKS). */
+const MAX_LINK_HOPS = 40;
+/** Longest entry name quoted in a message. */
+const SHOWN_NAME_CHARS = 120;
 
 /**
- * Extracts a (gzipped) tarball into `dest`, a new folder, refusing anything unsafe: absolute
- * paths, `..`, paths through a symlink, links that point outside, hard links to anything but
- * a file of the same archive, devices and fifos, and more files or bytes than the limits.
- * On refusal, `dest` is removed: nothing is left behind.
+ * Extracts a gzipped tarball into `dest`, a new folder: strictly in order, one entry at a time,
+ * each checked against what is already on disk. Refused (UnsafeTarball): absolute names, `..`
+ * in names, anything under a symlink or a file, symlinks whose target, followed through the
+ * links already extracted, leaves the tree (or could, once a missing folder on its way becomes
+ * a link), a name that is already a symlink or a folder of another kind, hard links to anything
+ * but an earlier file, devices, fifos, and more entries or bytes than the limits (counted before
+ * anything is written). Files are created with O_EXCL | O_NOFOLLOW, so nothing can redirect a
+ * write. On any failure `dest` is removed and the promise settles: nothing is left behind.
  */
 export async function extractTarball(source: Readable, dest: string, limits: ExtractLimits): Promise<{ files: number; bytes: number }> {
-  await fs.mkdir(dest, { recursive: false });
-  const realDest = await fs.realpath(dest);
-  let files = 0;
-  let bytes = 0;
-  let failure: Error | undefined;
-  const regular = new Set<string>();
-  const links = new Set<string>();
-  const pending: Array<Promise<void>> = [];
-
-  const parser = new Parser({ strict: true });
-  const fail = (error: Error): void => {
-    failure ??= error;
-    source.unpipe?.(parser);
+  await fs.mkdir(dest, { mode: 0o755 });
+  const tree = new TreeWriter(await fs.realpath(dest), limits);
+  try {
+    await feed(source, tree);
+    return { files: tree.entries, bytes: tree.bytes };
+  } catch (error) {
     source.destroy();
-  };
+    await tree.abandon();
+    await fs.rm(dest, { recursive: true, force: true });
+    throw asExtractError(error);
+  }
+}
 
-  parser.on('entry', (entry: ReadEntry) => {
-    if (failure) {
-      entry.resume();
-      return;
-    }
-    try {
-      const work = handleEntry(entry);
-      pending.push(work.catch((error: Error) => fail(error)));
-    } catch (error) {
-      entry.resume();
-      fail(error as Error);
-    }
+/**
+ * Decompresses and parses the archive chunk by chunk; after each chunk, the entries it
+ * completed are written before the next chunk is read. The parser hands out one entry at a
+ * time (the next only once the previous has ended), so order is the archive's.
+ */
+async function feed(source: Readable, tree: TreeWriter): Promise<void> {
+  const parser = new Parser({ strict: true });
+  let parseError: Error | undefined;
+  let endOfArchive = false;
+  parser.on('entry', (entry: ReadEntry) => tree.queue(entry));
+  // Unknown entry types and oversized pax headers: refused, not silently skipped.
+  parser.on('ignoredEntry', (entry: ReadEntry) => tree.queue(entry));
+  parser.on('error', (error: Error) => {
+    parseError ??= error;
   });
+  parser.on('eof', () => {
+    endOfArchive = true;
+  });
+  const check = (): void => {
+    if (parseError) throw new UnsafeTarball(`not a valid .tar.gz: ${parseError.message}`);
+  };
+  // The tar stream itself may be at most this long: file bytes, a header and padding per entry,
+  // and pax headers (long names). This bounds the CPU a small, highly compressed upload costs.
+  const maxTarBytes = tree.limits.maxBytes + (tree.limits.maxFiles + 2) * 8192;
+  let tarBytes = 0;
+  // The consumer's own error, which pipeline may report as an abort of the streams before it.
+  let stopped: unknown;
+  await pipeline(source, createGunzip(), async (tar: AsyncIterable<Buffer>) => {
+    try {
+      for await (const chunk of tar) {
+        tarBytes += chunk.length;
+        if (tarBytes > maxTarBytes) throw new UnsafeTarball(`too large: more than ${maxTarBytes} bytes of tar`);
+        parser.write(chunk);
+        check();
+        await tree.writeQueued();
+        check();
+        if (endOfArchive) return; // what follows the end marker is never read
+      }
+    } catch (error) {
+      stopped = error;
+      throw error;
+    }
+  }).catch((error: unknown) => {
+    if (stopped !== undefined) throw stopped;
+    // Returning at the end marker aborts the streams before it: the archive itself is whole.
+    if (endOfArchive) return;
+    // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR for a cut-off stream) are the client's.
+    if (errnoCode(error)?.startsWith('Z_')) throw new UnsafeTarball(`not a valid .tar.gz: ${(error as Error).message}`);
+    throw error;
+  });
+  parser.end();
+  check();
+  await tree.writeQueued();
+  check();
+  if (tree.busy()) throw new UnsafeTarball('not a valid .tar.gz: the archive ends inside an entry');
+}
 
-  const handleEntry = (entry: ReadEntry): Promise<void> => {
+type Node = { kind: 'folder' } | { kind: 'file'; size: number } | { kind: 'symlink' };
+
+/** Writes entries under `root`, keeping a map of what it created (the tree holds nothing else). */
+class TreeWriter {
+  entries = 0;
+  bytes = 0;
+  /** By relative name; the root itself is the folder ''. */
+  private readonly nodes = new Map<string, Node>([['', { kind: 'folder' }]]);
+  private readonly pending: ReadEntry[] = [];
+  /** A file whose body is still arriving. */
+  private open: { entry: ReadEntry; name: string; handle: FileHandle } | undefined;
+
+  constructor(
+    readonly root: string,
+    readonly limits: ExtractLimits,
+  ) {}
+
+  /** Limits are checked here, as each header is parsed, before anything is written. */
+  queue(entry: ReadEntry): void {
+    this.pending.push(entry);
+    this.entries++;
+    if (this.entries > this.limits.maxFiles) throw new UnsafeTarball(`too many entries: more than ${this.limits.maxFiles}`);
+    this.count(entry.size ?? 0);
+  }
+
+  busy(): boolean {
+    return this.open !== undefined || this.pending.length > 0;
+  }
+
+  /** Writes what the parser has handed out so far, returning when it needs more input. */
+  async writeQueued(): Promise<void> {
+    for (;;) {
+      if (this.open) {
+        const { entry, handle } = this.open;
+        const chunk: Buffer | null = entry.read();
+        if (chunk !== null) {
+          await writeAll(handle, chunk);
+          continue;
+        }
+        if (!entry.emittedEnd) return; // the rest of the body is in the next chunk
+        this.open = undefined;
+        await handle.close();
+        continue;
+      }
+      const entry = this.pending.shift();
+      if (!entry) return;
+      try {
+        await this.start(entry);
+      } catch (error) {
+        throw asExtractError(error, shown(entry.path));
+      }
+    }
+  }
+
+  /** After a failure: closes the file being written so the tree can be removed. */
+  async abandon(): Promise<void> {
+    const open = this.open;
+    this.open = undefined;
+    await open?.handle.close().catch(() => undefined);
+  }
+
+  private count(size: number): void {
+    this.bytes += size;
+    if (this.bytes > this.limits.maxBytes) throw new UnsafeTarball(`too large: more than ${this.limits.maxBytes} bytes of files`);
+  }
+
+  private async start(entry: ReadEntry): Promise<void> {
+    const isFile = FILE_TYPES.has(entry.type);
+    if (!isFile) entry.resume(); // no body to keep; the parser moves on once it has ended
+    if (entry.ignore || !(isFile || ['Directory', 'SymbolicLink', 'Link'].includes(entry.type))) {
+      throw new UnsafeTarball(`entry "${shown(entry.path)}" is a ${describeType(entry.type)}; only files, folders, symlinks and hard links are allowed`);
+    }
     const name = safeName(entry.path);
     if (name === undefined) {
-      entry.resume();
-      return Promise.resolve(); // "./" itself
+      if (entry.type === 'Directory') return; // "./": the root itself
+      throw new UnsafeTarball(`entry "${shown(entry.path)}" names the project's root folder, which only a folder entry may`);
     }
-    const target = path.join(realDest, name);
-    files++;
-    if (files > limits.maxFiles) throw new UnsafeTarball(`too many entries: more than ${limits.maxFiles}`);
-    for (const link of links) {
-      if (name.startsWith(`${link}/`)) throw new UnsafeTarball(`entry "${entry.path}" goes through the symlink "${link}"`);
-    }
-    if (entry.type === 'Directory') {
-      entry.resume();
-      return fs.mkdir(target, { recursive: true, mode: 0o755 }).then(() => undefined);
-    }
-    if (FILE_TYPES.has(entry.type)) {
-      bytes += entry.size;
-      if (bytes > limits.maxBytes) throw new UnsafeTarball(`too large: more than ${limits.maxBytes} bytes of files`);
-      regular.add(name);
-      const mode = (entry.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
-      return (async () => {
-        await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-        await assertNoLinkOnPath(realDest, name);
-        await pipeline(entry, createWriteStream(target, { mode, flags: 'w' }));
-      })();
-    }
-    if (entry.type === 'SymbolicLink') {
-      entry.resume();
-      const linkTarget = entry.linkpath ?? '';
-      if (linkTarget === '' || path.posix.isAbsolute(linkTarget) || /^[A-Za-z]:/.test(linkTarget)) {
-        throw new UnsafeTarball(`symlink "${entry.path}" points to an absolute path (${linkTarget})`);
-      }
-      const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(name), linkTarget));
-      if (resolved === '..' || resolved.startsWith('../')) throw new UnsafeTarball(`symlink "${entry.path}" points outside the project (${linkTarget})`);
-      links.add(name);
-      return (async () => {
-        await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-        await assertNoLinkOnPath(realDest, name);
-        await fs.symlink(linkTarget, target);
-      })();
-    }
-    if (entry.type === 'Link') {
-      entry.resume();
-      let linkTarget: string | undefined;
-      try {
-        linkTarget = safeName(entry.linkpath ?? '');
-      } catch {
-        linkTarget = undefined;
-      }
-      if (linkTarget === undefined || !regular.has(linkTarget)) {
-        throw new UnsafeTarball(`hard link "${entry.path}" points to ${entry.linkpath}, which is not a file of this archive`);
-      }
-      regular.add(name);
-      return (async () => {
-        await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-        await assertNoLinkOnPath(realDest, name);
-        await fs.copyFile(path.join(realDest, linkTarget), target);
-      })();
-    }
-    entry.resume();
-    throw new UnsafeTarball(`entry "${entry.path}" is a ${describeType(entry.type)}; only files, folders and symlinks are allowed`);
-  };
+    await this.ensureParents(name);
+    const existing = this.nodes.get(name);
+    const absolute = path.join(this.root, name);
 
-  try {
-    await pipeline(source, parser).catch((error: Error) => {
-      if (!failure) failure = isMalformedTarball(error) ? new UnsafeTarball(`not a valid .tar.gz: ${error.message}`) : error;
-    });
-    await Promise.all(pending);
-    if (failure) throw failure;
-    return { files, bytes };
-  } catch (error) {
-    await fs.rm(dest, { recursive: true, force: true });
-    throw error;
+    if (entry.type === 'Directory') {
+      if (existing?.kind === 'folder') return;
+      if (existing) throw alreadyThere(name, existing, 'a folder');
+      await fs.mkdir(absolute, { mode: 0o755 });
+      this.nodes.set(name, { kind: 'folder' });
+      return;
+    }
+    // A later file of the same name replaces an earlier file (as tar does); nothing else is
+    // replaced: a link or folder changed later would change what earlier links resolve to.
+    if (existing && existing.kind !== 'file') throw alreadyThere(name, existing, entry.type === 'SymbolicLink' ? 'a symlink' : 'a file');
+    if (entry.type === 'SymbolicLink') {
+      if (existing) throw alreadyThere(name, existing, 'a symlink');
+      const target = entry.linkpath ?? '';
+      if (target === '' || target.includes('\0')) throw new UnsafeTarball(`symlink "${shown(entry.path)}" has an empty or NUL-containing target`);
+      if (path.posix.isAbsolute(target) || /^[A-Za-z]:/.test(target)) {
+        throw new UnsafeTarball(`symlink "${shown(entry.path)}" points to an absolute path (${shown(target)})`);
+      }
+      if (!(await this.staysInside(parentParts(name), target))) throw new UnsafeTarball(`symlink "${shown(entry.path)}" points outside the project (${shown(target)})`);
+      await fs.symlink(target, absolute);
+      this.nodes.set(name, { kind: 'symlink' });
+      return;
+    }
+    if (existing) {
+      await fs.unlink(absolute);
+      this.nodes.delete(name);
+    }
+    const mode = (entry.mode ?? 0o644) & 0o111 ? 0o755 : 0o644;
+    if (entry.type === 'Link') {
+      await this.copyHardLink(entry, name, absolute);
+      return;
+    }
+    const handle = await fs.open(absolute, CREATE_FLAGS, mode);
+    this.nodes.set(name, { kind: 'file', size: entry.size ?? 0 });
+    this.open = { entry, name, handle };
   }
+
+  /** Every folder above `name` is a folder this archive made (created here when missing). */
+  private async ensureParents(name: string): Promise<void> {
+    const parts = name.split('/');
+    let prefix = '';
+    for (const part of parts.slice(0, -1)) {
+      prefix = prefix === '' ? part : `${prefix}/${part}`;
+      const node = this.nodes.get(prefix);
+      if (node?.kind === 'folder') continue;
+      if (node?.kind === 'symlink') throw new UnsafeTarball(`entry "${shown(name)}" goes through the symlink "${shown(prefix)}"`);
+      if (node?.kind === 'file') throw new UnsafeTarball(`entry "${shown(name)}" goes through "${shown(prefix)}", which is a file`);
+      await fs.mkdir(path.join(this.root, prefix), { mode: 0o755 });
+      this.nodes.set(prefix, { kind: 'folder' });
+    }
+  }
+
+  /**
+   * Hard links become copies of an earlier regular file of this archive, named exactly (not
+   * through a link), and their bytes count toward the limit.
+   */
+  private async copyHardLink(entry: ReadEntry, name: string, absolute: string): Promise<void> {
+    let targetName: string | undefined;
+    try {
+      targetName = safeName(entry.linkpath ?? '');
+    } catch {
+      targetName = undefined;
+    }
+    const target = targetName === undefined ? undefined : this.nodes.get(targetName);
+    if (targetName === undefined || target?.kind !== 'file') {
+      throw new UnsafeTarball(`hard link "${shown(entry.path)}" points to "${shown(entry.linkpath ?? '')}", which is not a file earlier in this archive`);
+    }
+    this.count(target.size);
+    const source = await fs.open(path.join(this.root, targetName), READ_FLAGS);
+    try {
+      const stat = await source.stat();
+      const copy = await fs.open(absolute, CREATE_FLAGS, stat.mode & 0o777);
+      this.nodes.set(name, { kind: 'file', size: target.size });
+      try {
+        const buffer = Buffer.allocUnsafe(Math.min(1 << 20, Math.max(1, stat.size)));
+        for (;;) {
+          const { bytesRead } = await source.read(buffer, 0, buffer.length, null);
+          if (bytesRead === 0) break;
+          await writeAll(copy, buffer.subarray(0, bytesRead));
+        }
+      } finally {
+        await copy.close();
+      }
+    } finally {
+      await source.close();
+    }
+  }
+
+  /**
+   * Whether a symlink in folder `from` with this target resolves inside the tree, following the
+   * links on disk as the kernel would: ".." after a link climbs from where the link led. A
+   * component that does not exist yet may later become a link (checked then, to stay inside),
+   * so what follows it must not climb. Cost: one lstat per component and link followed.
+   */
+  private async staysInside(from: string[], target: string): Promise<boolean> {
+    const at = [...from]; // real folders only, from the root
+    const todo = target.split('/').reverse(); // a stack: the next component last
+    let hops = 0;
+    while (todo.length > 0) {
+      const part = todo.pop()!;
+      if (part === '' || part === '.') continue;
+      if (part === '..') {
+        if (at.length === 0) return false;
+        at.pop();
+        continue;
+      }
+      const here = path.join(this.root, ...at, part);
+      const stat = await fs.lstat(here).catch((error: unknown) => {
+        if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined;
+        throw error;
+      });
+      if (stat?.isSymbolicLink()) {
+        if (++hops > MAX_LINK_HOPS) return false;
+        const next = await fs.readlink(here);
+        if (path.posix.isAbsolute(next)) return false;
+        todo.push(...next.split('/').reverse());
+        continue;
+      }
+      if (stat?.isDirectory()) {
+        at.push(part);
+        continue;
+      }
+      // Missing, or a file (which stays a file): the rest is resolved later, if ever.
+      return !todo.includes('..');
+    }
+    return true;
+  }
+}
+
+async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
+  let written = 0;
+  while (written < chunk.length) written += (await handle.write(chunk, written, chunk.length - written)).bytesWritten;
+}
+
+function parentParts(name: string): string[] {
+  return name.split('/').slice(0, -1);
+}
+
+function alreadyThere(name: string, existing: Node, wanted: string): UnsafeTarball {
+  const what = existing.kind === 'folder' ? 'a folder' : existing.kind === 'file' ? 'a file' : 'a symlink';
+  return new UnsafeTarball(`entry "${shown(name)}" is ${wanted}, but "${shown(name)}" is already ${what} earlier in this archive; each name may appear once (a file may be replaced by a later file)`);
 }
 
 /** The normalized relative name, undefined for the root itself; throws for unsafe names. */
 function safeName(raw: string): string | undefined {
   if (raw.includes('\0')) throw new UnsafeTarball(`entry name contains a NUL byte`);
-  if (raw.startsWith('/') || /^[A-Za-z]:[\\/]/.test(raw) || raw.startsWith('\\')) throw new UnsafeTarball(`entry "${raw}" has an absolute path`);
+  if (raw.startsWith('/') || /^[A-Za-z]:[\\/]/.test(raw) || raw.startsWith('\\')) throw new UnsafeTarball(`entry "${shown(raw)}" has an absolute path`);
   const parts = raw.split(/[\\/]+/).filter((part) => part !== '' && part !== '.');
-  if (parts.includes('..')) throw new UnsafeTarball(`entry "${raw}" escapes the project with ".."`);
+  if (parts.includes('..')) throw new UnsafeTarball(`entry "${shown(raw)}" escapes the project with ".."`);
   return parts.length === 0 ? undefined : parts.join('/');
 }
 
-/** No component of `name` (under root) may be a symlink: writing through one could land anywhere. */
-async function assertNoLinkOnPath(root: string, name: string): Promise<void> {
-  const parts = name.split('/');
-  let current = root;
-  for (const part of parts) {
-    current = path.join(current, part);
-    const stat = await fs.lstat(current).catch(() => undefined);
-    if (!stat) return;
-    if (stat.isSymbolicLink()) throw new UnsafeTarball(`entry "${name}" goes through a symlink`);
+function shown(name: string): string {
+  return name.length > SHOWN_NAME_CHARS ? `${name.slice(0, SHOWN_NAME_CHARS)}…` : name;
+}
+
+/**
+ * What the caller may show: refusals as they are; filesystem errors by entry name and code,
+ * never with the host path Node puts in its messages.
+ */
+function asExtractError(error: unknown, entryName?: string): Error {
+  if (error instanceof UnsafeTarball || error instanceof ExtractFailed) return error;
+  const code = errnoCode(error);
+  const entry = entryName === undefined ? 'the archive' : `entry "${entryName}"`;
+  switch (code) {
+    case 'ENAMETOOLONG':
+      return new UnsafeTarball(`${entry}: name too long for the server's filesystem (at most 255 bytes per folder or file name)`);
+    case 'EEXIST':
+    case 'ENOTDIR':
+    case 'EISDIR':
+    case 'ELOOP':
+    case 'EINVAL':
+    case 'EILSEQ':
+      // Two names the archive spells differently but the filesystem takes as one (case, Unicode).
+      return new UnsafeTarball(`${entry} cannot be created (${code}): it collides with an earlier entry or is not a valid name here`);
+    case undefined:
+      return error instanceof Error ? error : new Error(String(error));
+    default:
+      return new ExtractFailed(`the server could not write ${entry} (${code})`, { cause: error });
   }
 }
 
@@ -165,10 +391,4 @@ function describeType(type: string): string {
     default:
       return `"${type}" entry`;
   }
-}
-
-/** node-tar's codes for bytes that are not a valid tarball (a gzip stream it cannot inflate is TAR_ABORT). */
-function isMalformedTarball(error: Error): boolean {
-  const tarCode = 'tarCode' in error ? error.tarCode : undefined;
-  return tarCode === 'TAR_BAD_ARCHIVE' || tarCode === 'TAR_ENTRY_INVALID' || tarCode === 'TAR_ABORT';
 }

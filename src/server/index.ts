@@ -44,6 +44,9 @@ export interface RunningServer {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const layout = dataLayout(options.dataDir);
   await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  // Pushes in progress when the server stopped left their temp files: nothing there is live.
+  await fs.rm(layout.tmp, { recursive: true, force: true });
+  await fs.mkdir(layout.tmp, { mode: 0o700 });
   const { token, created } = await loadToken(layout.token);
   const db = openDatabase(layout.db);
   const events = new EventLog(db);

@@ -8,7 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import type { ProjectStatus, PushResponse } from '../api/schemas.js';
 import { KV_KEY_PATTERN } from '../api/schemas.js';
 import type { DockerDriver } from '../docker/driver.js';
-import { checkProject, type Project } from '../project/load.js';
+import { checkProjectAt, projectFormatsAt, type Project } from '../project/load.js';
+import { COMPUTALOT_MANIFEST_PATH } from '../project/paths.js';
 import { formatDiagnostic } from '../project/diagnostics.js';
 import { collectBuildInputs } from '../build/hash.js';
 import { ensureCycleswapImage, DEFAULT_MAX_LAYERS, type ImageBuildOptions } from '../runner/cycleswap-build.js';
@@ -16,7 +17,7 @@ import type { BuildRecord, BuildStore } from '../runner/build-store.js';
 import { LABELS } from '../runner/images.js';
 import { type DB, now, parseJson } from './db.js';
 import type { EventLog } from './events.js';
-import { extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
+import { ExtractFailed, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
 import { HttpError } from './http.js';
 import type { Layout } from './layout.js';
 import { isCycleError } from '../errors.js';
@@ -96,7 +97,7 @@ export class ProjectService {
       },
     });
     try {
-      await pipeline(req, meter, createWriteStream(upload));
+      await pipeline(req, meter, createWriteStream(upload, { flags: 'wx' }));
       if (size === 0) throw new HttpError(400, 'empty_body', 'the request body is empty: send the project as a .tar.gz');
       const contentHash = hash.digest('hex');
       const current = this.active(name);
@@ -107,9 +108,19 @@ export class ProjectService {
         await extractTarball(createReadStream(upload), tree, limits);
       } catch (error) {
         if (error instanceof UnsafeTarball) throw new HttpError(400, 'unsafe_tarball', `refused: ${error.message}`);
+        if (error instanceof ExtractFailed) throw new HttpError(500, 'extract_failed', error.message);
         throw error;
       }
-      const check = await checkProject(tree);
+      // The project is the tarball's root: never a folder above it (that is the server's own).
+      const formats = await projectFormatsAt(tree);
+      const [format] = formats;
+      if (format === undefined) {
+        throw new HttpError(422, 'invalid_project', `no project at the root of the tarball: it needs .cycleswap/ (with manifest.toml) or ${COMPUTALOT_MANIFEST_PATH} at its top level; pack the project folder itself (\`cycle project upload\` from inside it)`);
+      }
+      if (formats.length > 1) {
+        throw new HttpError(422, 'invalid_project', `the tarball has both .cycleswap/ and ${COMPUTALOT_MANIFEST_PATH} at its root; a project has one format: remove the one you do not use`);
+      }
+      const check = await checkProjectAt(tree, format);
       if (!check.project) {
         const problems = check.diagnostics.filter((d) => d.severity === 'error').flatMap((d) => formatDiagnostic(d));
         throw new HttpError(422, 'invalid_project', `the project is invalid:\n${problems.join('\n')}`);
@@ -215,7 +226,7 @@ export class ProjectService {
     if (cached) return cached;
     const revision = this.revision(name, number);
     if (!revision) throw new Error(`no revision ${number} of ${name}`);
-    const check = await checkProject(this.options.layout.tree(revision.content_hash));
+    const check = await checkProjectAt(this.options.layout.tree(revision.content_hash), revision.format);
     if (!check.project) throw new Error(`revision ${number} of ${name} no longer validates`);
     this.loaded.set(key, check.project);
     return check.project;

@@ -3,7 +3,8 @@ import { gzipSync } from 'node:zlib';
 /** Raw tar entries, malicious ones included: the server must refuse what our packer never makes. */
 export interface RawEntry {
   name: string;
-  type?: '0' | '1' | '2' | '3' | '4' | '5' | '6';
+  /** 'x': a pax extended header for the next entry (see `paxHeader`). */
+  type?: '0' | '1' | '2' | '3' | '4' | '5' | '6' | 'x';
   body?: string | Buffer;
   linkname?: string;
   mode?: number;
@@ -46,6 +47,19 @@ export function rawTar(entries: RawEntry[]): Buffer {
   }
   parts.push(Buffer.alloc(1024));
   return Buffer.concat(parts);
+}
+
+/** A pax header giving the next entry a name longer than ustar's 100 bytes. */
+export function paxHeader(records: Record<string, string>): RawEntry {
+  let body = '';
+  for (const [key, value] of Object.entries(records)) {
+    const line = ` ${key}=${value}\n`;
+    // The length prefix counts itself: grow it until the total is stable.
+    let length = Buffer.byteLength(line) + 1;
+    while (String(length).length + Buffer.byteLength(line) !== length) length = String(length).length + Buffer.byteLength(line);
+    body += `${length}${line}`;
+  }
+  return { name: 'PaxHeader', type: 'x', body };
 }
 
 export function rawTarGz(entries: RawEntry[]): Buffer {
