@@ -211,10 +211,11 @@ export class ApiClient {
   }
 
   /** Pushes are content-addressed: the same bytes make no second revision, so a retry is safe. */
-  push(name: string, upload: UploadBody, flags: { rebuild?: boolean; clean?: boolean; buildHash?: string }) {
+  push(name: string, upload: UploadBody, flags: { rebuild?: boolean; clean?: boolean; buildHash?: string }, signal?: AbortSignal) {
     return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/push`, {
       schema: pushResponseSchema,
       upload,
+      ...(signal ? { signal } : {}),
       query: { rebuild: flags.rebuild ? 1 : undefined, clean: flags.clean ? 1 : undefined },
       idempotencyKey: randomUUID(),
       ...(flags.buildHash ? { headers: { 'x-cycle-build-hash': flags.buildHash } } : {}),
@@ -222,9 +223,9 @@ export class ApiClient {
   }
 
   /** The project's status, or undefined when the server has never seen it. */
-  async status(name: string) {
+  async status(name: string, signal?: AbortSignal) {
     // request() checks the schema for 2xx answers only; a 404 is an answer here, not an error.
-    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, { schema: projectStatusSchema, accept: [404] });
+    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, { schema: projectStatusSchema, accept: [404], ...(signal ? { signal } : {}) });
     return answer.status === 404 ? undefined : answer.body;
   }
 

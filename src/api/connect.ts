@@ -25,6 +25,7 @@ export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<A
       exitCode: ExitCode.usage,
     });
   }
+  if (settings.tokenWithheld) throw new CycleError({ ...settings.tokenWithheld, exitCode: ExitCode.auth });
   const { ApiClient } = await import('./client.js');
   const seconds = Number(ctx.env.CYCLE_HTTP_TIMEOUT);
   const attempts = Number(ctx.env.CYCLE_HTTP_RETRIES);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { isInside } from '../util/paths.js';
+import { isInside, joinInside } from '../util/paths.js';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -37,6 +37,9 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
   if (options.ids.length === 0 && !options.job) throw usageError('which artifacts? give artifact ids, or --job ID for all of a job');
   if (options.ids.length > 0 && options.job) throw usageError('give artifact ids or --job, not both');
   const api = await connect(ctx, options);
+  for (const id of options.ids) {
+    if (!ARTIFACT_ID_PATTERN.test(id)) throw usageError(`invalid artifact id ${JSON.stringify(id)}: expected ${ARTIFACT_ID_RULE}, e.g. art_0123abc (see \`cycle artifacts list\`)`);
+  }
   const outDir = path.resolve(ctx.cwd, options.out ?? '.');
   await fs.mkdir(outDir, { recursive: true });
   let wanted: Array<{ id: string; name?: string }>;
@@ -46,7 +49,11 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
     wanted = await namesForJob(api, options.job, artifacts);
   } else wanted = options.ids.map((id) => ({ id }));
   const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
-  for (const item of wanted) done.push(await downloadOne(api, item, outDir, ctx));
+  for (const item of wanted) {
+    // An id the server listed becomes part of a file name (the part file): check it like a typed one.
+    if (!ARTIFACT_ID_PATTERN.test(item.id)) throw new CycleError({ message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`, hint: 'check that --api-url / CYCLE_API_URL is the server you mean', exitCode: ExitCode.network });
+    done.push(await downloadOne(api, item, outDir, ctx));
+  }
   if (options.json) ctx.ui.json(done);
   else for (const d of done) ctx.ui.out(d.path);
   return ExitCode.ok;
@@ -62,41 +69,64 @@ async function namesForJob(api: ApiClient, jobId: string, artifacts: Artifact[])
 }
 
 async function downloadOne(api: ApiClient, item: { id: string; name?: string }, outDir: string, ctx: Context): Promise<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> {
-  const part = path.join(outDir, `.${item.id}.cycle-part`);
-  const have = await fs.stat(part).then((s) => s.size).catch(() => 0);
+  const part = partFile(outDir, item.id);
+  const have = await fs.lstat(part).then((s) => (s.isFile() ? s.size : 0)).catch(() => 0);
   const response = await api.downloadArtifact(item.id, have, ctx.signal);
   const header = (name: string): string | undefined => {
     const value = response.headers[name];
     return Array.isArray(value) ? value[0] : value;
   };
-  const rawName = item.name ?? decodeURIComponent(header('x-artifact-name') ?? item.id);
+  // A redirect (which would take the token elsewhere if followed), a 204 or any other status is
+  // not the artifact: nothing is saved.
+  if (response.status !== 200 && response.status !== 206) {
+    await response.body.dump().catch(() => undefined);
+    throw new CycleError({ message: `artifact ${item.id}: the server answered HTTP ${response.status}${header('location') ? ` (a redirect)` : ''}, not the artifact's bytes; nothing was saved`, hint: 'cycle downloads only from the API server itself; check --api-url / CYCLE_API_URL', exitCode: ExitCode.network });
+  }
+  const rawName = item.name ?? decodeName(header('x-artifact-name')) ?? item.id;
   const { relative, changed } = safeRelativeName(rawName, item.id);
   if (changed) ctx.ui.warn(`artifact ${item.id}: the server named it ${JSON.stringify(rawName)}; saved as ${relative} inside ${outDir}`);
   const target = path.join(outDir, relative);
   if (!isInside(outDir, target, false)) throw new CycleError({ message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`, exitCode: ExitCode.failure });
-  const size = Number(header('x-artifact-size') ?? (response.status === 200 ? header('content-length') : undefined));
-  const sha256 = header('x-checksum-sha256') ?? null;
   const resuming = response.status === 206 && have > 0;
+  const size = declaredSize(response.status, header);
+  if (size === undefined) {
+    await response.body.dump().catch(() => undefined);
+    throw new CycleError({ message: `artifact ${item.id}: the server's answer does not say how big the artifact is (no X-Artifact-Size or Content-Length); nothing was saved`, hint: 'the server may speak another version of the API; check --api-url / CYCLE_API_URL', exitCode: ExitCode.network });
+  }
+  if (size === 0 && !resuming && header('x-artifact-size') === undefined) {
+    await response.body.dump().catch(() => undefined);
+    throw new CycleError({ message: `artifact ${item.id}: the server's answer is empty and does not say the artifact is (no X-Artifact-Size: 0); nothing was saved`, hint: 'check --api-url / CYCLE_API_URL, and run the command again', exitCode: ExitCode.network });
+  }
+  const sha256 = header('x-checksum-sha256') ?? null;
   const hash = createHash('sha256');
   if (resuming) for await (const chunk of createReadStream(part)) hash.update(chunk as Buffer);
-  else if (have > 0) await fs.rm(part, { force: true }); // the server sent it whole: start over
-  const hasher = new Transform({
+  else await fs.rm(part, { force: true }); // the server sent it whole (or nothing was there): start over
+  let received = resuming ? have : 0;
+  // Counted as it arrives: a server sending more than it declared is stopped, not written on.
+  const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > size) return callback(new TooLong());
       hash.update(chunk);
       callback(null, chunk);
     },
   });
   try {
-    await pipeline(response.body, hasher, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
+    await pipeline(response.body, counter, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
   } catch (error) {
+    if (error instanceof TooLong) {
+      await fs.rm(part, { force: true });
+      throw new CycleError({ message: `artifact ${item.id}: the server sent more than the ${size} bytes it declared; nothing was saved`, hint: 'run the command again', exitCode: ExitCode.network });
+    }
+    if (ctx.signal.aborted) throw new CycleError({ message: `interrupted: the part file ${path.basename(part)} stays in ${outDir}; run the command again to resume`, exitCode: ExitCode.interrupted });
     // The part file stays: the next run resumes from it.
     throw new CycleError({ message: `artifact ${item.id}: the download broke off (${(error as Error).message}); run the command again to resume`, exitCode: ExitCode.network });
   }
   const written = (await fs.stat(part)).size;
   const digest = hash.digest('hex');
-  if (Number.isFinite(size) && written !== size) {
+  if (written !== size) {
     await fs.rm(part, { force: true });
-    throw new CycleError({ message: `artifact ${item.id}: got ${written} bytes, the server said ${size}`, hint: 'run the command again', exitCode: ExitCode.network });
+    throw new CycleError({ message: `artifact ${item.id}: got ${written} bytes, the server said ${size}; nothing was saved`, hint: 'run the command again', exitCode: ExitCode.network });
   }
   if (sha256 && digest !== sha256) {
     await fs.rm(part, { force: true });
@@ -106,6 +136,39 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
   await fs.rename(part, target);
   ctx.ui.info(`${resuming ? 'resumed' : 'downloaded'} ${relative} (${formatBytes(written)})`);
   return { id: item.id, path: target, size: written, sha256: digest, skipped: false };
+}
+
+class TooLong extends Error {}
+
+/** Artifact ids as the platform makes them (`art_…`): they name the part file, so nothing else. */
+export const ARTIFACT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+const ARTIFACT_ID_RULE = '1-128 letters, digits, "_" or "-"';
+
+/** Where a download is written until it is whole: `--out/.<id>.cycle-part`. */
+function partFile(outDir: string, id: string): string {
+  try {
+    return joinInside(outDir, `.${id}.cycle-part`);
+  } catch {
+    throw new CycleError({ message: `invalid artifact id ${JSON.stringify(id)}: expected ${ARTIFACT_ID_RULE}`, exitCode: ExitCode.usage });
+  }
+}
+
+/** The whole artifact's size as the answer declares it: X-Artifact-Size, else Content-Range's total (206) or Content-Length (200). */
+function declaredSize(status: number, header: (name: string) => string | undefined): number | undefined {
+  const range = /\/(\d+)$/.exec(header('content-range') ?? '')?.[1];
+  const text = header('x-artifact-size') ?? (status === 206 ? range : header('content-length'));
+  if (text === undefined || !/^\d+$/.test(text.trim())) return undefined;
+  return Number(text);
+}
+
+/** X-Artifact-Name is percent-encoded; a malformed one counts as absent. */
+function decodeName(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return undefined;
+  }
 }
 
 /** A server-given name as a relative path that stays inside the folder: no "..", no root. */

@@ -96,7 +96,9 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
   checks.push(
     settings.token
       ? { name: 'token', status: 'ok', detail: `set (${describeSource(settings.tokenSource)})` }
-      : { name: 'token', status: 'warn', detail: 'no token set', fix: 'set CYCLE_TOKEN, or run `cycle auth login`' },
+      : settings.tokenWithheld
+        ? { name: 'token', status: 'warn', detail: settings.tokenWithheld.message, fix: settings.tokenWithheld.hint }
+        : { name: 'token', status: 'warn', detail: 'no token set', fix: 'set CYCLE_TOKEN, or run `cycle auth login`' },
   );
   return checks;
 }

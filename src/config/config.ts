@@ -13,6 +13,8 @@ export interface ApiSettings {
   apiUrlSource: Source | undefined;
   token: string | undefined;
   tokenSource: Source | undefined;
+  /** Why CYCLE_TOKEN was not used for apiUrl (a project's config chose the URL), with the fix. */
+  tokenWithheld?: { message: string; hint: string };
 }
 
 export interface ConfigLocation {
@@ -87,7 +89,12 @@ export async function resolveApiSettings(location: ConfigLocation, flags: { apiU
   }
   let token: string | undefined;
   let tokenSource: Source | undefined;
-  if (location.env.CYCLE_TOKEN) {
+  let tokenWithheld: ApiSettings['tokenWithheld'];
+  // A token goes only to the server it was given for. CYCLE_TOKEN is for the URL of --api-url,
+  // CYCLE_API_URL or the user config; a project's .cycle/config.toml (which a cloned repository
+  // brings) cannot send it elsewhere. Saved tokens are keyed by their exact URL already.
+  const envTokenFits = apiUrlSource !== 'project' || (user?.api_url !== undefined && user.api_url !== '' && normalizeApiUrl(user.api_url) === apiUrl);
+  if (location.env.CYCLE_TOKEN && envTokenFits) {
     token = location.env.CYCLE_TOKEN;
     tokenSource = 'env';
   } else if (apiUrl) {
@@ -98,7 +105,13 @@ export async function resolveApiSettings(location: ConfigLocation, flags: { apiU
       tokenSource = 'credentials';
     }
   }
-  return { apiUrl, apiUrlSource, token, tokenSource };
+  if (!token && location.env.CYCLE_TOKEN && apiUrl && location.projectRoot) {
+    tokenWithheld = {
+      message: `CYCLE_TOKEN is not sent to ${apiUrl}: that URL comes from ${statePaths.config(location.projectRoot)}, and a project's config cannot choose where your token goes`,
+      hint: `if you trust ${apiUrl}, say so yourself: pass --api-url ${apiUrl}, set CYCLE_API_URL=${apiUrl}, or run \`cycle auth login --api-url ${apiUrl}\`; otherwise remove api_url from that file`,
+    };
+  }
+  return { apiUrl, apiUrlSource, token, tokenSource, ...(tokenWithheld ? { tokenWithheld } : {}) };
 }
 
 export async function saveToken(configDir: string, apiUrl: string, token: string, now: Date): Promise<string> {

@@ -5,6 +5,10 @@ export const PROJECT_NAME_RULE = 'a name of 1-63 characters: lowercase letters, 
 /** Volume names become `/volumes/<name>`: the same safe charset. */
 export const VOLUME_NAME_PATTERN = PROJECT_NAME_PATTERN;
 
+/** `_artifacts.download` names become `/computalot/artifacts/<name>/`: no "/", no leading ".". */
+export const DIRECTIVE_NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+export const DIRECTIVE_NAME_RULE = 'a name of 1-128 characters: letters, digits, ".", "_" or "-", not starting with "."';
+
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ENV_NAME_RULE = 'a shell variable name: letters, digits and "_", not starting with a digit';
 

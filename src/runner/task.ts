@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,10 +7,13 @@ import type { DockerDriver, Mount } from '../docker/driver.js';
 import type { DockerFailure } from '../docker/errors.js';
 import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
+import { errnoCode } from '../errors.js';
 
 /** Where the runner protocol's files appear inside the container. */
 export const TASK_DIR = '/computalot/task';
 export const OUTPUTS_DIR = '/outputs';
+/** The most bytes a result file may hold (docs/computalot.md); a bigger one fails the task. */
+export const RESULT_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface TaskSpec {
   image: string;
@@ -62,8 +66,13 @@ export interface TaskOutcome {
  */
 export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: TaskCallbacks, signal?: AbortSignal): Promise<TaskOutcome> {
   const started = Date.now();
-  const ioDir = await fs.mkdtemp(path.join(os.tmpdir(), 'cycle-task-'));
-  await fs.chmod(ioDir, 0o777); // the job may run as a non-root user in its image
+  // A fresh folder per attempt: mkdtemp makes it 0700, so no other host user can reach into it.
+  // Only the `io` folder inside is shared with the container, world-writable because the job
+  // may run as any user of its image.
+  const privateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'cycle-task-'));
+  const ioDir = path.join(privateDir, 'io');
+  await fs.mkdir(ioDir);
+  await fs.chmod(ioDir, 0o777);
   await fs.writeFile(path.join(ioDir, 'payload.json'), JSON.stringify(spec.payload ?? {}));
   await fs.mkdir(spec.outputsDir, { recursive: true });
   const env: Record<string, string> = {
@@ -116,7 +125,7 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
       return {
         status: 'failed',
         exitCode: 0,
-        reason: result.missing ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names' : `exited 0 but the result file is not valid JSON: ${result.error}`,
+        reason: result.missing ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names' : `exited 0 but ${result.error}`,
         durationMs,
       };
     }
@@ -124,23 +133,59 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
-    await fs.rm(ioDir, { recursive: true, force: true }).catch(() => undefined);
+    await fs.rm(privateDir, { recursive: true, force: true }).catch(() => undefined);
   }
 }
 
-async function readResult(file: string): Promise<{ ok: true; value: unknown } | { ok: false; missing: boolean; error?: string }> {
+/**
+ * Reads the result file the container left, which the job controls entirely: it is opened
+ * without following a symbolic link (one could point at any host file), without blocking on a
+ * FIFO, and must be a regular file of at most RESULT_MAX_BYTES. Errors say what was wrong, never
+ * what the file holds (it may be another file's contents).
+ */
+export async function readResult(file: string): Promise<{ ok: true; value: unknown } | { ok: false; missing: boolean; error?: string }> {
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+  } catch (error) {
+    const code = errnoCode(error);
+    if (code === 'ENOENT') return { ok: false, missing: true };
+    // O_NOFOLLOW answers ELOOP on Linux, EMLINK on some BSDs.
+    if (code === 'ELOOP' || code === 'EMLINK') return { ok: false, missing: false, error: 'the result file is a symbolic link: write the JSON into the file itself' };
+    return { ok: false, missing: false, error: `the result file cannot be opened (${code ?? 'unknown error'})` };
+  }
   let text: string;
   try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    return { ok: false, missing: true };
+    const stat = await handle.stat();
+    if (!stat.isFile()) return { ok: false, missing: false, error: 'the result file is not a regular file' };
+    if (stat.size > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes (${stat.size} bytes): write big outputs to $COMPUTALOT_ARTIFACT_DIR instead` };
+    // Read at most one byte past the cap, in case the file grew after the fstat.
+    const buffer = Buffer.alloc(Math.min(stat.size, RESULT_MAX_BYTES) + 1);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+      if (length === buffer.length) break;
+    }
+    if (length > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes: write big outputs to $COMPUTALOT_ARTIFACT_DIR instead` };
+    text = buffer.toString('utf8', 0, length);
+  } finally {
+    await handle.close();
   }
   try {
     return { ok: true, value: JSON.parse(text) };
-  } catch (error) {
-    const preview = text.length > 60 ? `${text.slice(0, 60)}…` : text;
-    return { ok: false, missing: false, error: `${(error as Error).message} (the file starts: ${JSON.stringify(preview)})` };
+  } catch {
+    return { ok: false, missing: false, error: `the result file is not valid JSON${await whereJsonBreaks(text)}` };
   }
+}
+
+/** Where a text stops being JSON (" at line L, column C: expected ..."), without quoting it. */
+async function whereJsonBreaks(text: string): Promise<string> {
+  if (text.trim() === '') return ' (it is empty)';
+  const { parseJsonWithPositions } = await import('../project/json-positions.js');
+  const first = parseJsonWithPositions(text).errors[0];
+  return first ? ` at line ${first.at.line}, column ${first.at.column}: ${first.message}` : '';
 }
 
 /**

@@ -1,10 +1,10 @@
-import { createReadStream } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { batchRequestSchema, JOB_STATUSES, projectName, type JobRequest } from '../api/schemas.js';
 import type { EventLog } from './events.js';
 import { serveSse } from './events.js';
-import { HttpError, readJson, Router, sendJson, type RouteContext } from './http.js';
+import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
 import { fingerprint, isTerminal, zodError, type JobService } from './jobs.js';
 import type { ProjectService } from './projects.js';
 import type { Scheduler } from './scheduler.js';
@@ -151,24 +151,33 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('GET', '/api/v1/artifacts/:id', async (ctx) => {
     const artifact = jobs.artifact(ctx.params.id!);
-    const stat = await fs.stat(artifact.path).catch(() => undefined);
-    if (!stat) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
-    const range = /^bytes=(\d+)-$/.exec(String(ctx.req.headers.range ?? ''));
-    const start = range ? Number(range[1]) : 0;
-    if (start > stat.size) throw new HttpError(416, 'range_not_satisfiable', `the artifact has ${stat.size} bytes`);
-    const headers: Record<string, string | number> = {
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': stat.size - start,
-      'Accept-Ranges': 'bytes',
-      ETag: `"${artifact.sha256}"`,
-      'X-Checksum-Sha256': artifact.sha256,
-      'X-Artifact-Name': encodeURIComponent(artifact.name),
-      'X-Artifact-Size': stat.size,
-      'Content-Disposition': `attachment; filename="${path.posix.basename(artifact.name).replace(/"/g, '')}"`,
-    };
-    if (range) headers['Content-Range'] = `bytes ${start}-${stat.size - 1}/${stat.size}`;
-    ctx.res.writeHead(range ? 206 : 200, headers);
-    await new Promise<void>((resolve, reject) => createReadStream(artifact.path, { start }).on('error', reject).pipe(ctx.res).on('finish', resolve).on('error', reject));
+    // Opened without following a link and checked as a regular file: what the job left is never
+    // a way to another host file.
+    const handle = await fs.open(artifact.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
+    if (!handle) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
+    try {
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
+      const range = /^bytes=(\d+)-$/.exec(String(ctx.req.headers.range ?? ''));
+      const start = range ? Number(range[1]) : 0;
+      if (start > stat.size) throw new HttpError(416, 'range_not_satisfiable', `the artifact has ${stat.size} bytes`);
+      const headers: Record<string, string | number> = {
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': stat.size - start,
+        'Accept-Ranges': 'bytes',
+        ETag: `"${artifact.sha256}"`,
+        'X-Checksum-Sha256': artifact.sha256,
+        'X-Artifact-Name': percentEncode(artifact.name),
+        'X-Artifact-Size': stat.size,
+        'Content-Disposition': contentDisposition(path.posix.basename(artifact.name)),
+      };
+      if (range) headers['Content-Range'] = `bytes ${start}-${stat.size - 1}/${stat.size}`;
+      ctx.res.writeHead(range ? 206 : 200, headers);
+      const body = handle.createReadStream({ start, end: Math.max(stat.size - 1, start), autoClose: false });
+      await new Promise<void>((resolve, reject) => body.on('error', reject).pipe(ctx.res).on('finish', resolve).on('error', reject));
+    } finally {
+      await handle.close();
+    }
   });
 
   router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => {

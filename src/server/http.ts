@@ -120,3 +120,22 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     throw new HttpError(400, 'invalid_json', `the body is not valid JSON: ${(error as Error).message}`);
   }
 }
+
+/**
+ * Percent-encodes the UTF-8 bytes of `text`, keeping RFC 5987's attr-chars: safe in any header,
+ * whatever the text holds (a lone surrogate becomes U+FFFD), and read back by decodeURIComponent.
+ */
+export function percentEncode(text: string): string {
+  let encoded = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const char = String.fromCharCode(byte);
+    encoded += /^[A-Za-z0-9!#$&+.^_`|~-]$/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return encoded;
+}
+
+/** RFC 6266: an ASCII `filename` for old clients, the exact name in `filename*` (UTF-8). */
+export function contentDisposition(fileName: string): string {
+  const fallback = fileName.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${percentEncode(fileName)}`;
+}

@@ -18,6 +18,7 @@ import { HttpError } from './http.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { planJob } from './planner.js';
+import { DIRECTIVE_NAME_PATTERN, DIRECTIVE_NAME_RULE } from '../project/names.js';
 import type { ProjectService } from './projects.js';
 
 export interface JobRow {
@@ -94,11 +95,14 @@ export class JobService {
     for (const dependency of request.depends_on) {
       if (!this.row(dependency)) throw new HttpError(422, 'invalid_job', `depends_on: no job "${dependency}"`, 'depends_on');
     }
-    checkDirectives(request);
+    checkDirectives(request.payload, request.depends_on, 'payload');
     if ((request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu') {
       if (!(await this.options.hasGpu())) throw new HttpError(422, 'no_gpu', 'this server has no GPU (nvidia-smi found no driver): drop profile "gpu" and requirements.gpu', request.profile === 'gpu' ? 'profile' : 'requirements.gpu');
     }
-    return { request, plan: planJob(request), revision: revision.number };
+    const plan = planJob(request);
+    // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts").
+    plan.forEach((task, index) => checkDirectives(task.payload, request.depends_on, `task ${index}: payload`));
+    return { request, plan, revision: revision.number };
   }
 
   /** Inserts prepared jobs in one transaction; with an idempotency key, a repeat gets the first answer. */
@@ -370,23 +374,25 @@ function aggregate(type: Job['type'], tasks: TaskRow[]): unknown {
   }
 }
 
-function checkDirectives(request: JobRequest): void {
-  const artifacts = (request.payload._artifacts as { download?: unknown } | undefined)?.download;
+function checkDirectives(payload: Record<string, unknown>, dependsOn: string[], where: string): void {
+  const artifacts = (payload._artifacts as { download?: unknown } | undefined)?.download;
   if (artifacts !== undefined) {
-    if (artifacts === null || typeof artifacts !== 'object' || Array.isArray(artifacts)) throw new HttpError(422, 'invalid_job', 'payload._artifacts.download must be {"name": {"job_id": "...", "artifact": "..."}}', 'payload._artifacts.download');
+    if (artifacts === null || typeof artifacts !== 'object' || Array.isArray(artifacts)) throw new HttpError(422, 'invalid_job', `${where}._artifacts.download must be {"name": {"job_id": "...", "artifact": "..."}}`, `${where}._artifacts.download`);
     for (const [name, spec] of Object.entries(artifacts as Record<string, unknown>)) {
+      // The name becomes a folder, /computalot/artifacts/<name>/, inside the task's work folder.
+      if (!DIRECTIVE_NAME_PATTERN.test(name)) throw new HttpError(422, 'invalid_job', `${where}._artifacts.download: invalid name ${JSON.stringify(name)}: expected ${DIRECTIVE_NAME_RULE}`, `${where}._artifacts.download`);
       const s = spec as { job_id?: unknown; artifact?: unknown } | null;
-      if (!s || typeof s.job_id !== 'string' || typeof s.artifact !== 'string') throw new HttpError(422, 'invalid_job', `payload._artifacts.download.${name} needs "job_id" and "artifact" strings`, `payload._artifacts.download.${name}`);
-      if (!request.depends_on.includes(s.job_id)) throw new HttpError(422, 'invalid_job', `payload._artifacts.download.${name}: job ${s.job_id} must be in depends_on`, 'depends_on');
+      if (!s || typeof s.job_id !== 'string' || typeof s.artifact !== 'string') throw new HttpError(422, 'invalid_job', `${where}._artifacts.download.${name} needs "job_id" and "artifact" strings`, `${where}._artifacts.download.${name}`);
+      if (!dependsOn.includes(s.job_id)) throw new HttpError(422, 'invalid_job', `${where}._artifacts.download.${name}: job ${s.job_id} must be in depends_on`, 'depends_on');
     }
   }
-  const resolve = (request.payload._shared as { resolve?: unknown } | undefined)?.resolve;
+  const resolve = (payload._shared as { resolve?: unknown } | undefined)?.resolve;
   if (resolve !== undefined) {
-    if (resolve === null || typeof resolve !== 'object' || Array.isArray(resolve)) throw new HttpError(422, 'invalid_job', 'payload._shared.resolve must be {"name": {"kv": "key"} | {"job": "job_id", "path": "items.0.result"}}', 'payload._shared.resolve');
+    if (resolve === null || typeof resolve !== 'object' || Array.isArray(resolve)) throw new HttpError(422, 'invalid_job', `${where}._shared.resolve must be {"name": {"kv": "key"} | {"job": "job_id", "path": "items.0.result"}}`, `${where}._shared.resolve`);
     for (const [name, spec] of Object.entries(resolve as Record<string, unknown>)) {
       const s = spec as { kv?: unknown; job?: unknown } | null;
-      if (!s || (typeof s.kv !== 'string' && typeof s.job !== 'string')) throw new HttpError(422, 'invalid_job', `payload._shared.resolve.${name} needs "kv" or "job"`, `payload._shared.resolve.${name}`);
-      if (typeof s.job === 'string' && !request.depends_on.includes(s.job)) throw new HttpError(422, 'invalid_job', `payload._shared.resolve.${name}: job ${s.job} must be in depends_on`, 'depends_on');
+      if (!s || (typeof s.kv !== 'string' && typeof s.job !== 'string')) throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name} needs "kv" or "job"`, `${where}._shared.resolve.${name}`);
+      if (typeof s.job === 'string' && !dependsOn.includes(s.job)) throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name}: job ${s.job} must be in depends_on`, 'depends_on');
     }
   }
 }

@@ -1,17 +1,18 @@
 import path from 'node:path';
+import { joinInside } from '../util/paths.js';
 
-/** Where the server keeps things under its data folder. */
+/** Where the server keeps things under its data folder; names and ids never lead out of it. */
 export function layout(dataDir: string) {
   return {
     dataDir,
     db: path.join(dataDir, 'cycle.db'),
     token: path.join(dataDir, 'token'),
-    tarball: (sha: string) => path.join(dataDir, 'blobs', 'tarballs', `${sha}.tar.gz`),
-    tree: (sha: string) => path.join(dataDir, 'trees', sha),
-    taskOutputs: (jobId: string, taskId: string) => path.join(dataDir, 'artifacts', jobId, taskId),
-    taskWork: (taskId: string) => path.join(dataDir, 'work', taskId),
-    taskLog: (taskId: string) => path.join(dataDir, 'logs', `${taskId}.log`),
-    volume: (project: string, name: string) => path.join(dataDir, 'volumes', project, name),
+    tarball: (sha: string) => joinInside(path.join(dataDir, 'blobs', 'tarballs'), `${sha}.tar.gz`),
+    tree: (sha: string) => joinInside(path.join(dataDir, 'trees'), sha),
+    taskOutputs: (jobId: string, taskId: string) => joinInside(path.join(dataDir, 'artifacts'), jobId, taskId),
+    taskWork: (taskId: string) => joinInside(path.join(dataDir, 'work'), taskId),
+    taskLog: (taskId: string) => joinInside(path.join(dataDir, 'logs'), `${taskId}.log`),
+    volume: (project: string, name: string) => joinInside(path.join(dataDir, 'volumes'), project, name),
     tmp: path.join(dataDir, 'tmp'),
   };
 }

@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { constants as fsConstants, createWriteStream, type WriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { DockerDriver, Mount } from '../docker/driver.js';
@@ -11,6 +11,7 @@ import { listOutputs } from '../runner/outputs.js';
 import { volumeMountPath } from '../runner/volumes.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
+import { joinInside } from '../util/paths.js';
 import { deliverCallback } from './callbacks.js';
 import { type DB, now, parseJson } from './db.js';
 import type { EventLog } from './events.js';
@@ -259,10 +260,12 @@ export class Scheduler {
           candidates.find((a) => path.posix.basename(a.name).replace(/\.[^.]*$/, '') === wanted);
         if (!match) throw new Error(`_artifacts.download.${name}: job ${spec.job_id} has no artifact "${wanted}" (it has: ${candidates.map((a) => a.name).join(', ') || 'none'})`);
         const row = jobs.artifact(match.id);
-        const target = path.join(dir, name, path.posix.basename(match.name));
+        // The name was checked when the job came in; this is the last line if a check is missed.
+        const fileName = path.posix.basename(match.name);
+        const target = joinInside(dir, name, fileName);
         await fs.mkdir(path.dirname(target), { recursive: true });
-        await fs.copyFile(row.path, target);
-        paths[name] = `/computalot/artifacts/${name}/${path.posix.basename(match.name)}`;
+        await fs.copyFile(row.path, target, fsConstants.COPYFILE_EXCL);
+        paths[name] = `/computalot/artifacts/${name}/${fileName}`;
       }
       mounts.push({ type: 'bind', source: dir, target: '/computalot/artifacts', readonly: true });
       payload = { ...payload, _artifacts: { ...(payload._artifacts as object), paths } };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isInside } from '../../src/util/paths.js';
+import { isInside, joinInside } from '../../src/util/paths.js';
 import { readAll } from '../../src/ui/streams.js';
 import { PassThrough } from 'node:stream';
 
@@ -18,6 +18,18 @@ describe('isInside', () => {
 
   it('the root itself can be excluded', () => {
     expect(isInside('/p', '/p', false)).toBe(false);
+  });
+});
+
+describe('joinInside', () => {
+  it('joins names and ids that stay inside', () => {
+    expect(joinInside('/data/work', 'task_1')).toBe('/data/work/task_1');
+    expect(joinInside('/data/work', 'a', '..data')).toBe('/data/work/a/..data');
+  });
+
+  it.each([['..'], ['../x'], ['a/../../x'], ['/etc/passwd/../..'], [''], ['a\0b']])('refuses %j without naming the host folder', (part) => {
+    expect(() => joinInside('/data/work', part)).toThrow(/leads outside its folder/);
+    expect(() => joinInside('/data/work', part)).not.toThrow(/\/data/);
   });
 });
 

@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { Context } from '../../context.js';
-import { ExitCode } from '../../errors.js';
+import { CycleError, ExitCode } from '../../errors.js';
 import { loadProject } from '../../project/load.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { checkBuildFlags } from '../../runner/cycleswap-build.js';
@@ -37,7 +37,8 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     const api = await connect(ctx, options);
     warnSecrets(packed.selection, ctx);
     if (packed.size > LARGE_PACK_BYTES) ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
-    const current = await api.status(name);
+    throwIfInterrupted(ctx.signal);
+    const current = await api.status(name, ctx.signal);
     if (current && current.content_hash === packed.contentHash && !options.force && !options.rebuild && !options.clean) {
       const result = { project: name, uploaded: false, reason: 'unchanged', revision: current.revision, content_hash: packed.contentHash, build_hash: current.build_hash, rebuild: current.build.state !== 'ready', format: project.format };
       if (options.json) ctx.ui.json(result);
@@ -66,6 +67,8 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
         },
       },
       { rebuild: options.rebuild, clean: options.clean, buildHash },
+      // Ctrl-C stops the upload (the request is destroyed) and the command exits 130.
+      ctx.signal,
     );
     ctx.ui.clearLive();
     if (pushed.build_hash_matches === false) ctx.ui.warn(`the server computed build hash ${pushed.build_hash.slice(0, 12)}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
@@ -80,6 +83,10 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
   } finally {
     await fs.rm(packed.file, { force: true });
   }
+}
+
+function throwIfInterrupted(signal: AbortSignal): void {
+  if (signal.aborted) throw new CycleError({ message: 'interrupted: nothing was uploaded', exitCode: ExitCode.interrupted });
 }
 
 function progressLine(sent: number, total: number, elapsedMs: number): string {
