@@ -11,9 +11,12 @@ import {
   projectDetailsSchema,
   projectStatusSchema,
   pushResponseSchema,
+  nextCursor,
   resultsSchema,
   taskSchema,
   type JobRequestInput,
+  type Results,
+  type Task,
 } from './schemas.js';
 
 /** An HTTP error from the API, with the server's code and message. */
@@ -74,6 +77,8 @@ export interface RawResponse {
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/** Tasks per page when following `/tasks`, `/results` and `/output` (the most a server gives). */
+const PAGE_LIMIT = 1000;
 
 /** One function per endpoint of docs/api.md, over undici, with retries that never act twice. */
 export class ApiClient {
@@ -264,21 +269,48 @@ export class ApiClient {
     return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobSchema }).then((r) => r.body);
   }
 
-  tasks(id: string) {
-    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/tasks`, { schema: z.object({ job_id: z.string(), tasks: z.array(taskSchema) }) }).then((r) => r.body.tasks);
+  /** Every task of a job, following the pages (`?status=` for those in one state only). */
+  async tasks(id: string, filter: { status?: string } = {}) {
+    const schema = z.object({ job_id: z.string(), tasks: z.array(taskSchema), next_cursor: nextCursor });
+    const tasks: Task[] = [];
+    for (let cursor: string | undefined; ; ) {
+      const page = (await this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/tasks`, { query: { ...filter, limit: PAGE_LIMIT, cursor }, schema })).body;
+      tasks.push(...page.tasks);
+      if (!page.next_cursor) return tasks;
+      cursor = page.next_cursor;
+    }
   }
 
-  output(id: string, tail?: number) {
-    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })) });
-    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/output`, { query: { tail }, schema }).then((r) => r.body);
+  /** Every task's output (its last `tail` bytes), following the pages. */
+  async output(id: string, tail?: number) {
+    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })), next_cursor: nextCursor });
+    let all: z.infer<typeof schema> | undefined;
+    for (let cursor: string | undefined; ; ) {
+      const page = (await this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/output`, { query: { tail, limit: PAGE_LIMIT, cursor }, schema })).body;
+      if (all) all.tasks.push(...page.tasks);
+      else all = page;
+      if (!page.next_cursor) return { job_id: all.job_id, tasks: all.tasks };
+      cursor = page.next_cursor;
+    }
   }
 
   cancel(id: string) {
     return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobSchema }).then((r) => r.body);
   }
 
-  results(id: string) {
-    return this.request('GET', `/api/v1/results/${encodeURIComponent(id)}`, { schema: resultsSchema }).then((r) => r.body);
+  /**
+   * A job's whole results document, following the pages: items, tasks and artifact ids of each
+   * page in order; status, counts and the aggregate (sent with the last page) from the last.
+   */
+  async results(id: string): Promise<Results> {
+    let all: Results | undefined;
+    for (let cursor: string | undefined; ; ) {
+      const page = (await this.request('GET', `/api/v1/results/${encodeURIComponent(id)}`, { query: { limit: PAGE_LIMIT, cursor }, schema: resultsSchema })).body;
+      const { next_cursor: next, ...doc } = page;
+      all = all ? { ...doc, items: [...all.items, ...doc.items], tasks: [...all.tasks, ...doc.tasks], artifact_ids: [...all.artifact_ids, ...doc.artifact_ids] } : doc;
+      if (!next) return all;
+      cursor = next;
+    }
   }
 
   artifacts(filter: { job?: string; limit?: number } = {}) {
