@@ -81,7 +81,7 @@ export interface PreparedJob {
 }
 
 /** Tasks written per transaction when a job is inserted; the event loop runs between chunks. */
-const INSERT_CHUNK = 2000;
+const INSERT_CHUNK = 500;
 
 /** Paging of `/tasks`, `/results` and `/output` (docs/api.md): tasks per page by default, at most. */
 export const PAGE_DEFAULT_LIMIT = 100;
