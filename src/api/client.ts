@@ -269,29 +269,37 @@ export class ApiClient {
     return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobSchema }).then((r) => r.body);
   }
 
+  /**
+   * The pages of a paged route (`/tasks`, `/results`, `/output`), each page's `next_cursor` asked
+   * for next until there is none (a server that does not page answers one page).
+   */
+  private async *pages<T extends { next_cursor?: string | null | undefined }>(path: string, query: Record<string, string | number | undefined>, schema: z.ZodType<T>): AsyncGenerator<T> {
+    const seen = new Set<string>();
+    for (let cursor: string | undefined; ; ) {
+      const page = (await this.request('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor }, schema })).body;
+      yield page;
+      if (!page.next_cursor) return;
+      if (seen.has(page.next_cursor)) throw new CycleError({ message: `GET ${path}: the server gave the cursor "${page.next_cursor}" twice`, hint: 'the server pages wrongly; check CYCLE_API_URL', exitCode: ExitCode.network });
+      seen.add((cursor = page.next_cursor));
+    }
+  }
+
   /** Every task of a job, following the pages (`?status=` for those in one state only). */
   async tasks(id: string, filter: { status?: string } = {}) {
-    const schema = z.object({ job_id: z.string(), tasks: z.array(taskSchema), next_cursor: nextCursor });
     const tasks: Task[] = [];
-    for (let cursor: string | undefined; ; ) {
-      const page = (await this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/tasks`, { query: { ...filter, limit: PAGE_LIMIT, cursor }, schema })).body;
-      tasks.push(...page.tasks);
-      if (!page.next_cursor) return tasks;
-      cursor = page.next_cursor;
-    }
+    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.object({ job_id: z.string(), tasks: z.array(taskSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
+    return tasks;
   }
 
   /** Every task's output (its last `tail` bytes), following the pages. */
   async output(id: string, tail?: number) {
     const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })), next_cursor: nextCursor });
-    let all: z.infer<typeof schema> | undefined;
-    for (let cursor: string | undefined; ; ) {
-      const page = (await this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/output`, { query: { tail, limit: PAGE_LIMIT, cursor }, schema })).body;
-      if (all) all.tasks.push(...page.tasks);
-      else all = page;
-      if (!page.next_cursor) return { job_id: all.job_id, tasks: all.tasks };
-      cursor = page.next_cursor;
+    const all: { job_id: string; tasks: z.infer<typeof schema>['tasks'] } = { job_id: id, tasks: [] };
+    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/output`, { tail }, schema)) {
+      all.job_id = page.job_id;
+      all.tasks.push(...page.tasks);
     }
+    return all;
   }
 
   cancel(id: string) {
@@ -304,13 +312,12 @@ export class ApiClient {
    */
   async results(id: string): Promise<Results> {
     let all: Results | undefined;
-    for (let cursor: string | undefined; ; ) {
-      const page = (await this.request('GET', `/api/v1/results/${encodeURIComponent(id)}`, { query: { limit: PAGE_LIMIT, cursor }, schema: resultsSchema })).body;
-      const { next_cursor: next, ...doc } = page;
+    for await (const { next_cursor: _next, ...doc } of this.pages(`/api/v1/results/${encodeURIComponent(id)}`, {}, resultsSchema)) {
+      void _next;
       all = all ? { ...doc, items: [...all.items, ...doc.items], tasks: [...all.tasks, ...doc.tasks], artifact_ids: [...all.artifact_ids, ...doc.artifact_ids] } : doc;
-      if (!next) return all;
-      cursor = next;
     }
+    if (!all) throw new CycleError({ message: `GET /api/v1/results/${id}: no answer`, exitCode: ExitCode.network });
+    return all;
   }
 
   artifacts(filter: { job?: string; limit?: number } = {}) {
