@@ -11,9 +11,12 @@ import {
   projectDetailsSchema,
   projectStatusSchema,
   pushResponseSchema,
+  nextCursor,
   resultsSchema,
   taskSchema,
   type JobRequestInput,
+  type Results,
+  type Task,
 } from './schemas.js';
 
 /**
@@ -78,6 +81,8 @@ export interface RawResponse {
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/** Tasks per page when following `/tasks`, `/results` and `/output` (the most a server gives). */
+const PAGE_LIMIT = 1000;
 
 /** One function per endpoint of docs/api.md, over undici, with retries that never act twice. */
 export class ApiClient {
@@ -269,21 +274,55 @@ export class ApiClient {
     return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobSchema }).then((r) => r.body);
   }
 
-  tasks(id: string) {
-    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/tasks`, { schema: z.object({ job_id: z.string(), tasks: z.array(taskSchema) }) }).then((r) => r.body.tasks);
+  /**
+   * The pages of a paged route (`/tasks`, `/results`, `/output`), each page's `next_cursor` asked
+   * for next until there is none (a server that does not page answers one page).
+   */
+  private async *pages<T extends { next_cursor?: string | null | undefined }>(path: string, query: Record<string, string | number | undefined>, schema: z.ZodType<T>): AsyncGenerator<T> {
+    const seen = new Set<string>();
+    for (let cursor: string | undefined; ; ) {
+      const page = (await this.request('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor }, schema })).body;
+      yield page;
+      if (!page.next_cursor) return;
+      if (seen.has(page.next_cursor)) throw new CycleError({ message: `GET ${path}: the server gave the cursor "${page.next_cursor}" twice`, hint: 'the server pages wrongly; check CYCLE_API_URL', exitCode: ExitCode.network });
+      seen.add((cursor = page.next_cursor));
+    }
   }
 
-  output(id: string, tail?: number) {
-    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })) });
-    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/output`, { query: { tail }, schema }).then((r) => r.body);
+  /** Every task of a job, following the pages (`?status=` for those in one state only). */
+  async tasks(id: string, filter: { status?: string } = {}) {
+    const tasks: Task[] = [];
+    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.object({ job_id: z.string(), tasks: z.array(taskSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
+    return tasks;
+  }
+
+  /** Every task's output (its last `tail` bytes), following the pages. */
+  async output(id: string, tail?: number) {
+    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })), next_cursor: nextCursor });
+    const all: { job_id: string; tasks: z.infer<typeof schema>['tasks'] } = { job_id: id, tasks: [] };
+    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/output`, { tail }, schema)) {
+      all.job_id = page.job_id;
+      all.tasks.push(...page.tasks);
+    }
+    return all;
   }
 
   cancel(id: string) {
     return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobSchema }).then((r) => r.body);
   }
 
-  results(id: string) {
-    return this.request('GET', `/api/v1/results/${encodeURIComponent(id)}`, { schema: resultsSchema }).then((r) => r.body);
+  /**
+   * A job's whole results document, following the pages: items, tasks and artifact ids of each
+   * page in order; status, counts and the aggregate (sent with the last page) from the last.
+   */
+  async results(id: string): Promise<Results> {
+    let all: Results | undefined;
+    for await (const { next_cursor: _next, ...doc } of this.pages(`/api/v1/results/${encodeURIComponent(id)}`, {}, resultsSchema)) {
+      void _next;
+      all = all ? { ...doc, items: [...all.items, ...doc.items], tasks: [...all.tasks, ...doc.tasks], artifact_ids: [...all.artifact_ids, ...doc.artifact_ids] } : doc;
+    }
+    if (!all) throw new CycleError({ message: `GET /api/v1/results/${id}: no answer`, exitCode: ExitCode.network });
+    return all;
   }
 
   artifacts(filter: { job?: string; limit?: number } = {}) {

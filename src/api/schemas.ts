@@ -118,6 +118,12 @@ export const jobSchema = z.object({
 });
 export type Job = z.infer<typeof jobSchema>;
 
+/**
+ * Where the next page of a paged answer (`/tasks`, `/results`, `/output`) starts: pass it as
+ * `?cursor=`; null or absent on the last page (a server that does not page sends none).
+ */
+export const nextCursor = z.string().nullable().optional();
+
 export const taskSchema = z.object({
   id: z.string(),
   job_id: z.string(),
@@ -152,8 +158,9 @@ export const resultsSchema = z.object({
   tasks: z.array(z.object({ id: z.string(), index: z.number(), kind: z.string(), status: z.enum(TASK_STATUSES), result: z.unknown().nullable(), error: z.string().nullable(), artifact_ids: z.array(z.string()) })),
   aggregate: z.unknown().nullable(),
   artifact_ids: z.array(z.string()),
+  next_cursor: nextCursor,
 });
-export type Results = z.infer<typeof resultsSchema>;
+export type Results = Omit<z.infer<typeof resultsSchema>, 'next_cursor'>;
 
 export const artifactSchema = z.object({
   id: z.string(),

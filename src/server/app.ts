@@ -1,14 +1,13 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { batchRequestSchema, JOB_STATUSES, projectName, type JobRequest } from '../api/schemas.js';
+import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES } from '../api/schemas.js';
 import type { EventLog } from './events.js';
 import { serveSse } from './events.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
-import { fingerprint, isTerminal, zodError, type JobService } from './jobs.js';
+import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobService, type PreparedJob } from './jobs.js';
 import type { ProjectService } from './projects.js';
 import type { Scheduler } from './scheduler.js';
-import type { planJob } from './planner.js';
 
 export interface AppOptions {
   token: string;
@@ -72,7 +71,7 @@ export function createRouter(options: AppOptions): Router {
     const key = idempotencyKey(ctx);
     const answer = await jobs.idempotent(key, fingerprint('POST', '/api/v1/jobs', body), async () => {
       const prepared = await jobs.prepare(body);
-      const [row] = jobs.insert([prepared]);
+      const [row] = await jobs.insert([prepared]);
       return { status: 201, body: jobs.document(row!) };
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
@@ -82,7 +81,7 @@ export function createRouter(options: AppOptions): Router {
     const parsed = batchRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
     const answer = await jobs.idempotent(idempotencyKey(ctx), fingerprint('POST', '/api/v1/jobs/batch', body), async () => {
-      type Outcome = { index: number; ok: true; prepared: { request: JobRequest; plan: ReturnType<typeof planJob>; revision: number } } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
+      type Outcome = { index: number; ok: true; prepared: PreparedJob } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
       const outcomes: Outcome[] = [];
       for (const [index, entry] of parsed.data.jobs.entries()) {
         try {
@@ -93,7 +92,7 @@ export function createRouter(options: AppOptions): Router {
         }
       }
       const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
-      const rows = jobs.insert(okOnes.map((o) => o.prepared));
+      const rows = await jobs.insert(okOnes.map((o) => o.prepared));
       const byIndex = new Map(okOnes.map((o, i) => [o.index, rows[i]!]));
       return {
         status: 200,
@@ -125,12 +124,15 @@ export function createRouter(options: AppOptions): Router {
   router.add('GET', '/api/v1/jobs/:id', (ctx) => sendJson(ctx.res, 200, jobs.document(jobs.require(ctx.params.id!))));
   router.add('GET', '/api/v1/jobs/:id/tasks', (ctx) => {
     const job = jobs.require(ctx.params.id!);
-    sendJson(ctx.res, 200, { job_id: job.id, tasks: jobs.tasks(job.id).map((t) => jobs.taskDocument(t)) });
+    const asked = ctx.query.get('status');
+    const status = TASK_STATUSES.find((s) => s === asked);
+    if (asked !== null && !status) throw new HttpError(400, 'invalid_request', `status must be one of ${TASK_STATUSES.join(', ')}`, 'status');
+    sendJson(ctx.res, 200, jobs.tasksPage(job, pageRequest(ctx.query), status));
   });
   router.add('GET', '/api/v1/jobs/:id/output', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
-    const tail = Math.min(Number(ctx.query.get('tail') ?? 1 << 20) || 1 << 20, 64 << 20);
-    sendJson(ctx.res, 200, await jobs.output(job, tail));
+    const tail = intParam(ctx.query, 'tail', { min: 1, max: OUTPUT_MAX_TAIL, fallback: OUTPUT_DEFAULT_TAIL });
+    sendJson(ctx.res, 200, await jobs.output(job, tail, pageRequest(ctx.query)));
   });
   router.add('GET', '/api/v1/jobs/:id/stream', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
@@ -141,13 +143,13 @@ export function createRouter(options: AppOptions): Router {
     await scheduler.cancel(job.id);
     sendJson(ctx.res, 200, jobs.document(jobs.require(job.id)));
   });
-  router.add('GET', '/api/v1/results/:id', (ctx) => sendJson(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!))));
+  router.add('GET', '/api/v1/results/:id', (ctx) => sendJson(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!), pageRequest(ctx.query))));
 
   // ---- artifacts ----
   router.add('GET', '/api/v1/artifacts', (ctx) => {
     const jobId = ctx.query.get('job') ?? ctx.query.get('job_id') ?? undefined;
     if (jobId) jobs.require(jobId);
-    sendJson(ctx.res, 200, { artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: Number(ctx.query.get('limit') ?? 1000) || 1000 }) });
+    sendJson(ctx.res, 200, { artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: intParam(ctx.query, 'limit', { min: 1, max: 1000, fallback: 1000 }) }) });
   });
   router.add('GET', '/api/v1/artifacts/:id', async (ctx) => {
     const artifact = jobs.artifact(ctx.params.id!);

@@ -41,7 +41,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   started_at TEXT,
   finished_at TEXT,
   callback_state TEXT,
-  cancel_requested INTEGER NOT NULL DEFAULT 0
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  task_base TEXT,
+  inserting INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
 CREATE TABLE IF NOT EXISTS job_tags (job_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (job_id, tag));
@@ -67,6 +69,7 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
+CREATE INDEX IF NOT EXISTS tasks_job_status ON tasks(job_id, status, idx);
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   job_id TEXT,
@@ -97,6 +100,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
   created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id, ord);
+CREATE INDEX IF NOT EXISTS artifacts_task ON artifacts(task_id, ord);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,
@@ -116,8 +120,25 @@ export function openDatabase(file: string): DB {
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   db.pragma('foreign_keys = ON');
+  addMissingColumns(db);
   db.exec(SCHEMA);
   return db;
+}
+
+/**
+ * Columns added after the first release, for databases made before them (CREATE TABLE IF NOT
+ * EXISTS leaves an existing table as it is):
+ * - `jobs.task_base`: what every task of the job shares (planner.ts `TaskBase`), stored once;
+ *   the job's `tasks.payload` then hold each task's part only. NULL for jobs stored before,
+ *   whose `tasks.payload` hold whole payloads.
+ * - `jobs.inserting`: 1 while a job's tasks are being written (in chunks); such a job is not
+ *   visible, and one left so by a crash is removed on the next start.
+ */
+function addMissingColumns(db: DB): void {
+  const columns = new Set((db.prepare("SELECT name FROM pragma_table_info('jobs')").all() as Array<{ name: string }>).map((c) => c.name));
+  if (columns.size === 0) return; // a new database: SCHEMA makes the table whole
+  if (!columns.has('task_base')) db.exec('ALTER TABLE jobs ADD COLUMN task_base TEXT');
+  if (!columns.has('inserting')) db.exec('ALTER TABLE jobs ADD COLUMN inserting INTEGER NOT NULL DEFAULT 0');
 }
 
 export function now(): string {

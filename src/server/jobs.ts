@@ -17,7 +17,7 @@ import type { EventLog } from './events.js';
 import { HttpError } from './http.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
-import { planJob } from './planner.js';
+import { composePayload, MAX_TASK_BYTES, MAX_TASKS, mib, planJob, type JobPlan, type PlannedTask, type TaskBase, type TaskPart } from './planner.js';
 import { DIRECTIVE_NAME_PATTERN, DIRECTIVE_NAME_RULE } from '../project/names.js';
 import type { ProjectService } from './projects.js';
 
@@ -35,6 +35,9 @@ export interface JobRow {
   finished_at: string | null;
   callback_state: string | null;
   cancel_requested: number;
+  /** JSON of planner.ts `TaskBase`; null for jobs stored before it (their tasks hold whole payloads). */
+  task_base: string | null;
+  inserting: number;
 }
 
 export interface TaskRow {
@@ -44,6 +47,7 @@ export interface TaskRow {
   kind: 'task' | 'map' | 'reduce';
   status: TaskStatus;
   attempt: number;
+  /** JSON of the task's part (planner.ts `TaskPart`), or its whole payload when its job has no `task_base`. */
   payload: string;
   items: number;
   command: string | null;
@@ -71,6 +75,67 @@ export interface ArtifactRow {
 
 export const isTerminal = isTerminalJobStatus;
 
+export interface PreparedJob {
+  request: JobRequest;
+  plan: JobPlan;
+  revision: number;
+}
+
+/** Tasks written per transaction when a job is inserted; the event loop runs between chunks. */
+const INSERT_CHUNK = 500;
+
+/** Paging of `/tasks`, `/results` and `/output` (docs/api.md): tasks per page by default, at most. */
+export const PAGE_DEFAULT_LIMIT = 100;
+export const PAGE_MAX_LIMIT = 1000;
+/** A page stops before the task that would take it past about this many bytes (one task at least). */
+export const PAGE_MAX_BYTES = 8 * 1024 * 1024;
+/** `/output`: the last bytes of each task's log, by default and at most. */
+export const OUTPUT_DEFAULT_TAIL = 1 << 20;
+export const OUTPUT_MAX_TAIL = 64 << 20;
+
+/** Which tasks a page holds: from the task with index `cursor` on. */
+export interface PageRequest {
+  cursor: number;
+  limit: number;
+  maxBytes: number;
+}
+
+/** Every task at once: for the server's own reads (a dependency's results), never for HTTP. */
+const WHOLE_JOB: PageRequest = { cursor: 0, limit: Number.MAX_SAFE_INTEGER, maxBytes: Number.POSITIVE_INFINITY };
+/** What a task document adds to its stored texts (ids, field names, times), for page sizes. */
+const ROW_OVERHEAD = 512;
+
+/** `?limit=&cursor=` of a paged route; a bad one is a 400 naming the parameter. */
+export function pageRequest(query: URLSearchParams): PageRequest {
+  const limit = intParam(query, 'limit', { min: 1, max: PAGE_MAX_LIMIT, fallback: PAGE_DEFAULT_LIMIT });
+  const cursor = query.get('cursor');
+  if (cursor !== null && !/^\d{1,9}$/.test(cursor)) throw new HttpError(400, 'invalid_request', `cursor must be the next_cursor of a previous page, got "${cursor.slice(0, 40)}"`, 'cursor');
+  return { cursor: cursor === null ? 0 : Number(cursor), limit, maxBytes: PAGE_MAX_BYTES };
+}
+
+/** An integer query parameter in a range; missing: the fallback; anything else: a 400 naming it. */
+export function intParam(query: URLSearchParams, name: string, range: { min: number; max: number; fallback: number }): number {
+  const text = query.get(name);
+  if (text === null) return range.fallback;
+  const value = Number(text);
+  if (!/^\d{1,15}$/.test(text) || value < range.min || value > range.max) {
+    throw new HttpError(400, 'invalid_request', `${name} must be an integer from ${range.min} to ${range.max}, got "${text.slice(0, 40)}"`, name);
+  }
+  return value;
+}
+
+/** The tasks of a whole request (a batch's jobs together) against the caps, before any is made. */
+function checkRequestTotals(prepared: PreparedJob[]): void {
+  const count = prepared.reduce((n, p) => n + p.plan.count, 0);
+  if (count > MAX_TASKS) throw new HttpError(422, 'invalid_job', `the jobs would make ${count} tasks together; at most ${MAX_TASKS} per request: send them in several requests`, 'jobs');
+  const bytes = prepared.reduce((n, p) => n + p.plan.bytes, 0);
+  if (bytes > MAX_TASK_BYTES) throw new HttpError(422, 'invalid_job', `the jobs' tasks would store about ${mib(bytes)} of payload together; at most ${mib(MAX_TASK_BYTES)} per request: send them in several requests`, 'jobs');
+}
+
+function textBytes(...texts: Array<string | null>): number {
+  return texts.reduce((n, text) => n + (text?.length ?? 0), 0);
+}
+
 export interface JobServiceOptions {
   db: DB;
   events: EventLog;
@@ -84,10 +149,12 @@ export interface JobServiceOptions {
 
 /** Jobs: submission (validated, planned, committed in one transaction), reads, results, cancel. */
 export class JobService {
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
   constructor(private readonly options: JobServiceOptions) {}
 
-  /** Validates and plans a job; throws HttpError (400/404/422) naming the field. */
-  async prepare(body: unknown): Promise<{ request: JobRequest; plan: ReturnType<typeof planJob>; revision: number }> {
+  /** Validates and plans a job (counted and sized, no task made yet); throws HttpError (400/404/422) naming the field. */
+  async prepare(body: unknown): Promise<PreparedJob> {
     const parsed = jobRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
     const request = parsed.data;
@@ -100,63 +167,135 @@ export class JobService {
       if (!(await this.options.hasGpu())) throw new HttpError(422, 'no_gpu', 'this server has no GPU (nvidia-smi found no driver): drop profile "gpu" and requirements.gpu', request.profile === 'gpu' ? 'profile' : 'requirements.gpu');
     }
     const plan = planJob(request);
-    // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts").
-    plan.forEach((task, index) => checkDirectives(task.payload, request.depends_on, `task ${index}: payload`));
+    // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts"):
+    // check each task's own part (small), not its composed payload (the base is checked above).
+    let index = 0;
+    for (const task of plan.tasks()) {
+      const parts = 'batch' in task.part ? task.part.items : [task.part.merge];
+      for (const part of parts) checkDirectives(part, request.depends_on, `task ${index}: payload`);
+      index++;
+    }
     return { request, plan, revision: revision.number };
   }
 
-  /** Inserts prepared jobs in one transaction; with an idempotency key, a repeat gets the first answer. */
-  insert(prepared: Array<{ request: JobRequest; plan: ReturnType<typeof planJob>; revision: number }>): JobRow[] {
+  /**
+   * Inserts prepared jobs, all or none: the jobs first (hidden, `inserting`), then their tasks a
+   * few thousand per transaction with the event loop free between chunks (other requests are
+   * answered meanwhile), then one transaction makes them all visible and schedulable. A failure
+   * removes what was written; a crash leaves hidden rows that the next start removes. With an
+   * idempotency key, a repeat gets the first answer (see `idempotent`).
+   */
+  async insert(prepared: PreparedJob[]): Promise<JobRow[]> {
+    checkRequestTotals(prepared);
     const { db } = this.options;
     const at = now();
-    const rows = db.transaction(() => {
-      const created: JobRow[] = [];
-      for (const { request, plan, revision } of prepared) {
+    const ids = db.transaction(() =>
+      prepared.map(({ request, plan, revision }) => {
         const id = newId('job');
         const seq = ((db.prepare('SELECT MAX(seq) AS s FROM jobs').get() as { s: number | null }).s ?? 0) + 1;
-        db.prepare('INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+        db.prepare('INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state, task_base, inserting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)').run(
           id,
           seq,
           request.project,
           revision,
           request.type,
-          'queued',
+          'planning',
           JSON.stringify(request),
           at,
           request.callback_url ? 'pending' : null,
+          JSON.stringify(plan.base),
         );
         for (const tag of new Set(request.tags)) db.prepare('INSERT INTO job_tags (job_id, tag) VALUES (?, ?)').run(id, tag);
-        const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-        plan.forEach((task, index) => insertTask.run(newId('task'), id, index, task.kind, 'queued', JSON.stringify(task.payload), task.items, task.command ? JSON.stringify(task.command) : null));
-        created.push(this.row(id)!);
+        return id;
+      }),
+    )();
+    try {
+      const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+      const writeChunk = db.transaction((jobId: string, first: number, tasks: PlannedTask[]) => {
+        tasks.forEach((task, i) => insertTask.run(newId('task'), jobId, first + i, task.kind, 'queued', JSON.stringify(task.part), task.items, task.command ? JSON.stringify(task.command) : null));
+      });
+      for (const [n, { plan }] of prepared.entries()) {
+        let chunk: PlannedTask[] = [];
+        let written = 0;
+        for (const task of plan.tasks()) {
+          chunk.push(task);
+          if (chunk.length < INSERT_CHUNK) continue;
+          writeChunk(ids[n]!, written, chunk);
+          written += chunk.length;
+          chunk = [];
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        if (chunk.length) writeChunk(ids[n]!, written, chunk);
       }
-      return created;
-    })();
-    for (const row of rows) {
-      this.options.events.append({ type: 'job', job_id: row.id, project: row.project, data: { status: 'planning' } });
-      this.options.events.append({ type: 'job', job_id: row.id, project: row.project, data: { status: 'queued', tasks: this.counts(row.id).total } });
+      db.transaction(() => {
+        for (const id of ids) db.prepare("UPDATE jobs SET status = 'queued', inserting = 0 WHERE id = ?").run(id);
+      })();
+    } catch (error) {
+      try {
+        this.removeJobs(ids);
+      } catch {
+        // The database is gone (the server is closing): the next start removes the hidden rows.
+      }
+      throw error;
     }
+    const rows = ids.map((id) => this.row(id)!);
+    rows.forEach((row, n) => {
+      this.options.events.append({ type: 'job', job_id: row.id, project: row.project, data: { status: 'planning' } });
+      this.options.events.append({ type: 'job', job_id: row.id, project: row.project, data: { status: 'queued', tasks: prepared[n]!.plan.count } });
+    });
     this.options.onSubmitted();
     return rows;
   }
 
-  /** Answers a request once per idempotency key: a retried POST gets the first response. */
-  idempotent<T>(key: string | undefined, fingerprint: string, act: () => Promise<{ status: number; body: T }>): Promise<{ status: number; body: unknown; replayed: boolean }> {
+  /** Jobs whose insertion did not finish (the server stopped during it): removed on start. */
+  removeUnfinishedInserts(): number {
+    const ids = (this.options.db.prepare('SELECT id FROM jobs WHERE inserting = 1').all() as Array<{ id: string }>).map((r) => r.id);
+    this.removeJobs(ids);
+    return ids.length;
+  }
+
+  private removeJobs(ids: string[]): void {
+    const { db } = this.options;
+    db.transaction(() => {
+      for (const id of ids) {
+        db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
+        db.prepare('DELETE FROM job_tags WHERE job_id = ?').run(id);
+        db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+      }
+    })();
+  }
+
+  /**
+   * Answers a request once per idempotency key: a retried POST gets the first response. A
+   * repeat that comes while the first is still being inserted waits for it.
+   */
+  async idempotent<T>(key: string | undefined, fingerprint: string, act: () => Promise<{ status: number; body: T }>): Promise<{ status: number; body: unknown; replayed: boolean }> {
     if (!key) return act().then((r) => ({ ...r, replayed: false }));
+    const pending = this.inFlight.get(key);
+    if (pending) {
+      await pending.catch(() => undefined);
+      return this.idempotent(key, fingerprint, act);
+    }
     const { db } = this.options;
     const existing = db.prepare('SELECT fingerprint, status, body FROM idempotency WHERE key = ?').get(key) as { fingerprint: string; status: number; body: string } | undefined;
     if (existing) {
       if (existing.fingerprint !== fingerprint) throw new HttpError(422, 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', 'Idempotency-Key');
-      return Promise.resolve({ status: existing.status, body: JSON.parse(existing.body), replayed: true });
+      return { status: existing.status, body: JSON.parse(existing.body), replayed: true };
     }
-    return act().then((result) => {
+    const running = act();
+    this.inFlight.set(key, running);
+    try {
+      const result = await running;
       if (result.status < 500) db.prepare('INSERT OR IGNORE INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)').run(key, fingerprint, result.status, JSON.stringify(result.body), now());
       return { ...result, replayed: false };
-    });
+    } finally {
+      this.inFlight.delete(key);
+    }
   }
 
+  /** A job, unless it does not exist or is still being inserted. */
   row(id: string): JobRow | undefined {
-    return this.options.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    return this.options.db.prepare('SELECT * FROM jobs WHERE id = ? AND inserting = 0').get(id) as JobRow | undefined;
   }
 
   require(id: string): JobRow {
@@ -169,8 +308,68 @@ export class JobService {
     return JSON.parse(row.request) as JobRequest;
   }
 
-  tasks(jobId: string): TaskRow[] {
-    return this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').all(jobId) as TaskRow[];
+  /** What every task of the job shares (undefined for jobs stored before it was kept apart). */
+  taskBase(job: JobRow): TaskBase | undefined {
+    return job.task_base === null ? undefined : (JSON.parse(job.task_base) as TaskBase);
+  }
+
+  /** A task's payload: its job's base with its own part, composed when it starts or is read. */
+  payloadOf(base: TaskBase | undefined, task: TaskRow): Record<string, unknown> {
+    const stored = JSON.parse(task.payload) as unknown;
+    return base ? composePayload(base, stored as TaskPart) : (stored as Record<string, unknown>);
+  }
+
+  /** Up to `limit` queued tasks of a job, in order (by an index: the other tasks are not read). */
+  queuedTasks(jobId: string, limit: number): TaskRow[] {
+    return this.options.db.prepare("SELECT * FROM tasks WHERE job_id = ? AND status = 'queued' ORDER BY idx LIMIT ?").all(jobId, limit) as TaskRow[];
+  }
+
+  /** Whether a job has map tasks still to run (its reduce task waits for them). */
+  hasUnfinishedMaps(jobId: string): boolean {
+    return this.options.db.prepare("SELECT 1 FROM tasks WHERE job_id = ? AND kind = 'map' AND status IN ('queued', 'running') LIMIT 1").get(jobId) !== undefined;
+  }
+
+  /** The first failed task's error (what a job's error quotes). */
+  firstError(jobId: string): string | null {
+    const row = this.options.db.prepare("SELECT error FROM tasks WHERE job_id = ? AND status = 'failed' ORDER BY idx LIMIT 1").get(jobId) as { error: string | null } | undefined;
+    return row?.error ?? null;
+  }
+
+  /** What a reduce task gets: every map task's outcome. */
+  mapResults(jobId: string): Array<{ index: number; status: string; result: unknown; error: string | null }> {
+    const rows = this.options.db.prepare("SELECT idx, status, result, error FROM tasks WHERE job_id = ? AND kind = 'map' ORDER BY idx").all(jobId) as Array<Pick<TaskRow, 'idx' | 'status' | 'result' | 'error'>>;
+    return rows.map((t) => ({ index: t.idx, status: t.status, result: parseJson(t.result, null), error: t.error }));
+  }
+
+  /**
+   * One page of a job's tasks, from `page.cursor` (a task index) on: at most `page.limit`, and
+   * no more once about `page.maxBytes` are taken (by `size`; one task at least). `next` is the
+   * cursor of the next page, null after the last.
+   */
+  private taskPage(jobId: string, page: PageRequest, size: (task: TaskRow) => number, status?: TaskStatus): { tasks: TaskRow[]; next: string | null } {
+    const rows = this.options.db
+      .prepare(`SELECT * FROM tasks WHERE job_id = ? AND idx >= ? ${status ? 'AND status = ?' : ''} ORDER BY idx`)
+      .iterate(jobId, page.cursor, ...(status ? [status] : [])) as IterableIterator<TaskRow>;
+    const tasks: TaskRow[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      const rowBytes = size(row);
+      if (tasks.length === page.limit || (tasks.length > 0 && bytes + rowBytes > page.maxBytes)) {
+        rows.return?.();
+        return { tasks, next: String(row.idx) };
+      }
+      tasks.push(row);
+      bytes += rowBytes;
+    }
+    return { tasks, next: null };
+  }
+
+  /** `GET /jobs/:id/tasks`: a page of task documents. */
+  tasksPage(job: JobRow, page: PageRequest, status?: TaskStatus): { job_id: string; tasks: Task[]; next_cursor: string | null } {
+    const base = this.taskBase(job);
+    const baseBytes = job.task_base?.length ?? 0;
+    const { tasks, next } = this.taskPage(job.id, page, (t) => ROW_OVERHEAD + baseBytes * t.items + t.payload.length + textBytes(t.result, t.output_tail, t.latest_progress, t.last_failed, t.error), status);
+    return { job_id: job.id, tasks: tasks.map((t) => this.taskDocument(t, base)), next_cursor: next };
   }
 
   counts(jobId: string): Job['counts'] {
@@ -229,11 +428,12 @@ export class JobService {
       where.push('project = ?');
       args.push(filter.project);
     }
-    const rows = this.options.db.prepare(`SELECT * FROM jobs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`).all(...args, filter.limit) as JobRow[];
+    where.push('inserting = 0');
+    const rows = this.options.db.prepare(`SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`).all(...args, filter.limit) as JobRow[];
     return rows.map((row) => this.document(row));
   }
 
-  taskDocument(row: TaskRow): Task {
+  taskDocument(row: TaskRow, base: TaskBase | undefined): Task {
     const duration = row.started_at && row.finished_at ? (Date.parse(row.finished_at) - Date.parse(row.started_at)) / 1000 : null;
     return {
       id: row.id,
@@ -242,7 +442,7 @@ export class JobService {
       kind: row.kind,
       status: row.status,
       attempt: row.attempt,
-      payload: JSON.parse(row.payload),
+      payload: this.payloadOf(base, row),
       items: row.items,
       result: parseJson(row.result, null),
       error: row.error,
@@ -257,12 +457,18 @@ export class JobService {
     };
   }
 
-  /** Per-task and per-item results, completeness, a per-type aggregate and the artifact ids. */
-  results(row: JobRow): Results {
-    const tasks = this.tasks(row.id);
+  /**
+   * Per-task and per-item results, completeness, a per-type aggregate and the artifact ids, for
+   * one page of tasks (the whole job by default). The aggregate covers the whole job and comes
+   * with the last page only (null on the others).
+   */
+  results(row: JobRow, page: PageRequest = WHOLE_JOB): Results & { next_cursor: string | null } {
+    const base = this.taskBase(row);
+    const baseBytes = row.task_base?.length ?? 0;
+    const { tasks, next } = this.taskPage(row.id, page, (t) => ROW_OVERHEAD + baseBytes * t.items + t.payload.length + 2 * textBytes(t.result, t.error));
     const items: Results['items'] = [];
     for (const task of tasks.filter((t) => t.kind !== 'reduce')) {
-      const payload = JSON.parse(task.payload) as Record<string, unknown>;
+      const payload = this.payloadOf(base, task);
       const result = parseJson<unknown>(task.result, null);
       const batch = payload._batch as { first_item: number; items: unknown[] } | undefined;
       if (batch) {
@@ -271,9 +477,11 @@ export class JobService {
         batch.items.forEach((itemPayload, i) => {
           items.push({ index: batch.first_item + i, task_id: task.id, status: task.status, payload: itemPayload, result: perItem && perItem.length === batch.items.length ? (perItem[i] ?? null) : result, error: task.error });
         });
-      } else items.push({ index: items.length, task_id: task.id, status: task.status, payload, result, error: task.error });
+      } else items.push({ index: task.idx, task_id: task.id, status: task.status, payload, result, error: task.error });
     }
-    const artifacts = this.artifacts({ jobId: row.id });
+    const artifacts = tasks.length
+      ? (this.options.db.prepare('SELECT a.id, a.task_id FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? AND t.idx BETWEEN ? AND ? ORDER BY t.idx, a.ord').all(row.id, tasks[0]!.idx, tasks.at(-1)!.idx) as Array<{ id: string; task_id: string }>)
+      : [];
     const counts = this.counts(row.id);
     return {
       job_id: row.id,
@@ -283,8 +491,9 @@ export class JobService {
       counts,
       items,
       tasks: tasks.map((t) => ({ id: t.id, index: t.idx, kind: t.kind, status: t.status, result: parseJson(t.result, null), error: t.error, artifact_ids: artifacts.filter((a) => a.task_id === t.id).map((a) => a.id) })),
-      aggregate: aggregate(row.type, tasks),
+      aggregate: next === null ? aggregate(row.type, () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>, (t) => this.payloadOf(base, t)) : null,
       artifact_ids: artifacts.map((a) => a.id),
+      next_cursor: next,
     };
   }
 
@@ -301,32 +510,36 @@ export class JobService {
     return row;
   }
 
-  /** Aggregated output: each task's log (its last `tail` bytes). */
-  async output(row: JobRow, tail: number): Promise<{ job_id: string; tasks: Array<{ task_id: string; index: number; status: string; attempt: number; output: string; truncated: boolean }> }> {
-    const tasks = await Promise.all(
-      this.tasks(row.id).map(async (task) => {
-        const file = this.options.layout.taskLog(task.id);
-        let output = '';
-        let truncated = false;
+  /** Aggregated output, a page of tasks at a time: each task's log (its last `tail` bytes). */
+  async output(row: JobRow, tail: number, page: PageRequest): Promise<{ job_id: string; tasks: Array<{ task_id: string; index: number; status: string; attempt: number; output: string; truncated: boolean }>; next_cursor: string | null }> {
+    const { tasks, next } = this.taskPage(row.id, page, () => 0);
+    const out: Array<{ task_id: string; index: number; status: string; attempt: number; output: string; truncated: boolean }> = [];
+    let bytes = 0;
+    for (const task of tasks) {
+      // The byte budget counts what is read: a page stops before the task that would pass it.
+      if (out.length > 0 && bytes >= page.maxBytes) return { job_id: row.id, tasks: out, next_cursor: String(task.idx) };
+      const file = this.options.layout.taskLog(task.id);
+      let output = '';
+      let truncated = false;
+      try {
+        const handle = await fs.open(file, 'r');
         try {
-          const handle = await fs.open(file, 'r');
-          try {
-            const { size } = await handle.stat();
-            const start = Math.max(0, size - tail);
-            truncated = start > 0;
-            const buffer = Buffer.alloc(size - start);
-            await handle.read(buffer, 0, buffer.length, start);
-            output = buffer.toString('utf8');
-          } finally {
-            await handle.close();
-          }
-        } catch {
-          output = task.output_tail;
+          const { size } = await handle.stat();
+          const start = Math.max(0, size - tail);
+          truncated = start > 0;
+          const buffer = Buffer.alloc(size - start);
+          await handle.read(buffer, 0, buffer.length, start);
+          output = buffer.toString('utf8');
+        } finally {
+          await handle.close();
         }
-        return { task_id: task.id, index: task.idx, status: task.status, attempt: task.attempt, output, truncated };
-      }),
-    );
-    return { job_id: row.id, tasks };
+      } catch {
+        output = task.output_tail;
+      }
+      bytes += Buffer.byteLength(output);
+      out.push({ task_id: task.id, index: task.idx, status: task.status, attempt: task.attempt, output, truncated });
+    }
+    return { job_id: row.id, tasks: out, next_cursor: next };
   }
 }
 
@@ -334,44 +547,62 @@ export function artifactDocument(row: ArtifactRow): Artifact {
   return { id: row.id, job_id: row.job_id, task_id: row.task_id, name: row.name, size: row.size, sha256: row.sha256, order: row.ord, created_at: row.created_at };
 }
 
-/** Per-type summaries: sweep → result per grid point; benchmark → per strategy; map_reduce → the reduce result. */
-function aggregate(type: Job['type'], tasks: TaskRow[]): unknown {
+/** Per-type summaries, over every task of a job (read one at a time): sweep → result per grid point; benchmark → per strategy; map_reduce → the reduce result. */
+function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: (task: TaskRow) => Record<string, unknown>): unknown {
+  // Rows are read only for the types that aggregate (an open iterator keeps the connection busy).
+  if (type === 'structured_runner') return null;
+  const tasks = rows();
   switch (type) {
-    case 'sweep':
-      return {
-        points: tasks.map((t) => ({ params: (JSON.parse(t.payload) as { params?: unknown }).params ?? null, status: t.status, result: parseJson(t.result, null) })),
-      };
+    case 'sweep': {
+      const points: Array<{ params: unknown; status: TaskStatus; result: unknown }> = [];
+      for (const t of tasks) points.push({ params: payloadOf(t).params ?? null, status: t.status, result: parseJson(t.result, null) });
+      return { points };
+    }
     case 'map_reduce': {
-      const reduce = tasks.find((t) => t.kind === 'reduce');
-      return { reduce: reduce ? { status: reduce.status, result: parseJson(reduce.result, null), error: reduce.error } : null, maps: tasks.filter((t) => t.kind === 'map').length };
+      let reduce: { status: TaskStatus; result: unknown; error: string | null } | null = null;
+      let maps = 0;
+      for (const t of tasks) {
+        if (t.kind === 'map') maps++;
+        else if (t.kind === 'reduce') reduce = { status: t.status, result: parseJson(t.result, null), error: t.error };
+      }
+      return { reduce, maps };
     }
     case 'benchmark': {
       const strategies: Record<string, { runs: number; succeeded: number; mean_duration_s: number | null; results: unknown[]; metrics: Record<string, { mean: number; min: number; max: number }> }> = {};
+      const durations = new Map<string, number[]>();
+      const numbers = new Map<string, Map<string, number[]>>();
       for (const task of tasks) {
-        const strategy = (JSON.parse(task.payload) as { _benchmark?: { strategy: string } })._benchmark?.strategy ?? 'default';
+        const strategy = (payloadOf(task)._benchmark as { strategy?: string } | undefined)?.strategy ?? 'default';
         const entry = (strategies[strategy] ??= { runs: 0, succeeded: 0, mean_duration_s: null, results: [], metrics: {} });
         entry.runs++;
         if (task.status === 'succeeded') entry.succeeded++;
-        entry.results.push(parseJson(task.result, null));
+        const result = parseJson<unknown>(task.result, null);
+        entry.results.push(result);
+        if (task.started_at && task.finished_at) pushTo(durations, strategy, (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000);
+        if (result && typeof result === 'object' && !Array.isArray(result)) {
+          const metrics = numbers.get(strategy) ?? new Map<string, number[]>();
+          numbers.set(strategy, metrics);
+          for (const [key, value] of Object.entries(result)) if (typeof value === 'number') pushTo(metrics, key, value);
+        }
       }
       for (const [strategy, entry] of Object.entries(strategies)) {
-        const durations = tasks
-          .filter((t) => (JSON.parse(t.payload) as { _benchmark?: { strategy: string } })._benchmark?.strategy === strategy && t.started_at && t.finished_at)
-          .map((t) => (Date.parse(t.finished_at!) - Date.parse(t.started_at!)) / 1000);
-        entry.mean_duration_s = durations.length ? durations.reduce((a, b) => a + b, 0) / durations.length : null;
-        const numbers = new Map<string, number[]>();
-        for (const result of entry.results) {
-          if (result && typeof result === 'object' && !Array.isArray(result)) {
-            for (const [key, value] of Object.entries(result)) if (typeof value === 'number') numbers.set(key, [...(numbers.get(key) ?? []), value]);
-          }
+        const times = durations.get(strategy) ?? [];
+        entry.mean_duration_s = times.length ? times.reduce((a, b) => a + b, 0) / times.length : null;
+        for (const [key, values] of numbers.get(strategy) ?? []) {
+          entry.metrics[key] = { mean: values.reduce((a, b) => a + b, 0) / values.length, min: values.reduce((a, b) => Math.min(a, b)), max: values.reduce((a, b) => Math.max(a, b)) };
         }
-        for (const [key, values] of numbers) entry.metrics[key] = { mean: values.reduce((a, b) => a + b, 0) / values.length, min: Math.min(...values), max: Math.max(...values) };
       }
       return { strategies };
     }
     default:
       return null;
   }
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 function checkDirectives(payload: Record<string, unknown>, dependsOn: string[], where: string): void {

@@ -1,138 +1,292 @@
 import { fanOutShape, type JobRequest } from '../api/schemas.js';
 import { HttpError } from './http.js';
 
+/** Most tasks one request may create (one job, or all the jobs of a batch together). */
+export const MAX_TASKS = 100_000;
+
+/**
+ * Most bytes the tasks of one request may store beyond their job's base payload (which is
+ * stored once per job): what differs per task (fan-out values, items, grid points, strategies).
+ */
+export const MAX_TASK_BYTES = 64 * 1024 * 1024;
+
+/** What every task of a job shares, stored once with the job. */
+export interface TaskBase {
+  /** The payload each item starts from; the item's own fields are merged over it. */
+  item: Record<string, unknown>;
+  /** The platform directives (`_artifacts`, `_shared`): what batched and reduce tasks start from. */
+  directives: Record<string, unknown>;
+}
+
+/** What one task stores: only what differs from its job's base. */
+export type TaskPart =
+  | { merge: Record<string, unknown>; onto?: 'directives' }
+  | { batch: { index: number; count: number; size: number; first_item: number }; items: Array<Record<string, unknown>> };
+
 export interface PlannedTask {
   kind: 'task' | 'map' | 'reduce';
-  /** For batched tasks: the items it runs, in `payload._batch.items`. */
-  payload: Record<string, unknown>;
+  part: TaskPart;
   items: number;
   /** The runner command, when not the project's default. */
   command?: string[];
 }
 
-/** Most tasks one job may have. */
-export const MAX_TASKS = 100_000;
+/** A job's tasks, counted and sized before any is made; `tasks()` makes them one at a time. */
+export interface JobPlan {
+  count: number;
+  /** About how many bytes the task parts take as JSON (the base not included). */
+  bytes: number;
+  base: TaskBase;
+  tasks(): Generator<PlannedTask>;
+}
 
 /** Keys of the payload that are directives for the platform, kept on every task. */
 const DIRECTIVES = ['_artifacts', '_shared'];
 
+/** The payload a task runs with: its job's base and its own part. */
+export function composePayload(base: TaskBase, part: TaskPart): Record<string, unknown> {
+  if ('batch' in part) return { ...base.directives, _batch: { ...part.batch, items: part.items.map((item) => ({ ...base.item, ...item })) } };
+  return { ...(part.onto === 'directives' ? base.directives : base.item), ...part.merge };
+}
+
+/** The items of a job before batching: how many, their size, and a way to make them. */
+interface ItemSource {
+  count: number;
+  bytes: number;
+  /** The request field that makes the items (named when there are too many). */
+  field: string;
+  base: Record<string, unknown>;
+  parts(): Generator<Record<string, unknown>>;
+}
+
 /**
- * Turns a job into its tasks. Fan-out: `by` splits an array field of the payload, `items` gives
- * each task's payload, `chunks` splits [0, total) into `{start, end}` ranges in `range_field`.
- * With `batch_size`, one task runs several items and gets `payload._batch`.
+ * Validates a job and plans its tasks without making them: the count and size come from the
+ * request's shape (fan-out length, grid sizes, strategies × repeats, divided by the batch size),
+ * so a request for millions of tasks is refused before one is built. Fan-out: `by` splits an
+ * array field of the payload, `items` gives each task's payload, `chunks` splits [0, total) into
+ * `{start, end}` ranges in `range_field`. With `batch_size`, one task runs several items and
+ * gets `payload._batch`.
  */
-export function planJob(request: JobRequest): PlannedTask[] {
+export function planJob(request: JobRequest): JobPlan {
   if (request.batch_size !== undefined && request.batch_per_task !== undefined) {
     throw new HttpError(422, 'invalid_job', 'use batch_size or batch_per_task, not both', 'batch_per_task');
   }
   const batch = request.batch_size ?? request.batch_per_task;
-  const base = request.payload;
+  const directives = keepDirectives(request.payload);
+  const command = request.runner_command;
   switch (request.type) {
     case 'structured_runner':
-      return batchItems(fanOutItems(request), batch, base, 'task', request.runner_command);
-    case 'sweep': {
-      const grid = base.grid;
-      if (grid === null || typeof grid !== 'object' || Array.isArray(grid) || Object.keys(grid).length === 0) {
-        throw new HttpError(422, 'invalid_job', 'a sweep needs payload.grid = {"param": [values, ...], ...}', 'payload.grid');
-      }
-      const entries = Object.entries(grid as Record<string, unknown>);
-      for (const [param, values] of entries) {
-        if (!Array.isArray(values) || values.length === 0) throw new HttpError(422, 'invalid_job', `payload.grid.${param} must be a non-empty array of values`, `payload.grid.${param}`);
-      }
-      const size = entries.reduce((n, [, values]) => n * (values as unknown[]).length, 1);
-      if (size > MAX_TASKS) throw new HttpError(422, 'invalid_job', `the grid has ${size} points; at most ${MAX_TASKS}`, 'payload.grid');
+      return checked(batched(fanOutItems(request), batch, directives, 'task', command));
+    case 'sweep':
       if (request.fan_out) throw new HttpError(422, 'invalid_job', 'a sweep fans out over its grid: drop fan_out', 'fan_out');
-      const { grid: _grid, ...rest } = base;
-      void _grid;
-      const points = cartesian(entries.map(([param, values]) => (values as unknown[]).map((value) => [param, value] as const)));
-      const items = points.map((point) => ({ ...rest, params: Object.fromEntries(point) }));
-      return batchItems(items, batch, keepDirectives(rest), 'task', request.runner_command);
-    }
+      return checked(batched(gridItems(request.payload), batch, directives, 'task', command));
     case 'map_reduce': {
       if (!request.reduce_command) throw new HttpError(422, 'invalid_job', 'map_reduce needs reduce_command (the command that gets all map results)', 'reduce_command');
-      const maps = batchItems(fanOutItems(request), batch, base, 'map', request.runner_command);
-      return [...maps, { kind: 'reduce', payload: keepDirectives(base), items: 1, command: request.reduce_command }];
+      const maps = batched(fanOutItems(request), batch, directives, 'map', command);
+      const reduce: PlannedTask = { kind: 'reduce', part: { merge: {}, onto: 'directives' }, items: 1, command: request.reduce_command };
+      return checked({
+        ...maps,
+        count: maps.count + 1,
+        *tasks() {
+          yield* maps.tasks();
+          yield reduce;
+        },
+      });
     }
-    case 'benchmark': {
-      const strategies = base.strategies;
-      if (strategies === null || typeof strategies !== 'object' || Array.isArray(strategies) || Object.keys(strategies).length === 0) {
-        throw new HttpError(422, 'invalid_job', 'a benchmark needs payload.strategies = {"name": {payload}, ...}', 'payload.strategies');
-      }
-      const repeats = base.repeats ?? 1;
-      if (typeof repeats !== 'number' || !Number.isInteger(repeats) || repeats < 1 || repeats > 1000) {
-        throw new HttpError(422, 'invalid_job', 'payload.repeats must be an integer from 1 to 1000', 'payload.repeats');
-      }
+    case 'benchmark':
       if (request.fan_out) throw new HttpError(422, 'invalid_job', 'a benchmark fans out over its strategies: drop fan_out', 'fan_out');
-      const tasks: PlannedTask[] = [];
-      for (const [strategy, payload] of Object.entries(strategies as Record<string, unknown>)) {
-        if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) {
-          throw new HttpError(422, 'invalid_job', `payload.strategies.${strategy} must be an object (that strategy's payload)`, `payload.strategies.${strategy}`);
-        }
-        for (let repeat = 0; repeat < repeats; repeat++) {
-          tasks.push({ kind: 'task', payload: { ...keepDirectives(base), ...(payload as Record<string, unknown>), _benchmark: { strategy, repeat } }, items: 1, ...(request.runner_command ? { command: request.runner_command } : {}) });
-        }
-      }
-      return checkCount(tasks);
-    }
+      return checked(benchmark(request.payload, directives, command));
   }
 }
 
-/** The payload of each item of a fan-out (or the one payload without one). */
-function fanOutItems(request: JobRequest): Array<Record<string, unknown>> {
+/** The items of a fan-out (or the one payload without one). */
+function fanOutItems(request: JobRequest): ItemSource {
   const base = request.payload;
-  if (!request.fan_out) return [base];
+  if (!request.fan_out) return { count: 1, bytes: 2, field: 'payload', base, *parts() { yield {}; } };
   const shape = fanOutShape(request.fan_out);
   if ('error' in shape) throw new HttpError(422, 'invalid_fan_out', shape.error, 'fan_out');
   switch (shape.kind) {
     case 'by': {
-      const values = base[shape.field];
-      if (!Array.isArray(values)) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${shape.field} must be an array to fan out over`, `payload.${shape.field}`);
-      if (values.length === 0) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${shape.field} is empty`, `payload.${shape.field}`);
-      checkItems(values.length);
-      return values.map((value) => ({ ...base, [shape.field]: value }));
+      const field = shape.field;
+      const values = base[field];
+      if (!Array.isArray(values)) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} must be an array to fan out over`, `payload.${field}`);
+      if (values.length === 0) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} is empty`, `payload.${field}`);
+      checkItems(values.length, `payload.${field}`);
+      // The array itself is not part of any item: the base keeps only its key (for the key order).
+      return {
+        count: values.length,
+        bytes: jsonBytes(values) + values.length * (field.length + 4),
+        field: `payload.${field}`,
+        base: { ...base, [field]: null },
+        *parts() {
+          for (const value of values) yield { [field]: value };
+        },
+      };
     }
     case 'items':
-      checkItems(shape.items.length);
-      return shape.items.map((item) => ({ ...keepDirectives(base), ...item }));
+      checkItems(shape.items.length, 'fan_out.items');
+      return {
+        count: shape.items.length,
+        bytes: jsonBytes(shape.items),
+        field: 'fan_out.items',
+        base: keepDirectives(base),
+        *parts() {
+          yield* shape.items;
+        },
+      };
     case 'chunks': {
       const size = Math.ceil(shape.total / shape.chunks);
-      const items: Array<Record<string, unknown>> = [];
-      for (let start = 0; start < shape.total; start += size) items.push({ ...base, [shape.rangeField]: { start, end: Math.min(start + size, shape.total) } });
-      return items;
+      const count = Math.ceil(shape.total / size);
+      return {
+        count,
+        bytes: count * (shape.rangeField.length + 2 * String(shape.total).length + 24),
+        field: 'fan_out.chunks',
+        base,
+        *parts() {
+          for (let start = 0; start < shape.total; start += size) yield { [shape.rangeField]: { start, end: Math.min(start + size, shape.total) } };
+        },
+      };
     }
   }
 }
 
-function batchItems(items: Array<Record<string, unknown>>, batch: number | undefined, base: Record<string, unknown>, kind: 'task' | 'map', command: string[] | undefined): PlannedTask[] {
-  const extra = command ? { command } : {};
-  if (batch === undefined || batch <= 1) return checkCount(items.map((payload) => ({ kind, payload, items: 1, ...extra })));
-  const tasks: PlannedTask[] = [];
-  const count = Math.ceil(items.length / batch);
-  for (let index = 0; index < count; index++) {
-    const slice = items.slice(index * batch, (index + 1) * batch);
-    tasks.push({
-      kind,
-      payload: { ...keepDirectives(base), _batch: { index, count, size: slice.length, first_item: index * batch, items: slice } },
-      items: slice.length,
-      ...extra,
-    });
+/** A sweep's points: the cartesian product of `payload.grid`, counted and sized from the grid's lengths. */
+function gridItems(payload: Record<string, unknown>): ItemSource {
+  const grid = payload.grid;
+  if (grid === null || typeof grid !== 'object' || Array.isArray(grid) || Object.keys(grid).length === 0) {
+    throw new HttpError(422, 'invalid_job', 'a sweep needs payload.grid = {"param": [values, ...], ...}', 'payload.grid');
   }
-  return checkCount(tasks);
+  const entries: Array<[string, unknown[]]> = [];
+  for (const [param, values] of Object.entries(grid)) {
+    if (!Array.isArray(values) || values.length === 0) throw new HttpError(422, 'invalid_job', `payload.grid.${param} must be a non-empty array of values`, `payload.grid.${param}`);
+    entries.push([param, values]);
+  }
+  const size = entries.reduce((n, [, values]) => n * values.length, 1);
+  if (size > MAX_TASKS) throw new HttpError(422, 'invalid_job', `the grid has ${size} points; at most ${MAX_TASKS} per job`, 'payload.grid');
+  // Each value of a parameter appears in size / (its count of values) points.
+  const bytes = entries.reduce((sum, [param, values]) => sum + (jsonBytes(values) + values.length * (param.length + 4)) * (size / values.length), size * 12);
+  const { grid: _grid, ...rest } = payload;
+  void _grid;
+  return {
+    count: size,
+    bytes,
+    field: 'payload.grid',
+    base: rest,
+    *parts() {
+      // An odometer over the grid: the last parameter turns fastest, as the nested loops would.
+      const at = entries.map(() => 0);
+      for (let point = 0; point < size; point++) {
+        yield { params: Object.fromEntries(entries.map(([param, values], i) => [param, values[at[i]!]])) };
+        for (let i = entries.length - 1; i >= 0; i--) {
+          if (++at[i]! < entries[i]![1].length) break;
+          at[i] = 0;
+        }
+      }
+    },
+  };
+}
+
+/** One task per strategy and repeat, counted as strategies × repeats before any is made. */
+function benchmark(payload: Record<string, unknown>, directives: Record<string, unknown>, command: string[] | undefined): JobPlan {
+  const strategies = payload.strategies;
+  if (strategies === null || typeof strategies !== 'object' || Array.isArray(strategies) || Object.keys(strategies).length === 0) {
+    throw new HttpError(422, 'invalid_job', 'a benchmark needs payload.strategies = {"name": {payload}, ...}', 'payload.strategies');
+  }
+  const repeats = payload.repeats ?? 1;
+  if (typeof repeats !== 'number' || !Number.isInteger(repeats) || repeats < 1 || repeats > 1000) {
+    throw new HttpError(422, 'invalid_job', 'payload.repeats must be an integer from 1 to 1000', 'payload.repeats');
+  }
+  const entries = Object.entries(strategies);
+  const count = entries.length * repeats;
+  if (count > MAX_TASKS) {
+    throw new HttpError(422, 'invalid_job', `${entries.length} strategies × ${repeats} repeats = ${count} tasks; at most ${MAX_TASKS} per job`, 'payload.strategies');
+  }
+  let bytes = 0;
+  for (const [strategy, strategyPayload] of entries) {
+    if (strategyPayload === null || typeof strategyPayload !== 'object' || Array.isArray(strategyPayload)) {
+      throw new HttpError(422, 'invalid_job', `payload.strategies.${strategy} must be an object (that strategy's payload)`, `payload.strategies.${strategy}`);
+    }
+    bytes += (jsonBytes(strategyPayload) + strategy.length + 48) * repeats;
+  }
+  const extra = command ? { command } : {};
+  return {
+    count,
+    bytes,
+    base: { item: directives, directives },
+    *tasks() {
+      for (const [strategy, strategyPayload] of entries) {
+        for (let repeat = 0; repeat < repeats; repeat++) {
+          yield { kind: 'task', part: { merge: { ...(strategyPayload as Record<string, unknown>), _benchmark: { strategy, repeat } } }, items: 1, ...extra };
+        }
+      }
+    },
+  };
+}
+
+/** Items as tasks: one each, or `batch` of them per task (with `payload._batch`). */
+function batched(source: ItemSource, batch: number | undefined, directives: Record<string, unknown>, kind: 'task' | 'map', command: string[] | undefined): JobPlan & { field: string } {
+  const extra = command ? { command } : {};
+  const base: TaskBase = { item: source.base, directives };
+  if (batch === undefined || batch <= 1) {
+    return {
+      count: source.count,
+      bytes: source.bytes,
+      field: source.field,
+      base,
+      *tasks() {
+        for (const merge of source.parts()) yield { kind, part: { merge }, items: 1, ...extra };
+      },
+    };
+  }
+  const count = Math.ceil(source.count / batch);
+  return {
+    count,
+    bytes: source.bytes + count * 80,
+    field: source.field,
+    base,
+    *tasks() {
+      let slice: Array<Record<string, unknown>> = [];
+      let index = 0;
+      const flush = (): PlannedTask => {
+        const task: PlannedTask = { kind, part: { batch: { index, count, size: slice.length, first_item: index * batch }, items: slice }, items: slice.length, ...extra };
+        index++;
+        slice = [];
+        return task;
+      };
+      for (const item of source.parts()) {
+        slice.push(item);
+        if (slice.length === batch) yield flush();
+      }
+      if (slice.length) yield flush();
+    },
+  };
+}
+
+/** Refuses a plan over the task or byte caps, naming the field that made it so large. */
+function checked(plan: JobPlan & { field?: string }): JobPlan {
+  const field = plan.field ?? 'payload.strategies';
+  if (plan.count > MAX_TASKS) {
+    throw new HttpError(422, 'invalid_job', `${plan.count} tasks; at most ${MAX_TASKS} per job: group items with batch_size, or split the job`, field);
+  }
+  if (plan.bytes > MAX_TASK_BYTES) {
+    throw new HttpError(422, 'invalid_job', `the tasks would store about ${mib(plan.bytes)} of payload; at most ${mib(MAX_TASK_BYTES)} per request: move what tasks share out of ${field} (the base payload is stored once), or split the job`, field);
+  }
+  return plan;
 }
 
 function keepDirectives(payload: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(payload).filter(([key]) => DIRECTIVES.includes(key)));
 }
 
-function cartesian<T>(lists: T[][]): T[][] {
-  return lists.reduce<T[][]>((acc, list) => acc.flatMap((prefix) => list.map((value) => [...prefix, value])), [[]]);
+function checkItems(count: number, field: string): void {
+  if (count > MAX_TASKS) throw new HttpError(422, 'invalid_fan_out', `${count} items; at most ${MAX_TASKS} per job`, field);
 }
 
-function checkItems(count: number): void {
-  if (count > MAX_TASKS) throw new HttpError(422, 'invalid_fan_out', `${count} items; at most ${MAX_TASKS} per job`, 'fan_out');
+/** The length of a value as JSON (its UTF-16 length: near enough to its UTF-8 bytes for a cap). */
+function jsonBytes(value: unknown): number {
+  return JSON.stringify(value).length;
 }
 
-function checkCount(tasks: PlannedTask[]): PlannedTask[] {
-  if (tasks.length > MAX_TASKS) throw new HttpError(422, 'invalid_job', `${tasks.length} tasks; at most ${MAX_TASKS} per job`);
-  return tasks;
+export function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
 }

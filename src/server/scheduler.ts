@@ -13,7 +13,7 @@ import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { joinInside } from '../util/paths.js';
 import { deliverCallback } from './callbacks.js';
-import { type DB, now, parseJson } from './db.js';
+import { type DB, now } from './db.js';
 import type { EventLog } from './events.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
@@ -43,6 +43,7 @@ export interface SchedulerOptions {
 }
 
 interface Running {
+  jobId: string;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -64,6 +65,8 @@ export class Scheduler {
   /** After a crash or restart: requeue interrupted tasks, remove leftover containers, finish what is finished. */
   async recover(): Promise<void> {
     const { db, events } = this.options;
+    const unfinished = this.options.jobs.removeUnfinishedInserts();
+    if (unfinished) this.options.log(`removed ${unfinished} job(s) whose submission the server did not finish`);
     const interrupted = db.prepare("SELECT * FROM tasks WHERE status = 'running'").all() as TaskRow[];
     for (const task of interrupted) {
       const lastFailed = JSON.stringify({ attempt: task.attempt, error: 'interrupted: the server stopped while the task ran', output_tail: task.output_tail });
@@ -114,11 +117,12 @@ export class Scheduler {
       if (this.running.size >= this.options.workers) return;
       if (job.cancel_requested) continue;
       if (job.status === 'queued' && !this.dependenciesReady(job)) continue;
-      const tasks = jobs.tasks(job.id);
-      for (const task of tasks) {
+      // Only the next queued tasks are read (by an index), not every task of the job: at most
+      // `workers` can start, fewer when some returned are still winding down in `running`.
+      for (const task of jobs.queuedTasks(job.id, this.options.workers)) {
         if (this.running.size >= this.options.workers) return;
-        if (task.status !== 'queued' || this.running.has(task.id)) continue;
-        if (task.kind === 'reduce' && tasks.some((t) => t.kind === 'map' && !isTaskDone(t.status))) continue;
+        if (this.running.has(task.id)) continue;
+        if (task.kind === 'reduce' && jobs.hasUnfinishedMaps(job.id)) continue;
         this.start(job, task);
       }
     }
@@ -168,7 +172,7 @@ export class Scheduler {
         this.maybeFinish(job.id);
         this.kick();
       });
-    this.running.set(task.id, { controller, done });
+    this.running.set(task.id, { jobId: job.id, controller, done });
   }
 
   private async execute(job: JobRow, task: TaskRow, signal: AbortSignal): Promise<void> {
@@ -187,9 +191,9 @@ export class Scheduler {
     await fs.rm(outputsDir, { recursive: true, force: true }); // a retry starts clean
     await fs.rm(work, { recursive: true, force: true });
     const mounts: Mount[] = [];
-    let payload = JSON.parse(task.payload) as Record<string, unknown>;
+    let payload = jobs.payloadOf(jobs.taskBase(job), task);
     payload = await this.resolveDirectives(payload, work, mounts, job.project);
-    if (task.kind === 'reduce') payload = { ...payload, map_results: this.mapResults(job.id) };
+    if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
         const source = layout.volume(job.project, volume);
@@ -288,13 +292,6 @@ export class Scheduler {
     return payload;
   }
 
-  private mapResults(jobId: string): Array<{ index: number; status: string; result: unknown; error: string | null }> {
-    return this.options.jobs
-      .tasks(jobId)
-      .filter((t) => t.kind === 'map')
-      .map((t) => ({ index: t.idx, status: t.status, result: parseJson(t.result, null), error: t.error }));
-  }
-
   private async collectArtifacts(job: JobRow, task: TaskRow, outputsDir: string, project: Project): Promise<string[]> {
     const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
     const files = await listOutputs(outputsDir, order);
@@ -339,11 +336,10 @@ export class Scheduler {
     const { db, jobs } = this.options;
     const job = jobs.row(jobId);
     if (!job || isTerminal(job.status)) return;
-    const tasks = jobs.tasks(jobId);
-    if (tasks.some((t) => !isTaskDone(t.status)) || [...this.running.keys()].some((id) => tasks.some((t) => t.id === id))) return;
     const counts = jobs.counts(jobId);
+    if (counts.queued + counts.running > 0 || [...this.running.values()].some((r) => r.jobId === jobId)) return;
     const status = job.cancel_requested ? 'cancelled' : counts.succeeded === counts.total ? 'completed' : counts.succeeded === 0 ? 'failed' : 'partial';
-    const firstError = tasks.find((t) => t.status === 'failed')?.error ?? null;
+    const firstError = status === 'completed' ? null : jobs.firstError(jobId);
     const error = status === 'completed' ? null : status === 'cancelled' ? 'cancelled' : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
     db.prepare('UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?').run(status, error, now(), jobId);
     this.emitJob(jobId);
@@ -376,9 +372,9 @@ export class Scheduler {
       db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId);
       db.prepare("UPDATE tasks SET status = 'cancelled', error = 'cancelled', finished_at = ? WHERE job_id = ? AND status = 'queued'").run(now(), jobId);
     })();
-    const running = jobs.tasks(jobId).filter((t) => this.running.has(t.id));
-    for (const task of running) this.running.get(task.id)!.controller.abort();
-    await Promise.race([Promise.all(running.map((t) => this.running.get(t.id)?.done)), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    const running = [...this.running.values()].filter((r) => r.jobId === jobId);
+    for (const task of running) task.controller.abort();
+    await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, 15_000))]);
     this.maybeFinish(jobId);
   }
 
@@ -455,10 +451,6 @@ class LiveFeed {
     this.closed = true;
     await new Promise<void>((resolve) => this.log.end(resolve));
   }
-}
-
-function isTaskDone(status: string): boolean {
-  return status === 'succeeded' || status === 'failed' || status === 'cancelled';
 }
 
 function pick(value: unknown, dotted: string): unknown {

@@ -1,9 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { jobRequestSchema, type JobRequestInput } from '../../src/api/schemas.js';
-import { planJob } from '../../src/server/planner.js';
+import { composePayload, MAX_TASK_BYTES, MAX_TASKS, planJob } from '../../src/server/planner.js';
 import { HttpError } from '../../src/server/http.js';
 
-const plan = (input: Partial<JobRequestInput>) => planJob(jobRequestSchema.parse({ project: 'p', ...input }));
+/** The tasks with their composed payloads; the count said before making them must be right. */
+const plan = (input: Partial<JobRequestInput>) => {
+  const planned = planJob(jobRequestSchema.parse({ project: 'p', ...input }));
+  const tasks = [...planned.tasks()].map(({ part, ...task }) => ({ ...task, payload: composePayload(planned.base, part) }));
+  expect(tasks).toHaveLength(planned.count);
+  return tasks;
+};
 const refusal = (input: Partial<JobRequestInput>): HttpError => {
   try {
     plan(input);
@@ -87,5 +93,43 @@ describe('job planning', () => {
     expect(error.status).toBe(422);
     expect(error.field).toBe(field);
     expect(error.message).toMatch(message);
+  });
+
+  it.each([
+    ['a benchmark', { type: 'benchmark' as const, payload: { strategies: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`s${i}`, {}])), repeats: 1000 } }, 'payload.strategies', /200 strategies × 1000 repeats = 200000 tasks/],
+    ['a sweep', { type: 'sweep' as const, payload: { grid: { a: Array.from({ length: 400 }, (_, i) => i), b: Array.from({ length: 400 }, (_, i) => i) } } }, 'payload.grid', /160000 points/],
+    ['a fan-out', { payload: { n: Array.from({ length: MAX_TASKS + 1 }, () => 0) }, fan_out: { by: 'n' } }, 'payload.n', /100001 items/],
+    ['a map_reduce one over', { type: 'map_reduce' as const, payload: { n: Array.from({ length: MAX_TASKS }, () => 0) }, fan_out: { by: 'n' }, reduce_command: ['r'] }, 'payload.n', /100001 tasks/],
+  ])('%s over MAX_TASKS is refused before any task is made', (_name, input, field, message) => {
+    const error = refusal(input as Partial<JobRequestInput>);
+    expect(error.status).toBe(422);
+    expect(error.field).toBe(field);
+    expect(error.message).toMatch(message);
+  });
+
+  it('a plan says its count without making a task (a batched 100,000-item fan-out)', () => {
+    const planned = planJob(jobRequestSchema.parse({ project: 'p', payload: { seed: 1 }, fan_out: { chunks: 100_000, range_field: 'r', total: 1_000_000 }, batch_size: 7 }));
+    expect(planned.count).toBe(Math.ceil(100_000 / 7));
+    let made = 0;
+    for (const task of planned.tasks()) made += task.items;
+    expect(made).toBe(100_000);
+  });
+
+  it.each([
+    ['grid values shared by many points', { type: 'sweep' as const, payload: { grid: { a: Array.from({ length: 300 }, () => 'x'.repeat(1000)), b: Array.from({ length: 300 }, (_, i) => i) } } }, 'payload.grid'],
+    ['a big strategy repeated', { type: 'benchmark' as const, payload: { strategies: { big: { blob: 'x'.repeat(700_000) } }, repeats: 1000 } }, 'payload.strategies'],
+  ])('tasks storing over MAX_TASK_BYTES are refused: %s', (_name, input, field) => {
+    const error = refusal(input as Partial<JobRequestInput>);
+    expect(error.status).toBe(422);
+    expect(error.field).toBe(field);
+    expect(error.message).toContain(`at most ${MAX_TASK_BYTES / (1024 * 1024)}.0 MiB`);
+  });
+
+  it('a fan-out stores its shared payload once: each part holds only what differs', () => {
+    const planned = planJob(jobRequestSchema.parse({ project: 'p', payload: { blob: 'x'.repeat(9000), n: [1, 2, 3] }, fan_out: { by: 'n' }, batch_size: 2 }));
+    const parts = [...planned.tasks()].map((t) => JSON.stringify(t.part));
+    for (const part of parts) expect(part).not.toContain('xxx');
+    expect(JSON.stringify(planned.base.item)).toContain('x'.repeat(9000));
+    expect(composePayload(planned.base, [...planned.tasks()][1]!.part)).toEqual({ _batch: { index: 1, count: 2, size: 1, first_item: 2, items: [{ blob: 'x'.repeat(9000), n: 3 }] } });
   });
 });

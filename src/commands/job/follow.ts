@@ -89,8 +89,8 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
 export async function reportFailures(api: ApiClient, job: Job, ctx: Context): Promise<void> {
   const { ui } = ctx;
   ui.info(ui.c.red(`job ${job.id} ${job.status}${job.error ? `: ${job.error}` : ''}`));
-  const tasks = await api.tasks(job.id);
-  const failed = tasks.filter((t) => t.status === 'failed');
+  // Only the failed ones are asked for; the filter stays for a server that ignores `status`.
+  const failed = (await api.tasks(job.id, { status: 'failed' })).filter((t) => t.status === 'failed');
   for (const task of failed.slice(0, 5)) {
     ui.info(`  task ${task.index} (${task.id}): ${task.error ?? 'failed'}`);
     const lines = task.live_feedback.output_tail.trimEnd().split('\n').slice(-10);

@@ -1,0 +1,213 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/server/index.js';
+import { ApiClient } from '../../src/api/client.js';
+import { FakeDocker } from '../helpers/fake-docker.js';
+import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
+import { tempDir } from '../helpers/context.js';
+import { ExecNotFound } from '../../src/util/exec.js';
+
+/**
+ * Issue 11: one request must not be able to kill `cycle server` (build millions of tasks in
+ * memory, write a base payload into every task row, stall every other request while it
+ * inserts, or make `/tasks` and `/results` answer gigabytes). The server runs in this process
+ * on 127.0.0.1 with a fake Docker whose containers wait until the test ends, so the queued
+ * tasks stay queued and nothing runs in the background.
+ */
+
+let server: RunningServer;
+let dataDir: string;
+let release: () => void = () => undefined;
+const held = new Promise<void>((resolve) => (release = resolve));
+const docker = new FakeDocker();
+docker.onRun = async () => {
+  await held;
+  return 0;
+};
+
+beforeAll(async () => {
+  dataDir = await tempDir('cycle-load-');
+  server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    dataDir,
+    workers: 2,
+    version: 'test',
+    docker: async () => docker,
+    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+    log: () => undefined,
+  });
+  const push = await api('POST', '/api/v1/projects/p/push', { raw: rawTarGz(VALID_PROJECT) });
+  expect(push.status).toBe(201);
+  // Both workers busy from the start (the first task's build done), so later jobs stay queued.
+  const warm = (await api('POST', '/api/v1/jobs', { body: { project: 'p', payload: { w: [0, 1] }, fan_out: { by: 'w' } } })).body;
+  for (let polls = 0; (await api('GET', `/api/v1/jobs/${warm.id}`)).body.counts.running < 2; polls++) expect(polls).toBeLessThan(10_000);
+});
+
+afterAll(async () => {
+  const closing = server.close(); // stops the scheduler first, so released tasks start nothing new
+  release();
+  await closing;
+  await fs.rm(dataDir, { recursive: true, force: true });
+});
+
+async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer } = {}): Promise<{ status: number; body: any; bytes: number; ms: number }> {
+  const body = options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
+  const started = performance.now();
+  const response = await fetch(`${server.url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${server.token}`, ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body,
+  });
+  const text = await response.text();
+  const ms = performance.now() - started;
+  let answer: unknown = text;
+  try {
+    answer = JSON.parse(text);
+  } catch {
+    // not JSON: kept as text for the assertion that fails
+  }
+  return { status: response.status, body: answer, bytes: Buffer.byteLength(text), ms };
+}
+
+async function dbBytes(): Promise<number> {
+  let total = 0;
+  for (const suffix of ['', '-wal']) total += (await fs.stat(path.join(dataDir, `cycle.db${suffix}`)).catch(() => ({ size: 0 }))).size;
+  return total;
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+describe('a request is counted and sized before any task is made', () => {
+  // The issue's bomb first (a 549 KB benchmark body: 40,000 strategies x 1,000 repeats), then
+  // other shapes of the same attack: every job type, and batches.
+  const bombs: Array<[string, string, unknown, string]> = [
+    ['benchmark: 40,000 strategies x 1,000 repeats', '/api/v1/jobs', { project: 'p', type: 'benchmark', payload: { strategies: Object.fromEntries(range(40_000).map((i) => [`s${i}`, { v: i }])), repeats: 1000 } }, 'payload.strategies'],
+    ['sweep: 20 parameters of 2 values (a million points)', '/api/v1/jobs', { project: 'p', type: 'sweep', payload: { grid: Object.fromEntries(range(20).map((i) => [`p${i}`, [0, 1]])) } }, 'payload.grid'],
+    ['sweep: 90,000 points of 1 KB values (bytes, not count)', '/api/v1/jobs', { project: 'p', type: 'sweep', payload: { grid: { a: range(300).map(() => 'x'.repeat(1000)), b: range(300) } } }, 'payload.grid'],
+    ['benchmark: one 900 KB strategy x 1,000 repeats', '/api/v1/jobs', { project: 'p', type: 'benchmark', payload: { strategies: { big: { blob: 'x'.repeat(900_000) } }, repeats: 1000 } }, 'payload.strategies'],
+    ['map_reduce: 100,000 maps and a reduce', '/api/v1/jobs', { project: 'p', type: 'map_reduce', reduce_command: ['r'], fan_out: { chunks: 100_000, range_field: 'r', total: 100_000 } }, 'fan_out.chunks'],
+    ['batch: 200 jobs of 100,000 chunks', '/api/v1/jobs/batch', { jobs: range(200).map(() => ({ project: 'p', fan_out: { chunks: 100_000, range_field: 'r', total: 1_000_000 } })) }, 'jobs'],
+    ['batch: 200 sweeps storing 1.6 MB each', '/api/v1/jobs/batch', { jobs: range(200).map(() => ({ project: 'p', type: 'sweep', payload: { grid: { a: range(10).map(() => 'y'.repeat(4000)), b: range(40) } } })) }, 'jobs'],
+  ];
+
+  it.each(bombs)('%s: 422 naming %s, fast, with bounded memory, nothing stored', async (_name, route, body, field) => {
+    const jobsBefore = (await api('GET', '/api/v1/jobs?limit=1000')).body.jobs.length;
+    const rssBefore = process.memoryUsage().rss;
+    const answer = await api('POST', route, { body });
+    expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBe(422);
+    expect(answer.body.error.field).toBe(field);
+    expect(answer.body.error.message).toMatch(/at most/);
+    // Seconds at most on a loaded 2-core machine (an 8 MB batch is parsed and validated); the
+    // old code built every task first and did not answer within 5 minutes.
+    expect(answer.ms).toBeLessThan(10_000);
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(300 * 1024 * 1024);
+    expect((await api('GET', '/api/v1/jobs?limit=1000')).body.jobs.length).toBe(jobsBefore);
+  });
+});
+
+describe('a 100,000-task fan-out of a 9 KB payload', () => {
+  const blob = 'b'.repeat(9 * 1024);
+  let big: { id: string };
+
+  it('stores about one copy of the payload, and other requests answer within a second while it is inserted', async () => {
+    const before = await dbBytes();
+    let done = false;
+    const submitting = api('POST', '/api/v1/jobs', { body: { project: 'p', tags: ['big'], payload: { blob }, fan_out: { chunks: 100_000, range_field: 'range', total: 100_000 } } }).finally(() => (done = true));
+    const latencies: number[] = [];
+    while (!done) {
+      const small = await api('POST', '/api/v1/jobs', { body: { project: 'p', tags: ['small'] } });
+      expect(small.status).toBe(201);
+      latencies.push(small.ms);
+      // Never half a job: until it is all written, the big job is not listed at all.
+      for (const job of (await api('GET', '/api/v1/jobs?tag=big')).body.jobs) expect(job.counts.total).toBe(100_000);
+    }
+    const answer = await submitting;
+    expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBe(201);
+    big = answer.body;
+    expect(big).toMatchObject({ status: 'queued', counts: { total: 100_000, queued: 100_000 } });
+    expect(latencies.length).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...latencies)).toBeLessThan(1000);
+    // 100,000 copies would be 900 MB; one copy and 100,000 small rows are a few tens of MB.
+    expect(await dbBytes()).toBeLessThan(before + 64 * 1024 * 1024);
+  });
+
+  it('/tasks, /results and /output answer pages of bounded size, with the payload composed', async () => {
+    const tasks = await api('GET', `/api/v1/jobs/${big.id}/tasks?limit=1000`);
+    expect(tasks.status).toBe(200);
+    expect(tasks.bytes).toBeLessThan(12 * 1024 * 1024);
+    expect(tasks.body.tasks.length).toBeGreaterThan(0);
+    expect(tasks.body.tasks[1].payload).toEqual({ blob, range: { start: 1, end: 2 } });
+    expect(tasks.body.next_cursor).toBe(String(tasks.body.tasks.length));
+    const last = await api('GET', `/api/v1/jobs/${big.id}/tasks?cursor=99999`);
+    expect(last.body.tasks.map((t: { index: number }) => t.index)).toEqual([99_999]);
+    expect(last.body.next_cursor).toBeNull();
+    const results = await api('GET', `/api/v1/results/${big.id}?limit=1000`);
+    expect(results.status).toBe(200);
+    expect(results.bytes).toBeLessThan(12 * 1024 * 1024);
+    expect(results.body.items[0]).toMatchObject({ index: 0, payload: { blob, range: { start: 0, end: 1 } } });
+    const output = await api('GET', `/api/v1/jobs/${big.id}/output`);
+    expect(output.status).toBe(200);
+    expect(output.body.tasks).toHaveLength(100);
+    expect(output.body.next_cursor).toBe('100');
+  });
+});
+
+describe('paging', () => {
+  it('returns every task, result and output exactly once, in pages of at most `limit`', async () => {
+    const job = (await api('POST', '/api/v1/jobs', { body: { project: 'p', payload: { n: range(2500) }, fan_out: { by: 'n' } } })).body;
+    for (const [route, key] of [[`/api/v1/jobs/${job.id}/tasks`, 'tasks'], [`/api/v1/results/${job.id}`, 'items'], [`/api/v1/jobs/${job.id}/output`, 'tasks']] as const) {
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const page: { status: number; body: any } = await api('GET', `${route}?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+        expect(page.status).toBe(200);
+        expect(page.body[key].length).toBeLessThanOrEqual(1000);
+        seen.push(...page.body[key].map((entry: { index: number }) => entry.index));
+        cursor = page.body.next_cursor;
+        pages++;
+      } while (cursor !== null && pages < 10);
+      expect(pages, route).toBe(3);
+      expect(seen, route).toEqual(range(2500));
+    }
+    // The client follows the pages, so `cycle job tasks|results|logs` still show everything.
+    const client = new ApiClient({ baseUrl: server.url, token: server.token, version: 'test', attempts: 1 });
+    try {
+      expect((await client.tasks(job.id)).map((t) => t.index)).toEqual(range(2500));
+      const results = await client.results(job.id);
+      expect(results.items.map((i) => i.payload)).toEqual(range(2500).map((n) => ({ n })));
+      expect(results.tasks).toHaveLength(2500);
+      expect((await client.output(job.id)).tasks).toHaveLength(2500);
+      expect(await client.tasks(job.id, { status: 'failed' })).toEqual([]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it.each([
+    ['/tasks?limit=-1', 'limit'],
+    ['/tasks?limit=abc', 'limit'],
+    ['/tasks?limit=0', 'limit'],
+    ['/tasks?limit=1001', 'limit'],
+    ['/tasks?cursor=-5', 'cursor'],
+    ['/tasks?status=done', 'status'],
+    ['/output?tail=-1', 'tail'],
+    ['/output?tail=ten', 'tail'],
+    ['/output?limit=-3', 'limit'],
+  ])('%s: 400 naming %s', async (route, field) => {
+    const job = (await api('POST', '/api/v1/jobs', { body: { project: 'p' } })).body;
+    const answer = await api('GET', `/api/v1/jobs/${job.id}${route}`);
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.field).toBe(field);
+    expect(answer.body.error.message).toContain(field);
+  });
+
+  it.each([['/api/v1/results/JOB?limit=-1'], ['/api/v1/artifacts?limit=-1']])('%s: 400 naming limit', async (route) => {
+    const job = (await api('POST', '/api/v1/jobs', { body: { project: 'p' } })).body;
+    const answer = await api('GET', route.replace('JOB', job.id));
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.field).toBe('limit');
+  });
+});
