@@ -1,8 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, inject, onTestFinished } from 'vitest';
-import { getCurrentTest } from 'vitest/suite';
+import { afterAll, inject, onTestFinished, TestRunner } from 'vitest';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -22,7 +21,7 @@ const madeOutsideTests: string[] = [];
  */
 export async function tempDir(prefix = 'cycle-test-'): Promise<string> {
   const dir = await fs.realpath(await fs.mkdtemp(path.join(tempRoot(), prefix)));
-  if (getCurrentTest()) onTestFinished(() => removeTempDir(dir));
+  if (TestRunner.getCurrentTest()) onTestFinished(() => removeTempDir(dir));
   else madeOutsideTests.push(dir);
   return dir;
 }
