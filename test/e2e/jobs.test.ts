@@ -21,11 +21,13 @@ beforeAll(async () => {
   env = { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, XDG_CONFIG_HOME: config };
   projectDir = await tempDir('cycle-e2e-jobs-');
   await writeFiles(projectDir, {
-    '.cycleswap/manifest.toml': '[main]\nname = "e2e-jobs"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+    '.cycleswap/manifest.toml': '[main]\nname = "e2e-jobs"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
     '.cycleswap/run.sh': 'python3 task.py\n',
     '.cycleswap/build.sh': 'true\n',
+    // With "gate" in its payload, a task reports progress until the test opens the gate (a file
+    // in the server's folder for the project's "gate" volume).
     'task.py':
-      'import json, os, pathlib, sys, time\np = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())\nprint("working on", p, flush=True)\ntime.sleep(p.get("sleep", 0))\nif p.get("fail"):\n    print("it went wrong", flush=True)\n    sys.exit(7)\npathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text(json.dumps({"ok": True}))\n',
+      'import json, os, pathlib, sys, time\np = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())\ngated = p.pop("gate", False)\nprint("working on", p, flush=True)\nwhile gated and not pathlib.Path("/volumes/gate/open").exists():\n    print("COMPUTALOT_PROGRESS:" + json.dumps({"at_the_gate": True}), flush=True)\n    time.sleep(0.2)\ntime.sleep(p.get("sleep", 0))\nif p.get("fail"):\n    print("it went wrong", flush=True)\n    sys.exit(7)\npathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text(json.dumps({"ok": True}))\n',
   });
 });
 
@@ -110,9 +112,18 @@ describe('job submit --wait', () => {
   });
 
   it('job logs --follow and job watch --json stream until the end', async () => {
-    const submitted = await cycle(['job', 'submit', '--fan-out-items', '-', '--tag', 'watched'], { cwd: projectDir, env, input: '[{"n": 1, "sleep": 1}, {"n": 2, "sleep": 1}]' });
+    // The tasks wait at the gate until `job watch` has printed an event: a job that ended before
+    // the watcher subscribed would leave it nothing to stream.
+    const submitted = await cycle(['job', 'submit', '--fan-out-items', '-', '--tag', 'watched'], { cwd: projectDir, env, input: '[{"n": 1, "sleep": 1, "gate": true}, {"n": 2, "sleep": 1, "gate": true}]' });
     const id = submitted.stdout.trim();
-    const [logs, watch] = await Promise.all([cycle(['job', 'logs', id, '--follow'], { cwd: projectDir, env }), cycle(['job', 'watch', id, '--json'], { cwd: projectDir, env })]);
+    const following = startCycle(['job', 'logs', id, '--follow'], { cwd: projectDir, env });
+    const watching = startCycle(['job', 'watch', id, '--json'], { cwd: projectDir, env });
+    await waitFor(() => watching.output().stdout.includes('\n'), 60_000, '`job watch` to print an event');
+    const gate = path.join(server.dataDir, 'volumes', 'e2e-jobs', 'gate');
+    await fs.mkdir(gate, { recursive: true });
+    await fs.writeFile(path.join(gate, 'open'), '');
+    await Promise.all([following.exited, watching.exited]);
+    const [logs, watch] = [following.output(), watching.output()];
     expect(logs.code).toBe(0);
     expect(logs.stdout).toContain("[0] working on {'n': 1, 'sleep': 1}");
     expect(logs.stdout).toContain("[1] working on {'n': 2, 'sleep': 1}");

@@ -200,7 +200,9 @@ describe('project test: the run', () => {
   ])('collects /outputs in %s order', async (order, expected) => {
     const p = await project({
       manifest: { order },
-      run: 'echo 1 > /outputs/first.txt; sleep 0.05; mkdir -p $CYCLE_OUTPUT_DIR/b; echo 2 > /outputs/b/second.txt; sleep 0.05; echo 3 > /outputs/third.txt\n',
+      // Written in this order, each stamped a second after the one before: three quick writes
+      // can share a kernel clock tick, and a tie goes by path.
+      run: 'echo 1 > /outputs/first.txt; touch -d @1700000001 /outputs/first.txt; mkdir -p $CYCLE_OUTPUT_DIR/b; echo 2 > /outputs/b/second.txt; touch -d @1700000002 /outputs/b/second.txt; echo 3 > /outputs/third.txt; touch -d @1700000003 /outputs/third.txt\n',
     });
     const result = await cycle(['project', 'test', '--json'], { cwd: p.root });
     expect(result.code, result.stderr).toBe(0);
@@ -376,7 +378,6 @@ describe('project test: Ctrl-C', () => {
     const tmp = await tempDir('cycle-e2e-tmp-');
     const run = startCycle(['project', 'test'], { cwd: p.root, env: { ...env, TMPDIR: tmp } });
     await waitFor(() => run.output().stdout.includes(waitText) || run.output().stderr.includes(waitText), 60_000, waitText);
-    await new Promise((r) => setTimeout(r, 300));
     run.child.kill('SIGINT');
     const code = await run.exited;
     return { code, stderr: run.output().stderr, tmp };

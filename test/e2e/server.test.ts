@@ -205,17 +205,21 @@ describe('cycle server with real Docker', () => {
 describe('cycle server: crash recovery', () => {
   it('kill -9 while tasks run: after a restart every job ends, nothing missing from /results', async () => {
     const dataDir = await tempDir('cycle-e2e-crash-');
-    const first = await startServerProcess({ dataDir, workers: 2 });
+    // A killed server cannot remove its tasks' temp folders: they go in one this test removes.
+    const env = { TMPDIR: await tempDir('cycle-e2e-crash-tmp-') };
+    const first = await startServerProcess({ dataDir, workers: 2, env });
     const crashApi = client(first);
     expect((await crashApi.push('tools', tools)).status).toBe(201);
     const jobs: Array<Awaited<ReturnType<typeof crashApi.submit>>> = [];
     for (let i = 0; i < 3; i++) jobs.push(await crashApi.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 2 }, fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] } }));
     await waitFor(async () => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}`)).body.status === 'running', 120_000, 'a running task');
-    await new Promise((r) => setTimeout(r, 500));
+    // Killed while a task's container runs: one has reported progress (not only been marked running).
+    const reporting = async (): Promise<boolean> => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}/tasks`)).body.tasks.some((t: { status: string; latest_progress: unknown }) => t.status === 'running' && t.latest_progress != null);
+    await waitFor(reporting, 120_000, 'a running task to report progress from its container');
     first.child.kill('SIGKILL');
     await first.stop();
 
-    const second = await startServerProcess({ dataDir, workers: 2 });
+    const second = await startServerProcess({ dataDir, workers: 2, env });
     try {
       expect(second.log()).toMatch(/recovered \d+ interrupted task/);
       const again = client(second);

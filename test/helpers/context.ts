@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { createContext, type Clock, type Context } from '../../src/context.js';
+import { tempDir } from './temp.js';
 import type { DockerDriver } from '../../src/docker/driver.js';
 import type { Exec } from '../../src/util/exec.js';
 import type { Prompter } from '../../src/ui/prompt.js';
@@ -93,9 +93,8 @@ export function fakeContext(options: FakeContextOptions): FakeContext {
   return { ctx, stdout, stderr };
 }
 
-export async function tempDir(prefix = 'cycle-test-'): Promise<string> {
-  return fs.realpath(await fs.mkdtemp(path.join(os.tmpdir(), prefix)));
-}
+/** Temp folders live in temp.ts; most tests import them from here with the other helpers. */
+export { tempDir };
 
 export async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
   for (const [name, content] of Object.entries(files)) {

@@ -52,14 +52,7 @@ export async function docker(args: string[]): Promise<string> {
   return stdout.trim();
 }
 
-export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 60_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+export { waitFor } from './wait.js';
 
 export interface E2EProject {
   root: string;

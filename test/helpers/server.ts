@@ -5,7 +5,8 @@ import { createParser } from 'eventsource-parser';
 import { selectFiles, toTarEntries } from '../../src/pack/select.js';
 import { tarStream } from '../../src/pack/tar.js';
 import { gzipDeterministic } from '../../src/pack/gzip.js';
-import { BIN, waitFor } from './e2e.js';
+import { BIN } from './e2e.js';
+import { waitFor } from './wait.js';
 import { tempDir } from './context.js';
 
 export interface ServerProcess {
@@ -69,10 +70,15 @@ export function client(server: { url: string; token: string }) {
     },
     waitJob: async (id: string, timeoutMs = 120_000): Promise<any> => {
       let job: any;
-      await waitFor(async () => {
-        job = (await call('GET', `/api/v1/jobs/${id}`)).body;
-        return ['completed', 'partial', 'failed', 'cancelled'].includes(job.status);
-      }, timeoutMs, `job ${id} to finish`);
+      await waitFor(
+        async () => {
+          job = (await call('GET', `/api/v1/jobs/${id}`)).body;
+          return ['completed', 'partial', 'failed', 'cancelled'].includes(job.status);
+        },
+        timeoutMs,
+        `job ${id} to finish`,
+        () => `status ${JSON.stringify(job?.status)}`,
+      );
       return job;
     },
   };

@@ -59,6 +59,23 @@ describe('Engine API driver against a fake daemon', () => {
     return new EngineDockerDriver({ kind: 'unix', socketPath, description: `unix://${socketPath}` }, { env: {} });
   }
 
+  /** As the daemon does: a container's wait request is answered when the container is removed. */
+  function waitUntilRemoved(): { wait(response: http.ServerResponse): void; removed(): void } {
+    let removed = false;
+    const waiting: http.ServerResponse[] = [];
+    const answer = (response: http.ServerResponse): void => void response.writeHead(404).end('{}');
+    return {
+      wait: (response) => {
+        if (removed) answer(response);
+        else waiting.push(response);
+      },
+      removed: () => {
+        removed = true;
+        waiting.splice(0).forEach(answer);
+      },
+    };
+  }
+
   const spec = { image: 'cycle/demo:abc', name: 'cycle-demo-task', command: ['bash', 'run.sh'], env: { A: '1' }, mounts: [], labels: {} };
   const io = { stdout: () => undefined, stderr: () => undefined };
 
@@ -72,13 +89,16 @@ describe('Engine API driver against a fake daemon', () => {
 
   it('a command that cannot start: exit 127 and the daemon message; the container is removed', async () => {
     const seen: string[] = [];
+    const container = waitUntilRemoved();
     const driver = await fakeDaemon((request, response) => {
       seen.push(`${request.method} ${request.url?.replace(/\?.*/, '')}`);
       if (request.url?.startsWith('/containers/create')) response.writeHead(201).end(JSON.stringify({ Id: 'c1' }));
       else if (request.url?.startsWith('/containers/c1/attach')) response.writeHead(101, { Connection: 'Upgrade', Upgrade: 'tcp' }).end();
       else if (request.url?.startsWith('/containers/c1/start')) response.writeHead(400).end(JSON.stringify({ message: 'OCI runtime create failed: exec: "bash": executable file not found in $PATH' }));
-      else if (request.method === 'DELETE') response.writeHead(204).end();
-      else if (request.url?.startsWith('/containers/c1/wait')) setTimeout(() => response.writeHead(404).end('{}'), 50);
+      else if (request.method === 'DELETE') {
+        response.writeHead(204).end();
+        container.removed();
+      } else if (request.url?.startsWith('/containers/c1/wait')) container.wait(response);
     });
     driver['attach'] = async () => ({ socket: new PassThrough(), head: Buffer.alloc(0) }); // the fake does not hijack
     const exit = await driver.runContainer(spec, io);
@@ -94,7 +114,7 @@ describe('Engine API driver against a fake daemon', () => {
       seen.push(`${request.method} ${request.url?.replace(/\?.*/, '')}`);
       if (request.url?.startsWith('/containers/create')) {
         controller.abort(); // the user presses Ctrl-C before the daemon answers
-        setTimeout(() => response.writeHead(201).end(JSON.stringify({ Id: 'c2' })), 30);
+        response.writeHead(201).end(JSON.stringify({ Id: 'c2' }));
       } else response.writeHead(204).end();
     });
     expect(await driver.runContainer(spec, io, controller.signal)).toEqual({ exitCode: 130 });
@@ -103,6 +123,7 @@ describe('Engine API driver against a fake daemon', () => {
 
   it('asks for every GPU as `--gpus all` does; a daemon without the NVIDIA runtime reads as such', async () => {
     let createBody: { HostConfig?: { DeviceRequests?: unknown } } = {};
+    const container = waitUntilRemoved();
     const driver = await fakeDaemon((request, response) => {
       if (request.url?.startsWith('/containers/create')) {
         let text = '';
@@ -113,8 +134,11 @@ describe('Engine API driver against a fake daemon', () => {
         });
       } else if (request.url?.startsWith('/containers/g1/start')) {
         response.writeHead(500).end(JSON.stringify({ message: 'could not select device driver "" with capabilities: [[gpu]]' }));
-      } else if (request.url?.startsWith('/containers/g1/wait')) setTimeout(() => response.writeHead(404).end('{}'), 20);
-      else response.writeHead(204).end();
+      } else if (request.url?.startsWith('/containers/g1/wait')) container.wait(response);
+      else {
+        response.writeHead(204).end();
+        if (request.method === 'DELETE') container.removed();
+      }
     });
     driver['attach'] = async () => ({ socket: new PassThrough(), head: Buffer.alloc(0) });
     const exit = await driver.runContainer({ ...spec, gpus: 'all' }, io);

@@ -9,6 +9,7 @@ import { FakeDocker } from '../helpers/fake-docker.js';
 import { Capture, cycleswapProject, tempDir, writeFiles } from '../helpers/context.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { ExecNotFound } from '../../src/util/exec.js';
+import { waitFor } from '../helpers/wait.js';
 import { safeRelativeName } from '../../src/commands/artifacts.js';
 
 let server: RunningServer;
@@ -158,7 +159,14 @@ describe('artifact names from a hostile server', () => {
     const { createHash } = await import('node:crypto');
     const sha = createHash('sha256').update(body).digest('hex');
     const ranges: string[] = [];
+    const out = await tempDir();
+    const savedBytes = async (): Promise<number> => {
+      let total = 0;
+      for (const name of await fs.readdir(out)) total += (await fs.stat(path.join(out, name))).size;
+      return total;
+    };
     let first = true;
+    let brokenOff: Promise<void> | undefined;
     const flaky = http.createServer((req, res) => {
       ranges.push(String(req.headers.range ?? ''));
       const start = req.headers.range ? Number(/bytes=(\d+)-/.exec(req.headers.range)![1]) : 0;
@@ -167,17 +175,19 @@ describe('artifact names from a hostile server', () => {
         first = false;
         res.writeHead(200, { ...headers, 'content-length': String(body.length) });
         res.write(body.subarray(0, 4000));
-        setTimeout(() => res.destroy(), 50);
+        // Broken off once the client has saved those bytes (in its part file), so there is something to resume from.
+        brokenOff = waitFor(async () => (await savedBytes()) === 4000, 15_000, 'the client to save the first 4,000 bytes', async () => `${await savedBytes()} bytes`).finally(() => res.destroy());
+        brokenOff.catch(() => undefined); // awaited (and so reported) after the first download
         return;
       }
       res.writeHead(206, { ...headers, 'content-length': String(body.length - start), 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` });
       res.end(body.subarray(start));
     });
     await new Promise<void>((resolve) => flaky.listen(0, '127.0.0.1', resolve));
-    const out = await tempDir();
     const env = { CYCLE_API_URL: `http://127.0.0.1:${(flaky.address() as { port: number }).port}` };
     try {
       const broken = await cycle(['artifacts', 'download', 'art_1', '--out', out], { env });
+      await brokenOff;
       expect(broken.code).toBe(5);
       expect(broken.stderr).toContain('run the command again to resume');
       await expect(fs.access(path.join(out, 'data.bin'))).rejects.toThrow(); // nothing half-written under the real name

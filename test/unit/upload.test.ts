@@ -34,7 +34,10 @@ async function project(): Promise<{ root: string; name: string }> {
   const root = await cycleswapProject({ '.cycleswap/manifest.toml': `[main]\nname = "${name}"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`, 'main.py': 'print(1)\n' });
   return { root, name };
 }
-const envFor = (url: string) => ({ CYCLE_API_URL: url, CYCLE_TOKEN: server.token, CYCLE_HTTP_TIMEOUT: '1' });
+// The client's own HTTP timeout (30 s): a short one fires on a loaded machine, and the test then
+// sees a retry it did not cause. Only the stalled-server case needs one to fire: 5 s, not 1.
+const envFor = (url: string) => ({ CYCLE_API_URL: url, CYCLE_TOKEN: server.token });
+const STALL_TIMEOUT = { CYCLE_HTTP_TIMEOUT: '5' };
 const revisions = async (name: string): Promise<number> => {
   const answer = await fetch(`${server.url}/api/v1/projects/${name}/status`, { headers: { authorization: `Bearer ${server.token}` } });
   return answer.status === 404 ? 0 : ((await answer.json()) as { revision: number }).revision;
@@ -102,7 +105,7 @@ describe('project upload against the local server', () => {
     const p = await project();
     const proxy = await faultProxy(server.url, faults, /\/push/);
     try {
-      const { ctx, stdout } = fakeContext({ cwd: p.root, env: envFor(proxy.url) });
+      const { ctx, stdout } = fakeContext({ cwd: p.root, env: { ...envFor(proxy.url), ...(faults.includes('stall') ? STALL_TIMEOUT : {}) } });
       const before = ctx.clock.now();
       expect(await upload(base, ctx)).toBe(0);
       expect(JSON.parse(stdout.text)).toMatchObject({ uploaded: true, revision: 1 });
