@@ -20,14 +20,7 @@ import { selectFiles, toTarEntries } from '../../pack/select.js';
 import { tarStream } from '../../pack/tar.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { toProjectName } from '../../project/names.js';
-
-export interface TestOptions {
-  rebuild: boolean;
-  clean: boolean;
-  volume: string[];
-  payload?: string;
-  json: boolean;
-}
+import type { TestOptions } from './test.command.js';
 
 export async function run(options: TestOptions, ctx: Context): Promise<number> {
   checkBuildFlags(options);
