@@ -1,7 +1,7 @@
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
 import { connect } from '../api/connect.js';
-import { parseJsonText, readArgumentText } from '../runner/payload.js';
+import { parseJsonText, readArgumentText } from './args.js';
 import type { GetOptions, SetOptions, ListOptions } from './kv.command.js';
 
 export async function get(options: GetOptions, ctx: Context): Promise<number> {

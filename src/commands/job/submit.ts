@@ -2,8 +2,7 @@ import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { jobRequestSchema, JOB_TYPES, type JobRequestInput } from '../../api/schemas.js';
-import { readArgumentText, readJsonArgument, parseJsonText } from '../../runner/payload.js';
-import { parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../../util/args.js';
+import { readArgumentText, readJsonArgument, parseJsonText, parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../args.js';
 import { waitForJob } from './follow.js';
 import type { SubmitOptions } from './submit.command.js';
 

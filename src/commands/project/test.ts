@@ -13,7 +13,7 @@ import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../
 import { taskSpec } from '../../runner/spec.js';
 import { listOutputs } from '../../runner/outputs.js';
 import { resolveVolumes } from '../../runner/volumes.js';
-import { readJsonArgument } from '../../runner/payload.js';
+import { readJsonArgument } from '../args.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
 import { selectFiles, toTarEntries } from '../../pack/select.js';
