@@ -72,6 +72,10 @@ export interface MainOptions {
 interface RunState {
   exitCode: number;
   debug: boolean;
+  /** stdout's reader went away (`cycle … | head -1`): nothing more can be shown. */
+  outputClosed: boolean;
+  /** Stops the running command (as Ctrl-C does, so it cleans up). */
+  stop?: (reason: CycleError) => void;
 }
 
 function processIO(): IO {
@@ -82,14 +86,35 @@ function processIO(): IO {
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   const io = options.io ?? processIO();
   const env = options.env ?? process.env;
-  const state: RunState = { exitCode: ExitCode.ok, debug: argv.includes('--debug') };
+  const state: RunState = { exitCode: ExitCode.ok, debug: argv.includes('--debug'), outputClosed: false };
+  if (options.io === undefined) endQuietlyWhenOutputCloses(state);
   const program = buildProgram(commands, io, cycleVersion(), (invocation) => runCommand(invocation, io, env, state, options));
   try {
     await program.parseAsync(argv);
     return state.exitCode;
   } catch (error) {
+    // Stopped because nobody reads the output any more: nothing to say, and no one to say it to.
+    if (state.outputClosed && isCycleError(error) && error.exitCode === ExitCode.interrupted) return ExitCode.interrupted;
     return reportError(error, io, env, state);
   }
+}
+
+/**
+ * Writing to a closed pipe (`cycle --help | head -1`) fails with EPIPE, which Node reports as an
+ * 'error' event: unhandled, a stack trace. Instead, later output is dropped and a command still
+ * running is stopped (and cleans up) as on Ctrl-C; the exit code is the command's own, or 130
+ * when it had to be stopped.
+ */
+function endQuietlyWhenOutputCloses(state: RunState): void {
+  const onError = (stream: 'stdout' | 'stderr') => (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    if (stream === 'stdout' && !state.outputClosed) {
+      state.outputClosed = true;
+      state.stop?.(new CycleError({ message: 'output closed', exitCode: ExitCode.interrupted }));
+    }
+  };
+  process.stdout.on('error', onError('stdout'));
+  process.stderr.on('error', onError('stderr'));
 }
 
 /** Runs one parsed command: its logic and a context for this process, loaded side by side. */
@@ -101,6 +126,7 @@ async function runCommand(invocation: Invocation, io: IO, env: Record<string, st
     return;
   }
   const controller = new AbortController();
+  state.stop = (reason) => controller.abort(reason);
   let interrupts = 0;
   const onSigint = (signal: NodeJS.Signals): void => {
     interrupts++;
@@ -136,6 +162,7 @@ async function runCommand(invocation: Invocation, io: IO, env: Record<string, st
     }
     throw error;
   } finally {
+    state.stop = undefined;
     if (handleSignals) {
       process.off('SIGINT', onSigint);
       process.off('SIGTERM', onSigint);
