@@ -242,6 +242,9 @@ export interface CommandDeclaration<O = unknown> extends HelpText {
 
 export type CommandRunner = (ctx: Context, cli: CliTree) => Promise<number | void>;
 
+/** The options type of a declared command (for tests and callers that build options). */
+export type OptionsOf<C> = C extends CommandDeclaration<infer O> ? O : never;
+
 export interface GroupDeclaration extends HelpText {
   readonly kind: 'group';
   readonly commands: readonly Declaration[];
