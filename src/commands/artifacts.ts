@@ -7,25 +7,19 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from '../context.js';
 import { CycleError, ExitCode, usageError } from '../errors.js';
-import { connect, type ConnectFlags } from '../api/connect.js';
+import { connect } from '../api/connect.js';
 import type { ApiClient } from '../api/client.js';
 import type { Artifact } from '../api/schemas.js';
 import { formatBytes, formatTable } from '../ui/ui.js';
+import type { DownloadOptions, ListOptions } from './artifacts.command.js';
 
-export async function list(options: ConnectFlags & { job?: string; json: boolean }, ctx: Context): Promise<number> {
+export async function list(options: ListOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const artifacts = await api.artifacts(options.job ? { job: options.job } : {});
   if (options.json) ctx.ui.json(artifacts);
   else if (!ctx.io.stdout.isTTY) for (const a of artifacts) ctx.ui.out(`${a.id}\t${a.job_id}\t${a.size}\t${a.name}`);
   else ctx.ui.out(formatTable(['ARTIFACT', 'JOB', 'SIZE', 'NAME'], artifacts.map((a) => [a.id, a.job_id, formatBytes(a.size), a.name])));
   return ExitCode.ok;
-}
-
-export interface DownloadOptions extends ConnectFlags {
-  ids: string[];
-  job?: string;
-  out?: string;
-  json: boolean;
 }
 
 /**

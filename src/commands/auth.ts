@@ -2,11 +2,7 @@ import type { Context } from '../context.js';
 import { readAll } from '../ui/streams.js';
 import { CycleError, ExitCode, usageError } from '../errors.js';
 import { credentialsPath, describeSource, normalizeApiUrl, removeToken, resolveApiSettings, saveToken, saveUserApiUrl } from '../config/config.js';
-
-export interface LoginOptions {
-  apiUrl?: string;
-  withToken: boolean;
-}
+import type { LoginOptions, StatusOptions, LogoutOptions } from './auth.command.js';
 
 /** `cycle auth login`: the token from a hidden prompt, or stdin with --with-token; checked, then saved 0600. */
 export async function login(options: LoginOptions, ctx: Context): Promise<number> {
@@ -34,11 +30,6 @@ export async function login(options: LoginOptions, ctx: Context): Promise<number
   ctx.ui.success(`logged in to ${apiUrl} (token saved in ${file}, readable by you only)`);
   if (ctx.env.CYCLE_TOKEN) ctx.ui.warn('CYCLE_TOKEN is set in the environment: it takes precedence over the saved token');
   return ExitCode.ok;
-}
-
-export interface StatusOptions {
-  json: boolean;
-  apiUrl?: string;
 }
 
 /** `cycle auth status`: which server, where the token comes from, and whether the server accepts it. Never the token. */
@@ -82,7 +73,7 @@ export async function status(options: StatusOptions, ctx: Context): Promise<numb
 }
 
 /** `cycle auth logout`: forget the saved token of the server. */
-export async function logout(options: { apiUrl?: string }, ctx: Context): Promise<number> {
+export async function logout(options: LogoutOptions, ctx: Context): Promise<number> {
   const settings = await resolveApiSettings({ env: { ...ctx.env, CYCLE_TOKEN: undefined }, configDir: ctx.configDir }, options.apiUrl ? { apiUrl: options.apiUrl } : {});
   if (!settings.apiUrl) throw usageError('which server? no API URL is set', 'pass --api-url URL');
   const removed = await removeToken(ctx.configDir, settings.apiUrl);

@@ -1,29 +1,45 @@
-import type { Command } from 'commander';
+import type { Context } from '../context.js';
+import type { CliTree, Declaration, Flag, ProgramDeclaration } from './declaration.js';
+import type { CompletionOptions } from './completion.command.js';
+
+export async function run(options: CompletionOptions, ctx: Context, cli: CliTree): Promise<void> {
+  ctx.io.stdout.write(completionScript(options.shell, cli.root));
+}
 
 interface CommandShape {
   path: string[];
   options: string[];
   subcommands: string[];
-  choices: Record<string, string[]>;
+  choices: Record<string, readonly string[]>;
 }
 
-/** Every command path of the tree with its flags, so the script never drifts from the CLI. */
-function collect(command: Command, prefix: string[] = []): CommandShape[] {
-  const here: CommandShape = {
-    path: prefix,
-    options: command.options.flatMap((o) => [o.long, o.short].filter((f): f is string => typeof f === 'string')).concat('--help'),
-    subcommands: command.commands.map((c) => c.name()),
-    choices: Object.fromEntries(command.options.filter((o) => o.argChoices && o.long).map((o) => [o.long!, o.argChoices!])),
-  };
-  const args = (command as unknown as { registeredArguments?: Array<{ argChoices?: string[] }> }).registeredArguments ?? [];
-  const argChoices = args.flatMap((a) => a.argChoices ?? []);
-  if (argChoices.length) here.subcommands = [...here.subcommands, ...argChoices];
-  return [here, ...command.commands.flatMap((c) => collect(c, [...prefix, c.name()]))];
+/** A flag's words, long first: '-q, --quiet' → ['--quiet', '-q']. */
+function flagWords(declared: Pick<Flag, 'flags'>): string[] {
+  // What comes before the value placeholder ('<JSON|@file|->' has a dash too).
+  const words = declared.flags.replace(/[<[].*$/, '').split(/[\s,|]+/).filter((word) => word.startsWith('-'));
+  return [words.find((word) => word.startsWith('--')), words.find((word) => !word.startsWith('--'))].filter((word): word is string => word !== undefined);
 }
 
-export function completionScript(shell: 'bash' | 'zsh' | 'fish', program: Command): string {
-  const shapes = collect(program);
-  const globals = program.options.flatMap((o) => [o.long, o.short].filter((f): f is string => typeof f === 'string'));
+/** Every command path of the declarations with its flags, so the script never drifts from the CLI. */
+function collect(entry: Declaration | ProgramDeclaration, prefix: string[]): CommandShape[] {
+  if (entry.kind !== 'command') {
+    const own = entry.kind === 'program' ? [...flagWords(entry.versionFlag), ...Object.values(entry.flags).flatMap(flagWords)] : [];
+    const here: CommandShape = { path: prefix, options: [...own, '--help'], subcommands: entry.commands.map((c) => c.name), choices: {} };
+    return [here, ...entry.commands.flatMap((c) => collect(c, [...prefix, c.name]))];
+  }
+  const flags = Object.values(entry.flags);
+  const choices: Record<string, readonly string[]> = {};
+  for (const declared of flags) {
+    const long = flagWords(declared)[0];
+    if (declared.kind === 'value' && declared.choices !== undefined && long !== undefined) choices[long] = declared.choices;
+  }
+  const argChoices = Object.values(entry.args).flatMap((declared) => (declared.kind === 'required' ? (declared.choices ?? []) : []));
+  return [{ path: prefix, options: [...flags.flatMap(flagWords), '--help'], subcommands: argChoices, choices }];
+}
+
+export function completionScript(shell: 'bash' | 'zsh' | 'fish', program: ProgramDeclaration): string {
+  const shapes = collect(program, []);
+  const globals = [...flagWords(program.versionFlag), ...Object.values(program.flags).flatMap(flagWords)];
   if (shell === 'fish') return fishScript(shapes, globals);
   const cases = shapes
     .map((shape) => {

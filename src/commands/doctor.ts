@@ -5,10 +5,7 @@ import { describeSource, resolveApiSettings } from '../config/config.js';
 import { findProjectRoot } from '../project/load.js';
 import { compareVersions } from '../docker/cuda-drivers.js';
 import type { DockerInfo } from '../docker/driver.js';
-
-export interface DoctorOptions {
-  json: boolean;
-}
+import type { DoctorOptions } from './doctor.command.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 

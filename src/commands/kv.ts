@@ -1,9 +1,10 @@
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
-import { connect, type ConnectFlags } from '../api/connect.js';
-import { parseJsonText, readArgumentText } from '../runner/payload.js';
+import { connect } from '../api/connect.js';
+import { parseJsonText, readArgumentText } from './args.js';
+import type { GetOptions, SetOptions, ListOptions } from './kv.command.js';
 
-export async function get(options: ConnectFlags & { project: string; key: string; json: boolean }, ctx: Context): Promise<number> {
+export async function get(options: GetOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const entry = await api.kvGet(options.project, options.key);
   // The value itself, as JSON, is what scripts want (`cycle kv get p k | jq`).
@@ -11,7 +12,7 @@ export async function get(options: ConnectFlags & { project: string; key: string
   return ExitCode.ok;
 }
 
-export async function set(options: ConnectFlags & { project: string; key: string; value: string; json: boolean }, ctx: Context): Promise<number> {
+export async function set(options: SetOptions, ctx: Context): Promise<number> {
   const { text, source } = await readArgumentText('VALUE', options.value, { cwd: ctx.cwd, stdin: ctx.io.stdin });
   let value: unknown;
   try {
@@ -26,7 +27,7 @@ export async function set(options: ConnectFlags & { project: string; key: string
   return ExitCode.ok;
 }
 
-export async function list(options: ConnectFlags & { project: string; json: boolean }, ctx: Context): Promise<number> {
+export async function list(options: ListOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const entries = await api.kvList(options.project);
   if (options.json) ctx.ui.json(entries);

@@ -2,14 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
-
-export interface ServerCommandOptions {
-  port: string;
-  host: string;
-  dataDir?: string;
-  workers?: string;
-  balance?: string;
-}
+import type { ServerCommandOptions } from './server.command.js';
 
 export async function run(options: ServerCommandOptions, ctx: Context): Promise<number> {
   const port = Number(options.port);

@@ -5,6 +5,8 @@ import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { createProgram, main } from '../../src/cli.js';
 import { Capture, cycleswapProject, tempDir, writeFiles } from '../helpers/context.js';
+import { runWithStdoutClosed } from '../helpers/binary.js';
+import fs from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 
 const bin = path.join(import.meta.dirname, '..', '..', 'bin', 'cycle.js');
@@ -61,6 +63,26 @@ describe('the cycle binary', () => {
     expect(code).toBe(3);
     expect(stderr).toContain('error: no project found');
     expect(stderr).toContain('hint: run `cycle project init`');
+  });
+});
+
+describe('output into a closed pipe (cycle … | head -1)', () => {
+  it('--help ends quietly with exit 0', async () => {
+    const cwd = await tempDir();
+    try {
+      expect(await runWithStdoutClosed(['--help'], { cwd, env: { PATH: process.env.PATH, HOME: cwd } })).toEqual({ code: 0, stderr: '' });
+    } finally {
+      await fs.rm(cwd, { recursive: true, force: true });
+    }
+  });
+
+  it("a command ends quietly with its own exit code (validate of an invalid project: 3)", async () => {
+    const root = await cycleswapProject({ '.cycleswap/manifest.toml': '[main]\nname = 1\n' });
+    try {
+      expect(await runWithStdoutClosed(['project', 'validate', '--json'], { cwd: root, env: { PATH: process.env.PATH, HOME: root } })).toEqual({ code: 3, stderr: '' });
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
   });
 });
 

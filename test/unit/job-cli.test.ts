@@ -11,6 +11,7 @@ import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { ExecNotFound } from '../../src/util/exec.js';
 import { waitFor } from '../helpers/wait.js';
 import { safeRelativeName } from '../../src/commands/artifacts.js';
+import { runWithStdoutClosed } from '../helpers/binary.js';
 
 let server: RunningServer;
 let root: string;
@@ -122,6 +123,37 @@ describe('job commands against the local server', () => {
     expect((await cycle(['kv', 'set', 'demo', 'cfg', '@cfg.json'])).code).toBe(0);
     expect((await cycle(['kv', 'get', 'demo', 'cfg'])).stdout).toBe('{"depth":3}\n');
     expect((await cycle(['kv', 'list', 'demo'])).stdout).toContain('cfg\t{"depth":3}');
+  });
+});
+
+describe('job commands into a closed pipe (cycle job … | head -1)', () => {
+  it('job list --json ends quietly with exit 0', async () => {
+    const result = await runWithStdoutClosed(['job', 'list', '--json'], { cwd: root, env: { PATH: process.env.PATH, HOME: root, CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token } });
+    expect(result).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('job logs --follow stops at once, quietly, instead of following a job nobody reads (exit 130)', async () => {
+    const docker = new FakeDocker();
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    docker.onRun = async (_spec, io) => {
+      io.stdout(Buffer.from('first line\n'));
+      await released; // the task runs until the test is over
+      return 0;
+    };
+    const dataDir = await tempDir();
+    const busy = await startServer({ host: '127.0.0.1', port: 0, dataDir, workers: 1, version: 'test', docker: async () => docker, exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')), log: () => undefined });
+    try {
+      await fetch(`${busy.url}/api/v1/projects/demo/push`, { method: 'POST', headers: { authorization: `Bearer ${busy.token}` }, body: rawTarGz(VALID_PROJECT) });
+      const env = { CYCLE_API_URL: busy.url, CYCLE_TOKEN: busy.token };
+      const id = (await cycle(['job', 'submit', '--project', 'demo'], { env })).stdout.trim();
+      const result = await runWithStdoutClosed(['job', 'logs', id, '--follow'], { cwd: root, env: { PATH: process.env.PATH, HOME: root, ...env } });
+      expect(result).toEqual({ code: 130, stderr: '' });
+    } finally {
+      release();
+      await busy.close();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -7,13 +7,7 @@ import { CycleError, ExitCode, usageError } from '../../errors.js';
 import { connect } from '../../api/connect.js';
 import { jobRequestSchema, MAX_BATCH_JOBS } from '../../api/schemas.js';
 import { formatTable } from '../../ui/ui.js';
-
-export interface BatchOptions {
-  file: string;
-  apiUrl?: string;
-  project?: string;
-  json: boolean;
-}
+import type { BatchOptions } from './batch.command.js';
 
 interface Entry {
   line: number;

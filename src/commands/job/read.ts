@@ -1,16 +1,13 @@
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
-import { connect, type ConnectFlags } from '../../api/connect.js';
+import { connect } from '../../api/connect.js';
 import { followEvents } from '../../api/sse.js';
 import { isTerminalJobStatus, JOB_STATUSES, type Job } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
 import { applyEvent, jobLine, reportFailures } from './follow.js';
+import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions } from './read.command.js';
 
-interface ReadOptions extends ConnectFlags {
-  json: boolean;
-}
-
-export async function list(options: ReadOptions & { tag?: string; status?: string; project?: string; limit?: string }, ctx: Context): Promise<number> {
+export async function list(options: ListOptions, ctx: Context): Promise<number> {
   if (options.status && !(JOB_STATUSES as readonly string[]).includes(options.status)) throw new CycleError({ message: `--status ${options.status}: expected one of ${JOB_STATUSES.join(', ')}`, exitCode: ExitCode.usage });
   const limit = options.limit === undefined ? 20 : Number(options.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CycleError({ message: `--limit ${options.limit}: expected 1-1000`, exitCode: ExitCode.usage });
@@ -32,7 +29,7 @@ export async function list(options: ReadOptions & { tag?: string; status?: strin
   return ExitCode.ok;
 }
 
-export async function get(options: ReadOptions & { id: string }, ctx: Context): Promise<number> {
+export async function get(options: ByIdOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const job = await api.getJob(options.id);
   if (options.json) ctx.ui.json(job);
@@ -59,7 +56,7 @@ function printJob(job: Job, ctx: Context): void {
   for (const [key, value] of rows) ctx.ui.out(`${key.padEnd(11)} ${value}`);
 }
 
-export async function tasks(options: ReadOptions & { id: string }, ctx: Context): Promise<number> {
+export async function tasks(options: ByIdOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const list = await api.tasks(options.id);
   if (options.json) {
@@ -75,7 +72,7 @@ export async function tasks(options: ReadOptions & { id: string }, ctx: Context)
   return ExitCode.ok;
 }
 
-export async function results(options: ReadOptions & { id: string }, ctx: Context): Promise<number> {
+export async function results(options: ByIdOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const doc = await api.results(options.id);
   if (options.json) ctx.ui.json(doc);
@@ -87,7 +84,7 @@ export async function results(options: ReadOptions & { id: string }, ctx: Contex
   return ExitCode.ok;
 }
 
-export async function cancel(options: ReadOptions & { ids: string[] }, ctx: Context): Promise<number> {
+export async function cancel(options: IdsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const out: Job[] = [];
   let failures = 0;
@@ -107,7 +104,7 @@ export async function cancel(options: ReadOptions & { ids: string[] }, ctx: Cont
 }
 
 /** `job logs ID [--follow] [--task N]`: the output so far, or live to the end. */
-export async function logs(options: ReadOptions & { id: string; follow: boolean; task?: string }, ctx: Context): Promise<number> {
+export async function logs(options: LogsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const only = options.task === undefined ? undefined : Number(options.task);
   if (only !== undefined && (!Number.isInteger(only) || only < 0)) throw new CycleError({ message: `--task ${options.task}: expected a task index (0, 1, …)`, exitCode: ExitCode.usage });
@@ -136,7 +133,7 @@ export async function logs(options: ReadOptions & { id: string; follow: boolean;
 }
 
 /** `job watch ID…`: one live view of many jobs; --json gives newline-delimited events. */
-export async function watch(options: ReadOptions & { ids: string[] }, ctx: Context): Promise<number> {
+export async function watch(options: IdsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const jobs = new Map<string, Job>();
   for (const id of options.ids) jobs.set(id, await api.getJob(id));

@@ -2,39 +2,9 @@ import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { jobRequestSchema, JOB_TYPES, type JobRequestInput } from '../../api/schemas.js';
-import { readArgumentText, readJsonArgument, parseJsonText } from '../../runner/payload.js';
-import { parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../../util/args.js';
+import { readArgumentText, readJsonArgument, parseJsonText, parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../args.js';
 import { waitForJob } from './follow.js';
-
-export interface SubmitOptions {
-  project?: string;
-  apiUrl?: string;
-  type?: string;
-  runner?: string;
-  runnerJson?: string;
-  reduce?: string;
-  reduceJson?: string;
-  payload?: string;
-  fanOutBy?: string;
-  fanOutItems?: string;
-  chunks?: string;
-  rangeField?: string;
-  total?: string;
-  batchSize?: string;
-  profile?: string;
-  timeout?: string;
-  require?: string;
-  tag: string[];
-  meta: string[];
-  variant?: string;
-  dependsOn: string[];
-  callbackUrl?: string;
-  clientRef?: string;
-  idempotencyKey?: string;
-  wait: boolean;
-  cancelOnInterrupt: boolean;
-  json: boolean;
-}
+import type { SubmitOptions } from './submit.command.js';
 
 /** The job request the flags describe; every mistake is a usage error before any request. */
 export async function buildJobRequest(options: SubmitOptions, ctx: Context): Promise<JobRequestInput> {

@@ -3,11 +3,7 @@ import { ExitCode } from '../../errors.js';
 import { loadProject, type CycleswapProject } from '../../project/load.js';
 import { collectBuildInputs, explainChanges, type InputChange } from '../../build/hash.js';
 import { localBuildStore } from '../../runner/build-store.js';
-
-export interface HashOptions {
-  json: boolean;
-  explain: boolean;
-}
+import type { HashOptions } from './hash.command.js';
 
 export async function run(options: HashOptions, ctx: Context): Promise<number> {
   const project = await loadProject(ctx.cwd);

@@ -7,14 +7,7 @@ import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, toProjectName } from '../../pr
 import { COMPUTALOT_MANIFEST_PATH } from '../../project/paths.js';
 import { ensureStateDir, stateDir } from '../../project/state.js';
 import { pathExists } from '../../util/fs.js';
-
-export interface InitOptions {
-  dir: string;
-  format?: TemplateFormat;
-  template?: TemplateName;
-  name?: string;
-  force: boolean;
-}
+import type { InitOptions } from './init.command.js';
 
 const FORMATS: TemplateFormat[] = ['cycleswap', 'computalot'];
 const TEMPLATES: TemplateName[] = ['python', 'shell'];

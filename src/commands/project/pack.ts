@@ -6,12 +6,7 @@ import { findProjectRoot } from '../../project/load.js';
 import { selectFiles, type Selection } from '../../pack/select.js';
 import { largestFiles, LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { formatBytes } from '../../ui/ui.js';
-
-export interface PackOptions {
-  out?: string;
-  list: boolean;
-  json: boolean;
-}
+import type { PackOptions } from './pack.command.js';
 
 export async function run(options: PackOptions, ctx: Context): Promise<number> {
   const { root } = await findProjectRoot(ctx.cwd);

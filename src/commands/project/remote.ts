@@ -3,12 +3,7 @@ import { CycleError, ExitCode } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { formatTable } from '../../ui/ui.js';
 import type { ProjectStatus } from '../../api/schemas.js';
-
-export interface RemoteProjectOptions {
-  project?: string;
-  apiUrl?: string;
-  json: boolean;
-}
+import type { RemoteProjectOptions, StatusOptions } from './remote.command.js';
 
 /** `cycle project prepare`: the API's init (optional; jobs prepare on demand). */
 export async function prepare(options: RemoteProjectOptions, ctx: Context): Promise<number> {
@@ -28,11 +23,6 @@ export async function invalidate(options: RemoteProjectOptions, ctx: Context): P
   if (options.json) ctx.ui.json(answer);
   else ctx.ui.success(`invalidated ${name}: ${answer.removed_images} prepared image(s) dropped; the next job builds again`);
   return ExitCode.ok;
-}
-
-export interface StatusOptions extends RemoteProjectOptions {
-  details: boolean;
-  watch: boolean;
 }
 
 /** `cycle project status`: published, ready, build state; --details per node; --watch until ready or failed. */

@@ -13,21 +13,14 @@ import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../
 import { taskSpec } from '../../runner/spec.js';
 import { listOutputs } from '../../runner/outputs.js';
 import { resolveVolumes } from '../../runner/volumes.js';
-import { readJsonArgument } from '../../runner/payload.js';
+import { readJsonArgument } from '../args.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
 import { selectFiles, toTarEntries } from '../../pack/select.js';
 import { tarStream } from '../../pack/tar.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { toProjectName } from '../../project/names.js';
-
-export interface TestOptions {
-  rebuild: boolean;
-  clean: boolean;
-  volume: string[];
-  payload?: string;
-  json: boolean;
-}
+import type { TestOptions } from './test.command.js';
 
 export async function run(options: TestOptions, ctx: Context): Promise<number> {
   checkBuildFlags(options);

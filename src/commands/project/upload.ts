@@ -10,15 +10,7 @@ import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { warnSecrets } from './pack.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { collectGarbage } from '../../util/gc.js';
-
-export interface UploadOptions {
-  rebuild: boolean;
-  clean: boolean;
-  force: boolean;
-  json: boolean;
-  project?: string;
-  apiUrl?: string;
-}
+import type { UploadOptions } from './upload.command.js';
 
 export async function run(options: UploadOptions, ctx: Context): Promise<number> {
   checkBuildFlags(options);

@@ -2,10 +2,7 @@ import type { Context } from '../../context.js';
 import { ExitCode } from '../../errors.js';
 import { checkProject } from '../../project/load.js';
 import { formatDiagnostic } from '../../project/diagnostics.js';
-
-export interface ValidateOptions {
-  json: boolean;
-}
+import type { ValidateOptions } from './validate.command.js';
 
 export async function run(options: ValidateOptions, ctx: Context): Promise<number> {
   const check = await checkProject(ctx.cwd);

@@ -1,0 +1,31 @@
+import { arg, defineCommand, flag, type OptionsFrom } from './declaration.js';
+import { apiUrlFlag, jsonFlag } from './shared-flags.js';
+
+const listFlags = { ...apiUrlFlag, ...jsonFlag, job: flag.value('--job <id>', "only this job's artifacts") };
+export type ListOptions = OptionsFrom<{}, typeof listFlags>;
+const downloadArgs = { ids: arg.variadic('artifact ids', { required: false }) };
+const downloadFlags = {
+  ...apiUrlFlag,
+  ...jsonFlag,
+  job: flag.value('--job <id>', "all of a job's artifacts"),
+  out: flag.value('--out <dir>', 'the folder to write to (default: here)'),
+};
+export type DownloadOptions = OptionsFrom<typeof downloadArgs, typeof downloadFlags>;
+
+export const list = defineCommand({
+  name: 'list',
+  summary: 'list artifacts (newest first, or of one job)',
+  args: {},
+  flags: listFlags,
+  examples: ['cycle artifacts list --job job_123'],
+  load: async () => ({ run: (await import('./artifacts.js')).list }),
+});
+
+export const download = defineCommand({
+  name: 'download',
+  summary: 'download artifacts: verified, resumable, written atomically inside --out',
+  args: downloadArgs,
+  flags: downloadFlags,
+  examples: ['cycle artifacts download --job job_123 --out results/', 'cycle artifacts download art_1 art_2'],
+  load: async () => ({ run: (await import('./artifacts.js')).download }),
+});

@@ -1,0 +1,21 @@
+import { defineCommand, flag, type OptionsFrom } from './declaration.js';
+
+const serverFlags = {
+  port: flag.withDefault('--port <port>', 'port to listen on (0: any free port)', '8787'),
+  host: flag.withDefault('--host <host>', 'address to listen on', '127.0.0.1'),
+  dataDir: flag.value('--data-dir <dir>', 'where state, tarballs and artifacts live (default $XDG_DATA_HOME/cycle/server)'),
+  workers: flag.value('--workers <n>', 'tasks run at the same time (default: up to 4, one per CPU)'),
+  balance: flag.value('--balance <dollars>', 'pretend account balance for `init`, which needs $5 (default: unlimited)'),
+};
+export type ServerCommandOptions = OptionsFrom<{}, typeof serverFlags>;
+
+export const server = defineCommand({
+  name: 'server',
+  summary: 'run a local Computalot-compatible backend that runs jobs in Docker',
+  args: {},
+  flags: serverFlags,
+  notes:
+    'The first start creates a bearer token (shown once, kept in <data-dir>/token). State is in SQLite:\na restart, even after kill -9, loses no accepted job. See docs/api.md for the routes.',
+  examples: ['cycle server', 'cycle server --port 9000 --workers 8 --data-dir /srv/cycle'],
+  load: () => import('./server.js'),
+});

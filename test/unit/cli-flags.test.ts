@@ -1,0 +1,236 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+import { commands, main } from '../../src/cli.js';
+import type { Invocation } from '../../src/program.js';
+import type { CommandDeclaration, Declaration, OptionsOf } from '../../src/commands/declaration.js';
+import { init } from '../../src/commands/project/init.command.js';
+import { validate } from '../../src/commands/project/validate.command.js';
+import { hash } from '../../src/commands/project/hash.command.js';
+import { test as projectTest } from '../../src/commands/project/test.command.js';
+import { pack } from '../../src/commands/project/pack.command.js';
+import { upload } from '../../src/commands/project/upload.command.js';
+import * as remote from '../../src/commands/project/remote.command.js';
+import * as auth from '../../src/commands/auth.command.js';
+import { submit } from '../../src/commands/job/submit.command.js';
+import { batch } from '../../src/commands/job/batch.command.js';
+import * as jobRead from '../../src/commands/job/read.command.js';
+import * as artifacts from '../../src/commands/artifacts.command.js';
+import * as kv from '../../src/commands/kv.command.js';
+import { server } from '../../src/commands/server.command.js';
+import { doctor } from '../../src/commands/doctor.command.js';
+import { completion } from '../../src/commands/completion.command.js';
+import { help } from '../../src/commands/help.command.js';
+import { JOB_TYPES } from '../../src/api/schemas.js';
+import { Capture } from '../helpers/context.js';
+
+/** Parses a command line as the binary does, capturing what would run instead of running it (gh's runF). */
+async function parse(args: string[]): Promise<{ code: number; invocation: Invocation | undefined; stderr: string }> {
+  const stderr = new Capture();
+  let invocation: Invocation | undefined;
+  const code = await main(['node', 'cycle', ...args], {
+    io: { stdout: new Capture(), stderr, stdin: new PassThrough() },
+    env: {},
+    cwd: '/nonexistent',
+    handleSignals: false,
+    runF: async (captured) => {
+      invocation = captured;
+    },
+  });
+  return { code, invocation, stderr: stderr.text };
+}
+
+interface Row {
+  argv: string[];
+  command: CommandDeclaration;
+  options: unknown;
+}
+
+/** A table row; its expected options are type-checked against the command's own options type. */
+function row<C extends CommandDeclaration>(command: C, argv: string[], options: OptionsOf<C>): Row {
+  return { argv, command, options };
+}
+
+const rows: Row[] = [
+  row(init, ['project', 'init'], { dir: '.', force: false }),
+  row(init, ['project', 'init', 'my-exp', '--format', 'computalot', '--template', 'shell', '--name', 'exp', '--force'], { dir: 'my-exp', format: 'computalot', template: 'shell', name: 'exp', force: true }),
+  row(validate, ['project', 'validate'], { json: false }),
+  row(validate, ['project', 'validate', '--json'], { json: true }),
+  row(hash, ['project', 'hash', '--explain', '--json'], { json: true, explain: true }),
+  row(projectTest, ['project', 'test'], { json: false, rebuild: false, clean: false, volume: [] }),
+  row(projectTest, ['project', 'test', '--rebuild', '--clean', '--volume', 'a=/x', '--volume', 'b=/y', '--payload', '{"steps": 3}', '--json'], {
+    json: true,
+    rebuild: true,
+    clean: true,
+    volume: ['a=/x', 'b=/y'],
+    payload: '{"steps": 3}',
+  }),
+  row(projectTest, ['project', 'test', '--payload', ''], { json: false, rebuild: false, clean: false, volume: [], payload: '' }),
+  row(pack, ['project', 'pack', '--out', 'p.tar.gz', '--list', '--json'], { json: true, out: 'p.tar.gz', list: true }),
+  row(pack, ['project', 'pack', '--out', ''], { json: false, list: false }),
+  row(upload, ['project', 'upload'], { json: false, rebuild: false, clean: false, force: false }),
+  row(upload, ['project', 'upload', '--api-url', 'http://h:1', '--rebuild', '--clean', '--force', '--project', 'other', '--json'], { apiUrl: 'http://h:1', json: true, rebuild: true, clean: true, force: true, project: 'other' }),
+  row(upload, ['project', 'upload', '--project', '', '--api-url', ''], { json: false, rebuild: false, clean: false, force: false }),
+  row(remote.prepare, ['project', 'prepare', '--project', 'demo'], { json: false, project: 'demo' }),
+  row(remote.status, ['project', 'status', '--details', '--watch', '--json', '--api-url', 'http://h:1'], { json: true, details: true, watch: true, apiUrl: 'http://h:1' }),
+  row(remote.invalidate, ['project', 'invalidate'], { json: false }),
+  row(auth.login, ['auth', 'login', '--api-url', 'http://h:1', '--with-token'], { apiUrl: 'http://h:1', withToken: true }),
+  row(auth.status, ['auth', 'status', '--json'], { json: true }),
+  row(auth.logout, ['auth', 'logout'], {}),
+  row(submit, ['job', 'submit'], { json: false, tag: [], meta: [], dependsOn: [], wait: false, cancelOnInterrupt: false }),
+  row(
+    submit,
+    [
+      'job', 'submit', '--api-url', 'http://h:1', '--json', '--project', 'demo', '--type', 'map_reduce', '--runner', 'python3 map.py',
+      '--runner-json', '["python3","map.py"]', '--reduce', 'python3 reduce.py', '--reduce-json', '["python3","reduce.py"]', '--payload', '@p.json',
+      '--fan-out-by', 'models', '--fan-out-items', '-', '--chunks', '4', '--range-field', 'seeds', '--total', '100', '--batch-size', '5',
+      '--profile', 'gpu', '--timeout', '10m', '--require', 'gpu=1', '--tag', 'a', '--tag', 'b', '--meta', 'lr=0.1', '--variant', 'v2',
+      '--depends-on', 'job_1', '--depends-on', 'job_2', '--callback-url', 'http://cb', '--client-ref', 'ref-1', '--idempotency-key', 'key-1',
+      '--wait', '--cancel-on-interrupt',
+    ],
+    {
+      apiUrl: 'http://h:1',
+      json: true,
+      project: 'demo',
+      type: 'map_reduce',
+      runner: 'python3 map.py',
+      runnerJson: '["python3","map.py"]',
+      reduce: 'python3 reduce.py',
+      reduceJson: '["python3","reduce.py"]',
+      payload: '@p.json',
+      fanOutBy: 'models',
+      fanOutItems: '-',
+      chunks: '4',
+      rangeField: 'seeds',
+      total: '100',
+      batchSize: '5',
+      profile: 'gpu',
+      timeout: '10m',
+      require: 'gpu=1',
+      tag: ['a', 'b'],
+      meta: ['lr=0.1'],
+      variant: 'v2',
+      dependsOn: ['job_1', 'job_2'],
+      callbackUrl: 'http://cb',
+      clientRef: 'ref-1',
+      idempotencyKey: 'key-1',
+      wait: true,
+      cancelOnInterrupt: true,
+    },
+  ),
+  row(batch, ['job', 'batch', '-', '--project', 'demo', '--json'], { file: '-', project: 'demo', json: true }),
+  row(jobRead.list, ['job', 'list'], { json: false }),
+  row(jobRead.list, ['job', 'list', '--tag', 'exp', '--status', 'failed', '--project', 'demo', '--limit', '5'], { json: false, tag: 'exp', status: 'failed', project: 'demo', limit: '5' }),
+  row(jobRead.get, ['job', 'get', 'job_1'], { id: 'job_1', json: false }),
+  row(jobRead.tasks, ['job', 'tasks', 'job_1', '--json'], { id: 'job_1', json: true }),
+  row(jobRead.results, ['job', 'results', 'job_1'], { id: 'job_1', json: false }),
+  row(jobRead.logs, ['job', 'logs', '--follow', 'job_1', '--task', '3'], { id: 'job_1', json: false, follow: true, task: '3' }),
+  row(jobRead.watch, ['job', 'watch', 'job_1', 'job_2', '--json'], { ids: ['job_1', 'job_2'], json: true }),
+  row(jobRead.cancel, ['job', 'cancel', 'job_1'], { ids: ['job_1'], json: false }),
+  row(artifacts.list, ['artifacts', 'list', '--job', 'job_1'], { json: false, job: 'job_1' }),
+  row(artifacts.download, ['artifacts', 'download'], { ids: [], json: false }),
+  row(artifacts.download, ['artifacts', 'download', 'art_1', 'art_2', '--job', 'job_1', '--out', 'results/'], { ids: ['art_1', 'art_2'], json: false, job: 'job_1', out: 'results/' }),
+  row(kv.get, ['kv', 'get', 'demo', 'best_lr'], { project: 'demo', key: 'best_lr', json: false }),
+  row(kv.set, ['kv', 'set', 'demo', 'cfg', '@cfg.json', '--json'], { project: 'demo', key: 'cfg', value: '@cfg.json', json: true }),
+  row(kv.list, ['kv', 'list', 'demo'], { project: 'demo', json: false }),
+  row(server, ['server'], { port: '8787', host: '127.0.0.1' }),
+  row(server, ['server', '--port', '9000', '--host', '0.0.0.0', '--data-dir', '/srv/cycle', '--workers', '8', '--balance', '10'], { port: '9000', host: '0.0.0.0', dataDir: '/srv/cycle', workers: '8', balance: '10' }),
+  row(doctor, ['doctor', '--json'], { json: true }),
+  row(completion, ['completion', 'fish'], { shell: 'fish' }),
+  row(help, ['help'], { topic: [] }),
+  row(help, ['help', 'project', 'init'], { topic: ['project', 'init'] }),
+];
+
+function declaredCommands(entries: readonly Declaration[]): CommandDeclaration[] {
+  return entries.flatMap((entry) => (entry.kind === 'command' ? [entry] : declaredCommands(entry.commands)));
+}
+
+describe('flag parsing: command line → typed options, without running the command', () => {
+  it.each(rows.map((r) => [r.argv.join(' '), r] as const))('cycle %s', async (_name, { argv, command, options }) => {
+    const { code, invocation, stderr } = await parse(argv);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(invocation?.command).toBe(command);
+    expect(invocation?.path).toEqual(argv.slice(0, argv[0] === command.name ? 1 : 2));
+    expect(invocation?.options).toEqual(options);
+  });
+
+  it('every declared command has a row', () => {
+    const covered = new Set(rows.map((r) => r.command));
+    const missing = declaredCommands(commands.commands).filter((command) => !covered.has(command));
+    expect(missing.map((command) => command.name)).toEqual([]);
+  });
+
+  it('global flags reach every command, before or after its name', async () => {
+    expect((await parse(['project', 'validate'])).invocation?.global).toEqual({ json: false, quiet: false, debug: false, color: true });
+    expect((await parse(['-q', '--debug', 'project', 'validate'])).invocation?.global).toEqual({ json: false, quiet: true, debug: true, color: true });
+    expect((await parse(['project', 'validate', '--json', '--no-color', '--quiet'])).invocation?.global).toEqual({ json: true, quiet: true, debug: false, color: false });
+  });
+
+  it.each([
+    ['an unknown flag', ['project', 'validate', '--jsn'], /unknown option '--jsn'/],
+    ['a bad choice', ['job', 'submit', '--type', 'magic'], /Allowed choices are structured_runner, sweep, map_reduce, benchmark/],
+    ['a bad argument choice', ['completion', 'powershell'], /Allowed choices are bash, zsh, fish/],
+    ['a missing argument', ['kv', 'set', 'demo', 'key'], /missing required argument 'value'/],
+    ['a missing variadic argument', ['job', 'cancel'], /missing required argument 'ids'/],
+    ['a flag without its value', ['job', 'list', '--limit'], /option '--limit <n>' argument missing/],
+  ])('%s is a usage error (exit 2) and runs nothing', async (_name, argv, message) => {
+    const { code, invocation, stderr } = await parse(argv);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(message);
+    expect(invocation).toBeUndefined();
+  });
+
+  it("job submit's --type choices are the API's job types", () => {
+    const type = submit.flags.type;
+    expect(type?.kind === 'value' ? type.choices : undefined).toEqual(JOB_TYPES);
+  });
+});
+
+const src = path.join(import.meta.dirname, '..', '..', 'src');
+
+async function sourceFiles(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile() && e.name.endsWith('.ts')).map((e) => path.join(e.parentPath, e.name));
+}
+
+/** The module specifiers a file imports at run time (type-only imports are erased). */
+function runtimeImports(file: ts.SourceFile): string[] {
+  return file.statements.flatMap((statement) => {
+    if (!ts.isImportDeclaration(statement) || statement.importClause?.isTypeOnly === true) return [];
+    return ts.isStringLiteral(statement.moduleSpecifier) ? [statement.moduleSpecifier.text] : [];
+  });
+}
+
+function countAsCasts(node: ts.Node): number {
+  return (ts.isAsExpression(node) ? 1 : 0) + node.getChildren().reduce((sum, child) => sum + countAsCasts(child), 0);
+}
+
+describe('declarations stay cheap and cast-free', () => {
+  it('a declaration imports only the declaration layer at run time (its logic only through load)', async () => {
+    const files = (await sourceFiles(path.join(src, 'commands'))).filter((f) => f.endsWith('.command.ts') || f.endsWith('shared-flags.ts') || f.endsWith('declaration.ts'));
+    expect(files.length).toBeGreaterThan(15);
+    for (const file of files) {
+      const parsed = ts.createSourceFile(file, await fs.readFile(file, 'utf8'), ts.ScriptTarget.Latest, true);
+      for (const specifier of runtimeImports(parsed)) expect(`${path.relative(src, file)}: ${specifier}`).toMatch(/: (\.\.?\/)+(declaration|shared-flags)\.js$/);
+    }
+  });
+
+  it('no `as` cast between flags and options: none in cli.ts, program.ts or a declaration; one, explained, in declaration.ts', async () => {
+    const files = [path.join(src, 'cli.ts'), path.join(src, 'program.ts'), ...(await sourceFiles(path.join(src, 'commands'))).filter((f) => f.endsWith('.command.ts') || f.endsWith('shared-flags.ts'))];
+    for (const file of files) {
+      const parsed = ts.createSourceFile(file, await fs.readFile(file, 'utf8'), ts.ScriptTarget.Latest, true);
+      expect(countAsCasts(parsed), path.relative(src, file)).toBe(0);
+    }
+    const layer = path.join(src, 'commands', 'declaration.ts');
+    expect(countAsCasts(ts.createSourceFile(layer, await fs.readFile(layer, 'utf8'), ts.ScriptTarget.Latest, true))).toBe(1);
+  });
+
+  it('cli.ts declares no flag or argument of its own', async () => {
+    const text = await fs.readFile(path.join(src, 'cli.ts'), 'utf8');
+    expect(text).not.toMatch(/\.(option|requiredOption|addOption|argument|addArgument)\(/);
+    expect(text).not.toMatch(/flag\.(boolean|negated|value|withDefault|choice|list)\(|arg\.(required|choice|optional|variadic)\(/);
+  });
+});
