@@ -7,7 +7,7 @@ import { Argument, Command, Option } from 'commander';
 import type { GlobalOptions } from './context.js';
 import type { IO } from './ui/streams.js';
 import { readFlags, type Arg, type CliTree, type CommandDeclaration, type Declaration, type Flag, type FlagSet, type ProgramDeclaration } from './commands/declaration.js';
-import { jsonFlag, type globalFlags } from './commands/shared-flags.js';
+import type { globalFlags } from './commands/shared-flags.js';
 
 /** One parsed command line, ready to run. */
 export interface Invocation {
@@ -74,7 +74,7 @@ export function buildProgram(root: ProgramDeclaration<typeof globalFlags>, io: I
         const option = globalOptions.get(key);
         return option === undefined ? undefined : program.getOptionValue(option.attributeName());
       };
-      const global: GlobalOptions = { ...readFlags(root.flags, { flag: globalValue }), ...readFlags(jsonFlag, { flag: flagValue }) };
+      const global: GlobalOptions = readFlags(root.flags, { flag: globalValue });
       await run({ path, command: entry, options: entry.options({ args: command.processedArgs, flag: flagValue }), global, cli });
     });
   };
