@@ -51,7 +51,8 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     if (ctx.signal.aborted) resolve();
     ctx.signal.addEventListener('abort', () => resolve(), { once: true });
   });
-  ctx.ui.info('shutting down: stopping running tasks');
+  const running = server.runningTasks();
+  ctx.ui.info(running === 0 ? 'shutting down (no task running)' : `shutting down: stopping ${running} running task${running === 1 ? '' : 's'} (their containers are removed; they run again on the next start)`);
   await server.close();
   ctx.ui.info('stopped');
   return ExitCode.ok;

@@ -37,6 +37,8 @@ export interface RunningServer {
   /** True when this start created the token (it is shown once). */
   tokenCreated: boolean;
   dataDir: string;
+  /** Tasks running now: a shutdown stops (and later reruns) them. */
+  runningTasks(): number;
   close(): Promise<void>;
 }
 
@@ -104,6 +106,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
+    runningTasks: () => scheduler!.runningCount,
     close: () =>
       (closing ??= (async () => {
         server.close();
