@@ -76,7 +76,9 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
   if (!isInside(outDir, target, false)) throw new CycleError({ message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`, exitCode: ExitCode.failure });
   const size = Number(header('x-artifact-size') ?? (response.status === 200 ? header('content-length') : undefined));
   const sha256 = header('x-checksum-sha256') ?? null;
-  const resuming = response.status === 206 && have > 0;
+  // 416: the part file already holds every byte (a run stopped before renaming it); checked below like any download.
+  const complete = response.status === 416 && have > 0;
+  const resuming = (response.status === 206 || complete) && have > 0;
   const hash = createHash('sha256');
   if (resuming) for await (const chunk of createReadStream(part)) hash.update(chunk as Buffer);
   else if (have > 0) await fs.rm(part, { force: true }); // the server sent it whole: start over
@@ -87,7 +89,8 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
     },
   });
   try {
-    await pipeline(response.body, hasher, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
+    if (complete) await response.body.dump();
+    else await pipeline(response.body, hasher, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
   } catch (error) {
     // The part file stays: the next run resumes from it.
     throw new CycleError({ message: `artifact ${item.id}: the download broke off (${(error as Error).message}); run the command again to resume`, exitCode: ExitCode.network });
