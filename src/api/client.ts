@@ -329,9 +329,9 @@ export class ApiClient {
     return this.request('GET', '/api/v1/artifacts', { query: filter, schema: z.object({ artifacts: z.array(artifactSchema) }) }).then((r) => r.body.artifacts);
   }
 
-  /** The bytes of an artifact, from `start` on (resuming a download). */
+  /** The bytes of an artifact, from `start` on (resuming a download); 416 when `start` is at or past the end. */
   downloadArtifact(id: string, start = 0, signal?: AbortSignal): Promise<RawResponse> {
-    return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, { raw: true, headers: start > 0 ? { range: `bytes=${start}-` } : {}, ...(signal ? { signal } : {}) });
+    return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, { raw: true, accept: [416], headers: start > 0 ? { range: `bytes=${start}-` } : {}, ...(signal ? { signal } : {}) });
   }
 
   /** An SSE stream from `lastEventId` on (see src/api/sse.ts for reading it). */

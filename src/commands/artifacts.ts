@@ -71,8 +71,8 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
     return Array.isArray(value) ? value[0] : value;
   };
   // A redirect (which would take the token elsewhere if followed), a 204 or any other status is
-  // not the artifact: nothing is saved.
-  if (response.status !== 200 && response.status !== 206) {
+  // not the artifact: nothing is saved. A 416 to a resume means the part file is already whole.
+  if (response.status !== 200 && response.status !== 206 && !(response.status === 416 && have > 0)) {
     await response.body.dump().catch(() => undefined);
     throw new CycleError({ message: `artifact ${item.id}: the server answered HTTP ${response.status}${header('location') ? ` (a redirect)` : ''}, not the artifact's bytes; nothing was saved`, hint: 'cycle downloads only from the API server itself; check --api-url / CYCLE_API_URL', exitCode: ExitCode.network });
   }
@@ -81,7 +81,9 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
   if (changed) ctx.ui.warn(`artifact ${item.id}: the server named it ${JSON.stringify(rawName)}; saved as ${relative} inside ${outDir}`);
   const target = path.join(outDir, relative);
   if (!isInside(outDir, target, false)) throw new CycleError({ message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`, exitCode: ExitCode.failure });
-  const resuming = response.status === 206 && have > 0;
+  // 416: the part file already holds every byte (a run stopped before renaming it); checked below like any download.
+  const complete = response.status === 416 && have > 0;
+  const resuming = (response.status === 206 || complete) && have > 0;
   const size = declaredSize(response.status, header);
   if (size === undefined) {
     await response.body.dump().catch(() => undefined);
@@ -106,7 +108,8 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
     },
   });
   try {
-    await pipeline(response.body, counter, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
+    if (complete) await response.body.dump();
+    else await pipeline(response.body, counter, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
   } catch (error) {
     if (error instanceof TooLong) {
       await fs.rm(part, { force: true });

@@ -29,6 +29,11 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     ...(ctx.env.CYCLE_SERVER_MAX_FILES ? { maxFiles: Number(ctx.env.CYCLE_SERVER_MAX_FILES) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES ? { maxExtractBytes: Number(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS ? { callbackBaseDelayMs: Number(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS) } : {}),
+    httpLimits: {
+      ...(ctx.env.CYCLE_SERVER_IDLE_TIMEOUT_MS ? { idleTimeoutMs: Number(ctx.env.CYCLE_SERVER_IDLE_TIMEOUT_MS) } : {}),
+      ...(ctx.env.CYCLE_SERVER_HEADERS_TIMEOUT_MS ? { headersTimeoutMs: Number(ctx.env.CYCLE_SERVER_HEADERS_TIMEOUT_MS) } : {}),
+      ...(ctx.env.CYCLE_SERVER_STREAM_STALL_MS ? { streamStallMs: Number(ctx.env.CYCLE_SERVER_STREAM_STALL_MS) } : {}),
+    },
   });
   const tokenFile = path.join(dataDir, 'token');
   ctx.ui.info(`cycle server ${ctx.version} listening on ${server.url} (${workers} worker${workers === 1 ? '' : 's'}; data in ${dataDir})`);
@@ -44,7 +49,8 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     if (ctx.signal.aborted) resolve();
     ctx.signal.addEventListener('abort', () => resolve(), { once: true });
   });
-  ctx.ui.info('shutting down: stopping running tasks');
+  const running = server.runningTasks();
+  ctx.ui.info(running === 0 ? 'shutting down (no task running)' : `shutting down: stopping ${running} running task${running === 1 ? '' : 's'} (their containers are removed; they run again on the next start)`);
   await server.close();
   ctx.ui.info('stopped');
   return ExitCode.ok;

@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES } from '../api/schemas.js';
-import type { EventLog } from './events.js';
+import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
 import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobService, type PreparedJob } from './jobs.js';
@@ -17,6 +17,11 @@ export interface AppOptions {
   scheduler: Scheduler;
   events: EventLog;
   heartbeatMs: number;
+  /** The cap on open event streams, and how each treats a slow reader. */
+  streams: StreamGate;
+  log: (line: string) => void;
+  /** Never shown in an error answer (the data folder). */
+  hostPaths: string[];
 }
 
 const JSON_LIMIT = 1 << 20;
@@ -25,7 +30,7 @@ const BATCH_LIMIT = 16 << 20;
 /** Every route of the API (docs/api.md lists them with their shapes). */
 export function createRouter(options: AppOptions): Router {
   const { projects, jobs, scheduler, events } = options;
-  const router = new Router(options.token);
+  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
     if (!projectName.safeParse(value).success) throw new HttpError(400, 'invalid_project_name', `invalid project name "${value}"`, 'name');
@@ -55,7 +60,7 @@ export function createRouter(options: AppOptions): Router {
   router.add('GET', '/api/v1/projects/:name/stream', async (ctx) => {
     const project = name(ctx);
     projects.requireActive(project);
-    await serveSse(ctx, events, { filter: { project }, finished: () => false, heartbeatMs: options.heartbeatMs });
+    await serveSse(ctx, events, { filter: { project }, finished: () => false, heartbeatMs: options.heartbeatMs, gate: options.streams });
   });
   router.add('GET', '/api/v1/projects/:name/kv', (ctx) => sendJson(ctx.res, 200, { entries: projects.kvList(name(ctx)) }));
   router.add('GET', '/api/v1/projects/:name/kv/:key', (ctx) => sendJson(ctx.res, 200, projects.kvGet(name(ctx), ctx.params.key!)));
@@ -119,7 +124,7 @@ export function createRouter(options: AppOptions): Router {
     if (ids.length === 0) throw new HttpError(400, 'invalid_request', 'give the jobs to watch: ?ids=job_a,job_b', 'ids');
     for (const id of ids) jobs.require(id);
     const idSet = new Set(ids);
-    await serveSse(ctx, events, { filter: { jobIds: idSet }, finished: () => ids.every((id) => isTerminal(jobs.row(id)!.status)), heartbeatMs: options.heartbeatMs });
+    await serveSse(ctx, events, { filter: { jobIds: idSet }, finished: () => ids.every((id) => isTerminal(jobs.row(id)!.status)), heartbeatMs: options.heartbeatMs, gate: options.streams });
   });
   router.add('GET', '/api/v1/jobs/:id', (ctx) => sendJson(ctx.res, 200, jobs.document(jobs.require(ctx.params.id!))));
   router.add('GET', '/api/v1/jobs/:id/tasks', (ctx) => {
@@ -136,7 +141,7 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('GET', '/api/v1/jobs/:id/stream', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
-    await serveSse(ctx, events, { filter: { jobIds: new Set([job.id]) }, finished: () => isTerminal(jobs.row(job.id)!.status), heartbeatMs: options.heartbeatMs });
+    await serveSse(ctx, events, { filter: { jobIds: new Set([job.id]) }, finished: () => isTerminal(jobs.row(job.id)!.status), heartbeatMs: options.heartbeatMs, gate: options.streams });
   });
   router.add('PUT', '/api/v1/jobs/:id/cancel', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
@@ -160,12 +165,20 @@ export function createRouter(options: AppOptions): Router {
     try {
       const stat = await handle.stat();
       if (!stat.isFile()) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
-      const range = /^bytes=(\d+)-$/.exec(String(ctx.req.headers.range ?? ''));
+      // One range, `bytes=N-` or `bytes=N-M` (other forms are ignored: the whole file, as RFC 9110 allows).
+      const range = /^bytes=(\d+)-(\d*)$/.exec(String(ctx.req.headers.range ?? ''));
       const start = range ? Number(range[1]) : 0;
-      if (start > stat.size) throw new HttpError(416, 'range_not_satisfiable', `the artifact has ${stat.size} bytes`);
+      // A range that starts at or past the end is unsatisfiable (RFC 9110 §15.5.17).
+      if (range && start >= stat.size) {
+        const identity = { 'Content-Range': `bytes */${stat.size}`, 'Accept-Ranges': 'bytes', 'X-Checksum-Sha256': artifact.sha256, 'X-Artifact-Name': percentEncode(artifact.name), 'X-Artifact-Size': String(stat.size) };
+        sendJson(ctx.res, 416, { error: { code: 'range_not_satisfiable', message: `the range starts at byte ${start}, but the artifact has ${stat.size} bytes` } }, identity);
+        return;
+      }
+      const end = range?.[2] ? Math.min(Number(range[2]), stat.size - 1) : stat.size - 1;
+      if (range && end < start) throw new HttpError(400, 'invalid_range', `the Range header ${range[0]} ends before it starts`, 'Range');
       const headers: Record<string, string | number> = {
         'Content-Type': 'application/octet-stream',
-        'Content-Length': stat.size - start,
+        'Content-Length': Math.max(end - start + 1, 0),
         'Accept-Ranges': 'bytes',
         ETag: `"${artifact.sha256}"`,
         'X-Checksum-Sha256': artifact.sha256,
@@ -173,9 +186,9 @@ export function createRouter(options: AppOptions): Router {
         'X-Artifact-Size': stat.size,
         'Content-Disposition': contentDisposition(path.posix.basename(artifact.name)),
       };
-      if (range) headers['Content-Range'] = `bytes ${start}-${stat.size - 1}/${stat.size}`;
+      if (range) headers['Content-Range'] = `bytes ${start}-${end}/${stat.size}`;
       ctx.res.writeHead(range ? 206 : 200, headers);
-      const body = handle.createReadStream({ start, end: Math.max(stat.size - 1, start), autoClose: false });
+      const body = handle.createReadStream({ start, end: Math.max(end, start), autoClose: false });
       await new Promise<void>((resolve, reject) => body.on('error', reject).pipe(ctx.res).on('finish', resolve).on('error', reject));
     } finally {
       await handle.close();

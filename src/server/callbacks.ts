@@ -4,7 +4,7 @@ import type { Job } from '../api/schemas.js';
  * POSTs the finished job to its callback_url, retrying connection errors and 5xx answers with
  * backoff. Returns whether it was delivered.
  */
-export async function deliverCallback(url: string, job: Job, options: { attempts?: number; baseDelayMs?: number; log?: (line: string) => void } = {}): Promise<boolean> {
+export async function deliverCallback(url: string, job: Job, options: { attempts?: number; baseDelayMs?: number; log?: (line: string) => void; signal?: AbortSignal } = {}): Promise<boolean> {
   const attempts = options.attempts ?? 5;
   const base = options.baseDelayMs ?? 500;
   for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -13,7 +13,7 @@ export async function deliverCallback(url: string, job: Job, options: { attempts
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'User-Agent': 'cycle-server', 'X-Cycle-Event': 'job.finished' },
         body: JSON.stringify({ event: 'job.finished', job }),
-        signal: AbortSignal.timeout(10_000),
+        signal: options.signal ? AbortSignal.any([options.signal, AbortSignal.timeout(10_000)]) : AbortSignal.timeout(10_000),
       });
       await response.arrayBuffer().catch(() => undefined);
       if (response.ok) return true;
@@ -25,7 +25,21 @@ export async function deliverCallback(url: string, job: Job, options: { attempts
     } catch (error) {
       options.log?.(`callback ${url} for ${job.id}: ${(error as Error).message} (attempt ${attempt}/${attempts})`);
     }
-    if (attempt < attempts) await new Promise((resolve) => setTimeout(resolve, base * 2 ** (attempt - 1)));
+    // A stopping server gives up (the callback stays pending and is sent on the next start).
+    if (options.signal?.aborted) return false;
+    if (attempt < attempts) await abortableDelay(base * 2 ** (attempt - 1), options.signal);
   }
   return false;
+}
+
+function abortableDelay(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

@@ -1,5 +1,7 @@
-import { timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from './limits.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {
@@ -30,11 +32,19 @@ interface Route {
   public: boolean;
 }
 
+export interface RouterOptions {
+  token: string;
+  /** Where internal errors are told in full (the client gets a reference, never a host path). */
+  log: (line: string) => void;
+  /** Host paths (the data folder) that an error message must never show: replaced by a placeholder. */
+  hostPaths: string[];
+}
+
 /** A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. */
 export class Router {
   private readonly routes: Route[] = [];
 
-  constructor(private readonly token: string) {}
+  constructor(private readonly options: RouterOptions) {}
 
   add(method: string, path: string, handler: Handler, options: { public?: boolean } = {}): void {
     const keys: string[] = [];
@@ -51,18 +61,23 @@ export class Router {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const url = new URL(req.url ?? '/', 'http://localhost');
-      const matching = this.routes.filter((r) => r.pattern.test(url.pathname));
-      if (matching.length === 0) throw new HttpError(404, 'not_found', `no route ${url.pathname}`);
+      // Split by hand: `new URL` would read `//host/...` as a host and resolve `..` segments.
+      const target = req.url ?? '/';
+      if (!target.startsWith('/')) throw new HttpError(400, 'invalid_path', 'the request target must be a path starting with "/"');
+      const queryAt = target.indexOf('?');
+      const pathname = queryAt === -1 ? target : target.slice(0, queryAt);
+      const query = new URLSearchParams(queryAt === -1 ? '' : target.slice(queryAt + 1));
+      const matching = this.routes.filter((r) => r.pattern.test(pathname));
+      if (matching.length === 0) throw new HttpError(404, 'not_found', `no route ${pathname}`);
       const route = matching.find((r) => r.method === req.method);
-      if (!route) throw new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${url.pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`);
+      if (!route) throw new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`);
       if (!route.public) this.authorize(req);
-      const match = route.pattern.exec(url.pathname)!;
+      const match = route.pattern.exec(pathname)!;
       const params: Record<string, string> = {};
       route.keys.forEach((key, i) => {
-        params[key] = decodeURIComponent(match[i + 1]!);
+        params[key] = decodeParam(key, match[i + 1]!);
       });
-      await route.handler({ req, res, params, query: url.searchParams });
+      await route.handler({ req, res, params, query });
     } catch (error) {
       if (res.headersSent) {
         res.destroy();
@@ -70,11 +85,25 @@ export class Router {
       }
       // Answered before the body was read (413, 401 on an upload): the connection cannot be reused.
       if (!req.complete) res.setHeader('Connection', 'close');
-      if (error instanceof HttpError) sendError(res, error);
-      else {
-        sendError(res, new HttpError(500, 'internal', `internal error: ${(error as Error).message}`));
-      }
+      sendError(res, this.answerFor(error, req));
     }
+  }
+
+  /** The answer for an error: the client's fault as a 4xx; anything else a 500 that shows no internals. */
+  private answerFor(error: unknown, req: IncomingMessage): HttpError {
+    if (error instanceof HttpError) return new HttpError(error.status, error.code, this.redact(error.message), error.field);
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENAMETOOLONG') return new HttpError(400, 'name_too_long', `a name in the request is too long: at most ${MAX_NAME_BYTES} bytes`);
+    const reference = randomBytes(4).toString('hex');
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    this.options.log(`internal error ${reference} on ${req.method} ${req.url?.split('?')[0]}: ${detail}`);
+    return new HttpError(500, 'internal', `internal error (reference ${reference}: the server's log has the details)`);
+  }
+
+  private redact(message: string): string {
+    let text = message;
+    for (const hostPath of this.options.hostPaths) if (hostPath) text = text.split(hostPath).join('<data-dir>');
+    return text;
   }
 
   private authorize(req: IncomingMessage): void {
@@ -82,9 +111,21 @@ export class Router {
     const match = /^Bearer\s+(.+)$/i.exec(header);
     if (!match) throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
     const given = Buffer.from(match[1]!.trim());
-    const expected = Buffer.from(this.token);
+    const expected = Buffer.from(this.options.token);
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new HttpError(401, 'unauthorized', 'invalid token');
   }
+}
+
+/** A path parameter, %-decoded: a malformed escape or an over-long name is the client's fault. */
+function decodeParam(key: string, raw: string): string {
+  let value: string;
+  try {
+    value = decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, 'invalid_path', `the path's ${key} has a malformed %-escape: encode it with encodeURIComponent`, key);
+  }
+  if (Buffer.byteLength(value) > MAX_NAME_BYTES) throw new HttpError(400, 'name_too_long', `the path's ${key} is ${Buffer.byteLength(value)} bytes long: at most ${MAX_NAME_BYTES}`, key);
+  return value;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -94,7 +135,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 export function sendError(res: ServerResponse, error: HttpError): void {
-  const headers: Record<string, string> = error.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {};
+  const headers: Record<string, string> = error.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : error.status === 503 ? { 'Retry-After': '1' } : {};
   sendJson(res, error.status, { error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } }, headers);
 }
 
@@ -102,6 +143,7 @@ export function sendError(res: ServerResponse, error: HttpError): void {
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   if (type && !/json/i.test(type)) throw new HttpError(415, 'unsupported_media_type', `expected Content-Type: application/json, got ${type}`);
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw new HttpError(413, 'payload_too_large', `request body over ${limit} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -114,6 +156,8 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return {};
+  const tooDeepAt = depthExceededAt(text, MAX_JSON_DEPTH);
+  if (tooDeepAt !== -1) throw new HttpError(400, 'json_too_deep', `the body nests arrays and objects more than ${MAX_JSON_DEPTH} deep (at character ${tooDeepAt}): flatten it`);
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -138,4 +182,98 @@ export function percentEncode(text: string): string {
 export function contentDisposition(fileName: string): string {
   const fallback = fileName.replace(/[^\x20-\x7e]|["\\%]/g, '_');
   return `attachment; filename="${fallback}"; filename*=UTF-8''${percentEncode(fileName)}`;
+}
+
+/**
+ * Where `text` (JSON) opens its `max + 1`th nested array or object, or -1. One pass, brackets
+ * inside strings skipped: checked before parsing, since a deep enough body overflows the stack
+ * of JSON.parse and of everything that walks the value afterwards.
+ */
+export function depthExceededAt(text: string, max: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
+/**
+ * A node:http server that slow and hostile clients cannot exhaust: headers must arrive in time,
+ * uploads time out on idleness (not on total time: a big push on a slow link is fine), an answer
+ * nobody reads is cut, and connections are capped, an idle one making room for a newcomer.
+ */
+export function createHttpServer(handler: (req: IncomingMessage, res: ServerResponse) => void, limits: HttpLimits): http.Server {
+  const server = http.createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: 0,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // How often expired header timeouts are looked for (Node's default: every 30 s).
+      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+    },
+    handler,
+  );
+  server.timeout = limits.idleTimeoutMs;
+  const inFlight = new WeakMap<Socket, ServerResponse>();
+  const sockets = new Set<Socket>();
+  // Node times headers only once a request's first byte came: a connection that never sends one gets this timer.
+  const firstRequestTimers = new WeakMap<Socket, NodeJS.Timeout>();
+  server.on('connection', (socket: Socket) => {
+    if (sockets.size >= limits.maxConnections) {
+      // Oldest first: a connection with no request in progress (idle, or still sending headers).
+      let idle: Socket | undefined;
+      for (const candidate of sockets) {
+        if (!inFlight.has(candidate)) {
+          idle = candidate;
+          break;
+        }
+      }
+      if (!idle) {
+        const body = JSON.stringify({ error: { code: 'too_many_connections', message: `the server has ${limits.maxConnections} connections busy: retry shortly` } });
+        socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`);
+        return;
+      }
+      idle.destroy();
+      sockets.delete(idle);
+    }
+    sockets.add(socket);
+    const firstRequest = setTimeout(() => socket.destroy(), limits.headersTimeoutMs).unref();
+    firstRequestTimers.set(socket, firstRequest);
+    socket.once('close', () => {
+      clearTimeout(firstRequest);
+      sockets.delete(socket);
+    });
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    clearTimeout(firstRequestTimers.get(req.socket));
+    inFlight.set(req.socket, res);
+    res.once('close', () => {
+      if (inFlight.get(req.socket) === res) inFlight.delete(req.socket);
+    });
+  });
+  // Nothing moved on the socket for idleTimeoutMs (with a listener here, Node leaves the decision to us).
+  server.on('timeout', (socket: Socket) => {
+    const res = inFlight.get(socket);
+    if (!res) return void socket.destroy(); // between requests
+    if (!res.req.complete) {
+      // An upload that stopped sending: say so, and close (the handler sees the body end early).
+      if (!res.headersSent) {
+        res.setHeader('Connection', 'close');
+        sendError(res, new HttpError(408, 'request_timeout', `the request body stalled: nothing arrived for ${Math.round(limits.idleTimeoutMs / 1000)} s`));
+        res.once('finish', () => socket.destroy());
+      } else socket.destroy();
+      return;
+    }
+    if (res.writableLength > 0) socket.destroy(); // the client stopped reading the answer
+    // Otherwise the server is still working on the answer (a long extraction): not the client's idleness.
+  });
+  return server;
 }

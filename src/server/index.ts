@@ -1,15 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
-import { EventLog } from './events.js';
+import { EventLog, StreamGate } from './events.js';
+import { createHttpServer } from './http.js';
 import { JobService } from './jobs.js';
-import { layout as dataLayout } from './layout.js';
+import { layout as dataLayout, type Layout } from './layout.js';
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
 import { Scheduler } from './scheduler.js';
 
@@ -29,6 +30,8 @@ export interface ServerOptions {
   maxFiles?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
+  /** Connection, timeout and stream limits (src/server/limits.ts has the defaults). */
+  httpLimits?: Partial<HttpLimits>;
 }
 
 export interface RunningServer {
@@ -37,13 +40,15 @@ export interface RunningServer {
   /** True when this start created the token (it is shown once). */
   tokenCreated: boolean;
   dataDir: string;
+  /** Tasks running now: a shutdown stops (and later reruns) them. */
+  runningTasks(): number;
   close(): Promise<void>;
 }
 
 /** Starts the local backend: state in SQLite under the data folder, tasks in Docker. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const layout = dataLayout(options.dataDir);
-  await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  await privateDataFolder(layout);
   // Pushes in progress when the server stopped left their temp files: nothing there is live.
   await fs.rm(layout.tmp, { recursive: true, force: true });
   await fs.mkdir(layout.tmp, { mode: 0o700 });
@@ -91,9 +96,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   projects.recover();
   await scheduler.recover();
-  const router = createRouter({ token, version: options.version, projects, jobs, scheduler, events, heartbeatMs: options.heartbeatMs ?? 15_000 });
-  const server = http.createServer((req, res) => void router.handle(req, res));
-  server.keepAliveTimeout = 5_000;
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
+  const router = createRouter({
+    token,
+    version: options.version,
+    projects,
+    jobs,
+    scheduler,
+    events,
+    heartbeatMs: options.heartbeatMs ?? 15_000,
+    streams: new StreamGate(limits, options.log),
+    log: options.log,
+    hostPaths: [options.dataDir],
+  });
+  const server = createHttpServer((req, res) => void router.handle(req, res), limits);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
@@ -107,6 +123,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
+    runningTasks: () => scheduler!.runningCount,
     close: () =>
       (closing ??= (async () => {
         server.close();
@@ -115,6 +132,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         db.close();
       })()),
   };
+}
+
+/**
+ * The data folder and the database are the owner's only (0700, 0600), also when the folder
+ * existed before (mkdir's mode applies only to a folder it creates). SQLite gives its -wal and
+ * -shm files the database's mode, so the database is made 0600 before SQLite opens it.
+ */
+async function privateDataFolder(layout: Layout): Promise<void> {
+  await fs.mkdir(layout.dataDir, { recursive: true, mode: 0o700 });
+  await fs.chmod(layout.dataDir, 0o700);
+  await (await fs.open(layout.db, 'a', 0o600)).close();
+  for (const file of [layout.db, `${layout.db}-wal`, `${layout.db}-shm`]) {
+    await fs.chmod(file, 0o600).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+    });
+  }
 }
 
 /** The bearer token: made on first start, kept 0600 in the data folder. */

@@ -25,6 +25,8 @@ const MAX_ATTEMPTS = 2;
 const TAIL_BYTES = 4096;
 const FLUSH_MS = 250;
 const EVENT_TEXT_MAX = 256 * 1024;
+/** How long a cancel or a shutdown waits for running containers to stop. */
+const STOP_WAIT_MS = 15_000;
 
 export interface SchedulerOptions {
   db: DB;
@@ -59,6 +61,8 @@ export class Scheduler {
   private ticking = false;
   private again = false;
   private stopped = false;
+  /** Aborted on stop: callback retries waiting out their backoff give up, so nothing keeps the process alive. */
+  private readonly lifetime = new AbortController();
 
   constructor(private readonly options: SchedulerOptions) {}
 
@@ -358,7 +362,8 @@ export class Scheduler {
     if (!job || job.callback_state !== 'pending') return;
     const url = jobs.request(job).callback_url;
     if (!url) return;
-    void deliverCallback(url, jobs.document(job), { log: this.options.log, ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}) }).then((ok) => {
+    void deliverCallback(url, jobs.document(job), { log: this.options.log, signal: this.lifetime.signal, ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}) }).then((ok) => {
+      if (this.lifetime.signal.aborted) return; // still pending: the next start sends it
       db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(ok ? 'delivered' : 'failed', jobId);
     });
   }
@@ -374,16 +379,25 @@ export class Scheduler {
     })();
     const running = [...this.running.values()].filter((r) => r.jobId === jobId);
     for (const task of running) task.controller.abort();
-    await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    await settledWithin(Promise.all(running.map((r) => r.done)), STOP_WAIT_MS);
     this.maybeFinish(jobId);
   }
 
-  /** Stops running containers; their tasks run again on the next start (not counted as attempts). */
+  /** Tasks running now (a shutdown says how many it stops). */
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /**
+   * Stops running containers; their tasks run again on the next start (not counted as attempts).
+   * Returns at once when nothing runs: no timer is left behind to keep the process alive.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.lifetime.abort();
     const tasks = [...this.running.values()];
     for (const running of tasks) running.controller.abort();
-    await Promise.race([Promise.all(tasks.map((r) => r.done)), new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    await settledWithin(Promise.all(tasks.map((r) => r.done)), STOP_WAIT_MS);
   }
 }
 
@@ -450,6 +464,16 @@ class LiveFeed {
     this.flush();
     this.closed = true;
     await new Promise<void>((resolve) => this.log.end(resolve));
+  }
+}
+
+/** Waits for `work`, at most `ms`; the timer is cleared either way. */
+async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
