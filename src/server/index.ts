@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
+import type { Env } from '../ui/streams.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
@@ -21,6 +22,8 @@ export interface ServerOptions {
   version: string;
   docker: () => Promise<DockerDriver>;
   exec: Exec;
+  /** Read for job containers' settings (CYCLE_MEMORY_LIMIT, CYCLE_DOCKER_NETWORK). */
+  env?: Env;
   log: (line: string) => void;
   /** Dollars for `init` (which needs $5); unlimited unless set. */
   balance?: number;
@@ -73,6 +76,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     layout,
     docker: options.docker,
     workers: options.workers,
+    env: options.env ?? {},
     serverKey,
     log: options.log,
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),

@@ -12,6 +12,8 @@ export function layout(dataDir: string) {
     taskWork: (taskId: string) => path.join(dataDir, 'work', taskId),
     taskLog: (taskId: string) => path.join(dataDir, 'logs', `${taskId}.log`),
     volume: (project: string, name: string) => path.join(dataDir, 'volumes', project, name),
+    /** A platform volume (`builtin/<name>`), registered by the operator: `<data>/volumes/builtin/<name>`. */
+    builtinVolume: (name: string) => path.join(dataDir, 'volumes', 'builtin', name),
     tmp: path.join(dataDir, 'tmp'),
   };
 }
