@@ -182,14 +182,15 @@ function buildProgram(io: IO, env: Record<string, string | undefined>, state: Ru
     .option('--clean', 'build from the bare base image')
     .option('--volume <NAME=PATH>', 'host folder for a manifest volume, mounted at /volumes/NAME (repeatable; default .cycle/volumes/NAME)', collect, [])
     .option('--payload <JSON|@file|->', 'the task payload (runner protocol): JSON, @file, or - for stdin')
+    .option('--skip-limits', "run without the platforms' limits (memory 90% of RAM, 4096 processes)")
     .addHelpText(
       'after',
-      '\nExit status: 0 when the job succeeds, 6 when it fails (its own exit code is shown), 130 on Ctrl-C.\nArtifacts (files under /outputs) are copied to .cycle/runs/<run>/outputs.\n\nExamples:\n  $ cycle project test\n  $ cycle project test --rebuild\n  $ cycle project test --volume training-data=/data/train\n  $ cycle project test --payload \'{"steps": 3}\' --json',
+      '\nExit status: 0 when the job succeeds, 6 when it fails (its own exit code is shown; also when it runs out of memory), 130 on Ctrl-C.\nArtifacts (files under /outputs) are copied to .cycle/runs/<run>/outputs.\n\nExamples:\n  $ cycle project test\n  $ cycle project test --rebuild\n  $ cycle project test --volume training-data=/data/train\n  $ cycle project test --payload \'{"steps": 3}\' --json',
     )
-    .action(async (opts: { json?: boolean; rebuild?: boolean; clean?: boolean; volume: string[]; payload?: string }, command: Command) =>
+    .action(async (opts: { json?: boolean; rebuild?: boolean; clean?: boolean; volume: string[]; payload?: string; skipLimits?: boolean }, command: Command) =>
       run(
         () => import('./commands/project/test.js'),
-        { json: opts.json === true, rebuild: opts.rebuild === true, clean: opts.clean === true, volume: opts.volume, ...(opts.payload !== undefined ? { payload: opts.payload } : {}) },
+        { json: opts.json === true, rebuild: opts.rebuild === true, clean: opts.clean === true, volume: opts.volume, skipLimits: opts.skipLimits === true, ...(opts.payload !== undefined ? { payload: opts.payload } : {}) },
         command,
       ),
     );
