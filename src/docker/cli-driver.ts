@@ -196,7 +196,7 @@ export class CliDockerDriver implements DockerDriver {
   }
 
   async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
-    // No --rm: an exit that is not 0 is inspected first (OOMKilled), then the container removed.
+    // No --rm: the container is inspected after its exit (OOMKilled), then removed.
     const args = ['run', '--name', spec.name];
     if (io.stdin) args.push('--interactive');
     for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
@@ -237,7 +237,8 @@ export class CliDockerDriver implements DockerDriver {
       killAfterMs: 10_000,
     });
     const exitCode = result.exitCode ?? 128 + (result.signal === 'SIGKILL' ? 9 : 15);
-    const oomKilled = exitCode !== 0 && (await this.oomKilled(spec.name));
+    // Even after exit 0: a script may carry on after the kernel killed one of its processes.
+    const oomKilled = await this.oomKilled(spec.name);
     if (spec.remove !== false) await this.removeContainer(spec.name).catch(() => undefined);
     // docker run exits 125 when Docker failed, and 126/127 when the command could not run;
     // a job's own 126/127 has no "Error response from daemon" line.

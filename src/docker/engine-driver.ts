@@ -144,7 +144,7 @@ export class EngineDockerDriver implements DockerDriver {
       AttachStderr: true,
       ...(io.stdin ? { AttachStdin: true, OpenStdin: true, StdinOnce: true } : {}),
       HostConfig: {
-        // Removed by us after the exit, not AutoRemove: an exit that is not 0 is inspected first (OOMKilled).
+        // Removed by us after the exit, not AutoRemove: it is inspected first (OOMKilled).
         AutoRemove: false,
         Mounts: spec.mounts.map((mount) =>
           mount.type === 'bind' ? { Type: 'bind', Source: mount.source, Target: mount.target, ReadOnly: mount.readonly === true } : { Type: 'volume', Source: mount.source, Target: mount.target },
@@ -201,7 +201,8 @@ export class EngineDockerDriver implements DockerDriver {
         return { exitCode: 137 };
       }
       const wait = JSON.parse(result.body) as { StatusCode: number; Error?: { Message?: string } | null };
-      const oomKilled = wait.StatusCode !== 0 && !wait.Error?.Message && (await this.oomKilled(id));
+      // Even after exit 0: a script may carry on after the kernel killed one of its processes.
+      const oomKilled = !wait.Error?.Message && (await this.oomKilled(id));
       if (spec.remove !== false) await stop();
       if (wait.Error?.Message) return { exitCode: wait.StatusCode, dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message } };
       return oomKilled ? { exitCode: wait.StatusCode, oomKilled } : { exitCode: wait.StatusCode };
