@@ -62,6 +62,8 @@ export class Scheduler {
   private ticking = false;
   private again = false;
   private stopped = false;
+  /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
+  private gvisor: Promise<boolean> | undefined;
 
   constructor(private readonly options: SchedulerOptions) {}
 
@@ -209,7 +211,7 @@ export class Scheduler {
     if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);
     const docker = await this.options.docker();
     const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
-    const container = jobContainer({ sandbox, requirements: request.requirements, skipLimits: false, gvisorRegistered: sandbox === 'gvisor' && (await gvisorRegistered(docker)), env: this.options.env });
+    const container = jobContainer({ sandbox, requirements: request.requirements, skipLimits: false, gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))), env: this.options.env });
     const spec = taskSpec({
       project,
       imageId,
