@@ -2,6 +2,7 @@
 # Sets up this machine for cycle's demo and test suite, idempotently:
 #   - Docker (Debian's docker.io) and debootstrap, when missing;
 #   - a running Docker daemon (started here, without the default bridge network, when none runs);
+#   - gVisor (runsc), registered as a Docker runtime;
 #   - a small local base image, tagged as the ubuntu:<version> images the tests use (only where
 #     no such image exists: a real ubuntu image on this machine is never replaced);
 #   - the npm dependencies and the build (npm ci runs `prepare`, which compiles to dist/).
@@ -22,6 +23,29 @@ if ! docker info >/dev/null 2>&1; then
   as_root sh -c 'nohup dockerd --bridge=none --iptables=false --ip-forward=false --ip-masq=false >/tmp/cycle-dockerd.log 2>&1 &'
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { log "dockerd did not start; see /tmp/cycle-dockerd.log"; tail -20 /tmp/cycle-dockerd.log >&2; exit 1; }
+fi
+
+# gVisor for jobs whose manifest asks for "sandbox": "gvisor": Debian's runsc, registered as the
+# Docker runtime "runsc" (merged into an existing /etc/docker/daemon.json, never replacing it;
+# --network=none: jobs have no network unless asked, and runsc's netstack needs none here).
+if ! command -v runsc >/dev/null 2>&1; then
+  log "installing runsc (gVisor) from Debian"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runsc >/dev/null
+fi
+if ! docker info --format '{{json .Runtimes}}' | grep -q '"runsc"'; then
+  log "registering runsc as a Docker runtime in /etc/docker/daemon.json, then reloading dockerd"
+  as_root mkdir -p /etc/docker
+  as_root "$(command -v node)" -e '
+    const fs = require("node:fs");
+    const [file, runsc] = process.argv.slice(1);
+    const config = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8") || "{}") : {};
+    config.runtimes = { ...config.runtimes, runsc: { path: runsc, runtimeArgs: ["--platform=ptrace", "--network=none"] } };
+    fs.writeFileSync(file, JSON.stringify(config, null, 2) + "\n");
+  ' /etc/docker/daemon.json "$(command -v runsc)"
+  as_root kill -HUP "$(pidof dockerd)"
+  for _ in $(seq 1 20); do docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' && break; sleep 0.5; done
+  docker info --format '{{json .Runtimes}}' | grep -q '"runsc"' || { log "dockerd did not take the runsc runtime; see /etc/docker/daemon.json"; exit 1; }
 fi
 
 BASE=cycle-test-base:bookworm

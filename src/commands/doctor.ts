@@ -6,6 +6,7 @@ import { findProjectRoot } from '../project/load.js';
 import { compareVersions } from '../docker/cuda-drivers.js';
 import type { DockerInfo } from '../docker/driver.js';
 import type { DoctorOptions } from './doctor.command.js';
+import { GVISOR_INSTALL_HINT, GVISOR_RUNTIME } from '../runner/limits.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -53,6 +54,11 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
       status: 'ok',
       detail: info.builder === 'buildkit' ? 'BuildKit' : 'legacy builder (BuildKit is off or buildx is missing; both work)',
     });
+    checks.push(
+      info.runtimes.includes(GVISOR_RUNTIME)
+        ? { name: 'gvisor', status: 'ok', detail: `Docker has the "${GVISOR_RUNTIME}" runtime: jobs asking for "sandbox": "gvisor" run in gVisor` }
+        : { name: 'gvisor', status: 'warn', detail: `Docker has no "${GVISOR_RUNTIME}" runtime: jobs asking for "sandbox": "gvisor" run unsandboxed`, fix: GVISOR_INSTALL_HINT },
+    );
   } catch (error) {
     if (!isCycleError(error)) throw error;
     checks.push({ name: 'docker', status: 'fail', detail: error.message, ...(error.hint ? { fix: error.hint } : {}) });

@@ -12,6 +12,8 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
   const balance = options.balance === undefined ? undefined : Number(options.balance);
   if (balance !== undefined && !Number.isFinite(balance)) throw usageError(`--balance ${options.balance}: expected dollars, e.g. 10`);
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'server'));
+  const { memoryLimitSetting } = await import('../runner/limits.js');
+  memoryLimitSetting(ctx.env); // a bad CYCLE_MEMORY_LIMIT is told at start, not on every task
   const { startServer } = await import('../server/index.js');
   const log = (line: string): void => ctx.ui.info(`${new Date(ctx.clock.now()).toISOString()} ${line}`);
   const server = await startServer({
@@ -22,6 +24,7 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     version: ctx.version,
     docker: () => ctx.docker(),
     exec: ctx.exec,
+    env: ctx.env,
     log,
     ...(balance !== undefined ? { balance } : {}),
     ...(ctx.env.CYCLE_SERVER_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_SERVER_HEARTBEAT_MS) } : {}),

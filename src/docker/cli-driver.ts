@@ -10,6 +10,7 @@ import {
   dockerNetwork,
   imageDetails,
   type BuildRequest,
+  type Confinement,
   type ContainerExit,
   type ContainerIO,
   type ContainerSpec,
@@ -195,8 +196,8 @@ export class CliDockerDriver implements DockerDriver {
   }
 
   async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
+    // No --rm: the container is inspected after its exit (OOMKilled), then removed.
     const args = ['run', '--name', spec.name];
-    if (spec.remove !== false) args.push('--rm');
     if (io.stdin) args.push('--interactive');
     for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
     if (spec.workdir) args.push('--workdir', spec.workdir);
@@ -208,6 +209,7 @@ export class CliDockerDriver implements DockerDriver {
     if (spec.gpus) args.push('--gpus', spec.gpus);
     const network = dockerNetwork(this.options.env, spec.network);
     if (network) args.push('--network', network);
+    args.push(...confinementFlags(spec.confinement));
     if (spec.entrypoint !== undefined) args.push('--entrypoint', spec.entrypoint);
     args.push(spec.image, ...spec.command);
     let stderrTail = '';
@@ -235,6 +237,9 @@ export class CliDockerDriver implements DockerDriver {
       killAfterMs: 10_000,
     });
     const exitCode = result.exitCode ?? 128 + (result.signal === 'SIGKILL' ? 9 : 15);
+    // Even after exit 0: a script may carry on after the kernel killed one of its processes.
+    const oomKilled = await this.oomKilled(spec.name);
+    if (spec.remove !== false) await this.removeContainer(spec.name).catch(() => undefined);
     // docker run exits 125 when Docker failed, and 126/127 when the command could not run;
     // a job's own 126/127 has no "Error response from daemon" line.
     if (exitCode === 125 || ((exitCode === 126 || exitCode === 127) && /Error response from daemon|OCI runtime|failed to create shim/.test(stderrTail))) {
@@ -245,7 +250,13 @@ export class CliDockerDriver implements DockerDriver {
       if (isDaemonFailure(failure)) throw toDockerError('reach the Docker daemon', failure);
       return { exitCode, dockerFailure: failure };
     }
-    return { exitCode };
+    return oomKilled ? { exitCode, oomKilled } : { exitCode };
+  }
+
+  /** Whether Docker saw the kernel kill the container for memory; false when it cannot say (e.g. it is gone). */
+  private async oomKilled(name: string): Promise<boolean> {
+    const result = await this.docker(['container', 'inspect', '--format', '{{.State.OOMKilled}}', name]).catch(() => undefined);
+    return result?.exitCode === 0 && result.stdout.trim() === 'true';
   }
 
   async removeContainer(nameOrId: string): Promise<void> {
@@ -266,6 +277,20 @@ export class CliDockerDriver implements DockerDriver {
       labels: row.Labels,
     }));
   }
+}
+
+/** A Confinement as `docker run` flags (what the Engine driver sends as HostConfig fields). */
+export function confinementFlags(confinement: Confinement | undefined): string[] {
+  if (!confinement) return [];
+  const flags: string[] = [];
+  if (confinement.noNewPrivileges) flags.push('--security-opt', 'no-new-privileges');
+  for (const capability of confinement.capDrop) flags.push('--cap-drop', capability);
+  for (const capability of confinement.capAdd) flags.push('--cap-add', capability);
+  if (confinement.runtime) flags.push('--runtime', confinement.runtime);
+  if (confinement.memoryBytes !== undefined) flags.push('--memory', `${confinement.memoryBytes}b`, '--memory-swap', `${confinement.memoryBytes}b`);
+  if (confinement.pidsLimit !== undefined) flags.push('--pids-limit', String(confinement.pidsLimit));
+  if (confinement.nanoCpus !== undefined) flags.push('--cpus', String(confinement.nanoCpus / 1e9));
+  return flags;
 }
 
 function jsonLines<T>(text: string): T[] {

@@ -97,6 +97,25 @@ export interface ContainerSpec {
   network?: string;
   /** Remove the container when it exits (default true). */
   remove?: boolean;
+  /** A job container's lock-down and limits (src/runner/limits.ts decides them); none: Docker's defaults. */
+  confinement?: Confinement;
+}
+
+/** What Docker is told to restrict a container to: one shape, applied alike by both drivers. */
+export interface Confinement {
+  /** `--security-opt no-new-privileges`: setuid binaries gain nothing. */
+  noNewPrivileges: boolean;
+  /** `--cap-drop` (e.g. ALL), then `--cap-add` of the few given back. */
+  capDrop: string[];
+  capAdd: string[];
+  /** `--runtime` (e.g. `runsc`, gVisor); none: the daemon's default. */
+  runtime?: string;
+  /** `--memory` and `--memory-swap` (the same: no swap beyond the limit), in bytes. */
+  memoryBytes?: number;
+  /** `--pids-limit`. */
+  pidsLimit?: number;
+  /** `--cpus`, as the Engine API's NanoCpus (CPUs x 1e9). */
+  nanoCpus?: number;
 }
 
 export interface ContainerIO {
@@ -110,6 +129,8 @@ export interface ContainerExit {
   exitCode: number;
   /** Set when Docker itself failed (no such image, runtime error, GPU request refused). */
   dockerFailure?: DockerFailure;
+  /** Docker says the kernel killed a process of the container for memory (State.OOMKilled). */
+  oomKilled?: boolean;
 }
 
 // ---- shared by both drivers ----

@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errnoCode } from '../errors.js';
 import { CliDockerDriver, type CliDockerDriverOptions } from './cli-driver.js';
-import { dockerNetwork, imageDetails, type BuildRequest, type ContainerExit, type ContainerIO, type ContainerSpec, type DockerDriver, type DockerInfo, type ImageDetails, type ImageSummary } from './driver.js';
+import { dockerNetwork, imageDetails, type BuildRequest, type Confinement, type ContainerExit, type ContainerIO, type ContainerSpec, type DockerDriver, type DockerInfo, type ImageDetails, type ImageSummary } from './driver.js';
 import { classifyDockerMessage, toDockerError, type DockerError, type DockerErrorKind, type DockerFailure } from './errors.js';
 import type { DockerEndpoint } from './endpoint.js';
 
@@ -124,6 +124,13 @@ export class EngineDockerDriver implements DockerDriver {
     if (response.status >= 300 && response.status !== 404 && response.status !== 409) throw apiError(`remove container ${nameOrId}`, response);
   }
 
+  /** Whether Docker saw the kernel kill the container for memory; false when it cannot say. */
+  private async oomKilled(id: string): Promise<boolean> {
+    const response = await this.request('GET', `/containers/${id}/json`);
+    if (response.status !== 200) return false;
+    return (JSON.parse(response.body) as { State?: { OOMKilled?: boolean } }).State?.OOMKilled === true;
+  }
+
   async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
     const network = dockerNetwork(this.options.env, spec.network);
     const created = await this.request('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, {
@@ -137,12 +144,14 @@ export class EngineDockerDriver implements DockerDriver {
       AttachStderr: true,
       ...(io.stdin ? { AttachStdin: true, OpenStdin: true, StdinOnce: true } : {}),
       HostConfig: {
-        AutoRemove: spec.remove !== false,
+        // Removed by us after the exit, not AutoRemove: it is inspected first (OOMKilled).
+        AutoRemove: false,
         Mounts: spec.mounts.map((mount) =>
           mount.type === 'bind' ? { Type: 'bind', Source: mount.source, Target: mount.target, ReadOnly: mount.readonly === true } : { Type: 'volume', Source: mount.source, Target: mount.target },
         ),
         ...(network ? { NetworkMode: network } : {}),
         ...(spec.gpus ? { DeviceRequests: [{ Driver: '', Count: -1, Capabilities: [['gpu']] }] } : {}),
+        ...confinementHostConfig(spec.confinement),
       },
     });
     if (created.status !== 201) {
@@ -188,11 +197,15 @@ export class EngineDockerDriver implements DockerDriver {
       }
       if (result.status !== 200) {
         // The container was removed under us (timeout, Ctrl-C elsewhere): it did not finish.
+        if (spec.remove !== false) await stop();
         return { exitCode: 137 };
       }
       const wait = JSON.parse(result.body) as { StatusCode: number; Error?: { Message?: string } | null };
+      // Even after exit 0: a script may carry on after the kernel killed one of its processes.
+      const oomKilled = !wait.Error?.Message && (await this.oomKilled(id));
+      if (spec.remove !== false) await stop();
       if (wait.Error?.Message) return { exitCode: wait.StatusCode, dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message } };
-      return { exitCode: wait.StatusCode };
+      return oomKilled ? { exitCode: wait.StatusCode, oomKilled } : { exitCode: wait.StatusCode };
     } catch (error) {
       await stop();
       throw error;
@@ -200,6 +213,20 @@ export class EngineDockerDriver implements DockerDriver {
       signal?.removeEventListener('abort', onAbort);
     }
   }
+}
+
+/** A Confinement as the Engine API's HostConfig fields (what the CLI's flags become). */
+export function confinementHostConfig(confinement: Confinement | undefined): Record<string, unknown> {
+  if (!confinement) return {};
+  return {
+    ...(confinement.noNewPrivileges ? { SecurityOpt: ['no-new-privileges'] } : {}),
+    ...(confinement.capDrop.length ? { CapDrop: confinement.capDrop } : {}),
+    ...(confinement.capAdd.length ? { CapAdd: confinement.capAdd } : {}),
+    ...(confinement.runtime ? { Runtime: confinement.runtime } : {}),
+    ...(confinement.memoryBytes !== undefined ? { Memory: confinement.memoryBytes, MemorySwap: confinement.memoryBytes } : {}),
+    ...(confinement.pidsLimit !== undefined ? { PidsLimit: confinement.pidsLimit } : {}),
+    ...(confinement.nanoCpus !== undefined ? { NanoCpus: confinement.nanoCpus } : {}),
+  };
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Project } from '../project/load.js';
 import { RUN_SCRIPT_PATH } from '../project/paths.js';
 import { LABELS, repositoryComponent } from './images.js';
 import type { TaskSpec } from './task.js';
+import type { JobContainer } from './limits.js';
 
 export interface TaskSpecInput {
   project: Project;
@@ -15,6 +16,8 @@ export interface TaskSpecInput {
   outputsDir: string;
   mounts: Mount[];
   gpus: boolean;
+  /** Lock-down, limits and network (jobContainer()). */
+  container: JobContainer;
   /** `.cycleswap/` projects: the source to copy into /app. */
   source: () => Readable;
   /** A runner command instead of `bash .cycleswap/run.sh` / the OCI entrypoint. */
@@ -37,6 +40,8 @@ export function taskSpec(input: TaskSpecInput): TaskSpec {
     payload: input.payload,
     outputsDir: input.outputsDir,
     gpus: input.gpus,
+    confinement: input.container.confinement,
+    network: input.container.network,
     ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
   };
   if (project.format === 'cycleswap') {

@@ -3,11 +3,12 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { DockerDriver, Mount } from '../docker/driver.js';
+import type { Confinement, DockerDriver, Mount } from '../docker/driver.js';
 import type { DockerFailure } from '../docker/errors.js';
 import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
 import { errnoCode } from '../errors.js';
+import { outOfMemoryReason } from './limits.js';
 
 /** Where the runner protocol's files appear inside the container. */
 export const TASK_DIR = '/computalot/task';
@@ -33,6 +34,10 @@ export interface TaskSpec {
   outputsDir: string;
   mounts: Mount[];
   gpus: boolean;
+  /** Lock-down and limits; none: Docker's defaults. */
+  confinement?: Confinement;
+  /** The network the container joins (`none`: no network). */
+  network?: string;
   /** A runner command must write a result; `.cycleswap/run.sh` may. */
   resultRequired: boolean;
   timeoutMs?: number;
@@ -55,6 +60,8 @@ export interface TaskOutcome {
   reason?: string;
   /** Set when Docker itself could not run the task; its kind says why. */
   dockerFailure?: DockerFailure;
+  /** The kernel killed it for memory (Docker's OOMKilled); `reason` says so with the limit. */
+  outOfMemory?: boolean;
   durationMs: number;
 }
 
@@ -107,6 +114,8 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
         env,
         mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.outputsDir, target: OUTPUTS_DIR }, ...spec.mounts],
         ...(spec.gpus ? { gpus: 'all' as const } : {}),
+        ...(spec.confinement ? { confinement: spec.confinement } : {}),
+        ...(spec.network ? { network: spec.network } : {}),
       },
       { ...(spec.source ? { stdin: spec.source() } : {}), stdout: (chunk) => filter.push(chunk), stderr: callbacks.stderr },
       signal,
@@ -117,6 +126,9 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
     if (timedOut) return { status: 'timed-out', exitCode: exit.exitCode, reason: `timed out after ${Math.round((spec.timeoutMs ?? 0) / 1000)}s`, durationMs };
     if (exit.dockerFailure) return { status: 'failed', exitCode: exit.exitCode, reason: `Docker could not run the task: ${exit.dockerFailure.daemonMessage}`, dockerFailure: exit.dockerFailure, durationMs };
     const result = await readResult(path.join(ioDir, 'result.json'));
+    if (exit.oomKilled) {
+      return { status: 'failed', exitCode: exit.exitCode, reason: outOfMemoryReason(spec.confinement?.memoryBytes), outOfMemory: true, ...(result.ok ? { result: result.value } : {}), durationMs };
+    }
     if (exit.exitCode !== 0) {
       return { status: 'failed', exitCode: exit.exitCode, reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`, ...(result.ok ? { result: result.value } : {}), durationMs };
     }

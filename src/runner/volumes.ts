@@ -44,7 +44,8 @@ export async function resolveVolumes(root: string, declared: readonly string[], 
         exitCode: ExitCode.usage,
       });
     }
-    mounts.push({ type: 'bind', source: await fs.realpath(source), target: volumeMountPath(name) });
+    // Read-only, as on the platforms: a job writes its output to /outputs.
+    mounts.push({ type: 'bind', source: await fs.realpath(source), target: volumeMountPath(name), readonly: true });
   }
   return mounts;
 }

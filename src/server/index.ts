@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
+import type { Env } from '../ui/streams.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
 import { EventLog, StreamGate } from './events.js';
@@ -22,6 +23,8 @@ export interface ServerOptions {
   version: string;
   docker: () => Promise<DockerDriver>;
   exec: Exec;
+  /** Read for job containers' settings (CYCLE_MEMORY_LIMIT, CYCLE_DOCKER_NETWORK). */
+  env?: Env;
   log: (line: string) => void;
   /** Dollars for `init` (which needs $5); unlimited unless set. */
   balance?: number;
@@ -81,6 +84,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     layout,
     docker: options.docker,
     workers: options.workers,
+    env: options.env ?? {},
     serverKey,
     log: options.log,
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),

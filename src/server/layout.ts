@@ -13,6 +13,8 @@ export function layout(dataDir: string) {
     taskWork: (taskId: string) => joinInside(path.join(dataDir, 'work'), taskId),
     taskLog: (taskId: string) => joinInside(path.join(dataDir, 'logs'), `${taskId}.log`),
     volume: (project: string, name: string) => joinInside(path.join(dataDir, 'volumes'), project, name),
+    /** A platform volume (`builtin/<name>`), registered by the operator: `<data>/volumes/builtin/<name>`. */
+    builtinVolume: (name: string) => joinInside(path.join(dataDir, 'volumes', 'builtin'), name),
     tmp: path.join(dataDir, 'tmp'),
   };
 }

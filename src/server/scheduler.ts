@@ -9,6 +9,9 @@ import { runTask } from '../runner/task.js';
 import { taskSpec } from '../runner/spec.js';
 import { listOutputs } from '../runner/outputs.js';
 import { volumeMountPath } from '../runner/volumes.js';
+import { gvisorRegistered, jobContainer } from '../runner/limits.js';
+import type { Env } from '../ui/streams.js';
+import { BUILTIN_VOLUME_PREFIX } from '../project/names.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { joinInside } from '../util/paths.js';
@@ -36,6 +39,8 @@ export interface SchedulerOptions {
   layout: Layout;
   docker: () => Promise<DockerDriver>;
   workers: number;
+  /** Read for job containers' settings (CYCLE_MEMORY_LIMIT, CYCLE_DOCKER_NETWORK). */
+  env: Env;
   /** Labels this server's containers, so the next start can remove leftovers. */
   serverKey: string;
   /** Checks a `[job].cuda` requirement against this machine (undefined: fine). */
@@ -63,6 +68,8 @@ export class Scheduler {
   private stopped = false;
   /** Aborted on stop: callback retries waiting out their backoff give up, so nothing keeps the process alive. */
   private readonly lifetime = new AbortController();
+  /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
+  private gvisor: Promise<boolean> | undefined;
 
   constructor(private readonly options: SchedulerOptions) {}
 
@@ -200,13 +207,20 @@ export class Scheduler {
     if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
-        const source = layout.volume(job.project, volume);
-        await fs.mkdir(source, { recursive: true });
-        mounts.push({ type: 'bind', source, target: volumeMountPath(volume) });
+        const builtin = volume.startsWith(BUILTIN_VOLUME_PREFIX);
+        const source = builtin ? layout.builtinVolume(volume.slice(BUILTIN_VOLUME_PREFIX.length)) : layout.volume(job.project, volume);
+        if (builtin) {
+          // A platform volume: the operator registers it as a folder; a job cannot create one.
+          const stat = await fs.stat(source).catch(() => undefined);
+          if (!stat?.isDirectory()) return this.finishTask(task, { status: 'failed', error: `volume "${volume}" is not registered on this server: its operator puts the data in <data>/volumes/${volume} (see docs/api.md)` });
+        } else await fs.mkdir(source, { recursive: true });
+        mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
       }
     }
     if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);
     const docker = await this.options.docker();
+    const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
+    const container = jobContainer({ sandbox, requirements: request.requirements, skipLimits: false, gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))), env: this.options.env });
     const spec = taskSpec({
       project,
       imageId,
@@ -216,12 +230,14 @@ export class Scheduler {
       outputsDir,
       mounts,
       gpus: wantsGpu,
+      container,
       source: () => tarStream(this.sources.get(`${job.project}@${revision}`) ?? []),
       ...(task.command ? { runnerCommand: JSON.parse(task.command) as string[] } : request.runner_command ? { runnerCommand: request.runner_command } : {}),
       ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
     });
 
     const feed = new LiveFeed(this.options, job, task);
+    for (const warning of container.warnings) feed.output(`[cycle] warning: ${warning}\n`);
     try {
       const outcome = await runTask(
         docker,
@@ -233,6 +249,7 @@ export class Scheduler {
         },
         signal,
       );
+      if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
       await feed.close();
       if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
       const artifactIds = await this.collectArtifacts(job, task, outputsDir, project);

@@ -16,8 +16,8 @@ export class FakeDocker implements DockerDriver {
   readonly calls: Array<{ method: string; args: unknown }> = [];
   readonly images = new Map<string, FakeImage>();
   info_: Partial<DockerInfo> = {};
-  /** What a container does: returns its exit code; may write output through io. */
-  onRun: (spec: ContainerSpec, io: ContainerIO) => Promise<number> | number = () => 0;
+  /** What a container does: returns its exit code (or how it exited: OOM kills); may write output through io. */
+  onRun: (spec: ContainerSpec, io: ContainerIO) => Promise<number | ContainerExit> | number | ContainerExit = () => 0;
   private counter = 0;
 
   constructor() {
@@ -94,7 +94,8 @@ export class FakeDocker implements DockerDriver {
     this.calls.push({ method: 'runContainer', args: spec });
     if (io.stdin) for await (const chunk of io.stdin) void chunk; // consume the source tar
     if (!this.resolve(spec.image)) return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };
-    return { exitCode: await this.onRun(spec, io) };
+    const exit = await this.onRun(spec, io);
+    return typeof exit === 'number' ? { exitCode: exit } : exit;
   }
 
   async removeContainer(name: string): Promise<void> {

@@ -12,7 +12,7 @@ const smi = (name: string): Exec => async (file) => {
   if (file !== 'nvidia-smi') throw new ExecNotFound(file);
   return { exitCode: 0, stdout: await fs.readFile(path.join(fixtures, name), 'utf8'), stderr: '' };
 };
-const options = { rebuild: false, clean: false, volume: [], json: false };
+const options = { rebuild: false, clean: false, volume: [], json: false, skipLimits: false };
 
 async function gpuProject(cuda: string): Promise<string> {
   return cycleswapProject({ '.cycleswap/manifest.toml': VALID_MANIFEST.replace('[job]\n', `[job]\ncuda = "${cuda}"\n`) });

@@ -200,6 +200,21 @@ describe('the local backend: jobs', () => {
     expect((await api('PUT', '/api/v1/projects/p/kv/k', { body: { nothing: 1 } })).status).toBe(400);
   });
 
+  it('a task runs locked down, with its requirements as limits; one killed for memory fails saying so, with the limit', async () => {
+    docker.onRun = () => ({ exitCode: 137, oomKilled: true });
+    try {
+      const job = await api('POST', '/api/v1/jobs', { body: { project: 'p', requirements: { memory_gb: 1, cpu: 1 } } });
+      for (let i = 0; i < 100 && (await api('GET', `/api/v1/jobs/${job.body.id}`)).body.status !== 'failed'; i++) await new Promise((r) => setTimeout(r, 50));
+      const tasks = (await api('GET', `/api/v1/jobs/${job.body.id}/tasks`)).body.tasks as Array<{ error: string }>;
+      expect(tasks[0]!.error).toBe('ran out of memory (limit 1.0 GiB): the kernel killed it');
+      const spec = (docker.called('runContainer') as Array<{ name: string; network?: string; confinement?: Record<string, unknown> }>).at(-1)!;
+      expect(spec.network).toBe('none');
+      expect(spec.confinement).toMatchObject({ noNewPrivileges: true, capDrop: ['ALL'], memoryBytes: 2 ** 30, nanoCpus: 1e9, pidsLimit: 4096 });
+    } finally {
+      docker.onRun = () => 0;
+    }
+  });
+
   it('public documents show no host paths, container names or image digests', async () => {
     const job = await api('POST', '/api/v1/jobs', { body: { project: 'p' } });
     let status = '';

@@ -7,6 +7,7 @@ const testFlags = {
   clean: flag.boolean('--clean', 'build from the bare base image'),
   volume: flag.list('--volume <NAME=PATH>', 'host folder for a manifest volume, mounted at /volumes/NAME (repeatable; default .cycle/volumes/NAME)'),
   payload: flag.value('--payload <JSON|@file|->', 'the task payload (runner protocol): JSON, @file, or - for stdin'),
+  skipLimits: flag.boolean('--skip-limits', "run without the platforms' limits (memory 90% of RAM, 4096 processes)"),
 };
 export type TestOptions = OptionsFrom<{}, typeof testFlags>;
 
@@ -15,7 +16,7 @@ export const test = defineCommand({
   summary: 'build and run the project locally in Docker, exactly as a remote worker would',
   args: {},
   flags: testFlags,
-  notes: 'Exit status: 0 when the job succeeds, 6 when it fails (its own exit code is shown), 130 on Ctrl-C.\nArtifacts (files under /outputs) are copied to .cycle/runs/<run>/outputs.',
+  notes: 'Exit status: 0 when the job succeeds, 6 when it fails (its own exit code is shown; also when it runs out of memory), 130 on Ctrl-C.\nArtifacts (files under /outputs) are copied to .cycle/runs/<run>/outputs.',
   examples: ['cycle project test', 'cycle project test --rebuild', 'cycle project test --volume training-data=/data/train', `cycle project test --payload '{"steps": 3}' --json`],
   load: () => import('./test.js'),
 });

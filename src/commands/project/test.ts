@@ -13,6 +13,7 @@ import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../
 import { taskSpec } from '../../runner/spec.js';
 import { listOutputs } from '../../runner/outputs.js';
 import { resolveVolumes } from '../../runner/volumes.js';
+import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
 import { readJsonArgument } from '../args.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
@@ -39,6 +40,10 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   if (project.format === 'computalot' && options.volume.length > 0) {
     throw new CycleError({ message: '--volume is for .cycleswap/ projects (their [main].volumes)', exitCode: ExitCode.usage });
   }
+  // Before the build: a bad CYCLE_MEMORY_LIMIT is told at once.
+  const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
+  const container = jobContainer({ sandbox, skipLimits: options.skipLimits, gvisorRegistered: sandbox === 'gvisor' && (await gvisorRegistered(docker)), env: ctx.env });
+  for (const warning of container.warnings) ui.warn(warning);
 
   const buildOptions: ImageBuildOptions = {
     docker,
@@ -87,6 +92,7 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
     outputsDir,
     mounts,
     gpus,
+    container,
     source: () => tarStream(sourceEntries),
   });
   ui.info(ui.c.bold(`running ${project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : spec.command.join(' ')} in ${image.tag}`));
