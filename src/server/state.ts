@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Job, TaskStatus } from '../api/schemas.js';
 import { systemLine, type TaskEventData } from '../api/log-lines.js';
 import { type DB, now } from './db.js';
@@ -170,10 +171,12 @@ export class JobStates {
 
   /** Best effort: a log line must not fail a transition that committed. */
   private writeSystemLine(taskId: string, data: TaskEventData): void {
+    const file = this.options.layout.taskLog(taskId);
     try {
-      fs.appendFileSync(this.options.layout.taskLog(taskId), systemLine(data));
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      fs.appendFileSync(file, systemLine(data));
     } catch {
-      // the logs folder is gone (the server is closing)
+      // the data folder is gone (the server is closing)
     }
   }
 }
