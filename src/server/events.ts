@@ -23,18 +23,45 @@ interface EventRow {
 export class EventLog {
   private readonly listeners = new Set<(event: StoredEvent) => void>();
   private readonly insert;
+  /** Events recorded in the open transaction, told to listeners once it commits. */
+  private pending: StoredEvent[] | undefined;
 
   constructor(private readonly db: DB) {
     this.insert = db.prepare('INSERT INTO events (job_id, task_id, project, type, data, at) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
-  append(event: { type: string; job_id?: string | null; task_id?: string | null; project?: string | null; data: unknown }): StoredEvent {
+  /** Records one event in a transaction of its own, and tells listeners after the commit. */
+  append(event: NewEvent): StoredEvent {
+    return this.transaction((record) => record(event));
+  }
+
+  /**
+   * Runs `change` in one transaction with the events it records: both commit or neither does,
+   * and listeners hear of the events only after the commit (a listener reading the database then
+   * sees the state the event describes). Nested calls join the outer transaction.
+   */
+  transaction<T>(change: (record: RecordEvent) => T): T {
+    if (this.pending) return change(this.record);
+    const pending: StoredEvent[] = [];
+    this.pending = pending;
+    let result: T;
+    try {
+      result = this.db.transaction(() => change(this.record))();
+    } finally {
+      this.pending = undefined;
+    }
+    for (const event of pending) for (const listener of this.listeners) listener(event);
+    return result;
+  }
+
+  private readonly record = (event: NewEvent): StoredEvent => {
+    if (!this.pending) throw new Error('EventLog: an event recorded outside EventLog.transaction');
     const at = now();
     const info = this.insert.run(event.job_id ?? null, event.task_id ?? null, event.project ?? null, event.type, JSON.stringify(event.data ?? null), at);
     const stored: StoredEvent = { seq: Number(info.lastInsertRowid), type: event.type, job_id: event.job_id ?? null, task_id: event.task_id ?? null, project: event.project ?? null, data: event.data ?? null, at };
-    for (const listener of this.listeners) listener(stored);
+    this.pending.push(stored);
     return stored;
-  }
+  };
 
   /** Events after `afterSeq` for one job, one project, or some jobs. */
   since(filter: EventFilter, afterSeq: number, limit = 10_000): StoredEvent[] {
@@ -52,6 +79,16 @@ export class EventLog {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
+}
+
+export type RecordEvent = (event: NewEvent) => StoredEvent;
+
+export interface NewEvent {
+  type: string;
+  job_id?: string | null;
+  task_id?: string | null;
+  project?: string | null;
+  data: unknown;
 }
 
 export interface EventFilter {

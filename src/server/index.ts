@@ -14,6 +14,7 @@ import { layout as dataLayout, type Layout } from './layout.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
 import { Scheduler } from './scheduler.js';
+import { JobStates } from './state.js';
 
 export interface ServerOptions {
   host: string;
@@ -74,11 +75,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log: options.log,
   });
   let scheduler: Scheduler | undefined;
-  const jobs = new JobService({ db, events, projects, layout, hasGpu: async () => (await probeGpu()).ok, onSubmitted: () => scheduler?.kick() });
+  const states = new JobStates({ db, events, layout });
+  const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => (await probeGpu()).ok, onSubmitted: () => scheduler?.kick() });
   const serverKey = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 16);
   scheduler = new Scheduler({
     db,
     events,
+    states,
     jobs,
     projects,
     layout,

@@ -13,13 +13,13 @@ import {
   type TaskStatus,
 } from '../api/schemas.js';
 import { type DB, now, parseJson } from './db.js';
-import type { EventLog } from './events.js';
 import { HttpError } from './http.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { composePayload, MAX_TASK_BYTES, MAX_TASKS, mib, planJob, type JobPlan, type PlannedTask, type TaskBase, type TaskPart } from './planner.js';
 import { DIRECTIVE_NAME_PATTERN, DIRECTIVE_NAME_RULE } from '../project/names.js';
 import type { ProjectService } from './projects.js';
+import type { JobStates } from './state.js';
 
 export interface JobRow {
   id: string;
@@ -138,7 +138,7 @@ function textBytes(...texts: Array<string | null>): number {
 
 export interface JobServiceOptions {
   db: DB;
-  events: EventLog;
+  states: JobStates;
   projects: ProjectService;
   layout: Layout;
   /** Whether this server can give tasks a GPU. */
@@ -227,9 +227,7 @@ export class JobService {
         }
         if (chunk.length) writeChunk(ids[n]!, written, chunk);
       }
-      db.transaction(() => {
-        for (const id of ids) db.prepare("UPDATE jobs SET status = 'queued', inserting = 0 WHERE id = ?").run(id);
-      })();
+      this.options.states.queueSubmitted(ids.map((id, n) => ({ id, project: prepared[n]!.request.project, tasks: prepared[n]!.plan.count })));
     } catch (error) {
       try {
         this.removeJobs(ids);
@@ -239,10 +237,6 @@ export class JobService {
       throw error;
     }
     const rows = ids.map((id) => this.row(id)!);
-    rows.forEach((row, n) => {
-      this.options.events.append({ type: 'job', job_id: row.id, project: row.project, data: { status: 'planning' } });
-      this.options.events.append({ type: 'job', job_id: row.id, project: row.project, data: { status: 'queued', tasks: prepared[n]!.plan.count } });
-    });
     this.options.onSubmitted();
     return rows;
   }
@@ -373,13 +367,7 @@ export class JobService {
   }
 
   counts(jobId: string): Job['counts'] {
-    const rows = this.options.db.prepare('SELECT status, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY status').all(jobId) as Array<{ status: TaskStatus; n: number }>;
-    const counts = { total: 0, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
-    for (const row of rows) {
-      counts[row.status] += row.n;
-      counts.total += row.n;
-    }
-    return counts;
+    return this.options.states.counts(jobId);
   }
 
   /** The public job document: what was submitted and where it stands, no placement details. */

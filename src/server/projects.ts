@@ -137,7 +137,7 @@ export class ProjectService {
         await fs.rm(tree, { recursive: true, force: true }); // already there
       });
       const lastBuilt = this.buildRecord(name);
-      const number = db.transaction(() => {
+      const number = this.options.events.transaction((record) => {
         const at = now();
         db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at) VALUES (?, NULL, ?)').run(name, at);
         const next = ((db.prepare('SELECT MAX(number) AS n FROM revisions WHERE project = ?').get(name) as { n: number | null }).n ?? 0) + 1;
@@ -146,10 +146,10 @@ export class ProjectService {
           'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         ).run(name, next, contentHash, buildHash, project.format, manifestName, flags.rebuild ? 1 : 0, flags.clean ? 1 : 0, ready ? 'ready' : 'pending', ready ? lastBuilt!.image.id : null, ready ? at : null, at);
         db.prepare('UPDATE projects SET active_revision = ? WHERE name = ?').run(next, name);
+        record({ type: 'project.revision', project: name, data: { revision: next, content_hash: contentHash, build_hash: buildHash } });
         return next;
-      })();
+      });
       const revision = this.revision(name, number)!;
-      this.options.events.append({ type: 'project.revision', project: name, data: { revision: number, content_hash: contentHash, build_hash: buildHash } });
       this.options.log(`project ${name}: revision ${number} (${contentHash.slice(0, 12)})`);
       return this.pushResponse(revision, false, flags.clientBuildHash);
     } finally {
@@ -211,11 +211,11 @@ export class ProjectService {
     const docker = await this.options.docker();
     const images = await docker.listImages({ label: [`${LABELS.projectKey}=${projectKeyFor(name)}`] });
     for (const image of images) await docker.removeImage(image.id, { force: true }).catch(() => undefined);
-    this.options.db.transaction(() => {
+    this.options.events.transaction((record) => {
       this.options.db.prepare("UPDATE revisions SET build_state = 'pending', image_id = NULL, build_error = NULL, build_updated_at = ? WHERE project = ?").run(now(), name);
       this.options.db.prepare('DELETE FROM builds WHERE project = ?').run(name);
-    })();
-    this.options.events.append({ type: 'project.invalidated', project: name, data: { revision: revision.number } });
+      record({ type: 'project.invalidated', project: name, data: { revision: revision.number } });
+    });
     return { project: name, removed_images: new Set(images.map((i) => i.id)).size };
   }
 
@@ -256,10 +256,11 @@ export class ProjectService {
       if (await docker.inspectImage(revision.image_id)) return revision.image_id;
     }
     if (revision.build_state === 'failed') throw new Error(`the project build failed: ${revision.build_error ?? 'unknown error'}`);
-    const setState = (state: string, error: string | null, imageId: string | null): void => {
-      db.prepare('UPDATE revisions SET build_state = ?, build_error = ?, image_id = COALESCE(?, image_id), build_updated_at = ? WHERE project = ? AND number = ?').run(state, error, imageId, now(), name, number);
-      events.append({ type: 'project.build', project: name, data: { revision: number, state, error } });
-    };
+    const setState = (state: string, error: string | null, imageId: string | null): void =>
+      events.transaction((record) => {
+        db.prepare('UPDATE revisions SET build_state = ?, build_error = ?, image_id = COALESCE(?, image_id), build_updated_at = ? WHERE project = ? AND number = ?').run(state, error, imageId, now(), name, number);
+        record({ type: 'project.build', project: name, data: { revision: number, state, error } });
+      });
     setState('building', null, null);
     const project = await this.load(name, number);
     const docker = await this.options.docker();

@@ -21,6 +21,7 @@ import type { EventLog } from './events.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
+import type { JobStates, TaskOutcome } from './state.js';
 import type { ProjectService } from './projects.js';
 
 /** A task that was running when the server stopped runs again, once. */
@@ -34,6 +35,7 @@ const STOP_WAIT_MS = 15_000;
 export interface SchedulerOptions {
   db: DB;
   events: EventLog;
+  states: JobStates;
   jobs: JobService;
   projects: ProjectService;
   layout: Layout;
@@ -71,24 +73,18 @@ export class Scheduler {
   /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
   private gvisor: Promise<boolean> | undefined;
 
-  constructor(private readonly options: SchedulerOptions) {}
+  constructor(private readonly options: SchedulerOptions) {
+    options.states.onJobFinished((job) => this.callback(job.id));
+  }
 
   /** After a crash or restart: requeue interrupted tasks, remove leftover containers, finish what is finished. */
   async recover(): Promise<void> {
-    const { db, events } = this.options;
+    const { db, states } = this.options;
     const unfinished = this.options.jobs.removeUnfinishedInserts();
     if (unfinished) this.options.log(`removed ${unfinished} job(s) whose submission the server did not finish`);
     const interrupted = db.prepare("SELECT * FROM tasks WHERE status = 'running'").all() as TaskRow[];
-    for (const task of interrupted) {
-      const lastFailed = JSON.stringify({ attempt: task.attempt, error: 'interrupted: the server stopped while the task ran', output_tail: task.output_tail });
-      if (task.attempt >= MAX_ATTEMPTS) {
-        db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, last_failed = ? WHERE id = ?").run(`the server stopped while the task ran (${task.attempt} attempts)`, now(), lastFailed, task.id);
-      } else {
-        db.prepare("UPDATE tasks SET status = 'queued', last_failed = ?, output_tail = '' WHERE id = ?").run(lastFailed, task.id);
-      }
-      events.append({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status: task.attempt >= MAX_ATTEMPTS ? 'failed' : 'queued', reason: 'server restart' } });
-    }
-    db.prepare("UPDATE jobs SET status = 'queued' WHERE status = 'planning'").run();
+    for (const task of interrupted) states.recoverInterrupted(task, MAX_ATTEMPTS);
+    states.queuePlanning();
     try {
       const docker = await this.options.docker();
       for (const container of await docker.listContainers({ all: true, label: [`cycle.server=${this.options.serverKey}`] })) await docker.removeContainer(container.id);
@@ -152,31 +148,15 @@ export class Scheduler {
   }
 
   private failJob(job: JobRow, reason: string): false {
-    const { db } = this.options;
-    db.transaction(() => {
-      db.prepare("UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE job_id = ? AND status = 'queued'").run(reason, now(), job.id);
-      db.prepare("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?").run(reason, now(), job.id);
-    })();
-    this.emitJob(job.id);
-    this.callback(job.id);
+    this.options.states.failJob(job.id, reason);
     this.kick(); // jobs depending on this one can now fail too
     return false;
   }
 
-  private start(job: JobRow, task: TaskRow): void {
-    const { db, events } = this.options;
-    const at = now();
-    db.transaction(() => {
-      db.prepare("UPDATE tasks SET status = 'running', attempt = attempt + 1, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL WHERE id = ?").run(at, task.id);
-      if (job.status === 'queued') db.prepare("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?").run(at, job.id);
-    })();
-    if (job.status === 'queued') {
-      job.status = 'running';
-      this.emitJob(job.id);
-    }
-    events.append({ type: 'task', job_id: job.id, task_id: task.id, data: { index: task.idx, status: 'running', attempt: task.attempt + 1, counts: this.options.jobs.counts(job.id) } });
+  private start(job: JobRow, queued: TaskRow): void {
+    const task = this.options.states.startTask(job, queued);
     const controller = new AbortController();
-    const done = this.execute(job, { ...task, attempt: task.attempt + 1 }, controller.signal)
+    const done = this.execute(job, task, controller.signal)
       .catch((error: Error) => (this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message })))
       .finally(() => {
         this.running.delete(task.id);
@@ -321,40 +301,28 @@ export class Scheduler {
     for (const [ord, file] of files.entries()) {
       const id = newId('art');
       const sha256 = await sha256File(file.absolute, file.size);
-      db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, ord, file.absolute, now());
-      events.append({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
+      events.transaction((record) => {
+        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, ord, file.absolute, now());
+        record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
+      });
       ids.push(id);
     }
     return ids;
   }
 
-  private finishTask(task: TaskRow, outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: unknown; error?: string; exitCode?: number; artifactIds?: string[] }): void {
-    const { db, events } = this.options;
-    db.prepare('UPDATE tasks SET status = ?, result = ?, error = ?, exit_code = ?, finished_at = ? WHERE id = ?').run(
-      outcome.status,
-      outcome.result === undefined ? null : JSON.stringify(outcome.result),
-      outcome.error ?? null,
-      outcome.exitCode ?? null,
-      now(),
-      task.id,
-    );
-    events.append({
-      type: 'task',
-      job_id: task.job_id,
-      task_id: task.id,
-      data: { index: task.idx, status: outcome.status, error: outcome.error ?? null, exit_code: outcome.exitCode ?? null, artifact_ids: outcome.artifactIds ?? [], counts: this.options.jobs.counts(task.job_id) },
-    });
+  private finishTask(task: TaskRow, outcome: TaskOutcome): void {
+    this.options.states.finishTask(task, outcome);
   }
 
   /** A task stopped by a shutdown runs again on the next start, not counted as an attempt. */
   private requeue(task: TaskRow): void {
-    this.options.db.prepare("UPDATE tasks SET status = 'queued', attempt = MAX(attempt - 1, 0), started_at = NULL WHERE id = ?").run(task.id);
+    this.options.states.requeueStopped(task);
   }
 
   /** A job whose tasks are all done gets its final status (its last event). */
   private maybeFinish(jobId: string): void {
     if (this.stopped) return;
-    const { db, jobs } = this.options;
+    const { jobs } = this.options;
     const job = jobs.row(jobId);
     if (!job || isTerminal(job.status)) return;
     const counts = jobs.counts(jobId);
@@ -362,15 +330,8 @@ export class Scheduler {
     const status = job.cancel_requested ? 'cancelled' : counts.succeeded === counts.total ? 'completed' : counts.succeeded === 0 ? 'failed' : 'partial';
     const firstError = status === 'completed' ? null : jobs.firstError(jobId);
     const error = status === 'completed' ? null : status === 'cancelled' ? 'cancelled' : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
-    db.prepare('UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?').run(status, error, now(), jobId);
-    this.emitJob(jobId);
-    this.callback(jobId);
+    this.options.states.finishJob(jobId, status, error);
     this.options.log(`job ${jobId}: ${status}`);
-  }
-
-  private emitJob(jobId: string): void {
-    const job = this.options.jobs.row(jobId)!;
-    this.options.events.append({ type: 'job', job_id: jobId, project: job.project, data: { status: job.status, error: job.error, counts: this.options.jobs.counts(jobId) } });
   }
 
   private callback(jobId: string): void {
@@ -387,13 +348,10 @@ export class Scheduler {
 
   /** Cancels a job: queued tasks at once, running containers stopped; answers when they are. */
   async cancel(jobId: string): Promise<void> {
-    const { db, jobs } = this.options;
+    const { jobs } = this.options;
     const job = jobs.require(jobId);
     if (isTerminal(job.status)) return;
-    db.transaction(() => {
-      db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId);
-      db.prepare("UPDATE tasks SET status = 'cancelled', error = 'cancelled', finished_at = ? WHERE job_id = ? AND status = 'queued'").run(now(), jobId);
-    })();
+    this.options.states.requestCancel(jobId);
     const running = [...this.running.values()].filter((r) => r.jobId === jobId);
     for (const task of running) task.controller.abort();
     await settledWithin(Promise.all(running.map((r) => r.done)), STOP_WAIT_MS);
@@ -462,14 +420,16 @@ class LiveFeed {
     if (!this.dirty) return;
     this.dirty = false;
     const { db, events } = this.options;
-    db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(this.tail, this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress), this.task.id);
-    if (this.pendingText) {
-      // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
-      const skipped = Math.max(0, this.pendingText.length - EVENT_TEXT_MAX);
-      const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${this.pendingText.slice(-EVENT_TEXT_MAX)}` : this.pendingText;
-      events.append({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text } });
-    }
-    if (this.latestProgress !== undefined) events.append({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
+    events.transaction((record) => {
+      db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(this.tail, this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress), this.task.id);
+      if (this.pendingText) {
+        // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
+        const skipped = Math.max(0, this.pendingText.length - EVENT_TEXT_MAX);
+        const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${this.pendingText.slice(-EVENT_TEXT_MAX)}` : this.pendingText;
+        record({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text } });
+      }
+      if (this.latestProgress !== undefined) record({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
+    });
     this.pendingText = '';
     this.latestProgress = undefined;
   }

@@ -1,7 +1,15 @@
 import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { BuildRequest, ContainerExit, ContainerIO, ContainerSpec, DockerDriver, DockerInfo, ImageDetails, ImageSummary } from '../../src/docker/driver.js';
 import { DockerBuildError, toDockerError } from '../../src/docker/errors.js';
+
+interface HeldContainer {
+  spec: ContainerSpec;
+  io: ContainerIO;
+  end: (exitCode: number) => void;
+}
 
 interface FakeImage extends ImageDetails {
   tags: string[];
@@ -19,6 +27,13 @@ export class FakeDocker implements DockerDriver {
   /** What a container does: returns its exit code (or how it exited: OOM kills); may write output through io. */
   onRun: (spec: ContainerSpec, io: ContainerIO) => Promise<number | ContainerExit> | number | ContainerExit = () => 0;
   private counter = 0;
+  /**
+   * With `hold` on, each container runs until the test ends it (`exit`) or Docker removes it
+   * (cancel, timeout: exit 137), so a test decides when and how every task ends.
+   */
+  hold = false;
+  private readonly held = new Map<string, HeldContainer>();
+  private readonly startListeners = new Set<() => void>();
 
   constructor() {
     for (const ref of ['ubuntu:22.04', 'ubuntu:24.04', 'ubuntu:26.04']) this.addImage({ tags: [ref], layers: [`base-${ref}`], labels: {} });
@@ -94,12 +109,60 @@ export class FakeDocker implements DockerDriver {
     this.calls.push({ method: 'runContainer', args: spec });
     if (io.stdin) for await (const chunk of io.stdin) void chunk; // consume the source tar
     if (!this.resolve(spec.image)) return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };
-    const exit = await this.onRun(spec, io);
-    return typeof exit === 'number' ? { exitCode: exit } : exit;
+    if (!this.hold) {
+      const exit = await this.onRun(spec, io);
+      return typeof exit === 'number' ? { exitCode: exit } : exit;
+    }
+    const exitCode = await new Promise<number>((end) => {
+      this.held.set(spec.name, { spec, io, end });
+      for (const listener of this.startListeners) listener();
+    });
+    this.held.delete(spec.name);
+    return { exitCode };
+  }
+
+  /** Held containers running now. */
+  runningNames(): string[] {
+    return [...this.held.keys()];
+  }
+
+  /** Resolves once `count` held containers run at the same time (no polling, no sleeps). */
+  async whenRunning(count: number): Promise<ContainerSpec[]> {
+    if (this.held.size < count) {
+      await new Promise<void>((resolve) => {
+        const listener = (): void => {
+          if (this.held.size < count) return;
+          this.startListeners.delete(listener);
+          resolve();
+        };
+        this.startListeners.add(listener);
+      });
+    }
+    return [...this.held.values()].map((c) => c.spec);
+  }
+
+  /** Ends a held container: writes `stdout` and a `result` (the runner protocol's file), then exits with `exitCode`. */
+  exit(name: string, exitCode: number, stdout = '', result?: unknown): void {
+    const container = this.held.get(name);
+    if (!container) throw new Error(`no held container ${name} (running: ${this.runningNames().join(', ') || 'none'})`);
+    if (stdout) container.io.stdout(Buffer.from(stdout));
+    if (result !== undefined) {
+      const file = container.spec.env?.COMPUTALOT_TASK_RESULT;
+      const mount = container.spec.mounts?.find((m) => file?.startsWith(`${m.target}/`));
+      if (!file || !mount) throw new Error(`container ${name} has no result file mounted`);
+      writeFileSync(path.join(mount.source, path.posix.relative(mount.target, file)), JSON.stringify(result));
+    }
+    this.held.delete(name);
+    container.end(exitCode);
   }
 
   async removeContainer(name: string): Promise<void> {
     this.calls.push({ method: 'removeContainer', args: name });
+    const container = this.held.get(name);
+    if (container) {
+      this.held.delete(name);
+      container.end(137);
+    }
   }
 
   async listContainers(): Promise<Array<{ id: string; names: string; state: string; labels: string }>> {

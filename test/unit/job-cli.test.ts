@@ -112,6 +112,26 @@ describe('job commands against the local server', () => {
     expect(result.stderr).toContain('sent 200 of 250');
   });
 
+  it('job logs shows the system lines apart from the output: [cycle] in text, "source" in --json', async () => {
+    const { id } = JSON.parse((await cycle(['job', 'submit', '--project', 'demo', '--json'])).stdout) as { id: string };
+    let status = '';
+    await waitFor(async () => ['completed', 'failed'].includes((status = JSON.parse((await cycle(['job', 'get', id, '--json'])).stdout).status)), 15_000, `job ${id} to finish`, () => status);
+    // This file's server makes a new fake Docker per call, so the task fails (no such image): its reason is in the log.
+    const ended = status === 'completed' ? 'task 0 succeeded' : `task 0 failed: ${((await (await fetch(`${server.url}/api/v1/jobs/${id}/tasks`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as { tasks: Array<{ error: string }> }).tasks[0]!.error.split('\n')[0]}`;
+    const text = await cycle(['job', 'logs', id]);
+    expect(text.stdout).toBe(`[cycle] task 0 started (attempt 1)\n[cycle] ${ended}\n`);
+    const [task] = JSON.parse((await cycle(['job', 'logs', id, '--json'])).stdout) as Array<{ lines: unknown[] }>;
+    expect(task!.lines).toEqual([
+      { source: 'system', text: 'task 0 started (attempt 1)' },
+      { source: 'system', text: ended },
+    ]);
+    const followed = (await cycle(['job', 'logs', id, '--follow', '--json'])).stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown);
+    expect(followed).toEqual([
+      { task: 0, text: 'task 0 started (attempt 1)', source: 'system' },
+      { task: 0, text: ended, source: 'system' },
+    ]);
+  });
+
   it('an idempotency key makes a resubmission return the same job', async () => {
     const a = await cycle(['job', 'submit', '--project', 'demo', '--idempotency-key', 'script-run-0001']);
     const b = await cycle(['job', 'submit', '--project', 'demo', '--idempotency-key', 'script-run-0001']);

@@ -2,6 +2,7 @@ import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { connect } from '../../api/connect.js';
 import { followEvents } from '../../api/sse.js';
+import { describeTaskEvent, splitLog, systemLine, type TaskEventData } from '../../api/log-lines.js';
 import { isTerminalJobStatus, JOB_STATUSES, type Job } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
 import { applyEvent, jobLine, reportFailures } from './follow.js';
@@ -112,7 +113,8 @@ export async function logs(options: LogsOptions, ctx: Context): Promise<number> 
     const output = await api.output(options.id);
     const chosen = output.tasks.filter((t) => only === undefined || t.index === only);
     if (only !== undefined && chosen.length === 0) throw new CycleError({ message: `job ${options.id} has no task ${only}`, exitCode: ExitCode.failure });
-    if (options.json) ctx.ui.json(chosen);
+    // `lines` tells the system's lines (start, completion, failure, retry) from the task's own output.
+    if (options.json) ctx.ui.json(chosen.map((task) => ({ ...task, lines: splitLog(task.output) })));
     else
       for (const task of chosen) {
         if (chosen.length > 1) ctx.ui.info(ctx.ui.c.bold(`== task ${task.index} (${task.status})${task.truncated ? ' [start cut]' : ''}`));
@@ -122,10 +124,18 @@ export async function logs(options: LogsOptions, ctx: Context): Promise<number> 
   }
   const multi = only === undefined;
   for await (const { event } of followEvents(api, `/api/v1/jobs/${encodeURIComponent(options.id)}/stream`, { signal: ctx.signal, sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined) })) {
+    if (event.type === 'task') {
+      // A task's start, end or retry: the same system line the server writes into the task's log.
+      const data = event.data as TaskEventData;
+      if (only !== undefined && data.index !== only) continue;
+      if (options.json) ctx.ui.jsonLine({ task: data.index, text: describeTaskEvent(data), source: 'system' });
+      else ctx.ui.rawOut(systemLine(data));
+      continue;
+    }
     if (event.type !== 'output') continue;
     const data = event.data as { index: number; text: string };
     if (only !== undefined && data.index !== only) continue;
-    if (options.json) ctx.ui.jsonLine({ task: data.index, text: data.text });
+    if (options.json) ctx.ui.jsonLine({ task: data.index, text: data.text, source: 'output' });
     else ctx.ui.rawOut(multi ? data.text.replace(/^(?=.)/gm, `[${data.index}] `) : data.text);
   }
   if (ctx.signal.aborted) throw new CycleError({ message: 'interrupted (the job goes on)', exitCode: ExitCode.interrupted });

@@ -1,0 +1,51 @@
+/**
+ * A job's log holds the tasks' own output and lines the system writes about them (start,
+ * completion, failure with the reason, retry/reassignment). System lines start with this prefix,
+ * in the server's log files and in `job logs`; in `--json` they carry `"source": "system"`.
+ */
+export const SYSTEM_LINE_PREFIX = '[cycle] ';
+
+export type LogSource = 'system' | 'output';
+
+/** What a `task` event says (server `state.ts`), as far as a log line needs it. */
+export interface TaskEventData {
+  index: number;
+  status: string;
+  attempt?: number;
+  error?: string | null;
+  reason?: string;
+}
+
+/** The system line for a task event, without the prefix or newline. */
+export function describeTaskEvent(data: TaskEventData): string {
+  const task = `task ${data.index}`;
+  switch (data.status) {
+    case 'running':
+      return `${task} started (attempt ${data.attempt ?? 1})`;
+    case 'succeeded':
+      return `${task} succeeded`;
+    case 'failed':
+      return `${task} failed: ${firstLine(data.error ?? data.reason ?? 'failed')}`;
+    case 'cancelled':
+      return `${task} cancelled`;
+    case 'queued':
+      return `${task} queued again to run on another attempt (${firstLine(data.reason ?? data.error ?? 'requeued')})`;
+    default:
+      return `${task} ${data.status}`;
+  }
+}
+
+export function systemLine(data: TaskEventData): string {
+  return `${SYSTEM_LINE_PREFIX}${describeTaskEvent(data)}\n`;
+}
+
+/** Splits a log into lines told apart by source (a system line starts with the prefix). */
+export function splitLog(text: string): Array<{ source: LogSource; text: string }> {
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines.map((line) => (line.startsWith(SYSTEM_LINE_PREFIX) ? { source: 'system', text: line.slice(SYSTEM_LINE_PREFIX.length) } : { source: 'output', text: line }));
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? '';
+}

@@ -1,0 +1,204 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/server/index.js';
+import { openDatabase } from '../../src/server/db.js';
+import { layout } from '../../src/server/layout.js';
+import { ExecNotFound } from '../../src/util/exec.js';
+import { FakeDocker } from '../helpers/fake-docker.js';
+import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
+import { tempDir } from '../helpers/context.js';
+import { readSse } from '../helpers/server.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * The scheduler on the fake Docker: every container is held until the test ends it
+ * (`docker.exit`) or the server removes it, so the order of things is the test's, not a race.
+ */
+let server: RunningServer | undefined;
+let docker: FakeDocker;
+
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+});
+
+async function start(dataDir?: string, workers = 2): Promise<RunningServer> {
+  server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: dataDir ?? (await tempDir('cycle-scheduler-')),
+    workers,
+    version: 'test',
+    docker: async () => docker,
+    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+    log: () => undefined,
+  });
+  return server;
+}
+
+async function api(method: string, route: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${server!.url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${server!.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  if (response.status >= 400) throw new Error(`${method} ${route}: ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
+  docker = new FakeDocker();
+  docker.hold = true;
+  await start(dataDir, workers);
+  const response = await fetch(`${server!.url}/api/v1/projects/p/push`, { method: 'POST', headers: { authorization: `Bearer ${server!.token}` }, body: rawTarGz(VALID_PROJECT) });
+  expect(response.status).toBeLessThan(300);
+}
+
+const submit = async (body: Record<string, unknown>): Promise<string> => (await api('POST', '/api/v1/jobs', { project: 'p', ...body })).id;
+const job = (id: string): Promise<any> => api('GET', `/api/v1/jobs/${id}`);
+const tasks = async (id: string): Promise<Array<{ id: string; index: number; kind: string; status: string }>> => (await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks;
+const container = (taskId: string): string => `cycle-server-${taskId}`;
+const heldTaskIds = (): string[] => docker.runningNames().map((name) => name.replace('cycle-server-', ''));
+
+async function finished(id: string): Promise<any> {
+  let last: any;
+  await waitFor(async () => ['completed', 'partial', 'failed', 'cancelled'].includes((last = await job(id)).status), 15_000, `job ${id} to finish`, () => String(last?.status));
+  return last;
+}
+
+describe('the scheduler', () => {
+  it('a job waits for its dependency, and starts once it completed', async () => {
+    await startWithProject();
+    const first = await submit({});
+    await docker.whenRunning(1);
+    const second = await submit({ depends_on: [first] });
+    expect((await job(second)).status).toBe('queued');
+    expect(heldTaskIds()).toEqual([(await tasks(first))[0]!.id]);
+    docker.exit(container((await tasks(first))[0]!.id), 0);
+    await docker.whenRunning(1);
+    expect(heldTaskIds()).toEqual([(await tasks(second))[0]!.id]);
+    docker.exit(container((await tasks(second))[0]!.id), 0);
+    expect((await finished(second)).status).toBe('completed');
+  });
+
+  it('a failed dependency fails the dependent job, which never runs', async () => {
+    await startWithProject();
+    const first = await submit({});
+    await docker.whenRunning(1);
+    const second = await submit({ depends_on: [first] });
+    docker.exit(container((await tasks(first))[0]!.id), 3);
+    const dependent = await finished(second);
+    expect(dependent).toMatchObject({ status: 'failed', error: `dependency ${first} ended failed` });
+    expect((await tasks(second)).map((t) => t.status)).toEqual(['cancelled']);
+    expect(docker.called('runContainer')).toHaveLength(1);
+  });
+
+  it('map then reduce: the reduce starts only after every map ended', async () => {
+    await startWithProject();
+    const id = await submit({ type: 'map_reduce', payload: { n: [1, 2, 3] }, fan_out: { by: 'n' }, reduce_command: ['reduce'] });
+    const all = await tasks(id);
+    const reduce = all.find((t) => t.kind === 'reduce')!;
+    const maps = all.filter((t) => t.kind === 'map');
+    expect(maps).toHaveLength(3);
+    await docker.whenRunning(2);
+    const firstTwo = heldTaskIds();
+    expect(firstTwo).not.toContain(reduce.id);
+    for (const taskId of firstTwo) docker.exit(container(taskId), 0);
+    await docker.whenRunning(1);
+    const third = heldTaskIds();
+    expect(third).toHaveLength(1);
+    expect(third[0]).not.toBe(reduce.id);
+    docker.exit(container(third[0]!), 0);
+    await docker.whenRunning(1);
+    expect(heldTaskIds()).toEqual([reduce.id]);
+    docker.exit(container(reduce.id), 0, '', { total: 6 });
+    expect((await finished(id)).status).toBe('completed');
+  });
+
+  it('batches: items grouped by batch_size run as one task each', async () => {
+    await startWithProject();
+    const id = await submit({ payload: { n: [1, 2, 3, 4] }, fan_out: { by: 'n' }, batch_size: 2 });
+    const specs = await docker.whenRunning(2);
+    expect(specs).toHaveLength(2);
+    for (const taskId of heldTaskIds()) docker.exit(container(taskId), 0);
+    const done = await finished(id);
+    expect(done).toMatchObject({ status: 'completed', counts: { total: 2, succeeded: 2 } });
+    expect((await api('GET', `/api/v1/results/${id}`)).items).toHaveLength(4);
+  });
+
+  it('cancel removes running containers, cancels queued tasks and the job', async () => {
+    await startWithProject(undefined, 2);
+    const id = await submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' } });
+    await docker.whenRunning(2);
+    const running = docker.runningNames();
+    await api('PUT', `/api/v1/jobs/${id}/cancel`);
+    expect(docker.called('removeContainer')).toEqual(expect.arrayContaining(running));
+    expect(docker.runningNames()).toEqual([]);
+    const cancelled = await finished(id);
+    expect(cancelled).toMatchObject({ status: 'cancelled', counts: { cancelled: 3 } });
+    expect(docker.called('runContainer')).toHaveLength(2);
+  });
+
+  it('a task past timeout_s is stopped and fails, saying so', async () => {
+    await startWithProject();
+    const id = await submit({ timeout_s: 1 });
+    await docker.whenRunning(1);
+    const done = await finished(id);
+    expect(done.status).toBe('failed');
+    expect((await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0].error).toBe('timed out after 1s');
+    expect(docker.called('removeContainer')).toContain(container((await tasks(id))[0]!.id));
+  });
+
+  it('after a crash, a running task runs again once, then fails; the log says so', async () => {
+    const dataDir = await tempDir('cycle-scheduler-crash-');
+    await startWithProject(dataDir);
+    const id = await submit({});
+    await docker.whenRunning(1);
+    const [task] = await tasks(id);
+    await server!.close(); // a shutdown requeues the task; the crash is made by hand below
+    server = undefined;
+    const crashed = (attempt: number): void => {
+      const db = openDatabase(layout(dataDir).db);
+      db.prepare("UPDATE tasks SET status = 'running', attempt = ? WHERE id = ?").run(attempt, task!.id);
+      db.prepare("UPDATE jobs SET status = 'running' WHERE id = ?").run(id);
+      db.close();
+    };
+    crashed(1);
+    docker = new FakeDocker();
+    docker.hold = true;
+    await start(dataDir);
+    await docker.whenRunning(1);
+    expect((await tasks(id))[0]).toMatchObject({ status: 'running' });
+    expect((await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0].attempt).toBe(2);
+    await server!.close();
+    server = undefined;
+    crashed(2);
+    docker = new FakeDocker();
+    docker.hold = true;
+    await start(dataDir);
+    const done = await finished(id);
+    expect(done.status).toBe('failed');
+    expect(done.error).toMatch(/the server stopped while the task ran \(2 attempts\)/);
+    expect(docker.called('runContainer')).toHaveLength(0);
+    const log = (await api('GET', `/api/v1/jobs/${id}/output`)).tasks[0].output as string;
+    expect(log).toContain('[cycle] task 0 queued again to run on another attempt (server restart: attempt 1 was interrupted)');
+    expect(log).toContain('[cycle] task 0 started (attempt 2)');
+    expect(log).toContain('[cycle] task 0 failed: the server stopped while the task ran (2 attempts)');
+  });
+
+  it('events come in order, each after its change committed, and the log tells system lines from output', async () => {
+    await startWithProject();
+    const id = await submit({});
+    await docker.whenRunning(1);
+    const taskId = (await tasks(id))[0]!.id;
+    docker.exit(container(taskId), 3, 'hello from the task\n');
+    await finished(id);
+    const { events, ended } = await readSse(server!, `/api/v1/jobs/${id}/stream`);
+    expect(ended).toBe(true);
+    expect(events.map((e) => `${e.event}:${e.data.data.status ?? ''}`)).toEqual(['job:planning', 'job:queued', 'job:running', 'task:running', 'output:', 'task:failed', 'job:failed']);
+    expect(events.map((e) => Number(e.id))).toEqual([...events.map((e) => Number(e.id))].sort((a, b) => a - b));
+    expect(events[5]!.data.data).toMatchObject({ error: 'exited with code 3', counts: { failed: 1, running: 0 } });
+    const log = (await api('GET', `/api/v1/jobs/${id}/output`)).tasks[0].output;
+    expect(log).toBe('[cycle] task 0 started (attempt 1)\nhello from the task\n[cycle] task 0 failed: exited with code 3\n');
+  });
+});
