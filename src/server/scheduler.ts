@@ -19,6 +19,7 @@ import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
 import type { ProjectService } from './projects.js';
+import { volumeMountSource } from './volumes.js';
 
 /** A task that was running when the server stopped runs again, once. */
 const MAX_ATTEMPTS = 2;
@@ -200,9 +201,9 @@ export class Scheduler {
     if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
-        const source = layout.volume(job.project, volume);
-        await fs.mkdir(source, { recursive: true });
-        mounts.push({ type: 'bind', source, target: volumeMountPath(volume) });
+        const source = await volumeMountSource(this.options.db, layout, volume);
+        if (!source) return this.finishTask(task, { status: 'failed', error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\`` });
+        mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
       }
     }
     if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);
