@@ -1,4 +1,5 @@
 import { createReadStream, statSync } from 'node:fs';
+import path from 'node:path';
 import { CycleError, ExitCode } from '../errors.js';
 import { selectFiles } from '../pack/select.js';
 import { StatCache } from '../pack/stat-cache.js';
@@ -36,7 +37,10 @@ export interface VolumeSyncResult {
 export async function syncVolume(api: ApiClient, dir: string, name: string, options: VolumeSyncOptions = {}): Promise<VolumeSyncResult> {
   const selection = await selectFiles(dir, { rules: false });
   const candidates: Array<{ path: string; absolute: string }> = [];
+  const cacheFile = options.statCacheFile === undefined ? undefined : path.resolve(options.statCacheFile);
   for (const entry of selection.entries) {
+    // The stat cache is written by this very run: never part of a volume (a home folder upload).
+    if (path.resolve(entry.absolute) === cacheFile) continue;
     if (entry.type === 'file') candidates.push({ path: entry.path, absolute: entry.absolute });
     else if (entry.type === 'symlink') {
       // A link inside the folder (selectFiles refuses one leading out) counts as the file it names.

@@ -213,6 +213,7 @@ export function transferLine(sent: number, total: number, elapsedMs: number): st
   const rate = elapsedMs > 0 ? sent / (elapsedMs / 1000) : 0;
   const eta = rate > 0 ? (total - sent) / rate : 0;
   const width = 24;
-  const filled = Math.round((sent / Math.max(total, 1)) * width);
+  // A file that grows while it is sent can take `sent` past `total`: the bar stays full.
+  const filled = Math.min(width, Math.round((sent / Math.max(total, 1)) * width));
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${formatBytes(sent)} / ${formatBytes(total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta * 1000)}`;
 }
