@@ -202,7 +202,10 @@ export class Scheduler {
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
         const source = await volumeMountSource(this.options.db, layout, volume);
-        if (!source) return this.finishTask(task, { status: 'failed', error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\`` });
+        if (!source) {
+          await fs.rm(work, { recursive: true, force: true }); // what the directives put there
+          return this.finishTask(task, { status: 'failed', error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\`` });
+        }
         mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
       }
     }

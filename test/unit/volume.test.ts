@@ -125,6 +125,14 @@ describe('project upload links the manifest volumes; jobs mount them read-only',
       ['/volumes/builtin/base-model', true],
     ]);
     expect(await fs.readFile(path.join(volumes[0]!.source, 'rows.csv'), 'utf8')).toBe('a,b\n');
+
+    // Removed after the push: the next task fails, naming the volume and the fix.
+    await api().removeVolume('train-set');
+    const orphan = await api().submitJob({ project: 'vol-user' });
+    await waitFor(async () => (await api().getJob(orphan.id)).status === 'failed', 20_000, 'the job to fail');
+    const [failed] = await api().tasks(orphan.id);
+    expect(failed!.error).toContain('volume "train-set"');
+    expect(failed!.error).toContain('cycle volume upload DIR --name train-set');
   });
 });
 
