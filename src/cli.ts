@@ -16,7 +16,9 @@ import { pack } from './commands/project/pack.command.js';
 import { upload } from './commands/project/upload.command.js';
 import * as remote from './commands/project/remote.command.js';
 import * as auth from './commands/auth.command.js';
-import { submit } from './commands/job/submit.command.js';
+import { submit, queue } from './commands/job/submit.command.js';
+import { pull } from './commands/job/pull.command.js';
+import * as volume from './commands/volume.command.js';
 import { batch } from './commands/job/batch.command.js';
 import * as jobRead from './commands/job/read.command.js';
 import * as artifacts from './commands/artifacts.command.js';
@@ -46,8 +48,9 @@ export const commands: ProgramDeclaration<typeof globalFlags> = {
       name: 'job',
       summary: 'submit jobs and follow them: from the shell and from scripts',
       examples: [`id=$(cycle job submit --payload '{"n": [1,2,3]}' --fan-out-by n)`, 'cycle job watch "$id"', 'cycle job results "$id" --json | jq .items'],
-      commands: [submit, batch, jobRead.list, jobRead.get, jobRead.tasks, jobRead.results, jobRead.logs, jobRead.watch, jobRead.cancel],
+      commands: [submit, queue, batch, jobRead.list, jobRead.get, jobRead.tasks, jobRead.results, jobRead.logs, jobRead.tail, jobRead.watch, jobRead.cancel, pull],
     }),
+    defineGroup({ name: 'volume', summary: 'upload folders as read-only volumes for jobs; list, remove', examples: ['cycle volume upload ./data --name training-data'], commands: [volume.upload, volume.list, volume.rm] }),
     defineGroup({ name: 'artifacts', summary: "list and download jobs' output files", examples: [], commands: [artifacts.list, artifacts.download] }),
     defineGroup({ name: 'kv', summary: "a project's small shared JSON values", examples: [], commands: [kv.get, kv.set, kv.list] }),
     server,

@@ -17,6 +17,9 @@ import {
   type JobRequestInput,
   type Results,
   type Task,
+  type VolumeFile,
+  volumeMissingResponseSchema,
+  volumeSummarySchema,
 } from './schemas.js';
 
 /**
@@ -332,6 +335,32 @@ export class ApiClient {
   /** The bytes of an artifact, from `start` on (resuming a download); 416 when `start` is at or past the end. */
   downloadArtifact(id: string, start = 0, signal?: AbortSignal): Promise<RawResponse> {
     return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, { raw: true, accept: [416], headers: start > 0 ? { range: `bytes=${start}-` } : {}, ...(signal ? { signal } : {}) });
+  }
+
+  // ---- volumes (docs/api.md, "Volumes") ----
+
+  listVolumes() {
+    return this.request('GET', '/api/v1/volumes', { schema: z.object({ volumes: z.array(volumeSummarySchema) }) }).then((r) => r.body.volumes);
+  }
+
+  /** The sha256s among `files` that the server's store lacks: only those need sending. */
+  missingVolumeBlobs(name: string, files: VolumeFile[], signal?: AbortSignal) {
+    // Asking changes nothing on the server: safe to retry, so it carries a key.
+    return this.request('POST', `/api/v1/volumes/${encodeURIComponent(name)}/missing`, { json: { files }, idempotencyKey: randomUUID(), schema: volumeMissingResponseSchema, ...(signal ? { signal } : {}) }).then((r) => r.body.missing);
+  }
+
+  /** One file's bytes, stored under its sha256 (the server checks them). */
+  putVolumeBlob(sha256: string, upload: UploadBody, signal?: AbortSignal) {
+    return this.request('PUT', `/api/v1/volumes/blobs/${sha256}`, { upload, schema: z.object({ sha256: z.string(), size: z.number(), stored: z.boolean() }), ...(signal ? { signal } : {}) }).then((r) => r.body);
+  }
+
+  /** Makes `files` the volume's content (every blob sent first). */
+  commitVolume(name: string, files: VolumeFile[], signal?: AbortSignal) {
+    return this.request('PUT', `/api/v1/volumes/${encodeURIComponent(name)}`, { json: { files }, schema: volumeSummarySchema.extend({ unchanged: z.boolean() }), ...(signal ? { signal } : {}) }).then((r) => r.body);
+  }
+
+  removeVolume(name: string) {
+    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.object({ name: z.string(), removed: z.boolean() }) }).then((r) => r.body);
   }
 
   /** An SSE stream from `lastEventId` on (see src/api/sse.ts for reading it). */

@@ -233,3 +233,21 @@ export const streamEventSchema = z.object({
 export type StreamEvent = z.infer<typeof streamEventSchema>;
 
 export const KV_KEY_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
+// ---- volumes ----
+
+/** A volume's files: where each sits in the volume, and its content (stored once per sha256). */
+export const volumeFileSchema = z.strictObject({
+  path: z.string().min(1).max(4096),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, { error: 'expected a lowercase hex sha256 (64 characters)' }),
+  size: z.number().int().min(0),
+  executable: z.boolean().default(false),
+});
+export type VolumeFile = z.infer<typeof volumeFileSchema>;
+/** At most this many files in one volume (the same cap as a pushed project's entries). */
+export const MAX_VOLUME_FILES = 200_000;
+export const volumeFilesRequestSchema = z.strictObject({ files: z.array(volumeFileSchema).max(MAX_VOLUME_FILES, { error: `at most ${MAX_VOLUME_FILES} files per volume` }) });
+
+export const volumeSummarySchema = z.object({ name: z.string(), files: z.number(), bytes: z.number(), updated_at: z.string() });
+export type VolumeSummary = z.infer<typeof volumeSummarySchema>;
+export const volumeMissingResponseSchema = z.object({ missing: z.array(z.string()) });

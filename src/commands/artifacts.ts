@@ -12,6 +12,9 @@ import type { ApiClient } from '../api/client.js';
 import type { Artifact } from '../api/schemas.js';
 import { formatBytes, formatTable } from '../ui/ui.js';
 import type { DownloadOptions, ListOptions } from './artifacts.command.js';
+import type { PullOptions } from './job/pull.command.js';
+import { sha256File } from '../util/fs.js';
+import { isTerminalJobStatus } from '../api/schemas.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
@@ -51,6 +54,49 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
   if (options.json) ctx.ui.json(done);
   else for (const d of done) ctx.ui.out(d.path);
   return ExitCode.ok;
+}
+
+/**
+ * `job pull ID`: the job's artifacts so far into --out (default `./<id>/`), skipping those already
+ * there whole (same size and sha256), so a second pull fetches only what is new. Works while
+ * the job runs: it takes what the server has captured until now.
+ */
+export async function pull(options: PullOptions, ctx: Context): Promise<number> {
+  // The id names the default folder: the same safe characters as an artifact id.
+  if (!ARTIFACT_ID_PATTERN.test(options.id)) throw usageError(`invalid job id ${JSON.stringify(options.id)}: expected ${ARTIFACT_ID_RULE}, e.g. job_0123abc (see \`cycle job list\`)`);
+  const api = await connect(ctx, options);
+  const job = await api.getJob(options.id);
+  const outDir = path.resolve(ctx.cwd, options.out ?? options.id);
+  await fs.mkdir(outDir, { recursive: true });
+  const artifacts = await api.artifacts({ job: job.id });
+  const byId = new Map(artifacts.map((a) => [a.id, a]));
+  const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
+  for (const item of await namesForJob(api, job.id, artifacts)) {
+    if (!ARTIFACT_ID_PATTERN.test(item.id)) throw new CycleError({ message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`, hint: 'check that --api-url / CYCLE_API_URL is the server you mean', exitCode: ExitCode.network });
+    const listed = byId.get(item.id)!;
+    const { relative } = safeRelativeName(item.name, item.id);
+    const target = path.join(outDir, relative);
+    if (isInside(outDir, target, false) && (await sameFile(target, listed))) {
+      done.push({ id: item.id, path: target, size: listed.size, sha256: listed.sha256, skipped: true });
+      continue;
+    }
+    done.push(await downloadOne(api, item, outDir, ctx));
+  }
+  const fetched = done.filter((d) => !d.skipped).length;
+  const running = !isTerminalJobStatus(job.status);
+  if (options.json) ctx.ui.json({ job_id: job.id, status: job.status, out: outDir, artifacts: done });
+  else {
+    for (const d of done) if (!d.skipped) ctx.ui.out(d.path);
+    ctx.ui.info(`${job.id} (${job.status}): ${fetched} downloaded, ${done.length - fetched} already in ${outDir}${running ? '; the job still runs: pull again for what comes next' : ''}`);
+  }
+  return ExitCode.ok;
+}
+
+/** A local file that is already this artifact: a regular file (not a link) of its size and sha256. */
+async function sameFile(file: string, artifact: Artifact): Promise<boolean> {
+  const stat = await fs.lstat(file).catch(() => undefined);
+  if (!stat?.isFile() || stat.size !== artifact.size) return false;
+  return (await sha256File(file, stat.size)) === artifact.sha256;
 }
 
 /** Names inside --out for a job's artifacts; task-N/ folders when two tasks made the same name. */

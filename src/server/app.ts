@@ -8,6 +8,7 @@ import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJso
 import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobService, type PreparedJob } from './jobs.js';
 import type { ProjectService } from './projects.js';
 import type { Scheduler } from './scheduler.js';
+import { VolumeService } from './volumes.js';
 
 export interface AppOptions {
   token: string;
@@ -15,6 +16,7 @@ export interface AppOptions {
   projects: ProjectService;
   jobs: JobService;
   scheduler: Scheduler;
+  volumes: VolumeService;
   events: EventLog;
   heartbeatMs: number;
   /** The cap on open event streams, and how each treats a slow reader. */
@@ -26,6 +28,8 @@ export interface AppOptions {
 
 const JSON_LIMIT = 1 << 20;
 const BATCH_LIMIT = 16 << 20;
+/** A volume's file list: 200,000 files of ~150 bytes of JSON each fit. */
+const VOLUME_MANIFEST_LIMIT = 64 << 20;
 
 /** Every route of the API (docs/api.md lists them with their shapes). */
 export function createRouter(options: AppOptions): Router {
@@ -194,6 +198,24 @@ export function createRouter(options: AppOptions): Router {
       await handle.close();
     }
   });
+
+  // ---- volumes (the account's; docs/api.md, "Volumes") ----
+  const volumeName = (ctx: RouteContext): string => VolumeService.checkName(ctx.params.name!);
+  router.add('GET', '/api/v1/volumes', (ctx) => sendJson(ctx.res, 200, { volumes: options.volumes.list() }));
+  router.add('POST', '/api/v1/volumes/:name/missing', async (ctx) => {
+    volumeName(ctx);
+    sendJson(ctx.res, 200, { missing: await options.volumes.missing(await readJson(ctx.req, VOLUME_MANIFEST_LIMIT)) });
+  });
+  router.add('PUT', '/api/v1/volumes/blobs/:sha', async (ctx) => {
+    const blob = await options.volumes.putBlob(ctx.params.sha!, ctx.req);
+    sendJson(ctx.res, blob.stored ? 201 : 200, blob);
+  });
+  router.add('GET', '/api/v1/volumes/:name', (ctx) => sendJson(ctx.res, 200, { name: volumeName(ctx), files: options.volumes.files(volumeName(ctx)) }));
+  router.add('PUT', '/api/v1/volumes/:name', async (ctx) => {
+    const volume = volumeName(ctx);
+    sendJson(ctx.res, 200, await options.volumes.commit(volume, await readJson(ctx.req, VOLUME_MANIFEST_LIMIT)));
+  });
+  router.add('DELETE', '/api/v1/volumes/:name', async (ctx) => sendJson(ctx.res, 200, await options.volumes.remove(volumeName(ctx))));
 
   router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => {
     throw new HttpError(404, 'not_found', `this server has no recipe "${ctx.params.name}": the local backend runs projects only`);

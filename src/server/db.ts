@@ -101,6 +101,14 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id, ord);
 CREATE INDEX IF NOT EXISTS artifacts_task ON artifacts(task_id, ord);
+CREATE TABLE IF NOT EXISTS volumes (
+  name TEXT PRIMARY KEY,
+  files TEXT NOT NULL,
+  file_count INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  version TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,

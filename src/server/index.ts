@@ -15,6 +15,7 @@ import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
 import { Scheduler } from './scheduler.js';
 import { JobStates } from './state.js';
+import { VolumeService } from './volumes.js';
 
 export interface ServerOptions {
   host: string;
@@ -110,6 +111,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     projects,
     jobs,
     scheduler,
+    volumes: new VolumeService({ db, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),
     events,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     streams: new StreamGate(limits, options.log),

@@ -12,8 +12,12 @@ export function layout(dataDir: string) {
     taskOutputs: (jobId: string, taskId: string) => joinInside(path.join(dataDir, 'artifacts'), jobId, taskId),
     taskWork: (taskId: string) => joinInside(path.join(dataDir, 'work'), taskId),
     taskLog: (taskId: string) => joinInside(path.join(dataDir, 'logs'), `${taskId}.log`),
-    volume: (project: string, name: string) => joinInside(path.join(dataDir, 'volumes'), project, name),
-    /** A platform volume (`builtin/<name>`), registered by the operator: `<data>/volumes/builtin/<name>`. */
+    /** An uploaded volume's files, content-addressed: one blob per sha256, shared by every volume. */
+    volumeBlob: (sha: string) => joinInside(path.join(dataDir, 'blobs', 'volumes'), sha),
+    /** An uploaded volume as a folder to mount: one tree per committed version (`version` is its manifest's sha256). */
+    volumeTrees: (name: string) => joinInside(path.join(dataDir, 'volume-trees'), name),
+    volumeTree: (name: string, version: string) => joinInside(path.join(dataDir, 'volume-trees'), name, version),
+    /** A platform volume (`builtin/<name>`): the operator puts its files here. */
     builtinVolume: (name: string) => joinInside(path.join(dataDir, 'volumes', 'builtin'), name),
     tmp: path.join(dataDir, 'tmp'),
   };

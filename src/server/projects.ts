@@ -20,6 +20,7 @@ import type { EventLog } from './events.js';
 import { ExtractFailed, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
 import { HttpError } from './http.js';
 import type { Layout } from './layout.js';
+import { unknownVolumes } from './volumes.js';
 import { isCycleError } from '../errors.js';
 import { presentBuildLine } from '../docker/build-output.js';
 
@@ -126,6 +127,13 @@ export class ProjectService {
         throw new HttpError(422, 'invalid_project', `the project is invalid:\n${problems.join('\n')}`);
       }
       const project = check.project;
+      if (project.format === 'cycleswap') {
+        // The manifest's volumes are linked to this revision: each must be uploaded already.
+        const [unknown, ...others] = unknownVolumes(db, project.manifest.main.volumes);
+        if (unknown !== undefined) {
+          throw new HttpError(422, 'unknown_volume', `[main].volumes names "${unknown}"${others.length ? ` (and ${others.map((v) => `"${v}"`).join(', ')})` : ''}, which this server does not have: upload it first with \`cycle volume upload DIR --name ${unknown}\`, or remove it from .cycleswap/manifest.toml`, 'volumes');
+        }
+      }
       const buildHash = await this.buildHashOf(project);
       const manifestName = project.format === 'cycleswap' ? project.manifest.main.name : (project.manifest.name ?? null);
       // Content-addressed: the same tarball is stored once.

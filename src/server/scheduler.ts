@@ -11,7 +11,6 @@ import { listOutputs } from '../runner/outputs.js';
 import { volumeMountPath } from '../runner/volumes.js';
 import { gvisorRegistered, jobContainer } from '../runner/limits.js';
 import type { Env } from '../ui/streams.js';
-import { BUILTIN_VOLUME_PREFIX } from '../project/names.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { joinInside } from '../util/paths.js';
@@ -23,6 +22,7 @@ import type { Layout } from './layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
 import type { JobStates, TaskOutcome } from './state.js';
 import type { ProjectService } from './projects.js';
+import { volumeMountSource } from './volumes.js';
 
 /** A task that was running when the server stopped runs again, once. */
 const MAX_ATTEMPTS = 2;
@@ -187,13 +187,11 @@ export class Scheduler {
     if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
-        const builtin = volume.startsWith(BUILTIN_VOLUME_PREFIX);
-        const source = builtin ? layout.builtinVolume(volume.slice(BUILTIN_VOLUME_PREFIX.length)) : layout.volume(job.project, volume);
-        if (builtin) {
-          // A platform volume: the operator registers it as a folder; a job cannot create one.
-          const stat = await fs.stat(source).catch(() => undefined);
-          if (!stat?.isDirectory()) return this.finishTask(task, { status: 'failed', error: `volume "${volume}" is not registered on this server: its operator puts the data in <data>/volumes/${volume} (see docs/api.md)` });
-        } else await fs.mkdir(source, { recursive: true });
+        const source = await volumeMountSource(this.options.db, layout, volume);
+        if (!source) {
+          await fs.rm(work, { recursive: true, force: true }); // what the directives put there
+          return this.finishTask(task, { status: 'failed', error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\`` });
+        }
         mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
       }
     }

@@ -207,3 +207,13 @@ export function formatDuration(ms: number): string {
   if (minutes < 60) return `${minutes}m${String(rest).padStart(2, '0')}s`;
   return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`;
 }
+
+/** An upload's progress bar: bytes sent of the total, the rate and the time left. */
+export function transferLine(sent: number, total: number, elapsedMs: number): string {
+  const rate = elapsedMs > 0 ? sent / (elapsedMs / 1000) : 0;
+  const eta = rate > 0 ? (total - sent) / rate : 0;
+  const width = 24;
+  // A file that grows while it is sent can take `sent` past `total`: the bar stays full.
+  const filled = Math.min(width, Math.round((sent / Math.max(total, 1)) * width));
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${formatBytes(sent)} / ${formatBytes(total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta * 1000)}`;
+}

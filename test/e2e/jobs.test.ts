@@ -25,10 +25,13 @@ beforeAll(async () => {
     '.cycleswap/run.sh': 'python3 task.py\n',
     '.cycleswap/build.sh': 'true\n',
     // With "gate" in its payload, a task reports progress until the test opens the gate (a file
-    // in the server's folder for the project's "gate" volume).
+    // the test puts in the server's folder of the "gate" volume, uploaded empty below).
     'task.py':
       'import json, os, pathlib, sys, time\np = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())\ngated = p.pop("gate", False)\nprint("working on", p, flush=True)\nwhile gated and not pathlib.Path("/volumes/gate/open").exists():\n    print("COMPUTALOT_PROGRESS:" + json.dumps({"at_the_gate": True}), flush=True)\n    time.sleep(0.2)\ntime.sleep(p.get("sleep", 0))\nif p.get("fail"):\n    print("it went wrong", flush=True)\n    sys.exit(7)\npathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text(json.dumps({"ok": True}))\n',
   });
+  const emptyVolume = await tempDir('cycle-e2e-gate-');
+  const uploaded = await cycle(['volume', 'upload', emptyVolume, '--name', 'gate'], { cwd: projectDir, env });
+  if (uploaded.code !== 0) throw new Error(`volume upload failed: ${uploaded.stderr}`);
 });
 
 afterAll(async () => {
@@ -119,8 +122,9 @@ describe('job submit --wait', () => {
     const following = startCycle(['job', 'logs', id, '--follow'], { cwd: projectDir, env });
     const watching = startCycle(['job', 'watch', id, '--json'], { cwd: projectDir, env });
     await waitFor(() => watching.output().stdout.includes('\n'), 60_000, '`job watch` to print an event');
-    const gate = path.join(server.dataDir, 'volumes', 'e2e-jobs', 'gate');
-    await fs.mkdir(gate, { recursive: true });
+    // The folder the tasks mount (read-only for them): the gate volume's one version.
+    const versions = path.join(server.dataDir, 'volume-trees', 'gate');
+    const gate = path.join(versions, (await fs.readdir(versions))[0]!);
     await fs.writeFile(path.join(gate, 'open'), '');
     await Promise.all([following.exited, watching.exited]);
     const [logs, watch] = [following.output(), watching.output()];

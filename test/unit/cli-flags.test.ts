@@ -14,7 +14,9 @@ import { pack } from '../../src/commands/project/pack.command.js';
 import { upload } from '../../src/commands/project/upload.command.js';
 import * as remote from '../../src/commands/project/remote.command.js';
 import * as auth from '../../src/commands/auth.command.js';
-import { submit } from '../../src/commands/job/submit.command.js';
+import { submit, queue } from '../../src/commands/job/submit.command.js';
+import { pull } from '../../src/commands/job/pull.command.js';
+import * as volume from '../../src/commands/volume.command.js';
 import { batch } from '../../src/commands/job/batch.command.js';
 import * as jobRead from '../../src/commands/job/read.command.js';
 import * as artifacts from '../../src/commands/artifacts.command.js';
@@ -122,6 +124,16 @@ const rows: Row[] = [
       cancelOnInterrupt: true,
     },
   ),
+  row(queue, ['job', 'queue'], { json: false, tag: [], meta: [], dependsOn: [], wait: false, cancelOnInterrupt: false }),
+  row(queue, ['job', 'queue', '--payload', '{"epochs": 3}', '--wait', '--project', 'demo'], { json: false, tag: [], meta: [], dependsOn: [], wait: true, cancelOnInterrupt: false, payload: '{"epochs": 3}', project: 'demo' }),
+  row(jobRead.tail, ['job', 'tail', 'job_1'], { id: 'job_1', json: false }),
+  row(jobRead.tail, ['job', 'tail', 'job_1', '--task', '2', '--json'], { id: 'job_1', json: true, task: '2' }),
+  row(pull, ['job', 'pull', 'job_1'], { id: 'job_1', json: false }),
+  row(pull, ['job', 'pull', 'job_1', '--out', 'results/', '--json', '--api-url', 'http://h:1'], { id: 'job_1', json: true, out: 'results/', apiUrl: 'http://h:1' }),
+  row(volume.upload, ['volume', 'upload', './data'], { dir: './data', json: false }),
+  row(volume.upload, ['volume', 'upload', './data', '--name', 'training-data', '--json'], { dir: './data', name: 'training-data', json: true }),
+  row(volume.list, ['volume', 'list', '--json'], { json: true }),
+  row(volume.rm, ['volume', 'rm', 'training-data'], { name: 'training-data', json: false }),
   row(batch, ['job', 'batch', '-', '--project', 'demo', '--json'], { file: '-', project: 'demo', json: true }),
   row(jobRead.list, ['job', 'list'], { json: false }),
   row(jobRead.list, ['job', 'list', '--tag', 'exp', '--status', 'failed', '--project', 'demo', '--limit', '5'], { json: false, tag: 'exp', status: 'failed', project: 'demo', limit: '5' }),

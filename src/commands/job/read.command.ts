@@ -18,6 +18,8 @@ const logsFlags = {
   task: flag.value('--task <n>', 'only task N (its index)'),
 };
 export type LogsOptions = OptionsFrom<typeof byIdArgs, typeof logsFlags>;
+const tailFlags = { ...readFlags, task: logsFlags.task };
+export type TailOptions = OptionsFrom<typeof byIdArgs, typeof tailFlags>;
 const idsArgs = { ids: arg.variadic('job ids', { required: true }) };
 export type IdsOptions = OptionsFrom<typeof idsArgs, typeof readFlags>;
 
@@ -62,8 +64,19 @@ export const logs = defineCommand({
   summary: "a job's output (stdout and stderr of its tasks)",
   args: byIdArgs,
   flags: logsFlags,
+  notes: '`cycle job tail ID` is the same as `cycle job logs ID --follow`.',
   examples: ['cycle job logs job_123', 'cycle job logs job_123 --follow --task 3'],
   load: async () => ({ run: (await import('./read.js')).logs }),
+});
+
+export const tail = defineCommand({
+  name: 'tail',
+  summary: "follow a job's output until it ends; the same as `job logs --follow`",
+  args: byIdArgs,
+  flags: tailFlags,
+  notes: 'The same as `cycle job logs ID --follow` (the name the real cycle CLI uses).',
+  examples: ['cycle job tail job_123', 'cycle job tail job_123 --task 0'],
+  load: async () => ({ run: (await import('./read.js')).tail }),
 });
 
 export const watch = defineCommand({

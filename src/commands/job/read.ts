@@ -6,7 +6,7 @@ import { describeTaskEvent, splitLog, systemLine, type TaskEventData } from '../
 import { isTerminalJobStatus, JOB_STATUSES, type Job } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
 import { applyEvent, jobLine, reportFailures } from './follow.js';
-import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions } from './read.command.js';
+import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions, TailOptions } from './read.command.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
   if (options.status && !(JOB_STATUSES as readonly string[]).includes(options.status)) throw new CycleError({ message: `--status ${options.status}: expected one of ${JOB_STATUSES.join(', ')}`, exitCode: ExitCode.usage });
@@ -140,6 +140,11 @@ export async function logs(options: LogsOptions, ctx: Context): Promise<number> 
   }
   if (ctx.signal.aborted) throw new CycleError({ message: 'interrupted (the job goes on)', exitCode: ExitCode.interrupted });
   return ExitCode.ok;
+}
+
+/** `job tail ID`: `job logs ID --follow` under the real CLI's name. */
+export function tail(options: TailOptions, ctx: Context): Promise<number> {
+  return logs({ ...options, follow: true }, ctx);
 }
 
 /** `job watch ID…`: one live view of many jobs; --json gives newline-delimited events. */

@@ -44,5 +44,17 @@ export const submit = defineCommand({
     'cycle job submit --fan-out-items @items.jsonl --batch-size 50 --tag exp42',
     'cycle job submit --chunks 20 --range-field seeds --total 10000 --timeout 10m',
   ],
+  notes: '`cycle job queue` is the same command (the name the real cycle CLI uses).',
+  load: () => import('./submit.js'),
+});
+
+/** The real CLI's name for submitting the current project's job: the same flags, the same code. */
+export const queue = defineCommand({
+  name: 'queue',
+  summary: "queue the current project's job (run.sh, or the OCI entrypoint); the same as `job submit`",
+  args: {},
+  flags: submitFlags,
+  notes: 'The same command as `cycle job submit`: the project is --project, $CYCLE_PROJECT, or the one in this folder.',
+  examples: ['cycle job queue', `cycle job queue --payload '{"epochs": 10}' --wait`],
   load: () => import('./submit.js'),
 });

@@ -8,7 +8,7 @@ import { checkBuildFlags } from '../../runner/cycleswap-build.js';
 import { collectBuildInputs } from '../../build/hash.js';
 import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { warnSecrets } from './pack.js';
-import { formatBytes, formatDuration } from '../../ui/ui.js';
+import { formatBytes, formatDuration, transferLine } from '../../ui/ui.js';
 import { collectGarbage } from '../../util/gc.js';
 import type { UploadOptions } from './upload.command.js';
 
@@ -50,7 +50,7 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
         length: packed.size,
         contentType: 'application/gzip',
         onProgress: (sent) => {
-          ctx.ui.live(progressLine(sent, packed.size, ctx.clock.now() - started));
+          ctx.ui.live(transferLine(sent, packed.size, ctx.clock.now() - started));
           // The file's read buffers are garbage once sent; collect them as packing does (util/gc.ts).
           if (sent - collectedAt >= 32 << 20) {
             collectedAt = sent;
@@ -79,12 +79,4 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
 
 function throwIfInterrupted(signal: AbortSignal): void {
   if (signal.aborted) throw new CycleError({ message: 'interrupted: nothing was uploaded', exitCode: ExitCode.interrupted });
-}
-
-function progressLine(sent: number, total: number, elapsedMs: number): string {
-  const rate = elapsedMs > 0 ? sent / (elapsedMs / 1000) : 0;
-  const eta = rate > 0 ? (total - sent) / rate : 0;
-  const width = 24;
-  const filled = Math.round((sent / Math.max(total, 1)) * width);
-  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${formatBytes(sent)} / ${formatBytes(total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta * 1000)}`;
 }

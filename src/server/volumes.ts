@@ -1,0 +1,234 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { volumeFilesRequestSchema, type VolumeFile, type VolumeSummary } from '../api/schemas.js';
+import { BUILTIN_VOLUME_PREFIX, VOLUME_NAME_PATTERN } from '../project/names.js';
+import { type DB, now, parseJson } from './db.js';
+import { HttpError } from './http.js';
+import { zodError } from './jobs.js';
+import type { Layout } from './layout.js';
+
+export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
+
+interface VolumeRow {
+  name: string;
+  files: string;
+  file_count: number;
+  bytes: number;
+  version: string;
+  updated_at: string;
+}
+
+export interface VolumeServiceOptions {
+  db: DB;
+  layout: Layout;
+  /** The largest blob (one file of a volume) accepted. */
+  maxBlobBytes: number;
+  log: (line: string) => void;
+}
+
+/**
+ * Volumes of the account (this server has one): a manifest {path → sha256, size, executable}
+ * per name, over one content store of blobs, so uploading a folder again sends only the files
+ * the store lacks. A committed volume is materialised as a folder of hard links (copies for
+ * executable files, whose mode a link would share) that jobs mount read-only.
+ */
+export class VolumeService {
+  constructor(private readonly options: VolumeServiceOptions) {}
+
+  static checkName(name: string): string {
+    if (!VOLUME_NAME_PATTERN.test(name)) throw new HttpError(400, 'invalid_volume_name', `invalid volume name "${name}": expected 1-63 characters: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit`, 'name');
+    return name;
+  }
+
+  list(): VolumeSummary[] {
+    const rows = this.options.db.prepare('SELECT name, file_count, bytes, updated_at FROM volumes ORDER BY name').all() as Array<Pick<VolumeRow, 'name' | 'file_count' | 'bytes' | 'updated_at'>>;
+    return rows.map((row) => ({ name: row.name, files: row.file_count, bytes: row.bytes, updated_at: row.updated_at }));
+  }
+
+  /** The sha256s of `files` that the blob store lacks (each once, in the order given). */
+  async missing(body: unknown): Promise<string[]> {
+    const files = parseFiles(body);
+    const missing = new Set<string>();
+    for (const file of files) {
+      if (missing.has(file.sha256)) continue;
+      if (!(await isFile(this.options.layout.volumeBlob(file.sha256)))) missing.add(file.sha256);
+    }
+    return [...missing];
+  }
+
+  /** One blob, its bytes checked against the sha256 it is stored under. Already there: nothing is written. */
+  async putBlob(sha256: string, req: IncomingMessage): Promise<{ sha256: string; size: number; stored: boolean }> {
+    const { layout, maxBlobBytes } = this.options;
+    if (!SHA256_PATTERN.test(sha256)) throw new HttpError(400, 'invalid_sha256', `invalid blob name "${sha256}": expected a lowercase hex sha256 (64 characters)`, 'sha256');
+    const target = layout.volumeBlob(sha256);
+    if (await isFile(target)) {
+      req.resume();
+      return { sha256, size: (await fs.stat(target)).size, stored: false };
+    }
+    if (Number(req.headers['content-length'] ?? 0) > maxBlobBytes) throw new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`);
+    await fs.mkdir(layout.tmp, { recursive: true });
+    const temp = path.join(layout.tmp, `blob-${randomBytes(6).toString('hex')}`);
+    const hash = createHash('sha256');
+    let size = 0;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        if (size > maxBlobBytes) return callback(new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`));
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    try {
+      await pipeline(req, meter, createWriteStream(temp, { flags: 'wx', mode: 0o444 }));
+      const digest = hash.digest('hex');
+      if (digest !== sha256) throw new HttpError(422, 'checksum_mismatch', `the body's sha256 is ${digest}, not ${sha256}: nothing was stored; send the file's exact bytes`, 'sha256');
+      await fs.mkdir(path.dirname(target), { recursive: true });
+      await fs.rename(temp, target);
+      this.options.log(`volume blob ${sha256.slice(0, 12)} stored (${size} bytes)`);
+      return { sha256, size, stored: true };
+    } finally {
+      await fs.rm(temp, { force: true });
+    }
+  }
+
+  /**
+   * Makes `files` the volume's content: every blob must be stored (else 422 naming how many are
+   * missing); the folder jobs mount is built aside and takes the old one's place at once. The
+   * previous version's folder is kept for jobs that started with it; older ones are removed.
+   */
+  async commit(name: string, body: unknown): Promise<VolumeSummary & { unchanged: boolean }> {
+    const { db, layout } = this.options;
+    const files = parseFiles(body);
+    checkPaths(files);
+    const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const manifest = JSON.stringify(sorted.map((f) => [f.path, f.sha256, f.size, f.executable]));
+    const version = createHash('sha256').update(manifest).digest('hex');
+    const bytes = sorted.reduce((sum, f) => sum + f.size, 0);
+    const current = db.prepare('SELECT * FROM volumes WHERE name = ?').get(name) as VolumeRow | undefined;
+    if (current?.version === version && (await isDirectory(layout.volumeTree(name, version)))) {
+      return { name, files: current.file_count, bytes: current.bytes, updated_at: current.updated_at, unchanged: true };
+    }
+    const lacking = await this.missing({ files: sorted });
+    if (lacking.length > 0) {
+      throw new HttpError(422, 'missing_blobs', `${lacking.length} file${lacking.length === 1 ? '' : 's'} of the volume ${lacking.length === 1 ? 'is' : 'are'} not uploaded yet (sha256 ${lacking[0]!.slice(0, 12)}…): PUT /api/v1/volumes/blobs/<sha256> first (cycle volume upload does)`, 'files');
+    }
+    const tree = layout.volumeTree(name, version);
+    if (!(await isDirectory(tree))) {
+      const building = path.join(layout.tmp, `volume-${randomBytes(6).toString('hex')}`);
+      try {
+        await fs.mkdir(building, { recursive: true, mode: 0o755 });
+        for (const file of sorted) {
+          const target = path.join(building, ...file.path.split('/'));
+          await fs.mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+          const blob = layout.volumeBlob(file.sha256);
+          if (file.executable) {
+            await fs.copyFile(blob, target);
+            await fs.chmod(target, 0o555);
+          } else await fs.link(blob, target).catch(() => fs.copyFile(blob, target));
+        }
+        await fs.mkdir(layout.volumeTrees(name), { recursive: true });
+        await fs.rename(building, tree).catch(async (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+        });
+      } finally {
+        await fs.rm(building, { recursive: true, force: true });
+      }
+    }
+    const at = now();
+    db.prepare(
+      'INSERT INTO volumes (name, files, file_count, bytes, version, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET files = excluded.files, file_count = excluded.file_count, bytes = excluded.bytes, version = excluded.version, updated_at = excluded.updated_at',
+    ).run(name, manifest, sorted.length, bytes, version, at);
+    await this.pruneTrees(name, [version, ...(current ? [current.version] : [])]);
+    this.options.log(`volume ${name}: ${sorted.length} files, ${bytes} bytes (version ${version.slice(0, 12)})`);
+    return { name, files: sorted.length, bytes, updated_at: at, unchanged: false };
+  }
+
+  /** The volume's files as committed (for a client comparing). */
+  files(name: string): VolumeFile[] {
+    const row = this.require(name);
+    return parseJson<Array<[string, string, number, boolean]>>(row.files, []).map(([p, sha256, size, executable]) => ({ path: p, sha256, size, executable }));
+  }
+
+  async remove(name: string): Promise<{ name: string; removed: true }> {
+    this.require(name);
+    this.options.db.prepare('DELETE FROM volumes WHERE name = ?').run(name);
+    // Blobs stay: other volumes may share them, and a new upload of the same files sends nothing.
+    await fs.rm(this.options.layout.volumeTrees(name), { recursive: true, force: true });
+    this.options.log(`volume ${name}: removed`);
+    return { name, removed: true };
+  }
+
+  private require(name: string): VolumeRow {
+    const row = this.options.db.prepare('SELECT * FROM volumes WHERE name = ?').get(name) as VolumeRow | undefined;
+    if (!row) throw new HttpError(404, 'not_found', `no volume "${name}": upload it with \`cycle volume upload DIR --name ${name}\``, 'name');
+    return row;
+  }
+
+  private async pruneTrees(name: string, keep: string[]): Promise<void> {
+    const dir = this.options.layout.volumeTrees(name);
+    for (const entry of await fs.readdir(dir).catch(() => [] as string[])) {
+      if (!keep.includes(entry)) await fs.rm(path.join(dir, entry), { recursive: true, force: true });
+    }
+  }
+}
+
+/** The volumes a manifest names that this server does not have (platform `builtin/` ones are the operator's). */
+export function unknownVolumes(db: DB, names: readonly string[]): string[] {
+  const query = db.prepare('SELECT 1 FROM volumes WHERE name = ?');
+  return names.filter((name) => !name.startsWith(BUILTIN_VOLUME_PREFIX) && query.get(name) === undefined);
+}
+
+/**
+ * The host folder to mount for a manifest's volume: the uploaded volume's current version, or
+ * for `builtin/<name>` the operator's folder (made empty when absent). Undefined: no such volume.
+ */
+export async function volumeMountSource(db: DB, layout: Layout, name: string): Promise<string | undefined> {
+  if (name.startsWith(BUILTIN_VOLUME_PREFIX)) {
+    const folder = layout.builtinVolume(name.slice(BUILTIN_VOLUME_PREFIX.length));
+    await fs.mkdir(folder, { recursive: true });
+    return folder;
+  }
+  const row = db.prepare('SELECT version FROM volumes WHERE name = ?').get(name) as { version: string } | undefined;
+  if (!row) return undefined;
+  const tree = layout.volumeTree(name, row.version);
+  return (await isDirectory(tree)) ? tree : undefined;
+}
+
+function parseFiles(body: unknown): VolumeFile[] {
+  const parsed = volumeFilesRequestSchema.safeParse(body);
+  if (!parsed.success) throw zodError(parsed.error);
+  return parsed.data.files;
+}
+
+/** Relative POSIX paths that stay inside the volume, each once, none both a file and a folder. */
+function checkPaths(files: readonly VolumeFile[]): void {
+  const seen = new Set<string>();
+  for (const [index, file] of files.entries()) {
+    const parts = file.path.split('/');
+    if (file.path.includes('\0') || file.path.includes('\\') || parts.some((part) => part === '' || part === '.' || part === '..')) {
+      throw new HttpError(400, 'invalid_path', `files[${index}].path ${JSON.stringify(file.path)}: expected a relative path inside the volume ("a/b.txt": no leading "/", no "." or ".." parts, no "\\\\")`, `files.${index}.path`);
+    }
+    if (seen.has(file.path)) throw new HttpError(400, 'duplicate_path', `files[${index}].path ${JSON.stringify(file.path)} is listed twice`, `files.${index}.path`);
+    seen.add(file.path);
+  }
+  for (const file of files) {
+    const parts = file.path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join('/');
+      if (seen.has(folder)) throw new HttpError(400, 'invalid_path', `"${folder}" is listed as a file and is also the folder of "${file.path}"`, 'files');
+    }
+  }
+}
+
+async function isFile(file: string): Promise<boolean> {
+  return (await fs.lstat(file).catch(() => undefined))?.isFile() === true;
+}
+
+async function isDirectory(dir: string): Promise<boolean> {
+  return (await fs.lstat(dir).catch(() => undefined))?.isDirectory() === true;
+}
