@@ -4,10 +4,9 @@ import path from 'node:path';
 import type { DockerDriver, Mount } from '../docker/driver.js';
 import type { Project } from '../project/load.js';
 import { selectFiles, toTarEntries } from '../pack/select.js';
-import { tarStream, type TarEntry } from '../pack/tar.js';
-import { runTask } from '../runner/task.js';
-import { taskSpec } from '../runner/spec.js';
-import { listOutputs } from '../runner/outputs.js';
+import type { TarEntry } from '../pack/tar.js';
+import { runProjectTask } from '../runner/task-service.js';
+import type { OutputFile } from '../runner/outputs.js';
 import { volumeMountPath } from '../runner/volumes.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
@@ -205,37 +204,35 @@ export class Scheduler {
         mounts.push({ type: 'bind', source, target: volumeMountPath(volume) });
       }
     }
-    if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);
+    const sourceFiles = project.format === 'cycleswap' ? await this.sourceFor(job.project, revision, project) : [];
     const docker = await this.options.docker();
-    const spec = taskSpec({
-      project,
-      imageId,
-      name: `cycle-server-${task.id}`,
-      labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${job.project}`, 'cycle.task': task.id },
-      payload,
-      outputsDir,
-      mounts,
-      gpus: wantsGpu,
-      source: () => tarStream(this.sources.get(`${job.project}@${revision}`) ?? []),
-      ...(task.command ? { runnerCommand: JSON.parse(task.command) as string[] } : request.runner_command ? { runnerCommand: request.runner_command } : {}),
-      ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
-    });
+    const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
 
     const feed = new LiveFeed(this.options, job, task);
     try {
-      const outcome = await runTask(
+      const { outcome, artifacts } = await runProjectTask({
         docker,
-        spec,
-        {
+        project,
+        imageId,
+        name: `cycle-server-${task.id}`,
+        labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${job.project}`, 'cycle.task': task.id },
+        payload,
+        mounts,
+        gpus: wantsGpu,
+        sourceFiles,
+        ...(runnerCommand ? { runnerCommand } : {}),
+        ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
+        outputsDir,
+        callbacks: {
           stdout: (text) => feed.output(text),
           stderr: (chunk) => feed.output(chunk.toString('utf8')),
           progress: (event) => feed.progress(event.data),
         },
         signal,
-      );
+      });
       await feed.close();
       if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
-      const artifactIds = await this.collectArtifacts(job, task, outputsDir, project);
+      const artifactIds = await this.collectArtifacts(job, task, artifacts);
       if (outcome.status === 'interrupted') return this.finishTask(task, { status: 'cancelled', error: 'cancelled', artifactIds });
       if (outcome.status === 'succeeded') return this.finishTask(task, { status: 'succeeded', result: outcome.result ?? null, exitCode: 0, artifactIds });
       return this.finishTask(task, { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null, artifactIds });
@@ -245,11 +242,14 @@ export class Scheduler {
     }
   }
 
-  private async sourceFor(name: string, revision: number, project: Project): Promise<void> {
+  private async sourceFor(name: string, revision: number, project: Project): Promise<TarEntry[]> {
     const key = `${name}@${revision}`;
-    if (this.sources.has(key)) return;
+    const cached = this.sources.get(key);
+    if (cached) return cached;
     const selection = await selectFiles(project.root, { rules: false });
-    this.sources.set(key, toTarEntries(selection.entries));
+    const entries = toTarEntries(selection.entries);
+    this.sources.set(key, entries);
+    return entries;
   }
 
   /** `_artifacts.download` files into a mount, `_shared.resolve` values into the payload. */
@@ -296,9 +296,7 @@ export class Scheduler {
     return payload;
   }
 
-  private async collectArtifacts(job: JobRow, task: TaskRow, outputsDir: string, project: Project): Promise<string[]> {
-    const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
-    const files = await listOutputs(outputsDir, order);
+  private async collectArtifacts(job: JobRow, task: TaskRow, files: OutputFile[]): Promise<string[]> {
     const ids: string[] = [];
     const { db, events } = this.options;
     for (const [ord, file] of files.entries()) {

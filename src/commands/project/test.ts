@@ -9,15 +9,12 @@ import { ensureStateDir, statePaths } from '../../project/state.js';
 import { checkBuildFlags, DEFAULT_MAX_LAYERS, ensureCycleswapImage, type ImageBuildOptions, type ImageBuildResult } from '../../runner/cycleswap-build.js';
 import { localBuildStore } from '../../runner/build-store.js';
 import { localProjectKey, repositoryComponent, LABELS } from '../../runner/images.js';
-import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../runner/task.js';
-import { taskSpec } from '../../runner/spec.js';
-import { listOutputs } from '../../runner/outputs.js';
+import type { TaskOutcome, TaskSpec } from '../../runner/task.js';
+import { runProjectTask } from '../../runner/task-service.js';
 import { resolveVolumes } from '../../runner/volumes.js';
 import { readJsonArgument } from '../args.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
-import { selectFiles, toTarEntries } from '../../pack/select.js';
-import { tarStream } from '../../pack/tar.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { toProjectName } from '../../project/names.js';
 import type { TestOptions } from './test.command.js';
@@ -77,42 +74,42 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   const outputsDir = path.join(runDir, 'outputs');
   await fs.mkdir(outputsDir, { recursive: true });
 
-  const sourceEntries = project.format === 'cycleswap' ? toTarEntries((await selectFiles(project.root)).entries) : [];
-  let spec = taskSpec({
+  const command = project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : project.manifest.entrypoint.command.slice(1).join(' ');
+  ui.info(ui.c.bold(`running ${command} in ${image.tag}`));
+  let lastProgress = '';
+  const { outcome, spec, artifacts, order } = await runProjectTask({
+    docker,
     project,
     imageId: image.imageId,
     name: containerName('task'),
     labels: { [LABELS.projectKey]: buildOptions.projectKey },
     payload,
-    outputsDir,
     mounts,
     gpus,
-    source: () => tarStream(sourceEntries),
-  });
-  ui.info(ui.c.bold(`running ${project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : spec.command.join(' ')} in ${image.tag}`));
-  let lastProgress = '';
-  const callbacks: Parameters<typeof runTask>[2] = {
-    stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
-    stderr: (chunk) => ui.rawErr(chunk),
-    progress: ({ data, raw }) => {
-      if (options.json) event({ event: 'progress', data });
-      else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
-      else ui.info(`progress: ${raw}`);
-      lastProgress = raw;
+    outputsDir,
+    callbacks: {
+      stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
+      stderr: (chunk) => ui.rawErr(chunk),
+      progress: ({ data, raw }) => {
+        if (options.json) event({ event: 'progress', data });
+        else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
+        else ui.info(`progress: ${raw}`);
+        lastProgress = raw;
+      },
     },
-  };
-  let outcome = await runTask(docker, spec, callbacks, ctx.signal);
-  if (!image.verified && outcome.dockerFailure?.kind === 'image-missing') {
+    signal: ctx.signal,
     // The recorded image was deleted (docker image prune…): build it again, then run.
-    ui.info('the recorded build image is gone from Docker: building it again');
-    image = await ensureImage(true);
-    spec = { ...spec, image: image.imageId };
-    outcome = await runTask(docker, spec, callbacks, ctx.signal);
-  }
+    ...(image.verified
+      ? {}
+      : {
+          rebuildImage: async () => {
+            ui.info('the recorded build image is gone from Docker: building it again');
+            image = await ensureImage(true);
+            return image.imageId;
+          },
+        }),
+  });
   ui.clearLive();
-  await reclaimOutputs(docker, image.imageId, outputsDir, containerName('reclaim'));
-  const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
-  const artifacts = await listOutputs(outputsDir, order);
   const record = {
     project: name,
     format: project.format,
