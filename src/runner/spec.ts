@@ -12,7 +12,7 @@ export interface TaskSpecInput {
   name: string;
   labels: Record<string, string>;
   payload: unknown;
-  outputsDir: string;
+  artifactsDir: string;
   mounts: Mount[];
   gpus: boolean;
   /** `.cycleswap/` projects: the source to copy into /app. */
@@ -35,7 +35,7 @@ export function taskSpec(input: TaskSpecInput): TaskSpec {
     name: input.name,
     labels: { ...input.labels, [LABELS.project]: project.name ?? '' },
     payload: input.payload,
-    outputsDir: input.outputsDir,
+    artifactsDir: input.artifactsDir,
     gpus: input.gpus,
     ...(input.timeoutMs !== undefined ? { timeoutMs: input.timeoutMs } : {}),
   };

@@ -4,8 +4,9 @@ import type { ArtifactOrder } from '../project/cycleswap.js';
 import { selectFiles, toTarEntries } from '../pack/select.js';
 import { tarStream, type TarEntry } from '../pack/tar.js';
 import { taskSpec } from './spec.js';
+import fs from 'node:fs/promises';
 import { reclaimOutputs, runTask, type TaskCallbacks, type TaskOutcome, type TaskSpec } from './task.js';
-import { listOutputs, type OutputFile } from './outputs.js';
+import { ArtifactCapture, type CapturedArtifact } from './artifacts.js';
 
 export interface ProjectTaskRequest {
   docker: DockerDriver;
@@ -27,8 +28,17 @@ export interface ProjectTaskRequest {
   sourceFiles?: readonly TarEntry[];
   runnerCommand?: string[];
   timeoutMs?: number;
-  /** Host folder mounted at /outputs. */
-  outputsDir: string;
+  artifacts: {
+    /** Host folder mounted at /artifacts while the job runs (made empty first; removed after). */
+    liveDir: string;
+    /** Where captured files are kept, by relative path. */
+    storeDir: string;
+    /** Files put back in /artifacts before the job starts (a retry, a resumed run). */
+    resumeFrom?: string;
+    /** Each file as it is captured (again when rewritten), while the job runs. */
+    onCaptured?: (artifact: CapturedArtifact, all: CapturedArtifact[]) => void | Promise<void>;
+    onRefused?: (relative: string, why: string) => void;
+  };
   callbacks: TaskCallbacks;
   signal?: AbortSignal;
   /**
@@ -44,7 +54,8 @@ export interface ProjectTaskResult {
   /** The image that ran (a new one when it was rebuilt). */
   imageId: string;
   order: ArtifactOrder;
-  artifacts: OutputFile[];
+  /** Every captured file, in upload order. */
+  artifacts: CapturedArtifact[];
 }
 
 /** The order a project's artifacts are taken in: the manifest's for `.cycleswap/`, FIFO for OCI projects. */
@@ -66,19 +77,33 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
     name: request.name,
     labels: request.labels,
     payload: request.payload,
-    outputsDir: request.outputsDir,
+    artifactsDir: request.artifacts.liveDir,
     mounts: request.mounts,
     gpus: request.gpus,
     source: () => tarStream(sourceFiles),
     ...(request.runnerCommand ? { runnerCommand: request.runnerCommand } : {}),
     ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
   });
-  let outcome = await runTask(docker, spec, request.callbacks, request.signal);
-  if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
-    spec = { ...spec, image: await request.rebuildImage() };
-    outcome = await runTask(docker, spec, request.callbacks, request.signal);
-  }
-  await reclaimOutputs(docker, spec.image, request.outputsDir, `${request.name}-reclaim`);
   const order = artifactOrder(project);
-  return { outcome, spec, imageId: spec.image, order, artifacts: await listOutputs(request.outputsDir, order) };
+  const { liveDir, storeDir, resumeFrom, onCaptured, onRefused } = request.artifacts;
+  await fs.rm(liveDir, { recursive: true, force: true });
+  await fs.mkdir(liveDir, { recursive: true });
+  await fs.mkdir(storeDir, { recursive: true });
+  const capture = new ArtifactCapture({ liveDir, storeDir, order, ...(onCaptured ? { onCaptured } : {}), ...(onRefused ? { onRefused } : {}) });
+  try {
+    if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
+    capture.start();
+    let outcome = await runTask(docker, spec, request.callbacks, request.signal);
+    if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
+      spec = { ...spec, image: await request.rebuildImage() };
+      outcome = await runTask(docker, spec, request.callbacks, request.signal);
+    }
+    // Files the job left unreadable to this user are given back before the last sweep.
+    await reclaimOutputs(docker, spec.image, liveDir, `${request.name}-reclaim`);
+    await capture.stop();
+    return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
+  } finally {
+    await capture.stop().catch(() => undefined);
+    await fs.rm(liveDir, { recursive: true, force: true }).catch(() => undefined);
+  }
 }

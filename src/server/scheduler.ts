@@ -6,7 +6,7 @@ import type { Project } from '../project/load.js';
 import { selectFiles, toTarEntries } from '../pack/select.js';
 import type { TarEntry } from '../pack/tar.js';
 import { runProjectTask } from '../runner/task-service.js';
-import type { OutputFile } from '../runner/outputs.js';
+import type { CapturedArtifact } from '../runner/artifacts.js';
 import { volumeMountPath } from '../runner/volumes.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
@@ -190,8 +190,7 @@ export class Scheduler {
     if (signal.aborted) return this.stopped ? this.requeue(task) : this.finishTask(task, { status: 'cancelled', error: 'cancelled' });
 
     const work = layout.taskWork(task.id);
-    const outputsDir = layout.taskOutputs(job.id, task.id);
-    await fs.rm(outputsDir, { recursive: true, force: true }); // a retry starts clean
+    const artifactsDir = layout.taskOutputs(job.id, task.id);
     await fs.rm(work, { recursive: true, force: true });
     const mounts: Mount[] = [];
     let payload = jobs.payloadOf(jobs.taskBase(job), task);
@@ -210,7 +209,7 @@ export class Scheduler {
 
     const feed = new LiveFeed(this.options, job, task);
     try {
-      const { outcome, artifacts } = await runProjectTask({
+      const { outcome } = await runProjectTask({
         docker,
         project,
         imageId,
@@ -222,7 +221,14 @@ export class Scheduler {
         sourceFiles,
         ...(runnerCommand ? { runnerCommand } : {}),
         ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
-        outputsDir,
+        artifacts: {
+          liveDir: path.join(work, 'live-artifacts'),
+          storeDir: artifactsDir,
+          // A task that runs again (after a crash, a retry) starts with what it had captured.
+          resumeFrom: artifactsDir,
+          onCaptured: (artifact, all) => this.recordArtifact(job, task, artifact, all),
+          onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
+        },
         callbacks: {
           stdout: (text) => feed.output(text),
           stderr: (chunk) => feed.output(chunk.toString('utf8')),
@@ -232,7 +238,7 @@ export class Scheduler {
       });
       await feed.close();
       if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
-      const artifactIds = await this.collectArtifacts(job, task, artifacts);
+      const artifactIds = (this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord').all(task.id) as Array<{ id: string }>).map((a) => a.id);
       if (outcome.status === 'interrupted') return this.finishTask(task, { status: 'cancelled', error: 'cancelled', artifactIds });
       if (outcome.status === 'succeeded') return this.finishTask(task, { status: 'succeeded', result: outcome.result ?? null, exitCode: 0, artifactIds });
       return this.finishTask(task, { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null, artifactIds });
@@ -296,17 +302,23 @@ export class Scheduler {
     return payload;
   }
 
-  private async collectArtifacts(job: JobRow, task: TaskRow, files: OutputFile[]): Promise<string[]> {
-    const ids: string[] = [];
+  /**
+   * A captured file becomes an artifact row at once (listed while the job runs); a file captured
+   * again keeps its id, with the new size and checksum. `ord` is the place in upload order, which
+   * a capture can change (LIFO: the newest first), so the task's rows are renumbered.
+   */
+  private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
     const { db, events } = this.options;
-    for (const [ord, file] of files.entries()) {
-      const id = newId('art');
-      const sha256 = await sha256File(file.absolute, file.size);
-      db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, ord, file.absolute, now());
-      events.append({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
-      ids.push(id);
-    }
-    return ids;
+    const sha256 = await sha256File(file.absolute, file.size);
+    const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(task.id, file.path) as { id: string } | undefined;
+    const id = existing?.id ?? newId('art');
+    db.transaction(() => {
+      if (existing) db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(file.size, sha256, file.absolute, now(), id);
+      else db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, all.length, file.absolute, now());
+      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
+      all.forEach((artifact, ord) => place.run(ord, task.id, artifact.path));
+    })();
+    events.append({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
   }
 
   private finishTask(task: TaskRow, outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: unknown; error?: string; exitCode?: number; artifactIds?: string[] }): void {

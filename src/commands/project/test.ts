@@ -71,8 +71,8 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
 
   await ensureStateDir(project.root);
   const runDir = path.join(statePaths.runs(project.root), runId);
-  const outputsDir = path.join(runDir, 'outputs');
-  await fs.mkdir(outputsDir, { recursive: true });
+  const resumeFrom = options.resume !== undefined ? await previousRun(project.root, options.resume, runId) : undefined;
+  if (resumeFrom) ui.info(`resuming from run ${resumeFrom.id}: its ${resumeFrom.files} artifact${resumeFrom.files === 1 ? '' : 's'} put back in /artifacts`);
 
   const command = project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : project.manifest.entrypoint.command.slice(1).join(' ');
   ui.info(ui.c.bold(`running ${command} in ${image.tag}`));
@@ -86,7 +86,16 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
     payload,
     mounts,
     gpus,
-    outputsDir,
+    artifacts: {
+      liveDir: path.join(runDir, 'live'),
+      storeDir: path.join(runDir, 'artifacts'),
+      ...(resumeFrom ? { resumeFrom: resumeFrom.artifactsDir } : {}),
+      onCaptured: (artifact) => {
+        if (options.json) event({ event: 'artifact', path: artifact.path, size: artifact.size });
+        else ui.info(`${ui.c.cyan('artifact')} ${artifact.path}  ${ui.c.dim(formatBytes(artifact.size))}`);
+      },
+      onRefused: (relative, why) => ui.warn(`/artifacts/${relative} not captured: ${why}`),
+    },
     callbacks: {
       stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
       stderr: (chunk) => ui.rawErr(chunk),
@@ -131,10 +140,34 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   if (options.json) event({ event: 'done', ...record });
   else if (outcome.result !== undefined) ui.out(JSON.stringify(outcome.result, null, 2));
   if (artifacts.length > 0) {
-    ui.info(`${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} (${order}) in ${record.runDir}/outputs:`);
+    ui.info(`${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} (${order}) in ${record.runDir}/artifacts:`);
     for (const a of artifacts) ui.info(`  ${a.path}  ${ui.c.dim(formatBytes(a.size))}`);
   }
   return finish(outcome, spec, ctx);
+}
+
+/**
+ * The run whose artifacts `--resume [RUN]` puts back: RUN is a run id (a folder of .cycle/runs),
+ * "latest" (the default) the newest run that kept artifacts.
+ */
+async function previousRun(root: string, wanted: string, current: string): Promise<{ id: string; artifactsDir: string; files: number }> {
+  const runs = statePaths.runs(root);
+  const { listFiles } = await import('../../runner/artifacts.js');
+  const withArtifacts: string[] = [];
+  for (const id of (await fs.readdir(runs).catch(() => [])).sort()) {
+    if (id === current || id.startsWith('.')) continue;
+    if ((await listFiles(path.join(runs, id, 'artifacts'))).length > 0) withArtifacts.push(id);
+  }
+  const id = wanted === 'latest' ? withArtifacts.at(-1) : withArtifacts.find((run) => run === wanted);
+  if (id === undefined) {
+    throw new CycleError({
+      message: wanted === 'latest' ? '--resume: no earlier run of this project kept artifacts' : `--resume ${wanted}: no run "${wanted}" with artifacts in .cycle/runs`,
+      hint: withArtifacts.length ? `runs with artifacts: ${withArtifacts.slice(-5).join(', ')}` : 'run `cycle project test` once without --resume',
+      exitCode: ExitCode.usage,
+    });
+  }
+  const artifactsDir = path.join(runs, id, 'artifacts');
+  return { id, artifactsDir, files: (await listFiles(artifactsDir)).length };
 }
 
 async function finish(outcome: TaskOutcome, spec: TaskSpec, ctx: Context): Promise<number> {
