@@ -101,6 +101,7 @@ function toOption(declared: Flag): Option {
     case 'value':
       if (declared.choices !== undefined) option.choices(declared.choices);
       if (declared.defaultValue !== undefined) option.default(declared.defaultValue);
+      if (declared.preset !== undefined) option.preset(declared.preset);
       return option;
     case 'boolean':
     case 'negated':

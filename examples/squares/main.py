@@ -10,7 +10,7 @@ payload = json.loads(pathlib.Path(payload_file).read_text()) if payload_file els
 numbers = [item["n"] for item in payload["_batch"]["items"]] if "_batch" in payload else [payload.get("n", 3)]
 
 print(os.environ.get("GREETING", "hello"), flush=True)
-outputs = pathlib.Path(os.environ.get("CYCLE_OUTPUT_DIR", "outputs"))
+outputs = pathlib.Path(os.environ.get("CYCLE_ARTIFACTS_DIR", "artifacts"))
 outputs.mkdir(parents=True, exist_ok=True)
 for index, n in enumerate(numbers):
     print("COMPUTALOT_PROGRESS:" + json.dumps({"done": index + 1, "of": len(numbers)}), flush=True)

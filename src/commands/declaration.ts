@@ -33,6 +33,8 @@ export interface ValueFlag<V extends string = string, D extends V | undefined = 
   readonly defaultValue: D;
   /** An empty value (`--project ''`) counts as not given, as an empty environment variable does. */
   readonly emptyIsUnset: boolean;
+  /** `--resume [RUN]`: the value the flag takes when given without one. */
+  readonly preset?: string;
 }
 
 /** `--tag <tag>`, repeatable: every value in order, [] when not given. */
@@ -82,6 +84,16 @@ export const flag = {
     emptyIsUnset: false,
   }),
   list: (flags: string, description: string): ListFlag => ({ kind: 'list', flags, description }),
+  /** `--resume [RUN]`: a value that may be left out, then `preset`; undefined when not given. */
+  optionalValue: (flags: string, description: string, preset: string): ValueFlag<string, undefined> => ({
+    kind: 'value',
+    flags,
+    description,
+    choices: undefined,
+    defaultValue: undefined,
+    emptyIsUnset: false,
+    preset,
+  }),
 };
 
 // ---- positional arguments ----

@@ -21,7 +21,7 @@ export const ARTIFACT_ORDERS = ['FIFO', 'LIFO'] as const;
 export type ArtifactOrder = (typeof ARTIFACT_ORDERS)[number];
 
 /** Variables the platform sets itself; a manifest may not override them. */
-export const RESERVED_ENV_VARS = ['INSIDE_CYCLESWAP_CONTAINER', 'CYCLE_OUTPUT_DIR', 'COMPUTALOT_TASK_PAYLOAD', 'COMPUTALOT_TASK_RESULT', 'COMPUTALOT_ARTIFACT_DIR'];
+export const RESERVED_ENV_VARS = ['INSIDE_CYCLESWAP_CONTAINER', 'CYCLE_ARTIFACTS_DIR', 'COMPUTALOT_TASK_PAYLOAD', 'COMPUTALOT_TASK_RESULT', 'COMPUTALOT_ARTIFACT_DIR'];
 
 const CUDA_PATTERN = /^\d+\.\d+$/;
 

@@ -13,7 +13,7 @@ export interface TaskSpecInput {
   name: string;
   labels: Record<string, string>;
   payload: unknown;
-  outputsDir: string;
+  artifactsDir: string;
   mounts: Mount[];
   gpus: boolean;
   /** Lock-down, limits and network (jobContainer()). */
@@ -38,7 +38,7 @@ export function taskSpec(input: TaskSpecInput): TaskSpec {
     name: input.name,
     labels: { ...input.labels, [LABELS.project]: project.name ?? '' },
     payload: input.payload,
-    outputsDir: input.outputsDir,
+    artifactsDir: input.artifactsDir,
     gpus: input.gpus,
     confinement: input.container.confinement,
     network: input.container.network,

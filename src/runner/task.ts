@@ -9,10 +9,10 @@ import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
 import { errnoCode } from '../errors.js';
 import { outOfMemoryReason } from './limits.js';
+import { ARTIFACTS_DIR } from './artifacts.js';
 
 /** Where the runner protocol's files appear inside the container. */
 export const TASK_DIR = '/computalot/task';
-export const OUTPUTS_DIR = '/outputs';
 /** The most bytes a result file may hold (docs/computalot.md); a bigger one fails the task. */
 export const RESULT_MAX_BYTES = 16 * 1024 * 1024;
 
@@ -30,8 +30,8 @@ export interface TaskSpec {
   payload: unknown;
   /** A tar stream of the project source, extracted into /app before the command runs. */
   source?: () => Readable;
-  /** Host folder mounted at /outputs (the job's artifacts land there directly). */
-  outputsDir: string;
+  /** Host folder mounted at /artifacts (the job writes there; a capture copies from it). */
+  artifactsDir: string;
   mounts: Mount[];
   gpus: boolean;
   /** Lock-down and limits; none: Docker's defaults. */
@@ -81,14 +81,15 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
   await fs.mkdir(ioDir);
   await fs.chmod(ioDir, 0o777);
   await fs.writeFile(path.join(ioDir, 'payload.json'), JSON.stringify(spec.payload ?? {}));
-  await fs.mkdir(spec.outputsDir, { recursive: true });
+  await fs.mkdir(spec.artifactsDir, { recursive: true });
+  await fs.chmod(spec.artifactsDir, 0o777); // the job may run as any user of its image
   const env: Record<string, string> = {
     ...spec.env,
     INSIDE_CYCLESWAP_CONTAINER: '1',
     COMPUTALOT_TASK_PAYLOAD: `${TASK_DIR}/payload.json`,
     COMPUTALOT_TASK_RESULT: `${TASK_DIR}/result.json`,
-    COMPUTALOT_ARTIFACT_DIR: OUTPUTS_DIR,
-    CYCLE_OUTPUT_DIR: OUTPUTS_DIR,
+    CYCLE_ARTIFACTS_DIR: ARTIFACTS_DIR,
+    COMPUTALOT_ARTIFACT_DIR: ARTIFACTS_DIR,
   };
   // The source is copied (never bind-mounted), as a remote worker does: piped into `tar -x`.
   const command = spec.source ? ['bash', '-c', 'mkdir -p /app && tar -xf - -C /app && exec "$@"', 'cycle-task', ...spec.command] : spec.command;
@@ -112,7 +113,7 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
         ...(spec.entrypoint !== undefined && !spec.source ? { entrypoint: spec.entrypoint } : {}),
         ...(spec.workdir ? { workdir: spec.workdir } : {}),
         env,
-        mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.outputsDir, target: OUTPUTS_DIR }, ...spec.mounts],
+        mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.artifactsDir, target: ARTIFACTS_DIR }, ...spec.mounts],
         ...(spec.gpus ? { gpus: 'all' as const } : {}),
         ...(spec.confinement ? { confinement: spec.confinement } : {}),
         ...(spec.network ? { network: spec.network } : {}),
@@ -170,7 +171,7 @@ export async function readResult(file: string): Promise<{ ok: true; value: unkno
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) return { ok: false, missing: false, error: 'the result file is not a regular file' };
-    if (stat.size > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes (${stat.size} bytes): write big outputs to $COMPUTALOT_ARTIFACT_DIR instead` };
+    if (stat.size > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes (${stat.size} bytes): write big outputs to /artifacts instead` };
     // Read at most one byte past the cap, in case the file grew after the fstat.
     const buffer = Buffer.alloc(Math.min(stat.size, RESULT_MAX_BYTES) + 1);
     let length = 0;
@@ -180,7 +181,7 @@ export async function readResult(file: string): Promise<{ ok: true; value: unkno
       length += bytesRead;
       if (length === buffer.length) break;
     }
-    if (length > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes: write big outputs to $COMPUTALOT_ARTIFACT_DIR instead` };
+    if (length > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes: write big outputs to /artifacts instead` };
     text = buffer.toString('utf8', 0, length);
   } finally {
     await handle.close();

@@ -44,7 +44,7 @@ export async function resolveVolumes(root: string, declared: readonly string[], 
         exitCode: ExitCode.usage,
       });
     }
-    // Read-only, as on the platforms: a job writes its output to /outputs.
+    // Read-only, as on the platforms: a job writes its output to /artifacts.
     mounts.push({ type: 'bind', source: await fs.realpath(source), target: volumeMountPath(name), readonly: true });
   }
   return mounts;

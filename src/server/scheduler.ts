@@ -4,10 +4,9 @@ import path from 'node:path';
 import type { DockerDriver, Mount } from '../docker/driver.js';
 import type { Project } from '../project/load.js';
 import { selectFiles, toTarEntries } from '../pack/select.js';
-import { tarStream, type TarEntry } from '../pack/tar.js';
-import { runTask } from '../runner/task.js';
-import { taskSpec } from '../runner/spec.js';
-import { listOutputs } from '../runner/outputs.js';
+import type { TarEntry } from '../pack/tar.js';
+import { runProjectTask } from '../runner/task-service.js';
+import type { CapturedArtifact } from '../runner/artifacts.js';
 import { volumeMountPath } from '../runner/volumes.js';
 import { gvisorRegistered, jobContainer } from '../runner/limits.js';
 import type { Env } from '../ui/streams.js';
@@ -178,8 +177,7 @@ export class Scheduler {
     if (signal.aborted) return this.stopped ? this.requeue(task) : this.finishTask(task, { status: 'cancelled', error: 'cancelled' });
 
     const work = layout.taskWork(task.id);
-    const outputsDir = layout.taskOutputs(job.id, task.id);
-    await fs.rm(outputsDir, { recursive: true, force: true }); // a retry starts clean
+    const artifactsDir = layout.taskOutputs(job.id, task.id);
     await fs.rm(work, { recursive: true, force: true });
     const mounts: Mount[] = [];
     let payload = jobs.payloadOf(jobs.taskBase(job), task);
@@ -195,42 +193,47 @@ export class Scheduler {
         mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
       }
     }
-    if (project.format === 'cycleswap') await this.sourceFor(job.project, revision, project);
+    const sourceFiles = project.format === 'cycleswap' ? await this.sourceFor(job.project, revision, project) : [];
     const docker = await this.options.docker();
     const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
     const container = jobContainer({ sandbox, requirements: request.requirements, skipLimits: false, gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))), env: this.options.env });
-    const spec = taskSpec({
-      project,
-      imageId,
-      name: `cycle-server-${task.id}`,
-      labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${job.project}`, 'cycle.task': task.id },
-      payload,
-      outputsDir,
-      mounts,
-      gpus: wantsGpu,
-      container,
-      source: () => tarStream(this.sources.get(`${job.project}@${revision}`) ?? []),
-      ...(task.command ? { runnerCommand: JSON.parse(task.command) as string[] } : request.runner_command ? { runnerCommand: request.runner_command } : {}),
-      ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
-    });
+    const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
 
     const feed = new LiveFeed(this.options, job, task);
     for (const warning of container.warnings) feed.output(`[cycle] warning: ${warning}\n`);
     try {
-      const outcome = await runTask(
+      const { outcome } = await runProjectTask({
         docker,
-        spec,
-        {
+        project,
+        imageId,
+        name: `cycle-server-${task.id}`,
+        labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${job.project}`, 'cycle.task': task.id },
+        payload,
+        mounts,
+        gpus: wantsGpu,
+        container,
+        sourceFiles,
+        ...(runnerCommand ? { runnerCommand } : {}),
+        ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
+        artifacts: {
+          liveDir: path.join(work, 'live-artifacts'),
+          storeDir: artifactsDir,
+          // A task that runs again (after a crash, a retry) starts with what it had captured.
+          resumeFrom: artifactsDir,
+          onCaptured: (artifact, all) => this.recordArtifact(job, task, artifact, all),
+          onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
+        },
+        callbacks: {
           stdout: (text) => feed.output(text),
           stderr: (chunk) => feed.output(chunk.toString('utf8')),
           progress: (event) => feed.progress(event.data),
         },
         signal,
-      );
+      });
       if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
       await feed.close();
       if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
-      const artifactIds = await this.collectArtifacts(job, task, outputsDir, project);
+      const artifactIds = (this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord').all(task.id) as Array<{ id: string }>).map((a) => a.id);
       if (outcome.status === 'interrupted') return this.finishTask(task, { status: 'cancelled', error: 'cancelled', artifactIds });
       if (outcome.status === 'succeeded') return this.finishTask(task, { status: 'succeeded', result: outcome.result ?? null, exitCode: 0, artifactIds });
       return this.finishTask(task, { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null, artifactIds });
@@ -240,11 +243,14 @@ export class Scheduler {
     }
   }
 
-  private async sourceFor(name: string, revision: number, project: Project): Promise<void> {
+  private async sourceFor(name: string, revision: number, project: Project): Promise<TarEntry[]> {
     const key = `${name}@${revision}`;
-    if (this.sources.has(key)) return;
+    const cached = this.sources.get(key);
+    if (cached) return cached;
     const selection = await selectFiles(project.root, { rules: false });
-    this.sources.set(key, toTarEntries(selection.entries));
+    const entries = toTarEntries(selection.entries);
+    this.sources.set(key, entries);
+    return entries;
   }
 
   /** `_artifacts.download` files into a mount, `_shared.resolve` values into the payload. */
@@ -291,21 +297,24 @@ export class Scheduler {
     return payload;
   }
 
-  private async collectArtifacts(job: JobRow, task: TaskRow, outputsDir: string, project: Project): Promise<string[]> {
-    const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
-    const files = await listOutputs(outputsDir, order);
-    const ids: string[] = [];
+  /**
+   * A captured file becomes an artifact row at once (listed while the job runs); a file captured
+   * again keeps its id, with the new size and checksum. `ord` is the place in upload order, which
+   * a capture can change (LIFO: the newest first), so the task's rows are renumbered.
+   */
+  private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
     const { db, events } = this.options;
-    for (const [ord, file] of files.entries()) {
-      const id = newId('art');
-      const sha256 = await sha256File(file.absolute, file.size);
-      events.transaction((record) => {
-        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, ord, file.absolute, now());
-        record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
-      });
-      ids.push(id);
-    }
-    return ids;
+    const sha256 = await sha256File(file.absolute, file.size);
+    const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(task.id, file.path) as { id: string } | undefined;
+    const id = existing?.id ?? newId('art');
+    // The row and its event commit together; listeners hear after the commit.
+    events.transaction((record) => {
+      if (existing) db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(file.size, sha256, file.absolute, now(), id);
+      else db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, all.length, file.absolute, now());
+      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
+      all.forEach((artifact, ord) => place.run(ord, task.id, artifact.path));
+      record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
+    });
   }
 
   private finishTask(task: TaskRow, outcome: TaskOutcome): void {

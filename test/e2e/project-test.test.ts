@@ -195,23 +195,32 @@ describe('project test: the run', () => {
   });
 
   it.each([
-    ['FIFO', ['first.txt', 'b/second.txt', 'third.txt']],
-    ['LIFO', ['third.txt', 'b/second.txt', 'first.txt']],
-  ])('collects /outputs in %s order', async (order, expected) => {
+    ['FIFO', ['a.txt', 'ckpt/e1.bin', 'ckpt/e2.bin']],
+    ['LIFO', ['a.txt', 'ckpt/e2.bin', 'ckpt/e1.bin']],
+  ])('captures /artifacts while the job runs, listed in %s order; --resume puts them back', async (order, expected) => {
     const p = await project({
       manifest: { order },
-      // Written in this order, each stamped a second after the one before: three quick writes
-      // can share a kernel clock tick, and a tie goes by path.
-      run: 'echo 1 > /outputs/first.txt; touch -d @1700000001 /outputs/first.txt; mkdir -p $CYCLE_OUTPUT_DIR/b; echo 2 > /outputs/b/second.txt; touch -d @1700000002 /outputs/b/second.txt; echo 3 > /outputs/third.txt; touch -d @1700000003 /outputs/third.txt\n',
+      // The issue's scenario (the pauses are the job's: a file is taken once unchanged for 500 ms).
+      run: 'echo first > /artifacts/a.txt; sleep 1; mkdir -p $CYCLE_ARTIFACTS_DIR/ckpt; echo e1 > /artifacts/ckpt/e1.bin; sleep 1; echo e2 > /artifacts/ckpt/e2.bin; sleep 1; echo "second version" > /artifacts/a.txt; rm /artifacts/ckpt/e1.bin\n',
     });
     const result = await cycle(['project', 'test', '--json'], { cwd: p.root });
     expect(result.code, result.stderr).toBe(0);
-    const done = result.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.event === 'done');
+    const events = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const done = events.find((e) => e.event === 'done');
     expect(done.artifactOrder).toBe(order);
     expect(done.artifacts.map((a: { path: string }) => a.path)).toEqual(expected);
-    const outputs = path.join(p.root, done.runDir, 'outputs');
-    expect(await fs.readFile(path.join(outputs, 'b/second.txt'), 'utf8')).toBe('2\n');
+    // Captured while it ran: e1.bin before it was deleted, a.txt once before its rewrite.
+    expect(events.filter((e) => e.event === 'artifact').map((e) => e.path)).toEqual(['a.txt', 'ckpt/e1.bin', 'ckpt/e2.bin', 'a.txt']);
+    const artifacts = path.join(p.root, done.runDir, 'artifacts');
+    expect(await fs.readFile(path.join(artifacts, 'a.txt'), 'utf8')).toBe('second version\n');
+    expect(await fs.readFile(path.join(artifacts, 'ckpt/e1.bin'), 'utf8')).toBe('e1\n');
     expect(result.stderr).toContain(`3 artifacts (${order})`);
+
+    await writeFiles(p.root, { '.cycleswap/run.sh': 'cat /artifacts/a.txt /artifacts/ckpt/e1.bin\n' });
+    const resumed = await cycle(['project', 'test', '--resume'], { cwd: p.root });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toBe('second version\ne1\n');
+    expect(resumed.stderr).toContain(`resuming from run ${path.basename(done.runDir)}`);
   });
 
   it('a failing run.sh exits 6 and shows its own exit code', async () => {

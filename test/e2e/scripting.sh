@@ -14,7 +14,7 @@ cat > square.py <<'PY'
 import json, os, pathlib
 payload = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())
 items = payload["_batch"]["items"] if "_batch" in payload else [payload]
-out = pathlib.Path(os.environ["CYCLE_OUTPUT_DIR"])
+out = pathlib.Path(os.environ["CYCLE_ARTIFACTS_DIR"])
 for item in items:
     (out / f"square-{item['n']}.txt").write_text(f"{item['n'] * item['n']}\n")
 result = [{"n": i["n"], "square": i["n"] * i["n"]} for i in items]

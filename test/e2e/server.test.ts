@@ -202,6 +202,28 @@ describe('cycle server with real Docker', () => {
   });
 });
 
+describe('cycle server: /artifacts captured while the task runs', () => {
+  it('a.txt, ckpt/e1.bin, ckpt/e2.bin are listed while it runs, in FIFO order; a.txt with its last content; e1.bin kept after deletion', async () => {
+    const job = await api.submit({ project: 'tools', runner_command: runner('artifacts'), payload: { hold: 20 } });
+    type Listed = { id: string; name: string; size: number; order: number };
+    let listed: Listed[] = [];
+    const second = Buffer.byteLength('second version\n');
+    await waitFor(async () => {
+      listed = (await api.call('GET', `/api/v1/artifacts?job=${job.id}`)).body.artifacts;
+      return listed.length === 3 && listed.some((a) => a.name === 'a.txt' && a.size === second);
+    }, 120_000, 'the three artifacts, a.txt rewritten');
+    // Listed before the task ended (it holds for 20 s after writing).
+    expect((await api.call('GET', `/api/v1/jobs/${job.id}`)).body.status).toBe('running');
+    expect(listed.map((a) => a.name)).toEqual(['a.txt', 'ckpt/e1.bin', 'ckpt/e2.bin']);
+    await api.call('PUT', `/api/v1/jobs/${job.id}/cancel`, {});
+    const a = listed.find((x) => x.name === 'a.txt')!;
+    const download = await fetch(`${server.url}/api/v1/artifacts/${a.id}`, { headers: { authorization: `Bearer ${server.token}` } });
+    expect(await download.text()).toBe('second version\n');
+    const e1 = listed.find((x) => x.name === 'ckpt/e1.bin')!;
+    expect(await (await fetch(`${server.url}/api/v1/artifacts/${e1.id}`, { headers: { authorization: `Bearer ${server.token}` } })).text()).toBe('e1');
+  });
+});
+
 describe('cycle server: crash recovery', () => {
   it('kill -9 while tasks run: after a restart every job ends, nothing missing from /results', async () => {
     const dataDir = await tempDir('cycle-e2e-crash-');
@@ -210,9 +232,13 @@ describe('cycle server: crash recovery', () => {
     const first = await startServerProcess({ dataDir, workers: 2, env });
     const crashApi = client(first);
     expect((await crashApi.push('tools', tools)).status).toBe(201);
+    // Submitted first, so it runs beside jobs[0]: it writes to /artifacts, then waits.
+    const resuming = await crashApi.submit({ project: 'tools', runner_command: runner('resume'), payload: { seconds: 8 } });
     const jobs: Array<Awaited<ReturnType<typeof crashApi.submit>>> = [];
     for (let i = 0; i < 3; i++) jobs.push(await crashApi.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 2 }, fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] } }));
     await waitFor(async () => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}`)).body.status === 'running', 120_000, 'a running task');
+    // Killed once the resuming task's first file is captured (listed), while it still runs.
+    await waitFor(async () => (await crashApi.call('GET', `/api/v1/artifacts?job=${resuming.id}`)).body.artifacts.length === 1, 120_000, 'the resuming task to have an artifact');
     // Killed while a task's container runs: one has reported progress (not only been marked running).
     const reporting = async (): Promise<boolean> => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}/tasks`)).body.tasks.some((t: { status: string; latest_progress: unknown }) => t.status === 'running' && t.latest_progress != null);
     await waitFor(reporting, 120_000, 'a running task to report progress from its container');
@@ -232,6 +258,11 @@ describe('cycle server: crash recovery', () => {
       }
       const tasks = (await again.call('GET', `/api/v1/jobs/${jobs[0]!.id}/tasks`)).body.tasks;
       expect(tasks.some((t: { last_failed_attempt: { error: string } | null }) => t.last_failed_attempt?.error.includes('server stopped'))).toBe(true);
+      // The task killed after writing to /artifacts ran again with that file back in place.
+      const resumed = await again.waitJob(resuming.id, 180_000);
+      expect(resumed.status).toBe('completed');
+      const result = (await again.call('GET', `/api/v1/results/${resuming.id}`)).body.items[0].result;
+      expect(result.found).toEqual(['attempt-0.txt']);
     } finally {
       await second.stop();
     }

@@ -18,7 +18,7 @@ beforeAll(async () => {
     '.cycleswap/manifest.toml': '[main]\nname = "e2e-volumes"\nvolumes = ["corpus"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
     // Task 0 reports the volume and writes first.txt at once; task 1 takes its time, then writes second.txt.
     '.cycleswap/run.sh': [
-      'out="${CYCLE_OUTPUT_DIR:-/artifacts}"',
+      'out="${CYCLE_ARTIFACTS_DIR:-/artifacts}"',
       'cat /volumes/corpus/words.txt',
       'if touch /volumes/corpus/new 2>/dev/null; then echo "volume: WRITABLE"; else echo "volume: read-only"; fi',
       'if grep -q \'"i":1\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 8; echo two > "$out/second.txt"; else echo one > "$out/first.txt"; fi',

@@ -72,6 +72,8 @@ const rows: Row[] = [
     skipLimits: false,
   }),
   row(projectTest, ['project', 'test', '--payload', ''], { json: false, rebuild: false, clean: false, volume: [], payload: '', skipLimits: false }),
+  row(projectTest, ['project', 'test', '--resume'], { json: false, rebuild: false, clean: false, volume: [], resume: 'latest', skipLimits: false }),
+  row(projectTest, ['project', 'test', '--resume', '20260102-030405-abcd', '--json'], { json: true, rebuild: false, clean: false, volume: [], resume: '20260102-030405-abcd', skipLimits: false }),
   row(pack, ['project', 'pack', '--out', 'p.tar.gz', '--list', '--json'], { json: true, out: 'p.tar.gz', list: true }),
   row(pack, ['project', 'pack', '--out', ''], { json: false, list: false }),
   row(upload, ['project', 'upload'], { json: false, rebuild: false, clean: false, force: false }),

@@ -128,17 +128,17 @@ describe('a task killed for memory', () => {
   it('fails with a message that says it ran out of memory and what the limit was', async () => {
     const docker = new FakeDocker();
     docker.onRun = () => ({ exitCode: 137, oomKilled: true });
-    const outputsDir = await tempDir('cycle-limits-outputs-');
+    const artifactsDir = await tempDir('cycle-limits-artifacts-');
     try {
       const outcome = await runTask(
         docker,
-        { image: 'ubuntu:24.04', name: 't', labels: {}, command: ['true'], env: {}, payload: {}, outputsDir, mounts: [], gpus: false, resultRequired: false, confinement: { noNewPrivileges: true, capDrop: [], capAdd: [], memoryBytes: 256 * 2 ** 20 } },
+        { image: 'ubuntu:24.04', name: 't', labels: {}, command: ['true'], env: {}, payload: {}, artifactsDir, mounts: [], gpus: false, resultRequired: false, confinement: { noNewPrivileges: true, capDrop: [], capAdd: [], memoryBytes: 256 * 2 ** 20 } },
         { stdout: () => undefined, stderr: () => undefined, progress: () => undefined },
       );
       expect(outcome).toMatchObject({ status: 'failed', exitCode: 137, outOfMemory: true, reason: 'ran out of memory (limit 256 MiB): the kernel killed it' });
       expect(outOfMemoryReason(3 * GiB)).toContain('limit 3.0 GiB');
     } finally {
-      await fs.rm(outputsDir, { recursive: true, force: true });
+      await fs.rm(artifactsDir, { recursive: true, force: true });
     }
   });
 });

@@ -83,6 +83,45 @@ describe('project test with fake Docker: the build decisions', () => {
   });
 });
 
+describe('project test: --resume', () => {
+  it('a run that does not exist (or kept no artifacts) is a usage error naming the flag, before Docker runs a task', async () => {
+    const root = await cycleswapProject();
+    try {
+      const docker = new FakeDocker();
+      await expect(projectTest({ ...options, resume: 'latest' }, fakeContext({ cwd: root, docker }).ctx)).rejects.toMatchObject({ message: '--resume: no earlier run of this project kept artifacts', exitCode: 2 });
+      await expect(projectTest({ ...options, resume: 'nope' }, fakeContext({ cwd: root, docker }).ctx)).rejects.toMatchObject({ message: expect.stringContaining('--resume nope: no run "nope"'), exitCode: 2 });
+      expect(docker.called('runContainer')).toEqual([]);
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('a file the fake job writes to /artifacts is captured into the run folder; --resume puts it back', async () => {
+    const root = await cycleswapProject();
+    try {
+      const docker = new FakeDocker();
+      let seen: string[] = [];
+      docker.onRun = async (spec) => {
+        const mount = spec.mounts.find((m) => m.target === '/artifacts');
+        if (!mount) return 0; // the reclaim helper
+        seen = await fs.readdir(mount.source);
+        await fs.writeFile(path.join(mount.source, `file-${seen.length}.txt`), 'x');
+        return 0;
+      };
+      const first = fakeContext({ cwd: root, docker });
+      expect(await projectTest(options, first.ctx)).toBe(0);
+      expect(seen).toEqual([]);
+      expect(first.stderr.text).toContain('1 artifact (FIFO) in');
+      const second = fakeContext({ cwd: root, docker });
+      expect(await projectTest({ ...options, resume: 'latest' }, second.ctx)).toBe(0);
+      expect(seen).toEqual(['file-0.txt']);
+      expect(second.stderr.text).toContain('2 artifacts (FIFO) in');
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('project test: the CUDA rule', () => {
   it('no driver: refused, naming the driver needed', async () => {
     const docker = new FakeDocker();

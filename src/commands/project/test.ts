@@ -9,16 +9,13 @@ import { ensureStateDir, statePaths } from '../../project/state.js';
 import { checkBuildFlags, DEFAULT_MAX_LAYERS, ensureCycleswapImage, type ImageBuildOptions, type ImageBuildResult } from '../../runner/cycleswap-build.js';
 import { localBuildStore } from '../../runner/build-store.js';
 import { localProjectKey, repositoryComponent, LABELS } from '../../runner/images.js';
-import { reclaimOutputs, runTask, type TaskOutcome, type TaskSpec } from '../../runner/task.js';
-import { taskSpec } from '../../runner/spec.js';
-import { listOutputs } from '../../runner/outputs.js';
+import type { TaskOutcome, TaskSpec } from '../../runner/task.js';
+import { runProjectTask } from '../../runner/task-service.js';
 import { resolveVolumes } from '../../runner/volumes.js';
 import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
 import { readJsonArgument } from '../args.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
-import { selectFiles, toTarEntries } from '../../pack/select.js';
-import { tarStream } from '../../pack/tar.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { toProjectName } from '../../project/names.js';
 import type { TestOptions } from './test.command.js';
@@ -79,46 +76,55 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
 
   await ensureStateDir(project.root);
   const runDir = path.join(statePaths.runs(project.root), runId);
-  const outputsDir = path.join(runDir, 'outputs');
-  await fs.mkdir(outputsDir, { recursive: true });
+  const resumeFrom = options.resume !== undefined ? await previousRun(project.root, options.resume, runId) : undefined;
+  if (resumeFrom) ui.info(`resuming from run ${resumeFrom.id}: its ${resumeFrom.files} artifact${resumeFrom.files === 1 ? '' : 's'} put back in /artifacts`);
 
-  const sourceEntries = project.format === 'cycleswap' ? toTarEntries((await selectFiles(project.root)).entries) : [];
-  let spec = taskSpec({
+  const command = project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : project.manifest.entrypoint.command.slice(1).join(' ');
+  ui.info(ui.c.bold(`running ${command} in ${image.tag}`));
+  let lastProgress = '';
+  const { outcome, spec, artifacts, order } = await runProjectTask({
+    docker,
     project,
     imageId: image.imageId,
     name: containerName('task'),
     labels: { [LABELS.projectKey]: buildOptions.projectKey },
     payload,
-    outputsDir,
     mounts,
     gpus,
     container,
-    source: () => tarStream(sourceEntries),
-  });
-  ui.info(ui.c.bold(`running ${project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : spec.command.join(' ')} in ${image.tag}`));
-  let lastProgress = '';
-  const callbacks: Parameters<typeof runTask>[2] = {
-    stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
-    stderr: (chunk) => ui.rawErr(chunk),
-    progress: ({ data, raw }) => {
-      if (options.json) event({ event: 'progress', data });
-      else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
-      else ui.info(`progress: ${raw}`);
-      lastProgress = raw;
+    artifacts: {
+      liveDir: path.join(runDir, 'live'),
+      storeDir: path.join(runDir, 'artifacts'),
+      ...(resumeFrom ? { resumeFrom: resumeFrom.artifactsDir } : {}),
+      onCaptured: (artifact) => {
+        if (options.json) event({ event: 'artifact', path: artifact.path, size: artifact.size });
+        else ui.info(`${ui.c.cyan('artifact')} ${artifact.path}  ${ui.c.dim(formatBytes(artifact.size))}`);
+      },
+      onRefused: (relative, why) => ui.warn(`/artifacts/${relative} not captured: ${why}`),
     },
-  };
-  let outcome = await runTask(docker, spec, callbacks, ctx.signal);
-  if (!image.verified && outcome.dockerFailure?.kind === 'image-missing') {
+    callbacks: {
+      stdout: (text) => (options.json ? ui.rawErr(text) : ui.rawOut(text)),
+      stderr: (chunk) => ui.rawErr(chunk),
+      progress: ({ data, raw }) => {
+        if (options.json) event({ event: 'progress', data });
+        else if (ui.options.interactive) ui.live(`${ui.c.cyan('progress')} ${formatProgress(data)}`);
+        else ui.info(`progress: ${raw}`);
+        lastProgress = raw;
+      },
+    },
+    signal: ctx.signal,
     // The recorded image was deleted (docker image prune…): build it again, then run.
-    ui.info('the recorded build image is gone from Docker: building it again');
-    image = await ensureImage(true);
-    spec = { ...spec, image: image.imageId };
-    outcome = await runTask(docker, spec, callbacks, ctx.signal);
-  }
+    ...(image.verified
+      ? {}
+      : {
+          rebuildImage: async () => {
+            ui.info('the recorded build image is gone from Docker: building it again');
+            image = await ensureImage(true);
+            return image.imageId;
+          },
+        }),
+  });
   ui.clearLive();
-  await reclaimOutputs(docker, image.imageId, outputsDir, containerName('reclaim'));
-  const order = project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
-  const artifacts = await listOutputs(outputsDir, order);
   const record = {
     project: name,
     format: project.format,
@@ -140,10 +146,34 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   if (options.json) event({ event: 'done', ...record });
   else if (outcome.result !== undefined) ui.out(JSON.stringify(outcome.result, null, 2));
   if (artifacts.length > 0) {
-    ui.info(`${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} (${order}) in ${record.runDir}/outputs:`);
+    ui.info(`${artifacts.length} artifact${artifacts.length === 1 ? '' : 's'} (${order}) in ${record.runDir}/artifacts:`);
     for (const a of artifacts) ui.info(`  ${a.path}  ${ui.c.dim(formatBytes(a.size))}`);
   }
   return finish(outcome, spec, ctx);
+}
+
+/**
+ * The run whose artifacts `--resume [RUN]` puts back: RUN is a run id (a folder of .cycle/runs),
+ * "latest" (the default) the newest run that kept artifacts.
+ */
+async function previousRun(root: string, wanted: string, current: string): Promise<{ id: string; artifactsDir: string; files: number }> {
+  const runs = statePaths.runs(root);
+  const { listFiles } = await import('../../runner/artifacts.js');
+  const withArtifacts: string[] = [];
+  for (const id of (await fs.readdir(runs).catch(() => [])).sort()) {
+    if (id === current || id.startsWith('.')) continue;
+    if ((await listFiles(path.join(runs, id, 'artifacts'))).length > 0) withArtifacts.push(id);
+  }
+  const id = wanted === 'latest' ? withArtifacts.at(-1) : withArtifacts.find((run) => run === wanted);
+  if (id === undefined) {
+    throw new CycleError({
+      message: wanted === 'latest' ? '--resume: no earlier run of this project kept artifacts' : `--resume ${wanted}: no run "${wanted}" with artifacts in .cycle/runs`,
+      hint: withArtifacts.length ? `runs with artifacts: ${withArtifacts.slice(-5).join(', ')}` : 'run `cycle project test` once without --resume',
+      exitCode: ExitCode.usage,
+    });
+  }
+  const artifactsDir = path.join(runs, id, 'artifacts');
+  return { id, artifactsDir, files: (await listFiles(artifactsDir)).length };
 }
 
 async function finish(outcome: TaskOutcome, spec: TaskSpec, ctx: Context): Promise<number> {

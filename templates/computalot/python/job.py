@@ -13,7 +13,7 @@ def main() -> None:
         total += step
         print("COMPUTALOT_PROGRESS:" + json.dumps({"step": step, "of": steps}), flush=True)
 
-    artifacts = pathlib.Path(os.environ.get("COMPUTALOT_ARTIFACT_DIR", "/outputs"))
+    artifacts = pathlib.Path(os.environ.get("CYCLE_ARTIFACTS_DIR", "/artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / "summary.txt").write_text(f"sum of 1..{steps} = {total}\n")
 

@@ -4,7 +4,7 @@ set -euo pipefail
 
 payload=$(cat "$COMPUTALOT_TASK_PAYLOAD")
 echo "COMPUTALOT_PROGRESS:{\"stage\":\"started\"}"
-mkdir -p "${COMPUTALOT_ARTIFACT_DIR:-/outputs}"
-echo "$payload" > "${COMPUTALOT_ARTIFACT_DIR:-/outputs}/payload.json"
+mkdir -p "${CYCLE_ARTIFACTS_DIR:-/artifacts}"
+echo "$payload" > "${CYCLE_ARTIFACTS_DIR:-/artifacts}/payload.json"
 echo "COMPUTALOT_PROGRESS:{\"stage\":\"done\"}"
 printf '{"ok":true,"payload":%s}\n' "$payload" > "$COMPUTALOT_TASK_RESULT"

@@ -11,9 +11,10 @@ def main() -> None:
     where = "a container" if os.environ.get("INSIDE_CYCLESWAP_CONTAINER") == "1" else "this machine"
     print(f"hello from {where}; payload: {payload}", flush=True)
 
-    outputs = pathlib.Path(os.environ.get("CYCLE_OUTPUT_DIR", "outputs"))
-    outputs.mkdir(parents=True, exist_ok=True)
-    (outputs / "hello.txt").write_text("hello\n")
+    # Files under /artifacts are the job's artifacts, captured while it runs.
+    artifacts = pathlib.Path(os.environ.get("CYCLE_ARTIFACTS_DIR", "artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "hello.txt").write_text("hello\n")
 
     result_file = os.environ.get("COMPUTALOT_TASK_RESULT")
     if result_file:

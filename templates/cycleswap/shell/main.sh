@@ -6,5 +6,6 @@ if [ -n "${COMPUTALOT_TASK_PAYLOAD:-}" ] && [ -f "$COMPUTALOT_TASK_PAYLOAD" ]; t
   echo "payload: $(cat "$COMPUTALOT_TASK_PAYLOAD")"
 fi
 
-mkdir -p "${CYCLE_OUTPUT_DIR:-outputs}"
-date -u +%Y-%m-%dT%H:%M:%SZ > "${CYCLE_OUTPUT_DIR:-outputs}/finished-at.txt"
+# Files under /artifacts are the job's artifacts, captured while it runs.
+mkdir -p "${CYCLE_ARTIFACTS_DIR:-artifacts}"
+date -u +%Y-%m-%dT%H:%M:%SZ > "${CYCLE_ARTIFACTS_DIR:-artifacts}/finished-at.txt"

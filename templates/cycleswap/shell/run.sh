@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The job: runs in /app (your project files) with `bash .cycleswap/run.sh`.
-# Non-zero exit = failed job. Files written to /outputs become the job's artifacts.
+# Non-zero exit = failed job. Files written to /artifacts are the job's artifacts.
 set -euo pipefail
 
 bash main.sh

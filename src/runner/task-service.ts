@@ -1,0 +1,113 @@
+import type { DockerDriver, Mount } from '../docker/driver.js';
+import type { Project } from '../project/load.js';
+import type { ArtifactOrder } from '../project/cycleswap.js';
+import { selectFiles, toTarEntries } from '../pack/select.js';
+import { tarStream, type TarEntry } from '../pack/tar.js';
+import { taskSpec } from './spec.js';
+import fs from 'node:fs/promises';
+import { reclaimOutputs, runTask, type TaskCallbacks, type TaskOutcome, type TaskSpec } from './task.js';
+import { ArtifactCapture, type CapturedArtifact } from './artifacts.js';
+import type { JobContainer } from './limits.js';
+
+export interface ProjectTaskRequest {
+  docker: DockerDriver;
+  /** A loaded project, either format. */
+  project: Project;
+  /** Its built image. */
+  imageId: string;
+  /** Container name (unique); `<name>-reclaim` names the helper that gives files back. */
+  name: string;
+  labels: Record<string, string>;
+  payload: unknown;
+  /** Volumes and other mounts the caller resolved (local folders, directive files). */
+  mounts: Mount[];
+  gpus: boolean;
+  /** Lock-down, limits and network (jobContainer()), the same for project test and the server. */
+  container: JobContainer;
+  /**
+   * `.cycleswap/` projects: the source files copied into /app. When absent they are selected
+   * from the project root (with its ignore rules).
+   */
+  sourceFiles?: readonly TarEntry[];
+  runnerCommand?: string[];
+  timeoutMs?: number;
+  artifacts: {
+    /** Host folder mounted at /artifacts while the job runs (made empty first; removed after). */
+    liveDir: string;
+    /** Where captured files are kept, by relative path. */
+    storeDir: string;
+    /** Files put back in /artifacts before the job starts (a retry, a resumed run). */
+    resumeFrom?: string;
+    /** Each file as it is captured (again when rewritten), while the job runs. */
+    onCaptured?: (artifact: CapturedArtifact, all: CapturedArtifact[]) => void | Promise<void>;
+    onRefused?: (relative: string, why: string) => void;
+  };
+  callbacks: TaskCallbacks;
+  signal?: AbortSignal;
+  /**
+   * Called when Docker says the image is gone: returns a new image to run instead (once).
+   * Without it, the failure is the outcome.
+   */
+  rebuildImage?: () => Promise<string>;
+}
+
+export interface ProjectTaskResult {
+  outcome: TaskOutcome;
+  spec: TaskSpec;
+  /** The image that ran (a new one when it was rebuilt). */
+  imageId: string;
+  order: ArtifactOrder;
+  /** Every captured file, in upload order. */
+  artifacts: CapturedArtifact[];
+}
+
+/** The order a project's artifacts are taken in: the manifest's for `.cycleswap/`, FIFO for OCI projects. */
+export function artifactOrder(project: Project): ArtifactOrder {
+  return project.format === 'cycleswap' ? project.manifest.job.artifact_upload_order : 'FIFO';
+}
+
+/**
+ * Runs one task of a project, the same way for `cycle project test` and the server's scheduler:
+ * the spec per format, the source copy, env, mounts and GPUs, the runner protocol, the result and
+ * the artifacts. Callers keep their own concerns (UI and run records; rows and events).
+ */
+export async function runProjectTask(request: ProjectTaskRequest): Promise<ProjectTaskResult> {
+  const { project, docker } = request;
+  const sourceFiles = project.format === 'cycleswap' ? (request.sourceFiles ?? toTarEntries((await selectFiles(project.root)).entries)) : [];
+  let spec = taskSpec({
+    project,
+    imageId: request.imageId,
+    name: request.name,
+    labels: request.labels,
+    payload: request.payload,
+    artifactsDir: request.artifacts.liveDir,
+    mounts: request.mounts,
+    gpus: request.gpus,
+    container: request.container,
+    source: () => tarStream(sourceFiles),
+    ...(request.runnerCommand ? { runnerCommand: request.runnerCommand } : {}),
+    ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
+  });
+  const order = artifactOrder(project);
+  const { liveDir, storeDir, resumeFrom, onCaptured, onRefused } = request.artifacts;
+  await fs.rm(liveDir, { recursive: true, force: true });
+  await fs.mkdir(liveDir, { recursive: true });
+  await fs.mkdir(storeDir, { recursive: true });
+  const capture = new ArtifactCapture({ liveDir, storeDir, order, ...(onCaptured ? { onCaptured } : {}), ...(onRefused ? { onRefused } : {}) });
+  try {
+    if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
+    capture.start();
+    let outcome = await runTask(docker, spec, request.callbacks, request.signal);
+    if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
+      spec = { ...spec, image: await request.rebuildImage() };
+      outcome = await runTask(docker, spec, request.callbacks, request.signal);
+    }
+    // Files the job left unreadable to this user are given back before the last sweep.
+    await reclaimOutputs(docker, spec.image, liveDir, `${request.name}-reclaim`);
+    await capture.stop();
+    return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
+  } finally {
+    await capture.stop().catch(() => undefined);
+    await fs.rm(liveDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
