@@ -1,16 +1,22 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { z } from 'zod';
 import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES } from '../api/schemas.js';
 import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
 import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobService, type PreparedJob } from './jobs.js';
+import { feedbackRequestSchema, storeFeedback } from './feedback.js';
+import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
+import { directUploadSchema, type UploadService } from './uploads.js';
 import type { Scheduler } from './scheduler.js';
 
 export interface AppOptions {
   token: string;
+  db: DB;
+  uploads: UploadService;
   version: string;
   projects: ProjectService;
   jobs: JobService;
@@ -37,10 +43,25 @@ export function createRouter(options: AppOptions): Router {
     return value;
   };
 
-  router.add('GET', '/api/v1/health', (ctx) => sendJson(ctx.res, 200, { ok: true, version: options.version }), { public: true });
+  // Public, as on Computalot: liveness and the API's index.
+  const health = (ctx: RouteContext): void => sendJson(ctx.res, 200, { ok: true, status: 'ok', version: options.version });
+  router.add('GET', '/health', health, { public: true });
+  router.add('GET', '/api/v1/health', health, { public: true });
+  router.add('GET', '/api/v1/docs', (ctx) => sendJson(ctx.res, 200, apiIndex(options.version)), { public: true });
+  router.add('POST', '/api/v1/feedback', async (ctx) => {
+    const parsed = feedbackRequestSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+    if (!parsed.success) throw zodError(parsed.error);
+    sendJson(ctx.res, 201, storeFeedback(options.db, parsed.data));
+  }, { public: true });
 
   // ---- projects ----
   router.add('GET', '/api/v1/projects', (ctx) => sendJson(ctx.res, 200, { projects: projects.list() }));
+  router.add('POST', '/api/v1/projects', async (ctx) => {
+    const parsed = projectCreateSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+    if (!parsed.success) throw zodError(parsed.error);
+    const { project, created } = projects.create(parsed.data.name, parsed.data.remote_dir ?? null);
+    sendJson(ctx.res, created ? 201 : 200, { ...project, id: project.name, push_url: `/api/v1/projects/${project.name}/push` });
+  });
   router.add('POST', '/api/v1/projects/:name/push', async (ctx) => {
     const header = ctx.req.headers['x-cycle-build-hash'];
     const result = await projects.push(name(ctx), ctx.req, {
@@ -156,8 +177,19 @@ export function createRouter(options: AppOptions): Router {
     if (jobId) jobs.require(jobId);
     sendJson(ctx.res, 200, { artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: intParam(ctx.query, 'limit', { min: 1, max: 1000, fallback: 1000 }) }) });
   });
+  router.add('POST', '/api/v1/artifacts', async (ctx) => {
+    const { document, created } = await options.uploads.upload(ctx.req);
+    sendJson(ctx.res, created ? 201 : 200, document);
+  });
+  router.add('POST', '/api/v1/artifacts/direct', async (ctx) => {
+    const parsed = directUploadSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+    if (!parsed.success) throw zodError(parsed.error);
+    sendJson(ctx.res, 200, options.uploads.direct(parsed.data, baseUrl(ctx)));
+  });
   router.add('GET', '/api/v1/artifacts/:id', async (ctx) => {
-    const artifact = jobs.artifact(ctx.params.id!);
+    // A client's upload, else a file a job left.
+    const upload = options.uploads.row(ctx.params.id!);
+    const artifact = upload ? { id: upload.id, path: upload.path, sha256: upload.sha256, name: upload.filename } : jobs.artifact(ctx.params.id!);
     // Opened without following a link and checked as a regular file: what the job left is never
     // a way to another host file.
     const handle = await fs.open(artifact.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
@@ -200,6 +232,30 @@ export function createRouter(options: AppOptions): Router {
   });
 
   return router;
+}
+
+const projectCreateSchema = z.strictObject({
+  name: projectName,
+  // Where the project's files live on the client's side; kept and shown, never used as a host path here.
+  remote_dir: z.string().max(4096).optional(),
+});
+
+/** `GET /api/v1/docs`: Computalot's index fields (name, status, version, auth, description, docs). */
+function apiIndex(version: string): Record<string, unknown> {
+  return {
+    name: 'cycle server',
+    status: 'ok',
+    version,
+    description: 'A local Computalot-compatible backend: projects built and run in Docker on this machine.',
+    auth: { type: 'bearer', header: 'Authorization: Bearer <token>', token: 'made on the first start, kept in <data-dir>/token', public_routes: ['GET /health', 'GET /api/v1/health', 'GET /api/v1/docs', 'POST /api/v1/feedback'] },
+    docs: { index: '/api/v1/docs', api: 'docs/api.md in the cycle package', python_sdk: null },
+  };
+}
+
+/** This server as the client reached it (for URLs it hands out). */
+function baseUrl(ctx: RouteContext): string {
+  const host = ctx.req.headers.host ?? '127.0.0.1';
+  return `http://${/^[A-Za-z0-9.:[\]-]+$/.test(host) ? host : '127.0.0.1'}`;
 }
 
 function flag(value: string | null): boolean {

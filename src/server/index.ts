@@ -13,6 +13,7 @@ import { layout as dataLayout, type Layout } from './layout.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
 import { Scheduler } from './scheduler.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES, UploadService } from './uploads.js';
 
 export interface ServerOptions {
   host: string;
@@ -26,6 +27,8 @@ export interface ServerOptions {
   /** Dollars for `init` (which needs $5); unlimited unless set. */
   balance?: number;
   maxUploadBytes?: number;
+  /** The cap on one `POST /api/v1/artifacts` (2 GB by default, as Computalot documents). */
+  maxArtifactBytes?: number;
   maxExtractBytes?: number;
   maxFiles?: number;
   heartbeatMs?: number;
@@ -99,6 +102,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const router = createRouter({
     token,
+    db,
+    uploads: new UploadService({ db, layout, maxBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES }),
     version: options.version,
     projects,
     jobs,

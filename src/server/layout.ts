@@ -13,6 +13,7 @@ export function layout(dataDir: string) {
     taskWork: (taskId: string) => joinInside(path.join(dataDir, 'work'), taskId),
     taskLog: (taskId: string) => joinInside(path.join(dataDir, 'logs'), `${taskId}.log`),
     volume: (project: string, name: string) => joinInside(path.join(dataDir, 'volumes'), project, name),
+    uploadBlob: (sha: string) => joinInside(path.join(dataDir, 'blobs', 'uploads'), sha),
     tmp: path.join(dataDir, 'tmp'),
   };
 }

@@ -51,6 +51,13 @@ export interface ProjectServiceOptions {
   log: (line: string) => void;
 }
 
+export interface ProjectDocument {
+  name: string;
+  revision: number | null;
+  created_at: string;
+  remote_dir: string | null;
+}
+
 export const projectKeyFor = (name: string): string => `server:${name}`;
 
 /** Projects: revisions from pushed tarballs, their images, readiness, and kv. */
@@ -336,6 +343,14 @@ export class ProjectService {
     this.requireActive(name);
     const rows = this.options.db.prepare('SELECT key, value, updated_at FROM kv WHERE project = ? ORDER BY key').all(name) as Array<{ key: string; value: string; updated_at: string }>;
     return rows.map((row) => ({ project: name, key: row.key, value: JSON.parse(row.value), updated_at: row.updated_at }));
+  }
+
+  /** `POST /api/v1/projects`: a project known before its first push; creating one that exists answers it as it is. */
+  create(name: string, remoteDir: string | null): { project: ProjectDocument; created: boolean } {
+    const { db } = this.options;
+    const created = db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at, remote_dir) VALUES (?, NULL, ?, ?)').run(name, now(), remoteDir).changes === 1;
+    const row = db.prepare('SELECT name, active_revision AS revision, created_at, remote_dir FROM projects WHERE name = ?').get(name) as ProjectDocument;
+    return { project: row, created };
   }
 
   list(): Array<{ name: string; revision: number | null; created_at: string }> {

@@ -1,0 +1,134 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServer, type RunningServer } from '../../src/server/index.js';
+import { ExecNotFound } from '../../src/util/exec.js';
+import { tempDir } from '../helpers/context.js';
+import { FakeDocker } from '../helpers/fake-docker.js';
+
+// The Computalot routes beyond jobs and pushes (issue 13): public index, project create,
+// feedback, artifact uploads.
+let server: RunningServer;
+const docker = new FakeDocker();
+
+beforeAll(async () => {
+  server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: await tempDir('cycle-routes-'),
+    workers: 1,
+    version: 'test',
+    docker: async () => docker,
+    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+    log: () => undefined,
+    maxArtifactBytes: 1024,
+  });
+});
+afterAll(async () => server.close());
+
+async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token !== null) headers.authorization = `Bearer ${options.token ?? server.token}`;
+  if (options.body !== undefined) headers['content-type'] = 'application/json';
+  const response = await fetch(`${server.url}${route}`, { method, headers, body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined) });
+  const text = await response.text();
+  try {
+    return { status: response.status, body: JSON.parse(text) };
+  } catch {
+    return { status: response.status, body: text };
+  }
+}
+
+describe('public routes', () => {
+  it('GET /health and GET /api/v1/docs answer without a token', async () => {
+    const health = await api('GET', '/health', { token: null });
+    expect(health).toEqual({ status: 200, body: { ok: true, status: 'ok', version: 'test' } });
+    const docs = await api('GET', '/api/v1/docs', { token: null });
+    expect(docs.status).toBe(200);
+    expect(docs.body).toMatchObject({ name: 'cycle server', status: 'ok', version: 'test', auth: { type: 'bearer' }, docs: { index: '/api/v1/docs' } });
+    expect(typeof docs.body.description).toBe('string');
+  });
+
+  it('POST /api/v1/feedback stores a documented type, refuses another naming the field', async () => {
+    const ok = await api('POST', '/api/v1/feedback', { token: null, body: { type: 'bug', title: 'It broke', description: 'steps...' } });
+    expect(ok.status).toBe(201);
+    expect(ok.body).toMatchObject({ id: expect.stringMatching(/^fb_/), type: 'bug', title: 'It broke' });
+    const bad = await api('POST', '/api/v1/feedback', { token: null, body: { type: 'praise', title: 't', description: 'd' } });
+    expect(bad.status).toBe(422);
+    expect(bad.body.error.field).toBe('type');
+  });
+});
+
+describe('POST /api/v1/projects', () => {
+  it('creates a project (201), answers an existing one as it is (200), lists it', async () => {
+    const created = await api('POST', '/api/v1/projects', { body: { name: 'my-project', remote_dir: '/home/me/my-project' } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ name: 'my-project', remote_dir: '/home/me/my-project', revision: null, push_url: '/api/v1/projects/my-project/push' });
+    const again = await api('POST', '/api/v1/projects', { body: { name: 'my-project' } });
+    expect(again.status).toBe(200);
+    expect(again.body.created_at).toBe(created.body.created_at);
+    const list = await api('GET', '/api/v1/projects');
+    expect(list.body.projects.map((p: { name: string }) => p.name)).toContain('my-project');
+    // Known but never pushed: its status says to push.
+    const status = await api('GET', '/api/v1/projects/my-project/status');
+    expect(status.status).toBe(404);
+    expect(status.body.error.message).toMatch(/push it first/);
+  });
+
+  it('refuses a bad name with 422 naming "name"', async () => {
+    const bad = await api('POST', '/api/v1/projects', { body: { name: 'Bad Name!' } });
+    expect(bad.status).toBe(422);
+    expect(bad.body.error.field).toBe('name');
+  });
+});
+
+describe('artifact uploads', () => {
+  const bytes = Buffer.from('hello artifacts\n');
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  const upload = (body: Buffer, filename?: string) =>
+    api('POST', '/api/v1/artifacts', { raw: body, headers: { 'content-type': 'application/octet-stream', ...(filename !== undefined ? { 'x-artifact-filename': filename } : {}) } });
+
+  it('stores raw bytes under a content-derived id: the same bytes give the same id (201, then 200), downloadable', async () => {
+    const first = await upload(bytes, 'data.csv');
+    expect(first.status).toBe(201);
+    expect(first.body).toMatchObject({ id: `art_${sha.slice(0, 32)}`, filename: 'data.csv', size: bytes.length, sha256: sha });
+    const second = await upload(bytes, 'other.csv');
+    expect(second.status).toBe(200);
+    expect(second.body.id).toBe(first.body.id);
+    const download = await fetch(`${server.url}/api/v1/artifacts/${first.body.id}`, { headers: { authorization: `Bearer ${server.token}` } });
+    expect(download.status).toBe(200);
+    expect(Buffer.from(await download.arrayBuffer())).toEqual(bytes);
+    expect(await fs.readdir(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  });
+
+  it.each([
+    ['missing', undefined, /missing/],
+    ['a path', '../etc/passwd', /path separator/],
+    ['a backslash', 'a\\b', /path separator/],
+    ['a dot-dot', '..', /not a file name/],
+  ])('refuses X-Artifact-Filename %s with 400 naming the header', async (_label, filename, message) => {
+    const answer = await upload(bytes, filename);
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ code: 'invalid_filename', field: 'X-Artifact-Filename', message: expect.stringMatching(message) });
+  });
+
+  it('refuses a body over the configured cap with 413 and keeps nothing', async () => {
+    const answer = await upload(Buffer.alloc(2048, 1), 'big.bin');
+    expect(answer.status).toBe(413);
+    expect(await fs.readdir(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  });
+
+  it('/direct says whether the bytes are here, else where to send them', async () => {
+    await upload(bytes, 'data.csv');
+    const known = await api('POST', '/api/v1/artifacts/direct', { body: { sha256: sha, size: bytes.length, filename: 'data.csv' } });
+    expect(known.status).toBe(200);
+    expect(known.body).toMatchObject({ exists: true, artifact_id: `art_${sha.slice(0, 32)}`, upload_url: null });
+    const otherSha = createHash('sha256').update('new').digest('hex');
+    const unknown = await api('POST', '/api/v1/artifacts/direct', { body: { sha256: otherSha, size: 3, filename: 'new.txt' } });
+    expect(unknown.body).toMatchObject({ exists: false, artifact_id: `art_${otherSha.slice(0, 32)}`, upload_url: `${server.url}/api/v1/artifacts`, method: 'POST', headers: { 'X-Artifact-Filename': 'new.txt' } });
+    const bad = await api('POST', '/api/v1/artifacts/direct', { body: { sha256: 'xyz', size: 3, filename: 'a' } });
+    expect(bad.status).toBe(422);
+    expect(bad.body.error.field).toBe('sha256');
+  });
+});
