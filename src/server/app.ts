@@ -2,12 +2,13 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES } from '../api/schemas.js';
+import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../api/schemas.js';
 import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
-import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobService, type PreparedJob } from './jobs.js';
+import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobRow, type JobService, type PreparedJob } from './jobs.js';
 import { feedbackRequestSchema, storeFeedback } from './feedback.js';
+import type { Account } from './account.js';
 import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
 import { directUploadSchema, type UploadService } from './uploads.js';
@@ -16,6 +17,7 @@ import type { Scheduler } from './scheduler.js';
 export interface AppOptions {
   token: string;
   db: DB;
+  account: Account;
   uploads: UploadService;
   version: string;
   projects: ProjectService;
@@ -35,7 +37,24 @@ const BATCH_LIMIT = 16 << 20;
 
 /** Every route of the API (docs/api.md lists them with their shapes). */
 export function createRouter(options: AppOptions): Router {
-  const { projects, jobs, scheduler, events } = options;
+  const { projects, jobs, scheduler, events, account } = options;
+  type Held = ReturnType<Account['hold']>;
+  const holdFor = (prepared: PreparedJob): Held => account.hold(prepared.request.project, prepared.plan.count, prepared.request.timeout_s);
+  /** Inserts prepared jobs whose holds are placed: each hold then names its job; a failed insert releases them. */
+  const submit = async (entries: Array<{ prepared: PreparedJob; held: Held }>): Promise<Array<Job & { quote: Held['quote'] }>> => {
+    let rows: JobRow[];
+    try {
+      rows = await jobs.insert(entries.map((e) => e.prepared));
+    } catch (error) {
+      for (const { held } of entries) account.release(held.holdId);
+      throw error;
+    }
+    return rows.map((row, i) => {
+      const { held } = entries[i]!;
+      account.attach(held.holdId, held.quote.id, row.id);
+      return { ...jobs.document(row), quote: { ...held.quote, job_id: row.id } };
+    });
+  };
   const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
@@ -71,6 +90,12 @@ export function createRouter(options: AppOptions): Router {
     });
     sendJson(ctx.res, result.unchanged ? 200 : 201, result);
   });
+  // ---- account (billing) ----
+  router.add('GET', '/api/v1/account/balance', (ctx) => sendJson(ctx.res, 200, account.balance()));
+  router.add('GET', '/api/v1/account/holds', (ctx) => sendJson(ctx.res, 200, { holds: account.holds() }));
+  router.add('GET', '/api/v1/account/ledger', (ctx) => sendJson(ctx.res, 200, account.ledger()));
+  router.add('GET', '/api/v1/account/quotes', (ctx) => sendJson(ctx.res, 200, { quotes: account.quotes() }));
+
   router.add('POST', '/api/v1/projects/:name/init', async (ctx) => {
     await readJson(ctx.req, JSON_LIMIT);
     sendJson(ctx.res, 202, projects.init(name(ctx)));
@@ -97,8 +122,8 @@ export function createRouter(options: AppOptions): Router {
     const key = idempotencyKey(ctx);
     const answer = await jobs.idempotent(key, fingerprint('POST', '/api/v1/jobs', body), async () => {
       const prepared = await jobs.prepare(body);
-      const [row] = await jobs.insert([prepared]);
-      return { status: 201, body: jobs.document(row!) };
+      const [submitted] = await submit([{ prepared, held: holdFor(prepared) }]);
+      return { status: 201, body: submitted! };
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   });
@@ -107,25 +132,27 @@ export function createRouter(options: AppOptions): Router {
     const parsed = batchRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
     const answer = await jobs.idempotent(idempotencyKey(ctx), fingerprint('POST', '/api/v1/jobs/batch', body), async () => {
-      type Outcome = { index: number; ok: true; prepared: PreparedJob } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
+      type Outcome = { index: number; ok: true; prepared: PreparedJob; held: Held } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
       const outcomes: Outcome[] = [];
       for (const [index, entry] of parsed.data.jobs.entries()) {
         try {
-          outcomes.push({ index, ok: true, prepared: await jobs.prepare(entry) });
+          const prepared = await jobs.prepare(entry);
+          // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
+          outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
           if (!(error instanceof HttpError)) throw error;
-          outcomes.push({ index, ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } });
+          outcomes.push({ index, ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.extra } });
         }
       }
       const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
-      const rows = await jobs.insert(okOnes.map((o) => o.prepared));
-      const byIndex = new Map(okOnes.map((o, i) => [o.index, rows[i]!]));
+      const documents = await submit(okOnes);
+      const byIndex = new Map(okOnes.map((o, i) => [o.index, documents[i]!]));
       return {
         status: 200,
         body: {
           jobs: outcomes.map((o) => {
             if (!o.ok) return o;
-            const job = jobs.document(byIndex.get(o.index)!);
+            const job = byIndex.get(o.index)!;
             return { index: o.index, ok: true, job, payload: job.payload, meta: job.meta, variant: job.variant };
           }),
         },

@@ -135,6 +135,19 @@ CREATE TABLE IF NOT EXISTS ledger (
   description TEXT NOT NULL,
   created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS quotes (
+  id TEXT PRIMARY KEY,
+  purpose TEXT NOT NULL,
+  project TEXT,
+  job_id TEXT,
+  tasks INTEGER NOT NULL,
+  timeout_s REAL NOT NULL,
+  required_usd REAL NOT NULL,
+  available_usd REAL,
+  shortfall_usd REAL NOT NULL,
+  outcome TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,

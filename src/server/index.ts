@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
+import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
 import { EventLog, StreamGate } from './events.js';
@@ -24,8 +25,10 @@ export interface ServerOptions {
   docker: () => Promise<DockerDriver>;
   exec: Exec;
   log: (line: string) => void;
-  /** Dollars for `init` (which needs $5); unlimited unless set. */
+  /** The account's opening balance in dollars (init needs $5; jobs hold their quote); unlimited unless set. */
   balance?: number;
+  /** What a second of a task's run time costs (docs/api.md, Billing). */
+  pricePerTaskSecondUsd?: number;
   maxUploadBytes?: number;
   /** The cap on one `POST /api/v1/artifacts` (2 GB by default, as Computalot documents). */
   maxArtifactBytes?: number;
@@ -64,13 +67,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const probe = await probeNvidia(options.exec);
       return probe.ok ? { ok: true, ...(probe.report.cudaVersion ? { cuda: probe.report.cudaVersion } : {}) } : { ok: false, reason: `${probe.reason}: ${probe.detail.split('\n')[0]}` };
     }));
+  const account = new Account({
+    db,
+    openingBalanceUsd: options.balance ?? Number.POSITIVE_INFINITY,
+    pricePerTaskSecondUsd: options.pricePerTaskSecondUsd ?? DEFAULT_PRICE_PER_TASK_SECOND_USD,
+    defaultQuoteTimeoutS: DEFAULT_QUOTE_TIMEOUT_S,
+  });
   const projects = new ProjectService({
     db,
     events,
     layout,
     docker: options.docker,
     limits: { maxUploadBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, maxBytes: options.maxExtractBytes ?? 8 * 1024 ** 3, maxFiles: options.maxFiles ?? 200_000 },
-    balance: options.balance ?? Number.POSITIVE_INFINITY,
+    checkInit: (project) => account.checkInit(project),
     log: options.log,
   });
   let scheduler: Scheduler | undefined;
@@ -86,6 +95,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     workers: options.workers,
     serverKey,
     log: options.log,
+    onJobFinished: (jobId) => account.settle(jobId),
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
     gpuProblem: async (cuda) => {
       const probe = await probeGpu();
@@ -103,6 +113,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = createRouter({
     token,
     db,
+    account,
     uploads: new UploadService({ db, layout, maxBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES }),
     version: options.version,
     projects,

@@ -45,8 +45,8 @@ export interface ProjectServiceOptions {
   layout: Layout;
   docker: () => Promise<DockerDriver>;
   limits: ExtractLimits & { maxUploadBytes: number };
-  /** Dollars available for `init` (which needs $5); the local server is free by default. */
-  balance: number;
+  /** `init` needs $5 available: the account says whether there is (402 with a quote if not). */
+  checkInit: (project: string) => void;
   maxLayers?: number;
   log: (line: string) => void;
 }
@@ -206,8 +206,8 @@ export class ProjectService {
 
   /** `init`: prepare the active revision ahead of jobs (402 below $5). */
   init(name: string): { project: string; revision: number; build: string } {
-    if (this.options.balance < 5) throw new HttpError(402, 'payment_required', `init needs at least $5 of available balance; this server has $${this.options.balance.toFixed(2)}`);
     const revision = this.requireActive(name);
+    this.options.checkInit(name);
     void this.ensureImage(name, revision.number).catch(() => undefined); // state and error are recorded
     return { project: name, revision: revision.number, build: this.revision(name, revision.number)!.build_state };
   }

@@ -42,6 +42,8 @@ export interface SchedulerOptions {
   gpuProblem: (cuda: string | undefined, wantsGpu: boolean) => Promise<string | undefined>;
   log: (line: string) => void;
   callbackBaseDelayMs?: number;
+  /** Told once a job has its final status (the account settles its hold). */
+  onJobFinished?: (jobId: string) => void;
 }
 
 interface Running {
@@ -150,6 +152,7 @@ export class Scheduler {
       db.prepare("UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE job_id = ? AND status = 'queued'").run(reason, now(), job.id);
       db.prepare("UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?").run(reason, now(), job.id);
     })();
+    this.options.onJobFinished?.(job.id);
     this.emitJob(job.id);
     this.callback(job.id);
     this.kick(); // jobs depending on this one can now fail too
@@ -346,6 +349,7 @@ export class Scheduler {
     const firstError = status === 'completed' ? null : jobs.firstError(jobId);
     const error = status === 'completed' ? null : status === 'cancelled' ? 'cancelled' : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
     db.prepare('UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?').run(status, error, now(), jobId);
+    this.options.onJobFinished?.(jobId);
     this.emitJob(jobId);
     this.callback(jobId);
     this.options.log(`job ${jobId}: ${status}`);

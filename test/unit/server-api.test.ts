@@ -76,6 +76,10 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/artifacts/x'],
   ['POST', '/api/v1/artifacts'],
   ['POST', '/api/v1/artifacts/direct'],
+  ['GET', '/api/v1/account/balance'],
+  ['GET', '/api/v1/account/holds'],
+  ['GET', '/api/v1/account/ledger'],
+  ['GET', '/api/v1/account/quotes'],
   ['POST', '/api/v1/recipes/r/jobs'],
 ];
 

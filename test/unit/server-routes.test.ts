@@ -6,6 +6,8 @@ import { startServer, type RunningServer } from '../../src/server/index.js';
 import { ExecNotFound } from '../../src/util/exec.js';
 import { tempDir } from '../helpers/context.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
+import { waitFor } from '../helpers/wait.js';
 
 // The Computalot routes beyond jobs and pushes (issue 13): public index, project create,
 // feedback, artifact uploads.
@@ -27,11 +29,12 @@ beforeAll(async () => {
 });
 afterAll(async () => server.close());
 
-async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any }> {
+async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string>; on?: RunningServer } = {}): Promise<{ status: number; body: any }> {
+  const target = options.on ?? server;
   const headers: Record<string, string> = { ...options.headers };
-  if (options.token !== null) headers.authorization = `Bearer ${options.token ?? server.token}`;
+  if (options.token !== null) headers.authorization = `Bearer ${options.token ?? target.token}`;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${server.url}${route}`, { method, headers, body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined) });
+  const response = await fetch(`${target.url}${route}`, { method, headers, body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined) });
   const text = await response.text();
   try {
     return { status: response.status, body: JSON.parse(text) };
@@ -130,5 +133,72 @@ describe('artifact uploads', () => {
     const bad = await api('POST', '/api/v1/artifacts/direct', { body: { sha256: 'xyz', size: 3, filename: 'a' } });
     expect(bad.status).toBe(422);
     expect(bad.body.error.field).toBe('sha256');
+  });
+});
+
+describe('billing: balance, holds, ledger, quotes', () => {
+  it('an unlimited server (no --balance) says so and refuses nothing', async () => {
+    const balance = await api('GET', '/api/v1/account/balance');
+    expect(balance.status).toBe(200);
+    expect(balance.body).toMatchObject({ ledger_balance_usd: null, held_usd: 0, available_usd: null, unlimited: true });
+  });
+
+  it('holds the quote at submit, 402 with a shortfall quote when short (submit and init), settles at the end', async () => {
+    const fake = new FakeDocker();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    fake.onRun = async () => {
+      await gate;
+      return 0;
+    };
+    const poor = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      dataDir: await tempDir('cycle-billing-'),
+      workers: 1,
+      version: 'test',
+      docker: async () => fake,
+      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+      log: () => undefined,
+      balance: 1,
+      pricePerTaskSecondUsd: 0.001,
+    });
+    try {
+      const on = poor;
+      expect((await api('GET', '/api/v1/account/balance', { on })).body).toMatchObject({ ledger_balance_usd: 1, held_usd: 0, available_usd: 1, unlimited: false });
+      expect((await api('POST', '/api/v1/projects/p/push', { on, raw: rawTarGz(VALID_PROJECT) })).status).toBe(201);
+      const job = await api('POST', '/api/v1/jobs', { on, body: { project: 'p', timeout_s: 600 } });
+      expect(job.status).toBe(201);
+      expect(job.body.quote).toMatchObject({ required_usd: 0.6, tasks: 1, timeout_s: 600, outcome: 'held', job_id: job.body.id });
+      expect((await api('GET', '/api/v1/account/balance', { on })).body).toMatchObject({ ledger_balance_usd: 1, held_usd: 0.6, available_usd: 0.4 });
+
+      const refused = await api('POST', '/api/v1/jobs', { on, body: { project: 'p', timeout_s: 600 }, headers: { 'idempotency-key': 'retry-after-funding-1' } });
+      expect(refused.status).toBe(402);
+      expect(refused.body.error.code).toBe('payment_required');
+      expect(refused.body.error.message).toMatch(/--balance/);
+      expect(refused.body.quote).toMatchObject({ required_usd: 0.6, available_usd: 0.4, shortfall_usd: 0.2 });
+      const init = await api('POST', '/api/v1/projects/p/init', { on, body: {} });
+      expect(init.status).toBe(402);
+      expect(init.body.quote).toMatchObject({ purpose: 'init', required_usd: 5, available_usd: 0.4, shortfall_usd: 4.6 });
+
+      release();
+      let status = '';
+      await waitFor(async () => (status = (await api('GET', `/api/v1/jobs/${job.body.id}`, { on })).body.status) === 'completed', 15_000, 'the job to complete', () => status);
+      const [hold] = (await api('GET', '/api/v1/account/holds', { on })).body.holds;
+      expect(hold).toMatchObject({ job_id: job.body.id, amount_usd: 0.6, state: 'settled' });
+      expect(hold.charged_usd).toBeLessThanOrEqual(0.6);
+      const ledger = (await api('GET', '/api/v1/account/ledger', { on })).body;
+      expect(ledger.opening_balance_usd).toBe(1);
+      const charged = ledger.entries.reduce((sum: number, e: { amount_usd: number }) => sum + e.amount_usd, 0);
+      expect(charged).toBeCloseTo(-hold.charged_usd, 6);
+      const after = (await api('GET', '/api/v1/account/balance', { on })).body;
+      expect(after.held_usd).toBe(0);
+      expect(after.available_usd).toBeCloseTo(1 - hold.charged_usd, 6);
+      const quotes = (await api('GET', '/api/v1/account/quotes', { on })).body.quotes;
+      expect(quotes.map((q: { outcome: string; purpose: string }) => `${q.purpose}:${q.outcome}`).sort()).toEqual(['init:refused', 'job:held', 'job:refused']);
+    } finally {
+      release();
+      await poor.close();
+    }
   });
 });
