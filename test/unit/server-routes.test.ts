@@ -202,3 +202,47 @@ describe('billing: balance, holds, ledger, quotes', () => {
     }
   });
 });
+
+describe('documented job, task and result fields', () => {
+  const finish = async (id: string): Promise<string> => {
+    let status = '';
+    await waitFor(async () => ['completed', 'partial', 'failed', 'cancelled'].includes((status = (await api('GET', `/api/v1/jobs/${id}`)).body.status)), 15_000, `job ${id} to finish`, () => status);
+    return status;
+  };
+
+  it('results carry summary, aggregate_result, completeness, persistence flags, meta, variant; tasks result_quality, output', async () => {
+    expect((await api('POST', '/api/v1/projects/fields/push', { raw: rawTarGz(VALID_PROJECT) })).status).toBe(201);
+    const job = await api('POST', '/api/v1/jobs', { body: { project: 'fields', meta: { run: 7 }, variant: 'b' } });
+    expect(job.status).toBe(201);
+    expect(await finish(job.body.id)).toBe('completed');
+    expect((await api('GET', `/api/v1/jobs/${job.body.id}`)).body.recommended_action).toBeNull();
+    const results = (await api('GET', `/api/v1/results/${job.body.id}`)).body;
+    expect(results).toMatchObject({
+      summary: { status: 'completed', total: 1, succeeded: 1, failed: 0 },
+      aggregate_result: null,
+      aggregate_aliases: {},
+      completeness: { complete: true, ratio: 1, succeeded: 1, total: 1 },
+      result_persisted: true,
+      output_persisted: true,
+      meta: { run: 7 },
+      variant: 'b',
+    });
+    expect(results.tasks[0]).toMatchObject({ result_quality: expect.any(Number), result_warnings: expect.any(Array) });
+    const [task] = (await api('GET', `/api/v1/jobs/${job.body.id}/tasks`)).body.tasks;
+    expect(typeof task.output).toBe('string');
+  });
+
+  it('a failed job carries recommended_action; its task result_quality is 0 with a warning', async () => {
+    docker.onRun = () => 3;
+    try {
+      const job = await api('POST', '/api/v1/jobs', { body: { project: 'fields' } });
+      expect(await finish(job.body.id)).toBe('failed');
+      expect((await api('GET', `/api/v1/jobs/${job.body.id}`)).body.recommended_action).toMatch(new RegExp(`/api/v1/jobs/${job.body.id}/output`));
+      const results = (await api('GET', `/api/v1/results/${job.body.id}`)).body;
+      expect(results.tasks[0]).toMatchObject({ result_quality: 0, result_warnings: ['the task failed: no result'] });
+      expect(results.completeness).toMatchObject({ complete: false, ratio: 0 });
+    } finally {
+      docker.onRun = () => 0;
+    }
+  });
+});
