@@ -188,7 +188,8 @@ function addMissingColumns(db: DB): void {
   if (columns.size === 0) return; // a new database: SCHEMA makes the table whole
   if (!columns.has('task_base')) db.exec('ALTER TABLE jobs ADD COLUMN task_base TEXT');
   if (!columns.has('inserting')) db.exec('ALTER TABLE jobs ADD COLUMN inserting INTEGER NOT NULL DEFAULT 0');
-  if (!columnsOf('projects').has('remote_dir')) db.exec('ALTER TABLE projects ADD COLUMN remote_dir TEXT');
+  const projectColumns = columnsOf('projects');
+  if (projectColumns.size > 0 && !projectColumns.has('remote_dir')) db.exec('ALTER TABLE projects ADD COLUMN remote_dir TEXT');
 }
 
 export function now(): string {
