@@ -119,6 +119,8 @@ export function createRouter(options: AppOptions): Router {
   // ---- jobs ----
   router.add('POST', '/api/v1/jobs', async (ctx) => {
     const body = await readJson(ctx.req, JSON_LIMIT);
+    // `{"recipe": name, payload}`: a recipe job (no type or runner_command), not a malformed project job.
+    if (body !== null && typeof body === 'object' && 'recipe' in body) noRecipe(String(body.recipe), 'recipe');
     const key = idempotencyKey(ctx);
     const answer = await jobs.idempotent(key, fingerprint('POST', '/api/v1/jobs', body), async () => {
       const prepared = await jobs.prepare(body);
@@ -254,9 +256,11 @@ export function createRouter(options: AppOptions): Router {
     }
   });
 
-  router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => {
-    throw new HttpError(404, 'not_found', `this server has no recipe "${ctx.params.name}": the local backend runs projects only`);
-  });
+  // ---- recipes ----
+  // No recipe can be registered on this server yet: the routes answer as a backend with none would.
+  router.add('GET', '/api/v1/recipes', (ctx) => sendJson(ctx.res, 200, { recipes: [] }));
+  router.add('GET', '/api/v1/recipes/:name', (ctx) => noRecipe(ctx.params.name!, 'name'));
+  router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => noRecipe(ctx.params.name!, 'name'));
 
   return router;
 }
@@ -277,6 +281,10 @@ function apiIndex(version: string): Record<string, unknown> {
     auth: { type: 'bearer', header: 'Authorization: Bearer <token>', token: 'made on the first start, kept in <data-dir>/token', public_routes: ['GET /health', 'GET /api/v1/health', 'GET /api/v1/docs', 'POST /api/v1/feedback'] },
     docs: { index: '/api/v1/docs', api: 'docs/api.md in the cycle package', python_sdk: null },
   };
+}
+
+function noRecipe(name: string, field: string): never {
+  throw new HttpError(404, 'recipe_not_found', `this server has no recipe "${name}" (GET /api/v1/recipes lists them; the local backend has none yet): submit a project job instead`, field);
 }
 
 /** This server as the client reached it (for URLs it hands out). */

@@ -81,6 +81,8 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/account/ledger'],
   ['GET', '/api/v1/account/quotes'],
   ['POST', '/api/v1/recipes/r/jobs'],
+  ['GET', '/api/v1/recipes'],
+  ['GET', '/api/v1/recipes/r'],
 ];
 
 describe('the local backend: auth', () => {

@@ -246,3 +246,16 @@ describe('documented job, task and result fields', () => {
     }
   });
 });
+
+describe('recipes (none registered on this server)', () => {
+  it('lists none; a recipe or a recipe job is a 404 naming the recipe, not a 400', async () => {
+    expect(await api('GET', '/api/v1/recipes')).toEqual({ status: 200, body: { recipes: [] } });
+    const one = await api('GET', '/api/v1/recipes/simple-amm');
+    expect(one.status).toBe(404);
+    expect(one.body.error).toMatchObject({ code: 'recipe_not_found', field: 'name', message: expect.stringContaining('"simple-amm"') });
+    const viaJobs = await api('POST', '/api/v1/jobs', { body: { recipe: 'simple-amm', payload: {}, timeout_s: 60 } });
+    expect(viaJobs.status).toBe(404);
+    expect(viaJobs.body.error).toMatchObject({ code: 'recipe_not_found', field: 'recipe' });
+    expect((await api('POST', '/api/v1/recipes/simple-amm/jobs', { body: { payload: {} } })).status).toBe(404);
+  });
+});
