@@ -115,6 +115,8 @@ export const jobSchema = z.object({
   finished_at: z.string().nullable(),
   /** The id of the job's latest event: follow its stream from here to see only what is new. */
   last_event_id: z.string(),
+  /** When the job failed or is partial: what to do about it (Computalot's field; optional from other servers). */
+  recommended_action: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 
@@ -143,6 +145,8 @@ export const taskSchema = z.object({
   started_at: z.string().nullable(),
   finished_at: z.string().nullable(),
   duration_s: z.number().nullable(),
+  /** The last 10 KB of the task's output (Computalot's field). */
+  output: z.string().optional(),
 });
 export type Task = z.infer<typeof taskSchema>;
 
@@ -155,10 +159,32 @@ export const resultsSchema = z.object({
   complete: z.boolean(),
   counts: taskCountsSchema,
   items: z.array(resultItemSchema),
-  tasks: z.array(z.object({ id: z.string(), index: z.number(), kind: z.string(), status: z.enum(TASK_STATUSES), result: z.unknown().nullable(), error: z.string().nullable(), artifact_ids: z.array(z.string()) })),
+  tasks: z.array(
+    z.object({
+      id: z.string(),
+      index: z.number(),
+      kind: z.string(),
+      status: z.enum(TASK_STATUSES),
+      result: z.unknown().nullable(),
+      error: z.string().nullable(),
+      artifact_ids: z.array(z.string()),
+      // Computalot's per-task fields (optional: other servers may not send them).
+      result_quality: z.number().optional(),
+      result_warnings: z.array(z.string()).optional(),
+    }),
+  ),
   aggregate: z.unknown().nullable(),
   artifact_ids: z.array(z.string()),
   next_cursor: nextCursor,
+  // Computalot's documented result fields (optional: other servers may not send them).
+  summary: z.unknown().optional(),
+  aggregate_result: z.unknown().optional(),
+  aggregate_aliases: z.record(z.string(), z.unknown()).optional(),
+  completeness: z.unknown().optional(),
+  result_persisted: z.boolean().optional(),
+  output_persisted: z.boolean().optional(),
+  meta: jsonObject.optional(),
+  variant: z.string().nullable().optional(),
 });
 export type Results = Omit<z.infer<typeof resultsSchema>, 'next_cursor'>;
 

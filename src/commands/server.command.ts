@@ -5,7 +5,7 @@ const serverFlags = {
   host: flag.withDefault('--host <host>', 'address to listen on', '127.0.0.1'),
   dataDir: flag.value('--data-dir <dir>', 'where state, tarballs and artifacts live (default $XDG_DATA_HOME/cycle/server)'),
   workers: flag.value('--workers <n>', 'tasks run at the same time (default: up to 4, one per CPU)'),
-  balance: flag.value('--balance <dollars>', 'pretend account balance for `init`, which needs $5 (default: unlimited)'),
+  balance: flag.value('--balance <dollars>', 'opening account balance in dollars: jobs hold their quote, `init` needs $5 (default: unlimited)'),
 };
 export type ServerCommandOptions = OptionsFrom<{}, typeof serverFlags>;
 

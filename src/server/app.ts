@@ -1,17 +1,25 @@
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES } from '../api/schemas.js';
+import { z } from 'zod';
+import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../api/schemas.js';
 import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
-import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobService, type PreparedJob } from './jobs.js';
+import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobRow, type JobService, type PreparedJob } from './jobs.js';
+import { feedbackRequestSchema, storeFeedback } from './feedback.js';
+import type { Account } from './account.js';
+import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
+import { directUploadSchema, type UploadService } from './uploads.js';
 import type { Scheduler } from './scheduler.js';
 import { VolumeService } from './volumes.js';
 
 export interface AppOptions {
   token: string;
+  db: DB;
+  account: Account;
+  uploads: UploadService;
   version: string;
   projects: ProjectService;
   jobs: JobService;
@@ -33,7 +41,24 @@ const VOLUME_MANIFEST_LIMIT = 64 << 20;
 
 /** Every route of the API (docs/api.md lists them with their shapes). */
 export function createRouter(options: AppOptions): Router {
-  const { projects, jobs, scheduler, events } = options;
+  const { projects, jobs, scheduler, events, account } = options;
+  type Held = ReturnType<Account['hold']>;
+  const holdFor = (prepared: PreparedJob): Held => account.hold(prepared.request.project, prepared.plan.count, prepared.request.timeout_s);
+  /** Inserts prepared jobs whose holds are placed: each hold then names its job; a failed insert releases them. */
+  const submit = async (entries: Array<{ prepared: PreparedJob; held: Held }>): Promise<Array<Job & { quote: Held['quote'] }>> => {
+    let rows: JobRow[];
+    try {
+      rows = await jobs.insert(entries.map((e) => e.prepared));
+    } catch (error) {
+      for (const { held } of entries) account.release(held.holdId);
+      throw error;
+    }
+    return rows.map((row, i) => {
+      const { held } = entries[i]!;
+      account.attach(held.holdId, held.quote.id, row.id);
+      return { ...jobs.document(row), quote: { ...held.quote, job_id: row.id } };
+    });
+  };
   const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
@@ -41,10 +66,25 @@ export function createRouter(options: AppOptions): Router {
     return value;
   };
 
-  router.add('GET', '/api/v1/health', (ctx) => sendJson(ctx.res, 200, { ok: true, version: options.version }), { public: true });
+  // Public, as on Computalot: liveness and the API's index.
+  const health = (ctx: RouteContext): void => sendJson(ctx.res, 200, { ok: true, status: 'ok', version: options.version });
+  router.add('GET', '/health', health, { public: true });
+  router.add('GET', '/api/v1/health', health, { public: true });
+  router.add('GET', '/api/v1/docs', (ctx) => sendJson(ctx.res, 200, apiIndex(options.version)), { public: true });
+  router.add('POST', '/api/v1/feedback', async (ctx) => {
+    const parsed = feedbackRequestSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+    if (!parsed.success) throw zodError(parsed.error);
+    sendJson(ctx.res, 201, storeFeedback(options.db, parsed.data));
+  }, { public: true });
 
   // ---- projects ----
   router.add('GET', '/api/v1/projects', (ctx) => sendJson(ctx.res, 200, { projects: projects.list() }));
+  router.add('POST', '/api/v1/projects', async (ctx) => {
+    const parsed = projectCreateSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+    if (!parsed.success) throw zodError(parsed.error);
+    const { project, created } = projects.create(parsed.data.name, parsed.data.remote_dir ?? null);
+    sendJson(ctx.res, created ? 201 : 200, { ...project, id: project.name, push_url: `/api/v1/projects/${project.name}/push` });
+  });
   router.add('POST', '/api/v1/projects/:name/push', async (ctx) => {
     const header = ctx.req.headers['x-cycle-build-hash'];
     const result = await projects.push(name(ctx), ctx.req, {
@@ -54,6 +94,12 @@ export function createRouter(options: AppOptions): Router {
     });
     sendJson(ctx.res, result.unchanged ? 200 : 201, result);
   });
+  // ---- account (billing) ----
+  router.add('GET', '/api/v1/account/balance', (ctx) => sendJson(ctx.res, 200, account.balance()));
+  router.add('GET', '/api/v1/account/holds', (ctx) => sendJson(ctx.res, 200, { holds: account.holds() }));
+  router.add('GET', '/api/v1/account/ledger', (ctx) => sendJson(ctx.res, 200, account.ledger()));
+  router.add('GET', '/api/v1/account/quotes', (ctx) => sendJson(ctx.res, 200, { quotes: account.quotes() }));
+
   router.add('POST', '/api/v1/projects/:name/init', async (ctx) => {
     await readJson(ctx.req, JSON_LIMIT);
     sendJson(ctx.res, 202, projects.init(name(ctx)));
@@ -77,11 +123,13 @@ export function createRouter(options: AppOptions): Router {
   // ---- jobs ----
   router.add('POST', '/api/v1/jobs', async (ctx) => {
     const body = await readJson(ctx.req, JSON_LIMIT);
+    // `{"recipe": name, payload}`: a recipe job (no type or runner_command), not a malformed project job.
+    if (body !== null && typeof body === 'object' && 'recipe' in body) noRecipe(String(body.recipe), 'recipe');
     const key = idempotencyKey(ctx);
     const answer = await jobs.idempotent(key, fingerprint('POST', '/api/v1/jobs', body), async () => {
       const prepared = await jobs.prepare(body);
-      const [row] = await jobs.insert([prepared]);
-      return { status: 201, body: jobs.document(row!) };
+      const [submitted] = await submit([{ prepared, held: holdFor(prepared) }]);
+      return { status: 201, body: submitted! };
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   });
@@ -90,25 +138,27 @@ export function createRouter(options: AppOptions): Router {
     const parsed = batchRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
     const answer = await jobs.idempotent(idempotencyKey(ctx), fingerprint('POST', '/api/v1/jobs/batch', body), async () => {
-      type Outcome = { index: number; ok: true; prepared: PreparedJob } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
+      type Outcome = { index: number; ok: true; prepared: PreparedJob; held: Held } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
       const outcomes: Outcome[] = [];
       for (const [index, entry] of parsed.data.jobs.entries()) {
         try {
-          outcomes.push({ index, ok: true, prepared: await jobs.prepare(entry) });
+          const prepared = await jobs.prepare(entry);
+          // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
+          outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
           if (!(error instanceof HttpError)) throw error;
-          outcomes.push({ index, ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } });
+          outcomes.push({ index, ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.extra } });
         }
       }
       const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
-      const rows = await jobs.insert(okOnes.map((o) => o.prepared));
-      const byIndex = new Map(okOnes.map((o, i) => [o.index, rows[i]!]));
+      const documents = await submit(okOnes);
+      const byIndex = new Map(okOnes.map((o, i) => [o.index, documents[i]!]));
       return {
         status: 200,
         body: {
           jobs: outcomes.map((o) => {
             if (!o.ok) return o;
-            const job = jobs.document(byIndex.get(o.index)!);
+            const job = byIndex.get(o.index)!;
             return { index: o.index, ok: true, job, payload: job.payload, meta: job.meta, variant: job.variant };
           }),
         },
@@ -160,8 +210,19 @@ export function createRouter(options: AppOptions): Router {
     if (jobId) jobs.require(jobId);
     sendJson(ctx.res, 200, { artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: intParam(ctx.query, 'limit', { min: 1, max: 1000, fallback: 1000 }) }) });
   });
+  router.add('POST', '/api/v1/artifacts', async (ctx) => {
+    const { document, created } = await options.uploads.upload(ctx.req);
+    sendJson(ctx.res, created ? 201 : 200, document);
+  });
+  router.add('POST', '/api/v1/artifacts/direct', async (ctx) => {
+    const parsed = directUploadSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+    if (!parsed.success) throw zodError(parsed.error);
+    sendJson(ctx.res, 200, options.uploads.direct(parsed.data, baseUrl(ctx)));
+  });
   router.add('GET', '/api/v1/artifacts/:id', async (ctx) => {
-    const artifact = jobs.artifact(ctx.params.id!);
+    // A client's upload, else a file a job left.
+    const upload = options.uploads.row(ctx.params.id!);
+    const artifact = upload ? { id: upload.id, path: upload.path, sha256: upload.sha256, name: upload.filename } : jobs.artifact(ctx.params.id!);
     // Opened without following a link and checked as a regular file: what the job left is never
     // a way to another host file.
     const handle = await fs.open(artifact.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
@@ -217,11 +278,41 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('DELETE', '/api/v1/volumes/:name', async (ctx) => sendJson(ctx.res, 200, await options.volumes.remove(volumeName(ctx))));
 
-  router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => {
-    throw new HttpError(404, 'not_found', `this server has no recipe "${ctx.params.name}": the local backend runs projects only`);
-  });
+  // ---- recipes ----
+  // No recipe can be registered on this server yet: the routes answer as a backend with none would.
+  router.add('GET', '/api/v1/recipes', (ctx) => sendJson(ctx.res, 200, { recipes: [] }));
+  router.add('GET', '/api/v1/recipes/:name', (ctx) => noRecipe(ctx.params.name!, 'name'));
+  router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => noRecipe(ctx.params.name!, 'name'));
 
   return router;
+}
+
+const projectCreateSchema = z.strictObject({
+  name: projectName,
+  // Where the project's files live on the client's side; kept and shown, never used as a host path here.
+  remote_dir: z.string().max(4096).optional(),
+});
+
+/** `GET /api/v1/docs`: Computalot's index fields (name, status, version, auth, description, docs). */
+function apiIndex(version: string): Record<string, unknown> {
+  return {
+    name: 'cycle server',
+    status: 'ok',
+    version,
+    description: 'A local Computalot-compatible backend: projects built and run in Docker on this machine.',
+    auth: { type: 'bearer', header: 'Authorization: Bearer <token>', token: 'made on the first start, kept in <data-dir>/token', public_routes: ['GET /health', 'GET /api/v1/health', 'GET /api/v1/docs', 'POST /api/v1/feedback'] },
+    docs: { index: '/api/v1/docs', api: 'docs/api.md in the cycle package', python_sdk: null },
+  };
+}
+
+function noRecipe(name: string, field: string): never {
+  throw new HttpError(404, 'recipe_not_found', `this server has no recipe "${name}" (GET /api/v1/recipes lists them; the local backend has none yet): submit a project job instead`, field);
+}
+
+/** This server as the client reached it (for URLs it hands out). */
+function baseUrl(ctx: RouteContext): string {
+  const host = ctx.req.headers.host ?? '127.0.0.1';
+  return `http://${/^[A-Za-z0-9.:[\]-]+$/.test(host) ? host : '127.0.0.1'}`;
 }
 
 function flag(value: string | null): boolean {

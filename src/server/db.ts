@@ -6,7 +6,8 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS projects (
   name TEXT PRIMARY KEY,
   active_revision INTEGER,
-  created_at TEXT NOT NULL
+  created_at TEXT NOT NULL,
+  remote_dir TEXT
 );
 CREATE TABLE IF NOT EXISTS revisions (
   project TEXT NOT NULL,
@@ -109,6 +110,52 @@ CREATE TABLE IF NOT EXISTS volumes (
   version TEXT NOT NULL,
   updated_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS feedback (
+  id TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  title TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL UNIQUE,
+  filename TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  path TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS holds (
+  id TEXT PRIMARY KEY,
+  job_id TEXT,
+  amount_usd REAL NOT NULL,
+  state TEXT NOT NULL,
+  charged_usd REAL,
+  created_at TEXT NOT NULL,
+  settled_at TEXT
+);
+CREATE INDEX IF NOT EXISTS holds_job ON holds(job_id);
+CREATE TABLE IF NOT EXISTS ledger (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  amount_usd REAL NOT NULL,
+  job_id TEXT,
+  description TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quotes (
+  id TEXT PRIMARY KEY,
+  purpose TEXT NOT NULL,
+  project TEXT,
+  job_id TEXT,
+  tasks INTEGER NOT NULL,
+  timeout_s REAL NOT NULL,
+  required_usd REAL NOT NULL,
+  available_usd REAL,
+  shortfall_usd REAL NOT NULL,
+  outcome TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,
@@ -141,12 +188,16 @@ export function openDatabase(file: string): DB {
  *   whose `tasks.payload` hold whole payloads.
  * - `jobs.inserting`: 1 while a job's tasks are being written (in chunks); such a job is not
  *   visible, and one left so by a crash is removed on the next start.
+ * - `projects.remote_dir`: what `POST /api/v1/projects` was given (NULL for pushed-only projects).
  */
 function addMissingColumns(db: DB): void {
-  const columns = new Set((db.prepare("SELECT name FROM pragma_table_info('jobs')").all() as Array<{ name: string }>).map((c) => c.name));
+  const columnsOf = (table: string): Set<string> => new Set((db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as Array<{ name: string }>).map((c) => c.name));
+  const columns = columnsOf('jobs');
   if (columns.size === 0) return; // a new database: SCHEMA makes the table whole
   if (!columns.has('task_base')) db.exec('ALTER TABLE jobs ADD COLUMN task_base TEXT');
   if (!columns.has('inserting')) db.exec('ALTER TABLE jobs ADD COLUMN inserting INTEGER NOT NULL DEFAULT 0');
+  const projectColumns = columnsOf('projects');
+  if (projectColumns.size > 0 && !projectColumns.has('remote_dir')) db.exec('ALTER TABLE projects ADD COLUMN remote_dir TEXT');
 }
 
 export function now(): string {

@@ -10,6 +10,8 @@ export class HttpError extends Error {
     readonly code: string,
     message: string,
     readonly field?: string,
+    /** Fields answered beside `error` (a 402's `quote`). */
+    readonly extra?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -91,7 +93,7 @@ export class Router {
 
   /** The answer for an error: the client's fault as a 4xx; anything else a 500 that shows no internals. */
   private answerFor(error: unknown, req: IncomingMessage): HttpError {
-    if (error instanceof HttpError) return new HttpError(error.status, error.code, this.redact(error.message), error.field);
+    if (error instanceof HttpError) return new HttpError(error.status, error.code, this.redact(error.message), error.field, error.extra);
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     if (code === 'ENAMETOOLONG') return new HttpError(400, 'name_too_long', `a name in the request is too long: at most ${MAX_NAME_BYTES} bytes`);
     const reference = randomBytes(4).toString('hex');
@@ -136,7 +138,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 
 export function sendError(res: ServerResponse, error: HttpError): void {
   const headers: Record<string, string> = error.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : error.status === 503 ? { 'Retry-After': '1' } : {};
-  sendJson(res, error.status, { error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } }, headers);
+  sendJson(res, error.status, { ...error.extra, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } }, headers);
 }
 
 /** The request body as JSON, at most `limit` bytes. */

@@ -5,6 +5,7 @@ import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
 import type { Env } from '../ui/streams.js';
+import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
 import { EventLog, StreamGate } from './events.js';
@@ -16,6 +17,7 @@ import { ProjectService } from './projects.js';
 import { Scheduler } from './scheduler.js';
 import { JobStates } from './state.js';
 import { VolumeService } from './volumes.js';
+import { DEFAULT_MAX_ARTIFACT_BYTES, UploadService } from './uploads.js';
 
 export interface ServerOptions {
   host: string;
@@ -28,9 +30,13 @@ export interface ServerOptions {
   /** Read for job containers' settings (CYCLE_MEMORY_LIMIT, CYCLE_DOCKER_NETWORK). */
   env?: Env;
   log: (line: string) => void;
-  /** Dollars for `init` (which needs $5); unlimited unless set. */
+  /** The account's opening balance in dollars (init needs $5; jobs hold their quote); unlimited unless set. */
   balance?: number;
+  /** What a second of a task's run time costs (docs/api.md, Billing). */
+  pricePerTaskSecondUsd?: number;
   maxUploadBytes?: number;
+  /** The cap on one `POST /api/v1/artifacts` (2 GB by default, as Computalot documents). */
+  maxArtifactBytes?: number;
   maxExtractBytes?: number;
   maxFiles?: number;
   heartbeatMs?: number;
@@ -66,17 +72,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       const probe = await probeNvidia(options.exec);
       return probe.ok ? { ok: true, ...(probe.report.cudaVersion ? { cuda: probe.report.cudaVersion } : {}) } : { ok: false, reason: `${probe.reason}: ${probe.detail.split('\n')[0]}` };
     }));
+  const account = new Account({
+    db,
+    openingBalanceUsd: options.balance ?? Number.POSITIVE_INFINITY,
+    pricePerTaskSecondUsd: options.pricePerTaskSecondUsd ?? DEFAULT_PRICE_PER_TASK_SECOND_USD,
+    defaultQuoteTimeoutS: DEFAULT_QUOTE_TIMEOUT_S,
+  });
   const projects = new ProjectService({
     db,
     events,
     layout,
     docker: options.docker,
     limits: { maxUploadBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, maxBytes: options.maxExtractBytes ?? 8 * 1024 ** 3, maxFiles: options.maxFiles ?? 200_000 },
-    balance: options.balance ?? Number.POSITIVE_INFINITY,
+    checkInit: (project) => account.checkInit(project),
     log: options.log,
   });
   let scheduler: Scheduler | undefined;
   const states = new JobStates({ db, events, layout });
+  // A finished job's hold is settled: charged for what ran, the rest released.
+  states.onJobFinished((job) => account.settle(job.id));
   const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => (await probeGpu()).ok, onSubmitted: () => scheduler?.kick() });
   const serverKey = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 16);
   scheduler = new Scheduler({
@@ -107,6 +121,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const router = createRouter({
     token,
+    db,
+    account,
+    uploads: new UploadService({ db, layout, maxBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES }),
     version: options.version,
     projects,
     jobs,

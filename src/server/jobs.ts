@@ -398,6 +398,7 @@ export class JobService {
       started_at: row.started_at,
       finished_at: row.finished_at,
       last_event_id: String((this.options.db.prepare('SELECT MAX(seq) AS seq FROM events WHERE job_id = ?').get(row.id) as { seq: number | null }).seq ?? 0),
+      recommended_action: recommendedAction(row),
     };
   }
 
@@ -442,6 +443,7 @@ export class JobService {
       started_at: row.started_at,
       finished_at: row.finished_at,
       duration_s: duration,
+      output: lastBytes(row.output_tail, TASK_OUTPUT_BYTES),
     };
   }
 
@@ -471,17 +473,30 @@ export class JobService {
       ? (this.options.db.prepare('SELECT a.id, a.task_id FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? AND t.idx BETWEEN ? AND ? ORDER BY t.idx, a.ord').all(row.id, tasks[0]!.idx, tasks.at(-1)!.idx) as Array<{ id: string; task_id: string }>)
       : [];
     const counts = this.counts(row.id);
+    const request = this.request(row);
+    const aggregated = next === null ? aggregate(row.type, () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>, (t) => this.payloadOf(base, t)) : null;
+    const complete = isTerminal(row.status) && counts.total === counts.succeeded;
     return {
       job_id: row.id,
       type: row.type,
       status: row.status,
-      complete: isTerminal(row.status) && counts.total === counts.succeeded,
+      complete,
       counts,
       items,
-      tasks: tasks.map((t) => ({ id: t.id, index: t.idx, kind: t.kind, status: t.status, result: parseJson(t.result, null), error: t.error, artifact_ids: artifacts.filter((a) => a.task_id === t.id).map((a) => a.id) })),
-      aggregate: next === null ? aggregate(row.type, () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>, (t) => this.payloadOf(base, t)) : null,
+      tasks: tasks.map((t) => ({ id: t.id, index: t.idx, kind: t.kind, status: t.status, result: parseJson(t.result, null), error: t.error, artifact_ids: artifacts.filter((a) => a.task_id === t.id).map((a) => a.id), ...resultQuality(t) })),
+      aggregate: aggregated,
       artifact_ids: artifacts.map((a) => a.id),
       next_cursor: next,
+      summary: { status: row.status, total: counts.total, succeeded: counts.succeeded, failed: counts.failed, cancelled: counts.cancelled, error: row.error },
+      aggregate_result: aggregated,
+      // Other names the aggregate is known by, per job type (the docs' aliases): none on this server beyond the type's own.
+      aggregate_aliases: aggregated === null ? {} : { [row.type]: aggregated },
+      completeness: { complete, ratio: counts.total === 0 ? 0 : counts.succeeded / counts.total, succeeded: counts.succeeded, total: counts.total },
+      // Results and logs are in the server's database and data folder from the moment a task ends.
+      result_persisted: isTerminal(row.status),
+      output_persisted: isTerminal(row.status),
+      meta: request.meta,
+      variant: request.variant ?? null,
     };
   }
 
@@ -529,6 +544,39 @@ export class JobService {
     }
     return { job_id: row.id, tasks: out, next_cursor: next };
   }
+}
+
+/** Computalot's `task.output`: the last 10 KB of what the task printed. */
+const TASK_OUTPUT_BYTES = 10 * 1024;
+
+/** The last `max` bytes of `text`, cut on a character boundary. */
+function lastBytes(text: string, max: number): string {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length <= max) return text;
+  // A cut inside a multi-byte character leaves U+FFFD at the start: dropped.
+  return bytes.subarray(bytes.length - max).toString('utf8').replace(/^\uFFFD+/, '');
+}
+
+/**
+ * `result_quality` (0.0-1.0) and `result_warnings` per task: 1 for a succeeded task whose result
+ * is a JSON object, less with a warning saying why otherwise.
+ */
+function resultQuality(task: TaskRow): { result_quality: number; result_warnings: string[] } {
+  if (task.status !== 'succeeded') return { result_quality: 0, result_warnings: task.status === 'failed' ? ['the task failed: no result'] : [] };
+  const result = parseJson<unknown>(task.result, null);
+  if (result === null) return { result_quality: 0.5, result_warnings: ['the task wrote a null result'] };
+  if (typeof result !== 'object' || Array.isArray(result)) return { result_quality: 0.9, result_warnings: ['the result is not a JSON object'] };
+  return { result_quality: 1, result_warnings: [] };
+}
+
+/** Computalot's `recommended_action` for a job that went wrong (null otherwise). */
+function recommendedAction(row: JobRow): string | null {
+  if (row.status === 'failed' || row.status === 'partial') {
+    if (row.error?.includes('GPU')) return 'run it on a server with a GPU, or drop profile "gpu" and requirements.gpu, then resubmit';
+    if (row.error?.startsWith('dependency')) return 'fix the dependency job named in error, then resubmit this job';
+    return `read the failed tasks' output (GET /api/v1/jobs/${row.id}/output or cycle job logs ${row.id}), fix the cause, then resubmit`;
+  }
+  return null;
 }
 
 export function artifactDocument(row: ArtifactRow): Artifact {

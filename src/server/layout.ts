@@ -19,6 +19,7 @@ export function layout(dataDir: string) {
     volumeTree: (name: string, version: string) => joinInside(path.join(dataDir, 'volume-trees'), name, version),
     /** A platform volume (`builtin/<name>`): the operator puts its files here. */
     builtinVolume: (name: string) => joinInside(path.join(dataDir, 'volumes', 'builtin'), name),
+    uploadBlob: (sha: string) => joinInside(path.join(dataDir, 'blobs', 'uploads'), sha),
     tmp: path.join(dataDir, 'tmp'),
   };
 }

@@ -46,10 +46,17 @@ export interface ProjectServiceOptions {
   layout: Layout;
   docker: () => Promise<DockerDriver>;
   limits: ExtractLimits & { maxUploadBytes: number };
-  /** Dollars available for `init` (which needs $5); the local server is free by default. */
-  balance: number;
+  /** `init` needs $5 available: the account says whether there is (402 with a quote if not). */
+  checkInit: (project: string) => void;
   maxLayers?: number;
   log: (line: string) => void;
+}
+
+export interface ProjectDocument {
+  name: string;
+  revision: number | null;
+  created_at: string;
+  remote_dir: string | null;
 }
 
 export const projectKeyFor = (name: string): string => `server:${name}`;
@@ -207,8 +214,8 @@ export class ProjectService {
 
   /** `init`: prepare the active revision ahead of jobs (402 below $5). */
   init(name: string): { project: string; revision: number; build: string } {
-    if (this.options.balance < 5) throw new HttpError(402, 'payment_required', `init needs at least $5 of available balance; this server has $${this.options.balance.toFixed(2)}`);
     const revision = this.requireActive(name);
+    this.options.checkInit(name);
     void this.ensureImage(name, revision.number).catch(() => undefined); // state and error are recorded
     return { project: name, revision: revision.number, build: this.revision(name, revision.number)!.build_state };
   }
@@ -345,6 +352,14 @@ export class ProjectService {
     this.requireActive(name);
     const rows = this.options.db.prepare('SELECT key, value, updated_at FROM kv WHERE project = ? ORDER BY key').all(name) as Array<{ key: string; value: string; updated_at: string }>;
     return rows.map((row) => ({ project: name, key: row.key, value: JSON.parse(row.value), updated_at: row.updated_at }));
+  }
+
+  /** `POST /api/v1/projects`: a project known before its first push; creating one that exists answers it as it is. */
+  create(name: string, remoteDir: string | null): { project: ProjectDocument; created: boolean } {
+    const { db } = this.options;
+    const created = db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at, remote_dir) VALUES (?, NULL, ?, ?)').run(name, now(), remoteDir).changes === 1;
+    const row = db.prepare('SELECT name, active_revision AS revision, created_at, remote_dir FROM projects WHERE name = ?').get(name) as ProjectDocument;
+    return { project: row, created };
   }
 
   list(): Array<{ name: string; revision: number | null; created_at: string }> {

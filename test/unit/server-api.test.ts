@@ -52,6 +52,7 @@ async function api(method: string, route: string, options: { body?: unknown; raw
 
 const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/projects'],
+  ['POST', '/api/v1/projects'],
   ['POST', '/api/v1/projects/p/push'],
   ['POST', '/api/v1/projects/p/init'],
   ['POST', '/api/v1/projects/p/invalidate'],
@@ -73,14 +74,22 @@ const ROUTES: Array<[string, string]> = [
   ['GET', '/api/v1/results/x'],
   ['GET', '/api/v1/artifacts'],
   ['GET', '/api/v1/artifacts/x'],
+  ['POST', '/api/v1/artifacts'],
+  ['POST', '/api/v1/artifacts/direct'],
+  ['GET', '/api/v1/account/balance'],
+  ['GET', '/api/v1/account/holds'],
+  ['GET', '/api/v1/account/ledger'],
+  ['GET', '/api/v1/account/quotes'],
   ['POST', '/api/v1/recipes/r/jobs'],
+  ['GET', '/api/v1/recipes'],
+  ['GET', '/api/v1/recipes/r'],
 ];
 
 describe('the local backend: auth', () => {
   it('the health check is open', async () => {
     const { status, body } = await api('GET', '/api/v1/health', { token: null });
     expect(status).toBe(200);
-    expect(body).toEqual({ ok: true, version: 'test' });
+    expect(body).toEqual({ ok: true, status: 'ok', version: 'test' });
   });
 
   it.each(ROUTES)('%s %s: 401 JSON without a token, and with a wrong one', async (method, route) => {
