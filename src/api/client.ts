@@ -6,17 +6,17 @@ import { CycleError, ExitCode } from '../errors.js';
 import {
   artifactSchema,
   batchResponseSchema,
-  jobSchema,
+  jobViewSchema,
   kvEntrySchema,
   projectDetailsSchema,
   projectStatusSchema,
   pushResponseSchema,
   nextCursor,
-  resultsSchema,
-  taskSchema,
+  resultsViewSchema,
+  taskViewSchema,
   type JobRequestInput,
-  type Results,
-  type Task,
+  type ResultsView,
+  type TaskView,
 } from './schemas.js';
 
 /**
@@ -174,10 +174,9 @@ export class ApiClient {
         if (options.schema && response.statusCode < 400) {
           const result = options.schema.safeParse(parsed);
           if (!result.success) {
-            const issue = result.error.issues[0]!;
             throw new CycleError({
-              message: `${what}: the server's answer does not have the expected shape: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
-              hint: 'the server may speak another version of the API; check CYCLE_API_URL',
+              message: `the server's answer to ${what} ${describeShapeIssue(result.error.issues[0], parsed)}`,
+              hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)',
               exitCode: ExitCode.network,
             });
           }
@@ -259,7 +258,7 @@ export class ApiClient {
   }
 
   submitJob(job: JobRequestInput, idempotencyKey: string = randomUUID()) {
-    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: jobSchema }).then((r) => r.body);
+    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: jobViewSchema }).then((r) => r.body);
   }
 
   submitBatch(jobs: unknown[], idempotencyKey: string = randomUUID()) {
@@ -267,11 +266,13 @@ export class ApiClient {
   }
 
   listJobs(filter: { tag?: string; status?: string; project?: string; limit?: number }) {
-    return this.request('GET', '/api/v1/jobs', { query: filter, schema: z.object({ jobs: z.array(jobSchema) }) }).then((r) => r.body.jobs);
+    // `{jobs: [...]}` (ours) or a bare list: neither shape is documented.
+    const schema = z.union([z.looseObject({ jobs: z.array(jobViewSchema) }), z.array(jobViewSchema)]);
+    return this.request('GET', '/api/v1/jobs', { query: filter, schema }).then((r) => (Array.isArray(r.body) ? r.body : r.body.jobs));
   }
 
   getJob(id: string) {
-    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobSchema }).then((r) => r.body);
+    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobViewSchema }).then((r) => r.body);
   }
 
   /**
@@ -291,38 +292,48 @@ export class ApiClient {
 
   /** Every task of a job, following the pages (`?status=` for those in one state only). */
   async tasks(id: string, filter: { status?: string } = {}) {
-    const tasks: Task[] = [];
-    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.object({ job_id: z.string(), tasks: z.array(taskSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
+    const tasks: TaskView[] = [];
+    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.looseObject({ tasks: z.array(taskViewSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
     return tasks;
   }
 
   /** Every task's output (its last `tail` bytes), following the pages. */
   async output(id: string, tail?: number) {
-    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })), next_cursor: nextCursor });
+    const schema = z.looseObject({
+      job_id: z.string().optional(),
+      tasks: z.array(z.looseObject({ task_id: z.string().optional(), index: z.number().optional(), status: z.string().optional(), attempt: z.number().optional(), output: z.string().nullable().optional(), truncated: z.boolean().optional() })),
+      next_cursor: nextCursor,
+    });
     const all: { job_id: string; tasks: z.infer<typeof schema>['tasks'] } = { job_id: id, tasks: [] };
     for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/output`, { tail }, schema)) {
-      all.job_id = page.job_id;
+      all.job_id = page.job_id ?? id;
       all.tasks.push(...page.tasks);
     }
     return all;
   }
 
   cancel(id: string) {
-    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobSchema }).then((r) => r.body);
+    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobViewSchema }).then((r) => r.body);
   }
 
   /**
    * A job's whole results document, following the pages: items, tasks and artifact ids of each
    * page in order; status, counts and the aggregate (sent with the last page) from the last.
    */
-  async results(id: string): Promise<Results> {
-    let all: Results | undefined;
-    for await (const { next_cursor: _next, ...doc } of this.pages(`/api/v1/results/${encodeURIComponent(id)}`, {}, resultsSchema)) {
-      void _next;
-      all = all ? { ...doc, items: [...all.items, ...doc.items], tasks: [...all.tasks, ...doc.tasks], artifact_ids: [...all.artifact_ids, ...doc.artifact_ids] } : doc;
-    }
-    if (!all) throw new CycleError({ message: `GET /api/v1/results/${id}: no answer`, exitCode: ExitCode.network });
-    return all;
+  async results(id: string): Promise<ResultsView> {
+    const pages: ResultsView[] = [];
+    for await (const page of this.pages(`/api/v1/results/${encodeURIComponent(id)}`, {}, resultsViewSchema)) pages.push(page);
+    // One page (a server that does not page): its document as it came, for --json.
+    if (pages.length === 1) return pages[0]!;
+    const last = pages.at(-1);
+    if (!last) throw new CycleError({ message: `GET /api/v1/results/${id}: no answer`, exitCode: ExitCode.network });
+    const { next_cursor: _next, ...merged } = last;
+    void _next;
+    // Each list only where the server sends it, so that --json shows no field it did not.
+    if (pages.some((p) => p.items)) merged.items = pages.flatMap((p) => p.items ?? []);
+    if (pages.some((p) => p.tasks)) merged.tasks = pages.flatMap((p) => p.tasks ?? []);
+    if (pages.some((p) => p.artifact_ids)) merged.artifact_ids = pages.flatMap((p) => p.artifact_ids ?? []);
+    return merged;
   }
 
   artifacts(filter: { job?: string; limit?: number } = {}) {
@@ -434,6 +445,21 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
   if (status === 402) return new ApiError(status, code, `${message} (HTTP 402)`, 'fund the account: at least $5 is needed', ExitCode.failure);
   if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network);
   return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure);
+}
+
+/**
+ * What is wrong with an answer, in the words of the field at fault: "has no `status` field", or
+ * "has `counts.total` = "x", expected a number".
+ */
+function describeShapeIssue(issue: z.core.$ZodIssue | undefined, answer: unknown): string {
+  if (!issue) return 'does not have the expected shape';
+  const field = issue.path.map(String).join('.');
+  if (issue.code === 'custom') return `${issue.message}${issue.path.length > 1 ? ` (in \`${field}\`)` : ''}`;
+  if (field === '') return `is not a JSON object (${issue.message})`;
+  let value: unknown = answer;
+  for (const key of issue.path) value = typeof value === 'object' && value !== null ? Reflect.get(value, key) : undefined;
+  if (value === undefined) return `has no \`${field}\` field`;
+  return `has \`${field}\` = ${JSON.stringify(value)?.slice(0, 60)}: ${issue.message}`;
 }
 
 function describeNetworkError(error: unknown): string {
