@@ -442,7 +442,16 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
   if (status === 401 || status === 403) {
     return new ApiError(status, code, `the server refused the token (HTTP ${status}): ${message}`, `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`, ExitCode.auth);
   }
-  if (status === 402) return new ApiError(status, code, `${message} (HTTP 402)`, 'fund the account: at least $5 is needed', ExitCode.failure);
+  if (status === 402) {
+    const shortfall = findShortfall(parsedBody(text));
+    return new ApiError(
+      status,
+      code,
+      `${what}: the account has too little money${shortfall === undefined ? '' : `: short by $${shortfall.toFixed(2)}`} (HTTP 402): ${message}`,
+      'fund the account (`cycle account balance` shows what is available), then run the same command again',
+      ExitCode.payment,
+    );
+  }
   if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network);
   return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure);
 }
@@ -460,6 +469,33 @@ function describeShapeIssue(issue: z.core.$ZodIssue | undefined, answer: unknown
   for (const key of issue.path) value = typeof value === 'object' && value !== null ? Reflect.get(value, key) : undefined;
   if (value === undefined) return `has no \`${field}\` field`;
   return `has \`${field}\` = ${JSON.stringify(value)?.slice(0, 60)}: ${issue.message}`;
+}
+
+function parsedBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The shortfall in a 402's quote, wherever the server put it (`shortfall_usd` at the top, in
+ * `quote`, in `error`, ...): its shape is not documented, so any key naming a shortfall, up to
+ * three levels down, with a number (or a number as text).
+ */
+export function findShortfall(body: unknown, depth = 0): number | undefined {
+  if (typeof body !== 'object' || body === null || depth > 3) return undefined;
+  for (const [key, value] of Object.entries(body)) {
+    if (!/shortfall/i.test(key)) continue;
+    const amount = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.replace(/^\$/, '')) : Number.NaN;
+    if (Number.isFinite(amount)) return amount;
+  }
+  for (const value of Object.values(body)) {
+    const found = findShortfall(value, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 function describeNetworkError(error: unknown): string {

@@ -64,6 +64,10 @@ export async function startDocsServer(): Promise<DocsServer> {
         const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
         const meta = typeof body === 'object' && body !== null ? Reflect.get(body, 'meta') : undefined;
         const id = typeof meta === 'object' && meta !== null && Reflect.get(meta, 'outcome') === 'fail' ? 'job_docs_fail' : 'job_docs_ok';
+        if (typeof meta === 'object' && meta !== null && Reflect.get(meta, 'outcome') === 'broke') {
+          // A shortfall quote; its exact shape is not documented.
+          return send(402, { detail: 'insufficient funds', quote: { estimated_cost_usd: '12.50', available_usd: '2.00', shortfall_usd: '10.50' } });
+        }
         polls.set(id, 0);
         return send(200, { job_id: id, status: 'queued', hold_usd: 0.25, ...EXTRA });
       }

@@ -139,4 +139,12 @@ describe('a server that answers only with what the docs show', () => {
     noShapeFailure(result);
     expect(result.stdout).toBe('job_docs_ok\tcancelling\n');
   });
+
+  it('a 402 prints the shortfall from the quote and how to fund the account, exit 7', async () => {
+    const result = await cycle(['job', 'submit', '--project', 'demo', '--meta', 'outcome=broke']);
+    expect(result.code).toBe(7);
+    expect(result.stderr).toMatch(/the account has too little money: short by \$10\.50 \(HTTP 402\)/);
+    expect(result.stderr).toMatch(/hint: fund the account .*then run the same command again/);
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
 });
