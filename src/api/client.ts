@@ -6,7 +6,9 @@ import { CycleError, ExitCode } from '../errors.js';
 import {
   artifactSchema,
   batchResponseSchema,
+  balanceViewSchema,
   jobViewSchema,
+  recipeViewSchema,
   kvEntrySchema,
   projectDetailsSchema,
   projectStatusSchema,
@@ -340,6 +342,35 @@ export class ApiClient {
     return this.request('GET', '/api/v1/artifacts', { query: filter, schema: z.object({ artifacts: z.array(artifactSchema) }) }).then((r) => r.body.artifacts);
   }
 
+  // ---- recipes, account, project creation (platform-facts.md B; answers read liberally) ----
+
+  recipes() {
+    return this.request('GET', '/api/v1/recipes', { schema: listAnswer('recipes', recipeViewSchema) }).then((r) => (Array.isArray(r.body) ? r.body : r.body.recipes));
+  }
+
+  recipe(name: string) {
+    return this.request('GET', `/api/v1/recipes/${encodeURIComponent(name)}`, { schema: recipeViewSchema }).then((r) => r.body);
+  }
+
+  /** A recipe's job: a typed payload, no project (a payload off its schema is a 422). */
+  submitRecipe(name: string, body: { payload: Record<string, unknown>; timeout_s?: number }, idempotencyKey: string = randomUUID()) {
+    return this.request('POST', `/api/v1/recipes/${encodeURIComponent(name)}/jobs`, { json: body, idempotencyKey, schema: jobViewSchema }).then((r) => r.body);
+  }
+
+  balance() {
+    return this.request('GET', '/api/v1/account/balance', { schema: balanceViewSchema }).then((r) => r.body);
+  }
+
+  /** `holds` or `ledger`: a list, bare or under its own name (neither shape is documented). */
+  accountEntries(kind: 'holds' | 'ledger') {
+    return this.request('GET', `/api/v1/account/${kind}`, { schema: listAnswer(kind, z.looseObject({})) }).then((r) => (Array.isArray(r.body) ? r.body : r.body[kind]));
+  }
+
+  /** `POST /api/v1/projects`: makes the project that pushes then go to. */
+  createProject(name: string, remoteDir?: string) {
+    return this.request('POST', '/api/v1/projects', { json: { name, ...(remoteDir === undefined ? {} : { remote_dir: remoteDir }) }, idempotencyKey: randomUUID(), schema: z.looseObject({}) }).then((r) => r.body);
+  }
+
   /** The bytes of an artifact, from `start` on (resuming a download); 416 when `start` is at or past the end. */
   downloadArtifact(id: string, start = 0, signal?: AbortSignal): Promise<RawResponse> {
     return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, { raw: true, accept: [416], headers: start > 0 ? { range: `bytes=${start}-` } : {}, ...(signal ? { signal } : {}) });
@@ -469,6 +500,12 @@ function describeShapeIssue(issue: z.core.$ZodIssue | undefined, answer: unknown
   for (const key of issue.path) value = typeof value === 'object' && value !== null ? Reflect.get(value, key) : undefined;
   if (value === undefined) return `has no \`${field}\` field`;
   return `has \`${field}\` = ${JSON.stringify(value)?.slice(0, 60)}: ${issue.message}`;
+}
+
+/** An answer that is a list, or an object holding the list under `key`. */
+function listAnswer<K extends string, T extends z.ZodType>(key: K, item: T) {
+  // TypeScript widens a computed key to `string`; the cast gives the object its literal key back.
+  return z.union([z.array(item), z.looseObject({ [key]: z.array(item) } as { [P in K]: z.ZodArray<T> })]);
 }
 
 function parsedBody(text: string): unknown {

@@ -328,3 +328,12 @@ export const streamEventViewSchema = z.looseObject({
   at: z.string().optional(),
 });
 export type StreamEventView = z.infer<typeof streamEventViewSchema>;
+
+/** A sum of money: the docs show numbers; text such as "12.50" is read too. */
+const money = z.union([z.number(), z.string()]).nullable().optional();
+
+export const balanceViewSchema = z.looseObject({ ledger_balance_usd: money, held_usd: money, available_usd: money });
+export type BalanceView = z.infer<typeof balanceViewSchema>;
+
+export const recipeViewSchema = z.looseObject({ name: z.string(), description: z.string().nullable().optional() });
+export type RecipeView = z.infer<typeof recipeViewSchema>;

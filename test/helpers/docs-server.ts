@@ -10,6 +10,8 @@ export interface DocsServer {
   url: string;
   token: string;
   requests: string[];
+  /** The JSON bodies of recipe submissions and project creations, in order. */
+  bodies: unknown[];
   /** How many GETs of a job answer `provisioning` before its final status. */
   provisioningPolls: number;
   /** Every job starts again at `provisioning`. */
@@ -22,7 +24,7 @@ const EXTRA = { x_unknown_field: { kept: true }, summary: 'made by a fake server
 export async function startDocsServer(): Promise<DocsServer> {
   const token = 'flk_docs_test';
   const polls = new Map<string, number>();
-  const state: DocsServer = { url: '', token, requests: [], provisioningPolls: 2, resetPolls: () => polls.clear(), close: async () => undefined };
+  const state: DocsServer = { url: '', token, requests: [], bodies: [], provisioningPolls: 2, resetPolls: () => polls.clear(), close: async () => undefined };
   const finalStatus = (id: string): string => (id.includes('fail') ? 'failed' : 'completed');
   const job = (id: string): Record<string, unknown> => {
     const seen = polls.get(id) ?? 0;
@@ -96,6 +98,21 @@ export async function startDocsServer(): Promise<DocsServer> {
           variant: null,
           tasks: tasks(id).map((t) => ({ task_id: t.task_id, status: t.status, result: { score: 0.5 }, result_quality: 1, result_warnings: [] })),
         });
+      }
+      if (req.method === 'GET' && path === '/api/v1/recipes') return send(200, { recipes: [{ name: 'simple-amm', description: 'an AMM simulation', price_hint: '$0.01/min' }] });
+      if (req.method === 'GET' && path === '/api/v1/recipes/simple-amm') return send(200, { name: 'simple-amm', description: 'an AMM simulation', schema: { type: 'object', properties: { steps: { type: 'integer' } } }, operations: ['simulate'] });
+      if (req.method === 'POST' && path === '/api/v1/recipes/simple-amm/jobs') {
+        const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+        state.bodies.push(body);
+        polls.set('job_docs_ok', 0);
+        return send(200, { job_id: 'job_docs_ok', status: 'queued', ...EXTRA });
+      }
+      if (req.method === 'GET' && path === '/api/v1/account/balance') return send(200, { ledger_balance_usd: 20, held_usd: '2.5', available_usd: 17.5, currency: 'USD' });
+      if (req.method === 'GET' && path === '/api/v1/account/holds') return send(200, { holds: [{ job_id: 'job_docs_ok', amount_usd: 2.5, detail: { a: 1 } }] });
+      if (req.method === 'GET' && path === '/api/v1/account/ledger') return send(200, [{ at: '2026-12-01T00:00:00Z', amount_usd: 20, kind: 'deposit' }]);
+      if (req.method === 'POST' && path === '/api/v1/projects') {
+        state.bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
+        return send(201, { name: 'demo', remote_dir: '/projects/demo', created: true });
       }
       // No SSE routes, no /output: what the docs do not show, this server does not have.
       return send(404, { detail: 'Not Found' });

@@ -148,3 +148,44 @@ describe('a server that answers only with what the docs show', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 });
+
+describe('recipe, account and project create against the documented routes', () => {
+  it('recipe list, show and submit --wait', async () => {
+    const list = await cycle(['recipe', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toBe('simple-amm\tan AMM simulation\n');
+    const show = await cycle(['recipe', 'show', 'simple-amm']);
+    expect(show.stdout).toMatch(/^schema: \{/m);
+    expect(show.stdout).toMatch(/"steps"/);
+    expect(JSON.parse((await cycle(['recipe', 'show', 'simple-amm', '--json'])).stdout)).toMatchObject({ operations: ['simulate'] });
+    docs.bodies.length = 0;
+    const submit = await cycle(['recipe', 'submit', 'simple-amm', '--payload', '{"steps": 10}', '--timeout', '2m', '--wait']);
+    expect(submit.code, submit.stderr).toBe(0);
+    expect(submit.stdout).toBe('job_docs_ok\n');
+    expect(docs.bodies).toEqual([{ payload: { steps: 10 }, timeout_s: 120 }]);
+  });
+
+  it('recipe submit with a payload that is not an object is a usage error before any request', async () => {
+    const result = await cycle(['recipe', 'submit', 'simple-amm', '--payload', '[1]']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--payload must be a JSON object/);
+    expect(docs.requests).toEqual([]);
+  });
+
+  it('account balance, holds and ledger', async () => {
+    const balance = await cycle(['account', 'balance']);
+    expect(balance.code, balance.stderr).toBe(0);
+    expect(balance.stdout).toBe('available  $17.50\nheld       $2.50\nledger     $20.00\n');
+    expect(JSON.parse((await cycle(['account', 'balance', '--json'])).stdout)).toEqual({ ledger_balance_usd: 20, held_usd: '2.5', available_usd: 17.5, currency: 'USD' });
+    expect((await cycle(['account', 'holds'])).stdout).toBe('job_id=job_docs_ok  amount_usd=2.5\n');
+    expect((await cycle(['account', 'ledger'])).stdout).toBe('at=2026-12-01T00:00:00Z  amount_usd=20  kind=deposit\n');
+  });
+
+  it('project create sends the name and --remote-dir', async () => {
+    docs.bodies.length = 0;
+    const result = await cycle(['project', 'create', 'demo', '--remote-dir', '/projects/demo']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(docs.bodies).toEqual([{ name: 'demo', remote_dir: '/projects/demo' }]);
+    expect((await cycle(['project', 'create', 'Bad Name'])).code).toBe(2);
+  });
+});
