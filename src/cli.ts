@@ -51,7 +51,7 @@ export const commands: ProgramDeclaration<typeof globalFlags> = {
       examples: [`id=$(cycle job submit --payload '{"n": [1,2,3]}' --fan-out-by n)`, 'cycle job watch "$id"', 'cycle job results "$id" --json | jq .items'],
       commands: [submit, batch, jobRead.list, jobRead.get, jobRead.tasks, jobRead.results, jobRead.logs, jobRead.watch, jobRead.cancel],
     }),
-    defineGroup({ name: 'artifacts', summary: "list and download jobs' output files", examples: [], commands: [artifacts.list, artifacts.download] }),
+    defineGroup({ name: 'artifacts', summary: "upload input files; list and download jobs' output files", examples: [], commands: [artifacts.list, artifacts.download, artifacts.upload] }),
     defineGroup({ name: 'recipe', summary: 'sealed runtimes with a typed payload: list, show, submit', examples: [], commands: [recipe.list, recipe.show, recipe.submit] }),
     defineGroup({ name: 'account', summary: "the account's balance, holds and ledger", examples: [], commands: [account.balance, account.holds, account.ledger] }),
     defineGroup({ name: 'kv', summary: "a project's small shared JSON values", examples: [], commands: [kv.get, kv.set, kv.list] }),

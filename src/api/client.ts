@@ -6,6 +6,7 @@ import { CycleError, ExitCode } from '../errors.js';
 import {
   artifactSchema,
   batchResponseSchema,
+  artifactRefSchema,
   balanceViewSchema,
   jobViewSchema,
   recipeViewSchema,
@@ -369,6 +370,20 @@ export class ApiClient {
   /** `POST /api/v1/projects`: makes the project that pushes then go to. */
   createProject(name: string, remoteDir?: string) {
     return this.request('POST', '/api/v1/projects', { json: { name, ...(remoteDir === undefined ? {} : { remote_dir: remoteDir }) }, idempotencyKey: randomUUID(), schema: z.looseObject({}) }).then((r) => r.body);
+  }
+
+  /**
+   * Asks whether the backend already has these bytes (`POST /api/v1/artifacts/direct`): the
+   * answer, or undefined where the route is missing (404).
+   */
+  async artifactByHash(file: { sha256: string; size: number; filename: string }) {
+    const answer = await this.request('POST', '/api/v1/artifacts/direct', { json: file, idempotencyKey: randomUUID(), accept: [404], schema: artifactRefSchema });
+    return answer.status === 404 ? undefined : answer.body;
+  }
+
+  /** `POST /api/v1/artifacts`: the raw bytes, streamed; content-addressed, so a retry is safe. */
+  uploadArtifact(filename: string, upload: UploadBody, signal?: AbortSignal) {
+    return this.request('POST', '/api/v1/artifacts', { upload, idempotencyKey: randomUUID(), headers: { 'x-artifact-filename': filename }, schema: artifactRefSchema, ...(signal ? { signal } : {}) }).then((r) => r.body);
   }
 
   /** The bytes of an artifact, from `start` on (resuming a download); 416 when `start` is at or past the end. */

@@ -337,3 +337,17 @@ export type BalanceView = z.infer<typeof balanceViewSchema>;
 
 export const recipeViewSchema = z.looseObject({ name: z.string(), description: z.string().nullable().optional() });
 export type RecipeView = z.infer<typeof recipeViewSchema>;
+
+/**
+ * An uploaded artifact as the client reads it: an id (`id` or `artifact_id`), and from the
+ * direct route whether the backend already had the bytes (`exists`, or `already_exists`).
+ */
+export const artifactRefSchema = z.looseObject({
+  id: z.string().optional(),
+  artifact_id: z.string().optional(),
+  exists: z.boolean().optional(),
+  already_exists: z.boolean().optional(),
+  upload_url: z.string().nullable().optional(),
+});
+export type ArtifactRef = z.infer<typeof artifactRefSchema>;
+export const artifactIdOf = (ref: ArtifactRef): string | undefined => ref.id ?? ref.artifact_id;

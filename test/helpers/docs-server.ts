@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import http from 'node:http';
 
 /**
@@ -24,6 +25,8 @@ const EXTRA = { x_unknown_field: { kept: true }, summary: 'made by a fake server
 export async function startDocsServer(): Promise<DocsServer> {
   const token = 'flk_docs_test';
   const polls = new Map<string, number>();
+  /** Uploaded artifacts by sha256. */
+  const stored = new Map<string, number>();
   const state: DocsServer = { url: '', token, requests: [], bodies: [], provisioningPolls: 2, resetPolls: () => polls.clear(), close: async () => undefined };
   const finalStatus = (id: string): string => (id.includes('fail') ? 'failed' : 'completed');
   const job = (id: string): Record<string, unknown> => {
@@ -113,6 +116,18 @@ export async function startDocsServer(): Promise<DocsServer> {
       if (req.method === 'POST' && path === '/api/v1/projects') {
         state.bodies.push(JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}'));
         return send(201, { name: 'demo', remote_dir: '/projects/demo', created: true });
+      }
+      if (req.method === 'POST' && path === '/api/v1/artifacts/direct') {
+        const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+        const sha256 = typeof body === 'object' && body !== null ? String(Reflect.get(body, 'sha256')) : '';
+        if (stored.has(sha256)) return send(200, { artifact_id: `art_${sha256.slice(0, 16)}`, exists: true });
+        return send(200, { exists: false, upload_url: 'https://storage.invalid/upload/abc', expires_in_s: 900 });
+      }
+      if (req.method === 'POST' && path === '/api/v1/artifacts') {
+        const bytes = Buffer.concat(chunks);
+        const sha256 = createHash('sha256').update(bytes).digest('hex');
+        stored.set(sha256, bytes.length);
+        return send(201, { artifact_id: `art_${sha256.slice(0, 16)}`, size: bytes.length, filename: req.headers['x-artifact-filename'] });
       }
       // No SSE routes, no /output: what the docs do not show, this server does not have.
       return send(404, { detail: 'Not Found' });

@@ -135,6 +135,7 @@ const rows: Row[] = [
   row(artifacts.list, ['artifacts', 'list', '--job', 'job_1'], { json: false, job: 'job_1' }),
   row(artifacts.download, ['artifacts', 'download'], { ids: [], json: false }),
   row(artifacts.download, ['artifacts', 'download', 'art_1', 'art_2', '--job', 'job_1', '--out', 'results/'], { ids: ['art_1', 'art_2'], json: false, job: 'job_1', out: 'results/' }),
+  row(artifacts.upload, ['artifacts', 'upload', 'a.csv', 'b.bin', '--json'], { files: ['a.csv', 'b.bin'], json: true }),
   row(kv.get, ['kv', 'get', 'demo', 'best_lr'], { project: 'demo', key: 'best_lr', json: false }),
   row(kv.set, ['kv', 'set', 'demo', 'cfg', '@cfg.json', '--json'], { project: 'demo', key: 'cfg', value: '@cfg.json', json: true }),
   row(kv.list, ['kv', 'list', 'demo'], { project: 'demo', json: false }),

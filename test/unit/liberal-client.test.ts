@@ -188,4 +188,23 @@ describe('recipe, account and project create against the documented routes', () 
     expect(docs.bodies).toEqual([{ name: 'demo', remote_dir: '/projects/demo' }]);
     expect((await cycle(['project', 'create', 'Bad Name'])).code).toBe(2);
   });
+
+  it('artifacts upload prints the id, and skips the bytes the second time (the backend has them)', async () => {
+    const fs = await import('node:fs/promises');
+    const { createHash } = await import('node:crypto');
+    await fs.writeFile(path.join(cwd, 'train.csv'), 'a,b\n1,2\n');
+    const id = `art_${createHash('sha256').update('a,b\n1,2\n').digest('hex').slice(0, 16)}`;
+    const first = await cycle(['artifacts', 'upload', 'train.csv']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe(`${id}\n`);
+    expect(docs.requests).toEqual(['POST /api/v1/artifacts/direct', 'POST /api/v1/artifacts']);
+    docs.requests.length = 0;
+    const second = await cycle(['artifacts', 'upload', 'train.csv', '--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expect(JSON.parse(second.stdout)).toEqual([expect.objectContaining({ file: 'train.csv', id, size: 8, uploaded: false })]);
+    expect(docs.requests).toEqual(['POST /api/v1/artifacts/direct']);
+    const missing = await cycle(['artifacts', 'upload', 'nope.csv']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/nope\.csv: no such file/);
+  });
 });
