@@ -175,9 +175,9 @@ describe('flag parsing: command line → typed options, without running the comm
   });
 
   it('global flags reach every command, before or after its name', async () => {
-    expect((await parse(['project', 'validate'])).invocation?.global).toEqual({ json: false, quiet: false, debug: false, color: true });
-    expect((await parse(['-q', '--debug', 'project', 'validate'])).invocation?.global).toEqual({ json: false, quiet: true, debug: true, color: true });
-    expect((await parse(['project', 'validate', '--json', '--no-color', '--quiet'])).invocation?.global).toEqual({ json: true, quiet: true, debug: false, color: false });
+    expect((await parse(['project', 'validate'])).invocation?.global).toEqual({ quiet: false, debug: false, color: true });
+    expect((await parse(['-q', '--debug', 'project', 'validate'])).invocation?.global).toEqual({ quiet: true, debug: true, color: true });
+    expect((await parse(['project', 'validate', '--json', '--no-color', '--quiet'])).invocation?.global).toEqual({ quiet: true, debug: false, color: false });
   });
 
   it.each([
