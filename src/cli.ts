@@ -23,6 +23,9 @@ import { batch } from './commands/job/batch.command.js';
 import * as jobRead from './commands/job/read.command.js';
 import * as artifacts from './commands/artifacts.command.js';
 import * as kv from './commands/kv.command.js';
+import * as recipe from './commands/recipe.command.js';
+import * as account from './commands/account.command.js';
+import { create as projectCreate } from './commands/project/create.command.js';
 import { server } from './commands/server.command.js';
 import { doctor } from './commands/doctor.command.js';
 import { completion } from './commands/completion.command.js';
@@ -41,7 +44,7 @@ export const commands: ProgramDeclaration<typeof globalFlags> = {
       name: 'project',
       summary: 'create, check, build, run and ship a project',
       examples: ['cycle project init my-exp --template python', 'cycle project validate', 'cycle project test'],
-      commands: [init, validate, hash, test, pack, upload, remote.prepare, remote.status, remote.invalidate],
+      commands: [init, validate, hash, test, pack, projectCreate, upload, remote.prepare, remote.status, remote.invalidate],
     }),
     defineGroup({ name: 'auth', summary: 'log in to a backend, check, log out', examples: [], commands: [auth.login, auth.status, auth.logout] }),
     defineGroup({
@@ -51,7 +54,9 @@ export const commands: ProgramDeclaration<typeof globalFlags> = {
       commands: [submit, queue, batch, jobRead.list, jobRead.get, jobRead.tasks, jobRead.results, jobRead.logs, jobRead.tail, jobRead.watch, jobRead.cancel, pull],
     }),
     defineGroup({ name: 'volume', summary: 'upload folders as read-only volumes for jobs; list, remove', examples: ['cycle volume upload ./data --name training-data'], commands: [volume.upload, volume.list, volume.rm] }),
-    defineGroup({ name: 'artifacts', summary: "list and download jobs' output files", examples: [], commands: [artifacts.list, artifacts.download] }),
+    defineGroup({ name: 'artifacts', summary: "upload input files; list and download jobs' output files", examples: [], commands: [artifacts.list, artifacts.download, artifacts.upload] }),
+    defineGroup({ name: 'recipe', summary: 'sealed runtimes with a typed payload: list, show, submit', examples: [], commands: [recipe.list, recipe.show, recipe.submit] }),
+    defineGroup({ name: 'account', summary: "the account's balance, holds and ledger", examples: [], commands: [account.balance, account.holds, account.ledger] }),
     defineGroup({ name: 'kv', summary: "a project's small shared JSON values", examples: [], commands: [kv.get, kv.set, kv.list] }),
     server,
     doctor,

@@ -10,6 +10,8 @@ export const ExitCode = {
   auth: 4,
   network: 5,
   jobFailed: 6,
+  /** The server answered 402: the account has too little money for what was asked. */
+  payment: 7,
   interrupted: 130,
 } as const;
 
@@ -21,6 +23,7 @@ export const exitCodeTable: ReadonlyArray<{ code: number; name: string; meaning:
   { code: 4, name: 'auth', meaning: 'no token, or the server refused the token' },
   { code: 5, name: 'network/server', meaning: 'the server or Docker could not be reached, or answered with an error' },
   { code: 6, name: 'job failed', meaning: 'the job itself ran and failed (non-zero exit, failed or partial job)' },
+  { code: 7, name: 'payment', meaning: 'the account has too little money (HTTP 402): fund it, then run the same command again' },
   { code: 130, name: 'interrupted', meaning: 'stopped by Ctrl-C (SIGINT); containers and temp files were cleaned up' },
 ];
 

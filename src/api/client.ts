@@ -6,20 +6,23 @@ import { CycleError, ExitCode } from '../errors.js';
 import {
   artifactSchema,
   batchResponseSchema,
-  jobSchema,
+  artifactRefSchema,
+  balanceViewSchema,
+  jobViewSchema,
+  recipeViewSchema,
   kvEntrySchema,
   projectDetailsSchema,
   projectStatusSchema,
   pushResponseSchema,
   nextCursor,
-  resultsSchema,
-  taskSchema,
+  resultsViewSchema,
+  taskViewSchema,
   type JobRequestInput,
-  type Results,
-  type Task,
   type VolumeFile,
   volumeMissingResponseSchema,
   volumeSummarySchema,
+  type ResultsView,
+  type TaskView,
 } from './schemas.js';
 
 /**
@@ -177,10 +180,9 @@ export class ApiClient {
         if (options.schema && response.statusCode < 400) {
           const result = options.schema.safeParse(parsed);
           if (!result.success) {
-            const issue = result.error.issues[0]!;
             throw new CycleError({
-              message: `${what}: the server's answer does not have the expected shape: ${issue.path.join('.') || '(body)'}: ${issue.message}`,
-              hint: 'the server may speak another version of the API; check CYCLE_API_URL',
+              message: `the server's answer to ${what} ${describeShapeIssue(result.error.issues[0], parsed)}`,
+              hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)',
               exitCode: ExitCode.network,
             });
           }
@@ -262,7 +264,7 @@ export class ApiClient {
   }
 
   submitJob(job: JobRequestInput, idempotencyKey: string = randomUUID()) {
-    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: jobSchema }).then((r) => r.body);
+    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: jobViewSchema }).then((r) => r.body);
   }
 
   submitBatch(jobs: unknown[], idempotencyKey: string = randomUUID()) {
@@ -270,11 +272,13 @@ export class ApiClient {
   }
 
   listJobs(filter: { tag?: string; status?: string; project?: string; limit?: number }) {
-    return this.request('GET', '/api/v1/jobs', { query: filter, schema: z.object({ jobs: z.array(jobSchema) }) }).then((r) => r.body.jobs);
+    // `{jobs: [...]}` (ours) or a bare list: neither shape is documented.
+    const schema = z.union([z.looseObject({ jobs: z.array(jobViewSchema) }), z.array(jobViewSchema)]);
+    return this.request('GET', '/api/v1/jobs', { query: filter, schema }).then((r) => (Array.isArray(r.body) ? r.body : r.body.jobs));
   }
 
   getJob(id: string) {
-    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobSchema }).then((r) => r.body);
+    return this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}`, { schema: jobViewSchema }).then((r) => r.body);
   }
 
   /**
@@ -294,42 +298,95 @@ export class ApiClient {
 
   /** Every task of a job, following the pages (`?status=` for those in one state only). */
   async tasks(id: string, filter: { status?: string } = {}) {
-    const tasks: Task[] = [];
-    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.object({ job_id: z.string(), tasks: z.array(taskSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
+    const tasks: TaskView[] = [];
+    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.looseObject({ tasks: z.array(taskViewSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
     return tasks;
   }
 
   /** Every task's output (its last `tail` bytes), following the pages. */
   async output(id: string, tail?: number) {
-    const schema = z.object({ job_id: z.string(), tasks: z.array(z.object({ task_id: z.string(), index: z.number(), status: z.string(), attempt: z.number(), output: z.string(), truncated: z.boolean() })), next_cursor: nextCursor });
+    const schema = z.looseObject({
+      job_id: z.string().optional(),
+      tasks: z.array(z.looseObject({ task_id: z.string().optional(), index: z.number().optional(), status: z.string().optional(), attempt: z.number().optional(), output: z.string().nullable().optional(), truncated: z.boolean().optional() })),
+      next_cursor: nextCursor,
+    });
     const all: { job_id: string; tasks: z.infer<typeof schema>['tasks'] } = { job_id: id, tasks: [] };
     for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/output`, { tail }, schema)) {
-      all.job_id = page.job_id;
+      all.job_id = page.job_id ?? id;
       all.tasks.push(...page.tasks);
     }
     return all;
   }
 
   cancel(id: string) {
-    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobSchema }).then((r) => r.body);
+    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobViewSchema }).then((r) => r.body);
   }
 
   /**
    * A job's whole results document, following the pages: items, tasks and artifact ids of each
    * page in order; status, counts and the aggregate (sent with the last page) from the last.
    */
-  async results(id: string): Promise<Results> {
-    let all: Results | undefined;
-    for await (const { next_cursor: _next, ...doc } of this.pages(`/api/v1/results/${encodeURIComponent(id)}`, {}, resultsSchema)) {
-      void _next;
-      all = all ? { ...doc, items: [...all.items, ...doc.items], tasks: [...all.tasks, ...doc.tasks], artifact_ids: [...all.artifact_ids, ...doc.artifact_ids] } : doc;
-    }
-    if (!all) throw new CycleError({ message: `GET /api/v1/results/${id}: no answer`, exitCode: ExitCode.network });
-    return all;
+  async results(id: string): Promise<ResultsView> {
+    const pages: ResultsView[] = [];
+    for await (const page of this.pages(`/api/v1/results/${encodeURIComponent(id)}`, {}, resultsViewSchema)) pages.push(page);
+    // One page (a server that does not page): its document as it came, for --json.
+    if (pages.length === 1) return pages[0]!;
+    const last = pages.at(-1);
+    if (!last) throw new CycleError({ message: `GET /api/v1/results/${id}: no answer`, exitCode: ExitCode.network });
+    const { next_cursor: _next, ...merged } = last;
+    void _next;
+    // Each list only where the server sends it, so that --json shows no field it did not.
+    if (pages.some((p) => p.items)) merged.items = pages.flatMap((p) => p.items ?? []);
+    if (pages.some((p) => p.tasks)) merged.tasks = pages.flatMap((p) => p.tasks ?? []);
+    if (pages.some((p) => p.artifact_ids)) merged.artifact_ids = pages.flatMap((p) => p.artifact_ids ?? []);
+    return merged;
   }
 
   artifacts(filter: { job?: string; limit?: number } = {}) {
     return this.request('GET', '/api/v1/artifacts', { query: filter, schema: z.object({ artifacts: z.array(artifactSchema) }) }).then((r) => r.body.artifacts);
+  }
+
+  // ---- recipes, account, project creation (platform-facts.md B; answers read liberally) ----
+
+  recipes() {
+    return this.request('GET', '/api/v1/recipes', { schema: listAnswer('recipes', recipeViewSchema) }).then((r) => (Array.isArray(r.body) ? r.body : r.body.recipes));
+  }
+
+  recipe(name: string) {
+    return this.request('GET', `/api/v1/recipes/${encodeURIComponent(name)}`, { schema: recipeViewSchema }).then((r) => r.body);
+  }
+
+  /** A recipe's job: a typed payload, no project (a payload off its schema is a 422). */
+  submitRecipe(name: string, body: { payload: Record<string, unknown>; timeout_s?: number }, idempotencyKey: string = randomUUID()) {
+    return this.request('POST', `/api/v1/recipes/${encodeURIComponent(name)}/jobs`, { json: body, idempotencyKey, schema: jobViewSchema }).then((r) => r.body);
+  }
+
+  balance() {
+    return this.request('GET', '/api/v1/account/balance', { schema: balanceViewSchema }).then((r) => r.body);
+  }
+
+  /** `holds` or `ledger`: a list, bare or under its own name (neither shape is documented). */
+  accountEntries(kind: 'holds' | 'ledger') {
+    return this.request('GET', `/api/v1/account/${kind}`, { schema: listAnswer(kind, z.looseObject({})) }).then((r) => (Array.isArray(r.body) ? r.body : r.body[kind]));
+  }
+
+  /** `POST /api/v1/projects`: makes the project that pushes then go to. */
+  createProject(name: string, remoteDir?: string) {
+    return this.request('POST', '/api/v1/projects', { json: { name, ...(remoteDir === undefined ? {} : { remote_dir: remoteDir }) }, idempotencyKey: randomUUID(), schema: z.looseObject({}) }).then((r) => r.body);
+  }
+
+  /**
+   * Asks whether the backend already has these bytes (`POST /api/v1/artifacts/direct`): the
+   * answer, or undefined where the route is missing (404).
+   */
+  async artifactByHash(file: { sha256: string; size: number; filename: string }) {
+    const answer = await this.request('POST', '/api/v1/artifacts/direct', { json: file, idempotencyKey: randomUUID(), accept: [404], schema: artifactRefSchema });
+    return answer.status === 404 ? undefined : answer.body;
+  }
+
+  /** `POST /api/v1/artifacts`: the raw bytes, streamed; content-addressed, so a retry is safe. */
+  uploadArtifact(filename: string, upload: UploadBody, signal?: AbortSignal) {
+    return this.request('POST', '/api/v1/artifacts', { upload, idempotencyKey: randomUUID(), headers: { 'x-artifact-filename': filename }, schema: artifactRefSchema, ...(signal ? { signal } : {}) }).then((r) => r.body);
   }
 
   /** The bytes of an artifact, from `start` on (resuming a download); 416 when `start` is at or past the end. */
@@ -460,9 +517,66 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
   if (status === 401 || status === 403) {
     return new ApiError(status, code, `the server refused the token (HTTP ${status}): ${message}`, `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`, ExitCode.auth);
   }
-  if (status === 402) return new ApiError(status, code, `${message} (HTTP 402)`, 'fund the account: at least $5 is needed', ExitCode.failure);
+  if (status === 402) {
+    const shortfall = findShortfall(parsedBody(text));
+    return new ApiError(
+      status,
+      code,
+      `${what}: the account has too little money${shortfall === undefined ? '' : `: short by $${shortfall.toFixed(2)}`} (HTTP 402): ${message}`,
+      'fund the account (`cycle account balance` shows what is available), then run the same command again',
+      ExitCode.payment,
+    );
+  }
   if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network);
   return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure);
+}
+
+/**
+ * What is wrong with an answer, in the words of the field at fault: "has no `status` field", or
+ * "has `counts.total` = "x", expected a number".
+ */
+function describeShapeIssue(issue: z.core.$ZodIssue | undefined, answer: unknown): string {
+  if (!issue) return 'does not have the expected shape';
+  const field = issue.path.map(String).join('.');
+  if (issue.code === 'custom') return `${issue.message}${issue.path.length > 1 ? ` (in \`${field}\`)` : ''}`;
+  if (field === '') return `is not a JSON object (${issue.message})`;
+  let value: unknown = answer;
+  for (const key of issue.path) value = typeof value === 'object' && value !== null ? Reflect.get(value, key) : undefined;
+  if (value === undefined) return `has no \`${field}\` field`;
+  return `has \`${field}\` = ${JSON.stringify(value)?.slice(0, 60)}: ${issue.message}`;
+}
+
+/** An answer that is a list, or an object holding the list under `key`. */
+function listAnswer<K extends string, T extends z.ZodType>(key: K, item: T) {
+  // TypeScript widens a computed key to `string`; the cast gives the object its literal key back.
+  return z.union([z.array(item), z.looseObject({ [key]: z.array(item) } as { [P in K]: z.ZodArray<T> })]);
+}
+
+function parsedBody(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The shortfall in a 402's quote, wherever the server put it (`shortfall_usd` at the top, in
+ * `quote`, in `error`, ...): its shape is not documented, so any key naming a shortfall, up to
+ * three levels down, with a number (or a number as text).
+ */
+export function findShortfall(body: unknown, depth = 0): number | undefined {
+  if (typeof body !== 'object' || body === null || depth > 3) return undefined;
+  for (const [key, value] of Object.entries(body)) {
+    if (!/shortfall/i.test(key)) continue;
+    const amount = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.replace(/^\$/, '')) : Number.NaN;
+    if (Number.isFinite(amount)) return amount;
+  }
+  for (const value of Object.values(body)) {
+    const found = findShortfall(value, depth + 1);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 function describeNetworkError(error: unknown): string {

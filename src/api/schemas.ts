@@ -277,3 +277,121 @@ export const volumeFilesRequestSchema = z.strictObject({ files: z.array(volumeFi
 export const volumeSummarySchema = z.object({ name: z.string(), files: z.number(), bytes: z.number(), updated_at: z.string() });
 export type VolumeSummary = z.infer<typeof volumeSummarySchema>;
 export const volumeMissingResponseSchema = z.object({ missing: z.array(z.string()) });
+
+// ---- What the client reads from answers (liberal) ----
+//
+// The shapes above are what our own server writes. A real server's answers carry other fields
+// and leave out some of ours (platform-facts.md B), so the client reads each answer through a
+// loose schema that requires only what a command reads: unknown fields are kept (and printed
+// unchanged by --json), a status is any string, and a job is named by `id` or `job_id`.
+
+const looseCounts = z.looseObject({
+  total: z.number().optional(),
+  queued: z.number().optional(),
+  running: z.number().optional(),
+  succeeded: z.number().optional(),
+  failed: z.number().optional(),
+  cancelled: z.number().optional(),
+});
+export type JobCounts = z.infer<typeof looseCounts>;
+
+const optionalText = z.string().nullable().optional();
+
+/** A job as the client reads it: `status` and an id (`id` or `job_id`) are all it needs. */
+export const jobViewSchema = z
+  .looseObject({
+    id: z.string().optional(),
+    job_id: z.string().optional(),
+    status: z.string(),
+    type: z.string().optional(),
+    project: optionalText,
+    revision: z.union([z.number(), z.string()]).nullable().optional(),
+    counts: looseCounts.optional(),
+    error: z.unknown().optional(),
+    recommended_action: z.unknown().optional(),
+    tags: z.array(z.string()).nullable().optional(),
+    depends_on: z.array(z.string()).nullable().optional(),
+    meta: z.unknown().optional(),
+    variant: optionalText,
+    client_ref: optionalText,
+    created_at: optionalText,
+    started_at: optionalText,
+    finished_at: optionalText,
+    last_event_id: z.union([z.string(), z.number()]).nullable().optional(),
+  })
+  .refine((job) => job.id !== undefined || job.job_id !== undefined, { error: 'has no `id` or `job_id` field', path: ['id'] });
+export type JobView = z.infer<typeof jobViewSchema>;
+
+/** A job's id, whichever name the server gave it (the schema checks that one is there). */
+export const jobIdOf = (job: Pick<JobView, 'id' | 'job_id'>): string => job.id ?? job.job_id ?? '';
+
+/** A field the server may send as text or as anything else (an object, a list): shown as text. */
+export function textOf(value: unknown): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  return typeof value === 'string' ? value : JSON.stringify(value);
+}
+
+export const taskViewSchema = z.looseObject({
+  id: z.string().optional(),
+  task_id: z.string().optional(),
+  index: z.number().optional(),
+  status: z.string(),
+  attempt: z.number().optional(),
+  error: z.unknown().optional(),
+  exit_code: z.number().nullable().optional(),
+  duration_s: z.number().nullable().optional(),
+  output: z.string().nullable().optional(),
+  live_feedback: z.looseObject({ output_tail: z.string().nullable().optional() }).nullable().optional(),
+  artifact_ids: z.array(z.string()).optional(),
+});
+export type TaskView = z.infer<typeof taskViewSchema>;
+
+/** A results document: its items (ours) or task results (the docs'), everything else kept. */
+export const resultsViewSchema = z.looseObject({
+  job_id: z.string().optional(),
+  id: z.string().optional(),
+  status: z.string().optional(),
+  complete: z.boolean().optional(),
+  counts: looseCounts.optional(),
+  items: z.array(z.looseObject({ index: z.number().optional(), status: z.string().optional(), result: z.unknown().optional(), error: z.unknown().optional() })).optional(),
+  tasks: z.array(z.looseObject({ id: z.string().optional(), index: z.number().optional(), status: z.string().optional(), result: z.unknown().optional(), error: z.unknown().optional() })).optional(),
+  aggregate: z.unknown().optional(),
+  aggregate_result: z.unknown().optional(),
+  artifact_ids: z.array(z.string()).optional(),
+  next_cursor: nextCursor,
+});
+export type ResultsView = z.infer<typeof resultsViewSchema>;
+
+/** What an SSE event's `data:` must hold for the client to use it; the rest is kept. */
+export const streamEventViewSchema = z.looseObject({
+  type: z.string().optional(),
+  job_id: z.string().nullable().optional(),
+  task_id: z.string().nullable().optional(),
+  project: z.string().nullable().optional(),
+  data: z.unknown().optional(),
+  at: z.string().optional(),
+});
+export type StreamEventView = z.infer<typeof streamEventViewSchema>;
+
+/** A sum of money: the docs show numbers; text such as "12.50" is read too. */
+const money = z.union([z.number(), z.string()]).nullable().optional();
+
+export const balanceViewSchema = z.looseObject({ ledger_balance_usd: money, held_usd: money, available_usd: money });
+export type BalanceView = z.infer<typeof balanceViewSchema>;
+
+export const recipeViewSchema = z.looseObject({ name: z.string(), description: z.string().nullable().optional() });
+export type RecipeView = z.infer<typeof recipeViewSchema>;
+
+/**
+ * An uploaded artifact as the client reads it: an id (`id` or `artifact_id`), and from the
+ * direct route whether the backend already had the bytes (`exists`, or `already_exists`).
+ */
+export const artifactRefSchema = z.looseObject({
+  id: z.string().optional(),
+  artifact_id: z.string().optional(),
+  exists: z.boolean().optional(),
+  already_exists: z.boolean().optional(),
+  upload_url: z.string().nullable().optional(),
+});
+export type ArtifactRef = z.infer<typeof artifactRefSchema>;
+export const artifactIdOf = (ref: ArtifactRef): string | undefined => ref.id ?? ref.artifact_id;

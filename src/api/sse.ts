@@ -1,13 +1,16 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { CycleError, ExitCode } from '../errors.js';
-import { streamEventSchema, type StreamEvent } from './schemas.js';
+import { streamEventViewSchema, type StreamEventView } from './schemas.js';
 import { ApiError, type ApiClient } from './client.js';
 
 export interface FollowedEvent {
   id: string;
   type: string;
-  event: StreamEvent;
+  event: StreamEventView;
 }
+
+/** The event types cycle acts on; any other (a newer server's) is skipped, not an error. */
+export const KNOWN_EVENT_TYPES: ReadonlySet<string> = new Set(['job', 'task', 'output', 'progress', 'artifact', 'kv', 'build']);
 
 export interface FollowOptions {
   lastEventId?: string;
@@ -46,7 +49,13 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
           if (message.id !== undefined && lastEventId !== undefined && Number(message.id) <= Number(lastEventId)) continue;
           if (message.id !== undefined) lastEventId = message.id;
           failures = 0;
-          yield { id: message.id ?? '', type: message.event ?? 'message', event: parseEvent(path, message.data) };
+          // An event named only inside its data (no `event:` line) is read by that name.
+          const named = message.event ?? 'message';
+          if (named !== 'message' && !KNOWN_EVENT_TYPES.has(named)) continue;
+          const event = parseEvent(path, message.data);
+          const type = named === 'message' ? (event.type ?? 'message') : named;
+          if (!KNOWN_EVENT_TYPES.has(type)) continue;
+          yield { id: message.id ?? '', type, event };
         }
         if (ended) break;
       }
@@ -70,14 +79,14 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
 }
 
 /** An event's data, checked like every other answer of the API. */
-function parseEvent(path: string, data: string): StreamEvent {
+function parseEvent(path: string, data: string): StreamEventView {
   let value: unknown;
   try {
     value = JSON.parse(data);
   } catch {
     throw new CycleError({ message: `${path}: an event that is not JSON: ${data.slice(0, 80)}`, exitCode: ExitCode.network });
   }
-  const result = streamEventSchema.safeParse(value);
+  const result = streamEventViewSchema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;
     throw new CycleError({ message: `${path}: an event does not have the expected shape: ${issue.path.join('.') || '(event)'}: ${issue.message}`, exitCode: ExitCode.network });

@@ -12,6 +12,10 @@ const downloadFlags = {
 };
 export type DownloadOptions = OptionsFrom<typeof downloadArgs, typeof downloadFlags>;
 
+const uploadArgs = { files: arg.variadic('files to upload', { required: true }) };
+const uploadFlags = { ...apiUrlFlag, ...jsonFlag };
+export type UploadOptions = OptionsFrom<typeof uploadArgs, typeof uploadFlags>;
+
 export const list = defineCommand({
   name: 'list',
   summary: 'list artifacts (newest first, or of one job)',
@@ -28,4 +32,14 @@ export const download = defineCommand({
   flags: downloadFlags,
   examples: ['cycle artifacts download --job job_123 --out results/', 'cycle artifacts download art_1 art_2'],
   load: async () => ({ run: (await import('./artifacts.js')).download }),
+});
+
+export const upload = defineCommand({
+  name: 'upload',
+  summary: 'upload files for payloads to refer to; prints each id (use it as a *_ref)',
+  args: uploadArgs,
+  flags: uploadFlags,
+  notes: 'Artifacts are content-addressed: the sha256 is computed first and the bytes are skipped when the backend already has them.',
+  examples: ['cycle artifacts upload train.csv', `ref=$(cycle artifacts upload data.parquet) && cycle recipe submit lightgbm-train --payload "{\\"dataset_ref\\": \\"$ref\\"}"`],
+  load: async () => ({ run: (await import('./artifacts.js')).upload }),
 });

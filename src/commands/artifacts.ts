@@ -6,12 +6,12 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from '../context.js';
-import { CycleError, ExitCode, usageError } from '../errors.js';
+import { CycleError, errnoCode, ExitCode, usageError } from '../errors.js';
 import { connect } from '../api/connect.js';
 import type { ApiClient } from '../api/client.js';
-import type { Artifact } from '../api/schemas.js';
+import { artifactIdOf, jobIdOf, type Artifact } from '../api/schemas.js';
 import { formatBytes, formatTable } from '../ui/ui.js';
-import type { DownloadOptions, ListOptions } from './artifacts.command.js';
+import type { DownloadOptions, ListOptions, UploadOptions } from './artifacts.command.js';
 import type { PullOptions } from './job/pull.command.js';
 import { sha256File } from '../util/fs.js';
 import { isTerminalJobStatus } from '../api/schemas.js';
@@ -66,12 +66,13 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   if (!ARTIFACT_ID_PATTERN.test(options.id)) throw usageError(`invalid job id ${JSON.stringify(options.id)}: expected ${ARTIFACT_ID_RULE}, e.g. job_0123abc (see \`cycle job list\`)`);
   const api = await connect(ctx, options);
   const job = await api.getJob(options.id);
+  const jobId = jobIdOf(job);
   const outDir = path.resolve(ctx.cwd, options.out ?? options.id);
   await fs.mkdir(outDir, { recursive: true });
-  const artifacts = await api.artifacts({ job: job.id });
+  const artifacts = await api.artifacts({ job: jobId });
   const byId = new Map(artifacts.map((a) => [a.id, a]));
   const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
-  for (const item of await namesForJob(api, job.id, artifacts)) {
+  for (const item of await namesForJob(api, jobId, artifacts)) {
     if (!ARTIFACT_ID_PATTERN.test(item.id)) throw new CycleError({ message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`, hint: 'check that --api-url / CYCLE_API_URL is the server you mean', exitCode: ExitCode.network });
     const listed = byId.get(item.id)!;
     const { relative } = safeRelativeName(item.name, item.id);
@@ -84,10 +85,10 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   }
   const fetched = done.filter((d) => !d.skipped).length;
   const running = !isTerminalJobStatus(job.status);
-  if (options.json) ctx.ui.json({ job_id: job.id, status: job.status, out: outDir, artifacts: done });
+  if (options.json) ctx.ui.json({ job_id: jobId, status: job.status, out: outDir, artifacts: done });
   else {
     for (const d of done) if (!d.skipped) ctx.ui.out(d.path);
-    ctx.ui.info(`${job.id} (${job.status}): ${fetched} downloaded, ${done.length - fetched} already in ${outDir}${running ? '; the job still runs: pull again for what comes next' : ''}`);
+    ctx.ui.info(`${jobId} (${job.status}): ${fetched} downloaded, ${done.length - fetched} already in ${outDir}${running ? '; the job still runs: pull again for what comes next' : ''}`);
   }
   return ExitCode.ok;
 }
@@ -220,4 +221,42 @@ export function safeRelativeName(name: string, fallback: string): { relative: st
   const cleaned = parts.map((part) => part.replace(/[\0]/g, '')).filter(Boolean);
   const relative = cleaned.length ? cleaned.join('/') : fallback;
   return { relative, changed: relative !== name };
+}
+
+/**
+ * Uploads files as artifacts, printing one id per file (in order) on stdout. Each file's sha256
+ * is computed first and offered to the backend (`POST /api/v1/artifacts/direct`); the bytes go
+ * (`POST /api/v1/artifacts`, streamed) only when it does not say it has them.
+ */
+export async function upload(options: UploadOptions, ctx: Context): Promise<number> {
+  const files: Array<{ arg: string; file: string; size: number }> = [];
+  for (const arg of options.files) {
+    const file = path.resolve(ctx.cwd, arg);
+    const stat = await fs.stat(file).catch((error: unknown) => {
+      throw usageError(`${arg}: ${errnoCode(error) === 'ENOENT' ? 'no such file' : 'cannot be read'}`, 'give the path of a file to upload');
+    });
+    if (!stat.isFile()) throw usageError(`${arg}: not a file`, 'give the path of a file to upload (a folder: pack it first, e.g. tar -czf data.tar.gz data/)');
+    files.push({ arg, file, size: stat.size });
+  }
+  const api = await connect(ctx, options);
+  const uploaded: Array<{ file: string; id: string; size: number; sha256: string; uploaded: boolean }> = [];
+  for (const { arg, file, size } of files) {
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(file), hash);
+    const sha256 = hash.digest('hex');
+    const filename = path.basename(file);
+    const known = await api.artifactByHash({ sha256, size, filename });
+    const knownId = known && (known.exists === true || known.already_exists === true) ? artifactIdOf(known) : undefined;
+    let id = knownId;
+    if (id === undefined) {
+      ctx.ui.info(`uploading ${arg} (${formatBytes(size)})`);
+      const answer = await api.uploadArtifact(filename, { open: () => createReadStream(file), length: size, contentType: 'application/octet-stream' }, ctx.signal);
+      id = artifactIdOf(answer);
+      if (id === undefined) throw new CycleError({ message: "the server's answer to POST /api/v1/artifacts has no `id` or `artifact_id` field", hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)', exitCode: ExitCode.network });
+    } else ctx.ui.info(`${arg}: the backend already has it (sha256 ${sha256.slice(0, 12)})`);
+    uploaded.push({ file: arg, id, size, sha256, uploaded: knownId === undefined });
+    if (!options.json) ctx.ui.out(id);
+  }
+  if (options.json) ctx.ui.json(uploaded);
+  return ExitCode.ok;
 }

@@ -177,7 +177,7 @@ describe('paging', () => {
     try {
       expect((await client.tasks(job.id)).map((t) => t.index)).toEqual(range(2500));
       const results = await client.results(job.id);
-      expect(results.items.map((i) => i.payload)).toEqual(range(2500).map((n) => ({ n })));
+      expect((results.items ?? []).map((i) => i.payload)).toEqual(range(2500).map((n) => ({ n })));
       expect(results.tasks).toHaveLength(2500);
       expect((await client.output(job.id)).tasks).toHaveLength(2500);
       expect(await client.tasks(job.id, { status: 'failed' })).toEqual([]);

@@ -21,6 +21,9 @@ import { batch } from '../../src/commands/job/batch.command.js';
 import * as jobRead from '../../src/commands/job/read.command.js';
 import * as artifacts from '../../src/commands/artifacts.command.js';
 import * as kv from '../../src/commands/kv.command.js';
+import * as recipe from '../../src/commands/recipe.command.js';
+import * as account from '../../src/commands/account.command.js';
+import { create as projectCreate } from '../../src/commands/project/create.command.js';
 import { server } from '../../src/commands/server.command.js';
 import { doctor } from '../../src/commands/doctor.command.js';
 import { completion } from '../../src/commands/completion.command.js';
@@ -148,9 +151,17 @@ const rows: Row[] = [
   row(artifacts.list, ['artifacts', 'list', '--job', 'job_1'], { json: false, job: 'job_1' }),
   row(artifacts.download, ['artifacts', 'download'], { ids: [], json: false }),
   row(artifacts.download, ['artifacts', 'download', 'art_1', 'art_2', '--job', 'job_1', '--out', 'results/'], { ids: ['art_1', 'art_2'], json: false, job: 'job_1', out: 'results/' }),
+  row(artifacts.upload, ['artifacts', 'upload', 'a.csv', 'b.bin', '--json'], { files: ['a.csv', 'b.bin'], json: true }),
   row(kv.get, ['kv', 'get', 'demo', 'best_lr'], { project: 'demo', key: 'best_lr', json: false }),
   row(kv.set, ['kv', 'set', 'demo', 'cfg', '@cfg.json', '--json'], { project: 'demo', key: 'cfg', value: '@cfg.json', json: true }),
   row(kv.list, ['kv', 'list', 'demo'], { project: 'demo', json: false }),
+  row(recipe.list, ['recipe', 'list', '--json'], { json: true }),
+  row(recipe.show, ['recipe', 'show', 'simple-amm'], { name: 'simple-amm', json: false }),
+  row(recipe.submit, ['recipe', 'submit', 'simple-amm', '--payload', '@p.json', '--timeout', '10m', '--wait'], { name: 'simple-amm', json: false, payload: '@p.json', timeout: '10m', wait: true, cancelOnInterrupt: false }),
+  row(account.balance, ['account', 'balance', '--json'], { json: true }),
+  row(account.holds, ['account', 'holds'], { json: false }),
+  row(account.ledger, ['account', 'ledger'], { json: false }),
+  row(projectCreate, ['project', 'create', 'demo', '--remote-dir', '/srv/demo'], { name: 'demo', json: false, remoteDir: '/srv/demo' }),
   row(server, ['server'], { port: '8787', host: '127.0.0.1' }),
   row(server, ['server', '--port', '9000', '--host', '0.0.0.0', '--data-dir', '/srv/cycle', '--workers', '8', '--balance', '10'], { port: '9000', host: '0.0.0.0', dataDir: '/srv/cycle', workers: '8', balance: '10' }),
   row(doctor, ['doctor', '--json'], { json: true }),

@@ -82,6 +82,43 @@ describe('project upload against the local server', () => {
     }
   });
 
+  it('creates the project (POST /api/v1/projects) when the backend answers 404 to the push, then pushes again', async () => {
+    const p = await project();
+    const http = await import('node:http');
+    const seen: string[] = [];
+    let created = false;
+    const backend = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url?.split('?')[0]}`);
+      req.resume();
+      req.on('end', () => {
+        const send = (status: number, body: unknown) => {
+          res.writeHead(status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify(body));
+        };
+        if (req.method === 'POST' && req.url === '/api/v1/projects') {
+          created = true;
+          return send(201, { name: p.name });
+        }
+        if (req.method === 'POST' && req.url?.startsWith(`/api/v1/projects/${p.name}/push`) && created) {
+          return send(200, { project: p.name, format: 'cycleswap', revision: 1, content_hash: 'c'.repeat(64), build_hash: 'b'.repeat(64), unchanged: false, rebuild: true, build_hash_matches: null });
+        }
+        send(404, { detail: 'Project not found' });
+      });
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = backend.address();
+      const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+      const run = fakeContext({ cwd: p.root, env: { CYCLE_API_URL: url, CYCLE_TOKEN: 'flk_test', CYCLE_HTTP_RETRIES: '1' } });
+      expect(await upload(base, run.ctx), run.stderr.text).toBe(0);
+      expect(seen).toEqual([`GET /api/v1/projects/${p.name}/status`, `POST /api/v1/projects/${p.name}/push`, 'POST /api/v1/projects', `POST /api/v1/projects/${p.name}/push`]);
+      expect(run.stderr.text).toMatch(`the backend has no project ${p.name}: creating it`);
+      expect(JSON.parse(run.stdout.text)).toMatchObject({ project: p.name, uploaded: true, revision: 1 });
+    } finally {
+      backend.close();
+    }
+  });
+
   it('refuses an invalid project before any network call (exit 3)', async () => {
     const p = await project();
     await writeFiles(p.root, { '.cycleswap/manifest.toml': '[main]\nname = 5\n' });
@@ -186,7 +223,7 @@ describe('the API client', () => {
     await new Promise<void>((resolve) => odd.listen(0, '127.0.0.1', resolve));
     const api = new ApiClient({ baseUrl: `http://127.0.0.1:${(odd.address() as { port: number }).port}`, token: 't', version: 'test', attempts: 1 });
     try {
-      await expect(api.getJob('job_1')).rejects.toMatchObject({ exitCode: 5, message: expect.stringMatching(/GET \/api\/v1\/jobs\/job_1: the server's answer does not have the expected shape: \w+/) });
+      await expect(api.getJob('job_1')).rejects.toMatchObject({ exitCode: 5, message: "the server's answer to GET /api/v1/jobs/job_1 has no `status` field" });
     } finally {
       odd.close();
       await api.close();

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jobIdOf } from '../../src/api/schemas.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { upload as volumeUpload, list as volumeList, rm as volumeRm } from '../../src/commands/volume.js';
 import { run as projectUpload } from '../../src/commands/project/upload.js';
@@ -115,7 +116,7 @@ describe('project upload links the manifest volumes; jobs mount them read-only',
     };
     try {
       const job = await api().submitJob({ project: 'vol-user' });
-      await waitFor(async () => (await api().getJob(job.id)).status === 'completed', 20_000, 'the job to complete');
+      await waitFor(async () => (await api().getJob(jobIdOf(job))).status === 'completed', 20_000, 'the job to complete');
     } finally {
       docker.onRun = () => 0;
     }
@@ -129,8 +130,8 @@ describe('project upload links the manifest volumes; jobs mount them read-only',
     // Removed after the push: the next task fails, naming the volume and the fix.
     await api().removeVolume('train-set');
     const orphan = await api().submitJob({ project: 'vol-user' });
-    await waitFor(async () => (await api().getJob(orphan.id)).status === 'failed', 20_000, 'the job to fail');
-    const [failed] = await api().tasks(orphan.id);
+    await waitFor(async () => (await api().getJob(jobIdOf(orphan))).status === 'failed', 20_000, 'the job to fail');
+    const [failed] = await api().tasks(jobIdOf(orphan));
     expect(failed!.error).toContain('volume "train-set"');
     expect(failed!.error).toContain('cycle volume upload DIR --name train-set');
   });
@@ -156,37 +157,37 @@ describe('job pull and job tail', () => {
     };
     try {
       const job = await api().submitJob({ project: 'pull-demo', fan_out: { items: [{ i: 0 }, { i: 1 }] } });
-      await waitFor(async () => (await api().artifacts({ job: job.id })).length === 1, 20_000, 'the first artifact');
+      await waitFor(async () => (await api().artifacts({ job: jobIdOf(job) })).length === 1, 20_000, 'the first artifact');
       const out = await tempDir();
       const during = fakeContext({ cwd: out, env: env() });
-      await pull({ id: job.id, json: true }, during.ctx);
+      await pull({ id: jobIdOf(job), json: true }, during.ctx);
       const firstPull = JSON.parse(during.stdout.text);
       expect(firstPull.status).toBe('running');
-      expect(firstPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.relative(out, a.path), a.skipped])).toEqual([[path.join(job.id, 'first.txt'), false]]);
+      expect(firstPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.relative(out, a.path), a.skipped])).toEqual([[path.join(jobIdOf(job), 'first.txt'), false]]);
 
       release();
-      await waitFor(async () => (await api().getJob(job.id)).status === 'completed', 20_000, 'the job to complete');
+      await waitFor(async () => (await api().getJob(jobIdOf(job))).status === 'completed', 20_000, 'the job to complete');
       const after = fakeContext({ cwd: out, env: env() });
-      await pull({ id: job.id, json: true }, after.ctx);
+      await pull({ id: jobIdOf(job), json: true }, after.ctx);
       const secondPull = JSON.parse(after.stdout.text);
       expect(secondPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.basename(a.path), a.skipped])).toEqual([
         ['first.txt', true],
         ['second.txt', false],
       ]);
-      expect(await fs.readFile(path.join(out, job.id, 'second.txt'), 'utf8')).toBe('two\n');
+      expect(await fs.readFile(path.join(out, jobIdOf(job), 'second.txt'), 'utf8')).toBe('two\n');
 
       // A local file that differs from the artifact is downloaded again, not trusted.
-      await fs.writeFile(path.join(out, job.id, 'first.txt'), 'edited\n');
+      await fs.writeFile(path.join(out, jobIdOf(job), 'first.txt'), 'edited\n');
       const third = fakeContext({ cwd: out, env: env() });
-      await pull({ id: job.id, json: true }, third.ctx);
+      await pull({ id: jobIdOf(job), json: true }, third.ctx);
       expect(JSON.parse(third.stdout.text).artifacts.map((a: { path: string; skipped: boolean }) => [path.basename(a.path), a.skipped])).toEqual([
         ['first.txt', false],
         ['second.txt', true],
       ]);
-      expect(await fs.readFile(path.join(out, job.id, 'first.txt'), 'utf8')).toBe('one\n');
+      expect(await fs.readFile(path.join(out, jobIdOf(job), 'first.txt'), 'utf8')).toBe('one\n');
 
       const tailed = fakeContext({ cwd: out, env: env() });
-      expect(await tail({ id: job.id, json: false }, tailed.ctx)).toBe(0);
+      expect(await tail({ id: jobIdOf(job), json: false }, tailed.ctx)).toBe(0);
       expect(tailed.stdout.text).toContain('[0] task zero says hi');
       expect(tailed.stdout.text).toContain('[1] task one says hi');
     } finally {

@@ -1,10 +1,12 @@
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
-import type { ApiClient } from '../../api/client.js';
-import { isTerminalJobStatus, type Job } from '../../api/schemas.js';
-import { followEvents } from '../../api/sse.js';
+import { ApiError, type ApiClient } from '../../api/client.js';
+import { isTerminalJobStatus, jobIdOf, textOf, type JobCounts, type JobView } from '../../api/schemas.js';
+import { followEvents, type FollowedEvent } from '../../api/sse.js';
 import { formatDuration } from '../../ui/ui.js';
 
+/** How often a job is asked for when the server has no event stream (the docs' own poll loop). */
+export const POLL_INTERVAL_MS = 5000;
 
 export function progressBar(done: number, total: number, width = 20): string {
   const filled = total > 0 ? Math.round((done / total) * width) : 0;
@@ -13,22 +15,65 @@ export function progressBar(done: number, total: number, width = 20): string {
 
 /**
  * What a stream event changes in a job as a client sees it: job events carry the status, job and
- * task events the counts, and a first task event means the job runs.
+ * task events the counts, and a first task event means the job runs. Other events change nothing.
  */
-export function applyEvent(job: Job, type: string, data: unknown): void {
-  const fields = data as { status?: string; counts?: Job['counts'] };
-  if (type === 'job' && fields.status) job.status = fields.status as Job['status'];
-  if ((type === 'job' || type === 'task') && fields.counts) job.counts = fields.counts;
+export function applyEvent(job: JobView, type: string, data: unknown): void {
+  if (typeof data !== 'object' || data === null) return;
+  const status: unknown = Reflect.get(data, 'status');
+  const counts: unknown = Reflect.get(data, 'counts');
+  if (type === 'job' && typeof status === 'string') job.status = status;
+  if ((type === 'job' || type === 'task') && typeof counts === 'object' && counts !== null) job.counts = { ...job.counts, ...counts };
   if (type === 'task' && job.status === 'queued') job.status = 'running';
 }
 
-export function jobLine(job: Pick<Job, 'id' | 'status' | 'counts'>, extra = ''): string {
-  const c = job.counts;
-  const done = c.succeeded + c.failed + c.cancelled;
+export function jobLine(job: Pick<JobView, 'id' | 'job_id' | 'status' | 'counts'>, extra = ''): string {
+  const c: JobCounts = job.counts ?? {};
+  const head = `${jobIdOf(job)} ${job.status.padEnd(9)}`;
+  if (c.total === undefined) return `${head}${extra ? `  ${extra}` : ''}`;
+  const done = (c.succeeded ?? 0) + (c.failed ?? 0) + (c.cancelled ?? 0);
   const parts = [`${done}/${c.total} done`];
   if (c.running) parts.push(`${c.running} running`);
   if (c.failed) parts.push(`${c.failed} failed`);
-  return `${job.id} ${job.status.padEnd(9)} ${progressBar(done, c.total)} ${parts.join(' · ')}${extra ? `  ${extra}` : ''}`;
+  return `${head} ${progressBar(done, c.total)} ${parts.join(' · ')}${extra ? `  ${extra}` : ''}`;
+}
+
+/**
+ * A job's events to its end: its SSE stream, or, where the server has no stream route (404), a
+ * `job` event made from `GET /api/v1/jobs/:id` every `POLL_INTERVAL_MS` until the status is a
+ * known terminal one (an unknown status is waited through).
+ */
+export async function* followJob(api: ApiClient, id: string, ctx: Context, lastEventId: string | undefined, onPolling?: () => void): AsyncGenerator<FollowedEvent> {
+  let streamed = false;
+  try {
+    for await (const event of followEvents(api, `/api/v1/jobs/${encodeURIComponent(id)}/stream`, {
+      ...(lastEventId === undefined ? {} : { lastEventId }),
+      signal: ctx.signal,
+      sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined),
+      onReconnect: (attempt, reason) => ctx.ui.debug(`stream dropped (${reason}); reconnecting, attempt ${attempt}`),
+    })) {
+      streamed = true;
+      yield event;
+    }
+    return;
+  } catch (error) {
+    if (streamed || !(error instanceof ApiError) || error.status !== 404) throw error;
+    ctx.ui.debug(`no event stream for ${id} (HTTP 404); asking for the job every ${POLL_INTERVAL_MS / 1000}s`);
+  }
+  onPolling?.();
+  yield* pollJobs(api, [id], ctx);
+}
+
+/** `job` events for each job, from polling, until every one has a known terminal status. */
+export async function* pollJobs(api: ApiClient, ids: string[], ctx: Context): AsyncGenerator<FollowedEvent> {
+  const open = new Set(ids);
+  while (open.size > 0 && !ctx.signal.aborted) {
+    for (const id of [...open]) {
+      const job = await api.getJob(id);
+      yield { id: '', type: 'job', event: { type: 'job', job_id: id, data: { status: job.status, ...(job.counts ? { counts: job.counts } : {}) } } };
+      if (isTerminalJobStatus(job.status)) open.delete(id);
+    }
+    if (open.size > 0) await ctx.clock.sleep(POLL_INTERVAL_MS, ctx.signal).catch(() => undefined);
+  }
 }
 
 export interface WaitOptions {
@@ -41,7 +86,7 @@ export interface WaitOptions {
  * 6 failed/partial/cancelled (with the failed tasks' last lines); Ctrl-C: 130, the job left
  * running (or cancelled with --cancel-on-interrupt).
  */
-export async function waitForJob(api: ApiClient, id: string, ctx: Context, options: WaitOptions): Promise<{ code: number; job: Job }> {
+export async function waitForJob(api: ApiClient, id: string, ctx: Context, options: WaitOptions): Promise<{ code: number; job: JobView }> {
   const { ui } = ctx;
   let job = await api.getJob(id);
   const started = ctx.clock.now();
@@ -57,16 +102,11 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
   };
   if (!isTerminalJobStatus(job.status)) {
     show();
-    for await (const { event } of followEvents(api, `/api/v1/jobs/${encodeURIComponent(id)}/stream`, {
-      lastEventId: job.last_event_id,
-      signal: ctx.signal,
-      sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined),
-      onReconnect: (attempt, reason) => ui.debug(`stream dropped (${reason}); reconnecting, attempt ${attempt}`),
-    })) {
-      const data = event.data as { progress?: unknown; index?: number };
-      applyEvent(job, event.type, event.data); // task events carry the counts: no request per task
-      if (event.type === 'progress') lastProgress = `task ${data.index}: ${JSON.stringify(data.progress)}`;
-      if (options.json) ui.jsonLine({ event: event.type, job_id: event.job_id, task_id: event.task_id, data: event.data });
+    const from = job.last_event_id === undefined || job.last_event_id === null ? undefined : String(job.last_event_id);
+    for await (const { type, event } of followJob(api, id, ctx, from)) {
+      applyEvent(job, type, event.data); // task events carry the counts: no request per task
+      if (type === 'progress' && typeof event.data === 'object' && event.data !== null) lastProgress = `task ${String(Reflect.get(event.data, 'index'))}: ${JSON.stringify(Reflect.get(event.data, 'progress'))}`;
+      if (options.json) ui.jsonLine({ event: type, job_id: event.job_id, task_id: event.task_id, data: event.data });
       show();
     }
     ui.clearLive();
@@ -85,16 +125,28 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
   return { code: ExitCode.jobFailed, job };
 }
 
-/** The failed tasks, each with its error and the last lines of its output. */
-export async function reportFailures(api: ApiClient, job: Job, ctx: Context): Promise<void> {
+/** The failed tasks, each with its error and the last lines of its output; then what to do. */
+export async function reportFailures(api: ApiClient, job: JobView, ctx: Context): Promise<void> {
   const { ui } = ctx;
-  ui.info(ui.c.red(`job ${job.id} ${job.status}${job.error ? `: ${job.error}` : ''}`));
+  const id = jobIdOf(job);
+  const error = textOf(job.error);
+  ui.info(ui.c.red(`job ${id} ${job.status}${error ? `: ${error}` : ''}`));
   // Only the failed ones are asked for; the filter stays for a server that ignores `status`.
-  const failed = (await api.tasks(job.id, { status: 'failed' })).filter((t) => t.status === 'failed');
+  const failed = await api.tasks(id, { status: 'failed' }).then(
+    (tasks) => tasks.filter((t) => t.status === 'failed'),
+    // A server without the tasks route still has a job to show: its recommended action below.
+    (failure: unknown) => {
+      if (failure instanceof ApiError && failure.status === 404) return [];
+      throw failure;
+    },
+  );
   for (const task of failed.slice(0, 5)) {
-    ui.info(`  task ${task.index} (${task.id}): ${task.error ?? 'failed'}`);
-    const lines = task.live_feedback.output_tail.trimEnd().split('\n').slice(-10);
+    ui.info(`  task ${task.index ?? '?'} (${task.id ?? task.task_id ?? '?'}): ${textOf(task.error) ?? 'failed'}`);
+    const tail = task.live_feedback?.output_tail ?? task.output ?? '';
+    const lines = tail.trimEnd().split('\n').slice(-10);
     for (const line of lines) if (line) ui.info(`    │ ${line}`);
   }
-  if (failed.length > 5) ui.info(`  … and ${failed.length - 5} more failed tasks: cycle job tasks ${job.id}`);
+  if (failed.length > 5) ui.info(`  … and ${failed.length - 5} more failed tasks: cycle job tasks ${id}`);
+  const action = textOf(job.recommended_action);
+  if (action) ui.info(`recommended action: ${action}`);
 }

@@ -1,11 +1,12 @@
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { connect } from '../../api/connect.js';
-import { followEvents } from '../../api/sse.js';
-import { describeTaskEvent, splitLog, systemLine, type TaskEventData } from '../../api/log-lines.js';
-import { isTerminalJobStatus, JOB_STATUSES, type Job } from '../../api/schemas.js';
+import { ApiError, type ApiClient } from '../../api/client.js';
+import { followEvents, type FollowedEvent } from '../../api/sse.js';
+import { describeTaskEvent, splitLog, systemLine } from '../../api/log-lines.js';
+import { isTerminalJobStatus, jobIdOf, JOB_STATUSES, textOf, type JobView } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
-import { applyEvent, jobLine, reportFailures } from './follow.js';
+import { applyEvent, followJob, jobLine, pollJobs, reportFailures } from './follow.js';
 import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions, TailOptions } from './read.command.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
@@ -22,11 +23,12 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
     ctx.ui.info('no jobs');
     return ExitCode.ok;
   }
+  const tasksOf = (j: JobView): string => (j.counts?.total === undefined ? '-' : `${j.counts.succeeded ?? 0}/${j.counts.total}`);
   if (!ctx.io.stdout.isTTY) {
-    for (const job of jobs) ctx.ui.out(`${job.id}\t${job.status}\t${job.project}\t${job.counts.succeeded}/${job.counts.total}\t${job.created_at}\t${job.tags.join(',')}`);
+    for (const job of jobs) ctx.ui.out(`${jobIdOf(job)}\t${job.status}\t${job.project ?? ''}\t${tasksOf(job)}\t${job.created_at ?? ''}\t${(job.tags ?? []).join(',')}`);
     return ExitCode.ok;
   }
-  ctx.ui.out(formatTable(['JOB', 'STATUS', 'TYPE', 'PROJECT', 'TASKS', 'CREATED', 'TAGS'], jobs.map((j) => [j.id, colorStatus(j.status, ctx), j.type, j.project, `${j.counts.succeeded}/${j.counts.total}`, j.created_at.replace('T', ' ').slice(0, 19), j.tags.join(',')])));
+  ctx.ui.out(formatTable(['JOB', 'STATUS', 'TYPE', 'PROJECT', 'TASKS', 'CREATED', 'TAGS'], jobs.map((j) => [jobIdOf(j), colorStatus(j.status, ctx), j.type ?? '', j.project ?? '', tasksOf(j), (j.created_at ?? '').replace('T', ' ').slice(0, 19), (j.tags ?? []).join(',')])));
   return ExitCode.ok;
 }
 
@@ -38,20 +40,25 @@ export async function get(options: ByIdOptions, ctx: Context): Promise<number> {
   return ExitCode.ok;
 }
 
-function printJob(job: Job, ctx: Context): void {
+/** The fields a person reads, each only where the server sent it. */
+function printJob(job: JobView, ctx: Context): void {
+  const error = textOf(job.error);
   const rows: Array<[string, string]> = [
-    ['job', job.id],
-    ['status', colorStatus(job.status, ctx) + (job.error ? ` (${job.error})` : '')],
-    ['type', job.type],
-    ['project', `${job.project} (revision ${job.revision ?? '?'})`],
-    ['tasks', `${job.counts.total} (${job.counts.succeeded} succeeded, ${job.counts.failed} failed, ${job.counts.running} running, ${job.counts.queued} queued, ${job.counts.cancelled} cancelled)`],
-    ['created', job.created_at],
+    ['job', jobIdOf(job)],
+    ['status', colorStatus(job.status, ctx) + (error ? ` (${error})` : '')],
   ];
+  const action = textOf(job.recommended_action);
+  if (action) rows.push(['do', action]);
+  if (job.type) rows.push(['type', job.type]);
+  if (job.project) rows.push(['project', `${job.project} (revision ${job.revision ?? '?'})`]);
+  const c = job.counts;
+  if (c?.total !== undefined) rows.push(['tasks', `${c.total} (${c.succeeded ?? 0} succeeded, ${c.failed ?? 0} failed, ${c.running ?? 0} running, ${c.queued ?? 0} queued, ${c.cancelled ?? 0} cancelled)`]);
+  if (job.created_at) rows.push(['created', job.created_at]);
   if (job.started_at) rows.push(['started', job.started_at]);
   if (job.finished_at) rows.push(['finished', `${job.finished_at}${job.started_at ? ` (${formatDuration(Date.parse(job.finished_at) - Date.parse(job.started_at))})` : ''}`]);
-  if (job.tags.length) rows.push(['tags', job.tags.join(', ')]);
-  if (job.depends_on.length) rows.push(['depends on', job.depends_on.join(', ')]);
-  if (Object.keys(job.meta).length) rows.push(['meta', JSON.stringify(job.meta)]);
+  if (job.tags?.length) rows.push(['tags', job.tags.join(', ')]);
+  if (job.depends_on?.length) rows.push(['depends on', job.depends_on.join(', ')]);
+  if (typeof job.meta === 'object' && job.meta !== null && Object.keys(job.meta).length) rows.push(['meta', JSON.stringify(job.meta)]);
   if (job.variant) rows.push(['variant', job.variant]);
   if (job.client_ref) rows.push(['client ref', job.client_ref]);
   for (const [key, value] of rows) ctx.ui.out(`${key.padEnd(11)} ${value}`);
@@ -67,7 +74,7 @@ export async function tasks(options: ByIdOptions, ctx: Context): Promise<number>
   ctx.ui.out(
     formatTable(
       ['#', 'TASK', 'STATUS', 'TRY', 'EXIT', 'TIME', 'ERROR'],
-      list.map((t) => [String(t.index), t.id, colorStatus(t.status, ctx), String(t.attempt), t.exit_code === null ? '-' : String(t.exit_code), t.duration_s === null ? '-' : formatDuration(t.duration_s * 1000), (t.error ?? '').split('\n')[0]!]),
+      list.map((t) => [String(t.index ?? '-'), t.id ?? t.task_id ?? '-', colorStatus(t.status, ctx), String(t.attempt ?? '-'), t.exit_code === null || t.exit_code === undefined ? '-' : String(t.exit_code), t.duration_s === null || t.duration_s === undefined ? '-' : formatDuration(t.duration_s * 1000), (textOf(t.error) ?? '').split('\n')[0] ?? '']),
     ),
   );
   return ExitCode.ok;
@@ -78,22 +85,27 @@ export async function results(options: ByIdOptions, ctx: Context): Promise<numbe
   const doc = await api.results(options.id);
   if (options.json) ctx.ui.json(doc);
   else {
-    for (const item of doc.items) ctx.ui.out(`${item.index}\t${item.status}\t${item.result === null ? (item.error ?? '') : JSON.stringify(item.result)}`);
-    if (doc.aggregate !== null) ctx.ui.out(`aggregate\t${JSON.stringify(doc.aggregate)}`);
-    ctx.ui.info(`${doc.status}${doc.complete ? ', complete' : ''}: ${doc.counts.succeeded}/${doc.counts.total} tasks succeeded, ${doc.items.length} results, ${doc.artifact_ids.length} artifacts`);
+    // Our items, else the docs' per-task results.
+    const rows = doc.items ?? doc.tasks ?? [];
+    rows.forEach((item, n) => ctx.ui.out(`${item.index ?? n}\t${item.status ?? ''}\t${item.result === null || item.result === undefined ? (textOf(item.error) ?? '') : JSON.stringify(item.result)}`));
+    const aggregate = doc.aggregate ?? doc.aggregate_result;
+    if (aggregate !== null && aggregate !== undefined) ctx.ui.out(`aggregate\t${JSON.stringify(aggregate)}`);
+    const c = doc.counts;
+    const counts = c?.total === undefined ? '' : `: ${c.succeeded ?? 0}/${c.total} tasks succeeded`;
+    ctx.ui.info(`${doc.status ?? 'results'}${doc.complete ? ', complete' : ''}${counts}, ${rows.length} results, ${doc.artifact_ids?.length ?? 0} artifacts`);
   }
   return ExitCode.ok;
 }
 
 export async function cancel(options: IdsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
-  const out: Job[] = [];
+  const out: JobView[] = [];
   let failures = 0;
   for (const id of options.ids) {
     try {
       const job = await api.cancel(id);
       out.push(job);
-      if (!options.json) ctx.ui.out(`${job.id}\t${job.status}`);
+      if (!options.json) ctx.ui.out(`${jobIdOf(job)}\t${job.status}`);
     } catch (error) {
       if (options.ids.length === 1 || !(error instanceof CycleError)) throw error;
       failures++;
@@ -109,36 +121,49 @@ export async function logs(options: LogsOptions, ctx: Context): Promise<number> 
   const api = await connect(ctx, options);
   const only = options.task === undefined ? undefined : Number(options.task);
   if (only !== undefined && (!Number.isInteger(only) || only < 0)) throw new CycleError({ message: `--task ${options.task}: expected a task index (0, 1, …)`, exitCode: ExitCode.usage });
-  if (!options.follow) {
-    const output = await api.output(options.id);
-    const chosen = output.tasks.filter((t) => only === undefined || t.index === only);
+  const printOutput = async (): Promise<void> => {
+    const output = await outputOf(api, options.id);
+    const chosen = output.filter((t) => only === undefined || t.index === only);
     if (only !== undefined && chosen.length === 0) throw new CycleError({ message: `job ${options.id} has no task ${only}`, exitCode: ExitCode.failure });
     // `lines` tells the system's lines (start, completion, failure, retry) from the task's own output.
-    if (options.json) ctx.ui.json(chosen.map((task) => ({ ...task, lines: splitLog(task.output) })));
+    if (options.json) ctx.ui.json(chosen.map((task) => ({ ...task, lines: splitLog(task.output ?? '') })));
     else
       for (const task of chosen) {
-        if (chosen.length > 1) ctx.ui.info(ctx.ui.c.bold(`== task ${task.index} (${task.status})${task.truncated ? ' [start cut]' : ''}`));
-        ctx.ui.rawOut(task.output.endsWith('\n') || task.output === '' ? task.output : `${task.output}\n`);
+        const text = task.output ?? '';
+        if (chosen.length > 1) ctx.ui.info(ctx.ui.c.bold(`== task ${task.index ?? '?'} (${task.status ?? '?'})${task.truncated ? ' [start cut]' : ''}`));
+        ctx.ui.rawOut(text.endsWith('\n') || text === '' ? text : `${text}\n`);
       }
+  };
+  if (!options.follow) {
+    await printOutput();
     return ExitCode.ok;
   }
   const multi = only === undefined;
-  for await (const { event } of followEvents(api, `/api/v1/jobs/${encodeURIComponent(options.id)}/stream`, { signal: ctx.signal, sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined) })) {
-    if (event.type === 'task') {
+  let polled = false;
+  for await (const { type, event } of followJob(api, options.id, ctx, undefined, () => (polled = true))) {
+    if (typeof event.data !== 'object' || event.data === null) continue;
+    const index: unknown = Reflect.get(event.data, 'index');
+    if (only !== undefined && index !== only) continue;
+    if (type === 'task') {
       // A task's start, end or retry: the same system line the server writes into the task's log.
-      const data = event.data as TaskEventData;
-      if (only !== undefined && data.index !== only) continue;
-      if (options.json) ctx.ui.jsonLine({ task: data.index, text: describeTaskEvent(data), source: 'system' });
+      const status: unknown = Reflect.get(event.data, 'status');
+      if (typeof index !== 'number' || typeof status !== 'string') continue;
+      const attempt: unknown = Reflect.get(event.data, 'attempt');
+      const error: unknown = Reflect.get(event.data, 'error');
+      const reason: unknown = Reflect.get(event.data, 'reason');
+      const data = { index, status, ...(typeof attempt === 'number' ? { attempt } : {}), ...(typeof error === 'string' ? { error } : {}), ...(typeof reason === 'string' ? { reason } : {}) };
+      if (options.json) ctx.ui.jsonLine({ task: index, text: describeTaskEvent(data), source: 'system' });
       else ctx.ui.rawOut(systemLine(data));
       continue;
     }
-    if (event.type !== 'output') continue;
-    const data = event.data as { index: number; text: string };
-    if (only !== undefined && data.index !== only) continue;
-    if (options.json) ctx.ui.jsonLine({ task: data.index, text: data.text, source: 'output' });
-    else ctx.ui.rawOut(multi ? data.text.replace(/^(?=.)/gm, `[${data.index}] `) : data.text);
+    const text: unknown = Reflect.get(event.data, 'text');
+    if (type !== 'output' || typeof text !== 'string') continue;
+    if (options.json) ctx.ui.jsonLine({ task: index, text, source: 'output' });
+    else ctx.ui.rawOut(multi ? text.replace(/^(?=.)/gm, `[${String(index)}] `) : text);
   }
   if (ctx.signal.aborted) throw new CycleError({ message: 'interrupted (the job goes on)', exitCode: ExitCode.interrupted });
+  // Polled (no stream): the output was not live; it is shown once the job has ended.
+  if (polled) await printOutput();
   return ExitCode.ok;
 }
 
@@ -147,16 +172,29 @@ export function tail(options: TailOptions, ctx: Context): Promise<number> {
   return logs({ ...options, follow: true }, ctx);
 }
 
+/**
+ * Each task's output: the `/output` route, else (a server without it) the `output` the docs
+ * put on each task.
+ */
+async function outputOf(api: ApiClient, id: string): Promise<Array<{ index?: number | undefined; status?: string | undefined; output?: string | null | undefined; truncated?: boolean | undefined }>> {
+  try {
+    return (await api.output(id)).tasks;
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 404) throw error;
+    return api.tasks(id);
+  }
+}
+
 /** `job watch ID…`: one live view of many jobs; --json gives newline-delimited events. */
 export async function watch(options: IdsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
-  const jobs = new Map<string, Job>();
+  const jobs = new Map<string, JobView>();
   for (const id of options.ids) jobs.set(id, await api.getJob(id));
   const printed = new Map<string, string>();
-  const print = (job: Job): void => {
+  const print = (job: JobView): void => {
     const line = jobLine(job);
-    if (printed.get(job.id) === line) return;
-    printed.set(job.id, line);
+    if (printed.get(jobIdOf(job)) === line) return;
+    printed.set(jobIdOf(job), line);
     ctx.ui.info(line);
   };
   const render = (): void => {
@@ -166,12 +204,10 @@ export async function watch(options: IdsOptions, ctx: Context): Promise<number> 
   render();
   if (!options.json && !ctx.ui.options.interactive) for (const job of jobs.values()) print(job);
   if (![...jobs.values()].every((j) => isTerminalJobStatus(j.status))) {
-    const path = `/api/v1/jobs/watch?ids=${options.ids.map(encodeURIComponent).join(',')}`;
-    // From the oldest job's latest event; each job skips what its document already showed.
-    const from = Math.min(...[...jobs.values()].map((j) => Number(j.last_event_id)));
-    for await (const { id, type, event } of followEvents(api, path, { lastEventId: String(from), signal: ctx.signal, sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined) })) {
+    for await (const { id, type, event } of watchEvents(api, jobs, ctx)) {
       const job = event.job_id ? jobs.get(event.job_id) : undefined;
-      if (!job || Number(id) <= Number(job.last_event_id)) continue;
+      // A polled event (no id) is news by itself; a streamed one only past what the job showed.
+      if (!job || (id !== '' && Number(id) <= Number(job.last_event_id ?? 0))) continue;
       if (options.json) ctx.ui.jsonLine({ id, type, job_id: event.job_id, task_id: event.task_id, data: event.data, at: event.at });
       const before = job.status;
       applyEvent(job, type, event.data);
@@ -191,6 +227,24 @@ export async function watch(options: IdsOptions, ctx: Context): Promise<number> 
     }
   }
   return failed ? ExitCode.jobFailed : ExitCode.ok;
+}
+
+/** The jobs' events from the many-jobs stream, or from polling where the server has none (404). */
+async function* watchEvents(api: ApiClient, jobs: Map<string, JobView>, ctx: Context): AsyncGenerator<FollowedEvent> {
+  const path = `/api/v1/jobs/watch?ids=${[...jobs.keys()].map(encodeURIComponent).join(',')}`;
+  // From the oldest job's latest event; each job skips what its document already showed.
+  const from = Math.min(...[...jobs.values()].map((j) => Number(j.last_event_id ?? 0)));
+  let streamed = false;
+  try {
+    for await (const event of followEvents(api, path, { lastEventId: String(from), signal: ctx.signal, sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined) })) {
+      streamed = true;
+      yield event;
+    }
+    return;
+  } catch (error) {
+    if (streamed || !(error instanceof ApiError) || error.status !== 404) throw error;
+  }
+  yield* pollJobs(api, [...jobs.entries()].filter(([, job]) => !isTerminalJobStatus(job.status)).map(([id]) => id), ctx);
 }
 
 function colorStatus(status: string, ctx: Context): string {

@@ -1,7 +1,8 @@
 import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
-import { jobRequestSchema, JOB_TYPES, type JobRequestInput } from '../../api/schemas.js';
+import type { ApiClient } from '../../api/client.js';
+import { jobIdOf, jobRequestSchema, JOB_TYPES, type JobRequestInput, type JobView } from '../../api/schemas.js';
 import { readArgumentText, readJsonArgument, parseJsonText, parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../args.js';
 import { waitForJob } from './follow.js';
 import type { SubmitOptions } from './submit.command.js';
@@ -55,17 +56,28 @@ export async function run(options: SubmitOptions, ctx: Context): Promise<number>
   const request = await buildJobRequest(options, ctx);
   const api = await connect(ctx, options);
   const job = await api.submitJob(request, options.idempotencyKey);
+  return reportSubmitted(api, job, ctx, { json: options.json, wait: options.wait, cancelOnInterrupt: options.cancelOnInterrupt, what: job.project ?? request.project });
+}
+
+/**
+ * What `job submit` and `recipe submit` print for a new job (its id on stdout), or, with
+ * --wait, follow it to its end (the exit code says how it ended).
+ */
+export async function reportSubmitted(api: ApiClient, job: JobView, ctx: Context, options: { json: boolean; wait: boolean; cancelOnInterrupt: boolean; what: string }): Promise<number> {
+  const id = jobIdOf(job);
+  const total = job.counts?.total;
+  const tasks = total === undefined ? '' : ` (${total} task${total === 1 ? '' : 's'})`;
   if (!options.wait) {
     if (options.json) ctx.ui.json(job);
     else {
-      ctx.ui.out(job.id);
-      ctx.ui.info(`submitted ${job.id} to ${job.project} (${job.counts.total} task${job.counts.total === 1 ? '' : 's'}); follow it with: cycle job watch ${job.id}`);
+      ctx.ui.out(id);
+      ctx.ui.info(`submitted ${id} to ${options.what}${tasks}; follow it with: cycle job watch ${id}`);
     }
     return ExitCode.ok;
   }
-  if (!options.json) ctx.ui.out(job.id);
-  ctx.ui.info(`submitted ${job.id} (${job.counts.total} task${job.counts.total === 1 ? '' : 's'}); waiting for it (Ctrl-C leaves it running${options.cancelOnInterrupt ? ', --cancel-on-interrupt cancels it' : ''})`);
-  const { code, job: final } = await waitForJob(api, job.id, ctx, { json: false, cancelOnInterrupt: options.cancelOnInterrupt });
+  if (!options.json) ctx.ui.out(id);
+  ctx.ui.info(`submitted ${id}${tasks}; waiting for it (Ctrl-C leaves it running${options.cancelOnInterrupt ? ', --cancel-on-interrupt cancels it' : ''})`);
+  const { code, job: final } = await waitForJob(api, id, ctx, { json: false, cancelOnInterrupt: options.cancelOnInterrupt });
   if (options.json) ctx.ui.json(final);
   return code;
 }

@@ -4,6 +4,7 @@ import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { loadProject } from '../../project/load.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
+import { ApiError } from '../../api/client.js';
 import { checkBuildFlags } from '../../runner/cycleswap-build.js';
 import { collectBuildInputs } from '../../build/hash.js';
 import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
@@ -43,7 +44,7 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     const started = ctx.clock.now();
     ctx.ui.info(`uploading ${name}: ${formatBytes(packed.size)}, ${packed.selection.fileCount} files`);
     let collectedAt = 0;
-    const pushed = await api.push(
+    const push = () => api.push(
       name,
       {
         open: () => createReadStream(packed.file),
@@ -62,6 +63,14 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
       // Ctrl-C stops the upload (the request is destroyed) and the command exits 130.
       ctx.signal,
     );
+    const pushed = await push().catch(async (error: unknown) => {
+      // A backend where projects are made before they are pushed to (POST /api/v1/projects).
+      if (!(error instanceof ApiError) || error.status !== 404) throw error;
+      ctx.ui.clearLive();
+      ctx.ui.info(`the backend has no project ${name}: creating it`);
+      await api.createProject(name);
+      return push();
+    });
     ctx.ui.clearLive();
     if (pushed.build_hash_matches === false) ctx.ui.warn(`the server computed build hash ${pushed.build_hash.slice(0, 12)}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
     const result = { project: name, uploaded: true, revision: pushed.revision, content_hash: pushed.content_hash, build_hash: pushed.build_hash, rebuild: pushed.rebuild, unchanged: pushed.unchanged, format: pushed.format, bytes: packed.size, seconds: (ctx.clock.now() - started) / 1000 };
