@@ -144,9 +144,11 @@ describe('job pull and job tail', () => {
     // Task 0 writes first.txt and ends; task 1 waits until the test lets it go, then writes second.txt.
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
+    let runs = 0;
     docker.onRun = async (spec, io) => {
-      const outputs = spec.mounts.find((m) => m.type === 'bind' && m.source.includes(`${path.sep}artifacts${path.sep}`))!;
-      const first = !(await fs.readdir(path.dirname(outputs.source))).some((t) => t !== path.basename(outputs.source));
+      // The job's /artifacts, captured while it runs (the runner task service mounts it).
+      const outputs = spec.mounts.find((m) => m.type === 'bind' && m.target === '/artifacts')!;
+      const first = runs++ === 0;
       io.stdout(Buffer.from(first ? 'task zero says hi\n' : 'task one says hi\n'));
       if (first) await fs.writeFile(path.join(outputs.source, 'first.txt'), 'one\n');
       else {
