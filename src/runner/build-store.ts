@@ -1,4 +1,4 @@
-import type { BuildInputs } from '../build/hash.js';
+import type { BuildInputs } from '../build-hash/hash.js';
 import { readJsonFile, writeFileAtomic } from '../util/fs.js';
 import { ensureStateDir, statePaths } from '../project/state.js';
 

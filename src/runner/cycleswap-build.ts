@@ -4,7 +4,7 @@ import { CycleError, ExitCode, usageError } from '../errors.js';
 import type { DockerDriver, ImageDetails } from '../docker/driver.js';
 import { DockerBuildError } from '../docker/errors.js';
 import type { CycleswapProject } from '../project/load.js';
-import { collectBuildInputs } from '../build/hash.js';
+import { collectBuildInputs } from '../build-hash/hash.js';
 import { tarStream, type TarEntry } from '../pack/tar.js';
 import { sortByBytes } from '../project/build-files.js';
 import { LABELS, repositoryComponent, shortHash } from './images.js';

@@ -3,7 +3,7 @@ import { CycleError, ExitCode } from '../errors.js';
 import type { DockerDriver } from '../docker/driver.js';
 import { DockerBuildError, type DockerFailure } from '../docker/errors.js';
 import type { ComputalotProject } from '../project/load.js';
-import { computalotBuildHash, ociBuildContext } from '../build/oci-hash.js';
+import { computalotBuildHash, ociBuildContext } from '../build-hash/oci-hash.js';
 import { tarStream } from '../pack/tar.js';
 import { toTarEntries } from '../pack/select.js';
 import { LABELS, repositoryComponent, shortHash } from './images.js';

@@ -11,7 +11,7 @@ import type { DockerDriver } from '../docker/driver.js';
 import { checkProjectAt, projectFormatsAt, type Project } from '../project/load.js';
 import { COMPUTALOT_MANIFEST_PATH } from '../project/paths.js';
 import { formatDiagnostic } from '../project/diagnostics.js';
-import { collectBuildInputs } from '../build/hash.js';
+import { collectBuildInputs } from '../build-hash/hash.js';
 import { ensureCycleswapImage, DEFAULT_MAX_LAYERS, type ImageBuildOptions } from '../runner/cycleswap-build.js';
 import type { BuildRecord, BuildStore } from '../runner/build-store.js';
 import { LABELS } from '../runner/images.js';
@@ -188,7 +188,7 @@ export class ProjectService {
 
   private async buildHashOf(project: Project): Promise<string> {
     if (project.format === 'cycleswap') return (await collectBuildInputs(project, { useCache: false })).hash;
-    const { computalotBuildHash } = await import('../build/oci-hash.js');
+    const { computalotBuildHash } = await import('../build-hash/oci-hash.js');
     return (await computalotBuildHash(project, { useCache: false })).hash;
   }
 

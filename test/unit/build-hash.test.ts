@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildHash, collectBuildInputs, encodeBuildInputs, explainChanges } from '../../src/build/hash.js';
+import { buildHash, collectBuildInputs, encodeBuildInputs, explainChanges } from '../../src/build-hash/hash.js';
 import { loadProject, type CycleswapProject } from '../../src/project/load.js';
 import { run as hashCommand } from '../../src/commands/project/hash.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';

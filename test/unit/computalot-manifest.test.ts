@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseComputalotManifest } from '../../src/project/computalot.js';
 import { loadProject, type ComputalotProject } from '../../src/project/load.js';
-import { computalotBuildHash, ociBuildContext } from '../../src/build/oci-hash.js';
+import { computalotBuildHash, ociBuildContext } from '../../src/build-hash/oci-hash.js';
 import { ensureOciImage, runValidationChecks } from '../../src/runner/oci-build.js';
 import { run as validate } from '../../src/commands/project/validate.js';
 import { FakeDocker } from '../helpers/fake-docker.js';

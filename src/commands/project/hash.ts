@@ -1,14 +1,14 @@
 import type { Context } from '../../context.js';
 import { ExitCode } from '../../errors.js';
 import { loadProject, type CycleswapProject } from '../../project/load.js';
-import { collectBuildInputs, explainChanges, type InputChange } from '../../build/hash.js';
+import { collectBuildInputs, explainChanges, type InputChange } from '../../build-hash/hash.js';
 import { localBuildStore } from '../../runner/build-store.js';
 import type { HashOptions } from './hash.command.js';
 
 export async function run(options: HashOptions, ctx: Context): Promise<number> {
   const project = await loadProject(ctx.cwd);
   if (project.format === 'computalot') {
-    const { computalotBuildHash } = await import('../../build/oci-hash.js');
+    const { computalotBuildHash } = await import('../../build-hash/oci-hash.js');
     const result = await computalotBuildHash(project);
     if (options.json) ctx.ui.json({ hash: result.hash, format: project.format, files: result.files.length });
     else ctx.ui.out(result.hash);

@@ -6,7 +6,7 @@ import { loadProject } from '../../project/load.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { ApiError } from '../../api/client.js';
 import { checkBuildFlags } from '../../runner/cycleswap-build.js';
-import { collectBuildInputs } from '../../build/hash.js';
+import { collectBuildInputs } from '../../build-hash/hash.js';
 import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { warnSecrets } from './pack.js';
 import { formatBytes, formatDuration, transferLine } from '../../ui/ui.js';
@@ -21,7 +21,7 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
   const buildHash =
     project.format === 'cycleswap'
       ? (await collectBuildInputs(project)).hash
-      : (await import('../../build/oci-hash.js').then(({ computalotBuildHash }) => computalotBuildHash(project))).hash;
+      : (await import('../../build-hash/oci-hash.js').then(({ computalotBuildHash }) => computalotBuildHash(project))).hash;
   const spinner = await ctx.ui.spinner('packing the project');
   const packed = await packProject(project.root);
   spinner.stop();
