@@ -10,7 +10,13 @@ const socketPath = (process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').re
 function call(method, path, body, headers = {}) {
   return new Promise((resolve, reject) => {
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const request = http.request({ socketPath, method, path, agent: false, headers: { ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}), ...headers } });
+    const request = http.request({
+      socketPath,
+      method,
+      path,
+      agent: false,
+      headers: { ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}), ...headers },
+    });
     request.on('response', (response) => {
       const chunks = [];
       response.on('data', (chunk) => chunks.push(chunk));
@@ -22,7 +28,14 @@ function call(method, path, body, headers = {}) {
   });
 }
 
-const created = await call('POST', '/containers/create', { Image: image, Cmd: cmd, WorkingDir: workdir, AttachStdout: true, AttachStderr: true, HostConfig: { AutoRemove: true } });
+const created = await call('POST', '/containers/create', {
+  Image: image,
+  Cmd: cmd,
+  WorkingDir: workdir,
+  AttachStdout: true,
+  AttachStderr: true,
+  HostConfig: { AutoRemove: true },
+});
 if (created.status !== 201) throw new Error(created.body);
 const { Id: id } = JSON.parse(created.body);
 const { socket } = await call('POST', `/containers/${id}/attach?stream=1&stdout=1&stderr=1`, undefined, { Connection: 'Upgrade', Upgrade: 'tcp' });

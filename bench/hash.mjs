@@ -8,7 +8,10 @@ export async function benchHash() {
   const bytes = 1024 ** 3;
   console.log(`   (writing a ${files}-file, 1 GiB tree in ${root})`);
   fs.mkdirSync(path.join(root, '.cycleswap'));
-  fs.writeFileSync(path.join(root, '.cycleswap/manifest.toml'), '[main]\nname = "bench"\nbuild_files = ["data"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n');
+  fs.writeFileSync(
+    path.join(root, '.cycleswap/manifest.toml'),
+    '[main]\nname = "bench"\nbuild_files = ["data"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+  );
   fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'true\n');
   fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
   makeTree(path.join(root, 'data'), files, bytes);

@@ -71,12 +71,18 @@ export function summary() {
 export function makeTree(root, files, bytes, dirs = 200) {
   const size = Math.floor(bytes / files);
   const pool = crypto.randomBytes(4 << 20);
-  const text = Buffer.from('epoch,loss,accuracy\n' + Array.from({ length: 4096 }, (_, i) => `${i},${(1 / (i + 1)).toFixed(6)},${(i / 4096).toFixed(4)}\n`).join(''));
+  const text = Buffer.from(
+    'epoch,loss,accuracy\n' + Array.from({ length: 4096 }, (_, i) => `${i},${(1 / (i + 1)).toFixed(6)},${(i / 4096).toFixed(4)}\n`).join(''),
+  );
   for (let d = 0; d < dirs; d++) fs.mkdirSync(path.join(root, `d${d}`), { recursive: true });
   for (let i = 0; i < files; i++) {
     const offset = (i * 7919) % (pool.length - size);
     const half = size >> 1;
-    const block = Buffer.concat([pool.subarray(offset, offset + half), text.subarray(0, Math.min(text.length, size - half)), Buffer.alloc(Math.max(0, size - half - text.length))]);
+    const block = Buffer.concat([
+      pool.subarray(offset, offset + half),
+      text.subarray(0, Math.min(text.length, size - half)),
+      Buffer.alloc(Math.max(0, size - half - text.length)),
+    ]);
     block.writeUInt32LE(i, 0); // every file different
     fs.writeFileSync(path.join(root, `d${i % dirs}`, `f${i}.bin`), block);
   }
@@ -84,7 +90,11 @@ export function makeTree(root, files, bytes, dirs = 200) {
 
 /** Peak resident memory (MiB) of a command, from GNU time. */
 export function peakRss(file, args, options = {}) {
-  const result = spawnSync('/usr/bin/time', ['-f', 'CYCLE_MAXRSS_KB %M', file, ...args], { stdio: ['ignore', 'ignore', 'pipe'], ...options, env: { ...process.env, NO_COLOR: '1', ...options.env } });
+  const result = spawnSync('/usr/bin/time', ['-f', 'CYCLE_MAXRSS_KB %M', file, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    ...options,
+    env: { ...process.env, NO_COLOR: '1', ...options.env },
+  });
   const match = /CYCLE_MAXRSS_KB (\d+)/.exec(String(result.stderr));
   if (result.status !== 0 || !match) throw new Error(`${file} ${args.join(' ')} failed (${result.status}): ${String(result.stderr).slice(-800)}`);
   return Number(match[1]) / 1024;
@@ -100,7 +110,13 @@ export async function startServer(workers = 2) {
   for (let i = 0; i < 100 && !/listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
   const url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
   if (!url) throw new Error(`the server did not start: ${log}`);
-  const env = { ...process.env, CYCLE_API_URL: url, CYCLE_TOKEN: fs.readFileSync(path.join(data, 'token'), 'utf8').trim(), XDG_CONFIG_HOME: data, NO_COLOR: '1' };
+  const env = {
+    ...process.env,
+    CYCLE_API_URL: url,
+    CYCLE_TOKEN: fs.readFileSync(path.join(data, 'token'), 'utf8').trim(),
+    XDG_CONFIG_HOME: data,
+    NO_COLOR: '1',
+  };
   return {
     pid: server.pid,
     env,
@@ -112,7 +128,9 @@ export async function startServer(workers = 2) {
         let stderr = '';
         child.stdout.on('data', (c) => (stdout += c));
         child.stderr.on('data', (c) => (stderr += c));
-        child.on('close', (code) => (code === 0 ? resolve({ stdout, stderr, end: Date.now() }) : reject(new Error(`${args.join(' ')}: exit ${code}\n${stderr}`))));
+        child.on('close', (code) =>
+          code === 0 ? resolve({ stdout, stderr, end: Date.now() }) : reject(new Error(`${args.join(' ')}: exit ${code}\n${stderr}`)),
+        );
       }),
     stop: async () => {
       server.kill('SIGTERM');
@@ -126,7 +144,10 @@ export async function startServer(workers = 2) {
 export function cycleswapProject(name, runScript) {
   const root = tempDir(`cycle-bench-${name}-`);
   fs.mkdirSync(path.join(root, '.cycleswap'));
-  fs.writeFileSync(path.join(root, '.cycleswap/manifest.toml'), `[main]\nname = "${name}"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`);
+  fs.writeFileSync(
+    path.join(root, '.cycleswap/manifest.toml'),
+    `[main]\nname = "${name}"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
+  );
   fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), runScript);
   fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
   return root;

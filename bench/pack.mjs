@@ -7,7 +7,10 @@ export function bigProject() {
   const root = tempDir('cycle-bench-pack-');
   console.log(`   (writing a 20000-file, 1 GiB project in ${root})`);
   fs.mkdirSync(path.join(root, '.cycleswap'));
-  fs.writeFileSync(path.join(root, '.cycleswap/manifest.toml'), '[main]\nname = "bench-pack"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n');
+  fs.writeFileSync(
+    path.join(root, '.cycleswap/manifest.toml'),
+    '[main]\nname = "bench-pack"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+  );
   fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'true\n');
   fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
   makeTree(path.join(root, 'data'), 20_000, 1024 ** 3);
@@ -23,7 +26,14 @@ export function benchPack(root) {
     () => time(CYCLE, ['project', 'pack', '--out', path.join(out, 'cycle.tgz')], { cwd: root }),
   );
   const ratio = cycle / tar;
-  report('project pack / tar -czf (20k files, 1 GiB)', ratio.toFixed(2), 'x', '≤ 1.0x', ratio <= 1.0, `(${(cycle / 1000).toFixed(1)} s vs ${(tar / 1000).toFixed(1)} s)`);
+  report(
+    'project pack / tar -czf (20k files, 1 GiB)',
+    ratio.toFixed(2),
+    'x',
+    '≤ 1.0x',
+    ratio <= 1.0,
+    `(${(cycle / 1000).toFixed(1)} s vs ${(tar / 1000).toFixed(1)} s)`,
+  );
   fs.rmSync(out, { recursive: true, force: true });
 }
 

@@ -10,7 +10,10 @@ export function benchProjectTest() {
   }
   const root = tempDir('cycle-bench-test-');
   fs.mkdirSync(path.join(root, '.cycleswap'));
-  fs.writeFileSync(path.join(root, '.cycleswap/manifest.toml'), '[main]\nname = "bench-trivial"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n');
+  fs.writeFileSync(
+    path.join(root, '.cycleswap/manifest.toml'),
+    '[main]\nname = "bench-trivial"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+  );
   fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'echo hello\n');
   fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
   fs.writeFileSync(path.join(root, 'main.py'), 'print("hi")\n');

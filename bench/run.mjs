@@ -16,7 +16,15 @@ if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
 }
 let big;
 const packTree = () => (big ??= bigProject());
-const all = { startup: benchStartup, hash: benchHash, test: benchProjectTest, pack: () => benchPack(packTree()), upload: () => benchUpload(packTree()), watch: benchWatch, server: benchServer };
+const all = {
+  startup: benchStartup,
+  hash: benchHash,
+  test: benchProjectTest,
+  pack: () => benchPack(packTree()),
+  upload: () => benchUpload(packTree()),
+  watch: benchWatch,
+  server: benchServer,
+};
 const wanted = process.argv.slice(2).filter((a) => a in all);
 console.log(`cycle benchmarks — node ${process.version}, ${CYCLE}`);
 for (const [name, bench] of Object.entries(all)) {

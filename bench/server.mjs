@@ -25,7 +25,14 @@ export async function benchServer() {
     const results = JSON.parse(await cycle(['job', 'results', id, '--json']));
     if (results.items.length !== items || !results.complete) throw new Error(`incomplete results: ${results.items.length}`);
     const hwm = Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${server.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-    report(`server: ${items} items, batch_size ${batch} (${items / batch} tasks)`, (items / seconds).toFixed(0), 'items/s', '-', undefined, `(${(items / batch / seconds).toFixed(1)} tasks/s, ${seconds.toFixed(1)} s, 6 workers)`);
+    report(
+      `server: ${items} items, batch_size ${batch} (${items / batch} tasks)`,
+      (items / seconds).toFixed(0),
+      'items/s',
+      '-',
+      undefined,
+      `(${(items / batch / seconds).toFixed(1)} tasks/s, ${seconds.toFixed(1)} s, 6 workers)`,
+    );
     report('  server peak RSS', hwm.toFixed(0), 'MiB', '-', undefined);
   } finally {
     await server.stop();

@@ -6,7 +6,16 @@
 import { Argument, Command, Option } from 'commander';
 import type { GlobalOptions } from './context.js';
 import type { IO } from './ui/streams.js';
-import { readFlags, type Arg, type CliTree, type CommandDeclaration, type Declaration, type Flag, type FlagSet, type ProgramDeclaration } from './commands/declaration.js';
+import {
+  readFlags,
+  type Arg,
+  type CliTree,
+  type CommandDeclaration,
+  type Declaration,
+  type Flag,
+  type FlagSet,
+  type ProgramDeclaration,
+} from './commands/declaration.js';
 import type { globalFlags } from './commands/shared-flags.js';
 
 /** One parsed command line, ready to run. */

@@ -117,7 +117,11 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, options: RequestOptions<T> & { raw: true }): Promise<RawResponse>;
-  async request<T>(method: string, path: string, options?: RequestOptions<T>): Promise<{ status: number; body: T; headers: Record<string, string | string[] | undefined> }>;
+  async request<T>(
+    method: string,
+    path: string,
+    options?: RequestOptions<T>,
+  ): Promise<{ status: number; body: T; headers: Record<string, string | string[] | undefined> }>;
   async request<T>(method: string, path: string, options: RequestOptions<T> = {}): Promise<unknown> {
     if (!this.options.token) {
       throw new ApiError(0, 'no_token', `no token for ${this.options.baseUrl}`, 'run `cycle auth login`, or set CYCLE_TOKEN', ExitCode.auth);
@@ -174,7 +178,10 @@ export class ApiClient {
           try {
             parsed = JSON.parse(text);
           } catch {
-            throw new CycleError({ message: `${what}: the server answered ${response.statusCode} with something that is not JSON: ${text.slice(0, 80)}`, exitCode: ExitCode.network });
+            throw new CycleError({
+              message: `${what}: the server answered ${response.statusCode} with something that is not JSON: ${text.slice(0, 80)}`,
+              exitCode: ExitCode.network,
+            });
           }
         }
         if (options.schema && response.statusCode < 400) {
@@ -235,7 +242,11 @@ export class ApiClient {
   /** The project's status, or undefined when the server has never seen it. */
   async status(name: string, signal?: AbortSignal) {
     // request() checks the schema for 2xx answers only; a 404 is an answer here, not an error.
-    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, { schema: projectStatusSchema, accept: [404], ...(signal ? { signal } : {}) });
+    const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, {
+      schema: projectStatusSchema,
+      accept: [404],
+      ...(signal ? { signal } : {}),
+    });
     return answer.status === 404 ? undefined : answer.body;
   }
 
@@ -244,11 +255,19 @@ export class ApiClient {
   }
 
   init(name: string) {
-    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/init`, { json: {}, idempotencyKey: randomUUID(), schema: z.object({ project: z.string(), revision: z.number(), build: z.string() }) }).then((r) => r.body);
+    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/init`, {
+      json: {},
+      idempotencyKey: randomUUID(),
+      schema: z.object({ project: z.string(), revision: z.number(), build: z.string() }),
+    }).then((r) => r.body);
   }
 
   invalidate(name: string) {
-    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/invalidate`, { json: {}, idempotencyKey: randomUUID(), schema: z.object({ project: z.string(), removed_images: z.number() }) }).then((r) => r.body);
+    return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/invalidate`, {
+      json: {},
+      idempotencyKey: randomUUID(),
+      schema: z.object({ project: z.string(), removed_images: z.number() }),
+    }).then((r) => r.body);
   }
 
   kvGet(name: string, key: string) {
@@ -256,11 +275,15 @@ export class ApiClient {
   }
 
   kvPut(name: string, key: string, value: unknown) {
-    return this.request('PUT', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { json: { value }, schema: kvEntrySchema }).then((r) => r.body);
+    return this.request('PUT', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { json: { value }, schema: kvEntrySchema }).then(
+      (r) => r.body,
+    );
   }
 
   kvList(name: string) {
-    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv`, { schema: z.object({ entries: z.array(kvEntrySchema) }) }).then((r) => r.body.entries);
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv`, { schema: z.object({ entries: z.array(kvEntrySchema) }) }).then(
+      (r) => r.body.entries,
+    );
   }
 
   submitJob(job: JobRequestInput, idempotencyKey: string = randomUUID()) {
@@ -285,13 +308,22 @@ export class ApiClient {
    * The pages of a paged route (`/tasks`, `/results`, `/output`), each page's `next_cursor` asked
    * for next until there is none (a server that does not page answers one page).
    */
-  private async *pages<T extends { next_cursor?: string | null | undefined }>(path: string, query: Record<string, string | number | undefined>, schema: z.ZodType<T>): AsyncGenerator<T> {
+  private async *pages<T extends { next_cursor?: string | null | undefined }>(
+    path: string,
+    query: Record<string, string | number | undefined>,
+    schema: z.ZodType<T>,
+  ): AsyncGenerator<T> {
     const seen = new Set<string>();
     for (let cursor: string | undefined; ; ) {
       const page = (await this.request('GET', path, { query: { ...query, limit: PAGE_LIMIT, cursor }, schema })).body;
       yield page;
       if (!page.next_cursor) return;
-      if (seen.has(page.next_cursor)) throw new CycleError({ message: `GET ${path}: the server gave the cursor "${page.next_cursor}" twice`, hint: 'the server pages wrongly; check CYCLE_API_URL', exitCode: ExitCode.network });
+      if (seen.has(page.next_cursor))
+        throw new CycleError({
+          message: `GET ${path}: the server gave the cursor "${page.next_cursor}" twice`,
+          hint: 'the server pages wrongly; check CYCLE_API_URL',
+          exitCode: ExitCode.network,
+        });
       seen.add((cursor = page.next_cursor));
     }
   }
@@ -299,7 +331,12 @@ export class ApiClient {
   /** Every task of a job, following the pages (`?status=` for those in one state only). */
   async tasks(id: string, filter: { status?: string } = {}) {
     const tasks: TaskView[] = [];
-    for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/tasks`, filter, z.looseObject({ tasks: z.array(taskViewSchema), next_cursor: nextCursor }))) tasks.push(...page.tasks);
+    for await (const page of this.pages(
+      `/api/v1/jobs/${encodeURIComponent(id)}/tasks`,
+      filter,
+      z.looseObject({ tasks: z.array(taskViewSchema), next_cursor: nextCursor }),
+    ))
+      tasks.push(...page.tasks);
     return tasks;
   }
 
@@ -307,7 +344,16 @@ export class ApiClient {
   async output(id: string, tail?: number) {
     const schema = z.looseObject({
       job_id: z.string().optional(),
-      tasks: z.array(z.looseObject({ task_id: z.string().optional(), index: z.number().optional(), status: z.string().optional(), attempt: z.number().optional(), output: z.string().nullable().optional(), truncated: z.boolean().optional() })),
+      tasks: z.array(
+        z.looseObject({
+          task_id: z.string().optional(),
+          index: z.number().optional(),
+          status: z.string().optional(),
+          attempt: z.number().optional(),
+          output: z.string().nullable().optional(),
+          truncated: z.boolean().optional(),
+        }),
+      ),
       next_cursor: nextCursor,
     });
     const all: { job_id: string; tasks: z.infer<typeof schema>['tasks'] } = { job_id: id, tasks: [] };
@@ -349,7 +395,9 @@ export class ApiClient {
   // ---- recipes, account, project creation (platform-facts.md B; answers read liberally) ----
 
   recipes() {
-    return this.request('GET', '/api/v1/recipes', { schema: listAnswer('recipes', recipeViewSchema) }).then((r) => (Array.isArray(r.body) ? r.body : r.body.recipes));
+    return this.request('GET', '/api/v1/recipes', { schema: listAnswer('recipes', recipeViewSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.recipes,
+    );
   }
 
   recipe(name: string) {
@@ -367,12 +415,18 @@ export class ApiClient {
 
   /** `holds` or `ledger`: a list, bare or under its own name (neither shape is documented). */
   accountEntries(kind: 'holds' | 'ledger') {
-    return this.request('GET', `/api/v1/account/${kind}`, { schema: listAnswer(kind, z.looseObject({})) }).then((r) => (Array.isArray(r.body) ? r.body : r.body[kind]));
+    return this.request('GET', `/api/v1/account/${kind}`, { schema: listAnswer(kind, z.looseObject({})) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body[kind],
+    );
   }
 
   /** `POST /api/v1/projects`: makes the project that pushes then go to. */
   createProject(name: string, remoteDir?: string) {
-    return this.request('POST', '/api/v1/projects', { json: { name, ...(remoteDir === undefined ? {} : { remote_dir: remoteDir }) }, idempotencyKey: randomUUID(), schema: z.looseObject({}) }).then((r) => r.body);
+    return this.request('POST', '/api/v1/projects', {
+      json: { name, ...(remoteDir === undefined ? {} : { remote_dir: remoteDir }) },
+      idempotencyKey: randomUUID(),
+      schema: z.looseObject({}),
+    }).then((r) => r.body);
   }
 
   /**
@@ -380,18 +434,34 @@ export class ApiClient {
    * answer, or undefined where the route is missing (404).
    */
   async artifactByHash(file: { sha256: string; size: number; filename: string }) {
-    const answer = await this.request('POST', '/api/v1/artifacts/direct', { json: file, idempotencyKey: randomUUID(), accept: [404], schema: artifactRefSchema });
+    const answer = await this.request('POST', '/api/v1/artifacts/direct', {
+      json: file,
+      idempotencyKey: randomUUID(),
+      accept: [404],
+      schema: artifactRefSchema,
+    });
     return answer.status === 404 ? undefined : answer.body;
   }
 
   /** `POST /api/v1/artifacts`: the raw bytes, streamed; content-addressed, so a retry is safe. */
   uploadArtifact(filename: string, upload: UploadBody, signal?: AbortSignal) {
-    return this.request('POST', '/api/v1/artifacts', { upload, idempotencyKey: randomUUID(), headers: { 'x-artifact-filename': filename }, schema: artifactRefSchema, ...(signal ? { signal } : {}) }).then((r) => r.body);
+    return this.request('POST', '/api/v1/artifacts', {
+      upload,
+      idempotencyKey: randomUUID(),
+      headers: { 'x-artifact-filename': filename },
+      schema: artifactRefSchema,
+      ...(signal ? { signal } : {}),
+    }).then((r) => r.body);
   }
 
   /** The bytes of an artifact, from `start` on (resuming a download); 416 when `start` is at or past the end. */
   downloadArtifact(id: string, start = 0, signal?: AbortSignal): Promise<RawResponse> {
-    return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, { raw: true, accept: [416], headers: start > 0 ? { range: `bytes=${start}-` } : {}, ...(signal ? { signal } : {}) });
+    return this.request('GET', `/api/v1/artifacts/${encodeURIComponent(id)}`, {
+      raw: true,
+      accept: [416],
+      headers: start > 0 ? { range: `bytes=${start}-` } : {},
+      ...(signal ? { signal } : {}),
+    });
   }
 
   // ---- volumes (docs/api.md, "Volumes") ----
@@ -403,26 +473,45 @@ export class ApiClient {
   /** The sha256s among `files` that the server's store lacks: only those need sending. */
   missingVolumeBlobs(name: string, files: VolumeFile[], signal?: AbortSignal) {
     // Asking changes nothing on the server: safe to retry, so it carries a key.
-    return this.request('POST', `/api/v1/volumes/${encodeURIComponent(name)}/missing`, { json: { files }, idempotencyKey: randomUUID(), schema: volumeMissingResponseSchema, ...(signal ? { signal } : {}) }).then((r) => r.body.missing);
+    return this.request('POST', `/api/v1/volumes/${encodeURIComponent(name)}/missing`, {
+      json: { files },
+      idempotencyKey: randomUUID(),
+      schema: volumeMissingResponseSchema,
+      ...(signal ? { signal } : {}),
+    }).then((r) => r.body.missing);
   }
 
   /** One file's bytes, stored under its sha256 (the server checks them). */
   putVolumeBlob(sha256: string, upload: UploadBody, signal?: AbortSignal) {
-    return this.request('PUT', `/api/v1/volumes/blobs/${sha256}`, { upload, schema: z.object({ sha256: z.string(), size: z.number(), stored: z.boolean() }), ...(signal ? { signal } : {}) }).then((r) => r.body);
+    return this.request('PUT', `/api/v1/volumes/blobs/${sha256}`, {
+      upload,
+      schema: z.object({ sha256: z.string(), size: z.number(), stored: z.boolean() }),
+      ...(signal ? { signal } : {}),
+    }).then((r) => r.body);
   }
 
   /** Makes `files` the volume's content (every blob sent first). */
   commitVolume(name: string, files: VolumeFile[], signal?: AbortSignal) {
-    return this.request('PUT', `/api/v1/volumes/${encodeURIComponent(name)}`, { json: { files }, schema: volumeSummarySchema.extend({ unchanged: z.boolean() }), ...(signal ? { signal } : {}) }).then((r) => r.body);
+    return this.request('PUT', `/api/v1/volumes/${encodeURIComponent(name)}`, {
+      json: { files },
+      schema: volumeSummarySchema.extend({ unchanged: z.boolean() }),
+      ...(signal ? { signal } : {}),
+    }).then((r) => r.body);
   }
 
   removeVolume(name: string) {
-    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.object({ name: z.string(), removed: z.boolean() }) }).then((r) => r.body);
+    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.object({ name: z.string(), removed: z.boolean() }) }).then(
+      (r) => r.body,
+    );
   }
 
   /** An SSE stream from `lastEventId` on (see src/api/sse.ts for reading it). */
   openStream(path: string, lastEventId: string | undefined, signal?: AbortSignal): Promise<RawResponse> {
-    return this.request('GET', path, { raw: true, headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) }, ...(signal ? { signal } : {}) });
+    return this.request('GET', path, {
+      raw: true,
+      headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+      ...(signal ? { signal } : {}),
+    });
   }
 
   async close(): Promise<void> {
@@ -515,7 +604,13 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
     // not JSON: keep the text
   }
   if (status === 401 || status === 403) {
-    return new ApiError(status, code, `the server refused the token (HTTP ${status}): ${message}`, `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`, ExitCode.auth);
+    return new ApiError(
+      status,
+      code,
+      `the server refused the token (HTTP ${status}): ${message}`,
+      `run \`cycle auth login --api-url ${baseUrl}\`, or set CYCLE_TOKEN`,
+      ExitCode.auth,
+    );
   }
   if (status === 402) {
     const shortfall = findShortfall(parsedBody(text));
@@ -527,7 +622,14 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
       ExitCode.payment,
     );
   }
-  if (status >= 500) return new ApiError(status, code, `${what} failed on the server (HTTP ${status}): ${message}`, 'try again later; if it persists, look at the server log', ExitCode.network);
+  if (status >= 500)
+    return new ApiError(
+      status,
+      code,
+      `${what} failed on the server (HTTP ${status}): ${message}`,
+      'try again later; if it persists, look at the server log',
+      ExitCode.network,
+    );
   return new ApiError(status, code, `${message} (HTTP ${status})`, undefined, ExitCode.failure);
 }
 

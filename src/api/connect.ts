@@ -47,7 +47,8 @@ export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<A
 export async function resolveProjectName(ctx: Context, flag: string | undefined, loaded?: Project): Promise<string> {
   const given = flag ?? (ctx.env.CYCLE_PROJECT || undefined);
   if (given !== undefined) {
-    if (!PROJECT_NAME_PATTERN.test(given)) throw new CycleError({ message: `invalid project name "${given}": expected ${PROJECT_NAME_RULE}`, exitCode: ExitCode.usage });
+    if (!PROJECT_NAME_PATTERN.test(given))
+      throw new CycleError({ message: `invalid project name "${given}": expected ${PROJECT_NAME_RULE}`, exitCode: ExitCode.usage });
     return given;
   }
   let found = loaded;

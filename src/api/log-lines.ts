@@ -43,7 +43,9 @@ export function systemLine(data: TaskEventData): string {
 export function splitLog(text: string): Array<{ source: LogSource; text: string }> {
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
-  return lines.map((line) => (line.startsWith(SYSTEM_LINE_PREFIX) ? { source: 'system', text: line.slice(SYSTEM_LINE_PREFIX.length) } : { source: 'output', text: line }));
+  return lines.map((line) =>
+    line.startsWith(SYSTEM_LINE_PREFIX) ? { source: 'system', text: line.slice(SYSTEM_LINE_PREFIX.length) } : { source: 'output', text: line },
+  );
 }
 
 function firstLine(text: string): string {

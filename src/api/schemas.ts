@@ -32,11 +32,18 @@ export const fanOutSchema = z.strictObject({
 });
 export type FanOut = z.infer<typeof fanOutSchema>;
 
-export type FanOutShape = { kind: 'by'; field: string } | { kind: 'items'; items: Array<Record<string, unknown>> } | { kind: 'chunks'; chunks: number; rangeField: string; total: number };
+export type FanOutShape =
+  | { kind: 'by'; field: string }
+  | { kind: 'items'; items: Array<Record<string, unknown>> }
+  | { kind: 'chunks'; chunks: number; rangeField: string; total: number };
 
 /** Exactly one shape, or a message saying what is wrong. */
 export function fanOutShape(fanOut: FanOut): FanOutShape | { error: string } {
-  const shapes = [fanOut.by !== undefined, fanOut.items !== undefined, fanOut.chunks !== undefined || fanOut.total !== undefined || fanOut.range_field !== undefined].filter(Boolean).length;
+  const shapes = [
+    fanOut.by !== undefined,
+    fanOut.items !== undefined,
+    fanOut.chunks !== undefined || fanOut.total !== undefined || fanOut.range_field !== undefined,
+  ].filter(Boolean).length;
   if (shapes !== 1) return { error: 'fan_out: use exactly one of {"by": field}, {"items": [...]} or {"chunks": n, "range_field": f, "total": t}' };
   if (fanOut.by !== undefined) return { kind: 'by', field: fanOut.by };
   if (fanOut.items !== undefined) return { kind: 'items', items: fanOut.items };
@@ -60,7 +67,12 @@ export const jobRequestSchema = z.strictObject({
   runner_command: command.optional(),
   reduce_command: command.optional(),
   payload: jsonObject.default({}),
-  timeout_s: z.number().int().min(1).max(7 * 24 * 3600).optional(),
+  timeout_s: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 3600)
+    .optional(),
   profile: z.string().min(1).max(64).optional(),
   requirements: requirementsSchema.optional(),
   fan_out: fanOutSchema.optional(),
@@ -77,7 +89,10 @@ export type JobRequest = z.infer<typeof jobRequestSchema>;
 export type JobRequestInput = z.input<typeof jobRequestSchema>;
 
 export const batchRequestSchema = z.strictObject({
-  jobs: z.array(z.unknown()).min(1).max(MAX_BATCH_JOBS, { error: `at most ${MAX_BATCH_JOBS} jobs per request` }),
+  jobs: z
+    .array(z.unknown())
+    .min(1)
+    .max(MAX_BATCH_JOBS, { error: `at most ${MAX_BATCH_JOBS} jobs per request` }),
 });
 
 export const taskCountsSchema = z.object({
@@ -150,7 +165,14 @@ export const taskSchema = z.object({
 });
 export type Task = z.infer<typeof taskSchema>;
 
-export const resultItemSchema = z.object({ index: z.number(), task_id: z.string(), status: z.enum(TASK_STATUSES), payload: z.unknown(), result: z.unknown().nullable(), error: z.string().nullable() });
+export const resultItemSchema = z.object({
+  index: z.number(),
+  task_id: z.string(),
+  status: z.enum(TASK_STATUSES),
+  payload: z.unknown(),
+  result: z.unknown().nullable(),
+  error: z.string().nullable(),
+});
 
 export const resultsSchema = z.object({
   job_id: z.string(),
@@ -272,7 +294,9 @@ export const volumeFileSchema = z.strictObject({
 export type VolumeFile = z.infer<typeof volumeFileSchema>;
 /** At most this many files in one volume (the same cap as a pushed project's entries). */
 export const MAX_VOLUME_FILES = 200_000;
-export const volumeFilesRequestSchema = z.strictObject({ files: z.array(volumeFileSchema).max(MAX_VOLUME_FILES, { error: `at most ${MAX_VOLUME_FILES} files per volume` }) });
+export const volumeFilesRequestSchema = z.strictObject({
+  files: z.array(volumeFileSchema).max(MAX_VOLUME_FILES, { error: `at most ${MAX_VOLUME_FILES} files per volume` }),
+});
 
 export const volumeSummarySchema = z.object({ name: z.string(), files: z.number(), bytes: z.number(), updated_at: z.string() });
 export type VolumeSummary = z.infer<typeof volumeSummarySchema>;
@@ -353,8 +377,20 @@ export const resultsViewSchema = z.looseObject({
   status: z.string().optional(),
   complete: z.boolean().optional(),
   counts: looseCounts.optional(),
-  items: z.array(z.looseObject({ index: z.number().optional(), status: z.string().optional(), result: z.unknown().optional(), error: z.unknown().optional() })).optional(),
-  tasks: z.array(z.looseObject({ id: z.string().optional(), index: z.number().optional(), status: z.string().optional(), result: z.unknown().optional(), error: z.unknown().optional() })).optional(),
+  items: z
+    .array(z.looseObject({ index: z.number().optional(), status: z.string().optional(), result: z.unknown().optional(), error: z.unknown().optional() }))
+    .optional(),
+  tasks: z
+    .array(
+      z.looseObject({
+        id: z.string().optional(),
+        index: z.number().optional(),
+        status: z.string().optional(),
+        result: z.unknown().optional(),
+        error: z.unknown().optional(),
+      }),
+    )
+    .optional(),
   aggregate: z.unknown().optional(),
   aggregate_result: z.unknown().optional(),
   artifact_ids: z.array(z.string()).optional(),

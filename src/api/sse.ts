@@ -71,7 +71,11 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
     }
     failures++;
     if (failures > (options.maxReconnects ?? 20)) {
-      throw new CycleError({ message: `lost the event stream ${path} (${reason}) and could not reconnect`, hint: 'check the server; `cycle job get ID` shows where the job stands', exitCode: ExitCode.network });
+      throw new CycleError({
+        message: `lost the event stream ${path} (${reason}) and could not reconnect`,
+        hint: 'check the server; `cycle job get ID` shows where the job stands',
+        exitCode: ExitCode.network,
+      });
     }
     options.onReconnect?.(failures, reason);
     await sleep(Math.min(5000, 250 * 2 ** (failures - 1)));
@@ -89,7 +93,10 @@ function parseEvent(path: string, data: string): StreamEventView {
   const result = streamEventViewSchema.safeParse(value);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new CycleError({ message: `${path}: an event does not have the expected shape: ${issue.path.join('.') || '(event)'}: ${issue.message}`, exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `${path}: an event does not have the expected shape: ${issue.path.join('.') || '(event)'}: ${issue.message}`,
+      exitCode: ExitCode.network,
+    });
   }
   return result.data;
 }

@@ -52,7 +52,12 @@ export async function syncVolume(api: ApiClient, dir: string, name: string, opti
   const cache = await StatCache.load(options.statCacheFile);
   const digests = await cache.digestAll(candidates);
   await cache.save().catch(() => undefined); // a cache that cannot be written only costs time next run
-  const files: VolumeFile[] = candidates.map((file, index) => ({ path: file.path, sha256: digests[index]!.digest, size: digests[index]!.size, executable: digests[index]!.executable }));
+  const files: VolumeFile[] = candidates.map((file, index) => ({
+    path: file.path,
+    sha256: digests[index]!.digest,
+    size: digests[index]!.size,
+    executable: digests[index]!.executable,
+  }));
   throwIfAborted(options.signal);
 
   const missing = new Set(await api.missingVolumeBlobs(name, files, options.signal));
@@ -86,5 +91,9 @@ export async function syncVolume(api: ApiClient, dir: string, name: string, opti
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new CycleError({ message: 'interrupted: the volume was not changed (what was sent is kept; the next upload skips it)', exitCode: ExitCode.interrupted });
+  if (signal?.aborted)
+    throw new CycleError({
+      message: 'interrupted: the volume was not changed (what was sent is kept; the next upload skips it)',
+      exitCode: ExitCode.interrupted,
+    });
 }

@@ -90,14 +90,16 @@ export function explainChanges(before: BuildInputs, after: BuildInputs): InputCh
   const changes: InputChange[] = [];
   if (before.format !== after.format) changes.push({ kind: 'format', before: before.format, after: after.format });
   if (before.image !== after.image) changes.push({ kind: 'image', before: before.image, after: after.image });
-  if (before.buildScript.sha256 !== after.buildScript.sha256) changes.push({ kind: 'build.sh', before: before.buildScript.sha256, after: after.buildScript.sha256 });
+  if (before.buildScript.sha256 !== after.buildScript.sha256)
+    changes.push({ kind: 'build.sh', before: before.buildScript.sha256, after: after.buildScript.sha256 });
   const old = new Map(before.files.map((f) => [f.path, f]));
   const now = new Map(after.files.map((f) => [f.path, f]));
   for (const [file, current] of now) {
     const previous = old.get(file);
     if (!previous) changes.push({ kind: 'added', path: file });
     else if (previous.sha256 !== current.sha256) changes.push({ kind: 'modified', path: file, detail: `${previous.size} → ${current.size} bytes` });
-    else if (previous.executable !== current.executable) changes.push({ kind: 'mode', path: file, detail: current.executable ? 'became executable' : 'no longer executable' });
+    else if (previous.executable !== current.executable)
+      changes.push({ kind: 'mode', path: file, detail: current.executable ? 'became executable' : 'no longer executable' });
   }
   for (const file of old.keys()) if (!now.has(file)) changes.push({ kind: 'removed', path: file });
   return changes;

@@ -21,7 +21,11 @@ export async function readArgumentText(flag: string, value: string, options: { c
     return { text: await fs.readFile(file, 'utf8'), source: `${flag} ${value}` };
   } catch (error) {
     const reason = errnoCode(error) === 'ENOENT' ? 'no such file' : (error as Error).message;
-    throw new CycleError({ message: `${flag} ${value}: ${reason} (${file})`, hint: 'pass an existing file after @, the value itself, or - for stdin', exitCode: ExitCode.usage });
+    throw new CycleError({
+      message: `${flag} ${value}: ${reason} (${file})`,
+      hint: 'pass an existing file after @, the value itself, or - for stdin',
+      exitCode: ExitCode.usage,
+    });
   }
 }
 
@@ -102,9 +106,13 @@ export function parseDuration(text: string, flag: string): number {
 /** "gpu=1,storage_gb=40" → {gpu: 1, storage_gb: 40} */
 export function parseRequirements(text: string, flag: string): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [key, value] = part.split('=');
-    if (!key || value === undefined || value.trim() === '' || !Number.isFinite(Number(value))) throw usageError(`${flag} ${text}: expected KEY=NUMBER pairs, e.g. gpu=1,storage_gb=40`);
+    if (!key || value === undefined || value.trim() === '' || !Number.isFinite(Number(value)))
+      throw usageError(`${flag} ${text}: expected KEY=NUMBER pairs, e.g. gpu=1,storage_gb=40`);
     out[key.trim()] = Number(value);
   }
   return out;

@@ -40,6 +40,9 @@ export const upload = defineCommand({
   args: uploadArgs,
   flags: uploadFlags,
   notes: 'Artifacts are content-addressed: the sha256 is computed first and the bytes are skipped when the backend already has them.',
-  examples: ['cycle artifacts upload train.csv', `ref=$(cycle artifacts upload data.parquet) && cycle recipe submit lightgbm-train --payload "{\\"dataset_ref\\": \\"$ref\\"}"`],
+  examples: [
+    'cycle artifacts upload train.csv',
+    `ref=$(cycle artifacts upload data.parquet) && cycle recipe submit lightgbm-train --payload "{\\"dataset_ref\\": \\"$ref\\"}"`,
+  ],
   load: async () => ({ run: (await import('./artifacts.js')).upload }),
 });

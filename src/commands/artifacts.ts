@@ -21,7 +21,13 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
   const artifacts = await api.artifacts(options.job ? { job: options.job } : {});
   if (options.json) ctx.ui.json(artifacts);
   else if (!ctx.io.stdout.isTTY) for (const a of artifacts) ctx.ui.out(`${a.id}\t${a.job_id}\t${a.size}\t${a.name}`);
-  else ctx.ui.out(formatTable(['ARTIFACT', 'JOB', 'SIZE', 'NAME'], artifacts.map((a) => [a.id, a.job_id, formatBytes(a.size), a.name])));
+  else
+    ctx.ui.out(
+      formatTable(
+        ['ARTIFACT', 'JOB', 'SIZE', 'NAME'],
+        artifacts.map((a) => [a.id, a.job_id, formatBytes(a.size), a.name]),
+      ),
+    );
   return ExitCode.ok;
 }
 
@@ -35,7 +41,8 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
   if (options.ids.length > 0 && options.job) throw usageError('give artifact ids or --job, not both');
   const api = await connect(ctx, options);
   for (const id of options.ids) {
-    if (!ARTIFACT_ID_PATTERN.test(id)) throw usageError(`invalid artifact id ${JSON.stringify(id)}: expected ${ARTIFACT_ID_RULE}, e.g. art_0123abc (see \`cycle artifacts list\`)`);
+    if (!ARTIFACT_ID_PATTERN.test(id))
+      throw usageError(`invalid artifact id ${JSON.stringify(id)}: expected ${ARTIFACT_ID_RULE}, e.g. art_0123abc (see \`cycle artifacts list\`)`);
   }
   const outDir = path.resolve(ctx.cwd, options.out ?? '.');
   await fs.mkdir(outDir, { recursive: true });
@@ -48,7 +55,12 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
   const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
   for (const item of wanted) {
     // An id the server listed becomes part of a file name (the part file): check it like a typed one.
-    if (!ARTIFACT_ID_PATTERN.test(item.id)) throw new CycleError({ message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`, hint: 'check that --api-url / CYCLE_API_URL is the server you mean', exitCode: ExitCode.network });
+    if (!ARTIFACT_ID_PATTERN.test(item.id))
+      throw new CycleError({
+        message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`,
+        hint: 'check that --api-url / CYCLE_API_URL is the server you mean',
+        exitCode: ExitCode.network,
+      });
     done.push(await downloadOne(api, item, outDir, ctx));
   }
   if (options.json) ctx.ui.json(done);
@@ -63,7 +75,8 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
  */
 export async function pull(options: PullOptions, ctx: Context): Promise<number> {
   // The id names the default folder: the same safe characters as an artifact id.
-  if (!ARTIFACT_ID_PATTERN.test(options.id)) throw usageError(`invalid job id ${JSON.stringify(options.id)}: expected ${ARTIFACT_ID_RULE}, e.g. job_0123abc (see \`cycle job list\`)`);
+  if (!ARTIFACT_ID_PATTERN.test(options.id))
+    throw usageError(`invalid job id ${JSON.stringify(options.id)}: expected ${ARTIFACT_ID_RULE}, e.g. job_0123abc (see \`cycle job list\`)`);
   const api = await connect(ctx, options);
   const job = await api.getJob(options.id);
   const jobId = jobIdOf(job);
@@ -73,7 +86,12 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   const byId = new Map(artifacts.map((a) => [a.id, a]));
   const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
   for (const item of await namesForJob(api, jobId, artifacts)) {
-    if (!ARTIFACT_ID_PATTERN.test(item.id)) throw new CycleError({ message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`, hint: 'check that --api-url / CYCLE_API_URL is the server you mean', exitCode: ExitCode.network });
+    if (!ARTIFACT_ID_PATTERN.test(item.id))
+      throw new CycleError({
+        message: `the server listed an artifact with the invalid id ${JSON.stringify(item.id)} (expected ${ARTIFACT_ID_RULE}): refusing to download it`,
+        hint: 'check that --api-url / CYCLE_API_URL is the server you mean',
+        exitCode: ExitCode.network,
+      });
     const listed = byId.get(item.id)!;
     const { relative } = safeRelativeName(item.name, item.id);
     const target = path.join(outDir, relative);
@@ -88,7 +106,9 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   if (options.json) ctx.ui.json({ job_id: jobId, status: job.status, out: outDir, artifacts: done });
   else {
     for (const d of done) if (!d.skipped) ctx.ui.out(d.path);
-    ctx.ui.info(`${jobId} (${job.status}): ${fetched} downloaded, ${done.length - fetched} already in ${outDir}${running ? '; the job still runs: pull again for what comes next' : ''}`);
+    ctx.ui.info(
+      `${jobId} (${job.status}): ${fetched} downloaded, ${done.length - fetched} already in ${outDir}${running ? '; the job still runs: pull again for what comes next' : ''}`,
+    );
   }
   return ExitCode.ok;
 }
@@ -109,9 +129,17 @@ async function namesForJob(api: ApiClient, jobId: string, artifacts: Artifact[])
   return artifacts.map((a) => ({ id: a.id, name: `task-${index.get(a.task_id) ?? a.task_id}/${a.name}` }));
 }
 
-async function downloadOne(api: ApiClient, item: { id: string; name?: string }, outDir: string, ctx: Context): Promise<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> {
+async function downloadOne(
+  api: ApiClient,
+  item: { id: string; name?: string },
+  outDir: string,
+  ctx: Context,
+): Promise<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> {
   const part = partFile(outDir, item.id);
-  const have = await fs.lstat(part).then((s) => (s.isFile() ? s.size : 0)).catch(() => 0);
+  const have = await fs
+    .lstat(part)
+    .then((s) => (s.isFile() ? s.size : 0))
+    .catch(() => 0);
   const response = await api.downloadArtifact(item.id, have, ctx.signal);
   const header = (name: string): string | undefined => {
     const value = response.headers[name];
@@ -121,24 +149,40 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
   // not the artifact: nothing is saved. A 416 to a resume means the part file is already whole.
   if (response.status !== 200 && response.status !== 206 && !(response.status === 416 && have > 0)) {
     await response.body.dump().catch(() => undefined);
-    throw new CycleError({ message: `artifact ${item.id}: the server answered HTTP ${response.status}${header('location') ? ` (a redirect)` : ''}, not the artifact's bytes; nothing was saved`, hint: 'cycle downloads only from the API server itself; check --api-url / CYCLE_API_URL', exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `artifact ${item.id}: the server answered HTTP ${response.status}${header('location') ? ` (a redirect)` : ''}, not the artifact's bytes; nothing was saved`,
+      hint: 'cycle downloads only from the API server itself; check --api-url / CYCLE_API_URL',
+      exitCode: ExitCode.network,
+    });
   }
   const rawName = item.name ?? decodeName(header('x-artifact-name')) ?? item.id;
   const { relative, changed } = safeRelativeName(rawName, item.id);
   if (changed) ctx.ui.warn(`artifact ${item.id}: the server named it ${JSON.stringify(rawName)}; saved as ${relative} inside ${outDir}`);
   const target = path.join(outDir, relative);
-  if (!isInside(outDir, target, false)) throw new CycleError({ message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`, exitCode: ExitCode.failure });
+  if (!isInside(outDir, target, false))
+    throw new CycleError({
+      message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`,
+      exitCode: ExitCode.failure,
+    });
   // 416: the part file already holds every byte (a run stopped before renaming it); checked below like any download.
   const complete = response.status === 416 && have > 0;
   const resuming = (response.status === 206 || complete) && have > 0;
   const size = declaredSize(response.status, header);
   if (size === undefined) {
     await response.body.dump().catch(() => undefined);
-    throw new CycleError({ message: `artifact ${item.id}: the server's answer does not say how big the artifact is (no X-Artifact-Size or Content-Length); nothing was saved`, hint: 'the server may speak another version of the API; check --api-url / CYCLE_API_URL', exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `artifact ${item.id}: the server's answer does not say how big the artifact is (no X-Artifact-Size or Content-Length); nothing was saved`,
+      hint: 'the server may speak another version of the API; check --api-url / CYCLE_API_URL',
+      exitCode: ExitCode.network,
+    });
   }
   if (size === 0 && !resuming && header('x-artifact-size') === undefined) {
     await response.body.dump().catch(() => undefined);
-    throw new CycleError({ message: `artifact ${item.id}: the server's answer is empty and does not say the artifact is (no X-Artifact-Size: 0); nothing was saved`, hint: 'check --api-url / CYCLE_API_URL, and run the command again', exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `artifact ${item.id}: the server's answer is empty and does not say the artifact is (no X-Artifact-Size: 0); nothing was saved`,
+      hint: 'check --api-url / CYCLE_API_URL, and run the command again',
+      exitCode: ExitCode.network,
+    });
   }
   const sha256 = header('x-checksum-sha256') ?? null;
   const hash = createHash('sha256');
@@ -160,21 +204,40 @@ async function downloadOne(api: ApiClient, item: { id: string; name?: string }, 
   } catch (error) {
     if (error instanceof TooLong) {
       await fs.rm(part, { force: true });
-      throw new CycleError({ message: `artifact ${item.id}: the server sent more than the ${size} bytes it declared; nothing was saved`, hint: 'run the command again', exitCode: ExitCode.network });
+      throw new CycleError({
+        message: `artifact ${item.id}: the server sent more than the ${size} bytes it declared; nothing was saved`,
+        hint: 'run the command again',
+        exitCode: ExitCode.network,
+      });
     }
-    if (ctx.signal.aborted) throw new CycleError({ message: `interrupted: the part file ${path.basename(part)} stays in ${outDir}; run the command again to resume`, exitCode: ExitCode.interrupted });
+    if (ctx.signal.aborted)
+      throw new CycleError({
+        message: `interrupted: the part file ${path.basename(part)} stays in ${outDir}; run the command again to resume`,
+        exitCode: ExitCode.interrupted,
+      });
     // The part file stays: the next run resumes from it.
-    throw new CycleError({ message: `artifact ${item.id}: the download broke off (${(error as Error).message}); run the command again to resume`, exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `artifact ${item.id}: the download broke off (${(error as Error).message}); run the command again to resume`,
+      exitCode: ExitCode.network,
+    });
   }
   const written = (await fs.stat(part)).size;
   const digest = hash.digest('hex');
   if (written !== size) {
     await fs.rm(part, { force: true });
-    throw new CycleError({ message: `artifact ${item.id}: got ${written} bytes, the server said ${size}; nothing was saved`, hint: 'run the command again', exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `artifact ${item.id}: got ${written} bytes, the server said ${size}; nothing was saved`,
+      hint: 'run the command again',
+      exitCode: ExitCode.network,
+    });
   }
   if (sha256 && digest !== sha256) {
     await fs.rm(part, { force: true });
-    throw new CycleError({ message: `artifact ${item.id}: the checksum does not match (sha256 ${digest.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…)`, hint: 'run the command again', exitCode: ExitCode.network });
+    throw new CycleError({
+      message: `artifact ${item.id}: the checksum does not match (sha256 ${digest.slice(0, 12)}…, expected ${sha256.slice(0, 12)}…)`,
+      hint: 'run the command again',
+      exitCode: ExitCode.network,
+    });
   }
   await fs.mkdir(path.dirname(target), { recursive: true });
   await fs.rename(part, target);
@@ -250,9 +313,18 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
     let id = knownId;
     if (id === undefined) {
       ctx.ui.info(`uploading ${arg} (${formatBytes(size)})`);
-      const answer = await api.uploadArtifact(filename, { open: () => createReadStream(file), length: size, contentType: 'application/octet-stream' }, ctx.signal);
+      const answer = await api.uploadArtifact(
+        filename,
+        { open: () => createReadStream(file), length: size, contentType: 'application/octet-stream' },
+        ctx.signal,
+      );
       id = artifactIdOf(answer);
-      if (id === undefined) throw new CycleError({ message: "the server's answer to POST /api/v1/artifacts has no `id` or `artifact_id` field", hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)', exitCode: ExitCode.network });
+      if (id === undefined)
+        throw new CycleError({
+          message: "the server's answer to POST /api/v1/artifacts has no `id` or `artifact_id` field",
+          hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)',
+          exitCode: ExitCode.network,
+        });
     } else ctx.ui.info(`${arg}: the backend already has it (sha256 ${sha256.slice(0, 12)})`);
     uploaded.push({ file: arg, id, size, sha256, uploaded: knownId === undefined });
     if (!options.json) ctx.ui.out(id);

@@ -14,7 +14,10 @@ export const login = defineCommand({
   args: {},
   flags: loginFlags,
   notes: 'The token is checked against the server, then saved (mode 0600) in $XDG_CONFIG_HOME/cycle/credentials.json.',
-  examples: ['cycle auth login --api-url http://127.0.0.1:8787', 'cycle auth login --api-url http://127.0.0.1:8787 --with-token < ~/.local/share/cycle/server/token'],
+  examples: [
+    'cycle auth login --api-url http://127.0.0.1:8787',
+    'cycle auth login --api-url http://127.0.0.1:8787 --with-token < ~/.local/share/cycle/server/token',
+  ],
   load: async () => ({ run: (await import('./auth.js')).login }),
 });
 

@@ -74,7 +74,10 @@ export async function status(options: StatusOptions, ctx: Context): Promise<numb
 
 /** `cycle auth logout`: forget the saved token of the server. */
 export async function logout(options: LogoutOptions, ctx: Context): Promise<number> {
-  const settings = await resolveApiSettings({ env: { ...ctx.env, CYCLE_TOKEN: undefined }, configDir: ctx.configDir }, options.apiUrl ? { apiUrl: options.apiUrl } : {});
+  const settings = await resolveApiSettings(
+    { env: { ...ctx.env, CYCLE_TOKEN: undefined }, configDir: ctx.configDir },
+    options.apiUrl ? { apiUrl: options.apiUrl } : {},
+  );
   if (!settings.apiUrl) throw usageError('which server? no API URL is set', 'pass --api-url URL');
   const removed = await removeToken(ctx.configDir, settings.apiUrl);
   if (removed) ctx.ui.success(`logged out of ${settings.apiUrl} (token removed from ${credentialsPath(ctx.configDir)})`);

@@ -41,14 +41,23 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
   checks.push(
     compareVersions(nodeVersion, MIN_NODE) >= 0
       ? { name: 'node', status: 'ok', detail: `Node.js ${nodeVersion}` }
-      : { name: 'node', status: 'fail', detail: `Node.js ${nodeVersion} is older than ${MIN_NODE}`, fix: 'install Node.js 20.18 or newer (https://nodejs.org)' },
+      : {
+          name: 'node',
+          status: 'fail',
+          detail: `Node.js ${nodeVersion} is older than ${MIN_NODE}`,
+          fix: 'install Node.js 20.18 or newer (https://nodejs.org)',
+        },
   );
 
   let info: DockerInfo | undefined;
   try {
     const docker = await ctx.docker();
     info = await docker.info();
-    checks.push({ name: 'docker', status: 'ok', detail: `client ${info.clientVersion}, daemon ${info.serverVersion} (${info.operatingSystem || 'unknown OS'}); containers run through ${info.transport}` });
+    checks.push({
+      name: 'docker',
+      status: 'ok',
+      detail: `client ${info.clientVersion}, daemon ${info.serverVersion} (${info.operatingSystem || 'unknown OS'}); containers run through ${info.transport}`,
+    });
     checks.push({
       name: 'builder',
       status: 'ok',
@@ -57,7 +66,12 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
     checks.push(
       info.runtimes.includes(GVISOR_RUNTIME)
         ? { name: 'gvisor', status: 'ok', detail: `Docker has the "${GVISOR_RUNTIME}" runtime: jobs asking for "sandbox": "gvisor" run in gVisor` }
-        : { name: 'gvisor', status: 'warn', detail: `Docker has no "${GVISOR_RUNTIME}" runtime: jobs asking for "sandbox": "gvisor" run unsandboxed`, fix: GVISOR_INSTALL_HINT },
+        : {
+            name: 'gvisor',
+            status: 'warn',
+            detail: `Docker has no "${GVISOR_RUNTIME}" runtime: jobs asking for "sandbox": "gvisor" run unsandboxed`,
+            fix: GVISOR_INSTALL_HINT,
+          },
     );
   } catch (error) {
     if (!isCycleError(error)) throw error;
@@ -67,21 +81,40 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
   const probe = await probeNvidia(ctx.exec);
   if (probe.ok) {
     const { report } = probe;
-    const gpus = report.gpus.length ? `, ${report.gpus.length} GPU${report.gpus.length === 1 ? '' : 's'}: ${[...new Set(report.gpus.map((g) => g.name))].join(', ')}` : '';
-    const cuda = report.cudaVersion ? `CUDA ${report.cudaVersion}${report.cudaSource === 'driver-table' ? ' (from the driver table)' : ''}` : 'CUDA version unknown';
+    const gpus = report.gpus.length
+      ? `, ${report.gpus.length} GPU${report.gpus.length === 1 ? '' : 's'}: ${[...new Set(report.gpus.map((g) => g.name))].join(', ')}`
+      : '';
+    const cuda = report.cudaVersion
+      ? `CUDA ${report.cudaVersion}${report.cudaSource === 'driver-table' ? ' (from the driver table)' : ''}`
+      : 'CUDA version unknown';
     checks.push({ name: 'nvidia', status: 'ok', detail: `driver ${report.driverVersion}, ${cuda}${gpus}` });
     if (info) {
       const support = await dockerGpuSupport(info, ctx.exec);
       checks.push(
         support
           ? { name: 'gpu in docker', status: 'ok', detail: support }
-          : { name: 'gpu in docker', status: 'warn', detail: 'Docker has no NVIDIA container runtime: projects with [job].cuda cannot run locally', fix: NO_CONTAINER_RUNTIME_HINT },
+          : {
+              name: 'gpu in docker',
+              status: 'warn',
+              detail: 'Docker has no NVIDIA container runtime: projects with [job].cuda cannot run locally',
+              fix: NO_CONTAINER_RUNTIME_HINT,
+            },
       );
     }
   } else if (probe.reason === 'not-installed') {
-    checks.push({ name: 'nvidia', status: 'warn', detail: 'no NVIDIA driver (nvidia-smi not found): projects with [job].cuda cannot run locally', fix: 'install an NVIDIA driver to test GPU jobs locally; CPU jobs are unaffected' });
+    checks.push({
+      name: 'nvidia',
+      status: 'warn',
+      detail: 'no NVIDIA driver (nvidia-smi not found): projects with [job].cuda cannot run locally',
+      fix: 'install an NVIDIA driver to test GPU jobs locally; CPU jobs are unaffected',
+    });
   } else {
-    checks.push({ name: 'nvidia', status: 'warn', detail: `nvidia-smi failed (${probe.reason}): ${probe.detail.split('\n')[0]}`, fix: probe.reason === 'version-mismatch' ? 'reboot so the installed driver is loaded' : 'run `nvidia-smi` to see the problem' });
+    checks.push({
+      name: 'nvidia',
+      status: 'warn',
+      detail: `nvidia-smi failed (${probe.reason}): ${probe.detail.split('\n')[0]}`,
+      fix: probe.reason === 'version-mismatch' ? 'reboot so the installed driver is loaded' : 'run `nvidia-smi` to see the problem',
+    });
   }
 
   let projectRoot: string | undefined;
@@ -94,7 +127,12 @@ export async function runChecks(ctx: Context): Promise<Check[]> {
   checks.push(
     settings.apiUrl
       ? { name: 'api url', status: 'ok', detail: `${settings.apiUrl} (${describeSource(settings.apiUrlSource)})` }
-      : { name: 'api url', status: 'warn', detail: 'no API URL set', fix: 'set CYCLE_API_URL, or run `cycle auth login --api-url URL` (a local backend: `cycle server`)' },
+      : {
+          name: 'api url',
+          status: 'warn',
+          detail: 'no API URL set',
+          fix: 'set CYCLE_API_URL, or run `cycle auth login --api-url URL` (a local backend: `cycle server`)',
+        },
   );
   checks.push(
     settings.token

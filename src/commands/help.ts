@@ -11,7 +11,11 @@ export async function run(options: HelpOptions, ctx: Context, cli: CliTree): Pro
     return;
   }
   if (!cli.showHelp(topic)) {
-    throw new CycleError({ message: `no help topic "${topic.join(' ')}"`, hint: 'run `cycle --help` for the commands, or `cycle help exit-codes`', exitCode: ExitCode.usage });
+    throw new CycleError({
+      message: `no help topic "${topic.join(' ')}"`,
+      hint: 'run `cycle --help` for the commands, or `cycle help exit-codes`',
+      exitCode: ExitCode.usage,
+    });
   }
 }
 

@@ -25,7 +25,7 @@ export const list = defineCommand({
 
 export const show = defineCommand({
   name: 'show',
-  summary: "a recipe: its payload schema and operations",
+  summary: 'a recipe: its payload schema and operations',
   args: nameArgs,
   flags: readFlags,
   examples: ['cycle recipe show lightgbm-train', 'cycle recipe show lightgbm-train --json | jq .schema'],
@@ -37,7 +37,8 @@ export const submit = defineCommand({
   summary: "submit a recipe's job; prints its id",
   args: nameArgs,
   flags: submitFlags,
-  notes: 'A payload that does not match the recipe\'s schema is refused by the server (422). Refer to uploaded files by id (`cycle artifacts upload`), e.g. "dataset_ref": "art_…".',
+  notes:
+    'A payload that does not match the recipe\'s schema is refused by the server (422). Refer to uploaded files by id (`cycle artifacts upload`), e.g. "dataset_ref": "art_…".',
   examples: [`cycle recipe submit simple-amm --payload '{"steps": 1000}' --wait`, 'cycle recipe submit lightgbm-train --payload @payload.json --timeout 30m'],
   load: async () => ({ run: (await import('./recipe.js')).submit }),
 });

@@ -31,10 +31,16 @@ export async function show(options: ShowOptions, ctx: Context): Promise<number> 
 
 export async function submit(options: SubmitOptions, ctx: Context): Promise<number> {
   const payload = options.payload === undefined ? {} : await readJsonArgument('--payload', options.payload, { cwd: ctx.cwd, stdin: ctx.io.stdin });
-  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) throw usageError('--payload must be a JSON object, e.g. {"steps": 1000}', `\`cycle recipe show ${options.name}\` shows the fields it takes`);
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload))
+    throw usageError('--payload must be a JSON object, e.g. {"steps": 1000}', `\`cycle recipe show ${options.name}\` shows the fields it takes`);
   const body: { payload: Record<string, unknown>; timeout_s?: number } = { payload: Object.fromEntries(Object.entries(payload)) };
   if (options.timeout !== undefined) body.timeout_s = parseDuration(options.timeout, '--timeout');
   const api = await connect(ctx, options);
   const job = await api.submitRecipe(options.name, body);
-  return reportSubmitted(api, job, ctx, { json: options.json, wait: options.wait, cancelOnInterrupt: options.cancelOnInterrupt, what: `recipe ${options.name}` });
+  return reportSubmitted(api, job, ctx, {
+    json: options.json,
+    wait: options.wait,
+    cancelOnInterrupt: options.cancelOnInterrupt,
+    what: `recipe ${options.name}`,
+  });
 }

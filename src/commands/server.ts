@@ -8,7 +8,8 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
   const port = Number(options.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`--port ${options.port}: expected a port number 0-65535`);
   const workers = options.workers === undefined ? Math.max(1, Math.min(4, os.cpus().length)) : Number(options.workers);
-  if (!Number.isInteger(workers) || workers < 1 || workers > 256) throw usageError(`--workers ${options.workers}: expected a number of concurrent tasks, 1-256`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256)
+    throw usageError(`--workers ${options.workers}: expected a number of concurrent tasks, 1-256`);
   const balance = options.balance === undefined ? undefined : Number(options.balance);
   if (balance !== undefined && !Number.isFinite(balance)) throw usageError(`--balance ${options.balance}: expected dollars, e.g. 10`);
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'server'));
@@ -55,7 +56,11 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     ctx.signal.addEventListener('abort', () => resolve(), { once: true });
   });
   const running = server.runningTasks();
-  ctx.ui.info(running === 0 ? 'shutting down (no task running)' : `shutting down: stopping ${running} running task${running === 1 ? '' : 's'} (their containers are removed; they run again on the next start)`);
+  ctx.ui.info(
+    running === 0
+      ? 'shutting down (no task running)'
+      : `shutting down: stopping ${running} running task${running === 1 ? '' : 's'} (their containers are removed; they run again on the next start)`,
+  );
   await server.close();
   ctx.ui.info('stopped');
   return ExitCode.ok;

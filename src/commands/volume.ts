@@ -14,7 +14,11 @@ const VOLUME_NAME_RULE = '1-63 characters: lowercase letters, digits, ".", "_" o
 export async function upload(options: UploadOptions, ctx: Context): Promise<number> {
   const dir = path.resolve(ctx.cwd, options.dir);
   const stat = await fs.stat(dir).catch(() => undefined);
-  if (!stat?.isDirectory()) throw usageError(`${options.dir}: ${stat ? 'is not a folder' : 'no such folder'}`, 'give the folder to upload, e.g. cycle volume upload ./data --name training-data');
+  if (!stat?.isDirectory())
+    throw usageError(
+      `${options.dir}: ${stat ? 'is not a folder' : 'no such folder'}`,
+      'give the folder to upload, e.g. cycle volume upload ./data --name training-data',
+    );
   const name = options.name ?? path.basename(dir);
   if (!VOLUME_NAME_PATTERN.test(name)) {
     throw usageError(
@@ -37,7 +41,10 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
   ctx.ui.clearLive();
   if (options.json) ctx.ui.json(result);
   else {
-    const sentText = result.sent_files === 0 ? 'no file content sent (the backend had it all)' : `sent ${result.sent_files} file${result.sent_files === 1 ? '' : 's'} (${formatBytes(result.sent_bytes)})`;
+    const sentText =
+      result.sent_files === 0
+        ? 'no file content sent (the backend had it all)'
+        : `sent ${result.sent_files} file${result.sent_files === 1 ? '' : 's'} (${formatBytes(result.sent_bytes)})`;
     ctx.ui.success(`volume ${name}: ${result.files} files, ${formatBytes(result.bytes)}; ${sentText}${result.unchanged ? '; unchanged' : ''}`);
     ctx.ui.out(name);
   }
@@ -50,15 +57,27 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
   if (options.json) ctx.ui.json(volumes);
   else if (volumes.length === 0) ctx.ui.info('no volumes (upload one: cycle volume upload DIR --name NAME)');
   else if (!ctx.io.stdout.isTTY) for (const v of volumes) ctx.ui.out(`${v.name}\t${v.files}\t${v.bytes}\t${v.updated_at}`);
-  else ctx.ui.out(formatTable(['VOLUME', 'FILES', 'SIZE', 'UPDATED'], volumes.map((v) => [v.name, String(v.files), formatBytes(v.bytes), v.updated_at.replace('T', ' ').slice(0, 19)])));
+  else
+    ctx.ui.out(
+      formatTable(
+        ['VOLUME', 'FILES', 'SIZE', 'UPDATED'],
+        volumes.map((v) => [v.name, String(v.files), formatBytes(v.bytes), v.updated_at.replace('T', ' ').slice(0, 19)]),
+      ),
+    );
   return ExitCode.ok;
 }
 
 export async function rm(options: RmOptions, ctx: Context): Promise<number> {
-  if (!VOLUME_NAME_PATTERN.test(options.name)) throw usageError(`invalid volume name "${options.name}": expected ${VOLUME_NAME_RULE}`, 'see the names with: cycle volume list');
+  if (!VOLUME_NAME_PATTERN.test(options.name))
+    throw usageError(`invalid volume name "${options.name}": expected ${VOLUME_NAME_RULE}`, 'see the names with: cycle volume list');
   const api = await connect(ctx, options);
   const removed = await api.removeVolume(options.name).catch((error: unknown) => {
-    if (error instanceof CycleError && 'status' in error && error.status === 404) throw new CycleError({ message: `no volume "${options.name}" on the backend`, hint: 'see the names with: cycle volume list', exitCode: ExitCode.failure });
+    if (error instanceof CycleError && 'status' in error && error.status === 404)
+      throw new CycleError({
+        message: `no volume "${options.name}" on the backend`,
+        hint: 'see the names with: cycle volume list',
+        exitCode: ExitCode.failure,
+      });
     throw error;
   });
   if (options.json) ctx.ui.json(removed);

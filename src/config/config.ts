@@ -51,7 +51,11 @@ async function readToml(file: string): Promise<ConfigFile | undefined> {
   try {
     return parseToml(text) as ConfigFile;
   } catch (error) {
-    throw new CycleError({ message: `cannot read ${file}: ${(error as Error).message.split('\n')[0]}`, hint: 'fix the TOML or delete the file', exitCode: ExitCode.usage });
+    throw new CycleError({
+      message: `cannot read ${file}: ${(error as Error).message.split('\n')[0]}`,
+      hint: 'fix the TOML or delete the file',
+      exitCode: ExitCode.usage,
+    });
   }
 }
 

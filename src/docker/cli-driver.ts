@@ -5,7 +5,15 @@ import { CycleError, ExitCode } from '../errors.js';
 import { runProcess, type SpawnOptions, type SpawnResult } from '../util/process.js';
 import { lineSplitter } from '../util/lines.js';
 import { DOCKER_RUN_NOISE } from './build-output.js';
-import { classifyDockerMessage, DockerBuildError, DockerError, toDockerError, dockerErrorFromOutput, dockerNotInstalled, type DockerFailure } from './errors.js';
+import {
+  classifyDockerMessage,
+  DockerBuildError,
+  DockerError,
+  toDockerError,
+  dockerErrorFromOutput,
+  dockerNotInstalled,
+  type DockerFailure,
+} from './errors.js';
 import {
   dockerNetwork,
   imageDetails,
@@ -46,7 +54,11 @@ export class CliDockerDriver implements DockerDriver {
     const result = await runProcess(this.binary, args, { env: { ...this.options.env }, ...options });
     this.options.debug?.(`  exit ${result.exitCode ?? result.signal}`);
     if (result.spawnError?.code === 'ENOENT') throw dockerNotInstalled(this.binary);
-    if (result.spawnError) throw new DockerError({ kind: 'request-failed', daemonMessage: result.spawnError.message }, { message: `cannot run ${this.binary}: ${result.spawnError.message}` });
+    if (result.spawnError)
+      throw new DockerError(
+        { kind: 'request-failed', daemonMessage: result.spawnError.message },
+        { message: `cannot run ${this.binary}: ${result.spawnError.message}` },
+      );
     return result;
   }
 
@@ -243,10 +255,16 @@ export class CliDockerDriver implements DockerDriver {
     // docker run exits 125 when Docker failed, and 126/127 when the command could not run;
     // a job's own 126/127 has no "Error response from daemon" line.
     if (exitCode === 125 || ((exitCode === 126 || exitCode === 127) && /Error response from daemon|OCI runtime|failed to create shim/.test(stderrTail))) {
-      const daemonMessage = stderrTail.split('\n').filter((line) => /docker:|Error response from daemon|OCI runtime|Unable to find image/.test(line)).join('\n') || stderrTail.trim();
+      const daemonMessage =
+        stderrTail
+          .split('\n')
+          .filter((line) => /docker:|Error response from daemon|OCI runtime|Unable to find image/.test(line))
+          .join('\n') || stderrTail.trim();
       // The whole of stderr is Docker's here; a GPU refusal's reason is on a line of its own.
       const classified = classifyDockerMessage(stderrTail);
-      const failure: DockerFailure = classified ? { ...classified, daemonMessage } : { kind: exitCode === 127 ? 'command-not-found' : exitCode === 126 ? 'command-not-executable' : 'container-start-failed', daemonMessage };
+      const failure: DockerFailure = classified
+        ? { ...classified, daemonMessage }
+        : { kind: exitCode === 127 ? 'command-not-found' : exitCode === 126 ? 'command-not-executable' : 'container-start-failed', daemonMessage };
       if (isDaemonFailure(failure)) throw toDockerError('reach the Docker daemon', failure);
       return { exitCode, dockerFailure: failure };
     }

@@ -2,7 +2,19 @@ import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errnoCode } from '../errors.js';
 import { CliDockerDriver, type CliDockerDriverOptions } from './cli-driver.js';
-import { dockerNetwork, imageDetails, type BuildRequest, type Confinement, type ContainerExit, type ContainerIO, type ContainerSpec, type DockerDriver, type DockerInfo, type ImageDetails, type ImageSummary } from './driver.js';
+import {
+  dockerNetwork,
+  imageDetails,
+  type BuildRequest,
+  type Confinement,
+  type ContainerExit,
+  type ContainerIO,
+  type ContainerSpec,
+  type DockerDriver,
+  type DockerInfo,
+  type ImageDetails,
+  type ImageSummary,
+} from './driver.js';
 import { classifyDockerMessage, toDockerError, type DockerError, type DockerErrorKind, type DockerFailure } from './errors.js';
 import type { DockerEndpoint } from './endpoint.js';
 
@@ -87,7 +99,9 @@ export class EngineDockerDriver implements DockerDriver {
       const request = http.request({ ...this.connection(), method: 'POST', path, agent: false, headers: { Connection: 'Upgrade', Upgrade: 'tcp' } });
       request.on('upgrade', (_response, socket, head) => resolve({ socket, head }));
       // No upgrade: Docker refused (no such container…), with the reason in the body.
-      request.on('response', (response) => readResponse(response).then((refused) => reject(apiError('attach to the container', refused, 'container-missing')), reject));
+      request.on('response', (response) =>
+        readResponse(response).then((refused) => reject(apiError('attach to the container', refused, 'container-missing')), reject),
+      );
       request.on('error', (error) => reject(this.unreachable(error)));
       request.end();
     });
@@ -96,10 +110,16 @@ export class EngineDockerDriver implements DockerDriver {
   private unreachable(error: Error): Error {
     const code = errnoCode(error);
     if (code === 'EACCES') {
-      return toDockerError('reach the Docker daemon', { kind: 'daemon-permission-denied', daemonMessage: `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}` });
+      return toDockerError('reach the Docker daemon', {
+        kind: 'daemon-permission-denied',
+        daemonMessage: `permission denied while trying to connect to the Docker daemon socket at ${this.endpoint.description}`,
+      });
     }
     if (code === 'ENOENT' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'EPIPE') {
-      return toDockerError('reach the Docker daemon', { kind: 'daemon-unreachable', daemonMessage: `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})` });
+      return toDockerError('reach the Docker daemon', {
+        kind: 'daemon-unreachable',
+        daemonMessage: `Cannot connect to the Docker daemon at ${this.endpoint.description}. Is the docker daemon running? (${code})`,
+      });
     }
     return error;
   }
@@ -147,7 +167,9 @@ export class EngineDockerDriver implements DockerDriver {
         // Removed by us after the exit, not AutoRemove: it is inspected first (OOMKilled).
         AutoRemove: false,
         Mounts: spec.mounts.map((mount) =>
-          mount.type === 'bind' ? { Type: 'bind', Source: mount.source, Target: mount.target, ReadOnly: mount.readonly === true } : { Type: 'volume', Source: mount.source, Target: mount.target },
+          mount.type === 'bind'
+            ? { Type: 'bind', Source: mount.source, Target: mount.target, ReadOnly: mount.readonly === true }
+            : { Type: 'volume', Source: mount.source, Target: mount.target },
         ),
         ...(network ? { NetworkMode: network } : {}),
         ...(spec.gpus ? { DeviceRequests: [{ Driver: '', Count: -1, Capabilities: [['gpu']] }] } : {}),
@@ -156,7 +178,11 @@ export class EngineDockerDriver implements DockerDriver {
     });
     if (created.status !== 201) {
       // Worded as `docker run` words it, so the user reads one message whichever driver ran.
-      if (created.status === 404) return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `Unable to find image '${spec.image}' locally: ${errorMessage(created)}` } };
+      if (created.status === 404)
+        return {
+          exitCode: 125,
+          dockerFailure: { kind: 'image-missing', daemonMessage: `Unable to find image '${spec.image}' locally: ${errorMessage(created)}` },
+        };
       return { exitCode: 125, dockerFailure: engineFailure(created, 'container-start-failed') };
     }
     const id = (JSON.parse(created.body) as { Id: string }).Id;
@@ -204,7 +230,11 @@ export class EngineDockerDriver implements DockerDriver {
       // Even after exit 0: a script may carry on after the kernel killed one of its processes.
       const oomKilled = !wait.Error?.Message && (await this.oomKilled(id));
       if (spec.remove !== false) await stop();
-      if (wait.Error?.Message) return { exitCode: wait.StatusCode, dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message } };
+      if (wait.Error?.Message)
+        return {
+          exitCode: wait.StatusCode,
+          dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message },
+        };
       return oomKilled ? { exitCode: wait.StatusCode, oomKilled } : { exitCode: wait.StatusCode };
     } catch (error) {
       await stop();
@@ -279,7 +309,11 @@ function errorMessage(response: EngineResponse): string {
  * otherwise the daemon's message says (a 400 or 500 carries GPU refusals and commands that
  * cannot start alike), else `fallback`.
  */
-function engineFailure(response: EngineResponse, fallback: Exclude<DockerErrorKind, 'cuda-requirement'>, notFound?: 'image-missing' | 'container-missing'): DockerFailure {
+function engineFailure(
+  response: EngineResponse,
+  fallback: Exclude<DockerErrorKind, 'cuda-requirement'>,
+  notFound?: 'image-missing' | 'container-missing',
+): DockerFailure {
   const daemonMessage = errorMessage(response);
   if (response.status === 404 && notFound) return { kind: notFound, daemonMessage };
   return classifyDockerMessage(daemonMessage) ?? { kind: fallback, daemonMessage };

@@ -78,11 +78,13 @@ export function classifyDockerMessage(text: string): DockerFailure | undefined {
   const unescaped = text.replace(/\\+n/g, '\n');
   const daemonMessage = text.trim();
   if (/permission denied while trying to connect/i.test(unescaped)) return { kind: 'daemon-permission-denied', daemonMessage };
-  if (/Cannot connect to the Docker daemon|Is the docker daemon running|error during connect|docker daemon is not running/i.test(unescaped)) return { kind: 'daemon-unreachable', daemonMessage };
+  if (/Cannot connect to the Docker daemon|Is the docker daemon running|error during connect|docker daemon is not running/i.test(unescaped))
+    return { kind: 'daemon-unreachable', daemonMessage };
   const requiredCuda = /unsatisfied condition: cuda>=([0-9]+\.[0-9]+)/.exec(unescaped)?.[1];
   if (requiredCuda !== undefined) return { kind: 'cuda-requirement', requiredCuda, daemonMessage };
   if (/could not select device driver ".*?" with capabilities: \[\[gpu\]\]/.test(unescaped)) return { kind: 'no-gpu-runtime', daemonMessage };
-  if (/No such image|Unable to find image|pull access denied|repository does not exist|manifest unknown|invalid reference format/i.test(unescaped)) return { kind: 'image-missing', daemonMessage };
+  if (/No such image|Unable to find image|pull access denied|repository does not exist|manifest unknown|invalid reference format/i.test(unescaped))
+    return { kind: 'image-missing', daemonMessage };
   if (/no such container/i.test(unescaped)) return { kind: 'container-missing', daemonMessage };
   if (/is already in progress/i.test(unescaped)) return { kind: 'in-progress', daemonMessage };
   if (/executable file not found|no such file or directory/i.test(unescaped)) return { kind: 'command-not-found', daemonMessage };
@@ -111,5 +113,8 @@ export function dockerErrorFromOutput(what: string, text: string): DockerError {
 }
 
 export function dockerNotInstalled(binary: string): DockerError {
-  return new DockerError({ kind: 'not-installed', daemonMessage: `${binary}: not found` }, { message: `Docker is not installed (\`${binary}\` was not found on PATH)`, hint: DOCKER_MISSING_HINT });
+  return new DockerError(
+    { kind: 'not-installed', daemonMessage: `${binary}: not found` },
+    { message: `Docker is not installed (\`${binary}\` was not found on PATH)`, hint: DOCKER_MISSING_HINT },
+  );
 }

@@ -47,9 +47,17 @@ export function parseNvidiaSmiVersion(text: string): NvidiaReport | undefined {
 
 /** Parses `--query-gpu=... --format=csv[,noheader]` output into rows keyed by field name. */
 export function parseQueryCsv(text: string, fields?: string[]): Array<Record<string, string>> {
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   if (lines.length === 0) return [];
-  const header = fields ?? lines.shift()!.split(',').map((f) => f.trim().replace(/\s*\[.*\]$/, ''));
+  const header =
+    fields ??
+    lines
+      .shift()!
+      .split(',')
+      .map((f) => f.trim().replace(/\s*\[.*\]$/, ''));
   return lines.map((line) => {
     const cells = line.split(',').map((c) => c.trim());
     return Object.fromEntries(header.map((field, i) => [field, cells[i] ?? '']));
@@ -66,7 +74,8 @@ function withCuda(driver: string, cudaRaw: string | undefined, gpus: GpuInfo[]):
 export function classifyNvidiaSmiFailure(output: string): { reason: 'not-installed' | 'driver-not-loaded' | 'version-mismatch' | 'failed'; detail: string } {
   const text = output.trim();
   if (/command not found|not recognized as an internal|No such file/i.test(text)) return { reason: 'not-installed', detail: text };
-  if (/couldn't communicate with the NVIDIA driver|No devices were found|driver is not loaded/i.test(text)) return { reason: 'driver-not-loaded', detail: text };
+  if (/couldn't communicate with the NVIDIA driver|No devices were found|driver is not loaded/i.test(text))
+    return { reason: 'driver-not-loaded', detail: text };
   if (/Driver\/library version mismatch/i.test(text)) return { reason: 'version-mismatch', detail: text };
   return { reason: 'failed', detail: text.split('\n')[0] ?? '' };
 }

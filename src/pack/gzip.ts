@@ -9,7 +9,9 @@ const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
 
 function deflateSegment(segment: Buffer, level: number, last: boolean): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    zlib.deflateRaw(segment, { level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH }, (error, out) => (error ? reject(error) : resolve(out))),
+    zlib.deflateRaw(segment, { level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH }, (error, out) =>
+      error ? reject(error) : resolve(out),
+    ),
   );
 }
 
@@ -47,7 +49,11 @@ export function gzipDeterministic(input: Readable, level = 6, pool?: ChunkPool):
           const segment = all.subarray(0, SEGMENT);
           const compressing = deflateSegment(segment, level, false);
           // Once compressed, the chunk goes back to the tar writer's pool.
-          if (pool && all.length === SEGMENT) void compressing.then(() => pool.release(all), () => undefined);
+          if (pool && all.length === SEGMENT)
+            void compressing.then(
+              () => pool.release(all),
+              () => undefined,
+            );
           compressing.catch(() => undefined); // reported when awaited, in order
           inflight.push(compressing);
           if (inflight.length >= parallel) this.push(await inflight.shift()!);

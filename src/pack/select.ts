@@ -91,7 +91,10 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   const extra = options.extraExcludes?.length ? ignore().add(options.extraExcludes) : undefined;
   const infoExclude = readIgnoreFile(path.join(root, '.git', 'info', 'exclude'));
   const rootGit = readIgnoreFile(path.join(root, '.gitignore'));
-  if (infoExclude || rootGit) rootLevel.git = ignore().add(infoExclude ?? '').add(rootGit ?? '');
+  if (infoExclude || rootGit)
+    rootLevel.git = ignore()
+      .add(infoExclude ?? '')
+      .add(rootGit ?? '');
   const rootCycle = readIgnoreFile(path.join(root, '.cycleignore'));
   if (rootCycle) rootLevel.cycle = ignore().add(rootCycle);
 

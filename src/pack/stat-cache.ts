@@ -119,7 +119,12 @@ export class StatCache {
       this.nextOffset = same ? offset + key.length + 1 : keys.indexOf('\0', offset) + 1;
       if (same) return position;
     }
-    this.byKey ??= new Map(keys.slice(0, -1).split('\0').map((k, i) => [k, i]));
+    this.byKey ??= new Map(
+      keys
+        .slice(0, -1)
+        .split('\0')
+        .map((k, i) => [k, i]),
+    );
     return this.byKey.get(key) ?? -1;
   }
 

@@ -38,12 +38,20 @@ export async function listBuildFiles(root: string, entries: readonly string[]): 
       continue;
     }
     if (path.posix.isAbsolute(entry) || path.win32.isAbsolute(entry)) {
-      problems.push({ index, message: `${JSON.stringify(entry)} is an absolute path; build files must be relative to the project root`, hint: `copy the file into the project and list it relative to the root` });
+      problems.push({
+        index,
+        message: `${JSON.stringify(entry)} is an absolute path; build files must be relative to the project root`,
+        hint: `copy the file into the project and list it relative to the root`,
+      });
       continue;
     }
     const normalized = path.posix.normalize(entry.replace(/\\/g, '/'));
     if (normalized === '..' || normalized.startsWith('../')) {
-      problems.push({ index, message: `${JSON.stringify(entry)} points outside the project root`, hint: 'build files must live inside the project; move the file in or remove the entry' });
+      problems.push({
+        index,
+        message: `${JSON.stringify(entry)} points outside the project root`,
+        hint: 'build files must live inside the project; move the file in or remove the entry',
+      });
       continue;
     }
     const absolute = path.join(root, normalized);
@@ -65,7 +73,11 @@ export async function listBuildFiles(root: string, entries: readonly string[]): 
     }
     const escape = await symlinkEscape(realRoot, root, absolute);
     if (escape) {
-      problems.push({ index, message: `${JSON.stringify(entry)} is a symlink to ${escape}, outside the project root`, hint: 'copy the target into the project instead of linking to it' });
+      problems.push({
+        index,
+        message: `${JSON.stringify(entry)} is a symlink to ${escape}, outside the project root`,
+        hint: 'copy the target into the project instead of linking to it',
+      });
       continue;
     }
     const real = await fs.realpath(absolute);
@@ -100,7 +112,11 @@ async function walkDirectory(
     if (entry.isSymbolicLink()) {
       const escape = await symlinkEscape(realRoot, root, childAbs);
       if (escape) {
-        problems.push({ index, message: `${JSON.stringify(childRel)} is a symlink to ${escape}, outside the project root`, hint: 'copy the target into the project instead of linking to it' });
+        problems.push({
+          index,
+          message: `${JSON.stringify(childRel)} is a symlink to ${escape}, outside the project root`,
+          hint: 'copy the target into the project instead of linking to it',
+        });
         continue;
       }
       const real = await fs.realpath(childAbs).catch(() => undefined);

@@ -52,7 +52,11 @@ const labeledCheck = z.strictObject({
 // A bare command array (accepted since the first cycle) is a check without a label.
 const validationCheck = z
   .preprocess((value) => (Array.isArray(value) ? { command: value } : value), labeledCheck)
-  .transform(({ label, name, command, timeout_s }) => ({ label: label ?? name ?? command.join(' '), command, ...(timeout_s === undefined ? {} : { timeout_s }) }));
+  .transform(({ label, name, command, timeout_s }) => ({
+    label: label ?? name ?? command.join(' '),
+    command,
+    ...(timeout_s === undefined ? {} : { timeout_s }),
+  }));
 
 const validationSchema = z.strictObject({
   executables: z.array(z.string().min(1)).default([]),
@@ -130,43 +134,88 @@ const docs: Record<string, FieldDoc> = {
   'build.context': { expected: `${PATH_IN_PROJECT}, e.g. "."`, fix: (raw) => relativeFix('context', raw) },
   'build.target': { expected: 'the name of a build stage (FROM … AS <name>) in the Dockerfile' },
   'build.args': { expected: 'an object of strings, e.g. {"PYTHON_VERSION": "3.11"}' },
-  'build.args.*': { expected: 'a string (build arguments are text)', fix: (raw) => (typeof raw === 'number' || typeof raw === 'boolean' ? `quote the value: ${JSON.stringify(String(raw))}` : undefined) },
+  'build.args.*': {
+    expected: 'a string (build arguments are text)',
+    fix: (raw) => (typeof raw === 'number' || typeof raw === 'boolean' ? `quote the value: ${JSON.stringify(String(raw))}` : undefined),
+  },
   runtime: { expected: 'an object such as {"kind": "oci", "sandbox": "gvisor", "workdir": "/workspace"}' },
   'runtime.kind': { expected: '"oci" (the only runtime kind)', fix: () => '"kind": "oci"' },
   'runtime.sandbox': { expected: `"${SANDBOX}" (the only sandbox; public execution requires it)`, fix: () => `"sandbox": "${SANDBOX}"` },
-  'runtime.workdir': { example: '"/workspace"', expected: 'an absolute path inside the image such as "/workspace"', fix: (raw) => (typeof raw === 'string' ? `"workdir": ${JSON.stringify('/' + raw.replace(/^\.?\/*/, ''))}` : 'add "workdir": "/workspace" to "runtime"') },
+  'runtime.workdir': {
+    example: '"/workspace"',
+    expected: 'an absolute path inside the image such as "/workspace"',
+    fix: (raw) => (typeof raw === 'string' ? `"workdir": ${JSON.stringify('/' + raw.replace(/^\.?\/*/, ''))}` : 'add "workdir": "/workspace" to "runtime"'),
+  },
   'runtime.init': { expected: 'an object such as {"commands": [{"label": "sync deps", "command": ["uv", "sync"]}]}' },
   'runtime.init.commands': { expected: 'an array of {"label", "command", "cwd", "env"} objects' },
   'runtime.init.commands[]': { expected: 'an object such as {"label": "sync deps", "command": ["uv", "sync"]}' },
-  'runtime.init.commands[].label': { expected: 'a non-empty string naming the step', fix: () => 'name the step, e.g. "label": "sync deps", or remove "label" (the command then names it)' },
-  'runtime.init.commands[].command': { example: '["uv", "sync"]', expected: 'a non-empty array of strings, e.g. ["uv", "sync"]', fix: (raw) => commandFix(raw) },
+  'runtime.init.commands[].label': {
+    expected: 'a non-empty string naming the step',
+    fix: () => 'name the step, e.g. "label": "sync deps", or remove "label" (the command then names it)',
+  },
+  'runtime.init.commands[].command': {
+    example: '["uv", "sync"]',
+    expected: 'a non-empty array of strings, e.g. ["uv", "sync"]',
+    fix: (raw) => commandFix(raw),
+  },
   'runtime.init.commands[].command[]': { expected: 'a non-empty string' },
   'runtime.init.commands[].cwd': { expected: 'a folder, relative to runtime.workdir or absolute' },
   'runtime.init.commands[].env': { expected: 'an object of strings' },
   'runtime.services': { expected: 'an array of services such as {"name": "embedder", "command": ["python", "-m", "embedder"]}' },
   'runtime.services[]': { expected: 'an object such as {"name": "embedder", "command": ["python", "-m", "embedder"]}' },
-  'runtime.services[].name': { example: '"embedder"', expected: PROJECT_NAME_RULE, fix: (raw) => (typeof raw === 'string' ? `"name": ${JSON.stringify(toProjectName(raw))}` : undefined) },
-  'runtime.services[].command': { example: '["python", "-m", "embedder"]', expected: 'a non-empty array of strings, e.g. ["python", "-m", "embedder"]', fix: (raw) => commandFix(raw) },
+  'runtime.services[].name': {
+    example: '"embedder"',
+    expected: PROJECT_NAME_RULE,
+    fix: (raw) => (typeof raw === 'string' ? `"name": ${JSON.stringify(toProjectName(raw))}` : undefined),
+  },
+  'runtime.services[].command': {
+    example: '["python", "-m", "embedder"]',
+    expected: 'a non-empty array of strings, e.g. ["python", "-m", "embedder"]',
+    fix: (raw) => commandFix(raw),
+  },
   'runtime.services[].command[]': { expected: 'a non-empty string' },
   'runtime.services[].scope': { expected: `${SERVICE_SCOPES.map((s) => `"${s}"`).join(' or ')} (default "task": one service per task)` },
   'runtime.services[].restart': { expected: `one of ${SERVICE_RESTART_POLICIES.map((s) => `"${s}"`).join(', ')} (default "never")` },
   'runtime.services[].cwd': { expected: 'a folder, relative to runtime.workdir or absolute' },
   'runtime.services[].env': { expected: 'an object of strings' },
-  'runtime.services[].ready_timeout_s': { expected: `a number of seconds greater than 0 (default ${DEFAULT_READY_TIMEOUT_S})`, fix: (raw) => (typeof raw === 'string' && Number(raw) > 0 ? `write it without quotes: "ready_timeout_s": ${Number(raw)}` : undefined) },
+  'runtime.services[].ready_timeout_s': {
+    expected: `a number of seconds greater than 0 (default ${DEFAULT_READY_TIMEOUT_S})`,
+    fix: (raw) => (typeof raw === 'string' && Number(raw) > 0 ? `write it without quotes: "ready_timeout_s": ${Number(raw)}` : undefined),
+  },
   'runtime.services[].healthcheck': { expected: 'an object such as {"command": ["curl", "-fsS", "http://127.0.0.1:8080/health"]}' },
-  'runtime.services[].healthcheck.command': { example: '["python", "-c", "print(1)"]', expected: 'a non-empty array of strings that exits 0 once the service is ready', fix: (raw) => commandFix(raw) },
+  'runtime.services[].healthcheck.command': {
+    example: '["python", "-c", "print(1)"]',
+    expected: 'a non-empty array of strings that exits 0 once the service is ready',
+    fix: (raw) => commandFix(raw),
+  },
   entrypoint: { expected: 'an object such as {"command": ["python", "job.py"]}' },
   'entrypoint.command': { example: '["python", "job.py"]', expected: 'a non-empty array of strings, e.g. ["python", "job.py"]', fix: (raw) => commandFix(raw) },
   'entrypoint.command[]': { expected: 'a non-empty string' },
   'entrypoint.env': { expected: 'an object of strings' },
-  validation: { expected: 'an object such as {"executables": ["python"], "files": ["job.py"], "commands": [{"label": "numpy import", "command": ["python", "-c", "import numpy"]}]}' },
+  validation: {
+    expected:
+      'an object such as {"executables": ["python"], "files": ["job.py"], "commands": [{"label": "numpy import", "command": ["python", "-c", "import numpy"]}]}',
+  },
   'validation.executables': { expected: 'an array of program names that must be on PATH, e.g. ["python"]' },
   'validation.files': { expected: 'an array of paths that must exist in the image' },
   'validation.commands': { expected: 'an array of checks that must exit 0, e.g. [{"label": "numpy import", "command": ["python", "-c", "import numpy"]}]' },
-  'validation.commands[]': { expected: 'a check {"label": "numpy import", "command": ["python", "-c", "import numpy"]} (or a bare command array)', fix: (raw) => (typeof raw === 'string' && raw.trim() !== '' ? `{"label": ${JSON.stringify(raw.trim())}, "command": ${JSON.stringify(raw.trim().split(/\s+/))}}` : undefined) },
-  'validation.commands[].label': { expected: 'a non-empty string naming the check', fix: () => 'name the check, e.g. "label": "numpy import", or remove "label" (the command then names it)' },
+  'validation.commands[]': {
+    expected: 'a check {"label": "numpy import", "command": ["python", "-c", "import numpy"]} (or a bare command array)',
+    fix: (raw) =>
+      typeof raw === 'string' && raw.trim() !== ''
+        ? `{"label": ${JSON.stringify(raw.trim())}, "command": ${JSON.stringify(raw.trim().split(/\s+/))}}`
+        : undefined,
+  },
+  'validation.commands[].label': {
+    expected: 'a non-empty string naming the check',
+    fix: () => 'name the check, e.g. "label": "numpy import", or remove "label" (the command then names it)',
+  },
   'validation.commands[].name': { expected: 'a non-empty string naming the check (the older spelling of "label")' },
-  'validation.commands[].command': { example: '["python", "-c", "import numpy"]', expected: 'a non-empty array of strings, e.g. ["python", "-c", "import numpy"]', fix: (raw) => commandFix(raw) },
+  'validation.commands[].command': {
+    example: '["python", "-c", "import numpy"]',
+    expected: 'a non-empty array of strings, e.g. ["python", "-c", "import numpy"]',
+    fix: (raw) => commandFix(raw),
+  },
   'validation.commands[].command[]': { expected: 'a non-empty string' },
   'validation.commands[].timeout_s': { expected: 'a number of seconds greater than 0' },
   'cache_mounts[].path': { expected: 'an absolute path inside the container' },
@@ -185,7 +234,10 @@ function relativeFix(key: string, raw: unknown): string | undefined {
 
 /** `runtime.services[].name` for `["runtime", "services", 0, "name"]`. */
 function docKey(fieldPath: FieldPath): string {
-  return fieldPath.map((p) => (typeof p === 'number' ? '[]' : p)).join('.').replace(/\.\[\]/g, '[]');
+  return fieldPath
+    .map((p) => (typeof p === 'number' ? '[]' : p))
+    .join('.')
+    .replace(/\.\[\]/g, '[]');
 }
 
 function docFor(fieldPath: FieldPath): FieldDoc | undefined {
@@ -228,17 +280,38 @@ export function parseComputalotManifest(text: string, file = COMPUTALOT_MANIFEST
   let body = text;
   if (body.charCodeAt(0) === 0xfeff) {
     // Strict JSON parsers (Python's json, Go's encoding/json) reject a BOM: so would the platform.
-    diagnostics.push(diagnostic('error', file, { line: 1, column: 1 }, '', 'the file starts with a UTF-8 byte order mark (BOM), which JSON does not allow', 'save the file as UTF-8 without BOM'));
+    diagnostics.push(
+      diagnostic(
+        'error',
+        file,
+        { line: 1, column: 1 },
+        '',
+        'the file starts with a UTF-8 byte order mark (BOM), which JSON does not allow',
+        'save the file as UTF-8 without BOM',
+      ),
+    );
     body = body.slice(1);
   }
   const parsed = parseJsonWithPositions(body);
   if (parsed.errors.length > 0) {
-    for (const e of parsed.errors) diagnostics.push(diagnostic('error', file, e.at, '', `JSON syntax error: ${e.message}`, 'fix the JSON syntax (no comments, no trailing commas, keys in double quotes)'));
+    for (const e of parsed.errors)
+      diagnostics.push(
+        diagnostic('error', file, e.at, '', `JSON syntax error: ${e.message}`, 'fix the JSON syntax (no comments, no trailing commas, keys in double quotes)'),
+      );
     return { diagnostics };
   }
   const document = parsed.value;
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
-    diagnostics.push(diagnostic('error', file, { line: 1, column: 1 }, '', `expected a JSON object, got ${jsonTypeName(document)}`, 'start from {"version": 1, "runtime": {"kind": "oci", "sandbox": "gvisor", "workdir": "/workspace"}, "entrypoint": {"command": ["python", "job.py"]}}'));
+    diagnostics.push(
+      diagnostic(
+        'error',
+        file,
+        { line: 1, column: 1 },
+        '',
+        `expected a JSON object, got ${jsonTypeName(document)}`,
+        'start from {"version": 1, "runtime": {"kind": "oci", "sandbox": "gvisor", "workdir": "/workspace"}, "entrypoint": {"command": ["python", "job.py"]}}',
+      ),
+    );
     return { diagnostics };
   }
   const record = document as Record<string, unknown>;
@@ -303,7 +376,14 @@ export function parseComputalotManifest(text: string, file = COMPUTALOT_MANIFEST
   const manifest = result.data;
   if (manifest.runtime.sandbox === undefined) {
     diagnostics.push(
-      diagnostic('warning', file, parsed.positions.keyOf(['runtime']), ['runtime', 'sandbox'], `no sandbox: public execution requires "sandbox": "${SANDBOX}"`, `add "sandbox": "${SANDBOX}" to "runtime"`),
+      diagnostic(
+        'warning',
+        file,
+        parsed.positions.keyOf(['runtime']),
+        ['runtime', 'sandbox'],
+        `no sandbox: public execution requires "sandbox": "${SANDBOX}"`,
+        `add "sandbox": "${SANDBOX}" to "runtime"`,
+      ),
     );
   }
   const { dockerfile, context } = manifest.build;
@@ -328,7 +408,14 @@ export function parseComputalotManifest(text: string, file = COMPUTALOT_MANIFEST
     }
     const firstAt = parsed.positions.valueOf(['runtime', 'services', first, 'name']);
     diagnostics.push(
-      diagnostic('error', file, parsed.positions.valueOf(['runtime', 'services', index, 'name']), ['runtime', 'services', index, 'name'], `service name ${JSON.stringify(service.name)} is used twice (first at line ${firstAt.line}); expected unique names`, 'rename one of the two services'),
+      diagnostic(
+        'error',
+        file,
+        parsed.positions.valueOf(['runtime', 'services', index, 'name']),
+        ['runtime', 'services', index, 'name'],
+        `service name ${JSON.stringify(service.name)} is used twice (first at line ${firstAt.line}); expected unique names`,
+        'rename one of the two services',
+      ),
     );
   });
   if (hasErrors(diagnostics)) return { diagnostics };

@@ -4,7 +4,17 @@ import { diagnostic, sortDiagnostics, type Diagnostic } from './diagnostics.js';
 import { formatFieldPath, type FieldPath, type Position, type PositionMap } from './positions.js';
 import { findTomlDuplicates, indexTomlPositions, type TomlDuplicate } from './toml-positions.js';
 import { issuesToDiagnostics, preview, type FieldDoc } from './zod-diagnostics.js';
-import { BUILTIN_VOLUME_PREFIX, ENV_NAME_PATTERN, ENV_NAME_RULE, MANIFEST_VOLUME_PATTERN, MANIFEST_VOLUME_RULE, PROJECT_NAME_PATTERN, PROJECT_NAME_RULE, toEnvName, toProjectName } from './names.js';
+import {
+  BUILTIN_VOLUME_PREFIX,
+  ENV_NAME_PATTERN,
+  ENV_NAME_RULE,
+  MANIFEST_VOLUME_PATTERN,
+  MANIFEST_VOLUME_RULE,
+  PROJECT_NAME_PATTERN,
+  PROJECT_NAME_RULE,
+  toEnvName,
+  toProjectName,
+} from './names.js';
 import { suggest } from '../util/suggest.js';
 
 import { MANIFEST_PATH } from './paths.js';
@@ -16,12 +26,31 @@ export type UbuntuVersion = (typeof UBUNTU_VERSIONS)[number];
 /** The image sections the platform supports; exactly one must be present. */
 export const IMAGE_SECTIONS = ['ubuntu'] as const;
 /** Tables that are clearly meant as an image section, though not supported (yet). */
-const OTHER_IMAGE_SECTIONS = ['debian', 'fedora', 'alpine', 'centos', 'rockylinux', 'almalinux', 'archlinux', 'amazonlinux', 'python', 'cuda', 'nvidia', 'image'];
+const OTHER_IMAGE_SECTIONS = [
+  'debian',
+  'fedora',
+  'alpine',
+  'centos',
+  'rockylinux',
+  'almalinux',
+  'archlinux',
+  'amazonlinux',
+  'python',
+  'cuda',
+  'nvidia',
+  'image',
+];
 export const ARTIFACT_ORDERS = ['FIFO', 'LIFO'] as const;
 export type ArtifactOrder = (typeof ARTIFACT_ORDERS)[number];
 
 /** Variables the platform sets itself; a manifest may not override them. */
-export const RESERVED_ENV_VARS = ['INSIDE_CYCLESWAP_CONTAINER', 'CYCLE_ARTIFACTS_DIR', 'COMPUTALOT_TASK_PAYLOAD', 'COMPUTALOT_TASK_RESULT', 'COMPUTALOT_ARTIFACT_DIR'];
+export const RESERVED_ENV_VARS = [
+  'INSIDE_CYCLESWAP_CONTAINER',
+  'CYCLE_ARTIFACTS_DIR',
+  'COMPUTALOT_TASK_PAYLOAD',
+  'COMPUTALOT_TASK_RESULT',
+  'COMPUTALOT_ARTIFACT_DIR',
+];
 
 const CUDA_PATTERN = /^\d+\.\d+$/;
 
@@ -54,7 +83,10 @@ const docs: Record<string, FieldDoc> = {
   'main.volumes': { expected: 'an array of volume names, e.g. ["training-data", "builtin/stable-diffusion-v1-5"]' },
   'main.volumes[]': {
     expected: MANIFEST_VOLUME_RULE,
-    fix: (raw) => (typeof raw === 'string' ? `use ${JSON.stringify(raw.startsWith(BUILTIN_VOLUME_PREFIX) ? BUILTIN_VOLUME_PREFIX + toProjectName(raw.slice(BUILTIN_VOLUME_PREFIX.length)) : toProjectName(raw))}` : undefined),
+    fix: (raw) =>
+      typeof raw === 'string'
+        ? `use ${JSON.stringify(raw.startsWith(BUILTIN_VOLUME_PREFIX) ? BUILTIN_VOLUME_PREFIX + toProjectName(raw.slice(BUILTIN_VOLUME_PREFIX.length)) : toProjectName(raw))}`
+        : undefined,
   },
   'main.build_files': { expected: 'an array of paths relative to the project root, e.g. ["pyproject.toml"]' },
   'main.build_files[]': { expected: 'a non-empty path relative to the project root' },
@@ -80,7 +112,10 @@ const docs: Record<string, FieldDoc> = {
 
 function docFor(path: FieldPath): FieldDoc | undefined {
   if (path[0] === 'job' && path[1] === 'env_vars' && path.length === 3) return docs['job.env_vars.*='];
-  const key = path.map((p) => (typeof p === 'number' ? '[]' : p)).join('.').replace(/\.\[\]/g, '[]');
+  const key = path
+    .map((p) => (typeof p === 'number' ? '[]' : p))
+    .join('.')
+    .replace(/\.\[\]/g, '[]');
   return docs[key];
 }
 
@@ -144,7 +179,14 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
   const body = hasBom ? text.slice(1) : text;
   if (hasBom) {
     diagnostics.push(
-      diagnostic('warning', file, { line: 1, column: 1 }, '', 'the file starts with a UTF-8 byte order mark (BOM); it is ignored', 'save the file as UTF-8 without BOM'),
+      diagnostic(
+        'warning',
+        file,
+        { line: 1, column: 1 },
+        '',
+        'the file starts with a UTF-8 byte order mark (BOM); it is ignored',
+        'save the file as UTF-8 without BOM',
+      ),
     );
   }
   let document: Record<string, unknown>;
@@ -189,7 +231,14 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
     const isTable = typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
     if (OTHER_IMAGE_SECTIONS.includes(key)) {
       diagnostics.push(
-        diagnostic('error', file, positions.keyOf([key]), [key], `[${key}] is not a supported image section; supported: ${IMAGE_SECTIONS.map((s) => `[${s}]`).join(', ')}`, `use [ubuntu] with version = one of ${UBUNTU_VERSIONS.join(', ')}`),
+        diagnostic(
+          'error',
+          file,
+          positions.keyOf([key]),
+          [key],
+          `[${key}] is not a supported image section; supported: ${IMAGE_SECTIONS.map((s) => `[${s}]`).join(', ')}`,
+          `use [ubuntu] with version = one of ${UBUNTU_VERSIONS.join(', ')}`,
+        ),
       );
       continue;
     }
@@ -206,10 +255,21 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
     );
   }
   if (imageSections.length === 0) {
-    diagnostics.push(diagnostic('error', file, { line: 1, column: 1 }, 'ubuntu', 'no image section; exactly one is required', 'add:\n      [ubuntu]\n      version = "24.04"'));
+    diagnostics.push(
+      diagnostic('error', file, { line: 1, column: 1 }, 'ubuntu', 'no image section; exactly one is required', 'add:\n      [ubuntu]\n      version = "24.04"'),
+    );
   } else if (imageSections.length > 1) {
     const where = imageSections.map((s) => `[${s}] at line ${positions.keyOf([s]).line}`).join(' and ');
-    diagnostics.push(diagnostic('error', file, positions.keyOf([imageSections[1]!]), imageSections[1]!, `${imageSections.length} image sections: ${where}; exactly one is allowed`, 'keep one image section'));
+    diagnostics.push(
+      diagnostic(
+        'error',
+        file,
+        positions.keyOf([imageSections[1]!]),
+        imageSections[1]!,
+        `${imageSections.length} image sections: ${where}; exactly one is allowed`,
+        'keep one image section',
+      ),
+    );
   }
 
   const mainResult = validateTable(document, 'main', mainSchema, issueContext, diagnostics);
@@ -220,7 +280,14 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
     for (const name of Object.keys(jobResult.env_vars)) {
       if (RESERVED_ENV_VARS.includes(name)) {
         diagnostics.push(
-          diagnostic('error', file, positions.keyOf(['job', 'env_vars', name]), ['job', 'env_vars', name], `${name} is set by the platform and cannot be overridden`, `remove ${name} from env_vars`),
+          diagnostic(
+            'error',
+            file,
+            positions.keyOf(['job', 'env_vars', name]),
+            ['job', 'env_vars', name],
+            `${name} is set by the platform and cannot be overridden`,
+            `remove ${name} from env_vars`,
+          ),
         );
       }
     }
@@ -231,7 +298,14 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
       const first = seen.get(entry);
       if (first !== undefined) {
         diagnostics.push(
-          diagnostic('warning', file, positions.valueOf(['main', 'build_files', index]), ['main', 'build_files', index], `${preview(entry)} is listed twice (also at index ${first})`, 'remove the duplicate'),
+          diagnostic(
+            'warning',
+            file,
+            positions.valueOf(['main', 'build_files', index]),
+            ['main', 'build_files', index],
+            `${preview(entry)} is listed twice (also at index ${first})`,
+            'remove the duplicate',
+          ),
         );
       } else seen.set(entry, index);
     });
@@ -239,7 +313,14 @@ function parseManifestText(text: string, file: string): ParsedCycleswapManifest 
     mainResult.volumes.forEach((name, index) => {
       if (volumes.has(name)) {
         diagnostics.push(
-          diagnostic('error', file, positions.valueOf(['main', 'volumes', index]), ['main', 'volumes', index], `volume ${preview(name)} is listed twice`, 'remove the duplicate'),
+          diagnostic(
+            'error',
+            file,
+            positions.valueOf(['main', 'volumes', index]),
+            ['main', 'volumes', index],
+            `volume ${preview(name)} is listed twice`,
+            'remove the duplicate',
+          ),
         );
       }
       volumes.add(name);
@@ -274,7 +355,14 @@ function validateTable<T extends z.ZodType>(
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) {
     diagnostics.push(
-      diagnostic('error', issueContext.file, issueContext.positions.valueOf([key]), key, `expected a table [${key}], got ${tomlTypeName(value)} ${preview(value)}`, sectionExample(key)),
+      diagnostic(
+        'error',
+        issueContext.file,
+        issueContext.positions.valueOf([key]),
+        key,
+        `expected a table [${key}], got ${tomlTypeName(value)} ${preview(value)}`,
+        sectionExample(key),
+      ),
     );
     return undefined;
   }

@@ -15,14 +15,7 @@ export interface Diagnostic {
   hint?: string;
 }
 
-export function diagnostic(
-  severity: Severity,
-  file: string,
-  at: Position,
-  field: FieldPath | string,
-  message: string,
-  hint?: string,
-): Diagnostic {
+export function diagnostic(severity: Severity, file: string, at: Position, field: FieldPath | string, message: string, hint?: string): Diagnostic {
   return {
     severity,
     file,
@@ -39,7 +32,10 @@ export function sortDiagnostics(list: Diagnostic[]): Diagnostic[] {
 }
 
 /** `file:line:col: error: field: message` then an indented fix line. */
-export function formatDiagnostic(d: Diagnostic, colors?: { error: (s: string) => string; warning: (s: string) => string; dim: (s: string) => string }): string[] {
+export function formatDiagnostic(
+  d: Diagnostic,
+  colors?: { error: (s: string) => string; warning: (s: string) => string; dim: (s: string) => string },
+): string[] {
   const label = colors ? colors[d.severity](d.severity) : d.severity;
   const field = d.field ? `${d.field}: ` : '';
   const lines = [`${d.file}:${d.line}:${d.column}: ${label}: ${field}${d.message}`];

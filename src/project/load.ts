@@ -147,12 +147,30 @@ async function checkCycleswap(root: string, options: CheckOptions): Promise<Proj
   const diagnostics: Diagnostic[] = [];
   const text = await readText(path.join(root, MANIFEST_PATH));
   if (text === undefined) {
-    diagnostics.push(diagnostic('error', MANIFEST_PATH, { line: 1, column: 1 }, '', 'the manifest is missing', 'run `cycle project init --force` to recreate .cycleswap/, or write manifest.toml'));
+    diagnostics.push(
+      diagnostic(
+        'error',
+        MANIFEST_PATH,
+        { line: 1, column: 1 },
+        '',
+        'the manifest is missing',
+        'run `cycle project init --force` to recreate .cycleswap/, or write manifest.toml',
+      ),
+    );
   }
   for (const script of [RUN_SCRIPT_PATH, BUILD_SCRIPT_PATH]) {
     const stat = await fs.stat(path.join(root, script)).catch(() => undefined);
     if (!stat?.isFile()) {
-      diagnostics.push(diagnostic('error', script, { line: 1, column: 1 }, '', `${path.basename(script)} is missing`, `create ${script} (an empty script is fine), or run \`cycle project init --force\``));
+      diagnostics.push(
+        diagnostic(
+          'error',
+          script,
+          { line: 1, column: 1 },
+          '',
+          `${path.basename(script)} is missing`,
+          `create ${script} (an empty script is fine), or run \`cycle project init --force\``,
+        ),
+      );
     }
   }
   if (text === undefined) return { root, format: 'cycleswap', diagnostics };
@@ -171,14 +189,19 @@ async function checkCycleswap(root: string, options: CheckOptions): Promise<Proj
 
   let buildFiles: BuildFile[] = [];
   if (parsed.buildFileEntries.length > 0) {
-    const listing = await listBuildFiles(root, parsed.buildFileEntries.map((e) => e.entry));
+    const listing = await listBuildFiles(
+      root,
+      parsed.buildFileEntries.map((e) => e.entry),
+    );
     buildFiles = listing.files;
     if (listing.problems.length > 0) {
       const { indexTomlPositions } = await import('./toml-positions.js');
       const positions = parsed.positions ?? indexTomlPositions(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
       for (const problem of listing.problems) {
         const index = parsed.buildFileEntries[problem.index]!.index;
-        diagnostics.push(diagnostic('error', MANIFEST_PATH, positions.valueOf(['main', 'build_files', index]), ['main', 'build_files', index], problem.message, problem.hint));
+        diagnostics.push(
+          diagnostic('error', MANIFEST_PATH, positions.valueOf(['main', 'build_files', index]), ['main', 'build_files', index], problem.message, problem.hint),
+        );
       }
     }
   }
@@ -220,7 +243,8 @@ async function checkComputalot(root: string, options: CheckOptions): Promise<Pro
 async function checkDockerBuildPaths(root: string, manifest: ComputalotManifest | undefined, text: string): Promise<Diagnostic[]> {
   // Positions are needed only for a problem: the JSON parser stays off the hot path.
   let positions: PositionMap | undefined;
-  const locate = async (): Promise<PositionMap> => (positions ??= (await import('./json-positions.js')).parseJsonWithPositions(text.replace(/^\uFEFF/, '')).positions);
+  const locate = async (): Promise<PositionMap> =>
+    (positions ??= (await import('./json-positions.js')).parseJsonWithPositions(text.replace(/^\uFEFF/, '')).positions);
   const named = async (field: 'dockerfile' | 'context'): Promise<boolean> => (await locate()).get(['build', field]) !== undefined;
   if (!manifest && ((await named('dockerfile')) || (await named('context')))) return [];
   const build = manifest?.build ?? { dockerfile: DEFAULT_DOCKERFILE, context: DEFAULT_BUILD_CONTEXT };
@@ -239,18 +263,39 @@ async function checkDockerBuildPaths(root: string, manifest: ComputalotManifest 
   const context = await inspect(build.context);
   if (context !== 'folder') {
     return [
-      diagnostic('error', COMPUTALOT_MANIFEST_PATH, (await locate()).valueOf(['build', 'context']), ['build', 'context'], `the build context ${JSON.stringify(build.context)} ${problem(context, 'folder')}; expected a folder inside the project`, 'create the folder, or set "context" to "." (the project root)'),
+      diagnostic(
+        'error',
+        COMPUTALOT_MANIFEST_PATH,
+        (await locate()).valueOf(['build', 'context']),
+        ['build', 'context'],
+        `the build context ${JSON.stringify(build.context)} ${problem(context, 'folder')}; expected a folder inside the project`,
+        'create the folder, or set "context" to "." (the project root)',
+      ),
     ];
   }
   const dockerfile = await inspect(build.dockerfile);
   if (dockerfile === 'file') return [];
   if (dockerfile === 'missing' && !(await named('dockerfile'))) {
     return [
-      diagnostic('error', build.dockerfile, { line: 1, column: 1 }, '', inRoot ? `no Dockerfile beside ${COMPUTALOT_MANIFEST_PATH}` : `no Dockerfile in the build context ${JSON.stringify(build.context)}`, 'write a Dockerfile that installs the dependencies and copies the code (see `cycle project init --format computalot`), or name yours in "build": {"dockerfile": "…"}'),
+      diagnostic(
+        'error',
+        build.dockerfile,
+        { line: 1, column: 1 },
+        '',
+        inRoot ? `no Dockerfile beside ${COMPUTALOT_MANIFEST_PATH}` : `no Dockerfile in the build context ${JSON.stringify(build.context)}`,
+        'write a Dockerfile that installs the dependencies and copies the code (see `cycle project init --format computalot`), or name yours in "build": {"dockerfile": "…"}',
+      ),
     ];
   }
   return [
-    diagnostic('error', COMPUTALOT_MANIFEST_PATH, (await locate()).valueOf(['build', 'dockerfile']), ['build', 'dockerfile'], `the Dockerfile ${JSON.stringify(build.dockerfile)} ${problem(dockerfile, 'file')}; expected a file inside the project`, 'create it, or point "dockerfile" at your Dockerfile (relative to the project root)'),
+    diagnostic(
+      'error',
+      COMPUTALOT_MANIFEST_PATH,
+      (await locate()).valueOf(['build', 'dockerfile']),
+      ['build', 'dockerfile'],
+      `the Dockerfile ${JSON.stringify(build.dockerfile)} ${problem(dockerfile, 'file')}; expected a file inside the project`,
+      'create it, or point "dockerfile" at your Dockerfile (relative to the project root)',
+    ),
   ];
 }
 

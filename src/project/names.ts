@@ -32,5 +32,5 @@ export function toEnvName(text: string): string {
 export const BUILTIN_VOLUME_PREFIX = 'builtin/';
 /** A `[main].volumes` entry: a volume name, or `builtin/` and a volume name. */
 export const MANIFEST_VOLUME_PATTERN = new RegExp(`^(?:${BUILTIN_VOLUME_PREFIX})?${VOLUME_NAME_PATTERN.source.slice(1, -1)}$`);
-export const MANIFEST_VOLUME_RULE = 'a volume name (1-63 characters: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit), or "builtin/" and such a name for a platform volume';
-
+export const MANIFEST_VOLUME_RULE =
+  'a volume name (1-63 characters: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit), or "builtin/" and such a name for a platform volume';

@@ -120,7 +120,14 @@ export function issuesToDiagnostics(issues: readonly z.core.$ZodIssue[], ctx: Is
       default: {
         const expected = doc?.expected ?? issue.message;
         out.push(
-          diagnostic('error', ctx.file, ctx.positions.valueOf(path), path, `expected ${expected}, got ${article(ctx.typeName(raw))} ${preview(raw)}`, doc?.fix?.(raw) ?? enumFix(issue, raw)),
+          diagnostic(
+            'error',
+            ctx.file,
+            ctx.positions.valueOf(path),
+            path,
+            `expected ${expected}, got ${article(ctx.typeName(raw))} ${preview(raw)}`,
+            doc?.fix?.(raw) ?? enumFix(issue, raw),
+          ),
         );
       }
     }

@@ -91,7 +91,13 @@ export class ArtifactCapture {
       }
       const stat = await fs.lstat(live, { bigint: true });
       const seq = this.sequence++;
-      this.tracked.set(relative, { size: stat.size, mtimeNs: stat.mtimeNs, changedAt: -Infinity, firstSeen: seq, capturedSignature: `${stat.size}:${stat.mtimeNs}` });
+      this.tracked.set(relative, {
+        size: stat.size,
+        mtimeNs: stat.mtimeNs,
+        changedAt: -Infinity,
+        firstSeen: seq,
+        capturedSignature: `${stat.size}:${stat.mtimeNs}`,
+      });
       this.captured.set(relative, { path: relative, absolute: stored, size: Number(stat.size), firstSeen: seq, lastCaptured: seq, mtimeNs: stat.mtimeNs });
     }
   }
@@ -123,8 +129,12 @@ export class ArtifactCapture {
     // Files that appear in the same scan count as written in mtime order (then by path).
     seen.sort((a, b) => (a.mtimeNs === b.mtimeNs ? compare(a.relative, b.relative) : a.mtimeNs < b.mtimeNs ? -1 : 1));
     for (const { relative } of seen) this.tracked.get(relative)!.firstSeen = this.sequence++;
-    const ready = [...this.tracked.entries()].filter(([, t]) => (final || now - t.changedAt >= this.stableMs) && t.capturedSignature !== `${t.size}:${t.mtimeNs}`);
-    ready.sort(([a, ta], [b, tb]) => (this.options.order === 'LIFO' ? (ta.mtimeNs === tb.mtimeNs ? compare(a, b) : ta.mtimeNs > tb.mtimeNs ? -1 : 1) : ta.firstSeen - tb.firstSeen));
+    const ready = [...this.tracked.entries()].filter(
+      ([, t]) => (final || now - t.changedAt >= this.stableMs) && t.capturedSignature !== `${t.size}:${t.mtimeNs}`,
+    );
+    ready.sort(([a, ta], [b, tb]) =>
+      this.options.order === 'LIFO' ? (ta.mtimeNs === tb.mtimeNs ? compare(a, b) : ta.mtimeNs > tb.mtimeNs ? -1 : 1) : ta.firstSeen - tb.firstSeen,
+    );
     for (const [relative] of ready) await this.take(relative);
   }
 
@@ -180,14 +190,22 @@ export class ArtifactCapture {
       if (!stat.isFile()) return this.refuse(relative, 'not a regular file');
       // O_NOFOLLOW guards the last name only: a folder on the way may have become a link.
       const opened = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
-      if (opened !== undefined && !opened.startsWith(path.resolve(this.options.liveDir) + path.sep)) return this.refuse(relative, 'it leads outside the artifacts folder');
+      if (opened !== undefined && !opened.startsWith(path.resolve(this.options.liveDir) + path.sep))
+        return this.refuse(relative, 'it leads outside the artifacts folder');
       await fs.mkdir(path.dirname(stored), { recursive: true });
       // Streamed from the descriptor: a GiB checkpoint is never held in memory.
       await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(temporary, { flags: 'wx' }));
       await fs.rename(temporary, stored);
       tracked.capturedSignature = `${stat.size}:${stat.mtimeNs}`;
       const previous = this.captured.get(relative);
-      const artifact: CapturedArtifact = { path: relative, absolute: stored, size: Number(stat.size), firstSeen: previous?.firstSeen ?? tracked.firstSeen, lastCaptured: this.sequence++, mtimeNs: stat.mtimeNs };
+      const artifact: CapturedArtifact = {
+        path: relative,
+        absolute: stored,
+        size: Number(stat.size),
+        firstSeen: previous?.firstSeen ?? tracked.firstSeen,
+        lastCaptured: this.sequence++,
+        mtimeNs: stat.mtimeNs,
+      };
       this.captured.set(relative, artifact);
       await this.options.onCaptured?.(artifact, this.list());
     } finally {

@@ -56,7 +56,10 @@ export const DEFAULT_MAX_LAYERS = 64;
 
 export function checkBuildFlags(flags: BuildFlags): void {
   if (flags.rebuild && flags.clean) {
-    throw usageError('--rebuild and --clean cannot be used together', '--rebuild re-runs build.sh on the previous build image; --clean starts from the base image');
+    throw usageError(
+      '--rebuild and --clean cannot be used together',
+      '--rebuild re-runs build.sh on the previous build image; --clean starts from the base image',
+    );
   }
 }
 
@@ -79,7 +82,8 @@ export async function ensureCycleswapImage(project: CycleswapProject, options: I
     // An image id is a content hash: when the record matches, the image is what it says. Not
     // asking Docker saves a round trip on every unchanged run; a deleted image shows up when
     // the run fails, and the caller then asks again with `verify`.
-    if (!options.verify && last?.hash === hash && last.image.tag === tag) return { imageId: last.image.id, tag, hash, mode: 'reused', flattened: false, verified: false };
+    if (!options.verify && last?.hash === hash && last.image.tag === tag)
+      return { imageId: last.image.id, tag, hash, mode: 'reused', flattened: false, verified: false };
     const current = await findImage(docker, options.projectKey, hash, last);
     if (current) return { imageId: current.id, tag, hash, mode: 'reused', flattened: false, verified: true };
   }
@@ -124,7 +128,12 @@ export async function ensureCycleswapImage(project: CycleswapProject, options: I
   return { imageId, tag, hash, mode, from: previous?.id ?? base, flattened, verified: true };
 }
 
-async function findImage(docker: DockerDriver, projectKey: string, hash: string, last: { hash: string; image: { id: string } } | undefined): Promise<ImageDetails | undefined> {
+async function findImage(
+  docker: DockerDriver,
+  projectKey: string,
+  hash: string,
+  last: { hash: string; image: { id: string } } | undefined,
+): Promise<ImageDetails | undefined> {
   if (last?.hash === hash) {
     const image = await docker.inspectImage(last.image.id);
     if (image && image.labels[LABELS.buildHash] === hash) return image;
@@ -134,7 +143,12 @@ async function findImage(docker: DockerDriver, projectKey: string, hash: string,
 }
 
 /** The previous build image of this project on the same base, if it still exists. */
-async function findPrevious(docker: DockerDriver, projectKey: string, base: string, last: { image: { id: string } } | undefined): Promise<ImageDetails | undefined> {
+async function findPrevious(
+  docker: DockerDriver,
+  projectKey: string,
+  base: string,
+  last: { image: { id: string } } | undefined,
+): Promise<ImageDetails | undefined> {
   if (last) {
     const image = await docker.inspectImage(last.image.id);
     if (image && image.labels[LABELS.base] === base && image.labels[LABELS.projectKey] === projectKey) return image;
@@ -166,7 +180,9 @@ function describeBuild(mode: BuildMode, base: string, last: { hash: string } | u
     case 'rebuild':
       return `re-running build.sh on the previous build image (--rebuild)`;
     default:
-      return last && last.hash !== hash ? `build inputs changed: running build.sh on top of the previous build image` : `running build.sh on top of the previous build image`;
+      return last && last.hash !== hash
+        ? `build inputs changed: running build.sh on top of the previous build image`
+        : `running build.sh on top of the previous build image`;
   }
 }
 
@@ -244,10 +260,16 @@ export async function buildContext(project: CycleswapProject, from: string, labe
 function buildFailed(error: DockerBuildError): CycleError {
   if (error.stepExitCode === undefined) {
     // No step exited: Docker itself failed (a base image it cannot find, a full disk…).
-    return new CycleError({ message: `Docker could not build the image: ${error.failure.daemonMessage}`, exitCode: ExitCode.network, details: error.tail.slice(-8).map((line) => `  ${line}`) });
+    return new CycleError({
+      message: `Docker could not build the image: ${error.failure.daemonMessage}`,
+      exitCode: ExitCode.network,
+      details: error.tail.slice(-8).map((line) => `  ${line}`),
+    });
   }
   // Docker's own step lines are noise here: show what build.sh printed last.
-  const lines = error.tail.map((line) => presentBuildLine(line)).filter((line): line is string => line !== undefined && !/returned a non-zero code|did not complete successfully|executor failed running/.test(line));
+  const lines = error.tail
+    .map((line) => presentBuildLine(line))
+    .filter((line): line is string => line !== undefined && !/returned a non-zero code|did not complete successfully|executor failed running/.test(line));
   return new CycleError({
     message: `build.sh failed with exit code ${error.stepExitCode}`,
     hint: 'fix .cycleswap/build.sh (or a build file) and run again; the previous image is untouched',

@@ -12,7 +12,10 @@ export const LABELS = {
 
 /** A Docker repository name component from a project name (stricter than project names). */
 export function repositoryComponent(name: string): string {
-  const cleaned = name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+  const cleaned = name
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
   return cleaned === '' ? 'project' : cleaned;
 }
 

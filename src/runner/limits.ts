@@ -16,7 +16,8 @@ export const GVISOR_RUNTIME = 'runsc';
  * _apt user, dpkg sets owners and modes), own its files and signal its processes.
  */
 export const JOB_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'NET_BIND_SERVICE'];
-export const GVISOR_INSTALL_HINT = 'install gVisor and register it with Docker: `bash scripts/setup.sh` does both (apt-get install runsc, then a "runsc" runtime in /etc/docker/daemon.json; see docs/computalot.md)';
+export const GVISOR_INSTALL_HINT =
+  'install gVisor and register it with Docker: `bash scripts/setup.sh` does both (apt-get install runsc, then a "runsc" runtime in /etc/docker/daemon.json; see docs/computalot.md)';
 
 export interface JobContainerInput {
   /** The manifest's `runtime.sandbox` (computalot.project.json). */
@@ -52,7 +53,10 @@ export function jobContainer(input: JobContainerInput): JobContainer {
   const confinement: Confinement = { noNewPrivileges: true, capDrop: ['ALL'], capAdd: [...JOB_CAPABILITIES] };
   if (input.sandbox === 'gvisor') {
     if (input.gvisorRegistered) confinement.runtime = GVISOR_RUNTIME;
-    else warnings.push(`the manifest asks for "sandbox": "gvisor" but Docker has no "${GVISOR_RUNTIME}" runtime: the job runs unsandboxed (fix: ${GVISOR_INSTALL_HINT})`);
+    else
+      warnings.push(
+        `the manifest asks for "sandbox": "gvisor" but Docker has no "${GVISOR_RUNTIME}" runtime: the job runs unsandboxed (fix: ${GVISOR_INSTALL_HINT})`,
+      );
   }
   if (!input.skipLimits) {
     const hostLimit = memoryLimitSetting(input.env) ?? Math.floor(host.memoryBytes * JOB_MEMORY_SHARE);

@@ -29,7 +29,11 @@ export async function ensureOciImage(project: ComputalotProject, name: string, o
     if (match) return { imageId: match.id, tag, hash, mode: 'reused', flattened: false, verified: true };
   }
   const mode: BuildMode = flags.clean ? 'clean' : flags.rebuild ? 'rebuild' : last ? 'incremental' : 'first';
-  options.report(mode === 'clean' ? 'building the image without Docker\'s cache (--clean)' : `building the image from the Dockerfile${mode === 'incremental' ? ' (the build context changed)' : ''}`);
+  options.report(
+    mode === 'clean'
+      ? "building the image without Docker's cache (--clean)"
+      : `building the image from the Dockerfile${mode === 'incremental' ? ' (the build context changed)' : ''}`,
+  );
   const { build } = project.manifest;
   const entries = await ociBuildContext(project.root, build);
   const context = toTarEntries(entries);
@@ -74,7 +78,13 @@ export interface CheckResult {
  * The manifest's validation checks, run inside the built image as the platform runs them
  * when it prepares a worker: executables on PATH, files that exist, commands that exit 0.
  */
-export async function runValidationChecks(project: ComputalotProject, imageId: string, docker: DockerDriver, containerName: (suffix: string) => string, signal?: AbortSignal): Promise<CheckResult[]> {
+export async function runValidationChecks(
+  project: ComputalotProject,
+  imageId: string,
+  docker: DockerDriver,
+  containerName: (suffix: string) => string,
+  signal?: AbortSignal,
+): Promise<CheckResult[]> {
   const validation = project.manifest.validation;
   if (!validation) return [];
   const workdir = project.manifest.runtime.workdir;
@@ -82,10 +92,16 @@ export async function runValidationChecks(project: ComputalotProject, imageId: s
   if (validation.executables.length > 0 || validation.files.length > 0) {
     const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
     const script = [
-      ...validation.executables.map((exe) => `if command -v ${quote(exe)} >/dev/null 2>&1; then echo "ok executable ${exe}"; else echo "fail executable ${exe}"; fi`),
+      ...validation.executables.map(
+        (exe) => `if command -v ${quote(exe)} >/dev/null 2>&1; then echo "ok executable ${exe}"; else echo "fail executable ${exe}"; fi`,
+      ),
       ...validation.files.map((file) => `if [ -e ${quote(file)} ]; then echo "ok file ${file}"; else echo "fail file ${file}"; fi`),
     ].join('\n');
-    const output = await capture(docker, { image: imageId, name: containerName('checks'), entrypoint: '/bin/sh', command: ['-c', script], ...(workdir ? { workdir } : {}) }, signal);
+    const output = await capture(
+      docker,
+      { image: imageId, name: containerName('checks'), entrypoint: '/bin/sh', command: ['-c', script], ...(workdir ? { workdir } : {}) },
+      signal,
+    );
     const lines = output.stdout.split('\n');
     for (const exe of validation.executables) results.push(checkLine(lines, 'executable', exe, output, 'not found on PATH'));
     for (const file of validation.files) results.push(checkLine(lines, 'file', file, output, 'does not exist'));
@@ -95,7 +111,13 @@ export async function runValidationChecks(project: ComputalotProject, imageId: s
     const name = command.label;
     const result = await capture(
       docker,
-      { image: imageId, name: containerName(`check-${index}`), entrypoint: command.command[0]!, command: command.command.slice(1), ...(workdir ? { workdir } : {}) },
+      {
+        image: imageId,
+        name: containerName(`check-${index}`),
+        entrypoint: command.command[0]!,
+        command: command.command.slice(1),
+        ...(workdir ? { workdir } : {}),
+      },
       signal,
       (command.timeout_s ?? 120) * 1000,
     );
@@ -103,13 +125,28 @@ export async function runValidationChecks(project: ComputalotProject, imageId: s
     results.push(
       result.exitCode === 0
         ? { kind: 'command', name, ok: true }
-        : { kind: 'command', name, ok: false, detail: result.timedOut ? `timed out after ${command.timeout_s ?? 120}s` : result.dockerFailure ? result.dockerFailure.daemonMessage : `exited with code ${result.exitCode}${tail ? `: ${tail}` : ''}` },
+        : {
+            kind: 'command',
+            name,
+            ok: false,
+            detail: result.timedOut
+              ? `timed out after ${command.timeout_s ?? 120}s`
+              : result.dockerFailure
+                ? result.dockerFailure.daemonMessage
+                : `exited with code ${result.exitCode}${tail ? `: ${tail}` : ''}`,
+          },
     );
   }
   return results;
 }
 
-function checkLine(lines: string[], kind: 'executable' | 'file', name: string, output: { exitCode: number; stderr: string; dockerFailure?: DockerFailure }, missing: string): CheckResult {
+function checkLine(
+  lines: string[],
+  kind: 'executable' | 'file',
+  name: string,
+  output: { exitCode: number; stderr: string; dockerFailure?: DockerFailure },
+  missing: string,
+): CheckResult {
   if (lines.includes(`ok ${kind} ${name}`)) return { kind, name, ok: true };
   if (lines.includes(`fail ${kind} ${name}`)) return { kind, name, ok: false, detail: missing };
   const reason = output.dockerFailure?.daemonMessage ?? output.stderr.trim().split('\n').pop() ?? `exit ${output.exitCode}`;
@@ -132,8 +169,18 @@ async function capture(
   const onAbort = (): void => void docker.removeContainer(spec.name);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    const exit = await docker.runContainer({ ...spec, env: {}, mounts: [], labels: { [LABELS.run]: spec.name } }, { stdout: (c) => out.push(c), stderr: (c) => err.push(c) }, signal);
-    return { exitCode: exit.exitCode, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ...(exit.dockerFailure ? { dockerFailure: exit.dockerFailure } : {}), timedOut };
+    const exit = await docker.runContainer(
+      { ...spec, env: {}, mounts: [], labels: { [LABELS.run]: spec.name } },
+      { stdout: (c) => out.push(c), stderr: (c) => err.push(c) },
+      signal,
+    );
+    return {
+      exitCode: exit.exitCode,
+      stdout: Buffer.concat(out).toString(),
+      stderr: Buffer.concat(err).toString(),
+      ...(exit.dockerFailure ? { dockerFailure: exit.dockerFailure } : {}),
+      timedOut,
+    };
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);

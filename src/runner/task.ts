@@ -125,20 +125,42 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
     const durationMs = Date.now() - started;
     if (signal?.aborted) return { status: 'interrupted', exitCode: 130, reason: 'interrupted', durationMs };
     if (timedOut) return { status: 'timed-out', exitCode: exit.exitCode, reason: `timed out after ${Math.round((spec.timeoutMs ?? 0) / 1000)}s`, durationMs };
-    if (exit.dockerFailure) return { status: 'failed', exitCode: exit.exitCode, reason: `Docker could not run the task: ${exit.dockerFailure.daemonMessage}`, dockerFailure: exit.dockerFailure, durationMs };
+    if (exit.dockerFailure)
+      return {
+        status: 'failed',
+        exitCode: exit.exitCode,
+        reason: `Docker could not run the task: ${exit.dockerFailure.daemonMessage}`,
+        dockerFailure: exit.dockerFailure,
+        durationMs,
+      };
     const result = await readResult(path.join(ioDir, 'result.json'));
     if (exit.oomKilled) {
-      return { status: 'failed', exitCode: exit.exitCode, reason: outOfMemoryReason(spec.confinement?.memoryBytes), outOfMemory: true, ...(result.ok ? { result: result.value } : {}), durationMs };
+      return {
+        status: 'failed',
+        exitCode: exit.exitCode,
+        reason: outOfMemoryReason(spec.confinement?.memoryBytes),
+        outOfMemory: true,
+        ...(result.ok ? { result: result.value } : {}),
+        durationMs,
+      };
     }
     if (exit.exitCode !== 0) {
-      return { status: 'failed', exitCode: exit.exitCode, reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`, ...(result.ok ? { result: result.value } : {}), durationMs };
+      return {
+        status: 'failed',
+        exitCode: exit.exitCode,
+        reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`,
+        ...(result.ok ? { result: result.value } : {}),
+        durationMs,
+      };
     }
     if (!result.ok) {
       if (result.missing && !spec.resultRequired) return { status: 'succeeded', exitCode: 0, durationMs };
       return {
         status: 'failed',
         exitCode: 0,
-        reason: result.missing ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names' : `exited 0 but ${result.error}`,
+        reason: result.missing
+          ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names'
+          : `exited 0 but ${result.error}`,
         durationMs,
       };
     }
@@ -164,14 +186,20 @@ export async function readResult(file: string): Promise<{ ok: true; value: unkno
     const code = errnoCode(error);
     if (code === 'ENOENT') return { ok: false, missing: true };
     // O_NOFOLLOW answers ELOOP on Linux, EMLINK on some BSDs.
-    if (code === 'ELOOP' || code === 'EMLINK') return { ok: false, missing: false, error: 'the result file is a symbolic link: write the JSON into the file itself' };
+    if (code === 'ELOOP' || code === 'EMLINK')
+      return { ok: false, missing: false, error: 'the result file is a symbolic link: write the JSON into the file itself' };
     return { ok: false, missing: false, error: `the result file cannot be opened (${code ?? 'unknown error'})` };
   }
   let text: string;
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) return { ok: false, missing: false, error: 'the result file is not a regular file' };
-    if (stat.size > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes (${stat.size} bytes): write big outputs to /artifacts instead` };
+    if (stat.size > RESULT_MAX_BYTES)
+      return {
+        ok: false,
+        missing: false,
+        error: `the result file is larger than ${RESULT_MAX_BYTES} bytes (${stat.size} bytes): write big outputs to /artifacts instead`,
+      };
     // Read at most one byte past the cap, in case the file grew after the fstat.
     const buffer = Buffer.alloc(Math.min(stat.size, RESULT_MAX_BYTES) + 1);
     let length = 0;
@@ -181,7 +209,8 @@ export async function readResult(file: string): Promise<{ ok: true; value: unkno
       length += bytesRead;
       if (length === buffer.length) break;
     }
-    if (length > RESULT_MAX_BYTES) return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes: write big outputs to /artifacts instead` };
+    if (length > RESULT_MAX_BYTES)
+      return { ok: false, missing: false, error: `the result file is larger than ${RESULT_MAX_BYTES} bytes: write big outputs to /artifacts instead` };
     text = buffer.toString('utf8', 0, length);
   } finally {
     await handle.close();
@@ -213,7 +242,15 @@ export async function reclaimOutputs(docker: DockerDriver, image: string, dir: s
   if (!foreign) return;
   await docker
     .runContainer(
-      { image, name, labels: { [LABELS.run]: name }, entrypoint: 'chown', command: ['-R', `${uid}:${gid}`, '/reclaim'], env: {}, mounts: [{ type: 'bind', source: dir, target: '/reclaim' }] },
+      {
+        image,
+        name,
+        labels: { [LABELS.run]: name },
+        entrypoint: 'chown',
+        command: ['-R', `${uid}:${gid}`, '/reclaim'],
+        env: {},
+        mounts: [{ type: 'bind', source: dir, target: '/reclaim' }],
+      },
       { stdout: () => undefined, stderr: () => undefined },
     )
     .catch(() => undefined);

@@ -26,7 +26,11 @@ export function templatesRoot(): string {
 }
 
 /** The files of a template with `{{name}}` filled in. */
-export async function renderTemplate(format: TemplateFormat, template: TemplateName, variables: Record<string, string>): Promise<{ description: string; files: RenderedFile[] }> {
+export async function renderTemplate(
+  format: TemplateFormat,
+  template: TemplateName,
+  variables: Record<string, string>,
+): Promise<{ description: string; files: RenderedFile[] }> {
   const dir = path.join(templatesRoot(), format, template);
   const spec = JSON.parse(await fs.readFile(path.join(dir, 'template.json'), 'utf8')) as { description: string; files: TemplateFile[] };
   const files = await Promise.all(

@@ -66,12 +66,26 @@ export class Account {
   }
 
   /** `GET /api/v1/account/balance`. */
-  balance(): { ledger_balance_usd: number | null; held_usd: number; available_usd: number | null; unlimited: boolean; currency: 'USD'; price_per_task_second_usd: number } {
+  balance(): {
+    ledger_balance_usd: number | null;
+    held_usd: number;
+    available_usd: number | null;
+    unlimited: boolean;
+    currency: 'USD';
+    price_per_task_second_usd: number;
+  } {
     const { db } = this.options;
     const charged = (db.prepare('SELECT COALESCE(SUM(amount_usd), 0) AS total FROM ledger').get() as { total: number }).total;
     const held = usd((db.prepare("SELECT COALESCE(SUM(amount_usd), 0) AS total FROM holds WHERE state = 'held'").get() as { total: number }).total);
     const ledger = this.unlimited ? null : usd(this.options.openingBalanceUsd + charged);
-    return { ledger_balance_usd: ledger, held_usd: held, available_usd: ledger === null ? null : usd(ledger - held), unlimited: this.unlimited, currency: 'USD', price_per_task_second_usd: this.options.pricePerTaskSecondUsd };
+    return {
+      ledger_balance_usd: ledger,
+      held_usd: held,
+      available_usd: ledger === null ? null : usd(ledger - held),
+      unlimited: this.unlimited,
+      currency: 'USD',
+      price_per_task_second_usd: this.options.pricePerTaskSecondUsd,
+    };
   }
 
   /**
@@ -94,7 +108,10 @@ export class Account {
     if (outcome.holdId === undefined) {
       const { quote } = outcome;
       this.saveQuote(quote);
-      throw paymentRequired(`the job's hold of $${quote.required_usd.toFixed(2)} (${tasks} task(s) × ${timeout} s × $${this.options.pricePerTaskSecondUsd}/task-second) is more than the $${(quote.available_usd ?? 0).toFixed(2)} available: fund the account (cycle server --balance) or lower timeout_s, then retry the same request`, quote);
+      throw paymentRequired(
+        `the job's hold of $${quote.required_usd.toFixed(2)} (${tasks} task(s) × ${timeout} s × $${this.options.pricePerTaskSecondUsd}/task-second) is more than the $${(quote.available_usd ?? 0).toFixed(2)} available: fund the account (cycle server --balance) or lower timeout_s, then retry the same request`,
+        quote,
+      );
     }
     return { quote: outcome.quote, holdId: outcome.holdId };
   }
@@ -114,7 +131,10 @@ export class Account {
     const quote = this.quote('init', project, 0, 0, INIT_MINIMUM_USD);
     if (quote.shortfall_usd > 0) {
       this.saveQuote({ ...quote, outcome: 'refused' });
-      throw paymentRequired(`init needs at least $${INIT_MINIMUM_USD} of available balance; this server has $${(quote.available_usd ?? 0).toFixed(2)}: start it with a higher --balance and retry`, { ...quote, outcome: 'refused' });
+      throw paymentRequired(
+        `init needs at least $${INIT_MINIMUM_USD} of available balance; this server has $${(quote.available_usd ?? 0).toFixed(2)}: start it with a higher --balance and retry`,
+        { ...quote, outcome: 'refused' },
+      );
     }
   }
 
@@ -124,10 +144,22 @@ export class Account {
     db.transaction(() => {
       const hold = db.prepare("SELECT * FROM holds WHERE job_id = ? AND state = 'held'").get(jobId) as HoldRow | undefined;
       if (!hold) return;
-      const seconds = (db.prepare("SELECT COALESCE(SUM((julianday(finished_at) - julianday(started_at)) * 86400), 0) AS s FROM tasks WHERE job_id = ? AND started_at IS NOT NULL AND finished_at IS NOT NULL").get(jobId) as { s: number }).s;
+      const seconds = (
+        db
+          .prepare(
+            'SELECT COALESCE(SUM((julianday(finished_at) - julianday(started_at)) * 86400), 0) AS s FROM tasks WHERE job_id = ? AND started_at IS NOT NULL AND finished_at IS NOT NULL',
+          )
+          .get(jobId) as { s: number }
+      ).s;
       const charge = usd(Math.min(hold.amount_usd, seconds * this.options.pricePerTaskSecondUsd));
       db.prepare("UPDATE holds SET state = 'settled', charged_usd = ?, settled_at = ? WHERE id = ?").run(charge, now(), hold.id);
-      if (charge > 0) db.prepare("INSERT INTO ledger (kind, amount_usd, job_id, description, created_at) VALUES ('charge', ?, ?, ?, ?)").run(-charge, jobId, `job ${jobId}: ${usd(seconds)} task-second(s)`, now());
+      if (charge > 0)
+        db.prepare("INSERT INTO ledger (kind, amount_usd, job_id, description, created_at) VALUES ('charge', ?, ?, ?, ?)").run(
+          -charge,
+          jobId,
+          `job ${jobId}: ${usd(seconds)} task-second(s)`,
+          now(),
+        );
     })();
   }
 
@@ -135,8 +167,13 @@ export class Account {
     return this.options.db.prepare('SELECT * FROM holds ORDER BY created_at DESC, id DESC LIMIT 1000').all() as HoldRow[];
   }
 
-  ledger(): { opening_balance_usd: number | null; entries: Array<{ id: number; kind: string; amount_usd: number; job_id: string | null; description: string; created_at: string }> } {
-    const entries = this.options.db.prepare('SELECT seq AS id, kind, amount_usd, job_id, description, created_at FROM ledger ORDER BY seq DESC LIMIT 1000').all() as Array<{ id: number; kind: string; amount_usd: number; job_id: string | null; description: string; created_at: string }>;
+  ledger(): {
+    opening_balance_usd: number | null;
+    entries: Array<{ id: number; kind: string; amount_usd: number; job_id: string | null; description: string; created_at: string }>;
+  } {
+    const entries = this.options.db
+      .prepare('SELECT seq AS id, kind, amount_usd, job_id, description, created_at FROM ledger ORDER BY seq DESC LIMIT 1000')
+      .all() as Array<{ id: number; kind: string; amount_usd: number; job_id: string | null; description: string; created_at: string }>;
     return { opening_balance_usd: this.unlimited ? null : this.options.openingBalanceUsd, entries };
   }
 
@@ -166,8 +203,22 @@ export class Account {
 
   private saveQuote(quote: Quote): void {
     this.options.db
-      .prepare('INSERT INTO quotes (id, purpose, project, job_id, tasks, timeout_s, required_usd, available_usd, shortfall_usd, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(quote.id, quote.purpose, quote.project, quote.job_id, quote.tasks, quote.timeout_s, quote.required_usd, quote.available_usd, quote.shortfall_usd, quote.outcome, quote.created_at);
+      .prepare(
+        'INSERT INTO quotes (id, purpose, project, job_id, tasks, timeout_s, required_usd, available_usd, shortfall_usd, outcome, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(
+        quote.id,
+        quote.purpose,
+        quote.project,
+        quote.job_id,
+        quote.tasks,
+        quote.timeout_s,
+        quote.required_usd,
+        quote.available_usd,
+        quote.shortfall_usd,
+        quote.outcome,
+        quote.created_at,
+      );
   }
 }
 

@@ -6,7 +6,18 @@ import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job 
 import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
-import { fingerprint, intParam, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, pageRequest, zodError, type JobRow, type JobService, type PreparedJob } from './jobs.js';
+import {
+  fingerprint,
+  intParam,
+  isTerminal,
+  OUTPUT_DEFAULT_TAIL,
+  OUTPUT_MAX_TAIL,
+  pageRequest,
+  zodError,
+  type JobRow,
+  type JobService,
+  type PreparedJob,
+} from './jobs.js';
 import { feedbackRequestSchema, storeFeedback } from './feedback.js';
 import type { Account } from './account.js';
 import type { DB } from './db.js';
@@ -71,11 +82,16 @@ export function createRouter(options: AppOptions): Router {
   router.add('GET', '/health', health, { public: true });
   router.add('GET', '/api/v1/health', health, { public: true });
   router.add('GET', '/api/v1/docs', (ctx) => sendJson(ctx.res, 200, apiIndex(options.version)), { public: true });
-  router.add('POST', '/api/v1/feedback', async (ctx) => {
-    const parsed = feedbackRequestSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
-    if (!parsed.success) throw zodError(parsed.error);
-    sendJson(ctx.res, 201, storeFeedback(options.db, parsed.data));
-  }, { public: true });
+  router.add(
+    'POST',
+    '/api/v1/feedback',
+    async (ctx) => {
+      const parsed = feedbackRequestSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
+      if (!parsed.success) throw zodError(parsed.error);
+      sendJson(ctx.res, 201, storeFeedback(options.db, parsed.data));
+    },
+    { public: true },
+  );
 
   // ---- projects ----
   router.add('GET', '/api/v1/projects', (ctx) => sendJson(ctx.res, 200, { projects: projects.list() }));
@@ -138,7 +154,9 @@ export function createRouter(options: AppOptions): Router {
     const parsed = batchRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
     const answer = await jobs.idempotent(idempotencyKey(ctx), fingerprint('POST', '/api/v1/jobs/batch', body), async () => {
-      type Outcome = { index: number; ok: true; prepared: PreparedJob; held: Held } | { index: number; ok: false; error: { code: string; message: string; field?: string } };
+      type Outcome =
+        | { index: number; ok: true; prepared: PreparedJob; held: Held }
+        | { index: number; ok: false; error: { code: string; message: string; field?: string } };
       const outcomes: Outcome[] = [];
       for (const [index, entry] of parsed.data.jobs.entries()) {
         try {
@@ -147,7 +165,11 @@ export function createRouter(options: AppOptions): Router {
           outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
           if (!(error instanceof HttpError)) throw error;
-          outcomes.push({ index, ok: false, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.extra } });
+          outcomes.push({
+            index,
+            ok: false,
+            error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.extra },
+          });
         }
       }
       const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
@@ -168,17 +190,33 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('GET', '/api/v1/jobs', (ctx) => {
     const status = ctx.query.get('status') ?? undefined;
-    if (status && !(JOB_STATUSES as readonly string[]).includes(status)) throw new HttpError(400, 'invalid_request', `status must be one of ${JOB_STATUSES.join(', ')}`, 'status');
+    if (status && !(JOB_STATUSES as readonly string[]).includes(status))
+      throw new HttpError(400, 'invalid_request', `status must be one of ${JOB_STATUSES.join(', ')}`, 'status');
     const limit = Number(ctx.query.get('limit') ?? 50);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'invalid_request', 'limit must be an integer from 1 to 1000', 'limit');
-    sendJson(ctx.res, 200, { jobs: jobs.list({ ...(ctx.query.get('tag') ? { tag: ctx.query.get('tag')! } : {}), ...(status ? { status } : {}), ...(ctx.query.get('project') ? { project: ctx.query.get('project')! } : {}), limit }) });
+    sendJson(ctx.res, 200, {
+      jobs: jobs.list({
+        ...(ctx.query.get('tag') ? { tag: ctx.query.get('tag')! } : {}),
+        ...(status ? { status } : {}),
+        ...(ctx.query.get('project') ? { project: ctx.query.get('project')! } : {}),
+        limit,
+      }),
+    });
   });
   router.add('GET', '/api/v1/jobs/watch', async (ctx) => {
-    const ids = (ctx.query.get('ids') ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+    const ids = (ctx.query.get('ids') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (ids.length === 0) throw new HttpError(400, 'invalid_request', 'give the jobs to watch: ?ids=job_a,job_b', 'ids');
     for (const id of ids) jobs.require(id);
     const idSet = new Set(ids);
-    await serveSse(ctx, events, { filter: { jobIds: idSet }, finished: () => ids.every((id) => isTerminal(jobs.row(id)!.status)), heartbeatMs: options.heartbeatMs, gate: options.streams });
+    await serveSse(ctx, events, {
+      filter: { jobIds: idSet },
+      finished: () => ids.every((id) => isTerminal(jobs.row(id)!.status)),
+      heartbeatMs: options.heartbeatMs,
+      gate: options.streams,
+    });
   });
   router.add('GET', '/api/v1/jobs/:id', (ctx) => sendJson(ctx.res, 200, jobs.document(jobs.require(ctx.params.id!))));
   router.add('GET', '/api/v1/jobs/:id/tasks', (ctx) => {
@@ -195,7 +233,12 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('GET', '/api/v1/jobs/:id/stream', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
-    await serveSse(ctx, events, { filter: { jobIds: new Set([job.id]) }, finished: () => isTerminal(jobs.row(job.id)!.status), heartbeatMs: options.heartbeatMs, gate: options.streams });
+    await serveSse(ctx, events, {
+      filter: { jobIds: new Set([job.id]) },
+      finished: () => isTerminal(jobs.row(job.id)!.status),
+      heartbeatMs: options.heartbeatMs,
+      gate: options.streams,
+    });
   });
   router.add('PUT', '/api/v1/jobs/:id/cancel', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
@@ -208,7 +251,9 @@ export function createRouter(options: AppOptions): Router {
   router.add('GET', '/api/v1/artifacts', (ctx) => {
     const jobId = ctx.query.get('job') ?? ctx.query.get('job_id') ?? undefined;
     if (jobId) jobs.require(jobId);
-    sendJson(ctx.res, 200, { artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: intParam(ctx.query, 'limit', { min: 1, max: 1000, fallback: 1000 }) }) });
+    sendJson(ctx.res, 200, {
+      artifacts: jobs.artifacts({ ...(jobId ? { jobId } : {}), limit: intParam(ctx.query, 'limit', { min: 1, max: 1000, fallback: 1000 }) }),
+    });
   });
   router.add('POST', '/api/v1/artifacts', async (ctx) => {
     const { document, created } = await options.uploads.upload(ctx.req);
@@ -235,8 +280,19 @@ export function createRouter(options: AppOptions): Router {
       const start = range ? Number(range[1]) : 0;
       // A range that starts at or past the end is unsatisfiable (RFC 9110 §15.5.17).
       if (range && start >= stat.size) {
-        const identity = { 'Content-Range': `bytes */${stat.size}`, 'Accept-Ranges': 'bytes', 'X-Checksum-Sha256': artifact.sha256, 'X-Artifact-Name': percentEncode(artifact.name), 'X-Artifact-Size': String(stat.size) };
-        sendJson(ctx.res, 416, { error: { code: 'range_not_satisfiable', message: `the range starts at byte ${start}, but the artifact has ${stat.size} bytes` } }, identity);
+        const identity = {
+          'Content-Range': `bytes */${stat.size}`,
+          'Accept-Ranges': 'bytes',
+          'X-Checksum-Sha256': artifact.sha256,
+          'X-Artifact-Name': percentEncode(artifact.name),
+          'X-Artifact-Size': String(stat.size),
+        };
+        sendJson(
+          ctx.res,
+          416,
+          { error: { code: 'range_not_satisfiable', message: `the range starts at byte ${start}, but the artifact has ${stat.size} bytes` } },
+          identity,
+        );
         return;
       }
       const end = range?.[2] ? Math.min(Number(range[2]), stat.size - 1) : stat.size - 1;
@@ -300,13 +356,23 @@ function apiIndex(version: string): Record<string, unknown> {
     status: 'ok',
     version,
     description: 'A local Computalot-compatible backend: projects built and run in Docker on this machine.',
-    auth: { type: 'bearer', header: 'Authorization: Bearer <token>', token: 'made on the first start, kept in <data-dir>/token', public_routes: ['GET /health', 'GET /api/v1/health', 'GET /api/v1/docs', 'POST /api/v1/feedback'] },
+    auth: {
+      type: 'bearer',
+      header: 'Authorization: Bearer <token>',
+      token: 'made on the first start, kept in <data-dir>/token',
+      public_routes: ['GET /health', 'GET /api/v1/health', 'GET /api/v1/docs', 'POST /api/v1/feedback'],
+    },
     docs: { index: '/api/v1/docs', api: 'docs/api.md in the cycle package', python_sdk: null },
   };
 }
 
 function noRecipe(name: string, field: string): never {
-  throw new HttpError(404, 'recipe_not_found', `this server has no recipe "${name}" (GET /api/v1/recipes lists them; the local backend has none yet): submit a project job instead`, field);
+  throw new HttpError(
+    404,
+    'recipe_not_found',
+    `this server has no recipe "${name}" (GET /api/v1/recipes lists them; the local backend has none yet): submit a project job instead`,
+    field,
+  );
 }
 
 /** This server as the client reached it (for URLs it hands out). */
@@ -322,6 +388,7 @@ function flag(value: string | null): boolean {
 function idempotencyKey(ctx: RouteContext): string | undefined {
   const value = ctx.req.headers['idempotency-key'];
   const key = Array.isArray(value) ? value[0] : value;
-  if (key !== undefined && (key.length < 8 || key.length > 200)) throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 8-200 characters', 'Idempotency-Key');
+  if (key !== undefined && (key.length < 8 || key.length > 200))
+    throw new HttpError(400, 'invalid_request', 'Idempotency-Key must be 8-200 characters', 'Idempotency-Key');
   return key;
 }

@@ -4,7 +4,11 @@ import type { Job } from '../api/schemas.js';
  * POSTs the finished job to its callback_url, retrying connection errors and 5xx answers with
  * backoff. Returns whether it was delivered.
  */
-export async function deliverCallback(url: string, job: Job, options: { attempts?: number; baseDelayMs?: number; log?: (line: string) => void; signal?: AbortSignal } = {}): Promise<boolean> {
+export async function deliverCallback(
+  url: string,
+  job: Job,
+  options: { attempts?: number; baseDelayMs?: number; log?: (line: string) => void; signal?: AbortSignal } = {},
+): Promise<boolean> {
   const attempts = options.attempts ?? 5;
   const base = options.baseDelayMs ?? 500;
   for (let attempt = 1; attempt <= attempts; attempt++) {

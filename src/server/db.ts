@@ -191,7 +191,8 @@ export function openDatabase(file: string): DB {
  * - `projects.remote_dir`: what `POST /api/v1/projects` was given (NULL for pushed-only projects).
  */
 function addMissingColumns(db: DB): void {
-  const columnsOf = (table: string): Set<string> => new Set((db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as Array<{ name: string }>).map((c) => c.name));
+  const columnsOf = (table: string): Set<string> =>
+    new Set((db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as Array<{ name: string }>).map((c) => c.name));
   const columns = columnsOf('jobs');
   if (columns.size === 0) return; // a new database: SCHEMA makes the table whole
   if (!columns.has('task_base')) db.exec('ALTER TABLE jobs ADD COLUMN task_base TEXT');

@@ -58,7 +58,15 @@ export class EventLog {
     if (!this.pending) throw new Error('EventLog: an event recorded outside EventLog.transaction');
     const at = now();
     const info = this.insert.run(event.job_id ?? null, event.task_id ?? null, event.project ?? null, event.type, JSON.stringify(event.data ?? null), at);
-    const stored: StoredEvent = { seq: Number(info.lastInsertRowid), type: event.type, job_id: event.job_id ?? null, task_id: event.task_id ?? null, project: event.project ?? null, data: event.data ?? null, at };
+    const stored: StoredEvent = {
+      seq: Number(info.lastInsertRowid),
+      type: event.type,
+      job_id: event.job_id ?? null,
+      task_id: event.task_id ?? null,
+      project: event.project ?? null,
+      data: event.data ?? null,
+      at,
+    };
     this.pending.push(stored);
     return stored;
   };
@@ -68,7 +76,9 @@ export class EventLog {
     let rows: EventRow[];
     if (filter.jobIds) {
       const ids = [...filter.jobIds];
-      rows = this.db.prepare(`SELECT * FROM events WHERE seq > ? AND job_id IN (${ids.map(() => '?').join(',')}) ORDER BY seq LIMIT ?`).all(afterSeq, ...ids, limit) as EventRow[];
+      rows = this.db
+        .prepare(`SELECT * FROM events WHERE seq > ? AND job_id IN (${ids.map(() => '?').join(',')}) ORDER BY seq LIMIT ?`)
+        .all(afterSeq, ...ids, limit) as EventRow[];
     } else if (filter.project) {
       rows = this.db.prepare('SELECT * FROM events WHERE seq > ? AND project = ? ORDER BY seq LIMIT ?').all(afterSeq, filter.project, limit) as EventRow[];
     } else rows = [];
@@ -152,7 +162,12 @@ export function serveSse(ctx: RouteContext, log: EventLog, options: SseOptions):
   const header = req.headers['last-event-id'];
   const lastEventId = Number((Array.isArray(header) ? header[0] : header) ?? ctx.query.get('last_event_id') ?? 0) || 0;
   const release = options.gate.acquire();
-  res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+  res.writeHead(200, {
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    'X-Accel-Buffering': 'no',
+  });
   let lastSent = lastEventId;
   /** Everything in the table up to now is written: live events can go straight out. */
   let caughtUp = false;

@@ -216,7 +216,8 @@ class TreeWriter {
       if (path.posix.isAbsolute(target) || /^[A-Za-z]:/.test(target)) {
         throw new UnsafeTarball(`symlink "${shown(entry.path)}" points to an absolute path (${shown(target)})`);
       }
-      if (!(await this.staysInside(parentParts(name), target))) throw new UnsafeTarball(`symlink "${shown(entry.path)}" points outside the project (${shown(target)})`);
+      if (!(await this.staysInside(parentParts(name), target)))
+        throw new UnsafeTarball(`symlink "${shown(entry.path)}" points outside the project (${shown(target)})`);
       await fs.symlink(target, absolute);
       this.nodes.set(name, { kind: 'symlink' });
       return;
@@ -338,7 +339,9 @@ function parentParts(name: string): string[] {
 
 function alreadyThere(name: string, existing: Node, wanted: string): UnsafeTarball {
   const what = existing.kind === 'folder' ? 'a folder' : existing.kind === 'file' ? 'a file' : 'a symlink';
-  return new UnsafeTarball(`entry "${shown(name)}" is ${wanted}, but "${shown(name)}" is already ${what} earlier in this archive; each name may appear once (a file may be replaced by a later file)`);
+  return new UnsafeTarball(
+    `entry "${shown(name)}" is ${wanted}, but "${shown(name)}" is already ${what} earlier in this archive; each name may appear once (a file may be replaced by a later file)`,
+  );
 }
 
 /** The normalized relative name, undefined for the root itself; throws for unsafe names. */

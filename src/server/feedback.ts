@@ -14,6 +14,12 @@ export const feedbackRequestSchema = z.object({
 export function storeFeedback(db: DB, request: z.infer<typeof feedbackRequestSchema>): { id: string; type: string; title: string; created_at: string } {
   const id = newId('fb');
   const at = now();
-  db.prepare('INSERT INTO feedback (id, type, title, description, created_at) VALUES (?, ?, ?, ?, ?)').run(id, request.type, request.title, request.description, at);
+  db.prepare('INSERT INTO feedback (id, type, title, description, created_at) VALUES (?, ?, ?, ?, ?)').run(
+    id,
+    request.type,
+    request.title,
+    request.description,
+    at,
+  );
   return { id, type: request.type, title: request.title, created_at: at };
 }

@@ -72,7 +72,12 @@ export class Router {
       const matching = this.routes.filter((r) => r.pattern.test(pathname));
       if (matching.length === 0) throw new HttpError(404, 'not_found', `no route ${pathname}`);
       const route = matching.find((r) => r.method === req.method);
-      if (!route) throw new HttpError(405, 'method_not_allowed', `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`);
+      if (!route)
+        throw new HttpError(
+          405,
+          'method_not_allowed',
+          `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`,
+        );
       if (!route.public) this.authorize(req);
       const match = route.pattern.exec(pathname)!;
       const params: Record<string, string> = {};
@@ -126,13 +131,19 @@ function decodeParam(key: string, raw: string): string {
   } catch {
     throw new HttpError(400, 'invalid_path', `the path's ${key} has a malformed %-escape: encode it with encodeURIComponent`, key);
   }
-  if (Buffer.byteLength(value) > MAX_NAME_BYTES) throw new HttpError(400, 'name_too_long', `the path's ${key} is ${Buffer.byteLength(value)} bytes long: at most ${MAX_NAME_BYTES}`, key);
+  if (Buffer.byteLength(value) > MAX_NAME_BYTES)
+    throw new HttpError(400, 'name_too_long', `the path's ${key} is ${Buffer.byteLength(value)} bytes long: at most ${MAX_NAME_BYTES}`, key);
   return value;
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
   res.end(text);
 }
 
@@ -159,7 +170,8 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') return {};
   const tooDeepAt = depthExceededAt(text, MAX_JSON_DEPTH);
-  if (tooDeepAt !== -1) throw new HttpError(400, 'json_too_deep', `the body nests arrays and objects more than ${MAX_JSON_DEPTH} deep (at character ${tooDeepAt}): flatten it`);
+  if (tooDeepAt !== -1)
+    throw new HttpError(400, 'json_too_deep', `the body nests arrays and objects more than ${MAX_JSON_DEPTH} deep (at character ${tooDeepAt}): flatten it`);
   try {
     return JSON.parse(text);
   } catch (error) {
@@ -197,7 +209,8 @@ export function depthExceededAt(text: string, max: number): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -239,8 +252,12 @@ export function createHttpServer(handler: (req: IncomingMessage, res: ServerResp
         }
       }
       if (!idle) {
-        const body = JSON.stringify({ error: { code: 'too_many_connections', message: `the server has ${limits.maxConnections} connections busy: retry shortly` } });
-        socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`);
+        const body = JSON.stringify({
+          error: { code: 'too_many_connections', message: `the server has ${limits.maxConnections} connections busy: retry shortly` },
+        });
+        socket.end(
+          `HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n${body}`,
+        );
         return;
       }
       idle.destroy();

@@ -70,7 +70,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const probeGpu = (): Promise<{ ok: boolean; reason?: string; cuda?: string }> =>
     (gpu ??= import('../docker/gpu.js').then(async ({ probeNvidia }) => {
       const probe = await probeNvidia(options.exec);
-      return probe.ok ? { ok: true, ...(probe.report.cudaVersion ? { cuda: probe.report.cudaVersion } : {}) } : { ok: false, reason: `${probe.reason}: ${probe.detail.split('\n')[0]}` };
+      return probe.ok
+        ? { ok: true, ...(probe.report.cudaVersion ? { cuda: probe.report.cudaVersion } : {}) }
+        : { ok: false, reason: `${probe.reason}: ${probe.detail.split('\n')[0]}` };
     }));
   const account = new Account({
     db,
@@ -83,7 +85,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     events,
     layout,
     docker: options.docker,
-    limits: { maxUploadBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, maxBytes: options.maxExtractBytes ?? 8 * 1024 ** 3, maxFiles: options.maxFiles ?? 200_000 },
+    limits: {
+      maxUploadBytes: options.maxUploadBytes ?? 4 * 1024 ** 3,
+      maxBytes: options.maxExtractBytes ?? 8 * 1024 ** 3,
+      maxFiles: options.maxFiles ?? 200_000,
+    },
     checkInit: (project) => account.checkInit(project),
     log: options.log,
   });

@@ -109,7 +109,8 @@ const ROW_OVERHEAD = 512;
 export function pageRequest(query: URLSearchParams): PageRequest {
   const limit = intParam(query, 'limit', { min: 1, max: PAGE_MAX_LIMIT, fallback: PAGE_DEFAULT_LIMIT });
   const cursor = query.get('cursor');
-  if (cursor !== null && !/^\d{1,9}$/.test(cursor)) throw new HttpError(400, 'invalid_request', `cursor must be the next_cursor of a previous page, got "${cursor.slice(0, 40)}"`, 'cursor');
+  if (cursor !== null && !/^\d{1,9}$/.test(cursor))
+    throw new HttpError(400, 'invalid_request', `cursor must be the next_cursor of a previous page, got "${cursor.slice(0, 40)}"`, 'cursor');
   return { cursor: cursor === null ? 0 : Number(cursor), limit, maxBytes: PAGE_MAX_BYTES };
 }
 
@@ -127,9 +128,21 @@ export function intParam(query: URLSearchParams, name: string, range: { min: num
 /** The tasks of a whole request (a batch's jobs together) against the caps, before any is made. */
 function checkRequestTotals(prepared: PreparedJob[]): void {
   const count = prepared.reduce((n, p) => n + p.plan.count, 0);
-  if (count > MAX_TASKS) throw new HttpError(422, 'invalid_job', `the jobs would make ${count} tasks together; at most ${MAX_TASKS} per request: send them in several requests`, 'jobs');
+  if (count > MAX_TASKS)
+    throw new HttpError(
+      422,
+      'invalid_job',
+      `the jobs would make ${count} tasks together; at most ${MAX_TASKS} per request: send them in several requests`,
+      'jobs',
+    );
   const bytes = prepared.reduce((n, p) => n + p.plan.bytes, 0);
-  if (bytes > MAX_TASK_BYTES) throw new HttpError(422, 'invalid_job', `the jobs' tasks would store about ${mib(bytes)} of payload together; at most ${mib(MAX_TASK_BYTES)} per request: send them in several requests`, 'jobs');
+  if (bytes > MAX_TASK_BYTES)
+    throw new HttpError(
+      422,
+      'invalid_job',
+      `the jobs' tasks would store about ${mib(bytes)} of payload together; at most ${mib(MAX_TASK_BYTES)} per request: send them in several requests`,
+      'jobs',
+    );
 }
 
 function textBytes(...texts: Array<string | null>): number {
@@ -164,7 +177,13 @@ export class JobService {
     }
     checkDirectives(request.payload, request.depends_on, 'payload');
     if ((request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu') {
-      if (!(await this.options.hasGpu())) throw new HttpError(422, 'no_gpu', 'this server has no GPU (nvidia-smi found no driver): drop profile "gpu" and requirements.gpu', request.profile === 'gpu' ? 'profile' : 'requirements.gpu');
+      if (!(await this.options.hasGpu()))
+        throw new HttpError(
+          422,
+          'no_gpu',
+          'this server has no GPU (nvidia-smi found no driver): drop profile "gpu" and requirements.gpu',
+          request.profile === 'gpu' ? 'profile' : 'requirements.gpu',
+        );
     }
     const plan = planJob(request);
     // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts"):
@@ -193,7 +212,9 @@ export class JobService {
       prepared.map(({ request, plan, revision }) => {
         const id = newId('job');
         const seq = ((db.prepare('SELECT MAX(seq) AS s FROM jobs').get() as { s: number | null }).s ?? 0) + 1;
-        db.prepare('INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state, task_base, inserting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)').run(
+        db.prepare(
+          'INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state, task_base, inserting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)',
+        ).run(
           id,
           seq,
           request.project,
@@ -212,7 +233,18 @@ export class JobService {
     try {
       const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
       const writeChunk = db.transaction((jobId: string, first: number, tasks: PlannedTask[]) => {
-        tasks.forEach((task, i) => insertTask.run(newId('task'), jobId, first + i, task.kind, 'queued', JSON.stringify(task.part), task.items, task.command ? JSON.stringify(task.command) : null));
+        tasks.forEach((task, i) =>
+          insertTask.run(
+            newId('task'),
+            jobId,
+            first + i,
+            task.kind,
+            'queued',
+            JSON.stringify(task.part),
+            task.items,
+            task.command ? JSON.stringify(task.command) : null,
+          ),
+        );
       });
       for (const [n, { plan }] of prepared.entries()) {
         let chunk: PlannedTask[] = [];
@@ -263,7 +295,11 @@ export class JobService {
    * Answers a request once per idempotency key: a retried POST gets the first response. A
    * repeat that comes while the first is still being inserted waits for it.
    */
-  async idempotent<T>(key: string | undefined, fingerprint: string, act: () => Promise<{ status: number; body: T }>): Promise<{ status: number; body: unknown; replayed: boolean }> {
+  async idempotent<T>(
+    key: string | undefined,
+    fingerprint: string,
+    act: () => Promise<{ status: number; body: T }>,
+  ): Promise<{ status: number; body: unknown; replayed: boolean }> {
     if (!key) return act().then((r) => ({ ...r, replayed: false }));
     const pending = this.inFlight.get(key);
     if (pending) {
@@ -271,16 +307,26 @@ export class JobService {
       return this.idempotent(key, fingerprint, act);
     }
     const { db } = this.options;
-    const existing = db.prepare('SELECT fingerprint, status, body FROM idempotency WHERE key = ?').get(key) as { fingerprint: string; status: number; body: string } | undefined;
+    const existing = db.prepare('SELECT fingerprint, status, body FROM idempotency WHERE key = ?').get(key) as
+      | { fingerprint: string; status: number; body: string }
+      | undefined;
     if (existing) {
-      if (existing.fingerprint !== fingerprint) throw new HttpError(422, 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', 'Idempotency-Key');
+      if (existing.fingerprint !== fingerprint)
+        throw new HttpError(422, 'idempotency_key_reused', 'this Idempotency-Key was used for a different request', 'Idempotency-Key');
       return { status: existing.status, body: JSON.parse(existing.body), replayed: true };
     }
     const running = act();
     this.inFlight.set(key, running);
     try {
       const result = await running;
-      if (result.status < 500) db.prepare('INSERT OR IGNORE INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)').run(key, fingerprint, result.status, JSON.stringify(result.body), now());
+      if (result.status < 500)
+        db.prepare('INSERT OR IGNORE INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)').run(
+          key,
+          fingerprint,
+          result.status,
+          JSON.stringify(result.body),
+          now(),
+        );
       return { ...result, replayed: false };
     } finally {
       this.inFlight.delete(key);
@@ -320,18 +366,24 @@ export class JobService {
 
   /** Whether a job has map tasks still to run (its reduce task waits for them). */
   hasUnfinishedMaps(jobId: string): boolean {
-    return this.options.db.prepare("SELECT 1 FROM tasks WHERE job_id = ? AND kind = 'map' AND status IN ('queued', 'running') LIMIT 1").get(jobId) !== undefined;
+    return (
+      this.options.db.prepare("SELECT 1 FROM tasks WHERE job_id = ? AND kind = 'map' AND status IN ('queued', 'running') LIMIT 1").get(jobId) !== undefined
+    );
   }
 
   /** The first failed task's error (what a job's error quotes). */
   firstError(jobId: string): string | null {
-    const row = this.options.db.prepare("SELECT error FROM tasks WHERE job_id = ? AND status = 'failed' ORDER BY idx LIMIT 1").get(jobId) as { error: string | null } | undefined;
+    const row = this.options.db.prepare("SELECT error FROM tasks WHERE job_id = ? AND status = 'failed' ORDER BY idx LIMIT 1").get(jobId) as
+      | { error: string | null }
+      | undefined;
     return row?.error ?? null;
   }
 
   /** What a reduce task gets: every map task's outcome. */
   mapResults(jobId: string): Array<{ index: number; status: string; result: unknown; error: string | null }> {
-    const rows = this.options.db.prepare("SELECT idx, status, result, error FROM tasks WHERE job_id = ? AND kind = 'map' ORDER BY idx").all(jobId) as Array<Pick<TaskRow, 'idx' | 'status' | 'result' | 'error'>>;
+    const rows = this.options.db.prepare("SELECT idx, status, result, error FROM tasks WHERE job_id = ? AND kind = 'map' ORDER BY idx").all(jobId) as Array<
+      Pick<TaskRow, 'idx' | 'status' | 'result' | 'error'>
+    >;
     return rows.map((t) => ({ index: t.idx, status: t.status, result: parseJson(t.result, null), error: t.error }));
   }
 
@@ -362,7 +414,12 @@ export class JobService {
   tasksPage(job: JobRow, page: PageRequest, status?: TaskStatus): { job_id: string; tasks: Task[]; next_cursor: string | null } {
     const base = this.taskBase(job);
     const baseBytes = job.task_base?.length ?? 0;
-    const { tasks, next } = this.taskPage(job.id, page, (t) => ROW_OVERHEAD + baseBytes * t.items + t.payload.length + textBytes(t.result, t.output_tail, t.latest_progress, t.last_failed, t.error), status);
+    const { tasks, next } = this.taskPage(
+      job.id,
+      page,
+      (t) => ROW_OVERHEAD + baseBytes * t.items + t.payload.length + textBytes(t.result, t.output_tail, t.latest_progress, t.last_failed, t.error),
+      status,
+    );
     return { job_id: job.id, tasks: tasks.map((t) => this.taskDocument(t, base)), next_cursor: next };
   }
 
@@ -463,18 +520,40 @@ export class JobService {
       const batch = payload._batch as { first_item: number; items: unknown[] } | undefined;
       if (batch) {
         // A batched task's result: an array with one entry per item, or {"results": [...]}.
-        const perItem = Array.isArray(result) ? result : Array.isArray((result as { results?: unknown })?.results) ? (result as { results: unknown[] }).results : undefined;
+        const perItem = Array.isArray(result)
+          ? result
+          : Array.isArray((result as { results?: unknown })?.results)
+            ? (result as { results: unknown[] }).results
+            : undefined;
         batch.items.forEach((itemPayload, i) => {
-          items.push({ index: batch.first_item + i, task_id: task.id, status: task.status, payload: itemPayload, result: perItem && perItem.length === batch.items.length ? (perItem[i] ?? null) : result, error: task.error });
+          items.push({
+            index: batch.first_item + i,
+            task_id: task.id,
+            status: task.status,
+            payload: itemPayload,
+            result: perItem && perItem.length === batch.items.length ? (perItem[i] ?? null) : result,
+            error: task.error,
+          });
         });
       } else items.push({ index: task.idx, task_id: task.id, status: task.status, payload, result, error: task.error });
     }
     const artifacts = tasks.length
-      ? (this.options.db.prepare('SELECT a.id, a.task_id FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? AND t.idx BETWEEN ? AND ? ORDER BY t.idx, a.ord').all(row.id, tasks[0]!.idx, tasks.at(-1)!.idx) as Array<{ id: string; task_id: string }>)
+      ? (this.options.db
+          .prepare(
+            'SELECT a.id, a.task_id FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? AND t.idx BETWEEN ? AND ? ORDER BY t.idx, a.ord',
+          )
+          .all(row.id, tasks[0]!.idx, tasks.at(-1)!.idx) as Array<{ id: string; task_id: string }>)
       : [];
     const counts = this.counts(row.id);
     const request = this.request(row);
-    const aggregated = next === null ? aggregate(row.type, () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>, (t) => this.payloadOf(base, t)) : null;
+    const aggregated =
+      next === null
+        ? aggregate(
+            row.type,
+            () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>,
+            (t) => this.payloadOf(base, t),
+          )
+        : null;
     const complete = isTerminal(row.status) && counts.total === counts.succeeded;
     return {
       job_id: row.id,
@@ -483,7 +562,16 @@ export class JobService {
       complete,
       counts,
       items,
-      tasks: tasks.map((t) => ({ id: t.id, index: t.idx, kind: t.kind, status: t.status, result: parseJson(t.result, null), error: t.error, artifact_ids: artifacts.filter((a) => a.task_id === t.id).map((a) => a.id), ...resultQuality(t) })),
+      tasks: tasks.map((t) => ({
+        id: t.id,
+        index: t.idx,
+        kind: t.kind,
+        status: t.status,
+        result: parseJson(t.result, null),
+        error: t.error,
+        artifact_ids: artifacts.filter((a) => a.task_id === t.id).map((a) => a.id),
+        ...resultQuality(t),
+      })),
       aggregate: aggregated,
       artifact_ids: artifacts.map((a) => a.id),
       next_cursor: next,
@@ -502,7 +590,9 @@ export class JobService {
 
   artifacts(filter: { jobId?: string; limit?: number }): Artifact[] {
     const rows = filter.jobId
-      ? (this.options.db.prepare('SELECT a.* FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? ORDER BY t.idx, a.ord').all(filter.jobId) as ArtifactRow[])
+      ? (this.options.db
+          .prepare('SELECT a.* FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? ORDER BY t.idx, a.ord')
+          .all(filter.jobId) as ArtifactRow[])
       : (this.options.db.prepare('SELECT * FROM artifacts ORDER BY created_at DESC LIMIT ?').all(filter.limit ?? 1000) as ArtifactRow[]);
     return rows.map(artifactDocument);
   }
@@ -514,7 +604,15 @@ export class JobService {
   }
 
   /** Aggregated output, a page of tasks at a time: each task's log (its last `tail` bytes). */
-  async output(row: JobRow, tail: number, page: PageRequest): Promise<{ job_id: string; tasks: Array<{ task_id: string; index: number; status: string; attempt: number; output: string; truncated: boolean }>; next_cursor: string | null }> {
+  async output(
+    row: JobRow,
+    tail: number,
+    page: PageRequest,
+  ): Promise<{
+    job_id: string;
+    tasks: Array<{ task_id: string; index: number; status: string; attempt: number; output: string; truncated: boolean }>;
+    next_cursor: string | null;
+  }> {
     const { tasks, next } = this.taskPage(row.id, page, () => 0);
     const out: Array<{ task_id: string; index: number; status: string; attempt: number; output: string; truncated: boolean }> = [];
     let bytes = 0;
@@ -554,7 +652,10 @@ function lastBytes(text: string, max: number): string {
   const bytes = Buffer.from(text, 'utf8');
   if (bytes.length <= max) return text;
   // A cut inside a multi-byte character leaves U+FFFD at the start: dropped.
-  return bytes.subarray(bytes.length - max).toString('utf8').replace(/^\uFFFD+/, '');
+  return bytes
+    .subarray(bytes.length - max)
+    .toString('utf8')
+    .replace(/^\uFFFD+/, '');
 }
 
 /**
@@ -580,7 +681,16 @@ function recommendedAction(row: JobRow): string | null {
 }
 
 export function artifactDocument(row: ArtifactRow): Artifact {
-  return { id: row.id, job_id: row.job_id, task_id: row.task_id, name: row.name, size: row.size, sha256: row.sha256, order: row.ord, created_at: row.created_at };
+  return {
+    id: row.id,
+    job_id: row.job_id,
+    task_id: row.task_id,
+    name: row.name,
+    size: row.size,
+    sha256: row.sha256,
+    order: row.ord,
+    created_at: row.created_at,
+  };
 }
 
 /** Per-type summaries, over every task of a job (read one at a time): sweep → result per grid point; benchmark → per strategy; map_reduce → the reduce result. */
@@ -604,7 +714,16 @@ function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: 
       return { reduce, maps };
     }
     case 'benchmark': {
-      const strategies: Record<string, { runs: number; succeeded: number; mean_duration_s: number | null; results: unknown[]; metrics: Record<string, { mean: number; min: number; max: number }> }> = {};
+      const strategies: Record<
+        string,
+        {
+          runs: number;
+          succeeded: number;
+          mean_duration_s: number | null;
+          results: unknown[];
+          metrics: Record<string, { mean: number; min: number; max: number }>;
+        }
+      > = {};
       const durations = new Map<string, number[]>();
       const numbers = new Map<string, Map<string, number[]>>();
       for (const task of tasks) {
@@ -625,7 +744,11 @@ function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: 
         const times = durations.get(strategy) ?? [];
         entry.mean_duration_s = times.length ? times.reduce((a, b) => a + b, 0) / times.length : null;
         for (const [key, values] of numbers.get(strategy) ?? []) {
-          entry.metrics[key] = { mean: values.reduce((a, b) => a + b, 0) / values.length, min: values.reduce((a, b) => Math.min(a, b)), max: values.reduce((a, b) => Math.max(a, b)) };
+          entry.metrics[key] = {
+            mean: values.reduce((a, b) => a + b, 0) / values.length,
+            min: values.reduce((a, b) => Math.min(a, b)),
+            max: values.reduce((a, b) => Math.max(a, b)),
+          };
         }
       }
       return { strategies };
@@ -644,22 +767,49 @@ function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
 function checkDirectives(payload: Record<string, unknown>, dependsOn: string[], where: string): void {
   const artifacts = (payload._artifacts as { download?: unknown } | undefined)?.download;
   if (artifacts !== undefined) {
-    if (artifacts === null || typeof artifacts !== 'object' || Array.isArray(artifacts)) throw new HttpError(422, 'invalid_job', `${where}._artifacts.download must be {"name": {"job_id": "...", "artifact": "..."}}`, `${where}._artifacts.download`);
+    if (artifacts === null || typeof artifacts !== 'object' || Array.isArray(artifacts))
+      throw new HttpError(
+        422,
+        'invalid_job',
+        `${where}._artifacts.download must be {"name": {"job_id": "...", "artifact": "..."}}`,
+        `${where}._artifacts.download`,
+      );
     for (const [name, spec] of Object.entries(artifacts as Record<string, unknown>)) {
       // The name becomes a folder, /computalot/artifacts/<name>/, inside the task's work folder.
-      if (!DIRECTIVE_NAME_PATTERN.test(name)) throw new HttpError(422, 'invalid_job', `${where}._artifacts.download: invalid name ${JSON.stringify(name)}: expected ${DIRECTIVE_NAME_RULE}`, `${where}._artifacts.download`);
+      if (!DIRECTIVE_NAME_PATTERN.test(name))
+        throw new HttpError(
+          422,
+          'invalid_job',
+          `${where}._artifacts.download: invalid name ${JSON.stringify(name)}: expected ${DIRECTIVE_NAME_RULE}`,
+          `${where}._artifacts.download`,
+        );
       const s = spec as { job_id?: unknown; artifact?: unknown } | null;
-      if (!s || typeof s.job_id !== 'string' || typeof s.artifact !== 'string') throw new HttpError(422, 'invalid_job', `${where}._artifacts.download.${name} needs "job_id" and "artifact" strings`, `${where}._artifacts.download.${name}`);
-      if (!dependsOn.includes(s.job_id)) throw new HttpError(422, 'invalid_job', `${where}._artifacts.download.${name}: job ${s.job_id} must be in depends_on`, 'depends_on');
+      if (!s || typeof s.job_id !== 'string' || typeof s.artifact !== 'string')
+        throw new HttpError(
+          422,
+          'invalid_job',
+          `${where}._artifacts.download.${name} needs "job_id" and "artifact" strings`,
+          `${where}._artifacts.download.${name}`,
+        );
+      if (!dependsOn.includes(s.job_id))
+        throw new HttpError(422, 'invalid_job', `${where}._artifacts.download.${name}: job ${s.job_id} must be in depends_on`, 'depends_on');
     }
   }
   const resolve = (payload._shared as { resolve?: unknown } | undefined)?.resolve;
   if (resolve !== undefined) {
-    if (resolve === null || typeof resolve !== 'object' || Array.isArray(resolve)) throw new HttpError(422, 'invalid_job', `${where}._shared.resolve must be {"name": {"kv": "key"} | {"job": "job_id", "path": "items.0.result"}}`, `${where}._shared.resolve`);
+    if (resolve === null || typeof resolve !== 'object' || Array.isArray(resolve))
+      throw new HttpError(
+        422,
+        'invalid_job',
+        `${where}._shared.resolve must be {"name": {"kv": "key"} | {"job": "job_id", "path": "items.0.result"}}`,
+        `${where}._shared.resolve`,
+      );
     for (const [name, spec] of Object.entries(resolve as Record<string, unknown>)) {
       const s = spec as { kv?: unknown; job?: unknown } | null;
-      if (!s || (typeof s.kv !== 'string' && typeof s.job !== 'string')) throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name} needs "kv" or "job"`, `${where}._shared.resolve.${name}`);
-      if (typeof s.job === 'string' && !dependsOn.includes(s.job)) throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name}: job ${s.job} must be in depends_on`, 'depends_on');
+      if (!s || (typeof s.kv !== 'string' && typeof s.job !== 'string'))
+        throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name} needs "kv" or "job"`, `${where}._shared.resolve.${name}`);
+      if (typeof s.job === 'string' && !dependsOn.includes(s.job))
+        throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name}: job ${s.job} must be in depends_on`, 'depends_on');
     }
   }
 }
@@ -672,5 +822,7 @@ export function zodError(error: z.ZodError): HttpError {
 }
 
 export function fingerprint(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method} ${path} ${JSON.stringify(body)}`).digest('hex');
+  return createHash('sha256')
+    .update(`${method} ${path} ${JSON.stringify(body)}`)
+    .digest('hex');
 }

@@ -81,7 +81,8 @@ export function planJob(request: JobRequest): JobPlan {
       if (request.fan_out) throw new HttpError(422, 'invalid_job', 'a sweep fans out over its grid: drop fan_out', 'fan_out');
       return checked(batched(gridItems(request.payload), batch, directives, 'task', command));
     case 'map_reduce': {
-      if (!request.reduce_command) throw new HttpError(422, 'invalid_job', 'map_reduce needs reduce_command (the command that gets all map results)', 'reduce_command');
+      if (!request.reduce_command)
+        throw new HttpError(422, 'invalid_job', 'map_reduce needs reduce_command (the command that gets all map results)', 'reduce_command');
       const maps = batched(fanOutItems(request), batch, directives, 'map', command);
       const reduce: PlannedTask = { kind: 'reduce', part: { merge: {}, onto: 'directives' }, items: 1, command: request.reduce_command };
       return checked({
@@ -102,14 +103,24 @@ export function planJob(request: JobRequest): JobPlan {
 /** The items of a fan-out (or the one payload without one). */
 function fanOutItems(request: JobRequest): ItemSource {
   const base = request.payload;
-  if (!request.fan_out) return { count: 1, bytes: 2, field: 'payload', base, *parts() { yield {}; } };
+  if (!request.fan_out)
+    return {
+      count: 1,
+      bytes: 2,
+      field: 'payload',
+      base,
+      *parts() {
+        yield {};
+      },
+    };
   const shape = fanOutShape(request.fan_out);
   if ('error' in shape) throw new HttpError(422, 'invalid_fan_out', shape.error, 'fan_out');
   switch (shape.kind) {
     case 'by': {
       const field = shape.field;
       const values = base[field];
-      if (!Array.isArray(values)) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} must be an array to fan out over`, `payload.${field}`);
+      if (!Array.isArray(values))
+        throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} must be an array to fan out over`, `payload.${field}`);
       if (values.length === 0) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} is empty`, `payload.${field}`);
       checkItems(values.length, `payload.${field}`);
       // The array itself is not part of any item: the base keeps only its key (for the key order).
@@ -158,7 +169,8 @@ function gridItems(payload: Record<string, unknown>): ItemSource {
   }
   const entries: Array<[string, unknown[]]> = [];
   for (const [param, values] of Object.entries(grid)) {
-    if (!Array.isArray(values) || values.length === 0) throw new HttpError(422, 'invalid_job', `payload.grid.${param} must be a non-empty array of values`, `payload.grid.${param}`);
+    if (!Array.isArray(values) || values.length === 0)
+      throw new HttpError(422, 'invalid_job', `payload.grid.${param} must be a non-empty array of values`, `payload.grid.${param}`);
     entries.push([param, values]);
   }
   const size = entries.reduce((n, [, values]) => n * values.length, 1);
@@ -199,7 +211,12 @@ function benchmark(payload: Record<string, unknown>, directives: Record<string, 
   const entries = Object.entries(strategies);
   const count = entries.length * repeats;
   if (count > MAX_TASKS) {
-    throw new HttpError(422, 'invalid_job', `${entries.length} strategies × ${repeats} repeats = ${count} tasks; at most ${MAX_TASKS} per job`, 'payload.strategies');
+    throw new HttpError(
+      422,
+      'invalid_job',
+      `${entries.length} strategies × ${repeats} repeats = ${count} tasks; at most ${MAX_TASKS} per job`,
+      'payload.strategies',
+    );
   }
   let bytes = 0;
   for (const [strategy, strategyPayload] of entries) {
@@ -224,7 +241,13 @@ function benchmark(payload: Record<string, unknown>, directives: Record<string, 
 }
 
 /** Items as tasks: one each, or `batch` of them per task (with `payload._batch`). */
-function batched(source: ItemSource, batch: number | undefined, directives: Record<string, unknown>, kind: 'task' | 'map', command: string[] | undefined): JobPlan & { field: string } {
+function batched(
+  source: ItemSource,
+  batch: number | undefined,
+  directives: Record<string, unknown>,
+  kind: 'task' | 'map',
+  command: string[] | undefined,
+): JobPlan & { field: string } {
   const extra = command ? { command } : {};
   const base: TaskBase = { item: source.base, directives };
   if (batch === undefined || batch <= 1) {
@@ -248,7 +271,12 @@ function batched(source: ItemSource, batch: number | undefined, directives: Reco
       let slice: Array<Record<string, unknown>> = [];
       let index = 0;
       const flush = (): PlannedTask => {
-        const task: PlannedTask = { kind, part: { batch: { index, count, size: slice.length, first_item: index * batch }, items: slice }, items: slice.length, ...extra };
+        const task: PlannedTask = {
+          kind,
+          part: { batch: { index, count, size: slice.length, first_item: index * batch }, items: slice },
+          items: slice.length,
+          ...extra,
+        };
         index++;
         slice = [];
         return task;
@@ -269,7 +297,12 @@ function checked(plan: JobPlan & { field?: string }): JobPlan {
     throw new HttpError(422, 'invalid_job', `${plan.count} tasks; at most ${MAX_TASKS} per job: group items with batch_size, or split the job`, field);
   }
   if (plan.bytes > MAX_TASK_BYTES) {
-    throw new HttpError(422, 'invalid_job', `the tasks would store about ${mib(plan.bytes)} of payload; at most ${mib(MAX_TASK_BYTES)} per request: move what tasks share out of ${field} (the base payload is stored once), or split the job`, field);
+    throw new HttpError(
+      422,
+      'invalid_job',
+      `the tasks would store about ${mib(plan.bytes)} of payload; at most ${mib(MAX_TASK_BYTES)} per request: move what tasks share out of ${field} (the base payload is stored once), or split the job`,
+      field,
+    );
   }
   return plan;
 }

@@ -99,7 +99,8 @@ export class ProjectService {
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         size += chunk.length;
-        if (size > limits.maxUploadBytes) return callback(new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`));
+        if (size > limits.maxUploadBytes)
+          return callback(new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`));
         hash.update(chunk);
         callback(null, chunk);
       },
@@ -123,10 +124,18 @@ export class ProjectService {
       const formats = await projectFormatsAt(tree);
       const [format] = formats;
       if (format === undefined) {
-        throw new HttpError(422, 'invalid_project', `no project at the root of the tarball: it needs .cycleswap/ (with manifest.toml) or ${COMPUTALOT_MANIFEST_PATH} at its top level; pack the project folder itself (\`cycle project upload\` from inside it)`);
+        throw new HttpError(
+          422,
+          'invalid_project',
+          `no project at the root of the tarball: it needs .cycleswap/ (with manifest.toml) or ${COMPUTALOT_MANIFEST_PATH} at its top level; pack the project folder itself (\`cycle project upload\` from inside it)`,
+        );
       }
       if (formats.length > 1) {
-        throw new HttpError(422, 'invalid_project', `the tarball has both .cycleswap/ and ${COMPUTALOT_MANIFEST_PATH} at its root; a project has one format: remove the one you do not use`);
+        throw new HttpError(
+          422,
+          'invalid_project',
+          `the tarball has both .cycleswap/ and ${COMPUTALOT_MANIFEST_PATH} at its root; a project has one format: remove the one you do not use`,
+        );
       }
       const check = await checkProjectAt(tree, format);
       if (!check.project) {
@@ -138,7 +147,12 @@ export class ProjectService {
         // The manifest's volumes are linked to this revision: each must be uploaded already.
         const [unknown, ...others] = unknownVolumes(db, project.manifest.main.volumes);
         if (unknown !== undefined) {
-          throw new HttpError(422, 'unknown_volume', `[main].volumes names "${unknown}"${others.length ? ` (and ${others.map((v) => `"${v}"`).join(', ')})` : ''}, which this server does not have: upload it first with \`cycle volume upload DIR --name ${unknown}\`, or remove it from .cycleswap/manifest.toml`, 'volumes');
+          throw new HttpError(
+            422,
+            'unknown_volume',
+            `[main].volumes names "${unknown}"${others.length ? ` (and ${others.map((v) => `"${v}"`).join(', ')})` : ''}, which this server does not have: upload it first with \`cycle volume upload DIR --name ${unknown}\`, or remove it from .cycleswap/manifest.toml`,
+            'volumes',
+          );
         }
       }
       const buildHash = await this.buildHashOf(project);
@@ -159,7 +173,20 @@ export class ProjectService {
         const ready = !flags.rebuild && !flags.clean && lastBuilt?.hash === buildHash;
         db.prepare(
           'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        ).run(name, next, contentHash, buildHash, project.format, manifestName, flags.rebuild ? 1 : 0, flags.clean ? 1 : 0, ready ? 'ready' : 'pending', ready ? lastBuilt!.image.id : null, ready ? at : null, at);
+        ).run(
+          name,
+          next,
+          contentHash,
+          buildHash,
+          project.format,
+          manifestName,
+          flags.rebuild ? 1 : 0,
+          flags.clean ? 1 : 0,
+          ready ? 'ready' : 'pending',
+          ready ? lastBuilt!.image.id : null,
+          ready ? at : null,
+          at,
+        );
         db.prepare('UPDATE projects SET active_revision = ? WHERE name = ?').run(next, name);
         record({ type: 'project.revision', project: name, data: { revision: next, content_hash: contentHash, build_hash: buildHash } });
         return next;
@@ -209,7 +236,10 @@ export class ProjectService {
 
   details(name: string): ProjectStatus & { nodes: Array<{ node: string; state: string; ready: boolean; error: string | null; updated_at: string | null }> } {
     const status = this.status(name);
-    return { ...status, nodes: [{ node: 'local', state: status.build.state, ready: status.ready_for_jobs, error: status.build.error, updated_at: status.build.updated_at }] };
+    return {
+      ...status,
+      nodes: [{ node: 'local', state: status.build.state, ready: status.ready_for_jobs, error: status.build.error, updated_at: status.build.updated_at }],
+    };
   }
 
   /** `init`: prepare the active revision ahead of jobs (402 below $5). */
@@ -227,7 +257,9 @@ export class ProjectService {
     const images = await docker.listImages({ label: [`${LABELS.projectKey}=${projectKeyFor(name)}`] });
     for (const image of images) await docker.removeImage(image.id, { force: true }).catch(() => undefined);
     this.options.events.transaction((record) => {
-      this.options.db.prepare("UPDATE revisions SET build_state = 'pending', image_id = NULL, build_error = NULL, build_updated_at = ? WHERE project = ?").run(now(), name);
+      this.options.db
+        .prepare("UPDATE revisions SET build_state = 'pending', image_id = NULL, build_error = NULL, build_updated_at = ? WHERE project = ?")
+        .run(now(), name);
       this.options.db.prepare('DELETE FROM builds WHERE project = ?').run(name);
       record({ type: 'project.invalidated', project: name, data: { revision: revision.number } });
     });
@@ -256,9 +288,11 @@ export class ProjectService {
     const running = this.building.get(key);
     const next = (running ?? Promise.resolve('')).catch(() => '').then(() => this.buildRevision(name, number));
     this.building.set(key, next);
-    void next.finally(() => {
-      if (this.building.get(key) === next) this.building.delete(key);
-    }).catch(() => undefined);
+    void next
+      .finally(() => {
+        if (this.building.get(key) === next) this.building.delete(key);
+      })
+      .catch(() => undefined);
     return next;
   }
 
@@ -273,7 +307,9 @@ export class ProjectService {
     if (revision.build_state === 'failed') throw new Error(`the project build failed: ${revision.build_error ?? 'unknown error'}`);
     const setState = (state: string, error: string | null, imageId: string | null): void =>
       events.transaction((record) => {
-        db.prepare('UPDATE revisions SET build_state = ?, build_error = ?, image_id = COALESCE(?, image_id), build_updated_at = ? WHERE project = ? AND number = ?').run(state, error, imageId, now(), name, number);
+        db.prepare(
+          'UPDATE revisions SET build_state = ?, build_error = ?, image_id = COALESCE(?, image_id), build_updated_at = ? WHERE project = ? AND number = ?',
+        ).run(state, error, imageId, now(), name, number);
         record({ type: 'project.build', project: name, data: { revision: number, state, error } });
       });
     setState('building', null, null);
@@ -318,7 +354,9 @@ export class ProjectService {
     return {
       last: async () => this.buildRecord(name),
       save: async (record) => {
-        this.options.db.prepare('INSERT INTO builds (project, record) VALUES (?, ?) ON CONFLICT(project) DO UPDATE SET record = excluded.record').run(name, JSON.stringify(record));
+        this.options.db
+          .prepare('INSERT INTO builds (project, record) VALUES (?, ?) ON CONFLICT(project) DO UPDATE SET record = excluded.record')
+          .run(name, JSON.stringify(record));
       },
     };
   }
@@ -331,7 +369,9 @@ export class ProjectService {
   kvGet(name: string, key: string): { project: string; key: string; value: unknown; updated_at: string } {
     checkKey(key);
     this.requireActive(name);
-    const row = this.options.db.prepare('SELECT value, updated_at FROM kv WHERE project = ? AND key = ?').get(name, key) as { value: string; updated_at: string } | undefined;
+    const row = this.options.db.prepare('SELECT value, updated_at FROM kv WHERE project = ? AND key = ?').get(name, key) as
+      | { value: string; updated_at: string }
+      | undefined;
     if (!row) throw new HttpError(404, 'not_found', `no key "${key}" in project "${name}"`, 'key');
     return { project: name, key, value: JSON.parse(row.value), updated_at: row.updated_at };
   }
@@ -343,27 +383,41 @@ export class ProjectService {
     if (text === undefined) throw new HttpError(400, 'invalid_value', 'the value must be JSON', 'value');
     if (Buffer.byteLength(text) > 64 * 1024) throw new HttpError(413, 'payload_too_large', 'kv values are small: at most 64 KiB of JSON', 'value');
     const at = now();
-    this.options.db.prepare('INSERT INTO kv (project, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(project, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at').run(name, key, text, at);
+    this.options.db
+      .prepare(
+        'INSERT INTO kv (project, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(project, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
+      )
+      .run(name, key, text, at);
     this.options.events.append({ type: 'kv', project: name, data: { key } });
     return { project: name, key, value, updated_at: at };
   }
 
   kvList(name: string): Array<{ project: string; key: string; value: unknown; updated_at: string }> {
     this.requireActive(name);
-    const rows = this.options.db.prepare('SELECT key, value, updated_at FROM kv WHERE project = ? ORDER BY key').all(name) as Array<{ key: string; value: string; updated_at: string }>;
+    const rows = this.options.db.prepare('SELECT key, value, updated_at FROM kv WHERE project = ? ORDER BY key').all(name) as Array<{
+      key: string;
+      value: string;
+      updated_at: string;
+    }>;
     return rows.map((row) => ({ project: name, key: row.key, value: JSON.parse(row.value), updated_at: row.updated_at }));
   }
 
   /** `POST /api/v1/projects`: a project known before its first push; creating one that exists answers it as it is. */
   create(name: string, remoteDir: string | null): { project: ProjectDocument; created: boolean } {
     const { db } = this.options;
-    const created = db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at, remote_dir) VALUES (?, NULL, ?, ?)').run(name, now(), remoteDir).changes === 1;
+    const created =
+      db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at, remote_dir) VALUES (?, NULL, ?, ?)').run(name, now(), remoteDir)
+        .changes === 1;
     const row = db.prepare('SELECT name, active_revision AS revision, created_at, remote_dir FROM projects WHERE name = ?').get(name) as ProjectDocument;
     return { project: row, created };
   }
 
   list(): Array<{ name: string; revision: number | null; created_at: string }> {
-    return (this.options.db.prepare('SELECT name, active_revision AS revision, created_at FROM projects ORDER BY name').all() as Array<{ name: string; revision: number | null; created_at: string }>);
+    return this.options.db.prepare('SELECT name, active_revision AS revision, created_at FROM projects ORDER BY name').all() as Array<{
+      name: string;
+      revision: number | null;
+      created_at: string;
+    }>;
   }
 
   /** After a crash: builds that were running start over when asked. */

@@ -86,13 +86,16 @@ export class Scheduler {
     states.queuePlanning();
     try {
       const docker = await this.options.docker();
-      for (const container of await docker.listContainers({ all: true, label: [`cycle.server=${this.options.serverKey}`] })) await docker.removeContainer(container.id);
+      for (const container of await docker.listContainers({ all: true, label: [`cycle.server=${this.options.serverKey}`] }))
+        await docker.removeContainer(container.id);
     } catch (error) {
       this.options.log(`could not clean up old containers: ${(error as Error).message}`);
     }
     const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running')").all() as JobRow[];
     for (const job of open) this.maybeFinish(job.id);
-    const pending = db.prepare("SELECT * FROM jobs WHERE callback_state = 'pending' AND status IN ('completed', 'partial', 'failed', 'cancelled')").all() as JobRow[];
+    const pending = db
+      .prepare("SELECT * FROM jobs WHERE callback_state = 'pending' AND status IN ('completed', 'partial', 'failed', 'cancelled')")
+      .all() as JobRow[];
     for (const job of pending) this.callback(job.id);
     if (interrupted.length) this.options.log(`recovered ${interrupted.length} interrupted task(s)`);
   }
@@ -156,7 +159,9 @@ export class Scheduler {
     const task = this.options.states.startTask(job, queued);
     const controller = new AbortController();
     const done = this.execute(job, task, controller.signal)
-      .catch((error: Error) => (this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message })))
+      .catch((error: Error) =>
+        this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message }),
+      )
       .finally(() => {
         this.running.delete(task.id);
         this.maybeFinish(job.id);
@@ -170,7 +175,8 @@ export class Scheduler {
     const request = jobs.request(job);
     const revision = job.revision!;
     const project = await projects.load(job.project, revision);
-    const wantsGpu = (request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu' || (project.format === 'cycleswap' && project.manifest.job.cuda !== undefined);
+    const wantsGpu =
+      (request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu' || (project.format === 'cycleswap' && project.manifest.job.cuda !== undefined);
     const gpuProblem = wantsGpu ? await this.options.gpuProblem(project.format === 'cycleswap' ? project.manifest.job.cuda : undefined, true) : undefined;
     if (gpuProblem) return this.finishTask(task, { status: 'failed', error: gpuProblem });
     const imageId = await projects.ensureImage(job.project, revision);
@@ -188,7 +194,10 @@ export class Scheduler {
         const source = await volumeMountSource(this.options.db, layout, volume);
         if (!source) {
           await fs.rm(work, { recursive: true, force: true }); // what the directives put there
-          return this.finishTask(task, { status: 'failed', error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\`` });
+          return this.finishTask(task, {
+            status: 'failed',
+            error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\``,
+          });
         }
         mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
       }
@@ -196,7 +205,13 @@ export class Scheduler {
     const sourceFiles = project.format === 'cycleswap' ? await this.sourceFor(job.project, revision, project) : [];
     const docker = await this.options.docker();
     const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
-    const container = jobContainer({ sandbox, requirements: request.requirements, skipLimits: false, gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))), env: this.options.env });
+    const container = jobContainer({
+      sandbox,
+      requirements: request.requirements,
+      skipLimits: false,
+      gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))),
+      env: this.options.env,
+    });
     const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
 
     const feed = new LiveFeed(this.options, job, task);
@@ -233,10 +248,18 @@ export class Scheduler {
       if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
       await feed.close();
       if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
-      const artifactIds = (this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord').all(task.id) as Array<{ id: string }>).map((a) => a.id);
+      const artifactIds = (this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord').all(task.id) as Array<{ id: string }>).map(
+        (a) => a.id,
+      );
       if (outcome.status === 'interrupted') return this.finishTask(task, { status: 'cancelled', error: 'cancelled', artifactIds });
       if (outcome.status === 'succeeded') return this.finishTask(task, { status: 'succeeded', result: outcome.result ?? null, exitCode: 0, artifactIds });
-      return this.finishTask(task, { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null, artifactIds });
+      return this.finishTask(task, {
+        status: 'failed',
+        error: outcome.reason ?? 'failed',
+        exitCode: outcome.exitCode,
+        result: outcome.result ?? null,
+        artifactIds,
+      });
     } finally {
       await feed.close();
       await fs.rm(work, { recursive: true, force: true });
@@ -267,7 +290,10 @@ export class Scheduler {
           candidates.find((a) => a.name === wanted) ??
           candidates.find((a) => path.posix.basename(a.name) === wanted) ??
           candidates.find((a) => path.posix.basename(a.name).replace(/\.[^.]*$/, '') === wanted);
-        if (!match) throw new Error(`_artifacts.download.${name}: job ${spec.job_id} has no artifact "${wanted}" (it has: ${candidates.map((a) => a.name).join(', ') || 'none'})`);
+        if (!match)
+          throw new Error(
+            `_artifacts.download.${name}: job ${spec.job_id} has no artifact "${wanted}" (it has: ${candidates.map((a) => a.name).join(', ') || 'none'})`,
+          );
         const row = jobs.artifact(match.id);
         // The name was checked when the job came in; this is the last line if a check is missed.
         const fileName = path.posix.basename(match.name);
@@ -309,8 +335,20 @@ export class Scheduler {
     const id = existing?.id ?? newId('art');
     // The row and its event commit together; listeners hear after the commit.
     events.transaction((record) => {
-      if (existing) db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(file.size, sha256, file.absolute, now(), id);
-      else db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(id, job.id, task.id, file.path, file.size, sha256, all.length, file.absolute, now());
+      if (existing)
+        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(file.size, sha256, file.absolute, now(), id);
+      else
+        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+          id,
+          job.id,
+          task.id,
+          file.path,
+          file.size,
+          sha256,
+          all.length,
+          file.absolute,
+          now(),
+        );
       const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
       all.forEach((artifact, ord) => place.run(ord, task.id, artifact.path));
       record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
@@ -336,7 +374,12 @@ export class Scheduler {
     if (counts.queued + counts.running > 0 || [...this.running.values()].some((r) => r.jobId === jobId)) return;
     const status = job.cancel_requested ? 'cancelled' : counts.succeeded === counts.total ? 'completed' : counts.succeeded === 0 ? 'failed' : 'partial';
     const firstError = status === 'completed' ? null : jobs.firstError(jobId);
-    const error = status === 'completed' ? null : status === 'cancelled' ? 'cancelled' : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
+    const error =
+      status === 'completed'
+        ? null
+        : status === 'cancelled'
+          ? 'cancelled'
+          : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
     this.options.states.finishJob(jobId, status, error);
     this.options.log(`job ${jobId}: ${status}`);
   }
@@ -347,7 +390,11 @@ export class Scheduler {
     if (!job || job.callback_state !== 'pending') return;
     const url = jobs.request(job).callback_url;
     if (!url) return;
-    void deliverCallback(url, jobs.document(job), { log: this.options.log, signal: this.lifetime.signal, ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}) }).then((ok) => {
+    void deliverCallback(url, jobs.document(job), {
+      log: this.options.log,
+      signal: this.lifetime.signal,
+      ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}),
+    }).then((ok) => {
       if (this.lifetime.signal.aborted) return; // still pending: the next start sends it
       db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(ok ? 'delivered' : 'failed', jobId);
     });
@@ -428,14 +475,19 @@ class LiveFeed {
     this.dirty = false;
     const { db, events } = this.options;
     events.transaction((record) => {
-      db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(this.tail, this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress), this.task.id);
+      db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(
+        this.tail,
+        this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress),
+        this.task.id,
+      );
       if (this.pendingText) {
         // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
         const skipped = Math.max(0, this.pendingText.length - EVENT_TEXT_MAX);
         const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${this.pendingText.slice(-EVENT_TEXT_MAX)}` : this.pendingText;
         record({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text } });
       }
-      if (this.latestProgress !== undefined) record({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
+      if (this.latestProgress !== undefined)
+        record({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
     });
     this.pendingText = '';
     this.latestProgress = undefined;

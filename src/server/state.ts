@@ -77,7 +77,9 @@ export class JobStates {
     const attempt = task.attempt + 1;
     const jobStarts = job.status === 'queued';
     events.transaction((record) => {
-      db.prepare("UPDATE tasks SET status = 'running', attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL WHERE id = ?").run(attempt, at, task.id);
+      db.prepare(
+        "UPDATE tasks SET status = 'running', attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL WHERE id = ?",
+      ).run(attempt, at, task.id);
       if (jobStarts) {
         db.prepare("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?").run(at, job.id);
         this.recordJob(record, job.id);
@@ -105,7 +107,14 @@ export class JobStates {
         type: 'task',
         job_id: task.job_id,
         task_id: task.id,
-        data: { index: task.idx, status: outcome.status, error: outcome.error ?? null, exit_code: outcome.exitCode ?? null, artifact_ids: outcome.artifactIds ?? [], counts: this.counts(task.job_id) },
+        data: {
+          index: task.idx,
+          status: outcome.status,
+          error: outcome.error ?? null,
+          exit_code: outcome.exitCode ?? null,
+          artifact_ids: outcome.artifactIds ?? [],
+          counts: this.counts(task.job_id),
+        },
       });
     });
     this.writeSystemLine(task.id, { index: task.idx, status: outcome.status, error: outcome.error ?? null });
@@ -127,11 +136,15 @@ export class JobStates {
     const status = task.attempt >= maxAttempts ? 'failed' : 'queued';
     const error = `the server stopped while the task ran (${task.attempt} attempts)`;
     events.transaction((record) => {
-      if (status === 'failed') db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, last_failed = ? WHERE id = ?").run(error, now(), lastFailed, task.id);
+      if (status === 'failed')
+        db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, last_failed = ? WHERE id = ?").run(error, now(), lastFailed, task.id);
       else db.prepare("UPDATE tasks SET status = 'queued', last_failed = ?, output_tail = '' WHERE id = ?").run(lastFailed, task.id);
       record({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status, reason: 'server restart' } });
     });
-    this.writeSystemLine(task.id, status === 'failed' ? { index: task.idx, status, error } : { index: task.idx, status, reason: `server restart: attempt ${task.attempt} was interrupted` });
+    this.writeSystemLine(
+      task.id,
+      status === 'failed' ? { index: task.idx, status, error } : { index: task.idx, status, reason: `server restart: attempt ${task.attempt} was interrupted` },
+    );
     return status;
   }
 

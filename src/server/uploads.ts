@@ -50,11 +50,13 @@ export function uploadIdFor(sha256: string): string {
  */
 export function checkUploadFilename(name: string | undefined, field: string): string {
   if (name === undefined || name === '') throw new HttpError(400, 'invalid_filename', `${field} is missing: name the file, e.g. ${field}: data.csv`, field);
-  if (/[/\\]/.test(name)) throw new HttpError(400, 'invalid_filename', `${field} "${name}" has a path separator: send the file's name only, e.g. data.csv`, field);
+  if (/[/\\]/.test(name))
+    throw new HttpError(400, 'invalid_filename', `${field} "${name}" has a path separator: send the file's name only, e.g. data.csv`, field);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(name)) throw new HttpError(400, 'invalid_filename', `${field} has a control character: send a printable file name`, field);
   if (name === '.' || name === '..') throw new HttpError(400, 'invalid_filename', `${field} "${name}" is not a file name`, field);
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw new HttpError(400, 'invalid_filename', `${field} is ${Buffer.byteLength(name)} bytes long: at most ${MAX_NAME_BYTES}`, field);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES)
+    throw new HttpError(400, 'invalid_filename', `${field} is ${Buffer.byteLength(name)} bytes long: at most ${MAX_NAME_BYTES}`, field);
   return name;
 }
 
@@ -90,7 +92,9 @@ export class UploadService {
       await fs.mkdir(path.dirname(blob), { recursive: true });
       await fs.rename(temp, blob);
       const row: UploadRow = { id: uploadIdFor(sha256), sha256, filename, size, path: blob, created_at: now() };
-      this.options.db.prepare('INSERT OR IGNORE INTO uploads (id, sha256, filename, size, path, created_at) VALUES (?, ?, ?, ?, ?, ?)').run(row.id, row.sha256, row.filename, row.size, row.path, row.created_at);
+      this.options.db
+        .prepare('INSERT OR IGNORE INTO uploads (id, sha256, filename, size, path, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(row.id, row.sha256, row.filename, row.size, row.path, row.created_at);
       return { document: uploadDocument(this.bySha(sha256) ?? row), created: true };
     } finally {
       await fs.rm(temp, { force: true });
@@ -100,7 +104,8 @@ export class UploadService {
   /** `POST /api/v1/artifacts/direct`: whether these bytes are here already; if not, where to send them. */
   direct(request: z.infer<typeof directUploadSchema>, baseUrl: string): Record<string, unknown> {
     const filename = checkUploadFilename(request.filename, 'filename');
-    if (request.size > this.options.maxBytes) throw new HttpError(413, 'payload_too_large', `size ${request.size} is over this server's ${this.options.maxBytes}-byte limit per artifact`, 'size');
+    if (request.size > this.options.maxBytes)
+      throw new HttpError(413, 'payload_too_large', `size ${request.size} is over this server's ${this.options.maxBytes}-byte limit per artifact`, 'size');
     const existing = this.bySha(request.sha256);
     if (existing) return { exists: true, artifact_id: existing.id, artifact: uploadDocument(existing), upload_url: null };
     return {

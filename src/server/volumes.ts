@@ -41,12 +41,20 @@ export class VolumeService {
   constructor(private readonly options: VolumeServiceOptions) {}
 
   static checkName(name: string): string {
-    if (!VOLUME_NAME_PATTERN.test(name)) throw new HttpError(400, 'invalid_volume_name', `invalid volume name "${name}": expected 1-63 characters: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit`, 'name');
+    if (!VOLUME_NAME_PATTERN.test(name))
+      throw new HttpError(
+        400,
+        'invalid_volume_name',
+        `invalid volume name "${name}": expected 1-63 characters: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit`,
+        'name',
+      );
     return name;
   }
 
   list(): VolumeSummary[] {
-    const rows = this.options.db.prepare('SELECT name, file_count, bytes, updated_at FROM volumes ORDER BY name').all() as Array<Pick<VolumeRow, 'name' | 'file_count' | 'bytes' | 'updated_at'>>;
+    const rows = this.options.db.prepare('SELECT name, file_count, bytes, updated_at FROM volumes ORDER BY name').all() as Array<
+      Pick<VolumeRow, 'name' | 'file_count' | 'bytes' | 'updated_at'>
+    >;
     return rows.map((row) => ({ name: row.name, files: row.file_count, bytes: row.bytes, updated_at: row.updated_at }));
   }
 
@@ -64,13 +72,15 @@ export class VolumeService {
   /** One blob, its bytes checked against the sha256 it is stored under. Already there: nothing is written. */
   async putBlob(sha256: string, req: IncomingMessage): Promise<{ sha256: string; size: number; stored: boolean }> {
     const { layout, maxBlobBytes } = this.options;
-    if (!SHA256_PATTERN.test(sha256)) throw new HttpError(400, 'invalid_sha256', `invalid blob name "${sha256}": expected a lowercase hex sha256 (64 characters)`, 'sha256');
+    if (!SHA256_PATTERN.test(sha256))
+      throw new HttpError(400, 'invalid_sha256', `invalid blob name "${sha256}": expected a lowercase hex sha256 (64 characters)`, 'sha256');
     const target = layout.volumeBlob(sha256);
     if (await isFile(target)) {
       req.resume();
       return { sha256, size: (await fs.stat(target)).size, stored: false };
     }
-    if (Number(req.headers['content-length'] ?? 0) > maxBlobBytes) throw new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`);
+    if (Number(req.headers['content-length'] ?? 0) > maxBlobBytes)
+      throw new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const temp = path.join(layout.tmp, `blob-${randomBytes(6).toString('hex')}`);
     const hash = createHash('sha256');
@@ -78,7 +88,8 @@ export class VolumeService {
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         size += chunk.length;
-        if (size > maxBlobBytes) return callback(new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`));
+        if (size > maxBlobBytes)
+          return callback(new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`));
         hash.update(chunk);
         callback(null, chunk);
       },
@@ -86,7 +97,13 @@ export class VolumeService {
     try {
       await pipeline(req, meter, createWriteStream(temp, { flags: 'wx', mode: 0o444 }));
       const digest = hash.digest('hex');
-      if (digest !== sha256) throw new HttpError(422, 'checksum_mismatch', `the body's sha256 is ${digest}, not ${sha256}: nothing was stored; send the file's exact bytes`, 'sha256');
+      if (digest !== sha256)
+        throw new HttpError(
+          422,
+          'checksum_mismatch',
+          `the body's sha256 is ${digest}, not ${sha256}: nothing was stored; send the file's exact bytes`,
+          'sha256',
+        );
       await fs.mkdir(path.dirname(target), { recursive: true });
       await fs.rename(temp, target);
       this.options.log(`volume blob ${sha256.slice(0, 12)} stored (${size} bytes)`);
@@ -115,7 +132,12 @@ export class VolumeService {
     }
     const lacking = await this.missing({ files: sorted });
     if (lacking.length > 0) {
-      throw new HttpError(422, 'missing_blobs', `${lacking.length} file${lacking.length === 1 ? '' : 's'} of the volume ${lacking.length === 1 ? 'is' : 'are'} not uploaded yet (sha256 ${lacking[0]!.slice(0, 12)}…): PUT /api/v1/volumes/blobs/<sha256> first (cycle volume upload does)`, 'files');
+      throw new HttpError(
+        422,
+        'missing_blobs',
+        `${lacking.length} file${lacking.length === 1 ? '' : 's'} of the volume ${lacking.length === 1 ? 'is' : 'are'} not uploaded yet (sha256 ${lacking[0]!.slice(0, 12)}…): PUT /api/v1/volumes/blobs/<sha256> first (cycle volume upload does)`,
+        'files',
+      );
     }
     const tree = layout.volumeTree(name, version);
     if (!(await isDirectory(tree))) {
@@ -211,9 +233,15 @@ function checkPaths(files: readonly VolumeFile[]): void {
   for (const [index, file] of files.entries()) {
     const parts = file.path.split('/');
     if (file.path.includes('\0') || file.path.includes('\\') || parts.some((part) => part === '' || part === '.' || part === '..')) {
-      throw new HttpError(400, 'invalid_path', `files[${index}].path ${JSON.stringify(file.path)}: expected a relative path inside the volume ("a/b.txt": no leading "/", no "." or ".." parts, no "\\\\")`, `files.${index}.path`);
+      throw new HttpError(
+        400,
+        'invalid_path',
+        `files[${index}].path ${JSON.stringify(file.path)}: expected a relative path inside the volume ("a/b.txt": no leading "/", no "." or ".." parts, no "\\\\")`,
+        `files.${index}.path`,
+      );
     }
-    if (seen.has(file.path)) throw new HttpError(400, 'duplicate_path', `files[${index}].path ${JSON.stringify(file.path)} is listed twice`, `files.${index}.path`);
+    if (seen.has(file.path))
+      throw new HttpError(400, 'duplicate_path', `files[${index}].path ${JSON.stringify(file.path)} is listed twice`, `files.${index}.path`);
     seen.add(file.path);
   }
   for (const file of files) {

@@ -11,7 +11,13 @@ export default function setup(): void {
   try {
     execFileSync('docker', ['version', '--format', '{{.Server.Version}}'], { stdio: 'pipe' });
   } catch (error) {
-    fail(`the daemon is not reachable (${String((error as { stderr?: Buffer }).stderr ?? error).trim().split('\n')[0]})`);
+    fail(
+      `the daemon is not reachable (${
+        String((error as { stderr?: Buffer }).stderr ?? error)
+          .trim()
+          .split('\n')[0]
+      })`,
+    );
   }
   for (const image of ['ubuntu:24.04', 'ubuntu:22.04']) {
     try {

@@ -21,7 +21,8 @@ beforeAll(async () => {
   env = { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, XDG_CONFIG_HOME: config };
   projectDir = await tempDir('cycle-e2e-jobs-');
   await writeFiles(projectDir, {
-    '.cycleswap/manifest.toml': '[main]\nname = "e2e-jobs"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+    '.cycleswap/manifest.toml':
+      '[main]\nname = "e2e-jobs"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
     '.cycleswap/run.sh': 'python3 task.py\n',
     '.cycleswap/build.sh': 'true\n',
     // With "gate" in its payload, a task reports progress until the test opens the gate (a file
@@ -36,7 +37,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop();
-  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:e2e-jobs', '--filter', 'label=cycle.project-key=server:scripted-sq'])).split('\n').filter(Boolean);
+  const images = (
+    await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:e2e-jobs', '--filter', 'label=cycle.project-key=server:scripted-sq'])
+  )
+    .split('\n')
+    .filter(Boolean);
   if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
 });
 
@@ -44,7 +49,15 @@ describe('scripting cycle, end to end', () => {
   it('test/e2e/scripting.sh: init, upload, fan-out --wait, results with node, artifacts', async () => {
     const tokenFile = path.join(server.dataDir, 'token');
     const { stdout, stderr } = await execFileAsync('bash', [path.join(import.meta.dirname, 'scripting.sh')], {
-      env: { PATH: `${binDir}:${process.env.PATH}`, HOME: binDir, XDG_CONFIG_HOME: await tempDir(), API: server.url, TOKEN_FILE: tokenFile, PROJECT: 'scripted-sq', NO_COLOR: '1' },
+      env: {
+        PATH: `${binDir}:${process.env.PATH}`,
+        HOME: binDir,
+        XDG_CONFIG_HOME: await tempDir(),
+        API: server.url,
+        TOKEN_FILE: tokenFile,
+        PROJECT: 'scripted-sq',
+        NO_COLOR: '1',
+      },
       maxBuffer: 16 << 20,
     }).catch((error: { stdout: string; stderr: string }) => {
       throw new Error(`scripting.sh failed:\n${error.stdout}\n${error.stderr}`);
@@ -117,7 +130,11 @@ describe('job submit --wait', () => {
   it('job logs --follow and job watch --json stream until the end', async () => {
     // The tasks wait at the gate until `job watch` has printed an event: a job that ended before
     // the watcher subscribed would leave it nothing to stream.
-    const submitted = await cycle(['job', 'submit', '--fan-out-items', '-', '--tag', 'watched'], { cwd: projectDir, env, input: '[{"n": 1, "sleep": 1, "gate": true}, {"n": 2, "sleep": 1, "gate": true}]' });
+    const submitted = await cycle(['job', 'submit', '--fan-out-items', '-', '--tag', 'watched'], {
+      cwd: projectDir,
+      env,
+      input: '[{"n": 1, "sleep": 1, "gate": true}, {"n": 2, "sleep": 1, "gate": true}]',
+    });
     const id = submitted.stdout.trim();
     const following = startCycle(['job', 'logs', id, '--follow'], { cwd: projectDir, env });
     const watching = startCycle(['job', 'watch', id, '--json'], { cwd: projectDir, env });
@@ -132,7 +149,10 @@ describe('job submit --wait', () => {
     expect(logs.stdout).toContain("[0] working on {'n': 1, 'sleep': 1}");
     expect(logs.stdout).toContain("[1] working on {'n': 2, 'sleep': 1}");
     expect(watch.code).toBe(0);
-    const events = watch.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    const events = watch.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(events.at(-1)).toMatchObject({ type: 'job', data: { status: 'completed' } });
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
   });

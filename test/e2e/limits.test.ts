@@ -23,7 +23,10 @@ const READ_LIMITS = `
 if [ -f /sys/fs/cgroup/memory.max ]; then echo "memory=$(cat /sys/fs/cgroup/memory.max)"; echo "pids=$(cat /sys/fs/cgroup/pids.max)"
 else echo "memory=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"; echo "pids=$(cat /sys/fs/cgroup/pids/pids.max)"; fi
 `;
-const limitsIn = (stdout: string): { memory: string; pids: string } => ({ memory: /^memory=(.*)$/m.exec(stdout)?.[1] ?? '', pids: /^pids=(.*)$/m.exec(stdout)?.[1] ?? '' });
+const limitsIn = (stdout: string): { memory: string; pids: string } => ({
+  memory: /^memory=(.*)$/m.exec(stdout)?.[1] ?? '',
+  pids: /^pids=(.*)$/m.exec(stdout)?.[1] ?? '',
+});
 
 describe('project test: the platforms limits on job containers', () => {
   it('a job sees 90% of the host RAM and 4096 processes in its cgroup; --skip-limits lifts both', async () => {

@@ -22,7 +22,11 @@ async function imageCreated(id: string): Promise<string> {
 
 describe('project test: the build rules, on real Docker', () => {
   it('builds once, reuses the image unchanged, layers edits on the previous image; --rebuild; --clean', async () => {
-    const p = await project({ manifest: { buildFiles: ['requirements.txt'] }, files: { 'requirements.txt': 'numpy\n' }, build: 'echo "installing $(cat requirements.txt)"\n' });
+    const p = await project({
+      manifest: { buildFiles: ['requirements.txt'] },
+      files: { 'requirements.txt': 'numpy\n' },
+      build: 'echo "installing $(cat requirements.txt)"\n',
+    });
 
     const first = await cycle(['project', 'test'], { cwd: p.root });
     expect(first.code, first.stderr).toBe(0);
@@ -205,7 +209,10 @@ describe('project test: the run', () => {
     });
     const result = await cycle(['project', 'test', '--json'], { cwd: p.root });
     expect(result.code, result.stderr).toBe(0);
-    const events = result.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const events = result.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const done = events.find((e) => e.event === 'done');
     expect(done.artifactOrder).toBe(order);
     expect(done.artifacts.map((a: { path: string }) => a.path)).toEqual(expected);
@@ -231,7 +238,7 @@ describe('project test: the run', () => {
     expect(result.stderr).toContain('error: run.sh failed: exited with code 3');
   });
 
-  it('works with BuildKit too (Debian\'s docker 20.10 client with DOCKER_BUILDKIT=1)', async () => {
+  it("works with BuildKit too (Debian's docker 20.10 client with DOCKER_BUILDKIT=1)", async () => {
     const client = '/usr/bin/docker';
     const hasClient = await fs.access(client).then(
       () => true,
@@ -309,7 +316,10 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
 
     const piped = await cycle(['project', 'test', '--json', '--payload', '-'], { cwd: p.root, input: '{"steps": 2}' });
     expect(piped.code, piped.stderr).toBe(0);
-    const events = piped.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const events = piped.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(events.filter((e) => e.event === 'progress').map((e) => e.data)).toEqual([{ step: 1 }, { step: 2 }]);
     expect(events.at(-1)).toMatchObject({ event: 'done', status: 'succeeded', result: { sum: 20 } });
     expect(events.find((e) => e.event === 'image')).toMatchObject({ mode: 'reused' });
@@ -335,7 +345,11 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
         version: 1,
         runtime: { kind: 'oci', workdir: '/workspace' },
         entrypoint: { command: ['python3', 'job.py'] },
-        validation: { executables: ['python3', 'ffmpeg'], files: ['/workspace/weights.bin'], commands: [{ label: 'torch imports', command: ['python3', '-c', 'import torch'] }] },
+        validation: {
+          executables: ['python3', 'ffmpeg'],
+          files: ['/workspace/weights.bin'],
+          commands: [{ label: 'torch imports', command: ['python3', '-c', 'import torch'] }],
+        },
       }),
     });
     const result = await cycle(['project', 'test'], { cwd: p.root });
@@ -347,7 +361,10 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
   });
 
   it('honours .dockerignore', async () => {
-    const p = await ociProject({ ...files, 'job.py': 'import os, json\nopen(os.environ["COMPUTALOT_TASK_RESULT"], "w").write(json.dumps(sorted(os.listdir("."))))\n' });
+    const p = await ociProject({
+      ...files,
+      'job.py': 'import os, json\nopen(os.environ["COMPUTALOT_TASK_RESULT"], "w").write(json.dumps(sorted(os.listdir("."))))\n',
+    });
     const result = await cycle(['project', 'test'], { cwd: p.root });
     expect(result.code, result.stderr).toBe(0);
     const listing = JSON.parse(result.stdout) as string[];

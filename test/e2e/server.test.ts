@@ -22,7 +22,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop('SIGTERM');
-  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:tools', '--filter', 'label=cycle.project-key=server:oci-demo'])).split('\n').filter(Boolean);
+  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:tools', '--filter', 'label=cycle.project-key=server:oci-demo']))
+    .split('\n')
+    .filter(Boolean);
   if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
 });
 
@@ -38,7 +40,14 @@ describe('cycle server with real Docker', () => {
   });
 
   it('a fan-out of 20 items with batch_size 5: 4 tasks and 20 results, artifacts collected', async () => {
-    const job = await api.submit({ project: 'tools', runner_command: runner('square'), payload: { n: Array.from({ length: 20 }, (_, i) => i + 1) }, fan_out: { by: 'n' }, batch_size: 5, tags: ['fanout'] });
+    const job = await api.submit({
+      project: 'tools',
+      runner_command: runner('square'),
+      payload: { n: Array.from({ length: 20 }, (_, i) => i + 1) },
+      fan_out: { by: 'n' },
+      batch_size: 5,
+      tags: ['fanout'],
+    });
     const done = await api.waitJob(job.id);
     expect(done.status).toBe('completed');
     const tasks = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
@@ -71,7 +80,14 @@ describe('cycle server with real Docker', () => {
   });
 
   it('map_reduce: the reduce task gets every map result', async () => {
-    const job = await api.submit({ type: 'map_reduce', project: 'tools', runner_command: runner('square'), reduce_command: runner('reduce'), payload: { n: [1, 2, 3, 4] }, fan_out: { by: 'n' } });
+    const job = await api.submit({
+      type: 'map_reduce',
+      project: 'tools',
+      runner_command: runner('square'),
+      reduce_command: runner('reduce'),
+      payload: { n: [1, 2, 3, 4] },
+      fan_out: { by: 'n' },
+    });
     const done = await api.waitJob(job.id);
     expect(done.status).toBe('completed');
     const results = (await api.call('GET', `/api/v1/results/${job.id}`)).body;
@@ -79,7 +95,12 @@ describe('cycle server with real Docker', () => {
   });
 
   it('benchmark: strategies × repeats, aggregated per strategy', async () => {
-    const job = await api.submit({ type: 'benchmark', project: 'tools', runner_command: runner('bench'), payload: { strategies: { a: { base: 10 }, b: { base: 20 } }, repeats: 2 } });
+    const job = await api.submit({
+      type: 'benchmark',
+      project: 'tools',
+      runner_command: runner('bench'),
+      payload: { strategies: { a: { base: 10 }, b: { base: 20 } }, repeats: 2 },
+    });
     expect((await api.waitJob(job.id)).status).toBe('completed');
     const { strategies } = (await api.call('GET', `/api/v1/results/${job.id}`)).body.aggregate;
     expect(strategies.a).toMatchObject({ runs: 2, succeeded: 2, metrics: { value: { mean: 10.5, min: 10, max: 11 } } });
@@ -93,7 +114,10 @@ describe('cycle server with real Docker', () => {
       project: 'tools',
       runner_command: runner('read'),
       depends_on: [producer.id],
-      payload: { _artifacts: { download: { data: { job_id: producer.id, artifact: 'dataset.csv' } } }, _shared: { resolve: { threshold: { kv: 'threshold' }, rows: { job: producer.id, path: 'items.0.result.rows' } } } },
+      payload: {
+        _artifacts: { download: { data: { job_id: producer.id, artifact: 'dataset.csv' } } },
+        _shared: { resolve: { threshold: { kv: 'threshold' }, rows: { job: producer.id, path: 'items.0.result.rows' } } },
+      },
     });
     expect((await api.waitJob(consumer.id)).status).toBe('completed');
     const result = (await api.call('GET', `/api/v1/results/${consumer.id}`)).body.items[0].result;
@@ -192,8 +216,13 @@ describe('cycle server with real Docker', () => {
     const root = await tempDir('cycle-e2e-oci-');
     await writeFiles(root, {
       Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
-      'computalot.project.json': JSON.stringify({ version: 1, runtime: { kind: 'oci', workdir: '/workspace' }, entrypoint: { command: ['python3', 'job.py'] } }),
-      'job.py': 'import json, os\np = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))\njson.dump({"twice": p["x"] * 2}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))\n',
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: { kind: 'oci', workdir: '/workspace' },
+        entrypoint: { command: ['python3', 'job.py'] },
+      }),
+      'job.py':
+        'import json, os\np = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))\njson.dump({"twice": p["x"] * 2}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))\n',
     });
     expect((await api.push('oci-demo', root)).status).toBe(201);
     const job = await api.submit({ project: 'oci-demo', fan_out: { items: [{ x: 1 }, { x: 21 }] } });
@@ -208,10 +237,14 @@ describe('cycle server: /artifacts captured while the task runs', () => {
     type Listed = { id: string; name: string; size: number; order: number };
     let listed: Listed[] = [];
     const second = Buffer.byteLength('second version\n');
-    await waitFor(async () => {
-      listed = (await api.call('GET', `/api/v1/artifacts?job=${job.id}`)).body.artifacts;
-      return listed.length === 3 && listed.some((a) => a.name === 'a.txt' && a.size === second);
-    }, 120_000, 'the three artifacts, a.txt rewritten');
+    await waitFor(
+      async () => {
+        listed = (await api.call('GET', `/api/v1/artifacts?job=${job.id}`)).body.artifacts;
+        return listed.length === 3 && listed.some((a) => a.name === 'a.txt' && a.size === second);
+      },
+      120_000,
+      'the three artifacts, a.txt rewritten',
+    );
     // Listed before the task ended (it holds for 20 s after writing).
     expect((await api.call('GET', `/api/v1/jobs/${job.id}`)).body.status).toBe('running');
     expect(listed.map((a) => a.name)).toEqual(['a.txt', 'ckpt/e1.bin', 'ckpt/e2.bin']);
@@ -235,12 +268,27 @@ describe('cycle server: crash recovery', () => {
     // Submitted first, so it runs beside jobs[0]: it writes to /artifacts, then waits.
     const resuming = await crashApi.submit({ project: 'tools', runner_command: runner('resume'), payload: { seconds: 8 } });
     const jobs: Array<Awaited<ReturnType<typeof crashApi.submit>>> = [];
-    for (let i = 0; i < 3; i++) jobs.push(await crashApi.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 2 }, fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] } }));
+    for (let i = 0; i < 3; i++)
+      jobs.push(
+        await crashApi.submit({
+          project: 'tools',
+          runner_command: runner('sleep'),
+          payload: { seconds: 2 },
+          fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] },
+        }),
+      );
     await waitFor(async () => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}`)).body.status === 'running', 120_000, 'a running task');
     // Killed once the resuming task's first file is captured (listed), while it still runs.
-    await waitFor(async () => (await crashApi.call('GET', `/api/v1/artifacts?job=${resuming.id}`)).body.artifacts.length === 1, 120_000, 'the resuming task to have an artifact');
+    await waitFor(
+      async () => (await crashApi.call('GET', `/api/v1/artifacts?job=${resuming.id}`)).body.artifacts.length === 1,
+      120_000,
+      'the resuming task to have an artifact',
+    );
     // Killed while a task's container runs: one has reported progress (not only been marked running).
-    const reporting = async (): Promise<boolean> => (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}/tasks`)).body.tasks.some((t: { status: string; latest_progress: unknown }) => t.status === 'running' && t.latest_progress != null);
+    const reporting = async (): Promise<boolean> =>
+      (await crashApi.call('GET', `/api/v1/jobs/${jobs[0]!.id}/tasks`)).body.tasks.some(
+        (t: { status: string; latest_progress: unknown }) => t.status === 'running' && t.latest_progress != null,
+      );
     await waitFor(reporting, 120_000, 'a running task to report progress from its container');
     first.child.kill('SIGKILL');
     await first.stop();

@@ -9,7 +9,10 @@ export const cycleBin = path.join(import.meta.dirname, '..', '..', 'bin', 'cycle
  * Runs the binary with its stdout a pipe whose reader is already gone, as `cycle … | head -1`
  * leaves it once head has its line: every write to stdout fails with EPIPE.
  */
-export async function runWithStdoutClosed(args: string[], options: { cwd: string; env: Record<string, string | undefined> }): Promise<{ code: number | null; stderr: string }> {
+export async function runWithStdoutClosed(
+  args: string[],
+  options: { cwd: string; env: Record<string, string | undefined> },
+): Promise<{ code: number | null; stderr: string }> {
   // The timeout only ends a run that would hang (a failing test), so no process outlives the test.
   const child = spawn(process.execPath, [cycleBin, ...args], { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 15_000 });
   child.stdout.destroy();

@@ -85,7 +85,8 @@ export async function startDocsServer(): Promise<DocsServer> {
         return send(200, answer);
       }
       if ((match = path.match(/^\/api\/v1\/jobs\/([^/]+)\/tasks$/))) return send(200, { tasks: tasks(decodeURIComponent(match[1] ?? '')), ...EXTRA });
-      if ((match = path.match(/^\/api\/v1\/jobs\/([^/]+)\/cancel$/))) return send(200, { job_id: decodeURIComponent(match[1] ?? ''), status: 'cancelling', ...EXTRA });
+      if ((match = path.match(/^\/api\/v1\/jobs\/([^/]+)\/cancel$/)))
+        return send(200, { job_id: decodeURIComponent(match[1] ?? ''), status: 'cancelling', ...EXTRA });
       if ((match = path.match(/^\/api\/v1\/results\/([^/]+)$/))) {
         const id = decodeURIComponent(match[1] ?? '');
         return send(200, {
@@ -102,15 +103,23 @@ export async function startDocsServer(): Promise<DocsServer> {
           tasks: tasks(id).map((t) => ({ task_id: t.task_id, status: t.status, result: { score: 0.5 }, result_quality: 1, result_warnings: [] })),
         });
       }
-      if (req.method === 'GET' && path === '/api/v1/recipes') return send(200, { recipes: [{ name: 'simple-amm', description: 'an AMM simulation', price_hint: '$0.01/min' }] });
-      if (req.method === 'GET' && path === '/api/v1/recipes/simple-amm') return send(200, { name: 'simple-amm', description: 'an AMM simulation', schema: { type: 'object', properties: { steps: { type: 'integer' } } }, operations: ['simulate'] });
+      if (req.method === 'GET' && path === '/api/v1/recipes')
+        return send(200, { recipes: [{ name: 'simple-amm', description: 'an AMM simulation', price_hint: '$0.01/min' }] });
+      if (req.method === 'GET' && path === '/api/v1/recipes/simple-amm')
+        return send(200, {
+          name: 'simple-amm',
+          description: 'an AMM simulation',
+          schema: { type: 'object', properties: { steps: { type: 'integer' } } },
+          operations: ['simulate'],
+        });
       if (req.method === 'POST' && path === '/api/v1/recipes/simple-amm/jobs') {
         const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
         state.bodies.push(body);
         polls.set('job_docs_ok', 0);
         return send(200, { job_id: 'job_docs_ok', status: 'queued', ...EXTRA });
       }
-      if (req.method === 'GET' && path === '/api/v1/account/balance') return send(200, { ledger_balance_usd: 20, held_usd: '2.5', available_usd: 17.5, currency: 'USD' });
+      if (req.method === 'GET' && path === '/api/v1/account/balance')
+        return send(200, { ledger_balance_usd: 20, held_usd: '2.5', available_usd: 17.5, currency: 'USD' });
       if (req.method === 'GET' && path === '/api/v1/account/holds') return send(200, { holds: [{ job_id: 'job_docs_ok', amount_usd: 2.5, detail: { a: 1 } }] });
       if (req.method === 'GET' && path === '/api/v1/account/ledger') return send(200, [{ at: '2026-12-01T00:00:00Z', amount_usd: 20, kind: 'deposit' }]);
       if (req.method === 'POST' && path === '/api/v1/projects') {

@@ -14,9 +14,16 @@ export interface CliResult {
 }
 
 /** Runs the real binary (no TTY: no colours, no spinners). */
-export async function cycle(args: string[], options: { cwd: string; env?: Record<string, string>; input?: string } = { cwd: process.cwd() }): Promise<CliResult> {
+export async function cycle(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string>; input?: string } = { cwd: process.cwd() },
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...baseEnv(options.cwd), ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd,
+      env: { ...baseEnv(options.cwd), ...options.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -27,8 +34,15 @@ export async function cycle(args: string[], options: { cwd: string; env?: Record
 }
 
 /** Starts the binary without waiting (for Ctrl-C tests); collects its output. */
-export function startCycle(args: string[], options: { cwd: string; env?: Record<string, string> }): { child: ChildProcess; output: () => CliResult; exited: Promise<number> } {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...baseEnv(options.cwd), ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCycle(
+  args: string[],
+  options: { cwd: string; env?: Record<string, string> },
+): { child: ChildProcess; output: () => CliResult; exited: Promise<number> } {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: options.cwd,
+    env: { ...baseEnv(options.cwd), ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -62,7 +76,14 @@ export interface E2EProject {
 let counter = 0;
 
 /** A .cycleswap/ project in a temp folder, with a unique name. */
-export async function e2eCycleswapProject(options: { run?: string; build?: string; manifest?: Partial<{ buildFiles: string[]; volumes: string[]; env: string; cuda: string; order: string; version: string }>; files?: Record<string, string> } = {}): Promise<E2EProject> {
+export async function e2eCycleswapProject(
+  options: {
+    run?: string;
+    build?: string;
+    manifest?: Partial<{ buildFiles: string[]; volumes: string[]; env: string; cuda: string; order: string; version: string }>;
+    files?: Record<string, string>;
+  } = {},
+): Promise<E2EProject> {
   const root = await tempDir('cycle-e2e-');
   const name = `e2e-${process.pid}-${Date.now().toString(36)}-${counter++}`;
   const m = options.manifest ?? {};

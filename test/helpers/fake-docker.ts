@@ -40,8 +40,22 @@ export class FakeDocker implements DockerDriver {
   }
 
   addImage(init: { tags: string[]; layers: string[]; labels: Record<string, string> }): FakeImage {
-    const id = `sha256:${createHash('sha256').update(String(this.counter++)).digest('hex')}`;
-    const image: FakeImage = { id, parent: '', layers: init.layers, labels: init.labels, env: ['PATH=/usr/bin'], workdir: '/app', entrypoint: null, cmd: null, created: new Date(1_700_000_000_000 + this.counter * 1000).toISOString(), repoTags: init.tags, tags: init.tags };
+    const id = `sha256:${createHash('sha256')
+      .update(String(this.counter++))
+      .digest('hex')}`;
+    const image: FakeImage = {
+      id,
+      parent: '',
+      layers: init.layers,
+      labels: init.labels,
+      env: ['PATH=/usr/bin'],
+      workdir: '/app',
+      entrypoint: null,
+      cmd: null,
+      created: new Date(1_700_000_000_000 + this.counter * 1000).toISOString(),
+      repoTags: init.tags,
+      tags: init.tags,
+    };
     this.images.set(id, image);
     return image;
   }
@@ -52,7 +66,17 @@ export class FakeDocker implements DockerDriver {
 
   async info(): Promise<DockerInfo> {
     this.calls.push({ method: 'info', args: {} });
-    return { serverVersion: '27.0', clientVersion: '27.0', builder: 'legacy', runtimes: ['runc'], cdiSpecDirs: [], operatingSystem: 'fake', architecture: 'x86_64', transport: 'a fake Docker', ...this.info_ };
+    return {
+      serverVersion: '27.0',
+      clientVersion: '27.0',
+      builder: 'legacy',
+      runtimes: ['runc'],
+      cdiSpecDirs: [],
+      operatingSystem: 'fake',
+      architecture: 'x86_64',
+      transport: 'a fake Docker',
+      ...this.info_,
+    };
   }
 
   async build(request: BuildRequest): Promise<{ imageId: string }> {
@@ -80,7 +104,12 @@ export class FakeDocker implements DockerDriver {
     const wanted = (filter.label ?? []).map((l) => l.split('='));
     return [...this.images.values()]
       .filter((image) => wanted.every(([k, v]) => image.labels[k!] === v))
-      .map((image) => ({ id: image.id, repository: image.tags[0]?.split(':')[0] ?? '<none>', tag: image.tags[0]?.split(':')[1] ?? '<none>', createdAt: image.created }));
+      .map((image) => ({
+        id: image.id,
+        repository: image.tags[0]?.split(':')[0] ?? '<none>',
+        tag: image.tags[0]?.split(':')[1] ?? '<none>',
+        createdAt: image.created,
+      }));
   }
 
   async tagImage(source: string, target: string): Promise<void> {
@@ -108,7 +137,8 @@ export class FakeDocker implements DockerDriver {
   async runContainer(spec: ContainerSpec, io: ContainerIO): Promise<ContainerExit> {
     this.calls.push({ method: 'runContainer', args: spec });
     if (io.stdin) for await (const chunk of io.stdin) void chunk; // consume the source tar
-    if (!this.resolve(spec.image)) return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };
+    if (!this.resolve(spec.image))
+      return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };
     if (!this.hold) {
       const exit = await this.onRun(spec, io);
       return typeof exit === 'number' ? { exitCode: exit } : exit;
@@ -179,8 +209,18 @@ async function readDockerfile(tar: Readable): Promise<string> {
   for await (const chunk of tar) chunks.push(chunk as Buffer);
   const data = Buffer.concat(chunks);
   for (let offset = 0; offset + 512 <= data.length; ) {
-    const name = data.subarray(offset, offset + 100).toString('utf8').replace(/\0.*$/s, '');
-    const size = parseInt(data.subarray(offset + 124, offset + 136).toString('ascii').replace(/\0.*$/s, '').trim() || '0', 8);
+    const name = data
+      .subarray(offset, offset + 100)
+      .toString('utf8')
+      .replace(/\0.*$/s, '');
+    const size = parseInt(
+      data
+        .subarray(offset + 124, offset + 136)
+        .toString('ascii')
+        .replace(/\0.*$/s, '')
+        .trim() || '0',
+      8,
+    );
     if (name === 'Dockerfile') return data.subarray(offset + 512, offset + 512 + size).toString('utf8');
     if (name === '') break;
     offset += 512 + Math.ceil(size / 512) * 512;

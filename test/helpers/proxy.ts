@@ -6,7 +6,11 @@ export type Fault = 'drop-mid-upload' | '503' | '429' | 'stall' | 'drop-response
  * A proxy on 127.0.0.1 in front of a server that misbehaves on purpose: the first requests
  * matching `path` get `faults[i]`, later ones pass through. Records what it saw.
  */
-export async function faultProxy(target: string, faults: Fault[], path: RegExp): Promise<{ url: string; seen: Array<{ method: string; url: string; fault: Fault | null }>; close(): Promise<void> }> {
+export async function faultProxy(
+  target: string,
+  faults: Fault[],
+  path: RegExp,
+): Promise<{ url: string; seen: Array<{ method: string; url: string; fault: Fault | null }>; close(): Promise<void> }> {
   const seen: Array<{ method: string; url: string; fault: Fault | null }> = [];
   const queue = [...faults];
   const sockets = new Set<import('node:net').Socket>();

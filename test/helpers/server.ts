@@ -19,12 +19,18 @@ export interface ServerProcess {
 }
 
 /** The real `cycle server` binary on a free port. */
-export async function startServerProcess(options: { dataDir?: string; workers?: number; env?: Record<string, string>; args?: string[] } = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  options: { dataDir?: string; workers?: number; env?: Record<string, string>; args?: string[] } = {},
+): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? (await tempDir('cycle-e2e-server-'));
-  const child = spawn(process.execPath, [BIN, 'server', '--port', '0', '--data-dir', dataDir, '--workers', String(options.workers ?? 2), ...(options.args ?? [])], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME ?? dataDir, NO_COLOR: '1', CYCLE_SERVER_HEARTBEAT_MS: '500', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [BIN, 'server', '--port', '0', '--data-dir', dataDir, '--workers', String(options.workers ?? 2), ...(options.args ?? [])],
+    {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME ?? dataDir, NO_COLOR: '1', CYCLE_SERVER_HEARTBEAT_MS: '500', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let log = '';
   child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
@@ -50,7 +56,11 @@ export function client(server: { url: string; token: string }) {
   const call = async (method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> => {
     const response = await fetch(`${server.url}${route}`, {
       method,
-      headers: { authorization: `Bearer ${server.token}`, ...(body !== undefined && !(body instanceof Buffer) ? { 'content-type': 'application/json' } : {}), ...headers },
+      headers: {
+        authorization: `Bearer ${server.token}`,
+        ...(body !== undefined && !(body instanceof Buffer) ? { 'content-type': 'application/json' } : {}),
+        ...headers,
+      },
       body: body === undefined ? undefined : body instanceof Buffer ? body : JSON.stringify(body),
     });
     const text = await response.text();
@@ -101,7 +111,11 @@ export interface SseEvent {
  * Reads an SSE stream until it ends or `stopAfter` says to stop (a disconnect mid-stream).
  * Returns the events and the last event id.
  */
-export async function readSse(server: { url: string; token: string }, route: string, options: { lastEventId?: string; stopAfter?: (events: SseEvent[]) => boolean } = {}): Promise<{ events: SseEvent[]; ended: boolean; pings: number }> {
+export async function readSse(
+  server: { url: string; token: string },
+  route: string,
+  options: { lastEventId?: string; stopAfter?: (events: SseEvent[]) => boolean } = {},
+): Promise<{ events: SseEvent[]; ended: boolean; pings: number }> {
   const controller = new AbortController();
   const events: SseEvent[] = [];
   let ended = false;

@@ -15,7 +15,7 @@ export interface RawEntry {
 function header(entry: RawEntry, size: number): Buffer {
   const block = Buffer.alloc(512);
   block.write(entry.name, 0, 100, 'utf8');
-  block.write(((entry.mode ?? 0o644).toString(8).padStart(7, '0')) + '\0', 100, 8, 'ascii');
+  block.write((entry.mode ?? 0o644).toString(8).padStart(7, '0') + '\0', 100, 8, 'ascii');
   block.write('0000000\0', 108, 8, 'ascii');
   block.write('0000000\0', 116, 8, 'ascii');
   block.write(size.toString(8).padStart(11, '0') + '\0', 124, 12, 'ascii');
@@ -81,9 +81,21 @@ export const MALICIOUS_TARBALLS: Array<{ name: string; tarball: () => Buffer; re
   { name: 'nested traversal a/../../x', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'a/../../evil.txt', body: 'x' }]), reason: /escapes the project/ },
   { name: 'absolute path', tarball: () => rawTarGz([...VALID_PROJECT, { name: '/tmp/cycle-evil.txt', body: 'x' }]), reason: /absolute path/ },
   { name: 'windows drive path', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'C:\\evil.txt', body: 'x' }]), reason: /absolute path/ },
-  { name: 'symlink to an absolute path', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'link', type: '2', linkname: '/etc/passwd' }]), reason: /absolute path/ },
-  { name: 'symlink out with ..', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'sub/link', type: '2', linkname: '../../outside' }]), reason: /outside the project/ },
-  { name: 'symlink then a file through it', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'dir', type: '2', linkname: '.cycleswap' }, { name: 'dir/pwned.txt', body: 'x' }]), reason: /through the symlink/ },
+  {
+    name: 'symlink to an absolute path',
+    tarball: () => rawTarGz([...VALID_PROJECT, { name: 'link', type: '2', linkname: '/etc/passwd' }]),
+    reason: /absolute path/,
+  },
+  {
+    name: 'symlink out with ..',
+    tarball: () => rawTarGz([...VALID_PROJECT, { name: 'sub/link', type: '2', linkname: '../../outside' }]),
+    reason: /outside the project/,
+  },
+  {
+    name: 'symlink then a file through it',
+    tarball: () => rawTarGz([...VALID_PROJECT, { name: 'dir', type: '2', linkname: '.cycleswap' }, { name: 'dir/pwned.txt', body: 'x' }]),
+    reason: /through the symlink/,
+  },
   { name: 'hard link out', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'hl', type: '1', linkname: '/etc/passwd' }]), reason: /hard link/ },
   { name: 'hard link to a missing file', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'hl', type: '1', linkname: 'nope.txt' }]), reason: /hard link/ },
   { name: 'character device', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'null', type: '3' }]), reason: /character device/ },
@@ -94,6 +106,10 @@ export const MALICIOUS_TARBALLS: Array<{ name: string; tarball: () => Buffer; re
     tarball: () => rawTarGz([...VALID_PROJECT, ...Array.from({ length: 60 }, (_, i) => ({ name: `many/${i}.txt`, body: 'x' }))]),
     reason: /too many entries/,
   },
-  { name: 'too many bytes (a gzip bomb)', tarball: () => rawTarGz([...VALID_PROJECT, { name: 'zeros.bin', body: Buffer.alloc(3 << 20) }]), reason: /too large/ },
+  {
+    name: 'too many bytes (a gzip bomb)',
+    tarball: () => rawTarGz([...VALID_PROJECT, { name: 'zeros.bin', body: Buffer.alloc(3 << 20) }]),
+    reason: /too large/,
+  },
   { name: 'not a tarball', tarball: () => gzipSync(Buffer.from('hello, this is not a tar archive at all'.repeat(30))), reason: /not a valid/ },
 ];

@@ -3,7 +3,12 @@
  * container in Docker), checking every 100 ms. Fails loudly at the deadline, naming what it
  * waited for and, when `describe` is given, what it saw last.
  */
-export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 60_000, what = 'condition', describe?: () => string | Promise<string>): Promise<void> {
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 60_000,
+  what = 'condition',
+  describe?: () => string | Promise<string>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await predicate()) return;

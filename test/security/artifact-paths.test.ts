@@ -22,7 +22,11 @@ beforeAll(async () => {
   expect(pushed.status, JSON.stringify(pushed.body)).toBe(201);
   const job = await api.submit({
     project: project.name,
-    runner_command: ['bash', '-c', `echo -n data > "$COMPUTALOT_ARTIFACT_DIR/a.txt"; echo -n unicode > "$COMPUTALOT_ARTIFACT_DIR/${UNICODE_NAME.replace(/"/g, '\\"')}"; echo '{}' > "$COMPUTALOT_TASK_RESULT"`],
+    runner_command: [
+      'bash',
+      '-c',
+      `echo -n data > "$COMPUTALOT_ARTIFACT_DIR/a.txt"; echo -n unicode > "$COMPUTALOT_ARTIFACT_DIR/${UNICODE_NAME.replace(/"/g, '\\"')}"; echo '{}' > "$COMPUTALOT_TASK_RESULT"`,
+    ],
     payload: {},
   });
   producer = job.id;

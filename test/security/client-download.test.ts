@@ -41,7 +41,10 @@ async function download(apiUrl: string, args: string[]): Promise<{ code: number;
 /** Every file under root, as relative paths. */
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => !e.isDirectory()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .sort();
 }
 
 describe('artifacts download from a hostile server', () => {
@@ -50,7 +53,11 @@ describe('artifacts download from a hostile server', () => {
     const url = await serve((req, res) => {
       if (req.url?.startsWith('/api/v1/artifacts?')) {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ artifacts: [{ id: evilId, job_id: 'job_1', task_id: 'task_1', name: 'a.txt', size: 5, sha256: 'x', order: 0, created_at: '2026-01-01T00:00:00Z' }] }));
+        res.end(
+          JSON.stringify({
+            artifacts: [{ id: evilId, job_id: 'job_1', task_id: 'task_1', name: 'a.txt', size: 5, sha256: 'x', order: 0, created_at: '2026-01-01T00:00:00Z' }],
+          }),
+        );
         return;
       }
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-artifact-size': '5' });

@@ -34,7 +34,9 @@ const component = fc.constantFrom('a', 'b', 'l', 'm');
 const name = fc
   .tuple(fc.array(component, { minLength: 1, maxLength: 3 }), fc.constantFrom('', './', './/'), fc.constantFrom('', '/'))
   .map(([parts, prefix, suffix]) => `${prefix}${parts.join('/')}${suffix}`);
-const linkTarget = fc.array(fc.constantFrom('.', '..', '..', 'a', 'b', 'l', 'm', 'outside', 'victim.txt', 'tree-0'), { minLength: 1, maxLength: 7 }).map((parts) => parts.join('/'));
+const linkTarget = fc
+  .array(fc.constantFrom('.', '..', '..', 'a', 'b', 'l', 'm', 'outside', 'victim.txt', 'tree-0'), { minLength: 1, maxLength: 7 })
+  .map((parts) => parts.join('/'));
 
 const entry: fc.Arbitrary<RawEntry> = fc.oneof(
   fc.record({ name, body: fc.constantFrom('x', 'pwned\n', '') }),
@@ -51,7 +53,8 @@ async function expectLinksInside(root: string): Promise<void> {
       const absolute = path.join(dir, child.name);
       if (child.isSymbolicLink()) {
         const real = await fs.realpath(absolute).catch(() => undefined);
-        if (real !== undefined) expect(isInside(realRoot, real), `${path.relative(root, absolute)} -> ${await fs.readlink(absolute)} resolves to ${real}`).toBe(true);
+        if (real !== undefined)
+          expect(isInside(realRoot, real), `${path.relative(root, absolute)} -> ${await fs.readlink(absolute)} resolves to ${real}`).toBe(true);
       } else if (child.isDirectory()) await walk(absolute);
     }
   };
@@ -63,7 +66,11 @@ it('never creates or changes anything outside the tree', async () => {
     fc.asyncProperty(fc.array(entry, { minLength: 1, maxLength: 12 }), async (entries) => {
       const tree = path.join(base, `tree-${run++}`);
       try {
-        const outcome = await settlesWithin(10_000, 'extractTarball', extractTarball(Readable.from([rawTarGz(entries)]), tree, { maxBytes: 1 << 20, maxFiles: 100 })).then(
+        const outcome = await settlesWithin(
+          10_000,
+          'extractTarball',
+          extractTarball(Readable.from([rawTarGz(entries)]), tree, { maxBytes: 1 << 20, maxFiles: 100 }),
+        ).then(
           () => undefined,
           (error: unknown) => error,
         );
@@ -81,8 +88,20 @@ it('never creates or changes anything outside the tree', async () => {
     {
       numRuns: 150,
       examples: [
-        [[{ name: 'l', type: '2', linkname: '.' }, { name: 'f', type: '2', linkname: 'l/l/../outside/victim.txt' }, { name: 'f', body: 'pwned\n' }]],
-        [[{ name: 'a', type: '2', linkname: 'm/../outside/victim.txt' }, { name: 'm', type: '2', linkname: '.' }, { name: 'a', body: 'pwned\n' }]],
+        [
+          [
+            { name: 'l', type: '2', linkname: '.' },
+            { name: 'f', type: '2', linkname: 'l/l/../outside/victim.txt' },
+            { name: 'f', body: 'pwned\n' },
+          ],
+        ],
+        [
+          [
+            { name: 'a', type: '2', linkname: 'm/../outside/victim.txt' },
+            { name: 'm', type: '2', linkname: '.' },
+            { name: 'a', body: 'pwned\n' },
+          ],
+        ],
       ],
     },
   );

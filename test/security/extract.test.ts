@@ -39,7 +39,8 @@ function chunked(gz: Buffer, size = 16 * 1024): Readable {
   return Readable.from(parts);
 }
 
-const extract = (entries: RawEntry[], limits: ExtractLimits = LIMITS) => settlesWithin(20_000, 'extractTarball', extractTarball(chunked(rawTarGz(entries)), tree, limits));
+const extract = (entries: RawEntry[], limits: ExtractLimits = LIMITS) =>
+  settlesWithin(20_000, 'extractTarball', extractTarball(chunked(rawTarGz(entries)), tree, limits));
 
 async function expectRefused(entries: RawEntry[], reason: RegExp, limits: ExtractLimits = LIMITS): Promise<void> {
   const outcome = await extract(entries, limits).then(
@@ -60,7 +61,13 @@ describe('extraction: links are resolved on disk, not on paper', () => {
   it('refuses a symlink whose ".."s cancel its links on paper but climb out on disk', async () => {
     // l -> . makes l/l the tree itself; ".." from there leaves it, though "l/l/../outside"
     // normalizes to "l/outside".
-    await expectRefused([{ name: 'l', type: '2', linkname: '.' }, { name: 'f', type: '2', linkname: 'l/l/../outside/victim.txt' }], /symlink "f" points outside/);
+    await expectRefused(
+      [
+        { name: 'l', type: '2', linkname: '.' },
+        { name: 'f', type: '2', linkname: 'l/l/../outside/victim.txt' },
+      ],
+      /symlink "f" points outside/,
+    );
   });
 
   it('refuses the same chain one folder down, and through a chain of links', async () => {
@@ -92,26 +99,95 @@ describe('extraction: links are resolved on disk, not on paper', () => {
 
   it('refuses a link through a folder that is missing now but could become a link later', async () => {
     // "m/../outside" is "outside" on paper; once m -> . exists, m/.. is the tree's parent.
-    await expectRefused([{ name: 'a', type: '2', linkname: 'm/../outside/victim.txt' }, { name: 'm', type: '2', linkname: '.' }], /symlink "a" points outside/);
+    await expectRefused(
+      [
+        { name: 'a', type: '2', linkname: 'm/../outside/victim.txt' },
+        { name: 'm', type: '2', linkname: '.' },
+      ],
+      /symlink "a" points outside/,
+    );
   });
 
   it('refuses a later entry whose name is already a symlink or a folder, whatever it is', async () => {
-    await expectRefused([{ name: 'sub/', type: '5' }, { name: 'a', type: '2', linkname: 'sub' }, { name: 'a', body: 'x' }], /"a" is already a symlink/);
-    await expectRefused([{ name: 'a', type: '2', linkname: 'x' }, { name: 'a', type: '2', linkname: 'y' }], /"a" is already a symlink/);
-    await expectRefused([{ name: 'd/', type: '5' }, { name: 'd', body: 'x' }], /"d" is already a folder/);
-    await expectRefused([{ name: 'f', body: 'x' }, { name: 'f/', type: '5' }], /"f" is already a file/);
+    await expectRefused(
+      [
+        { name: 'sub/', type: '5' },
+        { name: 'a', type: '2', linkname: 'sub' },
+        { name: 'a', body: 'x' },
+      ],
+      /"a" is already a symlink/,
+    );
+    await expectRefused(
+      [
+        { name: 'a', type: '2', linkname: 'x' },
+        { name: 'a', type: '2', linkname: 'y' },
+      ],
+      /"a" is already a symlink/,
+    );
+    await expectRefused(
+      [
+        { name: 'd/', type: '5' },
+        { name: 'd', body: 'x' },
+      ],
+      /"d" is already a folder/,
+    );
+    await expectRefused(
+      [
+        { name: 'f', body: 'x' },
+        { name: 'f/', type: '5' },
+      ],
+      /"f" is already a file/,
+    );
   });
 
   it('refuses an entry under a file or a symlink', async () => {
-    await expectRefused([{ name: 'f', body: 'x' }, { name: 'f/g', body: 'y' }], /goes through "f", which is a file/);
-    await expectRefused([{ name: 'l', type: '2', linkname: '.' }, { name: 'l/g', body: 'y' }], /goes through the symlink "l"/);
+    await expectRefused(
+      [
+        { name: 'f', body: 'x' },
+        { name: 'f/g', body: 'y' },
+      ],
+      /goes through "f", which is a file/,
+    );
+    await expectRefused(
+      [
+        { name: 'l', type: '2', linkname: '.' },
+        { name: 'l/g', body: 'y' },
+      ],
+      /goes through the symlink "l"/,
+    );
   });
 
   it('refuses hard links to links, folders, later or outside paths', async () => {
-    await expectRefused([{ name: 'f', body: 'x' }, { name: 's', type: '2', linkname: 'f' }, { name: 'h', type: '1', linkname: 's' }], /hard link "h"/);
-    await expectRefused([{ name: 'd/', type: '5' }, { name: 'h', type: '1', linkname: 'd' }], /hard link "h"/);
-    await expectRefused([{ name: 'h', type: '1', linkname: 'f' }, { name: 'f', body: 'x' }], /hard link "h"/);
-    await expectRefused([{ name: 'l', type: '2', linkname: '.' }, { name: 'f', body: 'x' }, { name: 'h', type: '1', linkname: 'l/f' }], /hard link "h"/);
+    await expectRefused(
+      [
+        { name: 'f', body: 'x' },
+        { name: 's', type: '2', linkname: 'f' },
+        { name: 'h', type: '1', linkname: 's' },
+      ],
+      /hard link "h"/,
+    );
+    await expectRefused(
+      [
+        { name: 'd/', type: '5' },
+        { name: 'h', type: '1', linkname: 'd' },
+      ],
+      /hard link "h"/,
+    );
+    await expectRefused(
+      [
+        { name: 'h', type: '1', linkname: 'f' },
+        { name: 'f', body: 'x' },
+      ],
+      /hard link "h"/,
+    );
+    await expectRefused(
+      [
+        { name: 'l', type: '2', linkname: '.' },
+        { name: 'f', body: 'x' },
+        { name: 'h', type: '1', linkname: 'l/f' },
+      ],
+      /hard link "h"/,
+    );
     await expectRefused([{ name: 'h', type: '1', linkname: '../outside/victim.txt' }], /hard link "h"/);
   });
 
@@ -148,7 +224,10 @@ describe('extraction: limits are counted before anything is written', () => {
   it('refuses a tar stream far longer than its entries need (a pax-header bomb)', async () => {
     // Pax headers are not entries: only the length of the tar stream bounds them.
     const padding = paxHeader({ comment: 'a'.repeat(512 * 1024) });
-    await expectRefused([...Array.from({ length: 40 }, () => padding), { name: 'a.txt', body: 'a' }], /too large: more than \d+ bytes of tar/, { maxBytes: 1 << 20, maxFiles: 10 });
+    await expectRefused([...Array.from({ length: 40 }, () => padding), { name: 'a.txt', body: 'a' }], /too large: more than \d+ bytes of tar/, {
+      maxBytes: 1 << 20,
+      maxFiles: 10,
+    });
   });
 
   it('reads nothing past the end-of-archive marker', async () => {
@@ -189,7 +268,9 @@ describe('extraction: every failure settles and cleans up', () => {
 
   it('a truncated gzip is refused, not left hanging', async () => {
     const gz = rawTarGz([{ name: 'a.txt', body: 'a' }, bigFile]);
-    const outcome = await settlesWithin(20_000, 'extractTarball', extractTarball(chunked(gz.subarray(0, gz.length >> 1)), tree, LIMITS)).catch((error: unknown) => error);
+    const outcome = await settlesWithin(20_000, 'extractTarball', extractTarball(chunked(gz.subarray(0, gz.length >> 1)), tree, LIMITS)).catch(
+      (error: unknown) => error,
+    );
     expect(outcome).toBeInstanceOf(UnsafeTarball);
     expect((outcome as Error).message).toMatch(/not a valid \.tar\.gz/);
     await expect(fs.access(tree)).rejects.toThrow();
@@ -231,7 +312,11 @@ describe('extraction through a real `cycle server` push', () => {
   });
 
   const push = async (name: string, body: Buffer): Promise<{ status: number; body: { error?: { code: string; message: string } } }> => {
-    const response = await settlesWithin(30_000, 'the push', fetch(`${server.url}/api/v1/projects/${name}/push`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body }));
+    const response = await settlesWithin(
+      30_000,
+      'the push',
+      fetch(`${server.url}/api/v1/projects/${name}/push`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body }),
+    );
     return { status: response.status, body: (await response.json()) as { error?: { code: string; message: string } } };
   };
 
@@ -287,7 +372,11 @@ describe('the server finds the project at the root of the tarball only', () => {
     for (const entry of VALID_PROJECT.filter((e) => e.body !== undefined)) await fs.writeFile(path.join(outer, entry.name), entry.body!);
     const server = await startServerProcess({ dataDir: path.join(outer, 'data'), workers: 1 });
     try {
-      const response = await fetch(`${server.url}/api/v1/projects/nomanifest/push`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body: rawTarGz([{ name: 'main.py', body: 'print(1)\n' }]) });
+      const response = await fetch(`${server.url}/api/v1/projects/nomanifest/push`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${server.token}` },
+        body: rawTarGz([{ name: 'main.py', body: 'print(1)\n' }]),
+      });
       const body = (await response.json()) as { error: { code: string; message: string } };
       expect(response.status).toBe(422);
       expect(body.error.code).toBe('invalid_project');

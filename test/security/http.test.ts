@@ -19,7 +19,9 @@ afterEach(async () => {
   for (const step of cleanup.splice(0).reverse()) await step();
 });
 
-async function inProcessServer(init: { dataDir?: string; docker?: FakeDocker; steps?: Array<() => Promise<unknown>> } = {}): Promise<RunningServer & { logged: string[] }> {
+async function inProcessServer(
+  init: { dataDir?: string; docker?: FakeDocker; steps?: Array<() => Promise<unknown>> } = {},
+): Promise<RunningServer & { logged: string[] }> {
   const steps = init.steps ?? cleanup;
   const dataDir = init.dataDir ?? (await tempDir('cycle-sec-http-'));
   const logged: string[] = [];
@@ -38,8 +40,17 @@ async function inProcessServer(init: { dataDir?: string; docker?: FakeDocker; st
   return Object.assign(server, { logged });
 }
 
-async function call(server: { url: string; token: string }, method: string, route: string, init: { body?: string | Buffer; headers?: Record<string, string> } = {}): Promise<{ status: number; text: string; headers: Headers }> {
-  const response = await fetch(`${server.url}${route}`, { method, headers: { authorization: `Bearer ${server.token}`, ...init.headers }, ...(init.body !== undefined ? { body: init.body } : {}) });
+async function call(
+  server: { url: string; token: string },
+  method: string,
+  route: string,
+  init: { body?: string | Buffer; headers?: Record<string, string> } = {},
+): Promise<{ status: number; text: string; headers: Headers }> {
+  const response = await fetch(`${server.url}${route}`, {
+    method,
+    headers: { authorization: `Bearer ${server.token}`, ...init.headers },
+    ...(init.body !== undefined ? { body: init.body } : {}),
+  });
   return { status: response.status, text: await response.text(), headers: response.headers };
 }
 
@@ -151,9 +162,15 @@ describe('artifact ranges', () => {
     };
     const server = await inProcessServer({ docker });
     expect((await call(server, 'POST', '/api/v1/projects/p/push', { body: gzipSync(rawTar(VALID_PROJECT)) })).status).toBe(201);
-    const job = JSON.parse((await call(server, 'POST', '/api/v1/jobs', { body: '{"project":"p"}', headers: { 'content-type': 'application/json' } })).text) as { id: string };
+    const job = JSON.parse((await call(server, 'POST', '/api/v1/jobs', { body: '{"project":"p"}', headers: { 'content-type': 'application/json' } })).text) as {
+      id: string;
+    };
     let artifacts: Array<{ id: string; size: number }> = [];
-    await waitFor(async () => (artifacts = JSON.parse((await call(server, 'GET', `/api/v1/artifacts?job=${job.id}`)).text).artifacts).length > 0, 30_000, 'the artifact');
+    await waitFor(
+      async () => (artifacts = JSON.parse((await call(server, 'GET', `/api/v1/artifacts?job=${job.id}`)).text).artifacts).length > 0,
+      30_000,
+      'the artifact',
+    );
     const id = artifacts[0]!.id;
     for (const start of [11, 12, 1_000_000]) {
       const answer = await call(server, 'GET', `/api/v1/artifacts/${id}`, { headers: { range: `bytes=${start}-` } });
@@ -187,7 +204,8 @@ describe('the data folder is private', () => {
     const server = await inProcessServer({ dataDir });
     expect((await call(server, 'PUT', '/api/v1/projects/p/kv/k', { body: '{"value":1}', headers: { 'content-type': 'application/json' } })).status).toBe(404); // a write: the WAL exists
     expect((await fs.stat(dataDir)).mode & 0o777).toBe(0o700);
-    for (const name of ['cycle.db', 'cycle.db-wal', 'cycle.db-shm', 'token']) expect({ name, mode: (await fs.stat(path.join(dataDir, name))).mode & 0o777 }).toEqual({ name, mode: 0o600 });
+    for (const name of ['cycle.db', 'cycle.db-wal', 'cycle.db-shm', 'token'])
+      expect({ name, mode: (await fs.stat(path.join(dataDir, name))).mode & 0o777 }).toEqual({ name, mode: 0o600 });
   });
 });
 
@@ -237,7 +255,10 @@ async function connect(url: string): Promise<net.Socket & { closedByServer: Prom
 async function within<T>(ms: number, what: string, work: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([work, new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)))]);
+    return await Promise.race([
+      work,
+      new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms))),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -269,13 +290,17 @@ describe('slow and hostile clients', () => {
     const server = await binary({ CYCLE_SERVER_IDLE_TIMEOUT_MS: '1500' });
     const stalled = await connect(server.url);
     const answer = received(stalled);
-    stalled.write(`POST /api/v1/projects/p/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\nContent-Length: 100000\r\n\r\n` + 'x'.repeat(10));
+    stalled.write(
+      `POST /api/v1/projects/p/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\nContent-Length: 100000\r\n\r\n` + 'x'.repeat(10),
+    );
     expect(await within(8_000, 'the stalled upload to be answered', answer)).toMatch(/^HTTP\/1\.1 408 [^]*"code":"request_timeout"/);
 
     const tarball = gzipSync(rawTar(VALID_PROJECT));
     const slow = await connect(server.url);
     const slowAnswer = received(slow);
-    slow.write(`POST /api/v1/projects/p/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\nContent-Length: ${tarball.length}\r\nConnection: close\r\n\r\n`);
+    slow.write(
+      `POST /api/v1/projects/p/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\nContent-Length: ${tarball.length}\r\nConnection: close\r\n\r\n`,
+    );
     // 2.5 s or more in all, more than the idle timeout, but never idle for long.
     const pieces = 10;
     const step = Math.ceil(tarball.length / pieces);
@@ -319,7 +344,9 @@ describe('slow and hostile clients', () => {
       socket.pause();
       const streaming = new Promise<void>((resolve) => socket.once('readable', () => resolve()));
       // 50 replay the whole history and never read it; the rest fill the cap, resuming at the end.
-      socket.write(`GET /api/v1/projects/p/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\n${i < 50 ? '' : `Last-Event-ID: ${latest}\r\n`}\r\n`);
+      socket.write(
+        `GET /api/v1/projects/p/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${server.token}\r\n${i < 50 ? '' : `Last-Event-ID: ${latest}\r\n`}\r\n`,
+      );
       if (i < 50) streams.push(socket);
       await within(10_000, `stream ${i} to start`, streaming);
     }

@@ -22,7 +22,9 @@ const CAPABILITY_BITS: Record<string, number> = { CHOWN: 0, DAC_OVERRIDE: 1, FOW
 
 describe('job containers are locked down', () => {
   it('no new privileges, only the documented capabilities, no network but loopback', async () => {
-    const p = await e2eCycleswapProject({ run: 'grep -E "^(NoNewPrivs|CapEff|CapBnd):" /proc/self/status\necho "interfaces: $(ls /sys/class/net | tr "\\n" " ")"\n' });
+    const p = await e2eCycleswapProject({
+      run: 'grep -E "^(NoNewPrivs|CapEff|CapBnd):" /proc/self/status\necho "interfaces: $(ls /sys/class/net | tr "\\n" " ")"\n',
+    });
     made.push(p);
     const result = await cycle(['project', 'test'], { cwd: p.root });
     expect(result.code, result.stderr).toBe(0);
@@ -38,7 +40,12 @@ describe('job containers are locked down', () => {
     const name = `sec-gvisor-${Date.now().toString(36)}`;
     made.push({ root, name });
     const manifest = (sandbox: boolean): string =>
-      JSON.stringify({ version: 1, name, runtime: { kind: 'oci', ...(sandbox ? { sandbox: 'gvisor' } : {}), workdir: '/workspace' }, entrypoint: { command: ['sh', '-c', 'dmesg 2>&1 | head -3; echo {} > "$COMPUTALOT_TASK_RESULT"'] } });
+      JSON.stringify({
+        version: 1,
+        name,
+        runtime: { kind: 'oci', ...(sandbox ? { sandbox: 'gvisor' } : {}), workdir: '/workspace' },
+        entrypoint: { command: ['sh', '-c', 'dmesg 2>&1 | head -3; echo {} > "$COMPUTALOT_TASK_RESULT"'] },
+      });
     await writeFiles(root, { Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\n', 'computalot.project.json': manifest(true) });
     const sandboxed = await cycle(['project', 'test'], { cwd: root });
     expect(sandboxed.code, sandboxed.stderr).toBe(0);

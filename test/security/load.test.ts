@@ -52,7 +52,11 @@ afterAll(async () => {
   await fs.rm(dataDir, { recursive: true, force: true });
 });
 
-async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer } = {}): Promise<{ status: number; body: any; bytes: number; ms: number }> {
+async function api(
+  method: string,
+  route: string,
+  options: { body?: unknown; raw?: Buffer } = {},
+): Promise<{ status: number; body: any; bytes: number; ms: number }> {
   const body = options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
   const started = performance.now();
   const response = await fetch(`${server.url}${route}`, {
@@ -83,13 +87,48 @@ describe('a request is counted and sized before any task is made', () => {
   // The issue's bomb first (a 549 KB benchmark body: 40,000 strategies x 1,000 repeats), then
   // other shapes of the same attack: every job type, and batches.
   const bombs: Array<[string, string, unknown, string]> = [
-    ['benchmark: 40,000 strategies x 1,000 repeats', '/api/v1/jobs', { project: 'p', type: 'benchmark', payload: { strategies: Object.fromEntries(range(40_000).map((i) => [`s${i}`, { v: i }])), repeats: 1000 } }, 'payload.strategies'],
-    ['sweep: 20 parameters of 2 values (a million points)', '/api/v1/jobs', { project: 'p', type: 'sweep', payload: { grid: Object.fromEntries(range(20).map((i) => [`p${i}`, [0, 1]])) } }, 'payload.grid'],
-    ['sweep: 90,000 points of 1 KB values (bytes, not count)', '/api/v1/jobs', { project: 'p', type: 'sweep', payload: { grid: { a: range(300).map(() => 'x'.repeat(1000)), b: range(300) } } }, 'payload.grid'],
-    ['benchmark: one 900 KB strategy x 1,000 repeats', '/api/v1/jobs', { project: 'p', type: 'benchmark', payload: { strategies: { big: { blob: 'x'.repeat(900_000) } }, repeats: 1000 } }, 'payload.strategies'],
-    ['map_reduce: 100,000 maps and a reduce', '/api/v1/jobs', { project: 'p', type: 'map_reduce', reduce_command: ['r'], fan_out: { chunks: 100_000, range_field: 'r', total: 100_000 } }, 'fan_out.chunks'],
-    ['batch: 200 jobs of 100,000 chunks', '/api/v1/jobs/batch', { jobs: range(200).map(() => ({ project: 'p', fan_out: { chunks: 100_000, range_field: 'r', total: 1_000_000 } })) }, 'jobs'],
-    ['batch: 200 sweeps storing 1.6 MB each', '/api/v1/jobs/batch', { jobs: range(200).map(() => ({ project: 'p', type: 'sweep', payload: { grid: { a: range(10).map(() => 'y'.repeat(4000)), b: range(40) } } })) }, 'jobs'],
+    [
+      'benchmark: 40,000 strategies x 1,000 repeats',
+      '/api/v1/jobs',
+      { project: 'p', type: 'benchmark', payload: { strategies: Object.fromEntries(range(40_000).map((i) => [`s${i}`, { v: i }])), repeats: 1000 } },
+      'payload.strategies',
+    ],
+    [
+      'sweep: 20 parameters of 2 values (a million points)',
+      '/api/v1/jobs',
+      { project: 'p', type: 'sweep', payload: { grid: Object.fromEntries(range(20).map((i) => [`p${i}`, [0, 1]])) } },
+      'payload.grid',
+    ],
+    [
+      'sweep: 90,000 points of 1 KB values (bytes, not count)',
+      '/api/v1/jobs',
+      { project: 'p', type: 'sweep', payload: { grid: { a: range(300).map(() => 'x'.repeat(1000)), b: range(300) } } },
+      'payload.grid',
+    ],
+    [
+      'benchmark: one 900 KB strategy x 1,000 repeats',
+      '/api/v1/jobs',
+      { project: 'p', type: 'benchmark', payload: { strategies: { big: { blob: 'x'.repeat(900_000) } }, repeats: 1000 } },
+      'payload.strategies',
+    ],
+    [
+      'map_reduce: 100,000 maps and a reduce',
+      '/api/v1/jobs',
+      { project: 'p', type: 'map_reduce', reduce_command: ['r'], fan_out: { chunks: 100_000, range_field: 'r', total: 100_000 } },
+      'fan_out.chunks',
+    ],
+    [
+      'batch: 200 jobs of 100,000 chunks',
+      '/api/v1/jobs/batch',
+      { jobs: range(200).map(() => ({ project: 'p', fan_out: { chunks: 100_000, range_field: 'r', total: 1_000_000 } })) },
+      'jobs',
+    ],
+    [
+      'batch: 200 sweeps storing 1.6 MB each',
+      '/api/v1/jobs/batch',
+      { jobs: range(200).map(() => ({ project: 'p', type: 'sweep', payload: { grid: { a: range(10).map(() => 'y'.repeat(4000)), b: range(40) } } })) },
+      'jobs',
+    ],
   ];
 
   it.each(bombs)('%s: 422 naming %s, fast, with bounded memory, nothing stored', async (_name, route, body, field) => {
@@ -114,7 +153,9 @@ describe('a 100,000-task fan-out of a 9 KB payload', () => {
   it('stores about one copy of the payload, and other requests answer within a second while it is inserted', async () => {
     const before = await dbBytes();
     let done = false;
-    const submitting = api('POST', '/api/v1/jobs', { body: { project: 'p', tags: ['big'], payload: { blob }, fan_out: { chunks: 100_000, range_field: 'range', total: 100_000 } } }).finally(() => (done = true));
+    const submitting = api('POST', '/api/v1/jobs', {
+      body: { project: 'p', tags: ['big'], payload: { blob }, fan_out: { chunks: 100_000, range_field: 'range', total: 100_000 } },
+    }).finally(() => (done = true));
     const latencies: number[] = [];
     while (!done) {
       const small = await api('POST', '/api/v1/jobs', { body: { project: 'p', tags: ['small'] } });
@@ -157,7 +198,11 @@ describe('a 100,000-task fan-out of a 9 KB payload', () => {
 describe('paging', () => {
   it('returns every task, result and output exactly once, in pages of at most `limit`', async () => {
     const job = (await api('POST', '/api/v1/jobs', { body: { project: 'p', payload: { n: range(2500) }, fan_out: { by: 'n' } } })).body;
-    for (const [route, key] of [[`/api/v1/jobs/${job.id}/tasks`, 'tasks'], [`/api/v1/results/${job.id}`, 'items'], [`/api/v1/jobs/${job.id}/output`, 'tasks']] as const) {
+    for (const [route, key] of [
+      [`/api/v1/jobs/${job.id}/tasks`, 'tasks'],
+      [`/api/v1/results/${job.id}`, 'items'],
+      [`/api/v1/jobs/${job.id}/output`, 'tasks'],
+    ] as const) {
       const seen: number[] = [];
       let cursor: string | null = null;
       let pages = 0;

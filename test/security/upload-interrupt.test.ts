@@ -36,7 +36,18 @@ describe('project upload and Ctrl-C', () => {
       req.on('end', () => {
         pushEnded = true;
         res.writeHead(201, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ project: 'demo', format: 'cycleswap', revision: 1, content_hash: 'c', build_hash: 'b', unchanged: false, rebuild: true, build_hash_matches: null }));
+        res.end(
+          JSON.stringify({
+            project: 'demo',
+            format: 'cycleswap',
+            revision: 1,
+            content_hash: 'c',
+            build_hash: 'b',
+            unchanged: false,
+            rebuild: true,
+            build_hash_matches: null,
+          }),
+        );
       });
       req.on('error', () => undefined);
     });

@@ -26,7 +26,10 @@ interface InputFile {
   executable: boolean;
 }
 
-async function makeProject(files: InputFile[], options: { order?: number[]; mtime?: Date; buildScript?: string; extra?: Record<string, string> } = {}): Promise<string> {
+async function makeProject(
+  files: InputFile[],
+  options: { order?: number[]; mtime?: Date; buildScript?: string; extra?: Record<string, string> } = {},
+): Promise<string> {
   const root = await tempDir();
   await writeFiles(root, {
     '.cycleswap/manifest.toml': manifest(files.map((f) => f.path)),
@@ -59,7 +62,11 @@ const segment = fc.oneof(
 );
 const filePath = fc.array(segment, { minLength: 1, maxLength: 3 }).map((parts) => parts.join('/'));
 const inputFiles = fc
-  .uniqueArray(fc.record({ path: filePath, bytes: fc.uint8Array({ maxLength: 64 }), executable: fc.boolean() }), { selector: (f) => f.path, minLength: 1, maxLength: 6 })
+  .uniqueArray(fc.record({ path: filePath, bytes: fc.uint8Array({ maxLength: 64 }), executable: fc.boolean() }), {
+    selector: (f) => f.path,
+    minLength: 1,
+    maxLength: 6,
+  })
   // a path cannot be both a file and a folder
   .filter((files) => files.every((a) => files.every((b) => a === b || !b.path.startsWith(a.path + '/'))));
 
@@ -153,16 +160,26 @@ describe('build hash encoding', () => {
 
 describe('explain', () => {
   it('lists added, removed, modified files, the image and build.sh', () => {
-    const base = { format: 'cycle-build-hash/v1', image: 'ubuntu:24.04', buildScript: { sha256: 'x', size: 1 }, files: [
-      { path: 'a', executable: false, size: 1, sha256: '1' },
-      { path: 'b', executable: false, size: 1, sha256: '2' },
-      { path: 'c', executable: false, size: 1, sha256: '3' },
-    ] };
-    const next = { ...base, image: 'ubuntu:26.04', buildScript: { sha256: 'y', size: 2 }, files: [
-      { path: 'a', executable: false, size: 2, sha256: '9' },
-      { path: 'c', executable: true, size: 1, sha256: '3' },
-      { path: 'd', executable: false, size: 1, sha256: '4' },
-    ] };
+    const base = {
+      format: 'cycle-build-hash/v1',
+      image: 'ubuntu:24.04',
+      buildScript: { sha256: 'x', size: 1 },
+      files: [
+        { path: 'a', executable: false, size: 1, sha256: '1' },
+        { path: 'b', executable: false, size: 1, sha256: '2' },
+        { path: 'c', executable: false, size: 1, sha256: '3' },
+      ],
+    };
+    const next = {
+      ...base,
+      image: 'ubuntu:26.04',
+      buildScript: { sha256: 'y', size: 2 },
+      files: [
+        { path: 'a', executable: false, size: 2, sha256: '9' },
+        { path: 'c', executable: true, size: 1, sha256: '3' },
+        { path: 'd', executable: false, size: 1, sha256: '4' },
+      ],
+    };
     expect(explainChanges(base, next)).toEqual([
       { kind: 'image', before: 'ubuntu:24.04', after: 'ubuntu:26.04' },
       { kind: 'build.sh', before: 'x', after: 'y' },

@@ -63,14 +63,17 @@ describe('docker CLI driver: typed failures from the exit code and stderr', () =
       exitCode: 5,
       message: 'the Docker daemon is not running or cannot be reached',
     });
-    await expect(driver(1, 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock').listImages({})).rejects.toMatchObject({
+    await expect(
+      driver(1, 'permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock').listImages({}),
+    ).rejects.toMatchObject({
       kind: 'daemon-permission-denied',
       message: 'permission denied talking to the Docker daemon',
     });
   });
 
   it('docker run of a missing image: image-missing, exit 125', async () => {
-    const stderr = "Unable to find image 'cycle/demo:abc' locally\ndocker: Error response from daemon: pull access denied for cycle/demo, repository does not exist or may require 'docker login'.\n";
+    const stderr =
+      "Unable to find image 'cycle/demo:abc' locally\ndocker: Error response from daemon: pull access denied for cycle/demo, repository does not exist or may require 'docker login'.\n";
     const exit = await driver(125, stderr).runContainer(spec, io);
     expect(exit).toEqual({ exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: stderr.trim() } });
   });
@@ -89,11 +92,16 @@ describe('docker CLI driver: typed failures from the exit code and stderr', () =
 
   it('docker run failing for a reason of its own: container-start-failed with its words', async () => {
     const exit = await driver(125, 'docker: Error response from daemon: driver failed programming external connectivity.\n').runContainer(spec, io);
-    expect(exit).toEqual({ exitCode: 125, dockerFailure: { kind: 'container-start-failed', daemonMessage: 'docker: Error response from daemon: driver failed programming external connectivity.' } });
+    expect(exit).toEqual({
+      exitCode: 125,
+      dockerFailure: { kind: 'container-start-failed', daemonMessage: 'docker: Error response from daemon: driver failed programming external connectivity.' },
+    });
   });
 
   it('docker run with the daemon gone: thrown, daemon-unreachable', async () => {
-    await expect(driver(125, 'docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n').runContainer(spec, io)).rejects.toMatchObject({ kind: 'daemon-unreachable' });
+    await expect(
+      driver(125, 'docker: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n').runContainer(spec, io),
+    ).rejects.toMatchObject({ kind: 'daemon-unreachable' });
   });
 
   it('inspect and remove: a missing image or container is an answer, anything else a typed failure', async () => {
@@ -101,7 +109,9 @@ describe('docker CLI driver: typed failures from the exit code and stderr', () =
     await driver(1, 'Error response from daemon: No such image: cycle/demo:abc\n').removeImage('cycle/demo:abc');
     await driver(1, 'Error response from daemon: No such container: c1\n').removeContainer('c1');
     await driver(1, 'Error response from daemon: removal of container c1 is already in progress\n').removeContainer('c1');
-    await expect(driver(1, 'Error response from daemon: conflict: unable to remove repository reference (must force)\n').removeImage('cycle/demo:abc')).rejects.toMatchObject({
+    await expect(
+      driver(1, 'Error response from daemon: conflict: unable to remove repository reference (must force)\n').removeImage('cycle/demo:abc'),
+    ).rejects.toMatchObject({
       kind: 'request-failed',
       exitCode: 5,
       message: 'Docker could not remove image cycle/demo:abc: conflict: unable to remove repository reference (must force)',
@@ -113,6 +123,8 @@ describe('docker CLI driver: typed failures from the exit code and stderr', () =
     const failed = driver(1, "The command '/bin/sh -c exit 3' returned a non-zero code: 3\n").build({ context, tags: [], labels: {} });
     await expect(failed).rejects.toBeInstanceOf(DockerBuildError);
     await expect(failed).rejects.toMatchObject({ kind: 'build-failed', stepExitCode: 3 });
-    await expect(driver(1, 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n').build({ context, tags: [], labels: {} })).rejects.toMatchObject({ kind: 'daemon-unreachable' });
+    await expect(
+      driver(1, 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n').build({ context, tags: [], labels: {} }),
+    ).rejects.toMatchObject({ kind: 'daemon-unreachable' });
   });
 });

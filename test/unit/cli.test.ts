@@ -76,10 +76,13 @@ describe('output into a closed pipe (cycle … | head -1)', () => {
     }
   });
 
-  it("a command ends quietly with its own exit code (validate of an invalid project: 3)", async () => {
+  it('a command ends quietly with its own exit code (validate of an invalid project: 3)', async () => {
     const root = await cycleswapProject({ '.cycleswap/manifest.toml': '[main]\nname = 1\n' });
     try {
-      expect(await runWithStdoutClosed(['project', 'validate', '--json'], { cwd: root, env: { PATH: process.env.PATH, HOME: root } })).toEqual({ code: 3, stderr: '' });
+      expect(await runWithStdoutClosed(['project', 'validate', '--json'], { cwd: root, env: { PATH: process.env.PATH, HOME: root } })).toEqual({
+        code: 3,
+        stderr: '',
+      });
     } finally {
       await fs.rm(root, { recursive: true, force: true });
     }

@@ -29,7 +29,12 @@ function parse(manifest: Record<string, unknown>) {
 
 async function ociProject(manifest: Record<string, unknown>, files: Record<string, string> = {}): Promise<ComputalotProject> {
   const root = await tempDir();
-  await writeFiles(root, { Dockerfile: 'FROM ubuntu:24.04\nCOPY . /workspace\n', 'job.py': 'print(1)\n', ...files, 'computalot.project.json': JSON.stringify({ version: 1, runtime, entrypoint, ...manifest }) });
+  await writeFiles(root, {
+    Dockerfile: 'FROM ubuntu:24.04\nCOPY . /workspace\n',
+    'job.py': 'print(1)\n',
+    ...files,
+    'computalot.project.json': JSON.stringify({ version: 1, runtime, entrypoint, ...manifest }),
+  });
   const project = await loadProject(root);
   if (project.format !== 'computalot') throw new Error('expected an OCI project');
   return project;
@@ -40,11 +45,20 @@ describe('computalot.project.json: runtime.sandbox', () => {
     const parsed = parse({ version: 1, runtime: { kind: 'oci', workdir: '/workspace' }, entrypoint });
     expect(parsed.manifest).toBeDefined();
     expect(parsed.diagnostics).toEqual([
-      expect.objectContaining({ severity: 'warning', field: 'runtime.sandbox', line: 3, message: 'no sandbox: public execution requires "sandbox": "gvisor"', hint: 'add "sandbox": "gvisor" to "runtime"' }),
+      expect.objectContaining({
+        severity: 'warning',
+        field: 'runtime.sandbox',
+        line: 3,
+        message: 'no sandbox: public execution requires "sandbox": "gvisor"',
+        hint: 'add "sandbox": "gvisor" to "runtime"',
+      }),
     ]);
 
     const root = await tempDir();
-    await writeFiles(root, { Dockerfile: 'FROM ubuntu:24.04\n', 'computalot.project.json': JSON.stringify({ version: 1, runtime: { kind: 'oci', workdir: '/workspace' }, entrypoint }) });
+    await writeFiles(root, {
+      Dockerfile: 'FROM ubuntu:24.04\n',
+      'computalot.project.json': JSON.stringify({ version: 1, runtime: { kind: 'oci', workdir: '/workspace' }, entrypoint }),
+    });
     const { ctx, stdout } = fakeContext({ cwd: root });
     expect(await validate({ json: false }, ctx)).toBe(0);
     expect(stdout.text).toContain('computalot.project.json:1:14: warning: runtime.sandbox: no sandbox');
@@ -59,13 +73,19 @@ describe('computalot.project.json: defaults and normal forms', () => {
       entrypoint,
     });
     expect(diagnostics).toEqual([]);
-    expect(manifest?.runtime.services).toEqual([{ name: 'embedder', command: ['python3', '-m', 'embedder'], scope: 'task', restart: 'never', env: {}, ready_timeout_s: 60 }]);
+    expect(manifest?.runtime.services).toEqual([
+      { name: 'embedder', command: ['python3', '-m', 'embedder'], scope: 'task', restart: 'never', env: {}, ready_timeout_s: 60 },
+    ]);
     expect(manifest?.runtime.init?.commands).toEqual([{ command: ['uv', 'sync'], env: {} }]);
   });
 
   it('build defaults to the root Dockerfile, and to <context>/Dockerfile for another context', () => {
     expect(parse({ version: 1, runtime, entrypoint }).manifest?.build).toEqual({ dockerfile: 'Dockerfile', context: '.', args: {} });
-    expect(parse({ version: 1, runtime, entrypoint, build: { context: 'app' } }).manifest?.build).toEqual({ dockerfile: 'app/Dockerfile', context: 'app', args: {} });
+    expect(parse({ version: 1, runtime, entrypoint, build: { context: 'app' } }).manifest?.build).toEqual({
+      dockerfile: 'app/Dockerfile',
+      context: 'app',
+      args: {},
+    });
   });
 
   it('validation checks: {label, command}, the older {name, command} and a bare array all get a label', () => {
@@ -73,7 +93,13 @@ describe('computalot.project.json: defaults and normal forms', () => {
       version: 1,
       runtime,
       entrypoint,
-      validation: { commands: [{ label: 'numpy import', command: ['python3', '-c', 'import numpy'] }, { name: 'torch', command: ['python3', '-c', 'import torch'], timeout_s: 5 }, ['true']] },
+      validation: {
+        commands: [
+          { label: 'numpy import', command: ['python3', '-c', 'import numpy'] },
+          { name: 'torch', command: ['python3', '-c', 'import torch'], timeout_s: 5 },
+          ['true'],
+        ],
+      },
     });
     expect(manifest?.validation?.commands).toEqual([
       { label: 'numpy import', command: ['python3', '-c', 'import numpy'] },
@@ -100,7 +126,15 @@ describe('computalot.project.json: a key written twice', () => {
     const { manifest, diagnostics } = parseComputalotManifest(text);
     expect(manifest?.runtime.workdir).toBe('/app');
     expect(diagnostics).toEqual([
-      { severity: 'warning', file: 'computalot.project.json', line: 5, column: 3, field: 'runtime', message: 'key "runtime" is written twice: at line 3 and again at line 5; JSON parsers keep the last one', hint: 'keep one of the two (lines 3 and 5)' },
+      {
+        severity: 'warning',
+        file: 'computalot.project.json',
+        line: 5,
+        column: 3,
+        field: 'runtime',
+        message: 'key "runtime" is written twice: at line 3 and again at line 5; JSON parsers keep the last one',
+        hint: 'keep one of the two (lines 3 and 5)',
+      },
     ]);
   });
 });
@@ -108,8 +142,13 @@ describe('computalot.project.json: a key written twice', () => {
 describe('OCI builds: build.dockerfile, context, target and args', () => {
   it('the build hash covers each setting; a default build keeps the hash of a manifest without "build"', async () => {
     // The manifest is left out of the build context, so that only the settings differ.
-    const files = { 'docker/Dockerfile': 'FROM ubuntu:24.04\n', '.dockerignore': 'computalot.project.json\n', 'docker/.dockerignore': 'computalot.project.json\n' };
-    const hashOf = async (build?: Record<string, unknown>): Promise<string> => (await computalotBuildHash(await ociProject(build ? { build } : {}, files), { useCache: false })).hash;
+    const files = {
+      'docker/Dockerfile': 'FROM ubuntu:24.04\n',
+      '.dockerignore': 'computalot.project.json\n',
+      'docker/.dockerignore': 'computalot.project.json\n',
+    };
+    const hashOf = async (build?: Record<string, unknown>): Promise<string> =>
+      (await computalotBuildHash(await ociProject(build ? { build } : {}, files), { useCache: false })).hash;
     const none = await hashOf();
     expect(await hashOf({ dockerfile: 'Dockerfile', context: '.', args: {} })).toBe(none);
     const variants = await Promise.all([
@@ -125,13 +164,19 @@ describe('OCI builds: build.dockerfile, context, target and args', () => {
   });
 
   it('a context folder: its files, relative to it, filtered by its own .dockerignore', async () => {
-    const project = await ociProject({ build: { context: 'app' } }, { 'app/Dockerfile': 'FROM ubuntu:24.04\n', 'app/main.py': '', 'app/.dockerignore': 'secret.txt\n', 'app/secret.txt': '', 'outside.txt': '' });
+    const project = await ociProject(
+      { build: { context: 'app' } },
+      { 'app/Dockerfile': 'FROM ubuntu:24.04\n', 'app/main.py': '', 'app/.dockerignore': 'secret.txt\n', 'app/secret.txt': '', 'outside.txt': '' },
+    );
     const paths = (await ociBuildContext(project.root, project.manifest.build)).map((entry) => entry.path);
     expect(paths.sort()).toEqual(['.dockerignore', 'Dockerfile', 'main.py']);
   });
 
   it('docker build gets the Dockerfile path inside the context, the target and the build args', async () => {
-    const project = await ociProject({ build: { dockerfile: 'app/docker/Dockerfile', context: 'app', target: 'runtime', args: { PYTHON_VERSION: '3.11' } } }, { 'app/docker/Dockerfile': 'FROM ubuntu:24.04\n' });
+    const project = await ociProject(
+      { build: { dockerfile: 'app/docker/Dockerfile', context: 'app', target: 'runtime', args: { PYTHON_VERSION: '3.11' } } },
+      { 'app/docker/Dockerfile': 'FROM ubuntu:24.04\n' },
+    );
     const docker = new FakeDocker();
     const saved: BuildRecord[] = [];
     const options: ImageBuildOptions = {

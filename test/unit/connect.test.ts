@@ -22,12 +22,19 @@ describe('which project a command means', () => {
 
   it('no project here and none named: a usage error saying how to name one', async () => {
     const empty = made(await tempDir());
-    await expect(resolveProjectName(fakeContext({ cwd: empty }).ctx, undefined)).rejects.toMatchObject({ message: 'no project named, and no project here', exitCode: 2, hint: expect.stringContaining('--project NAME') });
+    await expect(resolveProjectName(fakeContext({ cwd: empty }).ctx, undefined)).rejects.toMatchObject({
+      message: 'no project named, and no project here',
+      exitCode: 2,
+      hint: expect.stringContaining('--project NAME'),
+    });
   });
 
   it('a project here that is invalid: its own error (exit 3), not "no project"', async () => {
     const root = made(await cycleswapProject());
     await writeFiles(root, { '.cycleswap/manifest.toml': '[main]\nname = \n' });
-    await expect(resolveProjectName(fakeContext({ cwd: root }).ctx, undefined)).rejects.toMatchObject({ exitCode: 3, message: expect.stringContaining('is invalid') });
+    await expect(resolveProjectName(fakeContext({ cwd: root }).ctx, undefined)).rejects.toMatchObject({
+      exitCode: 3,
+      message: expect.stringContaining('is invalid'),
+    });
   });
 });

@@ -21,7 +21,10 @@ describe('which Docker endpoint cycle talks to directly', () => {
   });
 
   it('DOCKER_HOST: unix and plain tcp directly; TLS, ssh and others through the CLI', () => {
-    expect(resolveDockerEndpoint({ ...home, DOCKER_HOST: 'unix:///run/user/1000/docker.sock' }, fakeFs({}, ['/run/user/1000/docker.sock']))).toMatchObject({ kind: 'unix', socketPath: '/run/user/1000/docker.sock' });
+    expect(resolveDockerEndpoint({ ...home, DOCKER_HOST: 'unix:///run/user/1000/docker.sock' }, fakeFs({}, ['/run/user/1000/docker.sock']))).toMatchObject({
+      kind: 'unix',
+      socketPath: '/run/user/1000/docker.sock',
+    });
     expect(resolveDockerEndpoint({ ...home, DOCKER_HOST: 'tcp://10.0.0.5:2375' }, fakeFs({}))).toMatchObject({ kind: 'tcp', host: '10.0.0.5', port: 2375 });
     expect(resolveDockerEndpoint({ ...home, DOCKER_HOST: 'tcp://[::1]:2375' }, fakeFs({}))).toMatchObject({ kind: 'tcp', host: '::1', port: 2375 });
     expect(resolveDockerEndpoint({ ...home, DOCKER_HOST: 'tcp://10.0.0.5:2376', DOCKER_TLS_VERIFY: '1' }, fakeFs({}))).toBeUndefined();
@@ -36,7 +39,10 @@ describe('which Docker endpoint cycle talks to directly', () => {
 
   it('the current Docker context, from DOCKER_CONTEXT or config.json, as the CLI finds it', () => {
     const meta = (name: string, host: string): Record<string, string> => ({
-      [`/home/me/.docker/contexts/meta/${contextId(name)}/meta.json`]: JSON.stringify({ Name: name, Endpoints: { docker: { Host: host, SkipTLSVerify: false } } }),
+      [`/home/me/.docker/contexts/meta/${contextId(name)}/meta.json`]: JSON.stringify({
+        Name: name,
+        Endpoints: { docker: { Host: host, SkipTLSVerify: false } },
+      }),
     });
     const files = {
       '/home/me/.docker/config.json': JSON.stringify({ currentContext: 'desktop-linux' }),
@@ -51,7 +57,9 @@ describe('which Docker endpoint cycle talks to directly', () => {
     expect(resolveDockerEndpoint({ ...home, DOCKER_CONTEXT: 'default' }, fakeFs(files, sockets))).toMatchObject({ socketPath: '/var/run/docker.sock' });
     expect(resolveDockerEndpoint({ ...home, DOCKER_CONTEXT: 'remote' }, fakeFs(files, sockets))).toBeUndefined(); // TLS material
     expect(resolveDockerEndpoint({ ...home, DOCKER_CONTEXT: 'unknown' }, fakeFs(files, sockets))).toBeUndefined();
-    expect(resolveDockerEndpoint({ HOME: '/elsewhere', DOCKER_CONFIG: '/home/me/.docker' }, fakeFs(files, sockets))).toMatchObject({ socketPath: '/home/me/.docker/run/docker.sock' });
+    expect(resolveDockerEndpoint({ HOME: '/elsewhere', DOCKER_CONFIG: '/home/me/.docker' }, fakeFs(files, sockets))).toMatchObject({
+      socketPath: '/home/me/.docker/run/docker.sock',
+    });
     expect(resolveDockerEndpoint(home, fakeFs({ '/home/me/.docker/config.json': '{not json' }, sockets))).toBeUndefined();
   });
 });

@@ -13,7 +13,16 @@ function dockerWith(info: Partial<DockerInfo> | CycleError): DockerDriver {
   return {
     info: async () => {
       if (info instanceof CycleError) throw info;
-      return { serverVersion: '27.0.0', clientVersion: '27.0.0', builder: 'buildkit', runtimes: ['runc'], cdiSpecDirs: [], operatingSystem: 'Ubuntu', architecture: 'x86_64', ...info };
+      return {
+        serverVersion: '27.0.0',
+        clientVersion: '27.0.0',
+        builder: 'buildkit',
+        runtimes: ['runc'],
+        cdiSpecDirs: [],
+        operatingSystem: 'Ubuntu',
+        architecture: 'x86_64',
+        ...info,
+      };
     },
   } as unknown as DockerDriver;
 }
@@ -23,11 +32,13 @@ const noNvidia: Exec = async () => {
 };
 
 /** nvidia-smi prints `text`; every other program (the toolkit hook) is not installed unless listed. */
-const smiOnly = (text: string, installed: string[] = []): Exec => async (file) => {
-  if (file === 'nvidia-smi') return { exitCode: 0, stdout: text, stderr: '' };
-  if (installed.includes(file)) return { exitCode: 0, stdout: 'usage', stderr: '' };
-  throw new ExecNotFound(file);
-};
+const smiOnly =
+  (text: string, installed: string[] = []): Exec =>
+  async (file) => {
+    if (file === 'nvidia-smi') return { exitCode: 0, stdout: text, stderr: '' };
+    if (installed.includes(file)) return { exitCode: 0, stdout: 'usage', stderr: '' };
+    throw new ExecNotFound(file);
+  };
 
 describe('doctor', () => {
   it('reports each check as ok / warn / fail in JSON, never the token', async () => {

@@ -18,25 +18,39 @@ const frame = (stream: 1 | 2, text: string): Buffer => {
 describe("Docker's multiplexed attach stream", () => {
   it('splits stdout from stderr however the bytes are cut into chunks', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom<1 | 2>(1, 2), fc.string({ minLength: 1, maxLength: 40 })), { maxLength: 12 }), fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 8 }), async (frames, cuts) => {
-        const bytes = Buffer.concat(frames.map(([stream, text]) => frame(stream, text)));
-        const socket = new PassThrough();
-        const out: Buffer[] = [];
-        const err: Buffer[] = [];
-        const headLength = Math.min(bytes.length, cuts[0]! - 1);
-        const done = demultiplex(socket, bytes.subarray(0, headLength), { stdout: (c) => out.push(Buffer.from(c)), stderr: (c) => err.push(Buffer.from(c)) });
-        let at = headLength;
-        for (let i = 0; at < bytes.length; i++) {
-          const size = cuts[i % cuts.length]!;
-          socket.write(bytes.subarray(at, at + size));
-          at += size;
-        }
-        socket.end();
-        socket.destroy();
-        await done;
-        expect(Buffer.concat(out).toString()).toBe(frames.filter(([s]) => s === 1).map(([, t]) => t).join(''));
-        expect(Buffer.concat(err).toString()).toBe(frames.filter(([s]) => s === 2).map(([, t]) => t).join(''));
-      }),
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.constantFrom<1 | 2>(1, 2), fc.string({ minLength: 1, maxLength: 40 })), { maxLength: 12 }),
+        fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 8 }),
+        async (frames, cuts) => {
+          const bytes = Buffer.concat(frames.map(([stream, text]) => frame(stream, text)));
+          const socket = new PassThrough();
+          const out: Buffer[] = [];
+          const err: Buffer[] = [];
+          const headLength = Math.min(bytes.length, cuts[0]! - 1);
+          const done = demultiplex(socket, bytes.subarray(0, headLength), { stdout: (c) => out.push(Buffer.from(c)), stderr: (c) => err.push(Buffer.from(c)) });
+          let at = headLength;
+          for (let i = 0; at < bytes.length; i++) {
+            const size = cuts[i % cuts.length]!;
+            socket.write(bytes.subarray(at, at + size));
+            at += size;
+          }
+          socket.end();
+          socket.destroy();
+          await done;
+          expect(Buffer.concat(out).toString()).toBe(
+            frames
+              .filter(([s]) => s === 1)
+              .map(([, t]) => t)
+              .join(''),
+          );
+          expect(Buffer.concat(err).toString()).toBe(
+            frames
+              .filter(([s]) => s === 2)
+              .map(([, t]) => t)
+              .join(''),
+          );
+        },
+      ),
     );
   });
 });
@@ -84,7 +98,10 @@ describe('Engine API driver against a fake daemon', () => {
       expect(request.url).toBe('/containers/create?name=cycle-demo-task');
       response.writeHead(404, { 'Content-Type': 'application/json' }).end(JSON.stringify({ message: 'No such image: cycle/demo:abc' }));
     });
-    expect(await driver.runContainer(spec, io)).toEqual({ exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: "Unable to find image 'cycle/demo:abc' locally: No such image: cycle/demo:abc" } });
+    expect(await driver.runContainer(spec, io)).toEqual({
+      exitCode: 125,
+      dockerFailure: { kind: 'image-missing', daemonMessage: "Unable to find image 'cycle/demo:abc' locally: No such image: cycle/demo:abc" },
+    });
   });
 
   it('a command that cannot start: exit 127 and the daemon message; the container is removed', async () => {
@@ -94,7 +111,8 @@ describe('Engine API driver against a fake daemon', () => {
       seen.push(`${request.method} ${request.url?.replace(/\?.*/, '')}`);
       if (request.url?.startsWith('/containers/create')) response.writeHead(201).end(JSON.stringify({ Id: 'c1' }));
       else if (request.url?.startsWith('/containers/c1/attach')) response.writeHead(101, { Connection: 'Upgrade', Upgrade: 'tcp' }).end();
-      else if (request.url?.startsWith('/containers/c1/start')) response.writeHead(400).end(JSON.stringify({ message: 'OCI runtime create failed: exec: "bash": executable file not found in $PATH' }));
+      else if (request.url?.startsWith('/containers/c1/start'))
+        response.writeHead(400).end(JSON.stringify({ message: 'OCI runtime create failed: exec: "bash": executable file not found in $PATH' }));
       else if (request.method === 'DELETE') {
         response.writeHead(204).end();
         container.removed();
@@ -160,7 +178,8 @@ describe('Engine API driver against a fake daemon', () => {
   }
 
   it('an image that needs a newer CUDA: the required version, typed', async () => {
-    const message = 'failed to create task for container: OCI runtime create failed: error running prestart hook #0: exit status 1, stdout: , stderr: nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.8, please update your driver';
+    const message =
+      'failed to create task for container: OCI runtime create failed: error running prestart hook #0: exit status 1, stdout: , stderr: nvidia-container-cli: requirement error: unsatisfied condition: cuda>=12.8, please update your driver';
     const exit = await (await refusingStart(500, message)).runContainer({ ...spec, gpus: 'all' }, io);
     expect(exit).toEqual({ exitCode: 125, dockerFailure: { kind: 'cuda-requirement', requiredCuda: '12.8', daemonMessage: message } });
   });
@@ -172,7 +191,10 @@ describe('Engine API driver against a fake daemon', () => {
 
   it('any other refusal to start: exit 125, container-start-failed with the daemon message', async () => {
     const exit = await (await refusingStart(500, 'driver failed programming external connectivity')).runContainer(spec, io);
-    expect(exit).toEqual({ exitCode: 125, dockerFailure: { kind: 'container-start-failed', daemonMessage: 'driver failed programming external connectivity' } });
+    expect(exit).toEqual({
+      exitCode: 125,
+      dockerFailure: { kind: 'container-start-failed', daemonMessage: 'driver failed programming external connectivity' },
+    });
   });
 
   it('a container that vanished before attach: container-missing, thrown', async () => {
@@ -181,7 +203,11 @@ describe('Engine API driver against a fake daemon', () => {
       else if (request.url?.startsWith('/containers/v1/attach')) response.writeHead(404).end(JSON.stringify({ message: 'No such container: v1' }));
       else response.writeHead(204).end();
     });
-    await expect(driver.runContainer(spec, io)).rejects.toMatchObject({ kind: 'container-missing', exitCode: 5, message: 'Docker could not attach to the container: No such container: v1' });
+    await expect(driver.runContainer(spec, io)).rejects.toMatchObject({
+      kind: 'container-missing',
+      exitCode: 5,
+      message: 'Docker could not attach to the container: No such container: v1',
+    });
   });
 
   it('removing a container: gone (404) or already being removed (409) is fine; a 500 is a typed failure', async () => {
@@ -192,7 +218,10 @@ describe('Engine API driver against a fake daemon', () => {
     });
     await driver.removeContainer('a');
     await driver.removeContainer('b');
-    await expect(driver.removeContainer('c')).rejects.toMatchObject({ kind: 'request-failed', message: 'Docker could not remove container c: device or resource busy' });
+    await expect(driver.removeContainer('c')).rejects.toMatchObject({
+      kind: 'request-failed',
+      message: 'Docker could not remove container c: device or resource busy',
+    });
   });
 
   it('inspecting an image: 404 is no image; another error is a typed failure', async () => {
@@ -201,11 +230,22 @@ describe('Engine API driver against a fake daemon', () => {
       else response.writeHead(500).end(JSON.stringify({ message: 'layer store is corrupt' }));
     });
     expect(await driver.inspectImage('gone')).toBeUndefined();
-    await expect(driver.inspectImage('broken')).rejects.toMatchObject({ kind: 'request-failed', exitCode: 5, message: 'Docker could not inspect image broken: layer store is corrupt' });
+    await expect(driver.inspectImage('broken')).rejects.toMatchObject({
+      kind: 'request-failed',
+      exitCode: 5,
+      message: 'Docker could not inspect image broken: layer store is corrupt',
+    });
   });
 
   it('cannot connect: the daemon-down error with the socket named, exit 5', async () => {
-    const driver = new EngineDockerDriver({ kind: 'unix', socketPath: '/nonexistent/docker.sock', description: 'unix:///nonexistent/docker.sock' }, { env: {} });
-    await expect(driver.inspectImage('ubuntu:24.04')).rejects.toMatchObject({ kind: 'daemon-unreachable', exitCode: 5, message: 'the Docker daemon is not running or cannot be reached' });
+    const driver = new EngineDockerDriver(
+      { kind: 'unix', socketPath: '/nonexistent/docker.sock', description: 'unix:///nonexistent/docker.sock' },
+      { env: {} },
+    );
+    await expect(driver.inspectImage('ubuntu:24.04')).rejects.toMatchObject({
+      kind: 'daemon-unreachable',
+      exitCode: 5,
+      message: 'the Docker daemon is not running or cannot be reached',
+    });
   });
 });

@@ -75,7 +75,10 @@ describe('--query-gpu CSV', () => {
     ]);
   });
   it('noheader, one line per GPU', async () => {
-    expect(parseQueryCsv(await read('query-csv-driver_version-noheader-515.57-2gpu.txt'), ['driver_version']).map((r) => r.driver_version)).toEqual(['515.57', '515.57']);
+    expect(parseQueryCsv(await read('query-csv-driver_version-noheader-515.57-2gpu.txt'), ['driver_version']).map((r) => r.driver_version)).toEqual([
+      '515.57',
+      '515.57',
+    ]);
     expect(parseQueryCsv(await read('query-csv-driver_version-noheader-id0-515.57.txt'), ['driver_version'])).toEqual([{ driver_version: '515.57' }]);
   });
   it('wide captures with hundreds of fields', async () => {
@@ -103,7 +106,7 @@ describe('failures', () => {
 });
 
 describe('the driver table', () => {
-  it('matches NVIDIA\'s table, GA row of each CUDA version', async () => {
+  it("matches NVIDIA's table, GA row of each CUDA version", async () => {
     const table = await read('cuda-driver-table.md');
     // "Update" rows come before the GA row of each version in the file: the last row is the GA one.
     const lastRows = new Map<string, string>();
@@ -163,9 +166,13 @@ describe('the CUDA rule', () => {
     const comm = await read('smi-fail-driver-comm.txt');
     expect(await probeNvidia(async () => ({ exitCode: 9, stdout: comm, stderr: '' }))).toMatchObject({ ok: false, reason: 'driver-not-loaded' });
     const table = await read('smi-595.80-cuda13.2-1gpu-l40s.txt');
-    expect(await probeNvidia(async () => ({ exitCode: 0, stdout: table, stderr: '' }))).toMatchObject({ ok: true, report: { driverVersion: '595.80', cudaVersion: '13.2' } });
+    expect(await probeNvidia(async () => ({ exitCode: 0, stdout: table, stderr: '' }))).toMatchObject({
+      ok: true,
+      report: { driverVersion: '595.80', cudaVersion: '13.2' },
+    });
     const version = await read('smi-version-610.57.04-kmd.txt');
-    const r610: Exec = async (_file, args) => (args.includes('--version') ? { exitCode: 0, stdout: version, stderr: '' } : { exitCode: 0, stdout: 'a layout cycle does not know\n', stderr: '' });
+    const r610: Exec = async (_file, args) =>
+      args.includes('--version') ? { exitCode: 0, stdout: version, stderr: '' } : { exitCode: 0, stdout: 'a layout cycle does not know\n', stderr: '' };
     expect(await probeNvidia(r610)).toMatchObject({ ok: true, report: { driverVersion: '610.57.04', cudaVersion: '13.3' } });
   });
 });

@@ -57,12 +57,16 @@ describe('project init', () => {
   it('refuses to mix formats in one folder', async () => {
     const root = await tempDir();
     await init({ dir: '.', format: 'computalot', template: 'python', force: false }, fakeContext({ cwd: root }).ctx);
-    await expect(init({ dir: '.', format: 'cycleswap', template: 'python', force: true }, fakeContext({ cwd: root }).ctx)).rejects.toMatchObject({ exitCode: 2 });
+    await expect(init({ dir: '.', format: 'cycleswap', template: 'python', force: true }, fakeContext({ cwd: root }).ctx)).rejects.toMatchObject({
+      exitCode: 2,
+    });
   });
 
   it('rejects a bad --name with the rule and a suggestion', async () => {
     const root = await tempDir();
-    await expect(init({ dir: '.', format: 'cycleswap', template: 'python', name: 'Bad Name', force: false }, fakeContext({ cwd: root }).ctx)).rejects.toMatchObject({
+    await expect(
+      init({ dir: '.', format: 'cycleswap', template: 'python', name: 'Bad Name', force: false }, fakeContext({ cwd: root }).ctx),
+    ).rejects.toMatchObject({
       exitCode: 2,
       hint: 'try --name bad-name',
     });

@@ -16,13 +16,29 @@ import { runWithStdoutClosed } from '../helpers/binary.js';
 let server: RunningServer;
 let root: string;
 beforeAll(async () => {
-  server = await startServer({ host: '127.0.0.1', port: 0, dataDir: await tempDir(), workers: 1, version: 'test', docker: async () => new FakeDocker(), exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')), log: () => undefined });
-  await fetch(`${server.url}/api/v1/projects/demo/push`, { method: 'POST', headers: { authorization: `Bearer ${server.token}` }, body: rawTarGz(VALID_PROJECT) });
+  server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: await tempDir(),
+    workers: 1,
+    version: 'test',
+    docker: async () => new FakeDocker(),
+    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+    log: () => undefined,
+  });
+  await fetch(`${server.url}/api/v1/projects/demo/push`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${server.token}` },
+    body: rawTarGz(VALID_PROJECT),
+  });
   root = await cycleswapProject();
 });
 afterAll(async () => server.close());
 
-async function cycle(args: string[], options: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cycle(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new Capture();
   const stderr = new Capture();
   const stdin = new PassThrough();
@@ -45,13 +61,25 @@ describe('job commands: bad inputs give a clear message and the documented exit 
     ['--payload that is not JSON', ['job', 'submit', '--payload', '{"a": 1,}'], 2, /--payload is not valid JSON: .* at line 1, column 9/, unreachable],
     ['--payload that is a list', ['job', 'submit', '--payload', '[1]'], 2, /--payload must be a JSON object/, unreachable],
     ['a missing @file', ['job', 'submit', '--payload', '@nope.json'], 2, /--payload @nope\.json: no such file/, unreachable],
-    ['mixed fan-out flags', ['job', 'submit', '--fan-out-by', 'x', '--chunks', '3', '--range-field', 'r', '--total', '9'], 2, /--fan-out-by and --chunks\/--range-field\/--total cannot be mixed/, unreachable],
+    [
+      'mixed fan-out flags',
+      ['job', 'submit', '--fan-out-by', 'x', '--chunks', '3', '--range-field', 'r', '--total', '9'],
+      2,
+      /--fan-out-by and --chunks\/--range-field\/--total cannot be mixed/,
+      unreachable,
+    ],
     ['--chunks without --total', ['job', 'submit', '--chunks', '3', '--range-field', 'r'], 2, /--chunks, --range-field and --total go together/, unreachable],
     ['a bad --type', ['job', 'submit', '--type', 'magic'], 2, /Allowed choices are structured_runner, sweep, map_reduce, benchmark/],
     ['a bad --timeout', ['job', 'submit', '--timeout', '5x'], 2, /--timeout 5x: expected seconds or a duration/, unreachable],
     ['a bad --require', ['job', 'submit', '--require', 'gpu'], 2, /--require gpu: expected KEY=NUMBER pairs/, unreachable],
     ['an unterminated quote in --runner', ['job', 'submit', '--runner', 'python3 "eval.py'], 2, /--runner: unterminated " quote/, unreachable],
-    ['--runner-json that is not an array', ['job', 'submit', '--runner-json', '"python3"'], 2, /--runner-json: expected a non-empty JSON array of strings/, unreachable],
+    [
+      '--runner-json that is not an array',
+      ['job', 'submit', '--runner-json', '"python3"'],
+      2,
+      /--runner-json: expected a non-empty JSON array of strings/,
+      unreachable,
+    ],
     ['--meta without =', ['job', 'submit', '--meta', 'oops'], 2, /--meta oops: expected KEY=VALUE/, unreachable],
     ['--batch-size 0', ['job', 'submit', '--batch-size', '0'], 2, /--batch-size 0: expected a positive whole number/, unreachable],
     ['an invalid --project name', ['job', 'submit', '--project', 'Bad Name'], 2, /invalid project name "Bad Name"/, unreachable],
@@ -81,12 +109,16 @@ describe('job commands: bad inputs give a clear message and the documented exit 
     lines[36] = '{"project": "demo", "payload": {"i": 36}'; // line 37: broken
     const dir = await tempDir();
     await fs.writeFile(path.join(dir, 'jobs.jsonl'), lines.join('\n') + '\n');
-    const before = (await (await fetch(`${server.url}/api/v1/jobs?limit=1000`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as { jobs: unknown[] };
+    const before = (await (await fetch(`${server.url}/api/v1/jobs?limit=1000`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as {
+      jobs: unknown[];
+    };
     const result = await cycle(['job', 'batch', path.join(dir, 'jobs.jsonl')]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('1 bad line; nothing was sent');
     expect(result.stderr).toMatch(/line 37: not valid JSON/);
-    const after = (await (await fetch(`${server.url}/api/v1/jobs?limit=1000`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as { jobs: unknown[] };
+    const after = (await (await fetch(`${server.url}/api/v1/jobs?limit=1000`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as {
+      jobs: unknown[];
+    };
     expect(after.jobs.length).toBe(before.jobs.length);
   });
 });
@@ -115,9 +147,17 @@ describe('job commands against the local server', () => {
   it('job logs shows the system lines apart from the output: [cycle] in text, "source" in --json', async () => {
     const { id } = JSON.parse((await cycle(['job', 'submit', '--project', 'demo', '--json'])).stdout) as { id: string };
     let status = '';
-    await waitFor(async () => ['completed', 'failed'].includes((status = JSON.parse((await cycle(['job', 'get', id, '--json'])).stdout).status)), 15_000, `job ${id} to finish`, () => status);
+    await waitFor(
+      async () => ['completed', 'failed'].includes((status = JSON.parse((await cycle(['job', 'get', id, '--json'])).stdout).status)),
+      15_000,
+      `job ${id} to finish`,
+      () => status,
+    );
     // This file's server makes a new fake Docker per call, so the task fails (no such image): its reason is in the log.
-    const ended = status === 'completed' ? 'task 0 succeeded' : `task 0 failed: ${((await (await fetch(`${server.url}/api/v1/jobs/${id}/tasks`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as { tasks: Array<{ error: string }> }).tasks[0]!.error.split('\n')[0]}`;
+    const ended =
+      status === 'completed'
+        ? 'task 0 succeeded'
+        : `task 0 failed: ${((await (await fetch(`${server.url}/api/v1/jobs/${id}/tasks`, { headers: { authorization: `Bearer ${server.token}` } })).json()) as { tasks: Array<{ error: string }> }).tasks[0]!.error.split('\n')[0]}`;
     const text = await cycle(['job', 'logs', id]);
     expect(text.stdout).toBe(`[cycle] task 0 started (attempt 1)\n[cycle] ${ended}\n`);
     const [task] = JSON.parse((await cycle(['job', 'logs', id, '--json'])).stdout) as Array<{ lines: unknown[] }>;
@@ -125,7 +165,10 @@ describe('job commands against the local server', () => {
       { source: 'system', text: 'task 0 started (attempt 1)' },
       { source: 'system', text: ended },
     ]);
-    const followed = (await cycle(['job', 'logs', id, '--follow', '--json'])).stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown);
+    const followed = (await cycle(['job', 'logs', id, '--follow', '--json'])).stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown);
     expect(followed).toEqual([
       { task: 0, text: 'task 0 started (attempt 1)', source: 'system' },
       { task: 0, text: ended, source: 'system' },
@@ -148,7 +191,10 @@ describe('job commands against the local server', () => {
 
 describe('job commands into a closed pipe (cycle job … | head -1)', () => {
   it('job list --json ends quietly with exit 0', async () => {
-    const result = await runWithStdoutClosed(['job', 'list', '--json'], { cwd: root, env: { PATH: process.env.PATH, HOME: root, CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token } });
+    const result = await runWithStdoutClosed(['job', 'list', '--json'], {
+      cwd: root,
+      env: { PATH: process.env.PATH, HOME: root, CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token },
+    });
     expect(result).toEqual({ code: 0, stderr: '' });
   });
 
@@ -162,9 +208,22 @@ describe('job commands into a closed pipe (cycle job … | head -1)', () => {
       return 0;
     };
     const dataDir = await tempDir();
-    const busy = await startServer({ host: '127.0.0.1', port: 0, dataDir, workers: 1, version: 'test', docker: async () => docker, exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')), log: () => undefined });
+    const busy = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      dataDir,
+      workers: 1,
+      version: 'test',
+      docker: async () => docker,
+      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+      log: () => undefined,
+    });
     try {
-      await fetch(`${busy.url}/api/v1/projects/demo/push`, { method: 'POST', headers: { authorization: `Bearer ${busy.token}` }, body: rawTarGz(VALID_PROJECT) });
+      await fetch(`${busy.url}/api/v1/projects/demo/push`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${busy.token}` },
+        body: rawTarGz(VALID_PROJECT),
+      });
       const env = { CYCLE_API_URL: busy.url, CYCLE_TOKEN: busy.token };
       const id = (await cycle(['job', 'submit', '--project', 'demo'], { env })).stdout.trim();
       const result = await runWithStdoutClosed(['job', 'logs', id, '--follow'], { cwd: root, env: { PATH: process.env.PATH, HOME: root, ...env } });
@@ -196,7 +255,9 @@ describe('artifact names from a hostile server', () => {
     await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
     const out = path.join(await tempDir(), 'deep', 'out');
     try {
-      const result = await cycle(['artifacts', 'download', 'art_x', '--out', out], { env: { CYCLE_API_URL: `http://127.0.0.1:${(hostile.address() as { port: number }).port}` } });
+      const result = await cycle(['artifacts', 'download', 'art_x', '--out', out], {
+        env: { CYCLE_API_URL: `http://127.0.0.1:${(hostile.address() as { port: number }).port}` },
+      });
       expect(result.code, result.stderr).toBe(0);
       expect(await fs.readFile(path.join(out, 'evil'), 'utf8')).toBe('owned');
       expect(result.stderr).toContain('saved as evil inside');
@@ -222,13 +283,23 @@ describe('artifact names from a hostile server', () => {
     const flaky = http.createServer((req, res) => {
       ranges.push(String(req.headers.range ?? ''));
       const start = req.headers.range ? Number(/bytes=(\d+)-/.exec(req.headers.range)![1]) : 0;
-      const headers = { 'content-type': 'application/octet-stream', 'x-artifact-name': 'data.bin', 'x-artifact-size': String(body.length), 'x-checksum-sha256': sha };
+      const headers = {
+        'content-type': 'application/octet-stream',
+        'x-artifact-name': 'data.bin',
+        'x-artifact-size': String(body.length),
+        'x-checksum-sha256': sha,
+      };
       if (first) {
         first = false;
         res.writeHead(200, { ...headers, 'content-length': String(body.length) });
         res.write(body.subarray(0, 4000));
         // Broken off once the client has saved those bytes (in its part file), so there is something to resume from.
-        brokenOff = waitFor(async () => (await savedBytes()) === 4000, 15_000, 'the client to save the first 4,000 bytes', async () => `${await savedBytes()} bytes`).finally(() => res.destroy());
+        brokenOff = waitFor(
+          async () => (await savedBytes()) === 4000,
+          15_000,
+          'the client to save the first 4,000 bytes',
+          async () => `${await savedBytes()} bytes`,
+        ).finally(() => res.destroy());
         brokenOff.catch(() => undefined); // awaited (and so reported) after the first download
         return;
       }

@@ -50,7 +50,10 @@ describe('a server that answers only with what the docs show', () => {
     const json = await cycle(['job', 'list', '--json']);
     expect(json.code).toBe(0);
     const jobs: unknown = JSON.parse(json.stdout);
-    expect(jobs).toEqual([expect.objectContaining({ job_id: 'job_docs_ok', x_unknown_field: { kept: true }, summary: 'made by a fake server' }), expect.objectContaining({ job_id: 'job_docs_fail' })]);
+    expect(jobs).toEqual([
+      expect.objectContaining({ job_id: 'job_docs_ok', x_unknown_field: { kept: true }, summary: 'made by a fake server' }),
+      expect.objectContaining({ job_id: 'job_docs_fail' }),
+    ]);
   });
 
   it('job get shows an unknown status as it is, and --json prints the document unchanged', async () => {
@@ -61,7 +64,12 @@ describe('a server that answers only with what the docs show', () => {
       expect(text.code).toBe(0);
       expect(text.stdout).toMatch(/^status\s+provisioning$/m);
       const json = await cycle(['job', 'get', 'job_docs_ok', '--json']);
-      expect(JSON.parse(json.stdout)).toEqual({ job_id: 'job_docs_ok', status: 'provisioning', x_unknown_field: { kept: true }, summary: 'made by a fake server' });
+      expect(JSON.parse(json.stdout)).toEqual({
+        job_id: 'job_docs_ok',
+        status: 'provisioning',
+        x_unknown_field: { kept: true },
+        summary: 'made by a fake server',
+      });
     } finally {
       docs.provisioningPolls = 2;
     }
@@ -131,7 +139,13 @@ describe('a server that answers only with what the docs show', () => {
   it('job submit --json prints the answer as it came', async () => {
     const result = await cycle(['job', 'submit', '--project', 'demo', '--json']);
     expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual({ job_id: 'job_docs_ok', status: 'queued', hold_usd: 0.25, x_unknown_field: { kept: true }, summary: 'made by a fake server' });
+    expect(JSON.parse(result.stdout)).toEqual({
+      job_id: 'job_docs_ok',
+      status: 'queued',
+      hold_usd: 0.25,
+      x_unknown_field: { kept: true },
+      summary: 'made by a fake server',
+    });
   });
 
   it('job cancel reads the answer liberally', async () => {
@@ -176,7 +190,12 @@ describe('recipe, account and project create against the documented routes', () 
     const balance = await cycle(['account', 'balance']);
     expect(balance.code, balance.stderr).toBe(0);
     expect(balance.stdout).toBe('available  $17.50\nheld       $2.50\nledger     $20.00\n');
-    expect(JSON.parse((await cycle(['account', 'balance', '--json'])).stdout)).toEqual({ ledger_balance_usd: 20, held_usd: '2.5', available_usd: 17.5, currency: 'USD' });
+    expect(JSON.parse((await cycle(['account', 'balance', '--json'])).stdout)).toEqual({
+      ledger_balance_usd: 20,
+      held_usd: '2.5',
+      available_usd: 17.5,
+      currency: 'USD',
+    });
     expect((await cycle(['account', 'holds'])).stdout).toBe('job_id=job_docs_ok  amount_usd=2.5\n');
     expect((await cycle(['account', 'ledger'])).stdout).toBe('at=2026-12-01T00:00:00Z  amount_usd=20  kind=deposit\n');
   });

@@ -23,7 +23,10 @@ describe('a job container: one set of lock-down and limits for project test and 
   });
 
   it('limits memory to 90% of the host RAM and processes to 4096; --skip-limits lifts both but keeps the lock-down', () => {
-    expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: {}, host }).confinement).toMatchObject({ memoryBytes: Math.floor(16 * GiB * 0.9), pidsLimit: 4096 });
+    expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: {}, host }).confinement).toMatchObject({
+      memoryBytes: Math.floor(16 * GiB * 0.9),
+      pidsLimit: 4096,
+    });
     const skipped = jobContainer({ skipLimits: true, gvisorRegistered: false, env: {}, host }).confinement;
     expect(skipped.memoryBytes).toBeUndefined();
     expect(skipped.pidsLimit).toBeUndefined();
@@ -32,8 +35,14 @@ describe('a job container: one set of lock-down and limits for project test and 
 
   it('CYCLE_MEMORY_LIMIT sets the memory limit; a request asks for less, never more; cpu is capped at the host', () => {
     expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: { CYCLE_MEMORY_LIMIT: '256m' }, host }).confinement.memoryBytes).toBe(256 * 2 ** 20);
-    expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: {}, host, requirements: { memory_gb: 2, cpu: 1.5 } }).confinement).toMatchObject({ memoryBytes: 2 * GiB, nanoCpus: 1.5e9 });
-    expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: {}, host, requirements: { memory_gb: 64, cpu: 32 } }).confinement).toMatchObject({ memoryBytes: Math.floor(16 * GiB * 0.9), nanoCpus: 8e9 });
+    expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: {}, host, requirements: { memory_gb: 2, cpu: 1.5 } }).confinement).toMatchObject({
+      memoryBytes: 2 * GiB,
+      nanoCpus: 1.5e9,
+    });
+    expect(jobContainer({ skipLimits: false, gvisorRegistered: false, env: {}, host, requirements: { memory_gb: 64, cpu: 32 } }).confinement).toMatchObject({
+      memoryBytes: Math.floor(16 * GiB * 0.9),
+      nanoCpus: 8e9,
+    });
   });
 
   it('reads memory sizes as Docker does (binary units); a bad one names the variable and the form expected', () => {
@@ -55,14 +64,47 @@ describe('a job container: one set of lock-down and limits for project test and 
 });
 
 describe('both drivers tell Docker the same', () => {
-  const confinement = { noNewPrivileges: true, capDrop: ['ALL'], capAdd: ['CHOWN', 'KILL'], runtime: 'runsc', memoryBytes: 256 * 2 ** 20, pidsLimit: 4096, nanoCpus: 1.5e9 };
+  const confinement = {
+    noNewPrivileges: true,
+    capDrop: ['ALL'],
+    capAdd: ['CHOWN', 'KILL'],
+    runtime: 'runsc',
+    memoryBytes: 256 * 2 ** 20,
+    pidsLimit: 4096,
+    nanoCpus: 1.5e9,
+  };
 
   it('as docker run flags and as Engine API HostConfig fields', () => {
     expect(confinementFlags(confinement)).toEqual([
-      '--security-opt', 'no-new-privileges', '--cap-drop', 'ALL', '--cap-add', 'CHOWN', '--cap-add', 'KILL', '--runtime', 'runsc',
-      '--memory', '268435456b', '--memory-swap', '268435456b', '--pids-limit', '4096', '--cpus', '1.5',
+      '--security-opt',
+      'no-new-privileges',
+      '--cap-drop',
+      'ALL',
+      '--cap-add',
+      'CHOWN',
+      '--cap-add',
+      'KILL',
+      '--runtime',
+      'runsc',
+      '--memory',
+      '268435456b',
+      '--memory-swap',
+      '268435456b',
+      '--pids-limit',
+      '4096',
+      '--cpus',
+      '1.5',
     ]);
-    expect(confinementHostConfig(confinement)).toEqual({ SecurityOpt: ['no-new-privileges'], CapDrop: ['ALL'], CapAdd: ['CHOWN', 'KILL'], Runtime: 'runsc', Memory: 268435456, MemorySwap: 268435456, PidsLimit: 4096, NanoCpus: 1.5e9 });
+    expect(confinementHostConfig(confinement)).toEqual({
+      SecurityOpt: ['no-new-privileges'],
+      CapDrop: ['ALL'],
+      CapAdd: ['CHOWN', 'KILL'],
+      Runtime: 'runsc',
+      Memory: 268435456,
+      MemorySwap: 268435456,
+      PidsLimit: 4096,
+      NanoCpus: 1.5e9,
+    });
     expect(confinementFlags(undefined)).toEqual([]);
   });
 
@@ -72,7 +114,16 @@ describe('both drivers tell Docker the same', () => {
     for (const server of servers.splice(0)) server.close();
     for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true });
   });
-  const spec = { image: 'cycle/demo:abc', name: 'cycle-demo-task', command: ['python3', 'job.py'], env: {}, mounts: [], labels: {}, network: 'none', confinement };
+  const spec = {
+    image: 'cycle/demo:abc',
+    name: 'cycle-demo-task',
+    command: ['python3', 'job.py'],
+    env: {},
+    mounts: [],
+    labels: {},
+    network: 'none',
+    confinement,
+  };
   const io = { stdout: () => undefined, stderr: () => undefined };
 
   it('Engine API: the create request carries the limits; an OOM-killed container is inspected, reported and removed', async () => {
@@ -114,7 +165,9 @@ describe('both drivers tell Docker the same', () => {
     const binary = path.join(dir, 'docker');
     const log = path.join(dir, 'calls');
     // A fake docker: records each call; `run` dies as an OOM kill does, `inspect` says so.
-    await fs.writeFile(binary, `#!/bin/sh\necho "$*" >> ${JSON.stringify(log)}\ncase "$1" in run) exit 137;; container) echo true;; esac\nexit 0\n`, { mode: 0o755 });
+    await fs.writeFile(binary, `#!/bin/sh\necho "$*" >> ${JSON.stringify(log)}\ncase "$1" in run) exit 137;; container) echo true;; esac\nexit 0\n`, {
+      mode: 0o755,
+    });
     const driver = new CliDockerDriver({ binary, env: { PATH: process.env.PATH } });
     expect(await driver.runContainer(spec, io)).toEqual({ exitCode: 137, oomKilled: true });
     const calls = (await fs.readFile(log, 'utf8')).trim().split('\n');
@@ -132,7 +185,19 @@ describe('a task killed for memory', () => {
     try {
       const outcome = await runTask(
         docker,
-        { image: 'ubuntu:24.04', name: 't', labels: {}, command: ['true'], env: {}, payload: {}, artifactsDir, mounts: [], gpus: false, resultRequired: false, confinement: { noNewPrivileges: true, capDrop: [], capAdd: [], memoryBytes: 256 * 2 ** 20 } },
+        {
+          image: 'ubuntu:24.04',
+          name: 't',
+          labels: {},
+          command: ['true'],
+          env: {},
+          payload: {},
+          artifactsDir,
+          mounts: [],
+          gpus: false,
+          resultRequired: false,
+          confinement: { noNewPrivileges: true, capDrop: [], capAdd: [], memoryBytes: 256 * 2 ** 20 },
+        },
         { stdout: () => undefined, stderr: () => undefined, progress: () => undefined },
       );
       expect(outcome).toMatchObject({ status: 'failed', exitCode: 137, outOfMemory: true, reason: 'ran out of memory (limit 256 MiB): the kernel killed it' });

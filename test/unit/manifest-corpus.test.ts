@@ -44,7 +44,12 @@ describe('bad manifest corpus', () => {
     expect(report.valid).toBe(false);
     for (const want of expected) {
       const hit = report.diagnostics.find(
-        (d) => d.file === want.file && d.line === want.line && d.field === want.field && d.message.includes(want.message) && (want.column === undefined || d.column === want.column),
+        (d) =>
+          d.file === want.file &&
+          d.line === want.line &&
+          d.field === want.field &&
+          d.message.includes(want.message) &&
+          (want.column === undefined || d.column === want.column),
       );
       expect(hit, `${want.file}:${want.line} ${want.field}: ${want.message}\n got: ${JSON.stringify(report.diagnostics, null, 1)}`).toBeDefined();
       if (want.hint) expect(hit?.hint ?? '').toContain(want.hint);
@@ -66,7 +71,17 @@ const exampleCases = (await fs.readdir(examples)).sort();
 
 describe('documented example manifests (platform-facts.md)', () => {
   it('has the minimal example, one per documented section and one with all of them', () => {
-    expect(exampleCases).toEqual(expect.arrayContaining(['docs-minimal', 'docs-build', 'docs-validation', 'docs-runtime-init', 'docs-runtime-services', 'docs-all-sections', 'docs-cycleswap']));
+    expect(exampleCases).toEqual(
+      expect.arrayContaining([
+        'docs-minimal',
+        'docs-build',
+        'docs-validation',
+        'docs-runtime-init',
+        'docs-runtime-services',
+        'docs-all-sections',
+        'docs-cycleswap',
+      ]),
+    );
   });
 
   it.each(exampleCases)('%s: valid, with no error and no warning', async (name) => {

@@ -88,7 +88,23 @@ describe('deterministic packs', () => {
 });
 
 describe('file selection agrees with git check-ignore', () => {
-  const patterns = ['*.log', '!keep.log', 'build/', '/top.txt', 'tmp', 'docs/*.md', '**/cache', 'a/**/z.txt', '*.py[co]', 'out*', '!out-keep.txt', 'sub/', '\\#*', '*.tmp', 'nested/deep/'];
+  const patterns = [
+    '*.log',
+    '!keep.log',
+    'build/',
+    '/top.txt',
+    'tmp',
+    'docs/*.md',
+    '**/cache',
+    'a/**/z.txt',
+    '*.py[co]',
+    'out*',
+    '!out-keep.txt',
+    'sub/',
+    '\\#*',
+    '*.tmp',
+    'nested/deep/',
+  ];
   const names = ['a.log', 'keep.log', 'top.txt', 'x.py', 'x.pyc', 'z.txt', 'out.txt', 'out-keep.txt', 'readme.md', 'n.tmp', '#hash', 'plain'];
   const dirs = ['', 'build', 'docs', 'src', 'src/cache', 'a/b/c', 'nested/deep', 'tmp', 'sub', 'src/sub'];
 
@@ -105,11 +121,17 @@ describe('file selection agrees with git check-ignore', () => {
           for (const [dir, name] of placements) files[dir ? `${dir}/${name}` : name] = 'x';
           await writeFiles(root, files);
           execFileSync('git', ['init', '-q'], { cwd: root });
-          const gitFiles = execFileSync('git', ['-c', 'core.excludesFile=/dev/null', 'ls-files', '--others', '--exclude-standard', '-z'], { cwd: root, encoding: 'utf8' })
+          const gitFiles = execFileSync('git', ['-c', 'core.excludesFile=/dev/null', 'ls-files', '--others', '--exclude-standard', '-z'], {
+            cwd: root,
+            encoding: 'utf8',
+          })
             .split('\0')
             .filter(Boolean)
             .sort();
-          const ours = (await selectFiles(root)).entries.filter((e) => e.type === 'file').map((e) => e.path).sort();
+          const ours = (await selectFiles(root)).entries
+            .filter((e) => e.type === 'file')
+            .map((e) => e.path)
+            .sort();
           expect(ours).toEqual(gitFiles);
         },
       ),

@@ -96,10 +96,25 @@ describe('job planning', () => {
   });
 
   it.each([
-    ['a benchmark', { type: 'benchmark' as const, payload: { strategies: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`s${i}`, {}])), repeats: 1000 } }, 'payload.strategies', /200 strategies × 1000 repeats = 200000 tasks/],
-    ['a sweep', { type: 'sweep' as const, payload: { grid: { a: Array.from({ length: 400 }, (_, i) => i), b: Array.from({ length: 400 }, (_, i) => i) } } }, 'payload.grid', /160000 points/],
+    [
+      'a benchmark',
+      { type: 'benchmark' as const, payload: { strategies: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`s${i}`, {}])), repeats: 1000 } },
+      'payload.strategies',
+      /200 strategies × 1000 repeats = 200000 tasks/,
+    ],
+    [
+      'a sweep',
+      { type: 'sweep' as const, payload: { grid: { a: Array.from({ length: 400 }, (_, i) => i), b: Array.from({ length: 400 }, (_, i) => i) } } },
+      'payload.grid',
+      /160000 points/,
+    ],
     ['a fan-out', { payload: { n: Array.from({ length: MAX_TASKS + 1 }, () => 0) }, fan_out: { by: 'n' } }, 'payload.n', /100001 items/],
-    ['a map_reduce one over', { type: 'map_reduce' as const, payload: { n: Array.from({ length: MAX_TASKS }, () => 0) }, fan_out: { by: 'n' }, reduce_command: ['r'] }, 'payload.n', /100001 tasks/],
+    [
+      'a map_reduce one over',
+      { type: 'map_reduce' as const, payload: { n: Array.from({ length: MAX_TASKS }, () => 0) }, fan_out: { by: 'n' }, reduce_command: ['r'] },
+      'payload.n',
+      /100001 tasks/,
+    ],
   ])('%s over MAX_TASKS is refused before any task is made', (_name, input, field, message) => {
     const error = refusal(input as Partial<JobRequestInput>);
     expect(error.status).toBe(422);
@@ -108,7 +123,9 @@ describe('job planning', () => {
   });
 
   it('a plan says its count without making a task (a batched 100,000-item fan-out)', () => {
-    const planned = planJob(jobRequestSchema.parse({ project: 'p', payload: { seed: 1 }, fan_out: { chunks: 100_000, range_field: 'r', total: 1_000_000 }, batch_size: 7 }));
+    const planned = planJob(
+      jobRequestSchema.parse({ project: 'p', payload: { seed: 1 }, fan_out: { chunks: 100_000, range_field: 'r', total: 1_000_000 }, batch_size: 7 }),
+    );
     expect(planned.count).toBe(Math.ceil(100_000 / 7));
     let made = 0;
     for (const task of planned.tasks()) made += task.items;
@@ -116,8 +133,16 @@ describe('job planning', () => {
   });
 
   it.each([
-    ['grid values shared by many points', { type: 'sweep' as const, payload: { grid: { a: Array.from({ length: 300 }, () => 'x'.repeat(1000)), b: Array.from({ length: 300 }, (_, i) => i) } } }, 'payload.grid'],
-    ['a big strategy repeated', { type: 'benchmark' as const, payload: { strategies: { big: { blob: 'x'.repeat(700_000) } }, repeats: 1000 } }, 'payload.strategies'],
+    [
+      'grid values shared by many points',
+      { type: 'sweep' as const, payload: { grid: { a: Array.from({ length: 300 }, () => 'x'.repeat(1000)), b: Array.from({ length: 300 }, (_, i) => i) } } },
+      'payload.grid',
+    ],
+    [
+      'a big strategy repeated',
+      { type: 'benchmark' as const, payload: { strategies: { big: { blob: 'x'.repeat(700_000) } }, repeats: 1000 } },
+      'payload.strategies',
+    ],
   ])('tasks storing over MAX_TASK_BYTES are refused: %s', (_name, input, field) => {
     const error = refusal(input as Partial<JobRequestInput>);
     expect(error.status).toBe(422);
@@ -130,6 +155,8 @@ describe('job planning', () => {
     const parts = [...planned.tasks()].map((t) => JSON.stringify(t.part));
     for (const part of parts) expect(part).not.toContain('xxx');
     expect(JSON.stringify(planned.base.item)).toContain('x'.repeat(9000));
-    expect(composePayload(planned.base, [...planned.tasks()][1]!.part)).toEqual({ _batch: { index: 1, count: 2, size: 1, first_item: 2, items: [{ blob: 'x'.repeat(9000), n: 3 }] } });
+    expect(composePayload(planned.base, [...planned.tasks()][1]!.part)).toEqual({
+      _batch: { index: 1, count: 2, size: 1, first_item: 2, items: [{ blob: 'x'.repeat(9000), n: 3 }] },
+    });
   });
 });

@@ -8,10 +8,12 @@ import { ExecNotFound, type Exec } from '../../src/util/exec.js';
 import type { ContainerSpec } from '../../src/docker/driver.js';
 
 const fixtures = path.join(import.meta.dirname, '..', 'fixtures', 'nvidia');
-const smi = (name: string): Exec => async (file) => {
-  if (file !== 'nvidia-smi') throw new ExecNotFound(file);
-  return { exitCode: 0, stdout: await fs.readFile(path.join(fixtures, name), 'utf8'), stderr: '' };
-};
+const smi =
+  (name: string): Exec =>
+  async (file) => {
+    if (file !== 'nvidia-smi') throw new ExecNotFound(file);
+    return { exitCode: 0, stdout: await fs.readFile(path.join(fixtures, name), 'utf8'), stderr: '' };
+  };
 const options = { rebuild: false, clean: false, volume: [], json: false, skipLimits: false };
 
 async function gpuProject(cuda: string): Promise<string> {
@@ -88,8 +90,14 @@ describe('project test: --resume', () => {
     const root = await cycleswapProject();
     try {
       const docker = new FakeDocker();
-      await expect(projectTest({ ...options, resume: 'latest' }, fakeContext({ cwd: root, docker }).ctx)).rejects.toMatchObject({ message: '--resume: no earlier run of this project kept artifacts', exitCode: 2 });
-      await expect(projectTest({ ...options, resume: 'nope' }, fakeContext({ cwd: root, docker }).ctx)).rejects.toMatchObject({ message: expect.stringContaining('--resume nope: no run "nope"'), exitCode: 2 });
+      await expect(projectTest({ ...options, resume: 'latest' }, fakeContext({ cwd: root, docker }).ctx)).rejects.toMatchObject({
+        message: '--resume: no earlier run of this project kept artifacts',
+        exitCode: 2,
+      });
+      await expect(projectTest({ ...options, resume: 'nope' }, fakeContext({ cwd: root, docker }).ctx)).rejects.toMatchObject({
+        message: expect.stringContaining('--resume nope: no run "nope"'),
+        exitCode: 2,
+      });
       expect(docker.called('runContainer')).toEqual([]);
     } finally {
       await fs.rm(root, { recursive: true, force: true });
@@ -144,12 +152,18 @@ describe('project test: the CUDA rule', () => {
   it('nvidia-smi failing: refused with its reason', async () => {
     const text = await fs.readFile(path.join(fixtures, 'smi-fail-nvml-mismatch.txt'), 'utf8');
     const { ctx } = fakeContext({ cwd: await gpuProject('12.4'), docker: new FakeDocker(), exec: async () => ({ exitCode: 18, stdout: text, stderr: '' }) });
-    await expect(projectTest(options, ctx)).rejects.toMatchObject({ message: expect.stringContaining('Driver/library version mismatch'), hint: expect.stringContaining('reboot') });
+    await expect(projectTest(options, ctx)).rejects.toMatchObject({
+      message: expect.stringContaining('Driver/library version mismatch'),
+      hint: expect.stringContaining('reboot'),
+    });
   });
 
   it('no NVIDIA container runtime: refused with how to install it', async () => {
     const { ctx } = fakeContext({ cwd: await gpuProject('12.4'), docker: new FakeDocker(), exec: smi('smi-580.82.09-cuda13.0-1gpu.txt') });
-    await expect(projectTest(options, ctx)).rejects.toMatchObject({ message: expect.stringContaining('Docker has no NVIDIA container runtime'), hint: expect.stringContaining('nvidia-ctk') });
+    await expect(projectTest(options, ctx)).rejects.toMatchObject({
+      message: expect.stringContaining('Docker has no NVIDIA container runtime'),
+      hint: expect.stringContaining('nvidia-ctk'),
+    });
   });
 
   it('all checks pass (12.10 > 12.4, numerically): the container gets the GPUs', async () => {
@@ -168,11 +182,18 @@ describe('project test: the CUDA rule', () => {
   it('Docker without an NVIDIA runtime at run time is explained', async () => {
     const docker = new FakeDocker();
     docker.info_ = { runtimes: ['nvidia'] };
-    docker.runContainer = async (spec) => (spec.gpus ? { exitCode: 125, dockerFailure: { kind: 'no-gpu-runtime', daemonMessage: 'could not select device driver "" with capabilities: [[gpu]]' } } : { exitCode: 0 });
+    docker.runContainer = async (spec) =>
+      spec.gpus
+        ? { exitCode: 125, dockerFailure: { kind: 'no-gpu-runtime', daemonMessage: 'could not select device driver "" with capabilities: [[gpu]]' } }
+        : { exitCode: 0 };
     const root = await gpuProject('12.4');
     try {
       const { ctx } = fakeContext({ cwd: root, docker, exec: smi('smi-560.35.03-cuda12.6-2gpu-rtx3090.txt') });
-      await expect(projectTest(options, ctx)).rejects.toMatchObject({ message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)', hint: expect.stringContaining('nvidia-ctk'), exitCode: 1 });
+      await expect(projectTest(options, ctx)).rejects.toMatchObject({
+        message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)',
+        hint: expect.stringContaining('nvidia-ctk'),
+        exitCode: 1,
+      });
     } finally {
       await fs.rm(root, { recursive: true, force: true });
     }
@@ -182,8 +203,12 @@ describe('project test: the CUDA rule', () => {
     const docker = new FakeDocker();
     docker.info_ = { runtimes: ['nvidia'] };
     const refusal = await fs.readFile(path.join(fixtures, 'docker-requirement-cuda12.8-run-no-unknown.txt'), 'utf8');
-    docker.runContainer = async (spec) => (spec.gpus ? { exitCode: 125, dockerFailure: { kind: 'cuda-requirement', requiredCuda: '12.8', daemonMessage: refusal } } : { exitCode: 0 });
+    docker.runContainer = async (spec) =>
+      spec.gpus ? { exitCode: 125, dockerFailure: { kind: 'cuda-requirement', requiredCuda: '12.8', daemonMessage: refusal } } : { exitCode: 0 };
     const { ctx } = fakeContext({ cwd: await gpuProject('12.4'), docker, exec: smi('smi-560.35.03-cuda12.6-2gpu-rtx3090.txt') });
-    await expect(projectTest(options, ctx)).rejects.toMatchObject({ message: 'the image requires CUDA 12.8, newer than the driver supports', hint: expect.stringContaining('570.26') });
+    await expect(projectTest(options, ctx)).rejects.toMatchObject({
+      message: 'the image requires CUDA 12.8, newer than the driver supports',
+      hint: expect.stringContaining('570.26'),
+    });
   });
 });

@@ -50,19 +50,29 @@ async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
   docker = new FakeDocker();
   docker.hold = true;
   await start(dataDir, workers);
-  const response = await fetch(`${server!.url}/api/v1/projects/p/push`, { method: 'POST', headers: { authorization: `Bearer ${server!.token}` }, body: rawTarGz(VALID_PROJECT) });
+  const response = await fetch(`${server!.url}/api/v1/projects/p/push`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${server!.token}` },
+    body: rawTarGz(VALID_PROJECT),
+  });
   expect(response.status).toBeLessThan(300);
 }
 
 const submit = async (body: Record<string, unknown>): Promise<string> => (await api('POST', '/api/v1/jobs', { project: 'p', ...body })).id;
 const job = (id: string): Promise<any> => api('GET', `/api/v1/jobs/${id}`);
-const tasks = async (id: string): Promise<Array<{ id: string; index: number; kind: string; status: string }>> => (await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks;
+const tasks = async (id: string): Promise<Array<{ id: string; index: number; kind: string; status: string }>> =>
+  (await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks;
 const container = (taskId: string): string => `cycle-server-${taskId}`;
 const heldTaskIds = (): string[] => docker.runningNames().map((name) => name.replace('cycle-server-', ''));
 
 async function finished(id: string): Promise<any> {
   let last: any;
-  await waitFor(async () => ['completed', 'partial', 'failed', 'cancelled'].includes((last = await job(id)).status), 15_000, `job ${id} to finish`, () => String(last?.status));
+  await waitFor(
+    async () => ['completed', 'partial', 'failed', 'cancelled'].includes((last = await job(id)).status),
+    15_000,
+    `job ${id} to finish`,
+    () => String(last?.status),
+  );
   return last;
 }
 
@@ -195,7 +205,15 @@ describe('the scheduler', () => {
     await finished(id);
     const { events, ended } = await readSse(server!, `/api/v1/jobs/${id}/stream`);
     expect(ended).toBe(true);
-    expect(events.map((e) => `${e.event}:${e.data.data.status ?? ''}`)).toEqual(['job:planning', 'job:queued', 'job:running', 'task:running', 'output:', 'task:failed', 'job:failed']);
+    expect(events.map((e) => `${e.event}:${e.data.data.status ?? ''}`)).toEqual([
+      'job:planning',
+      'job:queued',
+      'job:running',
+      'task:running',
+      'output:',
+      'task:failed',
+      'job:failed',
+    ]);
     expect(events.map((e) => Number(e.id))).toEqual([...events.map((e) => Number(e.id))].sort((a, b) => a - b));
     expect(events[5]!.data.data).toMatchObject({ error: 'exited with code 3', counts: { failed: 1, running: 0 } });
     const log = (await api('GET', `/api/v1/jobs/${id}/output`)).tasks[0].output;

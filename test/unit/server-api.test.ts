@@ -35,11 +35,19 @@ beforeAll(async () => {
 });
 afterAll(async () => server.close());
 
-async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string> } = {}): Promise<{ status: number; body: any; headers: Headers }> {
+async function api(
+  method: string,
+  route: string,
+  options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== null) headers.authorization = `Bearer ${options.token ?? server.token}`;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${server.url}${route}`, { method, headers, body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined) });
+  const response = await fetch(`${server.url}${route}`, {
+    method,
+    headers,
+    body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined),
+  });
   const text = await response.text();
   let body: unknown = text;
   try {
@@ -134,7 +142,11 @@ describe('the local backend: pushes', () => {
   });
 
   it('an invalid project is a 422 naming the problem', async () => {
-    const tarball = rawTarGz([{ name: '.cycleswap/manifest.toml', body: '[main]\nname = 1\n' }, { name: '.cycleswap/run.sh', body: '' }, { name: '.cycleswap/build.sh', body: '' }]);
+    const tarball = rawTarGz([
+      { name: '.cycleswap/manifest.toml', body: '[main]\nname = 1\n' },
+      { name: '.cycleswap/run.sh', body: '' },
+      { name: '.cycleswap/build.sh', body: '' },
+    ]);
     const { status, body } = await api('POST', '/api/v1/projects/bad/push', { raw: tarball });
     expect(status).toBe(422);
     expect(body.error.message).toContain('.cycleswap/manifest.toml:2:8: error: main.name');
@@ -168,7 +180,9 @@ describe('the local backend: jobs', () => {
   });
 
   it('bad JSON is a 400, a huge body a 413', async () => {
-    expect((await api('POST', '/api/v1/jobs', { raw: Buffer.from('{"project":'), headers: { 'content-type': 'application/json' } })).body.error.code).toBe('invalid_json');
+    expect((await api('POST', '/api/v1/jobs', { raw: Buffer.from('{"project":'), headers: { 'content-type': 'application/json' } })).body.error.code).toBe(
+      'invalid_json',
+    );
     expect((await api('POST', '/api/v1/jobs', { raw: Buffer.alloc(2 << 20, 0x20), headers: { 'content-type': 'application/json' } })).status).toBe(413);
   });
 
@@ -176,7 +190,9 @@ describe('the local backend: jobs', () => {
     const tooMany = await api('POST', '/api/v1/jobs/batch', { body: { jobs: Array.from({ length: 201 }, () => ({ project: 'p' })) } });
     expect(tooMany.status).toBe(422);
     expect(tooMany.body.error.message).toContain('at most 200');
-    const mixed = await api('POST', '/api/v1/jobs/batch', { body: { jobs: [{ project: 'p', meta: { i: 0 }, variant: 'a' }, { project: 'nope' }, { project: 'p', payload: { x: 1 } }] } });
+    const mixed = await api('POST', '/api/v1/jobs/batch', {
+      body: { jobs: [{ project: 'p', meta: { i: 0 }, variant: 'a' }, { project: 'nope' }, { project: 'p', payload: { x: 1 } }] },
+    });
     expect(mixed.status).toBe(200);
     expect(mixed.body.jobs.map((j: { index: number; ok: boolean }) => [j.index, j.ok])).toEqual([
       [0, true],
@@ -227,11 +243,19 @@ describe('the local backend: jobs', () => {
   it('public documents show no host paths, container names or image digests', async () => {
     const job = await api('POST', '/api/v1/jobs', { body: { project: 'p' } });
     let status = '';
-    const finished = async (): Promise<boolean> => ['completed', 'partial', 'failed', 'cancelled'].includes((status = (await api('GET', `/api/v1/jobs/${job.body.id}`)).body.status));
+    const finished = async (): Promise<boolean> =>
+      ['completed', 'partial', 'failed', 'cancelled'].includes((status = (await api('GET', `/api/v1/jobs/${job.body.id}`)).body.status));
     await waitFor(finished, 15_000, `job ${job.body.id} to finish`, () => status);
     expect(status).toBe('completed'); // the documents below are those of a job that ran
     const images = [...docker.images.keys()];
-    for (const route of [`/api/v1/jobs/${job.body.id}`, `/api/v1/jobs/${job.body.id}/tasks`, `/api/v1/results/${job.body.id}`, '/api/v1/jobs', '/api/v1/projects/p/status/details', '/api/v1/artifacts']) {
+    for (const route of [
+      `/api/v1/jobs/${job.body.id}`,
+      `/api/v1/jobs/${job.body.id}/tasks`,
+      `/api/v1/results/${job.body.id}`,
+      '/api/v1/jobs',
+      '/api/v1/projects/p/status/details',
+      '/api/v1/artifacts',
+    ]) {
       const text = JSON.stringify((await api('GET', route)).body);
       expect(text).not.toContain(dataDir);
       expect(text).not.toContain('cycle-server-');
@@ -244,7 +268,11 @@ describe('the local backend: init', () => {
   it('402 below $5, with how to fix it', async () => {
     const poor = await start({ balance: 1 });
     try {
-      const push = await fetch(`${poor.url}/api/v1/projects/p/push`, { method: 'POST', headers: { authorization: `Bearer ${poor.token}` }, body: rawTarGz(VALID_PROJECT) });
+      const push = await fetch(`${poor.url}/api/v1/projects/p/push`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${poor.token}` },
+        body: rawTarGz(VALID_PROJECT),
+      });
       expect(push.status).toBe(201);
       const init = await fetch(`${poor.url}/api/v1/projects/p/init`, { method: 'POST', headers: { authorization: `Bearer ${poor.token}` } });
       expect(init.status).toBe(402);

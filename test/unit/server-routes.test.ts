@@ -29,12 +29,20 @@ beforeAll(async () => {
 });
 afterAll(async () => server.close());
 
-async function api(method: string, route: string, options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string>; on?: RunningServer } = {}): Promise<{ status: number; body: any }> {
+async function api(
+  method: string,
+  route: string,
+  options: { body?: unknown; raw?: Buffer; token?: string | null; headers?: Record<string, string>; on?: RunningServer } = {},
+): Promise<{ status: number; body: any }> {
   const target = options.on ?? server;
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== null) headers.authorization = `Bearer ${options.token ?? target.token}`;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const response = await fetch(`${target.url}${route}`, { method, headers, body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined) });
+  const response = await fetch(`${target.url}${route}`, {
+    method,
+    headers,
+    body: options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined),
+  });
   const text = await response.text();
   try {
     return { status: response.status, body: JSON.parse(text) };
@@ -90,7 +98,10 @@ describe('artifact uploads', () => {
   const bytes = Buffer.from('hello artifacts\n');
   const sha = createHash('sha256').update(bytes).digest('hex');
   const upload = (body: Buffer, filename?: string) =>
-    api('POST', '/api/v1/artifacts', { raw: body, headers: { 'content-type': 'application/octet-stream', ...(filename !== undefined ? { 'x-artifact-filename': filename } : {}) } });
+    api('POST', '/api/v1/artifacts', {
+      raw: body,
+      headers: { 'content-type': 'application/octet-stream', ...(filename !== undefined ? { 'x-artifact-filename': filename } : {}) },
+    });
 
   it('stores raw bytes under a content-derived id: the same bytes give the same id (201, then 200), downloadable', async () => {
     const first = await upload(bytes, 'data.csv');
@@ -129,7 +140,13 @@ describe('artifact uploads', () => {
     expect(known.body).toMatchObject({ exists: true, artifact_id: `art_${sha.slice(0, 32)}`, upload_url: null });
     const otherSha = createHash('sha256').update('new').digest('hex');
     const unknown = await api('POST', '/api/v1/artifacts/direct', { body: { sha256: otherSha, size: 3, filename: 'new.txt' } });
-    expect(unknown.body).toMatchObject({ exists: false, artifact_id: `art_${otherSha.slice(0, 32)}`, upload_url: `${server.url}/api/v1/artifacts`, method: 'POST', headers: { 'X-Artifact-Filename': 'new.txt' } });
+    expect(unknown.body).toMatchObject({
+      exists: false,
+      artifact_id: `art_${otherSha.slice(0, 32)}`,
+      upload_url: `${server.url}/api/v1/artifacts`,
+      method: 'POST',
+      headers: { 'X-Artifact-Filename': 'new.txt' },
+    });
     const bad = await api('POST', '/api/v1/artifacts/direct', { body: { sha256: 'xyz', size: 3, filename: 'a' } });
     expect(bad.status).toBe(422);
     expect(bad.body.error.field).toBe('sha256');
@@ -165,14 +182,23 @@ describe('billing: balance, holds, ledger, quotes', () => {
     });
     try {
       const on = poor;
-      expect((await api('GET', '/api/v1/account/balance', { on })).body).toMatchObject({ ledger_balance_usd: 1, held_usd: 0, available_usd: 1, unlimited: false });
+      expect((await api('GET', '/api/v1/account/balance', { on })).body).toMatchObject({
+        ledger_balance_usd: 1,
+        held_usd: 0,
+        available_usd: 1,
+        unlimited: false,
+      });
       expect((await api('POST', '/api/v1/projects/p/push', { on, raw: rawTarGz(VALID_PROJECT) })).status).toBe(201);
       const job = await api('POST', '/api/v1/jobs', { on, body: { project: 'p', timeout_s: 600 } });
       expect(job.status).toBe(201);
       expect(job.body.quote).toMatchObject({ required_usd: 0.6, tasks: 1, timeout_s: 600, outcome: 'held', job_id: job.body.id });
       expect((await api('GET', '/api/v1/account/balance', { on })).body).toMatchObject({ ledger_balance_usd: 1, held_usd: 0.6, available_usd: 0.4 });
 
-      const refused = await api('POST', '/api/v1/jobs', { on, body: { project: 'p', timeout_s: 600 }, headers: { 'idempotency-key': 'retry-after-funding-1' } });
+      const refused = await api('POST', '/api/v1/jobs', {
+        on,
+        body: { project: 'p', timeout_s: 600 },
+        headers: { 'idempotency-key': 'retry-after-funding-1' },
+      });
       expect(refused.status).toBe(402);
       expect(refused.body.error.code).toBe('payment_required');
       expect(refused.body.error.message).toMatch(/--balance/);
@@ -183,7 +209,12 @@ describe('billing: balance, holds, ledger, quotes', () => {
 
       release();
       let status = '';
-      await waitFor(async () => (status = (await api('GET', `/api/v1/jobs/${job.body.id}`, { on })).body.status) === 'completed', 15_000, 'the job to complete', () => status);
+      await waitFor(
+        async () => (status = (await api('GET', `/api/v1/jobs/${job.body.id}`, { on })).body.status) === 'completed',
+        15_000,
+        'the job to complete',
+        () => status,
+      );
       const [hold] = (await api('GET', '/api/v1/account/holds', { on })).body.holds;
       expect(hold).toMatchObject({ job_id: job.body.id, amount_usd: 0.6, state: 'settled' });
       expect(hold.charged_usd).toBeLessThanOrEqual(0.6);
@@ -206,7 +237,12 @@ describe('billing: balance, holds, ledger, quotes', () => {
 describe('documented job, task and result fields', () => {
   const finish = async (id: string): Promise<string> => {
     let status = '';
-    await waitFor(async () => ['completed', 'partial', 'failed', 'cancelled'].includes((status = (await api('GET', `/api/v1/jobs/${id}`)).body.status)), 15_000, `job ${id} to finish`, () => status);
+    await waitFor(
+      async () => ['completed', 'partial', 'failed', 'cancelled'].includes((status = (await api('GET', `/api/v1/jobs/${id}`)).body.status)),
+      15_000,
+      `job ${id} to finish`,
+      () => status,
+    );
     return status;
   };
 

@@ -31,8 +31,14 @@ describe('following an event stream: what ends it, what is a drop', () => {
   const noWait = { sleep: async () => undefined };
 
   it("a 404 is the server's answer: thrown with its status and code, no reconnect", async () => {
-    const { api, requests } = await serve([(response) => response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no job j1' } }))]);
-    await expect(drain(followEvents(api, '/api/v1/jobs/j1/events', noWait))).rejects.toMatchObject({ status: 404, code: 'not_found', message: 'no job j1 (HTTP 404)' });
+    const { api, requests } = await serve([
+      (response) => response.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no job j1' } })),
+    ]);
+    await expect(drain(followEvents(api, '/api/v1/jobs/j1/events', noWait))).rejects.toMatchObject({
+      status: 404,
+      code: 'not_found',
+      message: 'no job j1 (HTTP 404)',
+    });
     expect(requests()).toBe(1);
   });
 
@@ -40,7 +46,8 @@ describe('following an event stream: what ends it, what is a drop', () => {
     const event = { type: 'job', job_id: 'j1', task_id: null, project: 'demo', data: {}, at: '2026-11-23T12:00:00Z' };
     const { api, requests } = await serve([
       (response) => response.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'internal', message: 'boom' } })),
-      (response) => response.writeHead(200, { 'content-type': 'text/event-stream' }).end(`id: 1\nevent: job\ndata: ${JSON.stringify(event)}\n\nevent: end\ndata: {}\n\n`),
+      (response) =>
+        response.writeHead(200, { 'content-type': 'text/event-stream' }).end(`id: 1\nevent: job\ndata: ${JSON.stringify(event)}\n\nevent: end\ndata: {}\n\n`),
     ]);
     const seen = await drain(followEvents(api, '/api/v1/jobs/j1/events', noWait));
     expect(seen).toEqual([{ id: '1', type: 'job', event }]);

@@ -20,7 +20,11 @@ async function tree(contents: Record<string, string>): Promise<{ root: string; f
   return { root, files: Object.keys(contents).map((rel) => ({ path: rel, absolute: path.join(root, rel) })) };
 }
 
-async function digestWith(cacheFile: string, files: Array<{ path: string; absolute: string }>, now = later): Promise<{ digests: string[]; hits: number; misses: number }> {
+async function digestWith(
+  cacheFile: string,
+  files: Array<{ path: string; absolute: string }>,
+  now = later,
+): Promise<{ digests: string[]; hits: number; misses: number }> {
   const cache = await StatCache.load(cacheFile, now);
   const digests = (await cache.digestAll(files)).map((d) => d.digest);
   await cache.save();
@@ -38,10 +42,10 @@ describe('stat cache', () => {
   });
 
   it('finds entries when files are added, removed or asked in another order, and keeps only the files asked about', async () => {
-    const { root, files } = await tree({ 'a': '1', 'b': '2', 'c': '3', 'd': '4' });
+    const { root, files } = await tree({ a: '1', b: '2', c: '3', d: '4' });
     const cacheFile = path.join(root, 'cache.bin');
     await digestWith(cacheFile, files);
-    const [a, b, c, d] = files as [typeof files[0], typeof files[0], typeof files[0], typeof files[0]];
+    const [a, b, c, d] = files as [(typeof files)[0], (typeof files)[0], (typeof files)[0], (typeof files)[0]];
     const reordered = await digestWith(cacheFile, [d, b, a]);
     expect(reordered).toEqual({ digests: ['4', '2', '1'].map(sha256Hex), hits: 3, misses: 0 });
     // c was not asked about last time, so it is forgotten; the others are found in the new order.
@@ -74,7 +78,7 @@ describe('stat cache', () => {
   });
 
   it('treats a damaged or foreign cache file as empty, and replaces it', async () => {
-    const { root, files } = await tree({ 'a': '1', 'b': '2' });
+    const { root, files } = await tree({ a: '1', b: '2' });
     const cacheFile = path.join(root, 'cache.bin');
     await digestWith(cacheFile, files);
     const good = await fs.readFile(cacheFile);
@@ -91,12 +95,42 @@ describe('sortByBytes', () => {
     fc.assert(
       // Any text, and text from a small alphabet where the tricky neighbours meet often: astral
       // characters sharing a high surrogate, U+E000-U+FFFF, lone surrogates, ASCII.
-      fc.property(fc.array(fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: fc.constantFrom('a', '/', '\ud7ff', '\ue000', '\uffff', '\ud800', '\udc00', '\u{10000}', '\u{10001}', '\u{103ff}', '\u{10400}', '\u{b1800}', '\u{b1801}') })), { maxLength: 30 }), fc.boolean(), (texts, ascii) => {
-        const items = ascii ? texts.map((t) => t.replace(/[^\x00-\x7f]/g, 'x')) : texts;
-        const expected = [...items].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
-        expect(sortByBytes([...items], (t) => t).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(expected.map((t) => Buffer.from(t, 'utf8').toString('hex')));
-        expect([...items].sort(compareBytes).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(expected.map((t) => Buffer.from(t, 'utf8').toString('hex')));
-      }),
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.string({ unit: 'binary' }),
+            fc.string({
+              unit: fc.constantFrom(
+                'a',
+                '/',
+                '\ud7ff',
+                '\ue000',
+                '\uffff',
+                '\ud800',
+                '\udc00',
+                '\u{10000}',
+                '\u{10001}',
+                '\u{103ff}',
+                '\u{10400}',
+                '\u{b1800}',
+                '\u{b1801}',
+              ),
+            }),
+          ),
+          { maxLength: 30 },
+        ),
+        fc.boolean(),
+        (texts, ascii) => {
+          const items = ascii ? texts.map((t) => t.replace(/[^\x00-\x7f]/g, 'x')) : texts;
+          const expected = [...items].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+          expect(sortByBytes([...items], (t) => t).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(
+            expected.map((t) => Buffer.from(t, 'utf8').toString('hex')),
+          );
+          expect([...items].sort(compareBytes).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(
+            expected.map((t) => Buffer.from(t, 'utf8').toString('hex')),
+          );
+        },
+      ),
       { numRuns: 500 },
     );
   });

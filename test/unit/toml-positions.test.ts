@@ -75,6 +75,10 @@ email_on_failure = true
 artifact_upload_order = "LIFO"
 `);
     expect(diagnostics).toEqual([]);
-    expect(manifest).toMatchObject({ main: { name: 'my-experiment', volumes: ['training-data', 'validation-data'] }, image: { ref: 'ubuntu:24.04' }, job: { cuda: '13.0', artifact_upload_order: 'LIFO' } });
+    expect(manifest).toMatchObject({
+      main: { name: 'my-experiment', volumes: ['training-data', 'validation-data'] },
+      image: { ref: 'ubuntu:24.04' },
+      job: { cuda: '13.0', artifact_upload_order: 'LIFO' },
+    });
   });
 });

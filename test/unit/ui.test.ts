@@ -49,7 +49,15 @@ describe('colour and interactivity', () => {
 
 describe('formatting', () => {
   it('tables, bytes, durations', () => {
-    expect(formatTable(['ID', 'STATUS'], [['a', 'ok'], ['long-id', 'failed']])).toBe('ID       STATUS\na        ok\nlong-id  failed');
+    expect(
+      formatTable(
+        ['ID', 'STATUS'],
+        [
+          ['a', 'ok'],
+          ['long-id', 'failed'],
+        ],
+      ),
+    ).toBe('ID       STATUS\na        ok\nlong-id  failed');
     expect(formatBytes(512)).toBe('512 B');
     expect(formatBytes(1536)).toBe('1.5 KiB');
     expect(formatBytes(1024 ** 3)).toBe('1.0 GiB');

@@ -31,7 +31,10 @@ const base = { rebuild: false, clean: false, force: false, json: true };
 let counter = 0;
 async function project(): Promise<{ root: string; name: string }> {
   const name = `up-${counter++}`;
-  const root = await cycleswapProject({ '.cycleswap/manifest.toml': `[main]\nname = "${name}"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`, 'main.py': 'print(1)\n' });
+  const root = await cycleswapProject({
+    '.cycleswap/manifest.toml': `[main]\nname = "${name}"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
+    'main.py': 'print(1)\n',
+  });
   return { root, name };
 }
 // The client's own HTTP timeout (30 s): a short one fires on a loaded machine, and the test then
@@ -100,7 +103,16 @@ describe('project upload against the local server', () => {
           return send(201, { name: p.name });
         }
         if (req.method === 'POST' && req.url?.startsWith(`/api/v1/projects/${p.name}/push`) && created) {
-          return send(200, { project: p.name, format: 'cycleswap', revision: 1, content_hash: 'c'.repeat(64), build_hash: 'b'.repeat(64), unchanged: false, rebuild: true, build_hash_matches: null });
+          return send(200, {
+            project: p.name,
+            format: 'cycleswap',
+            revision: 1,
+            content_hash: 'c'.repeat(64),
+            build_hash: 'b'.repeat(64),
+            unchanged: false,
+            rebuild: true,
+            build_hash_matches: null,
+          });
         }
         send(404, { detail: 'Project not found' });
       });
@@ -111,7 +123,12 @@ describe('project upload against the local server', () => {
       const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
       const run = fakeContext({ cwd: p.root, env: { CYCLE_API_URL: url, CYCLE_TOKEN: 'flk_test', CYCLE_HTTP_RETRIES: '1' } });
       expect(await upload(base, run.ctx), run.stderr.text).toBe(0);
-      expect(seen).toEqual([`GET /api/v1/projects/${p.name}/status`, `POST /api/v1/projects/${p.name}/push`, 'POST /api/v1/projects', `POST /api/v1/projects/${p.name}/push`]);
+      expect(seen).toEqual([
+        `GET /api/v1/projects/${p.name}/status`,
+        `POST /api/v1/projects/${p.name}/push`,
+        'POST /api/v1/projects',
+        `POST /api/v1/projects/${p.name}/push`,
+      ]);
       expect(run.stderr.text).toMatch(`the backend has no project ${p.name}: creating it`);
       expect(JSON.parse(run.stdout.text)).toMatchObject({ project: p.name, uploaded: true, revision: 1 });
     } finally {
@@ -199,8 +216,14 @@ describe('auth', () => {
 
   it('no token: exit 4 with how to log in; a refused token: exit 4', async () => {
     const p = await project();
-    await expect(upload(base, fakeContext({ cwd: p.root, env: { CYCLE_API_URL: server.url } }).ctx)).rejects.toMatchObject({ exitCode: 4, hint: expect.stringContaining('cycle auth login') });
-    await expect(upload(base, fakeContext({ cwd: p.root, env: { CYCLE_API_URL: server.url, CYCLE_TOKEN: 'cyc_wrong' } }).ctx)).rejects.toMatchObject({ exitCode: 4, message: expect.stringContaining('refused the token (HTTP 401)') });
+    await expect(upload(base, fakeContext({ cwd: p.root, env: { CYCLE_API_URL: server.url } }).ctx)).rejects.toMatchObject({
+      exitCode: 4,
+      hint: expect.stringContaining('cycle auth login'),
+    });
+    await expect(upload(base, fakeContext({ cwd: p.root, env: { CYCLE_API_URL: server.url, CYCLE_TOKEN: 'cyc_wrong' } }).ctx)).rejects.toMatchObject({
+      exitCode: 4,
+      message: expect.stringContaining('refused the token (HTTP 401)'),
+    });
   });
 
   it('--debug traces show requests, never the token', async () => {

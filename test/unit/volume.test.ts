@@ -72,7 +72,10 @@ describe('cycle volume upload|list|rm against the local server', () => {
     expect(listed.stdout.text).toMatch(/^to-remove\t1\t2\t/m);
     await volumeRm({ name: 'to-remove', json: false }, fakeContext({ cwd: dir, env: env() }).ctx);
     expect((await api().listVolumes()).map((v) => v.name)).not.toContain('to-remove');
-    await expect(volumeRm({ name: 'to-remove', json: false }, fakeContext({ cwd: dir, env: env() }).ctx)).rejects.toMatchObject({ message: 'no volume "to-remove" on the backend', hint: expect.stringContaining('cycle volume list') });
+    await expect(volumeRm({ name: 'to-remove', json: false }, fakeContext({ cwd: dir, env: env() }).ctx)).rejects.toMatchObject({
+      message: 'no volume "to-remove" on the backend',
+      hint: expect.stringContaining('cycle volume list'),
+    });
   });
 
   it('a folder whose name is not a volume name needs --name; a missing folder is named', async () => {
@@ -80,24 +83,42 @@ describe('cycle volume upload|list|rm against the local server', () => {
     const dir = path.join(parent, 'My Data');
     await fs.mkdir(dir);
     const { ctx } = fakeContext({ cwd: parent, env: env() });
-    await expect(volumeUpload({ dir: 'My Data', json: false }, ctx)).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('"My Data" is not a volume name'), hint: expect.stringContaining('--name') });
-    await expect(volumeUpload({ dir: 'nope', json: false }, ctx)).rejects.toMatchObject({ exitCode: 2, message: expect.stringContaining('nope: no such folder') });
+    await expect(volumeUpload({ dir: 'My Data', json: false }, ctx)).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining('"My Data" is not a volume name'),
+      hint: expect.stringContaining('--name'),
+    });
+    await expect(volumeUpload({ dir: 'nope', json: false }, ctx)).rejects.toMatchObject({
+      exitCode: 2,
+      message: expect.stringContaining('nope: no such folder'),
+    });
   });
 
   it('the server refuses a commit before its blobs, a blob whose bytes do not match, and a path leading out', async () => {
     const sha = 'a'.repeat(64);
-    await expect(api().commitVolume('refused', [{ path: 'f', sha256: sha, size: 1, executable: false }])).rejects.toMatchObject({ status: 422, code: 'missing_blobs' });
+    await expect(api().commitVolume('refused', [{ path: 'f', sha256: sha, size: 1, executable: false }])).rejects.toMatchObject({
+      status: 422,
+      code: 'missing_blobs',
+    });
     const bytes = Buffer.from('hello');
     const { Readable } = await import('node:stream');
-    await expect(api().putVolumeBlob(sha, { open: () => Readable.from([bytes]), length: bytes.length, contentType: 'application/octet-stream' })).rejects.toMatchObject({ status: 422, code: 'checksum_mismatch' });
-    await expect(api().commitVolume('refused', [{ path: '../escape', sha256: sha, size: 1, executable: false }])).rejects.toMatchObject({ status: 400, code: 'invalid_path' });
+    await expect(
+      api().putVolumeBlob(sha, { open: () => Readable.from([bytes]), length: bytes.length, contentType: 'application/octet-stream' }),
+    ).rejects.toMatchObject({ status: 422, code: 'checksum_mismatch' });
+    await expect(api().commitVolume('refused', [{ path: '../escape', sha256: sha, size: 1, executable: false }])).rejects.toMatchObject({
+      status: 400,
+      code: 'invalid_path',
+    });
     expect((await api().listVolumes()).map((v) => v.name)).not.toContain('refused');
   });
 });
 
 describe('project upload links the manifest volumes; jobs mount them read-only', () => {
   it('a manifest naming a volume the server lacks is refused at upload, naming it and the fix; once uploaded, jobs mount it read-only', async () => {
-    const root = await cycleswapProject({ '.cycleswap/manifest.toml': '[main]\nname = "vol-user"\nvolumes = ["train-set", "builtin/base-model"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n' });
+    const root = await cycleswapProject({
+      '.cycleswap/manifest.toml':
+        '[main]\nname = "vol-user"\nvolumes = ["train-set", "builtin/base-model"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+    });
     const refused = fakeContext({ cwd: root, env: env() });
     const error = await projectUpload({ json: true, rebuild: false, clean: false, force: false }, refused.ctx).catch((e: unknown) => e);
     expect(error).toMatchObject({ status: 422, code: 'unknown_volume' });
@@ -139,7 +160,9 @@ describe('project upload links the manifest volumes; jobs mount them read-only',
 
 describe('job pull and job tail', () => {
   it('pull fetches the artifacts so far; a second pull gets only the new ones and skips the rest', async () => {
-    const root = await cycleswapProject({ '.cycleswap/manifest.toml': '[main]\nname = "pull-demo"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n' });
+    const root = await cycleswapProject({
+      '.cycleswap/manifest.toml': '[main]\nname = "pull-demo"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+    });
     expect(await projectUpload({ json: true, rebuild: false, clean: false, force: false }, fakeContext({ cwd: root, env: env() }).ctx)).toBe(0);
     // Task 0 writes first.txt and ends; task 1 waits until the test lets it go, then writes second.txt.
     let release!: () => void;
@@ -165,7 +188,9 @@ describe('job pull and job tail', () => {
       await pull({ id: jobIdOf(job), json: true }, during.ctx);
       const firstPull = JSON.parse(during.stdout.text);
       expect(firstPull.status).toBe('running');
-      expect(firstPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.relative(out, a.path), a.skipped])).toEqual([[path.join(jobIdOf(job), 'first.txt'), false]]);
+      expect(firstPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.relative(out, a.path), a.skipped])).toEqual([
+        [path.join(jobIdOf(job), 'first.txt'), false],
+      ]);
 
       release();
       await waitFor(async () => (await api().getJob(jobIdOf(job))).status === 'completed', 20_000, 'the job to complete');

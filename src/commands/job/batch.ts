@@ -36,7 +36,10 @@ export async function run(options: BatchOptions, ctx: Context): Promise<number> 
       problems.push(`line ${line}: expected a job object`);
       return;
     }
-    const job = { ...(options.project || ctx.env.CYCLE_PROJECT ? { project: options.project ?? ctx.env.CYCLE_PROJECT } : {}), ...(value as Record<string, unknown>) };
+    const job = {
+      ...(options.project || ctx.env.CYCLE_PROJECT ? { project: options.project ?? ctx.env.CYCLE_PROJECT } : {}),
+      ...(value as Record<string, unknown>),
+    };
     const checked = jobRequestSchema.safeParse(job);
     if (!checked.success) {
       const issue = checked.error.issues[0]!;
@@ -46,23 +49,41 @@ export async function run(options: BatchOptions, ctx: Context): Promise<number> 
     entries.push({ line, job });
   });
   if (problems.length > 0) {
-    throw new CycleError({ message: `${options.file}: ${problems.length} bad line${problems.length === 1 ? '' : 's'}; nothing was sent`, details: problems.slice(0, 20), hint: 'fix the lines and run again', exitCode: ExitCode.usage });
+    throw new CycleError({
+      message: `${options.file}: ${problems.length} bad line${problems.length === 1 ? '' : 's'}; nothing was sent`,
+      details: problems.slice(0, 20),
+      hint: 'fix the lines and run again',
+      exitCode: ExitCode.usage,
+    });
   }
   if (entries.length === 0) throw usageError(`${options.file}: no jobs in it`);
   const api = await connect(ctx, options);
   const outcomes: Array<{ line: number; ok: boolean; id: string | null; error: string | null }> = [];
   for (let start = 0; start < entries.length; start += MAX_BATCH_JOBS) {
     const chunk = entries.slice(start, start + MAX_BATCH_JOBS);
-    const answer = await api.submitBatch(chunk.map((e) => e.job), randomUUID());
+    const answer = await api.submitBatch(
+      chunk.map((e) => e.job),
+      randomUUID(),
+    );
     for (const entry of answer.jobs) {
       const line = chunk[entry.index]!.line;
-      outcomes.push(entry.ok ? { line, ok: true, id: entry.job.id, error: null } : { line, ok: false, id: null, error: `${entry.error.message}${entry.error.field ? ` (${entry.error.field})` : ''}` });
+      outcomes.push(
+        entry.ok
+          ? { line, ok: true, id: entry.job.id, error: null }
+          : { line, ok: false, id: null, error: `${entry.error.message}${entry.error.field ? ` (${entry.error.field})` : ''}` },
+      );
     }
     ctx.ui.info(`sent ${Math.min(start + MAX_BATCH_JOBS, entries.length)} of ${entries.length}`);
   }
   const failed = outcomes.filter((o) => !o.ok).length;
   if (options.json) ctx.ui.json({ submitted: outcomes.length - failed, failed, jobs: outcomes });
-  else if (ctx.io.stdout.isTTY) ctx.ui.out(formatTable(['LINE', 'JOB', 'ERROR'], outcomes.map((o) => [String(o.line), o.id ?? '-', o.error ?? ''])));
+  else if (ctx.io.stdout.isTTY)
+    ctx.ui.out(
+      formatTable(
+        ['LINE', 'JOB', 'ERROR'],
+        outcomes.map((o) => [String(o.line), o.id ?? '-', o.error ?? '']),
+      ),
+    );
   else for (const o of outcomes) ctx.ui.out(o.ok ? `${o.line}\t${o.id}` : `${o.line}\terror\t${o.error}`);
   if (failed) ctx.ui.warn(`${failed} of ${outcomes.length} jobs were refused`);
   return failed ? ExitCode.failure : ExitCode.ok;

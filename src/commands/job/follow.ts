@@ -42,7 +42,13 @@ export function jobLine(job: Pick<JobView, 'id' | 'job_id' | 'status' | 'counts'
  * `job` event made from `GET /api/v1/jobs/:id` every `POLL_INTERVAL_MS` until the status is a
  * known terminal one (an unknown status is waited through).
  */
-export async function* followJob(api: ApiClient, id: string, ctx: Context, lastEventId: string | undefined, onPolling?: () => void): AsyncGenerator<FollowedEvent> {
+export async function* followJob(
+  api: ApiClient,
+  id: string,
+  ctx: Context,
+  lastEventId: string | undefined,
+  onPolling?: () => void,
+): AsyncGenerator<FollowedEvent> {
   let streamed = false;
   try {
     for await (const event of followEvents(api, `/api/v1/jobs/${encodeURIComponent(id)}/stream`, {
@@ -105,7 +111,8 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
     const from = job.last_event_id === undefined || job.last_event_id === null ? undefined : String(job.last_event_id);
     for await (const { type, event } of followJob(api, id, ctx, from)) {
       applyEvent(job, type, event.data); // task events carry the counts: no request per task
-      if (type === 'progress' && typeof event.data === 'object' && event.data !== null) lastProgress = `task ${String(Reflect.get(event.data, 'index'))}: ${JSON.stringify(Reflect.get(event.data, 'progress'))}`;
+      if (type === 'progress' && typeof event.data === 'object' && event.data !== null)
+        lastProgress = `task ${String(Reflect.get(event.data, 'index'))}: ${JSON.stringify(Reflect.get(event.data, 'progress'))}`;
       if (options.json) ui.jsonLine({ event: type, job_id: event.job_id, task_id: event.task_id, data: event.data });
       show();
     }
@@ -116,7 +123,11 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
       const cancelled = await api.cancel(id);
       throw new CycleError({ message: `interrupted: job ${id} was cancelled (${cancelled.status})`, exitCode: ExitCode.interrupted });
     }
-    throw new CycleError({ message: `interrupted: job ${id} is still running on the server`, hint: `follow it again with \`cycle job watch ${id}\`, or stop it with \`cycle job cancel ${id}\``, exitCode: ExitCode.interrupted });
+    throw new CycleError({
+      message: `interrupted: job ${id} is still running on the server`,
+      hint: `follow it again with \`cycle job watch ${id}\`, or stop it with \`cycle job cancel ${id}\``,
+      exitCode: ExitCode.interrupted,
+    });
   }
   job = await api.getJob(id);
   if (jobLine(job) !== lastPrinted || ui.options.interactive) ui.info(jobLine(job));

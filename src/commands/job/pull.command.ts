@@ -10,7 +10,8 @@ export const pull = defineCommand({
   summary: "download a job's artifacts so far (also while it runs); files already here are skipped",
   args: pullArgs,
   flags: pullFlags,
-  notes: 'Run it again to fetch only what is new: a file whose size and sha256 match the artifact is not downloaded again. Like `cycle artifacts download --job ID --out DIR`, with the skipping.',
+  notes:
+    'Run it again to fetch only what is new: a file whose size and sha256 match the artifact is not downloaded again. Like `cycle artifacts download --job ID --out DIR`, with the skipping.',
   examples: ['cycle job pull job_123', 'cycle job pull job_123 --out results/'],
   load: async () => ({ run: (await import('../artifacts.js')).pull }),
 });

@@ -10,11 +10,18 @@ import { applyEvent, followJob, jobLine, pollJobs, reportFailures } from './foll
 import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions, TailOptions } from './read.command.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
-  if (options.status && !(JOB_STATUSES as readonly string[]).includes(options.status)) throw new CycleError({ message: `--status ${options.status}: expected one of ${JOB_STATUSES.join(', ')}`, exitCode: ExitCode.usage });
+  if (options.status && !(JOB_STATUSES as readonly string[]).includes(options.status))
+    throw new CycleError({ message: `--status ${options.status}: expected one of ${JOB_STATUSES.join(', ')}`, exitCode: ExitCode.usage });
   const limit = options.limit === undefined ? 20 : Number(options.limit);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CycleError({ message: `--limit ${options.limit}: expected 1-1000`, exitCode: ExitCode.usage });
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw new CycleError({ message: `--limit ${options.limit}: expected 1-1000`, exitCode: ExitCode.usage });
   const api = await connect(ctx, options);
-  const jobs = await api.listJobs({ ...(options.tag ? { tag: options.tag } : {}), ...(options.status ? { status: options.status } : {}), ...(options.project ? { project: options.project } : {}), limit });
+  const jobs = await api.listJobs({
+    ...(options.tag ? { tag: options.tag } : {}),
+    ...(options.status ? { status: options.status } : {}),
+    ...(options.project ? { project: options.project } : {}),
+    limit,
+  });
   if (options.json) {
     ctx.ui.json(jobs);
     return ExitCode.ok;
@@ -25,10 +32,24 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
   }
   const tasksOf = (j: JobView): string => (j.counts?.total === undefined ? '-' : `${j.counts.succeeded ?? 0}/${j.counts.total}`);
   if (!ctx.io.stdout.isTTY) {
-    for (const job of jobs) ctx.ui.out(`${jobIdOf(job)}\t${job.status}\t${job.project ?? ''}\t${tasksOf(job)}\t${job.created_at ?? ''}\t${(job.tags ?? []).join(',')}`);
+    for (const job of jobs)
+      ctx.ui.out(`${jobIdOf(job)}\t${job.status}\t${job.project ?? ''}\t${tasksOf(job)}\t${job.created_at ?? ''}\t${(job.tags ?? []).join(',')}`);
     return ExitCode.ok;
   }
-  ctx.ui.out(formatTable(['JOB', 'STATUS', 'TYPE', 'PROJECT', 'TASKS', 'CREATED', 'TAGS'], jobs.map((j) => [jobIdOf(j), colorStatus(j.status, ctx), j.type ?? '', j.project ?? '', tasksOf(j), (j.created_at ?? '').replace('T', ' ').slice(0, 19), (j.tags ?? []).join(',')])));
+  ctx.ui.out(
+    formatTable(
+      ['JOB', 'STATUS', 'TYPE', 'PROJECT', 'TASKS', 'CREATED', 'TAGS'],
+      jobs.map((j) => [
+        jobIdOf(j),
+        colorStatus(j.status, ctx),
+        j.type ?? '',
+        j.project ?? '',
+        tasksOf(j),
+        (j.created_at ?? '').replace('T', ' ').slice(0, 19),
+        (j.tags ?? []).join(','),
+      ]),
+    ),
+  );
   return ExitCode.ok;
 }
 
@@ -52,10 +73,15 @@ function printJob(job: JobView, ctx: Context): void {
   if (job.type) rows.push(['type', job.type]);
   if (job.project) rows.push(['project', `${job.project} (revision ${job.revision ?? '?'})`]);
   const c = job.counts;
-  if (c?.total !== undefined) rows.push(['tasks', `${c.total} (${c.succeeded ?? 0} succeeded, ${c.failed ?? 0} failed, ${c.running ?? 0} running, ${c.queued ?? 0} queued, ${c.cancelled ?? 0} cancelled)`]);
+  if (c?.total !== undefined)
+    rows.push([
+      'tasks',
+      `${c.total} (${c.succeeded ?? 0} succeeded, ${c.failed ?? 0} failed, ${c.running ?? 0} running, ${c.queued ?? 0} queued, ${c.cancelled ?? 0} cancelled)`,
+    ]);
   if (job.created_at) rows.push(['created', job.created_at]);
   if (job.started_at) rows.push(['started', job.started_at]);
-  if (job.finished_at) rows.push(['finished', `${job.finished_at}${job.started_at ? ` (${formatDuration(Date.parse(job.finished_at) - Date.parse(job.started_at))})` : ''}`]);
+  if (job.finished_at)
+    rows.push(['finished', `${job.finished_at}${job.started_at ? ` (${formatDuration(Date.parse(job.finished_at) - Date.parse(job.started_at))})` : ''}`]);
   if (job.tags?.length) rows.push(['tags', job.tags.join(', ')]);
   if (job.depends_on?.length) rows.push(['depends on', job.depends_on.join(', ')]);
   if (typeof job.meta === 'object' && job.meta !== null && Object.keys(job.meta).length) rows.push(['meta', JSON.stringify(job.meta)]);
@@ -74,7 +100,15 @@ export async function tasks(options: ByIdOptions, ctx: Context): Promise<number>
   ctx.ui.out(
     formatTable(
       ['#', 'TASK', 'STATUS', 'TRY', 'EXIT', 'TIME', 'ERROR'],
-      list.map((t) => [String(t.index ?? '-'), t.id ?? t.task_id ?? '-', colorStatus(t.status, ctx), String(t.attempt ?? '-'), t.exit_code === null || t.exit_code === undefined ? '-' : String(t.exit_code), t.duration_s === null || t.duration_s === undefined ? '-' : formatDuration(t.duration_s * 1000), (textOf(t.error) ?? '').split('\n')[0] ?? '']),
+      list.map((t) => [
+        String(t.index ?? '-'),
+        t.id ?? t.task_id ?? '-',
+        colorStatus(t.status, ctx),
+        String(t.attempt ?? '-'),
+        t.exit_code === null || t.exit_code === undefined ? '-' : String(t.exit_code),
+        t.duration_s === null || t.duration_s === undefined ? '-' : formatDuration(t.duration_s * 1000),
+        (textOf(t.error) ?? '').split('\n')[0] ?? '',
+      ]),
     ),
   );
   return ExitCode.ok;
@@ -87,7 +121,11 @@ export async function results(options: ByIdOptions, ctx: Context): Promise<numbe
   else {
     // Our items, else the docs' per-task results.
     const rows = doc.items ?? doc.tasks ?? [];
-    rows.forEach((item, n) => ctx.ui.out(`${item.index ?? n}\t${item.status ?? ''}\t${item.result === null || item.result === undefined ? (textOf(item.error) ?? '') : JSON.stringify(item.result)}`));
+    rows.forEach((item, n) =>
+      ctx.ui.out(
+        `${item.index ?? n}\t${item.status ?? ''}\t${item.result === null || item.result === undefined ? (textOf(item.error) ?? '') : JSON.stringify(item.result)}`,
+      ),
+    );
     const aggregate = doc.aggregate ?? doc.aggregate_result;
     if (aggregate !== null && aggregate !== undefined) ctx.ui.out(`aggregate\t${JSON.stringify(aggregate)}`);
     const c = doc.counts;
@@ -120,7 +158,8 @@ export async function cancel(options: IdsOptions, ctx: Context): Promise<number>
 export async function logs(options: LogsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const only = options.task === undefined ? undefined : Number(options.task);
-  if (only !== undefined && (!Number.isInteger(only) || only < 0)) throw new CycleError({ message: `--task ${options.task}: expected a task index (0, 1, …)`, exitCode: ExitCode.usage });
+  if (only !== undefined && (!Number.isInteger(only) || only < 0))
+    throw new CycleError({ message: `--task ${options.task}: expected a task index (0, 1, …)`, exitCode: ExitCode.usage });
   const printOutput = async (): Promise<void> => {
     const output = await outputOf(api, options.id);
     const chosen = output.filter((t) => only === undefined || t.index === only);
@@ -151,7 +190,13 @@ export async function logs(options: LogsOptions, ctx: Context): Promise<number> 
       const attempt: unknown = Reflect.get(event.data, 'attempt');
       const error: unknown = Reflect.get(event.data, 'error');
       const reason: unknown = Reflect.get(event.data, 'reason');
-      const data = { index, status, ...(typeof attempt === 'number' ? { attempt } : {}), ...(typeof error === 'string' ? { error } : {}), ...(typeof reason === 'string' ? { reason } : {}) };
+      const data = {
+        index,
+        status,
+        ...(typeof attempt === 'number' ? { attempt } : {}),
+        ...(typeof error === 'string' ? { error } : {}),
+        ...(typeof reason === 'string' ? { reason } : {}),
+      };
       if (options.json) ctx.ui.jsonLine({ task: index, text: describeTaskEvent(data), source: 'system' });
       else ctx.ui.rawOut(systemLine(data));
       continue;
@@ -176,7 +221,10 @@ export function tail(options: TailOptions, ctx: Context): Promise<number> {
  * Each task's output: the `/output` route, else (a server without it) the `output` the docs
  * put on each task.
  */
-async function outputOf(api: ApiClient, id: string): Promise<Array<{ index?: number | undefined; status?: string | undefined; output?: string | null | undefined; truncated?: boolean | undefined }>> {
+async function outputOf(
+  api: ApiClient,
+  id: string,
+): Promise<Array<{ index?: number | undefined; status?: string | undefined; output?: string | null | undefined; truncated?: boolean | undefined }>> {
   try {
     return (await api.output(id)).tasks;
   } catch (error) {
@@ -236,7 +284,11 @@ async function* watchEvents(api: ApiClient, jobs: Map<string, JobView>, ctx: Con
   const from = Math.min(...[...jobs.values()].map((j) => Number(j.last_event_id ?? 0)));
   let streamed = false;
   try {
-    for await (const event of followEvents(api, path, { lastEventId: String(from), signal: ctx.signal, sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined) })) {
+    for await (const event of followEvents(api, path, {
+      lastEventId: String(from),
+      signal: ctx.signal,
+      sleep: (ms) => ctx.clock.sleep(ms, ctx.signal).catch(() => undefined),
+    })) {
       streamed = true;
       yield event;
     }
@@ -244,7 +296,11 @@ async function* watchEvents(api: ApiClient, jobs: Map<string, JobView>, ctx: Con
   } catch (error) {
     if (streamed || !(error instanceof ApiError) || error.status !== 404) throw error;
   }
-  yield* pollJobs(api, [...jobs.entries()].filter(([, job]) => !isTerminalJobStatus(job.status)).map(([id]) => id), ctx);
+  yield* pollJobs(
+    api,
+    [...jobs.entries()].filter(([, job]) => !isTerminalJobStatus(job.status)).map(([id]) => id),
+    ctx,
+  );
 }
 
 function colorStatus(status: string, ctx: Context): string {

@@ -11,12 +11,24 @@ import type { SubmitOptions } from './submit.command.js';
 export async function buildJobRequest(options: SubmitOptions, ctx: Context): Promise<JobRequestInput> {
   if (options.runner !== undefined && options.runnerJson !== undefined) throw usageError('--runner and --runner-json are the same thing: use one');
   if (options.reduce !== undefined && options.reduceJson !== undefined) throw usageError('--reduce and --reduce-json are the same thing: use one');
-  const fanOutKinds = [options.fanOutBy !== undefined && '--fan-out-by', options.fanOutItems !== undefined && '--fan-out-items', (options.chunks ?? options.rangeField ?? options.total) !== undefined && '--chunks/--range-field/--total'].filter(Boolean);
-  if (fanOutKinds.length > 1) throw usageError(`${fanOutKinds.join(' and ')} cannot be mixed: a job has one fan-out shape`, 'choose --fan-out-by FIELD, --fan-out-items @items.jsonl, or --chunks N --range-field F --total T');
-  if ((options.chunks ?? options.rangeField ?? options.total) !== undefined && (options.chunks === undefined || options.rangeField === undefined || options.total === undefined)) {
+  const fanOutKinds = [
+    options.fanOutBy !== undefined && '--fan-out-by',
+    options.fanOutItems !== undefined && '--fan-out-items',
+    (options.chunks ?? options.rangeField ?? options.total) !== undefined && '--chunks/--range-field/--total',
+  ].filter(Boolean);
+  if (fanOutKinds.length > 1)
+    throw usageError(
+      `${fanOutKinds.join(' and ')} cannot be mixed: a job has one fan-out shape`,
+      'choose --fan-out-by FIELD, --fan-out-items @items.jsonl, or --chunks N --range-field F --total T',
+    );
+  if (
+    (options.chunks ?? options.rangeField ?? options.total) !== undefined &&
+    (options.chunks === undefined || options.rangeField === undefined || options.total === undefined)
+  ) {
     throw usageError('--chunks, --range-field and --total go together', 'e.g. --chunks 20 --range-field seeds --total 10000');
   }
-  if (options.type !== undefined && !(JOB_TYPES as readonly string[]).includes(options.type)) throw usageError(`--type ${options.type}: expected one of ${JOB_TYPES.join(', ')}`);
+  if (options.type !== undefined && !(JOB_TYPES as readonly string[]).includes(options.type))
+    throw usageError(`--type ${options.type}: expected one of ${JOB_TYPES.join(', ')}`);
   const stdinUsed = [options.payload === '-', options.fanOutItems === '-'].filter(Boolean).length;
   if (stdinUsed > 1) throw usageError('only one of --payload and --fan-out-items can read stdin (-)');
 
@@ -33,7 +45,12 @@ export async function buildJobRequest(options: SubmitOptions, ctx: Context): Pro
   }
   if (options.fanOutBy !== undefined) request.fan_out = { by: options.fanOutBy };
   if (options.fanOutItems !== undefined) request.fan_out = { items: await readItems(options.fanOutItems, ctx) };
-  if (options.chunks !== undefined) request.fan_out = { chunks: positiveInteger(options.chunks, '--chunks'), range_field: options.rangeField!, total: positiveInteger(options.total!, '--total') };
+  if (options.chunks !== undefined)
+    request.fan_out = {
+      chunks: positiveInteger(options.chunks, '--chunks'),
+      range_field: options.rangeField!,
+      total: positiveInteger(options.total!, '--total'),
+    };
   if (options.batchSize !== undefined) request.batch_size = positiveInteger(options.batchSize, '--batch-size');
   if (options.profile !== undefined) request.profile = options.profile;
   if (options.timeout !== undefined) request.timeout_s = parseDuration(options.timeout, '--timeout');
@@ -56,14 +73,24 @@ export async function run(options: SubmitOptions, ctx: Context): Promise<number>
   const request = await buildJobRequest(options, ctx);
   const api = await connect(ctx, options);
   const job = await api.submitJob(request, options.idempotencyKey);
-  return reportSubmitted(api, job, ctx, { json: options.json, wait: options.wait, cancelOnInterrupt: options.cancelOnInterrupt, what: job.project ?? request.project });
+  return reportSubmitted(api, job, ctx, {
+    json: options.json,
+    wait: options.wait,
+    cancelOnInterrupt: options.cancelOnInterrupt,
+    what: job.project ?? request.project,
+  });
 }
 
 /**
  * What `job submit` and `recipe submit` print for a new job (its id on stdout), or, with
  * --wait, follow it to its end (the exit code says how it ended).
  */
-export async function reportSubmitted(api: ApiClient, job: JobView, ctx: Context, options: { json: boolean; wait: boolean; cancelOnInterrupt: boolean; what: string }): Promise<number> {
+export async function reportSubmitted(
+  api: ApiClient,
+  job: JobView,
+  ctx: Context,
+  options: { json: boolean; wait: boolean; cancelOnInterrupt: boolean; what: string },
+): Promise<number> {
   const id = jobIdOf(job);
   const total = job.counts?.total;
   const tasks = total === undefined ? '' : ` (${total} task${total === 1 ? '' : 's'})`;
@@ -103,7 +130,8 @@ async function readItems(value: string, ctx: Context): Promise<Array<Record<stri
 }
 
 function stringArray(value: unknown, flag: string): string[] {
-  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string' && v !== '')) throw usageError(`${flag}: expected a non-empty JSON array of strings, e.g. '["python3","eval.py"]'`);
+  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === 'string' && v !== ''))
+    throw usageError(`${flag}: expected a non-empty JSON array of strings, e.g. '["python3","eval.py"]'`);
   return value as string[];
 }
 
@@ -117,4 +145,3 @@ function flagFor(field: PropertyKey | undefined): string | undefined {
   };
   return typeof field === 'string' ? flags[field] : undefined;
 }
-

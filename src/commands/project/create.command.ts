@@ -2,7 +2,11 @@ import { arg, defineCommand, flag, type OptionsFrom } from '../declaration.js';
 import { apiUrlFlag, jsonFlag } from '../shared-flags.js';
 
 const createArgs = { name: arg.required('the project name') };
-const createFlags = { ...apiUrlFlag, ...jsonFlag, remoteDir: flag.value('--remote-dir <dir>', "the project's folder on the backend (the server's default when absent)") };
+const createFlags = {
+  ...apiUrlFlag,
+  ...jsonFlag,
+  remoteDir: flag.value('--remote-dir <dir>', "the project's folder on the backend (the server's default when absent)"),
+};
 export type CreateOptions = OptionsFrom<typeof createArgs, typeof createFlags>;
 
 export const create = defineCommand({

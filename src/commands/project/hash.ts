@@ -12,7 +12,10 @@ export async function run(options: HashOptions, ctx: Context): Promise<number> {
     const result = await computalotBuildHash(project);
     if (options.json) ctx.ui.json({ hash: result.hash, format: project.format, files: result.files.length });
     else ctx.ui.out(result.hash);
-    if (options.explain) ctx.ui.info('--explain compares .cycleswap/ builds; an OCI project is rebuilt when any file of its Docker build context, or its "build" settings, change');
+    if (options.explain)
+      ctx.ui.info(
+        '--explain compares .cycleswap/ builds; an OCI project is rebuilt when any file of its Docker build context, or its "build" settings, change',
+      );
     return ExitCode.ok;
   }
   return cycleswapHash(project, options, ctx);
@@ -28,7 +31,13 @@ async function cycleswapHash(project: CycleswapProject, options: HashOptions, ct
       format: project.format,
       inputs,
       cache,
-      ...(options.explain ? { lastBuild: last ? { hash: last.hash, builtAt: last.builtAt, image: last.image.tag } : null, changed: last ? last.hash !== hash : null, changes: changes ?? null } : {}),
+      ...(options.explain
+        ? {
+            lastBuild: last ? { hash: last.hash, builtAt: last.builtAt, image: last.image.tag } : null,
+            changed: last ? last.hash !== hash : null,
+            changes: changes ?? null,
+          }
+        : {}),
     });
     return ExitCode.ok;
   }

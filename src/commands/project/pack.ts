@@ -13,7 +13,12 @@ export async function run(options: PackOptions, ctx: Context): Promise<number> {
   const selection = await selectFiles(root);
   warnSecrets(selection, ctx);
   if (options.list) {
-    if (options.json) ctx.ui.json({ root, files: selection.entries.filter((e) => e.type !== 'directory').map((e) => ({ path: e.path, type: e.type, size: e.size })), excluded_secrets: selection.excludedSecrets });
+    if (options.json)
+      ctx.ui.json({
+        root,
+        files: selection.entries.filter((e) => e.type !== 'directory').map((e) => ({ path: e.path, type: e.type, size: e.size })),
+        excluded_secrets: selection.excludedSecrets,
+      });
     else for (const entry of selection.entries) if (entry.type !== 'directory') ctx.ui.out(entry.path);
     return ExitCode.ok;
   }
@@ -25,16 +30,29 @@ export async function run(options: PackOptions, ctx: Context): Promise<number> {
   const result = await packProject(root, { out, selection });
   const largest = largestFiles(selection);
   if (options.json) {
-    ctx.ui.json({ file: out, content_hash: result.contentHash, size: result.size, files: selection.fileCount, bytes: selection.totalBytes, largest, excluded_secrets: selection.excludedSecrets });
+    ctx.ui.json({
+      file: out,
+      content_hash: result.contentHash,
+      size: result.size,
+      files: selection.fileCount,
+      bytes: selection.totalBytes,
+      largest,
+      excluded_secrets: selection.excludedSecrets,
+    });
   } else {
     ctx.ui.out(out);
-    ctx.ui.info(`${formatBytes(result.size)} (${selection.fileCount} files, ${formatBytes(selection.totalBytes)} before compression), content hash ${result.contentHash.slice(0, 12)}`);
+    ctx.ui.info(
+      `${formatBytes(result.size)} (${selection.fileCount} files, ${formatBytes(selection.totalBytes)} before compression), content hash ${result.contentHash.slice(0, 12)}`,
+    );
     if (largest.length) {
       ctx.ui.info('largest files:');
       for (const file of largest) ctx.ui.info(`  ${formatBytes(file.size).padStart(10)}  ${file.path}`);
     }
   }
-  if (result.size > LARGE_PACK_BYTES) ctx.ui.warn(`the tarball is ${formatBytes(result.size)} (over ${formatBytes(LARGE_PACK_BYTES)}): leave data, checkpoints and virtualenvs out with .cycleignore, and use volumes for data`);
+  if (result.size > LARGE_PACK_BYTES)
+    ctx.ui.warn(
+      `the tarball is ${formatBytes(result.size)} (over ${formatBytes(LARGE_PACK_BYTES)}): leave data, checkpoints and virtualenvs out with .cycleignore, and use volumes for data`,
+    );
   return ExitCode.ok;
 }
 

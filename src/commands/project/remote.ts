@@ -58,6 +58,11 @@ function printStatus(status: ProjectStatus & { nodes?: Array<{ node: string; sta
   ctx.ui.out(`build                ${status.build.state}${status.build.error ? `: ${status.build.error.split('\n')[0]}` : ''}`);
   if (status.nodes) {
     ctx.ui.out('');
-    ctx.ui.out(formatTable(['NODE', 'STATE', 'READY', 'ERROR'], status.nodes.map((n) => [n.node, n.state, n.ready ? 'yes' : 'no', n.error?.split('\n')[0] ?? ''])));
+    ctx.ui.out(
+      formatTable(
+        ['NODE', 'STATE', 'READY', 'ERROR'],
+        status.nodes.map((n) => [n.node, n.state, n.ready ? 'yes' : 'no', n.error?.split('\n')[0] ?? '']),
+      ),
+    );
   }
 }

@@ -39,7 +39,12 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   }
   // Before the build: a bad CYCLE_MEMORY_LIMIT is told at once.
   const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
-  const container = jobContainer({ sandbox, skipLimits: options.skipLimits, gvisorRegistered: sandbox === 'gvisor' && (await gvisorRegistered(docker)), env: ctx.env });
+  const container = jobContainer({
+    sandbox,
+    skipLimits: options.skipLimits,
+    gvisorRegistered: sandbox === 'gvisor' && (await gvisorRegistered(docker)),
+    env: ctx.env,
+  });
   for (const warning of container.warnings) ui.warn(warning);
 
   const buildOptions: ImageBuildOptions = {
@@ -167,7 +172,10 @@ async function previousRun(root: string, wanted: string, current: string): Promi
   const id = wanted === 'latest' ? withArtifacts.at(-1) : withArtifacts.find((run) => run === wanted);
   if (id === undefined) {
     throw new CycleError({
-      message: wanted === 'latest' ? '--resume: no earlier run of this project kept artifacts' : `--resume ${wanted}: no run "${wanted}" with artifacts in .cycle/runs`,
+      message:
+        wanted === 'latest'
+          ? '--resume: no earlier run of this project kept artifacts'
+          : `--resume ${wanted}: no run "${wanted}" with artifacts in .cycle/runs`,
       hint: withArtifacts.length ? `runs with artifacts: ${withArtifacts.slice(-5).join(', ')}` : 'run `cycle project test` once without --resume',
       exitCode: ExitCode.usage,
     });
@@ -188,8 +196,18 @@ async function finish(outcome: TaskOutcome, spec: TaskSpec, ctx: Context): Promi
       const failure = outcome.dockerFailure;
       if (failure) {
         const { driverNeeded, NO_CONTAINER_RUNTIME_HINT } = await import('../../docker/gpu.js');
-        if (failure.kind === 'no-gpu-runtime') throw new CycleError({ message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)', hint: NO_CONTAINER_RUNTIME_HINT, exitCode: ExitCode.failure });
-        if (failure.kind === 'cuda-requirement') throw new CycleError({ message: `the image requires CUDA ${failure.requiredCuda}, newer than the driver supports`, hint: `upgrade the NVIDIA driver ${driverNeeded(failure.requiredCuda)}`, exitCode: ExitCode.failure });
+        if (failure.kind === 'no-gpu-runtime')
+          throw new CycleError({
+            message: 'Docker cannot give GPUs to containers (no NVIDIA container runtime)',
+            hint: NO_CONTAINER_RUNTIME_HINT,
+            exitCode: ExitCode.failure,
+          });
+        if (failure.kind === 'cuda-requirement')
+          throw new CycleError({
+            message: `the image requires CUDA ${failure.requiredCuda}, newer than the driver supports`,
+            hint: `upgrade the NVIDIA driver ${driverNeeded(failure.requiredCuda)}`,
+            exitCode: ExitCode.failure,
+          });
         throw new CycleError({ message: outcome.reason ?? 'Docker could not run the task', exitCode: ExitCode.network });
       }
       const what = spec.command.includes('.cycleswap/run.sh') ? 'run.sh' : 'the job';

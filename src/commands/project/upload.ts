@@ -29,11 +29,21 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     // The client (zod schemas, undici) loads after packing: it reuses the memory packing freed.
     const api = await connect(ctx, options);
     warnSecrets(packed.selection, ctx);
-    if (packed.size > LARGE_PACK_BYTES) ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
+    if (packed.size > LARGE_PACK_BYTES)
+      ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
     throwIfInterrupted(ctx.signal);
     const current = await api.status(name, ctx.signal);
     if (current && current.content_hash === packed.contentHash && !options.force && !options.rebuild && !options.clean) {
-      const result = { project: name, uploaded: false, reason: 'unchanged', revision: current.revision, content_hash: packed.contentHash, build_hash: current.build_hash, rebuild: current.build.state !== 'ready', format: project.format };
+      const result = {
+        project: name,
+        uploaded: false,
+        reason: 'unchanged',
+        revision: current.revision,
+        content_hash: packed.contentHash,
+        build_hash: current.build_hash,
+        rebuild: current.build.state !== 'ready',
+        format: project.format,
+      };
       if (options.json) ctx.ui.json(result);
       else {
         ctx.ui.info(`unchanged since revision ${current.revision}: nothing to upload (--force uploads anyway)`);
@@ -44,25 +54,26 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     const started = ctx.clock.now();
     ctx.ui.info(`uploading ${name}: ${formatBytes(packed.size)}, ${packed.selection.fileCount} files`);
     let collectedAt = 0;
-    const push = () => api.push(
-      name,
-      {
-        open: () => createReadStream(packed.file),
-        length: packed.size,
-        contentType: 'application/gzip',
-        onProgress: (sent) => {
-          ctx.ui.live(transferLine(sent, packed.size, ctx.clock.now() - started));
-          // The file's read buffers are garbage once sent; collect them as packing does (util/gc.ts).
-          if (sent - collectedAt >= 32 << 20) {
-            collectedAt = sent;
-            collectGarbage();
-          }
+    const push = () =>
+      api.push(
+        name,
+        {
+          open: () => createReadStream(packed.file),
+          length: packed.size,
+          contentType: 'application/gzip',
+          onProgress: (sent) => {
+            ctx.ui.live(transferLine(sent, packed.size, ctx.clock.now() - started));
+            // The file's read buffers are garbage once sent; collect them as packing does (util/gc.ts).
+            if (sent - collectedAt >= 32 << 20) {
+              collectedAt = sent;
+              collectGarbage();
+            }
+          },
         },
-      },
-      { rebuild: options.rebuild, clean: options.clean, buildHash },
-      // Ctrl-C stops the upload (the request is destroyed) and the command exits 130.
-      ctx.signal,
-    );
+        { rebuild: options.rebuild, clean: options.clean, buildHash },
+        // Ctrl-C stops the upload (the request is destroyed) and the command exits 130.
+        ctx.signal,
+      );
     const pushed = await push().catch(async (error: unknown) => {
       // A backend where projects are made before they are pushed to (POST /api/v1/projects).
       if (!(error instanceof ApiError) || error.status !== 404) throw error;
@@ -72,13 +83,31 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
       return push();
     });
     ctx.ui.clearLive();
-    if (pushed.build_hash_matches === false) ctx.ui.warn(`the server computed build hash ${pushed.build_hash.slice(0, 12)}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
-    const result = { project: name, uploaded: true, revision: pushed.revision, content_hash: pushed.content_hash, build_hash: pushed.build_hash, rebuild: pushed.rebuild, unchanged: pushed.unchanged, format: pushed.format, bytes: packed.size, seconds: (ctx.clock.now() - started) / 1000 };
+    if (pushed.build_hash_matches === false)
+      ctx.ui.warn(`the server computed build hash ${pushed.build_hash.slice(0, 12)}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
+    const result = {
+      project: name,
+      uploaded: true,
+      revision: pushed.revision,
+      content_hash: pushed.content_hash,
+      build_hash: pushed.build_hash,
+      rebuild: pushed.rebuild,
+      unchanged: pushed.unchanged,
+      format: pushed.format,
+      bytes: packed.size,
+      seconds: (ctx.clock.now() - started) / 1000,
+    };
     if (options.json) ctx.ui.json(result);
     else {
-      ctx.ui.success(`uploaded ${name} in ${formatDuration(ctx.clock.now() - started)}: revision ${pushed.revision}${pushed.unchanged ? ' (same content as before)' : ''}`);
+      ctx.ui.success(
+        `uploaded ${name} in ${formatDuration(ctx.clock.now() - started)}: revision ${pushed.revision}${pushed.unchanged ? ' (same content as before)' : ''}`,
+      );
       ctx.ui.out(`revision ${pushed.revision}  content ${pushed.content_hash.slice(0, 12)}  build ${pushed.build_hash.slice(0, 12)}`);
-      ctx.ui.info(pushed.rebuild ? `the backend builds the image on the next job (or now: cycle project prepare)` : 'the backend reuses its image (build inputs unchanged)');
+      ctx.ui.info(
+        pushed.rebuild
+          ? `the backend builds the image on the next job (or now: cycle project prepare)`
+          : 'the backend reuses its image (build inputs unchanged)',
+      );
     }
     return ExitCode.ok;
   } finally {
