@@ -5,7 +5,7 @@ import { layout } from '../../src/server/layout.js';
 import { ExecNotFound } from '../../src/util/exec.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
-import { tempDir } from '../helpers/context.js';
+import { manualClock, tempDir } from '../helpers/context.js';
 import { readSse } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -15,6 +15,8 @@ import { waitFor } from '../helpers/wait.js';
  */
 let server: RunningServer | undefined;
 let docker: FakeDocker;
+/** Task timeouts run on it: a test advances it rather than waiting. */
+let clock: ReturnType<typeof manualClock>;
 
 afterEach(async () => {
   await server?.close();
@@ -29,6 +31,7 @@ async function start(dataDir?: string, workers = 2): Promise<RunningServer> {
     workers,
     version: 'test',
     docker: async () => docker,
+    clock,
     exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
     log: () => undefined,
   });
@@ -49,6 +52,7 @@ async function api(method: string, route: string, body?: unknown): Promise<any> 
 async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
   docker = new FakeDocker();
   docker.hold = true;
+  clock = manualClock();
   await start(dataDir, workers);
   const response = await fetch(`${server!.url}/api/v1/projects/p/push`, {
     method: 'POST',
@@ -153,6 +157,11 @@ describe('the scheduler', () => {
     await startWithProject();
     const id = await submit({ timeout_s: 1 });
     await docker.whenRunning(1);
+    await clock.whenSleeping(1);
+    clock.advance(999);
+    expect((await tasks(id))[0]!.status).toBe('running');
+    expect(docker.called('removeContainer')).not.toContain(container((await tasks(id))[0]!.id));
+    clock.advance(1);
     const done = await finished(id);
     expect(done.status).toBe('failed');
     expect((await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0].error).toBe('timed out after 1s');
