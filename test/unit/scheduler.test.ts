@@ -7,7 +7,6 @@ import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { manualClock, tempDir } from '../helpers/context.js';
 import { readSse } from '../helpers/server.js';
-import { waitFor } from '../helpers/wait.js';
 
 /**
  * The scheduler on the fake Docker: every container is held until the test ends it
@@ -69,15 +68,11 @@ const tasks = async (id: string): Promise<Array<{ id: string; index: number; kin
 const container = (taskId: string): string => `cycle-server-${taskId}`;
 const heldTaskIds = (): string[] => docker.runningNames().map((name) => name.replace('cycle-server-', ''));
 
+/** Waits on the job's event stream, which the server ends once the job finished: told, not polled. */
 async function finished(id: string): Promise<any> {
-  let last: any;
-  await waitFor(
-    async () => ['completed', 'partial', 'failed', 'cancelled'].includes((last = await job(id)).status),
-    15_000,
-    `job ${id} to finish`,
-    () => String(last?.status),
-  );
-  return last;
+  const { ended } = await readSse(server!, `/api/v1/jobs/${id}/stream`);
+  expect(ended, `the event stream of job ${id} ended before the job finished`).toBe(true);
+  return job(id);
 }
 
 describe('the scheduler', () => {
