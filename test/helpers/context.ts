@@ -59,11 +59,11 @@ export const fixedClock = (start = Date.parse('2026-11-23T12:00:00Z')): Clock & 
 /**
  * A clock that moves only when the test calls `advance`: a `sleep` stays pending until then, so a
  * timeout fires at the test's word, with no real waiting. `whenSleeping` resolves once `count`
- * sleeps are pending (the timer is armed), without polling.
+ * sleeps are pending (the timer is armed), without polling; `sleeping` counts them now.
  */
 export const manualClock = (
   start = Date.parse('2026-11-23T12:00:00Z'),
-): Clock & { advance(ms: number): void; whenSleeping(count: number): Promise<void> } => {
+): Clock & { advance(ms: number): void; whenSleeping(count: number): Promise<void>; sleeping(): number } => {
   let now = start;
   const sleepers = new Set<{ due: number; wake(): void }>();
   const watchers: Array<{ count: number; resolve(): void }> = [];
@@ -105,6 +105,7 @@ export const manualClock = (
           sleeper.wake();
         }
     },
+    sleeping: () => sleepers.size,
     whenSleeping: (count) =>
       new Promise<void>((resolve) => {
         watchers.push({ count, resolve });

@@ -163,6 +163,16 @@ describe('the scheduler', () => {
     expect(docker.called('removeContainer')).toContain(container((await tasks(id))[0]!.id));
   });
 
+  it('a task that ends within timeout_s disarms its timer', async () => {
+    await startWithProject();
+    const id = await submit({ timeout_s: 5 });
+    await docker.whenRunning(1);
+    await clock.whenSleeping(1);
+    docker.exit(container((await tasks(id))[0]!.id), 0);
+    expect((await finished(id)).status).toBe('completed');
+    expect(clock.sleeping()).toBe(0);
+  });
+
   it('after a crash, a running task runs again once, then fails; the log says so', async () => {
     const dataDir = await tempDir('cycle-scheduler-crash-');
     await startWithProject(dataDir);
