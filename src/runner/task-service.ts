@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import { reclaimOutputs, runTask, type TaskCallbacks, type TaskOutcome, type TaskSpec } from './task.js';
 import { ArtifactCapture, type CapturedArtifact } from './artifacts.js';
 import type { JobContainer } from './limits.js';
+import type { Clock } from '../context.js';
 
 export interface ProjectTaskRequest {
   docker: DockerDriver;
@@ -44,6 +45,8 @@ export interface ProjectTaskRequest {
   };
   callbacks: TaskCallbacks;
   signal?: AbortSignal;
+  /** Runs the task's timeout (the system's clock unless set). */
+  clock?: Clock;
   /**
    * Called when Docker says the image is gone: returns a new image to run instead (once).
    * Without it, the failure is the outcome.
@@ -97,10 +100,10 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
   try {
     if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
     capture.start();
-    let outcome = await runTask(docker, spec, request.callbacks, request.signal);
+    let outcome = await runTask(docker, spec, request.callbacks, request.signal, request.clock);
     if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
       spec = { ...spec, image: await request.rebuildImage() };
-      outcome = await runTask(docker, spec, request.callbacks, request.signal);
+      outcome = await runTask(docker, spec, request.callbacks, request.signal, request.clock);
     }
     // Files the job left unreadable to this user are given back before the last sweep.
     await reclaimOutputs(docker, spec.image, liveDir, `${request.name}-reclaim`);

@@ -10,6 +10,7 @@ import { LABELS } from './images.js';
 import { errnoCode } from '../errors.js';
 import { outOfMemoryReason } from './limits.js';
 import { ARTIFACTS_DIR } from './artifacts.js';
+import { systemClock, type Clock } from '../context.js';
 
 /** Where the runner protocol's files appear inside the container. */
 export const TASK_DIR = '/computalot/task';
@@ -69,9 +70,15 @@ export interface TaskOutcome {
  * Runs one task in a container with the runner protocol: the payload in
  * $COMPUTALOT_TASK_PAYLOAD, the result from $COMPUTALOT_TASK_RESULT, COMPUTALOT_PROGRESS: lines
  * as progress, everything else as the live log. The same code serves `cycle project test`
- * and the local backend.
+ * and the local backend. `clock` runs the timeout (a test advances a fake one instead of waiting).
  */
-export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: TaskCallbacks, signal?: AbortSignal): Promise<TaskOutcome> {
+export async function runTask(
+  docker: DockerDriver,
+  spec: TaskSpec,
+  callbacks: TaskCallbacks,
+  signal?: AbortSignal,
+  clock: Clock = systemClock,
+): Promise<TaskOutcome> {
   const started = Date.now();
   // A fresh folder per attempt: mkdtemp makes it 0700, so no other host user can reach into it.
   // Only the `io` folder inside is shared with the container, world-writable because the job
@@ -95,12 +102,16 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
   const command = spec.source ? ['bash', '-c', 'mkdir -p /app && tar -xf - -C /app && exec "$@"', 'cycle-task', ...spec.command] : spec.command;
   const filter = new ProgressFilter(callbacks.stdout, callbacks.progress);
   let timedOut = false;
-  const timer = spec.timeoutMs
-    ? setTimeout(() => {
+  // Aborted when the task ends, which disarms the timeout.
+  const timer = new AbortController();
+  if (spec.timeoutMs)
+    clock.sleep(spec.timeoutMs, timer.signal).then(
+      () => {
         timedOut = true;
         void docker.removeContainer(spec.name).catch(() => undefined);
-      }, spec.timeoutMs)
-    : undefined;
+      },
+      () => undefined,
+    );
   const onAbort = (): void => void docker.removeContainer(spec.name).catch(() => undefined);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -166,7 +177,7 @@ export async function runTask(docker: DockerDriver, spec: TaskSpec, callbacks: T
     }
     return { status: 'succeeded', exitCode: 0, result: result.value, durationMs };
   } finally {
-    clearTimeout(timer);
+    timer.abort();
     signal?.removeEventListener('abort', onAbort);
     await fs.rm(privateDir, { recursive: true, force: true }).catch(() => undefined);
   }

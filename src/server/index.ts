@@ -5,6 +5,7 @@ import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
 import type { Env } from '../ui/streams.js';
+import type { Clock } from '../context.js';
 import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
@@ -41,6 +42,8 @@ export interface ServerOptions {
   maxFiles?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
+  /** Runs task timeouts (the system's clock unless set; tests advance a fake one). */
+  clock?: Clock;
   /** Connection, timeout and stream limits (src/server/limits.ts has the defaults). */
   httpLimits?: Partial<HttpLimits>;
 }
@@ -112,6 +115,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     serverKey,
     log: options.log,
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     gpuProblem: async (cuda) => {
       const probe = await probeGpu();
       if (!probe.ok) return `the task needs a GPU, but this server has none (${probe.reason})`;

@@ -10,6 +10,7 @@ import type { CapturedArtifact } from '../runner/artifacts.js';
 import { volumeMountPath } from '../runner/volumes.js';
 import { gvisorRegistered, jobContainer } from '../runner/limits.js';
 import type { Env } from '../ui/streams.js';
+import type { Clock } from '../context.js';
 import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { joinInside } from '../util/paths.js';
@@ -48,6 +49,8 @@ export interface SchedulerOptions {
   gpuProblem: (cuda: string | undefined, wantsGpu: boolean) => Promise<string | undefined>;
   log: (line: string) => void;
   callbackBaseDelayMs?: number;
+  /** Runs task timeouts (the system's clock unless set; the scheduler's tests advance a fake one). */
+  clock?: Clock;
 }
 
 interface Running {
@@ -230,6 +233,7 @@ export class Scheduler {
         sourceFiles,
         ...(runnerCommand ? { runnerCommand } : {}),
         ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
+        ...(this.options.clock ? { clock: this.options.clock } : {}),
         artifacts: {
           liveDir: path.join(work, 'live-artifacts'),
           storeDir: artifactsDir,

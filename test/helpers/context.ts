@@ -56,6 +56,64 @@ export const fixedClock = (start = Date.parse('2026-11-23T12:00:00Z')): Clock & 
   };
 };
 
+/**
+ * A clock that moves only when the test calls `advance`: a `sleep` stays pending until then, so a
+ * timeout fires at the test's word, with no real waiting. `whenSleeping` resolves once `count`
+ * sleeps are pending (the timer is armed), without polling; `sleeping` counts them now.
+ */
+export const manualClock = (
+  start = Date.parse('2026-11-23T12:00:00Z'),
+): Clock & { advance(ms: number): void; whenSleeping(count: number): Promise<void>; sleeping(): number } => {
+  let now = start;
+  const sleepers = new Set<{ due: number; wake(): void }>();
+  const watchers: Array<{ count: number; resolve(): void }> = [];
+  const notifyWatchers = (): void => {
+    for (const watcher of [...watchers])
+      if (sleepers.size >= watcher.count) {
+        watchers.splice(watchers.indexOf(watcher), 1);
+        watcher.resolve();
+      }
+  };
+  return {
+    now: () => now,
+    sleep: (ms, signal) =>
+      new Promise<void>((resolve, reject) => {
+        if (signal?.aborted) {
+          reject(signal.reason);
+          return;
+        }
+        const sleeper = {
+          due: now + ms,
+          wake: (): void => {
+            signal?.removeEventListener('abort', onAbort);
+            resolve();
+          },
+        };
+        const onAbort = (): void => {
+          sleepers.delete(sleeper);
+          reject(signal?.reason);
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        sleepers.add(sleeper);
+        notifyWatchers();
+      }),
+    advance: (ms) => {
+      now += ms;
+      for (const sleeper of [...sleepers])
+        if (sleeper.due <= now) {
+          sleepers.delete(sleeper);
+          sleeper.wake();
+        }
+    },
+    sleeping: () => sleepers.size,
+    whenSleeping: (count) =>
+      new Promise<void>((resolve) => {
+        watchers.push({ count, resolve });
+        notifyWatchers();
+      }),
+  };
+};
+
 /** A context with captured streams, a fixed clock, no real prompts and (unless given) no Docker. */
 export function fakeContext(options: FakeContextOptions): FakeContext {
   const stdout = new Capture(options.tty ?? false);

@@ -5,9 +5,8 @@ import { layout } from '../../src/server/layout.js';
 import { ExecNotFound } from '../../src/util/exec.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
-import { tempDir } from '../helpers/context.js';
+import { manualClock, tempDir } from '../helpers/context.js';
 import { readSse } from '../helpers/server.js';
-import { waitFor } from '../helpers/wait.js';
 
 /**
  * The scheduler on the fake Docker: every container is held until the test ends it
@@ -15,6 +14,8 @@ import { waitFor } from '../helpers/wait.js';
  */
 let server: RunningServer | undefined;
 let docker: FakeDocker;
+/** Task timeouts run on it: a test advances it rather than waiting. */
+let clock: ReturnType<typeof manualClock>;
 
 afterEach(async () => {
   await server?.close();
@@ -29,6 +30,7 @@ async function start(dataDir?: string, workers = 2): Promise<RunningServer> {
     workers,
     version: 'test',
     docker: async () => docker,
+    clock,
     exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
     log: () => undefined,
   });
@@ -49,6 +51,7 @@ async function api(method: string, route: string, body?: unknown): Promise<any> 
 async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
   docker = new FakeDocker();
   docker.hold = true;
+  clock = manualClock();
   await start(dataDir, workers);
   const response = await fetch(`${server!.url}/api/v1/projects/p/push`, {
     method: 'POST',
@@ -65,15 +68,11 @@ const tasks = async (id: string): Promise<Array<{ id: string; index: number; kin
 const container = (taskId: string): string => `cycle-server-${taskId}`;
 const heldTaskIds = (): string[] => docker.runningNames().map((name) => name.replace('cycle-server-', ''));
 
+/** Waits on the job's event stream, which the server ends once the job finished: told, not polled. */
 async function finished(id: string): Promise<any> {
-  let last: any;
-  await waitFor(
-    async () => ['completed', 'partial', 'failed', 'cancelled'].includes((last = await job(id)).status),
-    15_000,
-    `job ${id} to finish`,
-    () => String(last?.status),
-  );
-  return last;
+  const { ended } = await readSse(server!, `/api/v1/jobs/${id}/stream`);
+  expect(ended, `the event stream of job ${id} ended before the job finished`).toBe(true);
+  return job(id);
 }
 
 describe('the scheduler', () => {
@@ -153,10 +152,25 @@ describe('the scheduler', () => {
     await startWithProject();
     const id = await submit({ timeout_s: 1 });
     await docker.whenRunning(1);
+    await clock.whenSleeping(1);
+    clock.advance(999);
+    expect((await tasks(id))[0]!.status).toBe('running');
+    expect(docker.called('removeContainer')).not.toContain(container((await tasks(id))[0]!.id));
+    clock.advance(1);
     const done = await finished(id);
     expect(done.status).toBe('failed');
     expect((await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0].error).toBe('timed out after 1s');
     expect(docker.called('removeContainer')).toContain(container((await tasks(id))[0]!.id));
+  });
+
+  it('a task that ends within timeout_s disarms its timer', async () => {
+    await startWithProject();
+    const id = await submit({ timeout_s: 5 });
+    await docker.whenRunning(1);
+    await clock.whenSleeping(1);
+    docker.exit(container((await tasks(id))[0]!.id), 0);
+    expect((await finished(id)).status).toBe('completed');
+    expect(clock.sleeping()).toBe(0);
   });
 
   it('after a crash, a running task runs again once, then fails; the log says so', async () => {
