@@ -4,8 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type DB } from '../../src/server/db.js';
 import { layout, type Layout } from '../../src/server/layout.js';
 import { applyRetention, planRetention } from '../../src/server/retention.js';
-import { parseAge } from '../../src/commands/server-gc.js';
-import { tempDir } from '../helpers/context.js';
+import { parseAge, run as serverGc } from '../../src/commands/server-gc.js';
+import { fakeContext, tempDir } from '../helpers/context.js';
 
 const DAY = 86_400_000;
 const NOW = Date.parse('2026-06-01T00:00:00.000Z');
@@ -167,5 +167,30 @@ describe('server retention (cycle server-gc)', () => {
     expect(parseAge('90m')).toBe(90 * 60_000);
     expect(parseAge('30')).toBeUndefined();
     expect(parseAge('1w')).toBeUndefined();
+  });
+
+  it('cycle server-gc --dry-run --json lists the plan and deletes nothing; without --dry-run it deletes', async () => {
+    const dry = fakeContext({ cwd: dir, now: NOW });
+    const options = { dataDir: dir, keepRevisions: '2', olderThan: '30d', json: true };
+    expect(await serverGc({ ...options, dryRun: true }, dry.ctx)).toBe(0);
+    const printed = JSON.parse(dry.stdout.text) as { dry_run: boolean; revisions: unknown[]; jobs: unknown[]; bytes: number };
+    expect(printed.dry_run).toBe(true);
+    expect(printed.revisions).toHaveLength(2);
+    expect(printed.bytes).toBe(183);
+    expect(revisionNumbers()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(await exists('artifacts/job_old')).toBe(true);
+    const real = fakeContext({ cwd: dir, now: NOW });
+    expect(await serverGc({ ...options, dryRun: false }, real.ctx)).toBe(0);
+    expect(revisionNumbers()).toEqual([1, 2, 5, 6]);
+    expect(await exists('artifacts/job_old')).toBe(false);
+  });
+
+  it('cycle server-gc names the flag at fault', async () => {
+    const { ctx } = fakeContext({ cwd: dir, now: NOW });
+    const base = { dataDir: dir, keepRevisions: '5', olderThan: '30d', json: false, dryRun: true };
+    await expect(serverGc({ ...base, keepRevisions: '-1' }, ctx)).rejects.toThrow(/--keep-revisions -1: expected a whole number/);
+    await expect(serverGc({ ...base, olderThan: '1w' }, ctx)).rejects.toThrow(/--older-than 1w: expected an age such as 30d/);
+    await expect(serverGc({ ...base, dataDir: path.join(dir, 'nowhere') }, ctx)).rejects.toThrow(/--data-dir .*nowhere: no server database there/);
+    expect(await exists('nowhere')).toBe(false);
   });
 });
