@@ -15,8 +15,8 @@ export function parseAge(text: string): number | undefined {
 
 export async function run(options: ServerGcCommandOptions, ctx: Context): Promise<number> {
   const keepRevisions = Number(options.keepRevisions);
-  if (!Number.isInteger(keepRevisions) || keepRevisions < 0)
-    throw usageError(`--keep-revisions ${options.keepRevisions}: expected a whole number of revisions, 0 or more (e.g. 5)`);
+  if (!Number.isInteger(keepRevisions) || keepRevisions < 1)
+    throw usageError(`--keep-revisions ${options.keepRevisions}: expected a whole number of revisions, 1 or more (e.g. 5): the newest always stays`);
   const olderThanMs = parseAge(options.olderThan);
   if (olderThanMs === undefined) throw usageError(`--older-than ${options.olderThan}: expected an age such as 30d, 12h or 90m`);
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'server'));

@@ -6,7 +6,7 @@ import type { Layout } from './layout.js';
 
 /** What `cycle server-gc` keeps; see docs/api.md "Retention". */
 export interface RetentionPolicy {
-  /** Newest revisions kept per project, besides the active one and those an unfinished job uses. */
+  /** Newest revisions kept per project (at least 1), besides the active one and those an unfinished job uses. */
   keepRevisions: number;
   /** Finished jobs older than this (by finished_at) lose their artifacts, logs, work folders and events. */
   olderThanMs: number;
@@ -54,13 +54,16 @@ export async function planRetention(db: DB, layout: Layout, policy: RetentionPol
     revision: number;
   }>;
   for (const job of inUse) keptRevisions.add(keyOf(job.project, job.revision));
+  // The newest revision always stays: numbers are MAX(number) + 1, and a reused number would
+  // point old jobs at a revision they did not run.
+  const keepNewest = Math.max(1, policy.keepRevisions);
   const seenPerProject = new Map<string, number>();
   const doomedRevisions: RetentionPlan['revisions'] = [];
   const keptHashes = new Set<string>();
   for (const revision of revisions) {
     const seen = seenPerProject.get(revision.project) ?? 0;
     seenPerProject.set(revision.project, seen + 1);
-    if (seen < policy.keepRevisions || keptRevisions.has(keyOf(revision.project, revision.number))) keptHashes.add(revision.content_hash);
+    if (seen < keepNewest || keptRevisions.has(keyOf(revision.project, revision.number))) keptHashes.add(revision.content_hash);
     else doomedRevisions.push({ project: revision.project, number: revision.number });
   }
 

@@ -151,6 +151,12 @@ describe('server retention (cycle server-gc)', () => {
     expect(again).toEqual({ revisions: [], jobs: [], paths: [], bytes: 0 });
   });
 
+  it('keeps the newest revision even with keepRevisions 0, so revision numbers are never reused', async () => {
+    db.prepare("UPDATE projects SET active_revision = 3 WHERE name = 'p'").run();
+    await applyRetention(db, where, await planRetention(db, where, { ...POLICY, keepRevisions: 0 }, NOW));
+    expect(revisionNumbers()).toEqual([2, 3, 6]);
+  });
+
   it('a revision made active between plan and apply keeps its row, tree and tarball', async () => {
     const plan = await planRetention(db, where, POLICY, NOW);
     db.prepare("UPDATE projects SET active_revision = 3 WHERE name = 'p'").run();
@@ -189,6 +195,7 @@ describe('server retention (cycle server-gc)', () => {
     const { ctx } = fakeContext({ cwd: dir, now: NOW });
     const base = { dataDir: dir, keepRevisions: '5', olderThan: '30d', json: false, dryRun: true };
     await expect(serverGc({ ...base, keepRevisions: '-1' }, ctx)).rejects.toThrow(/--keep-revisions -1: expected a whole number/);
+    await expect(serverGc({ ...base, keepRevisions: '0' }, ctx)).rejects.toThrow(/--keep-revisions 0: expected a whole number of revisions, 1 or more/);
     await expect(serverGc({ ...base, olderThan: '1w' }, ctx)).rejects.toThrow(/--older-than 1w: expected an age such as 30d/);
     await expect(serverGc({ ...base, dataDir: path.join(dir, 'nowhere') }, ctx)).rejects.toThrow(/--data-dir .*nowhere: no server database there/);
     expect(await exists('nowhere')).toBe(false);
