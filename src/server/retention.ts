@@ -14,6 +14,9 @@ export interface RetentionPolicy {
 
 export const DEFAULT_RETENTION: RetentionPolicy = { keepRevisions: 5, olderThanMs: 30 * 24 * 3600 * 1000 };
 
+/** How old an unreferenced tree, tarball or volume blob must be before it goes. */
+export const UNREFERENCED_GRACE_MS = 24 * 3600 * 1000;
+
 const UNFINISHED_JOB_STATUSES = "('planning', 'queued', 'running')";
 
 export interface RetentionPlan {
@@ -67,11 +70,21 @@ export async function planRetention(db: DB, layout: Layout, policy: RetentionPol
     else doomedRevisions.push({ project: revision.project, number: revision.number });
   }
 
+  // A push stores its tree and tarball, and a volume upload its blobs, before the row that
+  // references them commits: an unreferenced file younger than the grace may be one of those.
+  const settled = async (target: string): Promise<boolean> => {
+    const stat = await fs.lstat(target).catch(() => undefined);
+    return stat !== undefined && stat.mtimeMs <= nowMs - UNREFERENCED_GRACE_MS;
+  };
   const paths: string[] = [];
   // Trees and tarballs are content-addressed: one goes when no kept revision has its hash.
-  for (const name of await entries(path.join(layout.dataDir, 'trees'))) if (!keptHashes.has(name)) paths.push(path.join('trees', name));
+  for (const name of await entries(path.join(layout.dataDir, 'trees'))) {
+    if (!keptHashes.has(name) && (await settled(path.join(layout.dataDir, 'trees', name)))) paths.push(path.join('trees', name));
+  }
   for (const name of await entries(path.join(layout.dataDir, 'blobs', 'tarballs'))) {
-    if (name.endsWith('.tar.gz') && !keptHashes.has(name.slice(0, -'.tar.gz'.length))) paths.push(path.join('blobs', 'tarballs', name));
+    const hash = name.endsWith('.tar.gz') ? name.slice(0, -'.tar.gz'.length) : undefined;
+    if (hash !== undefined && !keptHashes.has(hash) && (await settled(path.join(layout.dataDir, 'blobs', 'tarballs', name))))
+      paths.push(path.join('blobs', 'tarballs', name));
   }
 
   const cutoff = new Date(nowMs - policy.olderThanMs).toISOString();
@@ -98,19 +111,15 @@ export async function planRetention(db: DB, layout: Layout, policy: RetentionPol
     paths.push(...jobPaths);
   }
 
-  // Volume blobs are shared by content; volume trees are one folder per committed version.
-  const volumes = db.prepare('SELECT name, files, version FROM volumes').all() as Array<{ name: string; files: string; version: string }>;
+  // Volume blobs are shared by content: one goes when no volume's manifest (volumes.ts
+  // `commit`: [path, sha256, size, executable] rows) lists it. Volume trees are the volume
+  // service's own (it keeps the current and the previous version, for running tasks).
   const keptBlobs = new Set<string>();
-  const currentVersion = new Map<string, string>();
-  for (const volume of volumes) {
-    currentVersion.set(volume.name, volume.version);
-    for (const file of parseJson<Array<{ sha256?: unknown }>>(volume.files, [])) if (typeof file.sha256 === 'string') keptBlobs.add(file.sha256);
+  for (const volume of db.prepare('SELECT files FROM volumes').all() as Array<{ files: string }>) {
+    for (const file of parseJson<unknown[]>(volume.files, [])) if (Array.isArray(file) && typeof file[1] === 'string') keptBlobs.add(file[1]);
   }
-  for (const name of await entries(path.join(layout.dataDir, 'blobs', 'volumes'))) if (!keptBlobs.has(name)) paths.push(path.join('blobs', 'volumes', name));
-  for (const name of await entries(path.join(layout.dataDir, 'volume-trees'))) {
-    const current = currentVersion.get(name);
-    if (current === undefined) paths.push(path.join('volume-trees', name));
-    else for (const version of await entries(layout.volumeTrees(name))) if (version !== current) paths.push(path.join('volume-trees', name, version));
+  for (const name of await entries(path.join(layout.dataDir, 'blobs', 'volumes'))) {
+    if (!keptBlobs.has(name) && (await settled(path.join(layout.dataDir, 'blobs', 'volumes', name)))) paths.push(path.join('blobs', 'volumes', name));
   }
 
   let bytes = 0;

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openDatabase, type DB } from '../../src/server/db.js';
 import { layout, type Layout } from '../../src/server/layout.js';
+import { VolumeService } from '../../src/server/volumes.js';
 import { applyRetention, planRetention } from '../../src/server/retention.js';
 import { parseAge, run as serverGc } from '../../src/commands/server-gc.js';
 import { fakeContext, tempDir } from '../helpers/context.js';
@@ -19,6 +21,10 @@ let where: Layout;
 async function put(file: string, bytes: number): Promise<void> {
   await fs.mkdir(path.dirname(file), { recursive: true });
   await fs.writeFile(file, Buffer.alloc(bytes));
+  // Old enough for the grace on unreferenced files (see the test of a fresh one).
+  const old = new Date(NOW - 90 * DAY);
+  await fs.utimes(file, old, old);
+  await fs.utimes(path.dirname(file), old, old);
 }
 
 async function exists(relative: string): Promise<boolean> {
@@ -81,15 +87,14 @@ beforeEach(async () => {
   await job('job_old', 'p', 3, 'completed', 40); // finished 40 days ago: its files go
   await job('job_recent', 'p', 6, 'failed', 5); // finished 5 days ago: stays
   await job('job_running', 'p', 2, 'running', null); // never goes
-  // Volumes: one current version, one stale tree, one unreferenced blob.
+  // Volumes: one blob the volume's manifest lists (volumes.ts stores [path, sha256, size, executable] rows), one no volume lists.
   db.prepare("INSERT INTO volumes (name, files, file_count, bytes, version, updated_at) VALUES ('data', ?, 1, 4, 'v2', ?)").run(
-    JSON.stringify([{ path: 'a.txt', size: 4, sha256: 'blobkept' }]),
+    JSON.stringify([['a.txt', 'blobkept', 4, false]]),
     daysAgo(1),
   );
   await put(where.volumeBlob('blobkept'), 4);
   await put(where.volumeBlob('blobstale'), 9);
   await put(path.join(where.volumeTree('data', 'v2'), 'a.txt'), 4);
-  await put(path.join(where.volumeTree('data', 'v1'), 'a.txt'), 4);
 });
 
 afterEach(async () => {
@@ -119,12 +124,11 @@ describe('server retention (cycle server-gc)', () => {
         'logs/job_old_t0.log',
         'trees/hp3',
         'trees/hp4',
-        'volume-trees/data/v1',
         'work/job_old_t0',
       ].map((p) => p.split('/').join(path.sep)),
     );
-    // 2 × (10 + 20) revision bytes, 100 + 7 + 3 job bytes, 9 blob bytes, 4 volume tree bytes.
-    expect(plan.bytes).toBe(60 + 110 + 9 + 4);
+    // 2 × (10 + 20) revision bytes, 100 + 7 + 3 job bytes, 9 blob bytes.
+    expect(plan.bytes).toBe(60 + 110 + 9);
   });
 
   it('a dry run (plan without apply) deletes nothing', async () => {
@@ -138,7 +142,7 @@ describe('server retention (cycle server-gc)', () => {
   it('apply deletes exactly the plan: rows and files; the active revision, running and recent jobs stay', async () => {
     await applyRetention(db, where, await planRetention(db, where, POLICY, NOW));
     expect(revisionNumbers()).toEqual([1, 2, 5, 6]);
-    for (const gone of ['trees/hp3', 'trees/hp4', 'blobs/tarballs/hp3.tar.gz', 'artifacts/job_old', 'logs/job_old_t0.log', 'work/job_old_t0', 'blobs/volumes/blobstale', 'volume-trees/data/v1'])
+    for (const gone of ['trees/hp3', 'trees/hp4', 'blobs/tarballs/hp3.tar.gz', 'artifacts/job_old', 'logs/job_old_t0.log', 'work/job_old_t0', 'blobs/volumes/blobstale'])
       expect(await exists(gone), gone).toBe(false);
     for (const kept of ['trees/hp1', 'trees/hp2', 'trees/hp5', 'trees/hp6', 'blobs/tarballs/hp1.tar.gz', 'artifacts/job_running', 'logs/job_running_t0.log', 'work/job_running_t0', 'artifacts/job_recent', 'blobs/volumes/blobkept', 'volume-trees/data/v2'])
       expect(await exists(kept), kept).toBe(true);
@@ -155,6 +159,30 @@ describe('server retention (cycle server-gc)', () => {
     db.prepare("UPDATE projects SET active_revision = 3 WHERE name = 'p'").run();
     await applyRetention(db, where, await planRetention(db, where, { ...POLICY, keepRevisions: 0 }, NOW));
     expect(revisionNumbers()).toEqual([2, 3, 6]);
+  });
+
+  it('keeps the blobs of a volume committed through the volume service', async () => {
+    const content = Buffer.from('hello volume\n');
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    await put(where.volumeBlob(sha256), 0);
+    await fs.writeFile(where.volumeBlob(sha256), content);
+    const old = new Date(NOW - 90 * DAY);
+    await fs.utimes(where.volumeBlob(sha256), old, old);
+    const volumes = new VolumeService({ db, layout: where, maxBlobBytes: 1 << 20, log: () => undefined });
+    await volumes.commit('real', { files: [{ path: 'hello.txt', sha256, size: content.length, executable: false }] });
+    const plan = await planRetention(db, where, POLICY, NOW);
+    expect(plan.paths).not.toContain(path.join('blobs', 'volumes', sha256));
+    expect(plan.paths).toContain(path.join('blobs', 'volumes', 'blobstale'));
+  });
+
+  it('leaves unreferenced trees, tarballs and volume blobs younger than a day (a push or upload not yet committed)', async () => {
+    const fresh = new Date(NOW - 3_600_000);
+    for (const file of [where.tree('hp3'), where.tarball('hp3'), where.volumeBlob('blobstale')]) await fs.utimes(file, fresh, fresh);
+    const plan = await planRetention(db, where, POLICY, NOW);
+    expect(plan.paths).not.toContain(path.join('trees', 'hp3'));
+    expect(plan.paths).not.toContain(path.join('blobs', 'tarballs', 'hp3.tar.gz'));
+    expect(plan.paths).not.toContain(path.join('blobs', 'volumes', 'blobstale'));
+    expect(plan.paths).toContain(path.join('trees', 'hp4'));
   });
 
   it('a revision made active between plan and apply keeps its row, tree and tarball', async () => {
@@ -182,7 +210,7 @@ describe('server retention (cycle server-gc)', () => {
     const printed = JSON.parse(dry.stdout.text) as { dry_run: boolean; revisions: unknown[]; jobs: unknown[]; bytes: number };
     expect(printed.dry_run).toBe(true);
     expect(printed.revisions).toHaveLength(2);
-    expect(printed.bytes).toBe(183);
+    expect(printed.bytes).toBe(179);
     expect(revisionNumbers()).toEqual([1, 2, 3, 4, 5, 6]);
     expect(await exists('artifacts/job_old')).toBe(true);
     const real = fakeContext({ cwd: dir, now: NOW });
