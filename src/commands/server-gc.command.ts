@@ -5,7 +5,11 @@ import { jsonFlag } from './shared-flags.js';
 // must go on starting the server.
 const serverGcFlags = {
   dataDir: flag.value('--data-dir <dir>', 'the server data folder (default $XDG_DATA_HOME/cycle/server, as for `cycle server`)'),
-  keepRevisions: flag.withDefault('--keep-revisions <n>', 'newest revisions kept per project (the active one and those a queued/running job uses always stay)', '5'),
+  keepRevisions: flag.withDefault(
+    '--keep-revisions <n>',
+    'newest revisions kept per project (the active one and those a queued/running job uses always stay)',
+    '5',
+  ),
   olderThan: flag.withDefault('--older-than <age>', 'finished jobs older than this lose artifacts, logs, work folders and events (e.g. 30d, 12h)', '30d'),
   dryRun: flag.boolean('--dry-run', 'print what would be deleted; delete nothing'),
   ...jsonFlag,

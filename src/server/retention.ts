@@ -155,6 +155,7 @@ export async function applyRetention(db: DB, layout: Layout, plan: RetentionPlan
     return top === 'blobs' && second === 'tarballs' && third !== undefined && referenced.has(third.replace(/\.tar\.gz$/, ''));
   };
   for (const relative of plan.paths) {
-    if (stillReferenced(relative)) continue; await fs.rm(path.join(layout.dataDir, relative), { recursive: true, force: true });
+    if (stillReferenced(relative)) continue;
+    await fs.rm(path.join(layout.dataDir, relative), { recursive: true, force: true });
   }
 }

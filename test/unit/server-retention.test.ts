@@ -52,17 +52,15 @@ let seq = 0;
 async function job(id: string, project: string, rev: number, status: string, finishedDaysAgo: number | null): Promise<void> {
   seq += 1;
   const finished = finishedDaysAgo === null ? null : daysAgo(finishedDaysAgo);
-  db.prepare("INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, finished_at) VALUES (?, ?, ?, ?, 'structured_runner', ?, '{}', ?, ?)").run(
-    id,
-    seq,
-    project,
-    rev,
-    status,
-    daysAgo(200),
-    finished,
-  );
+  db.prepare(
+    "INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, finished_at) VALUES (?, ?, ?, ?, 'structured_runner', ?, '{}', ?, ?)",
+  ).run(id, seq, project, rev, status, daysAgo(200), finished);
   const task = `${id}_t0`;
-  db.prepare("INSERT INTO tasks (id, job_id, idx, kind, status, payload) VALUES (?, ?, 0, 'run', ?, '{}')").run(task, id, status === 'running' ? 'running' : 'succeeded');
+  db.prepare("INSERT INTO tasks (id, job_id, idx, kind, status, payload) VALUES (?, ?, 0, 'run', ?, '{}')").run(
+    task,
+    id,
+    status === 'running' ? 'running' : 'succeeded',
+  );
   const output = path.join(where.taskOutputs(id, task), 'out.txt');
   await put(output, 100);
   db.prepare("INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, 'out.txt', 100, 's', 0, ?, ?)").run(
@@ -142,9 +140,29 @@ describe('server retention (cycle server-gc)', () => {
   it('apply deletes exactly the plan: rows and files; the active revision, running and recent jobs stay', async () => {
     await applyRetention(db, where, await planRetention(db, where, POLICY, NOW));
     expect(revisionNumbers()).toEqual([1, 2, 5, 6]);
-    for (const gone of ['trees/hp3', 'trees/hp4', 'blobs/tarballs/hp3.tar.gz', 'artifacts/job_old', 'logs/job_old_t0.log', 'work/job_old_t0', 'blobs/volumes/blobstale'])
+    for (const gone of [
+      'trees/hp3',
+      'trees/hp4',
+      'blobs/tarballs/hp3.tar.gz',
+      'artifacts/job_old',
+      'logs/job_old_t0.log',
+      'work/job_old_t0',
+      'blobs/volumes/blobstale',
+    ])
       expect(await exists(gone), gone).toBe(false);
-    for (const kept of ['trees/hp1', 'trees/hp2', 'trees/hp5', 'trees/hp6', 'blobs/tarballs/hp1.tar.gz', 'artifacts/job_running', 'logs/job_running_t0.log', 'work/job_running_t0', 'artifacts/job_recent', 'blobs/volumes/blobkept', 'volume-trees/data/v2'])
+    for (const kept of [
+      'trees/hp1',
+      'trees/hp2',
+      'trees/hp5',
+      'trees/hp6',
+      'blobs/tarballs/hp1.tar.gz',
+      'artifacts/job_running',
+      'logs/job_running_t0.log',
+      'work/job_running_t0',
+      'artifacts/job_recent',
+      'blobs/volumes/blobkept',
+      'volume-trees/data/v2',
+    ])
       expect(await exists(kept), kept).toBe(true);
     expect(count('SELECT COUNT(*) AS n FROM artifacts WHERE job_id = ?', 'job_old')).toBe(0);
     expect(count('SELECT COUNT(*) AS n FROM events WHERE job_id = ?', 'job_old')).toBe(0);
