@@ -26,6 +26,7 @@ import * as kv from './commands/kv.command.js';
 import * as recipe from './commands/recipe.command.js';
 import * as account from './commands/account.command.js';
 import { create as projectCreate } from './commands/project/create.command.js';
+import { serverGc } from './commands/server-gc.command.js';
 import { server } from './commands/server.command.js';
 import { doctor } from './commands/doctor.command.js';
 import { completion } from './commands/completion.command.js';
@@ -92,6 +93,7 @@ export const commands: ProgramDeclaration<typeof globalFlags> = {
     }),
     defineGroup({ name: 'kv', summary: "a project's small shared JSON values", examples: [], commands: [kv.get, kv.set, kv.list] }),
     server,
+    serverGc,
     doctor,
     completion,
     help,

@@ -25,6 +25,7 @@ import * as recipe from '../../src/commands/recipe.command.js';
 import * as account from '../../src/commands/account.command.js';
 import { create as projectCreate } from '../../src/commands/project/create.command.js';
 import { server } from '../../src/commands/server.command.js';
+import { serverGc } from '../../src/commands/server-gc.command.js';
 import { doctor } from '../../src/commands/doctor.command.js';
 import { completion } from '../../src/commands/completion.command.js';
 import { help } from '../../src/commands/help.command.js';
@@ -271,6 +272,14 @@ const rows: Row[] = [
   row(account.ledger, ['account', 'ledger'], { json: false }),
   row(projectCreate, ['project', 'create', 'demo', '--remote-dir', '/srv/demo'], { name: 'demo', json: false, remoteDir: '/srv/demo' }),
   row(server, ['server'], { port: '8787', host: '127.0.0.1' }),
+  row(serverGc, ['server-gc'], { keepRevisions: '5', olderThan: '30d', dryRun: false, json: false }),
+  row(serverGc, ['server-gc', '--keep-revisions', '3', '--older-than', '7d', '--dry-run', '--json', '--data-dir', '/srv/cycle'], {
+    keepRevisions: '3',
+    olderThan: '7d',
+    dryRun: true,
+    json: true,
+    dataDir: '/srv/cycle',
+  }),
   row(server, ['server', '--port', '9000', '--host', '0.0.0.0', '--data-dir', '/srv/cycle', '--workers', '8', '--balance', '10'], {
     port: '9000',
     host: '0.0.0.0',
