@@ -229,7 +229,9 @@ describe('the local backend: jobs', () => {
     docker.onRun = () => ({ exitCode: 137, oomKilled: true });
     try {
       const job = await api('POST', '/api/v1/jobs', { body: { project: 'p', requirements: { memory_gb: 1, cpu: 1 } } });
-      for (let i = 0; i < 100 && (await api('GET', `/api/v1/jobs/${job.body.id}`)).body.status !== 'failed'; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(job.status).toBe(201);
+      // Waits for the job's end and asserts it (a loaded machine may take seconds).
+      await waitFor(async () => (await api('GET', `/api/v1/jobs/${job.body.id}`)).body.status === 'failed', 20_000, 'the job to fail');
       const tasks = (await api('GET', `/api/v1/jobs/${job.body.id}/tasks`)).body.tasks as Array<{ error: string }>;
       expect(tasks[0]!.error).toBe('ran out of memory (limit 1.0 GiB): the kernel killed it');
       const spec = (docker.called('runContainer') as Array<{ name: string; network?: string; confinement?: Record<string, unknown> }>).at(-1)!;
