@@ -1,7 +1,8 @@
 // The least a Node.js program can do to run a container: the Engine API calls of a `docker run
 // --rm` (create, attach, wait, start) on the daemon's socket, nothing else. `npm run bench --
 // test` times it beside `cycle project test` and the plain `docker run` to show the floor the
-// 1.3x budget sits on. Usage: node floor-run.mjs IMAGE WORKDIR COMMAND...
+// 1.2x budget sits on. Usage: node floor-run.mjs IMAGE WORKDIR COMMAND...
+import os from 'node:os';
 import http from 'node:http';
 
 const [image, workdir, ...cmd] = process.argv.slice(2);
@@ -34,7 +35,18 @@ const created = await call('POST', '/containers/create', {
   WorkingDir: workdir,
   AttachStdout: true,
   AttachStderr: true,
-  HostConfig: { AutoRemove: true },
+  // The same lock-down and limits cycle gives every job container (src/runner/limits.ts): a
+  // fresh network namespace alone costs ~300 ms a container on some daemons.
+  HostConfig: {
+    AutoRemove: true,
+    NetworkMode: 'none',
+    SecurityOpt: ['no-new-privileges'],
+    CapDrop: ['ALL'],
+    CapAdd: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'NET_BIND_SERVICE'],
+    Memory: Math.floor(os.totalmem() * 0.9),
+    MemorySwap: Math.floor(os.totalmem() * 0.9),
+    PidsLimit: 4096,
+  },
 });
 if (created.status !== 201) throw new Error(created.body);
 const { Id: id } = JSON.parse(created.body);
