@@ -1,6 +1,9 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from './limits.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
@@ -295,4 +298,27 @@ export function createHttpServer(handler: (req: IncomingMessage, res: ServerResp
     // Otherwise the server is still working on the answer (a long extraction): not the client's idleness.
   });
   return server;
+}
+
+/**
+ * Streams a request body into a new file (`wx`: never over one that exists), counting and
+ * hashing it as it arrives; past `maxBytes` it stops with a 413 carrying `tooLarge`.
+ */
+export async function receiveBody(
+  req: IncomingMessage,
+  file: string,
+  options: { maxBytes: number; tooLarge: string; mode?: number },
+): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      size += chunk.length;
+      if (size > options.maxBytes) return callback(new HttpError(413, 'payload_too_large', options.tooLarge));
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  await pipeline(req, meter, createWriteStream(file, { flags: 'wx', ...(options.mode !== undefined ? { mode: options.mode } : {}) }));
+  return { size, sha256: hash.digest('hex') };
 }

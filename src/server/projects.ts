@@ -1,10 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ProjectStatus, PushResponse } from '../api/schemas.js';
 import { KV_KEY_PATTERN } from '../api/schemas.js';
 import type { DockerDriver } from '../docker/driver.js';
@@ -18,7 +16,7 @@ import { LABELS } from '../runner/images.js';
 import { type DB, now, parseJson } from './db.js';
 import type { EventLog } from './events.js';
 import { ExtractFailed, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
-import { HttpError } from './http.js';
+import { HttpError, receiveBody } from './http.js';
 import type { Layout } from './layout.js';
 import { unknownVolumes } from './volumes.js';
 import { isCycleError } from '../errors.js';
@@ -94,21 +92,12 @@ export class ProjectService {
     const id = randomBytes(6).toString('hex');
     const upload = path.join(layout.tmp, `upload-${id}.tar.gz`);
     const tree = path.join(layout.tmp, `tree-${id}`);
-    const hash = createHash('sha256');
-    let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        size += chunk.length;
-        if (size > limits.maxUploadBytes)
-          return callback(new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`));
-        hash.update(chunk);
-        callback(null, chunk);
-      },
-    });
     try {
-      await pipeline(req, meter, createWriteStream(upload, { flags: 'wx' }));
+      const { size, sha256: contentHash } = await receiveBody(req, upload, {
+        maxBytes: limits.maxUploadBytes,
+        tooLarge: `the tarball is over the ${limits.maxUploadBytes}-byte limit`,
+      });
       if (size === 0) throw new HttpError(400, 'empty_body', 'the request body is empty: send the project as a .tar.gz');
-      const contentHash = hash.digest('hex');
       const current = this.active(name);
       if (current && current.content_hash === contentHash && !flags.rebuild && !flags.clean) {
         return this.pushResponse(current, true, flags.clientBuildHash);

@@ -1,13 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import { now, type DB } from './db.js';
-import { HttpError } from './http.js';
+import { HttpError, receiveBody } from './http.js';
 import type { Layout } from './layout.js';
 import { MAX_NAME_BYTES } from './limits.js';
 
@@ -73,19 +70,8 @@ export class UploadService {
     if (declared > maxBytes) throw new HttpError(413, 'payload_too_large', `the artifact is ${declared} bytes, over the ${maxBytes}-byte limit`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const temp = path.join(layout.tmp, `artifact-${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
-    let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        size += chunk.length;
-        if (size > maxBytes) return callback(new HttpError(413, 'payload_too_large', `the artifact is over the ${maxBytes}-byte limit`));
-        hash.update(chunk);
-        callback(null, chunk);
-      },
-    });
     try {
-      await pipeline(req, meter, createWriteStream(temp, { flags: 'wx', mode: 0o600 }));
-      const sha256 = hash.digest('hex');
+      const { size, sha256 } = await receiveBody(req, temp, { maxBytes, tooLarge: `the artifact is over the ${maxBytes}-byte limit`, mode: 0o600 });
       const existing = this.bySha(sha256);
       if (existing) return { document: uploadDocument(existing), created: false };
       const blob = layout.uploadBlob(sha256);

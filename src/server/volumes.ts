@@ -1,14 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { volumeFilesRequestSchema, type VolumeFile, type VolumeSummary } from '../api/schemas.js';
 import { BUILTIN_VOLUME_PREFIX, VOLUME_NAME_PATTERN } from '../project/names.js';
 import { type DB, now, parseJson } from './db.js';
-import { HttpError } from './http.js';
+import { HttpError, receiveBody } from './http.js';
 import { zodError } from './jobs.js';
 import type { Layout } from './layout.js';
 
@@ -83,20 +80,12 @@ export class VolumeService {
       throw new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const temp = path.join(layout.tmp, `blob-${randomBytes(6).toString('hex')}`);
-    const hash = createHash('sha256');
-    let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        size += chunk.length;
-        if (size > maxBlobBytes)
-          return callback(new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`));
-        hash.update(chunk);
-        callback(null, chunk);
-      },
-    });
     try {
-      await pipeline(req, meter, createWriteStream(temp, { flags: 'wx', mode: 0o444 }));
-      const digest = hash.digest('hex');
+      const { size, sha256: digest } = await receiveBody(req, temp, {
+        maxBytes: maxBlobBytes,
+        tooLarge: `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`,
+        mode: 0o444,
+      });
       if (digest !== sha256)
         throw new HttpError(
           422,
