@@ -2,7 +2,18 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cycle, docker, e2eCycleswapProject, imageLayers, lastBuild, removeProjectImages, startCycle, waitFor, type E2EProject } from '../helpers/e2e.js';
+import {
+  cycle,
+  docker,
+  e2eCycleswapProject,
+  imageLayers,
+  lastBuild,
+  removeProjectImages,
+  startCycle,
+  testProjectName,
+  waitFor,
+  type E2EProject,
+} from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { localProjectKey } from '../../src/runner/images.js';
 
@@ -264,7 +275,7 @@ describe('project test: the run', () => {
 describe('project test: OCI projects', () => {
   async function ociProject(files: Record<string, string>): Promise<E2EProject> {
     const root = await tempDir('cycle-e2e-oci-');
-    const name = `e2e-oci-${Date.now().toString(36)}-${made.length}`;
+    const name = testProjectName(`oci-${made.length}`);
     await writeFiles(root, files);
     const manifestPath = path.join(root, 'computalot.project.json');
     const manifest = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
@@ -385,7 +396,7 @@ describe('project test: the documented example manifests run', () => {
     const root = await tempDir('cycle-e2e-docs-');
     await fs.cp(path.join(examples, example), root, { recursive: true });
     const manifestPath = path.join(root, 'computalot.project.json');
-    const name = `e2e-${example}-${Date.now().toString(36)}`;
+    const name = testProjectName(example);
     await fs.writeFile(manifestPath, JSON.stringify({ ...JSON.parse(await fs.readFile(manifestPath, 'utf8')), name }));
     made.push({ root, name });
     roots.push(root);

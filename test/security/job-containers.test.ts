@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { cycle, docker, e2eCycleswapProject, removeProjectImages, type E2EProject } from '../helpers/e2e.js';
+import { cycle, docker, e2eCycleswapProject, removeProjectImages, testProjectName, type E2EProject } from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { GVISOR_RUNTIME, JOB_CAPABILITIES } from '../../src/runner/limits.js';
 import { reclaimOutputs } from '../../src/runner/task.js';
@@ -42,7 +42,7 @@ describe('job containers are locked down', () => {
 
   it('a manifest asking for "sandbox": "gvisor" runs in gVisor (scripts/setup.sh registers runsc); one without runs in runc', async () => {
     const root = await tempDir('cycle-sec-gvisor-');
-    const name = `sec-gvisor-${Date.now().toString(36)}`;
+    const name = testProjectName('gvisor');
     made.push({ root, name });
     const manifest = (sandbox: boolean): string =>
       JSON.stringify({
