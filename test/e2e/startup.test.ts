@@ -12,7 +12,7 @@ const execFileAsync = promisify(execFile);
 const hooks = `export async function load(url, context, next) { process.stderr.write('LOADED ' + url + '\\n'); return next(url, context); }`;
 const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
 
-/** The dist/ modules and packages a run of the binary loads. */
+/** The dist/ modules, packages and Node built-ins (`node:…`) a run of the binary loads. */
 async function loadedModules(args: string[], cwd: string): Promise<string[]> {
   const { stderr } = await execFileAsync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(register)}`, BIN, ...args], {
     cwd,
@@ -21,13 +21,14 @@ async function loadedModules(args: string[], cwd: string): Promise<string[]> {
   const root = path.dirname(path.dirname(BIN));
   return stderr
     .split('\n')
-    .filter((line) => line.startsWith('LOADED file://'))
-    .map((line) => path.relative(root, new URL(line.slice('LOADED '.length)).pathname))
+    .filter((line) => line.startsWith('LOADED '))
+    .map((line) => line.slice('LOADED '.length))
+    .map((url) => (url.startsWith('file://') ? path.relative(root, new URL(url).pathname) : url))
     .map((file) => file.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+)\/.*$/, 'package:$1'));
 }
 
 describe('start-up: what `cycle project validate` loads (budget: 2x `node -e 0`)', () => {
-  it("an unchanged valid project: neither zod nor the TOML parser, and no other group's declarations", async () => {
+  it("an unchanged valid project: neither zod nor the TOML parser nor child_process, and no other group's declarations", async () => {
     const root = await tempDir('cycle-e2e-startup-');
     await writeFiles(root, {
       '.cycleswap/manifest.toml': '[main]\nname = "startup"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
@@ -42,6 +43,7 @@ describe('start-up: what `cycle project validate` loads (budget: 2x `node -e 0`)
     expect(again).toContain('dist/commands/project/validate.command.js');
     expect(again).not.toContain('package:zod');
     expect(again).not.toContain('package:smol-toml');
+    expect(again).not.toContain('node:child_process');
     expect(again.filter((file) => /^dist\/commands\/(?!project\/).*\.command\.js$/.test(file))).toEqual([]);
     // Help still lists every group and command.
     const { stdout } = await execFileAsync(process.execPath, [BIN, '--help'], { cwd: root });
