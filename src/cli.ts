@@ -5,54 +5,60 @@ import type { Context, GlobalOptions } from './context.js';
 import type { IO } from './ui/streams.js';
 import { cycleVersion } from './version.js';
 import { buildProgram, type Invocation } from './program.js';
-import { defineGroup, type ProgramDeclaration } from './commands/declaration.js';
+import { defineGroup, type Declaration, type GroupDeclaration, type ProgramDeclaration } from './commands/declaration.js';
 import { globalFlags } from './commands/shared-flags.js';
-// Each declaration is small and imports nothing heavy; a command's logic loads only when it runs.
-import { init } from './commands/project/init.command.js';
-import { validate } from './commands/project/validate.command.js';
-import { hash } from './commands/project/hash.command.js';
-import { test } from './commands/project/test.command.js';
-import { pack } from './commands/project/pack.command.js';
-import { upload } from './commands/project/upload.command.js';
-import * as remote from './commands/project/remote.command.js';
-import * as auth from './commands/auth.command.js';
-import { submit, queue } from './commands/job/submit.command.js';
-import { pull } from './commands/job/pull.command.js';
-import * as volume from './commands/volume.command.js';
-import { batch } from './commands/job/batch.command.js';
-import * as jobRead from './commands/job/read.command.js';
-import * as artifacts from './commands/artifacts.command.js';
-import * as kv from './commands/kv.command.js';
-import * as recipe from './commands/recipe.command.js';
-import * as account from './commands/account.command.js';
-import { create as projectCreate } from './commands/project/create.command.js';
-import { serverGc } from './commands/server-gc.command.js';
-import { server } from './commands/server.command.js';
-import { doctor } from './commands/doctor.command.js';
-import { completion } from './commands/completion.command.js';
-import { help } from './commands/help.command.js';
 
-/** Every command of cycle, in the order help lists them. A new command goes here (docs/design.md). */
-export const commands: ProgramDeclaration<typeof globalFlags> = {
-  kind: 'program',
-  name: 'cycle',
-  summary: 'Run .cycleswap/ and Computalot projects locally in Docker and on a Computalot-style backend.',
-  versionFlag: { flags: '-v, --version', description: 'print the version' },
-  flags: globalFlags,
-  examples: ['cycle project init --template python', 'cycle project test', 'cycle help exit-codes'],
-  commands: [
-    defineGroup({
-      name: 'project',
-      summary: 'create, check, build, run and ship a project',
-      examples: ['cycle project init my-exp --template python', 'cycle project validate', 'cycle project test'],
-      commands: [init, validate, hash, test, pack, projectCreate, upload, remote.prepare, remote.status, remote.invalidate],
-    }),
-    defineGroup({ name: 'auth', summary: 'log in to a backend, check, log out', examples: [], commands: [auth.login, auth.status, auth.logout] }),
-    defineGroup({
-      name: 'job',
-      summary: 'submit jobs and follow them: from the shell and from scripts',
-      examples: [`id=$(cycle job submit --payload '{"n": [1,2,3]}' --fan-out-by n)`, 'cycle job watch "$id"', 'cycle job results "$id" --json | jq .items'],
-      commands: [
+/**
+ * A group of commands whose declarations load only when the group is needed: `cycle project
+ * validate` loads the project group's declarations, not the other groups' (each module costs
+ * start-up time). Declarations are small and import nothing heavy; a command's logic loads only
+ * when it runs.
+ */
+interface LazyGroup extends Omit<GroupDeclaration, 'kind' | 'commands'> {
+  load: () => Promise<Declaration[]>;
+}
+
+/** Every group of cycle, in the order help lists them. A new command goes in its group's load (docs/design.md). */
+const groups: LazyGroup[] = [
+  {
+    name: 'project',
+    summary: 'create, check, build, run and ship a project',
+    examples: ['cycle project init my-exp --template python', 'cycle project validate', 'cycle project test'],
+    load: async () => {
+      const [{ init }, { validate }, { hash }, { test }, { pack }, { create }, { upload }, remote] = await Promise.all([
+        import('./commands/project/init.command.js'),
+        import('./commands/project/validate.command.js'),
+        import('./commands/project/hash.command.js'),
+        import('./commands/project/test.command.js'),
+        import('./commands/project/pack.command.js'),
+        import('./commands/project/create.command.js'),
+        import('./commands/project/upload.command.js'),
+        import('./commands/project/remote.command.js'),
+      ]);
+      return [init, validate, hash, test, pack, create, upload, remote.prepare, remote.status, remote.invalidate];
+    },
+  },
+  {
+    name: 'auth',
+    summary: 'log in to a backend, check, log out',
+    examples: [],
+    load: async () => {
+      const auth = await import('./commands/auth.command.js');
+      return [auth.login, auth.status, auth.logout];
+    },
+  },
+  {
+    name: 'job',
+    summary: 'submit jobs and follow them: from the shell and from scripts',
+    examples: [`id=$(cycle job submit --payload '{"n": [1,2,3]}' --fan-out-by n)`, 'cycle job watch "$id"', 'cycle job results "$id" --json | jq .items'],
+    load: async () => {
+      const [{ submit, queue }, { batch }, jobRead, { pull }] = await Promise.all([
+        import('./commands/job/submit.command.js'),
+        import('./commands/job/batch.command.js'),
+        import('./commands/job/read.command.js'),
+        import('./commands/job/pull.command.js'),
+      ]);
+      return [
         submit,
         queue,
         batch,
@@ -65,40 +71,94 @@ export const commands: ProgramDeclaration<typeof globalFlags> = {
         jobRead.watch,
         jobRead.cancel,
         pull,
-      ],
-    }),
-    defineGroup({
-      name: 'volume',
-      summary: 'upload folders as read-only volumes for jobs; list, remove',
-      examples: ['cycle volume upload ./data --name training-data'],
-      commands: [volume.upload, volume.list, volume.rm],
-    }),
-    defineGroup({
-      name: 'artifacts',
-      summary: "upload input files; list and download jobs' output files",
-      examples: [],
-      commands: [artifacts.list, artifacts.download, artifacts.upload],
-    }),
-    defineGroup({
-      name: 'recipe',
-      summary: 'sealed runtimes with a typed payload: list, show, submit',
-      examples: [],
-      commands: [recipe.list, recipe.show, recipe.submit],
-    }),
-    defineGroup({
-      name: 'account',
-      summary: "the account's balance, holds and ledger",
-      examples: [],
-      commands: [account.balance, account.holds, account.ledger],
-    }),
-    defineGroup({ name: 'kv', summary: "a project's small shared JSON values", examples: [], commands: [kv.get, kv.set, kv.list] }),
-    server,
-    serverGc,
-    doctor,
-    completion,
-    help,
-  ],
+      ];
+    },
+  },
+  {
+    name: 'volume',
+    summary: 'upload folders as read-only volumes for jobs; list, remove',
+    examples: ['cycle volume upload ./data --name training-data'],
+    load: async () => {
+      const volume = await import('./commands/volume.command.js');
+      return [volume.upload, volume.list, volume.rm];
+    },
+  },
+  {
+    name: 'artifacts',
+    summary: "upload input files; list and download jobs' output files",
+    examples: [],
+    load: async () => {
+      const artifacts = await import('./commands/artifacts.command.js');
+      return [artifacts.list, artifacts.download, artifacts.upload];
+    },
+  },
+  {
+    name: 'recipe',
+    summary: 'sealed runtimes with a typed payload: list, show, submit',
+    examples: [],
+    load: async () => {
+      const recipe = await import('./commands/recipe.command.js');
+      return [recipe.list, recipe.show, recipe.submit];
+    },
+  },
+  {
+    name: 'account',
+    summary: "the account's balance, holds and ledger",
+    examples: [],
+    load: async () => {
+      const account = await import('./commands/account.command.js');
+      return [account.balance, account.holds, account.ledger];
+    },
+  },
+  {
+    name: 'kv',
+    summary: "a project's small shared JSON values",
+    examples: [],
+    load: async () => {
+      const kv = await import('./commands/kv.command.js');
+      return [kv.get, kv.set, kv.list];
+    },
+  },
+];
+
+/** The commands outside groups, after the groups in help. */
+async function loadTopLevel(): Promise<Declaration[]> {
+  const [{ server }, { serverGc }, { doctor }, { completion }, { help }] = await Promise.all([
+    import('./commands/server.command.js'),
+    import('./commands/server-gc.command.js'),
+    import('./commands/doctor.command.js'),
+    import('./commands/completion.command.js'),
+    import('./commands/help.command.js'),
+  ]);
+  return [server, serverGc, doctor, completion, help];
+}
+
+const program: Omit<ProgramDeclaration<typeof globalFlags>, 'commands'> = {
+  kind: 'program',
+  name: 'cycle',
+  summary: 'Run .cycleswap/ and Computalot projects locally in Docker and on a Computalot-style backend.',
+  versionFlag: { flags: '-v, --version', description: 'print the version' },
+  flags: globalFlags,
+  examples: ['cycle project init --template python', 'cycle project test', 'cycle help exit-codes'],
 };
+
+async function loadGroup(group: LazyGroup): Promise<GroupDeclaration> {
+  const { load, ...help } = group;
+  return defineGroup({ ...help, commands: await load() });
+}
+
+/**
+ * Every command of cycle (help, completion, suggestions for a mistyped word). With `argv`, only
+ * what that command line can reach: when it starts with a group's name and asks for no help, that
+ * group alone (the commander tree then parses it exactly as the whole tree would).
+ */
+export async function loadCommands(argv?: readonly string[]): Promise<ProgramDeclaration<typeof globalFlags>> {
+  const words = argv?.slice(2) ?? [];
+  const only = groups.find((group) => group.name === words[0]);
+  if (only && !words.some((word) => word === '-h' || word === '--help')) return { ...program, commands: [await loadGroup(only)] };
+  const [loaded, topLevel] = await Promise.all([Promise.all(groups.map(loadGroup)), loadTopLevel()]);
+  return { ...program, commands: [...loaded, ...topLevel] };
+}
 
 export interface MainOptions {
   io?: IO;
@@ -131,8 +191,8 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   const env = options.env ?? process.env;
   const state: RunState = { exitCode: ExitCode.ok, debug: argv.includes('--debug'), outputClosed: false };
   if (options.io === undefined) endQuietlyWhenOutputCloses(state);
-  const program = buildProgram(commands, io, cycleVersion(), (invocation) => runCommand(invocation, io, env, state, options));
   try {
+    const program = buildProgram(await loadCommands(argv), io, cycleVersion(), (invocation) => runCommand(invocation, io, env, state, options));
     await program.parseAsync(argv);
     return state.exitCode;
   } catch (error) {
@@ -235,7 +295,7 @@ function reportError(error: unknown, io: IO, env: Record<string, string | undefi
   return ExitCode.failure;
 }
 
-/** The commander tree, for introspection (tests); it runs nothing. */
-export function createProgram(io: IO = processIO()): Command {
-  return buildProgram(commands, io, cycleVersion(), async () => undefined);
+/** The whole commander tree, for introspection (tests); it runs nothing. */
+export async function createProgram(io: IO = processIO()): Promise<Command> {
+  return buildProgram(await loadCommands(), io, cycleVersion(), async () => undefined);
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Ui, type Palette } from './ui/ui.js';
 import { colorEnabled, interactiveEnabled, type Env, type IO } from './ui/streams.js';
 export { colorEnabled } from './ui/streams.js';
-import { realExec, type Exec } from './util/exec.js';
+import type { Exec } from './util/exec.js';
 import type { DockerDriver } from './docker/driver.js';
 import { createPrompter, type Prompter } from './ui/prompt.js';
 
@@ -86,6 +86,9 @@ export interface ContextInit {
   palette?: Palette;
 }
 
+/** The real process runner, loaded when a command first runs a process (node:child_process costs ~20 ms of start-up). */
+const execOnFirstUse: Exec = async (file, args, options) => (await import('./util/exec.js')).realExec(file, args, options);
+
 export function createContext(init: ContextInit): Context {
   const color = colorEnabled(init.io.stderr, init.env, init.global.color);
   const ui = new Ui(
@@ -98,7 +101,7 @@ export function createContext(init: ContextInit): Context {
     },
     color ? init.palette : undefined,
   );
-  const exec = init.exec ?? realExec;
+  const exec = init.exec ?? execOnFirstUse;
   let driver: Promise<DockerDriver> | undefined;
   return {
     io: init.io,

@@ -213,6 +213,7 @@ export class CliDockerDriver implements DockerDriver {
     if (io.stdin) args.push('--interactive');
     for (const [key, value] of Object.entries(spec.labels)) args.push('--label', `${key}=${value}`);
     if (spec.workdir) args.push('--workdir', spec.workdir);
+    if (spec.user !== undefined) args.push('--user', spec.user);
     for (const [key, value] of Object.entries(spec.env)) args.push('--env', `${key}=${value}`);
     for (const mount of spec.mounts) {
       if (mount.type === 'bind') args.push('--mount', `type=bind,source=${mount.source},target=${mount.target}${mount.readonly ? ',readonly' : ''}`);

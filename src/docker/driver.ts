@@ -90,6 +90,8 @@ export interface ContainerSpec {
   command: string[];
   entrypoint?: string;
   workdir?: string;
+  /** `--user` (e.g. `0:0`); none: the image's USER. */
+  user?: string;
   env: Record<string, string>;
   mounts: Mount[];
   labels: Record<string, string>;

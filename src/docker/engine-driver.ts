@@ -158,6 +158,7 @@ export class EngineDockerDriver implements DockerDriver {
       Cmd: spec.command,
       ...(spec.entrypoint !== undefined ? { Entrypoint: [spec.entrypoint] } : {}),
       ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
+      ...(spec.user !== undefined ? { User: spec.user } : {}),
       Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
       Labels: spec.labels,
       AttachStdout: true,

@@ -16,6 +16,17 @@ export const GVISOR_RUNTIME = 'runsc';
  * _apt user, dpkg sets owners and modes), own its files and signal its processes.
  */
 export const JOB_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'KILL', 'SETGID', 'SETUID', 'NET_BIND_SERVICE'];
+/**
+ * Capabilities the reclaim helper keeps (reclaimOutputs, task.ts): CHOWN to give files back,
+ * DAC_READ_SEARCH to walk folders the job left unreadable (0700, owned by another uid).
+ * Checked on runc and gVisor: chown -R of another uid's files needs both and nothing more
+ * (not DAC_OVERRIDE, which also grants writes, nor FOWNER).
+ */
+export const RECLAIM_CAPABILITIES = ['CHOWN', 'DAC_READ_SEARCH'];
+/** Processes for the reclaim helper: one chown, plus gVisor's own threads (it fails to start under ~40 here). */
+export const RECLAIM_PIDS_LIMIT = 128;
+/** Memory for the reclaim helper (a chown -R, plus gVisor's sentry when the job used it). */
+export const RECLAIM_MEMORY_BYTES = 256 * 2 ** 20;
 export const GVISOR_INSTALL_HINT =
   'install gVisor and register it with Docker: `bash scripts/setup.sh` does both (apt-get install runsc, then a "runsc" runtime in /etc/docker/daemon.json; see docs/computalot.md)';
 
@@ -68,6 +79,21 @@ export function jobContainer(input: JobContainerInput): JobContainer {
     if (cpus !== undefined) confinement.nanoCpus = Math.round(Math.min(cpus, host.cpus) * 1e9);
   }
   return { confinement, network: input.env.CYCLE_DOCKER_NETWORK || 'none', warnings };
+}
+
+/**
+ * The reclaim helper's lock-down: it runs as root in the job's image (the job's own chown), so
+ * it gets the least that works, with no network, and the job's runtime (gVisor when the job had it).
+ */
+export function reclaimConfinement(runtime: string | undefined): Confinement {
+  return {
+    noNewPrivileges: true,
+    capDrop: ['ALL'],
+    capAdd: [...RECLAIM_CAPABILITIES],
+    ...(runtime !== undefined ? { runtime } : {}),
+    memoryBytes: RECLAIM_MEMORY_BYTES,
+    pidsLimit: RECLAIM_PIDS_LIMIT,
+  };
 }
 
 /** CYCLE_MEMORY_LIMIT: a job container memory limit for tests and operators (`512m`, `2g`, `1.5GiB`, bytes). */

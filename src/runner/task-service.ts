@@ -106,7 +106,7 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
       outcome = await runTask(docker, spec, request.callbacks, request.signal, request.clock);
     }
     // Files the job left unreadable to this user are given back before the last sweep.
-    await reclaimOutputs(docker, spec.image, liveDir, `${request.name}-reclaim`);
+    await reclaimOutputs(docker, { image: spec.image, dir: liveDir, name: `${request.name}-reclaim`, runtime: request.container.confinement.runtime });
     await capture.stop();
     return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
   } finally {

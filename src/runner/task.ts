@@ -8,7 +8,7 @@ import type { DockerFailure } from '../docker/errors.js';
 import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
 import { errnoCode } from '../errors.js';
-import { outOfMemoryReason } from './limits.js';
+import { outOfMemoryReason, reclaimConfinement } from './limits.js';
 import { ARTIFACTS_DIR } from './artifacts.js';
 import { systemClock, type Clock } from '../context.js';
 
@@ -242,25 +242,32 @@ async function whereJsonBreaks(text: string): Promise<string> {
 }
 
 /**
- * Files a container wrote into a bind mount belong to root: give them back to the user (not
- * needed as root, nor with rootless Docker, where they already belong to the user).
+ * Files a container wrote into a bind mount belong to root (or the image's user): give them back
+ * to the user (not needed as root, nor with rootless Docker, where they already belong to the
+ * user). The helper runs the job's image as root, so it is locked down (reclaimConfinement): no
+ * network, CHOWN and DAC_READ_SEARCH only, small limits, and the job's runtime (gVisor when the
+ * job ran in it).
  */
-export async function reclaimOutputs(docker: DockerDriver, image: string, dir: string, name: string): Promise<void> {
+export async function reclaimOutputs(docker: DockerDriver, request: { image: string; dir: string; name: string; runtime: string | undefined }): Promise<void> {
   const uid = process.getuid?.();
   const gid = process.getgid?.();
   if (uid === undefined || gid === undefined || uid === 0) return;
-  const foreign = await ownedByOthers(dir, uid);
+  const foreign = await ownedByOthers(request.dir, uid);
   if (!foreign) return;
   await docker
     .runContainer(
       {
-        image,
-        name,
-        labels: { [LABELS.run]: name },
+        image: request.image,
+        name: request.name,
+        labels: { [LABELS.run]: request.name },
         entrypoint: 'chown',
+        // Root, whatever the image's USER: capabilities are root's only.
+        user: '0:0',
         command: ['-R', `${uid}:${gid}`, '/reclaim'],
         env: {},
-        mounts: [{ type: 'bind', source: dir, target: '/reclaim' }],
+        mounts: [{ type: 'bind', source: request.dir, target: '/reclaim' }],
+        network: 'none',
+        confinement: reclaimConfinement(request.runtime),
       },
       { stdout: () => undefined, stderr: () => undefined },
     )

@@ -31,6 +31,8 @@ const FLUSH_MS = 250;
 const EVENT_TEXT_MAX = 256 * 1024;
 /** How long a cancel or a shutdown waits for running containers to stop. */
 const STOP_WAIT_MS = 15_000;
+/** Finished jobs whose results document `_shared.resolve` keeps (each may be a whole job's results). */
+const RESOLVED_RESULTS_KEPT = 16;
 
 export interface SchedulerOptions {
   db: DB;
@@ -74,6 +76,11 @@ export class Scheduler {
   private readonly lifetime = new AbortController();
   /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
   private gvisor: Promise<boolean> | undefined;
+  /**
+   * `_shared.resolve` of a job's results: a finished job's never change, so its document is
+   * built once, not once per task of every job that resolves it (oldest dropped first).
+   */
+  private readonly finishedResults = new Map<string, unknown>();
 
   constructor(private readonly options: SchedulerOptions) {
     options.states.onJobFinished((job) => this.callback(job.id));
@@ -318,13 +325,28 @@ export class Scheduler {
           if (!row) throw new Error(`_shared.resolve.${name}: project ${projectName} has no kv key "${spec.kv}"`);
           values[name] = JSON.parse(row.value);
         } else if (spec.job !== undefined) {
-          const results = jobs.results(jobs.require(spec.job));
+          const results = this.resultsOf(spec.job);
           values[name] = spec.path ? pick(results, spec.path) : results;
         }
       }
       payload = { ...payload, _shared: { ...(payload._shared as object), values } };
     }
     return payload;
+  }
+
+  /** A job's results document; a finished job's from the cache (the job must still exist: require). */
+  private resultsOf(jobId: string): unknown {
+    const { jobs } = this.options;
+    const row = jobs.require(jobId);
+    if (!isTerminal(row.status)) return jobs.results(row);
+    let results = this.finishedResults.get(jobId);
+    if (results === undefined) {
+      results = jobs.results(row);
+      this.finishedResults.set(jobId, results);
+      const oldest = this.finishedResults.keys().next();
+      if (this.finishedResults.size > RESOLVED_RESULTS_KEPT && !oldest.done) this.finishedResults.delete(oldest.value);
+    }
+    return results;
   }
 
   /**

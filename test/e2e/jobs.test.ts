@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cycle, docker, startCycle, waitFor } from '../helpers/e2e.js';
+import { BIN, cycle, removeTestProjectImages, startCycle, testProjectName, waitFor } from '../helpers/e2e.js';
 import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 
@@ -12,6 +12,8 @@ let server: ServerProcess;
 let binDir: string;
 let env: Record<string, string>;
 let projectDir: string;
+const PROJECT = testProjectName('jobs');
+const SCRIPTED = testProjectName('scripted-sq');
 
 beforeAll(async () => {
   server = await startServerProcess({ workers: 3 });
@@ -22,7 +24,7 @@ beforeAll(async () => {
   projectDir = await tempDir('cycle-e2e-jobs-');
   await writeFiles(projectDir, {
     '.cycleswap/manifest.toml':
-      '[main]\nname = "e2e-jobs"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+      `[main]\nname = "${PROJECT}"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
     '.cycleswap/run.sh': 'python3 task.py\n',
     '.cycleswap/build.sh': 'true\n',
     // With "gate" in its payload, a task reports progress until the test opens the gate (a file
@@ -37,12 +39,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop();
-  const images = (
-    await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:e2e-jobs', '--filter', 'label=cycle.project-key=server:scripted-sq'])
-  )
-    .split('\n')
-    .filter(Boolean);
-  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+  await removeTestProjectImages([PROJECT, SCRIPTED]);
 });
 
 describe('scripting cycle, end to end', () => {
@@ -55,7 +52,7 @@ describe('scripting cycle, end to end', () => {
         XDG_CONFIG_HOME: await tempDir(),
         API: server.url,
         TOKEN_FILE: tokenFile,
-        PROJECT: 'scripted-sq',
+        PROJECT: SCRIPTED,
         NO_COLOR: '1',
       },
       maxBuffer: 16 << 20,

@@ -2,7 +2,18 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cycle, docker, e2eCycleswapProject, imageLayers, lastBuild, removeProjectImages, startCycle, waitFor, type E2EProject } from '../helpers/e2e.js';
+import {
+  cycle,
+  docker,
+  e2eCycleswapProject,
+  imageLayers,
+  lastBuild,
+  removeProjectImages,
+  startCycle,
+  testProjectName,
+  waitFor,
+  type E2EProject,
+} from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { localProjectKey } from '../../src/runner/images.js';
 
@@ -264,7 +275,7 @@ describe('project test: the run', () => {
 describe('project test: OCI projects', () => {
   async function ociProject(files: Record<string, string>): Promise<E2EProject> {
     const root = await tempDir('cycle-e2e-oci-');
-    const name = `e2e-oci-${Date.now().toString(36)}-${made.length}`;
+    const name = testProjectName(`oci-${made.length}`);
     await writeFiles(root, files);
     const manifestPath = path.join(root, 'computalot.project.json');
     const manifest = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
@@ -385,7 +396,7 @@ describe('project test: the documented example manifests run', () => {
     const root = await tempDir('cycle-e2e-docs-');
     await fs.cp(path.join(examples, example), root, { recursive: true });
     const manifestPath = path.join(root, 'computalot.project.json');
-    const name = `e2e-${example}-${Date.now().toString(36)}`;
+    const name = testProjectName(example);
     await fs.writeFile(manifestPath, JSON.stringify({ ...JSON.parse(await fs.readFile(manifestPath, 'utf8')), name }));
     made.push({ root, name });
     roots.push(root);
@@ -400,13 +411,13 @@ describe('project test: the documented example manifests run', () => {
 });
 
 describe('project test: Ctrl-C', () => {
-  async function interrupt(p: E2EProject, waitText: string, env: Record<string, string> = {}): Promise<{ code: number; stderr: string; tmp: string }> {
+  async function interrupt(p: E2EProject, waitText: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; tmp: string }> {
     const tmp = await tempDir('cycle-e2e-tmp-');
     const run = startCycle(['project', 'test'], { cwd: p.root, env: { ...env, TMPDIR: tmp } });
     await waitFor(() => run.output().stdout.includes(waitText) || run.output().stderr.includes(waitText), 60_000, waitText);
     run.child.kill('SIGINT');
     const code = await run.exited;
-    return { code, stderr: run.output().stderr, tmp };
+    return { code, stdout: run.output().stdout, stderr: run.output().stderr, tmp };
   }
 
   it.each([
@@ -423,11 +434,21 @@ describe('project test: Ctrl-C', () => {
   });
 
   it('during the build: stops the build, leaves no container, exits 130', async () => {
-    const p = await project({ build: 'echo building-now; sleep 60\n' });
-    const before = await docker(['ps', '-aq']);
-    const { code, tmp } = await interrupt(p, 'building-now');
+    // The step prints its hostname: on the legacy builder it runs in a container whose hostname is
+    // the container's short id (BuildKit runs steps outside Docker's containers).
+    const p = await project({ build: 'echo "building-now in $(hostname)"; sleep 60\n' });
+    const { code, tmp, stdout, stderr } = await interrupt(p, 'building-now');
     expect(code).toBe(130);
-    await waitFor(async () => (await docker(['ps', '-aq'])) === before, 20_000, 'the build container to go');
+    const step = /building-now in (\S+)/.exec(stdout + stderr)?.[1];
+    expect(step, stdout + stderr).toBeDefined();
+    const buildContainer = step && /^[0-9a-f]{12}$/.test(step) ? step : undefined;
+    // Only this test's containers: others share the daemon. Its build step's, and any cycle labels with its project.
+    const ours = async (): Promise<string> =>
+      [
+        await docker(['ps', '-aq', '--filter', `label=cycle.project-key=${localProjectKey(p.root)}`]),
+        buildContainer ? await docker(['ps', '-aq', '--filter', `id=${buildContainer}`]) : '',
+      ].join('');
+    await waitFor(async () => (await ours()) === '', 20_000, 'the build container to go');
     expect(await fs.readdir(tmp)).toEqual([]);
     await expect(fs.access(path.join(p.root, '.cycle', 'last-build.json'))).rejects.toThrow();
   });

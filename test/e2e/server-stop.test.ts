@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
-import { docker, waitFor } from '../helpers/e2e.js';
+import { docker, removeTestProjectImages, testProjectName, waitFor } from '../helpers/e2e.js';
 
 const fixture = path.join(import.meta.dirname, '..', 'fixtures', 'projects', 'tools');
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -45,8 +45,10 @@ describe('cycle server stops fast', () => {
 
   it('idle with a client holding an SSE stream and a keep-alive connection open, it still exits within 2 s of SIGINT', async () => {
     const server = await started();
-    await pushTools(server, 'tools');
-    const stream = await fetch(`${server.url}/api/v1/projects/tools/stream`, { headers: { authorization: `Bearer ${server.token}` } });
+    const name = testProjectName('stop-idle');
+    cleanup.push(() => removeTestProjectImages([name]));
+    await pushTools(server, name);
+    const stream = await fetch(`${server.url}/api/v1/projects/${name}/stream`, { headers: { authorization: `Bearer ${server.token}` } });
     expect(stream.status).toBe(200);
     const reader = stream.body!.getReader();
     await reader.read(); // the stream is open and served
@@ -58,11 +60,8 @@ describe('cycle server stops fast', () => {
 
   it('busy, it stops the running container, says so, exits, and the task runs again on the next start', async () => {
     // A name of its own: the images it builds are removed by label without touching other tests'.
-    const name = `stop-${process.pid}-${Date.now().toString(36)}`;
-    cleanup.push(async () => {
-      const images = (await docker(['images', '-q', '--filter', `label=cycle.project-key=server:${name}`])).split('\n').filter(Boolean);
-      if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
-    });
+    const name = testProjectName(`stop-${Date.now().toString(36)}`);
+    cleanup.push(() => removeTestProjectImages([name]));
     const server = await started();
     await pushTools(server, name);
     const job = await client(server).submit({ project: name, runner_command: ['python3', 'tools.py', 'sleep'], payload: { seconds: 120 } });

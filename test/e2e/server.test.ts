@@ -3,45 +3,44 @@ import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { client, readSse, startServerProcess, type ServerProcess } from '../helpers/server.js';
-import { docker, waitFor } from '../helpers/e2e.js';
+import { docker, removeTestProjectImages, testProjectName, waitFor } from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 
 const fixture = path.join(import.meta.dirname, '..', 'fixtures', 'projects', 'tools');
 let server: ServerProcess;
 let api: ReturnType<typeof client>;
 let tools: string;
+const TOOLS = testProjectName('tools');
+const OCI_DEMO = testProjectName('oci-demo');
 
 beforeAll(async () => {
   server = await startServerProcess({ workers: 3 });
   api = client(server);
   tools = await tempDir('cycle-e2e-tools-');
   await fs.cp(fixture, tools, { recursive: true });
-  const pushed = await api.push('tools', tools);
+  const pushed = await api.push(TOOLS, tools);
   expect(pushed.status, JSON.stringify(pushed.body)).toBe(201);
 });
 
 afterAll(async () => {
   await server.stop('SIGTERM');
-  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:tools', '--filter', 'label=cycle.project-key=server:oci-demo']))
-    .split('\n')
-    .filter(Boolean);
-  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+  await removeTestProjectImages([TOOLS, OCI_DEMO]);
 });
 
 const runner = (mode: string) => ['python3', 'tools.py', mode];
 
 describe('cycle server with real Docker', () => {
   it('prepares a pushed project with init, then reports it ready', async () => {
-    const init = await api.call('POST', '/api/v1/projects/tools/init', {});
+    const init = await api.call('POST', `/api/v1/projects/${TOOLS}/init`, {});
     expect(init.status).toBe(202);
-    await waitFor(async () => (await api.call('GET', '/api/v1/projects/tools/status')).body.ready_for_jobs === true, 120_000, 'ready_for_jobs');
-    const details = (await api.call('GET', '/api/v1/projects/tools/status/details')).body;
+    await waitFor(async () => (await api.call('GET', `/api/v1/projects/${TOOLS}/status`)).body.ready_for_jobs === true, 120_000, 'ready_for_jobs');
+    const details = (await api.call('GET', `/api/v1/projects/${TOOLS}/status/details`)).body;
     expect(details.nodes[0]).toMatchObject({ node: 'local', state: 'ready', ready: true });
   });
 
   it('a fan-out of 20 items with batch_size 5: 4 tasks and 20 results, artifacts collected', async () => {
     const job = await api.submit({
-      project: 'tools',
+      project: TOOLS,
       runner_command: runner('square'),
       payload: { n: Array.from({ length: 20 }, (_, i) => i + 1) },
       fan_out: { by: 'n' },
@@ -67,7 +66,7 @@ describe('cycle server with real Docker', () => {
   });
 
   it('a sweep over a grid, with results per point', async () => {
-    const job = await api.submit({ type: 'sweep', project: 'tools', runner_command: runner('eval'), payload: { grid: { lr: [1, 2], depth: [3, 5] } } });
+    const job = await api.submit({ type: 'sweep', project: TOOLS, runner_command: runner('eval'), payload: { grid: { lr: [1, 2], depth: [3, 5] } } });
     const done = await api.waitJob(job.id);
     expect(done.status).toBe('completed');
     const results = (await api.call('GET', `/api/v1/results/${job.id}`)).body;
@@ -82,7 +81,7 @@ describe('cycle server with real Docker', () => {
   it('map_reduce: the reduce task gets every map result', async () => {
     const job = await api.submit({
       type: 'map_reduce',
-      project: 'tools',
+      project: TOOLS,
       runner_command: runner('square'),
       reduce_command: runner('reduce'),
       payload: { n: [1, 2, 3, 4] },
@@ -97,7 +96,7 @@ describe('cycle server with real Docker', () => {
   it('benchmark: strategies × repeats, aggregated per strategy', async () => {
     const job = await api.submit({
       type: 'benchmark',
-      project: 'tools',
+      project: TOOLS,
       runner_command: runner('bench'),
       payload: { strategies: { a: { base: 10 }, b: { base: 20 } }, repeats: 2 },
     });
@@ -108,10 +107,10 @@ describe('cycle server with real Docker', () => {
   });
 
   it('a DAG of two jobs hands off an artifact, and kv values resolve', async () => {
-    await api.call('PUT', '/api/v1/projects/tools/kv/threshold', { value: 0.75 });
-    const producer = await api.submit({ project: 'tools', runner_command: runner('write'), payload: { csv: 'x,y\n1,2\n3,4\n' } });
+    await api.call('PUT', `/api/v1/projects/${TOOLS}/kv/threshold`, { value: 0.75 });
+    const producer = await api.submit({ project: TOOLS, runner_command: runner('write'), payload: { csv: 'x,y\n1,2\n3,4\n' } });
     const consumer = await api.submit({
-      project: 'tools',
+      project: TOOLS,
       runner_command: runner('read'),
       depends_on: [producer.id],
       payload: {
@@ -125,8 +124,8 @@ describe('cycle server with real Docker', () => {
   });
 
   it('a failed dependency fails the downstream job with the reason', async () => {
-    const failing = await api.submit({ project: 'tools', runner_command: runner('fail') });
-    const downstream = await api.submit({ project: 'tools', runner_command: runner('square'), payload: { n: 2 }, depends_on: [failing.id] });
+    const failing = await api.submit({ project: TOOLS, runner_command: runner('fail') });
+    const downstream = await api.submit({ project: TOOLS, runner_command: runner('square'), payload: { n: 2 }, depends_on: [failing.id] });
     expect((await api.waitJob(failing.id)).status).toBe('failed');
     const done = await api.waitJob(downstream.id);
     expect(done.status).toBe('failed');
@@ -138,16 +137,16 @@ describe('cycle server with real Docker', () => {
   });
 
   it('a partial job: some tasks fail', async () => {
-    const job = await api.submit({ project: 'tools', runner_command: runner('square'), fan_out: { items: [{ n: 2 }, { no_n: true }] } });
+    const job = await api.submit({ project: TOOLS, runner_command: runner('square'), fan_out: { items: [{ n: 2 }, { no_n: true }] } });
     const done = await api.waitJob(job.id);
     expect(done.status).toBe('partial');
     expect(done.counts).toMatchObject({ total: 2, succeeded: 1, failed: 1 });
   });
 
   it('cancel stops a running job and its container', async () => {
-    const job = await api.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 60 } });
+    const job = await api.submit({ project: TOOLS, runner_command: runner('sleep'), payload: { seconds: 60 } });
     await waitFor(async () => (await api.call('GET', `/api/v1/jobs/${job.id}`)).body.status === 'running', 60_000, 'running');
-    await waitFor(async () => (await docker(['ps', '--filter', 'label=cycle.project-key=server:tools', '-q'])) !== '', 30_000, 'a container');
+    await waitFor(async () => (await docker(['ps', '--filter', `label=cycle.project-key=server:${TOOLS}`, '-q'])) !== '', 30_000, 'a container');
     const cancelled = await api.call('PUT', `/api/v1/jobs/${job.id}/cancel`);
     expect(cancelled.body.status).toBe('cancelled');
     const tasks = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
@@ -156,7 +155,7 @@ describe('cycle server with real Docker', () => {
   });
 
   it('timeout_s kills the container and fails the task "timed out"', async () => {
-    const job = await api.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 60 }, timeout_s: 2 });
+    const job = await api.submit({ project: TOOLS, runner_command: runner('sleep'), payload: { seconds: 60 }, timeout_s: 2 });
     const done = await api.waitJob(job.id, 60_000);
     expect(done.status).toBe('failed');
     const tasks = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
@@ -165,7 +164,7 @@ describe('cycle server with real Docker', () => {
   });
 
   it('SSE: a client that disconnects and resumes with Last-Event-ID gets every event exactly once', async () => {
-    const job = await api.submit({ project: 'tools', runner_command: runner('sleep'), payload: { seconds: 3 } });
+    const job = await api.submit({ project: TOOLS, runner_command: runner('sleep'), payload: { seconds: 3 } });
     const first = await readSse(server, `/api/v1/jobs/${job.id}/stream`, { stopAfter: (events) => events.some((e) => e.event === 'progress') });
     expect(first.ended).toBe(false);
     const lastId = first.events.at(-1)!.id;
@@ -202,7 +201,7 @@ describe('cycle server with real Docker', () => {
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
     const port = (hook.address() as { port: number }).port;
     try {
-      const job = await api.submit({ project: 'tools', runner_command: runner('square'), payload: { n: 3 }, callback_url: `http://127.0.0.1:${port}/done` });
+      const job = await api.submit({ project: TOOLS, runner_command: runner('square'), payload: { n: 3 }, callback_url: `http://127.0.0.1:${port}/done` });
       await api.waitJob(job.id);
       await waitFor(() => received.length > 0, 20_000, 'the callback');
       expect(attempts).toBe(2);
@@ -224,8 +223,8 @@ describe('cycle server with real Docker', () => {
       'job.py':
         'import json, os\np = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))\njson.dump({"twice": p["x"] * 2}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))\n',
     });
-    expect((await api.push('oci-demo', root)).status).toBe(201);
-    const job = await api.submit({ project: 'oci-demo', fan_out: { items: [{ x: 1 }, { x: 21 }] } });
+    expect((await api.push(OCI_DEMO, root)).status).toBe(201);
+    const job = await api.submit({ project: OCI_DEMO, fan_out: { items: [{ x: 1 }, { x: 21 }] } });
     expect((await api.waitJob(job.id)).status).toBe('completed');
     expect((await api.call('GET', `/api/v1/results/${job.id}`)).body.items.map((i: { result: unknown }) => i.result)).toEqual([{ twice: 2 }, { twice: 42 }]);
   });
@@ -233,7 +232,7 @@ describe('cycle server with real Docker', () => {
 
 describe('cycle server: /artifacts captured while the task runs', () => {
   it('a.txt, ckpt/e1.bin, ckpt/e2.bin are listed while it runs, in FIFO order; a.txt with its last content; e1.bin kept after deletion', async () => {
-    const job = await api.submit({ project: 'tools', runner_command: runner('artifacts'), payload: { hold: 20 } });
+    const job = await api.submit({ project: TOOLS, runner_command: runner('artifacts'), payload: { hold: 20 } });
     type Listed = { id: string; name: string; size: number; order: number };
     let listed: Listed[] = [];
     const second = Buffer.byteLength('second version\n');
@@ -264,14 +263,14 @@ describe('cycle server: crash recovery', () => {
     const env = { TMPDIR: await tempDir('cycle-e2e-crash-tmp-') };
     const first = await startServerProcess({ dataDir, workers: 2, env });
     const crashApi = client(first);
-    expect((await crashApi.push('tools', tools)).status).toBe(201);
+    expect((await crashApi.push(TOOLS, tools)).status).toBe(201);
     // Submitted first, so it runs beside jobs[0]: it writes to /artifacts, then waits.
-    const resuming = await crashApi.submit({ project: 'tools', runner_command: runner('resume'), payload: { seconds: 8 } });
+    const resuming = await crashApi.submit({ project: TOOLS, runner_command: runner('resume'), payload: { seconds: 8 } });
     const jobs: Array<Awaited<ReturnType<typeof crashApi.submit>>> = [];
     for (let i = 0; i < 3; i++)
       jobs.push(
         await crashApi.submit({
-          project: 'tools',
+          project: TOOLS,
           runner_command: runner('sleep'),
           payload: { seconds: 2 },
           fan_out: { items: [{ seconds: 2 }, { seconds: 2 }] },

@@ -1,13 +1,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cycle, docker, waitFor } from '../helpers/e2e.js';
+import { cycle, removeTestProjectImages, testProjectName, waitFor } from '../helpers/e2e.js';
 import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 
 let server: ServerProcess;
 let env: Record<string, string>;
 let projectDir: string;
+const PROJECT = testProjectName('volumes');
 const blobsStored = (): number => (server.log().match(/volume blob \w+ stored/g) ?? []).length;
 
 beforeAll(async () => {
@@ -16,7 +17,7 @@ beforeAll(async () => {
   projectDir = await tempDir('cycle-e2e-volumes-');
   await writeFiles(projectDir, {
     '.cycleswap/manifest.toml':
-      '[main]\nname = "e2e-volumes"\nvolumes = ["corpus"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
+      `[main]\nname = "${PROJECT}"\nvolumes = ["corpus"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
     // Task 0 reports the volume and writes first.txt at once; task 1 takes its time, then writes second.txt.
     '.cycleswap/run.sh': [
       'out="${CYCLE_ARTIFACTS_DIR:-/artifacts}"',
@@ -31,8 +32,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop();
-  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:e2e-volumes'])).split('\n').filter(Boolean);
-  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+  await removeTestProjectImages([PROJECT]);
 });
 
 describe('cycle volume and job pull against a real cycle server', () => {

@@ -2,7 +2,9 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { inject } from 'vitest';
 import { tempDir, writeFiles } from './context.js';
+import { newTestRun, removeTestImages, testRunPrefix } from './test-images.js';
 
 const execFileAsync = promisify(execFile);
 export const BIN = path.join(import.meta.dirname, '..', '..', 'bin', 'cycle.js');
@@ -74,6 +76,21 @@ export interface E2EProject {
 }
 
 let counter = 0;
+/** Without the e2e global setup (another config), this worker's own run id. */
+const fallbackRun = newTestRun();
+
+/**
+ * A project name for a test: `e2e-<run>-<slug>`, so the images it builds are this run's (the
+ * global setup removes them at the end; other runs on the same daemon keep theirs).
+ */
+export function testProjectName(slug: string): string {
+  return `${testRunPrefix(inject('testRun') ?? fallbackRun)}${slug}`;
+}
+
+/** Removes the images (and what was built on them) of these test projects, local and server-side. */
+export async function removeTestProjectImages(names: readonly string[]): Promise<void> {
+  await removeTestImages({ projects: (name) => names.includes(name), strayBuildSteps: false });
+}
 
 /** A .cycleswap/ project in a temp folder, with a unique name. */
 export async function e2eCycleswapProject(
@@ -85,7 +102,7 @@ export async function e2eCycleswapProject(
   } = {},
 ): Promise<E2EProject> {
   const root = await tempDir('cycle-e2e-');
-  const name = `e2e-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+  const name = testProjectName(`${process.pid.toString(36)}-${counter++}`);
   const m = options.manifest ?? {};
   await writeFiles(root, {
     '.cycleswap/manifest.toml': `[main]

@@ -22,6 +22,8 @@ interface FakeImage extends ImageDetails {
  */
 export class FakeDocker implements DockerDriver {
   readonly calls: Array<{ method: string; args: unknown }> = [];
+  /** Every container run, in order (the runContainer calls, typed). */
+  readonly containersRun: ContainerSpec[] = [];
   readonly images = new Map<string, FakeImage>();
   info_: Partial<DockerInfo> = {};
   /** What a container does: returns its exit code (or how it exited: OOM kills); may write output through io. */
@@ -136,6 +138,7 @@ export class FakeDocker implements DockerDriver {
 
   async runContainer(spec: ContainerSpec, io: ContainerIO): Promise<ContainerExit> {
     this.calls.push({ method: 'runContainer', args: spec });
+    this.containersRun.push(spec);
     if (io.stdin) for await (const chunk of io.stdin) void chunk; // consume the source tar
     if (!this.resolve(spec.image))
       return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };

@@ -1,9 +1,14 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { cycle, e2eCycleswapProject, removeProjectImages, type E2EProject } from '../helpers/e2e.js';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { cycle, docker, e2eCycleswapProject, removeProjectImages, testProjectName, type E2EProject } from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
-import { JOB_CAPABILITIES } from '../../src/runner/limits.js';
+import { GVISOR_RUNTIME, JOB_CAPABILITIES } from '../../src/runner/limits.js';
+import { reclaimOutputs } from '../../src/runner/task.js';
+import { CliDockerDriver } from '../../src/docker/cli-driver.js';
+import { EngineDockerDriver } from '../../src/docker/engine-driver.js';
+import { resolveDockerEndpoint } from '../../src/docker/endpoint.js';
+import type { DockerDriver } from '../../src/docker/driver.js';
 
 /**
  * Issue 11: job containers ran as root with every default capability, a network and no
@@ -37,7 +42,7 @@ describe('job containers are locked down', () => {
 
   it('a manifest asking for "sandbox": "gvisor" runs in gVisor (scripts/setup.sh registers runsc); one without runs in runc', async () => {
     const root = await tempDir('cycle-sec-gvisor-');
-    const name = `sec-gvisor-${Date.now().toString(36)}`;
+    const name = testProjectName('gvisor');
     made.push({ root, name });
     const manifest = (sandbox: boolean): string =>
       JSON.stringify({
@@ -56,5 +61,52 @@ describe('job containers are locked down', () => {
     const plain = await cycle(['project', 'test'], { cwd: root });
     expect(plain.code, plain.stderr).toBe(0);
     expect(plain.stdout).not.toContain('gVisor');
+  });
+});
+
+describe('the reclaim helper (runs the job image as root to give files back) is locked down and still works', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+  const env = { PATH: process.env.PATH, ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}) };
+  const engine = (): DockerDriver => {
+    const endpoint = resolveDockerEndpoint(env);
+    return endpoint ? new EngineDockerDriver(endpoint, { env }) : new CliDockerDriver({ env });
+  };
+  const cases: Array<[string, () => DockerDriver, string | undefined]> = [
+    ['Engine API, runc', engine, undefined],
+    ['docker CLI, runc', () => new CliDockerDriver({ env }), undefined],
+    ['Engine API, gVisor', engine, GVISOR_RUNTIME],
+  ];
+
+  it.each(cases)('%s: a 0700 folder and 0600 files of another uid come back to this user', async (_, driver, runtime) => {
+    const dir = await tempDir('cycle-sec-reclaim-');
+    // As the job leaves them: another uid, unreadable to anyone else.
+    await docker([
+      'run',
+      '--rm',
+      '--network',
+      'none',
+      '--mount',
+      `type=bind,source=${dir},target=/out`,
+      'ubuntu:24.04',
+      'sh',
+      '-c',
+      'mkdir -p /out/d/sub && echo x > /out/d/sub/f && echo y > /out/d/g && chmod 600 /out/d/sub/f /out/d/g && chmod 700 /out/d /out/d/sub && chown -R 1234:1234 /out/d',
+    ]);
+    // Run as root here, the helper is skipped: play a user that owns nothing in the folder.
+    const me = { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+    const { uid, gid } = me.uid === 0 ? { uid: 4321, gid: 4321 } : me;
+    vi.spyOn(process, 'getuid').mockReturnValue(uid);
+    vi.spyOn(process, 'getgid').mockReturnValue(gid);
+    const name = `cycle-sec-reclaim-${process.pid}-${Date.now().toString(36)}`;
+    await reclaimOutputs(driver(), { image: 'ubuntu:24.04', dir, name, runtime });
+    const owners: string[] = [];
+    for (const entry of ['d', 'd/g', 'd/sub', 'd/sub/f']) {
+      const stat = await fs.lstat(path.join(dir, entry));
+      owners.push(`${entry} ${stat.uid}:${stat.gid}`);
+    }
+    expect(owners).toEqual(['d', 'd/g', 'd/sub', 'd/sub/f'].map((entry) => `${entry} ${uid}:${gid}`));
+    expect(await docker(['ps', '-aq', '--filter', `name=${name}`])).toBe('');
   });
 });

@@ -91,7 +91,7 @@ describe('output into a closed pipe (cycle … | head -1)', () => {
 
 describe('cli core', () => {
   it('every command has --help with an example', async () => {
-    const program = createProgram();
+    const program = await createProgram();
     const paths = allCommands(program);
     expect(paths.length).toBeGreaterThan(5);
     for (const commandPath of paths) {

@@ -2,13 +2,24 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CliDockerDriver, confinementFlags } from '../../src/docker/cli-driver.js';
 import { confinementHostConfig, EngineDockerDriver } from '../../src/docker/engine-driver.js';
-import { JOB_CAPABILITIES, jobContainer, memoryLimitSetting, outOfMemoryReason } from '../../src/runner/limits.js';
+import {
+  JOB_CAPABILITIES,
+  jobContainer,
+  memoryLimitSetting,
+  outOfMemoryReason,
+  RECLAIM_CAPABILITIES,
+  RECLAIM_MEMORY_BYTES,
+  RECLAIM_PIDS_LIMIT,
+} from '../../src/runner/limits.js';
+import { runProjectTask } from '../../src/runner/task-service.js';
+import { loadProject } from '../../src/project/load.js';
+import type { ContainerSpec } from '../../src/docker/driver.js';
 import { runTask } from '../../src/runner/task.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
-import { tempDir } from '../helpers/context.js';
+import { cycleswapProject, tempDir } from '../helpers/context.js';
 
 const GiB = 2 ** 30;
 const host = { memoryBytes: 16 * GiB, cpus: 8 };
@@ -205,5 +216,67 @@ describe('a task killed for memory', () => {
     } finally {
       await fs.rm(artifactsDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the reclaim helper (gives back files a job left owned by root)', () => {
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  async function runJob(writes: boolean, sandboxed: boolean): Promise<FakeDocker> {
+    // As a user other than the files' owner (the test may run as root, which needs no helper).
+    vi.spyOn(process, 'getuid').mockReturnValue(4321);
+    vi.spyOn(process, 'getgid').mockReturnValue(4321);
+    const root = await cycleswapProject();
+    const work = await tempDir('cycle-reclaim-');
+    const docker = new FakeDocker();
+    docker.onRun = async (spec) => {
+      const artifacts = spec.mounts.find((mount) => mount.target === '/artifacts');
+      if (writes && artifacts) await fs.writeFile(path.join(artifacts.source, 'out.txt'), 'x');
+      return 0;
+    };
+    try {
+      const project = await loadProject(root);
+      await runProjectTask({
+        docker,
+        project,
+        imageId: 'ubuntu:24.04',
+        name: 'cycle-t1',
+        labels: {},
+        payload: {},
+        mounts: [],
+        gpus: false,
+        container: jobContainer({ ...(sandboxed ? { sandbox: 'gvisor' } : {}), skipLimits: false, gvisorRegistered: true, env: {}, host }),
+        sourceFiles: [],
+        artifacts: { liveDir: path.join(work, 'live'), storeDir: path.join(work, 'store') },
+        callbacks: { stdout: () => undefined, stderr: () => undefined, progress: () => undefined },
+      });
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+    return docker;
+  }
+
+  const helperOf = (docker: FakeDocker): ContainerSpec[] =>
+    docker.containersRun.filter((spec) => spec.name === 'cycle-t1-reclaim');
+
+  it('runs as root with no network, CHOWN and DAC_READ_SEARCH only, no new privileges, small limits', async () => {
+    const [helper, ...more] = helperOf(await runJob(true, false));
+    expect(more).toEqual([]);
+    expect(helper).toMatchObject({ entrypoint: 'chown', user: '0:0', command: ['-R', '4321:4321', '/reclaim'], network: 'none' });
+    expect(helper?.confinement).toEqual({
+      noNewPrivileges: true,
+      capDrop: ['ALL'],
+      capAdd: RECLAIM_CAPABILITIES,
+      memoryBytes: RECLAIM_MEMORY_BYTES,
+      pidsLimit: RECLAIM_PIDS_LIMIT,
+    });
+    expect(RECLAIM_CAPABILITIES).toEqual(['CHOWN', 'DAC_READ_SEARCH']);
+  });
+
+  it('runs in gVisor when the job did; does not run when the job left nothing of another owner', async () => {
+    expect(helperOf(await runJob(true, true))[0]?.confinement?.runtime).toBe('runsc');
+    expect(helperOf(await runJob(false, true))).toEqual([]);
   });
 });

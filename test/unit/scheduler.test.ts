@@ -1,4 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { ContainerSpec } from '../../src/docker/driver.js';
+import { JobService } from '../../src/server/jobs.js';
 import { startServer, type RunningServer } from '../../src/server/index.js';
 import { openDatabase } from '../../src/server/db.js';
 import { layout } from '../../src/server/layout.js';
@@ -68,6 +72,13 @@ const tasks = async (id: string): Promise<Array<{ id: string; index: number; kin
 const container = (taskId: string): string => `cycle-server-${taskId}`;
 const heldTaskIds = (): string[] => docker.runningNames().map((name) => name.replace('cycle-server-', ''));
 
+/** Where a file the container sees (in a bind mount) is on the host. */
+function hostPath(spec: ContainerSpec, file: string): string {
+  const mount = spec.mounts.find((m) => file.startsWith(`${m.target}/`));
+  if (!mount) throw new Error(`${file} is in no mount of ${spec.name}`);
+  return path.join(mount.source, path.posix.relative(mount.target, file));
+}
+
 /** Waits on the job's event stream, which the server ends once the job finished: told, not polled. */
 async function finished(id: string): Promise<any> {
   const { ended } = await readSse(server!, `/api/v1/jobs/${id}/stream`);
@@ -122,6 +133,34 @@ describe('the scheduler', () => {
     expect(heldTaskIds()).toEqual([reduce.id]);
     docker.exit(container(reduce.id), 0, '', { total: 6 });
     expect((await finished(id)).status).toBe('completed');
+  });
+
+  it("_shared.resolve of a finished job: its results document is built once, not once per task, and every task gets it", async () => {
+    await startWithProject();
+    const first = await submit({});
+    await docker.whenRunning(1);
+    docker.exit(container((await tasks(first))[0]!.id), 0, '', { score: 7 });
+    expect((await finished(first)).status).toBe('completed');
+    const built = vi.spyOn(JobService.prototype, 'results');
+    try {
+      const second = await submit({
+        depends_on: [first],
+        payload: { n: [1, 2, 3], _shared: { resolve: { score: { job: first, path: 'items.0.result.score' }, whole: { job: first } } } },
+        fan_out: { by: 'n' },
+      });
+      const seen: unknown[] = [];
+      // Each of the three tasks, as it runs: what its payload file says.
+      while (seen.length < 3) {
+        const [spec] = await docker.whenRunning(1);
+        seen.push(JSON.parse(readFileSync(hostPath(spec!, spec!.env.COMPUTALOT_TASK_PAYLOAD!), 'utf8'))._shared.values);
+        docker.exit(spec!.name, 0);
+      }
+      expect((await finished(second)).status).toBe('completed');
+      for (const values of seen) expect(values).toMatchObject({ score: 7, whole: { items: [{ result: { score: 7 } }] } });
+      expect(built).toHaveBeenCalledTimes(1);
+    } finally {
+      built.mockRestore();
+    }
   });
 
   it('batches: items grouped by batch_size run as one task each', async () => {

@@ -5,7 +5,9 @@ import { formatDiagnostic } from '../../project/diagnostics.js';
 import type { ValidateOptions } from './validate.command.js';
 
 export async function run(options: ValidateOptions, ctx: Context): Promise<number> {
-  const check = await checkProject(ctx.cwd);
+  // The schema check is a pure function of the manifest's text: an unchanged valid manifest is
+  // read from the cache (no zod, no TOML parser); the filesystem rules run every time.
+  const check = await checkProject(ctx.cwd, { useCache: true });
   const errors = check.diagnostics.filter((d) => d.severity === 'error').length;
   const warnings = check.diagnostics.length - errors;
   const valid = errors === 0;
