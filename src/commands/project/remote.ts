@@ -79,6 +79,8 @@ function printStatus(status: ProjectStatusView, ctx: Context): void {
   ctx.ui.out(`can accept new jobs  ${yes(status.can_accept_new_jobs)}`);
   ctx.ui.out(`ready for jobs       ${yes(status.ready_for_jobs)}`);
   ctx.ui.out(`build                ${shown(buildStateOf(status))}${error ? `: ${error.split('\n')[0]}` : ''}`);
+  // A status word cycle does not send itself: shown as the server wrote it.
+  if (typeof status.status === 'string') ctx.ui.out(`status               ${status.status}`);
   if (status.nodes) {
     ctx.ui.out('');
     ctx.ui.out(
