@@ -413,7 +413,9 @@ export class ApiClient {
 
   /** A recipe's job: a typed payload, no project (a payload off its schema is a 422). */
   submitRecipe(name: string, body: { payload: Record<string, unknown>; timeout_s?: number }, idempotencyKey: string = randomUUID()) {
-    return this.request('POST', `/api/v1/recipes/${encodeURIComponent(name)}/jobs`, { json: body, idempotencyKey, schema: submittedJobViewSchema }).then((r) => r.body);
+    return this.request('POST', `/api/v1/recipes/${encodeURIComponent(name)}/jobs`, { json: body, idempotencyKey, schema: submittedJobViewSchema }).then(
+      (r) => r.body,
+    );
   }
 
   balance() {
@@ -474,7 +476,9 @@ export class ApiClient {
   // ---- volumes (docs/api.md, "Volumes") ----
 
   listVolumes() {
-    return this.request('GET', '/api/v1/volumes', { schema: listAnswer('volumes', volumeViewSchema) }).then((r) => (Array.isArray(r.body) ? r.body : r.body.volumes));
+    return this.request('GET', '/api/v1/volumes', { schema: listAnswer('volumes', volumeViewSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.volumes,
+    );
   }
 
   /** The sha256s among `files` that the server's store lacks: only those need sending. */
@@ -507,9 +511,7 @@ export class ApiClient {
   }
 
   removeVolume(name: string) {
-    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.looseObject({}).nullable() }).then(
-      (r) => r.body,
-    );
+    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.looseObject({}).nullable() }).then((r) => r.body);
   }
 
   /** An SSE stream from `lastEventId` on (see src/api/sse.ts for reading it). */
@@ -645,7 +647,14 @@ export function unexpectedAnswer(what: string, problem: string): CycleError {
   });
 }
 
-const EXPECTED_WORDS: Record<string, string> = { string: 'text', number: 'a number', int: 'an integer', boolean: 'true or false', array: 'a list', object: 'a JSON object' };
+const EXPECTED_WORDS: Record<string, string> = {
+  string: 'text',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a JSON object',
+};
 
 /**
  * What is wrong with an answer, in the words of the field at fault: "has no `status` field

@@ -476,13 +476,21 @@ export const pushViewSchema = z.looseObject({
 export type PushView = z.infer<typeof pushViewSchema>;
 
 /** `init` (`project prepare`) and `invalidate`: shown where present, nothing needed. */
-export const prepareViewSchema = z.looseObject({ project: optionalText, revision: revisionNumber, build: looseBuild.nullable().optional(), status: optionalText });
+export const prepareViewSchema = z.looseObject({
+  project: optionalText,
+  revision: revisionNumber,
+  build: looseBuild.nullable().optional(),
+  status: optionalText,
+});
 export const invalidateViewSchema = z.looseObject({ project: optionalText, removed_images: z.number().nullable().optional() });
 
 /** A kv entry: `kv get` needs its `value` (checked where it is read), `kv list` its `key`. */
 export const kvEntryViewSchema = z.looseObject({ project: optionalText, key: z.string().optional(), value: z.unknown().optional(), updated_at: optionalText });
 export type KvEntryView = z.infer<typeof kvEntryViewSchema>;
-export const kvValueViewSchema = kvEntryViewSchema.refine((entry) => 'value' in entry, { error: 'has no `value` field (expected the JSON value)', path: ['value'] });
+export const kvValueViewSchema = kvEntryViewSchema.refine((entry) => 'value' in entry, {
+  error: 'has no `value` field (expected the JSON value)',
+  path: ['value'],
+});
 export const kvListedViewSchema = kvEntryViewSchema.extend({ key: z.string() });
 
 /**
@@ -526,7 +534,13 @@ export const batchEntryViewSchema = z
     path: ['job', 'id'],
   });
 export type BatchEntryView = z.infer<typeof batchEntryViewSchema>;
-type BatchEntryFields = { ok?: boolean | undefined; error?: unknown; id?: string | undefined; job_id?: string | undefined; job?: { id?: string | undefined; job_id?: string | undefined } | null | undefined };
+type BatchEntryFields = {
+  ok?: boolean | undefined;
+  error?: unknown;
+  id?: string | undefined;
+  job_id?: string | undefined;
+  job?: { id?: string | undefined; job_id?: string | undefined } | null | undefined;
+};
 export function batchEntryAccepted(entry: BatchEntryFields): boolean {
   return entry.ok ?? (entry.error === undefined || entry.error === null);
 }
@@ -548,5 +562,10 @@ export type ArtifactView = z.infer<typeof artifactViewSchema>;
 export const artifactNameOf = (artifact: ArtifactView): string | undefined => artifact.name ?? artifact.filename ?? undefined;
 
 /** A volume as listed: its name is needed, the counts are shown where sent. */
-export const volumeViewSchema = z.looseObject({ name: z.string(), files: z.number().nullable().optional(), bytes: z.number().nullable().optional(), updated_at: optionalText });
+export const volumeViewSchema = z.looseObject({
+  name: z.string(),
+  files: z.number().nullable().optional(),
+  bytes: z.number().nullable().optional(),
+  updated_at: optionalText,
+});
 export type VolumeView = z.infer<typeof volumeViewSchema>;

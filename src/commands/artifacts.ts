@@ -333,7 +333,7 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
         ctx.signal,
       );
       id = artifactIdOf(answer);
-      if (id === undefined) throw unexpectedAnswer('POST /api/v1/artifacts', 'has no `id` or `artifact_id` field (expected the new artifact\'s id)');
+      if (id === undefined) throw unexpectedAnswer('POST /api/v1/artifacts', "has no `id` or `artifact_id` field (expected the new artifact's id)");
     } else ctx.ui.info(`${arg}: the backend already has it (sha256 ${sha256.slice(0, 12)})`);
     uploaded.push({ file: arg, id, size, sha256, uploaded: knownId === undefined });
     if (!options.json) ctx.ui.out(id);

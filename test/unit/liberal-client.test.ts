@@ -429,7 +429,12 @@ describe('error bodies and unreadable answers in any shape', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
-    const api = new ApiClient({ baseUrl: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`, token: 't', version: 'test', attempts: 1 });
+    const api = new ApiClient({
+      baseUrl: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+      token: 't',
+      version: 'test',
+      attempts: 1,
+    });
     return {
       api,
       close: async () => {
@@ -441,7 +446,12 @@ describe('error bodies and unreadable answers in any shape', () => {
 
   it.each([
     ['{"detail": "Job not found"}', 404, 'Job not found (HTTP 404)', 'http_404'],
-    ['{"detail": [{"loc": ["body", "payload", "steps"], "msg": "field required", "type": "missing"}]}', 422, 'body.payload.steps: field required (HTTP 422)', 'http_422'],
+    [
+      '{"detail": [{"loc": ["body", "payload", "steps"], "msg": "field required", "type": "missing"}]}',
+      422,
+      'body.payload.steps: field required (HTTP 422)',
+      'http_422',
+    ],
     ['{"error": {"code": "bad_request", "message": "nested message"}}', 400, 'nested message (HTTP 400)', 'bad_request'],
     ['{"error": "flat error", "code": "conflict"}', 409, 'flat error (HTTP 409)', 'conflict'],
     ['{"message": "top-level message"}', 400, 'top-level message (HTTP 400)', 'http_400'],

@@ -45,7 +45,8 @@ export async function status(options: StatusOptions, ctx: Context): Promise<numb
     }
     const outcome = buildOutcome(answer);
     // Only --watch needs to know when the build ends: without a build state or readiness it cannot.
-    if (options.watch && outcome === undefined) throw unexpectedAnswer(route, 'has no `build.state` or `ready_for_jobs` field (expected one, to tell when the build ends)');
+    if (options.watch && outcome === undefined)
+      throw unexpectedAnswer(route, 'has no `build.state` or `ready_for_jobs` field (expected one, to tell when the build ends)');
     const settled = outcome !== undefined && outcome !== 'building';
     if (options.json) {
       if (options.watch) ctx.ui.jsonLine(answer);
@@ -86,7 +87,12 @@ function printStatus(status: ProjectStatusView, ctx: Context): void {
     ctx.ui.out(
       formatTable(
         ['NODE', 'STATE', 'READY', 'ERROR'],
-        status.nodes.map((n) => [shown(n.node), shown(n.state), n.ready === true ? 'yes' : n.ready === false ? 'no' : '-', textOf(n.error)?.split('\n')[0] ?? '']),
+        status.nodes.map((n) => [
+          shown(n.node),
+          shown(n.state),
+          n.ready === true ? 'yes' : n.ready === false ? 'no' : '-',
+          textOf(n.error)?.split('\n')[0] ?? '',
+        ]),
       ),
     );
   }

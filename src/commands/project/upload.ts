@@ -87,7 +87,9 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     });
     ctx.ui.clearLive();
     if (pushed.build_hash_matches === false)
-      ctx.ui.warn(`the server computed build hash ${pushed.build_hash?.slice(0, 12) ?? '(not given)'}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
+      ctx.ui.warn(
+        `the server computed build hash ${pushed.build_hash?.slice(0, 12) ?? '(not given)'}, not ${buildHash.slice(0, 12)}: it may follow other rules`,
+      );
     // The push's answer is not documented: every field it sends is kept (--json), and the hashes
     // it leaves out are the ones cycle computed for what it sent.
     const result = {
