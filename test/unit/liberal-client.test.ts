@@ -484,6 +484,15 @@ describe('error bodies and unreadable answers in any shape', () => {
     }
   });
 
+  it('a kv set answered 204 (no body) is stored, not an answer cycle cannot read', async () => {
+    const server = await answering({ '/api/v1/projects/p/kv/k': { status: 204, body: '' } });
+    try {
+      await expect(server.api.kvPut('p', 'k', 1)).resolves.toBeNull();
+    } finally {
+      await server.close();
+    }
+  });
+
   it('the volume list is read as a bare list, a name and nothing else needed', async () => {
     const server = await answering({ '/api/v1/volumes': { status: 200, body: '[{"name": "data", "x_unknown_field": 1}]' } });
     try {
