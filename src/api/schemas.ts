@@ -304,6 +304,8 @@ const looseCounts = z.looseObject({
 export type JobCounts = z.infer<typeof looseCounts>;
 
 const optionalText = z.string().nullable().optional();
+/** A revision: a number (ours), or whatever text a server names it by. */
+const revisionNumber = z.union([z.number(), z.string()]).nullable().optional();
 
 const jobViewFields = z.looseObject({
   id: z.string().optional(),
@@ -311,7 +313,7 @@ const jobViewFields = z.looseObject({
   status: z.string(),
   type: z.string().optional(),
   project: optionalText,
-  revision: z.union([z.number(), z.string()]).nullable().optional(),
+  revision: revisionNumber,
   counts: looseCounts.optional(),
   error: z.unknown().optional(),
   recommended_action: z.unknown().optional(),
@@ -431,7 +433,6 @@ export const artifactIdOf = (ref: ArtifactRef): string | undefined => ref.id ?? 
 // None of these bodies is documented (platform-facts.md B): each view requires only what its
 // command cannot do without, and every other field is optional (shown as `-` when absent).
 
-const revisionNumber = z.union([z.number(), z.string()]).nullable().optional();
 const optionalFlag = z.boolean().nullable().optional();
 
 /** A build state as ours (`build: {state, error}`) or as bare text (`build: "ready"`). */
