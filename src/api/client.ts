@@ -226,6 +226,15 @@ export class ApiClient {
     return this.request('GET', '/api/v1/health', { schema: z.looseObject({ ok: z.boolean().optional(), version: z.string().optional() }) }).then((r) => r.body);
   }
 
+  /**
+   * Whether the server takes the token: `GET /api/v1/jobs?limit=1` answers without an error.
+   * Nothing of the answer is read (`auth login` and `auth status` need only the yes).
+   */
+  async checkToken(): Promise<void> {
+    const answer = await this.request('GET', '/api/v1/jobs', { query: { limit: 1 }, raw: true });
+    await answer.body.dump().catch(() => undefined);
+  }
+
   /** Pushes are content-addressed: the same bytes make no second revision, so a retry is safe. */
   push(name: string, upload: UploadBody, flags: { rebuild?: boolean; clean?: boolean; buildHash?: string }, signal?: AbortSignal) {
     return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/push`, {

@@ -22,13 +22,20 @@ beforeEach(() => {
 });
 
 /** Runs cycle against the docs-only server, with a clock whose sleeps take no time. */
-async function cycle(args: string[], where: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cycle(args: string[], where: { cwd?: string; apiUrl?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new Capture();
   const stderr = new Capture();
   const stdin = new PassThrough();
   stdin.end('');
   const io = { stdout, stderr, stdin };
-  const env = { HOME: cwd, XDG_CONFIG_HOME: path.join(cwd, '.cfg'), NO_COLOR: '1', CYCLE_API_URL: docs.url, CYCLE_TOKEN: docs.token, CYCLE_HTTP_RETRIES: '1' };
+  const env = {
+    HOME: cwd,
+    XDG_CONFIG_HOME: path.join(cwd, '.cfg'),
+    NO_COLOR: '1',
+    CYCLE_API_URL: where.apiUrl ?? docs.url,
+    CYCLE_TOKEN: docs.token,
+    CYCLE_HTTP_RETRIES: '1',
+  };
   const dir = where.cwd ?? cwd;
   const code = await main(['node', 'cycle', ...args], {
     io,
@@ -421,7 +428,9 @@ describe('answers whose bodies the docs do not show (project, kv, batch, artifac
 
 describe('error bodies and unreadable answers in any shape', () => {
   /** A server that answers each path with the status and body the test gives. */
-  async function answering(routes: Record<string, { status: number; body: string; type?: string }>): Promise<{ api: ApiClient; close: () => Promise<void> }> {
+  async function answering(
+    routes: Record<string, { status: number; body: string; type?: string }>,
+  ): Promise<{ api: ApiClient; url: string; close: () => Promise<void> }> {
     const server = http.createServer((req, res) => {
       const route = routes[new URL(req.url ?? '/', 'http://x').pathname] ?? { status: 404, body: 'no route' };
       res.writeHead(route.status, { 'content-type': route.type ?? 'application/json' });
@@ -429,14 +438,11 @@ describe('error bodies and unreadable answers in any shape', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
-    const api = new ApiClient({
-      baseUrl: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
-      token: 't',
-      version: 'test',
-      attempts: 1,
-    });
+    const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const api = new ApiClient({ baseUrl: url, token: 't', version: 'test', attempts: 1 });
     return {
       api,
+      url,
       close: async () => {
         await api.close();
         await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -488,6 +494,17 @@ describe('error bodies and unreadable answers in any shape', () => {
     const server = await answering({ '/api/v1/projects/p/kv/k': { status: 204, body: '' } });
     try {
       await expect(server.api.kvPut('p', 'k', 1)).resolves.toBeNull();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('auth status takes any answer to the job list as the token accepted (nothing of it is read)', async () => {
+    const server = await answering({ '/api/v1/jobs': { status: 200, body: '{"items": [{"job_id": "j"}], "x_unknown_field": 1}' } });
+    try {
+      const result = await cycle(['auth', 'status', '--json'], { apiUrl: server.url });
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({ accepted: true, problem: null });
     } finally {
       await server.close();
     }
