@@ -510,10 +510,19 @@ describe('error bodies and unreadable answers in any shape', () => {
     }
   });
 
-  it('the volume list is read as a bare list, a name and nothing else needed', async () => {
-    const server = await answering({ '/api/v1/volumes': { status: 200, body: '[{"name": "data", "x_unknown_field": 1}]' } });
+  it('volume list reads a bare list with the name only (the rest `-`), --json unchanged; volume rm takes an empty answer', async () => {
+    const server = await answering({
+      '/api/v1/volumes': { status: 200, body: '[{"name": "data", "x_unknown_field": 1}]' },
+      '/api/v1/volumes/data': { status: 204, body: '' },
+    });
     try {
-      expect(await server.api.listVolumes()).toEqual([{ name: 'data', x_unknown_field: 1 }]);
+      const list = await cycle(['volume', 'list'], { apiUrl: server.url });
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toBe('data\t-\t-\t-\n');
+      expect(JSON.parse((await cycle(['volume', 'list', '--json'], { apiUrl: server.url })).stdout)).toEqual([{ name: 'data', x_unknown_field: 1 }]);
+      const rm = await cycle(['volume', 'rm', 'data'], { apiUrl: server.url });
+      expect(rm.code, rm.stderr).toBe(0);
+      expect(rm.stderr).toMatch(/removed volume data/);
     } finally {
       await server.close();
     }
