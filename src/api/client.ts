@@ -4,25 +4,30 @@ import type { Dispatcher } from 'undici';
 import * as z from 'zod';
 import { CycleError, ExitCode } from '../errors.js';
 import {
-  artifactSchema,
-  batchResponseSchema,
   artifactRefSchema,
+  artifactViewSchema,
   balanceViewSchema,
+  batchEntryViewSchema,
+  cancelledJobViewSchema,
+  errorTextOf,
+  invalidateViewSchema,
   jobViewSchema,
-  recipeViewSchema,
-  kvEntrySchema,
-  projectDetailsSchema,
-  projectStatusSchema,
-  pushResponseSchema,
+  kvEntryViewSchema,
+  kvListedViewSchema,
+  kvValueViewSchema,
   nextCursor,
+  prepareViewSchema,
+  projectStatusViewSchema,
+  pushViewSchema,
+  recipeViewSchema,
   resultsViewSchema,
+  submittedJobViewSchema,
   taskViewSchema,
+  volumeViewSchema,
   type JobRequestInput,
-  type VolumeFile,
-  volumeMissingResponseSchema,
-  volumeSummarySchema,
   type ResultsView,
   type TaskView,
+  type VolumeFile,
 } from './schemas.js';
 
 /**
@@ -186,13 +191,7 @@ export class ApiClient {
         }
         if (options.schema && response.statusCode < 400) {
           const result = options.schema.safeParse(parsed);
-          if (!result.success) {
-            throw new CycleError({
-              message: `the server's answer to ${what} ${describeShapeIssue(result.error.issues[0], parsed)}`,
-              hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)',
-              exitCode: ExitCode.network,
-            });
-          }
+          if (!result.success) throw unexpectedAnswer(what, describeShapeIssue(result.error.issues[0], parsed));
           return { status: response.statusCode, body: result.data, headers: response.headers };
         }
         return { status: response.statusCode, body: parsed as T, headers: response.headers };
@@ -224,13 +223,22 @@ export class ApiClient {
   // ---- endpoints ----
 
   health() {
-    return this.request('GET', '/api/v1/health', { schema: z.object({ ok: z.boolean(), version: z.string() }) }).then((r) => r.body);
+    return this.request('GET', '/api/v1/health', { schema: z.looseObject({ ok: z.boolean().optional(), version: z.string().optional() }) }).then((r) => r.body);
+  }
+
+  /**
+   * Whether the server takes the token: `GET /api/v1/jobs?limit=1` answers without an error.
+   * Nothing of the answer is read (`auth login` and `auth status` need only the yes).
+   */
+  async checkToken(): Promise<void> {
+    const answer = await this.request('GET', '/api/v1/jobs', { query: { limit: 1 }, raw: true });
+    await answer.body.dump().catch(() => undefined);
   }
 
   /** Pushes are content-addressed: the same bytes make no second revision, so a retry is safe. */
   push(name: string, upload: UploadBody, flags: { rebuild?: boolean; clean?: boolean; buildHash?: string }, signal?: AbortSignal) {
     return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/push`, {
-      schema: pushResponseSchema,
+      schema: pushViewSchema,
       upload,
       ...(signal ? { signal } : {}),
       query: { rebuild: flags.rebuild ? 1 : undefined, clean: flags.clean ? 1 : undefined },
@@ -243,7 +251,7 @@ export class ApiClient {
   async status(name: string, signal?: AbortSignal) {
     // request() checks the schema for 2xx answers only; a 404 is an answer here, not an error.
     const answer = await this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status`, {
-      schema: projectStatusSchema,
+      schema: projectStatusViewSchema,
       accept: [404],
       ...(signal ? { signal } : {}),
     });
@@ -251,14 +259,14 @@ export class ApiClient {
   }
 
   details(name: string) {
-    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status/details`, { schema: projectDetailsSchema }).then((r) => r.body);
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/status/details`, { schema: projectStatusViewSchema }).then((r) => r.body);
   }
 
   init(name: string) {
     return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/init`, {
       json: {},
       idempotencyKey: randomUUID(),
-      schema: z.object({ project: z.string(), revision: z.number(), build: z.string() }),
+      schema: prepareViewSchema,
     }).then((r) => r.body);
   }
 
@@ -266,32 +274,38 @@ export class ApiClient {
     return this.request('POST', `/api/v1/projects/${encodeURIComponent(name)}/invalidate`, {
       json: {},
       idempotencyKey: randomUUID(),
-      schema: z.object({ project: z.string(), removed_images: z.number() }),
+      schema: invalidateViewSchema,
     }).then((r) => r.body);
   }
 
   kvGet(name: string, key: string) {
-    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { schema: kvEntrySchema }).then((r) => r.body);
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { schema: kvValueViewSchema }).then((r) => r.body);
   }
 
+  /** The entry as the server answers it; null when it answers nothing (a 204). */
   kvPut(name: string, key: string, value: unknown) {
-    return this.request('PUT', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, { json: { value }, schema: kvEntrySchema }).then(
-      (r) => r.body,
-    );
+    return this.request('PUT', `/api/v1/projects/${encodeURIComponent(name)}/kv/${encodeURIComponent(key)}`, {
+      json: { value },
+      schema: kvEntryViewSchema.nullable(),
+    }).then((r) => r.body);
   }
 
+  /** `{entries: [...]}` (ours) or a bare list: each entry needs its `key`. */
   kvList(name: string) {
-    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv`, { schema: z.object({ entries: z.array(kvEntrySchema) }) }).then(
-      (r) => r.body.entries,
+    return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv`, { schema: listAnswer('entries', kvListedViewSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.entries,
     );
   }
 
   submitJob(job: JobRequestInput, idempotencyKey: string = randomUUID()) {
-    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: jobViewSchema }).then((r) => r.body);
+    return this.request('POST', '/api/v1/jobs', { json: job, idempotencyKey, schema: submittedJobViewSchema }).then((r) => r.body);
   }
 
   submitBatch(jobs: unknown[], idempotencyKey: string = randomUUID()) {
-    return this.request('POST', '/api/v1/jobs/batch', { json: { jobs }, idempotencyKey, schema: batchResponseSchema }).then((r) => r.body);
+    // `{jobs: [...]}` (ours) or a bare list: one entry per job sent.
+    return this.request('POST', '/api/v1/jobs/batch', { json: { jobs }, idempotencyKey, schema: listAnswer('jobs', batchEntryViewSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.jobs,
+    );
   }
 
   listJobs(filter: { tag?: string; status?: string; project?: string; limit?: number }) {
@@ -365,7 +379,7 @@ export class ApiClient {
   }
 
   cancel(id: string) {
-    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: jobViewSchema }).then((r) => r.body);
+    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: cancelledJobViewSchema }).then((r) => r.body);
   }
 
   /**
@@ -389,7 +403,9 @@ export class ApiClient {
   }
 
   artifacts(filter: { job?: string; limit?: number } = {}) {
-    return this.request('GET', '/api/v1/artifacts', { query: filter, schema: z.object({ artifacts: z.array(artifactSchema) }) }).then((r) => r.body.artifacts);
+    return this.request('GET', '/api/v1/artifacts', { query: filter, schema: listAnswer('artifacts', artifactViewSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.artifacts,
+    );
   }
 
   // ---- recipes, account, project creation (platform-facts.md B; answers read liberally) ----
@@ -406,7 +422,9 @@ export class ApiClient {
 
   /** A recipe's job: a typed payload, no project (a payload off its schema is a 422). */
   submitRecipe(name: string, body: { payload: Record<string, unknown>; timeout_s?: number }, idempotencyKey: string = randomUUID()) {
-    return this.request('POST', `/api/v1/recipes/${encodeURIComponent(name)}/jobs`, { json: body, idempotencyKey, schema: jobViewSchema }).then((r) => r.body);
+    return this.request('POST', `/api/v1/recipes/${encodeURIComponent(name)}/jobs`, { json: body, idempotencyKey, schema: submittedJobViewSchema }).then(
+      (r) => r.body,
+    );
   }
 
   balance() {
@@ -467,7 +485,9 @@ export class ApiClient {
   // ---- volumes (docs/api.md, "Volumes") ----
 
   listVolumes() {
-    return this.request('GET', '/api/v1/volumes', { schema: z.object({ volumes: z.array(volumeSummarySchema) }) }).then((r) => r.body.volumes);
+    return this.request('GET', '/api/v1/volumes', { schema: listAnswer('volumes', volumeViewSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.volumes,
+    );
   }
 
   /** The sha256s among `files` that the server's store lacks: only those need sending. */
@@ -476,7 +496,7 @@ export class ApiClient {
     return this.request('POST', `/api/v1/volumes/${encodeURIComponent(name)}/missing`, {
       json: { files },
       idempotencyKey: randomUUID(),
-      schema: volumeMissingResponseSchema,
+      schema: z.looseObject({ missing: z.array(z.string()) }),
       ...(signal ? { signal } : {}),
     }).then((r) => r.body.missing);
   }
@@ -485,7 +505,7 @@ export class ApiClient {
   putVolumeBlob(sha256: string, upload: UploadBody, signal?: AbortSignal) {
     return this.request('PUT', `/api/v1/volumes/blobs/${sha256}`, {
       upload,
-      schema: z.object({ sha256: z.string(), size: z.number(), stored: z.boolean() }),
+      schema: z.looseObject({}).nullable(),
       ...(signal ? { signal } : {}),
     }).then((r) => r.body);
   }
@@ -494,15 +514,13 @@ export class ApiClient {
   commitVolume(name: string, files: VolumeFile[], signal?: AbortSignal) {
     return this.request('PUT', `/api/v1/volumes/${encodeURIComponent(name)}`, {
       json: { files },
-      schema: volumeSummarySchema.extend({ unchanged: z.boolean() }),
+      schema: z.looseObject({ bytes: z.number().nullable().optional(), unchanged: z.boolean().nullable().optional() }).nullable(),
       ...(signal ? { signal } : {}),
     }).then((r) => r.body);
   }
 
   removeVolume(name: string) {
-    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.object({ name: z.string(), removed: z.boolean() }) }).then(
-      (r) => r.body,
-    );
+    return this.request('DELETE', `/api/v1/volumes/${encodeURIComponent(name)}`, { schema: z.looseObject({}).nullable() }).then((r) => r.body);
   }
 
   /** An SSE stream from `lastEventId` on (see src/api/sse.ts for reading it). */
@@ -592,17 +610,10 @@ function parseRetryAfter(value: string | string[] | undefined): number | undefin
 
 async function apiError(what: string, status: number, body: Dispatcher.ResponseData['body'], baseUrl: string): Promise<ApiError> {
   const text = await body.text().catch(() => '');
-  let code = `http_${status}`;
-  let message = text.trim().slice(0, 300) || `HTTP ${status}`;
-  try {
-    const parsed = JSON.parse(text) as { error?: { code?: string; message?: string } };
-    if (parsed.error?.message) {
-      code = parsed.error.code ?? code;
-      message = parsed.error.message;
-    }
-  } catch {
-    // not JSON: keep the text
-  }
+  // The error body is not documented (platform-facts.md B): JSON of any shape, or text.
+  const parsed = parsedBody(text);
+  const message = (parsed === undefined ? undefined : errorTextOf(parsed))?.slice(0, 300) ?? (text.trim().slice(0, 300) || `HTTP ${status}`);
+  const code = errorCodeOf(parsed) ?? `http_${status}`;
   if (status === 401 || status === 403) {
     return new ApiError(
       status,
@@ -634,24 +645,59 @@ async function apiError(what: string, status: number, body: Dispatcher.ResponseD
 }
 
 /**
- * What is wrong with an answer, in the words of the field at fault: "has no `status` field", or
- * "has `counts.total` = "x", expected a number".
+ * An answer that cycle cannot use (a field it needs is absent or of another type): the route,
+ * the field and what was expected, exit 5. `problem` reads on from "it": "has no `value` field".
+ */
+export function unexpectedAnswer(what: string, problem: string): CycleError {
+  return new CycleError({
+    message: `cycle does not understand the server's answer to ${what}: it ${problem}`,
+    hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)',
+    exitCode: ExitCode.network,
+  });
+}
+
+const EXPECTED_WORDS: Record<string, string> = {
+  string: 'text',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a JSON object',
+};
+
+/**
+ * What is wrong with an answer, in the words of the field at fault: "has no `status` field
+ * (expected text)", or "has `counts.total` = "x" (expected a number)".
  */
 function describeShapeIssue(issue: z.core.$ZodIssue | undefined, answer: unknown): string {
   if (!issue) return 'does not have the expected shape';
+  // One of several shapes (a list, or an object holding it): the branch that got furthest says most.
+  if (issue.code === 'invalid_union' && issue.errors.length > 0) {
+    const deepest = issue.errors.map((issues) => issues[0]).reduce((best, next) => ((next?.path.length ?? -1) > (best?.path.length ?? -1) ? next : best));
+    if (deepest) return describeShapeIssue({ ...deepest, path: [...issue.path, ...deepest.path] }, answer);
+  }
   const field = issue.path.map(String).join('.');
   if (issue.code === 'custom') return `${issue.message}${issue.path.length > 1 ? ` (in \`${field}\`)` : ''}`;
-  if (field === '') return `is not a JSON object (${issue.message})`;
+  const expected = issue.code === 'invalid_type' ? `expected ${EXPECTED_WORDS[issue.expected] ?? issue.expected}` : issue.message;
+  if (field === '') return `is not what was expected (${expected}, got ${JSON.stringify(answer)?.slice(0, 60) ?? 'nothing'})`;
   let value: unknown = answer;
   for (const key of issue.path) value = typeof value === 'object' && value !== null ? Reflect.get(value, key) : undefined;
-  if (value === undefined) return `has no \`${field}\` field`;
-  return `has \`${field}\` = ${JSON.stringify(value)?.slice(0, 60)}: ${issue.message}`;
+  if (value === undefined) return `has no \`${field}\` field (${expected})`;
+  return `has \`${field}\` = ${JSON.stringify(value)?.slice(0, 60)} (${expected})`;
 }
 
 /** An answer that is a list, or an object holding the list under `key`. */
 function listAnswer<K extends string, T extends z.ZodType>(key: K, item: T) {
   // TypeScript widens a computed key to `string`; the cast gives the object its literal key back.
   return z.union([z.array(item), z.looseObject({ [key]: z.array(item) } as { [P in K]: z.ZodArray<T> })]);
+}
+
+/** The server's error code (`error.code` or `code`), if it sends one as text. */
+function errorCodeOf(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const nested: unknown = Reflect.get(body, 'error');
+  const code: unknown = typeof nested === 'object' && nested !== null ? Reflect.get(nested, 'code') : Reflect.get(body, 'code');
+  return typeof code === 'string' && code !== '' ? code : undefined;
 }
 
 function parsedBody(text: string): unknown {

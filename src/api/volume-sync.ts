@@ -87,7 +87,9 @@ export async function syncVolume(api: ApiClient, dir: string, name: string, opti
     );
   });
   const committed = await api.commitVolume(name, files, options.signal);
-  return { name, files: files.length, bytes: committed.bytes, sent_files: toSend.size, sent_bytes: total, unchanged: committed.unchanged };
+  // What the server does not say about the commit, the file list says (bytes) or leaves unknown (false: not known unchanged).
+  const bytes = committed?.bytes ?? files.reduce((sum, file) => sum + file.size, 0);
+  return { name, files: files.length, bytes, sent_files: toSend.size, sent_bytes: total, unchanged: committed?.unchanged === true };
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

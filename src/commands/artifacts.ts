@@ -8,8 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Context } from '../context.js';
 import { CycleError, errnoCode, ExitCode, usageError } from '../errors.js';
 import { connect } from '../api/connect.js';
-import type { ApiClient } from '../api/client.js';
-import { artifactIdOf, jobIdOf, type Artifact } from '../api/schemas.js';
+import { unexpectedAnswer, type ApiClient } from '../api/client.js';
+import { artifactIdOf, artifactNameOf, jobIdOf, type ArtifactView } from '../api/schemas.js';
 import { formatBytes, formatTable } from '../ui/ui.js';
 import type { DownloadOptions, ListOptions, UploadOptions } from './artifacts.command.js';
 import type { PullOptions } from './job/pull.command.js';
@@ -19,13 +19,15 @@ import { isTerminalJobStatus } from '../api/schemas.js';
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
   const artifacts = await api.artifacts(options.job ? { job: options.job } : {});
+  // Each listed artifact has an id (the client checks); the rest is `-` where the server left it out.
+  const rows = artifacts.map((a) => ({ id: artifactIdOf(a) ?? '-', job: a.job_id ?? '-', size: a.size ?? undefined, name: artifactNameOf(a) ?? '-' }));
   if (options.json) ctx.ui.json(artifacts);
-  else if (!ctx.io.stdout.isTTY) for (const a of artifacts) ctx.ui.out(`${a.id}\t${a.job_id}\t${a.size}\t${a.name}`);
+  else if (!ctx.io.stdout.isTTY) for (const a of rows) ctx.ui.out(`${a.id}\t${a.job}\t${a.size ?? '-'}\t${a.name}`);
   else
     ctx.ui.out(
       formatTable(
         ['ARTIFACT', 'JOB', 'SIZE', 'NAME'],
-        artifacts.map((a) => [a.id, a.job_id, formatBytes(a.size), a.name]),
+        rows.map((a) => [a.id, a.job, a.size === undefined ? '-' : formatBytes(a.size), a.name]),
       ),
     );
   return ExitCode.ok;
@@ -83,7 +85,7 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   const outDir = path.resolve(ctx.cwd, options.out ?? options.id);
   await fs.mkdir(outDir, { recursive: true });
   const artifacts = await api.artifacts({ job: jobId });
-  const byId = new Map(artifacts.map((a) => [a.id, a]));
+  const byId = new Map(artifacts.map((a) => [artifactIdOf(a), a]));
   const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
   for (const item of await namesForJob(api, jobId, artifacts)) {
     if (!ARTIFACT_ID_PATTERN.test(item.id))
@@ -92,12 +94,15 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
         hint: 'check that --api-url / CYCLE_API_URL is the server you mean',
         exitCode: ExitCode.network,
       });
-    const listed = byId.get(item.id)!;
-    const { relative } = safeRelativeName(item.name, item.id);
-    const target = path.join(outDir, relative);
-    if (isInside(outDir, target, false) && (await sameFile(target, listed))) {
-      done.push({ id: item.id, path: target, size: listed.size, sha256: listed.sha256, skipped: true });
-      continue;
+    const listed = byId.get(item.id);
+    // Without a name, size and sha256 from the list, the local copy cannot be checked: fetched again.
+    if (listed && item.name !== undefined && typeof listed.size === 'number' && listed.sha256) {
+      const { relative } = safeRelativeName(item.name, item.id);
+      const target = path.join(outDir, relative);
+      if (isInside(outDir, target, false) && (await sameFile(target, listed.size, listed.sha256))) {
+        done.push({ id: item.id, path: target, size: listed.size, sha256: listed.sha256, skipped: true });
+        continue;
+      }
     }
     done.push(await downloadOne(api, item, outDir, ctx));
   }
@@ -114,19 +119,28 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
 }
 
 /** A local file that is already this artifact: a regular file (not a link) of its size and sha256. */
-async function sameFile(file: string, artifact: Artifact): Promise<boolean> {
+async function sameFile(file: string, size: number, sha256: string): Promise<boolean> {
   const stat = await fs.lstat(file).catch(() => undefined);
-  if (!stat?.isFile() || stat.size !== artifact.size) return false;
-  return (await sha256File(file, stat.size)) === artifact.sha256;
+  if (!stat?.isFile() || stat.size !== size) return false;
+  return (await sha256File(file, stat.size)) === sha256;
 }
 
-/** Names inside --out for a job's artifacts; task-N/ folders when two tasks made the same name. */
-async function namesForJob(api: ApiClient, jobId: string, artifacts: Artifact[]): Promise<Array<{ id: string; name: string }>> {
+/**
+ * Names inside --out for a job's artifacts; task-N/ folders when two tasks made the same name.
+ * An artifact listed without a name takes the one its download gives (X-Artifact-Name).
+ */
+async function namesForJob(api: ApiClient, jobId: string, artifacts: ArtifactView[]): Promise<Array<{ id: string; name?: string }>> {
+  const listed = artifacts.map((a) => ({ id: artifactIdOf(a) ?? '', name: artifactNameOf(a), taskId: a.task_id ?? undefined }));
   const counts = new Map<string, number>();
-  for (const a of artifacts) counts.set(a.name, (counts.get(a.name) ?? 0) + 1);
-  if (![...counts.values()].some((n) => n > 1)) return artifacts.map((a) => ({ id: a.id, name: a.name }));
-  const index = new Map((await api.tasks(jobId)).map((t) => [t.id, t.index]));
-  return artifacts.map((a) => ({ id: a.id, name: `task-${index.get(a.task_id) ?? a.task_id}/${a.name}` }));
+  for (const a of listed) if (a.name !== undefined) counts.set(a.name, (counts.get(a.name) ?? 0) + 1);
+  const plain = listed.map(({ id, name }) => (name === undefined ? { id } : { id, name }));
+  if (![...counts.values()].some((n) => n > 1)) return plain;
+  const index = new Map((await api.tasks(jobId)).map((t) => [t.id ?? t.task_id, t.index]));
+  return listed.map(({ id, name, taskId }) => {
+    if (name === undefined) return { id };
+    const task = taskId === undefined ? undefined : (index.get(taskId) ?? taskId);
+    return { id, name: task === undefined ? name : `task-${task}/${name}` };
+  });
 }
 
 async function downloadOne(
@@ -319,12 +333,7 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
         ctx.signal,
       );
       id = artifactIdOf(answer);
-      if (id === undefined)
-        throw new CycleError({
-          message: "the server's answer to POST /api/v1/artifacts has no `id` or `artifact_id` field",
-          hint: 'the server may speak another version of the API; check CYCLE_API_URL (`cycle doctor`)',
-          exitCode: ExitCode.network,
-        });
+      if (id === undefined) throw unexpectedAnswer('POST /api/v1/artifacts', "has no `id` or `artifact_id` field (expected the new artifact's id)");
     } else ctx.ui.info(`${arg}: the backend already has it (sha256 ${sha256.slice(0, 12)})`);
     uploaded.push({ file: arg, id, size, sha256, uploaded: knownId === undefined });
     if (!options.json) ctx.ui.out(id);

@@ -21,7 +21,7 @@ export async function login(options: LoginOptions, ctx: Context): Promise<number
   const { ApiClient } = await import('../api/client.js');
   const api = new ApiClient({ baseUrl: apiUrl, token, version: ctx.version, attempts: 2, debug: (line) => ctx.ui.debug(line) });
   try {
-    await api.listJobs({ limit: 1 });
+    await api.checkToken();
   } finally {
     await api.close();
   }
@@ -41,7 +41,7 @@ export async function status(options: StatusOptions, ctx: Context): Promise<numb
     const { ApiClient } = await import('../api/client.js');
     const api = new ApiClient({ baseUrl: settings.apiUrl, token: settings.token, version: ctx.version, attempts: 2, debug: (line) => ctx.ui.debug(line) });
     try {
-      await api.listJobs({ limit: 1 });
+      await api.checkToken();
       accepted = true;
     } catch (error) {
       accepted = false;

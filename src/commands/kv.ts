@@ -22,8 +22,9 @@ export async function set(options: SetOptions, ctx: Context): Promise<number> {
   }
   const api = await connect(ctx, options);
   const entry = await api.kvPut(options.project, options.key, value);
-  if (options.json) ctx.ui.json(entry);
-  else ctx.ui.success(`${options.project}/${options.key} = ${JSON.stringify(entry.value).slice(0, 120)}`);
+  // A server that answers nothing (204) has still stored what was sent.
+  if (options.json) ctx.ui.json(entry ?? { project: options.project, key: options.key, value });
+  else ctx.ui.success(`${options.project}/${options.key} = ${JSON.stringify(entry && 'value' in entry ? entry.value : value).slice(0, 120)}`);
   return ExitCode.ok;
 }
 
@@ -31,6 +32,7 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
   const api = await connect(ctx, options);
   const entries = await api.kvList(options.project);
   if (options.json) ctx.ui.json(entries);
-  else for (const entry of entries) ctx.ui.out(`${entry.key}\t${JSON.stringify(entry.value)}`);
+  // A server may list the keys only: a value it did not send is `-` (a JSON text would be quoted).
+  else for (const entry of entries) ctx.ui.out(`${entry.key}\t${'value' in entry ? JSON.stringify(entry.value) : '-'}`);
   return ExitCode.ok;
 }

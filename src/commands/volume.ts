@@ -56,12 +56,17 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
   const volumes = await api.listVolumes();
   if (options.json) ctx.ui.json(volumes);
   else if (volumes.length === 0) ctx.ui.info('no volumes (upload one: cycle volume upload DIR --name NAME)');
-  else if (!ctx.io.stdout.isTTY) for (const v of volumes) ctx.ui.out(`${v.name}\t${v.files}\t${v.bytes}\t${v.updated_at}`);
+  else if (!ctx.io.stdout.isTTY) for (const v of volumes) ctx.ui.out(`${v.name}\t${v.files ?? '-'}\t${v.bytes ?? '-'}\t${v.updated_at ?? '-'}`);
   else
     ctx.ui.out(
       formatTable(
         ['VOLUME', 'FILES', 'SIZE', 'UPDATED'],
-        volumes.map((v) => [v.name, String(v.files), formatBytes(v.bytes), v.updated_at.replace('T', ' ').slice(0, 19)]),
+        volumes.map((v) => [
+          v.name,
+          String(v.files ?? '-'),
+          typeof v.bytes === 'number' ? formatBytes(v.bytes) : '-',
+          v.updated_at ? v.updated_at.replace('T', ' ').slice(0, 19) : '-',
+        ]),
       ),
     );
   return ExitCode.ok;
@@ -80,7 +85,7 @@ export async function rm(options: RmOptions, ctx: Context): Promise<number> {
       });
     throw error;
   });
-  if (options.json) ctx.ui.json(removed);
+  if (options.json) ctx.ui.json(removed ?? { name: options.name, removed: true });
   else ctx.ui.success(`removed volume ${options.name}`);
   return ExitCode.ok;
 }

@@ -246,7 +246,10 @@ describe('the API client', () => {
     await new Promise<void>((resolve) => odd.listen(0, '127.0.0.1', resolve));
     const api = new ApiClient({ baseUrl: `http://127.0.0.1:${(odd.address() as { port: number }).port}`, token: 't', version: 'test', attempts: 1 });
     try {
-      await expect(api.getJob('job_1')).rejects.toMatchObject({ exitCode: 5, message: "the server's answer to GET /api/v1/jobs/job_1 has no `status` field" });
+      await expect(api.getJob('job_1')).rejects.toMatchObject({
+        exitCode: 5,
+        message: "cycle does not understand the server's answer to GET /api/v1/jobs/job_1: it has no `status` field (expected text)",
+      });
     } finally {
       odd.close();
       await api.close();

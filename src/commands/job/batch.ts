@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode, usageError } from '../../errors.js';
 import { connect } from '../../api/connect.js';
-import { jobRequestSchema, MAX_BATCH_JOBS } from '../../api/schemas.js';
+import { unexpectedAnswer } from '../../api/client.js';
+import { batchEntryAccepted, batchJobIdOf, errorTextOf, jobRequestSchema, MAX_BATCH_JOBS, type BatchEntryView } from '../../api/schemas.js';
 import { formatTable } from '../../ui/ui.js';
 import type { BatchOptions } from './batch.command.js';
 
@@ -58,20 +59,30 @@ export async function run(options: BatchOptions, ctx: Context): Promise<number> 
   }
   if (entries.length === 0) throw usageError(`${options.file}: no jobs in it`);
   const api = await connect(ctx, options);
-  const outcomes: Array<{ line: number; ok: boolean; id: string | null; error: string | null }> = [];
+  // `answer`: the server's entry as it came (--json), unknown fields included.
+  const outcomes: Array<{ line: number; ok: boolean; id: string | null; error: string | null; answer: BatchEntryView }> = [];
   for (let start = 0; start < entries.length; start += MAX_BATCH_JOBS) {
     const chunk = entries.slice(start, start + MAX_BATCH_JOBS);
     const answer = await api.submitBatch(
       chunk.map((e) => e.job),
       randomUUID(),
     );
-    for (const entry of answer.jobs) {
-      const line = chunk[entry.index]!.line;
-      outcomes.push(
-        entry.ok
-          ? { line, ok: true, id: entry.job.id, error: null }
-          : { line, ok: false, id: null, error: `${entry.error.message}${entry.error.field ? ` (${entry.error.field})` : ''}` },
-      );
+    for (const [position, entry] of answer.entries()) {
+      // Which job of the request: `index`, else its place in the answer.
+      const sent = chunk[entry.index ?? position];
+      if (!sent)
+        throw unexpectedAnswer(
+          'POST /api/v1/jobs/batch',
+          `has \`jobs.${position}.index\` = ${entry.index ?? position} (expected the index of one of the ${chunk.length} jobs sent, 0 to ${chunk.length - 1})`,
+        );
+      const accepted = batchEntryAccepted(entry);
+      outcomes.push({
+        line: sent.line,
+        ok: accepted,
+        id: accepted ? (batchJobIdOf(entry) ?? null) : null,
+        error: accepted ? null : (errorTextOf(entry.error) ?? 'refused (the server gave no reason)'),
+        answer: entry,
+      });
     }
     ctx.ui.info(`sent ${Math.min(start + MAX_BATCH_JOBS, entries.length)} of ${entries.length}`);
   }

@@ -121,7 +121,10 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
   if (ctx.signal.aborted) {
     if (options.cancelOnInterrupt) {
       const cancelled = await api.cancel(id);
-      throw new CycleError({ message: `interrupted: job ${id} was cancelled (${cancelled.status})`, exitCode: ExitCode.interrupted });
+      throw new CycleError({
+        message: `interrupted: job ${id} was cancelled${cancelled?.status ? ` (${cancelled.status})` : ''}`,
+        exitCode: ExitCode.interrupted,
+      });
     }
     throw new CycleError({
       message: `interrupted: job ${id} is still running on the server`,

@@ -4,7 +4,7 @@ import { connect } from '../../api/connect.js';
 import { ApiError, type ApiClient } from '../../api/client.js';
 import { followEvents, type FollowedEvent } from '../../api/sse.js';
 import { describeTaskEvent, splitLog, systemLine } from '../../api/log-lines.js';
-import { isTerminalJobStatus, jobIdOf, JOB_STATUSES, textOf, type JobView } from '../../api/schemas.js';
+import { isTerminalJobStatus, jobIdOf, JOB_STATUSES, textOf, type CancelledJobView, type JobView } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
 import { applyEvent, followJob, jobLine, pollJobs, reportFailures } from './follow.js';
 import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions, TailOptions } from './read.command.js';
@@ -137,13 +137,14 @@ export async function results(options: ByIdOptions, ctx: Context): Promise<numbe
 
 export async function cancel(options: IdsOptions, ctx: Context): Promise<number> {
   const api = await connect(ctx, options);
-  const out: JobView[] = [];
+  const out: NonNullable<CancelledJobView>[] = [];
   let failures = 0;
   for (const id of options.ids) {
     try {
-      const job = await api.cancel(id);
+      // The answer is not documented: an empty one still means the cancel was taken.
+      const job = (await api.cancel(id)) ?? { job_id: id };
       out.push(job);
-      if (!options.json) ctx.ui.out(`${jobIdOf(job)}\t${job.status}`);
+      if (!options.json) ctx.ui.out(`${jobIdOf(job) || id}\t${job.status ?? '-'}`);
     } catch (error) {
       if (options.ids.length === 1 || !(error instanceof CycleError)) throw error;
       failures++;

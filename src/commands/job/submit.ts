@@ -2,7 +2,7 @@ import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import type { ApiClient } from '../../api/client.js';
-import { jobIdOf, jobRequestSchema, JOB_TYPES, type JobRequestInput, type JobView } from '../../api/schemas.js';
+import { jobIdOf, jobRequestSchema, JOB_TYPES, type JobRequestInput, type SubmittedJobView } from '../../api/schemas.js';
 import { readArgumentText, readJsonArgument, parseJsonText, parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../args.js';
 import { waitForJob } from './follow.js';
 import type { SubmitOptions } from './submit.command.js';
@@ -87,7 +87,7 @@ export async function run(options: SubmitOptions, ctx: Context): Promise<number>
  */
 export async function reportSubmitted(
   api: ApiClient,
-  job: JobView,
+  job: SubmittedJobView,
   ctx: Context,
   options: { json: boolean; wait: boolean; cancelOnInterrupt: boolean; what: string },
 ): Promise<number> {

@@ -2,7 +2,8 @@ import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { formatTable } from '../../ui/ui.js';
-import type { ProjectStatus } from '../../api/schemas.js';
+import { unexpectedAnswer } from '../../api/client.js';
+import { buildStateOf, textOf, type ProjectStatusView } from '../../api/schemas.js';
 import type { RemoteProjectOptions, StatusOptions } from './remote.command.js';
 
 /** `cycle project prepare`: the API's init (optional; jobs prepare on demand). */
@@ -11,7 +12,11 @@ export async function prepare(options: RemoteProjectOptions, ctx: Context): Prom
   const api = await connect(ctx, options);
   const answer = await api.init(name);
   if (options.json) ctx.ui.json(answer);
-  else ctx.ui.success(`preparing ${name} revision ${answer.revision} (build: ${answer.build}); follow it with: cycle project status --watch`);
+  else {
+    const revision = answer.revision === undefined || answer.revision === null ? '' : ` revision ${answer.revision}`;
+    const state = buildStateOf(answer) ?? answer.status;
+    ctx.ui.success(`preparing ${name}${revision}${state ? ` (build: ${state})` : ''}; follow it with: cycle project status --watch`);
+  }
   return ExitCode.ok;
 }
 
@@ -21,7 +26,10 @@ export async function invalidate(options: RemoteProjectOptions, ctx: Context): P
   const api = await connect(ctx, options);
   const answer = await api.invalidate(name);
   if (options.json) ctx.ui.json(answer);
-  else ctx.ui.success(`invalidated ${name}: ${answer.removed_images} prepared image(s) dropped; the next job builds again`);
+  else {
+    const dropped = typeof answer.removed_images === 'number' ? `: ${answer.removed_images} prepared image(s) dropped` : '';
+    ctx.ui.success(`invalidated ${name}${dropped}; the next job builds again`);
+  }
   return ExitCode.ok;
 }
 
@@ -29,39 +37,62 @@ export async function invalidate(options: RemoteProjectOptions, ctx: Context): P
 export async function status(options: StatusOptions, ctx: Context): Promise<number> {
   const name = await resolveProjectName(ctx, options.project);
   const api = await connect(ctx, options);
+  const route = `GET /api/v1/projects/${encodeURIComponent(name)}/status${options.details ? '/details' : ''}`;
   for (;;) {
     const answer = options.details ? await api.details(name) : await api.status(name);
     if (!answer) {
       throw new CycleError({ message: `no project "${name}" on ${api.baseUrl}`, hint: 'upload it first: cycle project upload', exitCode: ExitCode.failure });
     }
-    const settled = answer.build.state === 'ready' || answer.build.state === 'failed';
+    const outcome = buildOutcome(answer);
+    // Only --watch needs to know when the build ends: without a build state or readiness it cannot.
+    if (options.watch && outcome === undefined)
+      throw unexpectedAnswer(route, 'has no `build.state` or `ready_for_jobs` field (expected one, to tell when the build ends)');
+    const settled = outcome !== undefined && outcome !== 'building';
     if (options.json) {
       if (options.watch) ctx.ui.jsonLine(answer);
       else ctx.ui.json(answer);
     } else if (!options.watch || settled || ctx.ui.options.interactive === false) {
       printStatus(answer, ctx);
-    } else ctx.ui.live(`${name}: revision ${answer.revision}, build ${answer.build.state}…`);
-    if (!options.watch || settled) return answer.build.state === 'failed' && options.watch ? ExitCode.jobFailed : ExitCode.ok;
+    } else ctx.ui.live(`${name}: revision ${answer.revision ?? '-'}, build ${buildStateOf(answer) ?? 'not ready'}…`);
+    if (!options.watch || settled) return outcome === 'failed' && options.watch ? ExitCode.jobFailed : ExitCode.ok;
     await ctx.clock.sleep(2000, ctx.signal);
   }
 }
 
-function printStatus(status: ProjectStatus & { nodes?: Array<{ node: string; state: string; ready: boolean; error: string | null }> }, ctx: Context): void {
+/** Where the build is: from its state where the server sends one, else from `ready_for_jobs`; undefined when neither says. */
+function buildOutcome(answer: ProjectStatusView): 'ready' | 'failed' | 'building' | undefined {
+  const state = buildStateOf(answer);
+  if (state !== undefined) return state === 'ready' || state === 'failed' ? state : 'building';
+  if (typeof answer.ready_for_jobs === 'boolean') return answer.ready_for_jobs ? 'ready' : 'building';
+  return undefined;
+}
+
+function printStatus(status: ProjectStatusView, ctx: Context): void {
   const { c } = ctx.ui;
-  const yes = (v: boolean): string => (v ? c.green('yes') : c.yellow('no'));
-  ctx.ui.out(`project              ${status.project} (${status.format})`);
-  ctx.ui.out(`revision             ${status.revision}, published ${status.published_at}`);
-  ctx.ui.out(`content hash         ${status.content_hash}`);
-  ctx.ui.out(`build hash           ${status.build_hash}`);
+  const shown = (v: string | number | null | undefined): string => (v === undefined || v === null || v === '' ? '-' : String(v));
+  const yes = (v: boolean | null | undefined): string => (v === true ? c.green('yes') : v === false ? c.yellow('no') : '-');
+  const build = typeof status.build === 'object' && status.build !== null ? status.build : undefined;
+  const error = textOf(build?.error);
+  ctx.ui.out(`project              ${shown(status.project)}${status.format ? ` (${status.format})` : ''}`);
+  ctx.ui.out(`revision             ${shown(status.revision)}${status.published_at ? `, published ${status.published_at}` : ''}`);
+  ctx.ui.out(`content hash         ${shown(status.content_hash)}`);
+  ctx.ui.out(`build hash           ${shown(status.build_hash)}`);
   ctx.ui.out(`can accept new jobs  ${yes(status.can_accept_new_jobs)}`);
   ctx.ui.out(`ready for jobs       ${yes(status.ready_for_jobs)}`);
-  ctx.ui.out(`build                ${status.build.state}${status.build.error ? `: ${status.build.error.split('\n')[0]}` : ''}`);
+  ctx.ui.out(`build                ${shown(buildStateOf(status))}${error ? `: ${error.split('\n')[0]}` : ''}`);
+  // A status word cycle does not send itself: shown as the server wrote it.
+  if (typeof status.status === 'string') ctx.ui.out(`status               ${status.status}`);
   if (status.nodes) {
     ctx.ui.out('');
     ctx.ui.out(
       formatTable(
         ['NODE', 'STATE', 'READY', 'ERROR'],
-        status.nodes.map((n) => [n.node, n.state, n.ready ? 'yes' : 'no', n.error?.split('\n')[0] ?? '']),
+        status.nodes.map((n) => [
+          shown(n.node),
+          shown(n.state),
+          n.ready === true ? 'yes' : n.ready === false ? 'no' : '-',
+          textOf(n.error)?.split('\n')[0] ?? '',
+        ]),
       ),
     );
   }

@@ -5,6 +5,7 @@ import { CycleError, ExitCode } from '../../errors.js';
 import { loadProject } from '../../project/load.js';
 import { connect, resolveProjectName } from '../../api/connect.js';
 import { ApiError } from '../../api/client.js';
+import { buildStateOf } from '../../api/schemas.js';
 import { checkBuildFlags } from '../../runner/cycleswap-build.js';
 import { collectBuildInputs } from '../../build-hash/hash.js';
 import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
@@ -33,21 +34,23 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
       ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
     throwIfInterrupted(ctx.signal);
     const current = await api.status(name, ctx.signal);
+    // A server that does not say its content hash gets the upload (it is content-addressed).
     if (current && current.content_hash === packed.contentHash && !options.force && !options.rebuild && !options.clean) {
+      const state = buildStateOf(current);
       const result = {
         project: name,
         uploaded: false,
         reason: 'unchanged',
-        revision: current.revision,
+        revision: current.revision ?? null,
         content_hash: packed.contentHash,
-        build_hash: current.build_hash,
-        rebuild: current.build.state !== 'ready',
+        build_hash: current.build_hash ?? null,
+        rebuild: state === undefined ? null : state !== 'ready',
         format: project.format,
       };
       if (options.json) ctx.ui.json(result);
       else {
-        ctx.ui.info(`unchanged since revision ${current.revision}: nothing to upload (--force uploads anyway)`);
-        ctx.ui.out(`revision ${current.revision}  content ${packed.contentHash.slice(0, 12)}  build ${current.build_hash.slice(0, 12)}`);
+        ctx.ui.info(`unchanged since revision ${current.revision ?? '-'}: nothing to upload (--force uploads anyway)`);
+        ctx.ui.out(`revision ${current.revision ?? '-'}  content ${packed.contentHash.slice(0, 12)}  build ${current.build_hash?.slice(0, 12) ?? '-'}`);
       }
       return ExitCode.ok;
     }
@@ -84,30 +87,29 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
     });
     ctx.ui.clearLive();
     if (pushed.build_hash_matches === false)
-      ctx.ui.warn(`the server computed build hash ${pushed.build_hash.slice(0, 12)}, not ${buildHash.slice(0, 12)}: it may follow other rules`);
+      ctx.ui.warn(
+        `the server computed build hash ${pushed.build_hash?.slice(0, 12) ?? '(not given)'}, not ${buildHash.slice(0, 12)}: it may follow other rules`,
+      );
+    // The push's answer is not documented: every field it sends is kept (--json), and the hashes
+    // it leaves out are the ones cycle computed for what it sent.
     const result = {
+      ...pushed,
       project: name,
       uploaded: true,
-      revision: pushed.revision,
-      content_hash: pushed.content_hash,
-      build_hash: pushed.build_hash,
-      rebuild: pushed.rebuild,
-      unchanged: pushed.unchanged,
-      format: pushed.format,
+      revision: pushed.revision ?? null,
+      content_hash: pushed.content_hash ?? packed.contentHash,
+      build_hash: pushed.build_hash ?? buildHash,
+      format: pushed.format ?? project.format,
       bytes: packed.size,
       seconds: (ctx.clock.now() - started) / 1000,
     };
     if (options.json) ctx.ui.json(result);
     else {
-      ctx.ui.success(
-        `uploaded ${name} in ${formatDuration(ctx.clock.now() - started)}: revision ${pushed.revision}${pushed.unchanged ? ' (same content as before)' : ''}`,
-      );
-      ctx.ui.out(`revision ${pushed.revision}  content ${pushed.content_hash.slice(0, 12)}  build ${pushed.build_hash.slice(0, 12)}`);
-      ctx.ui.info(
-        pushed.rebuild
-          ? `the backend builds the image on the next job (or now: cycle project prepare)`
-          : 'the backend reuses its image (build inputs unchanged)',
-      );
+      const revision = result.revision === null ? '' : `: revision ${result.revision}`;
+      ctx.ui.success(`uploaded ${name} in ${formatDuration(ctx.clock.now() - started)}${revision}${pushed.unchanged ? ' (same content as before)' : ''}`);
+      ctx.ui.out(`revision ${result.revision ?? '-'}  content ${result.content_hash.slice(0, 12)}  build ${result.build_hash.slice(0, 12)}`);
+      if (pushed.rebuild === true) ctx.ui.info('the backend builds the image on the next job (or now: cycle project prepare)');
+      else if (pushed.rebuild === false) ctx.ui.info('the backend reuses its image (build inputs unchanged)');
     }
     return ExitCode.ok;
   } finally {
