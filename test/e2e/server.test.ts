@@ -22,10 +22,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop('SIGTERM');
-  const images = (await docker(['images', '-q', '--filter', 'label=cycle.project-key=server:tools', '--filter', 'label=cycle.project-key=server:oci-demo']))
-    .split('\n')
-    .filter(Boolean);
-  if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+  // One listing per project: Docker ANDs label filters, so one listing with all would match nothing.
+  for (const project of ['tools', 'oci-demo', 'init-demo', 'init-fail']) {
+    const images = (await docker(['images', '-q', '--filter', `label=cycle.project-key=server:${project}`])).split('\n').filter(Boolean);
+    if (images.length) await docker(['rmi', '-f', ...new Set(images)]).catch(() => undefined);
+  }
 });
 
 const runner = (mode: string) => ['python3', 'tools.py', mode];
@@ -228,6 +229,46 @@ describe('cycle server with real Docker', () => {
     const job = await api.submit({ project: 'oci-demo', fan_out: { items: [{ x: 1 }, { x: 21 }] } });
     expect((await api.waitJob(job.id)).status).toBe('completed');
     expect((await api.call('GET', `/api/v1/results/${job.id}`)).body.items.map((i: { result: unknown }) => i.result)).toEqual([{ twice: 2 }, { twice: 42 }]);
+  });
+
+  it('runtime.init runs once while preparing a revision: two tasks of a job and a second job all see the files of that one run', async () => {
+    const root = await tempDir('cycle-e2e-init-');
+    await fs.cp(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'), root, { recursive: true });
+    expect((await api.push('init-demo', root)).status).toBe(201);
+    const inits = (): number => server.log().split('\n').filter((line) => line.includes('project init-demo: running init "sync deps"')).length;
+    const initOf = async (jobId: string): Promise<string[]> =>
+      (await api.call('GET', `/api/v1/results/${jobId}`)).body.items.map((i: { result: { init: string } }) => i.result.init);
+    const first = await api.submit({ project: 'init-demo', fan_out: { items: [{ n: 1 }, { n: 2 }] } });
+    expect((await api.waitJob(first.id)).status).toBe('completed');
+    const [one, two] = await initOf(first.id);
+    expect(one).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+    expect(two).toBe(one);
+    const second = await api.submit({ project: 'init-demo', payload: { n: 3 } });
+    expect((await api.waitJob(second.id)).status).toBe('completed');
+    expect(await initOf(second.id)).toEqual([one]);
+    expect(inits()).toBe(1);
+  });
+
+  it("a failing init command fails the revision's build, and its jobs say which command and why", async () => {
+    const root = await tempDir('cycle-e2e-init-fail-');
+    await writeFiles(root, {
+      Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
+      'job.py': 'raise SystemExit("the task must not run")\n',
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: { kind: 'oci', workdir: '/workspace', init: { commands: [{ label: 'seed data', command: ['sh', '-c', 'echo "about to fail"; exit 7'] }] } },
+        entrypoint: { command: ['python3', 'job.py'] },
+      }),
+    });
+    expect((await api.push('init-fail', root)).status).toBe(201);
+    const job = await api.submit({ project: 'init-fail', payload: {} });
+    expect((await api.waitJob(job.id)).status).toBe('failed');
+    const [task] = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
+    expect(task.error).toContain('the project build failed: runtime.init.commands[0] "seed data" exited with code 7');
+    expect(task.error).toContain('about to fail');
+    expect(task.error).not.toContain(server.dataDir);
+    const status = (await api.call('GET', '/api/v1/projects/init-fail/status')).body;
+    expect(status.build).toMatchObject({ state: 'failed', error: expect.stringContaining('runtime.init.commands[0] "seed data" exited with code 7') });
   });
 });
 
