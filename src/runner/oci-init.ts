@@ -147,23 +147,20 @@ function initFailed(index: number, label: string, error: DockerBuildError): Cycl
   const output = error.tail
     .map((line) => presentBuildLine(line))
     .filter((line): line is string => line !== undefined && !/returned a non-zero code|did not complete successfully|executor failed running/.test(line));
-  const details = output.length > 0 ? ['last lines of its output:', ...output.slice(-15).map((line) => `  ${line}`)] : [];
-  if (error.stepExitCode !== undefined) {
-    return new CycleError({
-      message: `${field} "${label}" exited with code ${error.stepExitCode}`,
-      hint: `fix the command (or what it needs in the Dockerfile) in ${field} of computalot.project.json, then run again`,
-      exitCode: ExitCode.jobFailed,
-      details,
-    });
-  }
-  // No step exited: the command could not start (not in the image), or Docker failed.
+  // The legacy builder gives no exit code for a program that is not in the image; BuildKit says 1.
+  const notFound = error.tail.some((line) => line.includes('executable file not found'));
+  const hint = notFound
+    ? `install the program in the Dockerfile, or fix "command" in ${field} of computalot.project.json`
+    : `fix the command (or what it needs in the Dockerfile) in ${field} of computalot.project.json, then run again`;
+  const message =
+    error.stepExitCode !== undefined
+      ? `${field} "${label}" exited with code ${error.stepExitCode}`
+      : `${field} "${label}" could not run: ${error.failure.daemonMessage}`;
+  const shown = error.stepExitCode !== undefined ? output : output.filter((line) => line.trim() !== error.failure.daemonMessage);
   return new CycleError({
-    message: `${field} "${label}" could not run: ${error.failure.daemonMessage}`,
-    hint:
-      error.failure.daemonMessage.includes('executable file not found') || error.failure.daemonMessage.includes('no such file or directory')
-        ? `install the program in the Dockerfile, or fix "command" in ${field} of computalot.project.json`
-        : `fix ${field} in computalot.project.json, or see Docker's words above`,
+    message,
+    hint,
     exitCode: ExitCode.jobFailed,
-    details,
+    details: shown.length > 0 ? ['last lines of its output:', ...shown.slice(-15).map((line) => `  ${line}`)] : [],
   });
 }

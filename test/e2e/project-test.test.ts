@@ -440,6 +440,25 @@ describe('project test: runtime.init on real Docker', () => {
     expect(resultOf(second.stdout).init).toBe(synced);
   });
 
+  it("with BuildKit too (Debian's docker 20.10 client with DOCKER_BUILDKIT=1): FROM the built image's tag, a failure's exit code", async () => {
+    const env = { CYCLE_DOCKER_BIN: '/usr/bin/docker', DOCKER_BUILDKIT: '1', CYCLE_DOCKER_NETWORK: 'host' };
+    const root = await copyProject(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'));
+    const result = await cycle(['project', 'test'], { cwd: root, env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain('running init "sync deps"');
+    expect(result.stderr).not.toMatch(/^#\d+ /m);
+    expect(resultOf(result.stdout).init).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+
+    const manifestPath = path.join(root, 'computalot.project.json');
+    const manifest = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
+    manifest.runtime.init.commands[0].command = ['sh', '-c', 'echo "about to fail"; exit 7'];
+    await fs.writeFile(manifestPath, JSON.stringify(manifest));
+    const failed = await cycle(['project', 'test'], { cwd: root, env });
+    expect(failed.code).toBe(6);
+    expect(failed.stderr).toContain('runtime.init.commands[0] "sync deps" exited with code 7');
+    expect(failed.stderr).toContain('about to fail');
+  });
+
   it("cwd (with a space) and env reach the command, the image's own env is put back, and the prepared image's config is the built one's", async () => {
     const root = await copyProject({
       Dockerfile: 'FROM ubuntu:24.04\nENV MODE=image\nWORKDIR /workspace\nCMD ["python3", "-V"]\nCOPY . .\n',

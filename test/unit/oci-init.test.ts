@@ -5,6 +5,7 @@ import { run as projectTest } from '../../src/commands/project/test.js';
 import { computalotBuildHash } from '../../src/build-hash/oci-hash.js';
 import { loadProject } from '../../src/project/load.js';
 import { isCycleError } from '../../src/errors.js';
+import { presentBuildLine } from '../../src/docker/build-output.js';
 import type { ContainerSpec } from '../../src/docker/driver.js';
 import { FakeDocker, type BuildRun } from '../helpers/fake-docker.js';
 import { fakeContext, tempDir, writeFiles } from '../helpers/context.js';
@@ -211,3 +212,11 @@ async function computalot(root: string) {
   if (project.format !== 'computalot') throw new Error('expected an OCI project');
   return project;
 }
+
+describe("an init command's output is shown like build output", () => {
+  it("the legacy builder's colour codes around a step's stderr neither show nor hide its chatter", () => {
+    expect(presentBuildLine('\x1b[91mmore')).toBe('more');
+    expect(presentBuildLine('\x1b[0mRemoving intermediate container 5432c55893f5')).toBeUndefined();
+    expect(presentBuildLine('about to fail')).toBe('about to fail');
+  });
+});
