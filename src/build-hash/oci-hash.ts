@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import dockerignoreModule from '@balena/dockerignore';
 import type { ComputalotProject } from '../project/load.js';
-import type { BuildSettings } from '../project/computalot.js';
+import type { BuildSettings, ComputalotManifest } from '../project/computalot.js';
 import { DEFAULT_BUILD_CONTEXT, DEFAULT_DOCKERFILE } from '../project/paths.js';
 import { selectFiles, type SelectedEntry } from '../pack/select.js';
 import { StatCache } from '../pack/stat-cache.js';
@@ -51,8 +51,29 @@ function buildSettingsLine(build: BuildSettings): string | undefined {
 }
 
 /**
+ * The init commands as they enter the hash (they shape the prepared image): nothing when there
+ * are none (so such a project keeps its hash), else one line of canonical JSON of what decides
+ * what they do: each command, cwd and env (sorted keys), and the workdir a relative cwd is
+ * taken from. A label only names a command: changing it prepares nothing again.
+ */
+function initLine(runtime: ComputalotManifest['runtime']): string | undefined {
+  const commands = runtime.init?.commands ?? [];
+  if (commands.length === 0) return undefined;
+  const canonical = {
+    commands: commands.map((c) => ({
+      command: c.command,
+      cwd: c.cwd ?? null,
+      env: Object.fromEntries(Object.keys(c.env).sort().map((key) => [key, c.env[key]])),
+    })),
+    workdir: runtime.workdir,
+  };
+  return `init\t${JSON.stringify(canonical)}`;
+}
+
+/**
  * The build hash of an OCI project: sha256 over `cycle-build-hash/v1-oci`, the build settings
- * when they are not the default (`build<TAB>{"args":…,"context":…,"dockerfile":…,"target":…}`)
+ * when they are not the default (`build<TAB>{"args":…,"context":…,"dockerfile":…,"target":…}`),
+ * the init commands when there are any (`init<TAB>{"commands":[{"command":…,"cwd":…,"env":…}],"workdir":…}`)
  * and, for every file of the build context sorted by path bytes,
  * `file<TAB>755|644<TAB>sha256<TAB>"path"`, and for every symlink `link<TAB>"target"<TAB>"path"`
  * (docs/build-hash.md).
@@ -78,7 +99,7 @@ export async function computalotBuildHash(project: ComputalotProject, options: {
       .then(() => cache.save())
       .catch(() => undefined);
   }
-  const settings = buildSettingsLine(build);
-  const text = [OCI_BUILD_HASH_FORMAT, ...(settings === undefined ? [] : [settings]), ...lines.filter((l): l is string => l !== undefined)].join('\n') + '\n';
+  const settings = [buildSettingsLine(build), initLine(project.manifest.runtime)].filter((line): line is string => line !== undefined);
+  const text = [OCI_BUILD_HASH_FORMAT, ...settings, ...lines.filter((l): l is string => l !== undefined)].join('\n') + '\n';
   return { hash: sha256Hex(text), files: entries.filter((e) => e.type === 'file') };
 }

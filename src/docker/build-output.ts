@@ -17,7 +17,10 @@ const CHATTER = [
   /^ > /,
 ];
 
-export function presentBuildLine(line: string): string | undefined {
+export function presentBuildLine(raw: string): string | undefined {
+  // The legacy builder colours a step's stderr (ESC[91m … ESC[0m), the reset landing at the
+  // start of its next line: without the codes, that line's chatter is recognised too.
+  const line = raw.replace(/\x1b\[[0-9;]*m/g, '');
   // BuildKit: "#7 0.532 text" is output of a step; any other "#7 …" line is its bookkeeping.
   const buildkit = /^#\d+ \d+\.\d+ (.*)$/.exec(line);
   if (buildkit) return buildkit[1];

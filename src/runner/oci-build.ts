@@ -1,18 +1,22 @@
 import path from 'node:path';
 import { CycleError, ExitCode } from '../errors.js';
 import type { DockerDriver } from '../docker/driver.js';
+import type { JobContainer } from './limits.js';
 import { DockerBuildError, type DockerFailure } from '../docker/errors.js';
 import type { ComputalotProject } from '../project/load.js';
 import { computalotBuildHash, ociBuildContext } from '../build-hash/oci-hash.js';
 import { tarStream } from '../pack/tar.js';
 import { toTarEntries } from '../pack/select.js';
 import { LABELS, repositoryComponent, shortHash } from './images.js';
+import { applyInitCommands } from './oci-init.js';
 import { checkBuildFlags, type BuildMode, type ImageBuildOptions, type ImageBuildResult } from './cycleswap-build.js';
 
 /**
- * An OCI project's image: `docker build` of its context (what an upload ships, honouring
- * .dockerignore). Unchanged context → reused; --rebuild → built again with Docker's layer
- * cache; --clean → without it.
+ * An OCI project's prepared image: `docker build` of its context (what an upload ships,
+ * honouring .dockerignore), then its `runtime.init.commands` in order on top (oci-init.ts).
+ * Unchanged build hash (context, build settings, init commands) → reused, init not run again;
+ * --rebuild → built again with Docker's layer cache; --clean → without it. Only the prepared
+ * image carries the build-hash label and is recorded, so a failed init runs again next time.
  */
 export async function ensureOciImage(project: ComputalotProject, name: string, options: ImageBuildOptions): Promise<ImageBuildResult> {
   checkBuildFlags(options.flags);
@@ -34,9 +38,13 @@ export async function ensureOciImage(project: ComputalotProject, name: string, o
       ? "building the image without Docker's cache (--clean)"
       : `building the image from the Dockerfile${mode === 'incremental' ? ' (the build context changed)' : ''}`,
   );
-  const { build } = project.manifest;
+  const { build, runtime } = project.manifest;
+  const initCommands = runtime.init?.commands ?? [];
   const entries = await ociBuildContext(project.root, build);
   const context = toTarEntries(entries);
+  const labels = { [LABELS.project]: name, [LABELS.projectKey]: options.projectKey, [LABELS.base]: 'Dockerfile' };
+  // With init commands, the Dockerfile's image is a step on the way: a tag of its own, no build hash.
+  const builtTag = initCommands.length > 0 ? `${tag}-dockerfile` : tag;
   let imageId: string;
   try {
     ({ imageId } = await docker.build({
@@ -45,8 +53,8 @@ export async function ensureOciImage(project: ComputalotProject, name: string, o
       dockerfile: path.posix.relative(path.posix.normalize(build.context), path.posix.normalize(build.dockerfile)),
       ...(build.target !== undefined ? { target: build.target } : {}),
       buildArgs: build.args,
-      tags: [tag],
-      labels: { [LABELS.project]: name, [LABELS.projectKey]: options.projectKey, [LABELS.buildHash]: hash, [LABELS.base]: 'Dockerfile' },
+      tags: [builtTag],
+      labels: initCommands.length > 0 ? labels : { ...labels, [LABELS.buildHash]: hash },
       noCache: flags.clean,
       onOutput: options.onOutput,
       ...(options.signal ? { signal: options.signal } : {}),
@@ -61,6 +69,27 @@ export async function ensureOciImage(project: ComputalotProject, name: string, o
       });
     }
     throw error;
+  }
+  if (initCommands.length > 0) {
+    try {
+      const built = await docker.inspectImage(imageId);
+      if (!built) throw new CycleError({ message: `the image docker build just made (${builtTag}) is gone from Docker`, hint: 'run again' });
+      imageId = await applyInitCommands({
+        docker,
+        from: builtTag,
+        built,
+        commands: initCommands,
+        workdir: runtime.workdir,
+        finalTag: tag,
+        finalLabels: { [LABELS.buildHash]: hash },
+        stepTag: (index) => `${tag}-init-${index}`,
+        report: options.report,
+        onOutput: options.onOutput,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } finally {
+      await docker.removeImage(builtTag).catch(() => undefined);
+    }
   }
   await store.save({ hash, image: { id: imageId, tag }, base: 'Dockerfile', builtAt: options.now().toISOString() });
   if (last && last.image.tag !== tag && last.image.id !== imageId) await docker.removeImage(last.image.tag).catch(() => undefined);
@@ -77,12 +106,14 @@ export interface CheckResult {
 /**
  * The manifest's validation checks, run inside the built image as the platform runs them
  * when it prepares a worker: executables on PATH, files that exist, commands that exit 0.
+ * Each check container has the job's lock-down and limits (`container`, from jobContainer()).
  */
 export async function runValidationChecks(
   project: ComputalotProject,
   imageId: string,
   docker: DockerDriver,
   containerName: (suffix: string) => string,
+  container: JobContainer,
   signal?: AbortSignal,
 ): Promise<CheckResult[]> {
   const validation = project.manifest.validation;
@@ -99,6 +130,7 @@ export async function runValidationChecks(
     ].join('\n');
     const output = await capture(
       docker,
+      container,
       { image: imageId, name: containerName('checks'), entrypoint: '/bin/sh', command: ['-c', script], ...(workdir ? { workdir } : {}) },
       signal,
     );
@@ -111,6 +143,7 @@ export async function runValidationChecks(
     const name = command.label;
     const result = await capture(
       docker,
+      container,
       {
         image: imageId,
         name: containerName(`check-${index}`),
@@ -155,6 +188,7 @@ function checkLine(
 
 async function capture(
   docker: DockerDriver,
+  container: JobContainer,
   spec: { image: string; name: string; entrypoint: string; command: string[]; workdir?: string },
   signal?: AbortSignal,
   timeoutMs = 120_000,
@@ -170,7 +204,7 @@ async function capture(
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const exit = await docker.runContainer(
-      { ...spec, env: {}, mounts: [], labels: { [LABELS.run]: spec.name } },
+      { ...spec, env: {}, mounts: [], labels: { [LABELS.run]: spec.name }, confinement: container.confinement, network: container.network },
       { stdout: (c) => out.push(c), stderr: (c) => err.push(c) },
       signal,
     );

@@ -407,6 +407,138 @@ describe('project test: the documented example manifests run', () => {
     // build.target and build.args reach docker build: the stage after the target would fail.
     expect(built.build_args).toBe(example === 'docs-build' || example === 'docs-all-sections' ? 'python 3.11' : null);
     if (example === 'docs-validation' || example === 'docs-all-sections') expect(result.stderr).toContain('✓ command json import');
+    if (example === 'docs-runtime-init' || example === 'docs-all-sections') {
+      // runtime.init's `uv sync` (a stand-in in the fixture's Dockerfile) ran in the workdir, with its env, before the task.
+      expect(result.stderr).toContain('running init "sync deps"');
+      expect((built as { init?: string }).init).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+    }
+  });
+});
+
+describe('project test: runtime.init on real Docker', () => {
+  const roots: string[] = [];
+  afterAll(async () => {
+    await Promise.all(roots.map((root) => fs.rm(root, { recursive: true, force: true })));
+  });
+  async function copyProject(files: Record<string, string> | string): Promise<string> {
+    const root = await tempDir('cycle-e2e-init-');
+    if (typeof files === 'string') await fs.cp(files, root, { recursive: true });
+    else await writeFiles(root, files);
+    const manifestPath = path.join(root, 'computalot.project.json');
+    const name = `e2e-init-${Date.now().toString(36)}-${made.length}`;
+    await fs.writeFile(manifestPath, JSON.stringify({ ...JSON.parse(await fs.readFile(manifestPath, 'utf8')), name }));
+    made.push({ root, name });
+    roots.push(root);
+    return root;
+  }
+  const resultOf = (stdout: string): Record<string, unknown> => JSON.parse(stdout.slice(stdout.indexOf('{'))) as Record<string, unknown>;
+
+  it('docs-runtime-init: init runs once, before the task, and its files are in the task\'s image; an unchanged second run does not run it again', async () => {
+    const root = await copyProject(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'));
+    const first = await cycle(['project', 'test'], { cwd: root });
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stderr).toContain('running init "sync deps"');
+    expect(first.stderr).toContain('uv stand-in: synced'); // its output, shown like build output
+    const synced = resultOf(first.stdout).init;
+    expect(synced).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+    const image = (await lastBuild(root)).image.id;
+
+    const second = await cycle(['project', 'test'], { cwd: root });
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).not.toContain('running init');
+    expect((await lastBuild(root)).image.id).toBe(image);
+    // The same run id: the file init wrote the first time, not a second run's.
+    expect(resultOf(second.stdout).init).toBe(synced);
+  });
+
+  it("with BuildKit too (Debian's docker 20.10 client with DOCKER_BUILDKIT=1): FROM the built image's tag, a failure's exit code", async () => {
+    const env = { CYCLE_DOCKER_BIN: '/usr/bin/docker', DOCKER_BUILDKIT: '1', CYCLE_DOCKER_NETWORK: 'host' };
+    const root = await copyProject(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'));
+    const result = await cycle(['project', 'test'], { cwd: root, env });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain('running init "sync deps"');
+    expect(result.stderr).not.toMatch(/^#\d+ /m);
+    expect(resultOf(result.stdout).init).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+
+    const manifestPath = path.join(root, 'computalot.project.json');
+    const manifest = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
+    manifest.runtime.init.commands[0].command = ['sh', '-c', 'echo "about to fail"; exit 7'];
+    await fs.writeFile(manifestPath, JSON.stringify(manifest));
+    const failed = await cycle(['project', 'test'], { cwd: root, env });
+    expect(failed.code).toBe(6);
+    expect(failed.stderr).toContain('runtime.init.commands[0] "sync deps" exited with code 7');
+    expect(failed.stderr).toContain('about to fail');
+  });
+
+  it("cwd (with a space) and env reach the command, the image's own env is put back, and the prepared image's config is the built one's", async () => {
+    const root = await copyProject({
+      Dockerfile: 'FROM ubuntu:24.04\nENV MODE=image\nWORKDIR /workspace\nCMD ["python3", "-V"]\nCOPY . .\n',
+      'job.py':
+        'import json, os\njson.dump({"saw": open("/tmp/init-saw").read(), "mode": os.environ["MODE"], "extra": os.environ.get("EXTRA")}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))\n',
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: {
+          kind: 'oci',
+          workdir: '/workspace',
+          init: {
+            commands: [
+              { label: 'make a folder', command: ['mkdir', '-p', 'sub dir'] },
+              {
+                label: 'record',
+                command: ['sh', '-c', 'echo "$MODE|$EXTRA|$(pwd)" > /tmp/init-saw'],
+                cwd: 'sub dir',
+                env: { MODE: 'init', EXTRA: 'a $b "c" \\d' },
+              },
+            ],
+          },
+        },
+        entrypoint: { command: ['python3', 'job.py'] },
+      }),
+    });
+    const result = await cycle(['project', 'test'], { cwd: root });
+    expect(result.code, result.stderr).toBe(0);
+    expect(resultOf(result.stdout)).toEqual({ saw: 'init|a $b "c" \\d|/workspace/sub dir\n', mode: 'image', extra: null });
+    // The reference: the same Dockerfile built without init (Docker's cache makes it cheap).
+    const pick = async (ref: string): Promise<unknown> => {
+      const config = JSON.parse(await docker(['image', 'inspect', '--format', '{{json .Config}}', ref])) as Record<string, unknown>;
+      return { Env: config.Env, WorkingDir: config.WorkingDir, Entrypoint: config.Entrypoint, Cmd: config.Cmd, User: config.User };
+    };
+    const reference = `cycle-e2e-init-reference:${Date.now().toString(36)}`;
+    await docker(['build', '-q', '-t', reference, root]);
+    try {
+      const built = await pick(reference);
+      expect(built).toMatchObject({ Env: expect.arrayContaining(['MODE=image']), WorkingDir: '/workspace', Cmd: ['python3', '-V'] });
+      expect(await pick((await lastBuild(root)).image.id)).toEqual(built);
+    } finally {
+      await docker(['rmi', reference]).catch(() => undefined);
+    }
+  });
+
+  it('a failing init command exits 6 naming its index and label, with its last output and the fix; one not in the image too', async () => {
+    const files = (command: string[]): Record<string, string> => ({
+      Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
+      'job.py': 'raise SystemExit("the task must not run")\n',
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: { kind: 'oci', workdir: '/workspace', init: { commands: [{ label: 'seed data', command }] } },
+        entrypoint: { command: ['python3', 'job.py'] },
+      }),
+    });
+    const root = await copyProject(files(['sh', '-c', 'echo "about to fail"; exit 7']));
+    const failed = await cycle(['project', 'test'], { cwd: root });
+    expect(failed.code).toBe(6);
+    expect(failed.stderr).toContain('runtime.init.commands[0] "seed data" exited with code 7');
+    expect(failed.stderr).toContain('about to fail');
+    expect(failed.stderr).toContain('runtime.init.commands[0] of computalot.project.json');
+    expect(failed.stderr).not.toContain('the task must not run');
+    expect(failed.stderr).not.toMatch(/^\s+at /m);
+
+    const missing = await copyProject(files(['no-such-tool', 'sync']));
+    const notFound = await cycle(['project', 'test'], { cwd: missing });
+    expect(notFound.code).toBe(6);
+    expect(notFound.stderr).toMatch(/runtime\.init\.commands\[0\] "seed data" could not run: .*"no-such-tool": executable file not found/);
+    expect(notFound.stderr).toContain('install the program in the Dockerfile');
+    expect(notFound.stderr).not.toMatch(/^\s+at /m);
   });
 });
 

@@ -12,6 +12,8 @@ let api: ReturnType<typeof client>;
 let tools: string;
 const TOOLS = testProjectName('tools');
 const OCI_DEMO = testProjectName('oci-demo');
+const INIT_DEMO = testProjectName('init-demo');
+const INIT_FAIL = testProjectName('init-fail');
 
 beforeAll(async () => {
   server = await startServerProcess({ workers: 3 });
@@ -24,7 +26,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop('SIGTERM');
-  await removeTestProjectImages([TOOLS, OCI_DEMO]);
+  await removeTestProjectImages([TOOLS, OCI_DEMO, INIT_DEMO, INIT_FAIL]);
 });
 
 const runner = (mode: string) => ['python3', 'tools.py', mode];
@@ -227,6 +229,46 @@ describe('cycle server with real Docker', () => {
     const job = await api.submit({ project: OCI_DEMO, fan_out: { items: [{ x: 1 }, { x: 21 }] } });
     expect((await api.waitJob(job.id)).status).toBe('completed');
     expect((await api.call('GET', `/api/v1/results/${job.id}`)).body.items.map((i: { result: unknown }) => i.result)).toEqual([{ twice: 2 }, { twice: 42 }]);
+  });
+
+  it('runtime.init runs once while preparing a revision: two tasks of a job and a second job all see the files of that one run', async () => {
+    const root = await tempDir('cycle-e2e-init-');
+    await fs.cp(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'), root, { recursive: true });
+    expect((await api.push(INIT_DEMO, root)).status).toBe(201);
+    const inits = (): number => server.log().split('\n').filter((line) => line.includes(`project ${INIT_DEMO}: running init "sync deps"`)).length;
+    const initOf = async (jobId: string): Promise<string[]> =>
+      (await api.call('GET', `/api/v1/results/${jobId}`)).body.items.map((i: { result: { init: string } }) => i.result.init);
+    const first = await api.submit({ project: INIT_DEMO, fan_out: { items: [{ n: 1 }, { n: 2 }] } });
+    expect((await api.waitJob(first.id)).status).toBe('completed');
+    const [one, two] = await initOf(first.id);
+    expect(one).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+    expect(two).toBe(one);
+    const second = await api.submit({ project: INIT_DEMO, payload: { n: 3 } });
+    expect((await api.waitJob(second.id)).status).toBe('completed');
+    expect(await initOf(second.id)).toEqual([one]);
+    expect(inits()).toBe(1);
+  });
+
+  it("a failing init command fails the revision's build, and its jobs say which command and why", async () => {
+    const root = await tempDir('cycle-e2e-init-fail-');
+    await writeFiles(root, {
+      Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
+      'job.py': 'raise SystemExit("the task must not run")\n',
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: { kind: 'oci', workdir: '/workspace', init: { commands: [{ label: 'seed data', command: ['sh', '-c', 'echo "about to fail"; exit 7'] }] } },
+        entrypoint: { command: ['python3', 'job.py'] },
+      }),
+    });
+    expect((await api.push(INIT_FAIL, root)).status).toBe(201);
+    const job = await api.submit({ project: INIT_FAIL, payload: {} });
+    expect((await api.waitJob(job.id)).status).toBe('failed');
+    const [task] = (await api.call('GET', `/api/v1/jobs/${job.id}/tasks`)).body.tasks;
+    expect(task.error).toContain('the project build failed: runtime.init.commands[0] "seed data" exited with code 7');
+    expect(task.error).toContain('about to fail');
+    expect(task.error).not.toContain(server.dataDir);
+    const status = (await api.call('GET', `/api/v1/projects/${INIT_FAIL}/status`)).body;
+    expect(status.build).toMatchObject({ state: 'failed', error: expect.stringContaining('runtime.init.commands[0] "seed data" exited with code 7') });
   });
 });
 

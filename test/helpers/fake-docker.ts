@@ -13,6 +13,20 @@ interface HeldContainer {
 
 interface FakeImage extends ImageDetails {
   tags: string[];
+  /** The image config's User (`USER`); not part of ImageDetails. */
+  user: string;
+}
+
+/** One RUN step of a fake build: what it runs, where, with what env and as whom. */
+export interface BuildRun {
+  command: string[];
+  workdir: string;
+  env: Record<string, string>;
+  user: string;
+}
+
+function envOf(env: string[]): Map<string, string> {
+  return new Map(env.map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)]));
 }
 
 /**
@@ -26,6 +40,8 @@ export class FakeDocker implements DockerDriver {
   readonly containersRun: ContainerSpec[] = [];
   readonly images = new Map<string, FakeImage>();
   info_: Partial<DockerInfo> = {};
+  /** What a RUN step of a build does: returns its exit code; may print lines of output. */
+  onBuildRun: (step: BuildRun, output: (line: string) => void) => Promise<number> | number = () => 0;
   /** What a container does: returns its exit code (or how it exited: OOM kills); may write output through io. */
   onRun: (spec: ContainerSpec, io: ContainerIO) => Promise<number | ContainerExit> | number | ContainerExit = () => 0;
   private counter = 0;
@@ -57,6 +73,7 @@ export class FakeDocker implements DockerDriver {
       created: new Date(1_700_000_000_000 + this.counter * 1000).toISOString(),
       repoTags: init.tags,
       tags: init.tags,
+      user: '',
     };
     this.images.set(id, image);
     return image;
@@ -88,10 +105,43 @@ export class FakeDocker implements DockerDriver {
     const from = /^FROM (\S+)/m.exec(dockerfile)?.[1] ?? 'ubuntu:24.04';
     const parent = this.resolve(from);
     if (!parent) throw new DockerBuildError('docker build failed (exit 1)', undefined, [`ERROR: pull access denied for ${from}, repository does not exist`]);
-    const labelLine = /^LABEL (.*)$/m.exec(dockerfile)?.[1] ?? '';
-    const labels: Record<string, string> = { ...request.labels };
-    for (const match of labelLine.matchAll(/"([^"]+)"="([^"]*)"/g)) labels[match[1]!] = match[2]!;
+    // The config is inherited from FROM and changed by the directives, as Docker does.
+    const config = { env: [...parent.env], workdir: parent.workdir, entrypoint: parent.entrypoint, cmd: parent.cmd, user: parent.user };
+    const labels: Record<string, string> = { ...parent.labels, ...request.labels };
+    const args = new Map<string, string>();
+    const substitute = (text: string): string =>
+      text.replace(/^"(.*)"$/, '$1').replace(/\$\{(\w+)\}/g, (_, name: string) => envOf(config.env).get(name) ?? args.get(name) ?? '');
+    const tail: string[] = [];
+    for (const line of dockerfile.split('\n')) {
+      const [, directive, rest = ''] = /^(\w+)\s*(.*)$/.exec(line) ?? [];
+      if (directive === 'ARG') args.set(rest, request.buildArgs?.[rest] ?? '');
+      else if (directive === 'ENV') {
+        const [key, value] = [rest.slice(0, rest.indexOf('=')), substitute(rest.slice(rest.indexOf('=') + 1))];
+        const at = config.env.findIndex((v) => v.startsWith(`${key}=`));
+        if (at === -1) config.env.push(`${key}=${value}`);
+        else config.env[at] = `${key}=${value}`;
+      } else if (directive === 'WORKDIR') config.workdir = path.posix.resolve(config.workdir || '/', substitute(rest));
+      else if (directive === 'USER') config.user = rest;
+      else if (directive === 'ENTRYPOINT') config.entrypoint = JSON.parse(rest) as string[];
+      else if (directive === 'CMD') config.cmd = JSON.parse(rest) as string[];
+      else if (directive === 'LABEL') for (const match of rest.matchAll(/"([^"]+)"="([^"]*)"/g)) labels[match[1]!] = match[2]!;
+      else if (directive === 'RUN') {
+        const command = rest.startsWith('[') ? (JSON.parse(rest) as string[]) : ['/bin/sh', '-c', rest];
+        // An ARG is in a RUN's environment unless the image's env sets the name (ENV wins).
+        const env = Object.fromEntries([...args, ...envOf(config.env)]);
+        const output = (text: string): void => {
+          tail.push(text);
+          request.onOutput?.(text);
+        };
+        const exitCode = await this.onBuildRun({ command, workdir: config.workdir, env, user: config.user }, output);
+        if (exitCode !== 0) {
+          output(`The command '${command.join(' ')}' returned a non-zero code: ${exitCode}`);
+          throw new DockerBuildError(`docker build failed (exit 1)`, exitCode, tail);
+        }
+      }
+    }
     const image = this.addImage({ tags: request.tags, layers: [...parent.layers, `layer-${this.counter}a`, `layer-${this.counter}b`], labels });
+    Object.assign(image, config);
     for (const other of this.images.values()) if (other !== image) other.tags = other.tags.filter((t) => !request.tags.includes(t));
     return { imageId: image.id };
   }
@@ -99,7 +149,9 @@ export class FakeDocker implements DockerDriver {
   async inspectImage(ref: string): Promise<ImageDetails | undefined> {
     this.calls.push({ method: 'inspectImage', args: ref });
     const image = this.resolve(ref);
-    return image ? { ...image, repoTags: [...image.tags] } : undefined;
+    if (!image) return undefined;
+    const { tags, user, ...details } = image;
+    return { ...details, env: [...details.env], labels: { ...details.labels }, repoTags: [...tags] };
   }
 
   async listImages(filter: { label?: string[] }): Promise<ImageSummary[]> {

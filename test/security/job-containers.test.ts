@@ -40,6 +40,35 @@ describe('job containers are locked down', () => {
     expect(result.stdout).toContain('interfaces: lo \n');
   });
 
+  it("validation-check containers have the job's lock-down too: no new privileges, the documented capabilities, no network but loopback", async () => {
+    const root = await tempDir('cycle-sec-checks-');
+    const name = `sec-checks-${Date.now().toString(36)}`;
+    made.push({ root, name });
+    const expected = JOB_CAPABILITIES.reduce((mask, cap) => mask | (1n << BigInt(CAPABILITY_BITS[cap]!)), 0n);
+    const capEff = expected.toString(16).padStart(16, '0');
+    // Each check passes only when its container is locked down (they ran with Docker's defaults).
+    const check = (label: string, script: string) => ({ label, command: ['sh', '-c', script] });
+    await writeFiles(root, {
+      Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\n',
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        name,
+        runtime: { kind: 'oci', workdir: '/workspace' },
+        entrypoint: { command: ['sh', '-c', 'echo {} > "$COMPUTALOT_TASK_RESULT"'] },
+        validation: {
+          commands: [
+            check('no new privileges', 'grep -q "^NoNewPrivs:[[:space:]]*1$" /proc/self/status'),
+            check('capabilities', `grep "^CapEff:" /proc/self/status; grep -q "^CapEff:[[:space:]]*${capEff}$" /proc/self/status`),
+            check('no network', 'ls /sys/class/net; [ "$(ls /sys/class/net)" = lo ]'),
+          ],
+        },
+      }),
+    });
+    const result = await cycle(['project', 'test'], { cwd: root });
+    expect(result.code, result.stderr).toBe(0);
+    for (const label of ['no new privileges', 'capabilities', 'no network']) expect(result.stderr).toContain(`✓ command ${label}`);
+  });
+
   it('a manifest asking for "sandbox": "gvisor" runs in gVisor (scripts/setup.sh registers runsc); one without runs in runc', async () => {
     const root = await tempDir('cycle-sec-gvisor-');
     const name = testProjectName('gvisor');

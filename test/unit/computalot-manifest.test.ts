@@ -8,6 +8,8 @@ import { run as validate } from '../../src/commands/project/validate.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import type { ImageBuildOptions } from '../../src/runner/cycleswap-build.js';
 import type { BuildRecord } from '../../src/runner/build-store.js';
+import type { ContainerSpec } from '../../src/docker/driver.js';
+import { jobContainer } from '../../src/runner/limits.js';
 import { fakeContext, tempDir as makeTempDir, writeFiles } from '../helpers/context.js';
 
 const made: string[] = [];
@@ -199,15 +201,35 @@ describe('OCI builds: build.dockerfile, context, target and args', () => {
 });
 
 describe('validation checks run in the built image', () => {
+  const lockedDown = jobContainer({ sandbox: 'gvisor', skipLimits: false, gvisorRegistered: true, env: {}, host: { memoryBytes: 8 * 2 ** 30, cpus: 4 } });
+
   it('a failed command check is named by its label', async () => {
     const project = await ociProject({ validation: { commands: [{ label: 'numpy import', command: ['python3', '-c', 'import numpy'] }, ['true']] } });
     const docker = new FakeDocker();
     docker.onRun = (spec) => (spec.entrypoint === 'python3' ? 1 : 0);
     const image = docker.addImage({ tags: ['built'], layers: ['base'], labels: {} });
-    const checks = await runValidationChecks(project, image.id, docker, (suffix) => `check-${suffix}`);
+    const checks = await runValidationChecks(project, image.id, docker, (suffix) => `check-${suffix}`, lockedDown);
     expect(checks).toEqual([
       { kind: 'command', name: 'numpy import', ok: false, detail: 'exited with code 1' },
       { kind: 'command', name: 'true', ok: true },
     ]);
+  });
+
+  it("each check container has the job's lock-down, limits and network (it had Docker's defaults)", async () => {
+    const project = await ociProject({ validation: { executables: ['python3'], files: ['job.py'], commands: [['true']] } });
+    const docker = new FakeDocker();
+    docker.onRun = (spec, io) => {
+      if (spec.entrypoint === '/bin/sh') io.stdout(Buffer.from('ok executable python3\nok file job.py\n'));
+      return 0;
+    };
+    const image = docker.addImage({ tags: ['built'], layers: ['base'], labels: {} });
+    const checks = await runValidationChecks(project, image.id, docker, (suffix) => `check-${suffix}`, lockedDown);
+    expect(checks.every((check) => check.ok)).toBe(true);
+    const specs = docker.called('runContainer') as ContainerSpec[];
+    expect(specs).toHaveLength(2);
+    for (const spec of specs) {
+      expect(spec.confinement).toEqual(lockedDown.confinement);
+      expect(spec.network).toBe('none');
+    }
   });
 });

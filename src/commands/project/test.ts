@@ -12,7 +12,7 @@ import { localProjectKey, repositoryComponent, LABELS } from '../../runner/image
 import type { TaskOutcome, TaskSpec } from '../../runner/task.js';
 import { runProjectTask } from '../../runner/task-service.js';
 import { resolveVolumes } from '../../runner/volumes.js';
-import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
+import { gvisorRegistered, jobContainer, type JobContainer } from '../../runner/limits.js';
 import { readJsonArgument } from '../args.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
@@ -77,7 +77,7 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
   const runId = `${new Date(ctx.clock.now()).toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}-${randomBytes(2).toString('hex')}`;
   const containerName = (suffix: string): string => `cycle-${repositoryComponent(name)}-${runId}-${suffix}`;
 
-  if (project.format === 'computalot') await validateImage(project, image, docker, containerName, ctx, event);
+  if (project.format === 'computalot') await validateImage(project, image, docker, containerName, container, ctx, event);
 
   await ensureStateDir(project.root);
   const runDir = path.join(statePaths.runs(project.root), runId);
@@ -221,11 +221,12 @@ async function validateImage(
   image: ImageBuildResult,
   docker: DockerDriver,
   containerName: (suffix: string) => string,
+  container: JobContainer,
   ctx: Context,
   event: (doc: Record<string, unknown>) => void,
 ): Promise<void> {
   const { runValidationChecks } = await import('../../runner/oci-build.js');
-  const checks = await runValidationChecks(project, image.imageId, docker, containerName, ctx.signal);
+  const checks = await runValidationChecks(project, image.imageId, docker, containerName, container, ctx.signal);
   if (checks.length === 0) return;
   for (const check of checks) {
     const line = `${check.ok ? ctx.ui.c.green('✓') : ctx.ui.c.red('✗')} ${check.kind} ${check.name}${check.detail ? `: ${check.detail}` : ''}`;
