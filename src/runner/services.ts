@@ -314,7 +314,8 @@ export function serviceFailureReason(failure: ServiceFailure, service: Service, 
     failure.cause.kind === 'timeout'
       ? `was not healthy within ${service.ready_timeout_s}s (${field}; fix the service${service.healthcheck ? ' or its healthcheck' : ''}, or raise its ready_timeout_s)`
       : `exited with code ${failure.cause.code} before it was healthy (${field}; a service must keep running${service.restart === 'never' ? ', or set "restart": "on_failure"' : ''})`;
-  return `service ${JSON.stringify(failure.name)} ${what}; last output: ${lastLines.length > 0 ? lastLines.join(' | ') : '(none)'}`;
+  const last = lastLines.map((line) => line.trim()).filter((line) => line !== '');
+  return `service ${JSON.stringify(failure.name)} ${what}; last output: ${last.length > 0 ? last.join(' | ') : '(none)'}`;
 }
 
 /** Why a task failed when the image has no /bin/sh to run the services with. */

@@ -245,7 +245,7 @@ describe.each(shells)('the supervisor script, run for real by %s', (...shell) =>
     log.push(run.stderr);
     log.flush();
     expect(log.explain({ status: 'failed', exitCode: run.code ?? -1, durationMs: 1 }).reason).toBe(
-      'service "slow" was not healthy within 1.5s (runtime.services[1]; fix the service or its healthcheck, or raise its ready_timeout_s); last output: loading model | not healthy within 1.5s: the last healthcheck exited with code 7 |   connection refused',
+      'service "slow" was not healthy within 1.5s (runtime.services[1]; fix the service or its healthcheck, or raise its ready_timeout_s); last output: loading model | not healthy within 1.5s: the last healthcheck exited with code 7 | connection refused',
     );
   });
 
