@@ -15,6 +15,8 @@ export interface ProgressEvent {
  * `onMarked` gets a marked line's text after the marker, without its line ending.
  */
 export class MarkedLineFilter {
+  /** A marked line is held until its end up to this many characters; past that it is output (a job cannot make the host hold more). */
+  static readonly MAX_MARKED_LINE = 1024 * 1024;
   private pending = '';
   /** The current line was already (partly) passed through: the rest of it is output too. */
   private passing = false;
@@ -41,7 +43,7 @@ export class MarkedLineFilter {
     }
     if (text === '') return;
     if (this.passing) this.onOutput(text);
-    else if (this.marker.startsWith(text) || text.startsWith(this.marker)) this.pending = text;
+    else if ((this.marker.startsWith(text) || text.startsWith(this.marker)) && text.length <= MarkedLineFilter.MAX_MARKED_LINE) this.pending = text;
     else {
       this.onOutput(text);
       this.passing = true;

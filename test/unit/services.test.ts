@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { parseComputalotManifest, type ComputalotManifest, type Service } from '../../src/project/computalot.js';
 import { SERVICE_FAILED_EXIT, ServiceLog, servicesScript, serviceFailureReason, withServices } from '../../src/runner/services.js';
 import { taskSpec } from '../../src/runner/spec.js';
+import { MarkedLineFilter } from '../../src/runner/progress.js';
 import { jobContainer } from '../../src/runner/limits.js';
 import type { TaskOutcome } from '../../src/runner/task.js';
 import { shellQuote } from '../../src/util/shell.js';
@@ -274,5 +275,24 @@ describe.each(shells)('the supervisor script, run for real by %s', (...shell) =>
     expect(run.stdout.trim()).toBe('2');
     expect(run.stderr).toContain('[service flaky] exited with code 1; starting it again in 1s (restart: on_failure)\n[service flaky] start 2\n');
     expect(run.stderr).toContain('[service flaky] running (no healthcheck)\n');
+  });
+});
+
+describe('MarkedLineFilter (the services marker, progress lines)', () => {
+  it('holds a possible marked line only up to its cap, then passes it on as output', () => {
+    let output = '';
+    const marked: string[] = [];
+    const filter = new MarkedLineFilter('MARK:', (text) => (output += text), (rest) => marked.push(rest));
+    filter.push('MA');
+    expect(output).toBe('');
+    filter.push('RK:ok\nMARK:');
+    expect(marked).toEqual(['ok']);
+    const chunk = 'x'.repeat(64 * 1024);
+    for (let sent = 0; sent <= MarkedLineFilter.MAX_MARKED_LINE; sent += chunk.length) filter.push(chunk);
+    expect(output.length).toBeGreaterThan(MarkedLineFilter.MAX_MARKED_LINE);
+    expect(output.startsWith('MARK:xxx')).toBe(true);
+    filter.push('\nMARK:again\n');
+    filter.flush();
+    expect(marked).toEqual(['ok', 'again']);
   });
 });
