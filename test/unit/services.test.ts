@@ -3,7 +3,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseComputalotManifest, type ComputalotManifest, type Service } from '../../src/project/computalot.js';
-import { SERVICE_FAILED_EXIT, ServiceLog, servicesScript, serviceFailureReason, withServices } from '../../src/runner/services.js';
+import { noShellReason, SERVICE_FAILED_EXIT, ServiceLog, servicesScript, serviceFailureReason, withServices } from '../../src/runner/services.js';
+import { runProjectTask } from '../../src/runner/task-service.js';
+import type { ContainerSpec } from '../../src/docker/driver.js';
+import { FakeDocker } from '../helpers/fake-docker.js';
 import { taskSpec } from '../../src/runner/spec.js';
 import { MarkedLineFilter } from '../../src/runner/progress.js';
 import { jobContainer } from '../../src/runner/limits.js';
@@ -294,5 +297,69 @@ describe('MarkedLineFilter (the services marker, progress lines)', () => {
     filter.push('\nMARK:again\n');
     filter.flush();
     expect(marked).toEqual(['ok', 'again']);
+  });
+});
+
+describe('runProjectTask with runtime.services (fake Docker)', () => {
+  const services = [{ name: 'web', command: ['python3', '-m', 'http.server'], ready_timeout_s: 3, healthcheck: { command: ['true'] } }];
+  async function run(docker: FakeDocker, manifestServices: unknown[]): Promise<{ outcome: TaskOutcome; stderr: string; spec: ContainerSpec }> {
+    const manifest = manifestWith(manifestServices);
+    const image = docker.addImage({ tags: ['cycle/p:1'], layers: ['l'], labels: {} });
+    const work = await tempDir('cycle-services-task-');
+    let stderr = '';
+    const { outcome } = await runProjectTask({
+      docker,
+      project: { format: 'computalot', root: work, name: 'p', manifest, diagnostics: [] },
+      imageId: image.id,
+      name: 'cycle-test-services',
+      labels: {},
+      payload: {},
+      mounts: [],
+      gpus: false,
+      container: jobContainer({ skipLimits: true, gvisorRegistered: false, env: {} }),
+      artifacts: { liveDir: path.join(work, 'live'), storeDir: path.join(work, 'store') },
+      callbacks: { stdout: () => undefined, stderr: (chunk) => (stderr += chunk.toString()), progress: () => undefined },
+    });
+    const spec = docker.called('runContainer').at(-1) as ContainerSpec;
+    return { outcome, stderr, spec };
+  }
+
+  it('the supervisor runs as /bin/sh; its marker becomes the reason and stays out of the log', async () => {
+    const docker = new FakeDocker();
+    docker.onRun = (_spec, io) => {
+      for (const part of ['[service web] listening on 8', '080\n[service web] not healthy within 3s\nCOMPUTALOT_SERV', 'ICE_FAILED:web:timeout\n']) io.stderr(Buffer.from(part));
+      return SERVICE_FAILED_EXIT;
+    };
+    const { outcome, stderr, spec } = await run(docker, services);
+    expect(spec.entrypoint).toBe('/bin/sh');
+    expect(spec.command.slice(2)).toEqual(['cycle-services', 'python3', 'job.py']);
+    expect(outcome).toMatchObject({ status: 'failed', exitCode: SERVICE_FAILED_EXIT });
+    expect(outcome.reason).toBe(
+      'service "web" was not healthy within 3s (runtime.services[0]; fix the service or its healthcheck, or raise its ready_timeout_s); last output: listening on 8080 | not healthy within 3s',
+    );
+    expect(stderr).toBe('[service web] listening on 8080\n[service web] not healthy within 3s\n');
+  });
+
+  it('an image without /bin/sh: the reason names runtime.services and the fix, not only Docker', async () => {
+    const docker = new FakeDocker();
+    const daemonMessage = 'exec: "/bin/sh": stat /bin/sh: no such file or directory';
+    docker.onRun = () => ({ exitCode: 127, dockerFailure: { kind: 'command-not-found', daemonMessage } });
+    const { outcome } = await run(docker, services);
+    expect(outcome.status).toBe('failed');
+    expect(outcome.dockerFailure).toBeUndefined();
+    expect(outcome.reason).toBe(noShellReason(daemonMessage));
+    expect(outcome.reason).toMatch(/^runtime\.services needs \/bin\/sh in the image .* fix: build from an image with a POSIX shell/);
+  });
+
+  it('without services: the entrypoint itself, and stderr untouched (a marker from the job means nothing)', async () => {
+    const docker = new FakeDocker();
+    docker.onRun = (_spec, io) => {
+      io.stderr(Buffer.from('COMPUTALOT_SERVICE_FAILED:web:timeout\n'));
+      return SERVICE_FAILED_EXIT;
+    };
+    const { outcome, stderr, spec } = await run(docker, []);
+    expect(spec.entrypoint).toBe('python3');
+    expect(outcome.reason).toBe(`exited with code ${SERVICE_FAILED_EXIT}`);
+    expect(stderr).toBe('COMPUTALOT_SERVICE_FAILED:web:timeout\n');
   });
 });
