@@ -10,10 +10,13 @@ export interface ProgressEvent {
 }
 
 /**
- * Splits a task's stdout into progress reports and everything else, without delaying output:
- * a partial line is passed on at once unless it could still become a progress line.
+ * Splits a stream into lines that start with a marker and everything else, without delaying
+ * output: a partial line is passed on at once unless it could still become a marked line.
+ * `onMarked` gets a marked line's text after the marker, without its line ending.
  */
-export class ProgressFilter {
+export class MarkedLineFilter {
+  /** A marked line is held until its end up to this many characters; past that it is output (a job cannot make the host hold more). */
+  static readonly MAX_MARKED_LINE = 1024 * 1024;
   private pending = '';
   /** The current line was already (partly) passed through: the rest of it is output too. */
   private passing = false;
@@ -21,8 +24,9 @@ export class ProgressFilter {
   private readonly decoder = new StringDecoder('utf8');
 
   constructor(
+    private readonly marker: string,
     private readonly onOutput: (text: string) => void,
-    private readonly onProgress: (event: ProgressEvent) => void,
+    private readonly onMarked: (rest: string) => void,
   ) {}
 
   push(chunk: Buffer | string): void {
@@ -33,35 +37,40 @@ export class ProgressFilter {
       if (newline < 0) break;
       const line = text.slice(0, newline + 1);
       text = text.slice(newline + 1);
-      if (!this.passing && line.startsWith(PROGRESS_PREFIX)) this.emitProgress(line.slice(PROGRESS_PREFIX.length).replace(/\r?\n$/, ''));
+      if (!this.passing && line.startsWith(this.marker)) this.onMarked(line.slice(this.marker.length).replace(/\r?\n$/, ''));
       else this.onOutput(line);
       this.passing = false;
     }
     if (text === '') return;
     if (this.passing) this.onOutput(text);
-    else if (PROGRESS_PREFIX.startsWith(text) || text.startsWith(PROGRESS_PREFIX)) this.pending = text;
+    else if ((this.marker.startsWith(text) || text.startsWith(this.marker)) && text.length <= MarkedLineFilter.MAX_MARKED_LINE) this.pending = text;
     else {
       this.onOutput(text);
       this.passing = true;
     }
   }
 
-  /** At the end of the stream: a progress line without a newline still counts. */
+  /** At the end of the stream: a marked line without a newline still counts. */
   flush(): void {
     this.pending += this.decoder.end();
-    if (this.pending.startsWith(PROGRESS_PREFIX)) this.emitProgress(this.pending.slice(PROGRESS_PREFIX.length));
+    if (this.pending.startsWith(this.marker)) this.onMarked(this.pending.slice(this.marker.length));
     else if (this.pending) this.onOutput(this.pending);
     this.pending = '';
     this.passing = false;
   }
+}
 
-  private emitProgress(raw: string): void {
-    let data: unknown = raw;
-    try {
-      data = JSON.parse(raw);
-    } catch {
-      data = raw;
-    }
-    this.onProgress({ data, raw });
+/** Splits a task's stdout into progress reports and everything else (see MarkedLineFilter). */
+export class ProgressFilter extends MarkedLineFilter {
+  constructor(onOutput: (text: string) => void, onProgress: (event: ProgressEvent) => void) {
+    super(PROGRESS_PREFIX, onOutput, (raw) => onProgress(parseProgress(raw)));
+  }
+}
+
+function parseProgress(raw: string): ProgressEvent {
+  try {
+    return { data: JSON.parse(raw), raw };
+  } catch {
+    return { data: raw, raw };
   }
 }

@@ -5,6 +5,7 @@ import { RUN_SCRIPT_PATH } from '../project/paths.js';
 import { LABELS, repositoryComponent } from './images.js';
 import type { TaskSpec } from './task.js';
 import type { JobContainer } from './limits.js';
+import { withServices } from './services.js';
 
 export interface TaskSpecInput {
   project: Project;
@@ -29,7 +30,8 @@ export interface TaskSpecInput {
  * How a task of a project runs, the same in `cycle project test` and the local backend:
  * `.cycleswap/` → the source copied to /app and `bash .cycleswap/run.sh` (or the runner
  * command) with the manifest's env_vars; OCI → the entrypoint in the runtime's workdir, with
- * cache mounts as named volumes.
+ * cache mounts as named volumes, behind the services' supervisor when `runtime.services` has any
+ * (services.ts).
  */
 export function taskSpec(input: TaskSpecInput): TaskSpec {
   const { project } = input;
@@ -56,7 +58,9 @@ export function taskSpec(input: TaskSpecInput): TaskSpec {
       resultRequired: input.runnerCommand !== undefined,
     };
   }
-  const [entrypoint, ...args] = input.runnerCommand ?? project.manifest.entrypoint.command;
+  const { workdir, services } = project.manifest.runtime;
+  const command = input.runnerCommand ?? project.manifest.entrypoint.command;
+  const run = services.length > 0 ? withServices(command, services, workdir) : { entrypoint: command[0]!, command: command.slice(1) };
   const cacheMounts: Mount[] = (project.manifest.cache_mounts ?? []).map((mount, index) => ({
     type: 'volume',
     source: `cycle-cache-${repositoryComponent(project.name ?? 'project')}-${mount.name ?? index}`,
@@ -64,9 +68,9 @@ export function taskSpec(input: TaskSpecInput): TaskSpec {
   }));
   return {
     ...common,
-    command: args,
-    entrypoint: entrypoint!,
-    ...(project.manifest.runtime.workdir ? { workdir: project.manifest.runtime.workdir } : {}),
+    command: run.command,
+    entrypoint: run.entrypoint,
+    workdir,
     env: project.manifest.entrypoint.env ?? {},
     mounts: [...input.mounts, ...cacheMounts],
     resultRequired: true,

@@ -9,6 +9,7 @@ import { reclaimOutputs, runTask, type TaskCallbacks, type TaskOutcome, type Tas
 import { ArtifactCapture, type CapturedArtifact } from './artifacts.js';
 import type { JobContainer } from './limits.js';
 import type { Clock } from '../context.js';
+import { noShellReason, ServiceLog } from './services.js';
 
 export interface ProjectTaskRequest {
   docker: DockerDriver;
@@ -97,13 +98,27 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
   await fs.mkdir(liveDir, { recursive: true });
   await fs.mkdir(storeDir, { recursive: true });
   const capture = new ArtifactCapture({ liveDir, storeDir, order, ...(onCaptured ? { onCaptured } : {}), ...(onRefused ? { onRefused } : {}) });
+  const services = project.format === 'computalot' ? project.manifest.runtime.services : [];
   try {
     if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
     capture.start();
-    let outcome = await runTask(docker, spec, request.callbacks, request.signal, request.clock);
+    const attempt = async (): Promise<TaskOutcome> => {
+      if (services.length === 0) return runTask(docker, spec, request.callbacks, request.signal, request.clock);
+      // The services' supervisor speaks on stderr: its failure marker is read, not logged.
+      const log = new ServiceLog(services, (text) => request.callbacks.stderr(Buffer.from(text)));
+      const outcome = await runTask(docker, spec, { ...request.callbacks, stderr: (chunk) => log.push(chunk) }, request.signal, request.clock);
+      log.flush();
+      if (outcome.dockerFailure?.kind === 'command-not-found') {
+        // The container's command is the supervisor's shell: the image has none. A fault of the image, not of Docker.
+        const { dockerFailure: _dockerFailure, ...rest } = outcome;
+        return { ...rest, reason: noShellReason(outcome.dockerFailure.daemonMessage) };
+      }
+      return log.explain(outcome);
+    };
+    let outcome = await attempt();
     if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
       spec = { ...spec, image: await request.rebuildImage() };
-      outcome = await runTask(docker, spec, request.callbacks, request.signal, request.clock);
+      outcome = await attempt();
     }
     // Files the job left unreadable to this user are given back before the last sweep.
     await reclaimOutputs(docker, { image: spec.image, dir: liveDir, name: `${request.name}-reclaim`, runtime: request.container.confinement.runtime });

@@ -371,6 +371,69 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
     expect(result.stderr).toMatch(/command torch imports: exited with code 1: .*No module named 'torch'/);
   });
 
+  describe('runtime.services', () => {
+    const withServices = (services: unknown[], dockerfile = files.Dockerfile) => ({
+      ...files,
+      Dockerfile: dockerfile,
+      'computalot.project.json': JSON.stringify({
+        version: 1,
+        runtime: { kind: 'oci', sandbox: 'gvisor', workdir: '/workspace', services },
+        entrypoint: { command: ['python3', 'job.py'] },
+      }),
+    });
+
+    it('the runner protocol is unchanged behind the services: progress, log, result, artifacts; their output goes to stderr, prefixed', async () => {
+      const p = await ociProject(
+        withServices([
+          { name: 'sidecar', command: ['sh', '-c', 'echo "sidecar up"; exec sleep 300'] },
+          { name: 'checked', command: ['sh', '-c', 'echo "checked up"; : > /tmp/checked-ready; exec sleep 300'], healthcheck: { command: ['test', '-f', '/tmp/checked-ready'] } },
+        ]),
+      );
+      const result = await cycle(['project', 'test', '--payload', '{"steps": 3}'], { cwd: p.root });
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout.slice(result.stdout.indexOf('{')))).toEqual({ sum: 30 });
+      expect(result.stdout).toContain('log line');
+      expect(result.stdout).not.toContain('[service');
+      expect(result.stderr).toContain('progress: {"step": 3}');
+      expect(result.stderr).toContain('summary.txt');
+      expect(result.stderr).toContain('[service sidecar] sidecar up\n');
+      expect(result.stderr).toContain('[service sidecar] running (no healthcheck)\n');
+      expect(result.stderr).toContain('[service checked] healthy\n');
+    });
+
+    it('a service that never gets healthy fails the task with its name and last output; the entrypoint does not run', async () => {
+      const p = await ociProject(
+        withServices([
+          {
+            name: 'embedder',
+            command: ['sh', '-c', 'echo "loading weights"; exec sleep 300'],
+            ready_timeout_s: 2,
+            healthcheck: { command: ['python3', '-c', 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:9/", timeout=1)'] },
+          },
+        ]),
+      );
+      const result = await cycle(['project', 'test', '--json'], { cwd: p.root });
+      expect(result.code, result.stderr).toBe(6);
+      expect(result.stderr).toContain(
+        'the job failed: service "embedder" was not healthy within 2s (runtime.services[0]; fix the service or its healthcheck, or raise its ready_timeout_s); last output: loading weights | not healthy within 2s: the last healthcheck exited with code 1 |',
+      );
+      expect(result.stderr).toMatch(/ConnectionRefusedError|Connection refused/);
+      expect(result.stderr).not.toContain('COMPUTALOT_SERVICE_FAILED');
+      const done = JSON.parse(result.stdout.trim().split('\n').at(-1)!);
+      expect(done).toMatchObject({ event: 'done', status: 'failed', artifacts: [] });
+      // The entrypoint never ran: it prints "log line" and writes an artifact.
+      expect(result.stderr).not.toContain('log line');
+    });
+
+    it('an image without /bin/sh fails naming runtime.services and the fix', async () => {
+      const p = await ociProject(withServices([{ name: 'sidecar', command: ['python3', '-m', 'http.server'] }], `${files.Dockerfile}RUN rm /usr/bin/sh\n`));
+      const result = await cycle(['project', 'test'], { cwd: p.root });
+      expect(result.code, result.stderr).toBe(6);
+      expect(result.stderr).toContain('the job failed: runtime.services needs /bin/sh in the image');
+      expect(result.stderr).toContain('fix: build from an image with a POSIX shell');
+    });
+  });
+
   it('honours .dockerignore', async () => {
     const p = await ociProject({
       ...files,
@@ -404,6 +467,11 @@ describe('project test: the documented example manifests run', () => {
     expect(result.code, result.stderr).toBe(0);
     const built = JSON.parse(result.stdout.slice(result.stdout.indexOf('{'))) as { echo: unknown; build_args: string | null };
     expect(built.echo).toEqual({ n: 1 });
+    // The service was healthy before the entrypoint ran, and answered it over loopback.
+    if (example === 'docs-runtime-services') {
+      expect(built).toMatchObject({ service: 'hello from the embedder' });
+      expect(result.stderr).toContain('[service embedder] healthy');
+    }
     // build.target and build.args reach docker build: the stage after the target would fail.
     expect(built.build_args).toBe(example === 'docs-build' || example === 'docs-all-sections' ? 'python 3.11' : null);
     if (example === 'docs-validation' || example === 'docs-all-sections') expect(result.stderr).toContain('✓ command json import');

@@ -14,6 +14,7 @@ const TOOLS = testProjectName('tools');
 const OCI_DEMO = testProjectName('oci-demo');
 const INIT_DEMO = testProjectName('init-demo');
 const INIT_FAIL = testProjectName('init-fail');
+const OCI_SERVICES = testProjectName('oci-services');
 
 beforeAll(async () => {
   server = await startServerProcess({ workers: 3 });
@@ -26,7 +27,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop('SIGTERM');
-  await removeTestProjectImages([TOOLS, OCI_DEMO, INIT_DEMO, INIT_FAIL]);
+  await removeTestProjectImages([TOOLS, OCI_DEMO, INIT_DEMO, INIT_FAIL, OCI_SERVICES]);
 });
 
 const runner = (mode: string) => ['python3', 'tools.py', mode];
@@ -269,6 +270,60 @@ describe('cycle server with real Docker', () => {
     expect(task.error).not.toContain(server.dataDir);
     const status = (await api.call('GET', `/api/v1/projects/${INIT_FAIL}/status`)).body;
     expect(status.build).toMatchObject({ state: 'failed', error: expect.stringContaining('runtime.init.commands[0] "seed data" exited with code 7') });
+  });
+});
+
+describe('cycle server: runtime.services', () => {
+  it('starts a service before each task (the job talks to it over loopback); one never healthy fails the task with its name and last output', async () => {
+    const root = await tempDir('cycle-e2e-oci-services-');
+    const manifest = (healthcheck: string[], readyTimeout: number) =>
+      JSON.stringify({
+        version: 1,
+        runtime: {
+          kind: 'oci',
+          workdir: '/workspace',
+          services: [
+            {
+              name: 'kv',
+              command: ['sh', '-c', 'echo "serving static/"; exec python3 -m http.server 8080 --bind 127.0.0.1 --directory static'],
+              ready_timeout_s: readyTimeout,
+              healthcheck: { command: healthcheck },
+            },
+          ],
+        },
+        entrypoint: { command: ['python3', 'job.py'] },
+      });
+    await writeFiles(root, {
+      Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
+      'static/answer.txt': '42\n',
+      'computalot.project.json': manifest(['python3', '-c', 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8080/", timeout=2)'], 60),
+      'job.py':
+        'import json, os, urllib.request\np = json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]))\nanswer = urllib.request.urlopen("http://127.0.0.1:8080/answer.txt", timeout=5).read().decode().strip()\njson.dump({"x": p["x"], "answer": answer}, open(os.environ["COMPUTALOT_TASK_RESULT"], "w"))\n',
+    });
+    expect((await api.push(OCI_SERVICES, root)).status).toBe(201);
+    const good = await api.submit({ project: OCI_SERVICES, fan_out: { items: [{ x: 1 }, { x: 2 }] } });
+    expect((await api.waitJob(good.id)).status).toBe('completed');
+    expect((await api.call('GET', `/api/v1/results/${good.id}`)).body.items.map((i: { result: unknown }) => i.result)).toEqual([
+      { x: 1, answer: '42' },
+      { x: 2, answer: '42' },
+    ]);
+    const goodOutput = (await api.call('GET', `/api/v1/jobs/${good.id}/output`)).body.tasks[0].output as string;
+    expect(goodOutput).toContain('[service kv] serving static/\n');
+    expect(goodOutput).toContain('[service kv] healthy\n');
+
+    // A healthcheck that never passes (nothing listens on port 9).
+    await writeFiles(root, { 'computalot.project.json': manifest(['python3', '-c', 'import socket; socket.create_connection(("127.0.0.1", 9), timeout=1)'], 2) });
+    expect((await api.push(OCI_SERVICES, root)).status).toBe(201);
+    const bad = await api.submit({ project: OCI_SERVICES, payload: { x: 3 } });
+    expect((await api.waitJob(bad.id)).status).toBe('failed');
+    const tasks = (await api.call('GET', `/api/v1/jobs/${bad.id}/tasks`)).body.tasks;
+    expect(tasks[0].error).toMatch(
+      /^service "kv" was not healthy within 2s \(runtime\.services\[0\]; fix the service or its healthcheck, or raise its ready_timeout_s\); last output: serving static\/ \| not healthy within 2s: the last healthcheck exited with code 1 \| .*Connection refused/,
+    );
+    const badOutput = (await api.call('GET', `/api/v1/jobs/${bad.id}/output`)).body.tasks[0].output as string;
+    expect(badOutput).toContain('[service kv] not healthy within 2s');
+    expect(badOutput).not.toContain('COMPUTALOT_SERVICE_FAILED');
+    expect(badOutput).toContain(`[cycle] task 0 failed: service "kv" was not healthy within 2s`);
   });
 });
 

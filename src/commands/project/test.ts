@@ -18,6 +18,7 @@ import type { DockerDriver } from '../../docker/driver.js';
 import { presentBuildLine } from '../../docker/build-output.js';
 import { formatBytes, formatDuration } from '../../ui/ui.js';
 import { toProjectName } from '../../project/names.js';
+import type { Service } from '../../project/computalot.js';
 import type { TestOptions } from './test.command.js';
 
 export async function run(options: TestOptions, ctx: Context): Promise<number> {
@@ -86,6 +87,7 @@ export async function run(options: TestOptions, ctx: Context): Promise<number> {
 
   const command = project.format === 'cycleswap' ? `bash ${RUN_SCRIPT_PATH}` : project.manifest.entrypoint.command.slice(1).join(' ');
   ui.info(ui.c.bold(`running ${command} in ${image.tag}`));
+  if (project.format === 'computalot') reportServices(project.manifest.runtime.services, ctx);
   let lastProgress = '';
   const { outcome, spec, artifacts, order } = await runProjectTask({
     docker,
@@ -258,6 +260,17 @@ async function checkGpu(cuda: string, docker: DockerDriver, ctx: Context): Promi
   }
   ctx.ui.info(`GPU: driver ${check.report.driverVersion} supports CUDA ${check.report.cudaVersion} (needs ${cuda})`);
   return true;
+}
+
+/** One line before the run: which services start first, and what scope "project" means here. */
+function reportServices(services: readonly Service[], ctx: Context): void {
+  if (services.length === 0) return;
+  const names = (list: readonly Service[]): string => list.map((s) => s.name).join(', ');
+  const projectScoped = services.filter((s) => s.scope === 'project');
+  ctx.ui.info(
+    `runtime.services start first, in the task's container, and must be healthy before the entrypoint runs: ${names(services)}` +
+      (projectScoped.length > 0 ? ` (scope "project": ${names(projectScoped)} also start with each task here, as each local task has a fresh container)` : ''),
+  );
 }
 
 function formatProgress(data: unknown): string {
