@@ -244,7 +244,7 @@ export class RecipeService {
         throw new HttpError(
           422,
           'invalid_job',
-          `${field}: a recipe job does not take it: ${why}. Leave it out; GET /api/v1/recipes/${recipe.name} shows what a ${recipe.name} job takes`,
+          `${field}: a recipe job does not take it, leave it out: ${why} (GET /api/v1/recipes/${recipe.name} shows what a ${recipe.name} job takes)`,
           field,
         );
     }
