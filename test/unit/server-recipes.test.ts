@@ -60,7 +60,7 @@ async function finished(id: string): Promise<any> {
       job = (await api('GET', `/api/v1/jobs/${id}`)).body;
       return ['completed', 'partial', 'failed', 'cancelled'].includes(job.status);
     },
-    10_000,
+    15_000,
     `job ${id} to finish`,
   );
   return job;
@@ -194,6 +194,44 @@ describe('submitting a recipe job', () => {
     expect((await api('GET', '/api/v1/projects/recipe:packing/status')).status).toBe(400);
     const job = await api('POST', '/api/v1/jobs', { project: 'recipe:packing', payload: {} });
     expect(job.body.error.field).toBe('project');
+  });
+});
+
+describe('registering recipes again on each start', () => {
+  it('an unchanged folder (or a changed recipe.json) keeps its revision; changed code is a new one', async () => {
+    const recipesDir = await tempDir('cycle-recipe-dir-');
+    await fs.cp(path.join(FIXTURES, 'packing'), path.join(recipesDir, 'packing'), { recursive: true });
+    const dataDir = await tempDir('cycle-recipe-data-');
+    const revisionOfAJob = async (): Promise<number> => {
+      const started = await startServer({
+        host: '127.0.0.1',
+        port: 0,
+        dataDir,
+        workers: 1,
+        version: 'test',
+        docker: async () => docker,
+        exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+        log: () => undefined,
+        recipesDir,
+      });
+      try {
+        const answer = await fetch(`${started.url}/api/v1/recipes/packing/jobs`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${started.token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ payload: { operation: 'eval', candidate: CANDIDATE } }),
+        });
+        const job = (await answer.json()) as { revision: number };
+        return job.revision;
+      } finally {
+        await started.close();
+      }
+    };
+    expect(await revisionOfAJob()).toBe(1);
+    expect(await revisionOfAJob()).toBe(1);
+    await fs.writeFile(path.join(recipesDir, 'packing', 'recipe.json'), JSON.stringify({ description: 'described anew' }));
+    expect(await revisionOfAJob()).toBe(1);
+    await fs.appendFile(path.join(recipesDir, 'packing', 'packing.py'), '# changed\n');
+    expect(await revisionOfAJob()).toBe(2);
   });
 });
 
