@@ -94,9 +94,10 @@ export async function loadRecipes(dir: string): Promise<Recipe[]> {
       );
     }
     const schemaFile = path.join(folder, PAYLOAD_SCHEMA_FILE);
-    const payloadSchema = await readJsonFile(schemaFile);
-    if (payloadSchema === null || typeof payloadSchema !== 'object' || Array.isArray(payloadSchema))
+    const schemaObject = z.record(z.string(), z.unknown()).safeParse(await readJsonFile(schemaFile));
+    if (!schemaObject.success)
       throw recipeError(`${schemaFile}: expected a JSON Schema object`, 'write the payload\'s JSON Schema there, e.g. {"type": "object", "required": [...]}');
+    const payloadSchema = schemaObject.data;
     const draft = schemaDraft(payloadSchema, schemaFile);
     let validate: ValidateFunction;
     try {
@@ -111,7 +112,7 @@ export async function loadRecipes(dir: string): Promise<Recipe[]> {
       description: metadata.data.description,
       operations: metadata.data.operations,
       timeoutS: metadata.data.timeout_s,
-      payloadSchema: payloadSchema as Record<string, unknown>,
+      payloadSchema,
       validate,
     });
   }
@@ -119,8 +120,8 @@ export async function loadRecipes(dir: string): Promise<Recipe[]> {
 }
 
 /** Which draft a schema is written in, by its `$schema` (2020-12 when it names none). */
-function schemaDraft(schema: object, file: string): 'draft-07' | '2019-09' | '2020-12' {
-  const declared = '$schema' in schema ? schema.$schema : undefined;
+function schemaDraft(schema: Record<string, unknown>, file: string): 'draft-07' | '2019-09' | '2020-12' {
+  const declared = schema.$schema;
   if (declared === undefined) return '2020-12';
   const id = typeof declared === 'string' ? declared.replace(/^https?:\/\//, '').replace(/#$/, '') : '';
   if (id === 'json-schema.org/draft-07/schema') return 'draft-07';
@@ -155,7 +156,7 @@ async function readJsonFile(file: string): Promise<unknown> {
     throw recipeError(`${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'every recipe folder holds recipe.json and payload.schema.json');
   }
   try {
-    return JSON.parse(text) as unknown;
+    return JSON.parse(text);
   } catch (error) {
     throw recipeError(`${file}: not JSON: ${(error as Error).message}`, 'fix the JSON');
   }
@@ -292,14 +293,14 @@ function describeSchemaError(error: ErrorObject): { field: string; message: stri
     .slice(1)
     .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
   const at = (extra?: string): string => ['payload', ...segments, ...(extra === undefined ? [] : [extra])].join('.');
-  const params = error.params as Record<string, unknown>;
+  const { params } = error;
   switch (error.keyword) {
     case 'required':
       return { field: at(String(params.missingProperty)), message: 'required, but missing' };
     case 'additionalProperties':
       return { field: at(String(params.additionalProperty)), message: 'not a field this recipe takes: leave it out' };
     case 'enum':
-      return { field: at(), message: `expected one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+      return { field: at(), message: `expected one of ${[params.allowedValues].flat().map((v: unknown) => JSON.stringify(v)).join(', ')}` };
     case 'const':
       return { field: at(), message: `expected ${JSON.stringify(params.allowedValue)}` };
     case 'type':
