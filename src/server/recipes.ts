@@ -101,9 +101,10 @@ export async function loadRecipes(dir: string): Promise<Recipe[]> {
     const draft = schemaDraft(payloadSchema, schemaFile);
     let validate: ValidateFunction;
     try {
-      validate = validators[draft].compile(payloadSchema);
+      // Compiled under the draft's own spelling of `$schema` (ajv knows each by one).
+      validate = validators[draft.name].compile(payloadSchema.$schema === undefined ? payloadSchema : { ...payloadSchema, $schema: draft.id });
     } catch (error) {
-      throw recipeError(`${schemaFile}: not a valid JSON Schema (draft ${draft}): ${(error as Error).message}`, 'fix the schema; `$schema` picks the draft');
+      throw recipeError(`${schemaFile}: not a valid JSON Schema (draft ${draft.name}): ${(error as Error).message}`, 'fix the schema; `$schema` picks the draft');
     }
     await checkRecipeProject(folder);
     recipes.push({
@@ -119,14 +120,20 @@ export async function loadRecipes(dir: string): Promise<Recipe[]> {
   return recipes;
 }
 
-/** Which draft a schema is written in, by its `$schema` (2020-12 when it names none). */
-function schemaDraft(schema: Record<string, unknown>, file: string): 'draft-07' | '2019-09' | '2020-12' {
+/** The drafts a payload schema may be written in, each with the `$schema` ajv knows it by. */
+const DRAFTS = [
+  { name: 'draft-07', id: 'http://json-schema.org/draft-07/schema#' },
+  { name: '2019-09', id: 'https://json-schema.org/draft/2019-09/schema' },
+  { name: '2020-12', id: 'https://json-schema.org/draft/2020-12/schema' },
+] as const;
+type Draft = (typeof DRAFTS)[number];
+
+/** Which draft a schema is written in, by its `$schema` (http or https, "#" or not; 2020-12 when it names none). */
+function schemaDraft(schema: Record<string, unknown>, file: string): Draft {
   const declared = schema.$schema;
-  if (declared === undefined) return '2020-12';
-  const id = typeof declared === 'string' ? declared.replace(/^https?:\/\//, '').replace(/#$/, '') : '';
-  if (id === 'json-schema.org/draft-07/schema') return 'draft-07';
-  if (id === 'json-schema.org/draft/2019-09/schema') return '2019-09';
-  if (id === 'json-schema.org/draft/2020-12/schema') return '2020-12';
+  const bare = (id: string): string => id.replace(/^https?:\/\//, '').replace(/#$/, '');
+  const draft = declared === undefined ? DRAFTS[2] : DRAFTS.find((d) => typeof declared === 'string' && bare(d.id) === bare(declared));
+  if (draft !== undefined) return draft;
   throw recipeError(
     `${file}: $schema: ${JSON.stringify(declared)} is not a draft this server reads`,
     'use "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema" or "http://json-schema.org/draft-07/schema#" (or leave $schema out: 2020-12)',

@@ -295,12 +295,12 @@ describe('loading recipes at start', () => {
     await expect(fs.stat(dataDir)).rejects.toThrow(/ENOENT/);
   });
 
-  it('reads draft-07 schemas too ($ref into definitions)', async () => {
+  it('reads draft-07 schemas too ($ref into definitions, tuple items: not valid 2020-12)', async () => {
     const schema = {
-      $schema: 'http://json-schema.org/draft-07/schema#',
+      $schema: 'https://json-schema.org/draft-07/schema', // the https spelling, without "#": read as draft-07 too
       type: 'object',
       definitions: { steps: { type: 'integer', minimum: 1 } },
-      properties: { steps: { $ref: '#/definitions/steps' } },
+      properties: { steps: { $ref: '#/definitions/steps' }, pair: { type: 'array', items: [{ type: 'string' }, { type: 'integer' }] } },
     };
     const other = await startServer({
       host: '127.0.0.1',
@@ -324,6 +324,8 @@ describe('loading recipes at start', () => {
       const bad = await submit({ steps: 0 });
       expect(bad.status).toBe(422);
       expect(bad.body.error).toMatchObject({ field: 'payload.steps', message: expect.stringContaining('payload.steps: must be >= 1') });
+      expect((await submit({ pair: ['a', 1] })).status).toBe(201);
+      expect((await submit({ pair: ['a', 'b'] })).body.error).toMatchObject({ field: 'payload.pair.1', message: expect.stringContaining('expected integer') });
     } finally {
       await other.close();
     }
