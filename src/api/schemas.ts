@@ -88,6 +88,15 @@ export const jobRequestSchema = z.strictObject({
 export type JobRequest = z.infer<typeof jobRequestSchema>;
 export type JobRequestInput = z.input<typeof jobRequestSchema>;
 
+/**
+ * A recipe's job (`POST /api/v1/recipes/:name/jobs`, or `POST /api/v1/jobs` with `recipe`): a
+ * payload (checked against the recipe's JSON Schema) and the job fields that do not choose what
+ * runs; the recipe provides the type, command and runtime.
+ */
+export const recipeJobRequestSchema = jobRequestSchema
+  .pick({ payload: true, timeout_s: true, tags: true, meta: true, variant: true, callback_url: true, depends_on: true, client_ref: true })
+  .extend({ recipe: z.string().min(1).max(63).optional() });
+
 export const batchRequestSchema = z.strictObject({
   jobs: z
     .array(z.unknown())
@@ -132,6 +141,8 @@ export const jobSchema = z.object({
   last_event_id: z.string(),
   /** When the job failed or is partial: what to do about it (Computalot's field; optional from other servers). */
   recommended_action: z.string().nullable().optional(),
+  /** The recipe a recipe job runs (null for a project's job; optional from other servers). */
+  recipe: z.string().nullable().optional(),
 });
 export type Job = z.infer<typeof jobSchema>;
 

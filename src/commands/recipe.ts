@@ -24,6 +24,8 @@ export async function show(options: ShowOptions, ctx: Context): Promise<number> 
   const { name, description, ...rest } = recipe;
   ctx.ui.out(name);
   if (description) ctx.ui.out(description);
+  // A server may send the schema under both of its names (`payload_schema` and `schema`): shown once.
+  if ('payload_schema' in rest && JSON.stringify(rest.schema) === JSON.stringify(rest.payload_schema)) delete rest.schema;
   // The schema and operations are the server's: shown as it wrote them.
   for (const [key, value] of Object.entries(rest)) ctx.ui.out(`${key}: ${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}`);
   return ExitCode.ok;

@@ -6,6 +6,10 @@ const serverFlags = {
   dataDir: flag.value('--data-dir <dir>', 'where state, tarballs and artifacts live (default $XDG_DATA_HOME/cycle/server)'),
   workers: flag.value('--workers <n>', 'tasks run at the same time (default: up to 4, one per CPU)'),
   balance: flag.value('--balance <dollars>', 'opening account balance in dollars: jobs hold their quote, `init` needs $5 (default: unlimited)'),
+  recipes: flag.value(
+    '--recipes <dir>',
+    'serve the recipes in DIR: one sub-folder per recipe (named as the recipe) holding a Computalot project, recipe.json and payload.schema.json',
+  ),
 };
 export type ServerCommandOptions = OptionsFrom<{}, typeof serverFlags>;
 
@@ -15,7 +19,8 @@ export const server = defineCommand({
   args: {},
   flags: serverFlags,
   notes:
-    'The first start creates a bearer token (shown once, kept in <data-dir>/token). State is in SQLite:\na restart, even after kill -9, loses no accepted job. See docs/api.md for the routes.',
-  examples: ['cycle server', 'cycle server --port 9000 --workers 8 --data-dir /srv/cycle'],
+    'The first start creates a bearer token (shown once, kept in <data-dir>/token). State is in SQLite:\na restart, even after kill -9, loses no accepted job. See docs/api.md for the routes.\n' +
+    'Recipes (--recipes): each is checked at start (a bad recipe.json, schema or project stops the\nstart, naming the file and field) and built on its first job; docs/api.md, "Recipes", says how.',
+  examples: ['cycle server', 'cycle server --port 9000 --workers 8 --data-dir /srv/cycle', 'cycle server --recipes /srv/recipes'],
   load: () => import('./server.js'),
 });

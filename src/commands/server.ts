@@ -28,6 +28,7 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     env: ctx.env,
     log,
     ...(balance !== undefined ? { balance } : {}),
+    ...(options.recipes !== undefined ? { recipesDir: path.resolve(ctx.cwd, options.recipes) } : {}),
     ...(ctx.env.CYCLE_SERVER_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_SERVER_HEARTBEAT_MS) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES ? { maxUploadBytes: Number(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_PRICE_PER_TASK_SECOND ? { pricePerTaskSecondUsd: Number(ctx.env.CYCLE_SERVER_PRICE_PER_TASK_SECOND) } : {}),

@@ -22,6 +22,7 @@ import { feedbackRequestSchema, storeFeedback } from './feedback.js';
 import type { Account } from './account.js';
 import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
+import { RecipeService } from './recipes.js';
 import { directUploadSchema, type UploadService } from './uploads.js';
 import type { Scheduler } from './scheduler.js';
 import { VolumeService } from './volumes.js';
@@ -33,6 +34,7 @@ export interface AppOptions {
   uploads: UploadService;
   version: string;
   projects: ProjectService;
+  recipes: RecipeService;
   jobs: JobService;
   scheduler: Scheduler;
   volumes: VolumeService;
@@ -52,8 +54,11 @@ const VOLUME_MANIFEST_LIMIT = 64 << 20;
 
 /** Every route of the API (docs/api.md lists them with their shapes). */
 export function createRouter(options: AppOptions): Router {
-  const { projects, jobs, scheduler, events, account } = options;
+  const { projects, recipes, jobs, scheduler, events, account } = options;
   type Held = ReturnType<Account['hold']>;
+  /** A job request of `POST /api/v1/jobs` (or a batch entry): a project's job, or with `recipe`, a recipe's. */
+  const prepare = (body: unknown): Promise<PreparedJob> =>
+    RecipeService.isRecipeJob(body) ? jobs.prepareRequest(recipes.jobRequest(body)) : jobs.prepare(body);
   const holdFor = (prepared: PreparedJob): Held => account.hold(prepared.request.project, prepared.plan.count, prepared.request.timeout_s);
   /** Inserts prepared jobs whose holds are placed: each hold then names its job; a failed insert releases them. */
   const submit = async (entries: Array<{ prepared: PreparedJob; held: Held }>): Promise<Array<Job & { quote: Held['quote'] }>> => {
@@ -69,6 +74,15 @@ export function createRouter(options: AppOptions): Router {
       account.attach(held.holdId, held.quote.id, row.id);
       return { ...jobs.document(row), quote: { ...held.quote, job_id: row.id } };
     });
+  };
+  /** One job (project or recipe): planned, its hold placed, inserted; answered once per Idempotency-Key. */
+  const submitOne = async (ctx: RouteContext, requestFingerprint: string, plan: () => Promise<PreparedJob>): Promise<void> => {
+    const answer = await jobs.idempotent(idempotencyKey(ctx), requestFingerprint, async () => {
+      const prepared = await plan();
+      const [submitted] = await submit([{ prepared, held: holdFor(prepared) }]);
+      return { status: 201, body: submitted! };
+    });
+    sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   };
   const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths });
   const name = (ctx: RouteContext): string => {
@@ -106,6 +120,7 @@ export function createRouter(options: AppOptions): Router {
     const result = await projects.push(name(ctx), ctx.req, {
       rebuild: flag(ctx.query.get('rebuild')),
       clean: flag(ctx.query.get('clean')),
+      declaredBytes: Number(ctx.req.headers['content-length'] ?? 0),
       ...(typeof header === 'string' ? { clientBuildHash: header } : {}),
     });
     sendJson(ctx.res, result.unchanged ? 200 : 201, result);
@@ -139,15 +154,7 @@ export function createRouter(options: AppOptions): Router {
   // ---- jobs ----
   router.add('POST', '/api/v1/jobs', async (ctx) => {
     const body = await readJson(ctx.req, JSON_LIMIT);
-    // `{"recipe": name, payload}`: a recipe job (no type or runner_command), not a malformed project job.
-    if (body !== null && typeof body === 'object' && 'recipe' in body) noRecipe(String(body.recipe), 'recipe');
-    const key = idempotencyKey(ctx);
-    const answer = await jobs.idempotent(key, fingerprint('POST', '/api/v1/jobs', body), async () => {
-      const prepared = await jobs.prepare(body);
-      const [submitted] = await submit([{ prepared, held: holdFor(prepared) }]);
-      return { status: 201, body: submitted! };
-    });
-    sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
+    await submitOne(ctx, fingerprint('POST', '/api/v1/jobs', body), () => prepare(body));
   });
   router.add('POST', '/api/v1/jobs/batch', async (ctx) => {
     const body = await readJson(ctx.req, BATCH_LIMIT);
@@ -160,7 +167,7 @@ export function createRouter(options: AppOptions): Router {
       const outcomes: Outcome[] = [];
       for (const [index, entry] of parsed.data.jobs.entries()) {
         try {
-          const prepared = await jobs.prepare(entry);
+          const prepared = await prepare(entry);
           // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
           outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
@@ -334,11 +341,14 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('DELETE', '/api/v1/volumes/:name', async (ctx) => sendJson(ctx.res, 200, await options.volumes.remove(volumeName(ctx))));
 
-  // ---- recipes ----
-  // No recipe can be registered on this server yet: the routes answer as a backend with none would.
-  router.add('GET', '/api/v1/recipes', (ctx) => sendJson(ctx.res, 200, { recipes: [] }));
-  router.add('GET', '/api/v1/recipes/:name', (ctx) => noRecipe(ctx.params.name!, 'name'));
-  router.add('POST', '/api/v1/recipes/:name/jobs', (ctx) => noRecipe(ctx.params.name!, 'name'));
+  // ---- recipes (the operator's, from cycle server --recipes DIR) ----
+  router.add('GET', '/api/v1/recipes', (ctx) => sendJson(ctx.res, 200, { recipes: recipes.list() }));
+  router.add('GET', '/api/v1/recipes/:name', (ctx) => sendJson(ctx.res, 200, recipes.detail(ctx.params.name!)));
+  router.add('POST', '/api/v1/recipes/:name/jobs', async (ctx) => {
+    const body = await readJson(ctx.req, JSON_LIMIT);
+    const recipe = ctx.params.name!;
+    await submitOne(ctx, fingerprint('POST', `/api/v1/recipes/${recipe}/jobs`, body), () => jobs.prepareRequest(recipes.jobRequest(body, recipe)));
+  });
 
   return router;
 }
@@ -364,15 +374,6 @@ function apiIndex(version: string): Record<string, unknown> {
     },
     docs: { index: '/api/v1/docs', api: 'docs/api.md in the cycle package', python_sdk: null },
   };
-}
-
-function noRecipe(name: string, field: string): never {
-  throw new HttpError(
-    404,
-    'recipe_not_found',
-    `this server has no recipe "${name}" (GET /api/v1/recipes lists them; the local backend has none yet): submit a project job instead`,
-    field,
-  );
 }
 
 /** This server as the client reached it (for URLs it hands out). */

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Transform } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from './limits.js';
 
@@ -305,7 +305,7 @@ export function createHttpServer(handler: (req: IncomingMessage, res: ServerResp
  * hashing it as it arrives; past `maxBytes` it stops with a 413 carrying `tooLarge`.
  */
 export async function receiveBody(
-  req: IncomingMessage,
+  req: Readable,
   file: string,
   options: { maxBytes: number; tooLarge: string; mode?: number },
 ): Promise<{ size: number; sha256: string }> {

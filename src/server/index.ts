@@ -15,6 +15,7 @@ import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
+import { loadRecipes, RecipeService, type Recipe } from './recipes.js';
 import { Scheduler } from './scheduler.js';
 import { JobStates } from './state.js';
 import { VolumeService } from './volumes.js';
@@ -46,6 +47,8 @@ export interface ServerOptions {
   clock?: Clock;
   /** Connection, timeout and stream limits (src/server/limits.ts has the defaults). */
   httpLimits?: Partial<HttpLimits>;
+  /** The operator's recipes: one sub-folder each (docs/api.md, "Recipes"); none when unset. */
+  recipesDir?: string;
 }
 
 export interface RunningServer {
@@ -61,6 +64,8 @@ export interface RunningServer {
 
 /** Starts the local backend: state in SQLite under the data folder, tasks in Docker. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  // Read before anything is written: a bad recipe stops the start, naming its file and field.
+  const loadedRecipes: Recipe[] = options.recipesDir ? await loadRecipes(options.recipesDir) : [];
   const layout = dataLayout(options.dataDir);
   await privateDataFolder(layout);
   // Pushes in progress when the server stopped left their temp files: nothing there is live.
@@ -127,6 +132,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
   projects.recover();
+  const recipes = new RecipeService({ recipes: loadedRecipes, projects, log: options.log });
+  await recipes.register();
   await scheduler.recover();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const router = createRouter({
@@ -136,6 +143,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     uploads: new UploadService({ db, layout, maxBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES }),
     version: options.version,
     projects,
+    recipes,
     jobs,
     scheduler,
     volumes: new VolumeService({ db, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),

@@ -18,7 +18,7 @@ import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { composePayload, MAX_TASK_BYTES, MAX_TASKS, mib, planJob, type JobPlan, type PlannedTask, type TaskBase, type TaskPart } from './planner.js';
 import { DIRECTIVE_NAME_PATTERN, DIRECTIVE_NAME_RULE } from '../project/names.js';
-import type { ProjectService } from './projects.js';
+import { recipeOfProject, type ProjectService } from './projects.js';
 import type { JobStates } from './state.js';
 
 export interface JobRow {
@@ -170,7 +170,11 @@ export class JobService {
   async prepare(body: unknown): Promise<PreparedJob> {
     const parsed = jobRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
-    const request = parsed.data;
+    return this.prepareRequest(parsed.data);
+  }
+
+  /** Plans a request already validated (a project job's, or the one a recipe job runs as). */
+  async prepareRequest(request: JobRequest): Promise<PreparedJob> {
     const revision = this.options.projects.requireActive(request.project);
     for (const dependency of request.depends_on) {
       if (!this.row(dependency)) throw new HttpError(422, 'invalid_job', `depends_on: no job "${dependency}"`, 'depends_on');
@@ -456,6 +460,7 @@ export class JobService {
       finished_at: row.finished_at,
       last_event_id: String((this.options.db.prepare('SELECT MAX(seq) AS seq FROM events WHERE job_id = ?').get(row.id) as { seq: number | null }).seq ?? 0),
       recommended_action: recommendedAction(row),
+      recipe: recipeOfProject(row.project),
     };
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import type { ProjectStatus, PushResponse } from '../api/schemas.js';
 import { KV_KEY_PATTERN } from '../api/schemas.js';
@@ -59,6 +59,16 @@ export interface ProjectDocument {
 
 export const projectKeyFor = (name: string): string => `server:${name}`;
 
+/**
+ * The internal project a recipe runs as. The ":" is outside PROJECT_NAME_PATTERN, so no push,
+ * project route or project job can name it; project lists leave it out.
+ */
+export const RECIPE_PROJECT_PREFIX = 'recipe:';
+export const recipeProject = (recipe: string): string => `${RECIPE_PROJECT_PREFIX}${recipe}`;
+/** The recipe a project runs (null for a user's project). */
+export const recipeOfProject = (project: string): string | null =>
+  project.startsWith(RECIPE_PROJECT_PREFIX) ? project.slice(RECIPE_PROJECT_PREFIX.length) : null;
+
 /** Projects: revisions from pushed tarballs, their images, readiness, and kv. */
 export class ProjectService {
   private readonly building = new Map<string, Promise<string>>();
@@ -82,18 +92,24 @@ export class ProjectService {
     return revision;
   }
 
-  /** A pushed tarball: stored by content hash, extracted safely, validated, hashed, published. */
-  async push(name: string, req: IncomingMessage, flags: { rebuild: boolean; clean: boolean; clientBuildHash?: string }): Promise<PushResponse> {
+  /**
+   * A pushed tarball (a request's body, or a recipe's folder packed by the server): stored by
+   * content hash, extracted safely, validated, hashed, published.
+   */
+  async push(
+    name: string,
+    body: Readable,
+    flags: { rebuild: boolean; clean: boolean; clientBuildHash?: string; declaredBytes?: number },
+  ): Promise<PushResponse> {
     const { layout, limits, db } = this.options;
     if (flags.rebuild && flags.clean) throw new HttpError(422, 'invalid_flags', 'rebuild and clean cannot be used together', 'clean');
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > limits.maxUploadBytes) throw new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
+    if ((flags.declaredBytes ?? 0) > limits.maxUploadBytes) throw new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const id = randomBytes(6).toString('hex');
     const upload = path.join(layout.tmp, `upload-${id}.tar.gz`);
     const tree = path.join(layout.tmp, `tree-${id}`);
     try {
-      const { size, sha256: contentHash } = await receiveBody(req, upload, {
+      const { size, sha256: contentHash } = await receiveBody(body, upload, {
         maxBytes: limits.maxUploadBytes,
         tooLarge: `the tarball is over the ${limits.maxUploadBytes}-byte limit`,
       });
@@ -402,7 +418,10 @@ export class ProjectService {
   }
 
   list(): Array<{ name: string; revision: number | null; created_at: string }> {
-    return this.options.db.prepare('SELECT name, active_revision AS revision, created_at FROM projects ORDER BY name').all() as Array<{
+    // Recipes' projects are the server's own: GET /api/v1/recipes shows them.
+    return this.options.db
+      .prepare('SELECT name, active_revision AS revision, created_at FROM projects WHERE name NOT LIKE ? ORDER BY name')
+      .all(`${RECIPE_PROJECT_PREFIX}%`) as Array<{
       name: string;
       revision: number | null;
       created_at: string;

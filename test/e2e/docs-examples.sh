@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The curl examples of Computalot's docs (Projects, Project Setup, Jobs, Results & Artifacts,
-# Billing), run as written against `cycle server`: only the host ($BASE_URL) and $TOKEN differ.
-# Needs: BASE_URL, TOKEN (a server started with --balance of at least $5), curl, jq.
+# Billing, Recipes), run as written against `cycle server`: only the host ($BASE_URL) and $TOKEN
+# differ. Needs: BASE_URL, TOKEN (a server started with --balance of at least $5 and
+# --recipes test/fixtures/recipes), curl, jq.
 set -euo pipefail
 
 work=$(mktemp -d)
@@ -107,5 +108,59 @@ jq -e '.quote.shortfall_usd > 0 and .quote.required_usd > .quote.available_usd' 
 
 # ---- Feedback (no token) ----
 [ "$(status "$BASE_URL/api/v1/feedback" -X POST -H "Content-Type: application/json" -d '{"type": "bug", "title": "t", "description": "d"}')" = 201 ] || fail "feedback: $(cat body.json)"
+
+# ---- Recipes: discover, submit both ways (the docs' packing example), a payload off the schema ----
+# The docs' examples print what they get; the checks read the same answers.
+# List all recipes
+curl -sS "$BASE_URL/api/v1/recipes" -H "Authorization: Bearer $TOKEN" > recipes.json
+jq -e '.recipes[] | select(.name == "packing") | (.description | type == "string") and ([.operations[].name] | index("eval") != null)' recipes.json > /dev/null || fail "recipe list: $(cat recipes.json)"
+# Inspect one recipe's schema and operations
+curl -sS "$BASE_URL/api/v1/recipes/packing" -H "Authorization: Bearer $TOKEN" > packing.json
+jq -e '.name == "packing" and (.payload_schema.properties.candidate | type == "object") and .schema == .payload_schema and (.operations | length > 0)' packing.json > /dev/null || fail "recipe detail: $(cat packing.json)"
+
+routed=$(curl -sS "$BASE_URL/api/v1/recipes/packing/jobs" \
+-X POST \
+-H "Authorization: Bearer $TOKEN" \
+-H "Content-Type: application/json" \
+-d '{
+"payload": {
+"operation": "eval",
+"candidate": [0.12, 0.31, 0.88, 0.45, 0.67, 0.23, 0.91, 0.14, 0.56, 0.78, 0.33, 0.62, 0.85, 0.19, 0.44, 0.71, 0.28, 0.93, 0.16, 0.59, 0.82, 0.37, 0.65, 0.11, 0.48, 0.74, 0.26, 0.89, 0.52, 0.18, 0.69, 0.41, 0.95, 0.32, 0.76, 0.22, 0.58, 0.84, 0.13, 0.47, 0.73, 0.39, 0.66, 0.21, 0.87]
+},
+"timeout_s": 300
+}')
+generic=$(curl -sS "$BASE_URL/api/v1/jobs" \
+-X POST \
+-H "Authorization: Bearer $TOKEN" \
+-H "Content-Type: application/json" \
+-d '{
+"recipe": "packing",
+"payload": {
+"operation": "eval",
+"candidate": [0.12, 0.31, 0.88, 0.45, 0.67, 0.23, 0.91, 0.14, 0.56, 0.78, 0.33, 0.62, 0.85, 0.19, 0.44, 0.71, 0.28, 0.93, 0.16, 0.59, 0.82, 0.37, 0.65, 0.11, 0.48, 0.74, 0.26, 0.89, 0.52, 0.18, 0.69, 0.41, 0.95, 0.32, 0.76, 0.22, 0.58, 0.84, 0.13, 0.47, 0.73, 0.39, 0.66, 0.21, 0.87]
+},
+"timeout_s": 300
+}')
+# The fixture scores a candidate as its mean (test/fixtures/recipes/packing/packing.py).
+expected=$(jq '[.payload.candidate[]] | add / length' <<< "$routed")
+for job in "$routed" "$generic"; do
+  id=$(jq -r '.id' <<< "$job")
+  [[ "$id" == job_* && "$(jq -r '.recipe' <<< "$job")" == packing ]] || fail "recipe submit: $job"
+  for _ in $(seq 1 120); do
+    state=$(curl -sS "$BASE_URL/api/v1/jobs/$id" -H "Authorization: Bearer $TOKEN" | jq -r '.status')
+    case "$state" in completed|partial|failed|cancelled) break ;; esac
+    sleep 1 # the docs' poll loop
+  done
+  [ "$state" = completed ] || fail "recipe job $id ended $state: $(curl -sS "$BASE_URL/api/v1/jobs/$id/output" -H "Authorization: Bearer $TOKEN")"
+  curl -sS "$BASE_URL/api/v1/results/$id" -H "Authorization: Bearer $TOKEN" > results.json
+  jq -e --argjson expected "$expected" '.items[0].result | .operation == "eval" and .feasible and ((.score - $expected) | fabs < 0.000001)' results.json > /dev/null || fail "recipe result: $(cat results.json)"
+  curl -sS "$BASE_URL/api/v1/artifacts?job=$id" -H "Authorization: Bearer $TOKEN" | jq -e '[.artifacts[].name] == ["score.json"]' > /dev/null || fail "recipe artifacts of $id"
+done
+
+# "If a submit fails with 422, inspect GET /api/v1/recipes/:name": a candidate of the wrong length.
+code=$(status "$BASE_URL/api/v1/recipes/packing/jobs" -X POST -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
+  -d '{"payload": {"operation": "eval", "candidate": [0.12, 0.31]}, "timeout_s": 300}')
+[ "$code" = 422 ] || fail "a payload off the schema got $code: $(cat body.json)"
+jq -e '.error.field == "payload.candidate" and (.error.message | contains("GET /api/v1/recipes/packing"))' body.json > /dev/null || fail "the 422 does not name the field: $(cat body.json)"
 
 echo "docs examples OK"

@@ -287,6 +287,7 @@ const rows: Row[] = [
     workers: '8',
     balance: '10',
   }),
+  row(server, ['server', '--recipes', '/srv/recipes'], { port: '8787', host: '127.0.0.1', recipes: '/srv/recipes' }),
   row(doctor, ['doctor', '--json'], { json: true }),
   row(completion, ['completion', 'fish'], { shell: 'fish' }),
   row(help, ['help'], { topic: [] }),
