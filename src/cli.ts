@@ -58,20 +58,7 @@ const groups: LazyGroup[] = [
         import('./commands/job/read.command.js'),
         import('./commands/job/pull.command.js'),
       ]);
-      return [
-        submit,
-        queue,
-        batch,
-        jobRead.list,
-        jobRead.get,
-        jobRead.tasks,
-        jobRead.results,
-        jobRead.logs,
-        jobRead.tail,
-        jobRead.watch,
-        jobRead.cancel,
-        pull,
-      ];
+      return [submit, queue, batch, jobRead.list, jobRead.get, jobRead.tasks, jobRead.results, jobRead.logs, jobRead.tail, jobRead.watch, jobRead.cancel, pull];
     },
   },
   {

@@ -63,7 +63,11 @@ function initLine(runtime: ComputalotManifest['runtime']): string | undefined {
     commands: commands.map((c) => ({
       command: c.command,
       cwd: c.cwd ?? null,
-      env: Object.fromEntries(Object.keys(c.env).sort().map((key) => [key, c.env[key]])),
+      env: Object.fromEntries(
+        Object.keys(c.env)
+          .sort()
+          .map((key) => [key, c.env[key]]),
+      ),
     })),
     workdir: runtime.workdir,
   };

@@ -9,6 +9,7 @@ import { tarStream } from '../pack/tar.js';
 import { toTarEntries } from '../pack/select.js';
 import { LABELS, repositoryComponent, shortHash } from './images.js';
 import { applyInitCommands } from './oci-init.js';
+import { shellQuote } from '../util/shell.js';
 import { checkBuildFlags, type BuildMode, type ImageBuildOptions, type ImageBuildResult } from './cycleswap-build.js';
 
 /**
@@ -121,12 +122,14 @@ export async function runValidationChecks(
   const workdir = project.manifest.runtime.workdir;
   const results: CheckResult[] = [];
   if (validation.executables.length > 0 || validation.files.length > 0) {
-    const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
     const script = [
       ...validation.executables.map(
-        (exe) => `if command -v ${quote(exe)} >/dev/null 2>&1; then echo "ok executable ${exe}"; else echo "fail executable ${exe}"; fi`,
+        (exe) =>
+          `if command -v ${shellQuote(exe)} >/dev/null 2>&1; then printf 'ok executable %s\\n' ${shellQuote(exe)}; else printf 'fail executable %s\\n' ${shellQuote(exe)}; fi`,
       ),
-      ...validation.files.map((file) => `if [ -e ${quote(file)} ]; then echo "ok file ${file}"; else echo "fail file ${file}"; fi`),
+      ...validation.files.map(
+        (file) => `if [ -e ${shellQuote(file)} ]; then printf 'ok file %s\\n' ${shellQuote(file)}; else printf 'fail file %s\\n' ${shellQuote(file)}; fi`,
+      ),
     ].join('\n');
     const output = await capture(
       docker,

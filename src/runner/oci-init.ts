@@ -67,7 +67,10 @@ export async function applyInitCommands(run: InitRun): Promise<string> {
       const dockerfile = Buffer.from(step.dockerfile);
       try {
         ({ imageId } = await docker.build({
-          context: { kind: 'tar', open: () => tarStream([{ path: 'Dockerfile', type: 'file', size: dockerfile.length, executable: false, source: dockerfile }]) },
+          context: {
+            kind: 'tar',
+            open: () => tarStream([{ path: 'Dockerfile', type: 'file', size: dockerfile.length, executable: false, source: dockerfile }]),
+          },
           buildArgs: step.buildArgs,
           tags: [tag],
           // Labels are in the Dockerfile (each --label is a step of its own on the legacy builder).

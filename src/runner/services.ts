@@ -119,16 +119,14 @@ export function servicesScript(services: readonly Service[], workdir: string): s
 function serviceFunctions(service: Service, i: number, workdir: string): string[] {
   const cwd = service.cwd === undefined ? undefined : path.posix.resolve(workdir, service.cwd);
   // cd and env in the child only: the entrypoint keeps the container's own.
-  const setup = [...(cwd === undefined ? [] : [`  cd ${shellQuote(cwd)} || exit 1`]), ...Object.entries(service.env).map(([k, v]) => `  export ${shellQuote(`${k}=${v}`)}`)];
+  const setup = [
+    ...(cwd === undefined ? [] : [`  cd ${shellQuote(cwd)} || exit 1`]),
+    ...Object.entries(service.env).map(([k, v]) => `  export ${shellQuote(`${k}=${v}`)}`),
+  ];
   const words = (command: readonly string[]): string => command.map(shellQuote).join(' ');
   const prefix = servicePrefix(service.name);
   const timeout = `${service.ready_timeout_s}s`;
-  const restart =
-    service.restart === 'never'
-      ? ['    break']
-      : service.restart === 'on_failure'
-        ? ['    if [ "$code" -eq 0 ]; then break; fi']
-        : [];
+  const restart = service.restart === 'never' ? ['    break'] : service.restart === 'on_failure' ? ['    if [ "$code" -eq 0 ]; then break; fi'] : [];
   const lines = [
     `P${i}=${shellQuote(prefix)} N${i}=${shellQuote(service.name)} h${i}=0 hp${i}= s${i}= c${i}=0 k${i}=0 r${i}= last${i}=`,
     `cycle_run_${i}() {`,

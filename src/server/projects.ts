@@ -103,7 +103,8 @@ export class ProjectService {
   ): Promise<PushResponse> {
     const { layout, limits, db } = this.options;
     if (flags.rebuild && flags.clean) throw new HttpError(422, 'invalid_flags', 'rebuild and clean cannot be used together', 'clean');
-    if ((flags.declaredBytes ?? 0) > limits.maxUploadBytes) throw new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
+    if ((flags.declaredBytes ?? 0) > limits.maxUploadBytes)
+      throw new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const id = randomBytes(6).toString('hex');
     const upload = path.join(layout.tmp, `upload-${id}.tar.gz`);

@@ -104,7 +104,10 @@ export async function loadRecipes(dir: string): Promise<Recipe[]> {
       // Compiled under the draft's own spelling of `$schema` (ajv knows each by one).
       validate = validators[draft.name].compile(payloadSchema.$schema === undefined ? payloadSchema : { ...payloadSchema, $schema: draft.id });
     } catch (error) {
-      throw recipeError(`${schemaFile}: not a valid JSON Schema (draft ${draft.name}): ${(error as Error).message}`, 'fix the schema; `$schema` picks the draft');
+      throw recipeError(
+        `${schemaFile}: not a valid JSON Schema (draft ${draft.name}): ${(error as Error).message}`,
+        'fix the schema; `$schema` picks the draft',
+      );
     }
     await checkRecipeProject(folder);
     recipes.push({
@@ -160,7 +163,10 @@ async function readJsonFile(file: string): Promise<unknown> {
   try {
     text = await fs.readFile(file, 'utf8');
   } catch (error) {
-    throw recipeError(`${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'every recipe folder holds recipe.json and payload.schema.json');
+    throw recipeError(
+      `${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`,
+      'every recipe folder holds recipe.json and payload.schema.json',
+    );
   }
   try {
     return JSON.parse(text);
@@ -307,7 +313,13 @@ function describeSchemaError(error: ErrorObject): { field: string; message: stri
     case 'additionalProperties':
       return { field: at(String(params.additionalProperty)), message: 'not a field this recipe takes: leave it out' };
     case 'enum':
-      return { field: at(), message: `expected one of ${[params.allowedValues].flat().map((v: unknown) => JSON.stringify(v)).join(', ')}` };
+      return {
+        field: at(),
+        message: `expected one of ${[params.allowedValues]
+          .flat()
+          .map((v: unknown) => JSON.stringify(v))
+          .join(', ')}`,
+      };
     case 'const':
       return { field: at(), message: `expected ${JSON.stringify(params.allowedValue)}` };
     case 'type':

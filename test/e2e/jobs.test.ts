@@ -23,8 +23,7 @@ beforeAll(async () => {
   env = { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, XDG_CONFIG_HOME: config };
   projectDir = await tempDir('cycle-e2e-jobs-');
   await writeFiles(projectDir, {
-    '.cycleswap/manifest.toml':
-      `[main]\nname = "${PROJECT}"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
+    '.cycleswap/manifest.toml': `[main]\nname = "${PROJECT}"\nvolumes = ["gate"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
     '.cycleswap/run.sh': 'python3 task.py\n',
     '.cycleswap/build.sh': 'true\n',
     // With "gate" in its payload, a task reports progress until the test opens the gate (a file

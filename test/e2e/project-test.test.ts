@@ -386,7 +386,11 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
       const p = await ociProject(
         withServices([
           { name: 'sidecar', command: ['sh', '-c', 'echo "sidecar up"; exec sleep 300'] },
-          { name: 'checked', command: ['sh', '-c', 'echo "checked up"; : > /tmp/checked-ready; exec sleep 300'], healthcheck: { command: ['test', '-f', '/tmp/checked-ready'] } },
+          {
+            name: 'checked',
+            command: ['sh', '-c', 'echo "checked up"; : > /tmp/checked-ready; exec sleep 300'],
+            healthcheck: { command: ['test', '-f', '/tmp/checked-ready'] },
+          },
         ]),
       );
       const result = await cycle(['project', 'test', '--payload', '{"steps": 3}'], { cwd: p.root });
@@ -501,7 +505,7 @@ describe('project test: runtime.init on real Docker', () => {
   }
   const resultOf = (stdout: string): Record<string, unknown> => JSON.parse(stdout.slice(stdout.indexOf('{'))) as Record<string, unknown>;
 
-  it('docs-runtime-init: init runs once, before the task, and its files are in the task\'s image; an unchanged second run does not run it again', async () => {
+  it("docs-runtime-init: init runs once, before the task, and its files are in the task's image; an unchanged second run does not run it again", async () => {
     const root = await copyProject(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'));
     const first = await cycle(['project', 'test'], { cwd: root });
     expect(first.code, first.stderr).toBe(0);
@@ -611,7 +615,11 @@ describe('project test: runtime.init on real Docker', () => {
 });
 
 describe('project test: Ctrl-C', () => {
-  async function interrupt(p: E2EProject, waitText: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; tmp: string }> {
+  async function interrupt(
+    p: E2EProject,
+    waitText: string,
+    env: Record<string, string> = {},
+  ): Promise<{ code: number; stdout: string; stderr: string; tmp: string }> {
     const tmp = await tempDir('cycle-e2e-tmp-');
     const run = startCycle(['project', 'test'], { cwd: p.root, env: { ...env, TMPDIR: tmp } });
     await waitFor(() => run.output().stdout.includes(waitText) || run.output().stderr.includes(waitText), 60_000, waitText);

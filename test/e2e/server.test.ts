@@ -236,7 +236,11 @@ describe('cycle server with real Docker', () => {
     const root = await tempDir('cycle-e2e-init-');
     await fs.cp(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', 'docs-runtime-init'), root, { recursive: true });
     expect((await api.push(INIT_DEMO, root)).status).toBe(201);
-    const inits = (): number => server.log().split('\n').filter((line) => line.includes(`project ${INIT_DEMO}: running init "sync deps"`)).length;
+    const inits = (): number =>
+      server
+        .log()
+        .split('\n')
+        .filter((line) => line.includes(`project ${INIT_DEMO}: running init "sync deps"`)).length;
     const initOf = async (jobId: string): Promise<string[]> =>
       (await api.call('GET', `/api/v1/results/${jobId}`)).body.items.map((i: { result: { init: string } }) => i.result.init);
     const first = await api.submit({ project: INIT_DEMO, fan_out: { items: [{ n: 1 }, { n: 2 }] } });
@@ -312,7 +316,9 @@ describe('cycle server: runtime.services', () => {
     expect(goodOutput).toContain('[service kv] healthy\n');
 
     // A healthcheck that never passes (nothing listens on port 9).
-    await writeFiles(root, { 'computalot.project.json': manifest(['python3', '-c', 'import socket; socket.create_connection(("127.0.0.1", 9), timeout=1)'], 2) });
+    await writeFiles(root, {
+      'computalot.project.json': manifest(['python3', '-c', 'import socket; socket.create_connection(("127.0.0.1", 9), timeout=1)'], 2),
+    });
     expect((await api.push(OCI_SERVICES, root)).status).toBe(201);
     const bad = await api.submit({ project: OCI_SERVICES, payload: { x: 3 } });
     expect((await api.waitJob(bad.id)).status).toBe('failed');

@@ -16,8 +16,7 @@ beforeAll(async () => {
   env = { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, XDG_CONFIG_HOME: await tempDir('cycle-cfg-'), XDG_DATA_HOME: await tempDir('cycle-data-') };
   projectDir = await tempDir('cycle-e2e-volumes-');
   await writeFiles(projectDir, {
-    '.cycleswap/manifest.toml':
-      `[main]\nname = "${PROJECT}"\nvolumes = ["corpus"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
+    '.cycleswap/manifest.toml': `[main]\nname = "${PROJECT}"\nvolumes = ["corpus"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
     // Task 0 reports the volume and writes first.txt at once; task 1 takes its time, then writes second.txt.
     '.cycleswap/run.sh': [
       'out="${CYCLE_ARTIFACTS_DIR:-/artifacts}"',

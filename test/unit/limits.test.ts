@@ -258,8 +258,7 @@ describe('the reclaim helper (gives back files a job left owned by root)', () =>
     return docker;
   }
 
-  const helperOf = (docker: FakeDocker): ContainerSpec[] =>
-    docker.containersRun.filter((spec) => spec.name === 'cycle-t1-reclaim');
+  const helperOf = (docker: FakeDocker): ContainerSpec[] => docker.containersRun.filter((spec) => spec.name === 'cycle-t1-reclaim');
 
   it('runs as root with no network, CHOWN and DAC_READ_SEARCH only, no new privileges, small limits', async () => {
     const [helper, ...more] = helperOf(await runJob(true, false));

@@ -135,7 +135,7 @@ describe('the scheduler', () => {
     expect((await finished(id)).status).toBe('completed');
   });
 
-  it("_shared.resolve of a finished job: its results document is built once, not once per task, and every task gets it", async () => {
+  it('_shared.resolve of a finished job: its results document is built once, not once per task, and every task gets it', async () => {
     await startWithProject();
     const first = await submit({});
     await docker.whenRunning(1);

@@ -232,9 +232,12 @@ describe('the local backend: jobs', () => {
       expect(job.status).toBe(201);
       // Waits for the job's end and asserts it (a loaded machine may take seconds).
       await waitFor(async () => (await api('GET', `/api/v1/jobs/${job.body.id}`)).body.status === 'failed', 20_000, 'the job to fail');
-      const tasks = (await api('GET', `/api/v1/jobs/${job.body.id}/tasks`)).body.tasks as Array<{ error: string }>;
+      const tasks = (await api('GET', `/api/v1/jobs/${job.body.id}/tasks`)).body.tasks as Array<{ id: string; error: string }>;
       expect(tasks[0]!.error).toBe('ran out of memory (limit 1.0 GiB): the kernel killed it');
-      const spec = (docker.called('runContainer') as Array<{ name: string; network?: string; confinement?: Record<string, unknown> }>).at(-1)!;
+      // This task's container (jobs of earlier tests may still be running theirs).
+      const spec = (docker.called('runContainer') as Array<{ name: string; network?: string; confinement?: Record<string, unknown> }>).find(
+        (run) => run.name === `cycle-server-${tasks[0]!.id}`,
+      )!;
       expect(spec.network).toBe('none');
       expect(spec.confinement).toMatchObject({ noNewPrivileges: true, capDrop: ['ALL'], memoryBytes: 2 ** 30, nanoCpus: 1e9, pidsLimit: 4096 });
     } finally {

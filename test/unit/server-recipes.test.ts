@@ -116,7 +116,9 @@ describe('submitting a recipe job', () => {
     expect(ran.length).toBe(before + 1);
     expect([ran.at(-1)!.entrypoint, ...ran.at(-1)!.command]).toEqual(['python3', 'packing.py']);
     const results = (await api('GET', `/api/v1/results/${job.id}`)).body;
-    expect(results.items).toEqual([expect.objectContaining({ status: 'succeeded', result: { scored: true }, payload: { operation: 'eval', candidate: CANDIDATE } })]);
+    expect(results.items).toEqual([
+      expect.objectContaining({ status: 'succeeded', result: { scored: true }, payload: { operation: 'eval', candidate: CANDIDATE } }),
+    ]);
   });
 
   it('POST /api/v1/jobs with "recipe": the same, with the timeout given', async () => {

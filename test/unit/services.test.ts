@@ -62,7 +62,9 @@ describe('taskSpec with runtime.services', () => {
   });
 
   it('with services: /bin/sh runs the supervisor, which gets the entrypoint (or the runner command) as its arguments', () => {
-    const manifest = manifestWith([{ name: 'web', command: ['python3', '-m', 'http.server'] }], { entrypoint: { command: ['python3', 'job.py'], env: { A: '1' } } });
+    const manifest = manifestWith([{ name: 'web', command: ['python3', '-m', 'http.server'] }], {
+      entrypoint: { command: ['python3', 'job.py'], env: { A: '1' } },
+    });
     const spec = taskSpec({ ...base, project: project(manifest) });
     expect(spec.entrypoint).toBe('/bin/sh');
     expect(spec.command[0]).toBe('-c');
@@ -188,7 +190,11 @@ describe.each(shells)('the supervisor script, run for real by %s', (...shell) =>
     const dir = await tempDir('cycle-services-');
     const services = servicesOf([
       // Ready only after a while: the healthcheck fails first.
-      { name: 'web', command: ['sh', '-c', 'echo starting; sleep 0.6; : > ready; echo listening; exec sleep 30'], healthcheck: { command: ['test', '-f', 'ready'] } },
+      {
+        name: 'web',
+        command: ['sh', '-c', 'echo starting; sleep 0.6; : > ready; echo listening; exec sleep 30'],
+        healthcheck: { command: ['test', '-f', 'ready'] },
+      },
     ]);
     const run = await runScript(shell, services, ['sh', '-c', 'if [ -f ready ]; then echo "saw ready"; fi; echo "COMPUTALOT_PROGRESS:{}"; exit 3'], dir);
     expect(run.code, run.stderr).toBe(3);
@@ -285,7 +291,11 @@ describe('MarkedLineFilter (the services marker, progress lines)', () => {
   it('holds a possible marked line only up to its cap, then passes it on as output', () => {
     let output = '';
     const marked: string[] = [];
-    const filter = new MarkedLineFilter('MARK:', (text) => (output += text), (rest) => marked.push(rest));
+    const filter = new MarkedLineFilter(
+      'MARK:',
+      (text) => (output += text),
+      (rest) => marked.push(rest),
+    );
     filter.push('MA');
     expect(output).toBe('');
     filter.push('RK:ok\nMARK:');
@@ -327,7 +337,8 @@ describe('runProjectTask with runtime.services (fake Docker)', () => {
   it('the supervisor runs as /bin/sh; its marker becomes the reason and stays out of the log', async () => {
     const docker = new FakeDocker();
     docker.onRun = (_spec, io) => {
-      for (const part of ['[service web] listening on 8', '080\n[service web] not healthy within 3s\nCOMPUTALOT_SERV', 'ICE_FAILED:web:timeout\n']) io.stderr(Buffer.from(part));
+      for (const part of ['[service web] listening on 8', '080\n[service web] not healthy within 3s\nCOMPUTALOT_SERV', 'ICE_FAILED:web:timeout\n'])
+        io.stderr(Buffer.from(part));
       return SERVICE_FAILED_EXIT;
     };
     const { outcome, stderr, spec } = await run(docker, services);
