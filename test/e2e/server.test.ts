@@ -15,6 +15,9 @@ const OCI_DEMO = testProjectName('oci-demo');
 const INIT_DEMO = testProjectName('init-demo');
 const INIT_FAIL = testProjectName('init-fail');
 const OCI_SERVICES = testProjectName('oci-services');
+const DOCS_EXAMPLES = ['docs-minimal', 'docs-build', 'docs-validation', 'docs-runtime-init', 'docs-runtime-services', 'docs-all-sections'];
+const docsExampleProject = (example: string): string => testProjectName(example);
+const DOCS_PROJECTS = DOCS_EXAMPLES.map(docsExampleProject);
 
 beforeAll(async () => {
   server = await startServerProcess({ workers: 3 });
@@ -27,7 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await server.stop('SIGTERM');
-  await removeTestProjectImages([TOOLS, OCI_DEMO, INIT_DEMO, INIT_FAIL, OCI_SERVICES]);
+  await removeTestProjectImages([TOOLS, OCI_DEMO, INIT_DEMO, INIT_FAIL, OCI_SERVICES, ...DOCS_PROJECTS]);
 });
 
 const runner = (mode: string) => ['python3', 'tools.py', mode];
@@ -274,6 +277,32 @@ describe('cycle server with real Docker', () => {
     expect(task.error).not.toContain(server.dataDir);
     const status = (await api.call('GET', `/api/v1/projects/${INIT_FAIL}/status`)).body;
     expect(status.build).toMatchObject({ state: 'failed', error: expect.stringContaining('runtime.init.commands[0] "seed data" exited with code 7') });
+  });
+});
+
+describe("cycle server: the Project Manifest page's examples run as pushed", () => {
+  it.each(DOCS_EXAMPLES.map((example, index) => [example, DOCS_PROJECTS[index]!]))('%s', async (example, project) => {
+    const root = await tempDir('cycle-e2e-docs-');
+    await fs.cp(path.join(import.meta.dirname, '..', 'fixtures', 'manifests', example), root, { recursive: true });
+    expect((await api.push(project, root)).status).toBe(201);
+    const job = await api.submit({ project, payload: { n: 1 } });
+    const done = await api.waitJob(job.id);
+    const output = (await api.call('GET', `/api/v1/jobs/${job.id}/output`)).body.tasks[0].output as string;
+    expect(done.status, output).toBe('completed');
+    const [item] = (await api.call('GET', `/api/v1/results/${job.id}`)).body.items as Array<{ result: Record<string, unknown> }>;
+    expect(item!.result.echo).toEqual({ n: 1 });
+    // build.target and build.args reach the server's docker build (the stage after the target would fail).
+    expect(item!.result.build_args).toBe(example === 'docs-build' || example === 'docs-all-sections' ? 'python 3.11' : null);
+    if (example === 'docs-runtime-init' || example === 'docs-all-sections') {
+      expect(item!.result.init).toMatch(/^synced in \/workspace with UV_LINK_MODE=copy, run [0-9a-f-]{36}$/);
+      expect(server.log()).toContain(`project ${project}: running init "sync deps"`);
+    }
+    // The service was healthy before the entrypoint ran.
+    if (example === 'docs-runtime-services' || example === 'docs-all-sections') {
+      expect(output).toContain('[service embedder] healthy');
+      expect(output.indexOf('[service embedder] healthy')).toBeLessThan(output.lastIndexOf('[cycle] task 0 succeeded'));
+    }
+    if (example === 'docs-runtime-services') expect(item!.result.service).toBe('hello from the embedder');
   });
 });
 
