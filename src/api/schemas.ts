@@ -61,18 +61,20 @@ export const requirementsSchema = z.strictObject({
   storage_gb: z.number().positive().max(1_000_000).optional(),
 });
 
+/** A job's `timeout_s`: whole seconds, at most a week (project jobs and recipe jobs alike). */
+export const jobTimeoutSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(7 * 24 * 3600);
+
 export const jobRequestSchema = z.strictObject({
   type: z.enum(JOB_TYPES).default('structured_runner'),
   project: projectName,
   runner_command: command.optional(),
   reduce_command: command.optional(),
   payload: jsonObject.default({}),
-  timeout_s: z
-    .number()
-    .int()
-    .min(1)
-    .max(7 * 24 * 3600)
-    .optional(),
+  timeout_s: jobTimeoutSeconds.optional(),
   profile: z.string().min(1).max(64).optional(),
   requirements: requirementsSchema.optional(),
   fan_out: fanOutSchema.optional(),

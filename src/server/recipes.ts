@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import * as z from 'zod';
-import { recipeJobRequestSchema, type JobRequest } from '../api/schemas.js';
+import { jobTimeoutSeconds, recipeJobRequestSchema, type JobRequest } from '../api/schemas.js';
 import { CycleError, ExitCode } from '../errors.js';
 import { formatDiagnostic } from '../project/diagnostics.js';
 import { checkProjectAt, projectFormatsAt } from '../project/load.js';
@@ -27,12 +27,7 @@ const recipeFileSchema = z.strictObject({
     .max(200)
     .default([]),
   /** The job's timeout when the request gives none. */
-  timeout_s: z
-    .number()
-    .int()
-    .min(1)
-    .max(7 * 24 * 3600)
-    .optional(),
+  timeout_s: jobTimeoutSeconds.optional(),
 });
 
 /** A recipe as the server serves it: its metadata, its payload schema compiled, and its project folder. */
