@@ -52,7 +52,9 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
           // An event named only inside its data (no `event:` line) is read by that name.
           const named = message.event ?? 'message';
           if (named !== 'message' && !KNOWN_EVENT_TYPES.has(named)) continue;
-          const event = parseEvent(path, message.data);
+          // An unnamed message that is not an event object (a heartbeat such as `data: ping`) is skipped too.
+          const event = named === 'message' ? unnamedEvent(message.data) : parseEvent(path, message.data);
+          if (event === undefined) continue;
           const type = named === 'message' ? (event.type ?? 'message') : named;
           if (!KNOWN_EVENT_TYPES.has(type)) continue;
           yield { id: message.id ?? '', type, event };
@@ -80,6 +82,18 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
     options.onReconnect?.(failures, reason);
     await sleep(Math.min(5000, 250 * 2 ** (failures - 1)));
   }
+}
+
+/** An unnamed message's data as an event, or undefined when it is not one (not JSON, or not an event's shape). */
+function unnamedEvent(data: string): StreamEventView | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  const result = streamEventViewSchema.safeParse(value);
+  return result.success ? result.data : undefined;
 }
 
 /** An event's data, checked like every other answer of the API. */

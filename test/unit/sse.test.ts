@@ -53,4 +53,17 @@ describe('following an event stream: what ends it, what is a drop', () => {
     expect(seen).toEqual([{ id: '1', type: 'job', event }]);
     expect(requests()).toBe(2);
   });
+
+  it('unnamed messages that are not events (a `data: ping` heartbeat, a JSON array) and unknown event types are skipped, not a drop', async () => {
+    const event = { type: 'job', job_id: 'j1', task_id: null, project: 'demo', data: {}, at: '2026-11-23T12:00:00Z' };
+    const { api, requests } = await serve([
+      (response) =>
+        response
+          .writeHead(200, { 'content-type': 'text/event-stream' })
+          .end(`data: ping\n\ndata: [1, 2]\n\nevent: heartbeat\ndata: not json\n\nid: 1\ndata: ${JSON.stringify(event)}\n\nevent: end\ndata: {}\n\n`),
+    ]);
+    const seen = await drain(followEvents(api, '/api/v1/jobs/j1/events', { ...noWait, maxReconnects: 0 }));
+    expect(seen).toEqual([{ id: '1', type: 'job', event }]);
+    expect(requests()).toBe(1);
+  });
 });
