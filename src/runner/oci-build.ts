@@ -176,6 +176,18 @@ export async function runValidationChecks(
   return results;
 }
 
+/** The error for failed validation checks (undefined when all passed): each named, with the fix. */
+export function describeFailedChecks(checks: readonly CheckResult[]): CycleError | undefined {
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length === 0) return undefined;
+  return new CycleError({
+    message: `${failed.length} of ${checks.length} validation check${checks.length === 1 ? '' : 's'} failed in the built image`,
+    hint: 'install what is missing in the Dockerfile, or fix "validation" in computalot.project.json',
+    exitCode: ExitCode.invalidProject,
+    details: failed.map((c) => `${c.kind} ${c.name}: ${c.detail ?? 'failed'}`),
+  });
+}
+
 function checkLine(
   lines: string[],
   kind: 'executable' | 'file',

@@ -100,6 +100,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     checkInit: (project) => account.checkInit(project),
     log: options.log,
+    env: options.env ?? {},
   });
   let scheduler: Scheduler | undefined;
   const states = new JobStates({ db, events, layout });

@@ -12,7 +12,7 @@ import { formatDiagnostic } from '../project/diagnostics.js';
 import { collectBuildInputs } from '../build-hash/hash.js';
 import { ensureCycleswapImage, DEFAULT_MAX_LAYERS, type ImageBuildOptions } from '../runner/cycleswap-build.js';
 import type { BuildRecord, BuildStore } from '../runner/build-store.js';
-import { LABELS } from '../runner/images.js';
+import { LABELS, repositoryComponent } from '../runner/images.js';
 import { type DB, now, parseJson } from './db.js';
 import type { EventLog } from './events.js';
 import { ExtractFailed, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
@@ -21,6 +21,8 @@ import type { Layout } from './layout.js';
 import { unknownVolumes } from './volumes.js';
 import { isCycleError } from '../errors.js';
 import { presentBuildLine } from '../docker/build-output.js';
+import { gvisorRegistered, jobContainer } from '../runner/limits.js';
+import type { Env } from '../ui/streams.js';
 
 export interface RevisionRow {
   project: string;
@@ -48,6 +50,8 @@ export interface ProjectServiceOptions {
   checkInit: (project: string) => void;
   maxLayers?: number;
   log: (line: string) => void;
+  /** The server's environment (CYCLE_DOCKER_NETWORK, CYCLE_MEMORY_LIMIT): validation checks run under the job lock-down it sets. */
+  env?: Env;
 }
 
 export interface ProjectDocument {
@@ -345,6 +349,8 @@ export class ProjectService {
         project.format === 'cycleswap'
           ? await ensureCycleswapImage(project, options)
           : await import('../runner/oci-build.js').then(({ ensureOciImage }) => ensureOciImage(project, project.name ?? name, options));
+      // The manifest's preflight checks run while a revision is prepared, as the platform runs them at init.
+      if (project.format === 'computalot') await this.validate(project, name, number, image.imageId, docker);
       db.prepare('UPDATE revisions SET rebuild = 0, clean = 0 WHERE project = ? AND number = ?').run(name, number);
       setState('ready', null, image.imageId);
       return image.imageId;
@@ -353,6 +359,34 @@ export class ProjectService {
       setState('failed', message, null);
       throw new Error(`the project build failed: ${message}`);
     }
+  }
+
+  /**
+   * Runs `validation` (executables, files, commands) in the prepared image, locked down as a job
+   * is; any failure fails the revision's preparation, naming each failed check by its label.
+   */
+  private async validate(
+    project: Extract<Project, { format: 'computalot' }>,
+    name: string,
+    number: number,
+    imageId: string,
+    docker: DockerDriver,
+  ): Promise<void> {
+    if (!project.manifest.validation) return;
+    const sandbox = project.manifest.runtime.sandbox;
+    const container = jobContainer({
+      sandbox,
+      skipLimits: false,
+      gvisorRegistered: sandbox === 'gvisor' && (await gvisorRegistered(docker)),
+      env: this.options.env ?? {},
+    });
+    const { runValidationChecks, describeFailedChecks } = await import('../runner/oci-build.js');
+    const prefix = `cycle-server-check-${repositoryComponent(name)}-${number}-${randomBytes(3).toString('hex')}`;
+    const checks = await runValidationChecks(project, imageId, docker, (suffix) => `${prefix}-${suffix}`, container);
+    for (const check of checks)
+      this.options.log(`project ${name}: validation ${check.ok ? 'ok' : 'FAILED'}: ${check.kind} ${check.name}${check.detail ? `: ${check.detail}` : ''}`);
+    const failure = describeFailedChecks(checks);
+    if (failure) throw failure;
   }
 
   /** The server's "last build" record of a project (what the next build layers on). */

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -284,6 +285,68 @@ describe('the local backend: init', () => {
       expect(((await init.json()) as { error: { message: string } }).error.message).toContain('$5');
     } finally {
       await poor.close();
+    }
+  });
+});
+
+describe('the local backend: validation checks while a revision is prepared', () => {
+  const manifest = JSON.stringify({
+    version: 1,
+    runtime: { kind: 'oci', workdir: '/workspace' },
+    entrypoint: { command: ['python3', 'job.py'] },
+    validation: { executables: ['python3'], files: ['job.py'], commands: [{ label: 'numpy import', command: ['python3', '-c', 'import numpy'] }] },
+  });
+  const project: Parameters<typeof rawTarGz>[0] = [
+    { name: 'Dockerfile', body: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n' },
+    { name: 'computalot.project.json', body: manifest },
+    { name: 'job.py', body: 'print("hi")\n' },
+  ];
+
+  it('each check runs locked down; a failing one fails the preparation and the job, named by its label; passing checks let the job run', async () => {
+    let numpyInstalled = false;
+    const checks: Array<{ name: string; network?: string; confinement?: unknown }> = [];
+    docker.onRun = (spec, io) => {
+      if (!spec.name.startsWith('cycle-server-check-')) {
+        // The task: answers as job.py would, with a result file.
+        const file = spec.env.COMPUTALOT_TASK_RESULT;
+        const mount = spec.mounts.find((m) => file?.startsWith(`${m.target}/`));
+        if (file && mount) writeFileSync(path.join(mount.source, path.posix.relative(mount.target, file)), '{"ran": true}');
+        return 0;
+      }
+      checks.push(spec);
+      if (spec.name.endsWith('-checks')) {
+        io.stdout(Buffer.from('ok executable python3\nok file job.py\n'));
+        return 0;
+      }
+      if (numpyInstalled) return 0;
+      io.stderr(Buffer.from("ModuleNotFoundError: No module named 'numpy'\n"));
+      return 1;
+    };
+    try {
+      expect((await api('POST', '/api/v1/projects/checked/push', { raw: rawTarGz(project) })).status).toBe(201);
+      const failing = await api('POST', '/api/v1/jobs', { body: { project: 'checked' } });
+      expect(failing.status).toBe(201);
+      await waitFor(async () => (await api('GET', `/api/v1/jobs/${failing.body.id}`)).body.status === 'failed', 20_000, 'the job to fail');
+      const [task] = (await api('GET', `/api/v1/jobs/${failing.body.id}/tasks`)).body.tasks as Array<{ error: string }>;
+      expect(task!.error).toContain('1 of 3 validation checks failed in the built image');
+      expect(task!.error).toContain("command numpy import: exited with code 1: ModuleNotFoundError: No module named 'numpy'");
+      expect((await api('GET', '/api/v1/projects/checked/status')).body.build).toMatchObject({ state: 'failed' });
+      expect(checks.length).toBeGreaterThanOrEqual(2);
+      for (const check of checks) {
+        expect(check.network).toBe('none');
+        expect(check.confinement).toMatchObject({ noNewPrivileges: true, capDrop: ['ALL'] });
+      }
+
+      // The Dockerfile now installs it: a new revision passes its checks and the job runs.
+      numpyInstalled = true;
+      const fixed = project.map((entry) => (entry.name === 'Dockerfile' ? { ...entry, body: `${entry.body}RUN pip install numpy\n` } : entry));
+      expect((await api('POST', '/api/v1/projects/checked/push', { raw: rawTarGz(fixed) })).status).toBe(201);
+      const passing = await api('POST', '/api/v1/jobs', { body: { project: 'checked' } });
+      await waitFor(async () => ['completed', 'failed'].includes((await api('GET', `/api/v1/jobs/${passing.body.id}`)).body.status), 20_000, 'the job to end');
+      const ended = (await api('GET', `/api/v1/jobs/${passing.body.id}`)).body;
+      expect(ended.status, JSON.stringify((await api('GET', `/api/v1/jobs/${passing.body.id}/tasks`)).body)).toBe('completed');
+    } finally {
+      docker.onRun = () => 0;
     }
   });
 });

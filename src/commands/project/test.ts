@@ -227,7 +227,7 @@ async function validateImage(
   ctx: Context,
   event: (doc: Record<string, unknown>) => void,
 ): Promise<void> {
-  const { runValidationChecks } = await import('../../runner/oci-build.js');
+  const { runValidationChecks, describeFailedChecks } = await import('../../runner/oci-build.js');
   const checks = await runValidationChecks(project, image.imageId, docker, containerName, container, ctx.signal);
   if (checks.length === 0) return;
   for (const check of checks) {
@@ -235,15 +235,8 @@ async function validateImage(
     ctx.ui.info(line);
   }
   event({ event: 'validation', checks });
-  const failed = checks.filter((c) => !c.ok);
-  if (failed.length > 0) {
-    throw new CycleError({
-      message: `${failed.length} of ${checks.length} validation check${checks.length === 1 ? '' : 's'} failed in the built image`,
-      hint: 'install what is missing in the Dockerfile, or fix "validation" in computalot.project.json',
-      exitCode: ExitCode.invalidProject,
-      details: failed.map((c) => `${c.kind} ${c.name}: ${c.detail ?? 'failed'}`),
-    });
-  }
+  const failure = describeFailedChecks(checks);
+  if (failure) throw failure;
 }
 
 async function checkGpu(cuda: string, docker: DockerDriver, ctx: Context): Promise<boolean> {
