@@ -104,12 +104,13 @@ async function feed(source: Readable, tree: TreeWriter): Promise<void> {
       throw error;
     }
   }).catch((error: unknown) => {
-    if (stopped !== undefined) throw stopped;
     // Returning at the end marker aborts the streams before it: the archive itself is whole.
-    if (endOfArchive) return;
+    if (stopped === undefined && endOfArchive) return;
+    // zlib's error reaches the consumer's loop or pipeline first, whichever wins the race.
+    const first = stopped ?? error;
     // zlib's errors (Z_DATA_ERROR, Z_BUF_ERROR for a cut-off stream) are the client's.
-    if (errnoCode(error)?.startsWith('Z_')) throw new UnsafeTarball(`not a valid .tar.gz: ${(error as Error).message}`);
-    throw error;
+    if (errnoCode(first)?.startsWith('Z_')) throw new UnsafeTarball(`not a valid .tar.gz: ${(first as Error).message}`);
+    throw first;
   });
   parser.end();
   check();

@@ -288,6 +288,16 @@ describe('extraction: every failure settles and cleans up', () => {
     expect((outcome as Error).message).not.toContain(base);
   });
 
+  it("data that is not gzip is always the client's fault (zlib's error reaches the loop or pipeline first: a race), 200 times in a row", async () => {
+    const plain = rawTar(VALID_PROJECT);
+    const misread: unknown[] = [];
+    for (let attempt = 0; attempt < 200; attempt++) {
+      const outcome = await extractTarball(Readable.from([plain]), path.join(base, `plain-${attempt}`), LIMITS).catch((error: unknown) => error);
+      if (!(outcome instanceof UnsafeTarball)) misread.push(outcome);
+    }
+    expect(misread).toEqual([]);
+  });
+
   it('a failing source settles and removes the tree', async () => {
     const gz = rawTarGz([{ name: 'a.txt', body: 'a' }, bigFile]);
     const failing = Readable.from(
