@@ -53,7 +53,7 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
           const named = message.event ?? 'message';
           if (named !== 'message' && !KNOWN_EVENT_TYPES.has(named)) continue;
           // An unnamed message that is not an event object (a heartbeat such as `data: ping`) is skipped too.
-          const event = named === 'message' ? unnamedEvent(message.data) : parseEvent(path, message.data);
+          const event = parseEvent(path, message.data, named === 'message');
           if (event === undefined) continue;
           const type = named === 'message' ? (event.type ?? 'message') : named;
           if (!KNOWN_EVENT_TYPES.has(type)) continue;
@@ -84,28 +84,21 @@ export async function* followEvents(api: ApiClient, path: string, options: Follo
   }
 }
 
-/** An unnamed message's data as an event, or undefined when it is not one (not JSON, or not an event's shape). */
-function unnamedEvent(data: string): StreamEventView | undefined {
+/**
+ * An event's data, checked like every other answer of the API. For an unnamed message (`lenient`),
+ * data that is not an event (not JSON, or not an event's shape) is undefined instead of an error.
+ */
+function parseEvent(path: string, data: string, lenient = false): StreamEventView | undefined {
   let value: unknown;
   try {
     value = JSON.parse(data);
   } catch {
-    return undefined;
-  }
-  const result = streamEventViewSchema.safeParse(value);
-  return result.success ? result.data : undefined;
-}
-
-/** An event's data, checked like every other answer of the API. */
-function parseEvent(path: string, data: string): StreamEventView {
-  let value: unknown;
-  try {
-    value = JSON.parse(data);
-  } catch {
+    if (lenient) return undefined;
     throw new CycleError({ message: `${path}: an event that is not JSON: ${data.slice(0, 80)}`, exitCode: ExitCode.network });
   }
   const result = streamEventViewSchema.safeParse(value);
   if (!result.success) {
+    if (lenient) return undefined;
     const issue = result.error.issues[0]!;
     throw new CycleError({
       message: `${path}: an event does not have the expected shape: ${issue.path.join('.') || '(event)'}: ${issue.message}`,
