@@ -6,6 +6,8 @@ export { colorEnabled } from './ui/streams.js';
 import type { Exec } from './util/exec.js';
 import type { DockerDriver } from './docker/driver.js';
 import { createPrompter, type Prompter } from './ui/prompt.js';
+import type { ApiClient } from './api/client.js';
+import type { ConnectFlags } from './api/connect.js';
 
 export interface Clock {
   now(): number;
@@ -35,6 +37,12 @@ export interface Context {
   exec: Exec;
   prompt: Prompter;
   docker(): Promise<DockerDriver>;
+  /**
+   * The API client for the configured server (`--api-url` > env > project config > user
+   * config), built on first use and once per settings; throws the usage or auth error that
+   * says what is missing. Commands get their client here, never by hand.
+   */
+  api(flags?: ConnectFlags): Promise<ApiClient>;
   /** $XDG_CONFIG_HOME/cycle */
   configDir: string;
   /** $XDG_DATA_HOME/cycle */
@@ -103,7 +111,9 @@ export function createContext(init: ContextInit): Context {
   );
   const exec = init.exec ?? execOnFirstUse;
   let driver: Promise<DockerDriver> | undefined;
-  return {
+  // The API client's modules (undici, zod) load when a command first asks for it.
+  let apiClients: Promise<(flags?: ConnectFlags) => Promise<ApiClient>> | undefined;
+  const ctx: Context = {
     io: init.io,
     env: init.env,
     cwd: init.cwd,
@@ -119,9 +129,14 @@ export function createContext(init: ContextInit): Context {
         driver ??= createDockerDriver(init.env, (line) => ui.debug(line));
         return driver;
       }),
+    api: async (flags) => {
+      apiClients ??= import('./api/connect.js').then(({ apiClientFactory }) => apiClientFactory(ctx));
+      return (await apiClients)(flags);
+    },
     configDir: userConfigDir(init.env),
     dataDir: userDataDir(init.env),
   };
+  return ctx;
 }
 
 /** The Engine API driver when the daemon's socket can be reached directly, else the docker CLI. */

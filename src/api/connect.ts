@@ -9,8 +9,16 @@ export interface ConnectFlags {
   apiUrl?: string;
 }
 
-/** An API client for the configured server (flags > env > project config > user config). */
-export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<ApiClient> {
+/** What one API client is built for: the server, the token and the HTTP settings from the environment. */
+export interface ApiConnection {
+  baseUrl: string;
+  token: string | undefined;
+  timeoutMs?: number;
+  attempts?: number;
+}
+
+/** The configured server (flags > env > project config > user config), or the error that says what is missing. */
+export async function resolveApiConnection(ctx: Pick<Context, 'cwd' | 'env' | 'configDir'>, flags: ConnectFlags = {}): Promise<ApiConnection> {
   let projectRoot: string | undefined;
   try {
     projectRoot = (await findProjectRoot(ctx.cwd)).root;
@@ -26,18 +34,40 @@ export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<A
     });
   }
   if (settings.tokenWithheld) throw new CycleError({ ...settings.tokenWithheld, exitCode: ExitCode.auth });
-  const { ApiClient } = await import('./client.js');
   const seconds = Number(ctx.env.CYCLE_HTTP_TIMEOUT);
   const attempts = Number(ctx.env.CYCLE_HTTP_RETRIES);
-  return new ApiClient({
+  return {
     baseUrl: settings.apiUrl,
     token: settings.token,
-    version: ctx.version,
-    debug: (line) => ctx.ui.debug(line),
     ...(seconds > 0 ? { timeoutMs: seconds * 1000 } : {}),
     ...(attempts > 0 ? { attempts } : {}),
-    sleep: (ms) => ctx.clock.sleep(ms, ctx.signal),
-  });
+  };
+}
+
+/**
+ * `ctx.api`: the settings resolved on every call (as cheap as reading two small files), the
+ * client built once per settings, so the commands a process runs share its connections.
+ */
+export function apiClientFactory(ctx: Context): (flags?: ConnectFlags) => Promise<ApiClient> {
+  const clients = new Map<string, Promise<ApiClient>>();
+  return async (flags = {}) => {
+    const connection = await resolveApiConnection(ctx, flags);
+    const key = JSON.stringify(connection);
+    let client = clients.get(key);
+    if (!client) {
+      client = import('./client.js').then(
+        ({ ApiClient }) =>
+          new ApiClient({
+            ...connection,
+            version: ctx.version,
+            debug: (line) => ctx.ui.debug(line),
+            sleep: (ms) => ctx.clock.sleep(ms, ctx.signal),
+          }),
+      );
+      clients.set(key, client);
+    }
+    return client;
+  };
 }
 
 /**

@@ -1,10 +1,9 @@
 import type { Context } from '../context.js';
 import { ExitCode } from '../errors.js';
-import { connect } from '../api/connect.js';
 import type { AccountOptions } from './account.command.js';
 
 export async function balance(options: AccountOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const answer = await api.balance();
   if (options.json) {
     ctx.ui.json(answer);
@@ -22,7 +21,7 @@ export const ledger = (options: AccountOptions, ctx: Context): Promise<number> =
 
 /** The entries as they came (--json), else one line each of their plain fields. */
 async function entries(kind: 'holds' | 'ledger', options: AccountOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const list = await api.accountEntries(kind);
   if (options.json) ctx.ui.json(list);
   else if (list.length === 0) ctx.ui.info(`no ${kind === 'holds' ? 'holds' : 'ledger entries'}`);

@@ -7,7 +7,6 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Context } from '../context.js';
 import { CycleError, errnoCode, ExitCode, usageError } from '../errors.js';
-import { connect } from '../api/connect.js';
 import { unexpectedAnswer, type ApiClient } from '../api/client.js';
 import { artifactIdOf, artifactNameOf, jobIdOf, type ArtifactView } from '../api/schemas.js';
 import { formatBytes, formatTable } from '../ui/ui.js';
@@ -17,7 +16,7 @@ import { sha256File } from '../util/fs.js';
 import { isTerminalJobStatus } from '../api/schemas.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const artifacts = await api.artifacts(options.job ? { job: options.job } : {});
   // Each listed artifact has an id (the client checks); the rest is `-` where the server left it out.
   const rows = artifacts.map((a) => ({ id: artifactIdOf(a) ?? '-', job: a.job_id ?? '-', size: a.size ?? undefined, name: artifactNameOf(a) ?? '-' }));
@@ -41,7 +40,7 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
 export async function download(options: DownloadOptions, ctx: Context): Promise<number> {
   if (options.ids.length === 0 && !options.job) throw usageError('which artifacts? give artifact ids, or --job ID for all of a job');
   if (options.ids.length > 0 && options.job) throw usageError('give artifact ids or --job, not both');
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   for (const id of options.ids) {
     if (!ARTIFACT_ID_PATTERN.test(id))
       throw usageError(`invalid artifact id ${JSON.stringify(id)}: expected ${ARTIFACT_ID_RULE}, e.g. art_0123abc (see \`cycle artifacts list\`)`);
@@ -79,7 +78,7 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   // The id names the default folder: the same safe characters as an artifact id.
   if (!ARTIFACT_ID_PATTERN.test(options.id))
     throw usageError(`invalid job id ${JSON.stringify(options.id)}: expected ${ARTIFACT_ID_RULE}, e.g. job_0123abc (see \`cycle job list\`)`);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const job = await api.getJob(options.id);
   const jobId = jobIdOf(job);
   const outDir = path.resolve(ctx.cwd, options.out ?? options.id);
@@ -315,7 +314,7 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
     if (!stat.isFile()) throw usageError(`${arg}: not a file`, 'give the path of a file to upload (a folder: pack it first, e.g. tar -czf data.tar.gz data/)');
     files.push({ arg, file, size: stat.size });
   }
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const uploaded: Array<{ file: string; id: string; size: number; sha256: string; uploaded: boolean }> = [];
   for (const { arg, file, size } of files) {
     const hash = createHash('sha256');

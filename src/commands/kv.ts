@@ -1,11 +1,10 @@
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
-import { connect } from '../api/connect.js';
 import { parseJsonText, readArgumentText } from './args.js';
 import type { GetOptions, SetOptions, ListOptions } from './kv.command.js';
 
 export async function get(options: GetOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const entry = await api.kvGet(options.project, options.key);
   // The value itself, as JSON, is what scripts want (`cycle kv get p k | jq`).
   ctx.ui.out(JSON.stringify(options.json ? entry : entry.value, null, options.json ? 2 : 0));
@@ -20,7 +19,7 @@ export async function set(options: SetOptions, ctx: Context): Promise<number> {
   } catch (error) {
     throw usageError((error as Error).message, `values are JSON: a string needs quotes, e.g. cycle kv set ${options.project} ${options.key} '"text"'`);
   }
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const entry = await api.kvPut(options.project, options.key, value);
   // A server that answers nothing (204) has still stored what was sent.
   if (options.json) ctx.ui.json(entry ?? { project: options.project, key: options.key, value });
@@ -29,7 +28,7 @@ export async function set(options: SetOptions, ctx: Context): Promise<number> {
 }
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const entries = await api.kvList(options.project);
   if (options.json) ctx.ui.json(entries);
   // A server may list the keys only: a value it did not send is `-` (a JSON text would be quoted).

@@ -1,12 +1,11 @@
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
-import { connect } from '../api/connect.js';
 import { parseDuration, readJsonArgument } from './args.js';
 import { reportSubmitted } from './job/submit.js';
 import type { ListOptions, ShowOptions, SubmitOptions } from './recipe.command.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const recipes = await api.recipes();
   if (options.json) ctx.ui.json(recipes);
   else if (recipes.length === 0) ctx.ui.info('this server offers no recipes');
@@ -15,7 +14,7 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
 }
 
 export async function show(options: ShowOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const recipe = await api.recipe(options.name);
   if (options.json) {
     ctx.ui.json(recipe);
@@ -37,7 +36,7 @@ export async function submit(options: SubmitOptions, ctx: Context): Promise<numb
     throw usageError('--payload must be a JSON object, e.g. {"steps": 1000}', `\`cycle recipe show ${options.name}\` shows the fields it takes`);
   const body: { payload: Record<string, unknown>; timeout_s?: number } = { payload: Object.fromEntries(Object.entries(payload)) };
   if (options.timeout !== undefined) body.timeout_s = parseDuration(options.timeout, '--timeout');
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const job = await api.submitRecipe(options.name, body);
   return reportSubmitted(api, job, ctx, {
     json: options.json,

@@ -3,7 +3,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Context } from '../context.js';
 import { CycleError, ExitCode, usageError } from '../errors.js';
-import { connect } from '../api/connect.js';
 import { syncVolume } from '../api/volume-sync.js';
 import { VOLUME_NAME_PATTERN } from '../project/names.js';
 import { formatBytes, formatTable, transferLine } from '../ui/ui.js';
@@ -27,7 +26,7 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
     );
   }
   const real = await fs.realpath(dir);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const started = ctx.clock.now();
   const result = await syncVolume(api, dir, name, {
     // Kept per folder in cycle's data folder: nothing is written into the data itself.
@@ -52,7 +51,7 @@ export async function upload(options: UploadOptions, ctx: Context): Promise<numb
 }
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const volumes = await api.listVolumes();
   if (options.json) ctx.ui.json(volumes);
   else if (volumes.length === 0) ctx.ui.info('no volumes (upload one: cycle volume upload DIR --name NAME)');
@@ -75,7 +74,7 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
 export async function rm(options: RmOptions, ctx: Context): Promise<number> {
   if (!VOLUME_NAME_PATTERN.test(options.name))
     throw usageError(`invalid volume name "${options.name}": expected ${VOLUME_NAME_RULE}`, 'see the names with: cycle volume list');
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const removed = await api.removeVolume(options.name).catch((error: unknown) => {
     if (error instanceof CycleError && 'status' in error && error.status === 404)
       throw new CycleError({

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { resolveProjectName } from '../../src/api/connect.js';
+import { ApiClient } from '../../src/api/client.js';
+import { resolveApiConnection, resolveProjectName } from '../../src/api/connect.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';
 
 describe('which project a command means', () => {
@@ -36,5 +37,48 @@ describe('which project a command means', () => {
       exitCode: 3,
       message: expect.stringContaining('is invalid'),
     });
+  });
+});
+
+describe('ctx.api(): the client a command gets', () => {
+  it('one client per settings: the same for the same flags, another for another --api-url or token', async () => {
+    const cwd = await tempDir();
+    const { ctx } = fakeContext({ cwd, env: { CYCLE_API_URL: 'http://127.0.0.1:9', CYCLE_TOKEN: 't' } });
+    const first = await ctx.api({});
+    expect(first).toBeInstanceOf(ApiClient);
+    expect(first.baseUrl).toBe('http://127.0.0.1:9');
+    expect(await ctx.api({})).toBe(first);
+    expect(await ctx.api({ apiUrl: 'http://127.0.0.1:9/' })).toBe(first);
+    const other = await ctx.api({ apiUrl: 'http://127.0.0.1:10' });
+    expect(other).not.toBe(first);
+    expect(other.baseUrl).toBe('http://127.0.0.1:10');
+    const { ctx: otherToken } = fakeContext({ cwd, env: { CYCLE_API_URL: 'http://127.0.0.1:9', CYCLE_TOKEN: 'u' } });
+    expect(await otherToken.api({})).not.toBe(first);
+  });
+
+  it('the HTTP settings come from CYCLE_HTTP_TIMEOUT and CYCLE_HTTP_RETRIES, ignored when not positive', async () => {
+    const cwd = await tempDir();
+    const env = { CYCLE_API_URL: 'http://127.0.0.1:9', CYCLE_TOKEN: 't' };
+    expect(await resolveApiConnection(fakeContext({ cwd, env: { ...env, CYCLE_HTTP_TIMEOUT: '2', CYCLE_HTTP_RETRIES: '3' } }).ctx)).toEqual({
+      baseUrl: 'http://127.0.0.1:9',
+      token: 't',
+      timeoutMs: 2000,
+      attempts: 3,
+    });
+    expect(await resolveApiConnection(fakeContext({ cwd, env: { ...env, CYCLE_HTTP_TIMEOUT: '0', CYCLE_HTTP_RETRIES: 'x' } }).ctx)).toEqual({
+      baseUrl: 'http://127.0.0.1:9',
+      token: 't',
+    });
+  });
+
+  it('no API URL anywhere: the usage error that says how to name one, before any request', async () => {
+    const { ctx } = fakeContext({ cwd: await tempDir(), env: { CYCLE_TOKEN: 't' } });
+    await expect(ctx.api({})).rejects.toMatchObject({ exitCode: 2, message: expect.stringMatching(/no API URL/), hint: expect.stringMatching(/--api-url/) });
+  });
+
+  it("a project's config cannot send CYCLE_TOKEN to its own URL: exit 4", async () => {
+    const cwd = await cycleswapProject({ '.cycle/config.toml': 'api_url = "http://elsewhere.invalid"\n' });
+    const { ctx } = fakeContext({ cwd, env: { CYCLE_TOKEN: 't' } });
+    await expect(ctx.api({})).rejects.toMatchObject({ exitCode: 4, message: expect.stringMatching(/CYCLE_TOKEN is not sent to http:\/\/elsewhere\.invalid/) });
   });
 });

@@ -4,7 +4,6 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode, usageError } from '../../errors.js';
-import { connect } from '../../api/connect.js';
 import { unexpectedAnswer } from '../../api/client.js';
 import { batchEntryAccepted, batchJobIdOf, errorTextOf, jobRequestSchema, MAX_BATCH_JOBS, type BatchEntryView } from '../../api/schemas.js';
 import { formatTable } from '../../ui/ui.js';
@@ -58,7 +57,7 @@ export async function run(options: BatchOptions, ctx: Context): Promise<number> 
     });
   }
   if (entries.length === 0) throw usageError(`${options.file}: no jobs in it`);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   // `answer`: the server's entry as it came (--json), unknown fields included.
   const outcomes: Array<{ line: number; ok: boolean; id: string | null; error: string | null; answer: BatchEntryView }> = [];
   for (let start = 0; start < entries.length; start += MAX_BATCH_JOBS) {

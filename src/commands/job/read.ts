@@ -1,6 +1,5 @@
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
-import { connect } from '../../api/connect.js';
 import { ApiError, type ApiClient } from '../../api/client.js';
 import { followEvents, type FollowedEvent } from '../../api/sse.js';
 import { describeTaskEvent, splitLog, systemLine } from '../../api/log-lines.js';
@@ -15,7 +14,7 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
   const limit = options.limit === undefined ? 20 : Number(options.limit);
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw new CycleError({ message: `--limit ${options.limit}: expected 1-1000`, exitCode: ExitCode.usage });
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const jobs = await api.listJobs({
     ...(options.tag ? { tag: options.tag } : {}),
     ...(options.status ? { status: options.status } : {}),
@@ -54,7 +53,7 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
 }
 
 export async function get(options: ByIdOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const job = await api.getJob(options.id);
   if (options.json) ctx.ui.json(job);
   else printJob(job, ctx);
@@ -91,7 +90,7 @@ function printJob(job: JobView, ctx: Context): void {
 }
 
 export async function tasks(options: ByIdOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const list = await api.tasks(options.id);
   if (options.json) {
     ctx.ui.json(list);
@@ -115,7 +114,7 @@ export async function tasks(options: ByIdOptions, ctx: Context): Promise<number>
 }
 
 export async function results(options: ByIdOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const doc = await api.results(options.id);
   if (options.json) ctx.ui.json(doc);
   else {
@@ -136,7 +135,7 @@ export async function results(options: ByIdOptions, ctx: Context): Promise<numbe
 }
 
 export async function cancel(options: IdsOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const out: NonNullable<CancelledJobView>[] = [];
   let failures = 0;
   for (const id of options.ids) {
@@ -157,7 +156,7 @@ export async function cancel(options: IdsOptions, ctx: Context): Promise<number>
 
 /** `job logs ID [--follow] [--task N]`: the output so far, or live to the end. */
 export async function logs(options: LogsOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const only = options.task === undefined ? undefined : Number(options.task);
   if (only !== undefined && (!Number.isInteger(only) || only < 0))
     throw new CycleError({ message: `--task ${options.task}: expected a task index (0, 1, …)`, exitCode: ExitCode.usage });
@@ -236,7 +235,7 @@ async function outputOf(
 
 /** `job watch ID…`: one live view of many jobs; --json gives newline-delimited events. */
 export async function watch(options: IdsOptions, ctx: Context): Promise<number> {
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const jobs = new Map<string, JobView>();
   for (const id of options.ids) jobs.set(id, await api.getJob(id));
   const printed = new Map<string, string>();

@@ -1,6 +1,6 @@
 import type { Context } from '../../context.js';
 import { ExitCode, usageError } from '../../errors.js';
-import { connect, resolveProjectName } from '../../api/connect.js';
+import { resolveProjectName } from '../../api/connect.js';
 import type { ApiClient } from '../../api/client.js';
 import { jobIdOf, jobRequestSchema, JOB_TYPES, type JobRequestInput, type SubmittedJobView } from '../../api/schemas.js';
 import { readArgumentText, readJsonArgument, parseJsonText, parseDuration, parseKeyValues, parseRequirements, positiveInteger, shellWords } from '../args.js';
@@ -71,7 +71,7 @@ export async function buildJobRequest(options: SubmitOptions, ctx: Context): Pro
 
 export async function run(options: SubmitOptions, ctx: Context): Promise<number> {
   const request = await buildJobRequest(options, ctx);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const job = await api.submitJob(request, options.idempotencyKey);
   return reportSubmitted(api, job, ctx, {
     json: options.json,

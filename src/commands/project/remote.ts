@@ -1,6 +1,6 @@
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
-import { connect, resolveProjectName } from '../../api/connect.js';
+import { resolveProjectName } from '../../api/connect.js';
 import { formatTable } from '../../ui/ui.js';
 import { unexpectedAnswer } from '../../api/client.js';
 import { buildStateOf, textOf, type ProjectStatusView } from '../../api/schemas.js';
@@ -9,7 +9,7 @@ import type { RemoteProjectOptions, StatusOptions } from './remote.command.js';
 /** `cycle project prepare`: the API's init (optional; jobs prepare on demand). */
 export async function prepare(options: RemoteProjectOptions, ctx: Context): Promise<number> {
   const name = await resolveProjectName(ctx, options.project);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const answer = await api.init(name);
   if (options.json) ctx.ui.json(answer);
   else {
@@ -23,7 +23,7 @@ export async function prepare(options: RemoteProjectOptions, ctx: Context): Prom
 /** `cycle project invalidate`: drop the prepared images on the backend. */
 export async function invalidate(options: RemoteProjectOptions, ctx: Context): Promise<number> {
   const name = await resolveProjectName(ctx, options.project);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const answer = await api.invalidate(name);
   if (options.json) ctx.ui.json(answer);
   else {
@@ -36,7 +36,7 @@ export async function invalidate(options: RemoteProjectOptions, ctx: Context): P
 /** `cycle project status`: published, ready, build state; --details per node; --watch until ready or failed. */
 export async function status(options: StatusOptions, ctx: Context): Promise<number> {
   const name = await resolveProjectName(ctx, options.project);
-  const api = await connect(ctx, options);
+  const api = await ctx.api(options);
   const route = `GET /api/v1/projects/${encodeURIComponent(name)}/status${options.details ? '/details' : ''}`;
   for (;;) {
     const answer = options.details ? await api.details(name) : await api.status(name);

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { loadProject } from '../../project/load.js';
-import { connect, resolveProjectName } from '../../api/connect.js';
+import { resolveProjectName } from '../../api/connect.js';
 import { ApiError } from '../../api/client.js';
 import { buildStateOf } from '../../api/schemas.js';
 import { checkBuildFlags } from '../../runner/cycleswap-build.js';
@@ -28,7 +28,7 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
   spinner.stop();
   try {
     // The client (zod schemas, undici) loads after packing: it reuses the memory packing freed.
-    const api = await connect(ctx, options);
+    const api = await ctx.api(options);
     warnSecrets(packed.selection, ctx);
     if (packed.size > LARGE_PACK_BYTES)
       ctx.ui.warn(`the upload is ${formatBytes(packed.size)}: leave data and virtualenvs out with .cycleignore, use volumes for data`);
