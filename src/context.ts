@@ -6,6 +6,7 @@ export { colorEnabled } from './ui/streams.js';
 import type { Exec } from './util/exec.js';
 import type { DockerDriver } from './docker/driver.js';
 import { createPrompter, type Prompter } from './ui/prompt.js';
+import type { Dispatcher } from 'undici';
 import type { ApiClient } from './api/client.js';
 import type { ConnectFlags } from './api/connect.js';
 
@@ -90,6 +91,8 @@ export interface ContextInit {
   exec?: Exec;
   docker?: () => Promise<DockerDriver>;
   prompt?: Prompter;
+  /** Where the API client's requests go instead of undici's agent: a test's stubs (test/helpers/http-stubs.ts). */
+  apiDispatcher?: Dispatcher;
   /** Colours, when on (see `colorEnabled`); loaded by the caller so this stays synchronous. */
   palette?: Palette;
 }
@@ -130,7 +133,7 @@ export function createContext(init: ContextInit): Context {
         return driver;
       }),
     api: async (flags) => {
-      apiClients ??= import('./api/connect.js').then(({ apiClientFactory }) => apiClientFactory(ctx));
+      apiClients ??= import('./api/connect.js').then(({ apiClientFactory }) => apiClientFactory(ctx, init.apiDispatcher));
       return (await apiClients)(flags);
     },
     configDir: userConfigDir(init.env),

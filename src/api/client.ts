@@ -61,6 +61,11 @@ export interface ApiClientOptions {
   maxDelayMs?: number;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /**
+   * Where requests go instead of undici's own agent: a test's stubs (test/helpers/http-stubs.ts).
+   * Uploads stream over node:http (see `uploadWithNodeHttp`) and do not pass through it.
+   */
+  dispatcher?: Dispatcher;
 }
 
 export interface UploadBody {
@@ -105,6 +110,7 @@ export class ApiClient {
   constructor(private readonly options: ApiClientOptions) {
     this.attempts = options.attempts ?? 5;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.dispatcher = options.dispatcher;
   }
 
   get baseUrl(): string {

@@ -3,6 +3,7 @@ import { CycleError, ExitCode } from '../errors.js';
 import { resolveApiSettings } from '../config/config.js';
 import { findProjectRoot, loadProject, locateProject, type Project } from '../project/load.js';
 import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE } from '../project/names.js';
+import type { Dispatcher } from 'undici';
 import type { ApiClient } from './client.js';
 
 export interface ConnectFlags {
@@ -47,8 +48,9 @@ export async function resolveApiConnection(ctx: Pick<Context, 'cwd' | 'env' | 'c
 /**
  * `ctx.api`: the settings resolved on every call (as cheap as reading two small files), the
  * client built once per settings, so the commands a process runs share its connections.
+ * `dispatcher` is where requests go instead of undici's agent (a test's stubs).
  */
-export function apiClientFactory(ctx: Context): (flags?: ConnectFlags) => Promise<ApiClient> {
+export function apiClientFactory(ctx: Context, dispatcher?: Dispatcher): (flags?: ConnectFlags) => Promise<ApiClient> {
   const clients = new Map<string, Promise<ApiClient>>();
   return async (flags = {}) => {
     const connection = await resolveApiConnection(ctx, flags);
@@ -62,6 +64,7 @@ export function apiClientFactory(ctx: Context): (flags?: ConnectFlags) => Promis
             version: ctx.version,
             debug: (line) => ctx.ui.debug(line),
             sleep: (ms) => ctx.clock.sleep(ms, ctx.signal),
+            ...(dispatcher ? { dispatcher } : {}),
           }),
       );
       clients.set(key, client);

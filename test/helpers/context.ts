@@ -6,6 +6,7 @@ import { tempDir } from './temp.js';
 import type { DockerDriver } from '../../src/docker/driver.js';
 import type { Exec } from '../../src/util/exec.js';
 import type { Prompter } from '../../src/ui/prompt.js';
+import type { HttpStubs } from './http-stubs.js';
 
 /** A stream that remembers what was written. */
 export class Capture {
@@ -35,6 +36,12 @@ export interface FakeContextOptions {
   quiet?: boolean;
   signal?: AbortSignal;
   stdin?: string;
+  debug?: boolean;
+  /**
+   * The API's answers (test/helpers/http-stubs.ts): `ctx.api()` is then a real ApiClient over
+   * them, with CYCLE_API_URL and CYCLE_TOKEN pointing at them unless `env` says otherwise.
+   */
+  http?: HttpStubs;
 }
 
 export interface FakeContext {
@@ -116,17 +123,19 @@ export const manualClock = (
 
 /** A context with captured streams, a fixed clock, no real prompts and (unless given) no Docker. */
 export function fakeContext(options: FakeContextOptions): FakeContext {
-  const stdout = new Capture(options.tty ?? false);
-  const stderr = new Capture(options.tty ?? false);
+  return contextOver(options, { stdout: new Capture(options.tty ?? false), stderr: new Capture(options.tty ?? false) });
+}
+
+function contextOver(options: FakeContextOptions, streams: { stdout: Capture; stderr: Capture }): FakeContext {
+  const { stdout, stderr } = streams;
   const stdin = new PassThrough() as PassThrough & { isTTY?: boolean };
   stdin.isTTY = options.tty ?? false;
   stdin.end(options.stdin ?? '');
-  const env = { HOME: options.cwd, XDG_CONFIG_HOME: path.join(options.cwd, '.test-config'), NO_COLOR: '1', ...options.env };
   const ctx = createContext({
     io: { stdout, stderr, stdin },
-    env,
+    env: fakeEnv(options),
     cwd: options.cwd,
-    global: { quiet: options.quiet ?? false, debug: false, color: false },
+    global: { quiet: options.quiet ?? false, debug: options.debug ?? false, color: false },
     version: '0.0.0-test',
     signal: options.signal ?? new AbortController().signal,
     clock: fixedClock(options.now),
@@ -147,8 +156,39 @@ export function fakeContext(options: FakeContextOptions): FakeContext {
         throw new Error('unexpected prompt');
       },
     },
+    ...(options.http ? { apiDispatcher: options.http.dispatcher } : {}),
   });
   return { ctx, stdout, stderr };
+}
+
+function fakeEnv(options: FakeContextOptions): Record<string, string | undefined> {
+  return {
+    HOME: options.cwd,
+    XDG_CONFIG_HOME: path.join(options.cwd, '.test-config'),
+    NO_COLOR: '1',
+    ...(options.http ? { CYCLE_API_URL: options.http.origin, CYCLE_TOKEN: 'stub-token' } : {}),
+    ...options.env,
+  };
+}
+
+/**
+ * A command line run as the binary runs it (flags parsed, an error printed with its hint, the
+ * exit code returned), over a fake context: the way to test what a user sees.
+ */
+export async function runCycle(args: string[], options: FakeContextOptions): Promise<{ code: number; stdout: string; stderr: string }> {
+  // Loaded here: most tests that use this file never run the CLI.
+  const { main } = await import('../../src/cli.js');
+  const streams = { stdout: new Capture(options.tty ?? false), stderr: new Capture(options.tty ?? false) };
+  const stdin = new PassThrough();
+  stdin.end('');
+  const code = await main(['node', 'cycle', ...args], {
+    io: { ...streams, stdin },
+    env: fakeEnv(options),
+    cwd: options.cwd,
+    handleSignals: false,
+    contextFactory: async (global, signal) => contextOver({ ...options, quiet: global.quiet, debug: global.debug, signal }, streams).ctx,
+  });
+  return { code, stdout: streams.stdout.text, stderr: streams.stderr.text };
 }
 
 /** Temp folders live in temp.ts; most tests import them from here with the other helpers. */
