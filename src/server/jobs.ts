@@ -12,7 +12,8 @@ import {
   type Task,
   type TaskStatus,
 } from '../api/schemas.js';
-import { type DB, now, parseJson } from './db.js';
+import type { Clock } from '../context.js';
+import { type DB, timestamp, parseJson } from './db.js';
 import { HttpError } from './http.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
@@ -151,6 +152,8 @@ function textBytes(...texts: Array<string | null>): number {
 
 export interface JobServiceOptions {
   db: DB;
+  /** Where stored timestamps come from (the system's clock unless set). */
+  clock?: Clock;
   states: JobStates;
   projects: ProjectService;
   layout: Layout;
@@ -211,7 +214,7 @@ export class JobService {
   async insert(prepared: PreparedJob[]): Promise<JobRow[]> {
     checkRequestTotals(prepared);
     const { db } = this.options;
-    const at = now();
+    const at = timestamp(this.options.clock);
     const ids = db.transaction(() =>
       prepared.map(({ request, plan, revision }) => {
         const id = newId('job');
@@ -329,7 +332,7 @@ export class JobService {
           fingerprint,
           result.status,
           JSON.stringify(result.body),
-          now(),
+          timestamp(this.options.clock),
         );
       return { ...result, replayed: false };
     } finally {
