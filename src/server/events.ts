@@ -96,6 +96,11 @@ export class EventLog {
   }
 }
 
+/** Retention (`cycle server-gc`): a finished job's events go (its job and task rows stay). */
+export function deleteJobEvents(db: DB, jobId: string): void {
+  db.prepare('DELETE FROM events WHERE job_id = ?').run(jobId);
+}
+
 export type RecordEvent = (event: NewEvent) => StoredEvent;
 
 export interface NewEvent {

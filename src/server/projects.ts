@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import path from 'node:path';
-import type { ProjectStatus, PushResponse } from '../api/schemas.js';
+import { TERMINAL_JOB_STATUSES, type ProjectStatus, type PushResponse } from '../api/schemas.js';
 import { KV_KEY_PATTERN } from '../api/schemas.js';
 import type { DockerDriver } from '../docker/driver.js';
 import { checkProjectAt, projectFormatsAt, type Project } from '../project/load.js';
@@ -39,6 +39,23 @@ export interface RevisionRow {
   build_updated_at: string | null;
   image_id: string | null;
   created_at: string;
+}
+
+/**
+ * Retention (`cycle server-gc`): a revision goes unless, checked again in the same statement, it
+ * is active or an unfinished job uses it. Returns whether it went.
+ */
+export function deleteRevisionUnlessUsed(db: DB, project: string, number: number): boolean {
+  const finished = TERMINAL_JOB_STATUSES.map((status) => `'${status}'`).join(', ');
+  return (
+    db
+      .prepare(
+        `DELETE FROM revisions WHERE project = ? AND number = ?
+           AND NOT EXISTS (SELECT 1 FROM projects WHERE name = revisions.project AND active_revision = revisions.number)
+           AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project = revisions.project AND jobs.revision = revisions.number AND jobs.status NOT IN (${finished}))`,
+      )
+      .run(project, number).changes === 1
+  );
 }
 
 export interface ProjectServiceOptions {

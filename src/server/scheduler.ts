@@ -15,9 +15,8 @@ import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { joinInside } from '../util/paths.js';
 import { deliverCallback } from './callbacks.js';
-import { type DB, timestamp } from './db.js';
+import type { DB } from './db.js';
 import type { EventLog } from './events.js';
-import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from './state.js';
@@ -51,7 +50,7 @@ export interface SchedulerOptions {
   gpuProblem: (cuda: string | undefined, wantsGpu: boolean) => Promise<string | undefined>;
   log: (line: string) => void;
   callbackBaseDelayMs?: number;
-  /** Runs task timeouts and stamps artifact rows (the system's clock unless set; the scheduler's tests advance a fake one). */
+  /** Runs task timeouts (the system's clock unless set; the scheduler's tests advance a fake one). */
   clock?: Clock;
 }
 
@@ -358,36 +357,8 @@ export class Scheduler {
    * a capture can change (LIFO: the newest first), so the task's rows are renumbered.
    */
   private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
-    const { db, events } = this.options;
     const sha256 = await sha256File(file.absolute, file.size);
-    const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(task.id, file.path) as { id: string } | undefined;
-    const id = existing?.id ?? newId('art');
-    // The row and its event commit together; listeners hear after the commit.
-    events.transaction((record) => {
-      if (existing)
-        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(
-          file.size,
-          sha256,
-          file.absolute,
-          timestamp(this.options.clock),
-          id,
-        );
-      else
-        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
-          id,
-          job.id,
-          task.id,
-          file.path,
-          file.size,
-          sha256,
-          all.length,
-          file.absolute,
-          timestamp(this.options.clock),
-        );
-      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
-      all.forEach((artifact, ord) => place.run(ord, task.id, artifact.path));
-      record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
-    });
+    this.options.states.recordArtifact(job.id, task.id, file, sha256, all);
   }
 
   private finishTask(task: TaskRow, outcome: TaskOutcome): void {

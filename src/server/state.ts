@@ -1,13 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Job, JobStatus, TaskStatus } from '../api/schemas.js';
+import type { Job, JobRequest, JobStatus, TaskStatus } from '../api/schemas.js';
 import { systemLine, type TaskEventData } from '../api/log-lines.js';
 import { systemClock, type Clock } from '../context.js';
 import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
 import type { JobRow, TaskRow } from './jobs.js';
+import { newId } from './ids.js';
 import type { Layout } from './layout.js';
+import type { PlannedTask, TaskBase } from './planner.js';
+import type { CapturedArtifact } from '../runner/artifacts.js';
 
 export type FinishedJobStatus = 'completed' | 'partial' | 'failed' | 'cancelled';
 
@@ -82,6 +85,11 @@ export function logInternalError(log: (line: string) => void, where: string, err
   return reference;
 }
 
+/** Retention (`cycle server-gc`): a finished job's artifact rows go (their files go with them). */
+export function deleteJobArtifacts(db: DB, jobId: string): void {
+  db.prepare('DELETE FROM artifacts WHERE job_id = ?').run(jobId);
+}
+
 /** Counts a job's tasks by status. */
 export function taskCounts(db: DB, jobId: string): Job['counts'] {
   const rows = db.prepare('SELECT status, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY status').all(jobId) as Array<{ status: TaskStatus; n: number }>;
@@ -119,6 +127,69 @@ export class JobStates {
   onJobFinished(listener: (job: JobRow) => void): () => void {
     this.finishedListeners.add(listener);
     return () => this.finishedListeners.delete(listener);
+  }
+
+  /**
+   * New jobs, hidden (`inserting`) and `planning` until `queueSubmitted`, all or none; returns
+   * their ids. Their tasks come next, in chunks (`insertTasks`).
+   */
+  insertPlanning(jobs: Array<{ request: JobRequest; revision: number; base: TaskBase }>): string[] {
+    const { db } = this.options;
+    const at = timestamp(this.clock);
+    return db.transaction(() =>
+      jobs.map(({ request, revision, base }) => {
+        const id = newId('job');
+        const seq = ((db.prepare('SELECT MAX(seq) AS s FROM jobs').get() as { s: number | null }).s ?? 0) + 1;
+        db.prepare(
+          'INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state, task_base, inserting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)',
+        ).run(
+          id,
+          seq,
+          request.project,
+          revision,
+          request.type,
+          'planning',
+          JSON.stringify(request),
+          at,
+          request.callback_url ? 'pending' : null,
+          JSON.stringify(base),
+        );
+        for (const tag of new Set(request.tags)) db.prepare('INSERT INTO job_tags (job_id, tag) VALUES (?, ?)').run(id, tag);
+        return id;
+      }),
+    )();
+  }
+
+  /** One chunk of a planning job's tasks, queued, numbered from `first`, in one transaction. */
+  insertTasks(jobId: string, first: number, tasks: PlannedTask[]): void {
+    const { db } = this.options;
+    const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    db.transaction(() =>
+      tasks.forEach((task, i) =>
+        insertTask.run(
+          newId('task'),
+          jobId,
+          first + i,
+          task.kind,
+          'queued',
+          JSON.stringify(task.part),
+          task.items,
+          task.command ? JSON.stringify(task.command) : null,
+        ),
+      ),
+    )();
+  }
+
+  /** Jobs whose insertion failed or did not finish: they go with their tasks and tags. */
+  removeInserting(ids: string[]): void {
+    const { db } = this.options;
+    db.transaction(() => {
+      for (const id of ids) {
+        db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
+        db.prepare('DELETE FROM job_tags WHERE job_id = ?').run(id);
+        db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+      }
+    })();
   }
 
   /** planning → queued: every task of these submitted jobs is written; they become visible. */
@@ -240,6 +311,42 @@ export class JobStates {
     if (!job) return false;
     for (const listener of this.finishedListeners) listener(job);
     return true;
+  }
+
+  /**
+   * A captured file as an artifact row, with its event (both commit together; listeners hear
+   * after the commit). A file captured again keeps its id, with the new size and checksum. `ord`
+   * is the place in upload order, which a capture can change, so the task's rows are renumbered.
+   */
+  recordArtifact(jobId: string, taskId: string, file: CapturedArtifact, sha256: string, all: CapturedArtifact[]): void {
+    const { db, events } = this.options;
+    const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(taskId, file.path) as { id: string } | undefined;
+    const id = existing?.id ?? newId('art');
+    events.transaction((record) => {
+      if (existing)
+        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(
+          file.size,
+          sha256,
+          file.absolute,
+          timestamp(this.clock),
+          id,
+        );
+      else
+        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+          id,
+          jobId,
+          taskId,
+          file.path,
+          file.size,
+          sha256,
+          all.length,
+          file.absolute,
+          timestamp(this.clock),
+        );
+      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
+      all.forEach((artifact, ord) => place.run(ord, taskId, artifact.path));
+      record({ type: 'artifact', job_id: jobId, task_id: taskId, data: { id, name: file.path, size: file.size } });
+    });
   }
 
   /** A task's live output: the tail of its log and its latest progress (not a status change). */

@@ -179,6 +179,30 @@ describe('allowed transitions commit with their event, stamped by the injected c
     expect(t.heard.at(-1)?.data).toMatchObject({ status: 'failed', counts: { cancelled: 1, total: 1 } });
   });
 
+  it('an artifact row and its event, stamped by the clock; captured again, the same id with its new size', async () => {
+    const t = await setup();
+    const job = t.addJob('running');
+    const task = t.addTask(job.id, 'running');
+    const a = { path: 'a.txt', absolute: '/x/a.txt', size: 1, firstSeen: 0, lastCaptured: 0, mtimeNs: 0n };
+    const b = { path: 'b.txt', absolute: '/x/b.txt', size: 2, firstSeen: 1, lastCaptured: 1, mtimeNs: 0n };
+    t.clock.advance(2000);
+    t.states.recordArtifact(job.id, task.id, a, 'sha-a', [a]);
+    t.states.recordArtifact(job.id, task.id, b, 'sha-b', [b, a]);
+    t.clock.advance(1000);
+    t.states.recordArtifact(job.id, task.id, { ...a, size: 3 }, 'sha-a2', [b, a]);
+    const rows = t.db.prepare('SELECT name, size, sha256, ord, created_at FROM artifacts ORDER BY ord').all();
+    expect(rows).toEqual([
+      { name: 'b.txt', size: 2, sha256: 'sha-b', ord: 0, created_at: iso(START + 2000) },
+      { name: 'a.txt', size: 3, sha256: 'sha-a2', ord: 1, created_at: iso(START + 3000) },
+    ]);
+    expect(t.heard.map((e) => [e.type, (e.data as { name: string }).name, e.at])).toEqual([
+      ['artifact', 'a.txt', iso(START + 2000)],
+      ['artifact', 'b.txt', iso(START + 2000)],
+      ['artifact', 'a.txt', iso(START + 3000)],
+    ]);
+    expect(new Set(t.heard.filter((e) => (e.data as { name: string }).name === 'a.txt').map((e) => (e.data as { id: string }).id)).size).toBe(1);
+  });
+
   it('a task output and a callback outcome are written to their rows', async () => {
     const t = await setup();
     const job = t.addJob('completed');
