@@ -294,6 +294,31 @@ describe('the scheduler', () => {
     ]);
   });
 
+  it('an internal error on a request answers 500 with the reference the log has, never the details', async () => {
+    await startWithProject(undefined, 1);
+    const first = await submit({});
+    await docker.whenRunning(1);
+    const second = await submit({}); // queued behind the first (one worker)
+    // Something outside the rules put the job back to planning: a cancel cannot end it from there.
+    const db = openDatabase(layout(server!.dataDir).db);
+    try {
+      db.prepare("UPDATE jobs SET status = 'planning' WHERE id = ?").run(second);
+    } finally {
+      db.close();
+    }
+    const response = await fetch(`${server!.url}/api/v1/jobs/${second}/cancel`, { method: 'PUT', headers: { authorization: `Bearer ${server!.token}` } });
+    const body = await response.text();
+    expect(response.status).toBe(500);
+    const reference = /reference ([0-9a-f]{8})/.exec(body)?.[1];
+    expect(reference, body).toBeDefined();
+    expect(body).not.toContain('cannot go from');
+    expect(logged.some((line) => line.includes(`internal error ${reference}`) && line.includes(`job ${second} cannot go from planning to cancelled`))).toBe(
+      true,
+    );
+    docker.exit(container((await tasks(first))[0]!.id), 0);
+    expect((await finished(first)).status).toBe('completed');
+  });
+
   it('events come in order, each after its change committed, and the log tells system lines from output', async () => {
     await startWithProject();
     const id = await submit({});
