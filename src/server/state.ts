@@ -104,9 +104,9 @@ export function taskCounts(db: DB, jobId: string): Job['counts'] {
 type Table = 'jobs' | 'tasks';
 
 /**
- * Every write to the `jobs` and `tasks` rows after their insertion, in one place: status changes
- * (checked against `JOB_TRANSITIONS` / `TASK_TRANSITIONS`), a task's live output, a job's callback
- * state. Each transition runs its UPDATEs and records its events in one transaction
+ * Every write to the `jobs`, `job_tags`, `tasks` and `artifacts` rows, in one place (their
+ * insertion, status changes checked against `JOB_TRANSITIONS` / `TASK_TRANSITIONS`, a task's live
+ * output and artifacts, a job's callback state). Each transition runs its UPDATEs and records its events in one transaction
  * (`EventLog.transaction`): a reader never sees a state without its event or the reverse, and
  * listeners (SSE streams, the scheduler) hear of it only after the commit. A task's transitions
  * also write a system line (`[cycle] …`) into its log. Timestamps come from the injected clock.
