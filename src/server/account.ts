@@ -1,4 +1,5 @@
-import { now, type DB } from './db.js';
+import type { Clock } from '../context.js';
+import { timestamp, type DB } from './db.js';
 import { HttpError } from './http.js';
 import { newId } from './ids.js';
 
@@ -11,6 +12,8 @@ import { newId } from './ids.js';
  */
 export interface AccountOptions {
   db: DB;
+  /** Where stored timestamps come from (the system's clock unless set). */
+  clock?: Clock;
   /** Dollars at the start (the ledger's charges are taken from it); Infinity: unlimited. */
   openingBalanceUsd: number;
   /** Dollars per second of a task's run time. */
@@ -101,7 +104,11 @@ export class Account {
       const quote = this.quote('job', project, tasks, timeout, this.options.pricePerTaskSecondUsd * tasks * timeout);
       if (quote.shortfall_usd > 0) return { quote: { ...quote, outcome: 'refused' as const } };
       const holdId = newId('hold');
-      db.prepare("INSERT INTO holds (id, job_id, amount_usd, state, created_at) VALUES (?, NULL, ?, 'held', ?)").run(holdId, quote.required_usd, now());
+      db.prepare("INSERT INTO holds (id, job_id, amount_usd, state, created_at) VALUES (?, NULL, ?, 'held', ?)").run(
+        holdId,
+        quote.required_usd,
+        timestamp(this.options.clock),
+      );
       this.saveQuote({ ...quote, outcome: 'held' });
       return { quote: { ...quote, outcome: 'held' as const }, holdId };
     })();
@@ -123,7 +130,9 @@ export class Account {
 
   /** A hold whose job was never inserted (the insert failed). */
   release(holdId: string): void {
-    this.options.db.prepare("UPDATE holds SET state = 'released', charged_usd = 0, settled_at = ? WHERE id = ? AND state = 'held'").run(now(), holdId);
+    this.options.db
+      .prepare("UPDATE holds SET state = 'released', charged_usd = 0, settled_at = ? WHERE id = ? AND state = 'held'")
+      .run(timestamp(this.options.clock), holdId);
   }
 
   /** `init` is free but needs $5 available (Computalot's Project Setup page): else 402 with a quote. */
@@ -152,13 +161,13 @@ export class Account {
           .get(jobId) as { s: number }
       ).s;
       const charge = usd(Math.min(hold.amount_usd, seconds * this.options.pricePerTaskSecondUsd));
-      db.prepare("UPDATE holds SET state = 'settled', charged_usd = ?, settled_at = ? WHERE id = ?").run(charge, now(), hold.id);
+      db.prepare("UPDATE holds SET state = 'settled', charged_usd = ?, settled_at = ? WHERE id = ?").run(charge, timestamp(this.options.clock), hold.id);
       if (charge > 0)
         db.prepare("INSERT INTO ledger (kind, amount_usd, job_id, description, created_at) VALUES ('charge', ?, ?, ?, ?)").run(
           -charge,
           jobId,
           `job ${jobId}: ${usd(seconds)} task-second(s)`,
-          now(),
+          timestamp(this.options.clock),
         );
     })();
   }
@@ -197,7 +206,7 @@ export class Account {
       available_usd: available,
       shortfall_usd: available === null ? 0 : usd(Math.max(0, required - available)),
       outcome: 'ok',
-      created_at: now(),
+      created_at: timestamp(this.options.clock),
     };
   }
 

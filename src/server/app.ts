@@ -20,6 +20,7 @@ import {
 } from './jobs.js';
 import { feedbackRequestSchema, storeFeedback } from './feedback.js';
 import type { Account } from './account.js';
+import type { Clock } from '../context.js';
 import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
 import { RecipeService } from './recipes.js';
@@ -30,6 +31,8 @@ import { VolumeService } from './volumes.js';
 export interface AppOptions {
   token: string;
   db: DB;
+  /** Where stored timestamps come from (the system's clock unless set). */
+  clock?: Clock;
   account: Account;
   uploads: UploadService;
   version: string;
@@ -102,7 +105,7 @@ export function createRouter(options: AppOptions): Router {
     async (ctx) => {
       const parsed = feedbackRequestSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
       if (!parsed.success) throw zodError(parsed.error);
-      sendJson(ctx.res, 201, storeFeedback(options.db, parsed.data));
+      sendJson(ctx.res, 201, storeFeedback(options.db, options.clock, parsed.data));
     },
     { public: true },
   );

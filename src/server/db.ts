@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { systemClock, type Clock } from '../context.js';
 
 export type DB = Database.Database;
 
@@ -201,8 +202,9 @@ function addMissingColumns(db: DB): void {
   if (projectColumns.size > 0 && !projectColumns.has('remote_dir')) db.exec('ALTER TABLE projects ADD COLUMN remote_dir TEXT');
 }
 
-export function now(): string {
-  return new Date().toISOString();
+/** A stored time (ISO 8601, UTC) from the injected clock: every timestamp in the database comes from one, so tests can fix it. */
+export function timestamp(clock: Clock | undefined): string {
+  return new Date((clock ?? systemClock).now()).toISOString();
 }
 
 export function parseJson<T>(text: string | null | undefined, fallback: T): T {

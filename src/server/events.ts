@@ -1,5 +1,6 @@
 import type { StreamEvent } from '../api/schemas.js';
-import { type DB, now, parseJson } from './db.js';
+import type { Clock } from '../context.js';
+import { type DB, parseJson, timestamp } from './db.js';
 import { HttpError, type RouteContext } from './http.js';
 
 export interface StoredEvent extends StreamEvent {
@@ -26,7 +27,11 @@ export class EventLog {
   /** Events recorded in the open transaction, told to listeners once it commits. */
   private pending: StoredEvent[] | undefined;
 
-  constructor(private readonly db: DB) {
+  /** `clock`: where events' times come from (the system's clock unless set). */
+  constructor(
+    private readonly db: DB,
+    private readonly clock?: Clock,
+  ) {
     this.insert = db.prepare('INSERT INTO events (job_id, task_id, project, type, data, at) VALUES (?, ?, ?, ?, ?, ?)');
   }
 
@@ -56,7 +61,7 @@ export class EventLog {
 
   private readonly record = (event: NewEvent): StoredEvent => {
     if (!this.pending) throw new Error('EventLog: an event recorded outside EventLog.transaction');
-    const at = now();
+    const at = timestamp(this.clock);
     const info = this.insert.run(event.job_id ?? null, event.task_id ?? null, event.project ?? null, event.type, JSON.stringify(event.data ?? null), at);
     const stored: StoredEvent = {
       seq: Number(info.lastInsertRowid),
@@ -89,6 +94,11 @@ export class EventLog {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
+}
+
+/** Retention (`cycle server-gc`): a finished job's events go (its job and task rows stay). */
+export function deleteJobEvents(db: DB, jobId: string): void {
+  db.prepare('DELETE FROM events WHERE job_id = ?').run(jobId);
 }
 
 export type RecordEvent = (event: NewEvent) => StoredEvent;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { now, type DB } from './db.js';
+import type { Clock } from '../context.js';
+import { timestamp, type DB } from './db.js';
 import { newId } from './ids.js';
 
 export const FEEDBACK_TYPES = ['bug', 'feature_request', 'provisioning', 'job_type_request'] as const;
@@ -11,9 +12,13 @@ export const feedbackRequestSchema = z.object({
 });
 
 /** `POST /api/v1/feedback`: kept in the database, where the operator reads it (`SELECT * FROM feedback`). */
-export function storeFeedback(db: DB, request: z.infer<typeof feedbackRequestSchema>): { id: string; type: string; title: string; created_at: string } {
+export function storeFeedback(
+  db: DB,
+  clock: Clock | undefined,
+  request: z.infer<typeof feedbackRequestSchema>,
+): { id: string; type: string; title: string; created_at: string } {
   const id = newId('fb');
-  const at = now();
+  const at = timestamp(clock);
   db.prepare('INSERT INTO feedback (id, type, title, description, created_at) VALUES (?, ?, ?, ?, ?)').run(
     id,
     request.type,

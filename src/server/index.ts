@@ -43,7 +43,7 @@ export interface ServerOptions {
   maxFiles?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
-  /** Runs task timeouts (the system's clock unless set; tests advance a fake one). */
+  /** Runs task timeouts and stamps every stored time (the system's clock unless set; tests advance a fake one). */
   clock?: Clock;
   /** Connection, timeout and stream limits (src/server/limits.ts has the defaults). */
   httpLimits?: Partial<HttpLimits>;
@@ -73,7 +73,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   await fs.mkdir(layout.tmp, { mode: 0o700 });
   const { token, created } = await loadToken(layout.token);
   const db = openDatabase(layout.db);
-  const events = new EventLog(db);
+  const events = new EventLog(db, options.clock);
   let gpu: Promise<{ ok: boolean; reason?: string; cuda?: string }> | undefined;
   const probeGpu = (): Promise<{ ok: boolean; reason?: string; cuda?: string }> =>
     (gpu ??= import('../docker/gpu.js').then(async ({ probeNvidia }) => {
@@ -84,12 +84,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }));
   const account = new Account({
     db,
+    clock: options.clock,
     openingBalanceUsd: options.balance ?? Number.POSITIVE_INFINITY,
     pricePerTaskSecondUsd: options.pricePerTaskSecondUsd ?? DEFAULT_PRICE_PER_TASK_SECOND_USD,
     defaultQuoteTimeoutS: DEFAULT_QUOTE_TIMEOUT_S,
   });
   const projects = new ProjectService({
     db,
+    clock: options.clock,
     events,
     layout,
     docker: options.docker,
@@ -103,10 +105,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     env: options.env ?? {},
   });
   let scheduler: Scheduler | undefined;
-  const states = new JobStates({ db, events, layout });
+  const states = new JobStates({ db, events, layout, clock: options.clock });
   // A finished job's hold is settled: charged for what ran, the rest released.
   states.onJobFinished((job) => account.settle(job.id));
-  const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => (await probeGpu()).ok, onSubmitted: () => scheduler?.kick() });
+  const jobs = new JobService({
+    db,
+    clock: options.clock,
+    states,
+    projects,
+    layout,
+    hasGpu: async () => (await probeGpu()).ok,
+    onSubmitted: () => scheduler?.kick(),
+  });
   const serverKey = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 16);
   scheduler = new Scheduler({
     db,
@@ -140,14 +150,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const router = createRouter({
     token,
     db,
+    clock: options.clock,
     account,
-    uploads: new UploadService({ db, layout, maxBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES }),
+    uploads: new UploadService({ db, clock: options.clock, layout, maxBytes: options.maxArtifactBytes ?? DEFAULT_MAX_ARTIFACT_BYTES }),
     version: options.version,
     projects,
     recipes,
     jobs,
     scheduler,
-    volumes: new VolumeService({ db, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),
+    volumes: new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),
     events,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     streams: new StreamGate(limits, options.log),

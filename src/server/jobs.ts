@@ -12,9 +12,9 @@ import {
   type Task,
   type TaskStatus,
 } from '../api/schemas.js';
-import { type DB, now, parseJson } from './db.js';
+import type { Clock } from '../context.js';
+import { type DB, timestamp, parseJson } from './db.js';
 import { HttpError } from './http.js';
-import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { composePayload, MAX_TASK_BYTES, MAX_TASKS, mib, planJob, type JobPlan, type PlannedTask, type TaskBase, type TaskPart } from './planner.js';
 import { DIRECTIVE_NAME_PATTERN, DIRECTIVE_NAME_RULE } from '../project/names.js';
@@ -151,6 +151,8 @@ function textBytes(...texts: Array<string | null>): number {
 
 export interface JobServiceOptions {
   db: DB;
+  /** Where stored timestamps come from (the system's clock unless set). */
+  clock?: Clock;
   states: JobStates;
   projects: ProjectService;
   layout: Layout;
@@ -210,58 +212,21 @@ export class JobService {
    */
   async insert(prepared: PreparedJob[]): Promise<JobRow[]> {
     checkRequestTotals(prepared);
-    const { db } = this.options;
-    const at = now();
-    const ids = db.transaction(() =>
-      prepared.map(({ request, plan, revision }) => {
-        const id = newId('job');
-        const seq = ((db.prepare('SELECT MAX(seq) AS s FROM jobs').get() as { s: number | null }).s ?? 0) + 1;
-        db.prepare(
-          'INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state, task_base, inserting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)',
-        ).run(
-          id,
-          seq,
-          request.project,
-          revision,
-          request.type,
-          'planning',
-          JSON.stringify(request),
-          at,
-          request.callback_url ? 'pending' : null,
-          JSON.stringify(plan.base),
-        );
-        for (const tag of new Set(request.tags)) db.prepare('INSERT INTO job_tags (job_id, tag) VALUES (?, ?)').run(id, tag);
-        return id;
-      }),
-    )();
+    const { states } = this.options;
+    const ids = states.insertPlanning(prepared.map(({ request, plan, revision }) => ({ request, revision, base: plan.base })));
     try {
-      const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-      const writeChunk = db.transaction((jobId: string, first: number, tasks: PlannedTask[]) => {
-        tasks.forEach((task, i) =>
-          insertTask.run(
-            newId('task'),
-            jobId,
-            first + i,
-            task.kind,
-            'queued',
-            JSON.stringify(task.part),
-            task.items,
-            task.command ? JSON.stringify(task.command) : null,
-          ),
-        );
-      });
       for (const [n, { plan }] of prepared.entries()) {
         let chunk: PlannedTask[] = [];
         let written = 0;
         for (const task of plan.tasks()) {
           chunk.push(task);
           if (chunk.length < INSERT_CHUNK) continue;
-          writeChunk(ids[n]!, written, chunk);
+          states.insertTasks(ids[n]!, written, chunk);
           written += chunk.length;
           chunk = [];
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
-        if (chunk.length) writeChunk(ids[n]!, written, chunk);
+        if (chunk.length) states.insertTasks(ids[n]!, written, chunk);
       }
       this.options.states.queueSubmitted(ids.map((id, n) => ({ id, project: prepared[n]!.request.project, tasks: prepared[n]!.plan.count })));
     } catch (error) {
@@ -285,14 +250,7 @@ export class JobService {
   }
 
   private removeJobs(ids: string[]): void {
-    const { db } = this.options;
-    db.transaction(() => {
-      for (const id of ids) {
-        db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
-        db.prepare('DELETE FROM job_tags WHERE job_id = ?').run(id);
-        db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
-      }
-    })();
+    this.options.states.removeInserting(ids);
   }
 
   /**
@@ -329,7 +287,7 @@ export class JobService {
           fingerprint,
           result.status,
           JSON.stringify(result.body),
-          now(),
+          timestamp(this.options.clock),
         );
       return { ...result, replayed: false };
     } finally {

@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import path from 'node:path';
-import type { ProjectStatus, PushResponse } from '../api/schemas.js';
+import { TERMINAL_JOB_STATUSES, type ProjectStatus, type PushResponse } from '../api/schemas.js';
 import { KV_KEY_PATTERN } from '../api/schemas.js';
 import type { DockerDriver } from '../docker/driver.js';
 import { checkProjectAt, projectFormatsAt, type Project } from '../project/load.js';
@@ -13,7 +13,8 @@ import { collectBuildInputs } from '../build-hash/hash.js';
 import { ensureCycleswapImage, DEFAULT_MAX_LAYERS, type ImageBuildOptions } from '../runner/cycleswap-build.js';
 import type { BuildRecord, BuildStore } from '../runner/build-store.js';
 import { LABELS, repositoryComponent } from '../runner/images.js';
-import { type DB, now, parseJson } from './db.js';
+import type { Clock } from '../context.js';
+import { type DB, timestamp, parseJson } from './db.js';
 import type { EventLog } from './events.js';
 import { ExtractFailed, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
 import { HttpError, receiveBody } from './http.js';
@@ -40,8 +41,27 @@ export interface RevisionRow {
   created_at: string;
 }
 
+/**
+ * Retention (`cycle server-gc`): a revision goes unless, checked again in the same statement, it
+ * is active or an unfinished job uses it. Returns whether it went.
+ */
+export function deleteRevisionUnlessUsed(db: DB, project: string, number: number): boolean {
+  const finished = TERMINAL_JOB_STATUSES.map((status) => `'${status}'`).join(', ');
+  return (
+    db
+      .prepare(
+        `DELETE FROM revisions WHERE project = ? AND number = ?
+           AND NOT EXISTS (SELECT 1 FROM projects WHERE name = revisions.project AND active_revision = revisions.number)
+           AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project = revisions.project AND jobs.revision = revisions.number AND jobs.status NOT IN (${finished}))`,
+      )
+      .run(project, number).changes === 1
+  );
+}
+
 export interface ProjectServiceOptions {
   db: DB;
+  /** Where stored timestamps come from (the system's clock unless set). */
+  clock?: Clock;
   events: EventLog;
   layout: Layout;
   docker: () => Promise<DockerDriver>;
@@ -177,7 +197,7 @@ export class ProjectService {
       });
       const lastBuilt = this.buildRecord(name);
       const number = this.options.events.transaction((record) => {
-        const at = now();
+        const at = timestamp(this.options.clock);
         db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at) VALUES (?, NULL, ?)').run(name, at);
         const next = ((db.prepare('SELECT MAX(number) AS n FROM revisions WHERE project = ?').get(name) as { n: number | null }).n ?? 0) + 1;
         const ready = !flags.rebuild && !flags.clean && lastBuilt?.hash === buildHash;
@@ -269,7 +289,7 @@ export class ProjectService {
     this.options.events.transaction((record) => {
       this.options.db
         .prepare("UPDATE revisions SET build_state = 'pending', image_id = NULL, build_error = NULL, build_updated_at = ? WHERE project = ?")
-        .run(now(), name);
+        .run(timestamp(this.options.clock), name);
       this.options.db.prepare('DELETE FROM builds WHERE project = ?').run(name);
       record({ type: 'project.invalidated', project: name, data: { revision: revision.number } });
     });
@@ -319,7 +339,7 @@ export class ProjectService {
       events.transaction((record) => {
         db.prepare(
           'UPDATE revisions SET build_state = ?, build_error = ?, image_id = COALESCE(?, image_id), build_updated_at = ? WHERE project = ? AND number = ?',
-        ).run(state, error, imageId, now(), name, number);
+        ).run(state, error, imageId, timestamp(this.options.clock), name, number);
         record({ type: 'project.build', project: name, data: { revision: number, state, error } });
       });
     setState('building', null, null);
@@ -340,7 +360,7 @@ export class ProjectService {
         tail.push(shown);
         if (tail.length > 30) tail.shift();
       },
-      now: () => new Date(),
+      now: () => new Date(timestamp(this.options.clock)),
       verify: true,
       useStatCache: false,
     };
@@ -422,7 +442,7 @@ export class ProjectService {
     const text = JSON.stringify(value);
     if (text === undefined) throw new HttpError(400, 'invalid_value', 'the value must be JSON', 'value');
     if (Buffer.byteLength(text) > 64 * 1024) throw new HttpError(413, 'payload_too_large', 'kv values are small: at most 64 KiB of JSON', 'value');
-    const at = now();
+    const at = timestamp(this.options.clock);
     this.options.db
       .prepare(
         'INSERT INTO kv (project, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(project, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at',
@@ -446,8 +466,9 @@ export class ProjectService {
   create(name: string, remoteDir: string | null): { project: ProjectDocument; created: boolean } {
     const { db } = this.options;
     const created =
-      db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at, remote_dir) VALUES (?, NULL, ?, ?)').run(name, now(), remoteDir)
-        .changes === 1;
+      db
+        .prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at, remote_dir) VALUES (?, NULL, ?, ?)')
+        .run(name, timestamp(this.options.clock), remoteDir).changes === 1;
     const row = db.prepare('SELECT name, active_revision AS revision, created_at, remote_dir FROM projects WHERE name = ?').get(name) as ProjectDocument;
     return { project: row, created };
   }

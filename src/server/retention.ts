@@ -2,7 +2,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { DB } from './db.js';
 import { parseJson } from './db.js';
+import { deleteJobEvents } from './events.js';
 import type { Layout } from './layout.js';
+import { deleteRevisionUnlessUsed } from './projects.js';
+import { deleteJobArtifacts } from './state.js';
 
 /** What `cycle server-gc` keeps; see docs/api.md "Retention". */
 export interface RetentionPolicy {
@@ -133,18 +136,12 @@ export async function planRetention(db: DB, layout: Layout, policy: RetentionPol
  * between leaves only unreferenced files, which the next gc finds).
  */
 export async function applyRetention(db: DB, layout: Layout, plan: RetentionPlan): Promise<void> {
-  const deleteRevision = db.prepare(
-    `DELETE FROM revisions WHERE project = ? AND number = ?
-       AND NOT EXISTS (SELECT 1 FROM projects WHERE name = revisions.project AND active_revision = revisions.number)
-       AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.project = revisions.project AND jobs.revision = revisions.number AND jobs.status IN ${UNFINISHED_JOB_STATUSES})`,
-  );
-  const deleteArtifacts = db.prepare('DELETE FROM artifacts WHERE job_id = ?');
-  const deleteEvents = db.prepare('DELETE FROM events WHERE job_id = ?');
+  // Each table's rows go through the module that owns the table (docs/design.md, "One owner per table").
   db.transaction(() => {
-    for (const revision of plan.revisions) deleteRevision.run(revision.project, revision.number);
+    for (const revision of plan.revisions) deleteRevisionUnlessUsed(db, revision.project, revision.number);
     for (const job of plan.jobs) {
-      deleteArtifacts.run(job.id);
-      deleteEvents.run(job.id);
+      deleteJobArtifacts(db, job.id);
+      deleteJobEvents(db, job.id);
     }
   })();
   // A revision the transaction kept (made active meanwhile) keeps its tree and tarball.

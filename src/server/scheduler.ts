@@ -15,12 +15,11 @@ import { LABELS } from '../runner/images.js';
 import { sha256File } from '../util/fs.js';
 import { joinInside } from '../util/paths.js';
 import { deliverCallback } from './callbacks.js';
-import { type DB, now } from './db.js';
+import type { DB } from './db.js';
 import type { EventLog } from './events.js';
-import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
-import type { JobStates, TaskOutcome } from './state.js';
+import { InternalError, logInternalError, type JobStates, type TaskOutcome } from './state.js';
 import type { ProjectService } from './projects.js';
 import { volumeMountSource } from './volumes.js';
 
@@ -169,14 +168,17 @@ export class Scheduler {
     const task = this.options.states.startTask(job, queued);
     const controller = new AbortController();
     const done = this.execute(job, task, controller.signal)
-      .catch((error: Error) =>
-        this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message }),
-      )
+      .catch((error: Error) => {
+        // A broken state rule: the task is left as it is (finishing it again would break it again).
+        if (error instanceof InternalError) throw error;
+        return this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message });
+      })
       .finally(() => {
         this.running.delete(task.id);
         this.maybeFinish(job.id);
         this.kick();
-      });
+      })
+      .catch((error: Error) => void logInternalError(this.options.log, `task ${task.id}`, error));
     this.running.set(task.id, { jobId: job.id, controller, done });
   }
 
@@ -355,30 +357,8 @@ export class Scheduler {
    * a capture can change (LIFO: the newest first), so the task's rows are renumbered.
    */
   private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
-    const { db, events } = this.options;
     const sha256 = await sha256File(file.absolute, file.size);
-    const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(task.id, file.path) as { id: string } | undefined;
-    const id = existing?.id ?? newId('art');
-    // The row and its event commit together; listeners hear after the commit.
-    events.transaction((record) => {
-      if (existing)
-        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(file.size, sha256, file.absolute, now(), id);
-      else
-        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
-          id,
-          job.id,
-          task.id,
-          file.path,
-          file.size,
-          sha256,
-          all.length,
-          file.absolute,
-          now(),
-        );
-      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
-      all.forEach((artifact, ord) => place.run(ord, task.id, artifact.path));
-      record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
-    });
+    this.options.states.recordArtifact(job.id, task.id, file, sha256, all);
   }
 
   private finishTask(task: TaskRow, outcome: TaskOutcome): void {
@@ -411,7 +391,7 @@ export class Scheduler {
   }
 
   private callback(jobId: string): void {
-    const { db, jobs } = this.options;
+    const { jobs } = this.options;
     const job = jobs.row(jobId);
     if (!job || job.callback_state !== 'pending') return;
     const url = jobs.request(job).callback_url;
@@ -422,7 +402,7 @@ export class Scheduler {
       ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}),
     }).then((ok) => {
       if (this.lifetime.signal.aborted) return; // still pending: the next start sends it
-      db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(ok ? 'delivered' : 'failed', jobId);
+      this.options.states.recordCallback(jobId, ok ? 'delivered' : 'failed');
     });
   }
 
@@ -499,13 +479,9 @@ class LiveFeed {
     this.timer = undefined;
     if (!this.dirty) return;
     this.dirty = false;
-    const { db, events } = this.options;
+    const { states, events } = this.options;
     events.transaction((record) => {
-      db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(
-        this.tail,
-        this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress),
-        this.task.id,
-      );
+      states.recordOutput(this.task.id, this.tail, this.latestProgress);
       if (this.pendingText) {
         // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
         const skipped = Math.max(0, this.pendingText.length - EVENT_TEXT_MAX);

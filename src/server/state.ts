@@ -1,11 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Job, TaskStatus } from '../api/schemas.js';
+import type { Job, JobRequest, JobStatus, TaskStatus } from '../api/schemas.js';
 import { systemLine, type TaskEventData } from '../api/log-lines.js';
-import { type DB, now } from './db.js';
+import { systemClock, type Clock } from '../context.js';
+import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
 import type { JobRow, TaskRow } from './jobs.js';
+import { newId } from './ids.js';
 import type { Layout } from './layout.js';
+import type { PlannedTask, TaskBase } from './planner.js';
+import type { CapturedArtifact } from '../runner/artifacts.js';
 
 export type FinishedJobStatus = 'completed' | 'partial' | 'failed' | 'cancelled';
 
@@ -15,6 +20,74 @@ export interface TaskOutcome {
   error?: string;
   exitCode?: number;
   artifactIds?: string[];
+}
+
+/**
+ * The allowed status changes: from-state → the states it may go to. Every status UPDATE names
+ * the states it leaves from this table (`WHERE id = ? AND status IN (…)`), so a row that moved
+ * on meanwhile is not overwritten.
+ */
+export const JOB_TRANSITIONS: { readonly [from in JobStatus]: readonly JobStatus[] } = {
+  planning: ['queued'],
+  // A queued job can end before it ran: cancelled, failed (a dependency failed), or no task left to run.
+  queued: ['running', 'completed', 'partial', 'failed', 'cancelled'],
+  running: ['completed', 'partial', 'failed', 'cancelled'],
+  completed: [],
+  partial: [],
+  failed: [],
+  cancelled: [],
+};
+
+export const TASK_TRANSITIONS: { readonly [from in TaskStatus]: readonly TaskStatus[] } = {
+  // cancelled: a cancel, or its job failed before it ran.
+  queued: ['running', 'cancelled'],
+  // queued: a shutdown stopped it, or a restart found it interrupted (it runs again).
+  running: ['succeeded', 'failed', 'cancelled', 'queued'],
+  succeeded: [],
+  failed: [],
+  cancelled: [],
+};
+
+/**
+ * Races that are not errors: an update that finds its row in `found` (not a state it may leave)
+ * when it wanted to move it to one of `wanted` changes nothing, by design. Any other update that
+ * changes no row is an `InternalError`.
+ */
+export const JOB_SETTLED_RACES: ReadonlyArray<{ found: JobStatus; wanted: readonly JobStatus[]; why: string }> = [
+  { found: 'cancelled', wanted: ['completed', 'partial', 'failed'], why: 'a cancel ended the job first: the cancel stands' },
+];
+export const TASK_SETTLED_RACES: ReadonlyArray<{ found: TaskStatus; wanted: readonly TaskStatus[]; why: string }> = [
+  {
+    found: 'cancelled',
+    wanted: ['succeeded', 'failed', 'cancelled', 'queued'],
+    why: 'a cancel settled the task while its container was stopping: the cancel stands',
+  },
+];
+
+/** The states that may go to `to` (what an UPDATE to `to` may leave). */
+export function statesLeadingTo<S extends string>(transitions: { readonly [from in S]: readonly S[] }, to: S): S[] {
+  return (Object.keys(transitions) as S[]).filter((from) => transitions[from].includes(to));
+}
+
+/**
+ * A state the server's own rules say cannot happen (a status update that changed no row, a
+ * transition the table does not allow): a bug, not the client's fault. HTTP answers it 500 with a
+ * reference, and the server's log has this message.
+ */
+export class InternalError extends Error {
+  override readonly name = 'InternalError';
+}
+
+/** Logs an internal error in full with a short reference (what a 500 or a caller can quote); returns the reference. */
+export function logInternalError(log: (line: string) => void, where: string, error: Error): string {
+  const reference = randomBytes(4).toString('hex');
+  log(`internal error ${reference} in ${where}: ${error.stack ?? error.message}`);
+  return reference;
+}
+
+/** Retention (`cycle server-gc`): a finished job's artifact rows go (their files go with them). */
+export function deleteJobArtifacts(db: DB, jobId: string): void {
+  db.prepare('DELETE FROM artifacts WHERE job_id = ?').run(jobId);
 }
 
 /** Counts a job's tasks by status. */
@@ -28,19 +101,23 @@ export function taskCounts(db: DB, jobId: string): Job['counts'] {
   return counts;
 }
 
+type Table = 'jobs' | 'tasks';
+
 /**
- * Every status change of a job or a task, in one place. Each transition runs its UPDATEs and
- * records its events in one transaction (`EventLog.transaction`): a reader never sees a state
- * without its event or the reverse, and listeners (SSE streams, the scheduler) hear of it only
- * after the commit. A task's transitions also write a system line (`[cycle] …`) into its log.
- *
- *   job:  planning → queued → running → completed | partial | failed | cancelled
- *   task: queued → running → succeeded | failed | cancelled; running → queued (retry)
+ * Every write to the `jobs`, `job_tags`, `tasks` and `artifacts` rows, in one place (their
+ * insertion, status changes checked against `JOB_TRANSITIONS` / `TASK_TRANSITIONS`, a task's live
+ * output and artifacts, a job's callback state). Each transition runs its UPDATEs and records its events in one transaction
+ * (`EventLog.transaction`): a reader never sees a state without its event or the reverse, and
+ * listeners (SSE streams, the scheduler) hear of it only after the commit. A task's transitions
+ * also write a system line (`[cycle] …`) into its log. Timestamps come from the injected clock.
  */
 export class JobStates {
   private readonly finishedListeners = new Set<(job: JobRow) => void>();
+  private readonly clock: Clock;
 
-  constructor(private readonly options: { db: DB; events: EventLog; layout: Layout }) {}
+  constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock }) {
+    this.clock = options.clock ?? systemClock;
+  }
 
   counts(jobId: string): Job['counts'] {
     return taskCounts(this.options.db, jobId);
@@ -52,12 +129,73 @@ export class JobStates {
     return () => this.finishedListeners.delete(listener);
   }
 
+  /**
+   * New jobs, hidden (`inserting`) and `planning` until `queueSubmitted`, all or none; returns
+   * their ids. Their tasks come next, in chunks (`insertTasks`).
+   */
+  insertPlanning(jobs: Array<{ request: JobRequest; revision: number; base: TaskBase }>): string[] {
+    const { db } = this.options;
+    const at = timestamp(this.clock);
+    return db.transaction(() =>
+      jobs.map(({ request, revision, base }) => {
+        const id = newId('job');
+        const seq = ((db.prepare('SELECT MAX(seq) AS s FROM jobs').get() as { s: number | null }).s ?? 0) + 1;
+        db.prepare(
+          'INSERT INTO jobs (id, seq, project, revision, type, status, request, created_at, callback_state, task_base, inserting) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)',
+        ).run(
+          id,
+          seq,
+          request.project,
+          revision,
+          request.type,
+          'planning',
+          JSON.stringify(request),
+          at,
+          request.callback_url ? 'pending' : null,
+          JSON.stringify(base),
+        );
+        for (const tag of new Set(request.tags)) db.prepare('INSERT INTO job_tags (job_id, tag) VALUES (?, ?)').run(id, tag);
+        return id;
+      }),
+    )();
+  }
+
+  /** One chunk of a planning job's tasks, queued, numbered from `first`, in one transaction. */
+  insertTasks(jobId: string, first: number, tasks: PlannedTask[]): void {
+    const { db } = this.options;
+    const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+    db.transaction(() =>
+      tasks.forEach((task, i) =>
+        insertTask.run(
+          newId('task'),
+          jobId,
+          first + i,
+          task.kind,
+          'queued',
+          JSON.stringify(task.part),
+          task.items,
+          task.command ? JSON.stringify(task.command) : null,
+        ),
+      ),
+    )();
+  }
+
+  /** Jobs whose insertion failed or did not finish: they go with their tasks and tags. */
+  removeInserting(ids: string[]): void {
+    const { db } = this.options;
+    db.transaction(() => {
+      for (const id of ids) {
+        db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
+        db.prepare('DELETE FROM job_tags WHERE job_id = ?').run(id);
+        db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+      }
+    })();
+  }
+
   /** planning → queued: every task of these submitted jobs is written; they become visible. */
   queueSubmitted(jobs: Array<{ id: string; project: string; tasks: number }>): void {
-    const { db, events } = this.options;
-    const update = db.prepare("UPDATE jobs SET status = 'queued', inserting = 0 WHERE id = ?");
-    events.transaction((record) => {
-      for (const job of jobs) update.run(job.id);
+    this.options.events.transaction((record) => {
+      for (const job of jobs) this.move('jobs', job.id, 'queued', 'inserting = 0', []);
       for (const job of jobs) {
         record({ type: 'job', job_id: job.id, project: job.project, data: { status: 'planning' } });
         record({ type: 'job', job_id: job.id, project: job.project, data: { status: 'queued', tasks: job.tasks } });
@@ -65,23 +203,20 @@ export class JobStates {
     });
   }
 
-  /** planning → queued for jobs a restart found still planning (their tasks are all written). */
+  /** planning → queued for jobs a restart found still planning (their tasks are all written); often none. */
   queuePlanning(): void {
     this.options.db.prepare("UPDATE jobs SET status = 'queued' WHERE status = 'planning' AND inserting = 0").run();
   }
 
   /** queued → running for a task (and its job, on its first task); returns the task as it now is. */
   startTask(job: JobRow, task: TaskRow): TaskRow {
-    const { db, events } = this.options;
-    const at = now();
+    const at = timestamp(this.clock);
     const attempt = task.attempt + 1;
     const jobStarts = job.status === 'queued';
-    events.transaction((record) => {
-      db.prepare(
-        "UPDATE tasks SET status = 'running', attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL WHERE id = ?",
-      ).run(attempt, at, task.id);
+    this.options.events.transaction((record) => {
+      this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL', [attempt, at]);
       if (jobStarts) {
-        db.prepare("UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) WHERE id = ?").run(at, job.id);
+        this.move('jobs', job.id, 'running', 'started_at = COALESCE(started_at, ?)', [at]);
         this.recordJob(record, job.id);
       }
       record({ type: 'task', job_id: job.id, task_id: task.id, data: { index: task.idx, status: 'running', attempt, counts: this.counts(job.id) } });
@@ -91,18 +226,19 @@ export class JobStates {
     return { ...task, status: 'running', attempt, started_at: at, finished_at: null, error: null, exit_code: null, result: null };
   }
 
-  /** running → succeeded | failed | cancelled (or queued → failed, when it could not start). */
-  finishTask(task: TaskRow, outcome: TaskOutcome): void {
-    const { db, events } = this.options;
-    events.transaction((record) => {
-      db.prepare('UPDATE tasks SET status = ?, result = ?, error = ?, exit_code = ?, finished_at = ? WHERE id = ?').run(
-        outcome.status,
+  /**
+   * running → succeeded | failed | cancelled. False when a settled race (`TASK_SETTLED_RACES`)
+   * made it a no-op: nothing written, no event.
+   */
+  finishTask(task: TaskRow, outcome: TaskOutcome): boolean {
+    const changed = this.options.events.transaction((record) => {
+      const moved = this.move('tasks', task.id, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?', [
         outcome.result === undefined ? null : JSON.stringify(outcome.result),
         outcome.error ?? null,
         outcome.exitCode ?? null,
-        now(),
-        task.id,
-      );
+        timestamp(this.clock),
+      ]);
+      if (!moved) return false;
       record({
         type: 'task',
         job_id: task.job_id,
@@ -116,8 +252,10 @@ export class JobStates {
           counts: this.counts(task.job_id),
         },
       });
+      return true;
     });
-    this.writeSystemLine(task.id, { index: task.idx, status: outcome.status, error: outcome.error ?? null });
+    if (changed) this.writeSystemLine(task.id, { index: task.idx, status: outcome.status, error: outcome.error ?? null });
+    return changed;
   }
 
   /**
@@ -125,20 +263,18 @@ export class JobStates {
    * counted as an attempt. No event: the server is going away (the restart's own requeue has one).
    */
   requeueStopped(task: TaskRow): void {
-    this.options.db.prepare("UPDATE tasks SET status = 'queued', attempt = MAX(attempt - 1, 0), started_at = NULL WHERE id = ?").run(task.id);
+    if (!this.move('tasks', task.id, 'queued', 'attempt = MAX(attempt - 1, 0), started_at = NULL', [])) return;
     this.writeSystemLine(task.id, { index: task.idx, status: 'queued', reason: 'the server stopped while the task ran; it runs again when the server starts' });
   }
 
   /** After a restart, a task that was running: queued again, or failed once it had `maxAttempts`. */
   recoverInterrupted(task: TaskRow, maxAttempts: number): 'queued' | 'failed' {
-    const { db, events } = this.options;
     const lastFailed = JSON.stringify({ attempt: task.attempt, error: 'interrupted: the server stopped while the task ran', output_tail: task.output_tail });
     const status = task.attempt >= maxAttempts ? 'failed' : 'queued';
     const error = `the server stopped while the task ran (${task.attempt} attempts)`;
-    events.transaction((record) => {
-      if (status === 'failed')
-        db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, last_failed = ? WHERE id = ?").run(error, now(), lastFailed, task.id);
-      else db.prepare("UPDATE tasks SET status = 'queued', last_failed = ?, output_tail = '' WHERE id = ?").run(lastFailed, task.id);
+    this.options.events.transaction((record) => {
+      if (status === 'failed') this.move('tasks', task.id, 'failed', 'error = ?, finished_at = ?, last_failed = ?', [error, timestamp(this.clock), lastFailed]);
+      else this.move('tasks', task.id, 'queued', "last_failed = ?, output_tail = ''", [lastFailed]);
       record({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status, reason: 'server restart' } });
     });
     this.writeSystemLine(
@@ -152,28 +288,118 @@ export class JobStates {
   requestCancel(jobId: string): void {
     const { db, events } = this.options;
     events.transaction(() => {
-      db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId);
-      db.prepare("UPDATE tasks SET status = 'cancelled', error = 'cancelled', finished_at = ? WHERE job_id = ? AND status = 'queued'").run(now(), jobId);
+      this.expectOne(db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId).changes, `job ${jobId}: no row to mark cancel_requested`);
+      this.cancelQueuedTasks(jobId, 'cancelled');
     });
   }
 
   /** A job that cannot run (a dependency failed): queued tasks cancelled, the job failed. */
   failJob(jobId: string, reason: string): void {
-    const { db } = this.options;
-    this.finishJob(jobId, 'failed', reason, () => {
-      db.prepare("UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE job_id = ? AND status = 'queued'").run(reason, now(), jobId);
+    this.finishJob(jobId, 'failed', reason, () => this.cancelQueuedTasks(jobId, reason));
+  }
+
+  /**
+   * queued | running → its final status (the job's last event); then the finished listeners.
+   * False when a settled race (`JOB_SETTLED_RACES`) made it a no-op (no event, no listeners).
+   */
+  finishJob(jobId: string, status: FinishedJobStatus, error: string | null, alsoInTransaction?: () => void): boolean {
+    const job = this.options.events.transaction((record) => {
+      if (!this.move('jobs', jobId, status, 'error = ?, finished_at = ?', [error, timestamp(this.clock)])) return undefined;
+      alsoInTransaction?.();
+      return this.recordJob(record, jobId);
+    });
+    if (!job) return false;
+    for (const listener of this.finishedListeners) listener(job);
+    return true;
+  }
+
+  /**
+   * A captured file as an artifact row, with its event (both commit together; listeners hear
+   * after the commit). A file captured again keeps its id, with the new size and checksum. `ord`
+   * is the place in upload order, which a capture can change, so the task's rows are renumbered.
+   */
+  recordArtifact(jobId: string, taskId: string, file: CapturedArtifact, sha256: string, all: CapturedArtifact[]): void {
+    const { db, events } = this.options;
+    const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(taskId, file.path) as { id: string } | undefined;
+    const id = existing?.id ?? newId('art');
+    events.transaction((record) => {
+      if (existing)
+        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(
+          file.size,
+          sha256,
+          file.absolute,
+          timestamp(this.clock),
+          id,
+        );
+      else
+        db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+          id,
+          jobId,
+          taskId,
+          file.path,
+          file.size,
+          sha256,
+          all.length,
+          file.absolute,
+          timestamp(this.clock),
+        );
+      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
+      all.forEach((artifact, ord) => place.run(ord, taskId, artifact.path));
+      record({ type: 'artifact', job_id: jobId, task_id: taskId, data: { id, name: file.path, size: file.size } });
     });
   }
 
-  /** queued | running → its final status (the job's last event); then the finished listeners. */
-  finishJob(jobId: string, status: FinishedJobStatus, error: string | null, alsoInTransaction?: () => void): void {
-    const { db, events } = this.options;
-    const job = events.transaction((record) => {
-      alsoInTransaction?.();
-      db.prepare('UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?').run(status, error, now(), jobId);
-      return this.recordJob(record, jobId);
-    });
-    for (const listener of this.finishedListeners) listener(job);
+  /** A task's live output: the tail of its log and its latest progress (not a status change). */
+  recordOutput(taskId: string, tail: string, latestProgress: unknown): void {
+    const { changes } = this.options.db
+      .prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?')
+      .run(tail, latestProgress === undefined ? null : JSON.stringify(latestProgress), taskId);
+    this.expectOne(changes, `task ${taskId}: no row to record its output in`);
+  }
+
+  /** How a job's callback ended: delivered, or failed after its retries. */
+  recordCallback(jobId: string, state: 'delivered' | 'failed'): void {
+    this.expectOne(
+      this.options.db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(state, jobId).changes,
+      `job ${jobId}: no row to record its callback in`,
+    );
+  }
+
+  /**
+   * A job's queued tasks → cancelled. A set update: a job with no queued task left has none to
+   * cancel, so changing no row is fine here.
+   */
+  private cancelQueuedTasks(jobId: string, error: string): void {
+    this.options.db
+      .prepare("UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE job_id = ? AND status = 'queued'")
+      .run(error, timestamp(this.clock), jobId);
+  }
+
+  /**
+   * One row's status → `to`, leaving only a state the table lets go to `to`; `set` and `params`
+   * are the other columns the change writes. True when it changed the row; false when it found a
+   * settled race (the row stays as it is); an `InternalError` otherwise.
+   */
+  private move(table: 'jobs', id: string, to: JobStatus, set: string, params: unknown[]): boolean;
+  private move(table: 'tasks', id: string, to: TaskStatus, set: string, params: unknown[]): boolean;
+  private move(table: Table, id: string, to: string, set: string, params: unknown[]): boolean {
+    const transitions: Readonly<Record<string, readonly string[]>> = table === 'jobs' ? JOB_TRANSITIONS : TASK_TRANSITIONS;
+    const from = statesLeadingTo(transitions, to);
+    const { changes } = this.options.db
+      .prepare(`UPDATE ${table} SET status = ?, ${set} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`)
+      .run(to, ...params, id, ...from);
+    if (changes === 1) return true;
+    const kind = table === 'jobs' ? 'job' : 'task';
+    const found = (this.options.db.prepare(`SELECT status FROM ${table} WHERE id = ?`).get(id) as { status: string } | undefined)?.status;
+    if (found === undefined) throw new InternalError(`${kind} ${id} → ${to}: there is no such ${kind}`);
+    const races: ReadonlyArray<{ found: string; wanted: readonly string[] }> = table === 'jobs' ? JOB_SETTLED_RACES : TASK_SETTLED_RACES;
+    if (races.some((race) => race.found === found && race.wanted.includes(to))) return false;
+    const allowed = transitions[found] ?? [];
+    throw new InternalError(`${kind} ${id} cannot go from ${found} to ${to} (from ${found} it may go to: ${allowed.join(', ') || 'nothing, it is final'})`);
+  }
+
+  private expectOne(changes: number, what: string): void {
+    if (changes !== 1) throw new InternalError(`${what} (${changes} rows changed)`);
   }
 
   private recordJob(record: RecordEvent, jobId: string): JobRow {

@@ -3,7 +3,8 @@ import fs from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { z } from 'zod';
-import { now, type DB } from './db.js';
+import type { Clock } from '../context.js';
+import { timestamp, type DB } from './db.js';
 import { HttpError, receiveBody } from './http.js';
 import type { Layout } from './layout.js';
 import { MAX_NAME_BYTES } from './limits.js';
@@ -59,7 +60,8 @@ export function checkUploadFilename(name: string | undefined, field: string): st
 
 /** Artifacts sent by clients (`POST /api/v1/artifacts`): content-addressed blobs under the data folder. */
 export class UploadService {
-  constructor(private readonly options: { db: DB; layout: Layout; maxBytes: number }) {}
+  /** `clock`: where stored timestamps come from (the system's clock unless set). */
+  constructor(private readonly options: { db: DB; layout: Layout; maxBytes: number; clock?: Clock }) {}
 
   /** Streams the body to disk while hashing it; the same bytes stored once, under one id. */
   async upload(req: IncomingMessage): Promise<{ document: UploadDocument; created: boolean }> {
@@ -77,7 +79,7 @@ export class UploadService {
       const blob = layout.uploadBlob(sha256);
       await fs.mkdir(path.dirname(blob), { recursive: true });
       await fs.rename(temp, blob);
-      const row: UploadRow = { id: uploadIdFor(sha256), sha256, filename, size, path: blob, created_at: now() };
+      const row: UploadRow = { id: uploadIdFor(sha256), sha256, filename, size, path: blob, created_at: timestamp(this.options.clock) };
       this.options.db
         .prepare('INSERT OR IGNORE INTO uploads (id, sha256, filename, size, path, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(row.id, row.sha256, row.filename, row.size, row.path, row.created_at);

@@ -4,7 +4,8 @@ import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { volumeFilesRequestSchema, type VolumeFile, type VolumeSummary } from '../api/schemas.js';
 import { BUILTIN_VOLUME_PREFIX, VOLUME_NAME_PATTERN } from '../project/names.js';
-import { type DB, now, parseJson } from './db.js';
+import type { Clock } from '../context.js';
+import { type DB, timestamp, parseJson } from './db.js';
 import { HttpError, receiveBody } from './http.js';
 import { zodError } from './jobs.js';
 import type { Layout } from './layout.js';
@@ -22,6 +23,8 @@ interface VolumeRow {
 
 export interface VolumeServiceOptions {
   db: DB;
+  /** Where stored timestamps come from (the system's clock unless set). */
+  clock?: Clock;
   layout: Layout;
   /** The largest blob (one file of a volume) accepted. */
   maxBlobBytes: number;
@@ -150,7 +153,7 @@ export class VolumeService {
         await fs.rm(building, { recursive: true, force: true });
       }
     }
-    const at = now();
+    const at = timestamp(this.options.clock);
     db.prepare(
       'INSERT INTO volumes (name, files, file_count, bytes, version, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET files = excluded.files, file_count = excluded.file_count, bytes = excluded.bytes, version = excluded.version, updated_at = excluded.updated_at',
     ).run(name, manifest, sorted.length, bytes, version, at);

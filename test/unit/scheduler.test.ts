@@ -20,6 +20,8 @@ let server: RunningServer | undefined;
 let docker: FakeDocker;
 /** Task timeouts run on it: a test advances it rather than waiting. */
 let clock: ReturnType<typeof manualClock>;
+/** What the server logged. */
+let logged: string[] = [];
 
 afterEach(async () => {
   await server?.close();
@@ -36,7 +38,7 @@ async function start(dataDir?: string, workers = 2): Promise<RunningServer> {
     docker: async () => docker,
     clock,
     exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
+    log: (line) => logged.push(line),
   });
   return server;
 }
@@ -56,6 +58,7 @@ async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
   docker = new FakeDocker();
   docker.hold = true;
   clock = manualClock();
+  logged = [];
   await start(dataDir, workers);
   const response = await fetch(`${server!.url}/api/v1/projects/p/push`, {
     method: 'POST',
@@ -247,6 +250,73 @@ describe('the scheduler', () => {
     expect(log).toContain('[cycle] task 0 queued again to run on another attempt (server restart: attempt 1 was interrupted)');
     expect(log).toContain('[cycle] task 0 started (attempt 2)');
     expect(log).toContain('[cycle] task 0 failed: the server stopped while the task ran (2 attempts)');
+  });
+
+  it("every stored time comes from the server's clock: the job's times, its tasks' and its events'", async () => {
+    await startWithProject();
+    const at = (seconds: number): string => new Date(Date.parse('2026-11-23T12:00:00Z') + seconds * 1000).toISOString();
+    clock.advance(60_000);
+    const id = await submit({});
+    await docker.whenRunning(1);
+    const taskId = (await tasks(id))[0]!.id;
+    clock.advance(30_000);
+    docker.exit(container(taskId), 0);
+    expect(await finished(id)).toMatchObject({ status: 'completed', created_at: at(60), started_at: at(60), finished_at: at(90) });
+    expect((await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0]).toMatchObject({ started_at: at(60), finished_at: at(90) });
+    const { events } = await readSse(server!, `/api/v1/jobs/${id}/stream`);
+    expect(events.map((e) => [`${e.event}:${e.data.data.status ?? ''}`, e.data.at])).toEqual([
+      ['job:planning', at(60)],
+      ['job:queued', at(60)],
+      ['job:running', at(60)],
+      ['task:running', at(60)],
+      ['task:succeeded', at(90)],
+      ['job:completed', at(90)],
+    ]);
+  });
+
+  it('a status update the transition table refuses is an internal error, logged with a reference; the task is left as it is', async () => {
+    await startWithProject();
+    const id = await submit({});
+    await docker.whenRunning(1);
+    const taskId = (await tasks(id))[0]!.id;
+    // Something outside the rules finished the task while its container ran.
+    const db = openDatabase(layout(server!.dataDir).db);
+    try {
+      db.prepare("UPDATE tasks SET status = 'failed', error = 'elsewhere' WHERE id = ?").run(taskId);
+    } finally {
+      db.close();
+    }
+    docker.exit(container(taskId), 0);
+    expect(await finished(id)).toMatchObject({ status: 'failed' });
+    expect((await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0]).toMatchObject({ status: 'failed', error: 'elsewhere' });
+    expect(logged.filter((line) => line.startsWith('internal error'))).toEqual([
+      expect.stringMatching(new RegExp(`^internal error [0-9a-f]{8} in task ${taskId}: InternalError: task ${taskId} cannot go from failed to succeeded`)),
+    ]);
+  });
+
+  it('an internal error on a request answers 500 with the reference the log has, never the details', async () => {
+    await startWithProject(undefined, 1);
+    const first = await submit({});
+    await docker.whenRunning(1);
+    const second = await submit({}); // queued behind the first (one worker)
+    // Something outside the rules put the job back to planning: a cancel cannot end it from there.
+    const db = openDatabase(layout(server!.dataDir).db);
+    try {
+      db.prepare("UPDATE jobs SET status = 'planning' WHERE id = ?").run(second);
+    } finally {
+      db.close();
+    }
+    const response = await fetch(`${server!.url}/api/v1/jobs/${second}/cancel`, { method: 'PUT', headers: { authorization: `Bearer ${server!.token}` } });
+    const body = await response.text();
+    expect(response.status).toBe(500);
+    const reference = /reference ([0-9a-f]{8})/.exec(body)?.[1];
+    expect(reference, body).toBeDefined();
+    expect(body).not.toContain('cannot go from');
+    expect(logged.some((line) => line.includes(`internal error ${reference}`) && line.includes(`job ${second} cannot go from planning to cancelled`))).toBe(
+      true,
+    );
+    docker.exit(container((await tasks(first))[0]!.id), 0);
+    expect((await finished(first)).status).toBe('completed');
   });
 
   it('events come in order, each after its change committed, and the log tells system lines from output', async () => {
