@@ -220,12 +220,14 @@ async function runCommand(invocation: Invocation, io: IO, env: Record<string, st
   let interrupts = 0;
   const onSigint = (signal: NodeJS.Signals): void => {
     interrupts++;
+    const exitCode = signal === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
     if (interrupts === 1) {
       io.stderr.write(`\n${signal === 'SIGTERM' ? 'terminating' : 'interrupting'}: stopping and cleaning up (press Ctrl-C again to force)\n`);
-      controller.abort(new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted }));
+      // The reason reaches every request of the command (the API client listens to ctx.signal).
+      controller.abort(new CycleError({ message: signal === 'SIGTERM' ? 'terminated' : 'interrupted', exitCode }));
     } else {
       io.stderr.write('forced exit: containers or temp files may be left behind\n');
-      process.exit(ExitCode.interrupted);
+      process.exit(exitCode);
     }
   };
   const handleSignals = options.handleSignals ?? options.io === undefined;
@@ -246,9 +248,14 @@ async function runCommand(invocation: Invocation, io: IO, env: Record<string, st
     const code = await runLoaded(ctx, invocation.cli);
     state.exitCode = code ?? ExitCode.ok;
   } catch (error) {
-    if (controller.signal.aborted && !(isCycleError(error) && error.exitCode === ExitCode.interrupted)) {
-      // The command failed because it was interrupted: say so, with the interrupted code.
-      throw new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted, cause: error });
+    if (controller.signal.aborted) {
+      // The command failed because it was stopped: say so, with the signal's code (130 Ctrl-C, 143 SIGTERM).
+      const reason: unknown = controller.signal.reason;
+      const exitCode = isCycleError(reason) ? reason.exitCode : ExitCode.interrupted;
+      if (isCycleError(error) && error.exitCode === exitCode) throw error;
+      if (isCycleError(error) && error.exitCode === ExitCode.interrupted)
+        throw new CycleError({ message: error.message, ...(error.hint ? { hint: error.hint } : {}), details: error.details, exitCode, cause: error });
+      throw new CycleError({ message: isCycleError(reason) ? reason.message : 'interrupted', exitCode, cause: error });
     }
     throw error;
   } finally {

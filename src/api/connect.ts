@@ -37,6 +37,7 @@ export async function connect(ctx: Context, flags: ConnectFlags = {}): Promise<A
     ...(seconds > 0 ? { timeoutMs: seconds * 1000 } : {}),
     ...(attempts > 0 ? { attempts } : {}),
     sleep: (ms) => ctx.clock.sleep(ms, ctx.signal),
+    signal: ctx.signal,
   });
 }
 

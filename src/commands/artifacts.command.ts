@@ -9,7 +9,7 @@ const downloadFlags = {
   ...jsonFlag,
   job: flag.value('--job <id>', "all of a job's artifacts"),
   out: flag.value('--out <dir>', 'the folder to write to (default: ./<job id>/ with --job, ./artifacts/ for ids)', { emptyIsUnset: true }),
-  overwrite: flag.boolean('--overwrite', 'replace a file already at an artifact\'s name (never a folder, a link on the way, or .git/…)'),
+  overwrite: flag.boolean('--overwrite', "replace a file already at an artifact's name (never a folder, a link on the way, or .git/…)"),
 };
 export type DownloadOptions = OptionsFrom<typeof downloadArgs, typeof downloadFlags>;
 

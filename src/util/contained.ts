@@ -42,7 +42,10 @@ export function refusedNameReason(relative: string): string | undefined {
   const parts = relative.split('/');
   for (const part of parts) {
     if (CONTROL_CHARACTERS.test(part)) return 'it holds control characters';
-    const folded = part.replace(IGNORED_IN_NAMES, '').replace(/[. ]+$/, '').toLowerCase();
+    const folded = part
+      .replace(IGNORED_IN_NAMES, '')
+      .replace(/[. ]+$/, '')
+      .toLowerCase();
     const bare = part.replace(IGNORED_IN_NAMES, '').toLowerCase().replace(/[ ]+$/, '');
     if (REFUSED_COMPONENTS.has(folded) || REFUSED_COMPONENTS.has(bare))
       return `it has a "${part}" component (a repository's metadata, which runs commands on the next git/hg/svn call)`;

@@ -73,7 +73,13 @@ async function cycle(apiUrl: string, args: string[]): Promise<{ code: number; st
   stdin.end('');
   const code = await main(['node', 'cycle', ...args], {
     io: { stdout, stderr, stdin },
-    env: { HOME: path.join(root, 'home'), XDG_CONFIG_HOME: path.join(root, '.cfg'), CYCLE_API_URL: apiUrl, CYCLE_TOKEN: 'secret-token', CYCLE_HTTP_RETRIES: '1' },
+    env: {
+      HOME: path.join(root, 'home'),
+      XDG_CONFIG_HOME: path.join(root, '.cfg'),
+      CYCLE_API_URL: apiUrl,
+      CYCLE_TOKEN: 'secret-token',
+      CYCLE_HTTP_RETRIES: '1',
+    },
     cwd: path.join(root, 'work'),
     handleSignals: false,
   });
@@ -109,28 +115,24 @@ describe('artifacts download: names that would run code or replace files', () =>
     expect(await fs.readFile(path.join(work, 'artifacts', 'model.bin'), 'utf8')).toBe('weights');
   });
 
-  it.each([
-    ['.git/config'],
-    ['.GIT/config'],
-    ['.git./config'],
-    ['.g\u200cit/config'],
-    ['sub/dir/.git/hooks/pre-commit'],
-    ['.hg/hgrc'],
-  ])('refuses %j at any depth, even into the folder the user named, and writes the other artifacts', async (name) => {
-    const work = await userRepository();
-    const url = await serveJob([
-      { id: 'art_1', name, body: HOOK },
-      { id: 'art_2', name: 'ok.txt', body: 'fine' },
-    ]);
-    const result = await cycle(url, ['artifacts', 'download', '--job', 'job_1', '--out', '.']);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`art_1: ${JSON.stringify(name)}`);
-    expect(result.stderr).toContain('component');
-    expect(await fs.readFile(path.join(work, '.git', 'config'), 'utf8')).toBe('[core]\n\tbare = false\n');
-    expect(await fs.readFile(path.join(work, 'ok.txt'), 'utf8')).toBe('fine');
-    const all = await fs.readdir(work, { recursive: true });
-    expect(all.filter((f) => f.includes('pre-commit') || f.includes('hgrc'))).toEqual([]);
-  });
+  it.each([['.git/config'], ['.GIT/config'], ['.git./config'], ['.g\u200cit/config'], ['sub/dir/.git/hooks/pre-commit'], ['.hg/hgrc']])(
+    'refuses %j at any depth, even into the folder the user named, and writes the other artifacts',
+    async (name) => {
+      const work = await userRepository();
+      const url = await serveJob([
+        { id: 'art_1', name, body: HOOK },
+        { id: 'art_2', name: 'ok.txt', body: 'fine' },
+      ]);
+      const result = await cycle(url, ['artifacts', 'download', '--job', 'job_1', '--out', '.']);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`art_1: ${JSON.stringify(name)}`);
+      expect(result.stderr).toContain('component');
+      expect(await fs.readFile(path.join(work, '.git', 'config'), 'utf8')).toBe('[core]\n\tbare = false\n');
+      expect(await fs.readFile(path.join(work, 'ok.txt'), 'utf8')).toBe('fine');
+      const all = await fs.readdir(work, { recursive: true });
+      expect(all.filter((f) => f.includes('pre-commit') || f.includes('hgrc'))).toEqual([]);
+    },
+  );
 
   it('refuses a .git name that comes only in the download header (ids given)', async () => {
     const work = await userRepository();
@@ -193,7 +195,7 @@ describe('artifacts download: names that would run code or replace files', () =>
 });
 
 describe('job pull: the same rules', () => {
-  it('refuses .git/ names and links on the way, and keeps the user\'s files', async () => {
+  it("refuses .git/ names and links on the way, and keeps the user's files", async () => {
     const work = await userRepository();
     await fs.mkdir(path.join(work, 'job_1'));
     await fs.mkdir(path.join(root, 'elsewhere'));

@@ -2,8 +2,11 @@ import { arg, defineCommand, flag, type OptionsFrom } from '../declaration.js';
 import { apiUrlFlag, jsonFlag } from '../shared-flags.js';
 
 const pullArgs = { id: arg.required('the job id') };
-const pullFlags = { ...apiUrlFlag, ...jsonFlag, out: flag.value('--out <dir>', 'the folder to write to (default: ./<job id>/)', { emptyIsUnset: true }),
-  overwrite: flag.boolean('--overwrite', 'replace a file already at an artifact\'s name whose bytes differ'),
+const pullFlags = {
+  ...apiUrlFlag,
+  ...jsonFlag,
+  out: flag.value('--out <dir>', 'the folder to write to (default: ./<job id>/)', { emptyIsUnset: true }),
+  overwrite: flag.boolean('--overwrite', "replace a file already at an artifact's name whose bytes differ"),
 };
 export type PullOptions = OptionsFrom<typeof pullArgs, typeof pullFlags>;
 
