@@ -7,6 +7,7 @@ import { cycleVersion } from './version.js';
 import { buildProgram, type Invocation } from './program.js';
 import { defineGroup, type Declaration, type GroupDeclaration, type ProgramDeclaration } from './commands/declaration.js';
 import { globalFlags } from './commands/shared-flags.js';
+import { escapeForTerminal } from './ui/escape.js';
 
 /**
  * A group of commands whose declarations load only when the group is needed: `cycle project
@@ -275,15 +276,17 @@ function reportError(error: unknown, io: IO, env: Record<string, string | undefi
   }
   const noColor = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
   const red = (s: string): string => (io.stderr.isTTY && !noColor ? `\x1b[31m${s}\x1b[39m` : s);
+  // Messages carry what a server sent (its error text, names): escaped on a terminal.
+  const shown = (text: string): string => (io.stderr.isTTY ? escapeForTerminal(text) : text);
   if (isCycleError(error)) {
-    io.stderr.write(`${red('error:')} ${error.message}\n`);
-    for (const line of error.details) io.stderr.write(`  ${line}\n`);
-    if (error.hint) io.stderr.write(`hint: ${error.hint}\n`);
+    io.stderr.write(`${red('error:')} ${shown(error.message)}\n`);
+    for (const line of error.details) io.stderr.write(`  ${shown(line)}\n`);
+    if (error.hint) io.stderr.write(`hint: ${shown(error.hint)}\n`);
     if (state.debug && error.cause instanceof Error) io.stderr.write(`${error.cause.stack ?? String(error.cause)}\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
-  io.stderr.write(`${red('error:')} ${message.split('\n')[0]}\n`);
+  io.stderr.write(`${red('error:')} ${shown(message.split('\n')[0] ?? '')}\n`);
   if (state.debug) io.stderr.write(`${error instanceof Error ? (error.stack ?? '') : ''}\n`);
   else io.stderr.write('hint: this is unexpected; run the command again with --debug and report the output\n');
   return ExitCode.failure;

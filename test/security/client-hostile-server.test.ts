@@ -85,7 +85,7 @@ describe('answers too large or too slow', () => {
     const result = await cycle(url, ['job', 'get', 'job_1']);
     expect(result.code).toBe(5);
     expect(result.stderr).toContain('larger than 64 MiB');
-  });
+  }, 30_000);
 
   it('a body that stalls after its headers fails after CYCLE_HTTP_TIMEOUT, not never', async () => {
     const url = await serve((_req, res) => {
