@@ -102,11 +102,12 @@ export interface RawResponse {
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
 /**
- * The most of a JSON answer cycle reads (64 MiB, docs/api.md): far above any answer of the API
- * (a page of tasks is about 8 MiB), and a server that sends more is refused instead of filling
- * the memory. Error bodies are read up to ERROR_BODY_BYTES only.
+ * The most of a JSON answer cycle reads (128 MiB, docs/api.md): above any answer of the API (a
+ * page of tasks is about 8 MiB; one task's `/output` tail is at most 64 MiB of text, which JSON
+ * escaping can grow), and a server that sends more is refused instead of filling the memory.
+ * Error bodies are read up to ERROR_BODY_BYTES only.
  */
-export const MAX_JSON_ANSWER_BYTES = 64 << 20;
+export const MAX_JSON_ANSWER_BYTES = 128 << 20;
 const ERROR_BODY_BYTES = 64 << 10;
 /** An event stream may be quiet this long (servers send `: ping` every 15 s) before it counts as dropped. */
 const STREAM_IDLE_MS = 60_000;

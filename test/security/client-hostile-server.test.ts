@@ -62,8 +62,8 @@ function flood(res: http.ServerResponse, total: number, counter: { sent: number 
 }
 
 describe('answers too large or too slow', () => {
-  it('a JSON answer over 64 MiB is refused, naming the route and the limit, without reading it all', async () => {
-    const total = 160 << 20;
+  it('a JSON answer over 128 MiB is refused, naming the route and the limit, without reading it all', async () => {
+    const total = 256 << 20;
     const counter = { sent: 0 };
     const url = await serve((_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -73,7 +73,7 @@ describe('answers too large or too slow', () => {
     const result = await cycle(url, ['job', 'get', 'job_1']);
     expect(result.code, result.stderr).toBe(5);
     expect(result.stderr).toContain('GET /api/v1/jobs/job_1');
-    expect(result.stderr).toContain('larger than 64 MiB');
+    expect(result.stderr).toContain('larger than 128 MiB');
     expect(counter.sent).toBeLessThan(total);
   });
 
@@ -84,7 +84,7 @@ describe('answers too large or too slow', () => {
     });
     const result = await cycle(url, ['job', 'get', 'job_1']);
     expect(result.code).toBe(5);
-    expect(result.stderr).toContain('larger than 64 MiB');
+    expect(result.stderr).toContain('larger than 128 MiB');
   }, 30_000);
 
   it('a body that stalls after its headers fails after CYCLE_HTTP_TIMEOUT, not never', async () => {
