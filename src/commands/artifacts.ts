@@ -289,7 +289,7 @@ async function downloadOne(
       exitCode: ExitCode.network,
     });
   }
-  const written = (await fs.stat(part)).size;
+  const written = (await fs.lstat(part)).size;
   const digest = hash.digest('hex');
   if (written !== size) {
     await fs.rm(part, { force: true });
