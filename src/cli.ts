@@ -7,6 +7,7 @@ import { cycleVersion } from './version.js';
 import { buildProgram, type Invocation } from './program.js';
 import { defineGroup, type Declaration, type GroupDeclaration, type ProgramDeclaration } from './commands/declaration.js';
 import { globalFlags } from './commands/shared-flags.js';
+import { escapeForTerminal } from './ui/escape.js';
 
 /**
  * A group of commands whose declarations load only when the group is needed: `cycle project
@@ -220,12 +221,14 @@ async function runCommand(invocation: Invocation, io: IO, env: Record<string, st
   let interrupts = 0;
   const onSigint = (signal: NodeJS.Signals): void => {
     interrupts++;
+    const exitCode = signal === 'SIGTERM' ? ExitCode.terminated : ExitCode.interrupted;
     if (interrupts === 1) {
       io.stderr.write(`\n${signal === 'SIGTERM' ? 'terminating' : 'interrupting'}: stopping and cleaning up (press Ctrl-C again to force)\n`);
-      controller.abort(new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted }));
+      // The reason reaches every request of the command (the API client listens to ctx.signal).
+      controller.abort(new CycleError({ message: signal === 'SIGTERM' ? 'terminated' : 'interrupted', exitCode }));
     } else {
       io.stderr.write('forced exit: containers or temp files may be left behind\n');
-      process.exit(ExitCode.interrupted);
+      process.exit(exitCode);
     }
   };
   const handleSignals = options.handleSignals ?? options.io === undefined;
@@ -246,9 +249,14 @@ async function runCommand(invocation: Invocation, io: IO, env: Record<string, st
     const code = await runLoaded(ctx, invocation.cli);
     state.exitCode = code ?? ExitCode.ok;
   } catch (error) {
-    if (controller.signal.aborted && !(isCycleError(error) && error.exitCode === ExitCode.interrupted)) {
-      // The command failed because it was interrupted: say so, with the interrupted code.
-      throw new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted, cause: error });
+    if (controller.signal.aborted) {
+      // The command failed because it was stopped: say so, with the signal's code (130 Ctrl-C, 143 SIGTERM).
+      const reason: unknown = controller.signal.reason;
+      const exitCode = isCycleError(reason) ? reason.exitCode : ExitCode.interrupted;
+      if (isCycleError(error) && error.exitCode === exitCode) throw error;
+      if (isCycleError(error) && error.exitCode === ExitCode.interrupted)
+        throw new CycleError({ message: error.message, ...(error.hint ? { hint: error.hint } : {}), details: error.details, exitCode, cause: error });
+      throw new CycleError({ message: isCycleError(reason) ? reason.message : 'interrupted', exitCode, cause: error });
     }
     throw error;
   } finally {
@@ -268,15 +276,17 @@ function reportError(error: unknown, io: IO, env: Record<string, string | undefi
   }
   const noColor = env.NO_COLOR !== undefined && env.NO_COLOR !== '';
   const red = (s: string): string => (io.stderr.isTTY && !noColor ? `\x1b[31m${s}\x1b[39m` : s);
+  // Messages carry what a server sent (its error text, names): escaped on a terminal.
+  const shown = (text: string): string => (io.stderr.isTTY ? escapeForTerminal(text) : text);
   if (isCycleError(error)) {
-    io.stderr.write(`${red('error:')} ${error.message}\n`);
-    for (const line of error.details) io.stderr.write(`  ${line}\n`);
-    if (error.hint) io.stderr.write(`hint: ${error.hint}\n`);
+    io.stderr.write(`${red('error:')} ${shown(error.message)}\n`);
+    for (const line of error.details) io.stderr.write(`  ${shown(line)}\n`);
+    if (error.hint) io.stderr.write(`hint: ${shown(error.hint)}\n`);
     if (state.debug && error.cause instanceof Error) io.stderr.write(`${error.cause.stack ?? String(error.cause)}\n`);
     return error.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
-  io.stderr.write(`${red('error:')} ${message.split('\n')[0]}\n`);
+  io.stderr.write(`${red('error:')} ${shown(message.split('\n')[0] ?? '')}\n`);
   if (state.debug) io.stderr.write(`${error instanceof Error ? (error.stack ?? '') : ''}\n`);
   else io.stderr.write('hint: this is unexpected; run the command again with --debug and report the output\n');
   return ExitCode.failure;

@@ -13,6 +13,8 @@ export const ExitCode = {
   /** The server answered 402: the account has too little money for what was asked. */
   payment: 7,
   interrupted: 130,
+  /** Stopped by SIGTERM (128 + 15, as a shell reports it). */
+  terminated: 143,
 } as const;
 
 export const exitCodeTable: ReadonlyArray<{ code: number; name: string; meaning: string }> = [
@@ -25,6 +27,7 @@ export const exitCodeTable: ReadonlyArray<{ code: number; name: string; meaning:
   { code: 6, name: 'job failed', meaning: 'the job itself ran and failed (non-zero exit, failed or partial job)' },
   { code: 7, name: 'payment', meaning: 'the account has too little money (HTTP 402): fund it, then run the same command again' },
   { code: 130, name: 'interrupted', meaning: 'stopped by Ctrl-C (SIGINT); containers and temp files were cleaned up' },
+  { code: 143, name: 'terminated', meaning: 'stopped by SIGTERM; cleaned up as on Ctrl-C' },
 ];
 
 export interface CycleErrorInit {

@@ -55,8 +55,15 @@ export interface ApiClientOptions {
   debug?: (line: string) => void;
   /** Attempts per request (1 = no retry). */
   attempts?: number;
-  /** Waiting for the answer's headers, and for any progress of an upload. */
+  /** Waiting for the answer's headers, for the next bytes of its body, and for any progress of an upload. */
   timeoutMs?: number;
+  /**
+   * The command's signal (Ctrl-C, SIGTERM): every request listens to it, so an interrupted
+   * command never waits on a stalled server.
+   */
+  signal?: AbortSignal;
+  /** The most bytes read of a JSON answer (default MAX_JSON_ANSWER_BYTES). */
+  maxAnswerBytes?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
   sleep?: (ms: number) => Promise<void>;
@@ -88,6 +95,8 @@ interface RequestOptions<T> {
   raw?: boolean;
   /** Which statuses are answers, not errors (e.g. 404 to ask "does it exist?"). */
   accept?: number[];
+  /** How long the body may send nothing before the request fails (default: timeoutMs). */
+  idleMs?: number;
 }
 
 export interface RawResponse {
@@ -97,6 +106,16 @@ export interface RawResponse {
 }
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+/**
+ * The most of a JSON answer cycle reads (128 MiB, docs/api.md): above any answer of the API (a
+ * page of tasks is about 8 MiB; one task's `/output` tail is at most 64 MiB of text, which JSON
+ * escaping can grow), and a server that sends more is refused instead of filling the memory.
+ * Error bodies are read up to ERROR_BODY_BYTES only.
+ */
+export const MAX_JSON_ANSWER_BYTES = 128 << 20;
+const ERROR_BODY_BYTES = 64 << 10;
+/** An event stream may be quiet this long (servers send `: ping` every 15 s) before it counts as dropped. */
+const STREAM_IDLE_MS = 60_000;
 /** Tasks per page when following `/tasks`, `/results` and `/output` (the most a server gives). */
 const PAGE_LIMIT = 1000;
 
@@ -119,7 +138,8 @@ export class ApiClient {
 
   private async lib(): Promise<typeof import('undici')> {
     this.undici ??= await import('undici');
-    this.dispatcher ??= new this.undici.Agent({ connectTimeout: 10_000, headersTimeout: this.timeoutMs, bodyTimeout: 0, keepAliveTimeout: 4_000 });
+    // bodyTimeout: no byte of the body for this long fails the request (a stalled answer); set per request.
+    this.dispatcher ??= new this.undici.Agent({ connectTimeout: 10_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, keepAliveTimeout: 4_000 });
     return this.undici;
   }
 
@@ -143,6 +163,11 @@ export class ApiClient {
     const retryable = method === 'GET' || method === 'PUT' || method === 'DELETE' || method === 'HEAD' || options.idempotencyKey !== undefined;
     const what = `${method} ${url.pathname}`;
     const sleep = this.options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+    const callerSignals = [this.options.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    const caller = callerSignals.length > 1 ? AbortSignal.any(callerSignals) : callerSignals[0];
+    const interrupted = (): CycleError =>
+      caller?.reason instanceof CycleError ? caller.reason : new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted });
+    const idleMs = options.idleMs ?? this.timeoutMs;
     let lastError: CycleError | undefined;
     for (let attempt = 1; attempt <= this.attempts; attempt++) {
       const started = Date.now();
@@ -164,11 +189,19 @@ export class ApiClient {
         headers['content-length'] = String(options.upload.length);
         body = watchProgress(options.upload, this.timeoutMs, stall, (timer) => (stallTimer = timer));
       }
-      const signal = options.signal ? AbortSignal.any([options.signal, stall.signal]) : stall.signal;
+      if (caller?.aborted) throw interrupted();
+      const signal = caller ? AbortSignal.any([caller, stall.signal]) : stall.signal;
       try {
         const response = options.upload
           ? await uploadWithNodeHttp(url, method, headers, body as Readable, signal, this.timeoutMs)
-          : await request(url, { method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal, dispatcher: this.dispatcher! });
+          : await request(url, {
+              method: method as Dispatcher.HttpMethod,
+              headers,
+              body: body ?? null,
+              signal,
+              dispatcher: this.dispatcher!,
+              bodyTimeout: idleMs,
+            });
         clearTimeout(stallTimer);
         this.options.debug?.(`${what} → ${response.statusCode} in ${Date.now() - started}ms${attempt > 1 ? ` (attempt ${attempt})` : ''}`);
         if (RETRY_STATUSES.has(response.statusCode) && retryable && attempt < this.attempts) {
@@ -183,7 +216,7 @@ export class ApiClient {
           throw await apiError(what, response.statusCode, response.body, this.options.baseUrl);
         }
         if (options.raw) return { status: response.statusCode, headers: response.headers, body: response.body };
-        const text = await response.body.text();
+        const text = await readCapped(response.body, response.headers, this.options.maxAnswerBytes ?? MAX_JSON_ANSWER_BYTES, what);
         let parsed: unknown = null;
         if (text.trim() !== '') {
           try {
@@ -204,8 +237,8 @@ export class ApiClient {
       } catch (error) {
         clearTimeout(stallTimer);
         if (error instanceof CycleError) throw error;
-        if (options.signal?.aborted) throw new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted });
-        const reason = stall.signal.aborted ? `no progress for ${Math.round(this.timeoutMs / 1000)}s` : describeNetworkError(error);
+        if (caller?.aborted) throw interrupted();
+        const reason = stall.signal.aborted ? `no progress for ${Math.round(this.timeoutMs / 1000)}s` : describeNetworkError(error, idleMs);
         lastError = new CycleError({
           message: `cannot reach ${this.options.baseUrl} (${what}): ${reason}`,
           hint: 'check that the server runs and CYCLE_API_URL is right (`cycle doctor`)',
@@ -534,6 +567,7 @@ export class ApiClient {
     return this.request('GET', path, {
       raw: true,
       headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+      idleMs: Math.max(STREAM_IDLE_MS, this.timeoutMs),
       ...(signal ? { signal } : {}),
     });
   }
@@ -564,17 +598,12 @@ async function uploadWithNodeHttp(
     req.on('error', reject);
     body.on('error', (error) => req.destroy(error));
     req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      const text = (): Promise<string> =>
-        new Promise((done, fail) => {
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => done(Buffer.concat(chunks).toString('utf8')));
-          res.on('error', fail);
-        });
+      // The answer's body read as undici's is (readCapped iterates it; dump drops it).
       const dump = async (): Promise<void> => {
         res.resume();
       };
-      resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: { text, dump } as unknown as Dispatcher.ResponseData['body'] });
+      const bodyLike = { dump, destroy: () => res.destroy(), [Symbol.asyncIterator]: () => res[Symbol.asyncIterator]() };
+      resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: bodyLike as unknown as Dispatcher.ResponseData['body'] });
     });
     body.pipe(req);
   });
@@ -605,6 +634,44 @@ function watchProgress(upload: UploadBody, timeoutMs: number, stall: AbortContro
   return source.pipe(counter);
 }
 
+/**
+ * An answer's body as text, at most `limit` bytes: a Content-Length above it is refused before a
+ * byte is read, and a body that grows past it is dropped there (or cut, with `truncate`, for the
+ * error bodies that only feed a message).
+ */
+async function readCapped(
+  body: Dispatcher.ResponseData['body'],
+  headers: Record<string, string | string[] | undefined>,
+  limit: number,
+  what: string,
+  truncate = false,
+): Promise<string> {
+  const tooLarge = (): CycleError =>
+    new CycleError({
+      message: `${what}: the server's answer is larger than ${limit >> 20} MiB, the most cycle reads of an answer; nothing of it was used`,
+      hint: 'the server is not a cycle API server or misbehaves; check --api-url / CYCLE_API_URL (`cycle doctor`)',
+      exitCode: ExitCode.network,
+    });
+  const declared = Number(headers['content-length']);
+  if (!truncate && Number.isFinite(declared) && declared > limit) {
+    body.destroy();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      if (!truncate) throw tooLarge();
+      chunks.push(chunk.subarray(0, chunk.length - (size - limit)));
+      break;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 function parseRetryAfter(value: string | string[] | undefined): number | undefined {
   const text = Array.isArray(value) ? value[0] : value;
   if (!text) return undefined;
@@ -615,7 +682,7 @@ function parseRetryAfter(value: string | string[] | undefined): number | undefin
 }
 
 async function apiError(what: string, status: number, body: Dispatcher.ResponseData['body'], baseUrl: string): Promise<ApiError> {
-  const text = await body.text().catch(() => '');
+  const text = await readCapped(body, {}, ERROR_BODY_BYTES, what, true).catch(() => '');
   // The error body is not documented (platform-facts.md B): JSON of any shape, or text.
   const parsed = parsedBody(text);
   const message = (parsed === undefined ? undefined : errorTextOf(parsed))?.slice(0, 300) ?? (text.trim().slice(0, 300) || `HTTP ${status}`);
@@ -733,7 +800,7 @@ export function findShortfall(body: unknown, depth = 0): number | undefined {
   return undefined;
 }
 
-function describeNetworkError(error: unknown): string {
+function describeNetworkError(error: unknown, idleMs: number): string {
   const e = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
   const code = e.code ?? e.cause?.code;
   switch (code) {
@@ -744,6 +811,8 @@ function describeNetworkError(error: unknown): string {
       return 'the connection was dropped';
     case 'UND_ERR_HEADERS_TIMEOUT':
       return 'no answer in time';
+    case 'UND_ERR_BODY_TIMEOUT':
+      return `the answer stalled (no data for ${Math.round(idleMs / 1000)}s; CYCLE_HTTP_TIMEOUT sets how long to wait)`;
     case 'UND_ERR_CONNECT_TIMEOUT':
       return 'connecting timed out';
     case 'ENOTFOUND':

@@ -64,6 +64,7 @@ export function apiClientFactory(ctx: Context, dispatcher?: Dispatcher): (flags?
             version: ctx.version,
             debug: (line) => ctx.ui.debug(line),
             sleep: (ms) => ctx.clock.sleep(ms, ctx.signal),
+            signal: ctx.signal,
             ...(dispatcher ? { dispatcher } : {}),
           }),
       );

@@ -8,7 +8,8 @@ const downloadFlags = {
   ...apiUrlFlag,
   ...jsonFlag,
   job: flag.value('--job <id>', "all of a job's artifacts"),
-  out: flag.value('--out <dir>', 'the folder to write to (default: here)'),
+  out: flag.value('--out <dir>', 'the folder to write to (default: ./<job id>/ with --job, ./artifacts/ for ids)', { emptyIsUnset: true }),
+  overwrite: flag.boolean('--overwrite', "replace a file already at an artifact's name (never a folder, a link on the way, or .git/…)"),
 };
 export type DownloadOptions = OptionsFrom<typeof downloadArgs, typeof downloadFlags>;
 
@@ -30,6 +31,8 @@ export const download = defineCommand({
   summary: 'download artifacts: verified, resumable, written atomically inside --out',
   args: downloadArgs,
   flags: downloadFlags,
+  notes:
+    'Without --out, a folder of their own: ./<job id>/ for --job ID, ./artifacts/ for ids. Nothing is written through a symbolic link inside --out, no name with a .git (or .hg, .svn) component is written at any depth, and a file already there is not replaced unless --overwrite (the same bytes are no conflict). Refused artifacts are named, the others written, and the exit code is 1.',
   examples: ['cycle artifacts download --job job_123 --out results/', 'cycle artifacts download art_1 art_2'],
   load: async () => ({ run: (await import('./artifacts.js')).download }),
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { isInside, joinInside } from '../util/paths.js';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { joinInside } from '../util/paths.js';
+import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Transform } from 'node:stream';
@@ -13,6 +13,7 @@ import { formatBytes, formatTable } from '../ui/ui.js';
 import type { DownloadOptions, ListOptions, UploadOptions } from './artifacts.command.js';
 import type { PullOptions } from './job/pull.command.js';
 import { sha256File } from '../util/fs.js';
+import { containedStat, ExistsError, openNoFollow, placeContained, refusedNameReason, UnsafePathError } from '../util/contained.js';
 import { isTerminalJobStatus } from '../api/schemas.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
@@ -33,19 +34,24 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
 }
 
 /**
- * Downloads artifacts into --out: written to a part file and renamed when whole, checked
- * against the size and sha256 the server gives, resumed from the part file, and never outside
- * --out whatever name the server sends.
+ * Downloads artifacts into --out (default: `./<job id>/` for --job, `./artifacts/` for ids, a
+ * folder of their own so that no artifact lands among the user's files): written to a part file
+ * and put in place when whole, checked against the size and sha256 the server gives, resumed from
+ * the part file, and never outside --out whatever name the server sends (src/util/contained.ts:
+ * no link followed, no `.git/…`, no file replaced without --overwrite).
  */
 export async function download(options: DownloadOptions, ctx: Context): Promise<number> {
   if (options.ids.length === 0 && !options.job) throw usageError('which artifacts? give artifact ids, or --job ID for all of a job');
   if (options.ids.length > 0 && options.job) throw usageError('give artifact ids or --job, not both');
-  const api = await ctx.api(options);
   for (const id of options.ids) {
     if (!ARTIFACT_ID_PATTERN.test(id))
       throw usageError(`invalid artifact id ${JSON.stringify(id)}: expected ${ARTIFACT_ID_RULE}, e.g. art_0123abc (see \`cycle artifacts list\`)`);
   }
-  const outDir = path.resolve(ctx.cwd, options.out ?? '.');
+  // The job id names the default folder: the same safe characters as an artifact id.
+  if (options.job && options.out === undefined && !ARTIFACT_ID_PATTERN.test(options.job))
+    throw usageError(`invalid job id ${JSON.stringify(options.job)}: expected ${ARTIFACT_ID_RULE}, e.g. job_0123abc (see \`cycle job list\`)`);
+  const api = await ctx.api(options);
+  const outDir = path.resolve(ctx.cwd, options.out ?? options.job ?? DEFAULT_IDS_FOLDER);
   await fs.mkdir(outDir, { recursive: true });
   let wanted: Array<{ id: string; name?: string }>;
   if (options.job) {
@@ -53,7 +59,8 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
     if (artifacts.length === 0) ctx.ui.info(`job ${options.job} has no artifacts`);
     wanted = await namesForJob(api, options.job, artifacts);
   } else wanted = options.ids.map((id) => ({ id }));
-  const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
+  const done: Downloaded[] = [];
+  const refused: Refusal[] = [];
   for (const item of wanted) {
     // An id the server listed becomes part of a file name (the part file): check it like a typed one.
     if (!ARTIFACT_ID_PATTERN.test(item.id))
@@ -62,11 +69,35 @@ export async function download(options: DownloadOptions, ctx: Context): Promise<
         hint: 'check that --api-url / CYCLE_API_URL is the server you mean',
         exitCode: ExitCode.network,
       });
-    done.push(await downloadOne(api, item, outDir, ctx));
+    const result = await downloadOne(api, item, outDir, ctx, options.overwrite === true);
+    if ('refused' in result) refused.push(result);
+    else done.push(result);
   }
   if (options.json) ctx.ui.json(done);
   else for (const d of done) ctx.ui.out(d.path);
+  throwRefusals(refused, outDir);
   return ExitCode.ok;
+}
+
+/** Where `artifacts download ID…` writes without --out. */
+const DEFAULT_IDS_FOLDER = 'artifacts';
+
+type Downloaded = { id: string; path: string; size: number; sha256: string | null; skipped: boolean };
+/** An artifact not written: its name is refused, or a file is in its place. */
+type Refusal = { id: string; refused: UnsafePathError };
+
+/** Artifacts whose names were refused were skipped (the others are written): one error names them all. */
+function throwRefusals(refused: Refusal[], outDir: string): void {
+  if (refused.length === 0) return;
+  const exists = refused.some((r) => r.refused instanceof ExistsError);
+  throw new CycleError({
+    message: `${refused.length} artifact${refused.length === 1 ? '' : 's'} not written in ${outDir} (the others were):`,
+    details: refused.map((r) => `${r.id}: ${r.refused.message}`),
+    hint: exists
+      ? 'move the file away, or pass --overwrite to replace it (a folder, a link on the way or a refused name is never written)'
+      : 'cycle writes no artifact through a symbolic link or under a name such as .git/…; download into an empty folder (--out DIR) and look at what the job made',
+    exitCode: ExitCode.failure,
+  });
 }
 
 /**
@@ -85,7 +116,8 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
   await fs.mkdir(outDir, { recursive: true });
   const artifacts = await api.artifacts({ job: jobId });
   const byId = new Map(artifacts.map((a) => [artifactIdOf(a), a]));
-  const done: Array<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> = [];
+  const done: Downloaded[] = [];
+  const refused: Refusal[] = [];
   for (const item of await namesForJob(api, jobId, artifacts)) {
     if (!ARTIFACT_ID_PATTERN.test(item.id))
       throw new CycleError({
@@ -97,13 +129,15 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
     // Without a name, size and sha256 from the list, the local copy cannot be checked: fetched again.
     if (listed && item.name !== undefined && typeof listed.size === 'number' && listed.sha256) {
       const { relative } = safeRelativeName(item.name, item.id);
-      const target = path.join(outDir, relative);
-      if (isInside(outDir, target, false) && (await sameFile(target, listed.size, listed.sha256))) {
-        done.push({ id: item.id, path: target, size: listed.size, sha256: listed.sha256, skipped: true });
+      const same = refusedNameReason(relative) === undefined && (await sameFile(outDir, relative, listed.size, listed.sha256));
+      if (same) {
+        done.push({ id: item.id, path: path.join(outDir, relative), size: listed.size, sha256: listed.sha256, skipped: true });
         continue;
       }
     }
-    done.push(await downloadOne(api, item, outDir, ctx));
+    const result = await downloadOne(api, item, outDir, ctx, options.overwrite === true);
+    if ('refused' in result) refused.push(result);
+    else done.push(result);
   }
   const fetched = done.filter((d) => !d.skipped).length;
   const running = !isTerminalJobStatus(job.status);
@@ -114,14 +148,18 @@ export async function pull(options: PullOptions, ctx: Context): Promise<number> 
       `${jobId} (${job.status}): ${fetched} downloaded, ${done.length - fetched} already in ${outDir}${running ? '; the job still runs: pull again for what comes next' : ''}`,
     );
   }
+  throwRefusals(refused, outDir);
   return ExitCode.ok;
 }
 
-/** A local file that is already this artifact: a regular file (not a link) of its size and sha256. */
-async function sameFile(file: string, size: number, sha256: string): Promise<boolean> {
-  const stat = await fs.lstat(file).catch(() => undefined);
+/**
+ * A local file that is already this artifact: a regular file (not a link, none on the way) of its
+ * size and sha256.
+ */
+async function sameFile(outDir: string, relative: string, size: number, sha256: string): Promise<boolean> {
+  const stat = await containedStat(outDir, relative).catch(() => undefined);
   if (!stat?.isFile() || stat.size !== size) return false;
-  return (await sha256File(file, stat.size)) === sha256;
+  return (await sha256File(path.join(outDir, relative), stat.size)) === sha256;
 }
 
 /**
@@ -147,12 +185,19 @@ async function downloadOne(
   item: { id: string; name?: string },
   outDir: string,
   ctx: Context,
-): Promise<{ id: string; path: string; size: number; sha256: string | null; skipped: boolean }> {
+  overwrite: boolean,
+): Promise<Downloaded | Refusal> {
   const part = partFile(outDir, item.id);
+  // Only a regular file is resumed; anything else at the part file's name is refused when opened.
   const have = await fs
     .lstat(part)
     .then((s) => (s.isFile() ? s.size : 0))
     .catch(() => 0);
+  // A listed name is checked before a byte is fetched; a name from the download's header below.
+  if (item.name !== undefined) {
+    const refused = await refusal(outDir, safeRelativeName(item.name, item.id).relative);
+    if (refused) return { id: item.id, refused };
+  }
   const response = await api.downloadArtifact(item.id, have, ctx.signal);
   const header = (name: string): string | undefined => {
     const value = response.headers[name];
@@ -171,12 +216,13 @@ async function downloadOne(
   const rawName = item.name ?? decodeName(header('x-artifact-name')) ?? item.id;
   const { relative, changed } = safeRelativeName(rawName, item.id);
   if (changed) ctx.ui.warn(`artifact ${item.id}: the server named it ${JSON.stringify(rawName)}; saved as ${relative} inside ${outDir}`);
-  const target = path.join(outDir, relative);
-  if (!isInside(outDir, target, false))
-    throw new CycleError({
-      message: `artifact ${item.id}: refusing the name ${JSON.stringify(rawName)}, which leads outside ${outDir}`,
-      exitCode: ExitCode.failure,
-    });
+  if (item.name === undefined) {
+    const refused = await refusal(outDir, relative);
+    if (refused) {
+      await response.body.dump().catch(() => undefined);
+      return { id: item.id, refused };
+    }
+  }
   // 416: the part file already holds every byte (a run stopped before renaming it); checked below like any download.
   const complete = response.status === 416 && have > 0;
   const resuming = (response.status === 206 || complete) && have > 0;
@@ -213,8 +259,16 @@ async function downloadOne(
   });
   try {
     if (complete) await response.body.dump();
-    else await pipeline(response.body, counter, createWriteStream(part, { flags: resuming ? 'a' : 'w' }));
+    else {
+      // O_NOFOLLOW: a link put at the part file's name is not written through.
+      const handle = await openNoFollow(part, resuming ? 'append' : 'truncate');
+      await pipeline(response.body, counter, handle.createWriteStream());
+    }
   } catch (error) {
+    if (error instanceof UnsafePathError) {
+      await response.body.dump().catch(() => undefined);
+      return { id: item.id, refused: new UnsafePathError(path.basename(part), error.reason) };
+    }
     if (error instanceof TooLong) {
       await fs.rm(part, { force: true });
       throw new CycleError({
@@ -234,7 +288,7 @@ async function downloadOne(
       exitCode: ExitCode.network,
     });
   }
-  const written = (await fs.stat(part)).size;
+  const written = (await fs.lstat(part)).size;
   const digest = hash.digest('hex');
   if (written !== size) {
     await fs.rm(part, { force: true });
@@ -252,13 +306,42 @@ async function downloadOne(
       exitCode: ExitCode.network,
     });
   }
-  await fs.mkdir(path.dirname(target), { recursive: true });
-  await fs.rename(part, target);
+  let target: string;
+  try {
+    target = await placeContained(outDir, part, relative, overwrite);
+  } catch (error) {
+    // The part file stays whole: with --overwrite, or once the name is free, the next run puts it in place.
+    if (error instanceof ExistsError && (await sameFile(outDir, relative, written, digest))) {
+      // Already here whole (a server that lists no sha256 for pull to compare): nothing to replace.
+      await fs.rm(part, { force: true });
+      return { id: item.id, path: path.join(outDir, relative), size: written, sha256: digest, skipped: true };
+    }
+    if (error instanceof UnsafePathError) return { id: item.id, refused: error };
+    throw error;
+  }
   ctx.ui.info(`${resuming ? 'resumed' : 'downloaded'} ${relative} (${formatBytes(written)})`);
   return { id: item.id, path: target, size: written, sha256: digest, skipped: false };
 }
 
 class TooLong extends Error {}
+
+/**
+ * Why `relative` can never be written in `outDir` (a refused name, a link or a file on the way, a
+ * folder at the name), or undefined. A file at the name is decided once the bytes are here: the
+ * same bytes are no conflict; other bytes need --overwrite.
+ */
+async function refusal(outDir: string, relative: string): Promise<UnsafePathError | undefined> {
+  const reason = refusedNameReason(relative);
+  if (reason) return new UnsafePathError(relative, reason);
+  try {
+    const existing = await containedStat(outDir, relative);
+    if (existing?.isDirectory()) return new UnsafePathError(relative, 'a folder of that name exists here');
+  } catch (error) {
+    if (error instanceof UnsafePathError) return error;
+    throw error;
+  }
+  return undefined;
+}
 
 /** Artifact ids as the platform makes them (`art_…`): they name the part file, so nothing else. */
 export const ARTIFACT_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;

@@ -1,4 +1,6 @@
+import { escapeForTerminal, escapeStreamForTerminal } from './escape.js';
 import type { IO } from './streams.js';
+export { escapeForTerminal, escapeStreamForTerminal } from './escape.js';
 
 /** The colours cycle uses; identity functions when colour is off (chalk is then never loaded). */
 export interface Palette {
@@ -48,10 +50,13 @@ export class Ui {
     readonly c: Palette = noColors,
   ) {}
 
-  /** A line of data on stdout (what scripts capture). */
+  /**
+   * A line of data on stdout (what scripts capture). On a terminal, control characters and escape
+   * sequences other than colours are shown escaped: much of what is printed comes from a server.
+   */
   out(line = ''): void {
     this.clearLive();
-    this.io.stdout.write(line + '\n');
+    this.io.stdout.write(this.io.stdout.isTTY ? escapeForTerminal(line) + '\n' : line + '\n');
   }
 
   /** One JSON document on stdout. */
@@ -70,7 +75,11 @@ export class Ui {
   info(line: string): void {
     if (this.options.quiet) return;
     this.clearLive();
-    this.io.stderr.write(line + '\n');
+    this.io.stderr.write(this.forStderr(line) + '\n');
+  }
+
+  private forStderr(text: string): string {
+    return this.io.stderr.isTTY ? escapeForTerminal(text) : text;
   }
 
   success(line: string): void {
@@ -80,26 +89,29 @@ export class Ui {
   /** Warnings show even with --quiet: they are about the user's data. */
   warn(line: string): void {
     this.clearLive();
-    this.io.stderr.write(`${this.c.yellow('warning:')} ${line}\n`);
+    this.io.stderr.write(`${this.c.yellow('warning:')} ${this.forStderr(line)}\n`);
   }
 
   /** With --debug: a line with the time since the process started, to see where time goes. */
   debug(line: string): void {
     if (!this.options.debug) return;
     this.clearLive();
-    this.io.stderr.write(this.c.dim(`debug +${Math.round(performance.now())}ms: ${line}`) + '\n');
+    this.io.stderr.write(this.c.dim(`debug +${Math.round(performance.now())}ms: ${this.forStderr(line)}`) + '\n');
   }
 
-  /** Raw bytes to stderr (a job's own stderr, build output). */
+  /**
+   * A program's own output to stderr (a job's stderr, build output): as it is, but on a terminal
+   * with the sequences that make the terminal act (titles, clipboard, links, reports) escaped.
+   */
   rawErr(chunk: string | Uint8Array): void {
     this.clearLive();
-    this.io.stderr.write(chunk);
+    this.io.stderr.write(this.io.stderr.isTTY ? escapeStreamForTerminal(chunk) : chunk);
   }
 
-  /** Raw bytes to stdout (a job's own stdout). */
+  /** A program's own output to stdout (a job's stdout): as rawErr. */
   rawOut(chunk: string | Uint8Array): void {
     this.clearLive();
-    this.io.stdout.write(chunk);
+    this.io.stdout.write(this.io.stdout.isTTY ? escapeStreamForTerminal(chunk) : chunk);
   }
 
   /**

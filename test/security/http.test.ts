@@ -190,7 +190,7 @@ describe('artifact ranges', () => {
     await fs.writeFile(path.join(out, `.${id}.cycle-part`), 'hello world');
     const { download } = await import('../../src/commands/artifacts.js');
     const { ctx } = fakeContext({ cwd: out, env: { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token } });
-    expect(await download({ ids: [id], out, json: false }, ctx)).toBe(0);
+    expect(await download({ ids: [id], out, json: false, overwrite: false }, ctx)).toBe(0);
     expect(await fs.readFile(path.join(out, 'hello.txt'), 'utf8')).toBe('hello world');
   });
 });

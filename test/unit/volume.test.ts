@@ -185,7 +185,7 @@ describe('job pull and job tail', () => {
       await waitFor(async () => (await api().artifacts({ job: jobIdOf(job) })).length === 1, 20_000, 'the first artifact');
       const out = await tempDir();
       const during = fakeContext({ cwd: out, env: env() });
-      await pull({ id: jobIdOf(job), json: true }, during.ctx);
+      await pull({ id: jobIdOf(job), json: true, overwrite: false }, during.ctx);
       const firstPull = JSON.parse(during.stdout.text);
       expect(firstPull.status).toBe('running');
       expect(firstPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.relative(out, a.path), a.skipped])).toEqual([
@@ -195,7 +195,7 @@ describe('job pull and job tail', () => {
       release();
       await waitFor(async () => (await api().getJob(jobIdOf(job))).status === 'completed', 20_000, 'the job to complete');
       const after = fakeContext({ cwd: out, env: env() });
-      await pull({ id: jobIdOf(job), json: true }, after.ctx);
+      await pull({ id: jobIdOf(job), json: true, overwrite: false }, after.ctx);
       const secondPull = JSON.parse(after.stdout.text);
       expect(secondPull.artifacts.map((a: { path: string; skipped: boolean }) => [path.basename(a.path), a.skipped])).toEqual([
         ['first.txt', true],
@@ -203,10 +203,13 @@ describe('job pull and job tail', () => {
       ]);
       expect(await fs.readFile(path.join(out, jobIdOf(job), 'second.txt'), 'utf8')).toBe('two\n');
 
-      // A local file that differs from the artifact is downloaded again, not trusted.
+      // A local file that differs from the artifact is not trusted, and not replaced unless asked (issue 18).
       await fs.writeFile(path.join(out, jobIdOf(job), 'first.txt'), 'edited\n');
+      const refused = fakeContext({ cwd: out, env: env() });
+      await expect(pull({ id: jobIdOf(job), json: true, overwrite: false }, refused.ctx)).rejects.toThrow(/1 artifact not written/);
+      expect(await fs.readFile(path.join(out, jobIdOf(job), 'first.txt'), 'utf8')).toBe('edited\n');
       const third = fakeContext({ cwd: out, env: env() });
-      await pull({ id: jobIdOf(job), json: true }, third.ctx);
+      await pull({ id: jobIdOf(job), json: true, overwrite: true }, third.ctx);
       expect(JSON.parse(third.stdout.text).artifacts.map((a: { path: string; skipped: boolean }) => [path.basename(a.path), a.skipped])).toEqual([
         ['first.txt', false],
         ['second.txt', true],
