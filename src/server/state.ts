@@ -148,6 +148,33 @@ export class JobStates {
     return status;
   }
 
+  /**
+   * running → queued (or failed once it had `maxAttempts`) for a task whose worker lost it: its
+   * lease expired, or its worker gave it back. The attempt counts; the reason goes into its log.
+   */
+  requeueLost(task: TaskRow, reason: string, maxAttempts: number): 'queued' | 'failed' {
+    const { db, events } = this.options;
+    const lastFailed = JSON.stringify({ attempt: task.attempt, error: `interrupted: ${reason}`, output_tail: task.output_tail });
+    const status = task.attempt >= maxAttempts ? 'failed' : 'queued';
+    const error = `${reason} (${task.attempt} attempts)`;
+    events.transaction((record) => {
+      if (status === 'failed')
+        db.prepare("UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, last_failed = ? WHERE id = ?").run(error, now(), lastFailed, task.id);
+      else db.prepare("UPDATE tasks SET status = 'queued', last_failed = ?, output_tail = '', started_at = NULL WHERE id = ?").run(lastFailed, task.id);
+      record({
+        type: 'task',
+        job_id: task.job_id,
+        task_id: task.id,
+        data: { index: task.idx, status, reason, ...(status === 'failed' ? { error } : {}), counts: this.counts(task.job_id) },
+      });
+    });
+    this.writeSystemLine(
+      task.id,
+      status === 'failed' ? { index: task.idx, status, error } : { index: task.idx, status, reason: `${reason}: attempt ${task.attempt} was interrupted` },
+    );
+    return status;
+  }
+
   /** A cancel asked for: the job is marked, its queued tasks cancelled (running ones finish as they stop). */
   requestCancel(jobId: string): void {
     const { db, events } = this.options;
