@@ -24,7 +24,7 @@ import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
 import { RecipeService } from './recipes.js';
 import { directUploadSchema, type UploadService } from './uploads.js';
-import type { Scheduler } from './scheduler.js';
+import type { Scheduler } from './queue/work-queue.js';
 import { VolumeService } from './volumes.js';
 
 export interface AppOptions {

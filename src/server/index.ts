@@ -16,7 +16,7 @@ import { layout as dataLayout, type Layout } from './layout.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
 import { loadRecipes, RecipeService, type Recipe } from './recipes.js';
-import { Scheduler } from './scheduler.js';
+import { Scheduler } from './queue/work-queue.js';
 import { JobStates } from './state.js';
 import { VolumeService } from './volumes.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, UploadService } from './uploads.js';
