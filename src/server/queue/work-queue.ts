@@ -1,106 +1,97 @@
-import { constants as fsConstants, createWriteStream, type WriteStream } from 'node:fs';
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import path from 'node:path';
-import type { DockerDriver, Mount } from '../../docker/driver.js';
-import type { Project } from '../../project/load.js';
-import { selectFiles, toTarEntries } from '../../pack/select.js';
-import type { TarEntry } from '../../pack/tar.js';
-import { runProjectTask } from '../../runner/task-service.js';
 import type { CapturedArtifact } from '../../runner/artifacts.js';
-import { volumeMountPath } from '../../runner/volumes.js';
-import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
-import type { Env } from '../../ui/streams.js';
 import type { Clock } from '../../context.js';
-import { LABELS } from '../../runner/images.js';
+import { compareVersions } from '../../docker/cuda-drivers.js';
 import { sha256File } from '../../util/fs.js';
-import { joinInside } from '../../util/paths.js';
 import { deliverCallback } from '../callbacks.js';
 import { type DB, now } from '../db.js';
 import type { EventLog } from '../events.js';
 import { newId } from '../ids.js';
 import type { Layout } from '../layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.js';
-import type { JobStates, TaskOutcome } from '../state.js';
+import type { JobStates } from '../state.js';
 import type { ProjectService } from '../projects.js';
-import { volumeMountSource } from '../volumes.js';
+import { StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
 
-/** A task that was running when the server stopped runs again, once. */
+/** A task that was running when the server stopped (or whose worker lost it) runs again, once. */
 const MAX_ATTEMPTS = 2;
 const TAIL_BYTES = 4096;
-const FLUSH_MS = 250;
 const EVENT_TEXT_MAX = 256 * 1024;
-/** How long a cancel or a shutdown waits for running containers to stop. */
+/** How long a cancel waits for the workers of a job's running tasks to stop them. */
 const STOP_WAIT_MS = 15_000;
 /** Finished jobs whose results document `_shared.resolve` keeps (each may be a whole job's results). */
 const RESOLVED_RESULTS_KEPT = 16;
+/** A lease ends this long after it was handed out or last renewed (a setting for remote workers later). */
+export const DEFAULT_LEASE_MS = 30_000;
 
-export interface SchedulerOptions {
+export interface WorkQueueOptions {
   db: DB;
   events: EventLog;
   states: JobStates;
   jobs: JobService;
   projects: ProjectService;
   layout: Layout;
-  docker: () => Promise<DockerDriver>;
-  workers: number;
-  /** Read for job containers' settings (CYCLE_MEMORY_LIMIT, CYCLE_DOCKER_NETWORK). */
-  env: Env;
-  /** Labels this server's containers, so the next start can remove leftovers. */
-  serverKey: string;
-  /** Checks a `[job].cuda` requirement against this machine (undefined: fine). */
-  gpuProblem: (cuda: string | undefined, wantsGpu: boolean) => Promise<string | undefined>;
+  /** Lease expiry and renewals run on it (tests advance a manual one). */
+  clock: Clock;
   log: (line: string) => void;
+  leaseMs?: number;
   callbackBaseDelayMs?: number;
-  /** Runs task timeouts (the system's clock unless set; the scheduler's tests advance a fake one). */
-  clock?: Clock;
 }
 
-interface Running {
-  jobId: string;
-  controller: AbortController;
-  done: Promise<void>;
+/** A lease the queue handed out and that is still current. */
+interface Held {
+  lease: Lease;
+  job: JobRow;
+  task: TaskRow;
+  workerId: string;
+  /** The last output of this attempt (the task's output_tail). */
+  tail: string;
+  /** Settled once the lease ends (an outcome, a release, an expiry, a revoke): a cancel waits on it. */
+  ended: Promise<void>;
+  end: () => void;
 }
+
+export type RevokeReason = 'cancelled' | 'expired';
 
 /**
- * Runs queued tasks on up to `workers` containers at a time, in job order, once their job's
- * dependencies completed. Records everything as it happens, so a restart picks up where it
- * stopped.
+ * The work queue: which task may run next (job order, dependencies, map before reduce, what the
+ * asking worker offers), handed to a worker as a lease that it renews; the worker's reports
+ * (output, progress, artifacts) and outcome; and what happens when a lease expires or its worker
+ * gives it back. It runs nothing itself: a worker (src/server/worker/) does. Records everything as
+ * it happens, so a restart picks up where it stopped.
  */
-export class Scheduler {
-  private readonly running = new Map<string, Running>();
-  private readonly sources = new Map<string, TarEntry[]>();
-  private ticking = false;
-  private again = false;
+export class WorkQueue {
+  private readonly held = new Map<string, Held>();
+  private readonly workListeners = new Set<() => void>();
+  private readonly revokeListeners = new Set<(leaseId: string, why: RevokeReason) => void>();
+  /** Lease requests run one at a time: a task is handed out once. */
+  private leasing: Promise<unknown> = Promise.resolve();
   private stopped = false;
   /** Aborted on stop: callback retries waiting out their backoff give up, so nothing keeps the process alive. */
   private readonly lifetime = new AbortController();
-  /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
-  private gvisor: Promise<boolean> | undefined;
+  /** The sleep until the earliest lease expiry (none while no lease is out). */
+  private sweep: AbortController | undefined;
+  private readonly leaseMs: number;
   /**
    * `_shared.resolve` of a job's results: a finished job's never change, so its document is
    * built once, not once per task of every job that resolves it (oldest dropped first).
    */
   private readonly finishedResults = new Map<string, unknown>();
 
-  constructor(private readonly options: SchedulerOptions) {
+  constructor(private readonly options: WorkQueueOptions) {
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     options.states.onJobFinished((job) => this.callback(job.id));
   }
 
-  /** After a crash or restart: requeue interrupted tasks, remove leftover containers, finish what is finished. */
-  async recover(): Promise<void> {
+  /** After a crash or restart: requeue interrupted tasks, finish what is finished, send pending callbacks. */
+  recover(): void {
     const { db, states } = this.options;
     const unfinished = this.options.jobs.removeUnfinishedInserts();
     if (unfinished) this.options.log(`removed ${unfinished} job(s) whose submission the server did not finish`);
     const interrupted = db.prepare("SELECT * FROM tasks WHERE status = 'running'").all() as TaskRow[];
     for (const task of interrupted) states.recoverInterrupted(task, MAX_ATTEMPTS);
     states.queuePlanning();
-    try {
-      const docker = await this.options.docker();
-      for (const container of await docker.listContainers({ all: true, label: [`cycle.server=${this.options.serverKey}`] }))
-        await docker.removeContainer(container.id);
-    } catch (error) {
-      this.options.log(`could not clean up old containers: ${(error as Error).message}`);
-    }
     const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running')").all() as JobRow[];
     for (const job of open) this.maybeFinish(job.id);
     const pending = db
@@ -110,41 +101,74 @@ export class Scheduler {
     if (interrupted.length) this.options.log(`recovered ${interrupted.length} interrupted task(s)`);
   }
 
-  /** Wakes the scheduler (new jobs, finished tasks, finished dependencies). */
-  kick(): void {
-    if (this.stopped) return;
-    if (this.ticking) {
-      this.again = true;
-      return;
-    }
-    this.ticking = true;
-    void this.tick()
-      .catch((error: Error) => this.options.log(`scheduler: ${error.stack ?? error.message}`))
-      .finally(() => {
-        this.ticking = false;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
+  /** Heard when there may be work for a waiting worker (new jobs, finished tasks, finished dependencies). */
+  onWork(listener: () => void): () => void {
+    this.workListeners.add(listener);
+    return () => this.workListeners.delete(listener);
   }
 
-  private async tick(): Promise<void> {
-    const { db, jobs } = this.options;
-    const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all() as JobRow[];
-    for (const job of open) {
-      if (this.running.size >= this.options.workers) return;
-      if (job.cancel_requested) continue;
-      if (job.status === 'queued' && !this.dependenciesReady(job)) continue;
-      // Only the next queued tasks are read (by an index), not every task of the job: at most
-      // `workers` can start, fewer when some returned are still winding down in `running`.
-      for (const task of jobs.queuedTasks(job.id, this.options.workers)) {
-        if (this.running.size >= this.options.workers) return;
-        if (this.running.has(task.id)) continue;
-        if (task.kind === 'reduce' && jobs.hasUnfinishedMaps(job.id)) continue;
-        this.start(job, task);
+  /** Heard when a lease is taken back (its job was cancelled, it expired): its worker stops the task. */
+  onRevoked(listener: (leaseId: string, why: RevokeReason) => void): () => void {
+    this.revokeListeners.add(listener);
+    return () => this.revokeListeners.delete(listener);
+  }
+
+  /** Wakes waiting workers. */
+  kick(): void {
+    if (this.stopped) return;
+    for (const listener of this.workListeners) listener();
+  }
+
+  /** Leases now out (a shutdown says how many tasks it stops). */
+  get leasedCount(): number {
+    return this.held.size;
+  }
+
+  /** Up to `max` tasks this worker can run, next in job order, each as a lease. */
+  lease(offer: WorkerOffer, max: number): Promise<Lease[]> {
+    const run = this.leasing.then(() => this.leaseNow(offer, max));
+    this.leasing = run.catch(() => undefined);
+    return run;
+  }
+
+  private async leaseNow(offer: WorkerOffer, max: number): Promise<Lease[]> {
+    if (this.stopped || max <= 0) return [];
+    this.expireDue();
+    const leases: Lease[] = [];
+    // A task that cannot be handed out (it failed while its lease was made) frees its place for the next.
+    while (leases.length < max) {
+      const started = this.next(max - leases.length);
+      if (started.length === 0) break;
+      for (const { job, task } of started) {
+        const lease = await this.leaseFor(offer, job, task).catch((error: Error) => {
+          this.options.states.finishTask(task, { status: 'failed', error: error.message });
+          this.maybeFinish(job.id);
+          return undefined;
+        });
+        if (lease) leases.push(lease);
       }
     }
+    if (leases.length) this.scheduleSweep();
+    return leases;
+  }
+
+  /** The next queued tasks that may run, marked running (synchronously: no other request sees them queued). */
+  private next(max: number): Array<{ job: JobRow; task: TaskRow }> {
+    const { db, jobs } = this.options;
+    const started: Array<{ job: JobRow; task: TaskRow }> = [];
+    const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all() as JobRow[];
+    for (const job of open) {
+      if (started.length >= max) break;
+      if (job.cancel_requested) continue;
+      if (job.status === 'queued' && !this.dependenciesReady(job)) continue;
+      // Only the next queued tasks are read (by an index), not every task of the job.
+      for (const task of jobs.queuedTasks(job.id, max - started.length)) {
+        if (started.length >= max) break;
+        if (task.kind === 'reduce' && jobs.hasUnfinishedMaps(job.id)) continue;
+        started.push({ job, task: this.options.states.startTask(job, task) });
+      }
+    }
+    return started;
   }
 
   /** True when every dependency completed; fails the job when one ended otherwise. */
@@ -165,134 +189,54 @@ export class Scheduler {
     return false;
   }
 
-  private start(job: JobRow, queued: TaskRow): void {
-    const task = this.options.states.startTask(job, queued);
-    const controller = new AbortController();
-    const done = this.execute(job, task, controller.signal)
-      .catch((error: Error) =>
-        this.stopped && controller.signal.aborted ? this.requeue(task) : this.finishTask(task, { status: 'failed', error: error.message }),
-      )
-      .finally(() => {
-        this.running.delete(task.id);
-        this.maybeFinish(job.id);
-        this.kick();
-      });
-    this.running.set(task.id, { jobId: job.id, controller, done });
-  }
-
-  private async execute(job: JobRow, task: TaskRow, signal: AbortSignal): Promise<void> {
-    const { layout, projects, jobs } = this.options;
+  /** A running task's lease: checked against the offer, its payload composed. Throws why it cannot run. */
+  private async leaseFor(offer: WorkerOffer, job: JobRow, task: TaskRow): Promise<Lease> {
+    const { jobs, projects, layout } = this.options;
     const request = jobs.request(job);
     const revision = job.revision!;
     const project = await projects.load(job.project, revision);
-    const wantsGpu =
-      (request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu' || (project.format === 'cycleswap' && project.manifest.job.cuda !== undefined);
-    const gpuProblem = wantsGpu ? await this.options.gpuProblem(project.format === 'cycleswap' ? project.manifest.job.cuda : undefined, true) : undefined;
-    if (gpuProblem) return this.finishTask(task, { status: 'failed', error: gpuProblem });
-    const imageId = await projects.ensureImage(job.project, revision);
-    if (signal.aborted) return this.stopped ? this.requeue(task) : this.finishTask(task, { status: 'cancelled', error: 'cancelled' });
-
-    const work = layout.taskWork(task.id);
-    const artifactsDir = layout.taskOutputs(job.id, task.id);
-    await fs.rm(work, { recursive: true, force: true });
-    const mounts: Mount[] = [];
+    const cuda = project.format === 'cycleswap' ? project.manifest.job.cuda : undefined;
+    const gpus = (request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu' || cuda !== undefined;
+    // One worker per server today: a task its worker cannot run fails, saying why. With workers on
+    // other machines (the next step), it waits for one that can.
+    const problem = gpus ? gpuProblem(offer, cuda) : undefined;
+    if (problem) throw new Error(problem);
     let payload = jobs.payloadOf(jobs.taskBase(job), task);
-    payload = await this.resolveDirectives(payload, work, mounts, job.project);
+    const resolved = this.resolveDirectives(payload, job.project);
+    payload = resolved.payload;
     if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
-    if (project.format === 'cycleswap') {
-      for (const volume of project.manifest.main.volumes) {
-        const source = await volumeMountSource(this.options.db, layout, volume);
-        if (!source) {
-          await fs.rm(work, { recursive: true, force: true }); // what the directives put there
-          return this.finishTask(task, {
-            status: 'failed',
-            error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\``,
-          });
-        }
-        mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
-      }
-    }
-    const sourceFiles = project.format === 'cycleswap' ? await this.sourceFor(job.project, revision, project) : [];
-    const docker = await this.options.docker();
-    const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
-    const container = jobContainer({
-      sandbox,
-      requirements: request.requirements,
-      skipLimits: false,
-      gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))),
-      env: this.options.env,
-    });
     const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
-
-    const feed = new LiveFeed(this.options, job, task);
-    for (const warning of container.warnings) feed.output(`[cycle] warning: ${warning}\n`);
-    try {
-      const { outcome } = await runProjectTask({
-        docker,
-        project,
-        imageId,
-        name: `cycle-server-${task.id}`,
-        labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${job.project}`, 'cycle.task': task.id },
-        payload,
-        mounts,
-        gpus: wantsGpu,
-        container,
-        sourceFiles,
-        ...(runnerCommand ? { runnerCommand } : {}),
-        ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
-        ...(this.options.clock ? { clock: this.options.clock } : {}),
-        artifacts: {
-          liveDir: path.join(work, 'live-artifacts'),
-          storeDir: artifactsDir,
-          // A task that runs again (after a crash, a retry) starts with what it had captured.
-          resumeFrom: artifactsDir,
-          onCaptured: (artifact, all) => this.recordArtifact(job, task, artifact, all),
-          onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
-        },
-        callbacks: {
-          stdout: (text) => feed.output(text),
-          stderr: (chunk) => feed.output(chunk.toString('utf8')),
-          progress: (event) => feed.progress(event.data),
-        },
-        signal,
-      });
-      if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
-      await feed.close();
-      if (outcome.status === 'interrupted' && this.stopped) return this.requeue(task);
-      const artifactIds = (this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord').all(task.id) as Array<{ id: string }>).map(
-        (a) => a.id,
-      );
-      if (outcome.status === 'interrupted') return this.finishTask(task, { status: 'cancelled', error: 'cancelled', artifactIds });
-      if (outcome.status === 'succeeded') return this.finishTask(task, { status: 'succeeded', result: outcome.result ?? null, exitCode: 0, artifactIds });
-      return this.finishTask(task, {
-        status: 'failed',
-        error: outcome.reason ?? 'failed',
-        exitCode: outcome.exitCode,
-        result: outcome.result ?? null,
-        artifactIds,
-      });
-    } finally {
-      await feed.close();
-      await fs.rm(work, { recursive: true, force: true });
-    }
+    const lease: Lease = {
+      id: newId('lease'),
+      taskId: task.id,
+      jobId: job.id,
+      attempt: task.attempt,
+      expiresAt: this.options.clock.now() + this.leaseMs,
+      renewEveryMs: Math.max(1, Math.floor(this.leaseMs / 3)),
+      project: job.project,
+      revision,
+      kind: task.kind,
+      index: task.idx,
+      payload,
+      downloads: resolved.downloads,
+      ...(runnerCommand ? { runnerCommand } : {}),
+      ...(request.timeout_s ? { timeoutS: request.timeout_s } : {}),
+      ...(request.requirements ? { requirements: request.requirements } : {}),
+      gpus,
+    };
+    let end = (): void => undefined;
+    const ended = new Promise<void>((resolve) => (end = resolve));
+    this.held.set(lease.id, { lease, job, task, workerId: offer.workerId, tail: '', ended, end });
+    if (task.attempt > 1) appendLog(layout.taskLog(task.id), `\n--- attempt ${task.attempt} ---\n`);
+    return lease;
   }
 
-  private async sourceFor(name: string, revision: number, project: Project): Promise<TarEntry[]> {
-    const key = `${name}@${revision}`;
-    const cached = this.sources.get(key);
-    if (cached) return cached;
-    const selection = await selectFiles(project.root, { rules: false });
-    const entries = toTarEntries(selection.entries);
-    this.sources.set(key, entries);
-    return entries;
-  }
-
-  /** `_artifacts.download` files into a mount, `_shared.resolve` values into the payload. */
-  private async resolveDirectives(payload: Record<string, unknown>, work: string, mounts: Mount[], projectName: string): Promise<Record<string, unknown>> {
+  /** `_artifacts.download` files to fetch (and their paths in the payload), `_shared.resolve` values into the payload. */
+  private resolveDirectives(payload: Record<string, unknown>, projectName: string): { payload: Record<string, unknown>; downloads: Lease['downloads'] } {
     const { db, jobs } = this.options;
+    const downloads: Lease['downloads'] = [];
     const artifacts = (payload._artifacts as { download?: Record<string, { job_id: string; artifact: string }> } | undefined)?.download;
     if (artifacts) {
-      const dir = path.join(work, 'artifacts');
       const paths: Record<string, string> = {};
       for (const [name, spec] of Object.entries(artifacts)) {
         const candidates = jobs.artifacts({ jobId: spec.job_id });
@@ -305,15 +249,10 @@ export class Scheduler {
           throw new Error(
             `_artifacts.download.${name}: job ${spec.job_id} has no artifact "${wanted}" (it has: ${candidates.map((a) => a.name).join(', ') || 'none'})`,
           );
-        const row = jobs.artifact(match.id);
-        // The name was checked when the job came in; this is the last line if a check is missed.
         const fileName = path.posix.basename(match.name);
-        const target = joinInside(dir, name, fileName);
-        await fs.mkdir(path.dirname(target), { recursive: true });
-        await fs.copyFile(row.path, target, fsConstants.COPYFILE_EXCL);
+        downloads.push({ name, artifactId: match.id, fileName });
         paths[name] = `/computalot/artifacts/${name}/${fileName}`;
       }
-      mounts.push({ type: 'bind', source: dir, target: '/computalot/artifacts', readonly: true });
       payload = { ...payload, _artifacts: { ...(payload._artifacts as object), paths } };
     }
     const resolve = (payload._shared as { resolve?: Record<string, { kv?: string; job?: string; path?: string }> } | undefined)?.resolve;
@@ -331,7 +270,7 @@ export class Scheduler {
       }
       payload = { ...payload, _shared: { ...(payload._shared as object), values } };
     }
-    return payload;
+    return { payload, downloads };
   }
 
   /** A job's results document; a finished job's from the cache (the job must still exist: require). */
@@ -347,6 +286,41 @@ export class Scheduler {
       if (this.finishedResults.size > RESOLVED_RESULTS_KEPT && !oldest.done) this.finishedResults.delete(oldest.value);
     }
     return results;
+  }
+
+  /** Extends a lease; says whether its job was cancelled (a remote worker hears of a cancel this way). */
+  async renew(leaseId: string): Promise<{ expiresAt: number; cancel: boolean }> {
+    const held = this.current(leaseId);
+    held.lease.expiresAt = this.options.clock.now() + this.leaseMs;
+    this.scheduleSweep();
+    return { expiresAt: held.lease.expiresAt, cancel: this.options.jobs.row(held.job.id)?.cancel_requested === 1 };
+  }
+
+  /** A worker's report on a running task: output into its log, tail and events; progress; a captured artifact. */
+  async report(leaseId: string, batch: LeaseReport): Promise<void> {
+    const held = this.current(leaseId);
+    if (batch.artifact) await this.recordArtifact(held.job, held.task, batch.artifact.captured, batch.artifact.all);
+    if (batch.output === undefined && batch.progress === undefined) return;
+    if (batch.output) {
+      appendLog(this.options.layout.taskLog(held.task.id), batch.output);
+      held.tail = (held.tail + batch.output).slice(-TAIL_BYTES);
+    }
+    const { db, events } = this.options;
+    const { job, task } = held;
+    events.transaction((record) => {
+      db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(
+        held.tail,
+        batch.progress === undefined ? null : JSON.stringify(batch.progress),
+        task.id,
+      );
+      if (batch.output) {
+        // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
+        const skipped = Math.max(0, batch.output.length - EVENT_TEXT_MAX);
+        const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${batch.output.slice(-EVENT_TEXT_MAX)}` : batch.output;
+        record({ type: 'output', job_id: job.id, task_id: task.id, data: { index: task.idx, text } });
+      }
+      if (batch.progress !== undefined) record({ type: 'progress', job_id: job.id, task_id: task.id, data: { index: task.idx, progress: batch.progress } });
+    });
   }
 
   /**
@@ -381,13 +355,116 @@ export class Scheduler {
     });
   }
 
-  private finishTask(task: TaskRow, outcome: TaskOutcome): void {
-    this.options.states.finishTask(task, outcome);
+  /** The task's outcome (its one outcome: the lease ends with it). */
+  async complete(leaseId: string, outcome: LeaseOutcome): Promise<void> {
+    const held = this.current(leaseId);
+    this.endLease(held);
+    this.options.states.finishTask(held.task, { ...outcome, artifactIds: this.artifactIds(held.task.id) });
+    this.afterLease(held);
   }
 
-  /** A task stopped by a shutdown runs again on the next start, not counted as an attempt. */
-  private requeue(task: TaskRow): void {
-    this.options.states.requeueStopped(task);
+  /**
+   * The worker gives the task back without an outcome: it runs again. While the server stops,
+   * not counted as an attempt (as a shutdown always did); otherwise counted, the reason logged.
+   */
+  async release(leaseId: string, reason: string): Promise<void> {
+    const held = this.current(leaseId);
+    this.endLease(held);
+    if (this.stopped) this.options.states.requeueStopped(held.task);
+    else this.options.states.requeueLost({ ...held.task, output_tail: held.tail }, reason, MAX_ATTEMPTS);
+    this.afterLease(held);
+  }
+
+  /** Cancels a job: queued tasks at once; its workers are told to stop the running ones; answers when they did. */
+  async cancel(jobId: string): Promise<void> {
+    const { jobs, clock } = this.options;
+    const job = jobs.require(jobId);
+    if (isTerminal(job.status)) return;
+    this.options.states.requestCancel(jobId);
+    const running = [...this.held.values()].filter((h) => h.job.id === jobId);
+    for (const held of running) this.revoked(held.lease.id, 'cancelled');
+    await settledWithin(Promise.all(running.map((h) => h.ended)), STOP_WAIT_MS, clock);
+    // A worker that did not answer in time: its lease is taken back, the task ends cancelled here.
+    for (const held of running)
+      if (this.held.get(held.lease.id) === held) {
+        this.endLease(held);
+        this.options.states.finishTask(held.task, { status: 'cancelled', error: 'cancelled', artifactIds: this.artifactIds(held.task.id) });
+      }
+    this.maybeFinish(jobId);
+  }
+
+  /**
+   * Leases past their expiry end: the task goes back to the queue (the attempt counts, the reason
+   * is logged) and its worker, if it still listens, stops it. Runs on the clock and before every
+   * lease request, so a late report is refused however the clocks line up.
+   */
+  expireDue(): void {
+    const at = this.options.clock.now();
+    for (const held of [...this.held.values()]) {
+      if (held.lease.expiresAt > at) continue;
+      this.endLease(held);
+      const seconds = Math.round(this.leaseMs / 1000);
+      this.options.states.requeueLost(
+        { ...held.task, output_tail: held.tail },
+        `worker ${held.workerId} stopped renewing its lease (${seconds}s)`,
+        MAX_ATTEMPTS,
+      );
+      this.revoked(held.lease.id, 'expired');
+      this.afterLease(held);
+    }
+    this.scheduleSweep();
+  }
+
+  /** Stops handing out work: leases given back from now on are not counted as attempts. */
+  stop(): void {
+    this.stopped = true;
+    this.lifetime.abort();
+    this.sweep?.abort();
+    this.sweep = undefined;
+  }
+
+  /** The lease, if it is still current (expired ones end first); else StaleLease. */
+  private current(leaseId: string): Held {
+    const held = this.held.get(leaseId);
+    if (held && held.lease.expiresAt <= this.options.clock.now()) this.expireDue();
+    const still = this.held.get(leaseId);
+    if (!still) throw new StaleLease(leaseId, 'it expired, was given back or revoked, or its task already has an outcome');
+    return still;
+  }
+
+  private endLease(held: Held): void {
+    this.held.delete(held.lease.id);
+    held.end();
+    this.scheduleSweep();
+  }
+
+  private afterLease(held: Held): void {
+    this.maybeFinish(held.job.id);
+    this.kick();
+  }
+
+  private revoked(leaseId: string, why: RevokeReason): void {
+    for (const listener of this.revokeListeners) listener(leaseId, why);
+  }
+
+  private artifactIds(taskId: string): string[] {
+    return (this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord').all(taskId) as Array<{ id: string }>).map((a) => a.id);
+  }
+
+  /** One sleep on the clock until the earliest expiry; none while no lease is out (nothing keeps an idle server alive). */
+  private scheduleSweep(): void {
+    this.sweep?.abort();
+    this.sweep = undefined;
+    if (this.stopped || this.held.size === 0) return;
+    const earliest = Math.min(...[...this.held.values()].map((h) => h.lease.expiresAt));
+    const sweep = new AbortController();
+    this.sweep = sweep;
+    this.options.clock.sleep(Math.max(0, earliest - this.options.clock.now()), sweep.signal).then(
+      () => {
+        if (this.sweep === sweep) this.expireDue();
+      },
+      () => undefined,
+    );
   }
 
   /** A job whose tasks are all done gets its final status (its last event). */
@@ -397,7 +474,7 @@ export class Scheduler {
     const job = jobs.row(jobId);
     if (!job || isTerminal(job.status)) return;
     const counts = jobs.counts(jobId);
-    if (counts.queued + counts.running > 0 || [...this.running.values()].some((r) => r.jobId === jobId)) return;
+    if (counts.queued + counts.running > 0 || [...this.held.values()].some((h) => h.job.id === jobId)) return;
     const status = job.cancel_requested ? 'cancelled' : counts.succeeded === counts.total ? 'completed' : counts.succeeded === 0 ? 'failed' : 'partial';
     const firstError = status === 'completed' ? null : jobs.firstError(jobId);
     const error =
@@ -425,117 +502,33 @@ export class Scheduler {
       db.prepare('UPDATE jobs SET callback_state = ? WHERE id = ?').run(ok ? 'delivered' : 'failed', jobId);
     });
   }
-
-  /** Cancels a job: queued tasks at once, running containers stopped; answers when they are. */
-  async cancel(jobId: string): Promise<void> {
-    const { jobs } = this.options;
-    const job = jobs.require(jobId);
-    if (isTerminal(job.status)) return;
-    this.options.states.requestCancel(jobId);
-    const running = [...this.running.values()].filter((r) => r.jobId === jobId);
-    for (const task of running) task.controller.abort();
-    await settledWithin(Promise.all(running.map((r) => r.done)), STOP_WAIT_MS);
-    this.maybeFinish(jobId);
-  }
-
-  /** Tasks running now (a shutdown says how many it stops). */
-  get runningCount(): number {
-    return this.running.size;
-  }
-
-  /**
-   * Stops running containers; their tasks run again on the next start (not counted as attempts).
-   * Returns at once when nothing runs: no timer is left behind to keep the process alive.
-   */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.lifetime.abort();
-    const tasks = [...this.running.values()];
-    for (const running of tasks) running.controller.abort();
-    await settledWithin(Promise.all(tasks.map((r) => r.done)), STOP_WAIT_MS);
-  }
 }
 
-/** Streams a task's output to its log file, and its tail and progress to the database and SSE, a few times a second. */
-class LiveFeed {
-  private readonly log: WriteStream;
-  private tail = '';
-  private dirty = false;
-  private latestProgress: unknown = undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private pendingText = '';
-  private closed = false;
-
-  constructor(
-    private readonly options: SchedulerOptions,
-    private readonly job: JobRow,
-    private readonly task: TaskRow,
-  ) {
-    this.log = createWriteStream(options.layout.taskLog(task.id), { flags: 'a' });
-    this.log.on('error', () => undefined);
-    if (task.attempt > 1) this.log.write(`\n--- attempt ${task.attempt} ---\n`);
-  }
-
-  output(text: string): void {
-    if (this.closed) return;
-    this.log.write(text);
-    this.tail = (this.tail + text).slice(-TAIL_BYTES);
-    this.pendingText += text;
-    this.schedule();
-  }
-
-  progress(data: unknown): void {
-    if (this.closed) return;
-    this.latestProgress = data;
-    this.schedule();
-  }
-
-  private schedule(): void {
-    this.dirty = true;
-    this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
-  }
-
-  private flush(): void {
-    this.timer = undefined;
-    if (!this.dirty) return;
-    this.dirty = false;
-    const { db, events } = this.options;
-    events.transaction((record) => {
-      db.prepare('UPDATE tasks SET output_tail = ?, latest_progress = COALESCE(?, latest_progress) WHERE id = ?').run(
-        this.tail,
-        this.latestProgress === undefined ? null : JSON.stringify(this.latestProgress),
-        this.task.id,
-      );
-      if (this.pendingText) {
-        // Events carry the whole new output (a follower rebuilds the log from them), up to a cap.
-        const skipped = Math.max(0, this.pendingText.length - EVENT_TEXT_MAX);
-        const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${this.pendingText.slice(-EVENT_TEXT_MAX)}` : this.pendingText;
-        record({ type: 'output', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, text } });
-      }
-      if (this.latestProgress !== undefined)
-        record({ type: 'progress', job_id: this.job.id, task_id: this.task.id, data: { index: this.task.idx, progress: this.latestProgress } });
-    });
-    this.pendingText = '';
-    this.latestProgress = undefined;
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    this.flush();
-    this.closed = true;
-    await new Promise<void>((resolve) => this.log.end(resolve));
-  }
+/** Why a task that wants the GPU cannot run on this worker (undefined: it can). */
+export function gpuProblem(offer: WorkerOffer, cuda: string | undefined): string | undefined {
+  const gpu = offer.gpu;
+  if (!gpu?.ok) return `the task needs a GPU, but this server has none (${gpu?.reason ?? 'no GPU reported'})`;
+  if (cuda && gpu.cuda && compareVersions(gpu.cuda, cuda) < 0) return `[job].cuda = "${cuda}" needs a newer driver: this server's supports CUDA ${gpu.cuda}`;
+  return undefined;
 }
 
-/** Waits for `work`, at most `ms`; the timer is cleared either way. */
-async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
+/** Best effort, as the system lines are: a log write must not fail a report that committed. */
+function appendLog(file: string, text: string): void {
   try {
-    await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.appendFileSync(file, text);
+  } catch {
+    // the data folder is gone (the server is closing)
+  }
+}
+
+/** Waits for `work`, at most `ms` on the clock; the sleep is ended either way. */
+export async function settledWithin(work: Promise<unknown>, ms: number, clock: Clock): Promise<void> {
+  const timer = new AbortController();
+  try {
+    await Promise.race([work, clock.sleep(ms, timer.signal).catch(() => undefined)]);
   } finally {
-    clearTimeout(timer);
+    timer.abort();
   }
 }
 
