@@ -69,7 +69,9 @@ afterEach(async () => {
   worker = undefined;
 });
 
-async function setup(): Promise<{ queue: FakeQueue; docker: FakeDocker; clock: ReturnType<typeof manualClock>; lease: Lease }> {
+async function setup(
+  offer: () => Promise<WorkerOffer> = async () => ({ workerId: 'test' }),
+): Promise<{ queue: FakeQueue; docker: FakeDocker; clock: ReturnType<typeof manualClock>; lease: Lease }> {
   const queue = new FakeQueue();
   const docker = new FakeDocker();
   docker.hold = true;
@@ -109,7 +111,7 @@ async function setup(): Promise<{ queue: FakeQueue; docker: FakeDocker; clock: R
     slots: 1,
     env: {},
     serverKey: 'test',
-    offer: async () => ({ workerId: 'test' }),
+    offer,
     clock,
     log: () => undefined,
   });
@@ -163,5 +165,17 @@ describe('the worker', () => {
     expect(docker.runningNames()).toEqual([]);
     expect(queue.releases).toEqual([{ leaseId: lease.id, reason: 'the worker stopped while the task ran' }]);
     expect(queue.outcomes).toEqual([]);
+  });
+
+  it('an offer that could not be made (the probe failed) is asked again at the next kick, and work is leased then', async () => {
+    let probes = 0;
+    const { docker } = await setup(async () => {
+      probes++;
+      if (probes === 1) throw new Error('nvidia-smi hung');
+      return { workerId: 'test' };
+    });
+    worker!.kick();
+    await docker.whenRunning(1);
+    expect(probes).toBe(2);
   });
 });

@@ -113,7 +113,11 @@ export class Worker {
   private async tick(): Promise<void> {
     const free = this.options.slots - this.running.size;
     if (free <= 0) return;
-    const offer = await (this.offer ??= this.options.offer());
+    // A probe that failed is asked again at the next kick, not kept: the worker would never ask for work.
+    const offer = await (this.offer ??= this.options.offer().catch((error: unknown) => {
+      this.offer = undefined;
+      throw error;
+    }));
     for (const lease of await this.options.queue.lease(offer, free)) this.begin(lease);
   }
 
