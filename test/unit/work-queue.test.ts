@@ -314,7 +314,9 @@ describe('the work queue', () => {
     expect(s.job(gpuJob)).toMatchObject({ status: 'failed' });
     expect(s.job(gpuJob).error).toContain('the task needs a GPU, but this server has none (no driver)');
     const old = await s.submit({}, 'g');
+    const wakes = s.wakes();
     const [lease] = await s.queue.lease({ workerId: 'old-driver', gpu: { ok: true, cuda: '12.2' } }, 1);
+    expect(s.wakes(), 'a task failed at lease time wakes the workers (its dependents may go on)').toBeGreaterThan(wakes);
     expect(lease).toBeUndefined();
     expect(s.job(old).error).toContain('[job].cuda = "12.4" needs a newer driver: this server\'s supports CUDA 12.2');
     await s.submit({}, 'g');

@@ -143,6 +143,7 @@ export class WorkQueue {
         const lease = await this.leaseFor(offer, job, task).catch((error: Error) => {
           this.options.states.finishTask(task, { status: 'failed', error: error.message });
           this.maybeFinish(job.id);
+          this.kick(); // jobs depending on this one can now go on (or fail)
           return undefined;
         });
         if (lease) leases.push(lease);
