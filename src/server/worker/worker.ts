@@ -355,17 +355,19 @@ class ReportFeed {
     };
     this.pendingText = '';
     this.latestProgress = undefined;
-    void this.send(batch);
+    this.send(batch).catch(() => undefined); // logged by send
   }
 
+  /** Sends after the reports before it; a failure other than a stale lease reaches the caller (the capture), as before the split. */
   private send(batch: LeaseReport): Promise<void> {
-    this.sending = this.sending
-      .then(() => this.queue.report(this.leaseId, batch))
-      .catch((error: Error) => {
-        if (error instanceof StaleLease) this.onStale();
-        else this.log(`worker: a report on lease ${this.leaseId} failed: ${error.message}`);
-      });
-    return this.sending;
+    const sent = this.sending.then(() => this.queue.report(this.leaseId, batch));
+    this.sending = sent.catch((error: Error) => {
+      if (error instanceof StaleLease) this.onStale();
+      else this.log(`worker: a report on lease ${this.leaseId} failed: ${error.message}`);
+    });
+    return sent.catch((error: Error) => {
+      if (!(error instanceof StaleLease)) throw error;
+    });
   }
 
   async close(): Promise<void> {
