@@ -71,7 +71,7 @@ export function artifactOrder(project: Project): ArtifactOrder {
 }
 
 /**
- * Runs one task of a project, the same way for `cycle project test` and the server's scheduler:
+ * Runs one task of a project, the same way for `cycle project test` and the server's worker:
  * the spec per format, the source copy, env, mounts and GPUs, the runner protocol, the result and
  * the artifacts. Callers keep their own concerns (UI and run records; rows and events).
  */

@@ -25,7 +25,7 @@ import type { DB } from './db.js';
 import type { ProjectService } from './projects.js';
 import { RecipeService } from './recipes.js';
 import { directUploadSchema, type UploadService } from './uploads.js';
-import type { Scheduler } from './scheduler.js';
+import type { WorkQueue } from './queue/work-queue.js';
 import { VolumeService } from './volumes.js';
 
 export interface AppOptions {
@@ -39,7 +39,7 @@ export interface AppOptions {
   projects: ProjectService;
   recipes: RecipeService;
   jobs: JobService;
-  scheduler: Scheduler;
+  queue: Pick<WorkQueue, 'cancel'>;
   volumes: VolumeService;
   events: EventLog;
   heartbeatMs: number;
@@ -57,7 +57,7 @@ const VOLUME_MANIFEST_LIMIT = 64 << 20;
 
 /** Every route of the API (docs/api.md lists them with their shapes). */
 export function createRouter(options: AppOptions): Router {
-  const { projects, recipes, jobs, scheduler, events, account } = options;
+  const { projects, recipes, jobs, queue, events, account } = options;
   type Held = ReturnType<Account['hold']>;
   /** A job request of `POST /api/v1/jobs` (or a batch entry): a project's job, or with `recipe`, a recipe's. */
   const prepare = (body: unknown): Promise<PreparedJob> =>
@@ -252,7 +252,7 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('PUT', '/api/v1/jobs/:id/cancel', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
-    await scheduler.cancel(job.id);
+    await queue.cancel(job.id);
     sendJson(ctx.res, 200, jobs.document(jobs.require(job.id)));
   });
   router.add('GET', '/api/v1/results/:id', (ctx) => sendJson(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!), pageRequest(ctx.query))));

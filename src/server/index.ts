@@ -5,7 +5,7 @@ import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
 import type { Env } from '../ui/streams.js';
-import type { Clock } from '../context.js';
+import { systemClock, type Clock } from '../context.js';
 import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
 import { createRouter } from './app.js';
 import { openDatabase } from './db.js';
@@ -16,9 +16,12 @@ import { layout as dataLayout, type Layout } from './layout.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 import { ProjectService } from './projects.js';
 import { loadRecipes, RecipeService, type Recipe } from './recipes.js';
-import { Scheduler } from './scheduler.js';
+import { WorkQueue } from './queue/work-queue.js';
 import { JobStates } from './state.js';
 import { VolumeService } from './volumes.js';
+import { InProcessQueueClient } from './worker/queue-client.js';
+import { LocalTaskInputs } from './worker/task-inputs.js';
+import { Worker } from './worker/worker.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, UploadService } from './uploads.js';
 
 export interface ServerOptions {
@@ -43,6 +46,8 @@ export interface ServerOptions {
   maxFiles?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
+  /** How long a worker's lease lives without a renewal (30 s unless set; docs/design.md, "The work queue and the worker"). */
+  leaseMs?: number;
   /** Runs task timeouts and stamps every stored time (the system's clock unless set; tests advance a fake one). */
   clock?: Clock;
   /** Connection, timeout and stream limits (src/server/limits.ts has the defaults). */
@@ -104,7 +109,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log: options.log,
     env: options.env ?? {},
   });
-  let scheduler: Scheduler | undefined;
+  let queue: WorkQueue | undefined;
   const states = new JobStates({ db, events, layout, clock: options.clock });
   // A finished job's hold is settled: charged for what ran, the rest released.
   states.onJobFinished((job) => account.settle(job.id));
@@ -115,37 +120,39 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     projects,
     layout,
     hasGpu: async () => (await probeGpu()).ok,
-    onSubmitted: () => scheduler?.kick(),
+    onSubmitted: () => queue?.kick(),
   });
   const serverKey = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 16);
-  scheduler = new Scheduler({
+  const clock = options.clock ?? systemClock;
+  queue = new WorkQueue({
     db,
     events,
     states,
     jobs,
     projects,
     layout,
+    clock,
+    log: options.log,
+    ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
+    ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
+  });
+  // This machine's worker: the one way a task runs (workers on other machines use the same code over HTTP).
+  const worker = new Worker({
+    queue: new InProcessQueueClient(queue),
+    inputs: new LocalTaskInputs({ db, layout, projects, jobs }),
     docker: options.docker,
-    workers: options.workers,
+    slots: options.workers,
     env: options.env ?? {},
     serverKey,
+    clock,
     log: options.log,
-    ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
-    ...(options.clock ? { clock: options.clock } : {}),
-    gpuProblem: async (cuda) => {
-      const probe = await probeGpu();
-      if (!probe.ok) return `the task needs a GPU, but this server has none (${probe.reason})`;
-      if (cuda && probe.cuda) {
-        const { compareVersions } = await import('../docker/cuda-drivers.js');
-        if (compareVersions(probe.cuda, cuda) < 0) return `[job].cuda = "${cuda}" needs a newer driver: this server's supports CUDA ${probe.cuda}`;
-      }
-      return undefined;
-    },
+    offer: async () => ({ workerId: 'local', gpu: await probeGpu() }),
   });
   projects.recover();
   const recipes = new RecipeService({ recipes: loadedRecipes, projects, log: options.log });
   await recipes.register();
-  await scheduler.recover();
+  queue.recover();
+  await worker.removeLeftovers();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const router = createRouter({
     token,
@@ -157,7 +164,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     projects,
     recipes,
     jobs,
-    scheduler,
+    queue,
     volumes: new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),
     events,
     heartbeatMs: options.heartbeatMs ?? 15_000,
@@ -172,19 +179,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  scheduler.kick();
+  worker.start();
   let closing: Promise<void> | undefined;
   return {
     url: `http://${host}:${address.port}`,
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
-    runningTasks: () => scheduler!.runningCount,
+    runningTasks: () => worker.runningCount,
     close: () =>
       (closing ??= (async () => {
         server.close();
         server.closeAllConnections();
-        await scheduler!.stop();
+        queue!.stop();
+        await worker.stop();
         db.close();
       })()),
   };

@@ -158,7 +158,7 @@ export interface JobServiceOptions {
   layout: Layout;
   /** Whether this server can give tasks a GPU. */
   hasGpu: () => Promise<boolean>;
-  /** Called after new jobs are committed (the scheduler wakes up). */
+  /** Called after new jobs are committed (the work queue wakes its workers). */
   onSubmitted: () => void;
 }
 

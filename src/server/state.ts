@@ -108,7 +108,7 @@ type Table = 'jobs' | 'tasks';
  * insertion, status changes checked against `JOB_TRANSITIONS` / `TASK_TRANSITIONS`, a task's live
  * output and artifacts, a job's callback state). Each transition runs its UPDATEs and records its events in one transaction
  * (`EventLog.transaction`): a reader never sees a state without its event or the reverse, and
- * listeners (SSE streams, the scheduler) hear of it only after the commit. A task's transitions
+ * listeners (SSE streams, the work queue) hear of it only after the commit. A task's transitions
  * also write a system line (`[cycle] …`) into its log. Timestamps come from the injected clock.
  */
 export class JobStates {
@@ -280,6 +280,31 @@ export class JobStates {
     this.writeSystemLine(
       task.id,
       status === 'failed' ? { index: task.idx, status, error } : { index: task.idx, status, reason: `server restart: attempt ${task.attempt} was interrupted` },
+    );
+    return status;
+  }
+
+  /**
+   * running → queued (or failed once it had `maxAttempts`) for a task whose worker lost it: its
+   * lease expired, or its worker gave it back. The attempt counts; the reason goes into its log.
+   */
+  requeueLost(task: TaskRow, reason: string, maxAttempts: number): 'queued' | 'failed' {
+    const lastFailed = JSON.stringify({ attempt: task.attempt, error: `interrupted: ${reason}`, output_tail: task.output_tail });
+    const status = task.attempt >= maxAttempts ? 'failed' : 'queued';
+    const error = `${reason} (${task.attempt} attempts)`;
+    this.options.events.transaction((record) => {
+      if (status === 'failed') this.move('tasks', task.id, 'failed', 'error = ?, finished_at = ?, last_failed = ?', [error, timestamp(this.clock), lastFailed]);
+      else this.move('tasks', task.id, 'queued', "last_failed = ?, output_tail = '', started_at = NULL", [lastFailed]);
+      record({
+        type: 'task',
+        job_id: task.job_id,
+        task_id: task.id,
+        data: { index: task.idx, status, reason, ...(status === 'failed' ? { error } : {}), counts: this.counts(task.job_id) },
+      });
+    });
+    this.writeSystemLine(
+      task.id,
+      status === 'failed' ? { index: task.idx, status, error } : { index: task.idx, status, reason: `${reason}: attempt ${task.attempt} was interrupted` },
     );
     return status;
   }

@@ -1,0 +1,72 @@
+import type { CapturedArtifact } from '../../runner/artifacts.js';
+import type { JobRequest } from '../../api/schemas.js';
+
+/**
+ * What a worker says it has when it asks for work. The queue offers it only tasks it can run.
+ * Plain data: a worker on another machine sends the same over HTTP.
+ */
+export interface WorkerOffer {
+  /** Names the worker in leases and logs. */
+  workerId: string;
+  /** This worker's GPU, as its probe found it (undefined: not probed, the worker runs no GPU task). */
+  gpu?: { ok: boolean; reason?: string; cuda?: string };
+}
+
+/** A task handed to one worker until `expiresAt`: everything the worker needs to run it. */
+export interface Lease {
+  id: string;
+  taskId: string;
+  jobId: string;
+  /** Which attempt of the task this is (1 on the first run). */
+  attempt: number;
+  /** When the lease ends unless renewed (ms, on the queue's clock). */
+  expiresAt: number;
+  /** How often the worker renews it: well within its life. */
+  renewEveryMs: number;
+  project: string;
+  revision: number;
+  kind: 'task' | 'map' | 'reduce';
+  index: number;
+  /** The composed payload: `_shared.resolve` values resolved, `map_results` of a reduce, `_artifacts.paths` filled in. */
+  payload: Record<string, unknown>;
+  /** `_artifacts.download` files the worker puts under /computalot/artifacts/NAME/FILE (read-only). */
+  downloads: Array<{ name: string; artifactId: string; fileName: string }>;
+  runnerCommand?: string[];
+  timeoutS?: number;
+  requirements?: JobRequest['requirements'];
+  /** The task gets the GPUs (`profile: "gpu"`, a gpu requirement, a `[job].cuda`). */
+  gpus: boolean;
+}
+
+/** What a worker reports on a running task: batched, a few times a second. */
+export interface LeaseReport {
+  /** New output (stdout and stderr, in order) since the last report. */
+  output?: string;
+  /** The latest progress event since the last report. */
+  progress?: unknown;
+  /** A file under /artifacts was captured (again): `all` is every captured file, in upload order. */
+  artifact?: { captured: CapturedArtifact; all: CapturedArtifact[] };
+}
+
+/** How a task ended, as its worker saw it. */
+export interface LeaseOutcome {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  result?: unknown;
+  error?: string;
+  exitCode?: number;
+}
+
+/**
+ * A report, renewal or outcome on a lease that is no longer current (it expired, it was released
+ * or revoked, the task has an outcome): refused, so a task never gets two outcomes. A worker that
+ * hears it stops that task.
+ */
+export class StaleLease extends Error {
+  constructor(
+    readonly leaseId: string,
+    why: string,
+  ) {
+    super(`lease ${leaseId} is no longer current: ${why}`);
+    this.name = 'StaleLease';
+  }
+}

@@ -1,0 +1,379 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { DockerDriver, Mount } from '../../docker/driver.js';
+import { runProjectTask } from '../../runner/task-service.js';
+import type { CapturedArtifact } from '../../runner/artifacts.js';
+import { volumeMountPath } from '../../runner/volumes.js';
+import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
+import type { Env } from '../../ui/streams.js';
+import type { Clock } from '../../context.js';
+import { LABELS } from '../../runner/images.js';
+import { joinInside } from '../../util/paths.js';
+import { StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from '../queue/lease.js';
+import type { RevokeReason } from '../queue/work-queue.js';
+import type { WorkQueueClient } from './queue-client.js';
+import type { TaskInputs } from './task-inputs.js';
+
+const FLUSH_MS = 250;
+/** How long a shutdown waits for running containers to stop. */
+const STOP_WAIT_MS = 15_000;
+
+export interface WorkerOptions {
+  queue: WorkQueueClient;
+  inputs: TaskInputs;
+  docker: () => Promise<DockerDriver>;
+  /** Tasks this worker runs at a time (`cycle server --workers`). */
+  slots: number;
+  /** Read for job containers' settings (CYCLE_MEMORY_LIMIT, CYCLE_DOCKER_NETWORK). */
+  env: Env;
+  /** Labels this server's containers, so the next start can remove leftovers. */
+  serverKey: string;
+  /** What this machine has (asked once, when the worker first asks for work). */
+  offer: () => Promise<WorkerOffer>;
+  /** Runs task timeouts and lease renewals (tests advance a manual one). */
+  clock: Clock;
+  log: (line: string) => void;
+}
+
+interface Running {
+  lease: Lease;
+  controller: AbortController;
+  done: Promise<void>;
+  /** The queue took the lease back (expired, stale): the task stops and nothing more is reported. */
+  lost: boolean;
+}
+
+/** A task stopped because the worker stops: given back to the queue, not finished. */
+const INTERRUPTED = Symbol('interrupted');
+
+/**
+ * Runs what the work queue leases it, on up to `slots` containers at a time, through the runner's
+ * task service (build rules, limits, volumes, live /artifacts, services, gVisor), and reports
+ * back. All it says to the queue goes through WorkQueueClient, so the same code can run on
+ * another machine; `cycle server` runs one in-process for its own machine.
+ */
+export class Worker {
+  private readonly running = new Map<string, Running>();
+  /** The last run of each task: a task leased again waits until its previous container is gone. */
+  private readonly byTask = new Map<string, Promise<void>>();
+  private ticking = false;
+  private again = false;
+  private stopped = false;
+  private offer: Promise<WorkerOffer> | undefined;
+  /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
+  private gvisor: Promise<boolean> | undefined;
+  private readonly unsubscribe: Array<() => void> = [];
+
+  constructor(private readonly options: WorkerOptions) {}
+
+  /** Removes containers a previous run of this server left behind (a crash). */
+  async removeLeftovers(): Promise<void> {
+    try {
+      const docker = await this.options.docker();
+      for (const container of await docker.listContainers({ all: true, label: [`cycle.server=${this.options.serverKey}`] }))
+        await docker.removeContainer(container.id);
+    } catch (error) {
+      this.options.log(`could not clean up old containers: ${(error as Error).message}`);
+    }
+  }
+
+  /** Starts asking for work: now, and whenever the queue says there may be some. */
+  start(): void {
+    this.unsubscribe.push(
+      this.options.queue.onWork(() => this.kick()),
+      this.options.queue.onRevoked((leaseId, why) => this.revoked(leaseId, why)),
+    );
+    this.kick();
+  }
+
+  /** Tasks running now (a shutdown says how many it stops). */
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Asks for work when a slot is free. */
+  kick(): void {
+    if (this.stopped) return;
+    if (this.ticking) {
+      this.again = true;
+      return;
+    }
+    this.ticking = true;
+    void this.tick()
+      .catch((error: Error) => this.options.log(`worker: ${error.stack ?? error.message}`))
+      .finally(() => {
+        this.ticking = false;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async tick(): Promise<void> {
+    const free = this.options.slots - this.running.size;
+    if (free <= 0) return;
+    // A probe that failed is asked again at the next kick, not kept: the worker would never ask for work.
+    const offer = await (this.offer ??= this.options.offer().catch((error: unknown) => {
+      this.offer = undefined;
+      throw error;
+    }));
+    for (const lease of await this.options.queue.lease(offer, free)) this.begin(lease);
+  }
+
+  private begin(lease: Lease): void {
+    const entry: Running = { lease, controller: new AbortController(), lost: false, done: Promise.resolve() };
+    const previous = this.byTask.get(lease.taskId);
+    const done = (async () => {
+      await previous;
+      await this.run(entry);
+    })()
+      .catch((error: Error) => this.options.log(`worker: task ${lease.taskId}: ${error.stack ?? error.message}`))
+      .finally(() => {
+        this.running.delete(lease.id);
+        if (this.byTask.get(lease.taskId) === done) this.byTask.delete(lease.taskId);
+        this.kick();
+      });
+    entry.done = done;
+    this.running.set(lease.id, entry);
+    this.byTask.set(lease.taskId, done);
+  }
+
+  /** One lease: run the task while renewing the lease, then report its outcome (or give it back). */
+  private async run(entry: Running): Promise<void> {
+    const { lease, controller } = entry;
+    const { queue } = this.options;
+    const renewing = this.renewWhileRunning(entry);
+    let outcome: LeaseOutcome | typeof INTERRUPTED;
+    try {
+      outcome = this.stopped ? INTERRUPTED : await this.execute(entry, controller.signal);
+    } catch (error) {
+      outcome = this.stopped && controller.signal.aborted ? INTERRUPTED : { status: 'failed', error: (error as Error).message };
+    } finally {
+      renewing.abort();
+    }
+    if (entry.lost) return; // the queue took the task back: a report now would be refused
+    try {
+      if (outcome === INTERRUPTED) await queue.release(lease.id, 'the worker stopped while the task ran');
+      else await queue.complete(lease.id, outcome);
+    } catch (error) {
+      if (!(error instanceof StaleLease)) throw error;
+      this.options.log(`worker: task ${lease.taskId}: ${error.message}`);
+    }
+  }
+
+  /** Renews the lease well within its life until the returned controller is aborted; a refused renewal stops the task. */
+  private renewWhileRunning(entry: Running): AbortController {
+    const stop = new AbortController();
+    const { clock, queue } = this.options;
+    void (async () => {
+      while (!stop.signal.aborted) {
+        await clock.sleep(entry.lease.renewEveryMs, stop.signal);
+        const { cancel } = await queue.renew(entry.lease.id);
+        if (cancel) entry.controller.abort();
+      }
+    })().catch((error: Error) => {
+      if (error instanceof StaleLease) this.lose(entry);
+      else if (!stop.signal.aborted) this.options.log(`worker: renewing the lease of task ${entry.lease.taskId}: ${error.message}`);
+    });
+    return stop;
+  }
+
+  private lose(entry: Running): void {
+    entry.lost = true;
+    entry.controller.abort();
+  }
+
+  private revoked(leaseId: string, why: RevokeReason): void {
+    const entry = this.running.get(leaseId);
+    if (!entry) return;
+    if (why === 'expired') this.lose(entry);
+    else entry.controller.abort();
+  }
+
+  private async execute(entry: Running, signal: AbortSignal): Promise<LeaseOutcome | typeof INTERRUPTED> {
+    const { inputs } = this.options;
+    const { lease } = entry;
+    const project = await inputs.project(lease.project, lease.revision);
+    const imageId = await inputs.image(lease.project, lease.revision);
+    if (signal.aborted) return this.stopped ? INTERRUPTED : { status: 'cancelled', error: 'cancelled' };
+
+    const work = inputs.workDir(lease.taskId);
+    const artifactsDir = inputs.artifactStore(lease.jobId, lease.taskId);
+    await fs.rm(work, { recursive: true, force: true });
+    try {
+      const mounts: Mount[] = [];
+      if (lease.downloads.length) {
+        const dir = path.join(work, 'artifacts');
+        for (const download of lease.downloads) {
+          // The name was checked when the job came in; this is the last line if a check is missed.
+          const target = joinInside(dir, download.name, download.fileName);
+          await fs.mkdir(path.dirname(target), { recursive: true });
+          await inputs.fetchArtifact(download.artifactId, target);
+        }
+        mounts.push({ type: 'bind', source: dir, target: '/computalot/artifacts', readonly: true });
+      }
+      if (project.format === 'cycleswap') {
+        for (const volume of project.manifest.main.volumes) {
+          const source = await inputs.volumeSource(volume);
+          if (!source)
+            return {
+              status: 'failed',
+              error: `volume "${volume}" (in [main].volumes) is not on this server: upload it with \`cycle volume upload DIR --name ${volume}\``,
+            };
+          mounts.push({ type: 'bind', source, target: volumeMountPath(volume), readonly: true });
+        }
+      }
+      const sourceFiles = project.format === 'cycleswap' ? await inputs.sourceFiles(lease.project, lease.revision, project) : [];
+      const docker = await this.options.docker();
+      const sandbox = project.format === 'computalot' ? project.manifest.runtime.sandbox : undefined;
+      const container = jobContainer({
+        sandbox,
+        requirements: lease.requirements,
+        skipLimits: false,
+        gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))),
+        env: this.options.env,
+      });
+
+      const feed = new ReportFeed(this.options.queue, lease.id, () => this.lose(entry), this.options.log);
+      for (const warning of container.warnings) feed.output(`[cycle] warning: ${warning}\n`);
+      try {
+        const { outcome } = await runProjectTask({
+          docker,
+          project,
+          imageId,
+          name: `cycle-server-${lease.taskId}`,
+          labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${lease.project}`, 'cycle.task': lease.taskId },
+          payload: lease.payload,
+          mounts,
+          gpus: lease.gpus,
+          container,
+          sourceFiles,
+          ...(lease.runnerCommand ? { runnerCommand: lease.runnerCommand } : {}),
+          ...(lease.timeoutS ? { timeoutMs: lease.timeoutS * 1000 } : {}),
+          clock: this.options.clock,
+          artifacts: {
+            liveDir: path.join(work, 'live-artifacts'),
+            storeDir: artifactsDir,
+            // A task that runs again (after a crash, a retry) starts with what it had captured.
+            resumeFrom: artifactsDir,
+            onCaptured: (artifact, all) => feed.artifact(artifact, all),
+            onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
+          },
+          callbacks: {
+            stdout: (text) => feed.output(text),
+            stderr: (chunk) => feed.output(chunk.toString('utf8')),
+            progress: (event) => feed.progress(event.data),
+          },
+          signal,
+        });
+        if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
+        await feed.close();
+        if (outcome.status === 'interrupted' && this.stopped) return INTERRUPTED;
+        if (outcome.status === 'interrupted') return { status: 'cancelled', error: 'cancelled' };
+        if (outcome.status === 'succeeded') return { status: 'succeeded', result: outcome.result ?? null, exitCode: 0 };
+        return { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null };
+      } finally {
+        await feed.close();
+      }
+    } finally {
+      await fs.rm(work, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Stops running containers; their tasks go back to the queue. Returns at once when nothing
+   * runs: no timer is left behind to keep the process alive. Waits on real time (at most
+   * STOP_WAIT_MS), not the task clock: a shutdown ends even where a test's clock stands still.
+   */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const unsubscribe of this.unsubscribe.splice(0)) unsubscribe();
+    const tasks = [...this.running.values()];
+    for (const running of tasks) running.controller.abort();
+    if (tasks.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([Promise.all(tasks.map((r) => r.done)), new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * A task's output and progress, sent to the queue a few times a second (its tail, events and log
+ * are the queue's); captured artifacts at once. Reports go one after another, in order.
+ */
+class ReportFeed {
+  private dirty = false;
+  private latestProgress: unknown = undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private pendingText = '';
+  private closed = false;
+  private sending: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly queue: WorkQueueClient,
+    private readonly leaseId: string,
+    /** The queue refused a report: the lease is gone. */
+    private readonly onStale: () => void,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  output(text: string): void {
+    if (this.closed) return;
+    this.pendingText += text;
+    this.schedule();
+  }
+
+  progress(data: unknown): void {
+    if (this.closed) return;
+    this.latestProgress = data;
+    this.schedule();
+  }
+
+  /** Sent at once (the artifact is listed while the job runs), after the output before it. */
+  artifact(captured: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
+    this.flush();
+    return this.send({ artifact: { captured, all } });
+  }
+
+  private schedule(): void {
+    this.dirty = true;
+    this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.dirty) return;
+    this.dirty = false;
+    const batch: LeaseReport = {
+      ...(this.pendingText ? { output: this.pendingText } : {}),
+      ...(this.latestProgress !== undefined ? { progress: this.latestProgress } : {}),
+    };
+    this.pendingText = '';
+    this.latestProgress = undefined;
+    this.send(batch).catch(() => undefined); // logged by send
+  }
+
+  /** Sends after the reports before it; a failure other than a stale lease reaches the caller (the capture), as before the split. */
+  private send(batch: LeaseReport): Promise<void> {
+    const sent = this.sending.then(() => this.queue.report(this.leaseId, batch));
+    this.sending = sent.catch((error: Error) => {
+      if (error instanceof StaleLease) this.onStale();
+      else this.log(`worker: a report on lease ${this.leaseId} failed: ${error.message}`);
+    });
+    return sent.catch((error: Error) => {
+      if (!(error instanceof StaleLease)) throw error;
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    await this.sending;
+  }
+}

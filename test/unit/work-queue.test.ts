@@ -1,0 +1,365 @@
+import { readFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openDatabase, type DB } from '../../src/server/db.js';
+import { EventLog, type StoredEvent } from '../../src/server/events.js';
+import { JobService } from '../../src/server/jobs.js';
+import { layout as dataLayout, type Layout } from '../../src/server/layout.js';
+import { ProjectService } from '../../src/server/projects.js';
+import { StaleLease, type WorkerOffer } from '../../src/server/queue/lease.js';
+import { WorkQueue, type RevokeReason } from '../../src/server/queue/work-queue.js';
+import { JobStates } from '../../src/server/state.js';
+import { FakeDocker } from '../helpers/fake-docker.js';
+import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
+import { manualClock, tempDir } from '../helpers/context.js';
+
+/**
+ * The work queue's rules, with a fake worker: the test itself leases, renews, reports and
+ * completes, on a manual clock. No container runs and nothing sleeps.
+ */
+const LEASE_MS = 30_000;
+const OFFER: WorkerOffer = { workerId: 'fake', gpu: { ok: false, reason: 'no driver' } };
+
+interface Setup {
+  db: DB;
+  layout: Layout;
+  queue: WorkQueue;
+  jobs: JobService;
+  clock: ReturnType<typeof manualClock>;
+  events: StoredEvent[];
+  revoked: Array<{ leaseId: string; why: RevokeReason }>;
+  /** Times the queue woke waiting workers. */
+  wakes: () => number;
+  submit(body?: Record<string, unknown>, project?: string): Promise<string>;
+  task(taskId: string): { status: string; attempt: number; error: string | null; output_tail: string; result: string | null; latest_progress: string | null };
+  job(jobId: string): { status: string; error: string | null };
+  log(taskId: string): string;
+}
+
+const opened: DB[] = [];
+afterEach(() => {
+  for (const db of opened.splice(0)) db.close();
+});
+
+async function setup(dataDir?: string): Promise<Setup> {
+  const dir = dataDir ?? (await tempDir('cycle-queue-'));
+  const layout = dataLayout(dir);
+  await fs.mkdir(layout.dataDir, { recursive: true });
+  const db = openDatabase(layout.db);
+  opened.push(db);
+  const eventLog = new EventLog(db);
+  const events: StoredEvent[] = [];
+  eventLog.subscribe((event) => events.push(event));
+  const states = new JobStates({ db, events: eventLog, layout });
+  const docker = new FakeDocker();
+  const projects = new ProjectService({
+    db,
+    events: eventLog,
+    layout,
+    docker: async () => docker,
+    limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000 },
+    checkInit: () => undefined,
+    log: () => undefined,
+  });
+  let wakes = 0;
+  let queue: WorkQueue | undefined;
+  const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => true, onSubmitted: () => queue?.kick() });
+  const clock = manualClock();
+  queue = new WorkQueue({ db, events: eventLog, states, jobs, projects, layout, clock, log: () => undefined, leaseMs: LEASE_MS });
+  queue.onWork(() => wakes++);
+  const revoked: Setup['revoked'] = [];
+  queue.onRevoked((leaseId, why) => revoked.push({ leaseId, why }));
+  if (!projects.active('p')) {
+    await projects.push('p', Readable.from(rawTarGz(VALID_PROJECT)), { rebuild: false, clean: false });
+    const withCuda = VALID_PROJECT.map((entry) =>
+      entry.name === '.cycleswap/manifest.toml'
+        ? { ...entry, body: String(entry.body).replace('name = "p"', 'name = "g"').replace('[job]\n', '[job]\ncuda = "12.4"\n') }
+        : entry,
+    );
+    await projects.push('g', Readable.from(rawTarGz(withCuda)), { rebuild: false, clean: false });
+  }
+  return {
+    db,
+    layout,
+    queue,
+    jobs,
+    clock,
+    events,
+    revoked,
+    wakes: () => wakes,
+    submit: async (body = {}, project = 'p') => (await jobs.insert([await jobs.prepare({ project, ...body })]))[0]!.id,
+    task: (taskId) => db.prepare('SELECT * FROM tasks WHERE id = ?').get(taskId) as ReturnType<Setup['task']>,
+    job: (jobId) => db.prepare('SELECT * FROM jobs WHERE id = ?').get(jobId) as ReturnType<Setup['job']>,
+    log: (taskId) => readFileSync(layout.taskLog(taskId), 'utf8'),
+  };
+}
+
+/** Lets the queue's expiry sweep (woken by `clock.advance`) run its continuation. */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('the work queue', () => {
+  it('hands out leases in job order, at most as many as asked, each with what the worker needs', async () => {
+    const s = await setup();
+    const first = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' }, timeout_s: 7 });
+    const second = await s.submit({});
+    const leases = await s.queue.lease(OFFER, 2);
+    expect(leases.map((l) => [l.jobId, l.index])).toEqual([
+      [first, 0],
+      [first, 1],
+    ]);
+    expect(leases[0]).toMatchObject({ attempt: 1, expiresAt: s.clock.now() + LEASE_MS, project: 'p', revision: 1, kind: 'task', timeoutS: 7, gpus: false });
+    expect(leases[0]!.payload).toMatchObject({ n: 1 });
+    expect(leases[0]!.renewEveryMs).toBeLessThan(LEASE_MS / 2);
+    expect(s.task(leases[0]!.taskId).status).toBe('running');
+    const rest = await s.queue.lease(OFFER, 5);
+    expect(rest.map((l) => [l.jobId, l.index])).toEqual([
+      [first, 2],
+      [second, 0],
+    ]);
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+  });
+
+  it('batches: items grouped by batch_size are one lease each', async () => {
+    const s = await setup();
+    await s.submit({ payload: { n: [1, 2, 3, 4, 5] }, fan_out: { by: 'n' }, batch_size: 2 });
+    const leases = await s.queue.lease(OFFER, 10);
+    expect(leases).toHaveLength(3);
+  });
+
+  it('a job waits for its dependency; a failed dependency fails it, and it is never leased', async () => {
+    const s = await setup();
+    const first = await s.submit({});
+    const second = await s.submit({ depends_on: [first] });
+    const third = await s.submit({ depends_on: [second] });
+    const [lease] = await s.queue.lease(OFFER, 5);
+    expect(lease!.jobId).toBe(first);
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+    await s.queue.complete(lease!.id, { status: 'failed', error: 'exited with code 3', exitCode: 3 });
+    expect(s.job(first).status).toBe('failed');
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+    expect(s.job(second)).toMatchObject({ status: 'failed', error: `dependency ${first} ended failed` });
+    expect(s.job(third)).toMatchObject({ status: 'failed', error: `dependency ${second} ended failed` });
+  });
+
+  it('a dependency that completed lets the dependent job run', async () => {
+    const s = await setup();
+    const first = await s.submit({});
+    const second = await s.submit({ depends_on: [first] });
+    const [lease] = await s.queue.lease(OFFER, 5);
+    const wakes = s.wakes();
+    await s.queue.complete(lease!.id, { status: 'succeeded', result: { ok: 1 }, exitCode: 0 });
+    expect(s.wakes()).toBeGreaterThan(wakes);
+    expect(s.job(first).status).toBe('completed');
+    expect((await s.queue.lease(OFFER, 5)).map((l) => l.jobId)).toEqual([second]);
+  });
+
+  it('map before reduce: the reduce is leased once every map ended, with their results', async () => {
+    const s = await setup();
+    await s.submit({ type: 'map_reduce', payload: { n: [1, 2] }, fan_out: { by: 'n' }, reduce_command: ['reduce'] });
+    const maps = await s.queue.lease(OFFER, 5);
+    expect(maps.map((l) => l.kind)).toEqual(['map', 'map']);
+    await s.queue.complete(maps[0]!.id, { status: 'succeeded', result: { v: 1 }, exitCode: 0 });
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+    await s.queue.complete(maps[1]!.id, { status: 'succeeded', result: { v: 2 }, exitCode: 0 });
+    const [reduce] = await s.queue.lease(OFFER, 5);
+    expect(reduce).toMatchObject({ kind: 'reduce', runnerCommand: ['reduce'] });
+    expect(reduce!.payload.map_results).toMatchObject([
+      { index: 0, result: { v: 1 } },
+      { index: 1, result: { v: 2 } },
+    ]);
+  });
+
+  it('reports: output into the log, tail and events; progress; the outcome ends the lease', async () => {
+    const s = await setup();
+    const id = await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    await s.queue.report(lease!.id, { output: 'hello\n', progress: { step: 1 } });
+    await s.queue.report(lease!.id, { output: 'world\n' });
+    expect(s.task(lease!.taskId)).toMatchObject({ output_tail: 'hello\nworld\n', latest_progress: JSON.stringify({ step: 1 }) });
+    await s.queue.complete(lease!.id, { status: 'succeeded', result: { score: 1 }, exitCode: 0 });
+    expect(s.log(lease!.taskId)).toBe('[cycle] task 0 started (attempt 1)\nhello\nworld\n[cycle] task 0 succeeded\n');
+    expect(s.events.filter((e) => e.job_id === id).map((e) => `${e.type}:${(e.data as { status?: string }).status ?? ''}`)).toEqual([
+      'job:planning',
+      'job:queued',
+      'job:running',
+      'task:running',
+      'output:',
+      'progress:',
+      'output:',
+      'task:succeeded',
+      'job:completed',
+    ]);
+  });
+
+  it('renewals extend a lease; one not renewed expires: the task goes back, the attempt counted and the reason logged', async () => {
+    const s = await setup();
+    await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    s.clock.advance(LEASE_MS - 1);
+    const { expiresAt } = await s.queue.renew(lease!.id);
+    expect(expiresAt).toBe(s.clock.now() + LEASE_MS);
+    s.clock.advance(LEASE_MS - 1);
+    await settle();
+    expect(s.task(lease!.taskId).status).toBe('running');
+    s.clock.advance(1);
+    await settle();
+    expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued', attempt: 1 });
+    expect(s.revoked).toEqual([{ leaseId: lease!.id, why: 'expired' }]);
+    expect(s.log(lease!.taskId)).toContain(
+      '[cycle] task 0 queued again to run on another attempt (worker fake stopped renewing its lease (30s): attempt 1 was interrupted)',
+    );
+    const [again] = await s.queue.lease(OFFER, 1);
+    expect(again).toMatchObject({ taskId: lease!.taskId, attempt: 2 });
+    expect(s.log(lease!.taskId)).toContain('--- attempt 2 ---');
+  });
+
+  it('a report or outcome on an expired lease is refused: the task keeps the one outcome of its current lease', async () => {
+    const s = await setup();
+    const id = await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    s.clock.advance(LEASE_MS);
+    // No sweep ran yet: the late report itself finds the lease expired.
+    await expect(s.queue.report(lease!.id, { output: 'late\n' })).rejects.toBeInstanceOf(StaleLease);
+    await expect(s.queue.renew(lease!.id)).rejects.toBeInstanceOf(StaleLease);
+    const [again] = await s.queue.lease(OFFER, 1);
+    await expect(s.queue.complete(lease!.id, { status: 'succeeded', result: { from: 'stale' } })).rejects.toBeInstanceOf(StaleLease);
+    expect(s.task(again!.taskId).status).toBe('running');
+    await s.queue.complete(again!.id, { status: 'failed', error: 'exited with code 1', exitCode: 1 });
+    await expect(s.queue.complete(again!.id, { status: 'succeeded' })).rejects.toBeInstanceOf(StaleLease);
+    expect(s.task(again!.taskId)).toMatchObject({ status: 'failed', error: 'exited with code 1', result: null });
+    expect(s.job(id).status).toBe('failed');
+    expect(s.log(lease!.taskId)).not.toContain('late');
+  });
+
+  it('a task whose lease was lost twice fails, saying why', async () => {
+    const s = await setup();
+    const id = await s.submit({});
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const [lease] = await s.queue.lease(OFFER, 1);
+      expect(lease!.attempt).toBe(attempt);
+      s.clock.advance(LEASE_MS);
+      await settle();
+    }
+    expect(await s.queue.lease(OFFER, 1)).toEqual([]);
+    expect(s.job(id)).toMatchObject({ status: 'failed' });
+    expect(s.job(id).error).toContain('worker fake stopped renewing its lease (30s) (2 attempts)');
+  });
+
+  it('release: the worker gives the task back; it runs again, the attempt counted; nothing more is taken on that lease', async () => {
+    const s = await setup();
+    await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    await s.queue.release(lease!.id, 'the worker stopped while the task ran');
+    await expect(s.queue.report(lease!.id, { output: 'x' })).rejects.toBeInstanceOf(StaleLease);
+    expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued', attempt: 1 });
+    expect(s.log(lease!.taskId)).toContain('(the worker stopped while the task ran: attempt 1 was interrupted)');
+    expect(await s.queue.lease(OFFER, 1)).toMatchObject([{ taskId: lease!.taskId, attempt: 2 }]);
+  });
+
+  it('a release while the server stops is not counted as an attempt', async () => {
+    const s = await setup();
+    await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    s.queue.stop();
+    await s.queue.release(lease!.id, 'the worker stopped while the task ran');
+    expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued', attempt: 0 });
+    expect(await s.queue.lease(OFFER, 1)).toEqual([]);
+  });
+
+  it('cancel: queued tasks cancelled, the worker told; its cancelled outcome finishes the job', async () => {
+    const s = await setup();
+    const id = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' } });
+    const leases = await s.queue.lease(OFFER, 2);
+    const cancelling = s.queue.cancel(id);
+    expect(s.revoked).toEqual(leases.map((l) => ({ leaseId: l.id, why: 'cancelled' })));
+    expect(await s.queue.renew(leases[0]!.id)).toMatchObject({ cancel: true });
+    for (const lease of leases) await s.queue.complete(lease.id, { status: 'cancelled', error: 'cancelled' });
+    await cancelling;
+    expect(s.job(id)).toMatchObject({ status: 'cancelled' });
+    expect(s.jobs.counts(id)).toMatchObject({ cancelled: 3 });
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+  });
+
+  it('cancel: a worker that does not answer loses its lease; the job is cancelled and its late outcome refused', async () => {
+    const s = await setup();
+    const id = await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    const cancelling = s.queue.cancel(id);
+    await s.clock.whenSleeping(2); // the lease's expiry and the cancel's wait
+    s.clock.advance(15_000);
+    await cancelling;
+    expect(s.job(id)).toMatchObject({ status: 'cancelled' });
+    expect(s.task(lease!.taskId)).toMatchObject({ status: 'cancelled' });
+    await expect(s.queue.complete(lease!.id, { status: 'succeeded' })).rejects.toBeInstanceOf(StaleLease);
+    expect(s.task(lease!.taskId).status).toBe('cancelled');
+    expect(s.clock.sleeping()).toBe(0);
+  });
+
+  it('timeouts: the lease carries timeout_s; the worker reports the timed-out task as failed', async () => {
+    const s = await setup();
+    const id = await s.submit({ timeout_s: 1 });
+    const [lease] = await s.queue.lease(OFFER, 1);
+    expect(lease!.timeoutS).toBe(1);
+    await s.queue.complete(lease!.id, { status: 'failed', error: 'timed out after 1s', exitCode: 137 });
+    expect(s.job(id)).toMatchObject({ status: 'failed', error: '1 of 1 task(s) failed: timed out after 1s' });
+  });
+
+  it('a task that needs what the worker does not offer fails, saying why, and the next task is leased in its place', async () => {
+    const s = await setup();
+    const gpuJob = await s.submit({}, 'g');
+    const plain = await s.submit({});
+    const leases = await s.queue.lease(OFFER, 1);
+    expect(leases.map((l) => l.jobId)).toEqual([plain]);
+    expect(s.job(gpuJob)).toMatchObject({ status: 'failed' });
+    expect(s.job(gpuJob).error).toContain('the task needs a GPU, but this server has none (no driver)');
+    const old = await s.submit({}, 'g');
+    const wakes = s.wakes();
+    const [lease] = await s.queue.lease({ workerId: 'old-driver', gpu: { ok: true, cuda: '12.2' } }, 1);
+    expect(s.wakes(), 'a task failed at lease time wakes the workers (its dependents may go on)').toBeGreaterThan(wakes);
+    expect(lease).toBeUndefined();
+    expect(s.job(old).error).toContain('[job].cuda = "12.4" needs a newer driver: this server\'s supports CUDA 12.2');
+    await s.submit({}, 'g');
+    expect(await s.queue.lease({ workerId: 'new-driver', gpu: { ok: true, cuda: '12.8' } }, 1)).toMatchObject([{ gpus: true }]);
+  });
+
+  it('directives: _shared.resolve values resolved by the queue, _artifacts.download named for the worker to fetch', async () => {
+    const s = await setup();
+    const first = await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    const stored = `${s.layout.dataDir}/model.bin`;
+    await fs.writeFile(stored, 'weights');
+    const model = { path: 'out/model.bin', absolute: stored, size: 7, firstSeen: 0, lastCaptured: 0, mtimeNs: 0n };
+    await s.queue.report(lease!.id, {
+      artifact: { captured: model, all: [model] },
+    });
+    await s.queue.complete(lease!.id, { status: 'succeeded', result: { score: 9 }, exitCode: 0 });
+    await s.submit({
+      depends_on: [first],
+      payload: {
+        _shared: { resolve: { score: { job: first, path: 'items.0.result.score' } } },
+        _artifacts: { download: { m: { job_id: first, artifact: 'model' } } },
+      },
+    });
+    const [next] = await s.queue.lease(OFFER, 1);
+    expect(next!.payload).toMatchObject({ _shared: { values: { score: 9 } }, _artifacts: { paths: { m: '/computalot/artifacts/m/model.bin' } } });
+    expect(next!.downloads).toEqual([{ name: 'm', artifactId: expect.stringMatching(/^art_/), fileName: 'model.bin' }]);
+  });
+
+  it('crash recovery: a task running at start runs again, the attempt counted; at the second it fails', async () => {
+    const dir = await tempDir('cycle-queue-crash-');
+    const s = await setup(dir);
+    const id = await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    // A crash: the queue is gone without a word; its rows still say running.
+    const restarted = await setup(dir);
+    restarted.queue.recover();
+    expect(restarted.task(lease!.taskId)).toMatchObject({ status: 'queued', attempt: 1 });
+    const [again] = await restarted.queue.lease(OFFER, 1);
+    expect(again).toMatchObject({ taskId: lease!.taskId, attempt: 2 });
+    const third = await setup(dir);
+    third.queue.recover();
+    expect(third.task(lease!.taskId)).toMatchObject({ status: 'failed', error: 'the server stopped while the task ran (2 attempts)' });
+    expect(third.job(id).status).toBe('failed');
+  });
+});
