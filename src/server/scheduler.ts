@@ -19,6 +19,7 @@ import { type DB, now } from './db.js';
 import type { EventLog } from './events.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
+import { DEFAULT_TREE_LIMITS, type TreeLimits } from './limits.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
 import type { JobStates, TaskOutcome } from './state.js';
 import type { ProjectService } from './projects.js';
@@ -53,6 +54,8 @@ export interface SchedulerOptions {
   callbackBaseDelayMs?: number;
   /** Runs task timeouts (the system's clock unless set; the scheduler's tests advance a fake one). */
   clock?: Clock;
+  /** What a pushed tree may be (the defaults unless set): the source walk stops at the first step past them. */
+  treeLimits?: TreeLimits;
 }
 
 interface Running {
@@ -281,7 +284,8 @@ export class Scheduler {
     const key = `${name}@${revision}`;
     const cached = this.sources.get(key);
     if (cached) return cached;
-    const selection = await selectFiles(project.root, { rules: false });
+    // A pushed tree: walked within the limits its push was checked against (older pushes too).
+    const selection = await selectFiles(project.root, { rules: false, limits: this.options.treeLimits ?? DEFAULT_TREE_LIMITS });
     const entries = toTarEntries(selection.entries);
     this.sources.set(key, entries);
     return entries;
