@@ -13,7 +13,15 @@ import { EventLog, StreamGate } from './events.js';
 import { createHttpServer } from './http.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
-import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
+import {
+  DEFAULT_HTTP_LIMITS,
+  DEFAULT_MAX_COMPRESSION_RATIO,
+  DEFAULT_PROJECT_QUOTA_BYTES,
+  DEFAULT_SERVER_QUOTA_BYTES,
+  DEFAULT_TREE_LIMITS,
+  type HttpLimits,
+  type TreeLimits,
+} from './limits.js';
 import { ProjectService } from './projects.js';
 import { loadRecipes, RecipeService, type Recipe } from './recipes.js';
 import { Scheduler } from './scheduler.js';
@@ -41,6 +49,14 @@ export interface ServerOptions {
   maxArtifactBytes?: number;
   maxExtractBytes?: number;
   maxFiles?: number;
+  /** Depth, name length and symlinks of a pushed tree (src/server/limits.ts has the defaults). */
+  treeLimits?: Partial<TreeLimits>;
+  /** Tar bytes per gzip byte of a push (`--max-compression-ratio`). */
+  maxCompressionRatio?: number;
+  /** Disk the stored pushes of one project may take (`--project-quota`). */
+  projectQuotaBytes?: number;
+  /** Disk the stored pushes of all projects may take (`--server-quota`). */
+  serverQuotaBytes?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
   /** Runs task timeouts (the system's clock unless set; tests advance a fake one). */
@@ -88,6 +104,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pricePerTaskSecondUsd: options.pricePerTaskSecondUsd ?? DEFAULT_PRICE_PER_TASK_SECOND_USD,
     defaultQuoteTimeoutS: DEFAULT_QUOTE_TIMEOUT_S,
   });
+  const treeLimits: TreeLimits = { ...DEFAULT_TREE_LIMITS, ...options.treeLimits };
   const projects = new ProjectService({
     db,
     events,
@@ -97,6 +114,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxUploadBytes: options.maxUploadBytes ?? 4 * 1024 ** 3,
       maxBytes: options.maxExtractBytes ?? 8 * 1024 ** 3,
       maxFiles: options.maxFiles ?? 200_000,
+      ...treeLimits,
+      maxCompressionRatio: options.maxCompressionRatio ?? DEFAULT_MAX_COMPRESSION_RATIO,
+      projectQuotaBytes: options.projectQuotaBytes ?? DEFAULT_PROJECT_QUOTA_BYTES,
+      serverQuotaBytes: options.serverQuotaBytes ?? DEFAULT_SERVER_QUOTA_BYTES,
     },
     checkInit: (project) => account.checkInit(project),
     log: options.log,
@@ -119,6 +140,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     workers: options.workers,
     env: options.env ?? {},
     serverKey,
+    treeLimits,
     log: options.log,
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
