@@ -6,6 +6,15 @@ const serverFlags = {
   dataDir: flag.value('--data-dir <dir>', 'where state, tarballs and artifacts live (default $XDG_DATA_HOME/cycle/server)'),
   workers: flag.value('--workers <n>', 'tasks run at the same time (default: up to 4, one per CPU)'),
   balance: flag.value('--balance <dollars>', 'opening account balance in dollars: jobs hold their quote, `init` needs $5 (default: unlimited)'),
+  projectQuota: flag.value('--project-quota <size>', 'disk the stored pushes of one project may take, e.g. 20g (default 20g); a push past it is refused (507)'),
+  serverQuota: flag.value(
+    '--server-quota <size>',
+    'disk the stored pushes of all projects may take, e.g. 100g (default 100g); a push past it is refused (507)',
+  ),
+  maxCompressionRatio: flag.value(
+    '--max-compression-ratio <n>',
+    'a push may expand to at most N times its gzip size, past its first 64 MiB (default 200); a gzip bomb is refused (413)',
+  ),
   recipes: flag.value(
     '--recipes <dir>',
     'serve the recipes in DIR: one sub-folder per recipe (named as the recipe) holding a Computalot project, recipe.json and payload.schema.json',

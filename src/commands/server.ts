@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Context } from '../context.js';
 import { ExitCode, usageError } from '../errors.js';
 import type { ServerCommandOptions } from './server.command.js';
+import { parseByteSize } from '../util/size.js';
 
 export async function run(options: ServerCommandOptions, ctx: Context): Promise<number> {
   const port = Number(options.port);
@@ -12,6 +13,17 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     throw usageError(`--workers ${options.workers}: expected a number of concurrent tasks, 1-256`);
   const balance = options.balance === undefined ? undefined : Number(options.balance);
   if (balance !== undefined && !Number.isFinite(balance)) throw usageError(`--balance ${options.balance}: expected dollars, e.g. 10`);
+  const size = (flagName: string, text: string | undefined): number | undefined => {
+    if (text === undefined) return undefined;
+    const bytes = parseByteSize(text);
+    if (bytes === undefined || bytes <= 0) throw usageError(`${flagName} ${text}: expected a size such as 500m, 20g or 1t`);
+    return bytes;
+  };
+  const projectQuotaBytes = size('--project-quota', options.projectQuota);
+  const serverQuotaBytes = size('--server-quota', options.serverQuota);
+  const maxCompressionRatio = options.maxCompressionRatio === undefined ? undefined : Number(options.maxCompressionRatio);
+  if (maxCompressionRatio !== undefined && !(Number.isFinite(maxCompressionRatio) && maxCompressionRatio >= 1))
+    throw usageError(`--max-compression-ratio ${options.maxCompressionRatio}: expected a number of at least 1, e.g. 200`);
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'server'));
   const { memoryLimitSetting } = await import('../runner/limits.js');
   memoryLimitSetting(ctx.env); // a bad CYCLE_MEMORY_LIMIT is told at start, not on every task
@@ -28,6 +40,14 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     env: ctx.env,
     log,
     ...(balance !== undefined ? { balance } : {}),
+    ...(projectQuotaBytes !== undefined ? { projectQuotaBytes } : {}),
+    ...(serverQuotaBytes !== undefined ? { serverQuotaBytes } : {}),
+    ...(maxCompressionRatio !== undefined ? { maxCompressionRatio } : {}),
+    treeLimits: {
+      ...(ctx.env.CYCLE_SERVER_MAX_DEPTH ? { maxDepth: Number(ctx.env.CYCLE_SERVER_MAX_DEPTH) } : {}),
+      ...(ctx.env.CYCLE_SERVER_MAX_PATH_BYTES ? { maxPathBytes: Number(ctx.env.CYCLE_SERVER_MAX_PATH_BYTES) } : {}),
+      ...(ctx.env.CYCLE_SERVER_MAX_SYMLINKS ? { maxSymlinks: Number(ctx.env.CYCLE_SERVER_MAX_SYMLINKS) } : {}),
+    },
     ...(options.recipes !== undefined ? { recipesDir: path.resolve(ctx.cwd, options.recipes) } : {}),
     ...(ctx.env.CYCLE_SERVER_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_SERVER_HEARTBEAT_MS) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES ? { maxUploadBytes: Number(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES) } : {}),

@@ -7,6 +7,8 @@ import { CycleError, ExitCode, errnoCode } from '../errors.js';
 import { STATE_DIR_NAME } from '../project/state.js';
 import { sortByBytes } from '../project/build-files.js';
 import type { TarEntry } from './tar.js';
+import type { TreeLimits } from '../server/limits.js';
+import { pacer } from '../util/pace.js';
 
 export interface SelectedEntry {
   /** POSIX path relative to the project root. */
@@ -76,6 +78,11 @@ export interface SelectOptions {
    * client); only .git/ and .cycle/ stay out.
    */
   rules?: boolean;
+  /**
+   * The tree is a user's upload (the server's copy of a push): refused, before going deeper, at
+   * the first folder, name or symlink past these limits, which bound what each step costs.
+   */
+  limits?: TreeLimits;
 }
 
 /**
@@ -99,12 +106,18 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   if (rootCycle) rootLevel.cycle = ignore().add(rootCycle);
 
   const rules = options.rules !== false;
-  // Sync calls on purpose: 20,000 awaited stats took seconds where sync ones take a tenth.
-  const walk = (relativeDir: string, levels: Level[]): void => {
+  const limits = options.limits;
+  let symlinks = 0;
+  // Sync calls on purpose: 20,000 awaited stats took seconds where sync ones take a tenth. The
+  // pace yields to the event loop every few milliseconds, so the server stays responsive.
+  const pace = pacer();
+  const walk = async (relativeDir: string, depth: number, levels: Level[]): Promise<void> => {
     const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
     const dirents = readdirSync(absoluteDir, { withFileTypes: true });
     for (const dirent of dirents) {
+      await pace();
       const rel = relativeDir === '' ? dirent.name : `${relativeDir}/${dirent.name}`;
+      if (limits) checkTreeLimits(limits, rel, dirent.isDirectory() ? depth + 1 : depth, dirent.isSymbolicLink() ? ++symlinks : 0);
       if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) continue;
       const isDir = dirent.isDirectory();
       const testPath = isDir ? `${rel}/` : rel;
@@ -125,7 +138,7 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
         const git = readIgnoreFile(path.join(absolute, '.gitignore'));
         const cycle = readIgnoreFile(path.join(absolute, '.cycleignore'));
         if (git || cycle) childLevels.push({ base: rel, ...(git ? { git: ignore().add(git) } : {}), ...(cycle ? { cycle: ignore().add(cycle) } : {}) });
-        walk(rel, childLevels);
+        await walk(rel, depth + 1, childLevels);
       } else if (dirent.isFile()) {
         const stat = statSync(absolute);
         entries.push({ path: rel, absolute, type: 'file', size: stat.size, executable: (stat.mode & 0o100) !== 0 });
@@ -133,11 +146,25 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
       // sockets, fifos and devices are not project files: skipped
     }
   };
-  walk('', [rootLevel]);
+  await walk('', 0, [rootLevel]);
   sortByBytes(entries, (entry) => entry.path);
   sortByBytes(excludedSecrets, (secret) => secret);
   const files = entries.filter((e) => e.type === 'file');
   return { root, entries, excludedSecrets, fileCount: files.length, totalBytes: files.reduce((sum, e) => sum + e.size, 0) };
+}
+
+/** Checked on each entry of an uploaded tree before it is looked at (what a lookup costs grows with these). */
+function checkTreeLimits(limits: TreeLimits, rel: string, depth: number, symlinks: number): void {
+  const refuse = (what: string): never => {
+    throw new CycleError({
+      message: `${rel.length > 120 ? `${rel.slice(0, 120)}…` : rel}: ${what}`,
+      hint: 'push the project again from a tree within the server\'s limits (docs/api.md, "Projects")',
+      exitCode: ExitCode.invalidProject,
+    });
+  };
+  if (depth > limits.maxDepth) refuse(`${depth} folders deep; at most ${limits.maxDepth} are allowed`);
+  if (Buffer.byteLength(rel) > limits.maxPathBytes) refuse(`the name is over ${limits.maxPathBytes} bytes`);
+  if (symlinks > limits.maxSymlinks) refuse(`more than ${limits.maxSymlinks} symlinks`);
 }
 
 /** Last matching rule wins, deeper ignore files over shallower, .cycleignore over .gitignore. */

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { pacer } from '../util/pace.js';
 import { mapLimit, sha256File, writeFileAtomic } from '../util/fs.js';
 
 export interface FileDigest {
@@ -154,7 +155,9 @@ export class StatCache {
     const stats = new Float64Array(files.length * STAT_FIELDS);
     const digests = new Array<string | undefined>(files.length);
     const misses: number[] = [];
+    const pace = pacer(); // the server hashes pushed trees: never hold its event loop long
     for (let index = 0; index < files.length; index++) {
+      await pace();
       const file = files[index]!;
       const stat = fs.statSync(file.absolute);
       const at = index * STAT_FIELDS;

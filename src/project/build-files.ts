@@ -4,6 +4,10 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { suggest } from '../util/suggest.js';
+import { pacer } from '../util/pace.js';
+
+/** The server walks pushed trees here too: yield to its event loop every few milliseconds. */
+const pace = pacer();
 
 export interface BuildFile {
   /** POSIX path relative to the project root, as written in hashes and the build context. */
@@ -107,6 +111,7 @@ async function walkDirectory(
   // Sync on purpose: a build folder can hold 20,000 files, and a warm `project hash` is mostly this walk.
   const entries = readdirSync(absolute, { withFileTypes: true });
   for (const entry of entries) {
+    await pace();
     const childRel = relative === '.' ? entry.name : `${relative}/${entry.name}`;
     const childAbs = `${absolute}/${entry.name}`;
     if (entry.isSymbolicLink()) {

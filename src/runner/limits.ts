@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { Confinement, DockerDriver } from '../docker/driver.js';
 import { CycleError, ExitCode } from '../errors.js';
 import type { Env } from '../ui/streams.js';
+import { parseByteSize } from '../util/size.js';
 import { formatBytes } from '../ui/ui.js';
 
 /** The platforms' limit on processes in a job container. */
@@ -100,17 +101,16 @@ export function reclaimConfinement(runtime: string | undefined): Confinement {
 export function memoryLimitSetting(env: Env): number | undefined {
   const text = env.CYCLE_MEMORY_LIMIT?.trim();
   if (!text) return undefined;
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text);
-  const bytes = match ? Number(match[1]) * 1024 ** ' kmgt'.indexOf((match[2] || ' ').toLowerCase()) : NaN;
+  const bytes = parseByteSize(text);
   // Docker's own floor is 6 MiB.
-  if (!Number.isFinite(bytes) || bytes < 6 * 2 ** 20) {
+  if (bytes === undefined || bytes < 6 * 2 ** 20) {
     throw new CycleError({
       message: `CYCLE_MEMORY_LIMIT=${JSON.stringify(env.CYCLE_MEMORY_LIMIT)}: expected a memory size of at least 6m, such as 512m, 2g or 1.5GiB`,
       hint: 'set CYCLE_MEMORY_LIMIT to a size, or unset it for 90% of the host RAM',
       exitCode: ExitCode.usage,
     });
   }
-  return Math.floor(bytes);
+  return bytes;
 }
 
 /** What a task killed for memory failed with (the same words in `project test` and on the server). */

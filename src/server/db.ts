@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS revisions (
   build_updated_at TEXT,
   image_id TEXT,
   created_at TEXT NOT NULL,
+  bytes INTEGER,
   PRIMARY KEY (project, number)
 );
 CREATE TABLE IF NOT EXISTS builds (
@@ -190,6 +191,8 @@ export function openDatabase(file: string): DB {
  * - `jobs.inserting`: 1 while a job's tasks are being written (in chunks); such a job is not
  *   visible, and one left so by a crash is removed on the next start.
  * - `projects.remote_dir`: what `POST /api/v1/projects` was given (NULL for pushed-only projects).
+ * - `revisions.bytes`: disk its content takes (tarball and extracted tree), counted against the
+ *   push quotas; NULL (counted as 0) for revisions stored before.
  */
 function addMissingColumns(db: DB): void {
   const columnsOf = (table: string): Set<string> =>
@@ -200,6 +203,8 @@ function addMissingColumns(db: DB): void {
   if (!columns.has('inserting')) db.exec('ALTER TABLE jobs ADD COLUMN inserting INTEGER NOT NULL DEFAULT 0');
   const projectColumns = columnsOf('projects');
   if (projectColumns.size > 0 && !projectColumns.has('remote_dir')) db.exec('ALTER TABLE projects ADD COLUMN remote_dir TEXT');
+  const revisionColumns = columnsOf('revisions');
+  if (revisionColumns.size > 0 && !revisionColumns.has('bytes')) db.exec('ALTER TABLE revisions ADD COLUMN bytes INTEGER');
 }
 
 /** A stored time (ISO 8601, UTC) from the injected clock: every timestamp in the database comes from one, so tests can fix it. */

@@ -6,17 +6,42 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { errnoCode } from '../errors.js';
+import { COMPRESSION_ALLOWANCE_BYTES, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_TREE_LIMITS, type TreeLimits } from './limits.js';
 
-export interface ExtractLimits {
+export interface ExtractLimits extends Partial<TreeLimits> {
   /** Total bytes of all files, hard-linked copies included. */
   maxBytes: number;
   /** Entries of any kind, counted before each is written. */
   maxFiles: number;
+  /** Bytes of tar per byte of gzip read, past the first `compressionAllowanceBytes` (a gzip bomb guard). */
+  maxCompressionRatio?: number;
+  compressionAllowanceBytes?: number;
+  /** Disk this push may still take (the quotas left): past it, `refusal` is thrown. */
+  quota?: { bytes: number; refusal: (expandedBytes: number) => ExtractOverLimit };
 }
+
+/** Setting names quoted in refusals, so a message says what raises the limit. */
+export const TREE_LIMIT_SETTINGS: Record<keyof TreeLimits | 'maxCompressionRatio', string> = {
+  maxDepth: 'CYCLE_SERVER_MAX_DEPTH',
+  maxPathBytes: 'CYCLE_SERVER_MAX_PATH_BYTES',
+  maxSymlinks: 'CYCLE_SERVER_MAX_SYMLINKS',
+  maxCompressionRatio: 'cycle server --max-compression-ratio',
+};
 
 /** The archive is refused: the client's fault (a 400), the message names the entry. */
 export class UnsafeTarball extends Error {
   constructor(message: string) {
+    super(message);
+  }
+}
+
+/** Refused for its size rather than its shape: `status` is 413 (a limit on one push) or 507 (a disk quota). */
+export class ExtractOverLimit extends UnsafeTarball {
+  constructor(
+    readonly status: 413 | 507,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -44,7 +69,8 @@ const SHOWN_NAME_CHARS = 120;
  * links already extracted, leaves the tree (or could, once a missing folder on its way becomes
  * a link), a name that is already a symlink or a folder of another kind, hard links to anything
  * but an earlier file, devices, fifos, and more entries or bytes than the limits (counted before
- * anything is written). Files are created with O_EXCL | O_NOFOLLOW, so nothing can redirect a
+ * anything is written), entries deeper, longer-named or more linked than the tree limits, a tar
+ * more than `maxCompressionRatio` times its gzip (413) and bytes past the quota left (507). Files are created with O_EXCL | O_NOFOLLOW, so nothing can redirect a
  * write. On any failure `dest` is removed and the promise settles: nothing is left behind.
  */
 export async function extractTarball(source: Readable, dest: string, limits: ExtractLimits): Promise<{ files: number; bytes: number }> {
@@ -86,13 +112,30 @@ async function feed(source: Readable, tree: TreeWriter): Promise<void> {
   // and pax headers (long names). This bounds the CPU a small, highly compressed upload costs.
   const maxTarBytes = tree.limits.maxBytes + (tree.limits.maxFiles + 2) * 8192;
   let tarBytes = 0;
+  // Gzip bytes read so far (gunzip reads ahead, so the ratio is never overstated).
+  let gzipBytes = 0;
+  const ratio = tree.limits.maxCompressionRatio ?? DEFAULT_MAX_COMPRESSION_RATIO;
+  const allowance = tree.limits.compressionAllowanceBytes ?? COMPRESSION_ALLOWANCE_BYTES;
+  async function* counted(input: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of input) {
+      gzipBytes += chunk.length;
+      yield chunk;
+    }
+  }
   // The consumer's own error, which pipeline may report as an abort of the streams before it.
   let stopped: unknown;
-  await pipeline(source, createGunzip(), async (tar: AsyncIterable<Buffer>) => {
+  await pipeline(source, counted, createGunzip(), async (tar: AsyncIterable<Buffer>) => {
     try {
       for await (const chunk of tar) {
         tarBytes += chunk.length;
         if (tarBytes > maxTarBytes) throw new UnsafeTarball(`too large: more than ${maxTarBytes} bytes of tar`);
+        if (tarBytes > allowance && tarBytes > ratio * gzipBytes) {
+          throw new ExtractOverLimit(
+            413,
+            'compression_ratio',
+            `the archive expands more than ${ratio} times (${gzipBytes} bytes of gzip gave over ${tarBytes} bytes of tar), the server's compression-ratio limit against gzip bombs; if the project really compresses this well, the server's operator can raise it (${TREE_LIMIT_SETTINGS.maxCompressionRatio} N)`,
+          );
+        }
         parser.write(chunk);
         check();
         await tree.writeQueued();
@@ -125,23 +168,58 @@ type Node = { kind: 'folder' } | { kind: 'file'; size: number } | { kind: 'symli
 class TreeWriter {
   entries = 0;
   bytes = 0;
+  private symlinks = 0;
   /** By relative name; the root itself is the folder ''. */
   private readonly nodes = new Map<string, Node>([['', { kind: 'folder' }]]);
   private readonly pending: ReadEntry[] = [];
   /** A file whose body is still arriving. */
   private open: { entry: ReadEntry; name: string; handle: FileHandle } | undefined;
 
+  private readonly shape: TreeLimits;
+
   constructor(
     readonly root: string,
     readonly limits: ExtractLimits,
-  ) {}
+  ) {
+    const { maxDepth, maxPathBytes, maxSymlinks } = { ...DEFAULT_TREE_LIMITS, ...definedOnly(limits) };
+    this.shape = { maxDepth, maxPathBytes, maxSymlinks };
+  }
 
   /** Limits are checked here, as each header is parsed, before anything is written. */
   queue(entry: ReadEntry): void {
     this.pending.push(entry);
     this.entries++;
     if (this.entries > this.limits.maxFiles) throw new UnsafeTarball(`too many entries: more than ${this.limits.maxFiles}`);
+    this.checkShape(entry);
     this.count(entry.size ?? 0);
+  }
+
+  /** Depth, name length and link count: what later lookups of this entry cost is bounded by them. */
+  private checkShape(entry: ReadEntry): void {
+    const { maxDepth, maxPathBytes, maxSymlinks } = this.shape;
+    const raw = entry.path ?? '';
+    for (const [what, value] of [
+      ['name', raw],
+      ['link target', entry.linkpath ?? ''],
+    ] as const) {
+      const bytes = Buffer.byteLength(value);
+      if (bytes > maxPathBytes) {
+        throw new UnsafeTarball(
+          `entry "${shown(raw)}": its ${what} is ${bytes} bytes; this server takes at most ${maxPathBytes} (${TREE_LIMIT_SETTINGS.maxPathBytes})`,
+        );
+      }
+    }
+    let depth = 0;
+    for (const part of raw.split(/[\\/]+/)) if (part !== '' && part !== '.') depth++;
+    if (entry.type !== 'Directory') depth--; // a file's own name is not a folder
+    if (depth > maxDepth) {
+      throw new UnsafeTarball(`entry "${shown(raw)}" is ${depth} folders deep; this server takes at most ${maxDepth} (${TREE_LIMIT_SETTINGS.maxDepth})`);
+    }
+    if (entry.type === 'SymbolicLink' && ++this.symlinks > maxSymlinks) {
+      throw new UnsafeTarball(
+        `entry "${shown(raw)}": more than ${maxSymlinks} symlinks; this server takes at most ${maxSymlinks} (${TREE_LIMIT_SETTINGS.maxSymlinks})`,
+      );
+    }
   }
 
   busy(): boolean {
@@ -183,6 +261,8 @@ class TreeWriter {
   private count(size: number): void {
     this.bytes += size;
     if (this.bytes > this.limits.maxBytes) throw new UnsafeTarball(`too large: more than ${this.limits.maxBytes} bytes of files`);
+    const quota = this.limits.quota;
+    if (quota && this.bytes > quota.bytes) throw quota.refusal(this.bytes);
   }
 
   private async start(entry: ReadEntry): Promise<void> {
@@ -237,18 +317,28 @@ class TreeWriter {
     this.open = { entry, name, handle };
   }
 
-  /** Every folder above `name` is a folder this archive made (created here when missing). */
+  /**
+   * Every folder above `name` is a folder this archive made (created here when missing). A
+   * folder in the map was made with every folder above it, so a known parent ends the check:
+   * each entry costs one lookup, and each folder is created (and climbed past) once.
+   */
   private async ensureParents(name: string): Promise<void> {
-    const parts = name.split('/');
-    let prefix = '';
-    for (const part of parts.slice(0, -1)) {
-      prefix = prefix === '' ? part : `${prefix}/${part}`;
+    const slash = name.lastIndexOf('/');
+    if (slash < 0) return;
+    const missing: string[] = [];
+    for (let prefix = name.slice(0, slash); ; ) {
       const node = this.nodes.get(prefix);
-      if (node?.kind === 'folder') continue;
+      if (node?.kind === 'folder') break;
       if (node?.kind === 'symlink') throw new UnsafeTarball(`entry "${shown(name)}" goes through the symlink "${shown(prefix)}"`);
       if (node?.kind === 'file') throw new UnsafeTarball(`entry "${shown(name)}" goes through "${shown(prefix)}", which is a file`);
-      await fs.mkdir(path.join(this.root, prefix), { mode: 0o755 });
-      this.nodes.set(prefix, { kind: 'folder' });
+      missing.push(prefix);
+      const up = prefix.lastIndexOf('/');
+      if (up < 0) break;
+      prefix = prefix.slice(0, up);
+    }
+    for (const folder of missing.reverse()) {
+      await fs.mkdir(path.join(this.root, folder), { mode: 0o755 });
+      this.nodes.set(folder, { kind: 'folder' });
     }
   }
 
@@ -332,6 +422,11 @@ class TreeWriter {
 async function writeAll(handle: FileHandle, chunk: Buffer): Promise<void> {
   let written = 0;
   while (written < chunk.length) written += (await handle.write(chunk, written, chunk.length - written)).bytesWritten;
+}
+
+/** The limits given, without keys set to undefined (which would hide the defaults). */
+function definedOnly<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function parentParts(name: string): string[] {

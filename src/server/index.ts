@@ -13,7 +13,15 @@ import { EventLog, StreamGate } from './events.js';
 import { createHttpServer } from './http.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
-import { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
+import {
+  DEFAULT_HTTP_LIMITS,
+  DEFAULT_MAX_COMPRESSION_RATIO,
+  DEFAULT_PROJECT_QUOTA_BYTES,
+  DEFAULT_SERVER_QUOTA_BYTES,
+  DEFAULT_TREE_LIMITS,
+  type HttpLimits,
+  type TreeLimits,
+} from './limits.js';
 import { ProjectService } from './projects.js';
 import { loadRecipes, RecipeService, type Recipe } from './recipes.js';
 import { WorkQueue } from './queue/work-queue.js';
@@ -44,6 +52,14 @@ export interface ServerOptions {
   maxArtifactBytes?: number;
   maxExtractBytes?: number;
   maxFiles?: number;
+  /** Depth, name length and symlinks of a pushed tree (src/server/limits.ts has the defaults). */
+  treeLimits?: Partial<TreeLimits>;
+  /** Tar bytes per gzip byte of a push (`--max-compression-ratio`). */
+  maxCompressionRatio?: number;
+  /** Disk the stored pushes of one project may take (`--project-quota`). */
+  projectQuotaBytes?: number;
+  /** Disk the stored pushes of all projects may take (`--server-quota`). */
+  serverQuotaBytes?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
   /** How long a worker's lease lives without a renewal (30 s unless set; docs/design.md, "The work queue and the worker"). */
@@ -94,6 +110,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     pricePerTaskSecondUsd: options.pricePerTaskSecondUsd ?? DEFAULT_PRICE_PER_TASK_SECOND_USD,
     defaultQuoteTimeoutS: DEFAULT_QUOTE_TIMEOUT_S,
   });
+  const treeLimits: TreeLimits = { ...DEFAULT_TREE_LIMITS, ...options.treeLimits };
   const projects = new ProjectService({
     db,
     clock: options.clock,
@@ -104,6 +121,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       maxUploadBytes: options.maxUploadBytes ?? 4 * 1024 ** 3,
       maxBytes: options.maxExtractBytes ?? 8 * 1024 ** 3,
       maxFiles: options.maxFiles ?? 200_000,
+      ...treeLimits,
+      maxCompressionRatio: options.maxCompressionRatio ?? DEFAULT_MAX_COMPRESSION_RATIO,
+      projectQuotaBytes: options.projectQuotaBytes ?? DEFAULT_PROJECT_QUOTA_BYTES,
+      serverQuotaBytes: options.serverQuotaBytes ?? DEFAULT_SERVER_QUOTA_BYTES,
     },
     checkInit: (project) => account.checkInit(project),
     log: options.log,
@@ -139,7 +160,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   // This machine's worker: the one way a task runs (workers on other machines use the same code over HTTP).
   const worker = new Worker({
     queue: new InProcessQueueClient(queue),
-    inputs: new LocalTaskInputs({ db, layout, projects, jobs }),
+    inputs: new LocalTaskInputs({ db, layout, projects, jobs, treeLimits }),
     docker: options.docker,
     slots: options.workers,
     env: options.env ?? {},

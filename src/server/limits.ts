@@ -34,3 +34,35 @@ export const MAX_JSON_DEPTH = 64;
 
 /** A name or id in a path: at most this many bytes (a file name's limit on every common file system). */
 export const MAX_NAME_BYTES = 255;
+
+/**
+ * What a pushed tree may be (docs/api.md, "Projects"): checked on each tar entry as it arrives,
+ * before any work proportional to it, and again by every server-side walk of a stored tree
+ * (`selectFiles`'s `limits`). They bound what one entry or link can cost: a lookup of a path
+ * costs the kernel work per component, so a deep tree of links is quadratic without them.
+ */
+export interface TreeLimits {
+  /** Folders above an entry (a/b/c is 3 deep). */
+  maxDepth: number;
+  /** Bytes of an entry's relative name. */
+  maxPathBytes: number;
+  /** Symlinks in the whole tree. */
+  maxSymlinks: number;
+}
+
+export const DEFAULT_TREE_LIMITS: TreeLimits = { maxDepth: 128, maxPathBytes: 1024, maxSymlinks: 10_000 };
+
+/**
+ * A push's tar may be at most this many times the gzip bytes it came from (`cycle server
+ * --max-compression-ratio`), past the first COMPRESSION_ALLOWANCE_BYTES: a gzip bomb is
+ * refused (413) before it fills the disk. Source trees compress 3-10x; 200x is zeros.
+ */
+export const DEFAULT_MAX_COMPRESSION_RATIO = 200;
+export const COMPRESSION_ALLOWANCE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Disk the stored pushes (tarball and extracted tree, once per content) may take: per project
+ * (`--project-quota`) and for the whole server (`--server-quota`). A push past either is a 507.
+ */
+export const DEFAULT_PROJECT_QUOTA_BYTES = 20 * 1024 ** 3;
+export const DEFAULT_SERVER_QUOTA_BYTES = 100 * 1024 ** 3;

@@ -16,7 +16,7 @@ import { LABELS, repositoryComponent } from '../runner/images.js';
 import type { Clock } from '../context.js';
 import { type DB, timestamp, parseJson } from './db.js';
 import type { EventLog } from './events.js';
-import { ExtractFailed, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
+import { ExtractFailed, ExtractOverLimit, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
 import { HttpError, receiveBody } from './http.js';
 import type { Layout } from './layout.js';
 import { unknownVolumes } from './volumes.js';
@@ -39,6 +39,8 @@ export interface RevisionRow {
   build_updated_at: string | null;
   image_id: string | null;
   created_at: string;
+  /** Disk its content takes (tarball and tree); null for revisions stored before it was kept. */
+  bytes: number | null;
 }
 
 /**
@@ -65,7 +67,8 @@ export interface ProjectServiceOptions {
   events: EventLog;
   layout: Layout;
   docker: () => Promise<DockerDriver>;
-  limits: ExtractLimits & { maxUploadBytes: number };
+  /** Extraction's limits (tree shape, compression ratio) and the disk quotas of stored pushes. */
+  limits: ExtractLimits & { maxUploadBytes: number; projectQuotaBytes: number; serverQuotaBytes: number };
   /** `init` needs $5 available: the account says whether there is (402 with a quote if not). */
   checkInit: (project: string) => void;
   maxLayers?: number;
@@ -143,9 +146,13 @@ export class ProjectService {
       if (current && current.content_hash === contentHash && !flags.rebuild && !flags.clean) {
         return this.pushResponse(current, true, flags.clientBuildHash);
       }
+      const quota = this.quotaLeft(name, contentHash, size);
+      if (quota.bytes < 0) throw quota.refusal(0);
+      let expanded: number;
       try {
-        await extractTarball(createReadStream(upload), tree, limits);
+        expanded = (await extractTarball(createReadStream(upload), tree, { ...limits, quota })).bytes;
       } catch (error) {
+        if (error instanceof ExtractOverLimit) throw new HttpError(error.status, error.code, `refused: ${error.message}`);
         if (error instanceof UnsafeTarball) throw new HttpError(400, 'unsafe_tarball', `refused: ${error.message}`);
         if (error instanceof ExtractFailed) throw new HttpError(500, 'extract_failed', error.message);
         throw error;
@@ -186,6 +193,7 @@ export class ProjectService {
         }
       }
       const buildHash = await this.buildHashOf(project);
+      const bytes = size + expanded;
       const manifestName = project.format === 'cycleswap' ? project.manifest.main.name : (project.manifest.name ?? null);
       // Content-addressed: the same tarball is stored once.
       await fs.mkdir(path.dirname(layout.tarball(contentHash)), { recursive: true });
@@ -202,7 +210,7 @@ export class ProjectService {
         const next = ((db.prepare('SELECT MAX(number) AS n FROM revisions WHERE project = ?').get(name) as { n: number | null }).n ?? 0) + 1;
         const ready = !flags.rebuild && !flags.clean && lastBuilt?.hash === buildHash;
         db.prepare(
-          'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
         ).run(
           name,
           next,
@@ -216,6 +224,7 @@ export class ProjectService {
           ready ? lastBuilt!.image.id : null,
           ready ? at : null,
           at,
+          bytes,
         );
         db.prepare('UPDATE projects SET active_revision = ? WHERE name = ?').run(next, name);
         record({ type: 'project.revision', project: name, data: { revision: next, content_hash: contentHash, build_hash: buildHash } });
@@ -228,6 +237,39 @@ export class ProjectService {
       await fs.rm(upload, { force: true });
       await fs.rm(tree, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * What a push of `tarballBytes` may still expand to under both quotas: the disk the stored
+   * pushes take (each content once; this content itself not counted, it may be stored already),
+   * per project and for the whole server. `refusal` names the quota that binds and its flag.
+   */
+  private quotaLeft(name: string, contentHash: string, tarballBytes: number): NonNullable<ExtractLimits['quota']> {
+    const { db, limits } = this.options;
+    const used = (where: string, ...params: string[]): number =>
+      (
+        db
+          .prepare(
+            `SELECT COALESCE(SUM(bytes), 0) AS n FROM (SELECT MAX(COALESCE(bytes, 0)) AS bytes FROM revisions WHERE content_hash != ? ${where} GROUP BY content_hash)`,
+          )
+          .get(contentHash, ...params) as { n: number }
+      ).n;
+    const projectUsed = used('AND project = ?', name);
+    const serverUsed = used('');
+    const projectLeft = limits.projectQuotaBytes - projectUsed - tarballBytes;
+    const serverLeft = limits.serverQuotaBytes - serverUsed - tarballBytes;
+    const byProject = projectLeft <= serverLeft;
+    return {
+      bytes: Math.min(projectLeft, serverLeft),
+      refusal: (expandedBytes) =>
+        new ExtractOverLimit(
+          507,
+          byProject ? 'project_quota_exceeded' : 'server_quota_exceeded',
+          byProject
+            ? `the push (${tarballBytes} bytes of tarball, ${expandedBytes > 0 ? `over ${expandedBytes}` : 'more'} bytes extracted) does not fit in project "${name}"'s quota of ${limits.projectQuotaBytes} bytes, of which its stored pushes take ${projectUsed}: free space with \`cycle server-gc\` (it drops old revisions), or ask the server's operator to raise it (cycle server --project-quota SIZE)`
+            : `the push (${tarballBytes} bytes of tarball, ${expandedBytes > 0 ? `over ${expandedBytes}` : 'more'} bytes extracted) does not fit in the server's quota of ${limits.serverQuotaBytes} bytes for stored pushes, of which ${serverUsed} are taken: free space with \`cycle server-gc\` (it drops old revisions), or ask the server's operator to raise it (cycle server --server-quota SIZE)`,
+        ),
+    };
   }
 
   private pushResponse(revision: RevisionRow, unchanged: boolean, clientBuildHash: string | undefined): PushResponse {

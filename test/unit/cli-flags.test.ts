@@ -290,6 +290,13 @@ const rows: Row[] = [
     balance: '10',
   }),
   row(server, ['server', '--recipes', '/srv/recipes'], { port: '8787', host: '127.0.0.1', recipes: '/srv/recipes' }),
+  row(server, ['server', '--project-quota', '20g', '--server-quota', '1t', '--max-compression-ratio', '500'], {
+    port: '8787',
+    host: '127.0.0.1',
+    projectQuota: '20g',
+    serverQuota: '1t',
+    maxCompressionRatio: '500',
+  }),
   row(doctor, ['doctor', '--json'], { json: true }),
   row(completion, ['completion', 'fish'], { shell: 'fish' }),
   row(help, ['help'], { topic: [] }),

@@ -58,7 +58,7 @@ async function setup(dataDir?: string): Promise<Setup> {
     events: eventLog,
     layout,
     docker: async () => docker,
-    limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000 },
+    limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000, projectQuotaBytes: 1 << 30, serverQuotaBytes: 1 << 30 },
     checkInit: () => undefined,
     log: () => undefined,
   });

@@ -6,6 +6,7 @@ import type { TarEntry } from '../../pack/tar.js';
 import type { DB } from '../db.js';
 import type { JobService } from '../jobs.js';
 import type { Layout } from '../layout.js';
+import type { TreeLimits } from '../limits.js';
 import type { ProjectService } from '../projects.js';
 import { volumeMountSource } from '../volumes.js';
 
@@ -34,7 +35,16 @@ export interface TaskInputs {
 export class LocalTaskInputs implements TaskInputs {
   private readonly sources = new Map<string, TarEntry[]>();
 
-  constructor(private readonly options: { db: DB; layout: Layout; projects: ProjectService; jobs: JobService }) {}
+  constructor(
+    private readonly options: {
+      db: DB;
+      layout: Layout;
+      projects: ProjectService;
+      jobs: JobService;
+      /** What a pushed tree may be: the source walk stops at the first step past them (older pushes too). */
+      treeLimits: TreeLimits;
+    },
+  ) {}
 
   project(name: string, revision: number): Promise<Project> {
     return this.options.projects.load(name, revision);
@@ -48,7 +58,8 @@ export class LocalTaskInputs implements TaskInputs {
     const key = `${name}@${revision}`;
     const cached = this.sources.get(key);
     if (cached) return cached;
-    const selection = await selectFiles(project.root, { rules: false });
+    // A pushed tree: walked within the limits its push was checked against (older pushes too).
+    const selection = await selectFiles(project.root, { rules: false, limits: this.options.treeLimits });
     const entries = toTarEntries(selection.entries);
     this.sources.set(key, entries);
     return entries;
