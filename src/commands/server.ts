@@ -40,6 +40,7 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
       ...(ctx.env.CYCLE_SERVER_IDLE_TIMEOUT_MS ? { idleTimeoutMs: Number(ctx.env.CYCLE_SERVER_IDLE_TIMEOUT_MS) } : {}),
       ...(ctx.env.CYCLE_SERVER_HEADERS_TIMEOUT_MS ? { headersTimeoutMs: Number(ctx.env.CYCLE_SERVER_HEADERS_TIMEOUT_MS) } : {}),
       ...(ctx.env.CYCLE_SERVER_STREAM_STALL_MS ? { streamStallMs: Number(ctx.env.CYCLE_SERVER_STREAM_STALL_MS) } : {}),
+      ...(ctx.env.CYCLE_SERVER_PUBLIC_BODY_TIMEOUT_MS ? { publicBodyTimeoutMs: Number(ctx.env.CYCLE_SERVER_PUBLIC_BODY_TIMEOUT_MS) } : {}),
     },
   });
   const tokenFile = path.join(dataDir, 'token');

@@ -154,7 +154,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log: options.log,
     hostPaths: [options.dataDir],
   });
-  const server = createHttpServer((req, res) => void router.handle(req, res), limits);
+  const server = createHttpServer(
+    (req, res) => void router.handle(req, res),
+    limits,
+    (req) => router.authenticated(req),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
