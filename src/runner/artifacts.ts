@@ -25,6 +25,17 @@ export interface CapturedArtifact {
   lastCaptured: number;
   /** Modification time of the captured version, in nanoseconds (LIFO sorts newest first by it). */
   mtimeNs: bigint;
+  /**
+   * The file's place in upload order as a sort key (ascending; not dense): FIFO the order first
+   * written, LIFO the newest modification first. Known from the file alone, so a store keeps
+   * one row per capture and never renumbers the others.
+   */
+  uploadKey: number;
+}
+
+/** `CapturedArtifact.uploadKey`: FIFO by first written; LIFO newest first (microseconds, exact in a double). */
+export function uploadKey(order: ArtifactOrder, firstSeen: number, mtimeNs: bigint): number {
+  return order === 'FIFO' ? firstSeen : -Number(mtimeNs / 1000n);
 }
 
 export interface ArtifactCaptureOptions {
@@ -33,8 +44,8 @@ export interface ArtifactCaptureOptions {
   /** Where captured copies go, by relative path (the newest version wins). */
   storeDir: string;
   order: ArtifactOrder;
-  /** Each capture, with every captured file in upload order (its place may have changed). */
-  onCaptured?: (artifact: CapturedArtifact, all: CapturedArtifact[]) => void | Promise<void>;
+  /** Each capture (one file: its `uploadKey` places it among the others). */
+  onCaptured?: (artifact: CapturedArtifact) => void | Promise<void>;
   /** A path that is not a regular file (a link, a FIFO…): never followed, reported once. */
   onRefused?: (relative: string, why: string) => void;
   stableMs?: number;
@@ -66,6 +77,8 @@ export class ArtifactCapture {
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Set by `abort`: a scan or a copy in progress ends at the next file. */
+  private aborted = false;
   private finished: Promise<void> | undefined;
   private readonly stableMs: number;
 
@@ -98,7 +111,15 @@ export class ArtifactCapture {
         firstSeen: seq,
         capturedSignature: `${stat.size}:${stat.mtimeNs}`,
       });
-      this.captured.set(relative, { path: relative, absolute: stored, size: Number(stat.size), firstSeen: seq, lastCaptured: seq, mtimeNs: stat.mtimeNs });
+      this.captured.set(relative, {
+        path: relative,
+        absolute: stored,
+        size: Number(stat.size),
+        firstSeen: seq,
+        lastCaptured: seq,
+        mtimeNs: stat.mtimeNs,
+        uploadKey: uploadKey(this.options.order, seq, stat.mtimeNs),
+      });
     }
   }
 
@@ -118,8 +139,18 @@ export class ArtifactCapture {
   stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.finished ??= this.polling.catch(() => undefined).then(() => this.poll(Date.now(), { final: true }));
+    this.finished ??= this.polling.catch(() => undefined).then(() => (this.aborted ? undefined : this.poll(Date.now(), { final: true })));
     return this.finished;
+  }
+
+  /**
+   * Stops at once (a cancel): no last sweep, and a scan or copy in progress ends at the next file,
+   * so a job that wrote thousands of files leaves no capture running after it. Resolves when
+   * the capture in progress has stopped.
+   */
+  abort(): Promise<void> {
+    this.aborted = true;
+    return this.stop();
   }
 
   /** One scan at time `now`: notes changes, then captures the files stable for STABLE_MS (all changed ones when `final`). */
@@ -135,7 +166,10 @@ export class ArtifactCapture {
     ready.sort(([a, ta], [b, tb]) =>
       this.options.order === 'LIFO' ? (ta.mtimeNs === tb.mtimeNs ? compare(a, b) : ta.mtimeNs > tb.mtimeNs ? -1 : 1) : ta.firstSeen - tb.firstSeen,
     );
-    for (const [relative] of ready) await this.take(relative);
+    for (const [relative] of ready) {
+      if (this.aborted) return;
+      await this.take(relative);
+    }
   }
 
   /** Every captured file, in upload order (FIFO: first written first; LIFO: newest version first). */
@@ -149,6 +183,7 @@ export class ArtifactCapture {
     const dir = relative ? joinInside(this.options.liveDir, ...relative.split('/')) : this.options.liveDir;
     const entries = await fs.readdir(dir).catch(() => []);
     for (const name of entries) {
+      if (this.aborted) return;
       const rel = relative ? `${relative}/${name}` : name;
       const stat = await fs.lstat(path.join(dir, name), { bigint: true }).catch(() => undefined);
       if (!stat) continue; // deleted meanwhile: what was captured stays
@@ -205,9 +240,11 @@ export class ArtifactCapture {
         firstSeen: previous?.firstSeen ?? tracked.firstSeen,
         lastCaptured: this.sequence++,
         mtimeNs: stat.mtimeNs,
+        uploadKey: uploadKey(this.options.order, previous?.firstSeen ?? tracked.firstSeen, stat.mtimeNs),
       };
       this.captured.set(relative, artifact);
-      await this.options.onCaptured?.(artifact, this.list());
+      if (this.aborted) return;
+      await this.options.onCaptured?.(artifact);
     } finally {
       await handle.close();
       await fs.rm(temporary, { force: true });

@@ -41,7 +41,7 @@ export interface ProjectTaskRequest {
     /** Files put back in /artifacts before the job starts (a retry, a resumed run). */
     resumeFrom?: string;
     /** Each file as it is captured (again when rewritten), while the job runs. */
-    onCaptured?: (artifact: CapturedArtifact, all: CapturedArtifact[]) => void | Promise<void>;
+    onCaptured?: (artifact: CapturedArtifact) => void | Promise<void>;
     onRefused?: (relative: string, why: string) => void;
   };
   callbacks: TaskCallbacks;
@@ -99,6 +99,9 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
   await fs.mkdir(storeDir, { recursive: true });
   const capture = new ArtifactCapture({ liveDir, storeDir, order, ...(onCaptured ? { onCaptured } : {}), ...(onRefused ? { onRefused } : {}) });
   const services = project.format === 'computalot' ? project.manifest.runtime.services : [];
+  // A cancel stops the capture at once too (a job may have written thousands of files): nothing of the task runs on.
+  const onAbort = (): void => void capture.abort();
+  request.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
     capture.start();
@@ -120,11 +123,16 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
       spec = { ...spec, image: await request.rebuildImage() };
       outcome = await attempt();
     }
+    if (request.signal?.aborted) {
+      await capture.abort();
+      return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
+    }
     // Files the job left unreadable to this user are given back before the last sweep.
     await reclaimOutputs(docker, { image: spec.image, dir: liveDir, name: `${request.name}-reclaim`, runtime: request.container.confinement.runtime });
     await capture.stop();
     return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
   } finally {
+    request.signal?.removeEventListener('abort', onAbort);
     await capture.stop().catch(() => undefined);
     await fs.rm(liveDir, { recursive: true, force: true }).catch(() => undefined);
   }

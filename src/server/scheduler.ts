@@ -246,7 +246,7 @@ export class Scheduler {
           storeDir: artifactsDir,
           // A task that runs again (after a crash, a retry) starts with what it had captured.
           resumeFrom: artifactsDir,
-          onCaptured: (artifact, all) => this.recordArtifact(job, task, artifact, all),
+          onCaptured: (artifact) => this.recordArtifact(job, task, artifact),
           onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
         },
         callbacks: {
@@ -351,10 +351,11 @@ export class Scheduler {
 
   /**
    * A captured file becomes an artifact row at once (listed while the job runs); a file captured
-   * again keeps its id, with the new size and checksum. `ord` is the place in upload order, which
-   * a capture can change (LIFO: the newest first), so the task's rows are renumbered.
+   * again keeps its id, with the new size and checksum. `ord` is the file's upload-order key
+   * (`CapturedArtifact.uploadKey`): one row written per capture, found by the (task_id, name)
+   * index, never the task's other rows, so capturing n files costs O(n), not O(n²).
    */
-  private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
+  private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact): Promise<void> {
     const { db, events } = this.options;
     const sha256 = await sha256File(file.absolute, file.size);
     const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(task.id, file.path) as { id: string } | undefined;
@@ -362,7 +363,14 @@ export class Scheduler {
     // The row and its event commit together; listeners hear after the commit.
     events.transaction((record) => {
       if (existing)
-        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(file.size, sha256, file.absolute, now(), id);
+        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, ord = ?, created_at = ? WHERE id = ?').run(
+          file.size,
+          sha256,
+          file.absolute,
+          file.uploadKey,
+          now(),
+          id,
+        );
       else
         db.prepare('INSERT INTO artifacts (id, job_id, task_id, name, size, sha256, ord, path, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
           id,
@@ -371,12 +379,10 @@ export class Scheduler {
           file.path,
           file.size,
           sha256,
-          all.length,
+          file.uploadKey,
           file.absolute,
           now(),
         );
-      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
-      all.forEach((artifact, ord) => place.run(ord, task.id, artifact.path));
       record({ type: 'artifact', job_id: job.id, task_id: task.id, data: { id, name: file.path, size: file.size } });
     });
   }
