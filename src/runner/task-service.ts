@@ -46,6 +46,8 @@ export interface ProjectTaskRequest {
   };
   callbacks: TaskCallbacks;
   signal?: AbortSignal;
+  /** TaskSpec.scratchDir: where the task's private folder is made (the system's temp folder when unset). */
+  scratchDir?: string;
   /** Runs the task's timeout (the system's clock unless set). */
   clock?: Clock;
   /**
@@ -92,6 +94,7 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
     ...(request.runnerCommand ? { runnerCommand: request.runnerCommand } : {}),
     ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
   });
+  if (request.scratchDir !== undefined) spec = { ...spec, scratchDir: request.scratchDir };
   const order = artifactOrder(project);
   const { liveDir, storeDir, resumeFrom, onCaptured, onRefused } = request.artifacts;
   await fs.rm(liveDir, { recursive: true, force: true });

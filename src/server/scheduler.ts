@@ -241,6 +241,8 @@ export class Scheduler {
         ...(runnerCommand ? { runnerCommand } : {}),
         ...(request.timeout_s ? { timeoutMs: request.timeout_s * 1000 } : {}),
         ...(this.options.clock ? { clock: this.options.clock } : {}),
+        // Under the data folder (tmp/, swept at start), never the system's temp folder: a kill -9 leaves nothing behind.
+        scratchDir: layout.tmp,
         artifacts: {
           liveDir: path.join(work, 'live-artifacts'),
           storeDir: artifactsDir,
