@@ -33,6 +33,7 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     ...(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES ? { maxUploadBytes: Number(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_PRICE_PER_TASK_SECOND ? { pricePerTaskSecondUsd: Number(ctx.env.CYCLE_SERVER_PRICE_PER_TASK_SECOND) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_ARTIFACT_BYTES ? { maxArtifactBytes: Number(ctx.env.CYCLE_SERVER_MAX_ARTIFACT_BYTES) } : {}),
+    ...(ctx.env.CYCLE_SERVER_MAX_TASK_ARTIFACT_BYTES ? { maxTaskArtifactBytes: Number(ctx.env.CYCLE_SERVER_MAX_TASK_ARTIFACT_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_FILES ? { maxFiles: Number(ctx.env.CYCLE_SERVER_MAX_FILES) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES ? { maxExtractBytes: Number(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS ? { callbackBaseDelayMs: Number(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS) } : {}),

@@ -49,6 +49,12 @@ export interface ArtifactCaptureOptions {
   /** A path that is not a regular file (a link, a FIFO…): never followed, reported once. */
   onRefused?: (relative: string, why: string) => void;
   stableMs?: number;
+  /**
+   * The most bytes the captured files may take together, each counted at the larger of its
+   * apparent size and its allocated blocks: a sparse file of a terabyte counts a terabyte (its
+   * copy would write every byte). A file that would go over is refused, not copied.
+   */
+  maxBytes?: number;
 }
 
 interface Tracked {
@@ -81,6 +87,9 @@ export class ArtifactCapture {
   private aborted = false;
   private finished: Promise<void> | undefined;
   private readonly stableMs: number;
+  /** What each captured file counts against `maxBytes`, and their sum. */
+  private readonly charged = new Map<string, number>();
+  private chargedTotal = 0;
 
   constructor(private readonly options: ArtifactCaptureOptions) {
     this.stableMs = options.stableMs ?? STABLE_MS;
@@ -227,9 +236,22 @@ export class ArtifactCapture {
       const opened = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
       if (opened !== undefined && !opened.startsWith(path.resolve(this.options.liveDir) + path.sep))
         return this.refuse(relative, 'it leads outside the artifacts folder');
+      const charge = Math.max(Number(stat.size), Number(stat.blocks) * 512);
+      const others = this.chargedTotal - (this.charged.get(relative) ?? 0);
+      if (this.options.maxBytes !== undefined && others + charge > this.options.maxBytes) {
+        tracked.capturedSignature = `${stat.size}:${stat.mtimeNs}`; // not tried again until it changes
+        return this.refuse(
+          relative,
+          `it would take the task's artifacts over ${this.options.maxBytes} bytes (it counts ${charge}: its size ${stat.size}, allocated ${Number(stat.blocks) * 512}; captured so far ${others})`,
+        );
+      }
       await fs.mkdir(path.dirname(stored), { recursive: true });
-      // Streamed from the descriptor: a GiB checkpoint is never held in memory.
-      await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(temporary, { flags: 'wx' }));
+      // Streamed from the descriptor (a GiB checkpoint is never held in memory), no further than
+      // the size counted: a file still growing is taken again once it is stable.
+      const source = stat.size === 0n ? [] : handle.createReadStream({ autoClose: false, start: 0, end: Number(stat.size) - 1 });
+      await pipeline(source, createWriteStream(temporary, { flags: 'wx' }));
+      this.charged.set(relative, charge);
+      this.chargedTotal = others + charge;
       await fs.rename(temporary, stored);
       tracked.capturedSignature = `${stat.size}:${stat.mtimeNs}`;
       const previous = this.captured.get(relative);

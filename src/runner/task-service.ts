@@ -43,6 +43,8 @@ export interface ProjectTaskRequest {
     /** Each file as it is captured (again when rewritten), while the job runs. */
     onCaptured?: (artifact: CapturedArtifact) => void | Promise<void>;
     onRefused?: (relative: string, why: string) => void;
+    /** ArtifactCaptureOptions.maxBytes: the cap on what the task's captured files take (none when unset). */
+    maxBytes?: number;
   };
   callbacks: TaskCallbacks;
   signal?: AbortSignal;
@@ -96,11 +98,18 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
   });
   if (request.scratchDir !== undefined) spec = { ...spec, scratchDir: request.scratchDir };
   const order = artifactOrder(project);
-  const { liveDir, storeDir, resumeFrom, onCaptured, onRefused } = request.artifacts;
+  const { liveDir, storeDir, resumeFrom, onCaptured, onRefused, maxBytes } = request.artifacts;
   await fs.rm(liveDir, { recursive: true, force: true });
   await fs.mkdir(liveDir, { recursive: true });
   await fs.mkdir(storeDir, { recursive: true });
-  const capture = new ArtifactCapture({ liveDir, storeDir, order, ...(onCaptured ? { onCaptured } : {}), ...(onRefused ? { onRefused } : {}) });
+  const capture = new ArtifactCapture({
+    liveDir,
+    storeDir,
+    order,
+    ...(onCaptured ? { onCaptured } : {}),
+    ...(onRefused ? { onRefused } : {}),
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+  });
   const services = project.format === 'computalot' ? project.manifest.runtime.services : [];
   // A cancel stops the capture at once too (a job may have written thousands of files): nothing of the task runs on.
   const onAbort = (): void => void capture.abort();

@@ -42,6 +42,8 @@ export interface ServerOptions {
   /** The cap on one `POST /api/v1/artifacts` (2 GB by default, as Computalot documents). */
   maxArtifactBytes?: number;
   maxExtractBytes?: number;
+  /** The cap on what one task's captured artifacts take (20 GiB by default; sparse files count their apparent size). */
+  maxTaskArtifactBytes?: number;
   maxFiles?: number;
   heartbeatMs?: number;
   callbackBaseDelayMs?: number;
@@ -135,6 +137,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     log: options.log,
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.maxTaskArtifactBytes !== undefined ? { maxTaskArtifactBytes: options.maxTaskArtifactBytes } : {}),
     gpuProblem: async (cuda) => {
       const probe = await probeGpu();
       if (!probe.ok) return `the task needs a GPU, but this server has none (${probe.reason})`;

@@ -31,6 +31,8 @@ const FLUSH_MS = 250;
 const EVENT_TEXT_MAX = 256 * 1024;
 /** How long a cancel or a shutdown waits for running containers to stop. */
 const STOP_WAIT_MS = 15_000;
+/** What one task's captured artifacts may take on the server's disk, by default (ServerOptions.maxTaskArtifactBytes). */
+export const DEFAULT_MAX_TASK_ARTIFACT_BYTES = 20 * 1024 ** 3;
 /** Finished jobs whose results document `_shared.resolve` keeps (each may be a whole job's results). */
 const RESOLVED_RESULTS_KEPT = 16;
 
@@ -53,6 +55,8 @@ export interface SchedulerOptions {
   callbackBaseDelayMs?: number;
   /** Runs task timeouts (the system's clock unless set; the scheduler's tests advance a fake one). */
   clock?: Clock;
+  /** The cap on what one task's captured artifacts take (apparent or allocated bytes, the larger). */
+  maxTaskArtifactBytes?: number;
 }
 
 interface Running {
@@ -250,6 +254,7 @@ export class Scheduler {
           resumeFrom: artifactsDir,
           onCaptured: (artifact) => this.recordArtifact(job, task, artifact),
           onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
+          maxBytes: this.options.maxTaskArtifactBytes ?? DEFAULT_MAX_TASK_ARTIFACT_BYTES,
         },
         callbacks: {
           stdout: (text) => feed.output(text),

@@ -42,7 +42,7 @@ function runToEnd(dataDir: string): Promise<{ code: number | null; output: strin
 }
 
 describe('one server per data folder', () => {
-  it('a second `cycle server` on the same --data-dir exits, naming the folder and the running pid; the first one\'s upload in progress survives', async () => {
+  it("a second `cycle server` on the same --data-dir exits, naming the folder and the running pid; the first one's upload in progress survives", async () => {
     const first = await binary();
     const tarball = gzipSync(rawTar(VALID_PROJECT));
     const { hostname, port } = new URL(first.url);
@@ -83,8 +83,8 @@ describe('one server per data folder', () => {
   });
 });
 
-describe('a task\'s payload folder is under the data folder, not the system\'s temp folder', () => {
-  it('the folder mounted at the task\'s io path lies inside --data-dir', async () => {
+describe("a task's payload folder is under the data folder, not the system's temp folder", () => {
+  it("the folder mounted at the task's io path lies inside --data-dir", async () => {
     const dataDir = await tempDir('cycle-sec-scratch-');
     const sources: string[] = [];
     const docker = new FakeDocker();
@@ -120,7 +120,7 @@ describe('a task\'s payload folder is under the data folder, not the system\'s t
 });
 
 describe('URLs the server hands out', () => {
-  it('the direct upload URL is built from the server\'s own address, never the request\'s Host', async () => {
+  it("the direct upload URL is built from the server's own address, never the request's Host", async () => {
     const server = await binary();
     for (const host of ['evil.example', 'evil.example:80', '10.0.0.1:9']) {
       const answer = await new Promise<string>((resolve, reject) => {

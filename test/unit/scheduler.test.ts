@@ -281,7 +281,11 @@ describe('issue 18: a job that writes thousands of artifact files', () => {
     const { mkdir, writeFile } = await import('node:fs/promises');
     await mkdir(path.dirname(dir), { recursive: true });
     for (let i = 0; i < count; i += 250)
-      await Promise.all(Array.from({ length: Math.min(250, count - i) }, (_, j) => writeFile(path.join(path.dirname(dir), `f${String(i + j).padStart(5, '0')}.txt`), `${i + j}`)));
+      await Promise.all(
+        Array.from({ length: Math.min(250, count - i) }, (_, j) =>
+          writeFile(path.join(path.dirname(dir), `f${String(i + j).padStart(5, '0')}.txt`), `${i + j}`),
+        ),
+      );
   }
   const artifactCount = async (id: string): Promise<number> => (await api('GET', `/api/v1/artifacts?job=${id}`)).artifacts.length;
 
