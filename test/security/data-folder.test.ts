@@ -38,7 +38,14 @@ function runToEnd(dataDir: string): Promise<{ code: number | null; output: strin
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, output })));
+  // Bounded: a server that keeps running (the old behaviour) is stopped after 30 s, and the test fails on its exit code.
+  const limit = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(limit);
+      resolve({ code, output });
+    }),
+  );
 }
 
 describe('one server per data folder', () => {
