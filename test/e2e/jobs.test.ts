@@ -125,6 +125,9 @@ describe('job submit --wait', () => {
 
   it('issue 18: a job that wrote 4,000 artifact files is cancelled within seconds: its container is gone and its capture stops', async () => {
     const api = client(server);
+    // Uploaded here too, so the test also runs alone (an unchanged upload when the file runs in order).
+    const uploaded = await cycle(['project', 'upload'], { cwd: projectDir, env });
+    expect(uploaded.code, uploaded.stderr).toBe(0);
     const { id } = await api.submit({ project: PROJECT, payload: { files: 4000, sleep: 120 } });
     let listed = 0;
     await waitFor(async () => (listed = (await api.call('GET', `/api/v1/artifacts?job=${id}`)).body.artifacts.length) >= 100, 120_000, 'the capture to start');
