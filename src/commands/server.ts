@@ -53,6 +53,7 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     ...(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES ? { maxUploadBytes: Number(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_PRICE_PER_TASK_SECOND ? { pricePerTaskSecondUsd: Number(ctx.env.CYCLE_SERVER_PRICE_PER_TASK_SECOND) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_ARTIFACT_BYTES ? { maxArtifactBytes: Number(ctx.env.CYCLE_SERVER_MAX_ARTIFACT_BYTES) } : {}),
+    ...(ctx.env.CYCLE_SERVER_MAX_TASK_ARTIFACT_BYTES ? { maxTaskArtifactBytes: Number(ctx.env.CYCLE_SERVER_MAX_TASK_ARTIFACT_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_FILES ? { maxFiles: Number(ctx.env.CYCLE_SERVER_MAX_FILES) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES ? { maxExtractBytes: Number(ctx.env.CYCLE_SERVER_MAX_EXTRACT_BYTES) } : {}),
     ...(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS ? { callbackBaseDelayMs: Number(ctx.env.CYCLE_SERVER_CALLBACK_DELAY_MS) } : {}),
@@ -60,6 +61,7 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
       ...(ctx.env.CYCLE_SERVER_IDLE_TIMEOUT_MS ? { idleTimeoutMs: Number(ctx.env.CYCLE_SERVER_IDLE_TIMEOUT_MS) } : {}),
       ...(ctx.env.CYCLE_SERVER_HEADERS_TIMEOUT_MS ? { headersTimeoutMs: Number(ctx.env.CYCLE_SERVER_HEADERS_TIMEOUT_MS) } : {}),
       ...(ctx.env.CYCLE_SERVER_STREAM_STALL_MS ? { streamStallMs: Number(ctx.env.CYCLE_SERVER_STREAM_STALL_MS) } : {}),
+      ...(ctx.env.CYCLE_SERVER_PUBLIC_BODY_TIMEOUT_MS ? { publicBodyTimeoutMs: Number(ctx.env.CYCLE_SERVER_PUBLIC_BODY_TIMEOUT_MS) } : {}),
     },
   });
   const tokenFile = path.join(dataDir, 'token');

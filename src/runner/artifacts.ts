@@ -25,6 +25,17 @@ export interface CapturedArtifact {
   lastCaptured: number;
   /** Modification time of the captured version, in nanoseconds (LIFO sorts newest first by it). */
   mtimeNs: bigint;
+  /**
+   * The file's place in upload order as a sort key (ascending; not dense): FIFO the order first
+   * written, LIFO the newest modification first. Known from the file alone, so a store keeps
+   * one row per capture and never renumbers the others.
+   */
+  uploadKey: number;
+}
+
+/** `CapturedArtifact.uploadKey`: FIFO by first written; LIFO newest first (microseconds, exact in a double). */
+export function uploadKey(order: ArtifactOrder, firstSeen: number, mtimeNs: bigint): number {
+  return order === 'FIFO' ? firstSeen : -Number(mtimeNs / 1000n);
 }
 
 export interface ArtifactCaptureOptions {
@@ -33,11 +44,17 @@ export interface ArtifactCaptureOptions {
   /** Where captured copies go, by relative path (the newest version wins). */
   storeDir: string;
   order: ArtifactOrder;
-  /** Each capture, with every captured file in upload order (its place may have changed). */
-  onCaptured?: (artifact: CapturedArtifact, all: CapturedArtifact[]) => void | Promise<void>;
+  /** Each capture (one file: its `uploadKey` places it among the others). */
+  onCaptured?: (artifact: CapturedArtifact) => void | Promise<void>;
   /** A path that is not a regular file (a link, a FIFO…): never followed, reported once. */
   onRefused?: (relative: string, why: string) => void;
   stableMs?: number;
+  /**
+   * The most bytes the captured files may take together, each counted at the larger of its
+   * apparent size and its allocated blocks: a sparse file of a terabyte counts a terabyte (its
+   * copy would write every byte). A file that would go over is refused, not copied.
+   */
+  maxBytes?: number;
 }
 
 interface Tracked {
@@ -66,8 +83,13 @@ export class ArtifactCapture {
   private timer: NodeJS.Timeout | undefined;
   private polling: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Set by `abort`: a scan or a copy in progress ends at the next file. */
+  private aborted = false;
   private finished: Promise<void> | undefined;
   private readonly stableMs: number;
+  /** What each captured file counts against `maxBytes`, and their sum. */
+  private readonly charged = new Map<string, number>();
+  private chargedTotal = 0;
 
   constructor(private readonly options: ArtifactCaptureOptions) {
     this.stableMs = options.stableMs ?? STABLE_MS;
@@ -98,7 +120,15 @@ export class ArtifactCapture {
         firstSeen: seq,
         capturedSignature: `${stat.size}:${stat.mtimeNs}`,
       });
-      this.captured.set(relative, { path: relative, absolute: stored, size: Number(stat.size), firstSeen: seq, lastCaptured: seq, mtimeNs: stat.mtimeNs });
+      this.captured.set(relative, {
+        path: relative,
+        absolute: stored,
+        size: Number(stat.size),
+        firstSeen: seq,
+        lastCaptured: seq,
+        mtimeNs: stat.mtimeNs,
+        uploadKey: uploadKey(this.options.order, seq, stat.mtimeNs),
+      });
     }
   }
 
@@ -118,8 +148,18 @@ export class ArtifactCapture {
   stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.finished ??= this.polling.catch(() => undefined).then(() => this.poll(Date.now(), { final: true }));
+    this.finished ??= this.polling.catch(() => undefined).then(() => (this.aborted ? undefined : this.poll(Date.now(), { final: true })));
     return this.finished;
+  }
+
+  /**
+   * Stops at once (a cancel): no last sweep, and a scan or copy in progress ends at the next file,
+   * so a job that wrote thousands of files leaves no capture running after it. Resolves when
+   * the capture in progress has stopped.
+   */
+  abort(): Promise<void> {
+    this.aborted = true;
+    return this.stop();
   }
 
   /** One scan at time `now`: notes changes, then captures the files stable for STABLE_MS (all changed ones when `final`). */
@@ -135,7 +175,10 @@ export class ArtifactCapture {
     ready.sort(([a, ta], [b, tb]) =>
       this.options.order === 'LIFO' ? (ta.mtimeNs === tb.mtimeNs ? compare(a, b) : ta.mtimeNs > tb.mtimeNs ? -1 : 1) : ta.firstSeen - tb.firstSeen,
     );
-    for (const [relative] of ready) await this.take(relative);
+    for (const [relative] of ready) {
+      if (this.aborted) return;
+      await this.take(relative);
+    }
   }
 
   /** Every captured file, in upload order (FIFO: first written first; LIFO: newest version first). */
@@ -149,6 +192,7 @@ export class ArtifactCapture {
     const dir = relative ? joinInside(this.options.liveDir, ...relative.split('/')) : this.options.liveDir;
     const entries = await fs.readdir(dir).catch(() => []);
     for (const name of entries) {
+      if (this.aborted) return;
       const rel = relative ? `${relative}/${name}` : name;
       const stat = await fs.lstat(path.join(dir, name), { bigint: true }).catch(() => undefined);
       if (!stat) continue; // deleted meanwhile: what was captured stays
@@ -192,9 +236,22 @@ export class ArtifactCapture {
       const opened = await fs.readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
       if (opened !== undefined && !opened.startsWith(path.resolve(this.options.liveDir) + path.sep))
         return this.refuse(relative, 'it leads outside the artifacts folder');
+      const charge = Math.max(Number(stat.size), Number(stat.blocks) * 512);
+      const others = this.chargedTotal - (this.charged.get(relative) ?? 0);
+      if (this.options.maxBytes !== undefined && others + charge > this.options.maxBytes) {
+        tracked.capturedSignature = `${stat.size}:${stat.mtimeNs}`; // not tried again until it changes
+        return this.refuse(
+          relative,
+          `it would take the task's artifacts over ${this.options.maxBytes} bytes (it counts ${charge}: its size ${stat.size}, allocated ${Number(stat.blocks) * 512}; captured so far ${others})`,
+        );
+      }
       await fs.mkdir(path.dirname(stored), { recursive: true });
-      // Streamed from the descriptor: a GiB checkpoint is never held in memory.
-      await pipeline(handle.createReadStream({ autoClose: false }), createWriteStream(temporary, { flags: 'wx' }));
+      // Streamed from the descriptor (a GiB checkpoint is never held in memory), no further than
+      // the size counted: a file still growing is taken again once it is stable.
+      const source = stat.size === 0n ? [] : handle.createReadStream({ autoClose: false, start: 0, end: Number(stat.size) - 1 });
+      await pipeline(source, createWriteStream(temporary, { flags: 'wx' }));
+      this.charged.set(relative, charge);
+      this.chargedTotal = others + charge;
       await fs.rename(temporary, stored);
       tracked.capturedSignature = `${stat.size}:${stat.mtimeNs}`;
       const previous = this.captured.get(relative);
@@ -205,9 +262,11 @@ export class ArtifactCapture {
         firstSeen: previous?.firstSeen ?? tracked.firstSeen,
         lastCaptured: this.sequence++,
         mtimeNs: stat.mtimeNs,
+        uploadKey: uploadKey(this.options.order, previous?.firstSeen ?? tracked.firstSeen, stat.mtimeNs),
       };
       this.captured.set(relative, artifact);
-      await this.options.onCaptured?.(artifact, this.list());
+      if (this.aborted) return;
+      await this.options.onCaptured?.(artifact);
     } finally {
       await handle.close();
       await fs.rm(temporary, { force: true });

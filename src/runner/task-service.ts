@@ -41,11 +41,15 @@ export interface ProjectTaskRequest {
     /** Files put back in /artifacts before the job starts (a retry, a resumed run). */
     resumeFrom?: string;
     /** Each file as it is captured (again when rewritten), while the job runs. */
-    onCaptured?: (artifact: CapturedArtifact, all: CapturedArtifact[]) => void | Promise<void>;
+    onCaptured?: (artifact: CapturedArtifact) => void | Promise<void>;
     onRefused?: (relative: string, why: string) => void;
+    /** ArtifactCaptureOptions.maxBytes: the cap on what the task's captured files take (none when unset). */
+    maxBytes?: number;
   };
   callbacks: TaskCallbacks;
   signal?: AbortSignal;
+  /** TaskSpec.scratchDir: where the task's private folder is made (the system's temp folder when unset). */
+  scratchDir?: string;
   /** Runs the task's timeout (the system's clock unless set). */
   clock?: Clock;
   /**
@@ -92,13 +96,24 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
     ...(request.runnerCommand ? { runnerCommand: request.runnerCommand } : {}),
     ...(request.timeoutMs !== undefined ? { timeoutMs: request.timeoutMs } : {}),
   });
+  if (request.scratchDir !== undefined) spec = { ...spec, scratchDir: request.scratchDir };
   const order = artifactOrder(project);
-  const { liveDir, storeDir, resumeFrom, onCaptured, onRefused } = request.artifacts;
+  const { liveDir, storeDir, resumeFrom, onCaptured, onRefused, maxBytes } = request.artifacts;
   await fs.rm(liveDir, { recursive: true, force: true });
   await fs.mkdir(liveDir, { recursive: true });
   await fs.mkdir(storeDir, { recursive: true });
-  const capture = new ArtifactCapture({ liveDir, storeDir, order, ...(onCaptured ? { onCaptured } : {}), ...(onRefused ? { onRefused } : {}) });
+  const capture = new ArtifactCapture({
+    liveDir,
+    storeDir,
+    order,
+    ...(onCaptured ? { onCaptured } : {}),
+    ...(onRefused ? { onRefused } : {}),
+    ...(maxBytes !== undefined ? { maxBytes } : {}),
+  });
   const services = project.format === 'computalot' ? project.manifest.runtime.services : [];
+  // A cancel stops the capture at once too (a job may have written thousands of files): nothing of the task runs on.
+  const onAbort = (): void => void capture.abort();
+  request.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
     capture.start();
@@ -120,11 +135,16 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
       spec = { ...spec, image: await request.rebuildImage() };
       outcome = await attempt();
     }
+    if (request.signal?.aborted) {
+      await capture.abort();
+      return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
+    }
     // Files the job left unreadable to this user are given back before the last sweep.
     await reclaimOutputs(docker, { image: spec.image, dir: liveDir, name: `${request.name}-reclaim`, runtime: request.container.confinement.runtime });
     await capture.stop();
     return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
   } finally {
+    request.signal?.removeEventListener('abort', onAbort);
     await capture.stop().catch(() => undefined);
     await fs.rm(liveDir, { recursive: true, force: true }).catch(() => undefined);
   }

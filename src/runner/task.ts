@@ -19,6 +19,12 @@ export const RESULT_MAX_BYTES = 16 * 1024 * 1024;
 
 export interface TaskSpec {
   image: string;
+  /**
+   * Where the task's private folder (its payload, its result) is made: the server's data folder,
+   * swept at start, so a `kill -9` leaves nothing in the system's temp folder. The system's
+   * temp folder when unset (`cycle project test`, which removes it when the task ends).
+   */
+  scratchDir?: string;
   /** Container name: unique, so an interrupted or timed-out task can be removed. */
   name: string;
   labels: Record<string, string>;
@@ -83,7 +89,7 @@ export async function runTask(
   // A fresh folder per attempt: mkdtemp makes it 0700, so no other host user can reach into it.
   // Only the `io` folder inside is shared with the container, world-writable because the job
   // may run as any user of its image.
-  const privateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'cycle-task-'));
+  const privateDir = await fs.mkdtemp(path.join(spec.scratchDir ?? os.tmpdir(), 'cycle-task-'));
   const ioDir = path.join(privateDir, 'io');
   await fs.mkdir(ioDir);
   await fs.chmod(ioDir, 0o777);

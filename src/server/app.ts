@@ -48,6 +48,8 @@ export interface AppOptions {
   log: (line: string) => void;
   /** Never shown in an error answer (the data folder). */
   hostPaths: string[];
+  /** This server's own address (`http://host:port`, as it listens): never the request's Host header. */
+  baseUrl: () => string;
 }
 
 const JSON_LIMIT = 1 << 20;
@@ -272,7 +274,7 @@ export function createRouter(options: AppOptions): Router {
   router.add('POST', '/api/v1/artifacts/direct', async (ctx) => {
     const parsed = directUploadSchema.safeParse(await readJson(ctx.req, JSON_LIMIT));
     if (!parsed.success) throw zodError(parsed.error);
-    sendJson(ctx.res, 200, options.uploads.direct(parsed.data, baseUrl(ctx)));
+    sendJson(ctx.res, 200, options.uploads.direct(parsed.data, options.baseUrl()));
   });
   router.add('GET', '/api/v1/artifacts/:id', async (ctx) => {
     // A client's upload, else a file a job left.
@@ -377,12 +379,6 @@ function apiIndex(version: string): Record<string, unknown> {
     },
     docs: { index: '/api/v1/docs', api: 'docs/api.md in the cycle package', python_sdk: null },
   };
-}
-
-/** This server as the client reached it (for URLs it hands out). */
-function baseUrl(ctx: RouteContext): string {
-  const host = ctx.req.headers.host ?? '127.0.0.1';
-  return `http://${/^[A-Za-z0-9.:[\]-]+$/.test(host) ? host : '127.0.0.1'}`;
 }
 
 function flag(value: string | null): boolean {

@@ -104,6 +104,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 CREATE INDEX IF NOT EXISTS artifacts_job ON artifacts(job_id, ord);
 CREATE INDEX IF NOT EXISTS artifacts_task ON artifacts(task_id, ord);
+-- A capture finds its file's row by name (issue 18: without it, each capture read all the task's rows).
+CREATE INDEX IF NOT EXISTS artifacts_task_name ON artifacts(task_id, name);
 CREATE TABLE IF NOT EXISTS volumes (
   name TEXT PRIMARY KEY,
   files TEXT NOT NULL,

@@ -116,13 +116,19 @@ export class Router {
     return text;
   }
 
-  private authorize(req: IncomingMessage): void {
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
+  /** Whether the request carries this server's token (the HTTP layer counts such requests apart). */
+  authenticated(req: IncomingMessage): boolean {
+    const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    if (!match) return false;
     const given = Buffer.from(match[1]!.trim());
     const expected = Buffer.from(this.options.token);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new HttpError(401, 'unauthorized', 'invalid token');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  private authorize(req: IncomingMessage): void {
+    if (!/^Bearer\s+(.+)$/i.test(req.headers.authorization ?? ''))
+      throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
+    if (!this.authenticated(req)) throw new HttpError(401, 'unauthorized', 'invalid token');
   }
 }
 
@@ -227,21 +233,28 @@ export function depthExceededAt(text: string, max: number): number {
  * A node:http server that slow and hostile clients cannot exhaust: headers must arrive in time,
  * uploads time out on idleness (not on total time: a big push on a slow link is fine), an answer
  * nobody reads is cut, and connections are capped, an idle one making room for a newcomer.
+ * Requests are counted by class: those without the token that send a body (public routes, or
+ * anything unauthenticated) may hold at most `maxPublicBodies` connections, each for at most
+ * `publicBodyTimeoutMs`, so they can never take the connections /health and authenticated work
+ * need (SSE streams have their own cap, StreamGate). `authenticated` tells the classes apart.
  */
-export function createHttpServer(handler: (req: IncomingMessage, res: ServerResponse) => void, limits: HttpLimits): http.Server {
-  const server = http.createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: 0,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      // How often expired header timeouts are looked for (Node's default: every 30 s).
-      connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
-    },
-    handler,
-  );
+export function createHttpServer(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  limits: HttpLimits,
+  authenticated: (req: IncomingMessage) => boolean = () => false,
+): http.Server {
+  const server = http.createServer({
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: 0,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // How often expired header timeouts are looked for (Node's default: every 30 s).
+    connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
+  });
   server.timeout = limits.idleTimeoutMs;
   const inFlight = new WeakMap<Socket, ServerResponse>();
   const sockets = new Set<Socket>();
+  // Unauthenticated requests whose body is still arriving.
+  const publicBodies = new Set<ServerResponse>();
   // Node times headers only once a request's first byte came: a connection that never sends one gets this timer.
   const firstRequestTimers = new WeakMap<Socket, NodeJS.Timeout>();
   server.on('connection', (socket: Socket) => {
@@ -280,6 +293,32 @@ export function createHttpServer(handler: (req: IncomingMessage, res: ServerResp
     res.once('close', () => {
       if (inFlight.get(req.socket) === res) inFlight.delete(req.socket);
     });
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && !req.complete && !authenticated(req)) {
+      if (publicBodies.size >= limits.maxPublicBodies) {
+        res.setHeader('Connection', 'close');
+        sendError(res, new HttpError(503, 'too_many_requests', `the server has ${limits.maxPublicBodies} unauthenticated uploads in progress: retry shortly`));
+        res.once('finish', () => req.socket.destroy());
+        return;
+      }
+      publicBodies.add(res);
+      // A total deadline, not an idleness one: a body that trickles a byte a second is still cut.
+      const deadline = setTimeout(() => {
+        if (req.complete) return;
+        if (!res.headersSent) {
+          res.setHeader('Connection', 'close');
+          sendError(res, new HttpError(408, 'request_timeout', `the request body did not arrive within ${Math.round(limits.publicBodyTimeoutMs / 1000)} s`));
+          res.once('finish', () => req.socket.destroy());
+        } else req.socket.destroy();
+      }, limits.publicBodyTimeoutMs).unref();
+      const release = (): void => {
+        clearTimeout(deadline);
+        publicBodies.delete(res);
+      };
+      req.once('end', release);
+      res.once('close', release);
+    }
+    handler(req, res);
   });
   // Nothing moved on the socket for idleTimeoutMs (with a listener here, Node leaves the decision to us).
   server.on('timeout', (socket: Socket) => {

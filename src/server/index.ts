@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { CycleError, errnoCode } from '../errors.js';
 import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
 import type { Exec } from '../util/exec.js';
@@ -51,6 +53,8 @@ export interface ServerOptions {
   /** The cap on one `POST /api/v1/artifacts` (2 GB by default, as Computalot documents). */
   maxArtifactBytes?: number;
   maxExtractBytes?: number;
+  /** The cap on what one task's captured artifacts take (20 GiB by default; sparse files count their apparent size). */
+  maxTaskArtifactBytes?: number;
   maxFiles?: number;
   /** Depth, name length and symlinks of a pushed tree (src/server/limits.ts has the defaults). */
   treeLimits?: Partial<TreeLimits>;
@@ -89,7 +93,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const loadedRecipes: Recipe[] = options.recipesDir ? await loadRecipes(options.recipesDir) : [];
   const layout = dataLayout(options.dataDir);
   await privateDataFolder(layout);
-  // Pushes in progress when the server stopped left their temp files: nothing there is live.
+  // One server per data folder: a second one would wipe the first one's uploads and tasks in progress.
+  const unlock = await lockDataFolder(layout);
+  try {
+    return await startLocked(options, loadedRecipes, layout, unlock);
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
+}
+
+async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layout: Layout, unlock: () => Promise<void>): Promise<RunningServer> {
+  // Pushes and tasks in progress when the server stopped left their temp files: nothing there is live (the lock says so).
   await fs.rm(layout.tmp, { recursive: true, force: true });
   await fs.mkdir(layout.tmp, { mode: 0o700 });
   const { token, created } = await loadToken(layout.token);
@@ -168,6 +183,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     clock,
     log: options.log,
     offer: async () => ({ workerId: 'local', gpu: await probeGpu() }),
+    scratchDir: layout.tmp,
+    ...(options.maxTaskArtifactBytes !== undefined ? { maxTaskArtifactBytes: options.maxTaskArtifactBytes } : {}),
   });
   projects.recover();
   const recipes = new RecipeService({ recipes: loadedRecipes, projects, log: options.log });
@@ -192,18 +209,26 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     streams: new StreamGate(limits, options.log),
     log: options.log,
     hostPaths: [options.dataDir],
+    baseUrl: () => url,
   });
-  const server = createHttpServer((req, res) => void router.handle(req, res), limits);
+  // This server's own address, for the URLs it hands out (set once it listens).
+  let url = '';
+  const server = createHttpServer(
+    (req, res) => void router.handle(req, res),
+    limits,
+    (req) => router.authenticated(req),
+  );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
   });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  url = `http://${host}:${address.port}`;
   worker.start();
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${address.port}`,
+    url,
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
@@ -215,6 +240,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         queue!.stop();
         await worker.stop();
         db.close();
+        await unlock();
       })()),
   };
 }
@@ -232,6 +258,52 @@ async function privateDataFolder(layout: Layout): Promise<void> {
     await fs.chmod(file, 0o600).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'ENOENT') throw error;
     });
+  }
+}
+
+/** Data folders this process holds the lock of (a lock file with this pid is stale unless listed). */
+const lockedHere = new Set<string>();
+
+/**
+ * Takes the data folder's lock (`server.lock`, holding the server's pid): a second server on the
+ * same folder stops with a message naming the folder and the running server's pid. A lock whose
+ * process is gone (a `kill -9`) is stale and taken over. Returns the release.
+ */
+async function lockDataFolder(layout: Layout): Promise<() => Promise<void>> {
+  const file = path.join(layout.dataDir, 'server.lock');
+  const dataDir = path.resolve(layout.dataDir);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      lockedHere.add(dataDir);
+      let released = false;
+      return async () => {
+        if (released) return;
+        released = true;
+        lockedHere.delete(dataDir);
+        await fs.rm(file, { force: true });
+      };
+    } catch (error) {
+      if (errnoCode(error) !== 'EEXIST') throw error;
+    }
+    const pid = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
+    const held = Number.isInteger(pid) && pid > 0 && (pid === process.pid ? lockedHere.has(dataDir) : processAlive(pid));
+    if (held)
+      throw new CycleError({
+        message: `another cycle server (pid ${pid}) is running on the data folder ${layout.dataDir}`,
+        hint: `stop it first (kill ${pid}), or start this one with another --data-dir`,
+      });
+    await fs.rm(file, { force: true }); // stale: its server is gone
+  }
+  throw new CycleError({ message: `could not take the lock ${file}: another server keeps taking it`, hint: 'start one server per --data-dir' });
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return errnoCode(error) === 'EPERM'; // alive, another user's
   }
 }
 

@@ -11,6 +11,14 @@ export interface HttpLimits {
   idleTimeoutMs: number;
   /** A kept-alive connection with no request this long is closed. */
   keepAliveTimeoutMs: number;
+  /**
+   * Requests without a valid token that send a body (`POST /api/v1/feedback`, or anything sent
+   * unauthenticated) in progress at once; past it, 503. Small beside maxConnections, so public
+   * routes can never take the connections that /health and authenticated work need.
+   */
+  maxPublicBodies: number;
+  /** The whole body of such a request must arrive within this (a trickle is cut with 408). */
+  publicBodyTimeoutMs: number;
   /** SSE streams open at once; past it, 503 with Retry-After. */
   maxStreams: number;
   /** An SSE client whose buffer does not drain this long is dropped. */
@@ -24,6 +32,8 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = {
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,
+  maxPublicBodies: 32,
+  publicBodyTimeoutMs: 10_000,
   maxStreams: 64,
   streamStallMs: 30_000,
   streamMaxBufferedBytes: 4 << 20,

@@ -343,16 +343,19 @@ export class JobStates {
    * after the commit). A file captured again keeps its id, with the new size and checksum. `ord`
    * is the place in upload order, which a capture can change, so the task's rows are renumbered.
    */
-  recordArtifact(jobId: string, taskId: string, file: CapturedArtifact, sha256: string, all: CapturedArtifact[]): void {
+  recordArtifact(jobId: string, taskId: string, file: CapturedArtifact, sha256: string): void {
     const { db, events } = this.options;
     const existing = db.prepare('SELECT id FROM artifacts WHERE task_id = ? AND name = ?').get(taskId, file.path) as { id: string } | undefined;
     const id = existing?.id ?? newId('art');
+    // One row written per capture (found by the (task_id, name) index), never the task's other
+    // rows: `ord` is the file's own upload-order key, so capturing n files costs O(n), not O(n²).
     events.transaction((record) => {
       if (existing)
-        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, created_at = ? WHERE id = ?').run(
+        db.prepare('UPDATE artifacts SET size = ?, sha256 = ?, path = ?, ord = ?, created_at = ? WHERE id = ?').run(
           file.size,
           sha256,
           file.absolute,
+          file.uploadKey,
           timestamp(this.clock),
           id,
         );
@@ -364,12 +367,10 @@ export class JobStates {
           file.path,
           file.size,
           sha256,
-          all.length,
+          file.uploadKey,
           file.absolute,
           timestamp(this.clock),
         );
-      const place = db.prepare('UPDATE artifacts SET ord = ? WHERE task_id = ? AND name = ?');
-      all.forEach((artifact, ord) => place.run(ord, taskId, artifact.path));
       record({ type: 'artifact', job_id: jobId, task_id: taskId, data: { id, name: file.path, size: file.size } });
     });
   }

@@ -322,6 +322,43 @@ describe('slow and hostile clients', () => {
     await within(3_000, 'the oldest idle connections to be closed', Promise.all(idle.slice(0, 45).map((s) => s.closedByServer)));
   });
 
+  it('issue 18: 256 connections trickling bodies to the public POST /api/v1/feedback take no service from /health or authenticated requests, and are cut well before 60 s', async () => {
+    const server = await binary({ CYCLE_SERVER_PUBLIC_BODY_TIMEOUT_MS: '4000' });
+    const tricklers: Array<Awaited<ReturnType<typeof connect>>> = [];
+    for (let i = 0; i < DEFAULT_HTTP_LIMITS.maxConnections; i++) {
+      const socket = await connect(server.url);
+      socket.write('POST /api/v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"m');
+      tricklers.push(socket);
+    }
+    const answers = tricklers.map((socket) => received(socket));
+    // A byte every 300 ms: never idle, so only a deadline on the whole body cuts them.
+    const drip = setInterval(() => {
+      for (const socket of tricklers) if (!socket.destroyed) socket.write('x');
+    }, 300);
+    try {
+      for (let i = 0; i < 5; i++) {
+        for (const [method, route, authorized] of [
+          ['GET', '/health', false],
+          ['GET', '/api/v1/projects', true],
+        ] as const) {
+          const started = performance.now();
+          const answer = await call(authorized ? server : { url: server.url, token: '' }, method, route);
+          expect({ route, status: answer.status }).toEqual({ route, status: 200 });
+          expect(performance.now() - started).toBeLessThan(1_000);
+        }
+      }
+      // Every trickling body is answered and closed: refused at once past the public cap, else cut at its deadline.
+      const texts = await within(20_000, 'every trickling body to be cut', Promise.all(answers));
+      for (const text of texts) expect(text).toMatch(/^HTTP\/1\.1 (408 [^]*"code":"request_timeout"|503 )/);
+      expect(texts.filter((text) => text.startsWith('HTTP/1.1 408')).length).toBeGreaterThan(0);
+    } finally {
+      clearInterval(drip);
+    }
+    // The defaults: a trickle is cut well before 60 s, and public bodies hold a small part of the connections.
+    expect(DEFAULT_HTTP_LIMITS.publicBodyTimeoutMs).toBeLessThanOrEqual(15_000);
+    expect(DEFAULT_HTTP_LIMITS.maxPublicBodies).toBeLessThanOrEqual(DEFAULT_HTTP_LIMITS.maxConnections / 4);
+  });
+
   it('load: 50 SSE clients that never read a 10 MB backlog, 200 silent and 20 half-speaking sockets; submissions answer within 1 s, RSS stays bounded, stalled streams are dropped', async () => {
     // A project with a long history: 1,250 events of 8 KiB (a backlog of 10 MB for a client resuming from 0).
     const first = await binary();

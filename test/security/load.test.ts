@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/server/index.js';
@@ -7,6 +8,7 @@ import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
 import { ExecNotFound } from '../../src/util/exec.js';
+import { startServerProcess } from '../helpers/server.js';
 
 /**
  * Issue 11: one request must not be able to kill `cycle server` (build millions of tasks in
@@ -254,5 +256,100 @@ describe('paging', () => {
     const answer = await api('GET', route.replace('JOB', job.id));
     expect(answer.status).toBe(400);
     expect(answer.body.error.field).toBe('limit');
+  });
+});
+
+describe('issue 18: mixed load on the real binary (bounded: it stops by itself)', () => {
+  it('20 slow SSE readers, 50 concurrent pushes, 200 submits and 256 trickling unauthenticated bodies: /health and a submit answer within 1 s, and every accepted push and job is there', async () => {
+    // Tasks fail at once (no Docker client): the jobs are accepted whether or not they run.
+    const binary = await startServerProcess({ workers: 1, env: { CYCLE_DOCKER_BIN: '/nonexistent/docker' } });
+    const sockets: net.Socket[] = [];
+    const call = async (method: string, route: string, body?: Buffer | string, token = binary.token) => {
+      const started = performance.now();
+      const response = await fetch(`${binary.url}${route}`, {
+        method,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(typeof body === 'string' ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body } : {}),
+      });
+      const text = await response.text();
+      return { status: response.status, text, ms: performance.now() - started };
+    };
+    const open = async (): Promise<net.Socket> => {
+      const { hostname, port } = new URL(binary.url);
+      const socket = net.connect(Number(port), hostname);
+      socket.on('error', () => undefined);
+      sockets.push(socket);
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      return socket;
+    };
+    try {
+      const tarball = rawTarGz(VALID_PROJECT);
+      expect((await call('POST', '/api/v1/projects/p/push', tarball)).status).toBe(201);
+
+      // 20 SSE readers that never read; 256 bodies that trickle a byte every 300 ms.
+      for (let i = 0; i < 20; i++) {
+        const reader = await open();
+        reader.pause();
+        reader.write(`GET /api/v1/projects/p/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${binary.token}\r\n\r\n`);
+      }
+      const tricklers: net.Socket[] = [];
+      for (let i = 0; i < 256; i++) {
+        const socket = await open();
+        socket.write('POST /api/v1/feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"m');
+        tricklers.push(socket);
+      }
+      const drip = setInterval(() => {
+        for (const socket of tricklers) if (!socket.destroyed) socket.write('x');
+      }, 300);
+
+      // 50 pushes at once, and 200 submits 20 at a time, while a probe times /health and a submit.
+      let loading = true;
+      const pushes = Promise.all(
+        range(50).map(async (i) => ({ name: `load${i}`, status: (await call('POST', `/api/v1/projects/load${i}/push`, tarball)).status })),
+      );
+      const submits = (async () => {
+        const answers: Array<{ status: number; id?: string }> = [];
+        for (let wave = 0; wave < 10; wave++)
+          answers.push(
+            ...(await Promise.all(
+              range(20).map(async () => {
+                const answer = await call('POST', '/api/v1/jobs', '{"project":"p"}');
+                return { status: answer.status, ...(answer.status === 201 ? { id: (JSON.parse(answer.text) as { id: string }).id } : {}) };
+              }),
+            )),
+          );
+        return answers;
+      })();
+      const probes: Array<{ route: string; status: number; ms: number }> = [];
+      const accepted: string[] = [];
+      const probing = (async () => {
+        for (let i = 0; i < 200 && (loading || probes.length < 10); i++) {
+          const health = await call('GET', '/health', undefined, '');
+          probes.push({ route: '/health', status: health.status, ms: health.ms });
+          const submit = await call('POST', '/api/v1/jobs', '{"project":"p","tags":["probe"]}');
+          probes.push({ route: 'submit', status: submit.status, ms: submit.ms });
+          if (submit.status === 201) accepted.push((JSON.parse(submit.text) as { id: string }).id);
+        }
+      })();
+      const [pushed, submitted] = await Promise.all([pushes, submits]);
+      loading = false;
+      await probing;
+      clearInterval(drip);
+
+      expect(probes.length).toBeGreaterThanOrEqual(10);
+      for (const probe of probes)
+        expect({ route: probe.route, status: probe.status }).toEqual({ route: probe.route, status: probe.route === 'submit' ? 201 : 200 });
+      expect(Math.max(...probes.map((p) => p.ms))).toBeLessThan(1_000);
+      // Every accepted push and job is there afterwards.
+      expect(pushed.filter((p) => p.status === 201).length).toBeGreaterThan(0);
+      for (const push of pushed.filter((p) => p.status === 201)) expect((await call('GET', `/api/v1/projects/${push.name}/status`)).status).toBe(200);
+      accepted.push(...submitted.flatMap((s) => (s.id ? [s.id] : [])));
+      expect(submitted.filter((s) => s.status === 201).length).toBe(200);
+      for (const id of accepted) expect((await call('GET', `/api/v1/jobs/${id}`)).status, id).toBe(200);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await binary.stop('SIGKILL');
+      await fs.rm(binary.dataDir, { recursive: true, force: true });
+    }
   });
 });

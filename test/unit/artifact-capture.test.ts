@@ -164,3 +164,85 @@ describe('artifact capture: resume', () => {
     expect(t.capture.list().map((a) => a.path)).toEqual(['ckpt/e1.bin']);
   });
 });
+
+describe('issue 18: each capture is one row, placed by its own key; abort stops at once', () => {
+  it.each(['FIFO', 'LIFO'] as const)('%s: the latest uploadKey of each file sorts them as list() does (no other row is renumbered)', async (order) => {
+    const root = await tempDir('cycle-capture-');
+    cleanup.push(root);
+    const live = path.join(root, 'live');
+    await fs.mkdir(live);
+    const rows = new Map<string, number>();
+    const capture = new ArtifactCapture({ liveDir: live, storeDir: path.join(root, 'store'), order, onCaptured: (a) => void rows.set(a.path, a.uploadKey) });
+    const write = async (name: string, mtime: number): Promise<void> => {
+      await fs.writeFile(path.join(live, name), `${name}@${mtime}`);
+      await fs.utimes(path.join(live, name), mtime, mtime);
+    };
+    await write('b.txt', 1002);
+    await write('a.txt', 1001);
+    await capture.poll(0);
+    await capture.poll(500);
+    await write('c.txt', 1003);
+    await capture.poll(600);
+    await capture.poll(1100);
+    await write('a.txt', 1004); // rewritten: LIFO moves it to the front, FIFO keeps its place
+    await capture.poll(1200);
+    await capture.poll(1700);
+    const byKey = [...rows.entries()].sort(([, x], [, y]) => x - y).map(([name]) => name);
+    expect(byKey).toEqual(capture.list().map((a) => a.path));
+    expect(byKey).toEqual(order === 'FIFO' ? ['a.txt', 'b.txt', 'c.txt'] : ['a.txt', 'c.txt', 'b.txt']);
+  });
+
+  it('abort takes no last sweep: files not yet captured stay uncaptured', async () => {
+    const t = await setup();
+    await t.write('a.txt', 'a', 1000);
+    await t.capture.poll(0);
+    await t.capture.abort();
+    await t.capture.stop();
+    expect(t.captured).toEqual([]);
+  });
+});
+
+describe("issue 18: a cap on what a task's artifacts take", () => {
+  it('a sparse file counts its apparent size: over the cap it is refused, never copied; files within the cap are taken', async () => {
+    const root = await tempDir('cycle-capture-');
+    cleanup.push(root);
+    const live = path.join(root, 'live');
+    const store = path.join(root, 'store');
+    await fs.mkdir(live);
+    const captured: string[] = [];
+    const refused: Array<[string, string]> = [];
+    const capture = new ArtifactCapture({
+      liveDir: live,
+      storeDir: store,
+      order: 'FIFO',
+      maxBytes: 1024 * 1024,
+      onCaptured: (a) => void captured.push(a.path),
+      onRefused: (relative, why) => void refused.push([relative, why]),
+    });
+    await fs.writeFile(path.join(live, 'small.txt'), 'x'.repeat(1000));
+    // 256 MiB apparent, next to nothing allocated.
+    const sparse = await fs.open(path.join(live, 'sparse.bin'), 'w');
+    await sparse.truncate(256 * 1024 * 1024);
+    await sparse.close();
+    await capture.poll(0);
+    await capture.poll(500);
+    await capture.stop();
+    expect(captured).toEqual(['small.txt']);
+    expect(refused).toEqual([['sparse.bin', expect.stringContaining(`over ${1024 * 1024} bytes`)]]);
+    await expect(fs.stat(path.join(store, 'sparse.bin'))).rejects.toMatchObject({ code: 'ENOENT' });
+    // A second file that would pass the cap together with the first is refused too.
+    await fs.writeFile(path.join(live, 'big.txt'), Buffer.alloc(1024 * 1024));
+    await fs.utimes(path.join(live, 'small.txt'), 1000, 1000);
+    await fs.utimes(path.join(live, 'big.txt'), 2000, 2000); // written after small.txt: taken after it
+    const again = new ArtifactCapture({
+      liveDir: live,
+      storeDir: store,
+      order: 'FIFO',
+      maxBytes: 1024 * 1024,
+      onRefused: (relative) => void refused.push([relative, '']),
+    });
+    await again.poll(0);
+    await again.poll(500);
+    expect(refused.map(([name]) => name).sort()).toEqual(['big.txt', 'sparse.bin', 'sparse.bin']);
+  });
+});

@@ -183,17 +183,17 @@ describe('allowed transitions commit with their event, stamped by the injected c
     const t = await setup();
     const job = t.addJob('running');
     const task = t.addTask(job.id, 'running');
-    const a = { path: 'a.txt', absolute: '/x/a.txt', size: 1, firstSeen: 0, lastCaptured: 0, mtimeNs: 0n };
-    const b = { path: 'b.txt', absolute: '/x/b.txt', size: 2, firstSeen: 1, lastCaptured: 1, mtimeNs: 0n };
+    const a = { path: 'a.txt', absolute: '/x/a.txt', size: 1, firstSeen: 0, lastCaptured: 0, mtimeNs: 0n, uploadKey: 7 };
+    const b = { path: 'b.txt', absolute: '/x/b.txt', size: 2, firstSeen: 1, lastCaptured: 1, mtimeNs: 0n, uploadKey: 5 };
     t.clock.advance(2000);
-    t.states.recordArtifact(job.id, task.id, a, 'sha-a', [a]);
-    t.states.recordArtifact(job.id, task.id, b, 'sha-b', [b, a]);
+    t.states.recordArtifact(job.id, task.id, a, 'sha-a');
+    t.states.recordArtifact(job.id, task.id, b, 'sha-b');
     t.clock.advance(1000);
-    t.states.recordArtifact(job.id, task.id, { ...a, size: 3 }, 'sha-a2', [b, a]);
+    t.states.recordArtifact(job.id, task.id, { ...a, size: 3, uploadKey: 9 }, 'sha-a2');
     const rows = t.db.prepare('SELECT name, size, sha256, ord, created_at FROM artifacts ORDER BY ord').all();
     expect(rows).toEqual([
-      { name: 'b.txt', size: 2, sha256: 'sha-b', ord: 0, created_at: iso(START + 2000) },
-      { name: 'a.txt', size: 3, sha256: 'sha-a2', ord: 1, created_at: iso(START + 3000) },
+      { name: 'b.txt', size: 2, sha256: 'sha-b', ord: 5, created_at: iso(START + 2000) },
+      { name: 'a.txt', size: 3, sha256: 'sha-a2', ord: 9, created_at: iso(START + 3000) },
     ]);
     expect(t.heard.map((e) => [e.type, (e.data as { name: string }).name, e.at])).toEqual([
       ['artifact', 'a.txt', iso(START + 2000)],

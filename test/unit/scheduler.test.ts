@@ -346,3 +346,63 @@ describe('the scheduler', () => {
     expect(log).toBe('[cycle] task 0 started (attempt 1)\nhello from the task\n[cycle] task 0 failed: exited with code 3\n');
   });
 });
+
+describe('issue 18: a job that writes thousands of artifact files', () => {
+  /** Writes `count` small files into the task's /artifacts, a few hundred at a time. */
+  async function writeArtifacts(spec: ContainerSpec, count: number): Promise<void> {
+    const dir = hostPath(spec, '/artifacts/f');
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    await mkdir(path.dirname(dir), { recursive: true });
+    for (let i = 0; i < count; i += 250)
+      await Promise.all(
+        Array.from({ length: Math.min(250, count - i) }, (_, j) =>
+          writeFile(path.join(path.dirname(dir), `f${String(i + j).padStart(5, '0')}.txt`), `${i + j}`),
+        ),
+      );
+  }
+  const artifactCount = async (id: string): Promise<number> => (await api('GET', `/api/v1/artifacts?job=${id}`)).artifacts.length;
+
+  it('2,000 files are captured at a linear cost, one row each, in upload order', { timeout: 120_000 }, async () => {
+    await startWithProject();
+    const id = await submit({});
+    const [spec] = await docker.whenRunning(1);
+    await writeArtifacts(spec!, 2_000);
+    const started = performance.now();
+    docker.exit(spec!.name, 0);
+    const done = await finished(id);
+    expect(done.status).toBe('completed');
+    // Linear: well under a minute on a loaded machine. Renumbering every row on each capture (O(n²)
+    // rows, each update scanning the task's rows) took many minutes.
+    expect(performance.now() - started).toBeLessThan(60_000);
+    const listed: Array<{ name: string; order: number }> = (await api('GET', `/api/v1/artifacts?job=${id}`)).artifacts;
+    expect(listed).toHaveLength(2_000);
+    // Listed in upload order (FIFO: first written first), each file with its own place.
+    const orders = listed.map((a) => a.order);
+    expect(orders).toEqual([...orders].sort((x, y) => x - y));
+    expect(new Set(orders).size).toBe(2_000);
+    const taskIds = (await api('GET', `/api/v1/jobs/${id}/tasks`)).tasks[0].artifact_ids as string[];
+    expect(new Set(taskIds).size).toBe(2_000);
+  });
+
+  it('cancel stops the container and the capture within 2 s, and nothing is captured after', { timeout: 120_000 }, async () => {
+    await startWithProject();
+    const id = await submit({});
+    const [spec] = await docker.whenRunning(1);
+    await writeArtifacts(spec!, 4_000);
+    // The capture is under way (files are taken 500 ms after they stop changing).
+    for (let polls = 0; (await artifactCount(id)) < 100; polls++) expect(polls).toBeLessThan(100_000);
+    const healthStarted = performance.now();
+    expect((await fetch(`${server!.url}/health`)).status).toBe(200);
+    expect(performance.now() - healthStarted).toBeLessThan(1_000);
+    const started = performance.now();
+    await api('PUT', `/api/v1/jobs/${id}/cancel`);
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(docker.runningNames()).toEqual([]);
+    expect((await finished(id)).status).toBe('cancelled');
+    const after = await artifactCount(id);
+    expect(after).toBeLessThan(4_000);
+    // Nothing of the task runs on: no capture (the stable wait is 500 ms, a poll every 200 ms).
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(await artifactCount(id)).toBe(after);
+  });
+});

@@ -329,9 +329,9 @@ describe('the work queue', () => {
     const [lease] = await s.queue.lease(OFFER, 1);
     const stored = `${s.layout.dataDir}/model.bin`;
     await fs.writeFile(stored, 'weights');
-    const model = { path: 'out/model.bin', absolute: stored, size: 7, firstSeen: 0, lastCaptured: 0, mtimeNs: 0n };
+    const model = { path: 'out/model.bin', absolute: stored, size: 7, firstSeen: 0, lastCaptured: 0, mtimeNs: 0n, uploadKey: 0 };
     await s.queue.report(lease!.id, {
-      artifact: { captured: model, all: [model] },
+      artifact: { captured: model },
     });
     await s.queue.complete(lease!.id, { status: 'succeeded', result: { score: 9 }, exitCode: 0 });
     await s.submit({

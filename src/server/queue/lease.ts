@@ -44,8 +44,8 @@ export interface LeaseReport {
   output?: string;
   /** The latest progress event since the last report. */
   progress?: unknown;
-  /** A file under /artifacts was captured (again): `all` is every captured file, in upload order. */
-  artifact?: { captured: CapturedArtifact; all: CapturedArtifact[] };
+  /** A file under /artifacts was captured (again); its `uploadKey` orders it among the task's others. */
+  artifact?: { captured: CapturedArtifact };
 }
 
 /** How a task ended, as its worker saw it. */

@@ -301,7 +301,7 @@ export class WorkQueue {
   /** A worker's report on a running task: output into its log, tail and events; progress; a captured artifact. */
   async report(leaseId: string, batch: LeaseReport): Promise<void> {
     const held = this.current(leaseId);
-    if (batch.artifact) await this.recordArtifact(held.job, held.task, batch.artifact.captured, batch.artifact.all);
+    if (batch.artifact) await this.recordArtifact(held.job, held.task, batch.artifact.captured);
     if (batch.output === undefined && batch.progress === undefined) return;
     if (batch.output) {
       appendLog(this.options.layout.taskLog(held.task.id), batch.output);
@@ -326,9 +326,9 @@ export class WorkQueue {
    * again keeps its id, with the new size and checksum. `ord` is the place in upload order, which
    * a capture can change (LIFO: the newest first), so the task's rows are renumbered.
    */
-  private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
+  private async recordArtifact(job: JobRow, task: TaskRow, file: CapturedArtifact): Promise<void> {
     const sha256 = await sha256File(file.absolute, file.size);
-    this.options.states.recordArtifact(job.id, task.id, file, sha256, all);
+    this.options.states.recordArtifact(job.id, task.id, file, sha256);
   }
 
   /** The task's outcome (its one outcome: the lease ends with it). */

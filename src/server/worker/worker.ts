@@ -33,7 +33,14 @@ export interface WorkerOptions {
   /** Runs task timeouts and lease renewals (tests advance a manual one). */
   clock: Clock;
   log: (line: string) => void;
+  /** Where a task's payload folders go (the server's `tmp/`, swept at start). */
+  scratchDir?: string;
+  /** The cap on what one task's captured artifacts take (apparent or allocated bytes, the larger). */
+  maxTaskArtifactBytes?: number;
 }
+
+/** What one task's captured artifacts may take on the server's disk, by default (ServerOptions.maxTaskArtifactBytes). */
+export const DEFAULT_MAX_TASK_ARTIFACT_BYTES = 20 * 1024 ** 3;
 
 interface Running {
   lease: Lease;
@@ -252,13 +259,16 @@ export class Worker {
           ...(lease.runnerCommand ? { runnerCommand: lease.runnerCommand } : {}),
           ...(lease.timeoutS ? { timeoutMs: lease.timeoutS * 1000 } : {}),
           clock: this.options.clock,
+          // Under the server's data folder (tmp/, swept at start), never the system's temp folder: a kill -9 leaves nothing behind.
+          scratchDir: this.options.scratchDir,
           artifacts: {
             liveDir: path.join(work, 'live-artifacts'),
             storeDir: artifactsDir,
             // A task that runs again (after a crash, a retry) starts with what it had captured.
             resumeFrom: artifactsDir,
-            onCaptured: (artifact, all) => feed.artifact(artifact, all),
+            onCaptured: (artifact) => feed.artifact(artifact),
             onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
+            maxBytes: this.options.maxTaskArtifactBytes ?? DEFAULT_MAX_TASK_ARTIFACT_BYTES,
           },
           callbacks: {
             stdout: (text) => feed.output(text),
@@ -334,9 +344,9 @@ class ReportFeed {
   }
 
   /** Sent at once (the artifact is listed while the job runs), after the output before it. */
-  artifact(captured: CapturedArtifact, all: CapturedArtifact[]): Promise<void> {
+  artifact(captured: CapturedArtifact): Promise<void> {
     this.flush();
-    return this.send({ artifact: { captured, all } });
+    return this.send({ artifact: { captured } });
   }
 
   private schedule(): void {
