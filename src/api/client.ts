@@ -91,6 +91,12 @@ interface RequestOptions<T> {
   idempotencyKey?: string;
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /**
+   * Not bound to the command's signal: the one request an interrupted command still makes (the
+   * cancel of `--cancel-on-interrupt`); the stall timeout still applies and a second Ctrl-C ends
+   * the process.
+   */
+  afterInterrupt?: boolean;
   /** The answer is streamed by the caller (downloads, SSE). */
   raw?: boolean;
   /** Which statuses are answers, not errors (e.g. 404 to ask "does it exist?"). */
@@ -163,7 +169,7 @@ export class ApiClient {
     const retryable = method === 'GET' || method === 'PUT' || method === 'DELETE' || method === 'HEAD' || options.idempotencyKey !== undefined;
     const what = `${method} ${url.pathname}`;
     const sleep = this.options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
-    const callerSignals = [this.options.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
+    const callerSignals = [options.afterInterrupt ? undefined : this.options.signal, options.signal].filter((s): s is AbortSignal => s !== undefined);
     const caller = callerSignals.length > 1 ? AbortSignal.any(callerSignals) : callerSignals[0];
     const interrupted = (): CycleError =>
       caller?.reason instanceof CycleError ? caller.reason : new CycleError({ message: 'interrupted', exitCode: ExitCode.interrupted });
@@ -417,8 +423,9 @@ export class ApiClient {
     return all;
   }
 
-  cancel(id: string) {
-    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: cancelledJobViewSchema }).then((r) => r.body);
+  /** `afterInterrupt`: the command was interrupted and cancels what it started (the request ignores the interrupt). */
+  cancel(id: string, afterInterrupt = false) {
+    return this.request('PUT', `/api/v1/jobs/${encodeURIComponent(id)}/cancel`, { schema: cancelledJobViewSchema, afterInterrupt }).then((r) => r.body);
   }
 
   /**

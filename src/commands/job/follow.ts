@@ -120,7 +120,7 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
   }
   if (ctx.signal.aborted) {
     if (options.cancelOnInterrupt) {
-      const cancelled = await api.cancel(id);
+      const cancelled = await api.cancel(id, true);
       throw new CycleError({
         message: `interrupted: job ${id} was cancelled${cancelled?.status ? ` (${cancelled.status})` : ''}`,
         exitCode: ExitCode.interrupted,
