@@ -196,8 +196,10 @@ export class Scheduler {
     const artifactsDir = layout.taskOutputs(job.id, task.id);
     await fs.rm(work, { recursive: true, force: true });
     const mounts: Mount[] = [];
-    let payload = jobs.payloadOf(jobs.taskBase(job), task);
-    payload = await this.resolveDirectives(payload, work, mounts, job.project);
+    // Sized before it is built: a task whose composed payload is over the cap fails, naming it.
+    const composed = jobs.runPayload(job, task);
+    if ('error' in composed) return this.finishTask(task, { status: 'failed', error: composed.error });
+    let payload = await this.resolveDirectives(composed.payload, work, mounts, job.project);
     if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
@@ -295,6 +297,8 @@ export class Scheduler {
       const dir = path.join(work, 'artifacts');
       const paths: Record<string, string> = {};
       for (const [name, spec] of Object.entries(artifacts)) {
+        // Checked at submit too (depends_on); again here for jobs stored before that check.
+        if (!jobs.projectJob(spec.job_id, projectName)) throw new Error(`_artifacts.download.${name}: no job "${spec.job_id}" in project "${projectName}"`);
         const candidates = jobs.artifacts({ jobId: spec.job_id });
         const wanted = spec.artifact;
         const match =
@@ -325,6 +329,7 @@ export class Scheduler {
           if (!row) throw new Error(`_shared.resolve.${name}: project ${projectName} has no kv key "${spec.kv}"`);
           values[name] = JSON.parse(row.value);
         } else if (spec.job !== undefined) {
+          if (!jobs.projectJob(spec.job, projectName)) throw new Error(`_shared.resolve.${name}: no job "${spec.job}" in project "${projectName}"`);
           const results = this.resultsOf(spec.job);
           values[name] = spec.path ? pick(results, spec.path) : results;
         }
