@@ -453,6 +453,19 @@ export class JobService {
     return row?.error ?? null;
   }
 
+  /**
+   * About how many bytes a job's task results and errors take (of one kind of task), summed by
+   * the database: what a document that repeats them all would hold, known before it is built.
+   */
+  resultBytes(jobId: string, kind?: TaskRow['kind']): number {
+    const row = this.options.db
+      .prepare(
+        `SELECT COALESCE(SUM(LENGTH(result)), 0) + COALESCE(SUM(LENGTH(error)), 0) + 64 * COUNT(*) AS bytes FROM tasks WHERE job_id = ? ${kind ? 'AND kind = ?' : ''}`,
+      )
+      .get(jobId, ...(kind ? [kind] : [])) as { bytes: number };
+    return row.bytes;
+  }
+
   /** What a reduce task gets: every map task's outcome. */
   mapResults(jobId: string): Array<{ index: number; status: string; result: unknown; error: string | null }> {
     const rows = this.options.db.prepare("SELECT idx, status, result, error FROM tasks WHERE job_id = ? AND kind = 'map' ORDER BY idx").all(jobId) as Array<
@@ -623,12 +636,15 @@ export class JobService {
     const artifacts = entries.flatMap((e) => e.artifactIds);
     const counts = this.counts(row.id);
     const request = this.request(row);
+    // The aggregate repeats the tasks' results: on a page, only while they fit its budget
+    // together (summed by the database first); else it says `results_omitted` (they are in the pages).
     const aggregated =
       next === null
         ? aggregate(
             row.type,
             () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>,
             (t) => this.ownPayload(base, t),
+            !Number.isFinite(page.maxBytes) || this.resultBytes(row.id) <= page.maxBytes,
           )
         : null;
     const complete = isTerminal(row.status) && counts.total === counts.succeeded;
@@ -805,15 +821,16 @@ export function artifactDocument(row: ArtifactRow): Artifact {
 }
 
 /** Per-type summaries, over every task of a job (read one at a time): sweep → result per grid point; benchmark → per strategy; map_reduce → the reduce result. */
-function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: (task: TaskRow) => Record<string, unknown>): unknown {
+function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: (task: TaskRow) => Record<string, unknown>, withResults: boolean): unknown {
+  const omitted = withResults ? {} : { results_omitted: true };
   // Rows are read only for the types that aggregate (an open iterator keeps the connection busy).
   if (type === 'structured_runner') return null;
   const tasks = rows();
   switch (type) {
     case 'sweep': {
       const points: Array<{ params: unknown; status: TaskStatus; result: unknown }> = [];
-      for (const t of tasks) points.push({ params: payloadOf(t).params ?? null, status: t.status, result: parseJson(t.result, null) });
-      return { points };
+      for (const t of tasks) points.push({ params: payloadOf(t).params ?? null, status: t.status, result: withResults ? parseJson(t.result, null) : null });
+      return { points, ...omitted };
     }
     case 'map_reduce': {
       let reduce: { status: TaskStatus; result: unknown; error: string | null } | null = null;
@@ -843,7 +860,7 @@ function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: 
         entry.runs++;
         if (task.status === 'succeeded') entry.succeeded++;
         const result = parseJson<unknown>(task.result, null);
-        entry.results.push(result);
+        if (withResults) entry.results.push(result);
         if (task.started_at && task.finished_at) pushTo(durations, strategy, (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000);
         if (result && typeof result === 'object' && !Array.isArray(result)) {
           const metrics = numbers.get(strategy) ?? new Map<string, number[]>();
@@ -862,7 +879,7 @@ function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: 
           };
         }
       }
-      return { strategies };
+      return { strategies, ...omitted };
     }
     default:
       return null;

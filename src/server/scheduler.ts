@@ -20,6 +20,7 @@ import type { EventLog } from './events.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from './jobs.js';
+import { MAX_TASK_PAYLOAD_BYTES, mib } from './planner.js';
 import type { JobStates, TaskOutcome } from './state.js';
 import type { ProjectService } from './projects.js';
 import { volumeMountSource } from './volumes.js';
@@ -200,7 +201,18 @@ export class Scheduler {
     const composed = jobs.runPayload(job, task);
     if ('error' in composed) return this.finishTask(task, { status: 'failed', error: composed.error });
     let payload = await this.resolveDirectives(composed.payload, work, mounts, job.project);
-    if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
+    if (task.kind === 'reduce') {
+      // The map results reach the reduce task in its payload: sized (by the database) before they are read.
+      const mapBytes = jobs.resultBytes(job.id, 'map');
+      if (mapBytes > MAX_TASK_PAYLOAD_BYTES) {
+        await fs.rm(work, { recursive: true, force: true }); // what the directives put there
+        return this.finishTask(task, {
+          status: 'failed',
+          error: `the map tasks' results are about ${mib(mapBytes)} together; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} reach the reduce task in payload.map_results: have the maps write big outputs to /artifacts and return their names`,
+        });
+      }
+      payload = { ...payload, map_results: jobs.mapResults(job.id) };
+    }
     if (project.format === 'cycleswap') {
       for (const volume of project.manifest.main.volumes) {
         const source = await volumeMountSource(this.options.db, layout, volume);
@@ -330,6 +342,12 @@ export class Scheduler {
           values[name] = JSON.parse(row.value);
         } else if (spec.job !== undefined) {
           if (!jobs.projectJob(spec.job, projectName)) throw new Error(`_shared.resolve.${name}: no job "${spec.job}" in project "${projectName}"`);
+          // The whole results document of the job goes into this task's payload: sized first.
+          const bytes = jobs.resultBytes(spec.job);
+          if (bytes > MAX_TASK_PAYLOAD_BYTES)
+            throw new Error(
+              `_shared.resolve.${name}: job ${spec.job}'s results are about ${mib(bytes)}; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} can be resolved into a payload: have it write big outputs to /artifacts and download them with _artifacts.download`,
+            );
           const results = this.resultsOf(spec.job);
           values[name] = spec.path ? pick(results, spec.path) : results;
         }
