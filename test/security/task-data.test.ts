@@ -249,6 +249,25 @@ describe('finding 3: results of a batched job with multi-MiB results', () => {
   });
 });
 
+describe('finding 3: the results aggregate', () => {
+  it("a sweep's aggregate leaves out results over the page budget together (they are in the pages)", async () => {
+    const job = (await api('POST', '/api/v1/jobs', { body: { project: 'p', type: 'sweep', payload: { grid: { a: range(4) } } } })).body;
+    finishTasks(job.id, (idx) => ({ point: idx, blob: 's'.repeat(2 * 1024 * 1024) }));
+    let cursor: string | null = null;
+    let last: any;
+    for (let pages = 0; pages === 0 || cursor !== null; pages++) {
+      expect(pages).toBeLessThan(10);
+      const page: { status: number; body: any; bytes: number } = await api('GET', `/api/v1/results/${job.id}${cursor ? `?cursor=${cursor}` : ''}`);
+      expect(page.status).toBe(200);
+      expect(page.bytes).toBeLessThan(PAGE_MAX_BYTES + 3 * 1024 * 1024);
+      cursor = page.body.next_cursor;
+      last = page.body;
+    }
+    expect(last.aggregate).toMatchObject({ results_omitted: true });
+    expect(last.aggregate.points).toEqual(range(4).map((a) => ({ params: { a }, status: 'succeeded', result: null })));
+  });
+});
+
 describe('finding 5: a job names only jobs of its own project', () => {
   let other: string;
 
