@@ -162,6 +162,8 @@ export const taskSchema = z.object({
   status: z.enum(TASK_STATUSES),
   attempt: z.number(),
   payload: z.unknown(),
+  /** false: the payload is too large to show composed; it holds the task's own part only (the base is the job's payload). */
+  payload_composed: z.boolean().optional(),
   items: z.number(),
   result: z.unknown().nullable(),
   error: z.string().nullable(),
@@ -183,6 +185,8 @@ export const resultItemSchema = z.object({
   task_id: z.string(),
   status: z.enum(TASK_STATUSES),
   payload: z.unknown(),
+  /** false: the payload holds the item's own fields only (the job's payload is its base). */
+  payload_composed: z.boolean().optional(),
   result: z.unknown().nullable(),
   error: z.string().nullable(),
 });

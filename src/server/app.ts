@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../api/schemas.js';
 import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
-import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, type RouteContext } from './http.js';
+import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, sendJsonStreamed, type RouteContext } from './http.js';
 import {
   fingerprint,
   intParam,
@@ -231,17 +231,17 @@ export function createRouter(options: AppOptions): Router {
     });
   });
   router.add('GET', '/api/v1/jobs/:id', (ctx) => sendJson(ctx.res, 200, jobs.document(jobs.require(ctx.params.id!))));
-  router.add('GET', '/api/v1/jobs/:id/tasks', (ctx) => {
+  router.add('GET', '/api/v1/jobs/:id/tasks', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
     const asked = ctx.query.get('status');
     const status = TASK_STATUSES.find((s) => s === asked);
     if (asked !== null && !status) throw new HttpError(400, 'invalid_request', `status must be one of ${TASK_STATUSES.join(', ')}`, 'status');
-    sendJson(ctx.res, 200, jobs.tasksPage(job, pageRequest(ctx.query), status));
+    await sendJsonStreamed(ctx.res, 200, jobs.tasksPage(job, pageRequest(ctx.query), status));
   });
   router.add('GET', '/api/v1/jobs/:id/output', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
     const tail = intParam(ctx.query, 'tail', { min: 1, max: OUTPUT_MAX_TAIL, fallback: OUTPUT_DEFAULT_TAIL });
-    sendJson(ctx.res, 200, await jobs.output(job, tail, pageRequest(ctx.query)));
+    await sendJsonStreamed(ctx.res, 200, await jobs.output(job, tail, pageRequest(ctx.query)));
   });
   router.add('GET', '/api/v1/jobs/:id/stream', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
@@ -257,7 +257,7 @@ export function createRouter(options: AppOptions): Router {
     await queue.cancel(job.id);
     sendJson(ctx.res, 200, jobs.document(jobs.require(job.id)));
   });
-  router.add('GET', '/api/v1/results/:id', (ctx) => sendJson(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!), pageRequest(ctx.query))));
+  router.add('GET', '/api/v1/results/:id', (ctx) => sendJsonStreamed(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!), pageRequest(ctx.query))));
 
   // ---- artifacts ----
   router.add('GET', '/api/v1/artifacts', (ctx) => {

@@ -156,6 +156,57 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
+/** What `sendJsonStreamed` writes before it lets the event loop run other work. */
+const STREAM_CHUNK_CHARS = 256 * 1024;
+
+/**
+ * Sends a JSON object as `sendJson` does, but written a piece at a time (each top-level field,
+ * each element of a top-level array) with the event loop free between chunks and the socket's
+ * backpressure respected: a page of several MiB never blocks other requests while it is
+ * serialized, and is never one string. Stops quietly when the client goes away.
+ */
+export async function sendJsonStreamed(res: ServerResponse, status: number, body: Record<string, unknown>): Promise<void> {
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+  let pending = '';
+  const flush = async (): Promise<boolean> => {
+    if (res.destroyed) return false;
+    const more = res.write(pending);
+    pending = '';
+    if (!more)
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done).on('close', done);
+      });
+    else await new Promise<void>((resolve) => setImmediate(resolve));
+    return !res.destroyed;
+  };
+  const put = async (text: string): Promise<boolean> => {
+    pending += text;
+    return pending.length < STREAM_CHUNK_CHARS || (await flush());
+  };
+  let first = true;
+  await put('{');
+  for (const [key, value] of Object.entries(body)) {
+    if (value === undefined) continue;
+    if (!(await put(`${first ? '' : ','}${JSON.stringify(key)}:`))) return;
+    first = false;
+    if (!Array.isArray(value)) {
+      if (!(await put(JSON.stringify(value)))) return;
+      continue;
+    }
+    if (!(await put('['))) return;
+    for (const [i, element] of value.entries()) if (!(await put(`${i ? ',' : ''}${JSON.stringify(element) ?? 'null'}`))) return;
+    if (!(await put(']'))) return;
+  }
+  pending += '}';
+  if (res.destroyed) return;
+  res.end(pending);
+}
+
 export function sendError(res: ServerResponse, error: HttpError): void {
   const headers: Record<string, string> = error.status === 401 ? { 'WWW-Authenticate': 'Bearer' } : error.status === 503 ? { 'Retry-After': '1' } : {};
   sendJson(res, error.status, { ...error.extra, error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}) } }, headers);
@@ -181,11 +232,43 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   const tooDeepAt = depthExceededAt(text, MAX_JSON_DEPTH);
   if (tooDeepAt !== -1)
     throw new HttpError(400, 'json_too_deep', `the body nests arrays and objects more than ${MAX_JSON_DEPTH} deep (at character ${tooDeepAt}): flatten it`);
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new HttpError(400, 'invalid_json', `the body is not valid JSON: ${(error as Error).message}`);
   }
+  const protoAt = protoKeyAt(value, '');
+  if (protoAt !== undefined)
+    throw new HttpError(
+      422,
+      'invalid_request',
+      `${protoAt || '(body)'}: the key "__proto__" is not accepted (JavaScript objects cannot keep it as data): rename it`,
+      protoAt ? `${protoAt}.__proto__` : '__proto__',
+    );
+  return value;
+}
+
+/**
+ * Where a parsed body holds a `__proto__` key (a dotted path to the object that has it, '' for
+ * the body itself), or undefined. Refused rather than kept: every copy of the object (a spread,
+ * a schema's parse) would drop it or set the prototype, so it could never reach a task as data.
+ */
+function protoKeyAt(value: unknown, path: string): string | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    for (const [i, element] of value.entries()) {
+      const found = protoKeyAt(element, path ? `${path}.${i}` : String(i));
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(value, '__proto__')) return path;
+  for (const [key, element] of Object.entries(value)) {
+    const found = protoKeyAt(element, path ? `${path}.${key}` : key);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /**

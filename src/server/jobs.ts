@@ -16,7 +16,20 @@ import type { Clock } from '../context.js';
 import { type DB, timestamp, parseJson } from './db.js';
 import { HttpError } from './http.js';
 import type { Layout } from './layout.js';
-import { composePayload, MAX_TASK_BYTES, MAX_TASKS, mib, planJob, type JobPlan, type PlannedTask, type TaskBase, type TaskPart } from './planner.js';
+import {
+  composedPayloadBytes,
+  composePayload,
+  MAX_TASK_BYTES,
+  MAX_TASK_PAYLOAD_BYTES,
+  MAX_TASKS,
+  mib,
+  planJob,
+  taskBaseSizes,
+  type JobPlan,
+  type PlannedTask,
+  type TaskBase,
+  type TaskPart,
+} from './planner.js';
 import { DIRECTIVE_NAME_PATTERN, DIRECTIVE_NAME_RULE } from '../project/names.js';
 import { recipeOfProject, type ProjectService } from './projects.js';
 import type { JobStates } from './state.js';
@@ -87,8 +100,13 @@ const INSERT_CHUNK = 500;
 /** Paging of `/tasks`, `/results` and `/output` (docs/api.md): tasks per page by default, at most. */
 export const PAGE_DEFAULT_LIMIT = 100;
 export const PAGE_MAX_LIMIT = 1000;
-/** A page stops before the task that would take it past about this many bytes (one task at least). */
-export const PAGE_MAX_BYTES = 8 * 1024 * 1024;
+/** A page stops before the task whose entries (as sent) would take it past this many bytes (one task at least). */
+export const PAGE_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * A task's payload is shown composed (its job's base merged in) in `/tasks` and `/results` up to
+ * this many bytes; a larger one shows only the task's own part, with `payload_composed: false`.
+ */
+export const SHOWN_PAYLOAD_MAX_BYTES = 1 << 20;
 /** `/output`: the last bytes of each task's log, by default and at most. */
 export const OUTPUT_DEFAULT_TAIL = 1 << 20;
 export const OUTPUT_MAX_TAIL = 64 << 20;
@@ -102,8 +120,20 @@ export interface PageRequest {
 
 /** Every task at once: for the server's own reads (a dependency's results), never for HTTP. */
 const WHOLE_JOB: PageRequest = { cursor: 0, limit: Number.MAX_SAFE_INTEGER, maxBytes: Number.POSITIVE_INFINITY };
-/** What a task document adds to its stored texts (ids, field names, times), for page sizes. */
-const ROW_OVERHEAD = 512;
+
+/** How a task's payload is shown: composed when small enough, else only its own part. */
+interface ShownPayload {
+  payload: Record<string, unknown>;
+  /** False when the job's base is left out (`payload_composed: false` in the document). */
+  composed: boolean;
+  /** The task's stored part (undefined for jobs stored before the base was kept apart). */
+  part: TaskPart | undefined;
+}
+
+/** The bytes of `value` as JSON in UTF-8: what a page entry costs when sent. */
+function sentBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? 'null');
+}
 
 /** `?limit=&cursor=` of a paged route; a bad one is a 400 naming the parameter. */
 export function pageRequest(query: URLSearchParams): PageRequest {
@@ -145,10 +175,6 @@ function checkRequestTotals(prepared: PreparedJob[]): void {
     );
 }
 
-function textBytes(...texts: Array<string | null>): number {
-  return texts.reduce((n, text) => n + (text?.length ?? 0), 0);
-}
-
 export interface JobServiceOptions {
   db: DB;
   /** Where stored timestamps come from (the system's clock unless set). */
@@ -178,8 +204,10 @@ export class JobService {
   /** Plans a request already validated (a project job's, or the one a recipe job runs as). */
   async prepareRequest(request: JobRequest): Promise<PreparedJob> {
     const revision = this.options.projects.requireActive(request.project);
+    // A job depends only on jobs of its own project: another project's job is answered as absent.
     for (const dependency of request.depends_on) {
-      if (!this.row(dependency)) throw new HttpError(422, 'invalid_job', `depends_on: no job "${dependency}"`, 'depends_on');
+      if (!this.projectJob(dependency, request.project))
+        throw new HttpError(422, 'invalid_job', `depends_on: no job "${dependency}" in project "${request.project}"`, 'depends_on');
     }
     checkDirectives(request.payload, request.depends_on, 'payload');
     if ((request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu') {
@@ -300,6 +328,12 @@ export class JobService {
     return this.options.db.prepare('SELECT * FROM jobs WHERE id = ? AND inserting = 0').get(id) as JobRow | undefined;
   }
 
+  /** A job of `project` (another project's job is not there for it: undefined, as a missing one). */
+  projectJob(id: string, project: string): JobRow | undefined {
+    const row = this.row(id);
+    return row?.project === project ? row : undefined;
+  }
+
   require(id: string): JobRow {
     const row = this.row(id);
     if (!row) throw new HttpError(404, 'not_found', `no job "${id}"`, 'id');
@@ -315,10 +349,46 @@ export class JobService {
     return job.task_base === null ? undefined : (JSON.parse(job.task_base) as TaskBase);
   }
 
-  /** A task's payload: its job's base with its own part, composed when it starts or is read. */
-  payloadOf(base: TaskBase | undefined, task: TaskRow): Record<string, unknown> {
+  /**
+   * The payload a task's container receives: its job's base with its own part. Sized from the
+   * parts before it is built: a task over MAX_TASK_PAYLOAD_BYTES (stored before the cap, or by
+   * a server without it) gets an error to fail with instead, and nothing is built.
+   */
+  runPayload(job: JobRow, task: TaskRow): { payload: Record<string, unknown> } | { error: string } {
+    const base = this.taskBase(job);
     const stored = JSON.parse(task.payload) as unknown;
-    return base ? composePayload(base, stored as TaskPart) : (stored as Record<string, unknown>);
+    if (!base) return { payload: stored as Record<string, unknown> };
+    const part = stored as TaskPart;
+    const bytes = composedPayloadBytes(taskBaseSizes(base), { bytes: task.payload.length, items: task.items, batched: 'batch' in part });
+    if (bytes > MAX_TASK_PAYLOAD_BYTES)
+      return {
+        error: `the task's payload would be about ${mib(bytes)} (the job's payload merged under each of its ${task.items} items); at most ${mib(MAX_TASK_PAYLOAD_BYTES)} per task: resubmit with a lower batch_size or a smaller payload`,
+      };
+    return { payload: composePayload(base, part) };
+  }
+
+  /**
+   * A task's payload as `/tasks` and `/results` show it: composed when that is at most
+   * SHOWN_PAYLOAD_MAX_BYTES (sized before it is built), else the task's own part over the
+   * directives (a batched task's items hold only their own fields; the job document has the base).
+   */
+  private shownPayload(base: TaskBase | undefined, sizes: { item: number; directives: number } | undefined, task: TaskRow): ShownPayload {
+    const stored = JSON.parse(task.payload) as unknown;
+    if (!base || !sizes) return { payload: stored as Record<string, unknown>, composed: true, part: undefined };
+    const part = stored as TaskPart;
+    const batched = 'batch' in part;
+    if (composedPayloadBytes(sizes, { bytes: task.payload.length, items: task.items, batched }) <= SHOWN_PAYLOAD_MAX_BYTES)
+      return { payload: composePayload(base, part), composed: true, part };
+    if (batched) return { payload: { ...base.directives, _batch: { ...part.batch, items: part.items } }, composed: false, part };
+    return { payload: { ...base.directives, ...part.merge }, composed: false, part };
+  }
+
+  /** A task's own part of its payload (no base): what the aggregates read (a sweep's params, a benchmark's strategy). */
+  private ownPayload(base: TaskBase | undefined, task: TaskRow): Record<string, unknown> {
+    const stored = JSON.parse(task.payload) as unknown;
+    if (!base) return stored as Record<string, unknown>;
+    const part = stored as TaskPart;
+    return 'batch' in part ? {} : part.merge;
   }
 
   /** Up to `limit` queued tasks of a job, in order (by an index: the other tasks are not read). */
@@ -339,6 +409,19 @@ export class JobService {
       | { error: string | null }
       | undefined;
     return row?.error ?? null;
+  }
+
+  /**
+   * About how many bytes a job's task results and errors take (of one kind of task), summed by
+   * the database: what a document that repeats them all would hold, known before it is built.
+   */
+  resultBytes(jobId: string, kind?: TaskRow['kind']): number {
+    const row = this.options.db
+      .prepare(
+        `SELECT COALESCE(SUM(LENGTH(result)), 0) + COALESCE(SUM(LENGTH(error)), 0) + 64 * COUNT(*) AS bytes FROM tasks WHERE job_id = ? ${kind ? 'AND kind = ?' : ''}`,
+      )
+      .get(jobId, ...(kind ? [kind] : [])) as { bytes: number };
+    return row.bytes;
   }
 
   /** What a reduce task gets: every map task's outcome. */
@@ -372,17 +455,41 @@ export class JobService {
     return { tasks, next: null };
   }
 
-  /** `GET /jobs/:id/tasks`: a page of task documents. */
+  /**
+   * One page of a job's entries, from `page.cursor` (a task index) on: each task's entry is built
+   * and measured as it will be sent, and the page stops before the task that would take it past
+   * `page.maxBytes` (one task at least) or `page.limit`. `next`: the next page's cursor, or null.
+   */
+  private entryPage<T>(jobId: string, page: PageRequest, build: (task: TaskRow) => T, status?: TaskStatus): { entries: T[]; next: string | null } {
+    const rows = this.options.db
+      .prepare(`SELECT * FROM tasks WHERE job_id = ? AND idx >= ? ${status ? 'AND status = ?' : ''} ORDER BY idx`)
+      .iterate(jobId, page.cursor, ...(status ? [status] : [])) as IterableIterator<TaskRow>;
+    const entries: T[] = [];
+    const measured = Number.isFinite(page.maxBytes);
+    let bytes = 0;
+    for (const row of rows) {
+      if (entries.length === page.limit) {
+        rows.return?.();
+        return { entries, next: String(row.idx) };
+      }
+      const entry = build(row);
+      const entryBytes = measured ? sentBytes(entry) : 0;
+      if (entries.length > 0 && bytes + entryBytes > page.maxBytes) {
+        rows.return?.();
+        return { entries, next: String(row.idx) };
+      }
+      entries.push(entry);
+      bytes += entryBytes;
+    }
+    return { entries, next: null };
+  }
+
+  /** `GET /jobs/:id/tasks`: a page of task documents, sized by their bytes as sent. */
   tasksPage(job: JobRow, page: PageRequest, status?: TaskStatus): { job_id: string; tasks: Task[]; next_cursor: string | null } {
     const base = this.taskBase(job);
-    const baseBytes = job.task_base?.length ?? 0;
-    const { tasks, next } = this.taskPage(
-      job.id,
-      page,
-      (t) => ROW_OVERHEAD + baseBytes * t.items + t.payload.length + textBytes(t.result, t.output_tail, t.latest_progress, t.last_failed, t.error),
-      status,
-    );
-    return { job_id: job.id, tasks: tasks.map((t) => this.taskDocument(t, base)), next_cursor: next };
+    const sizes = base && taskBaseSizes(base);
+    const { entries, next } = this.entryPage(job.id, page, (t) => this.taskDocument(t, base, sizes), status);
+    return { job_id: job.id, tasks: entries, next_cursor: next };
   }
 
   counts(jobId: string): Job['counts'] {
@@ -442,7 +549,8 @@ export class JobService {
     return rows.map((row) => this.document(row));
   }
 
-  taskDocument(row: TaskRow, base: TaskBase | undefined): Task {
+  taskDocument(row: TaskRow, base: TaskBase | undefined, sizes = base && taskBaseSizes(base)): Task {
+    const shown = this.shownPayload(base, sizes, row);
     const duration = row.started_at && row.finished_at ? (Date.parse(row.finished_at) - Date.parse(row.started_at)) / 1000 : null;
     return {
       id: row.id,
@@ -451,7 +559,8 @@ export class JobService {
       kind: row.kind,
       status: row.status,
       attempt: row.attempt,
-      payload: this.payloadOf(base, row),
+      payload: shown.payload,
+      ...(shown.composed ? {} : { payload_composed: false }),
       items: row.items,
       result: parseJson(row.result, null),
       error: row.error,
@@ -474,47 +583,26 @@ export class JobService {
    */
   results(row: JobRow, page: PageRequest = WHOLE_JOB): Results & { next_cursor: string | null } {
     const base = this.taskBase(row);
-    const baseBytes = row.task_base?.length ?? 0;
-    const { tasks, next } = this.taskPage(row.id, page, (t) => ROW_OVERHEAD + baseBytes * t.items + t.payload.length + 2 * textBytes(t.result, t.error));
-    const items: Results['items'] = [];
-    for (const task of tasks.filter((t) => t.kind !== 'reduce')) {
-      const payload = this.payloadOf(base, task);
-      const result = parseJson<unknown>(task.result, null);
-      const batch = payload._batch as { first_item: number; items: unknown[] } | undefined;
-      if (batch) {
-        // A batched task's result: an array with one entry per item, or {"results": [...]}.
-        const perItem = Array.isArray(result)
-          ? result
-          : Array.isArray((result as { results?: unknown })?.results)
-            ? (result as { results: unknown[] }).results
-            : undefined;
-        batch.items.forEach((itemPayload, i) => {
-          items.push({
-            index: batch.first_item + i,
-            task_id: task.id,
-            status: task.status,
-            payload: itemPayload,
-            result: perItem && perItem.length === batch.items.length ? (perItem[i] ?? null) : result,
-            error: task.error,
-          });
-        });
-      } else items.push({ index: task.idx, task_id: task.id, status: task.status, payload, result, error: task.error });
-    }
-    const artifacts = tasks.length
-      ? (this.options.db
-          .prepare(
-            'SELECT a.id, a.task_id FROM artifacts a JOIN tasks t ON t.id = a.task_id WHERE a.job_id = ? AND t.idx BETWEEN ? AND ? ORDER BY t.idx, a.ord',
-          )
-          .all(row.id, tasks[0]!.idx, tasks.at(-1)!.idx) as Array<{ id: string; task_id: string }>)
-      : [];
+    const sizes = base && taskBaseSizes(base);
+    const artifactsOf = this.options.db.prepare('SELECT id FROM artifacts WHERE task_id = ? ORDER BY ord');
+    const { entries, next } = this.entryPage(row.id, page, (task) => {
+      const artifactIds = (artifactsOf.all(task.id) as Array<{ id: string }>).map((a) => a.id);
+      return { items: task.kind === 'reduce' ? [] : this.resultItems(task, base, sizes), task: this.resultTask(task, artifactIds), artifactIds };
+    });
+    const items = entries.flatMap((e) => e.items);
+    const tasks = entries.map((e) => e.task);
+    const artifacts = entries.flatMap((e) => e.artifactIds);
     const counts = this.counts(row.id);
     const request = this.request(row);
+    // The aggregate repeats the tasks' results: on a page, only while they fit its budget
+    // together (summed by the database first); else it says `results_omitted` (they are in the pages).
     const aggregated =
       next === null
         ? aggregate(
             row.type,
             () => this.options.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').iterate(row.id) as IterableIterator<TaskRow>,
-            (t) => this.payloadOf(base, t),
+            (t) => this.ownPayload(base, t),
+            !Number.isFinite(page.maxBytes) || this.resultBytes(row.id) <= page.maxBytes,
           )
         : null;
     const complete = isTerminal(row.status) && counts.total === counts.succeeded;
@@ -525,18 +613,9 @@ export class JobService {
       complete,
       counts,
       items,
-      tasks: tasks.map((t) => ({
-        id: t.id,
-        index: t.idx,
-        kind: t.kind,
-        status: t.status,
-        result: parseJson(t.result, null),
-        error: t.error,
-        artifact_ids: artifacts.filter((a) => a.task_id === t.id).map((a) => a.id),
-        ...resultQuality(t),
-      })),
+      tasks,
       aggregate: aggregated,
-      artifact_ids: artifacts.map((a) => a.id),
+      artifact_ids: artifacts,
       next_cursor: next,
       summary: { status: row.status, total: counts.total, succeeded: counts.succeeded, failed: counts.failed, cancelled: counts.cancelled, error: row.error },
       aggregate_result: aggregated,
@@ -548,6 +627,49 @@ export class JobService {
       output_persisted: isTerminal(row.status),
       meta: request.meta,
       variant: request.variant ?? null,
+    };
+  }
+
+  /**
+   * A task's entries in `items`: one, or one per item of a batched task. A batched item's result
+   * is its own entry of the task's result (an array with one per item, or {"results": [...]}),
+   * else null: the whole result is in the task's entry, once, never copied into each item.
+   */
+  private resultItems(task: TaskRow, base: TaskBase | undefined, sizes: { item: number; directives: number } | undefined): Results['items'] {
+    const shown = this.shownPayload(base, sizes, task);
+    const result = parseJson<unknown>(task.result, null);
+    const marker = shown.composed ? {} : { payload_composed: false };
+    const batch = shown.payload._batch as { first_item?: unknown; items?: unknown } | undefined;
+    if (!batch || typeof batch.first_item !== 'number' || !Array.isArray(batch.items))
+      return [{ index: task.idx, task_id: task.id, status: task.status, payload: shown.payload, ...marker, result, error: task.error }];
+    const first = batch.first_item;
+    const perItem = Array.isArray(result)
+      ? result
+      : Array.isArray((result as { results?: unknown } | null)?.results)
+        ? (result as { results: unknown[] }).results
+        : undefined;
+    const own = perItem && perItem.length === batch.items.length ? perItem : undefined;
+    return batch.items.map((itemPayload, i) => ({
+      index: first + i,
+      task_id: task.id,
+      status: task.status,
+      payload: itemPayload,
+      ...marker,
+      result: own ? (own[i] ?? null) : null,
+      error: task.error,
+    }));
+  }
+
+  private resultTask(task: TaskRow, artifactIds: string[]): Results['tasks'][number] {
+    return {
+      id: task.id,
+      index: task.idx,
+      kind: task.kind,
+      status: task.status,
+      result: parseJson(task.result, null),
+      error: task.error,
+      artifact_ids: artifactIds,
+      ...resultQuality(task),
     };
   }
 
@@ -657,15 +779,16 @@ export function artifactDocument(row: ArtifactRow): Artifact {
 }
 
 /** Per-type summaries, over every task of a job (read one at a time): sweep → result per grid point; benchmark → per strategy; map_reduce → the reduce result. */
-function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: (task: TaskRow) => Record<string, unknown>): unknown {
+function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: (task: TaskRow) => Record<string, unknown>, withResults: boolean): unknown {
+  const omitted = withResults ? {} : { results_omitted: true };
   // Rows are read only for the types that aggregate (an open iterator keeps the connection busy).
   if (type === 'structured_runner') return null;
   const tasks = rows();
   switch (type) {
     case 'sweep': {
       const points: Array<{ params: unknown; status: TaskStatus; result: unknown }> = [];
-      for (const t of tasks) points.push({ params: payloadOf(t).params ?? null, status: t.status, result: parseJson(t.result, null) });
-      return { points };
+      for (const t of tasks) points.push({ params: payloadOf(t).params ?? null, status: t.status, result: withResults ? parseJson(t.result, null) : null });
+      return { points, ...omitted };
     }
     case 'map_reduce': {
       let reduce: { status: TaskStatus; result: unknown; error: string | null } | null = null;
@@ -695,7 +818,7 @@ function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: 
         entry.runs++;
         if (task.status === 'succeeded') entry.succeeded++;
         const result = parseJson<unknown>(task.result, null);
-        entry.results.push(result);
+        if (withResults) entry.results.push(result);
         if (task.started_at && task.finished_at) pushTo(durations, strategy, (Date.parse(task.finished_at) - Date.parse(task.started_at)) / 1000);
         if (result && typeof result === 'object' && !Array.isArray(result)) {
           const metrics = numbers.get(strategy) ?? new Map<string, number[]>();
@@ -714,7 +837,7 @@ function aggregate(type: Job['type'], rows: () => Iterable<TaskRow>, payloadOf: 
           };
         }
       }
-      return { strategies };
+      return { strategies, ...omitted };
     }
     default:
       return null;

@@ -10,6 +10,13 @@ export const MAX_TASKS = 100_000;
  */
 export const MAX_TASK_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Most bytes of payload one task may receive, as its container gets it: the job's base merged
+ * under each of its items (a batched task gets the base once per item). Sized from the
+ * request's shape before it is accepted, and checked again before a stored task is composed.
+ */
+export const MAX_TASK_PAYLOAD_BYTES = 16 * 1024 * 1024;
+
 /** What every task of a job shares, stored once with the job. */
 export interface TaskBase {
   /** The payload each item starts from; the item's own fields are merged over it. */
@@ -36,6 +43,8 @@ export interface JobPlan {
   count: number;
   /** About how many bytes the task parts take as JSON (the base not included). */
   bytes: number;
+  /** At most how many bytes of payload one task receives (its base and its part, composed). */
+  taskPayloadBytes: number;
   base: TaskBase;
   tasks(): Generator<PlannedTask>;
 }
@@ -49,10 +58,25 @@ export function composePayload(base: TaskBase, part: TaskPart): Record<string, u
   return { ...(part.onto === 'directives' ? base.directives : base.item), ...part.merge };
 }
 
+/**
+ * The bytes of a task's composed payload, from the sizes of its parts (nothing is built): a
+ * batched task gets the base item once per item. An upper bound (keys an item overrides count twice).
+ */
+export function composedPayloadBytes(sizes: { item: number; directives: number }, part: { bytes: number; items: number; batched: boolean }): number {
+  return part.batched ? sizes.directives + part.bytes + part.items * sizes.item : sizes.item + part.bytes;
+}
+
+/** The sizes `composedPayloadBytes` needs, of a job's stored base. */
+export function taskBaseSizes(base: TaskBase): { item: number; directives: number } {
+  return { item: jsonBytes(base.item), directives: jsonBytes(base.directives) };
+}
+
 /** The items of a job before batching: how many, their size, and a way to make them. */
 interface ItemSource {
   count: number;
   bytes: number;
+  /** The largest item's bytes (what one task's items can take, with the batch size). */
+  maxItemBytes: number;
   /** The request field that makes the items (named when there are too many). */
   field: string;
   base: Record<string, unknown>;
@@ -72,18 +96,19 @@ export function planJob(request: JobRequest): JobPlan {
     throw new HttpError(422, 'invalid_job', 'use batch_size or batch_per_task, not both', 'batch_per_task');
   }
   const batch = request.batch_size ?? request.batch_per_task;
+  const batchField = request.batch_size !== undefined ? 'batch_size' : 'batch_per_task';
   const directives = keepDirectives(request.payload);
   const command = request.runner_command;
   switch (request.type) {
     case 'structured_runner':
-      return checked(batched(fanOutItems(request), batch, directives, 'task', command));
+      return checked(batched(fanOutItems(request), batch, directives, 'task', command, batchField));
     case 'sweep':
       if (request.fan_out) throw new HttpError(422, 'invalid_job', 'a sweep fans out over its grid: drop fan_out', 'fan_out');
-      return checked(batched(gridItems(request.payload), batch, directives, 'task', command));
+      return checked(batched(gridItems(request.payload), batch, directives, 'task', command, batchField));
     case 'map_reduce': {
       if (!request.reduce_command)
         throw new HttpError(422, 'invalid_job', 'map_reduce needs reduce_command (the command that gets all map results)', 'reduce_command');
-      const maps = batched(fanOutItems(request), batch, directives, 'map', command);
+      const maps = batched(fanOutItems(request), batch, directives, 'map', command, batchField);
       const reduce: PlannedTask = { kind: 'reduce', part: { merge: {}, onto: 'directives' }, items: 1, command: request.reduce_command };
       return checked({
         ...maps,
@@ -107,6 +132,7 @@ function fanOutItems(request: JobRequest): ItemSource {
     return {
       count: 1,
       bytes: 2,
+      maxItemBytes: 2,
       field: 'payload',
       base,
       *parts() {
@@ -123,10 +149,18 @@ function fanOutItems(request: JobRequest): ItemSource {
         throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} must be an array to fan out over`, `payload.${field}`);
       if (values.length === 0) throw new HttpError(422, 'invalid_fan_out', `fan_out.by: payload.${field} is empty`, `payload.${field}`);
       checkItems(values.length, `payload.${field}`);
+      let bytes = 0;
+      let maxItemBytes = 0;
+      for (const value of values) {
+        const itemBytes = jsonBytes(value ?? null) + field.length + 4;
+        bytes += itemBytes;
+        maxItemBytes = Math.max(maxItemBytes, itemBytes);
+      }
       // The array itself is not part of any item: the base keeps only its key (for the key order).
       return {
         count: values.length,
-        bytes: jsonBytes(values) + values.length * (field.length + 4),
+        bytes,
+        maxItemBytes,
         field: `payload.${field}`,
         base: { ...base, [field]: null },
         *parts() {
@@ -134,23 +168,28 @@ function fanOutItems(request: JobRequest): ItemSource {
         },
       };
     }
-    case 'items':
+    case 'items': {
       checkItems(shape.items.length, 'fan_out.items');
+      const sizes = shape.items.map((item) => jsonBytes(item) + 1);
       return {
         count: shape.items.length,
-        bytes: jsonBytes(shape.items),
+        bytes: sizes.reduce((a, b) => a + b, 0),
+        maxItemBytes: sizes.reduce((a, b) => Math.max(a, b), 0),
         field: 'fan_out.items',
         base: keepDirectives(base),
         *parts() {
           yield* shape.items;
         },
       };
+    }
     case 'chunks': {
       const size = Math.ceil(shape.total / shape.chunks);
       const count = Math.ceil(shape.total / size);
+      const itemBytes = shape.rangeField.length + 2 * String(shape.total).length + 24;
       return {
         count,
-        bytes: count * (shape.rangeField.length + 2 * String(shape.total).length + 24),
+        bytes: count * itemBytes,
+        maxItemBytes: itemBytes,
         field: 'fan_out.chunks',
         base,
         *parts() {
@@ -177,11 +216,17 @@ function gridItems(payload: Record<string, unknown>): ItemSource {
   if (size > MAX_TASKS) throw new HttpError(422, 'invalid_job', `the grid has ${size} points; at most ${MAX_TASKS} per job`, 'payload.grid');
   // Each value of a parameter appears in size / (its count of values) points.
   const bytes = entries.reduce((sum, [param, values]) => sum + (jsonBytes(values) + values.length * (param.length + 4)) * (size / values.length), size * 12);
+  // A point's `{"params": {...}}`: each parameter's largest value at most.
+  const maxItemBytes = entries.reduce(
+    (sum, [param, values]) => sum + param.length + 4 + values.reduce((max: number, v) => Math.max(max, jsonBytes(v ?? null)), 0),
+    12,
+  );
   const { grid: _grid, ...rest } = payload;
   void _grid;
   return {
     count: size,
     bytes,
+    maxItemBytes,
     field: 'payload.grid',
     base: rest,
     *parts() {
@@ -219,16 +264,20 @@ function benchmark(payload: Record<string, unknown>, directives: Record<string, 
     );
   }
   let bytes = 0;
+  let maxItemBytes = 0;
   for (const [strategy, strategyPayload] of entries) {
     if (strategyPayload === null || typeof strategyPayload !== 'object' || Array.isArray(strategyPayload)) {
       throw new HttpError(422, 'invalid_job', `payload.strategies.${strategy} must be an object (that strategy's payload)`, `payload.strategies.${strategy}`);
     }
-    bytes += (jsonBytes(strategyPayload) + strategy.length + 48) * repeats;
+    const itemBytes = jsonBytes(strategyPayload) + strategy.length + 48;
+    bytes += itemBytes * repeats;
+    maxItemBytes = Math.max(maxItemBytes, itemBytes);
   }
   const extra = command ? { command } : {};
   return {
     count,
     bytes,
+    taskPayloadBytes: composedPayloadBytes({ item: jsonBytes(directives), directives: 0 }, { bytes: maxItemBytes, items: 1, batched: false }),
     base: { item: directives, directives },
     *tasks() {
       for (const [strategy, strategyPayload] of entries) {
@@ -247,13 +296,16 @@ function batched(
   directives: Record<string, unknown>,
   kind: 'task' | 'map',
   command: string[] | undefined,
-): JobPlan & { field: string } {
+  batchField: 'batch_size' | 'batch_per_task',
+): JobPlan & { field: string; batchField?: string } {
   const extra = command ? { command } : {};
   const base: TaskBase = { item: source.base, directives };
+  const sizes = taskBaseSizes(base);
   if (batch === undefined || batch <= 1) {
     return {
       count: source.count,
       bytes: source.bytes,
+      taskPayloadBytes: composedPayloadBytes(sizes, { bytes: source.maxItemBytes, items: 1, batched: false }),
       field: source.field,
       base,
       *tasks() {
@@ -262,9 +314,13 @@ function batched(
     };
   }
   const count = Math.ceil(source.count / batch);
+  // The fullest batch: `perTask` items, none larger than the largest, all of them at most.
+  const perTask = Math.min(batch, source.count);
   return {
     count,
     bytes: source.bytes + count * 80,
+    taskPayloadBytes: composedPayloadBytes(sizes, { bytes: Math.min(source.bytes, perTask * source.maxItemBytes) + 80, items: perTask, batched: true }),
+    batchField,
     field: source.field,
     base,
     *tasks() {
@@ -291,8 +347,20 @@ function batched(
 }
 
 /** Refuses a plan over the task or byte caps, naming the field that made it so large. */
-function checked(plan: JobPlan & { field?: string }): JobPlan {
+function checked(plan: JobPlan & { field?: string; batchField?: string }): JobPlan {
   const field = plan.field ?? 'payload.strategies';
+  if (plan.taskPayloadBytes > MAX_TASK_PAYLOAD_BYTES) {
+    const batchedNote = plan.batchField
+      ? `a batched task gets the payload merged under each of its items: lower ${plan.batchField}, or move what items share out of the payload (into a file or a dependency's artifact)`
+      : `make ${field} smaller, or move what tasks share into a file or a dependency's artifact`;
+    throw new HttpError(
+      422,
+      'task_payload_too_large',
+      `each task would receive up to about ${mib(plan.taskPayloadBytes)} of payload; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} per task: ${batchedNote}`,
+      plan.batchField ?? field,
+      { limit_bytes: MAX_TASK_PAYLOAD_BYTES, task_payload_bytes: plan.taskPayloadBytes },
+    );
+  }
   if (plan.count > MAX_TASKS) {
     throw new HttpError(422, 'invalid_job', `${plan.count} tasks; at most ${MAX_TASKS} per job: group items with batch_size, or split the job`, field);
   }
@@ -316,7 +384,7 @@ function checkItems(count: number, field: string): void {
 }
 
 /** The length of a value as JSON (its UTF-16 length: near enough to its UTF-8 bytes for a cap). */
-function jsonBytes(value: unknown): number {
+export function jsonBytes(value: unknown): number {
   return JSON.stringify(value).length;
 }
 

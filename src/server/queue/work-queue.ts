@@ -11,6 +11,7 @@ import { newId } from '../ids.js';
 import type { Layout } from '../layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.js';
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
+import { MAX_TASK_PAYLOAD_BYTES, mib } from '../planner.js';
 import type { ProjectService } from '../projects.js';
 import { StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
 
@@ -203,10 +204,20 @@ export class WorkQueue {
     // other machines (the next step), it waits for one that can.
     const problem = gpus ? gpuProblem(offer, cuda) : undefined;
     if (problem) throw new Error(problem);
-    let payload = jobs.payloadOf(jobs.taskBase(job), task);
-    const resolved = this.resolveDirectives(payload, job.project);
-    payload = resolved.payload;
-    if (task.kind === 'reduce') payload = { ...payload, map_results: jobs.mapResults(job.id) };
+    // Sized before it is built: a task whose composed payload is over the cap fails, naming it.
+    const composed = jobs.runPayload(job, task);
+    if ('error' in composed) throw new Error(composed.error);
+    const resolved = this.resolveDirectives(composed.payload, job.project);
+    let payload = resolved.payload;
+    if (task.kind === 'reduce') {
+      // The map results reach the reduce task in its payload: sized (by the database) before they are read.
+      const mapBytes = jobs.resultBytes(job.id, 'map');
+      if (mapBytes > MAX_TASK_PAYLOAD_BYTES)
+        throw new Error(
+          `the map tasks' results are about ${mib(mapBytes)} together; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} reach the reduce task in payload.map_results: have the maps write big outputs to /artifacts and return their names`,
+        );
+      payload = { ...payload, map_results: jobs.mapResults(job.id) };
+    }
     const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
     const lease: Lease = {
       id: newId('lease'),
@@ -241,6 +252,8 @@ export class WorkQueue {
     if (artifacts) {
       const paths: Record<string, string> = {};
       for (const [name, spec] of Object.entries(artifacts)) {
+        // Checked at submit too (depends_on); again here for jobs stored before that check.
+        if (!jobs.projectJob(spec.job_id, projectName)) throw new Error(`_artifacts.download.${name}: no job "${spec.job_id}" in project "${projectName}"`);
         const candidates = jobs.artifacts({ jobId: spec.job_id });
         const wanted = spec.artifact;
         const match =
@@ -266,6 +279,13 @@ export class WorkQueue {
           if (!row) throw new Error(`_shared.resolve.${name}: project ${projectName} has no kv key "${spec.kv}"`);
           values[name] = JSON.parse(row.value);
         } else if (spec.job !== undefined) {
+          if (!jobs.projectJob(spec.job, projectName)) throw new Error(`_shared.resolve.${name}: no job "${spec.job}" in project "${projectName}"`);
+          // The whole results document of the job goes into this task's payload: sized first.
+          const bytes = jobs.resultBytes(spec.job);
+          if (bytes > MAX_TASK_PAYLOAD_BYTES)
+            throw new Error(
+              `_shared.resolve.${name}: job ${spec.job}'s results are about ${mib(bytes)}; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} can be resolved into a payload: have it write big outputs to /artifacts and download them with _artifacts.download`,
+            );
           const results = this.resultsOf(spec.job);
           values[name] = spec.path ? pick(results, spec.path) : results;
         }
