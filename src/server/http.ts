@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { DomainError, type ProblemKind } from './errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from './limits.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
@@ -19,6 +20,21 @@ export class HttpError extends Error {
     super(message);
   }
 }
+
+/** The one table from a service's problem to the HTTP status that answers it. */
+export const STATUS_OF_PROBLEM: Record<ProblemKind, number> = {
+  malformed: 400,
+  unauthorized: 401,
+  'payment-required': 402,
+  'not-found': 404,
+  conflict: 409,
+  gone: 410,
+  'too-large': 413,
+  'unsupported-media-type': 415,
+  invalid: 422,
+  unavailable: 503,
+  'insufficient-storage': 507,
+};
 
 export interface RouteContext {
   req: IncomingMessage;
@@ -102,6 +118,7 @@ export class Router {
   /** The answer for an error: the client's fault as a 4xx; anything else a 500 that shows no internals. */
   private answerFor(error: unknown, req: IncomingMessage): HttpError {
     if (error instanceof HttpError) return new HttpError(error.status, error.code, this.redact(error.message), error.field, error.extra);
+    if (error instanceof DomainError) return new HttpError(STATUS_OF_PROBLEM[error.kind], error.code, this.redact(error.message), error.field, error.extra);
     const code = (error as NodeJS.ErrnoException | undefined)?.code;
     if (code === 'ENAMETOOLONG') return new HttpError(400, 'name_too_long', `a name in the request is too long: at most ${MAX_NAME_BYTES} bytes`);
     const reference = randomBytes(4).toString('hex');
