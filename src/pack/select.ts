@@ -115,7 +115,8 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
     const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
     const dirents = readdirSync(absoluteDir, { withFileTypes: true });
     for (const dirent of dirents) {
-      await pace();
+      const wait = pace();
+      if (wait) await wait;
       const rel = relativeDir === '' ? dirent.name : `${relativeDir}/${dirent.name}`;
       if (limits) checkTreeLimits(limits, rel, dirent.isDirectory() ? depth + 1 : depth, dirent.isSymbolicLink() ? ++symlinks : 0);
       if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) continue;

@@ -157,7 +157,8 @@ export class StatCache {
     const misses: number[] = [];
     const pace = pacer(); // the server hashes pushed trees: never hold its event loop long
     for (let index = 0; index < files.length; index++) {
-      await pace();
+      const wait = pace();
+      if (wait) await wait;
       const file = files[index]!;
       const stat = fs.statSync(file.absolute);
       const at = index * STAT_FIELDS;

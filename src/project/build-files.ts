@@ -111,7 +111,8 @@ async function walkDirectory(
   // Sync on purpose: a build folder can hold 20,000 files, and a warm `project hash` is mostly this walk.
   const entries = readdirSync(absolute, { withFileTypes: true });
   for (const entry of entries) {
-    await pace();
+    const wait = pace();
+    if (wait) await wait;
     const childRel = relative === '.' ? entry.name : `${relative}/${entry.name}`;
     const childAbs = `${absolute}/${entry.name}`;
     if (entry.isSymbolicLink()) {
