@@ -11,7 +11,14 @@ import type { ApiClient } from './api/client.js';
 import type { ConnectFlags } from './api/connect.js';
 
 export interface Clock {
+  /** Wall-clock milliseconds since the epoch (stored times). */
   now(): number;
+  /**
+   * Milliseconds on a clock that never jumps (it does not follow wall-clock changes, and stands
+   * still while the machine is suspended): for how long something has been held, such as a
+   * lease. A clock without it measures with `now`.
+   */
+  elapsed?(): number;
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
@@ -52,6 +59,7 @@ export interface Context {
 
 export const systemClock: Clock = {
   now: () => Date.now(),
+  elapsed: () => performance.now(),
   sleep: (ms, signal) =>
     new Promise((resolve, reject) => {
       if (signal?.aborted) {

@@ -42,7 +42,7 @@ afterEach(() => {
   for (const db of opened.splice(0)) db.close();
 });
 
-async function setup(dataDir?: string): Promise<Setup> {
+async function setup(dataDir?: string, clock: Setup['clock'] = manualClock()): Promise<Setup> {
   const dir = dataDir ?? (await tempDir('cycle-queue-'));
   const layout = dataLayout(dir);
   await fs.mkdir(layout.dataDir, { recursive: true });
@@ -65,7 +65,6 @@ async function setup(dataDir?: string): Promise<Setup> {
   let wakes = 0;
   let queue: WorkQueue | undefined;
   const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => true, onSubmitted: () => queue?.kick() });
-  const clock = manualClock();
   queue = new WorkQueue({ db, events: eventLog, states, jobs, projects, layout, clock, log: () => undefined, leaseMs: LEASE_MS });
   queue.onWork(() => wakes++);
   const revoked: Setup['revoked'] = [];
@@ -212,6 +211,26 @@ describe('the work queue', () => {
     const [again] = await s.queue.lease(OFFER, 1);
     expect(again).toMatchObject({ taskId: lease!.taskId, attempt: 2 });
     expect(s.log(lease!.taskId)).toContain('--- attempt 2 ---');
+  });
+
+  it('a lease runs on the clock that never jumps: a wall-clock jump (a suspended laptop, a clock change) expires nothing', async () => {
+    const wall = manualClock();
+    let held = 0;
+    // The wall clock jumps an hour; the elapsed clock (performance.now on a real server) moves 1 s.
+    const s = await setup(undefined, Object.assign(wall, { elapsed: () => held }));
+    await s.submit({});
+    const [lease] = await s.queue.lease(OFFER, 1);
+    wall.advance(3_600_000);
+    held += 1000;
+    await settle();
+    await s.queue.renew(lease!.id);
+    expect(s.task(lease!.taskId)).toMatchObject({ status: 'running', attempt: 1 });
+    expect(s.revoked).toEqual([]);
+    held += LEASE_MS;
+    // Past its life on the elapsed clock it does expire: the next request sweeps it and leases the task again.
+    const [again] = await s.queue.lease(OFFER, 1);
+    expect(s.revoked).toEqual([{ leaseId: lease!.id, why: 'expired' }]);
+    expect(again).toMatchObject({ taskId: lease!.taskId, attempt: 2 });
   });
 
   it('a report or outcome on an expired lease is refused: the task keeps the one outcome of its current lease', async () => {

@@ -19,7 +19,7 @@ export interface Lease {
   jobId: string;
   /** Which attempt of the task this is (1 on the first run). */
   attempt: number;
-  /** When the lease ends unless renewed (ms, on the queue's clock). */
+  /** When the lease ends unless renewed (ms, on the clock that never jumps: `Clock.elapsed`). */
   expiresAt: number;
   /** How often the worker renews it: well within its life. */
   renewEveryMs: number;

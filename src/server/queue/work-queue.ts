@@ -120,6 +120,15 @@ export class WorkQueue {
     for (const listener of this.workListeners) listener();
   }
 
+  /**
+   * Lease times run on the clock that never jumps: a laptop suspended while its own server runs
+   * a task (or a wall-clock change) must not expire the in-process worker's leases on waking.
+   */
+  private elapsed(): number {
+    const { clock } = this.options;
+    return clock.elapsed ? clock.elapsed() : clock.now();
+  }
+
   /** Leases now out (a shutdown says how many tasks it stops). */
   get leasedCount(): number {
     return this.held.size;
@@ -224,7 +233,7 @@ export class WorkQueue {
       taskId: task.id,
       jobId: job.id,
       attempt: task.attempt,
-      expiresAt: this.options.clock.now() + this.leaseMs,
+      expiresAt: this.elapsed() + this.leaseMs,
       renewEveryMs: Math.max(1, Math.floor(this.leaseMs / 3)),
       project: job.project,
       revision,
@@ -313,7 +322,7 @@ export class WorkQueue {
   /** Extends a lease; says whether its job was cancelled (a remote worker hears of a cancel this way). */
   async renew(leaseId: string): Promise<{ expiresAt: number; cancel: boolean }> {
     const held = this.current(leaseId);
-    held.lease.expiresAt = this.options.clock.now() + this.leaseMs;
+    held.lease.expiresAt = this.elapsed() + this.leaseMs;
     this.scheduleSweep();
     return { expiresAt: held.lease.expiresAt, cancel: this.options.jobs.row(held.job.id)?.cancel_requested === 1 };
   }
@@ -405,7 +414,7 @@ export class WorkQueue {
    * lease request, so a late report is refused however the clocks line up.
    */
   expireDue(): void {
-    const at = this.options.clock.now();
+    const at = this.elapsed();
     for (const held of [...this.held.values()]) {
       if (held.lease.expiresAt > at) continue;
       this.endLease(held);
@@ -432,7 +441,7 @@ export class WorkQueue {
   /** The lease, if it is still current (expired ones end first); else StaleLease. */
   private current(leaseId: string): Held {
     const held = this.held.get(leaseId);
-    if (held && held.lease.expiresAt <= this.options.clock.now()) this.expireDue();
+    if (held && held.lease.expiresAt <= this.elapsed()) this.expireDue();
     const still = this.held.get(leaseId);
     if (!still) throw new StaleLease(leaseId, 'it expired, was given back or revoked, or its task already has an outcome');
     return still;
@@ -465,7 +474,7 @@ export class WorkQueue {
     const earliest = Math.min(...[...this.held.values()].map((h) => h.lease.expiresAt));
     const sweep = new AbortController();
     this.sweep = sweep;
-    this.options.clock.sleep(Math.max(0, earliest - this.options.clock.now()), sweep.signal).then(
+    this.options.clock.sleep(Math.max(0, earliest - this.elapsed()), sweep.signal).then(
       () => {
         if (this.sweep === sweep) this.expireDue();
       },
