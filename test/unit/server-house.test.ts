@@ -1,6 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { DomainError, type ProblemKind } from '../../src/server/errors.js';
+import { Router, STATUS_OF_PROBLEM } from '../../src/server/http.js';
 
 /**
  * docs/design.md, "Typed errors": the server's services speak the domain (errors.ts's
@@ -45,5 +49,43 @@ describe("the server's house: services speak the domain, HTTP speaks HTTP", () =
       .filter((name) => !WIRING.has(name))
       .filter((name) => /from '(\.\.?\/)+(http|http-[a-z]+|app)\.js'/.test(fs.readFileSync(path.join(SERVER, name), 'utf8')));
     expect(offenders).toEqual([]);
+  });
+});
+
+describe('the one table from a domain error to an HTTP answer', () => {
+  it('answers each kind with its status, and the code, message, field and extra as thrown', async () => {
+    const router = new Router({ token: 'secret-token', log: () => {}, hostPaths: ['/data/dir'] });
+    router.add('GET', '/problem/:kind', (ctx) => {
+      const kind = ctx.params.kind as ProblemKind;
+      throw new DomainError(
+        kind,
+        `code_${kind}`,
+        `refused (${kind}) under /data/dir/x`,
+        'some.field',
+        kind === 'payment-required' ? { quote: { usd: 1 } } : undefined,
+      );
+    });
+    const server = http.createServer((req, res) => void router.handle(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const kinds = Object.keys(STATUS_OF_PROBLEM) as ProblemKind[];
+      expect(kinds).toHaveLength(12);
+      for (const kind of kinds) {
+        const answer = await fetch(`http://127.0.0.1:${port}/problem/${kind}`, { headers: { authorization: 'Bearer secret-token' } });
+        expect([kind, answer.status]).toEqual([kind, STATUS_OF_PROBLEM[kind]]);
+        const body = (await answer.json()) as Record<string, unknown>;
+        expect(body).toEqual({
+          error: { code: `code_${kind}`, message: `refused (${kind}) under <data-dir>/x`, field: 'some.field' },
+          ...(kind === 'payment-required' ? { quote: { usd: 1 } } : {}),
+        });
+        if (kind === 'unavailable') expect(answer.headers.get('retry-after')).toBe('1');
+      }
+      // A failure the server shows (extract_failed) is a 500 with its own words, not the opaque 'internal'.
+      expect(STATUS_OF_PROBLEM.failed).toBe(500);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
