@@ -1,6 +1,6 @@
 import type { Clock } from '../context.js';
 import { timestamp, type DB } from './db.js';
-import { HttpError } from './http.js';
+import { paymentRequired } from './errors.js';
 import { newId } from './ids.js';
 
 /**
@@ -229,8 +229,4 @@ export class Account {
         quote.created_at,
       );
   }
-}
-
-function paymentRequired(message: string, quote: Quote): HttpError {
-  return new HttpError(402, 'payment_required', message, undefined, { quote });
 }

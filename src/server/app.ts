@@ -3,21 +3,23 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../api/schemas.js';
-import type { EventLog, StreamGate } from './events.js';
-import { serveSse } from './events.js';
-import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, sendJsonStreamed, type RouteContext } from './http.js';
+import type { EventLog } from './events.js';
+import { serveSse, type StreamGate } from './http-sse.js';
+import { DomainError, gone, zodError } from './errors.js';
 import {
-  fingerprint,
-  intParam,
-  isTerminal,
-  OUTPUT_DEFAULT_TAIL,
-  OUTPUT_MAX_TAIL,
-  pageRequest,
-  zodError,
-  type JobRow,
-  type JobService,
-  type PreparedJob,
-} from './jobs.js';
+  contentDisposition,
+  declaredLength,
+  headerValue,
+  HttpError,
+  percentEncode,
+  readJson,
+  Router,
+  sendJson,
+  sendJsonStreamed,
+  type RouteContext,
+} from './http.js';
+import { intParam, pageRequest } from './http-paging.js';
+import { fingerprint, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, type JobRow, type JobService, type PreparedJob } from './jobs.js';
 import { feedbackRequestSchema, storeFeedback } from './feedback.js';
 import type { Account } from './account.js';
 import type { Clock } from '../context.js';
@@ -125,7 +127,7 @@ export function createRouter(options: AppOptions): Router {
     const result = await projects.push(name(ctx), ctx.req, {
       rebuild: flag(ctx.query.get('rebuild')),
       clean: flag(ctx.query.get('clean')),
-      declaredBytes: Number(ctx.req.headers['content-length'] ?? 0),
+      declaredBytes: declaredLength(ctx.req),
       ...(typeof header === 'string' ? { clientBuildHash: header } : {}),
     });
     sendJson(ctx.res, result.unchanged ? 200 : 201, result);
@@ -176,7 +178,8 @@ export function createRouter(options: AppOptions): Router {
           // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
           outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
-          if (!(error instanceof HttpError)) throw error;
+          // A refused entry (a domain error; HttpError while job validation still throws it) is answered in its place.
+          if (!(error instanceof DomainError) && !(error instanceof HttpError)) throw error;
           outcomes.push({
             index,
             ok: false,
@@ -268,7 +271,10 @@ export function createRouter(options: AppOptions): Router {
     });
   });
   router.add('POST', '/api/v1/artifacts', async (ctx) => {
-    const { document, created } = await options.uploads.upload(ctx.req);
+    const { document, created } = await options.uploads.upload(ctx.req, {
+      filename: headerValue(ctx.req, 'x-artifact-filename'),
+      declared: declaredLength(ctx.req),
+    });
     sendJson(ctx.res, created ? 201 : 200, document);
   });
   router.add('POST', '/api/v1/artifacts/direct', async (ctx) => {
@@ -283,10 +289,10 @@ export function createRouter(options: AppOptions): Router {
     // Opened without following a link and checked as a regular file: what the job left is never
     // a way to another host file.
     const handle = await fs.open(artifact.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK).catch(() => undefined);
-    if (!handle) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
+    if (!handle) throw gone('gone', `artifact ${artifact.id} is no longer stored`);
     try {
       const stat = await handle.stat();
-      if (!stat.isFile()) throw new HttpError(410, 'gone', `artifact ${artifact.id} is no longer stored`);
+      if (!stat.isFile()) throw gone('gone', `artifact ${artifact.id} is no longer stored`);
       // One range, `bytes=N-` or `bytes=N-M` (other forms are ignored: the whole file, as RFC 9110 allows).
       const range = /^bytes=(\d+)-(\d*)$/.exec(String(ctx.req.headers.range ?? ''));
       const start = range ? Number(range[1]) : 0;
@@ -336,7 +342,7 @@ export function createRouter(options: AppOptions): Router {
     sendJson(ctx.res, 200, { missing: await options.volumes.missing(await readJson(ctx.req, VOLUME_MANIFEST_LIMIT)) });
   });
   router.add('PUT', '/api/v1/volumes/blobs/:sha', async (ctx) => {
-    const blob = await options.volumes.putBlob(ctx.params.sha!, ctx.req);
+    const blob = await options.volumes.putBlob(ctx.params.sha!, ctx.req, declaredLength(ctx.req));
     sendJson(ctx.res, blob.stored ? 201 : 200, blob);
   });
   router.add('GET', '/api/v1/volumes/:name', (ctx) => sendJson(ctx.res, 200, { name: volumeName(ctx), files: options.volumes.files(volumeName(ctx)) }));

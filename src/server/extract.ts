@@ -7,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { errnoCode } from '../errors.js';
 import { COMPRESSION_ALLOWANCE_BYTES, DEFAULT_MAX_COMPRESSION_RATIO, DEFAULT_TREE_LIMITS, type TreeLimits } from './limits.js';
+import type { ProblemKind } from './errors.js';
 
 export interface ExtractLimits extends Partial<TreeLimits> {
   /** Total bytes of all files, hard-linked copies included. */
@@ -35,10 +36,10 @@ export class UnsafeTarball extends Error {
   }
 }
 
-/** Refused for its size rather than its shape: `status` is 413 (a limit on one push) or 507 (a disk quota). */
+/** Refused for its size rather than its shape: too large for one push, or past a disk quota of the server. */
 export class ExtractOverLimit extends UnsafeTarball {
   constructor(
-    readonly status: 413 | 507,
+    readonly kind: Extract<ProblemKind, 'too-large' | 'insufficient-storage'>,
     readonly code: string,
     message: string,
   ) {
@@ -131,7 +132,7 @@ async function feed(source: Readable, tree: TreeWriter): Promise<void> {
         if (tarBytes > maxTarBytes) throw new UnsafeTarball(`too large: more than ${maxTarBytes} bytes of tar`);
         if (tarBytes > allowance && tarBytes > ratio * gzipBytes) {
           throw new ExtractOverLimit(
-            413,
+            'too-large',
             'compression_ratio',
             `the archive expands more than ${ratio} times (${gzipBytes} bytes of gzip gave over ${tarBytes} bytes of tar), the server's compression-ratio limit against gzip bombs; if the project really compresses this well, the server's operator can raise it (${TREE_LIMIT_SETTINGS.maxCompressionRatio} N)`,
           );

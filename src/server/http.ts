@@ -1,9 +1,6 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { DomainError, type ProblemKind } from './errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from './limits.js';
 
@@ -34,6 +31,7 @@ export const STATUS_OF_PROBLEM: Record<ProblemKind, number> = {
   invalid: 422,
   unavailable: 503,
   'insufficient-storage': 507,
+  failed: 500,
 };
 
 export interface RouteContext {
@@ -59,6 +57,17 @@ export interface RouterOptions {
   log: (line: string) => void;
   /** Host paths (the data folder) that an error message must never show: replaced by a placeholder. */
   hostPaths: string[];
+}
+
+/** The length a request announced (`Content-Length`), 0 when it gave none: checked against a limit before its body is read. */
+export function declaredLength(req: IncomingMessage): number {
+  return Number(req.headers['content-length'] ?? 0);
+}
+
+/** A request header's first value (undefined when it is absent). */
+export function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name.toLowerCase()];
+  return Array.isArray(value) ? value[0] : value;
 }
 
 /** A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. */
@@ -437,27 +446,4 @@ export function createHttpServer(
     // Otherwise the server is still working on the answer (a long extraction): not the client's idleness.
   });
   return server;
-}
-
-/**
- * Streams a request body into a new file (`wx`: never over one that exists), counting and
- * hashing it as it arrives; past `maxBytes` it stops with a 413 carrying `tooLarge`.
- */
-export async function receiveBody(
-  req: Readable,
-  file: string,
-  options: { maxBytes: number; tooLarge: string; mode?: number },
-): Promise<{ size: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      size += chunk.length;
-      if (size > options.maxBytes) return callback(new HttpError(413, 'payload_too_large', options.tooLarge));
-      hash.update(chunk);
-      callback(null, chunk);
-    },
-  });
-  await pipeline(req, meter, createWriteStream(file, { flags: 'wx', ...(options.mode !== undefined ? { mode: options.mode } : {}) }));
-  return { size, sha256: hash.digest('hex') };
 }

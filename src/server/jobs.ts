@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import * as z from 'zod';
 import {
   jobRequestSchema,
   isTerminalJobStatus,
@@ -14,6 +13,7 @@ import {
 } from '../api/schemas.js';
 import type { Clock } from '../context.js';
 import { type DB, timestamp, parseJson } from './db.js';
+import { zodError } from './errors.js';
 import { HttpError } from './http.js';
 import type { Layout } from './layout.js';
 import {
@@ -133,26 +133,6 @@ interface ShownPayload {
 /** The bytes of `value` as JSON in UTF-8: what a page entry costs when sent. */
 function sentBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value) ?? 'null');
-}
-
-/** `?limit=&cursor=` of a paged route; a bad one is a 400 naming the parameter. */
-export function pageRequest(query: URLSearchParams): PageRequest {
-  const limit = intParam(query, 'limit', { min: 1, max: PAGE_MAX_LIMIT, fallback: PAGE_DEFAULT_LIMIT });
-  const cursor = query.get('cursor');
-  if (cursor !== null && !/^\d{1,9}$/.test(cursor))
-    throw new HttpError(400, 'invalid_request', `cursor must be the next_cursor of a previous page, got "${cursor.slice(0, 40)}"`, 'cursor');
-  return { cursor: cursor === null ? 0 : Number(cursor), limit, maxBytes: PAGE_MAX_BYTES };
-}
-
-/** An integer query parameter in a range; missing: the fallback; anything else: a 400 naming it. */
-export function intParam(query: URLSearchParams, name: string, range: { min: number; max: number; fallback: number }): number {
-  const text = query.get(name);
-  if (text === null) return range.fallback;
-  const value = Number(text);
-  if (!/^\d{1,15}$/.test(text) || value < range.min || value > range.max) {
-    throw new HttpError(400, 'invalid_request', `${name} must be an integer from ${range.min} to ${range.max}, got "${text.slice(0, 40)}"`, name);
-  }
-  return value;
 }
 
 /** The tasks of a whole request (a batch's jobs together) against the caps, before any is made. */
@@ -898,13 +878,6 @@ function checkDirectives(payload: Record<string, unknown>, dependsOn: string[], 
         throw new HttpError(422, 'invalid_job', `${where}._shared.resolve.${name}: job ${s.job} must be in depends_on`, 'depends_on');
     }
   }
-}
-
-export function zodError(error: z.ZodError): HttpError {
-  const issue = error.issues[0]!;
-  const field = issue.path.join('.');
-  const problems = error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`).join('; ');
-  return new HttpError(issue.code === 'unrecognized_keys' || issue.code === 'invalid_type' ? 400 : 422, 'invalid_request', problems, field || undefined);
 }
 
 export function fingerprint(method: string, path: string, body: unknown): string {

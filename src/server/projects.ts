@@ -17,7 +17,8 @@ import type { Clock } from '../context.js';
 import { type DB, timestamp, parseJson } from './db.js';
 import type { EventLog } from './events.js';
 import { ExtractFailed, ExtractOverLimit, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
-import { HttpError, receiveBody } from './http.js';
+import { DomainError, invalid, malformed, notFound, tooLarge } from './errors.js';
+import { receiveBody } from './receive.js';
 import type { Layout } from './layout.js';
 import { unknownVolumes } from './volumes.js';
 import { isCycleError } from '../errors.js';
@@ -115,7 +116,7 @@ export class ProjectService {
 
   requireActive(name: string): RevisionRow {
     const revision = this.active(name);
-    if (!revision) throw new HttpError(404, 'not_found', `no project "${name}": push it first (cycle project upload)`, 'project');
+    if (!revision) throw notFound(`no project "${name}": push it first (cycle project upload)`, 'project');
     return revision;
   }
 
@@ -129,9 +130,8 @@ export class ProjectService {
     flags: { rebuild: boolean; clean: boolean; clientBuildHash?: string; declaredBytes?: number },
   ): Promise<PushResponse> {
     const { layout, limits, db } = this.options;
-    if (flags.rebuild && flags.clean) throw new HttpError(422, 'invalid_flags', 'rebuild and clean cannot be used together', 'clean');
-    if ((flags.declaredBytes ?? 0) > limits.maxUploadBytes)
-      throw new HttpError(413, 'payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
+    if (flags.rebuild && flags.clean) throw invalid('invalid_flags', 'rebuild and clean cannot be used together', 'clean');
+    if ((flags.declaredBytes ?? 0) > limits.maxUploadBytes) throw tooLarge('payload_too_large', `the tarball is over the ${limits.maxUploadBytes}-byte limit`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const id = randomBytes(6).toString('hex');
     const upload = path.join(layout.tmp, `upload-${id}.tar.gz`);
@@ -141,7 +141,7 @@ export class ProjectService {
         maxBytes: limits.maxUploadBytes,
         tooLarge: `the tarball is over the ${limits.maxUploadBytes}-byte limit`,
       });
-      if (size === 0) throw new HttpError(400, 'empty_body', 'the request body is empty: send the project as a .tar.gz');
+      if (size === 0) throw malformed('empty_body', 'the request body is empty: send the project as a .tar.gz');
       const current = this.active(name);
       if (current && current.content_hash === contentHash && !flags.rebuild && !flags.clean) {
         return this.pushResponse(current, true, flags.clientBuildHash);
@@ -152,24 +152,22 @@ export class ProjectService {
       try {
         expanded = (await extractTarball(createReadStream(upload), tree, { ...limits, quota })).bytes;
       } catch (error) {
-        if (error instanceof ExtractOverLimit) throw new HttpError(error.status, error.code, `refused: ${error.message}`);
-        if (error instanceof UnsafeTarball) throw new HttpError(400, 'unsafe_tarball', `refused: ${error.message}`);
-        if (error instanceof ExtractFailed) throw new HttpError(500, 'extract_failed', error.message);
+        if (error instanceof ExtractOverLimit) throw new DomainError(error.kind, error.code, `refused: ${error.message}`);
+        if (error instanceof UnsafeTarball) throw malformed('unsafe_tarball', `refused: ${error.message}`);
+        if (error instanceof ExtractFailed) throw new DomainError('failed', 'extract_failed', error.message);
         throw error;
       }
       // The project is the tarball's root: never a folder above it (that is the server's own).
       const formats = await projectFormatsAt(tree);
       const [format] = formats;
       if (format === undefined) {
-        throw new HttpError(
-          422,
+        throw invalid(
           'invalid_project',
           `no project at the root of the tarball: it needs .cycleswap/ (with manifest.toml) or ${COMPUTALOT_MANIFEST_PATH} at its top level; pack the project folder itself (\`cycle project upload\` from inside it)`,
         );
       }
       if (formats.length > 1) {
-        throw new HttpError(
-          422,
+        throw invalid(
           'invalid_project',
           `the tarball has both .cycleswap/ and ${COMPUTALOT_MANIFEST_PATH} at its root; a project has one format: remove the one you do not use`,
         );
@@ -177,15 +175,14 @@ export class ProjectService {
       const check = await checkProjectAt(tree, format);
       if (!check.project) {
         const problems = check.diagnostics.filter((d) => d.severity === 'error').flatMap((d) => formatDiagnostic(d));
-        throw new HttpError(422, 'invalid_project', `the project is invalid:\n${problems.join('\n')}`);
+        throw invalid('invalid_project', `the project is invalid:\n${problems.join('\n')}`);
       }
       const project = check.project;
       if (project.format === 'cycleswap') {
         // The manifest's volumes are linked to this revision: each must be uploaded already.
         const [unknown, ...others] = unknownVolumes(db, project.manifest.main.volumes);
         if (unknown !== undefined) {
-          throw new HttpError(
-            422,
+          throw invalid(
             'unknown_volume',
             `[main].volumes names "${unknown}"${others.length ? ` (and ${others.map((v) => `"${v}"`).join(', ')})` : ''}, which this server does not have: upload it first with \`cycle volume upload DIR --name ${unknown}\`, or remove it from .cycleswap/manifest.toml`,
             'volumes',
@@ -263,7 +260,7 @@ export class ProjectService {
       bytes: Math.min(projectLeft, serverLeft),
       refusal: (expandedBytes) =>
         new ExtractOverLimit(
-          507,
+          'insufficient-storage',
           byProject ? 'project_quota_exceeded' : 'server_quota_exceeded',
           byProject
             ? `the push (${tarballBytes} bytes of tarball, ${expandedBytes > 0 ? `over ${expandedBytes}` : 'more'} bytes extracted) does not fit in project "${name}"'s quota of ${limits.projectQuotaBytes} bytes, of which its stored pushes take ${projectUsed}: free space with \`cycle server-gc\` (it drops old revisions), or ask the server's operator to raise it (cycle server --project-quota SIZE)`
@@ -474,7 +471,7 @@ export class ProjectService {
     const row = this.options.db.prepare('SELECT value, updated_at FROM kv WHERE project = ? AND key = ?').get(name, key) as
       | { value: string; updated_at: string }
       | undefined;
-    if (!row) throw new HttpError(404, 'not_found', `no key "${key}" in project "${name}"`, 'key');
+    if (!row) throw notFound(`no key "${key}" in project "${name}"`, 'key');
     return { project: name, key, value: JSON.parse(row.value), updated_at: row.updated_at };
   }
 
@@ -482,8 +479,8 @@ export class ProjectService {
     checkKey(key);
     this.requireActive(name);
     const text = JSON.stringify(value);
-    if (text === undefined) throw new HttpError(400, 'invalid_value', 'the value must be JSON', 'value');
-    if (Buffer.byteLength(text) > 64 * 1024) throw new HttpError(413, 'payload_too_large', 'kv values are small: at most 64 KiB of JSON', 'value');
+    if (text === undefined) throw malformed('invalid_value', 'the value must be JSON', 'value');
+    if (Buffer.byteLength(text) > 64 * 1024) throw tooLarge('payload_too_large', 'kv values are small: at most 64 KiB of JSON', 'value');
     const at = timestamp(this.options.clock);
     this.options.db
       .prepare(
@@ -533,5 +530,5 @@ export class ProjectService {
 }
 
 function checkKey(key: string): void {
-  if (!KV_KEY_PATTERN.test(key)) throw new HttpError(400, 'invalid_key', `invalid key "${key}": use 1-128 letters, digits, ".", "_" or "-"`, 'key');
+  if (!KV_KEY_PATTERN.test(key)) throw malformed('invalid_key', `invalid key "${key}": use 1-128 letters, digits, ".", "_" or "-"`, 'key');
 }

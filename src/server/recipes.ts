@@ -11,8 +11,7 @@ import { COMPUTALOT_MANIFEST_PATH } from '../project/paths.js';
 import { gzipDeterministic } from '../pack/gzip.js';
 import { selectFiles, toTarEntries } from '../pack/select.js';
 import { tarStream } from '../pack/tar.js';
-import { HttpError } from './http.js';
-import { zodError } from './jobs.js';
+import { DomainError, invalid, malformed, zodError } from './errors.js';
 import { recipeProject, type ProjectService } from './projects.js';
 
 /** The operator's description of a recipe, beside its project files. */
@@ -201,7 +200,7 @@ export class RecipeService {
       try {
         pushed = await this.options.projects.push(recipeProject(recipe.name), tarball, { rebuild: false, clean: false });
       } catch (error) {
-        if (error instanceof HttpError) throw recipeError(`${recipe.folder}: the recipe's project was refused: ${error.message}`, 'fix the project files');
+        if (error instanceof DomainError) throw recipeError(`${recipe.folder}: the recipe's project was refused: ${error.message}`, 'fix the project files');
         throw error;
       }
       this.options.log(`recipe ${recipe.name}: revision ${pushed.revision}${pushed.unchanged ? ' (unchanged)' : ''}`);
@@ -241,17 +240,16 @@ export class RecipeService {
    */
   jobRequest(body: unknown, route?: string): JobRequest {
     if (body === null || typeof body !== 'object' || Array.isArray(body))
-      throw new HttpError(400, 'invalid_request', 'send a JSON object: {"payload": {...}, "timeout_s": 300}');
+      throw malformed('invalid_request', 'send a JSON object: {"payload": {...}, "timeout_s": 300}');
     const named = 'recipe' in body ? body.recipe : undefined;
     if (route === undefined && (typeof named !== 'string' || named === ''))
-      throw new HttpError(400, 'invalid_request', 'recipe: expected a recipe name (GET /api/v1/recipes lists them)', 'recipe');
+      throw malformed('invalid_request', 'recipe: expected a recipe name (GET /api/v1/recipes lists them)', 'recipe');
     const recipe = this.require(route ?? String(named), route === undefined ? 'recipe' : 'name');
     if (route !== undefined && named !== undefined && named !== route)
-      throw new HttpError(422, 'invalid_job', `recipe: ${JSON.stringify(named)} differs from the route's recipe "${route}": leave recipe out here`, 'recipe');
+      throw invalid('invalid_job', `recipe: ${JSON.stringify(named)} differs from the route's recipe "${route}": leave recipe out here`, 'recipe');
     for (const [field, why] of Object.entries(NOT_FOR_RECIPES)) {
       if (field in body)
-        throw new HttpError(
-          422,
+        throw invalid(
           'invalid_job',
           `${field}: a recipe job does not take it, leave it out: ${why} (GET /api/v1/recipes/${recipe.name} shows what a ${recipe.name} job takes)`,
           field,
@@ -271,8 +269,7 @@ export class RecipeService {
     const first = problems[0] ?? { field: 'payload', message: 'does not match the schema' };
     const shown = problems.slice(0, 10).map((p) => `${p.field}: ${p.message}`);
     if (problems.length > shown.length) shown.push(`and ${problems.length - shown.length} more`);
-    throw new HttpError(
-      422,
+    throw invalid(
       'invalid_payload',
       `the payload does not match recipe ${recipe.name}'s schema: ${shown.join('; ')}. GET /api/v1/recipes/${recipe.name} shows the schema (cycle recipe show ${recipe.name})`,
       first.field,
@@ -283,8 +280,8 @@ export class RecipeService {
     const recipe = this.byName.get(name);
     if (!recipe) {
       const known = [...this.byName.keys()];
-      throw new HttpError(
-        404,
+      throw new DomainError(
+        'not-found',
         'recipe_not_found',
         `this server has no recipe "${name}" (GET /api/v1/recipes lists them; ${known.length ? `it has ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none: the operator registers them with cycle server --recipes DIR'})`,
         field,

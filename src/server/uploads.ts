@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Clock } from '../context.js';
 import { timestamp, type DB } from './db.js';
-import { HttpError, receiveBody } from './http.js';
+import { malformed, tooLarge } from './errors.js';
+import { receiveBody } from './receive.js';
 import type { Layout } from './layout.js';
 import { MAX_NAME_BYTES } from './limits.js';
 
@@ -47,14 +48,13 @@ export function uploadIdFor(sha256: string): string {
  * control character), `field` naming where it came from in the error.
  */
 export function checkUploadFilename(name: string | undefined, field: string): string {
-  if (name === undefined || name === '') throw new HttpError(400, 'invalid_filename', `${field} is missing: name the file, e.g. ${field}: data.csv`, field);
-  if (/[/\\]/.test(name))
-    throw new HttpError(400, 'invalid_filename', `${field} "${name}" has a path separator: send the file's name only, e.g. data.csv`, field);
+  if (name === undefined || name === '') throw malformed('invalid_filename', `${field} is missing: name the file, e.g. ${field}: data.csv`, field);
+  if (/[/\\]/.test(name)) throw malformed('invalid_filename', `${field} "${name}" has a path separator: send the file's name only, e.g. data.csv`, field);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) throw new HttpError(400, 'invalid_filename', `${field} has a control character: send a printable file name`, field);
-  if (name === '.' || name === '..') throw new HttpError(400, 'invalid_filename', `${field} "${name}" is not a file name`, field);
+  if (/[\u0000-\u001f\u007f]/.test(name)) throw malformed('invalid_filename', `${field} has a control character: send a printable file name`, field);
+  if (name === '.' || name === '..') throw malformed('invalid_filename', `${field} "${name}" is not a file name`, field);
   if (Buffer.byteLength(name) > MAX_NAME_BYTES)
-    throw new HttpError(400, 'invalid_filename', `${field} is ${Buffer.byteLength(name)} bytes long: at most ${MAX_NAME_BYTES}`, field);
+    throw malformed('invalid_filename', `${field} is ${Buffer.byteLength(name)} bytes long: at most ${MAX_NAME_BYTES}`, field);
   return name;
 }
 
@@ -63,17 +63,19 @@ export class UploadService {
   /** `clock`: where stored timestamps come from (the system's clock unless set). */
   constructor(private readonly options: { db: DB; layout: Layout; maxBytes: number; clock?: Clock }) {}
 
-  /** Streams the body to disk while hashing it; the same bytes stored once, under one id. */
-  async upload(req: IncomingMessage): Promise<{ document: UploadDocument; created: boolean }> {
+  /**
+   * Streams the body to disk while hashing it; the same bytes stored once, under one id.
+   * `filename` is as the client named it (`X-Artifact-Filename`), `declared` the length it announced.
+   */
+  async upload(body: Readable, sent: { filename: string | undefined; declared: number }): Promise<{ document: UploadDocument; created: boolean }> {
     const { layout, maxBytes } = this.options;
-    const header = req.headers['x-artifact-filename'];
-    const filename = checkUploadFilename(Array.isArray(header) ? header[0] : header, 'X-Artifact-Filename');
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > maxBytes) throw new HttpError(413, 'payload_too_large', `the artifact is ${declared} bytes, over the ${maxBytes}-byte limit`);
+    const filename = checkUploadFilename(sent.filename, 'X-Artifact-Filename');
+    const declared = sent.declared;
+    if (declared > maxBytes) throw tooLarge('payload_too_large', `the artifact is ${declared} bytes, over the ${maxBytes}-byte limit`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const temp = path.join(layout.tmp, `artifact-${randomBytes(6).toString('hex')}`);
     try {
-      const { size, sha256 } = await receiveBody(req, temp, { maxBytes, tooLarge: `the artifact is over the ${maxBytes}-byte limit`, mode: 0o600 });
+      const { size, sha256 } = await receiveBody(body, temp, { maxBytes, tooLarge: `the artifact is over the ${maxBytes}-byte limit`, mode: 0o600 });
       const existing = this.bySha(sha256);
       if (existing) return { document: uploadDocument(existing), created: false };
       const blob = layout.uploadBlob(sha256);
@@ -93,7 +95,7 @@ export class UploadService {
   direct(request: z.infer<typeof directUploadSchema>, baseUrl: string): Record<string, unknown> {
     const filename = checkUploadFilename(request.filename, 'filename');
     if (request.size > this.options.maxBytes)
-      throw new HttpError(413, 'payload_too_large', `size ${request.size} is over this server's ${this.options.maxBytes}-byte limit per artifact`, 'size');
+      throw tooLarge('payload_too_large', `size ${request.size} is over this server's ${this.options.maxBytes}-byte limit per artifact`, 'size');
     const existing = this.bySha(request.sha256);
     if (existing) return { exists: true, artifact_id: existing.id, artifact: uploadDocument(existing), upload_url: null };
     return {

@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import type { IncomingMessage } from 'node:http';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { volumeFilesRequestSchema, type VolumeFile, type VolumeSummary } from '../api/schemas.js';
 import { BUILTIN_VOLUME_PREFIX, VOLUME_NAME_PATTERN } from '../project/names.js';
 import type { Clock } from '../context.js';
 import { type DB, timestamp, parseJson } from './db.js';
-import { HttpError, receiveBody } from './http.js';
-import { zodError } from './jobs.js';
+import { invalid, malformed, notFound, tooLarge, zodError } from './errors.js';
+import { receiveBody } from './receive.js';
 import type { Layout } from './layout.js';
 
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -42,8 +42,7 @@ export class VolumeService {
 
   static checkName(name: string): string {
     if (!VOLUME_NAME_PATTERN.test(name))
-      throw new HttpError(
-        400,
+      throw malformed(
         'invalid_volume_name',
         `invalid volume name "${name}": expected 1-63 characters: lowercase letters, digits, ".", "_" or "-", starting with a letter or digit`,
         'name',
@@ -69,33 +68,30 @@ export class VolumeService {
     return [...missing];
   }
 
-  /** One blob, its bytes checked against the sha256 it is stored under. Already there: nothing is written. */
-  async putBlob(sha256: string, req: IncomingMessage): Promise<{ sha256: string; size: number; stored: boolean }> {
+  /**
+   * One blob, its bytes checked against the sha256 it is stored under. Already there: nothing is
+   * written (the body is drained). `declared` is the length the client announced.
+   */
+  async putBlob(sha256: string, body: Readable, declared: number): Promise<{ sha256: string; size: number; stored: boolean }> {
     const { layout, maxBlobBytes } = this.options;
     if (!SHA256_PATTERN.test(sha256))
-      throw new HttpError(400, 'invalid_sha256', `invalid blob name "${sha256}": expected a lowercase hex sha256 (64 characters)`, 'sha256');
+      throw malformed('invalid_sha256', `invalid blob name "${sha256}": expected a lowercase hex sha256 (64 characters)`, 'sha256');
     const target = layout.volumeBlob(sha256);
     if (await isFile(target)) {
-      req.resume();
+      body.resume();
       return { sha256, size: (await fs.stat(target)).size, stored: false };
     }
-    if (Number(req.headers['content-length'] ?? 0) > maxBlobBytes)
-      throw new HttpError(413, 'payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`);
+    if (declared > maxBlobBytes) throw tooLarge('payload_too_large', `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`);
     await fs.mkdir(layout.tmp, { recursive: true });
     const temp = path.join(layout.tmp, `blob-${randomBytes(6).toString('hex')}`);
     try {
-      const { size, sha256: digest } = await receiveBody(req, temp, {
+      const { size, sha256: digest } = await receiveBody(body, temp, {
         maxBytes: maxBlobBytes,
         tooLarge: `the file is over the ${maxBlobBytes}-byte limit for one file of a volume`,
         mode: 0o444,
       });
       if (digest !== sha256)
-        throw new HttpError(
-          422,
-          'checksum_mismatch',
-          `the body's sha256 is ${digest}, not ${sha256}: nothing was stored; send the file's exact bytes`,
-          'sha256',
-        );
+        throw invalid('checksum_mismatch', `the body's sha256 is ${digest}, not ${sha256}: nothing was stored; send the file's exact bytes`, 'sha256');
       await fs.mkdir(path.dirname(target), { recursive: true });
       await fs.rename(temp, target);
       this.options.log(`volume blob ${sha256.slice(0, 12)} stored (${size} bytes)`);
@@ -124,8 +120,7 @@ export class VolumeService {
     }
     const lacking = await this.missing({ files: sorted });
     if (lacking.length > 0) {
-      throw new HttpError(
-        422,
+      throw invalid(
         'missing_blobs',
         `${lacking.length} file${lacking.length === 1 ? '' : 's'} of the volume ${lacking.length === 1 ? 'is' : 'are'} not uploaded yet (sha256 ${lacking[0]!.slice(0, 12)}…): PUT /api/v1/volumes/blobs/<sha256> first (cycle volume upload does)`,
         'files',
@@ -179,7 +174,7 @@ export class VolumeService {
 
   private require(name: string): VolumeRow {
     const row = this.options.db.prepare('SELECT * FROM volumes WHERE name = ?').get(name) as VolumeRow | undefined;
-    if (!row) throw new HttpError(404, 'not_found', `no volume "${name}": upload it with \`cycle volume upload DIR --name ${name}\``, 'name');
+    if (!row) throw notFound(`no volume "${name}": upload it with \`cycle volume upload DIR --name ${name}\``, 'name');
     return row;
   }
 
@@ -225,22 +220,20 @@ function checkPaths(files: readonly VolumeFile[]): void {
   for (const [index, file] of files.entries()) {
     const parts = file.path.split('/');
     if (file.path.includes('\0') || file.path.includes('\\') || parts.some((part) => part === '' || part === '.' || part === '..')) {
-      throw new HttpError(
-        400,
+      throw malformed(
         'invalid_path',
         `files[${index}].path ${JSON.stringify(file.path)}: expected a relative path inside the volume ("a/b.txt": no leading "/", no "." or ".." parts, no "\\\\")`,
         `files.${index}.path`,
       );
     }
-    if (seen.has(file.path))
-      throw new HttpError(400, 'duplicate_path', `files[${index}].path ${JSON.stringify(file.path)} is listed twice`, `files.${index}.path`);
+    if (seen.has(file.path)) throw malformed('duplicate_path', `files[${index}].path ${JSON.stringify(file.path)} is listed twice`, `files.${index}.path`);
     seen.add(file.path);
   }
   for (const file of files) {
     const parts = file.path.split('/');
     for (let i = 1; i < parts.length; i++) {
       const folder = parts.slice(0, i).join('/');
-      if (seen.has(folder)) throw new HttpError(400, 'invalid_path', `"${folder}" is listed as a file and is also the folder of "${file.path}"`, 'files');
+      if (seen.has(folder)) throw malformed('invalid_path', `"${folder}" is listed as a file and is also the folder of "${file.path}"`, 'files');
     }
   }
 }

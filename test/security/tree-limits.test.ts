@@ -135,7 +135,7 @@ describe('a gzip bomb is refused by its compression ratio (Medium 3)', () => {
     expect(gz.length).toBeLessThan(256 * 1024);
     const outcome = await refusal(gz, { ...LIMITS, compressionAllowanceBytes: 1 << 20 });
     expect(outcome).toBeInstanceOf(ExtractOverLimit);
-    expect((outcome as ExtractOverLimit).status).toBe(413);
+    expect((outcome as ExtractOverLimit).kind).toBe('too-large');
     expect((outcome as ExtractOverLimit).code).toBe('compression_ratio');
     expect((outcome as Error).message).toMatch(/expands more than 200 times .*cycle server --max-compression-ratio/);
     await expect(fs.access(tree)).rejects.toThrow();
