@@ -98,9 +98,20 @@ export const recipeOfProject = (project: string): string | null =>
   project.startsWith(RECIPE_PROJECT_PREFIX) ? project.slice(RECIPE_PROJECT_PREFIX.length) : null;
 
 /** Projects: revisions from pushed tarballs, their images, readiness, and kv. */
+/** An extraction's refusal (a limit, a quota) as the domain's error. */
+function refused(error: ExtractOverLimit): DomainError {
+  return new DomainError(error.kind, error.code, `refused: ${error.message}`);
+}
+
+function sumBytes(pushes: ReadonlyArray<{ bytes: number }>): number {
+  return pushes.reduce((total, push) => total + push.bytes, 0);
+}
+
 export class ProjectService {
   private readonly building = new Map<string, Promise<string>>();
   private readonly loaded = new Map<string, Project>();
+  /** Pushes past their last quota check and not yet committed: counted against the quotas as stored. */
+  private readonly committing = new Set<{ project: string; contentHash: string; bytes: number }>();
 
   constructor(private readonly options: ProjectServiceOptions) {}
 
@@ -152,7 +163,7 @@ export class ProjectService {
       try {
         expanded = (await extractTarball(createReadStream(upload), tree, { ...limits, quota })).bytes;
       } catch (error) {
-        if (error instanceof ExtractOverLimit) throw new DomainError(error.kind, error.code, `refused: ${error.message}`);
+        if (error instanceof ExtractOverLimit) throw refused(error);
         if (error instanceof UnsafeTarball) throw malformed('unsafe_tarball', `refused: ${error.message}`);
         if (error instanceof ExtractFailed) throw new DomainError('failed', 'extract_failed', error.message);
         throw error;
@@ -191,45 +202,55 @@ export class ProjectService {
       }
       const buildHash = await this.buildHashOf(project);
       const bytes = size + expanded;
-      const manifestName = project.format === 'cycleswap' ? project.manifest.main.name : (project.manifest.name ?? null);
-      // Content-addressed: the same tarball is stored once.
-      await fs.mkdir(path.dirname(layout.tarball(contentHash)), { recursive: true });
-      await fs.rename(upload, layout.tarball(contentHash));
-      await fs.mkdir(path.dirname(layout.tree(contentHash)), { recursive: true });
-      await fs.rename(tree, layout.tree(contentHash)).catch(async (error: NodeJS.ErrnoException) => {
-        if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
-        await fs.rm(tree, { recursive: true, force: true }); // already there
-      });
-      const lastBuilt = this.buildRecord(name);
-      const number = this.options.events.transaction((record) => {
-        const at = timestamp(this.options.clock);
-        db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at) VALUES (?, NULL, ?)').run(name, at);
-        const next = ((db.prepare('SELECT MAX(number) AS n FROM revisions WHERE project = ?').get(name) as { n: number | null }).n ?? 0) + 1;
-        const ready = !flags.rebuild && !flags.clean && lastBuilt?.hash === buildHash;
-        db.prepare(
-          'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        ).run(
-          name,
-          next,
-          contentHash,
-          buildHash,
-          project.format,
-          manifestName,
-          flags.rebuild ? 1 : 0,
-          flags.clean ? 1 : 0,
-          ready ? 'ready' : 'pending',
-          ready ? lastBuilt!.image.id : null,
-          ready ? at : null,
-          at,
-          bytes,
-        );
-        db.prepare('UPDATE projects SET active_revision = ? WHERE name = ?').run(next, name);
-        record({ type: 'project.revision', project: name, data: { revision: next, content_hash: contentHash, build_hash: buildHash } });
-        return next;
-      });
-      const revision = this.revision(name, number)!;
-      this.options.log(`project ${name}: revision ${number} (${contentHash.slice(0, 12)})`);
-      return this.pushResponse(revision, false, flags.clientBuildHash);
+      // Checked again, now that the bytes are known, against what is stored and what other pushes
+      // are committing: two pushes extracted side by side must not both fit a quota that holds one.
+      const settled = this.quotaLeft(name, contentHash, size);
+      if (settled.bytes < expanded) throw refused(settled.refusal(expanded));
+      const reservation = { project: name, contentHash, bytes };
+      this.committing.add(reservation);
+      try {
+        const manifestName = project.format === 'cycleswap' ? project.manifest.main.name : (project.manifest.name ?? null);
+        // Content-addressed: the same tarball is stored once.
+        await fs.mkdir(path.dirname(layout.tarball(contentHash)), { recursive: true });
+        await fs.rename(upload, layout.tarball(contentHash));
+        await fs.mkdir(path.dirname(layout.tree(contentHash)), { recursive: true });
+        await fs.rename(tree, layout.tree(contentHash)).catch(async (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+          await fs.rm(tree, { recursive: true, force: true }); // already there
+        });
+        const lastBuilt = this.buildRecord(name);
+        const number = this.options.events.transaction((record) => {
+          const at = timestamp(this.options.clock);
+          db.prepare('INSERT OR IGNORE INTO projects (name, active_revision, created_at) VALUES (?, NULL, ?)').run(name, at);
+          const next = ((db.prepare('SELECT MAX(number) AS n FROM revisions WHERE project = ?').get(name) as { n: number | null }).n ?? 0) + 1;
+          const ready = !flags.rebuild && !flags.clean && lastBuilt?.hash === buildHash;
+          db.prepare(
+            'INSERT INTO revisions (project, number, content_hash, build_hash, format, name_in_manifest, rebuild, clean, build_state, image_id, build_updated_at, created_at, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+          ).run(
+            name,
+            next,
+            contentHash,
+            buildHash,
+            project.format,
+            manifestName,
+            flags.rebuild ? 1 : 0,
+            flags.clean ? 1 : 0,
+            ready ? 'ready' : 'pending',
+            ready ? lastBuilt!.image.id : null,
+            ready ? at : null,
+            at,
+            bytes,
+          );
+          db.prepare('UPDATE projects SET active_revision = ? WHERE name = ?').run(next, name);
+          record({ type: 'project.revision', project: name, data: { revision: next, content_hash: contentHash, build_hash: buildHash } });
+          return next;
+        });
+        const revision = this.revision(name, number)!;
+        this.options.log(`project ${name}: revision ${number} (${contentHash.slice(0, 12)})`);
+        return this.pushResponse(revision, false, flags.clientBuildHash);
+      } finally {
+        this.committing.delete(reservation);
+      }
     } finally {
       await fs.rm(upload, { force: true });
       await fs.rm(tree, { recursive: true, force: true });
@@ -251,8 +272,10 @@ export class ProjectService {
           )
           .get(contentHash, ...params) as { n: number }
       ).n;
-    const projectUsed = used('AND project = ?', name);
-    const serverUsed = used('');
+    // Pushes between their last check and their commit count as stored (each content once).
+    const committing = [...this.committing].filter((push) => push.contentHash !== contentHash);
+    const projectUsed = used('AND project = ?', name) + sumBytes(committing.filter((push) => push.project === name));
+    const serverUsed = used('') + sumBytes(committing);
     const projectLeft = limits.projectQuotaBytes - projectUsed - tarballBytes;
     const serverLeft = limits.serverQuotaBytes - serverUsed - tarballBytes;
     const byProject = projectLeft <= serverLeft;

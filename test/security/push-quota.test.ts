@@ -62,6 +62,20 @@ describe('disk quotas of stored pushes', () => {
   }, 120_000);
 });
 
+describe('pushes side by side', () => {
+  serverFor(['--project-quota', '1m']);
+  it('two pushes that each fit the quota but not together: one is stored, the other a 507 (checked again before the commit)', async () => {
+    // Each round pushes two different contents to a fresh project at once: both pass the check
+    // made before extraction; only the check made before the commit sees the other.
+    for (let round = 0; round < 4; round++) {
+      const answers = await Promise.all([push(`pair${round}`, project()), push(`pair${round}`, project())]);
+      expect(answers.map((a) => a.status).sort()).toEqual([201, 507]);
+      expect(answers.find((a) => a.status === 507)?.body.error?.code).toBe('project_quota_exceeded');
+    }
+    expect(await fs.readdir(path.join(server.dataDir, 'tmp'))).toEqual([]);
+  }, 120_000);
+});
+
 describe('a gzip bomb', () => {
   serverFor([]);
   it('a small push that expands past the ratio is a 413 naming the ratio and --max-compression-ratio', async () => {
