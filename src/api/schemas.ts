@@ -1,5 +1,6 @@
 import * as z from 'zod';
 import { PROJECT_NAME_PATTERN } from '../project/names.js';
+import { JOB_TYPES } from './job-kinds.js';
 
 /**
  * The API's request and response shapes, shared by the client (`src/api/client.ts`, which
@@ -7,7 +8,7 @@ import { PROJECT_NAME_PATTERN } from '../project/names.js';
  * clients send). docs/api.md describes the same shapes in words.
  */
 
-export const JOB_TYPES = ['structured_runner', 'sweep', 'map_reduce', 'benchmark'] as const;
+export { JOB_TYPES, type JobType } from './job-kinds.js';
 export const JOB_STATUSES = ['planning', 'queued', 'running', 'completed', 'partial', 'failed', 'cancelled'] as const;
 export const TERMINAL_JOB_STATUSES = ['completed', 'partial', 'failed', 'cancelled'] as const;
 /** A job in one of these states will not change any more. */

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../api/schemas.js';
 import type { EventLog, StreamGate } from './events.js';
 import { serveSse } from './events.js';
+import { DomainError } from './errors.js';
 import { contentDisposition, HttpError, percentEncode, readJson, Router, sendJson, sendJsonStreamed, type RouteContext } from './http.js';
 import {
   fingerprint,
@@ -176,7 +177,7 @@ export function createRouter(options: AppOptions): Router {
           // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
           outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
-          if (!(error instanceof HttpError)) throw error;
+          if (!(error instanceof HttpError) && !(error instanceof DomainError)) throw error;
           outcomes.push({
             index,
             ok: false,

@@ -167,7 +167,7 @@ export class WorkQueue {
       // Only the next queued tasks are read (by an index), not every task of the job.
       for (const task of jobs.queuedTasks(job.id, max - started.length)) {
         if (started.length >= max) break;
-        if (task.kind === 'reduce' && jobs.hasUnfinishedMaps(job.id)) continue;
+        if (jobs.kindOf(job.type).mayStart?.(task, jobs) === false) continue;
         started.push({ job, task: this.options.states.startTask(job, task) });
       }
     }
@@ -208,16 +208,8 @@ export class WorkQueue {
     const composed = jobs.runPayload(job, task);
     if ('error' in composed) throw new Error(composed.error);
     const resolved = this.resolveDirectives(composed.payload, job.project);
-    let payload = resolved.payload;
-    if (task.kind === 'reduce') {
-      // The map results reach the reduce task in its payload: sized (by the database) before they are read.
-      const mapBytes = jobs.resultBytes(job.id, 'map');
-      if (mapBytes > MAX_TASK_PAYLOAD_BYTES)
-        throw new Error(
-          `the map tasks' results are about ${mib(mapBytes)} together; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} reach the reduce task in payload.map_results: have the maps write big outputs to /artifacts and return their names`,
-        );
-      payload = { ...payload, map_results: jobs.mapResults(job.id) };
-    }
+    // What the task's kind adds (a reduce task: the map results); throws why the task cannot run.
+    const payload = { ...resolved.payload, ...jobs.kindOf(job.type).receives?.(task, jobs) };
     const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
     const lease: Lease = {
       id: newId('lease'),
