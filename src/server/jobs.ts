@@ -81,7 +81,7 @@ export class JobService {
     this.documents = new JobDocuments(options);
   }
 
-  /** Validates and plans a job (counted and sized, no task made yet); throws HttpError (400/404/422) naming the field. */
+  /** Validates and plans a job (counted and sized, no task made yet); a bad one throws naming the field (zodError's 400/422, or a DomainError). */
   async prepare(body: unknown): Promise<PreparedJob> {
     const parsed = jobRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);

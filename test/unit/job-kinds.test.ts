@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { JOB_TYPES } from '../../src/api/job-kinds.js';
 import { type JobRequest, jobRequestSchema, type JobRequestInput } from '../../src/api/schemas.js';
 import { openDatabase, parseJson, type DB } from '../../src/server/db.js';
-import { DomainError } from '../../src/server/errors.js';
+import { DomainError, invalid } from '../../src/server/errors.js';
 import { EventLog } from '../../src/server/events.js';
 import { JobService, type TaskRow } from '../../src/server/jobs.js';
 import type { JobKind } from '../../src/server/kinds/kind.js';
@@ -139,7 +139,7 @@ const countdown: JobKind = {
   plan(req, { directives, command }) {
     const from = req.payload.from;
     if (typeof from !== 'number' || !Number.isInteger(from) || from < 1)
-      throw new DomainError('invalid', 'invalid_job', 'payload.from must be a positive integer', 'payload.from');
+      throw invalid('invalid_job', 'payload.from must be a positive integer', 'payload.from');
     return checked({
       count: from,
       bytes: from * 16,

@@ -1,4 +1,4 @@
-import { JOB_TYPES, type JobType } from '../../api/job-kinds.js';
+import type { JobType } from '../../api/job-kinds.js';
 import { invalid } from '../errors.js';
 import { benchmark } from './benchmark.js';
 import type { JobKind } from './kind.js';
@@ -29,6 +29,3 @@ export function kindOf(type: string, kinds: JobKinds = JOB_KINDS): JobKind {
   if (!kind) throw invalid('invalid_job', `type: unknown job kind "${type}": expected one of ${Object.keys(kinds).join(', ')}`, 'type');
   return kind;
 }
-
-/** The registry's names, in `JOB_TYPES` order (what `--type` and the request schema accept). */
-export const KIND_NAMES: readonly JobType[] = JOB_TYPES;
