@@ -178,8 +178,8 @@ export function createRouter(options: AppOptions): Router {
           // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
           outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
         } catch (error) {
-          // A refused entry (a domain error; HttpError while job validation still throws it) is answered in its place.
-          if (!(error instanceof DomainError) && !(error instanceof HttpError)) throw error;
+          // A refused entry (a domain error) is answered in its place.
+          if (!(error instanceof DomainError)) throw error;
           outcomes.push({
             index,
             ok: false,

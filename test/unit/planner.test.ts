@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { jobRequestSchema, type JobRequestInput } from '../../src/api/schemas.js';
 import { composePayload, MAX_TASK_BYTES, MAX_TASKS, planJob } from '../../src/server/planner.js';
-import { HttpError } from '../../src/server/http.js';
+import { DomainError } from '../../src/server/errors.js';
+import { HttpError, STATUS_OF_PROBLEM } from '../../src/server/http.js';
 
 /** The tasks with their composed payloads; the count said before making them must be right. */
 const plan = (input: Partial<JobRequestInput>) => {
@@ -14,7 +15,8 @@ const refusal = (input: Partial<JobRequestInput>): HttpError => {
   try {
     plan(input);
   } catch (error) {
-    if (error instanceof HttpError) return error;
+    // The planner throws the domain's error; its HTTP status comes from the one table in http.ts.
+    if (error instanceof DomainError) return new HttpError(STATUS_OF_PROBLEM[error.kind], error.code, error.message, error.field, error.extra);
     throw error;
   }
   throw new Error('expected a refusal');

@@ -1,3 +1,4 @@
+import { JOB_TYPES } from '../../api/job-kinds.js';
 import { defineCommand, flag, type OptionsFrom } from '../declaration.js';
 import { apiUrlFlag, jsonFlag, projectFlag } from '../shared-flags.js';
 
@@ -5,8 +6,8 @@ const submitFlags = {
   ...apiUrlFlag,
   ...jsonFlag,
   ...projectFlag(),
-  // The same list as JOB_TYPES in api/schemas.ts (a test keeps them equal; importing it here would load zod).
-  type: flag.choice('--type <type>', 'job type', ['structured_runner', 'sweep', 'map_reduce', 'benchmark']),
+  // The one list of kinds (api/job-kinds.ts imports nothing: no zod loaded for a declaration).
+  type: flag.choice('--type <type>', 'job type', JOB_TYPES),
   runner: flag.value('--runner <command>', 'the command each task runs, e.g. "python3 eval.py" (default: .cycleswap/run.sh or the entrypoint)'),
   runnerJson: flag.value('--runner-json <json>', 'the command as a JSON array, e.g. \'["python3","eval.py"]\''),
   reduce: flag.value('--reduce <command>', 'map_reduce: the reduce command'),

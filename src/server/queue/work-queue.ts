@@ -11,8 +11,8 @@ import { newId } from '../ids.js';
 import type { Layout } from '../layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.js';
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
-import { MAX_TASK_PAYLOAD_BYTES, mib } from '../planner.js';
 import type { ProjectService } from '../projects.js';
+import { DirectiveResolver } from './directives.js';
 import { StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
 
 /** A task that was running when the server stopped (or whose worker lost it) runs again, once. */
@@ -21,8 +21,6 @@ const TAIL_BYTES = 4096;
 const EVENT_TEXT_MAX = 256 * 1024;
 /** How long a cancel waits for the workers of a job's running tasks to stop them. */
 const STOP_WAIT_MS = 15_000;
-/** Finished jobs whose results document `_shared.resolve` keeps (each may be a whole job's results). */
-const RESOLVED_RESULTS_KEPT = 16;
 /** A lease ends this long after it was handed out or last renewed (a setting for remote workers later). */
 export const DEFAULT_LEASE_MS = 30_000;
 
@@ -74,14 +72,12 @@ export class WorkQueue {
   /** The sleep until the earliest lease expiry (none while no lease is out). */
   private sweep: AbortController | undefined;
   private readonly leaseMs: number;
-  /**
-   * `_shared.resolve` of a job's results: a finished job's never change, so its document is
-   * built once, not once per task of every job that resolves it (oldest dropped first).
-   */
-  private readonly finishedResults = new Map<string, unknown>();
+  /** What a task's directives (`_artifacts.download`, `_shared.resolve`) bring into its payload. */
+  private readonly directives: DirectiveResolver;
 
   constructor(private readonly options: WorkQueueOptions) {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.directives = new DirectiveResolver(options);
     options.states.onJobFinished((job) => this.callback(job.id));
   }
 
@@ -176,7 +172,7 @@ export class WorkQueue {
       // Only the next queued tasks are read (by an index), not every task of the job.
       for (const task of jobs.queuedTasks(job.id, max - started.length)) {
         if (started.length >= max) break;
-        if (task.kind === 'reduce' && jobs.hasUnfinishedMaps(job.id)) continue;
+        if (jobs.kindOf(job.type).mayStart?.(task, jobs) === false) continue;
         started.push({ job, task: this.options.states.startTask(job, task) });
       }
     }
@@ -216,17 +212,9 @@ export class WorkQueue {
     // Sized before it is built: a task whose composed payload is over the cap fails, naming it.
     const composed = jobs.runPayload(job, task);
     if ('error' in composed) throw new Error(composed.error);
-    const resolved = this.resolveDirectives(composed.payload, job.project);
-    let payload = resolved.payload;
-    if (task.kind === 'reduce') {
-      // The map results reach the reduce task in its payload: sized (by the database) before they are read.
-      const mapBytes = jobs.resultBytes(job.id, 'map');
-      if (mapBytes > MAX_TASK_PAYLOAD_BYTES)
-        throw new Error(
-          `the map tasks' results are about ${mib(mapBytes)} together; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} reach the reduce task in payload.map_results: have the maps write big outputs to /artifacts and return their names`,
-        );
-      payload = { ...payload, map_results: jobs.mapResults(job.id) };
-    }
+    const resolved = this.directives.resolve(composed.payload, job.project);
+    // What the task's kind adds (a reduce task: the map results); throws why the task cannot run.
+    const payload = { ...resolved.payload, ...jobs.kindOf(job.type).receives?.(task, jobs) };
     const runnerCommand = task.command ? (JSON.parse(task.command) as string[]) : request.runner_command;
     const lease: Lease = {
       id: newId('lease'),
@@ -251,72 +239,6 @@ export class WorkQueue {
     this.held.set(lease.id, { lease, job, task, workerId: offer.workerId, tail: '', ended, end });
     if (task.attempt > 1) appendLog(layout.taskLog(task.id), `\n--- attempt ${task.attempt} ---\n`);
     return lease;
-  }
-
-  /** `_artifacts.download` files to fetch (and their paths in the payload), `_shared.resolve` values into the payload. */
-  private resolveDirectives(payload: Record<string, unknown>, projectName: string): { payload: Record<string, unknown>; downloads: Lease['downloads'] } {
-    const { db, jobs } = this.options;
-    const downloads: Lease['downloads'] = [];
-    const artifacts = (payload._artifacts as { download?: Record<string, { job_id: string; artifact: string }> } | undefined)?.download;
-    if (artifacts) {
-      const paths: Record<string, string> = {};
-      for (const [name, spec] of Object.entries(artifacts)) {
-        // Checked at submit too (depends_on); again here for jobs stored before that check.
-        if (!jobs.projectJob(spec.job_id, projectName)) throw new Error(`_artifacts.download.${name}: no job "${spec.job_id}" in project "${projectName}"`);
-        const candidates = jobs.artifacts({ jobId: spec.job_id });
-        const wanted = spec.artifact;
-        const match =
-          candidates.find((a) => a.name === wanted) ??
-          candidates.find((a) => path.posix.basename(a.name) === wanted) ??
-          candidates.find((a) => path.posix.basename(a.name).replace(/\.[^.]*$/, '') === wanted);
-        if (!match)
-          throw new Error(
-            `_artifacts.download.${name}: job ${spec.job_id} has no artifact "${wanted}" (it has: ${candidates.map((a) => a.name).join(', ') || 'none'})`,
-          );
-        const fileName = path.posix.basename(match.name);
-        downloads.push({ name, artifactId: match.id, fileName });
-        paths[name] = `/computalot/artifacts/${name}/${fileName}`;
-      }
-      payload = { ...payload, _artifacts: { ...(payload._artifacts as object), paths } };
-    }
-    const resolve = (payload._shared as { resolve?: Record<string, { kv?: string; job?: string; path?: string }> } | undefined)?.resolve;
-    if (resolve) {
-      const values: Record<string, unknown> = {};
-      for (const [name, spec] of Object.entries(resolve)) {
-        if (spec.kv !== undefined) {
-          const row = db.prepare('SELECT value FROM kv WHERE project = ? AND key = ?').get(projectName, spec.kv) as { value: string } | undefined;
-          if (!row) throw new Error(`_shared.resolve.${name}: project ${projectName} has no kv key "${spec.kv}"`);
-          values[name] = JSON.parse(row.value);
-        } else if (spec.job !== undefined) {
-          if (!jobs.projectJob(spec.job, projectName)) throw new Error(`_shared.resolve.${name}: no job "${spec.job}" in project "${projectName}"`);
-          // The whole results document of the job goes into this task's payload: sized first.
-          const bytes = jobs.resultBytes(spec.job);
-          if (bytes > MAX_TASK_PAYLOAD_BYTES)
-            throw new Error(
-              `_shared.resolve.${name}: job ${spec.job}'s results are about ${mib(bytes)}; at most ${mib(MAX_TASK_PAYLOAD_BYTES)} can be resolved into a payload: have it write big outputs to /artifacts and download them with _artifacts.download`,
-            );
-          const results = this.resultsOf(spec.job);
-          values[name] = spec.path ? pick(results, spec.path) : results;
-        }
-      }
-      payload = { ...payload, _shared: { ...(payload._shared as object), values } };
-    }
-    return { payload, downloads };
-  }
-
-  /** A job's results document; a finished job's from the cache (the job must still exist: require). */
-  private resultsOf(jobId: string): unknown {
-    const { jobs } = this.options;
-    const row = jobs.require(jobId);
-    if (!isTerminal(row.status)) return jobs.results(row);
-    let results = this.finishedResults.get(jobId);
-    if (results === undefined) {
-      results = jobs.results(row);
-      this.finishedResults.set(jobId, results);
-      const oldest = this.finishedResults.keys().next();
-      if (this.finishedResults.size > RESOLVED_RESULTS_KEPT && !oldest.done) this.finishedResults.delete(oldest.value);
-    }
-    return results;
   }
 
   /** Extends a lease; says whether its job was cancelled (a remote worker hears of a cancel this way). */
@@ -545,13 +467,4 @@ export async function settledWithin(work: Promise<unknown>, ms: number, clock: C
   } finally {
     timer.abort();
   }
-}
-
-function pick(value: unknown, dotted: string): unknown {
-  let current = value;
-  for (const part of dotted.split('.')) {
-    if (current === null || typeof current !== 'object') return null;
-    current = (current as Record<string, unknown>)[part];
-  }
-  return current ?? null;
 }
