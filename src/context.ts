@@ -8,7 +8,11 @@ import type { DockerDriver } from './docker/driver.js';
 import { createPrompter, type Prompter } from './ui/prompt.js';
 import type { Dispatcher } from 'undici';
 import type { ApiClient } from './api/client.js';
-import type { ConnectFlags } from './api/connect.js';
+
+/** The flags that pick a server (`--api-url`); the rest comes from the environment and config. */
+export interface ConnectFlags {
+  apiUrl?: string;
+}
 
 export interface Clock {
   /** Wall-clock milliseconds since the epoch (stored times). */

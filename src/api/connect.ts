@@ -6,9 +6,9 @@ import { PROJECT_NAME_PATTERN, PROJECT_NAME_RULE } from '../project/names.js';
 import type { Dispatcher } from 'undici';
 import type { ApiClient } from './client.js';
 
-export interface ConnectFlags {
-  apiUrl?: string;
-}
+/** The flags that pick a server: declared by the context, whose `api(flags)` takes them. */
+import type { ConnectFlags } from '../context.js';
+export type { ConnectFlags };
 
 /** What one API client is built for: the server, the token and the HTTP settings from the environment. */
 export interface ApiConnection {

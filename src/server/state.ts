@@ -6,7 +6,7 @@ import { systemLine, type TaskEventData } from '../api/log-lines.js';
 import { systemClock, type Clock } from '../context.js';
 import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
-import type { JobRow, TaskRow } from './jobs.js';
+import type { JobRow, TaskRow } from './jobs/rows.js';
 import { newId } from './ids.js';
 import type { Layout } from './layout.js';
 import type { PlannedTask, TaskBase } from './planner.js';
