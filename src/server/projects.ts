@@ -18,6 +18,7 @@ import { type DB, timestamp, parseJson } from './db.js';
 import type { EventLog } from './events.js';
 import { ExtractFailed, ExtractOverLimit, extractTarball, UnsafeTarball, type ExtractLimits } from './extract.js';
 import { DomainError, invalid, malformed, notFound, tooLarge } from './errors.js';
+import { PushQuotas, refusedPush } from './push-quotas.js';
 import { receiveBody } from './receive.js';
 import type { Layout } from './layout.js';
 import { unknownVolumes } from './volumes.js';
@@ -98,22 +99,14 @@ export const recipeOfProject = (project: string): string | null =>
   project.startsWith(RECIPE_PROJECT_PREFIX) ? project.slice(RECIPE_PROJECT_PREFIX.length) : null;
 
 /** Projects: revisions from pushed tarballs, their images, readiness, and kv. */
-/** An extraction's refusal (a limit, a quota) as the domain's error. */
-function refused(error: ExtractOverLimit): DomainError {
-  return new DomainError(error.kind, error.code, `refused: ${error.message}`);
-}
-
-function sumBytes(pushes: ReadonlyArray<{ bytes: number }>): number {
-  return pushes.reduce((total, push) => total + push.bytes, 0);
-}
-
 export class ProjectService {
   private readonly building = new Map<string, Promise<string>>();
   private readonly loaded = new Map<string, Project>();
-  /** Pushes past their last quota check and not yet committed: counted against the quotas as stored. */
-  private readonly committing = new Set<{ project: string; contentHash: string; bytes: number }>();
+  private readonly quotas: PushQuotas;
 
-  constructor(private readonly options: ProjectServiceOptions) {}
+  constructor(private readonly options: ProjectServiceOptions) {
+    this.quotas = new PushQuotas(options.db, options.limits);
+  }
 
   active(name: string): RevisionRow | undefined {
     return this.options.db
@@ -157,13 +150,13 @@ export class ProjectService {
       if (current && current.content_hash === contentHash && !flags.rebuild && !flags.clean) {
         return this.pushResponse(current, true, flags.clientBuildHash);
       }
-      const quota = this.quotaLeft(name, contentHash, size);
+      const quota = this.quotas.left(name, contentHash, size);
       if (quota.bytes < 0) throw quota.refusal(0);
       let expanded: number;
       try {
         expanded = (await extractTarball(createReadStream(upload), tree, { ...limits, quota })).bytes;
       } catch (error) {
-        if (error instanceof ExtractOverLimit) throw refused(error);
+        if (error instanceof ExtractOverLimit) throw refusedPush(error);
         if (error instanceof UnsafeTarball) throw malformed('unsafe_tarball', `refused: ${error.message}`);
         if (error instanceof ExtractFailed) throw new DomainError('failed', 'extract_failed', error.message);
         throw error;
@@ -204,10 +197,10 @@ export class ProjectService {
       const bytes = size + expanded;
       // Checked again, now that the bytes are known, against what is stored and what other pushes
       // are committing: two pushes extracted side by side must not both fit a quota that holds one.
-      const settled = this.quotaLeft(name, contentHash, size);
-      if (settled.bytes < expanded) throw refused(settled.refusal(expanded));
+      const settled = this.quotas.left(name, contentHash, size);
+      if (settled.bytes < expanded) throw refusedPush(settled.refusal(expanded));
       const reservation = { project: name, contentHash, bytes };
-      this.committing.add(reservation);
+      this.quotas.committing.add(reservation);
       try {
         const manifestName = project.format === 'cycleswap' ? project.manifest.main.name : (project.manifest.name ?? null);
         // Content-addressed: the same tarball is stored once.
@@ -249,47 +242,12 @@ export class ProjectService {
         this.options.log(`project ${name}: revision ${number} (${contentHash.slice(0, 12)})`);
         return this.pushResponse(revision, false, flags.clientBuildHash);
       } finally {
-        this.committing.delete(reservation);
+        this.quotas.committing.delete(reservation);
       }
     } finally {
       await fs.rm(upload, { force: true });
       await fs.rm(tree, { recursive: true, force: true });
     }
-  }
-
-  /**
-   * What a push of `tarballBytes` may still expand to under both quotas: the disk the stored
-   * pushes take (each content once; this content itself not counted, it may be stored already),
-   * per project and for the whole server. `refusal` names the quota that binds and its flag.
-   */
-  private quotaLeft(name: string, contentHash: string, tarballBytes: number): NonNullable<ExtractLimits['quota']> {
-    const { db, limits } = this.options;
-    const used = (where: string, ...params: string[]): number =>
-      (
-        db
-          .prepare(
-            `SELECT COALESCE(SUM(bytes), 0) AS n FROM (SELECT MAX(COALESCE(bytes, 0)) AS bytes FROM revisions WHERE content_hash != ? ${where} GROUP BY content_hash)`,
-          )
-          .get(contentHash, ...params) as { n: number }
-      ).n;
-    // Pushes between their last check and their commit count as stored (each content once).
-    const committing = [...this.committing].filter((push) => push.contentHash !== contentHash);
-    const projectUsed = used('AND project = ?', name) + sumBytes(committing.filter((push) => push.project === name));
-    const serverUsed = used('') + sumBytes(committing);
-    const projectLeft = limits.projectQuotaBytes - projectUsed - tarballBytes;
-    const serverLeft = limits.serverQuotaBytes - serverUsed - tarballBytes;
-    const byProject = projectLeft <= serverLeft;
-    return {
-      bytes: Math.min(projectLeft, serverLeft),
-      refusal: (expandedBytes) =>
-        new ExtractOverLimit(
-          'insufficient-storage',
-          byProject ? 'project_quota_exceeded' : 'server_quota_exceeded',
-          byProject
-            ? `the push (${tarballBytes} bytes of tarball, ${expandedBytes > 0 ? `over ${expandedBytes}` : 'more'} bytes extracted) does not fit in project "${name}"'s quota of ${limits.projectQuotaBytes} bytes, of which its stored pushes take ${projectUsed}: free space with \`cycle server-gc\` (it drops old revisions), or ask the server's operator to raise it (cycle server --project-quota SIZE)`
-            : `the push (${tarballBytes} bytes of tarball, ${expandedBytes > 0 ? `over ${expandedBytes}` : 'more'} bytes extracted) does not fit in the server's quota of ${limits.serverQuotaBytes} bytes for stored pushes, of which ${serverUsed} are taken: free space with \`cycle server-gc\` (it drops old revisions), or ask the server's operator to raise it (cycle server --server-quota SIZE)`,
-        ),
-    };
   }
 
   private pushResponse(revision: RevisionRow, unchanged: boolean, clientBuildHash: string | undefined): PushResponse {
