@@ -3,7 +3,7 @@ import type * as z from 'zod';
 /**
  * What the server's services throw when a request cannot be done: the domain's words (what is
  * wrong, with which field), never an HTTP status. The HTTP layer maps each kind to a status in
- * one table (`STATUS_OF_PROBLEM` in http.ts) and writes the error body; a worker or a test reads
+ * one table (`STATUS_OF_PROBLEM` in http/router.ts) and writes the error body; a worker or a test reads
  * the kind. `code` is the machine-readable code of the platform's error body (`invalid_job`,
  * `not_found`, ...), kept as the API documents it.
  */

@@ -9,11 +9,11 @@ import type { Exec } from '../util/exec.js';
 import type { Env } from '../ui/streams.js';
 import { systemClock, type Clock } from '../context.js';
 import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
-import { createRouter } from './app.js';
+import { createRouter } from './http/routes.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
-import { StreamGate } from './http-sse.js';
-import { createHttpServer } from './http.js';
+import { StreamGate } from './http/sse.js';
+import { createHttpServer } from './http/router.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
 import {

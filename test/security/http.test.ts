@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startServer, type RunningServer } from '../../src/server/index.js';
-import { createHttpServer, depthExceededAt } from '../../src/server/http.js';
+import { createHttpServer, depthExceededAt } from '../../src/server/http/router.js';
 import { DEFAULT_HTTP_LIMITS } from '../../src/server/limits.js';
 import { ExecNotFound } from '../../src/util/exec.js';
 import { FakeDocker } from '../helpers/fake-docker.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { jobRequestSchema, type JobRequestInput } from '../../src/api/schemas.js';
 import { composePayload, MAX_TASK_BYTES, MAX_TASKS, planJob } from '../../src/server/planner.js';
 import { DomainError } from '../../src/server/errors.js';
-import { HttpError, STATUS_OF_PROBLEM } from '../../src/server/http.js';
+import { HttpError, STATUS_OF_PROBLEM } from '../../src/server/http/router.js';
 
 /** The tasks with their composed payloads; the count said before making them must be right. */
 const plan = (input: Partial<JobRequestInput>) => {
@@ -15,7 +15,7 @@ const refusal = (input: Partial<JobRequestInput>): HttpError => {
   try {
     plan(input);
   } catch (error) {
-    // The planner throws the domain's error; its HTTP status comes from the one table in http.ts.
+    // The planner throws the domain's error; its HTTP status comes from the one table in http/router.ts.
     if (error instanceof DomainError) return new HttpError(STATUS_OF_PROBLEM[error.kind], error.code, error.message, error.field, error.extra);
     throw error;
   }

@@ -4,15 +4,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { DomainError, type ProblemKind } from '../../src/server/errors.js';
-import { Router, STATUS_OF_PROBLEM } from '../../src/server/http.js';
+import { Router, STATUS_OF_PROBLEM } from '../../src/server/http/router.js';
 
 /**
  * docs/design.md, "Typed errors": the server's services speak the domain (errors.ts's
  * DomainError, values and streams); only the HTTP layer knows statuses, HttpError and the request
- * object. `index.ts` wires the two together (it starts the HTTP server), so it may import http.ts.
+ * object. `index.ts` wires the two together (it starts the HTTP server), so it may import http/.
  */
 const SERVER = path.resolve(import.meta.dirname, '../../src/server');
-const HTTP_LAYER = new Set(['http.ts', 'http-paging.ts', 'http-sse.ts', 'app.ts']);
+const HTTP_LAYER = new Set(['http/router.ts', 'http/paging.ts', 'http/sse.ts', 'http/routes.ts']);
 const WIRING = new Set(['index.ts']);
 
 function serviceFiles(dir: string): string[] {
@@ -55,7 +55,7 @@ describe("the server's house: services speak the domain, HTTP speaks HTTP", () =
   it('no service imports the HTTP layer', () => {
     const offenders = services
       .filter((name) => !WIRING.has(name))
-      .filter((name) => /from '(\.\.?\/)+(http|http-[a-z]+|app)\.js'/.test(fs.readFileSync(path.join(SERVER, name), 'utf8')));
+      .filter((name) => /from '(\.\.?\/)+http\/[a-z-]+\.js'/.test(fs.readFileSync(path.join(SERVER, name), 'utf8')));
     expect(offenders).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { DomainError, type ProblemKind } from './errors.js';
-import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from './limits.js';
+import { DomainError, type ProblemKind } from '../errors.js';
+import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from '../limits.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {

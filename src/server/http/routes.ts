@@ -2,10 +2,10 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../api/schemas.js';
-import type { EventLog } from './events.js';
-import { serveSse, type StreamGate } from './http-sse.js';
-import { DomainError, gone, zodError } from './errors.js';
+import { batchRequestSchema, JOB_STATUSES, projectName, TASK_STATUSES, type Job } from '../../api/schemas.js';
+import type { EventLog } from '../events.js';
+import { serveSse, type StreamGate } from './sse.js';
+import { DomainError, gone, zodError } from '../errors.js';
 import {
   contentDisposition,
   declaredLength,
@@ -17,18 +17,18 @@ import {
   sendJson,
   sendJsonStreamed,
   type RouteContext,
-} from './http.js';
-import { intParam, pageRequest } from './http-paging.js';
-import { fingerprint, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, type JobRow, type JobService, type PreparedJob } from './jobs.js';
-import { feedbackRequestSchema, storeFeedback } from './feedback.js';
-import type { Account } from './account.js';
-import type { Clock } from '../context.js';
-import type { DB } from './db.js';
-import type { ProjectService } from './projects.js';
-import { RecipeService } from './recipes.js';
-import { directUploadSchema, type UploadService } from './uploads.js';
-import type { WorkQueue } from './queue/work-queue.js';
-import { VolumeService } from './volumes.js';
+} from './router.js';
+import { intParam, pageRequest } from './paging.js';
+import { fingerprint, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, type JobRow, type JobService, type PreparedJob } from '../jobs.js';
+import { feedbackRequestSchema, storeFeedback } from '../feedback.js';
+import type { Account } from '../account.js';
+import type { Clock } from '../../context.js';
+import type { DB } from '../db.js';
+import type { ProjectService } from '../projects.js';
+import { RecipeService } from '../recipes.js';
+import { directUploadSchema, type UploadService } from '../uploads.js';
+import type { WorkQueue } from '../queue/work-queue.js';
+import { VolumeService } from '../volumes.js';
 
 export interface AppOptions {
   token: string;

@@ -1,7 +1,7 @@
-import type { StreamEvent } from '../api/schemas.js';
-import { unavailable } from './errors.js';
-import { type EventFilter, type EventLog, matches, type StoredEvent } from './events.js';
-import type { RouteContext } from './http.js';
+import type { StreamEvent } from '../../api/schemas.js';
+import { unavailable } from '../errors.js';
+import { type EventFilter, type EventLog, matches, type StoredEvent } from '../events.js';
+import type { RouteContext } from './router.js';
 
 /*
  * The HTTP side of the event log: Server-Sent Events streams over a request's connection, and the

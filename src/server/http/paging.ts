@@ -1,5 +1,5 @@
-import { HttpError } from './http.js';
-import { PAGE_DEFAULT_LIMIT, PAGE_MAX_BYTES, PAGE_MAX_LIMIT, type PageRequest } from './jobs.js';
+import { HttpError } from './router.js';
+import { PAGE_DEFAULT_LIMIT, PAGE_MAX_BYTES, PAGE_MAX_LIMIT, type PageRequest } from '../jobs.js';
 
 /*
  * Query-string parsing of the paged routes: the HTTP layer reads `?limit=&cursor=` into the plain
