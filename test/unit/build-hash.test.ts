@@ -170,6 +170,8 @@ describe('build hash encoding', () => {
     const project = (await loadProject(root)) as CycleswapProject;
     const { inputs } = await collectBuildInputs(project);
     expect(inputs.files.map((f) => f.path)).toEqual(['deps/a.txt', 'deps/sub/b.txt', 'one.txt']);
+    // Each absolute path is made from the root when asked for: the same string path.join gives.
+    for (const file of project.buildFiles) expect(file.absolute).toBe(path.join(root, file.path));
   });
 });
 
