@@ -65,10 +65,10 @@ export function summary() {
 }
 
 /**
- * A tree of `files` files totalling about `bytes` bytes, in `dirs` folders. Half of each file
- * is random (it does not compress), half text-like (it does), so gzip has real work to do.
+ * A tree of `files` files totalling about `bytes` bytes, in `dirs` folders. `randomShare` of each
+ * file is random (it does not compress), the rest text-like (it does), so gzip has real work to do.
  */
-export function makeTree(root, files, bytes, dirs = 200) {
+export function makeTree(root, files, bytes, dirs = 200, randomShare = 0.5) {
   const size = Math.floor(bytes / files);
   const pool = crypto.randomBytes(4 << 20);
   const text = Buffer.from(
@@ -77,15 +77,18 @@ export function makeTree(root, files, bytes, dirs = 200) {
   for (let d = 0; d < dirs; d++) fs.mkdirSync(path.join(root, `d${d}`), { recursive: true });
   for (let i = 0; i < files; i++) {
     const offset = (i * 7919) % (pool.length - size);
-    const half = size >> 1;
-    const block = Buffer.concat([
-      pool.subarray(offset, offset + half),
-      text.subarray(0, Math.min(text.length, size - half)),
-      Buffer.alloc(Math.max(0, size - half - text.length)),
-    ]);
+    const half = Math.floor(size * randomShare);
+    const block = Buffer.concat([pool.subarray(offset, offset + half), repeat(text, size - half)]);
     block.writeUInt32LE(i, 0); // every file different
     fs.writeFileSync(path.join(root, `d${i % dirs}`, `f${i}.bin`), block);
   }
+}
+
+/** `length` bytes of `text` over and over. */
+function repeat(text, length) {
+  const out = Buffer.alloc(length);
+  for (let at = 0; at < length; at += text.length) text.copy(out, at, 0, Math.min(text.length, length - at));
+  return out;
 }
 
 /** Peak resident memory (MiB) of a command, from GNU time. */

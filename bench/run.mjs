@@ -6,7 +6,7 @@ import { CYCLE, ROOT, summary } from './lib.mjs';
 import { benchStartup } from './startup.mjs';
 import { benchHash } from './hash.mjs';
 import { benchProjectTest } from './project-test.mjs';
-import { benchPack, benchUpload, bigProject } from './pack.mjs';
+import { benchPack, benchUpload, bigProject, packProject } from './pack.mjs';
 import { benchWatch } from './watch.mjs';
 import { benchServer } from './server.mjs';
 
@@ -20,7 +20,14 @@ const all = {
   startup: benchStartup,
   hash: benchHash,
   test: benchProjectTest,
-  pack: () => benchPack(packTree()),
+  pack: () => {
+    const root = packProject();
+    try {
+      benchPack(root);
+    } finally {
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  },
   upload: () => benchUpload(packTree()),
   watch: benchWatch,
   server: benchServer,

@@ -1,7 +1,7 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node
 // glibc reads MALLOC_ARENA_MAX only at start-up, hence the shebang: packing deflates on the
 // thread pool, and per-thread malloc arenas added ~30 MB to the peak RSS of a 1 GiB upload
-// (budget 150 MB; measured here 161 MB without it, 128 MB with it). V8's young generation is
+// (budget now 128 MiB; measured here 161 MB without it, 128 MB with it). V8's young generation is
 // capped at run time by the streaming commands themselves (src/util/gc.ts), so other commands
 // start with V8's defaults.
 // Tiny shim: `cycle --version` answers without loading the CLI (start-up time is a feature);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up this machine for cycle's demo and test suite, idempotently:
 #   - Docker (Debian's docker.io) and debootstrap, when missing;
+#   - pigz, when missing (`npm run bench -- pack` measures `tar -c . | pigz -p2` beside `project pack`);
 #   - a running Docker daemon (started here, without the default bridge network, when none runs);
 #   - gVisor (runsc), registered as a Docker runtime;
 #   - a small local base image, tagged as the ubuntu:<version> images the tests use (only where
@@ -16,6 +17,12 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2
   log "installing docker.io and debootstrap from Debian"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+fi
+
+if ! command -v pigz >/dev/null 2>&1; then
+  log "installing pigz from Debian (the pack benchmark's baseline)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -1,9 +1,9 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { BUILD_SCRIPT_PATH } from '../project/paths.js';
 import type { CycleswapProject } from '../project/load.js';
 import { StatCache } from '../pack/stat-cache.js';
 import { ensureStateDir, statePaths } from '../project/state.js';
-import { sha256Hex } from '../util/fs.js';
 
 /** Bump when the encoding below changes: every project then rebuilds once. */
 export const BUILD_HASH_FORMAT = 'cycle-build-hash/v1';
@@ -31,13 +31,36 @@ export interface BuildInputs {
  *   file <TAB> <755|644> <TAB> <sha256 of bytes> <TAB> <JSON-quoted POSIX path>   (sorted by path bytes)
  */
 export function encodeBuildInputs(inputs: BuildInputs): string {
-  let text = `${inputs.format}\nimage\t${inputs.image}\nbuild.sh\t${inputs.buildScript.sha256}\n`;
-  for (const file of inputs.files) text += `file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${JSON.stringify(file.path)}\n`;
-  return text;
+  const parts: string[] = [];
+  writeBuildInputs(inputs, (chunk) => parts.push(chunk));
+  return parts.join('');
+}
+
+/** Lines per chunk handed to `write`: big enough that a hash update per chunk costs nothing. */
+const LINES_PER_CHUNK = 256;
+
+/**
+ * The encoding above, in chunks of a few hundred lines: the hash takes it without one string
+ * of the whole tree (20,000 lines built with `+=` made a rope the hash then flattened).
+ */
+function writeBuildInputs(inputs: BuildInputs, write: (chunk: string) => void): void {
+  write(`${inputs.format}\nimage\t${inputs.image}\nbuild.sh\t${inputs.buildScript.sha256}\n`);
+  const files = inputs.files;
+  for (let start = 0; start < files.length; start += LINES_PER_CHUNK) {
+    let chunk = '';
+    const end = Math.min(files.length, start + LINES_PER_CHUNK);
+    for (let i = start; i < end; i++) {
+      const file = files[i]!;
+      chunk += `file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${JSON.stringify(file.path)}\n`;
+    }
+    write(chunk);
+  }
 }
 
 export function buildHash(inputs: BuildInputs): string {
-  return sha256Hex(encodeBuildInputs(inputs));
+  const hash = createHash('sha256');
+  writeBuildInputs(inputs, (chunk) => hash.update(chunk, 'utf8'));
+  return hash.digest('hex');
 }
 
 export interface CollectOptions {
@@ -56,14 +79,11 @@ export interface CollectedBuildInputs {
 export async function collectBuildInputs(project: CycleswapProject, options: CollectOptions = {}): Promise<CollectedBuildInputs> {
   const cacheFile = options.useCache === false ? undefined : statePaths.statCache(project.root);
   const cache = await StatCache.load(cacheFile, options.now);
-  const [script, ...digests] = await cache.digestAll([
-    { path: BUILD_SCRIPT_PATH, absolute: path.join(project.root, BUILD_SCRIPT_PATH) },
-    ...project.buildFiles,
-  ]);
-  const files = project.buildFiles.map((file, index) => {
-    const digest = digests[index]!;
-    return { path: file.path, executable: digest.executable, size: digest.size, sha256: digest.digest };
-  });
+  const [script] = await cache.digestAll([{ path: BUILD_SCRIPT_PATH, absolute: path.join(project.root, BUILD_SCRIPT_PATH) }]);
+  const table = await cache.digestTable(project.buildFiles);
+  const files = project.buildFiles.map(
+    (file, index): BuildHashFile => ({ path: file.path, executable: table.executable(index), size: table.size(index), sha256: table.digest(index) }),
+  );
   const inputs: BuildInputs = {
     format: BUILD_HASH_FORMAT,
     image: project.manifest.image.ref,

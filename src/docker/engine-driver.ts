@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { errnoCode } from '../errors.js';
-import { CliDockerDriver, type CliDockerDriverOptions } from './cli-driver.js';
+import type { CliDockerDriver, CliDockerDriverOptions } from './cli-driver.js';
 import {
   dockerNetwork,
   imageDetails,
@@ -32,41 +32,47 @@ interface EngineResponse {
  * where the status does not say.
  */
 export class EngineDockerDriver implements DockerDriver {
-  private readonly cli: CliDockerDriver;
+  /**
+   * Loaded on first use: a run of an unchanged project makes Engine API calls only, and the
+   * CLI driver brings node:child_process and the process helpers with it.
+   */
+  private cliDriver: Promise<CliDockerDriver> | undefined;
 
   constructor(
     readonly endpoint: DockerEndpoint,
     private readonly options: CliDockerDriverOptions,
-  ) {
-    this.cli = new CliDockerDriver(options);
+  ) {}
+
+  private cli(): Promise<CliDockerDriver> {
+    return (this.cliDriver ??= import('./cli-driver.js').then(({ CliDockerDriver }) => new CliDockerDriver(this.options)));
   }
 
   private debugLine(line: string): void {
     this.options.debug?.(line);
   }
 
-  build(request: BuildRequest): Promise<{ imageId: string }> {
-    return this.cli.build(request);
+  async build(request: BuildRequest): Promise<{ imageId: string }> {
+    return (await this.cli()).build(request);
   }
 
-  listImages(filter: { label?: string[]; reference?: string }): Promise<ImageSummary[]> {
-    return this.cli.listImages(filter);
+  async listImages(filter: { label?: string[]; reference?: string }): Promise<ImageSummary[]> {
+    return (await this.cli()).listImages(filter);
   }
 
-  tagImage(source: string, target: string): Promise<void> {
-    return this.cli.tagImage(source, target);
+  async tagImage(source: string, target: string): Promise<void> {
+    return (await this.cli()).tagImage(source, target);
   }
 
-  removeImage(ref: string, options?: { force?: boolean }): Promise<void> {
-    return this.cli.removeImage(ref, options);
+  async removeImage(ref: string, options?: { force?: boolean }): Promise<void> {
+    return (await this.cli()).removeImage(ref, options);
   }
 
-  flattenImage(ref: string, tag: string, changes: string[]): Promise<string> {
-    return this.cli.flattenImage(ref, tag, changes);
+  async flattenImage(ref: string, tag: string, changes: string[]): Promise<string> {
+    return (await this.cli()).flattenImage(ref, tag, changes);
   }
 
-  listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>> {
-    return this.cli.listContainers(filter);
+  async listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>> {
+    return (await this.cli()).listContainers(filter);
   }
 
   private connection(): http.RequestOptions {
@@ -128,7 +134,7 @@ export class EngineDockerDriver implements DockerDriver {
   async info(): Promise<DockerInfo> {
     const ping = await this.request('GET', '/_ping');
     if (ping.status !== 200) throw apiError('answer on its API socket', ping);
-    return { ...(await this.cli.info()), transport: `the Engine API at ${this.endpoint.description} (builds: the docker CLI)` };
+    return { ...(await (await this.cli()).info()), transport: `the Engine API at ${this.endpoint.description} (builds: the docker CLI)` };
   }
 
   async inspectImage(ref: string): Promise<ImageDetails | undefined> {

@@ -7,10 +7,27 @@ import { CHUNK, type ChunkPool } from './tar.js';
 const SEGMENT = CHUNK;
 const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03]);
 
-function deflateSegment(segment: Buffer, level: number, last: boolean): Promise<Buffer> {
+/** Deflate's window: each segment is primed with this much of the input before it (as pigz does). */
+const WINDOW = 32 * 1024;
+
+/**
+ * One segment, deflated on the thread pool in one pass: an output buffer a little larger than
+ * deflate's worst case for the segment, so the job does not return to the main thread every
+ * 16 KiB of output (zlib's default chunkSize made eight round trips per MiB, and with them the
+ * compression waited on the main thread's tar work). Primed with the 32 KiB of input before it,
+ * so matches reach across segment boundaries and the output is as small as one long stream's.
+ */
+function deflateSegment(segment: Buffer, level: number, last: boolean, dictionary: Buffer | undefined): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    zlib.deflateRaw(segment, { level, finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH }, (error, out) =>
-      error ? reject(error) : resolve(out),
+    zlib.deflateRaw(
+      segment,
+      {
+        level,
+        finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_FULL_FLUSH,
+        chunkSize: Math.max(zlib.constants.Z_MIN_CHUNK, segment.length + (segment.length >> 8) + 1024),
+        ...(dictionary ? { dictionary } : {}),
+      },
+      (error, out) => (error ? reject(error) : resolve(out)),
     ),
   );
 }
@@ -19,9 +36,10 @@ function deflateSegment(segment: Buffer, level: number, last: boolean): Promise<
  * gzip that gives the same bytes for the same input on every machine, and uses every core:
  * - a fixed header (no name, mtime 0, OS "unix"): zlib's own wrapper stamps the machine's OS;
  * - the input cut at fixed 1 MiB boundaries, each segment deflated on its own on the thread
- *   pool (non-final segments end with a full flush), joined in order into one gzip member.
- * The output depends only on the input, the level and the zlib build; a segment costs ~1% of
- * compression ratio against one long stream.
+ *   pool (non-final segments end with a full flush), primed with the 32 KiB of input before it
+ *   (pigz's trick: the decoder's window already holds them), joined in order into one gzip member.
+ * The output depends only on the input, the level and the zlib build, and is within a fraction
+ * of a percent of one long stream's size (unprimed 1 MiB segments cost ~7% on text).
  */
 export function gzipDeterministic(input: Readable, level = 6, pool?: ChunkPool): Readable {
   // At least four in flight: measured here, 2 vCPUs compress 1.5x faster with 4 segments queued than with 2.
@@ -30,6 +48,8 @@ export function gzipDeterministic(input: Readable, level = 6, pool?: ChunkPool):
   let length = 0;
   let pending: Buffer[] = [];
   let pendingSize = 0;
+  /** The last WINDOW bytes of the input so far (a copy: the chunk goes back to the pool). */
+  let tail: Buffer | undefined;
   const inflight: Array<Promise<Buffer>> = [];
 
   const output = new Transform({
@@ -47,7 +67,8 @@ export function gzipDeterministic(input: Readable, level = 6, pool?: ChunkPool):
           pending = rest.length ? [rest] : [];
           pendingSize = rest.length;
           const segment = all.subarray(0, SEGMENT);
-          const compressing = deflateSegment(segment, level, false);
+          const compressing = deflateSegment(segment, level, false, tail);
+          tail = Buffer.from(segment.subarray(segment.length - WINDOW));
           // Once compressed, the chunk goes back to the tar writer's pool.
           if (pool && all.length === SEGMENT)
             void compressing.then(
@@ -62,7 +83,7 @@ export function gzipDeterministic(input: Readable, level = 6, pool?: ChunkPool):
     },
     flush(callback: TransformCallback) {
       void (async () => {
-        inflight.push(deflateSegment(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingSize), level, true));
+        inflight.push(deflateSegment(pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingSize), level, true, tail));
         for (const compressing of inflight.splice(0)) this.push(await compressing);
         const trailer = Buffer.alloc(8);
         trailer.writeUInt32LE(crc >>> 0, 0);

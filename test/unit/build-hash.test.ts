@@ -149,12 +149,29 @@ describe('build hash encoding', () => {
     expect(text.split('\n')[3]).toBe(`file\t755\t${'b'.repeat(64)}\t"tab\\there \\"q\\""`);
   });
 
+  it('hashes the same bytes as the whole encoding, across the chunks it is hashed in', () => {
+    // 0, 1, 255, 256, 257 and 600 files: each side of the 256-line chunks buildHash writes.
+    for (const count of [0, 1, 255, 256, 257, 600]) {
+      const inputs = {
+        format: 'cycle-build-hash/v1',
+        image: 'ubuntu:24.04',
+        buildScript: { sha256: 'a'.repeat(64), size: 1 },
+        files: Array.from({ length: count }, (_, i) => ({ path: `d/é ${i}`, executable: i % 3 === 0, size: i, sha256: (i % 16).toString(16).repeat(64) })),
+      };
+      const text = encodeBuildInputs(inputs);
+      expect(text.split('\n')).toHaveLength(4 + count);
+      expect(buildHash(inputs)).toBe(sha256Hex(text));
+    }
+  });
+
   it('expands folders and lists each file once', async () => {
     const root = await cycleswapProject({ 'deps/a.txt': 'a', 'deps/sub/b.txt': 'b', 'one.txt': '1' });
     await fs.writeFile(path.join(root, '.cycleswap/manifest.toml'), manifest(['deps', 'one.txt', 'deps/a.txt']));
     const project = (await loadProject(root)) as CycleswapProject;
     const { inputs } = await collectBuildInputs(project);
     expect(inputs.files.map((f) => f.path)).toEqual(['deps/a.txt', 'deps/sub/b.txt', 'one.txt']);
+    // Each absolute path is made from the root when asked for: the same string path.join gives.
+    for (const file of project.buildFiles) expect(file.absolute).toBe(path.join(root, file.path));
   });
 });
 

@@ -248,4 +248,20 @@ describe('Engine API driver against a fake daemon', () => {
       message: 'the Docker daemon is not running or cannot be reached',
     });
   });
+
+  it('hands image housekeeping to the docker CLI (loaded on first use), once for all calls', async () => {
+    const dir = await tempDir('cycle-engine-cli-');
+    const log = path.join(dir, 'calls');
+    const fake = path.join(dir, 'docker');
+    await fs.writeFile(fake, `#!/bin/sh\necho "$*" >> '${log}'\n`, { mode: 0o755 });
+    const driver = new EngineDockerDriver(
+      { kind: 'unix', socketPath: '/nonexistent/docker.sock', description: 'unix:///nonexistent/docker.sock' },
+      { env: { ...process.env, CYCLE_DOCKER_BIN: fake } },
+    );
+    await Promise.all([driver.tagImage('a:1', 'b:1'), driver.removeImage('c:1', { force: true })]);
+    const calls = (await fs.readFile(log, 'utf8')).trim().split('\n').sort();
+    expect(calls).toHaveLength(2);
+    expect(calls[0]).toMatch(/^(image )?rm/);
+    expect(calls[1]).toMatch(/^(image )?tag a:1 b:1$/);
+  });
 });
