@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CYCLE, compare, makeTree, peakRss, report, startServer, tempDir, time } from './lib.mjs';
 
-/** A 1 GiB, 20,000-file project, written once for both pack benchmarks. */
-export function bigProject() {
-  const root = tempDir('cycle-bench-pack-');
-  console.log(`   (writing a 20000-file, 1 GiB project in ${root})`);
+/** A `.cycleswap/` project whose data/ folder is a tree of `files` files, `bytes` in all (makeTree's options after). */
+function benchProject(prefix, files, bytes, ...shape) {
+  const root = tempDir(prefix);
+  console.log(`   (writing a ${files}-file, ${(bytes / 1e6).toFixed(0)} MB project in ${root})`);
   fs.mkdirSync(path.join(root, '.cycleswap'));
   fs.writeFileSync(
     path.join(root, '.cycleswap/manifest.toml'),
@@ -14,23 +14,18 @@ export function bigProject() {
   );
   fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'true\n');
   fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
-  makeTree(path.join(root, 'data'), 20_000, 1024 ** 3);
+  makeTree(path.join(root, 'data'), files, bytes, ...shape);
   return root;
+}
+
+/** A 1 GiB, 20,000-file project, written once for both pack benchmarks. */
+export function bigProject() {
+  return benchProject('cycle-bench-pack-', 20_000, 1024 ** 3);
 }
 
 /** A 110 MB, 5,000-file project: 10% of each file random, 90% text (as source trees and logs). */
 export function packProject() {
-  const root = tempDir('cycle-bench-pack110-');
-  console.log(`   (writing a 5000-file, 110 MB project in ${root})`);
-  fs.mkdirSync(path.join(root, '.cycleswap'));
-  fs.writeFileSync(
-    path.join(root, '.cycleswap/manifest.toml'),
-    '[main]\nname = "bench-pack"\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n',
-  );
-  fs.writeFileSync(path.join(root, '.cycleswap/run.sh'), 'true\n');
-  fs.writeFileSync(path.join(root, '.cycleswap/build.sh'), 'true\n');
-  makeTree(path.join(root, 'data'), 5_000, 110e6, 100, 0.1);
-  return root;
+  return benchProject('cycle-bench-pack110-', 5_000, 110e6, 100, 0.1);
 }
 
 /**
