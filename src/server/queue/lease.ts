@@ -12,6 +12,9 @@ export interface WorkerOffer {
   gpu?: { ok: boolean; reason?: string; cuda?: string };
 }
 
+/** How long a cancel or a shutdown waits for a worker's running tasks to stop. */
+export const STOP_WAIT_MS = 15_000;
+
 /** A task handed to one worker until `expiresAt`: everything the worker needs to run it. */
 export interface Lease {
   id: string;

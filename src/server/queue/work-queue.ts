@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { Clock } from '../../context.js';
+import { settledWithin } from '../../util/wait.js';
 import { compareVersions } from '../../docker/cuda-drivers.js';
 import { sha256File } from '../../util/fs.js';
 import { deliverCallback } from '../callbacks.js';
@@ -13,14 +14,12 @@ import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
 import type { ProjectService } from '../projects.js';
 import { DirectiveResolver } from './directives.js';
-import { StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
+import { STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
 
 /** A task that was running when the server stopped (or whose worker lost it) runs again, once. */
 const MAX_ATTEMPTS = 2;
 const TAIL_BYTES = 4096;
 const EVENT_TEXT_MAX = 256 * 1024;
-/** How long a cancel waits for the workers of a job's running tasks to stop them. */
-const STOP_WAIT_MS = 15_000;
 /** A lease ends this long after it was handed out or last renewed (a setting for remote workers later). */
 export const DEFAULT_LEASE_MS = 30_000;
 
@@ -456,15 +455,5 @@ function appendLog(file: string, text: string): void {
     fs.appendFileSync(file, text);
   } catch {
     // the data folder is gone (the server is closing)
-  }
-}
-
-/** Waits for `work`, at most `ms` on the clock; the sleep is ended either way. */
-export async function settledWithin(work: Promise<unknown>, ms: number, clock: Clock): Promise<void> {
-  const timer = new AbortController();
-  try {
-    await Promise.race([work, clock.sleep(ms, timer.signal).catch(() => undefined)]);
-  } finally {
-    timer.abort();
   }
 }

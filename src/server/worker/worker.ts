@@ -6,17 +6,16 @@ import type { CapturedArtifact } from '../../runner/artifacts.js';
 import { volumeMountPath } from '../../runner/volumes.js';
 import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
 import type { Env } from '../../ui/streams.js';
-import type { Clock } from '../../context.js';
+import { type Clock, systemClock } from '../../context.js';
+import { settledWithin } from '../../util/wait.js';
 import { LABELS } from '../../runner/images.js';
 import { joinInside } from '../../util/paths.js';
-import { StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from '../queue/lease.js';
+import { STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from '../queue/lease.js';
 import type { RevokeReason } from '../queue/work-queue.js';
 import type { WorkQueueClient } from './queue-client.js';
 import type { TaskInputs } from './task-inputs.js';
 
 const FLUSH_MS = 250;
-/** How long a shutdown waits for running containers to stop. */
-const STOP_WAIT_MS = 15_000;
 
 export interface WorkerOptions {
   queue: WorkQueueClient;
@@ -302,12 +301,7 @@ export class Worker {
     const tasks = [...this.running.values()];
     for (const running of tasks) running.controller.abort();
     if (tasks.length === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([Promise.all(tasks.map((r) => r.done)), new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await settledWithin(Promise.all(tasks.map((r) => r.done)), STOP_WAIT_MS, systemClock);
   }
 }
 
