@@ -8,6 +8,9 @@ import { gzipDeterministic } from '../../src/pack/gzip.js';
 import { BIN } from './e2e.js';
 import { waitFor } from './wait.js';
 import { tempDir } from './context.js';
+import type { FakeDocker } from './fake-docker.js';
+import { startServer, type RunningServer, type ServerOptions } from '../../src/server/index.js';
+import { ExecNotFound } from '../../src/util/exec.js';
 
 export interface ServerProcess {
   url: string;
@@ -144,4 +147,21 @@ export async function readSse(
     if (!controller.signal.aborted) throw error;
   }
   return { events, ended, pings };
+}
+
+/**
+ * `cycle server` in this process on 127.0.0.1, on a fake Docker and with no GPU (nvidia-smi not
+ * found), one worker, logging nowhere: a test passes what it changes in `options`.
+ */
+export function startFakeDockerServer(docker: FakeDocker, options: Pick<ServerOptions, 'dataDir'> & Partial<ServerOptions>): Promise<RunningServer> {
+  return startServer({
+    host: '127.0.0.1',
+    port: 0,
+    workers: 1,
+    version: 'test',
+    docker: async () => docker,
+    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
+    log: () => undefined,
+    ...options,
+  });
 }

@@ -4,13 +4,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startServer } from '../../src/server/index.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { tempDir } from '../helpers/context.js';
 import { BIN } from '../helpers/e2e.js';
 import { rawTar, VALID_PROJECT } from '../helpers/tarballs.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { startFakeDockerServer, startServerProcess, type ServerProcess } from '../helpers/server.js';
 
 /** Issue 18, the server's data folder: one server per folder, nothing left in the system's temp folder, URLs from the server's own address. */
 
@@ -99,16 +97,7 @@ describe("a task's payload folder is under the data folder, not the system's tem
       for (const mount of spec.mounts) if (mount.target !== '/artifacts') sources.push(mount.source);
       return 0;
     };
-    const server = await startServer({
-      host: '127.0.0.1',
-      port: 0,
-      dataDir,
-      workers: 1,
-      version: 'test',
-      docker: async () => docker,
-      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-      log: () => undefined,
-    });
+    const server = await startFakeDockerServer(docker, { dataDir });
     cleanup.push(() => fs.rm(dataDir, { recursive: true, force: true }));
     cleanup.push(() => server.close());
     const headers = { authorization: `Bearer ${server.token}` };

@@ -2,13 +2,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
+import { startFakeDockerServer } from '../helpers/server.js';
 import { MAX_TASK_PAYLOAD_BYTES } from '../../src/server/planner.js';
 import { PAGE_MAX_BYTES } from '../../src/server/jobs.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 
 /**
  * Issue 18, findings 1, 3, 5 and the `__proto__` one: what one task receives is sized before a
@@ -32,16 +32,7 @@ docker.onRun = async () => {
 
 beforeAll(async () => {
   dataDir = await tempDir('cycle-task-data-');
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir,
-    workers: 1,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
-  });
+  server = await startFakeDockerServer(docker, { dataDir });
   for (const project of ['p', 'q']) expect((await api('POST', `/api/v1/projects/${project}/push`, { raw: rawTarGz(VALID_PROJECT) })).status).toBe(201);
   // The one worker busy from the start, so later jobs stay queued.
   const warm = (await api('POST', '/api/v1/jobs', { body: { project: 'p' } })).body;

@@ -1,12 +1,11 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
-import { ExecNotFound } from '../../src/util/exec.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
-import { readSse } from '../helpers/server.js';
+import { readSse, startFakeDockerServer } from '../helpers/server.js';
 
 /**
  * Issue 18, findings 1 and 5 where a task starts: what a task's container receives (its composed
@@ -31,16 +30,7 @@ async function start(): Promise<void> {
   docker = new FakeDocker();
   docker.hold = true;
   const dataDir = await tempDir('cycle-task-payload-');
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir,
-    workers: 1,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
-  });
+  server = await startFakeDockerServer(docker, { dataDir });
   for (const project of ['p', 'q']) {
     const response = await fetch(`${server.url}/api/v1/projects/${project}/push`, {
       method: 'POST',
