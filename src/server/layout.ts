@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { joinInside } from '../util/paths.js';
 
@@ -25,3 +26,17 @@ export function layout(dataDir: string) {
 }
 
 export type Layout = ReturnType<typeof layout>;
+
+/**
+ * Appends to a task's log, best effort: a log write must not fail the transition or report that
+ * committed before it (the data folder may be gone while the server closes).
+ */
+export function appendTaskLog(layout: Layout, taskId: string, text: string): void {
+  const file = layout.taskLog(taskId);
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.appendFileSync(file, text);
+  } catch {
+    // the data folder is gone (the server is closing)
+  }
+}

@@ -1,6 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import type { Job, JobRequest, JobStatus, TaskStatus } from '../api/schemas.js';
 import { systemLine, type TaskEventData } from '../api/log-lines.js';
 import { systemClock, type Clock } from '../context.js';
@@ -8,7 +6,7 @@ import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
 import type { JobRow, TaskRow } from './jobs/rows.js';
 import { newId } from './ids.js';
-import type { Layout } from './layout.js';
+import { appendTaskLog, type Layout } from './layout.js';
 import type { PlannedTask, TaskBase } from './planner.js';
 import type { CapturedArtifact } from '../runner/artifacts.js';
 
@@ -436,12 +434,6 @@ export class JobStates {
 
   /** Best effort: a log line must not fail a transition that committed. */
   private writeSystemLine(taskId: string, data: TaskEventData): void {
-    const file = this.options.layout.taskLog(taskId);
-    try {
-      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      fs.appendFileSync(file, systemLine(data));
-    } catch {
-      // the data folder is gone (the server is closing)
-    }
+    appendTaskLog(this.options.layout, taskId, systemLine(data));
   }
 }

@@ -1,5 +1,3 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { Clock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
@@ -9,7 +7,7 @@ import { deliverCallback } from '../callbacks.js';
 import type { DB } from '../db.js';
 import type { EventLog } from '../events.js';
 import { newId } from '../ids.js';
-import type { Layout } from '../layout.js';
+import { appendTaskLog, type Layout } from '../layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.js';
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
 import type { ProjectService } from '../projects.js';
@@ -236,7 +234,7 @@ export class WorkQueue {
     let end = (): void => undefined;
     const ended = new Promise<void>((resolve) => (end = resolve));
     this.held.set(lease.id, { lease, job, task, workerId: offer.workerId, tail: '', ended, end });
-    if (task.attempt > 1) appendLog(layout.taskLog(task.id), `\n--- attempt ${task.attempt} ---\n`);
+    if (task.attempt > 1) appendTaskLog(layout, task.id, `\n--- attempt ${task.attempt} ---\n`);
     return lease;
   }
 
@@ -254,7 +252,7 @@ export class WorkQueue {
     if (batch.artifact) await this.recordArtifact(held.job, held.task, batch.artifact.captured);
     if (batch.output === undefined && batch.progress === undefined) return;
     if (batch.output) {
-      appendLog(this.options.layout.taskLog(held.task.id), batch.output);
+      appendTaskLog(this.options.layout, held.task.id, batch.output);
       held.tail = (held.tail + batch.output).slice(-TAIL_BYTES);
     }
     const { states, events } = this.options;
@@ -446,14 +444,4 @@ export function gpuProblem(offer: WorkerOffer, cuda: string | undefined): string
   if (!gpu?.ok) return `the task needs a GPU, but this server has none (${gpu?.reason ?? 'no GPU reported'})`;
   if (cuda && gpu.cuda && compareVersions(gpu.cuda, cuda) < 0) return `[job].cuda = "${cuda}" needs a newer driver: this server's supports CUDA ${gpu.cuda}`;
   return undefined;
-}
-
-/** Best effort, as the system lines are: a log write must not fail a report that committed. */
-function appendLog(file: string, text: string): void {
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.appendFileSync(file, text);
-  } catch {
-    // the data folder is gone (the server is closing)
-  }
 }
