@@ -1,5 +1,6 @@
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { JobRequest } from '../../api/schemas.js';
+import type { MachineInventory } from '../../api/machines.js';
 
 /**
  * What a worker says it has when it asks for work. The queue offers it only tasks it can run.
@@ -10,6 +11,12 @@ export interface WorkerOffer {
   workerId: string;
   /** This worker's GPU, as its probe found it (undefined: not probed, the worker runs no GPU task). */
   gpu?: { ok: boolean; reason?: string; cuda?: string };
+  /**
+   * An enrolled machine's name and what it has (`cycle daemon run`): the queue places tasks by
+   * its inventory (CUDA, GPUs, requirements as minimums, gVisor). Absent: the server's own
+   * in-process worker, placed by `gpu`.
+   */
+  machine?: { name: string; inventory: MachineInventory };
 }
 
 /** How long a cancel or a shutdown waits for a worker's running tasks to stop. */
