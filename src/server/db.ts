@@ -160,6 +160,25 @@ CREATE TABLE IF NOT EXISTS quotes (
   outcome TEXT NOT NULL,
   created_at TEXT NOT NULL
 );
+-- The machine pool (issue 20; machines/registry.ts). A machine token is kept as its SHA-256 hash only.
+CREATE TABLE IF NOT EXISTS machine_tokens (
+  id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,
+  name TEXT,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS machine_tokens_name ON machine_tokens(name);
+CREATE TABLE IF NOT EXISTS machines (
+  name TEXT PRIMARY KEY,
+  token_id TEXT NOT NULL,
+  slots INTEGER NOT NULL DEFAULT 1,
+  inventory TEXT,
+  activity TEXT,
+  last_heartbeat_at TEXT,
+  enrolled_at TEXT NOT NULL,
+  draining INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,

@@ -27,7 +27,8 @@ import {
 } from './limits.js';
 import { ProjectService } from './projects.js';
 import { loadRecipes, RecipeService, type Recipe } from './recipes.js';
-import { WorkQueue } from './queue/work-queue.js';
+import { DEFAULT_LEASE_MS, WorkQueue } from './queue/work-queue.js';
+import { MachineRegistry } from './machines/registry.js';
 import { JobStates } from './state.js';
 import { VolumeService } from './volumes.js';
 import { InProcessQueueClient } from './worker/queue-client.js';
@@ -147,6 +148,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     env: options.env ?? {},
   });
   let queue: WorkQueue | undefined;
+  // The machine pool (issue 20): a machine whose heartbeat is older than a lease's life is offline.
+  const machines = new MachineRegistry({ db, clock: options.clock, leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS, leases: () => queue });
   const states = new JobStates({ db, events, layout, clock: options.clock });
   // A finished job's hold is settled: charged for what ran, the rest released.
   states.onJobFinished((job) => account.settle(job.id));
@@ -156,7 +159,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     states,
     projects,
     layout,
-    hasGpu: async () => (await probeGpu()).ok,
+    // A GPU job is accepted when this server or an enrolled machine has a GPU.
+    hasGpu: async () => machines.anyGpu() || (await probeGpu()).ok,
     onSubmitted: () => queue?.kick(),
   });
   const serverKey = createHash('sha256').update(options.dataDir).digest('hex').slice(0, 16);
@@ -170,6 +174,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     layout,
     clock,
     log: options.log,
+    machines,
     ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
     ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
   });
@@ -204,6 +209,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     recipes,
     jobs,
     queue,
+    machines,
     volumes: new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),
     events,
     heartbeatMs: options.heartbeatMs ?? 15_000,

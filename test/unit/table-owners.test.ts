@@ -23,6 +23,8 @@ const OWNERS: Record<string, string> = {
   ledger: 'account.ts',
   quotes: 'account.ts',
   idempotency: 'jobs.ts',
+  machine_tokens: 'machines/registry.ts',
+  machines: 'machines/registry.ts',
 };
 
 function sourceFiles(dir: string): string[] {

@@ -8,7 +8,9 @@ import { JobService } from '../../src/server/jobs.js';
 import { layout as dataLayout, type Layout } from '../../src/server/layout.js';
 import { ProjectService } from '../../src/server/projects.js';
 import { StaleLease, type WorkerOffer } from '../../src/server/queue/lease.js';
-import { WorkQueue, type RevokeReason } from '../../src/server/queue/work-queue.js';
+import { WorkQueue, type MachinePool, type RevokeReason } from '../../src/server/queue/work-queue.js';
+import type { MachineInventory } from '../../src/api/machines.js';
+import { cpuInventory, gpuInventory, NEWER_DRIVER, OLDER_DRIVER } from '../helpers/machines.js';
 import { JobStates } from '../../src/server/state.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
@@ -42,7 +44,7 @@ afterEach(() => {
   for (const db of opened.splice(0)) db.close();
 });
 
-async function setup(dataDir?: string, clock: Setup['clock'] = manualClock()): Promise<Setup> {
+async function setup(dataDir?: string, clock: Setup['clock'] = manualClock(), machines?: MachinePool): Promise<Setup> {
   const dir = dataDir ?? (await tempDir('cycle-queue-'));
   const layout = dataLayout(dir);
   await fs.mkdir(layout.dataDir, { recursive: true });
@@ -65,7 +67,18 @@ async function setup(dataDir?: string, clock: Setup['clock'] = manualClock()): P
   let wakes = 0;
   let queue: WorkQueue | undefined;
   const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => true, onSubmitted: () => queue?.kick() });
-  queue = new WorkQueue({ db, events: eventLog, states, jobs, projects, layout, clock, log: () => undefined, leaseMs: LEASE_MS });
+  queue = new WorkQueue({
+    db,
+    events: eventLog,
+    states,
+    jobs,
+    projects,
+    layout,
+    clock,
+    log: () => undefined,
+    leaseMs: LEASE_MS,
+    ...(machines ? { machines } : {}),
+  });
   queue.onWork(() => wakes++);
   const revoked: Setup['revoked'] = [];
   queue.onRevoked((leaseId, why) => revoked.push({ leaseId, why }));
@@ -77,6 +90,12 @@ async function setup(dataDir?: string, clock: Setup['clock'] = manualClock()): P
         : entry,
     );
     await projects.push('g', Readable.from(rawTarGz(withCuda)), { rebuild: false, clean: false });
+    const withNewerCuda = withCuda.map((entry) =>
+      entry.name === '.cycleswap/manifest.toml'
+        ? { ...entry, body: String(entry.body).replace('name = "g"', 'name = "h"').replace('cuda = "12.4"', 'cuda = "13.0"') }
+        : entry,
+    );
+    await projects.push('h', Readable.from(rawTarGz(withNewerCuda)), { rebuild: false, clean: false });
   }
   return {
     db,
@@ -324,22 +343,19 @@ describe('the work queue', () => {
     expect(s.job(id)).toMatchObject({ status: 'failed', error: '1 of 1 task(s) failed: timed out after 1s' });
   });
 
-  it('a task that needs what the worker does not offer fails, saying why, and the next task is leased in its place', async () => {
+  it('a task the worker cannot run stays queued with the reason (it is not failed); the next task is leased in its place; a worker that can run it gets it', async () => {
     const s = await setup();
     const gpuJob = await s.submit({}, 'g');
     const plain = await s.submit({});
     const leases = await s.queue.lease(OFFER, 1);
     expect(leases.map((l) => l.jobId)).toEqual([plain]);
-    expect(s.job(gpuJob)).toMatchObject({ status: 'failed' });
-    expect(s.job(gpuJob).error).toContain('the task needs a GPU, but this server has none (no driver)');
-    const old = await s.submit({}, 'g');
-    const wakes = s.wakes();
-    const [lease] = await s.queue.lease({ workerId: 'old-driver', gpu: { ok: true, cuda: '12.2' } }, 1);
-    expect(s.wakes(), 'a task failed at lease time wakes the workers (its dependents may go on)').toBeGreaterThan(wakes);
-    expect(lease).toBeUndefined();
-    expect(s.job(old).error).toContain('[job].cuda = "12.4" needs a newer driver: this server\'s supports CUDA 12.2');
-    await s.submit({}, 'g');
-    expect(await s.queue.lease({ workerId: 'new-driver', gpu: { ok: true, cuda: '12.8' } }, 1)).toMatchObject([{ gpus: true }]);
+    expect(s.job(gpuJob)).toMatchObject({ status: 'queued', error: null });
+    expect((await s.queue.placement(gpuJob))?.reason).toBe('no machine has a GPU for a task that needs one (this server: no driver)');
+    expect(await s.queue.lease({ workerId: 'old-driver', gpu: { ok: true, cuda: '12.2' } }, 1)).toEqual([]);
+    expect(s.job(gpuJob).status).toBe('queued');
+    expect((await s.queue.placement(gpuJob))?.reason).toBe('no machine supports CUDA 12.4; best: this server with 12.2');
+    expect(await s.queue.lease({ workerId: 'new-driver', gpu: { ok: true, cuda: '12.8' } }, 1)).toMatchObject([{ jobId: gpuJob, gpus: true }]);
+    expect(await s.queue.placement(gpuJob)).toBeUndefined();
   });
 
   it('directives: _shared.resolve values resolved by the queue, _artifacts.download named for the worker to fetch', async () => {
@@ -380,5 +396,112 @@ describe('the work queue', () => {
     third.queue.recover();
     expect(third.task(lease!.taskId)).toMatchObject({ status: 'failed', error: 'the server stopped while the task ran (2 attempts)' });
     expect(third.job(id).status).toBe('failed');
+  });
+
+  describe('placement on enrolled machines', () => {
+    /** A fake registry: enrolled machines by name, each may take work unless `refuse` says why not. */
+    function pool(
+      machines: Record<string, MachineInventory>,
+      refuse: Record<string, string> = {},
+    ): MachinePool & { machines: Record<string, MachineInventory> } {
+      return {
+        machines,
+        mayTakeWork: (name) => (refuse[name] ? { ok: false, reason: refuse[name]! } : { ok: true }),
+        placementMachines: () => Object.entries(machines).map(([name, inventory]) => ({ name, inventory })),
+      };
+    }
+    const offerOf = (name: string, inventory: MachineInventory): WorkerOffer => ({ workerId: `daemon-${name}`, machine: { name, inventory } });
+
+    it("[job].cuda is a minimum against each machine's driver: none / 12.4 / 13.0; where none can, the task waits with the reason", async () => {
+      const machines = pool({ 'cpu-a': cpuInventory(), 'gpu-b': gpuInventory(OLDER_DRIVER) });
+      const s = await setup(undefined, manualClock(), machines);
+      const newer = await s.submit({}, 'h'); // [job].cuda = "13.0"
+      expect(await s.queue.lease(offerOf('cpu-a', machines.machines['cpu-a']!), 4)).toEqual([]);
+      expect(await s.queue.lease(offerOf('gpu-b', machines.machines['gpu-b']!), 4)).toEqual([]);
+      expect(s.job(newer)).toMatchObject({ status: 'queued', error: null });
+      const placement = await s.queue.placement(newer);
+      expect(placement?.reason).toBe('no machine supports CUDA 13.0; best: gpu-b with 12.4');
+      expect(placement?.workers).toEqual([
+        { name: 'cpu-a', reason: 'the task needs a GPU: cpu-a has none (nvidia-smi: command not found)' },
+        { name: 'gpu-b', reason: '[job].cuda = "13.0" needs a newer driver: gpu-b supports CUDA 12.4' },
+      ]);
+      expect(s.queue.notPlacedOn('gpu-b', machines.machines['gpu-b']!)).toEqual([
+        { job_id: newer, reason: '[job].cuda = "13.0" needs a newer driver: gpu-b supports CUDA 12.4' },
+      ]);
+      // A machine with a newer driver enrols: the task goes there, the log names it.
+      machines.machines['gpu-c'] = gpuInventory(NEWER_DRIVER);
+      expect((await s.queue.placement(newer))?.reason).toBeNull();
+      const [lease] = await s.queue.lease(offerOf('gpu-c', machines.machines['gpu-c']!), 4);
+      expect(lease).toMatchObject({ jobId: newer, gpus: true, gpuIndices: [0] });
+      expect(s.log(lease!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c on GPU 0 (attempt 1)\n');
+      expect(s.queue.runningOn('gpu-c')).toEqual([{ job_id: newer, task_id: lease!.taskId, started_at: expect.any(String) }]);
+      // A [job].cuda = "12.4" job: the older driver meets it; a machine without a GPU never gets it.
+      const older = await s.submit({}, 'g');
+      expect(await s.queue.lease(offerOf('cpu-a', machines.machines['cpu-a']!), 4)).toEqual([]);
+      expect(await s.queue.lease(offerOf('gpu-b', machines.machines['gpu-b']!), 4)).toMatchObject([{ jobId: older, gpuIndices: [0] }]);
+      // A plain job runs anywhere, the machine without a GPU included.
+      const plain = await s.submit({});
+      expect(await s.queue.lease(offerOf('cpu-a', machines.machines['cpu-a']!), 4)).toMatchObject([{ jobId: plain, gpus: false }]);
+    });
+
+    it('GPU tasks get whole GPUs of their own: GPUs leased on a machine are not free; a task needing more GPUs than any machine has waits', async () => {
+      const twoGpus = gpuInventory(NEWER_DRIVER, {
+        gpus: [
+          { index: 0, name: 'L40S', memory_mib: 46_068 },
+          { index: 1, name: 'L40S', memory_mib: 46_068 },
+        ],
+      });
+      const machines = pool({ 'gpu-c': twoGpus });
+      const s = await setup(undefined, manualClock(), machines);
+      await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' }, profile: 'gpu' });
+      const leases = await s.queue.lease(offerOf('gpu-c', twoGpus), 3);
+      expect(leases.map((l) => l.gpuIndices)).toEqual([[0], [1]]);
+      expect(await s.queue.lease(offerOf('gpu-c', twoGpus), 1)).toEqual([]);
+      await s.queue.complete(leases[1]!.id, { status: 'succeeded' });
+      expect((await s.queue.lease(offerOf('gpu-c', twoGpus), 1)).map((l) => l.gpuIndices)).toEqual([[1]]);
+      const four = await s.submit({ requirements: { gpu: 4 } });
+      expect((await s.queue.placement(four))?.reason).toBe('no machine has 4 GPUs; best: gpu-c with 2 GPUs');
+    });
+
+    it('requirements are minimums against the inventory (cpu, memory, storage); the reason names the best machine', async () => {
+      const machines = pool({ small: cpuInventory({ cpus: 4, memory_bytes: 8e9, free_disk_bytes: 20e9 }), big: cpuInventory({ cpus: 8, memory_bytes: 32e9 }) });
+      const s = await setup(undefined, manualClock(), machines);
+      const cpus = await s.submit({ requirements: { cpu: 16 } });
+      const memory = await s.submit({ requirements: { memory_gb: 64 } });
+      const disk = await s.submit({ requirements: { storage_gb: 1000 } });
+      const fits = await s.submit({ requirements: { cpu: 6, memory_gb: 16 } });
+      expect((await s.queue.placement(cpus))?.reason).toBe('no machine has 16 CPUs; best: big with 8 CPUs');
+      expect((await s.queue.placement(memory))?.reason).toBe('no machine has 64.0 GB of memory; best: big with 32.0 GB of memory');
+      expect((await s.queue.placement(disk))?.reason).toBe('no machine has 1000.0 GB of free disk; best: big with 500.0 GB of free disk');
+      expect(await s.queue.lease(offerOf('small', machines.machines['small']!), 4)).toEqual([]);
+      expect(await s.queue.lease(offerOf('big', machines.machines['big']!), 4)).toMatchObject([{ jobId: fits }]);
+      expect(s.job(cpus).status).toBe('queued');
+    });
+
+    it('a machine that may not take work (draining, paused, busy) is offered nothing, and the reason says so', async () => {
+      const machines = pool({ 'gpu-b': gpuInventory(OLDER_DRIVER) }, { 'gpu-b': 'machine gpu-b is draining' });
+      const s = await setup(undefined, manualClock(), machines);
+      const id = await s.submit({});
+      expect(await s.queue.lease(offerOf('gpu-b', machines.machines['gpu-b']!), 1)).toEqual([]);
+      expect(await s.queue.placement(id)).toMatchObject({ reason: 'the machines that can run it take no work now: machine gpu-b is draining' });
+    });
+
+    it("an expired or removed machine's lease: the task goes back to the queue, the log naming the machine and why", async () => {
+      const machines = pool({ 'gpu-b': gpuInventory(OLDER_DRIVER), 'gpu-c': gpuInventory(NEWER_DRIVER) });
+      const s = await setup(undefined, manualClock(), machines);
+      await s.submit({});
+      const [lease] = await s.queue.lease(offerOf('gpu-b', machines.machines['gpu-b']!), 1);
+      s.clock.advance(LEASE_MS + 1);
+      await settle();
+      expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued' });
+      expect(s.log(lease!.taskId)).toContain('machine gpu-b stopped renewing its lease (30s)');
+      const [second] = await s.queue.lease(offerOf('gpu-c', machines.machines['gpu-c']!), 1);
+      expect(s.log(second!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c (attempt 2)');
+      s.queue.releaseMachine('gpu-c', 'machine gpu-c was removed');
+      expect(s.revoked).toContainEqual({ leaseId: second!.id, why: 'removed' });
+      expect(s.task(second!.taskId)).toMatchObject({ status: 'failed' }); // its second attempt: MAX_ATTEMPTS
+      expect(s.log(second!.taskId)).toContain('machine gpu-c was removed');
+      await expect(s.queue.report(second!.id, { output: 'late' })).rejects.toBeInstanceOf(StaleLease);
+    });
   });
 });

@@ -3,6 +3,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DomainError, type ProblemKind } from '../errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from '../limits.js';
+import type { MachineAuth } from '../machines/registry.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {
@@ -39,6 +40,8 @@ export interface RouteContext {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
+  /** On a machine route (`{machine: true}`): the enrolled machine whose token the request carries. */
+  machine?: { tokenId: string; name: string | undefined };
 }
 
 export type Handler = (ctx: RouteContext) => Promise<void> | void;
@@ -49,6 +52,8 @@ interface Route {
   keys: string[];
   handler: Handler;
   public: boolean;
+  /** Called by a daemon with its machine token (never the user's token). */
+  machine: boolean;
 }
 
 export interface RouterOptions {
@@ -57,6 +62,8 @@ export interface RouterOptions {
   log: (line: string) => void;
   /** Host paths (the data folder) that an error message must never show: replaced by a placeholder. */
   hostPaths: string[];
+  /** Checks machine tokens on machine routes (none: machine routes refuse every request). */
+  machineAuth?: Pick<MachineAuth, 'authenticate'>;
 }
 
 /** The length a request announced (`Content-Length`), 0 when it gave none: checked against a limit before its body is read. */
@@ -70,13 +77,17 @@ export function headerValue(req: IncomingMessage, name: string): string | undefi
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. */
+/**
+ * A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. Two
+ * kinds of token never stand in for each other: user routes take the server's token only, and
+ * machine routes (`{machine: true}`, what `cycle daemon run` calls) take a machine token only.
+ */
 export class Router {
   private readonly routes: Route[] = [];
 
   constructor(private readonly options: RouterOptions) {}
 
-  add(method: string, path: string, handler: Handler, options: { public?: boolean } = {}): void {
+  add(method: string, path: string, handler: Handler, options: { public?: boolean; machine?: boolean } = {}): void {
     const keys: string[] = [];
     const pattern = new RegExp(
       '^' +
@@ -86,7 +97,7 @@ export class Router {
         }) +
         '/?$',
     );
-    this.routes.push({ method, pattern, keys, handler, public: options.public === true });
+    this.routes.push({ method, pattern, keys, handler, public: options.public === true, machine: options.machine === true });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -106,13 +117,14 @@ export class Router {
           'method_not_allowed',
           `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`,
         );
-      if (!route.public) this.authorize(req);
+      const machine = route.machine ? this.authorizeMachine(req) : undefined;
+      if (!route.public && !route.machine) this.authorize(req);
       const match = route.pattern.exec(pathname)!;
       const params: Record<string, string> = {};
       route.keys.forEach((key, i) => {
         params[key] = decodeParam(key, match[i + 1]!);
       });
-      await route.handler({ req, res, params, query });
+      await route.handler({ req, res, params, query, ...(machine ? { machine } : {}) });
     } catch (error) {
       if (res.headersSent) {
         res.destroy();
@@ -142,20 +154,47 @@ export class Router {
     return text;
   }
 
-  /** Whether the request carries this server's token (the HTTP layer counts such requests apart). */
+  /** Whether the request carries this server's token or a live machine token (the HTTP layer counts such requests apart). */
   authenticated(req: IncomingMessage): boolean {
-    const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
-    if (!match) return false;
-    const given = Buffer.from(match[1]!.trim());
+    return this.userToken(req) || this.machineToken(req) !== undefined;
+  }
+
+  /** Whether the request carries this server's (the user's) token. */
+  private userToken(req: IncomingMessage): boolean {
+    const bearer = bearerOf(req);
+    if (bearer === undefined) return false;
+    const given = Buffer.from(bearer);
     const expected = Buffer.from(this.options.token);
     return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  private machineToken(req: IncomingMessage): { tokenId: string; name: string | undefined } | undefined {
+    const bearer = bearerOf(req);
+    return bearer === undefined ? undefined : this.options.machineAuth?.authenticate(bearer);
+  }
+
+  /** A machine route: a live machine token, never the user's token. */
+  private authorizeMachine(req: IncomingMessage): { tokenId: string; name: string | undefined } {
+    if (bearerOf(req) === undefined)
+      throw new HttpError(401, 'unauthorized', 'missing machine token: send "Authorization: Bearer <machine token>" (cycle machine token create makes one)');
+    if (this.userToken(req))
+      throw new HttpError(401, 'unauthorized', 'a user token cannot act as a machine: give the daemon a machine token (cycle machine token create)');
+    const machine = this.machineToken(req);
+    if (!machine) throw new HttpError(401, 'unauthorized', 'invalid or revoked machine token: create a new one with cycle machine token create');
+    return machine;
   }
 
   private authorize(req: IncomingMessage): void {
     if (!/^Bearer\s+(.+)$/i.test(req.headers.authorization ?? ''))
       throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
-    if (!this.authenticated(req)) throw new HttpError(401, 'unauthorized', 'invalid token');
+    if (!this.userToken(req)) throw new HttpError(401, 'unauthorized', 'invalid token');
   }
+}
+
+/** The bearer token a request carries (undefined: none). */
+function bearerOf(req: IncomingMessage): string | undefined {
+  const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+  return match ? match[1]!.trim() : undefined;
 }
 
 /** A path parameter, %-decoded: a malformed escape or an over-long name is the client's fault. */

@@ -29,6 +29,8 @@ import { RecipeService } from '../recipes.js';
 import { directUploadSchema, type UploadService } from '../uploads.js';
 import type { WorkQueue } from '../queue/work-queue.js';
 import { VolumeService } from '../volumes.js';
+import type { MachineRegistry } from '../machines/registry.js';
+import { addMachineRoutes } from './machine-routes.js';
 
 export interface AppOptions {
   token: string;
@@ -41,7 +43,9 @@ export interface AppOptions {
   projects: ProjectService;
   recipes: RecipeService;
   jobs: JobService;
-  queue: Pick<WorkQueue, 'cancel'>;
+  queue: Pick<WorkQueue, 'cancel' | 'placement'>;
+  /** The machine pool: its user routes, and machine tokens on machine routes. */
+  machines: MachineRegistry;
   volumes: VolumeService;
   events: EventLog;
   heartbeatMs: number;
@@ -91,7 +95,7 @@ export function createRouter(options: AppOptions): Router {
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   };
-  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths });
+  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths, machineAuth: options.machines });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
     if (!projectName.safeParse(value).success) throw new HttpError(400, 'invalid_project_name', `invalid project name "${value}"`, 'name');
@@ -260,6 +264,9 @@ export function createRouter(options: AppOptions): Router {
     await queue.cancel(job.id);
     sendJson(ctx.res, 200, jobs.document(jobs.require(job.id)));
   });
+  // ---- machines (the pool of `cycle daemon run` machines) and why queued tasks wait ----
+  addMachineRoutes(router, { machines: options.machines, queue });
+
   router.add('GET', '/api/v1/results/:id', (ctx) => sendJsonStreamed(ctx.res, 200, jobs.results(jobs.require(ctx.params.id!), pageRequest(ctx.query))));
 
   // ---- artifacts ----

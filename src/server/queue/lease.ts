@@ -46,6 +46,11 @@ export interface Lease {
   requirements?: JobRequest['requirements'];
   /** The task gets the GPUs (`profile: "gpu"`, a gpu requirement, a `[job].cuda`). */
   gpus: boolean;
+  /**
+   * The machine's GPUs the task gets (whole GPUs of its own: `--gpus "device=0,1"`), set for a
+   * task leased to an enrolled machine. Absent: all of the worker's GPUs when `gpus` (the server's own worker).
+   */
+  gpuIndices?: number[];
 }
 
 /** What a worker reports on a running task: batched, a few times a second. */

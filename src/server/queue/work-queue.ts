@@ -1,7 +1,8 @@
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { Clock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
-import { compareVersions } from '../../docker/cuda-drivers.js';
+import type { Machine, MachineInventory } from '../../api/machines.js';
+import { SYSTEM_LINE_PREFIX } from '../../api/log-lines.js';
 import { sha256File } from '../../util/fs.js';
 import { deliverCallback } from '../callbacks.js';
 import type { DB } from '../db.js';
@@ -13,6 +14,7 @@ import { InternalError, logInternalError, type JobStates, type TaskOutcome } fro
 import type { ProjectService } from '../projects.js';
 import { DirectiveResolver } from './directives.js';
 import { STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
+import { candidateOf, noCandidateReason, pickGpus, taskNeeds, unfit, type Candidate, type ManifestNeeds, type TaskNeeds } from './placement.js';
 
 /** A task that was running when the server stopped (or whose worker lost it) runs again, once. */
 const MAX_ATTEMPTS = 2;
@@ -33,6 +35,25 @@ export interface WorkQueueOptions {
   log: (line: string) => void;
   leaseMs?: number;
   callbackBaseDelayMs?: number;
+  /** The enrolled machines (machines/registry.ts): whether one may take work, and what each has. None: the server's own worker only. */
+  machines?: MachinePool;
+}
+
+/** What the queue asks of the machine registry. */
+export interface MachinePool {
+  mayTakeWork(name: string): { ok: true } | { ok: false; reason: string };
+  placementMachines(): Array<{ name: string; inventory: MachineInventory }>;
+}
+
+/** Why a job's queued tasks wait (`GET /api/v1/jobs/:id/placement`). */
+export interface JobPlacement {
+  job_id: string;
+  /** Its queued tasks. */
+  queued: number;
+  /** Why they wait; null when nothing holds them but free room on a worker that can run them. */
+  reason: string | null;
+  /** Per worker (the server's own one and each enrolled machine): why it cannot run them, or null when it can. */
+  workers: Array<{ name: string; reason: string | null }>;
 }
 
 /** A lease the queue handed out and that is still current. */
@@ -41,6 +62,8 @@ interface Held {
   job: JobRow;
   task: TaskRow;
   workerId: string;
+  /** The enrolled machine it runs on (undefined: the server's own worker). */
+  machine?: string;
   /** The last output of this attempt (the task's output_tail). */
   tail: string;
   /** Settled once the lease ends (an outcome, a release, an expiry, a revoke): a cancel waits on it. */
@@ -48,7 +71,23 @@ interface Held {
   end: () => void;
 }
 
-export type RevokeReason = 'cancelled' | 'expired';
+/** Why a lease was taken back: its job was cancelled, it expired, or its machine was removed. */
+export type RevokeReason = 'cancelled' | 'expired' | 'removed';
+
+/** A task picked to run, with where it may go on the asking worker. */
+interface Picked {
+  job: JobRow;
+  task: TaskRow;
+  needs: TaskNeeds | undefined;
+  /** The machine's GPUs it gets (machines only; the server's own worker gives a GPU task all of its GPUs). */
+  gpuIndices?: number[];
+}
+
+/** Manifest needs kept at most for this many revisions (a cache: reloaded when needed). */
+const MANIFEST_CACHE_MAX = 1000;
+/** Jobs read when telling why queued tasks are not placed on a machine, and lines told. */
+const NOT_PLACED_SCAN = 50;
+const NOT_PLACED_MAX = 5;
 
 /**
  * The work queue: which task may run next (job order, dependencies, map before reduce, what the
@@ -71,6 +110,10 @@ export class WorkQueue {
   private readonly leaseMs: number;
   /** What a task's directives (`_artifacts.download`, `_shared.resolve`) bring into its payload. */
   private readonly directives: DirectiveResolver;
+  /** What each (project, revision)'s manifest asks of a worker ([job].cuda, the sandbox): known before the synchronous pick. */
+  private readonly manifestNeeds = new Map<string, ManifestNeeds>();
+  /** The server's own worker's latest offer (placement reasons name it beside the machines). */
+  private localOffer: WorkerOffer | undefined;
 
   constructor(private readonly options: WorkQueueOptions) {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
@@ -136,14 +179,19 @@ export class WorkQueue {
 
   private async leaseNow(offer: WorkerOffer, max: number): Promise<Lease[]> {
     if (this.stopped || max <= 0) return [];
+    if (!offer.machine) this.localOffer = offer;
+    // A draining, paused or busy machine (that forbids work while busy) is offered nothing new.
+    if (offer.machine && this.options.machines && !this.options.machines.mayTakeWork(offer.machine.name).ok) return [];
     this.expireDue();
+    await this.loadManifestNeeds();
     const leases: Lease[] = [];
     // A task that cannot be handed out (it failed while its lease was made) frees its place for the next.
     while (leases.length < max) {
-      const started = this.next(max - leases.length);
+      const started = this.next(offer, max - leases.length);
       if (started.length === 0) break;
-      for (const { job, task } of started) {
-        const lease = await this.leaseFor(offer, job, task).catch((error: Error) => {
+      for (const picked of started) {
+        const { job, task } = picked;
+        const lease = await this.leaseFor(offer, picked).catch((error: Error) => {
           if (error instanceof InternalError) logInternalError(this.options.log, `task ${task.id}`, error);
           else this.finishTask(task, { status: 'failed', error: error.message });
           this.maybeFinish(job.id);
@@ -157,23 +205,167 @@ export class WorkQueue {
     return leases;
   }
 
-  /** The next queued tasks that may run, marked running (synchronously: no other request sees them queued). */
-  private next(max: number): Array<{ job: JobRow; task: TaskRow }> {
+  /**
+   * The next queued tasks that may run on this worker, marked running (synchronously: no other
+   * request sees them queued). A task the worker cannot run stays queued for one that can
+   * (placement.ts); `placement()` tells why it waits.
+   */
+  private next(offer: WorkerOffer, max: number): Picked[] {
     const { db, jobs } = this.options;
-    const started: Array<{ job: JobRow; task: TaskRow }> = [];
+    const started: Picked[] = [];
+    const candidate = candidateOf(offer);
+    // GPUs already leased on this machine are not free (GPU tasks get whole GPUs of their own).
+    const gpusInUse = new Set(offer.machine ? this.gpusLeasedOn(offer.machine.name) : []);
     const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all() as JobRow[];
     for (const job of open) {
       if (started.length >= max) break;
       if (job.cancel_requested) continue;
       if (job.status === 'queued' && !this.dependenciesReady(job)) continue;
+      // Unknown needs (the revision could not be loaded): handed out, and its lease fails the task saying why.
+      const needs = this.needsOf(job);
+      if (needs && unfit(needs, candidate)) continue;
       // Only the next queued tasks are read (by an index), not every task of the job.
       for (const task of jobs.queuedTasks(job.id, max - started.length)) {
         if (started.length >= max) break;
         if (jobs.kindOf(job.type).mayStart?.(task, jobs) === false) continue;
-        started.push({ job, task: this.options.states.startTask(job, task) });
+        let gpuIndices: number[] | undefined;
+        if (needs && needs.gpus > 0 && offer.machine) {
+          gpuIndices = pickGpus(needs, offer.machine.inventory, gpusInUse);
+          if (!gpuIndices) break; // not enough free GPUs now: the job's other tasks wait too
+          for (const index of gpuIndices) gpusInUse.add(index);
+        }
+        started.push({ job, task: this.options.states.startTask(job, task), needs, ...(gpuIndices ? { gpuIndices } : {}) });
       }
     }
     return started;
+  }
+
+  private manifestKey(project: string, revision: number): string {
+    return `${project}\u0000${revision}`;
+  }
+
+  /** What the job's tasks need of a worker; undefined while its revision's manifest is not known. */
+  private needsOf(job: JobRow): TaskNeeds | undefined {
+    const manifest = this.manifestNeeds.get(this.manifestKey(job.project, job.revision!));
+    return manifest ? taskNeeds(this.options.jobs.request(job), manifest) : undefined;
+  }
+
+  /** Reads the manifests of open jobs' revisions not read yet (before the synchronous pick; a revision is immutable). */
+  private async loadManifestNeeds(): Promise<void> {
+    const revisions = this.options.db
+      .prepare("SELECT DISTINCT project, revision FROM jobs WHERE status IN ('queued', 'running') AND revision IS NOT NULL")
+      .all() as Array<{ project: string; revision: number }>;
+    for (const { project, revision } of revisions) {
+      if (this.manifestNeeds.has(this.manifestKey(project, revision))) continue;
+      // A revision that cannot be loaded stays unknown: its task's lease fails, saying why (as before placement).
+      await this.manifestNeedsOf(project, revision).catch(() => undefined);
+    }
+  }
+
+  private async manifestNeedsOf(project: string, revision: number): Promise<ManifestNeeds> {
+    const key = this.manifestKey(project, revision);
+    const cached = this.manifestNeeds.get(key);
+    if (cached) return cached;
+    const loaded = await this.options.projects.load(project, revision);
+    const needs: ManifestNeeds =
+      loaded.format === 'cycleswap'
+        ? { ...(loaded.manifest.job.cuda !== undefined ? { cuda: loaded.manifest.job.cuda } : {}), gvisor: false }
+        : { gvisor: loaded.manifest.runtime.sandbox === 'gvisor' };
+    if (this.manifestNeeds.size >= MANIFEST_CACHE_MAX) this.manifestNeeds.clear();
+    this.manifestNeeds.set(key, needs);
+    return needs;
+  }
+
+  private gpusLeasedOn(machine: string): number[] {
+    return [...this.held.values()].filter((h) => h.machine === machine).flatMap((h) => h.lease.gpuIndices ?? []);
+  }
+
+  /** The workers a task may go to: the server's own (once it asked for work) and every enrolled machine. */
+  private candidates(): Candidate[] {
+    const machines = this.options.machines?.placementMachines() ?? [];
+    return [
+      ...(this.localOffer ? [candidateOf(this.localOffer)] : []),
+      ...machines.map((m): Candidate => ({ name: m.name, local: false, inventory: m.inventory })),
+    ];
+  }
+
+  /**
+   * Why a job's queued tasks are not placed: its dependencies, no worker that can ever run them
+   * ("no machine supports CUDA 13.0; best: gpu-b with 12.4"), or none with room now. Undefined
+   * when the job has no queued task.
+   */
+  async placement(jobId: string): Promise<JobPlacement | undefined> {
+    const { jobs } = this.options;
+    const job = jobs.require(jobId);
+    const queued = jobs.counts(job.id).queued;
+    if (isTerminal(job.status) || queued === 0) return undefined;
+    const candidates = this.candidates();
+    const base = { job_id: job.id, queued };
+    if (job.status === 'planning') return { ...base, reason: 'the job is being planned', workers: [] };
+    const waiting = this.options.jobs.request(job).depends_on.filter((id) => jobs.row(id)?.status !== 'completed');
+    if (job.status === 'queued' && waiting.length)
+      return { ...base, reason: `waiting for ${waiting.length === 1 ? 'job' : 'jobs'} ${waiting.join(', ')} to complete`, workers: [] };
+    let needs: TaskNeeds;
+    try {
+      needs = taskNeeds(jobs.request(job), await this.manifestNeedsOf(job.project, job.revision!));
+    } catch (error) {
+      return { ...base, reason: `its project revision cannot be read: ${(error as Error).message}`, workers: [] };
+    }
+    const workers = candidates.map((c) => ({ name: c.name, reason: unfit(needs, c) ?? this.unavailable(c) ?? null }));
+    const never = noCandidateReason(needs, candidates);
+    if (never) return { ...base, reason: never, workers };
+    const ready = workers.filter((w) => w.reason === null).map((w) => w.name);
+    return {
+      ...base,
+      reason: ready.length
+        ? null
+        : `the machines that can run it take no work now: ${workers
+            .filter((w) => w.reason)
+            .map((w) => w.reason)
+            .join('; ')}`,
+      workers,
+    };
+  }
+
+  /** Why a worker that could run a task takes none now (draining, paused, busy), undefined when it may. */
+  private unavailable(c: Candidate): string | undefined {
+    if (c.local || !this.options.machines) return undefined;
+    const may = this.options.machines.mayTakeWork(c.name);
+    return may.ok ? undefined : may.reason;
+  }
+
+  /** The tasks a machine runs now (its leases). */
+  runningOn(machine: string): Machine['running'] {
+    return [...this.held.values()].filter((h) => h.machine === machine).map((h) => ({ job_id: h.job.id, task_id: h.task.id, started_at: h.task.started_at }));
+  }
+
+  /** Why queued tasks are not placed on a machine: the first few open jobs it can never run, each with its reason. */
+  notPlacedOn(machine: string, inventory: MachineInventory | null): NonNullable<Machine['not_placed']> {
+    if (!inventory) return [];
+    const candidate: Candidate = { name: machine, local: false, inventory };
+    const open = this.options.db
+      .prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') AND cancel_requested = 0 ORDER BY seq LIMIT ?")
+      .all(NOT_PLACED_SCAN) as JobRow[];
+    const lines: NonNullable<Machine['not_placed']> = [];
+    for (const job of open) {
+      if (lines.length >= NOT_PLACED_MAX) break;
+      if (this.options.jobs.counts(job.id).queued === 0) continue;
+      const needs = this.needsOf(job);
+      const why = needs && unfit(needs, candidate);
+      if (why) lines.push({ job_id: job.id, reason: why });
+    }
+    return lines;
+  }
+
+  /** A removed machine: its leases end, their tasks go back to the queue with the reason in their logs. */
+  releaseMachine(machine: string, reason: string): void {
+    for (const held of [...this.held.values()]) {
+      if (held.machine !== machine) continue;
+      this.endLease(held);
+      this.options.states.requeueLost({ ...held.task, output_tail: held.tail }, reason, MAX_ATTEMPTS);
+      this.revoked(held.lease.id, 'removed');
+      this.afterLease(held);
+    }
   }
 
   /** True when every dependency completed; fails the job when one ended otherwise. */
@@ -194,18 +386,15 @@ export class WorkQueue {
     return false;
   }
 
-  /** A running task's lease: checked against the offer, its payload composed. Throws why it cannot run. */
-  private async leaseFor(offer: WorkerOffer, job: JobRow, task: TaskRow): Promise<Lease> {
-    const { jobs, projects, layout } = this.options;
+  /** A running task's lease (placed by `next`), its payload composed. Throws why it cannot run. */
+  private async leaseFor(offer: WorkerOffer, picked: Picked): Promise<Lease> {
+    const { jobs, layout } = this.options;
+    const { job, task } = picked;
     const request = jobs.request(job);
     const revision = job.revision!;
-    const project = await projects.load(job.project, revision);
-    const cuda = project.format === 'cycleswap' ? project.manifest.job.cuda : undefined;
-    const gpus = (request.requirements?.gpu ?? 0) > 0 || request.profile === 'gpu' || cuda !== undefined;
-    // One worker per server today: a task its worker cannot run fails, saying why. With workers on
-    // other machines (the next step), it waits for one that can.
-    const problem = gpus ? gpuProblem(offer, cuda) : undefined;
-    if (problem) throw new Error(problem);
+    // Picked with unknown needs: its revision is read now, and one that cannot be read fails the task, saying why.
+    const needs = picked.needs ?? taskNeeds(request, await this.manifestNeedsOf(job.project, revision));
+    const gpus = needs.gpus > 0;
     // Sized before it is built: a task whose composed payload is over the cap fails, naming it.
     const composed = jobs.runPayload(job, task);
     if ('error' in composed) throw new Error(composed.error);
@@ -230,11 +419,17 @@ export class WorkQueue {
       ...(request.timeout_s ? { timeoutS: request.timeout_s } : {}),
       ...(request.requirements ? { requirements: request.requirements } : {}),
       gpus,
+      ...(picked.gpuIndices && picked.gpuIndices.length ? { gpuIndices: picked.gpuIndices } : {}),
     };
     let end = (): void => undefined;
     const ended = new Promise<void>((resolve) => (end = resolve));
-    this.held.set(lease.id, { lease, job, task, workerId: offer.workerId, tail: '', ended, end });
+    const machine = offer.machine?.name;
+    this.held.set(lease.id, { lease, job, task, workerId: offer.workerId, ...(machine ? { machine } : {}), tail: '', ended, end });
     if (task.attempt > 1) appendTaskLog(layout, task.id, `\n--- attempt ${task.attempt} ---\n`);
+    if (machine) {
+      const onGpus = lease.gpuIndices ? ` on GPU ${lease.gpuIndices.join(', ')}` : '';
+      appendTaskLog(layout, task.id, `${SYSTEM_LINE_PREFIX}task ${task.idx} assigned to machine ${machine}${onGpus} (attempt ${task.attempt})\n`);
+    }
     return lease;
   }
 
@@ -304,8 +499,9 @@ export class WorkQueue {
   async release(leaseId: string, reason: string): Promise<void> {
     const held = this.current(leaseId);
     this.endLease(held);
+    const why = held.machine ? `machine ${held.machine} gave the task back: ${reason}` : reason;
     if (this.stopped) this.options.states.requeueStopped(held.task);
-    else this.options.states.requeueLost({ ...held.task, output_tail: held.tail }, reason, MAX_ATTEMPTS);
+    else this.options.states.requeueLost({ ...held.task, output_tail: held.tail }, why, MAX_ATTEMPTS);
     this.afterLease(held);
   }
 
@@ -340,7 +536,7 @@ export class WorkQueue {
       const seconds = Math.round(this.leaseMs / 1000);
       this.options.states.requeueLost(
         { ...held.task, output_tail: held.tail },
-        `worker ${held.workerId} stopped renewing its lease (${seconds}s)`,
+        `${held.machine ? `machine ${held.machine}` : `worker ${held.workerId}`} stopped renewing its lease (${seconds}s)`,
         MAX_ATTEMPTS,
       );
       this.revoked(held.lease.id, 'expired');
@@ -436,12 +632,4 @@ export class WorkQueue {
       this.options.states.recordCallback(jobId, ok ? 'delivered' : 'failed');
     });
   }
-}
-
-/** Why a task that wants the GPU cannot run on this worker (undefined: it can). */
-export function gpuProblem(offer: WorkerOffer, cuda: string | undefined): string | undefined {
-  const gpu = offer.gpu;
-  if (!gpu?.ok) return `the task needs a GPU, but this server has none (${gpu?.reason ?? 'no GPU reported'})`;
-  if (cuda && gpu.cuda && compareVersions(gpu.cuda, cuda) < 0) return `[job].cuda = "${cuda}" needs a newer driver: this server's supports CUDA ${gpu.cuda}`;
-  return undefined;
 }

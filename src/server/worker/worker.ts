@@ -193,7 +193,8 @@ export class Worker {
   private revoked(leaseId: string, why: RevokeReason): void {
     const entry = this.running.get(leaseId);
     if (!entry) return;
-    if (why === 'expired') this.lose(entry);
+    if (why !== 'cancelled')
+      this.lose(entry); // expired, or its machine removed: a report now would be refused
     else entry.controller.abort();
   }
 

@@ -1,0 +1,282 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  machineActivitySchema,
+  machineInventorySchema,
+  machineName,
+  type Machine,
+  type MachineActivity,
+  type MachineInventory,
+  type MachineState,
+} from '../../api/machines.js';
+import { systemClock, type Clock } from '../../context.js';
+import { type DB, parseJson, timestamp } from '../db.js';
+import { DomainError, invalid, notFound } from '../errors.js';
+import { newId } from '../ids.js';
+
+/** What a machine token starts with: told apart from a user token (`cyc_`) at a glance, and by `authenticate`. */
+export const MACHINE_TOKEN_PREFIX = 'cym_';
+/** The most tasks one machine runs at once (`cycle daemon run --slots`). */
+export const MAX_SLOTS = 64;
+
+/** The registry's side of the machine protocol: what `pool-wire`'s routes call with a daemon's token. */
+export interface MachineAuth {
+  /** The enrolled machine a bearer token belongs to (undefined: not a machine token, or revoked). Constant-time compare of hashes. */
+  authenticate(token: string): { tokenId: string; name: string | undefined } | undefined;
+  /** A daemon says who it is and what it has: first call names the machine (a token created with --name binds that name; a name already held by another live token is refused with a DomainError conflict naming it). Records the heartbeat time. Returns the machine's name. */
+  heartbeat(tokenId: string, name: string, inventory: MachineInventory, activity: MachineActivity, slots: number): string;
+  /** Whether the machine may be offered new work now (not draining, not removed, not paused, idle or busy-assign allowed), and why not. */
+  mayTakeWork(name: string): { ok: true } | { ok: false; reason: string };
+}
+
+/** What the registry needs of the work queue (set after both exist: the queue also asks the registry). */
+export interface MachineLeases {
+  /** The tasks the machine runs now. */
+  runningOn(name: string): Machine['running'];
+  /** Why queued tasks are not placed on the machine (a few lines, each with a job id). */
+  notPlacedOn(name: string, inventory: MachineInventory | null): NonNullable<Machine['not_placed']>;
+  /** Ends the machine's leases: their tasks go back to the queue, the reason in their logs. */
+  releaseMachine(name: string, reason: string): void;
+}
+
+/** A machine the queue may place tasks on (enrolled, not removed, with an inventory), online or not. */
+export interface PlacementMachine {
+  name: string;
+  inventory: MachineInventory;
+}
+
+interface TokenRow {
+  id: string;
+  hash: string;
+  name: string | null;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+interface MachineRow {
+  name: string;
+  token_id: string;
+  slots: number;
+  inventory: string | null;
+  activity: string | null;
+  last_heartbeat_at: string | null;
+  enrolled_at: string;
+  draining: number;
+}
+
+export interface MachineRegistryOptions {
+  db: DB;
+  /** Heartbeat times are stamped and aged on it (tests advance a manual one). */
+  clock?: Clock;
+  /** A machine whose last heartbeat is older than this is offline: the lease life (30 s by default). */
+  leaseMs: number;
+  /** The work queue, once it exists. */
+  leases?: () => MachineLeases | undefined;
+}
+
+function hashToken(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/**
+ * The machines of the pool (issue 20): machine tokens (made here, shown once, stored as SHA-256
+ * hashes, revocable), each enrolled machine's name, inventory, activity and last heartbeat, and
+ * whether it may take work. The only writer of the `machine_tokens` and `machines` tables.
+ */
+export class MachineRegistry implements MachineAuth {
+  private readonly clock: Clock;
+
+  constructor(private readonly options: MachineRegistryOptions) {
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** A fresh machine token (returned once; only its hash is kept). With a name, the token can enrol that machine only. */
+  createToken(name?: string): { token: string; token_id: string; name: string | null } {
+    if (name !== undefined) {
+      checkName(name);
+      const holder = this.liveTokenNamed(name);
+      if (holder)
+        throw new DomainError(
+          'conflict',
+          'machine_name_taken',
+          `machine name "${name}" is already bound to machine token ${holder.id}: pick another --name, or free it with cycle machine remove ${name}`,
+          'name',
+        );
+    }
+    const token = `${MACHINE_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    const id = newId('mtok');
+    this.options.db
+      .prepare('INSERT INTO machine_tokens (id, hash, name, created_at) VALUES (?, ?, ?, ?)')
+      .run(id, hashToken(token).toString('hex'), name ?? null, timestamp(this.clock));
+    return { token, token_id: id, name: name ?? null };
+  }
+
+  authenticate(token: string): { tokenId: string; name: string | undefined } | undefined {
+    if (!token.startsWith(MACHINE_TOKEN_PREFIX)) return undefined;
+    const hash = hashToken(token);
+    // Found by its hash (a lookup learns nothing of the token: it is 32 random bytes), then
+    // compared in constant time all the same.
+    const row = this.options.db.prepare('SELECT * FROM machine_tokens WHERE hash = ? AND revoked_at IS NULL').get(hash.toString('hex')) as TokenRow | undefined;
+    if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), hash)) return undefined;
+    return { tokenId: row.id, name: row.name ?? undefined };
+  }
+
+  heartbeat(tokenId: string, name: string, inventory: MachineInventory, activity: MachineActivity, slots: number): string {
+    checkName(name);
+    if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS)
+      throw invalid('invalid_slots', `slots must be a whole number from 1 to ${MAX_SLOTS} (cycle daemon run --slots); got ${slots}`, 'slots');
+    const checkedInventory = machineInventorySchema.parse(inventory);
+    const checkedActivity = machineActivitySchema.parse(activity);
+    const { db } = this.options;
+    const token = db.prepare('SELECT * FROM machine_tokens WHERE id = ? AND revoked_at IS NULL').get(tokenId) as TokenRow | undefined;
+    if (!token)
+      throw new DomainError('unauthorized', 'machine_token_revoked', 'this machine token was revoked: create a new one with cycle machine token create');
+    if (token.name !== null && token.name !== name)
+      throw new DomainError(
+        'conflict',
+        'machine_name_bound',
+        `this machine token belongs to machine "${token.name}", not "${name}": run cycle daemon run --name ${token.name}, or create a token for "${name}"`,
+        'name',
+      );
+    const existing = this.row(name);
+    if (existing && existing.token_id !== tokenId)
+      throw new DomainError(
+        'conflict',
+        'machine_name_taken',
+        `machine name "${name}" is held by another machine token (enrolled ${existing.enrolled_at}): pick another --name, or remove it first with cycle machine remove ${name}`,
+        'name',
+      );
+    const other = this.liveTokenNamed(name);
+    if (other && other.id !== tokenId)
+      throw new DomainError(
+        'conflict',
+        'machine_name_taken',
+        `machine name "${name}" is bound to another machine token (${other.id}): pick another --name`,
+        'name',
+      );
+    const at = timestamp(this.clock);
+    db.transaction(() => {
+      if (token.name === null) db.prepare('UPDATE machine_tokens SET name = ? WHERE id = ?').run(name, tokenId);
+      db.prepare(
+        `INSERT INTO machines (name, token_id, slots, inventory, activity, last_heartbeat_at, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, inventory = excluded.inventory, activity = excluded.activity, last_heartbeat_at = excluded.last_heartbeat_at`,
+      ).run(name, tokenId, slots, JSON.stringify(checkedInventory), JSON.stringify(checkedActivity), at, at);
+    })();
+    return name;
+  }
+
+  mayTakeWork(name: string): { ok: true } | { ok: false; reason: string } {
+    const row = this.row(name);
+    if (!row) return { ok: false, reason: `machine ${name} is not enrolled (it was removed, or has sent no heartbeat yet)` };
+    if (row.draining) return { ok: false, reason: `machine ${name} is draining (cycle machine drain): it finishes what it runs and takes nothing new` };
+    const activity = parseJson<MachineActivity | null>(row.activity, null);
+    if (activity && this.pausedNow(activity))
+      return { ok: false, reason: `machine ${name} is paused until ${activity.paused_until} (cycle daemon resume ends it)` };
+    if (activity && !activity.idle && activity.forbid_busy_assign)
+      return { ok: false, reason: `machine ${name} is busy (${activity.busy_reasons.join('; ') || 'not idle'}) and forbids assignment while busy` };
+    return { ok: true };
+  }
+
+  /** Every enrolled machine, by name. */
+  list(): Machine[] {
+    const rows = this.options.db.prepare('SELECT * FROM machines ORDER BY name').all() as MachineRow[];
+    return rows.map((row) => this.document(row));
+  }
+
+  /** One machine; a 404 naming the known ones when it is not enrolled. */
+  show(name: string): Machine {
+    return this.document(this.require(name));
+  }
+
+  /** Drain (on: finish what runs, take nothing new) or undrain it. */
+  drain(name: string, on: boolean): Machine {
+    this.require(name);
+    this.options.db.prepare('UPDATE machines SET draining = ? WHERE name = ?').run(on ? 1 : 0, name);
+    return this.show(name);
+  }
+
+  /** Removes a machine: its token is revoked, its leases end (their tasks go back to the queue). */
+  remove(name: string): { name: string; removed: true } {
+    const row = this.require(name);
+    const { db } = this.options;
+    db.transaction(() => {
+      db.prepare('UPDATE machine_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(timestamp(this.clock), row.token_id);
+      db.prepare('DELETE FROM machines WHERE name = ?').run(name);
+    })();
+    this.options.leases?.()?.releaseMachine(name, `machine ${name} was removed`);
+    return { name, removed: true };
+  }
+
+  /** The machines a task may be placed on: enrolled (online or not) and with a reported inventory. */
+  placementMachines(): PlacementMachine[] {
+    const rows = this.options.db.prepare('SELECT name, inventory FROM machines WHERE inventory IS NOT NULL ORDER BY name').all() as Array<{
+      name: string;
+      inventory: string;
+    }>;
+    return rows.flatMap((row) => {
+      const inventory = parseJson<MachineInventory | null>(row.inventory, null);
+      return inventory ? [{ name: row.name, inventory }] : [];
+    });
+  }
+
+  /** Whether an enrolled machine has a GPU (a GPU job is accepted though this server has none). */
+  anyGpu(): boolean {
+    return this.placementMachines().some((m) => m.inventory.gpus.length > 0 && !m.inventory.gpu_problem);
+  }
+
+  private document(row: MachineRow): Machine {
+    const inventory = parseJson<MachineInventory | null>(row.inventory, null);
+    const activity = parseJson<MachineActivity | null>(row.activity, null);
+    const leases = this.options.leases?.();
+    const running = leases?.runningOn(row.name) ?? [];
+    return {
+      name: row.name,
+      state: this.state(row, activity, running.length),
+      slots: row.slots,
+      running,
+      inventory,
+      activity,
+      last_heartbeat_at: row.last_heartbeat_at,
+      enrolled_at: row.enrolled_at,
+      draining: row.draining === 1,
+      not_placed: leases?.notPlacedOn(row.name, inventory) ?? [],
+    };
+  }
+
+  /** offline > draining > paused > busy (running a task, or not idle) > idle. */
+  private state(row: MachineRow, activity: MachineActivity | null, running: number): MachineState {
+    const heartbeat = row.last_heartbeat_at ? Date.parse(row.last_heartbeat_at) : Number.NaN;
+    if (!(this.clock.now() - heartbeat <= this.options.leaseMs)) return 'offline';
+    if (row.draining) return 'draining';
+    if (activity && this.pausedNow(activity)) return 'paused';
+    if (running > 0 || (activity && !activity.idle)) return 'busy';
+    return 'idle';
+  }
+
+  private pausedNow(activity: MachineActivity): boolean {
+    return activity.paused_until !== null && Date.parse(activity.paused_until) > this.clock.now();
+  }
+
+  private row(name: string): MachineRow | undefined {
+    return this.options.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as MachineRow | undefined;
+  }
+
+  private require(name: string): MachineRow {
+    const row = this.row(name);
+    if (row) return row;
+    const known = (this.options.db.prepare('SELECT name FROM machines ORDER BY name').all() as Array<{ name: string }>).map((r) => r.name);
+    throw notFound(
+      `no machine "${name}" is enrolled (${known.length ? `enrolled: ${known.join(', ')}` : 'none is: cycle machine token create, then cycle daemon run on the machine'})`,
+      'name',
+    );
+  }
+
+  private liveTokenNamed(name: string): TokenRow | undefined {
+    return this.options.db.prepare('SELECT * FROM machine_tokens WHERE name = ? AND revoked_at IS NULL').get(name) as TokenRow | undefined;
+  }
+}
+
+function checkName(name: string): void {
+  const parsed = machineName.safeParse(name);
+  if (!parsed.success)
+    throw invalid('invalid_machine_name', `invalid machine name "${name.slice(0, 80)}": ${parsed.error.issues[0]?.message ?? 'bad name'}`, 'name');
+}
