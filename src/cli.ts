@@ -99,6 +99,15 @@ const groups: LazyGroup[] = [
     },
   },
   {
+    name: 'machine',
+    summary: "the machines that run a cycle server's queue (cycle daemon run on each): tokens, list, drain, remove",
+    examples: ['cycle machine token create --name gpu-a', 'cycle machine list'],
+    load: async () => {
+      const machine = await import('./commands/machine.command.js');
+      return [machine.token, machine.list, machine.show, machine.drain, machine.undrain, machine.remove];
+    },
+  },
+  {
     name: 'kv',
     summary: "a project's small shared JSON values",
     examples: [],

@@ -26,6 +26,7 @@ import {
   type TaskView,
   type VolumeFile,
 } from './schemas.js';
+import { jobPlacementSchema, machineSchema, machineTokenSchema } from './machines.js';
 import { PAGE_LIMIT, type RawResponse, STREAM_IDLE_MS, Transport, type UploadBody } from './transport.js';
 
 export {
@@ -113,6 +114,51 @@ export class ApiClient extends Transport {
     return this.request('GET', `/api/v1/projects/${encodeURIComponent(name)}/kv`, { schema: listAnswer('entries', kvListedViewSchema) }).then((r) =>
       Array.isArray(r.body) ? r.body : r.body.entries,
     );
+  }
+
+  // ---- the machine pool (cycle server's extension: docs/api.md, "Machines") ----
+
+  /** A new machine token, shown once. */
+  createMachineToken(name?: string) {
+    return this.request('POST', '/api/v1/machines/tokens', { json: name === undefined ? {} : { name }, schema: machineTokenSchema }).then((r) => r.body);
+  }
+
+  machines() {
+    return this.request('GET', '/api/v1/machines', { schema: listAnswer('machines', machineSchema) }).then((r) =>
+      Array.isArray(r.body) ? r.body : r.body.machines,
+    );
+  }
+
+  machine(name: string) {
+    return this.request('GET', `/api/v1/machines/${encodeURIComponent(name)}`, { schema: machineSchema }).then((r) => r.body);
+  }
+
+  /** Drains a machine (it finishes what it runs and takes nothing new), or ends the drain. */
+  drainMachine(name: string, drain: boolean) {
+    const route = `/api/v1/machines/${encodeURIComponent(name)}/drain`;
+    return (drain ? this.request('POST', route, { json: {}, schema: machineSchema }) : this.request('DELETE', route, { schema: machineSchema })).then(
+      (r) => r.body,
+    );
+  }
+
+  /** Removes a machine: its token is revoked and its running tasks go back to the queue. */
+  removeMachine(name: string) {
+    return this.request('DELETE', `/api/v1/machines/${encodeURIComponent(name)}`, { schema: z.looseObject({ name: z.string().optional() }) }).then(
+      (r) => r.body,
+    );
+  }
+
+  /**
+   * Why a job's queued tasks wait; undefined from a server without the route (404: Computalot, an
+   * older cycle server) or with an answer that cannot be read (it is an extra line, never a failure).
+   */
+  async placement(id: string) {
+    try {
+      const answer = await this.request('GET', `/api/v1/jobs/${encodeURIComponent(id)}/placement`, { schema: jobPlacementSchema, accept: [404] });
+      return answer.status === 404 ? undefined : answer.body;
+    } catch {
+      return undefined;
+    }
   }
 
   submitJob(job: JobRequestInput, idempotencyKey: string = randomUUID()) {

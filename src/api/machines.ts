@@ -85,3 +85,21 @@ export const machineSchema = z
   })
   .passthrough();
 export type Machine = z.infer<typeof machineSchema>;
+
+/** `POST /api/v1/machines/tokens`: the token, shown once (the server keeps its hash only). */
+export const machineTokenSchema = z.object({ token: z.string().min(1), token_id: z.string().optional(), name: z.string().nullable().optional() }).passthrough();
+export type MachineToken = z.infer<typeof machineTokenSchema>;
+
+/**
+ * `GET /api/v1/jobs/:id/placement` (a cycle-server extension): why a job's queued tasks wait.
+ * `reason` null: nothing holds them but free room on a worker that can run them.
+ */
+export const jobPlacementSchema = z
+  .object({
+    job_id: z.string().optional(),
+    queued: z.number().optional(),
+    reason: z.string().nullable().optional(),
+    workers: z.array(z.object({ name: z.string(), reason: z.string().nullable() }).passthrough()).optional(),
+  })
+  .passthrough();
+export type JobPlacementView = z.infer<typeof jobPlacementSchema>;

@@ -56,8 +56,25 @@ export async function get(options: ByIdOptions, ctx: Context): Promise<number> {
   const api = await ctx.api(options);
   const job = await api.getJob(options.id);
   if (options.json) ctx.ui.json(job);
-  else printJob(job, ctx);
+  else {
+    printJob(job, ctx);
+    const waiting = await waitingReason(api, job.counts?.queued, options.id);
+    if (waiting) ctx.ui.out(`${'waiting'.padEnd(11)} ${waiting}`);
+  }
   return ExitCode.ok;
+}
+
+/**
+ * Why a job's queued tasks wait (cycle server's `GET /api/v1/jobs/:id/placement`): asked only when
+ * some are queued; nothing from a server without the route. The job document itself stays as the
+ * platform has it.
+ */
+async function waitingReason(api: Awaited<ReturnType<Context['api']>>, queued: number | undefined, id: string): Promise<string | undefined> {
+  if (!queued) return undefined;
+  const placement = await api.placement(id);
+  if (!placement) return undefined;
+  if (placement.reason) return placement.reason;
+  return placement.reason === null ? 'for a free slot on a machine that can run it' : undefined;
 }
 
 /** The fields a person reads, each only where the server sent it. */
@@ -96,6 +113,7 @@ export async function tasks(options: ByIdOptions, ctx: Context): Promise<number>
     ctx.ui.json(list);
     return ExitCode.ok;
   }
+  const waiting = await waitingReason(api, list.filter((t) => t.status === 'queued').length, options.id);
   ctx.ui.out(
     formatTable(
       ['#', 'TASK', 'STATUS', 'TRY', 'EXIT', 'TIME', 'ERROR'],
@@ -110,6 +128,8 @@ export async function tasks(options: ByIdOptions, ctx: Context): Promise<number>
       ]),
     ),
   );
+  // On stderr: the table on stdout stays what a script reads.
+  if (waiting) ctx.ui.info(`queued tasks wait: ${waiting}`);
   return ExitCode.ok;
 }
 
