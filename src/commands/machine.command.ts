@@ -11,7 +11,7 @@ export type ListOptions = OptionsFrom<{}, typeof machineFlags>;
 const byName = { name: arg.required('the machine (cycle machine list shows them)') };
 export type ByNameOptions = OptionsFrom<typeof byName, typeof machineFlags>;
 
-const tokenCreate = defineCommand({
+export const tokenCreate = defineCommand({
   name: 'create',
   summary: 'make a machine token for `cycle daemon run` (shown once; the server keeps its hash)',
   args: {},

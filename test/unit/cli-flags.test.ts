@@ -21,6 +21,7 @@ import { batch } from '../../src/commands/job/batch.command.js';
 import * as jobRead from '../../src/commands/job/read.command.js';
 import * as artifacts from '../../src/commands/artifacts.command.js';
 import * as kv from '../../src/commands/kv.command.js';
+import * as machine from '../../src/commands/machine.command.js';
 import * as recipe from '../../src/commands/recipe.command.js';
 import * as account from '../../src/commands/account.command.js';
 import { create as projectCreate } from '../../src/commands/project/create.command.js';
@@ -259,6 +260,13 @@ const rows: Row[] = [
   row(kv.get, ['kv', 'get', 'demo', 'best_lr'], { project: 'demo', key: 'best_lr', json: false }),
   row(kv.set, ['kv', 'set', 'demo', 'cfg', '@cfg.json', '--json'], { project: 'demo', key: 'cfg', value: '@cfg.json', json: true }),
   row(kv.list, ['kv', 'list', 'demo'], { project: 'demo', json: false }),
+  row(machine.tokenCreate, ['machine', 'token', 'create', '--name', 'gpu-a'], { name: 'gpu-a', json: false }),
+  row(machine.tokenCreate, ['machine', 'token', 'create', '--json'], { json: true }),
+  row(machine.list, ['machine', 'list', '--api-url', 'http://h:1'], { apiUrl: 'http://h:1', json: false }),
+  row(machine.show, ['machine', 'show', 'gpu-a', '--json'], { name: 'gpu-a', json: true }),
+  row(machine.drain, ['machine', 'drain', 'gpu-a'], { name: 'gpu-a', json: false }),
+  row(machine.undrain, ['machine', 'undrain', 'gpu-a'], { name: 'gpu-a', json: false }),
+  row(machine.remove, ['machine', 'remove', 'gpu-a'], { name: 'gpu-a', json: false }),
   row(recipe.list, ['recipe', 'list', '--json'], { json: true }),
   row(recipe.show, ['recipe', 'show', 'simple-amm'], { name: 'simple-amm', json: false }),
   row(recipe.submit, ['recipe', 'submit', 'simple-amm', '--payload', '@p.json', '--timeout', '10m', '--wait'], {
@@ -313,7 +321,8 @@ describe('flag parsing: command line → typed options, without running the comm
     expect(stderr).toBe('');
     expect(code).toBe(0);
     expect(invocation?.command).toBe(command);
-    expect(invocation?.path).toEqual(argv.slice(0, argv[0] === command.name ? 1 : 2));
+    // The words up to the command's own name: `server`, `kv get`, `machine token create`.
+    expect(invocation?.path).toEqual(argv.slice(0, argv.indexOf(command.name) + 1));
     expect(invocation?.options).toEqual(options);
   });
 

@@ -88,6 +88,9 @@ describe('the machine registry', () => {
     expect(() => registry.heartbeat(second.token_id, 'Bad Name', cpuInventory(), IDLE, 1)).toThrow(/invalid machine name/);
     expect(() => registry.heartbeat(second.token_id, 'ok', cpuInventory(), IDLE, 0)).toThrow(/slots must be a whole number from 1 to 64/);
     expect(registry.show('cpu-x')).toMatchObject({ slots: 2, inventory: { cpus: 16 } });
+    // What a machine sends is checked: a bad inventory is the daemon's fault, naming the field.
+    const bad = { ...cpuInventory(), cpus: -1 };
+    expect(() => registry.heartbeat(first.token_id, 'cpu-x', bad, IDLE, 1)).toThrow(expect.objectContaining({ kind: 'invalid', field: 'inventory.cpus' }));
   });
 
   it('state: offline by heartbeat age (the lease life), then draining > paused > busy > idle', async () => {

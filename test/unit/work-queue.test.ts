@@ -464,15 +464,19 @@ describe('the work queue', () => {
     });
 
     it('requirements are minimums against the inventory (cpu, memory, storage); the reason names the best machine', async () => {
-      const machines = pool({ small: cpuInventory({ cpus: 4, memory_bytes: 8e9, free_disk_bytes: 20e9 }), big: cpuInventory({ cpus: 8, memory_bytes: 32e9 }) });
+      const GIB = 1024 ** 3;
+      const machines = pool({
+        small: cpuInventory({ cpus: 4, memory_bytes: 8 * GIB, free_disk_bytes: 20 * GIB }),
+        big: cpuInventory({ cpus: 8, memory_bytes: 32 * GIB, free_disk_bytes: 500 * GIB }),
+      });
       const s = await setup(undefined, manualClock(), machines);
       const cpus = await s.submit({ requirements: { cpu: 16 } });
       const memory = await s.submit({ requirements: { memory_gb: 64 } });
       const disk = await s.submit({ requirements: { storage_gb: 1000 } });
       const fits = await s.submit({ requirements: { cpu: 6, memory_gb: 16 } });
       expect((await s.queue.placement(cpus))?.reason).toBe('no machine has 16 CPUs; best: big with 8 CPUs');
-      expect((await s.queue.placement(memory))?.reason).toBe('no machine has 64.0 GB of memory; best: big with 32.0 GB of memory');
-      expect((await s.queue.placement(disk))?.reason).toBe('no machine has 1000.0 GB of free disk; best: big with 500.0 GB of free disk');
+      expect((await s.queue.placement(memory))?.reason).toBe('no machine has 64.0 GiB of memory; best: big with 32.0 GiB of memory');
+      expect((await s.queue.placement(disk))?.reason).toBe('no machine has 1000.0 GiB of free disk; best: big with 500.0 GiB of free disk');
       expect(await s.queue.lease(offerOf('small', machines.machines['small']!), 4)).toEqual([]);
       expect(await s.queue.lease(offerOf('big', machines.machines['big']!), 4)).toMatchObject([{ jobId: fits }]);
       expect(s.job(cpus).status).toBe('queued');

@@ -10,7 +10,7 @@ import {
 } from '../../api/machines.js';
 import { systemClock, type Clock } from '../../context.js';
 import { type DB, parseJson, timestamp } from '../db.js';
-import { DomainError, invalid, notFound } from '../errors.js';
+import { DomainError, invalid, notFound, zodError } from '../errors.js';
 import { newId } from '../ids.js';
 
 /** What a machine token starts with: told apart from a user token (`cyc_`) at a glance, and by `authenticate`. */
@@ -124,8 +124,11 @@ export class MachineRegistry implements MachineAuth {
     checkName(name);
     if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS)
       throw invalid('invalid_slots', `slots must be a whole number from 1 to ${MAX_SLOTS} (cycle daemon run --slots); got ${slots}`, 'slots');
-    const checkedInventory = machineInventorySchema.parse(inventory);
-    const checkedActivity = machineActivitySchema.parse(activity);
+    // What a machine sends is as untrusted as a push: checked here too, whatever its route checked.
+    const checkedInventory = machineInventorySchema.safeParse(inventory);
+    if (!checkedInventory.success) throw within('inventory', zodError(checkedInventory.error));
+    const checkedActivity = machineActivitySchema.safeParse(activity);
+    if (!checkedActivity.success) throw within('activity', zodError(checkedActivity.error));
     const { db } = this.options;
     const token = db.prepare('SELECT * FROM machine_tokens WHERE id = ? AND revoked_at IS NULL').get(tokenId) as TokenRow | undefined;
     if (!token)
@@ -159,7 +162,7 @@ export class MachineRegistry implements MachineAuth {
       db.prepare(
         `INSERT INTO machines (name, token_id, slots, inventory, activity, last_heartbeat_at, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, inventory = excluded.inventory, activity = excluded.activity, last_heartbeat_at = excluded.last_heartbeat_at`,
-      ).run(name, tokenId, slots, JSON.stringify(checkedInventory), JSON.stringify(checkedActivity), at, at);
+      ).run(name, tokenId, slots, JSON.stringify(checkedInventory.data), JSON.stringify(checkedActivity.data), at, at);
     })();
     return name;
   }
@@ -279,4 +282,9 @@ function checkName(name: string): void {
   const parsed = machineName.safeParse(name);
   if (!parsed.success)
     throw invalid('invalid_machine_name', `invalid machine name "${name.slice(0, 80)}": ${parsed.error.issues[0]?.message ?? 'bad name'}`, 'name');
+}
+
+/** A refused part of a heartbeat, named as the field the daemon sends it in. */
+function within(part: string, error: DomainError): DomainError {
+  return new DomainError(error.kind, error.code, `${part}: ${error.message}`, error.field ? `${part}.${error.field}` : part);
 }

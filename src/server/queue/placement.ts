@@ -30,8 +30,8 @@ export interface TaskNeeds {
   gvisor: boolean;
 }
 
-/** `memory_gb` and `storage_gb` count decimal gigabytes (a "64 GB" machine reports a little less than 64 GiB). */
-const GB = 1e9;
+/** `memory_gb` and `storage_gb` count GiB, as the task container's limits do (docs/api.md, "Jobs"). */
+const GIB = 1024 ** 3;
 
 export function taskNeeds(request: Pick<JobRequest, 'profile' | 'requirements'>, manifest: ManifestNeeds): TaskNeeds {
   const asked = request.requirements?.gpu ?? 0;
@@ -41,8 +41,8 @@ export function taskNeeds(request: Pick<JobRequest, 'profile' | 'requirements'>,
     gpus: wantsGpu ? Math.max(1, asked) : 0,
     ...(manifest.cuda !== undefined ? { cuda: manifest.cuda } : {}),
     ...(requirements?.cpu !== undefined ? { cpus: requirements.cpu } : {}),
-    ...(requirements?.memory_gb !== undefined ? { memoryBytes: requirements.memory_gb * GB } : {}),
-    ...(requirements?.storage_gb !== undefined ? { diskBytes: requirements.storage_gb * GB } : {}),
+    ...(requirements?.memory_gb !== undefined ? { memoryBytes: requirements.memory_gb * GIB } : {}),
+    ...(requirements?.storage_gb !== undefined ? { diskBytes: requirements.storage_gb * GIB } : {}),
     gvisor: manifest.gvisor,
   };
 }
@@ -67,8 +67,8 @@ function cudaOf(c: Candidate): string | undefined {
   return c.local ? c.gpu?.cuda : c.inventory.cuda;
 }
 
-function gb(bytes: number): string {
-  return `${(bytes / GB).toFixed(1)} GB`;
+function gib(bytes: number): string {
+  return `${(bytes / GIB).toFixed(1)} GiB`;
 }
 
 function plural(n: number, one: string): string {
@@ -157,12 +157,12 @@ const CHECKS: Check[] = [
   minimum(
     (needs) => needs.memoryBytes,
     (inventory) => inventory.memory_bytes,
-    (n) => `${gb(n)} of memory`,
+    (n) => `${gib(n)} of memory`,
   ),
   minimum(
     (needs) => needs.diskBytes,
     (inventory) => inventory.free_disk_bytes,
-    (n) => `${gb(n)} of free disk`,
+    (n) => `${gib(n)} of free disk`,
   ),
 ];
 
