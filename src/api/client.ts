@@ -123,6 +123,13 @@ export class ApiClient extends Transport {
     return this.request('POST', '/api/v1/machines/tokens', { json: name === undefined ? {} : { name }, schema: machineTokenSchema }).then((r) => r.body);
   }
 
+  /** Revokes a machine token by its id; the machine that enrolled with it is removed. */
+  revokeMachineToken(tokenId: string) {
+    return this.request('DELETE', `/api/v1/machines/tokens/${encodeURIComponent(tokenId)}`, {
+      schema: z.looseObject({ token_id: z.string().optional() }),
+    }).then((r) => r.body);
+  }
+
   machines() {
     return this.request('GET', '/api/v1/machines', { schema: listAnswer('machines', machineSchema) }).then((r) =>
       Array.isArray(r.body) ? r.body : r.body.machines,

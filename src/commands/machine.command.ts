@@ -25,11 +25,24 @@ export const tokenCreate = defineCommand({
   load: async () => ({ run: (await import('./machine.js')).tokenCreate }),
 });
 
+const byTokenId = { tokenId: arg.required("the token's id (token_id in `cycle machine token create --json`)") };
+export type TokenRevokeOptions = OptionsFrom<typeof byTokenId, typeof machineFlags>;
+
+export const tokenRevoke = defineCommand({
+  name: 'revoke',
+  summary: 'revoke a machine token by its id (the machine that enrolled with it is removed)',
+  args: byTokenId,
+  flags: machineFlags,
+  notes: 'An enrolled machine is removed by its name: cycle machine remove NAME (that revokes its token too).',
+  examples: ['cycle machine token revoke mtok_0abc'],
+  load: async () => ({ run: (await import('./machine.js')).tokenRevoke }),
+});
+
 export const token = defineGroup({
   name: 'token',
   summary: 'machine tokens: what a daemon enrols its machine with',
   examples: ['cycle machine token create --name gpu-a'],
-  commands: [tokenCreate],
+  commands: [tokenCreate, tokenRevoke],
 });
 
 export const list = defineCommand({

@@ -2,7 +2,7 @@ import type { Machine } from '../api/machines.js';
 import type { Context } from '../context.js';
 import { ExitCode } from '../errors.js';
 import { formatTable } from '../ui/ui.js';
-import type { ByNameOptions, ListOptions, TokenCreateOptions } from './machine.command.js';
+import type { ByNameOptions, ListOptions, TokenCreateOptions, TokenRevokeOptions } from './machine.command.js';
 
 export async function tokenCreate(options: TokenCreateOptions, ctx: Context): Promise<number> {
   const api = await ctx.api(options);
@@ -21,6 +21,14 @@ export async function tokenCreate(options: TokenCreateOptions, ctx: Context): Pr
   ctx.ui.info(`This machine token is shown once (the server keeps only its hash); \`cycle machine remove ${name}\` revokes it.`);
   ctx.ui.info(`On the machine: CYCLE_MACHINE_TOKEN=${created.token} cycle daemon run --api-url ${api.baseUrl} --name ${name}`);
   ctx.ui.info('(or put it in a file only you can read and pass --token-file FILE: a token in a command line shows in ps)');
+  return ExitCode.ok;
+}
+
+export async function tokenRevoke(options: TokenRevokeOptions, ctx: Context): Promise<number> {
+  const api = await ctx.api(options);
+  const answer = await api.revokeMachineToken(options.tokenId);
+  if (options.json) ctx.ui.json(answer);
+  else ctx.ui.success(`machine token ${options.tokenId} revoked`);
   return ExitCode.ok;
 }
 

@@ -262,6 +262,7 @@ const rows: Row[] = [
   row(kv.list, ['kv', 'list', 'demo'], { project: 'demo', json: false }),
   row(machine.tokenCreate, ['machine', 'token', 'create', '--name', 'gpu-a'], { name: 'gpu-a', json: false }),
   row(machine.tokenCreate, ['machine', 'token', 'create', '--json'], { json: true }),
+  row(machine.tokenRevoke, ['machine', 'token', 'revoke', 'mtok_1'], { tokenId: 'mtok_1', json: false }),
   row(machine.list, ['machine', 'list', '--api-url', 'http://h:1'], { apiUrl: 'http://h:1', json: false }),
   row(machine.show, ['machine', 'show', 'gpu-a', '--json'], { name: 'gpu-a', json: true }),
   row(machine.drain, ['machine', 'drain', 'gpu-a'], { name: 'gpu-a', json: false }),

@@ -53,6 +53,17 @@ describe('cycle machine token create', () => {
   });
 });
 
+describe('cycle machine token revoke', () => {
+  it('revokes by id', async () => {
+    const http = httpStubs();
+    http.register('DELETE', '/api/v1/machines/tokens/mtok_1', json(200, { token_id: 'mtok_1', revoked: true }));
+    const result = await runCycle(['machine', 'token', 'revoke', 'mtok_1'], { cwd: await tempDir(), http });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/machine token mtok_1 revoked/);
+    http.verify();
+  });
+});
+
 describe('cycle machine list|show|drain|undrain|remove', () => {
   it('list: a table of name, state, running, GPUs, driver, CUDA, heartbeat; --json the documents', async () => {
     const http = httpStubs();

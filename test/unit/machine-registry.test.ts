@@ -139,6 +139,23 @@ describe('the machine registry', () => {
     expect(registry.list()).toHaveLength(1);
   });
 
+  it('a token not used yet is revoked by its id, or by the name it binds; one in use takes its machine with it', async () => {
+    const { registry, released } = await setup();
+    const unused = registry.createToken();
+    expect(registry.revokeToken(unused.token_id)).toEqual({ token_id: unused.token_id, revoked: true });
+    expect(registry.authenticate(unused.token)).toBeUndefined();
+    const named = registry.createToken('gpu-z');
+    expect(registry.remove('gpu-z')).toEqual({ name: 'gpu-z', removed: true });
+    expect(registry.authenticate(named.token)).toBeUndefined();
+    expect(registry.createToken('gpu-z').name).toBe('gpu-z');
+    const { token, tokenId } = enrol(registry, 'gpu-y');
+    registry.revokeToken(tokenId);
+    expect(registry.authenticate(token)).toBeUndefined();
+    expect(registry.list().map((m) => m.name)).toEqual([]);
+    expect(released).toEqual([{ name: 'gpu-y', reason: 'machine gpu-y was removed' }]);
+    expect(() => registry.revokeToken('mtok_nope')).toThrow(/no machine token mtok_nope/);
+  });
+
   it('placementMachines and anyGpu: what the queue places by', async () => {
     const { registry } = await setup();
     expect(registry.anyGpu()).toBe(false);

@@ -69,6 +69,9 @@ describe('machine routes', () => {
     expect(unnamed).toMatchObject({ status: 201, body: { name: null } });
     const taken = await api('POST', '/api/v1/machines/tokens', { body: { name: 'route-a' } });
     expect(taken).toMatchObject({ status: 409, body: { error: { code: 'machine_name_taken', field: 'name' } } });
+    const revoked = await api('DELETE', `/api/v1/machines/tokens/${unnamed.body.token_id}`);
+    expect(revoked).toEqual({ status: 200, body: { token_id: unnamed.body.token_id, revoked: true } });
+    expect(daemonSide.authenticate(unnamed.body.token)).toBeUndefined();
     const bad = await api('POST', '/api/v1/machines/tokens', { body: { name: 'Not A Name' } });
     expect(bad.status).toBe(422);
     expect(bad.body.error.message).toMatch(/a machine name is 1-63 characters/);

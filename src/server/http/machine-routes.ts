@@ -28,6 +28,7 @@ export function addMachineRoutes(router: Router, options: { machines: MachineReg
     if (!parsed.success) throw zodError(parsed.error);
     sendJson(ctx.res, 201, machines.createToken(parsed.data.name));
   });
+  router.add('DELETE', '/api/v1/machines/tokens/:id', (ctx) => sendJson(ctx.res, 200, machines.revokeToken(ctx.params.id!)));
   router.add('GET', '/api/v1/machines', (ctx) => sendJson(ctx.res, 200, { machines: machines.list() }));
   router.add('GET', '/api/v1/machines/:name', (ctx) => sendJson(ctx.res, 200, machines.show(name(ctx))));
   router.add('POST', '/api/v1/machines/:name/drain', async (ctx) => {

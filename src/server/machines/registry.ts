@@ -197,8 +197,13 @@ export class MachineRegistry implements MachineAuth {
     return this.show(name);
   }
 
-  /** Removes a machine: its token is revoked, its leases end (their tasks go back to the queue). */
+  /** Removes a machine: its token is revoked, its leases end (their tasks go back to the queue). A name only bound to a token not used yet: that token is revoked. */
   remove(name: string): { name: string; removed: true } {
+    const unused = this.row(name) ? undefined : this.liveTokenNamed(name);
+    if (unused) {
+      this.revokeToken(unused.id);
+      return { name, removed: true };
+    }
     const row = this.require(name);
     const { db } = this.options;
     db.transaction(() => {
@@ -207,6 +212,17 @@ export class MachineRegistry implements MachineAuth {
     })();
     this.options.leases?.()?.releaseMachine(name, `machine ${name} was removed`);
     return { name, removed: true };
+  }
+
+  /** Revokes a machine token by its id (`token_id`); the machine that enrolled with it, if any, is removed. */
+  revokeToken(tokenId: string): { token_id: string; revoked: true } {
+    const { db } = this.options;
+    const token = db.prepare('SELECT * FROM machine_tokens WHERE id = ?').get(tokenId) as TokenRow | undefined;
+    if (!token) throw notFound(`no machine token ${tokenId} (cycle machine token create printed its id with --json)`, 'token_id');
+    const machine = db.prepare('SELECT name FROM machines WHERE token_id = ?').get(tokenId) as { name: string } | undefined;
+    if (machine) this.remove(machine.name);
+    else db.prepare('UPDATE machine_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(timestamp(this.clock), tokenId);
+    return { token_id: tokenId, revoked: true };
   }
 
   /** The machines a task may be placed on: enrolled (online or not) and with a reported inventory. */
