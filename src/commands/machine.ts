@@ -43,21 +43,24 @@ export async function list(options: ListOptions, ctx: Context): Promise<number> 
     ctx.ui.info('no machine is enrolled: cycle machine token create --name NAME, then cycle daemon run on the machine');
     return ExitCode.ok;
   }
-  ctx.ui.out(
-    formatTable(
-      ['NAME', 'STATE', 'RUNNING', 'GPUS', 'DRIVER', 'CUDA', 'LAST HEARTBEAT'],
-      machines.map((m) => [
-        m.name,
-        colorState(m.state, ctx),
-        `${m.running.length}/${m.slots}`,
-        gpusOf(m),
-        m.inventory?.driver ?? '-',
-        m.inventory?.cuda ?? '-',
-        m.last_heartbeat_at ?? '-',
-      ]),
-    ),
-  );
+  ctx.ui.out(machineTable(machines, ctx));
   return ExitCode.ok;
+}
+
+/** The machines as `cycle machine list` prints them (also under `project status --details`). */
+export function machineTable(machines: Machine[], ctx: Context): string {
+  return formatTable(
+    ['NAME', 'STATE', 'RUNNING', 'GPUS', 'DRIVER', 'CUDA', 'LAST HEARTBEAT'],
+    machines.map((m) => [
+      m.name,
+      colorState(m.state, ctx),
+      `${m.running.length}/${m.slots}`,
+      gpusOf(m),
+      m.inventory?.driver ?? '-',
+      m.inventory?.cuda ?? '-',
+      m.last_heartbeat_at ?? '-',
+    ]),
+  );
 }
 
 export async function show(options: ByNameOptions, ctx: Context): Promise<number> {

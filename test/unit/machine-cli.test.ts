@@ -162,3 +162,16 @@ describe('job get / job tasks: why queued tasks wait', () => {
     http.verify();
   });
 });
+
+describe('project status --details', () => {
+  it('lists the machines under the status where the server has them', async () => {
+    const http = httpStubs();
+    http.register('GET', '/api/v1/projects/demo/status/details', json(200, { project: 'demo', revision: 2, ready_for_jobs: true, build: { state: 'ready' } }));
+    http.register('GET', '/api/v1/machines', json(200, { machines: [machine()] }));
+    const result = await runCycle(['project', 'status', '--project', 'demo', '--details'], { cwd: await tempDir(), http });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^revision\s+2$/m);
+    expect(result.stdout).toMatch(/^gpu-b\s+idle\s+1\/2\s+/m);
+    http.verify();
+  });
+});

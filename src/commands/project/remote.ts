@@ -53,10 +53,23 @@ export async function status(options: StatusOptions, ctx: Context): Promise<numb
       else ctx.ui.json(answer);
     } else if (!options.watch || settled || ctx.ui.options.interactive === false) {
       printStatus(answer, ctx);
+      if (options.details && !options.watch) await printMachines(api, ctx);
     } else ctx.ui.live(`${name}: revision ${answer.revision ?? '-'}, build ${buildStateOf(answer) ?? 'not ready'}…`);
     if (!options.watch || settled) return outcome === 'failed' && options.watch ? ExitCode.jobFailed : ExitCode.ok;
     await ctx.clock.sleep(2000, ctx.signal);
   }
+}
+
+/**
+ * The machines that run the server's queue (cycle server's `GET /api/v1/machines`), under the
+ * details; nothing from a server without the route (Computalot's nodes are in the status itself).
+ */
+async function printMachines(api: Awaited<ReturnType<Context['api']>>, ctx: Context): Promise<void> {
+  const machines = await api.machines().catch(() => undefined);
+  if (!machines?.length) return;
+  const { machineTable } = await import('../machine.js');
+  ctx.ui.out('');
+  ctx.ui.out(machineTable(machines, ctx));
 }
 
 /** Where the build is: from its state where the server sends one, else from `ready_for_jobs`; undefined when neither says. */
