@@ -101,6 +101,7 @@ describe('the machine registry', () => {
     expect(registry.show('gpu-a').state).toBe('idle');
     clock.advance(1);
     expect(registry.show('gpu-a')).toMatchObject({ state: 'offline', last_heartbeat_at: '2026-11-23T12:00:00.000Z' });
+    expect(registry.whyIdleNow('gpu-a')).toBe('machine gpu-a is offline (last heartbeat 2026-11-23T12:00:00.000Z)');
     const beat = (activity: Partial<typeof IDLE>) => registry.heartbeat(tokenId, 'gpu-a', cpuInventory(), { ...IDLE, ...activity }, 1);
     beat({ idle: false, busy_reasons: ['non-job CPU 37 % > 5 %'] });
     expect(registry.show('gpu-a').state).toBe('busy');

@@ -407,6 +407,7 @@ describe('the work queue', () => {
       return {
         machines,
         mayTakeWork: (name) => (refuse[name] ? { ok: false, reason: refuse[name]! } : { ok: true }),
+        whyIdleNow: (name) => refuse[name],
         placementMachines: () => Object.entries(machines).map(([name, inventory]) => ({ name, inventory })),
       };
     }

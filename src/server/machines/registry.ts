@@ -263,12 +263,25 @@ export class MachineRegistry implements MachineAuth {
 
   /** offline > draining > paused > busy (running a task, or not idle) > idle. */
   private state(row: MachineRow, activity: MachineActivity | null, running: number): MachineState {
-    const heartbeat = row.last_heartbeat_at ? Date.parse(row.last_heartbeat_at) : Number.NaN;
-    if (!(this.clock.now() - heartbeat <= this.options.leaseMs)) return 'offline';
+    if (this.offline(row)) return 'offline';
     if (row.draining) return 'draining';
     if (activity && this.pausedNow(activity)) return 'paused';
     if (running > 0 || (activity && !activity.idle)) return 'busy';
     return 'idle';
+  }
+
+  /** No heartbeat within a lease's life. */
+  private offline(row: MachineRow): boolean {
+    const heartbeat = row.last_heartbeat_at ? Date.parse(row.last_heartbeat_at) : Number.NaN;
+    return !(this.clock.now() - heartbeat <= this.options.leaseMs);
+  }
+
+  /** Why a machine that could run a task is not running it now: offline, or `mayTakeWork`'s reason; undefined when it may take work. */
+  whyIdleNow(name: string): string | undefined {
+    const row = this.row(name);
+    if (row && this.offline(row)) return `machine ${name} is offline (last heartbeat ${row.last_heartbeat_at ?? 'never'})`;
+    const may = this.mayTakeWork(name);
+    return may.ok ? undefined : may.reason;
   }
 
   private pausedNow(activity: MachineActivity): boolean {

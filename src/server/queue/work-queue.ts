@@ -42,6 +42,8 @@ export interface WorkQueueOptions {
 /** What the queue asks of the machine registry. */
 export interface MachinePool {
   mayTakeWork(name: string): { ok: true } | { ok: false; reason: string };
+  /** Why a machine takes no work now (offline, draining, paused, busy); undefined when it may. */
+  whyIdleNow(name: string): string | undefined;
   placementMachines(): Array<{ name: string; inventory: MachineInventory }>;
 }
 
@@ -327,11 +329,9 @@ export class WorkQueue {
     };
   }
 
-  /** Why a worker that could run a task takes none now (draining, paused, busy), undefined when it may. */
+  /** Why a worker that could run a task takes none now (offline, draining, paused, busy), undefined when it may. */
   private unavailable(c: Candidate): string | undefined {
-    if (c.local || !this.options.machines) return undefined;
-    const may = this.options.machines.mayTakeWork(c.name);
-    return may.ok ? undefined : may.reason;
+    return c.local ? undefined : this.options.machines?.whyIdleNow(c.name);
   }
 
   /** The tasks a machine runs now (its leases). */
