@@ -435,6 +435,7 @@ describe('the work queue', () => {
       const [lease] = await s.queue.lease(offerOf('gpu-c', machines.machines['gpu-c']!), 4);
       expect(lease).toMatchObject({ jobId: newer, gpus: true, gpuIndices: [0] });
       expect(s.log(lease!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c on GPU 0 (attempt 1)\n');
+      expect(s.queue.notPlacedOn('gpu-b', machines.machines['gpu-b']!), 'a job with no queued task is not "not placed"').toEqual([]);
       expect(s.queue.runningOn('gpu-c')).toEqual([{ job_id: newer, task_id: lease!.taskId, started_at: expect.any(String) }]);
       // A [job].cuda = "12.4" job: the older driver meets it; a machine without a GPU never gets it.
       const older = await s.submit({}, 'g');

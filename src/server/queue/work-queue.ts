@@ -343,13 +343,15 @@ export class WorkQueue {
   notPlacedOn(machine: string, inventory: MachineInventory | null): NonNullable<Machine['not_placed']> {
     if (!inventory) return [];
     const candidate: Candidate = { name: machine, local: false, inventory };
+    // The first open jobs with a queued task (found by the tasks' (job_id, status) index): one query per machine.
     const open = this.options.db
-      .prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') AND cancel_requested = 0 ORDER BY seq LIMIT ?")
+      .prepare(
+        "SELECT * FROM jobs WHERE status IN ('queued', 'running') AND cancel_requested = 0 AND EXISTS (SELECT 1 FROM tasks WHERE tasks.job_id = jobs.id AND tasks.status = 'queued') ORDER BY seq LIMIT ?",
+      )
       .all(NOT_PLACED_SCAN) as JobRow[];
     const lines: NonNullable<Machine['not_placed']> = [];
     for (const job of open) {
       if (lines.length >= NOT_PLACED_MAX) break;
-      if (this.options.jobs.counts(job.id).queued === 0) continue;
       const needs = this.needsOf(job);
       const why = needs && unfit(needs, candidate);
       if (why) lines.push({ job_id: job.id, reason: why });
