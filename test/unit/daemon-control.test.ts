@@ -225,3 +225,15 @@ describe('the daemon data folder', () => {
     expect((await rejection(prepareDaemonDataDir(path.join(root, 'link')))).message).toMatch(/is not a folder \(a link or a file is there\)/);
   });
 });
+
+describe('the daemon room', () => {
+  it('imports nothing of server/ (a daemon runs where no server is)', async () => {
+    const dir = path.join(import.meta.dirname, '..', '..', 'src', 'daemon');
+    const offenders: string[] = [];
+    for (const file of await fs.readdir(dir)) {
+      const text = await fs.readFile(path.join(dir, file), 'utf8');
+      for (const match of text.matchAll(/from '([^']+)'/g)) if (match[1]!.includes('/server/')) offenders.push(`${file}: ${match[1]}`);
+    }
+    expect(offenders).toEqual([]);
+  });
+});
