@@ -218,22 +218,28 @@ export class DaemonControlServer {
     socket.setEncoding('utf8');
     let buffered = '';
     let queue = Promise.resolve();
+    const refuseOversize = (): void => {
+      socket.removeAllListeners('data');
+      buffered = '';
+      socket.end(`${JSON.stringify({ ok: false, error: `a control request is at most ${MAX_REQUEST_BYTES} bytes` })}\n`);
+    };
     socket.on('data', (chunk: string) => {
       buffered += chunk;
-      if (buffered.length > MAX_REQUEST_BYTES && !buffered.includes('\n')) {
-        socket.end(`${JSON.stringify({ ok: false, error: `a control request is at most ${MAX_REQUEST_BYTES} bytes` })}\n`);
-        return;
-      }
       let newline: number;
       while ((newline = buffered.indexOf('\n')) >= 0) {
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
+        if (line.length > MAX_REQUEST_BYTES) {
+          refuseOversize();
+          return;
+        }
         // Answers go in request order.
         queue = queue.then(async () => {
           const answer = await this.answer(line);
           if (!socket.destroyed) socket.write(`${JSON.stringify(answer)}\n`);
         });
       }
+      if (buffered.length > MAX_REQUEST_BYTES) refuseOversize();
     });
   }
 
