@@ -1,3 +1,5 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   createMachineProbe,
@@ -6,11 +8,14 @@ import {
   parseProcStat,
   probeGpus,
   probeStaticInventory,
+  realMachineSources,
   type MachineSources,
 } from '../../src/daemon/probe.js';
 import { DEFAULT_CONTROL_STATE } from '../../src/daemon/control.js';
 import { ExecNotFound, type Exec } from '../../src/util/exec.js';
-import { fakeDockerInfo, fakeMachineSources, fixtureMachine, nvidiaFixture, procStat } from '../helpers/machine-sources.js';
+import { daemonMachineSources } from '../../src/daemon/probe-fixture.js';
+import { tempDir } from '../helpers/temp.js';
+import { fakeDockerInfo, fakeMachineSources, fixtureMachine, NVIDIA_FIXTURES, nvidiaFixture, procStat } from '../helpers/machine-sources.js';
 
 const control = () => DEFAULT_CONTROL_STATE;
 
@@ -240,5 +245,52 @@ describe('MachineSources fakes', () => {
   it('are complete (a type check that the helper stays in step with the interface)', () => {
     const sources: MachineSources = fakeMachineSources();
     expect(typeof sources.readProcFile).toBe('function');
+  });
+});
+
+describe('the real sources and the test seam', () => {
+  it("realMachineSources reads this machine's /proc and disk (nvidia-smi and Docker faked away)", async () => {
+    const dataDir = await tempDir();
+    const sources = realMachineSources({
+      exec: async (file) => {
+        throw new ExecNotFound(file);
+      },
+      docker: async () => {
+        throw new Error('no Docker in this test');
+      },
+      env: {},
+    });
+    const { inventory, activity, load } = await createMachineProbe({ sources, dataDir, control, firstSampleMs: 50 })();
+    expect(inventory.cpus).toBeGreaterThanOrEqual(1);
+    expect(inventory.memory_bytes).toBeGreaterThan(64 * 1024 ** 2);
+    expect(inventory.free_disk_bytes).toBeGreaterThan(0);
+    expect(inventory).toMatchObject({ gpus: [], docker: false, gvisor: false });
+    expect(load.cpuPercent).toBeGreaterThanOrEqual(0);
+    expect(load.memoryBytes).toBeGreaterThan(0);
+    expect(activity.busy_reasons.length === 0).toBe(activity.idle);
+    expect(await sources.readCgroupFile('../../etc', 'cgroup.procs')).toBeUndefined();
+  });
+
+  it("CYCLE_DAEMON_PROBE_FIXTURE gives the daemon a fixture's GPUs; CYCLE_DAEMON_PROBE_LOAD its load, re-read at each probe", async () => {
+    const dir = await tempDir();
+    const loadFile = path.join(dir, 'load.json');
+    const env = { CYCLE_DAEMON_PROBE_FIXTURE: path.join(NVIDIA_FIXTURES, 'smi-550.144.03-cuda12.4-1gpu-a100.txt'), CYCLE_DAEMON_PROBE_LOAD: loadFile };
+    const sources = await daemonMachineSources(env, fakeMachineSources());
+    const probe = createMachineProbe({ sources, dataDir: dir, control });
+    const first = await probe();
+    expect(first.inventory).toMatchObject({ gpus: [{ name: 'NVIDIA A100-SXM4-40GB', memory_mib: 40960 }], cuda: '12.4' });
+    expect(first.activity.idle).toBe(true);
+    await fs.writeFile(loadFile, '{"gpu_util_percent": 80}');
+    expect((await probe()).activity.busy_reasons).toEqual(['GPU 0 SM 80 % > 5 % (no job of this daemon runs on it)']);
+    await fs.writeFile(loadFile, '{"cpu": 80}');
+    await expect(probe()).rejects.toThrow(`CYCLE_DAEMON_PROBE_LOAD=${loadFile}: expected JSON like`);
+  });
+
+  it('without the seam the real sources are used; a missing fixture is a usage error naming it', async () => {
+    const real = fakeMachineSources();
+    expect(await daemonMachineSources({}, real)).toBe(real);
+    await expect(daemonMachineSources({ CYCLE_DAEMON_PROBE_FIXTURE: '/nonexistent/smi.txt' }, real)).rejects.toThrow(
+      /CYCLE_DAEMON_PROBE_FIXTURE=\/nonexistent\/smi.txt: cannot read the nvidia-smi fixture/,
+    );
   });
 });
