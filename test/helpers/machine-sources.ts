@@ -60,3 +60,12 @@ export function procStat({ busy, idle, cpus }: { busy: number; idle: number; cpu
 export function fixtureMachine(fixtureName: string, load: () => Promise<FixtureLoad> = async () => ({}), base: Partial<MachineSources> = {}): MachineSources {
   return fixtureMachineSources(nvidiaFixture(fixtureName), fakeMachineSources(base), load);
 }
+
+/**
+ * The environment that gives a `cycle daemon run` process a fixture machine (the test seam of
+ * src/daemon/probe-fixture.ts): its GPUs from `fixtureName`, its non-job load from `loadFile`
+ * (JSON, re-read at each probe; write `{"cpu_percent": 37}` to turn it busy).
+ */
+export function fixtureMachineEnv(fixtureName: string, loadFile?: string): Record<string, string> {
+  return { CYCLE_DAEMON_PROBE_FIXTURE: path.join(NVIDIA_FIXTURES, fixtureName), ...(loadFile ? { CYCLE_DAEMON_PROBE_LOAD: loadFile } : {}) };
+}

@@ -15,7 +15,7 @@ import { DEFAULT_CONTROL_STATE } from '../../src/daemon/control.js';
 import { ExecNotFound, type Exec } from '../../src/util/exec.js';
 import { daemonMachineSources } from '../../src/daemon/probe-fixture.js';
 import { tempDir } from '../helpers/temp.js';
-import { fakeDockerInfo, fakeMachineSources, fixtureMachine, NVIDIA_FIXTURES, nvidiaFixture, procStat } from '../helpers/machine-sources.js';
+import { fakeDockerInfo, fakeMachineSources, fixtureMachine, fixtureMachineEnv, nvidiaFixture, procStat } from '../helpers/machine-sources.js';
 
 const control = () => DEFAULT_CONTROL_STATE;
 
@@ -274,7 +274,7 @@ describe('the real sources and the test seam', () => {
   it("CYCLE_DAEMON_PROBE_FIXTURE gives the daemon a fixture's GPUs; CYCLE_DAEMON_PROBE_LOAD its load, re-read at each probe", async () => {
     const dir = await tempDir();
     const loadFile = path.join(dir, 'load.json');
-    const env = { CYCLE_DAEMON_PROBE_FIXTURE: path.join(NVIDIA_FIXTURES, 'smi-550.144.03-cuda12.4-1gpu-a100.txt'), CYCLE_DAEMON_PROBE_LOAD: loadFile };
+    const env = fixtureMachineEnv('smi-550.144.03-cuda12.4-1gpu-a100.txt', loadFile);
     const sources = await daemonMachineSources(env, fakeMachineSources());
     const probe = createMachineProbe({ sources, dataDir: dir, control });
     const first = await probe();
