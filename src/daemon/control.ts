@@ -200,7 +200,10 @@ export class DaemonControlServer {
 
   async status(): Promise<DaemonStatus> {
     const report = await this.options.status();
-    return { ...report, ...this.state(), pid: process.pid, data_dir: this.options.dataDir };
+    const control = this.state();
+    // A pause is a state of its own (MACHINE_STATES) over idle and busy; draining, offline and starting say more.
+    const state = control.paused_until !== null && (report.state === 'idle' || report.state === 'busy') ? 'paused' : report.state;
+    return { ...report, state, ...control, pid: process.pid, data_dir: this.options.dataDir };
   }
 
   async close(): Promise<void> {

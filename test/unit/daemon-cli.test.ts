@@ -72,12 +72,12 @@ describe('cycle daemon status|pause|resume|forbid-busy-assign|allow-busy-assign'
       expect(JSON.parse(byDefault.stdout).paused_until).toBe('2026-11-23T20:00:00.000Z');
       const twoHours = await runCycle(['daemon', 'pause', '2h', '--data-dir', dataDir], { cwd, now: NOW });
       expect(twoHours.stderr).toContain('daemon gpu-b: paused for 2h00m, until 2026-11-23T14:00:00.000Z: takes no new task; what runs finishes');
-      expect(twoHours.stdout).toContain('state: busy (paused until 2026-11-23T14:00:00.000Z)');
+      expect(twoHours.stdout).toContain('state: paused (until 2026-11-23T14:00:00.000Z)');
       expect(JSON.parse((await runCycle(['daemon', 'pause', '1h30m', '--data-dir', dataDir, '--json'], { cwd, now: NOW })).stdout).paused_until).toBe(
         '2026-11-23T13:30:00.000Z',
       );
       const resumed = await runCycle(['daemon', 'resume', '--data-dir', dataDir, '--json'], { cwd });
-      expect(JSON.parse(resumed.stdout).paused_until).toBeNull();
+      expect(JSON.parse(resumed.stdout)).toMatchObject({ paused_until: null, state: 'busy' });
     });
   });
 

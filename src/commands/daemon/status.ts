@@ -25,7 +25,7 @@ export async function status(options: DaemonStatusOptions, ctx: Context): Promis
 /** The status as lines of text (also what pause/resume print after a change). */
 export function describeDaemon(doc: DaemonStatus): string[] {
   const lines = [`daemon ${doc.name} (pid ${doc.pid}, data ${doc.data_dir}) → ${doc.api_url}`];
-  lines.push(`state: ${doc.state}${doc.paused_until ? ` (paused until ${doc.paused_until})` : ''}`);
+  lines.push(`state: ${doc.state}${doc.paused_until ? ` (until ${doc.paused_until})` : ''}`);
   lines.push(
     `busy machines: ${doc.forbid_busy_assign ? 'take no task and give back what they run (forbid-busy-assign on)' : 'keep their tasks and take more (allow-busy-assign)'}`,
   );
