@@ -63,6 +63,20 @@ const groups: LazyGroup[] = [
     },
   },
   {
+    name: 'daemon',
+    summary: "run this machine's share of a queue (cycle server's tasks) and control it: status, pause, resume",
+    examples: ['cycle daemon status', 'cycle daemon pause 2h', 'cycle daemon resume'],
+    load: async () => {
+      const [{ status }, { pause, resume }, busy, { unit }] = await Promise.all([
+        import('./commands/daemon/status.command.js'),
+        import('./commands/daemon/pause.command.js'),
+        import('./commands/daemon/busy-assign.command.js'),
+        import('./commands/daemon/unit.command.js'),
+      ]);
+      return [status, pause, resume, busy.forbidBusyAssign, busy.allowBusyAssign, unit];
+    },
+  },
+  {
     name: 'volume',
     summary: 'upload folders as read-only volumes for jobs; list, remove',
     examples: ['cycle volume upload ./data --name training-data'],

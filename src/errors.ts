@@ -23,7 +23,7 @@ export const exitCodeTable: ReadonlyArray<{ code: number; name: string; meaning:
   { code: 2, name: 'usage', meaning: 'bad flags or arguments; nothing was done' },
   { code: 3, name: 'invalid project', meaning: 'the project manifest or files are invalid (see `cycle project validate`)' },
   { code: 4, name: 'auth', meaning: 'no token, or the server refused the token' },
-  { code: 5, name: 'network/server', meaning: 'the server or Docker could not be reached, or answered with an error' },
+  { code: 5, name: 'network/server', meaning: "the server, Docker or this machine's daemon could not be reached, or answered with an error" },
   { code: 6, name: 'job failed', meaning: 'the job itself ran and failed (non-zero exit, failed or partial job)' },
   { code: 7, name: 'payment', meaning: 'the account has too little money (HTTP 402): fund it, then run the same command again' },
   { code: 130, name: 'interrupted', meaning: 'stopped by Ctrl-C (SIGINT); containers and temp files were cleaned up' },

@@ -2,9 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { CycleError, errnoCode } from '../errors.js';
+import { CycleError } from '../errors.js';
 import type { DockerDriver } from '../docker/driver.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { takeLockFile } from '../util/lock.js';
 import type { Exec } from '../util/exec.js';
 import type { Env } from '../ui/streams.js';
 import { systemClock, type Clock } from '../context.js';
@@ -268,50 +269,20 @@ async function privateDataFolder(layout: Layout): Promise<void> {
   }
 }
 
-/** Data folders this process holds the lock of (a lock file with this pid is stale unless listed). */
-const lockedHere = new Set<string>();
-
 /**
  * Takes the data folder's lock (`server.lock`, holding the server's pid): a second server on the
  * same folder stops with a message naming the folder and the running server's pid. A lock whose
  * process is gone (a `kill -9`) is stale and taken over. Returns the release.
  */
-async function lockDataFolder(layout: Layout): Promise<() => Promise<void>> {
-  const file = path.join(layout.dataDir, 'server.lock');
-  const dataDir = path.resolve(layout.dataDir);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      lockedHere.add(dataDir);
-      let released = false;
-      return async () => {
-        if (released) return;
-        released = true;
-        lockedHere.delete(dataDir);
-        await fs.rm(file, { force: true });
-      };
-    } catch (error) {
-      if (errnoCode(error) !== 'EEXIST') throw error;
-    }
-    const pid = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
-    const held = Number.isInteger(pid) && pid > 0 && (pid === process.pid ? lockedHere.has(dataDir) : processAlive(pid));
-    if (held)
-      throw new CycleError({
+function lockDataFolder(layout: Layout): Promise<() => Promise<void>> {
+  return takeLockFile(
+    path.join(layout.dataDir, 'server.lock'),
+    (pid) =>
+      new CycleError({
         message: `another cycle server (pid ${pid}) is running on the data folder ${layout.dataDir}`,
         hint: `stop it first (kill ${pid}), or start this one with another --data-dir`,
-      });
-    await fs.rm(file, { force: true }); // stale: its server is gone
-  }
-  throw new CycleError({ message: `could not take the lock ${file}: another server keeps taking it`, hint: 'start one server per --data-dir' });
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return errnoCode(error) === 'EPERM'; // alive, another user's
-  }
+      }),
+  );
 }
 
 /** The bearer token: made on first start, kept 0600 in the data folder. */

@@ -30,6 +30,10 @@ import { serverGc } from '../../src/commands/server-gc.command.js';
 import { doctor } from '../../src/commands/doctor.command.js';
 import { completion } from '../../src/commands/completion.command.js';
 import { help } from '../../src/commands/help.command.js';
+import { status as daemonStatus } from '../../src/commands/daemon/status.command.js';
+import { pause as daemonPause, resume as daemonResume } from '../../src/commands/daemon/pause.command.js';
+import * as busyAssign from '../../src/commands/daemon/busy-assign.command.js';
+import { unit as daemonUnit } from '../../src/commands/daemon/unit.command.js';
 import { JOB_TYPES } from '../../src/api/schemas.js';
 import { Capture } from '../helpers/context.js';
 
@@ -305,6 +309,20 @@ const rows: Row[] = [
     projectQuota: '20g',
     serverQuota: '1t',
     maxCompressionRatio: '500',
+  }),
+  row(daemonStatus, ['daemon', 'status'], { json: false }),
+  row(daemonStatus, ['daemon', 'status', '--json', '--data-dir', '/srv/d'], { json: true, dataDir: '/srv/d' }),
+  row(daemonPause, ['daemon', 'pause'], { duration: '8h', json: false }),
+  row(daemonPause, ['daemon', 'pause', '2h', '--data-dir', '/srv/d'], { duration: '2h', dataDir: '/srv/d', json: false }),
+  row(daemonResume, ['daemon', 'resume', '--json'], { json: true }),
+  row(busyAssign.forbidBusyAssign, ['daemon', 'forbid-busy-assign'], { json: false }),
+  row(busyAssign.allowBusyAssign, ['daemon', 'allow-busy-assign', '--data-dir', '/srv/d'], { json: false, dataDir: '/srv/d' }),
+  row(daemonUnit, ['daemon', 'unit', '--api-url', 'https://q.example', '--name', 'gpu-a', '--output', 'u.service', '--insecure'], {
+    apiUrl: 'https://q.example',
+    name: 'gpu-a',
+    slots: '1',
+    output: 'u.service',
+    insecure: true,
   }),
   row(doctor, ['doctor', '--json'], { json: true }),
   row(completion, ['completion', 'fish'], { shell: 'fish' }),
