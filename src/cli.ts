@@ -99,6 +99,15 @@ const groups: LazyGroup[] = [
     },
   },
   {
+    name: 'daemon',
+    summary: "run this machine's share of a cycle server's queue, and control the running daemon",
+    examples: ['CYCLE_MACHINE_TOKEN=$(cat token) cycle daemon run --api-url https://queue.example:8787 --name gpu-a'],
+    load: async () => {
+      const [{ run }] = await Promise.all([import('./commands/daemon/run.command.js')]);
+      return [run];
+    },
+  },
+  {
     name: 'kv',
     summary: "a project's small shared JSON values",
     examples: [],

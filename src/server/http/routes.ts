@@ -29,6 +29,7 @@ import { RecipeService } from '../recipes.js';
 import { directUploadSchema, type UploadService } from '../uploads.js';
 import type { WorkQueue } from '../queue/work-queue.js';
 import { VolumeService } from '../volumes.js';
+import type { MachineAuth } from '../machines/auth.js';
 
 export interface AppOptions {
   token: string;
@@ -50,6 +51,8 @@ export interface AppOptions {
   log: (line: string) => void;
   /** Never shown in an error answer (the data folder). */
   hostPaths: string[];
+  /** Machine tokens (the daemons' routes, added by http/machine-routes.ts); a machine token opens no route here. */
+  machines?: MachineAuth;
   /** This server's own address (`http://host:port`, as it listens): never the request's Host header. */
   baseUrl: () => string;
 }
@@ -91,7 +94,12 @@ export function createRouter(options: AppOptions): Router {
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   };
-  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths });
+  const router = new Router({
+    token: options.token,
+    log: options.log,
+    hostPaths: options.hostPaths,
+    ...(options.machines ? { machines: options.machines } : {}),
+  });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
     if (!projectName.safeParse(value).success) throw new HttpError(400, 'invalid_project_name', `invalid project name "${value}"`, 'name');
