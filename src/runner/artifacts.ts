@@ -171,7 +171,8 @@ export class ArtifactCapture {
    */
   abort(): Promise<void> {
     this.aborted = true;
-    return this.stop();
+    // A cancel: a capture that could not be delivered is not the task's outcome any more.
+    return this.stop().catch(() => undefined);
   }
 
   /** One scan at time `now`: notes changes, then captures the files stable for STABLE_MS (all changed ones when `final`). */
