@@ -98,6 +98,30 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
     await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
     proxy.restore();
   }, 240_000);
+
+  it('SIGTERM: the daemon stops its container, gives the task back to the queue and exits 0', async () => {
+    const api = client(server);
+    const id = (await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { hold: true } })).body.id as string;
+    let taskId = '';
+    await waitFor(
+      async () => (taskId = ((await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0]?.id as string | undefined) ?? '') !== '',
+      30_000,
+      'the task',
+    );
+    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-${taskId}$`, '--format', '{{.Names}}']);
+    await waitFor(
+      async () => (await container()) !== '',
+      120_000,
+      'the task container to start',
+      () => daemon.log(),
+    );
+    expect(await daemon.stop()).toBe(0);
+    expect(await container()).toBe('');
+    expect(daemon.log()).toMatch(/stopping: 1 running task/);
+    const task = (await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0] as { status: string };
+    expect(task.status).toBe('queued'); // given back at once, not left to expire
+    await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
+  }, 240_000);
 });
 
 function startDaemon(apiUrl: string, dataDir: string): { child: ChildProcess; log: () => string; stop(): Promise<number | null> } {
