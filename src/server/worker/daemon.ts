@@ -55,6 +55,16 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   await fs.chmod(options.dataDir, 0o700);
+  const unlock = await lockDaemonFolder(options.dataDir);
+  try {
+    return await startLocked(options, unlock);
+  } catch (error) {
+    await unlock();
+    throw error;
+  }
+}
+
+async function startLocked(options: DaemonOptions, unlock: () => Promise<void>): Promise<RunningDaemon> {
   const scratch = path.join(options.dataDir, 'tmp');
   await fs.rm(scratch, { recursive: true, force: true });
   await fs.mkdir(scratch, { mode: 0o700 });
@@ -126,6 +136,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       if (!activity.idle && activity.forbid_busy_assign && worker.runningCount > 0)
         worker.giveBack(`machine ${options.name} became busy (${activity.busy_reasons.join('; ') || 'not idle'}) and forbids busy assignment`);
       const canTake = mayTakeWork();
+      if (!canTake) await queue.holdOff(`machine ${options.name} is paused or busy: it takes no new task now`);
       if (canTake && !couldTake) worker.kick();
       couldTake = canTake;
     }
@@ -134,6 +145,50 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     await worker.stop();
     await queue.close();
     await transport.close();
+    await unlock();
   })();
   return { done, running: () => worker.runningCount };
+}
+
+/** Data folders a daemon of this process holds (a lock with this pid is stale unless listed). */
+const lockedHere = new Set<string>();
+
+/**
+ * One daemon per data folder (`daemon.lock`, holding its pid): a second one would sweep the
+ * first one's scratch folder and run its tasks' containers twice. A lock whose process is gone
+ * (a `kill -9`) is taken over.
+ */
+async function lockDaemonFolder(dataDir: string): Promise<() => Promise<void>> {
+  const file = path.join(dataDir, 'daemon.lock');
+  const folder = path.resolve(dataDir);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      lockedHere.add(folder);
+      return async () => {
+        lockedHere.delete(folder);
+        await fs.rm(file, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const pid = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(pid) && pid > 0 && (pid === process.pid ? lockedHere.has(folder) : alive(pid)))
+      throw new CycleError({
+        message: `another cycle daemon (pid ${pid}) runs on the data folder ${dataDir}`,
+        hint: `stop it first (kill ${pid}), or give this one another --data-dir`,
+        exitCode: ExitCode.usage,
+      });
+    await fs.rm(file, { force: true }); // stale: its daemon is gone
+  }
+  throw new CycleError({ message: `could not take the lock ${file}: another daemon keeps taking it`, hint: 'run one daemon per --data-dir' });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

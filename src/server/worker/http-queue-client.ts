@@ -105,6 +105,15 @@ export class HttpQueueClient implements WorkQueueClient {
     return () => this.revokeListeners.delete(listener);
   }
 
+  /**
+   * The machine takes no new task for now (paused, busy): asks for nothing more, and gives back
+   * the leases a poll brought that no task took yet (they would expire waiting).
+   */
+  async holdOff(reason: string): Promise<void> {
+    this.demand = 0;
+    for (const lease of this.stash.splice(0)) await this.release(lease.id, reason).catch(() => undefined);
+  }
+
   /** Ends the poll; leases it brought that no task took are given back. */
   async close(): Promise<void> {
     this.closed = true;
