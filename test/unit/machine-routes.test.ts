@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -305,6 +306,38 @@ describe('the daemon side: HttpQueueClient and HttpTaskInputs with the same Work
     docker.exit(next!.name, 0, 'again\n', { loss: 0.05 });
     await waitForStatus(second, 'completed');
     expect(tarballs()).toBe(1);
+  });
+
+  it('a volume the project links is fetched by content and mounted; another task of it fetches no file again', async () => {
+    await start();
+    await heartbeat(M1, 'm1');
+    const content = Buffer.from('training data');
+    const sha = createHash('sha256').update(content).digest('hex');
+    expect((await call(server!.token, 'PUT', `/api/v1/volumes/blobs/${sha}`, content, { 'content-type': 'application/octet-stream' })).status).toBeLessThan(
+      300,
+    );
+    const committed = await user('PUT', '/api/v1/volumes/data', { files: [{ path: 'sub/train.txt', sha256: sha, size: content.length, executable: false }] });
+    expect(committed.status).toBe(200);
+    const manifest = '[main]\nname = "p"\nvolumes = ["data"]\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n';
+    const pushed = await fetch(`${server!.url}/api/v1/projects/p/push`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${server!.token}` },
+      body: rawTarGz(VALID_PROJECT.map((e) => (e.name === '.cycleswap/manifest.toml' ? { ...e, body: manifest } : e))),
+    });
+    expect(pushed.status).toBeLessThan(300);
+    const { transport, worker } = await daemon(await tempDir('cycle-daemon-data-'));
+    worker.start();
+    for (const round of [1, 2]) {
+      const id = await submit();
+      const [spec] = await docker.whenRunning(1);
+      const mount = spec!.mounts!.find((m) => m.target === '/volumes/data')!;
+      expect(await fs.readFile(path.join(mount.source, 'sub', 'train.txt'), 'utf8'), `round ${round}`).toBe('training data');
+      docker.exit(spec!.name, 0, '', {});
+      await waitForStatus(id, 'completed');
+    }
+    expect(transport.seen.filter((s) => s.includes('/blobs/')).length).toBe(1);
+    // Only a machine holding a lease of a project that links it may read it.
+    expect((await call(M2, 'GET', '/api/v1/machine/volumes/data')).status).toBeGreaterThanOrEqual(400);
   });
 
   it('a renewal of a lease the machine does not hold is a StaleLease', async () => {
