@@ -65,15 +65,21 @@ const groups: LazyGroup[] = [
   {
     name: 'daemon',
     summary: "run this machine's share of a queue (cycle server's tasks) and control it: status, pause, resume",
-    examples: ['cycle daemon status', 'cycle daemon pause 2h', 'cycle daemon resume'],
+    examples: [
+      'CYCLE_MACHINE_TOKEN=$(cat token) cycle daemon run --api-url https://queue.example:8787 --name gpu-a',
+      'cycle daemon status',
+      'cycle daemon pause 2h',
+      'cycle daemon resume',
+    ],
     load: async () => {
-      const [{ status }, { pause, resume }, busy, { unit }] = await Promise.all([
+      const [{ run }, { status }, { pause, resume }, busy, { unit }] = await Promise.all([
+        import('./commands/daemon/run.command.js'),
         import('./commands/daemon/status.command.js'),
         import('./commands/daemon/pause.command.js'),
         import('./commands/daemon/busy-assign.command.js'),
         import('./commands/daemon/unit.command.js'),
       ]);
-      return [status, pause, resume, busy.forbidBusyAssign, busy.allowBusyAssign, unit];
+      return [run, status, pause, resume, busy.forbidBusyAssign, busy.allowBusyAssign, unit];
     },
   },
   {

@@ -15,6 +15,9 @@ const serverFlags = {
     '--max-compression-ratio <n>',
     'a push may expand to at most N times its gzip size, past its first 64 MiB (default 200); a gzip bomb is refused (413)',
   ),
+  localWorker: flag.negated('--no-local-worker', 'run no task on this machine: only coordinate the machines of `cycle daemon run`'),
+  tlsCert: flag.value('--tls-cert <file>', 'serve HTTPS with this certificate (PEM; with --tls-key): needed for daemons on other machines'),
+  tlsKey: flag.value('--tls-key <file>', "the certificate's private key (PEM)"),
   recipes: flag.value(
     '--recipes <dir>',
     'serve the recipes in DIR: one sub-folder per recipe (named as the recipe) holding a Computalot project, recipe.json and payload.schema.json',
@@ -30,6 +33,11 @@ export const server = defineCommand({
   notes:
     'The first start creates a bearer token (shown once, kept in <data-dir>/token). State is in SQLite:\na restart, even after kill -9, loses no accepted job. See docs/api.md for the routes.\n' +
     'Recipes (--recipes): each is checked at start (a bad recipe.json, schema or project stops the\nstart, naming the file and field) and built on its first job; docs/api.md, "Recipes", says how.',
-  examples: ['cycle server', 'cycle server --port 9000 --workers 8 --data-dir /srv/cycle', 'cycle server --recipes /srv/recipes'],
+  examples: [
+    'cycle server',
+    'cycle server --port 9000 --workers 8 --data-dir /srv/cycle',
+    'cycle server --recipes /srv/recipes',
+    'cycle server --host 0.0.0.0 --tls-cert cert.pem --tls-key key.pem --no-local-worker',
+  ],
   load: () => import('./server.js'),
 });

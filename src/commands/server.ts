@@ -1,3 +1,4 @@
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Context } from '../context.js';
@@ -25,6 +26,16 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
   if (maxCompressionRatio !== undefined && !(Number.isFinite(maxCompressionRatio) && maxCompressionRatio >= 1))
     throw usageError(`--max-compression-ratio ${options.maxCompressionRatio}: expected a number of at least 1, e.g. 200`);
   const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'server'));
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined))
+    throw usageError(`${options.tlsCert === undefined ? '--tls-key' : '--tls-cert'} was given alone: HTTPS needs both --tls-cert FILE and --tls-key FILE`);
+  const readPem = async (flagName: string, file: string): Promise<Buffer> =>
+    fs.readFile(path.resolve(ctx.cwd, file)).catch((error: NodeJS.ErrnoException) => {
+      throw usageError(`${flagName} ${file}: cannot read it (${error.code ?? error.message})`);
+    });
+  const tls =
+    options.tlsCert !== undefined && options.tlsKey !== undefined
+      ? { cert: await readPem('--tls-cert', options.tlsCert), key: await readPem('--tls-key', options.tlsKey) }
+      : undefined;
   const { memoryLimitSetting } = await import('../runner/limits.js');
   memoryLimitSetting(ctx.env); // a bad CYCLE_MEMORY_LIMIT is told at start, not on every task
   const { startServer } = await import('../server/index.js');
@@ -48,6 +59,9 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
       ...(ctx.env.CYCLE_SERVER_MAX_PATH_BYTES ? { maxPathBytes: Number(ctx.env.CYCLE_SERVER_MAX_PATH_BYTES) } : {}),
       ...(ctx.env.CYCLE_SERVER_MAX_SYMLINKS ? { maxSymlinks: Number(ctx.env.CYCLE_SERVER_MAX_SYMLINKS) } : {}),
     },
+    localWorker: options.localWorker,
+    ...(tls ? { tls } : {}),
+    ...(ctx.env.CYCLE_SERVER_LEASE_MS ? { leaseMs: Number(ctx.env.CYCLE_SERVER_LEASE_MS) } : {}),
     ...(options.recipes !== undefined ? { recipesDir: path.resolve(ctx.cwd, options.recipes) } : {}),
     ...(ctx.env.CYCLE_SERVER_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_SERVER_HEARTBEAT_MS) } : {}),
     ...(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES ? { maxUploadBytes: Number(ctx.env.CYCLE_SERVER_MAX_UPLOAD_BYTES) } : {}),
@@ -65,7 +79,8 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     },
   });
   const tokenFile = path.join(dataDir, 'token');
-  ctx.ui.info(`cycle server ${ctx.version} listening on ${server.url} (${workers} worker${workers === 1 ? '' : 's'}; data in ${dataDir})`);
+  const running = options.localWorker ? `${workers} worker${workers === 1 ? '' : 's'}` : 'no local worker: tasks run on the machines of `cycle daemon run`';
+  ctx.ui.info(`cycle server ${ctx.version} listening on ${server.url} (${running}; data in ${dataDir})`);
   if (server.tokenCreated) {
     ctx.ui.info('A bearer token was created. It is shown once, and kept (mode 0600) in ' + tokenFile + ':');
     ctx.ui.info(`  ${server.token}`);
@@ -78,11 +93,11 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
     if (ctx.signal.aborted) resolve();
     ctx.signal.addEventListener('abort', () => resolve(), { once: true });
   });
-  const running = server.runningTasks();
+  const stopping = server.runningTasks();
   ctx.ui.info(
-    running === 0
+    stopping === 0
       ? 'shutting down (no task running)'
-      : `shutting down: stopping ${running} running task${running === 1 ? '' : 's'} (their containers are removed; they run again on the next start)`,
+      : `shutting down: stopping ${stopping} running task${stopping === 1 ? '' : 's'} (their containers are removed; they run again on the next start)`,
   );
   await server.close();
   ctx.ui.info('stopped');

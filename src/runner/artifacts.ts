@@ -86,6 +86,8 @@ export class ArtifactCapture {
   /** Set by `abort`: a scan or a copy in progress ends at the next file. */
   private aborted = false;
   private finished: Promise<void> | undefined;
+  /** The first failure of a live scan (an `onCaptured` that threw: the server unreachable): told by `stop`. */
+  private failure: unknown;
   private readonly stableMs: number;
   /** What each captured file counts against `maxBytes`, and their sum. */
   private readonly charged = new Map<string, number>();
@@ -137,9 +139,14 @@ export class ArtifactCapture {
     const tick = (): void => {
       this.timer = undefined;
       if (this.stopped) return;
-      this.polling = this.poll(Date.now()).finally(() => {
-        if (!this.stopped) this.timer = setTimeout(tick, intervalMs);
-      });
+      // A failed scan is kept for `stop`, not left unhandled (that would end the process), and polling goes on.
+      this.polling = this.poll(Date.now())
+        .catch((error: unknown) => {
+          this.failure ??= error;
+        })
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, intervalMs);
+        });
     };
     tick();
   }
@@ -148,7 +155,12 @@ export class ArtifactCapture {
   stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.finished ??= this.polling.catch(() => undefined).then(() => (this.aborted ? undefined : this.poll(Date.now(), { final: true })));
+    this.finished ??= this.polling
+      .catch(() => undefined)
+      .then(() => (this.aborted ? undefined : this.poll(Date.now(), { final: true })))
+      .then(() => {
+        if (this.failure !== undefined) throw this.failure;
+      });
     return this.finished;
   }
 
@@ -159,7 +171,8 @@ export class ArtifactCapture {
    */
   abort(): Promise<void> {
     this.aborted = true;
-    return this.stop();
+    // A cancel: a capture that could not be delivered is not the task's outcome any more.
+    return this.stop().catch(() => undefined);
   }
 
   /** One scan at time `now`: notes changes, then captures the files stable for STABLE_MS (all changed ones when `final`). */

@@ -33,8 +33,13 @@ import { MachineRegistry } from './machines/registry.js';
 import { JobStates } from './state.js';
 import { VolumeService } from './volumes.js';
 import { InProcessQueueClient } from './worker/queue-client.js';
+import { LOCAL_WORKER_ID } from './queue/lease.js';
 import { LocalTaskInputs } from './worker/task-inputs.js';
 import { Worker } from './worker/worker.js';
+import type { MachineAuth } from './machines/auth.js';
+import { MachineWork } from './machines/work.js';
+import { addDaemonRoutes } from './http/daemon-routes.js';
+import { DEFAULT_MAX_TASK_ARTIFACT_BYTES } from './worker/worker.js';
 import { DEFAULT_MAX_ARTIFACT_BYTES, UploadService } from './uploads.js';
 
 export interface ServerOptions {
@@ -77,6 +82,12 @@ export interface ServerOptions {
   httpLimits?: Partial<HttpLimits>;
   /** The operator's recipes: one sub-folder each (docs/api.md, "Recipes"); none when unset. */
   recipesDir?: string;
+  /** Run tasks on this machine too (the default); false: the server only coordinates (`--no-local-worker`). */
+  localWorker?: boolean;
+  /** Serve HTTPS with this certificate and key (PEM), `--tls-cert` / `--tls-key`. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** Machine tokens for the daemons' routes (`cycle daemon run`); none answer without it. */
+  machineAuth?: MachineAuth;
 }
 
 export interface RunningServer {
@@ -189,7 +200,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     serverKey,
     clock,
     log: options.log,
-    offer: async () => ({ workerId: 'local', gpu: await probeGpu() }),
+    // An id no machine name can take (a machine's name has no ":"): a machine never acts on this worker's leases.
+    offer: async () => ({ workerId: LOCAL_WORKER_ID, gpu: await probeGpu() }),
     scratchDir: layout.tmp,
     ...(options.maxTaskArtifactBytes !== undefined ? { maxTaskArtifactBytes: options.maxTaskArtifactBytes } : {}),
   });
@@ -197,8 +209,9 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   const recipes = new RecipeService({ recipes: loadedRecipes, projects, log: options.log });
   await recipes.register();
   queue.recover();
-  await worker.removeLeftovers();
+  if (options.localWorker !== false) await worker.removeLeftovers();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
+  const volumes = new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log });
   const router = createRouter({
     token,
     db,
@@ -211,7 +224,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     jobs,
     queue,
     machines,
-    volumes: new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log }),
+    volumes,
+    ...(options.machineAuth ? { machineAuth: options.machineAuth } : {}),
     events,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     streams: new StreamGate(limits, options.log),
@@ -219,12 +233,28 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     hostPaths: [options.dataDir],
     baseUrl: () => url,
   });
+  addDaemonRoutes(
+    router,
+    new MachineWork({
+      auth: options.machineAuth ?? machines,
+      queue,
+      jobs,
+      projects,
+      volumes,
+      db,
+      layout,
+      version: options.version,
+      leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS,
+      maxTaskArtifactBytes: options.maxTaskArtifactBytes ?? DEFAULT_MAX_TASK_ARTIFACT_BYTES,
+    }),
+  );
   // This server's own address, for the URLs it hands out (set once it listens).
   let url = '';
   const server = createHttpServer(
     (req, res) => void router.handle(req, res),
     limits,
     (req) => router.authenticated(req),
+    options.tls,
   );
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -232,15 +262,16 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  url = `http://${host}:${address.port}`;
-  worker.start();
+  url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
+  const localWorker = options.localWorker !== false;
+  if (localWorker) worker.start();
   let closing: Promise<void> | undefined;
   return {
     url,
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
-    runningTasks: () => worker.runningCount,
+    runningTasks: () => (localWorker ? worker.runningCount : queue.leasedCount),
     close: () =>
       (closing ??= (async () => {
         server.close();

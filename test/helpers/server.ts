@@ -38,8 +38,8 @@ export async function startServerProcess(
   child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  await waitFor(() => /listening on (http:\/\/\S+)/.test(log) || child.exitCode !== null, 30_000, 'the server to listen');
-  const url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
+  await waitFor(() => /listening on (https?:\/\/\S+)/.test(log) || child.exitCode !== null, 30_000, 'the server to listen');
+  const url = /listening on (https?:\/\/\S+)/.exec(log)?.[1];
   if (!url) throw new Error(`the server did not start:\n${log}`);
   const token = (await fs.readFile(path.join(dataDir, 'token'), 'utf8')).trim();
   return {

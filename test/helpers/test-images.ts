@@ -71,7 +71,9 @@ export async function removeTestImages(scope: TestImageScope): Promise<string[]>
     const project = labels[LABELS.project];
     const key = labels[LABELS.projectKey];
     if (project !== undefined && scope.projects(project)) return true;
-    return key !== undefined && key.startsWith('server:') && scope.projects(key.slice('server:'.length));
+    // A server's (server:NAME) and a daemon's (daemon:NAME) builds of a test project.
+    const owner = key === undefined ? undefined : /^(?:server|daemon):(.*)$/.exec(key)?.[1];
+    return owner !== undefined && scope.projects(owner);
   };
   const strayBuildStep = (image: InspectedImage): boolean =>
     scope.strayBuildSteps &&

@@ -246,3 +246,40 @@ describe("issue 18: a cap on what a task's artifacts take", () => {
     expect(refused.map(([name]) => name).sort()).toEqual(['big.txt', 'sparse.bin', 'sparse.bin']);
   });
 });
+
+describe('artifact capture: a capture that cannot be delivered (a daemon cut off from its server)', () => {
+  it('a live scan whose onCaptured throws leaves no unhandled rejection; polling goes on and stop() tells the failure', async () => {
+    const root = await tempDir('cycle-capture-');
+    cleanup.push(root);
+    const live = path.join(root, 'live');
+    await fs.mkdir(live);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let calls = 0;
+      const capture = new ArtifactCapture({
+        liveDir: live,
+        storeDir: path.join(root, 'store'),
+        order: 'FIFO',
+        stableMs: 0,
+        onCaptured: async () => {
+          calls++;
+          throw new Error('cannot reach the server');
+        },
+      });
+      await fs.writeFile(path.join(live, 'a.txt'), 'a');
+      capture.start(20);
+      // Bounded: the first live scan takes the file (and fails), a later one runs after it.
+      for (let i = 0; i < 100 && calls < 1; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      await fs.writeFile(path.join(live, 'b.txt'), 'b');
+      for (let i = 0; i < 100 && calls < 2; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(calls).toBe(2); // polling went on after the failure
+      await expect(capture.stop()).rejects.toThrow('cannot reach the server');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});

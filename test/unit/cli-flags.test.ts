@@ -27,6 +27,7 @@ import * as account from '../../src/commands/account.command.js';
 import { create as projectCreate } from '../../src/commands/project/create.command.js';
 import { server } from '../../src/commands/server.command.js';
 import { serverGc } from '../../src/commands/server-gc.command.js';
+import { run as daemonRun } from '../../src/commands/daemon/run.command.js';
 import { doctor } from '../../src/commands/doctor.command.js';
 import { completion } from '../../src/commands/completion.command.js';
 import { help } from '../../src/commands/help.command.js';
@@ -286,7 +287,7 @@ const rows: Row[] = [
   row(account.holds, ['account', 'holds'], { json: false }),
   row(account.ledger, ['account', 'ledger'], { json: false }),
   row(projectCreate, ['project', 'create', 'demo', '--remote-dir', '/srv/demo'], { name: 'demo', json: false, remoteDir: '/srv/demo' }),
-  row(server, ['server'], { port: '8787', host: '127.0.0.1' }),
+  row(server, ['server'], { port: '8787', host: '127.0.0.1', localWorker: true }),
   row(serverGc, ['server-gc'], { keepRevisions: '5', olderThan: '30d', dryRun: false, json: false }),
   row(serverGc, ['server-gc', '--keep-revisions', '3', '--older-than', '7d', '--dry-run', '--json', '--data-dir', '/srv/cycle'], {
     keepRevisions: '3',
@@ -301,14 +302,32 @@ const rows: Row[] = [
     dataDir: '/srv/cycle',
     workers: '8',
     balance: '10',
+    localWorker: true,
   }),
-  row(server, ['server', '--recipes', '/srv/recipes'], { port: '8787', host: '127.0.0.1', recipes: '/srv/recipes' }),
+  row(server, ['server', '--no-local-worker', '--tls-cert', 'c.pem', '--tls-key', 'k.pem'], {
+    port: '8787',
+    host: '127.0.0.1',
+    localWorker: false,
+    tlsCert: 'c.pem',
+    tlsKey: 'k.pem',
+  }),
+  row(daemonRun, ['daemon', 'run', '--api-url', 'https://q:8787', '--name', 'gpu-a'], { apiUrl: 'https://q:8787', name: 'gpu-a', slots: '1', insecure: false }),
+  row(daemonRun, ['daemon', 'run', '--api-url', 'http://q:8787', '--name', 'gpu-a', '--slots', '2', '--data-dir', '/d', '--token-file', 't', '--insecure'], {
+    apiUrl: 'http://q:8787',
+    name: 'gpu-a',
+    slots: '2',
+    dataDir: '/d',
+    tokenFile: 't',
+    insecure: true,
+  }),
+  row(server, ['server', '--recipes', '/srv/recipes'], { port: '8787', host: '127.0.0.1', recipes: '/srv/recipes', localWorker: true }),
   row(server, ['server', '--project-quota', '20g', '--server-quota', '1t', '--max-compression-ratio', '500'], {
     port: '8787',
     host: '127.0.0.1',
     projectQuota: '20g',
     serverQuota: '1t',
     maxCompressionRatio: '500',
+    localWorker: true,
   }),
   row(daemonStatus, ['daemon', 'status'], { json: false }),
   row(daemonStatus, ['daemon', 'status', '--json', '--data-dir', '/srv/d'], { json: true, dataDir: '/srv/d' }),

@@ -133,14 +133,14 @@ describe('machine routes', () => {
 });
 
 describe('machine routes in the router', () => {
-  it('{machine: true} takes a live machine token only: the user token and a bad token are refused; the handler learns the machine', async () => {
+  it('{auth: "machine"} takes a live machine token only: the user token and a bad token are refused; the handler learns the machine', async () => {
     const router = new Router({
       token: 'cyc_user-token-of-this-server-0123456789',
       log: () => undefined,
       hostPaths: [],
-      machineAuth: { authenticate: (token) => (token === 'cym_good' ? { tokenId: 'mtok_1', name: 'gpu-a' } : undefined) },
+      machines: { authenticate: (token) => (token === 'cym_good' ? { tokenId: 'mtok_1', name: 'gpu-a' } : undefined) },
     });
-    router.add('GET', '/api/v1/machine/whoami', (ctx) => sendJson(ctx.res, 200, ctx.machine), { machine: true });
+    router.add('GET', '/api/v1/machine/whoami', (ctx) => sendJson(ctx.res, 200, ctx.machine), { auth: 'machine' });
     router.add('GET', '/api/v1/jobs', (ctx) => sendJson(ctx.res, 200, { ok: true }));
     const httpServer = http.createServer((req, res) => void router.handle(req, res));
     await new Promise<void>((resolve) => httpServer.listen(0, '127.0.0.1', resolve));

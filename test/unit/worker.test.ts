@@ -21,6 +21,10 @@ class FakeQueue implements WorkQueueClient {
   readonly releases: Array<{ leaseId: string; reason: string }> = [];
   /** Renewals are refused: the lease went stale (it expired on the queue's side). */
   stale = false;
+  /** Renewals fail: the queue cannot be reached (a daemon cut off from its server). */
+  unreachable = false;
+  /** The clock renewals extend the lease on (30 s from now). */
+  clock: { now(): number } = { now: () => 0 };
   private readonly revokeListeners = new Set<(leaseId: string, why: RevokeReason) => void>();
   private waiters: Array<() => void> = [];
 
@@ -31,7 +35,8 @@ class FakeQueue implements WorkQueueClient {
   async renew(leaseId: string): Promise<{ expiresAt: number; cancel: boolean }> {
     this.renewals.push(leaseId);
     if (this.stale) throw new StaleLease(leaseId, 'it expired');
-    return { expiresAt: 0, cancel: false };
+    if (this.unreachable) throw new Error('cannot reach http://server: connection refused');
+    return { expiresAt: this.clock.now() + 30_000, cancel: false };
   }
   async report(_leaseId: string, batch: LeaseReport): Promise<void> {
     this.reports.push(batch);
@@ -76,6 +81,7 @@ async function setup(
   const docker = new FakeDocker();
   docker.hold = true;
   const clock = manualClock();
+  queue.clock = clock;
   const project = await loadProject(await cycleswapProject());
   const image = docker.addImage({ tags: ['task-image'], layers: ['task'], labels: {} }).id;
   const scratch = await tempDir('cycle-worker-');
@@ -86,7 +92,7 @@ async function setup(
     volumeSource: async () => undefined,
     fetchArtifact: async () => undefined,
     workDir: (taskId) => path.join(scratch, 'work', taskId),
-    artifactStore: (_jobId, taskId) => path.join(scratch, 'outputs', taskId),
+    artifactStore: async (_jobId, taskId) => path.join(scratch, 'outputs', taskId),
   };
   const lease: Lease = {
     id: 'lease_1',
@@ -146,6 +152,37 @@ describe('the worker', () => {
     expect(docker.called('removeContainer')).toContain('cycle-server-task_1');
     expect(queue.outcomes).toEqual([]);
     expect(queue.releases).toEqual([]);
+  });
+
+  it('renewals that fail (the queue unreachable) past the lease life stop the container; nothing more is said on that lease', async () => {
+    const { queue, docker, clock } = await setup();
+    await docker.whenRunning(1);
+    await clock.whenSleeping(1);
+    queue.unreachable = true;
+    let ended = false;
+    const askedAgain = queue.next().then(() => (ended = true));
+    // Renewals fail from 10 s on; the lease (30 s) runs out without one. Bounded: 12 steps of 5 s.
+    for (let step = 0; step < 12 && !ended; step++) {
+      await Promise.race([clock.whenSleeping(1), askedAgain]);
+      clock.advance(5_000);
+    }
+    await askedAgain;
+    expect(queue.renewals.length).toBeGreaterThan(1); // tried again after the first failure
+    expect(docker.called('removeContainer')).toContain('cycle-server-task_1');
+    expect(docker.runningNames()).toEqual([]);
+    expect(queue.outcomes).toEqual([]);
+    expect(queue.releases).toEqual([]);
+  }, 20_000);
+
+  it('giveBack (a machine turned busy): the container stops and the task goes back to the queue with the reason', async () => {
+    const { queue, docker, lease } = await setup();
+    await docker.whenRunning(1);
+    const ended = queue.next();
+    worker!.giveBack('machine m1 became busy (non-job CPU 40 % > 5 %)');
+    await ended;
+    expect(docker.runningNames()).toEqual([]);
+    expect(queue.releases).toEqual([{ leaseId: lease.id, reason: 'machine m1 became busy (non-job CPU 40 % > 5 %)' }]);
+    expect(queue.outcomes).toEqual([]);
   });
 
   it('a lease revoked by a cancel: the container stops and the task ends cancelled', async () => {

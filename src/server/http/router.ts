@@ -1,9 +1,10 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 import { DomainError, type ProblemKind } from '../errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from '../limits.js';
-import type { MachineAuth } from '../machines/registry.js';
+import type { MachineAuth } from '../machines/auth.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {
@@ -40,9 +41,16 @@ export interface RouteContext {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
-  /** On a machine route (`{machine: true}`): the enrolled machine whose token the request carries. */
+  /** The enrolled machine whose token called a machine route (undefined on every other route). */
   machine?: { tokenId: string; name: string | undefined };
 }
+
+/**
+ * Who may call a route: anyone (`public`), the user's token (`user`: every route of the API), or
+ * a machine token (`machine`: the daemon's `/api/v1/machine/...` routes only). Neither token
+ * opens the other's routes.
+ */
+export type AuthClass = 'public' | 'user' | 'machine';
 
 export type Handler = (ctx: RouteContext) => Promise<void> | void;
 
@@ -51,9 +59,7 @@ interface Route {
   pattern: RegExp;
   keys: string[];
   handler: Handler;
-  public: boolean;
-  /** Called by a daemon with its machine token (never the user's token). */
-  machine: boolean;
+  auth: AuthClass;
 }
 
 export interface RouterOptions {
@@ -62,8 +68,8 @@ export interface RouterOptions {
   log: (line: string) => void;
   /** Host paths (the data folder) that an error message must never show: replaced by a placeholder. */
   hostPaths: string[];
-  /** Checks machine tokens on machine routes (none: machine routes refuse every request). */
-  machineAuth?: Pick<MachineAuth, 'authenticate'>;
+  /** Machine tokens (`cycle daemon run`); without it no machine route answers. */
+  machines?: Pick<MachineAuth, 'authenticate'>;
 }
 
 /** The length a request announced (`Content-Length`), 0 when it gave none: checked against a limit before its body is read. */
@@ -77,17 +83,13 @@ export function headerValue(req: IncomingMessage, name: string): string | undefi
   return Array.isArray(value) ? value[0] : value;
 }
 
-/**
- * A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. Two
- * kinds of token never stand in for each other: user routes take the server's token only, and
- * machine routes (`{machine: true}`, what `cycle daemon run` calls) take a machine token only.
- */
+/** A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. */
 export class Router {
   private readonly routes: Route[] = [];
 
   constructor(private readonly options: RouterOptions) {}
 
-  add(method: string, path: string, handler: Handler, options: { public?: boolean; machine?: boolean } = {}): void {
+  add(method: string, path: string, handler: Handler, options: { public?: boolean; auth?: AuthClass } = {}): void {
     const keys: string[] = [];
     const pattern = new RegExp(
       '^' +
@@ -97,7 +99,7 @@ export class Router {
         }) +
         '/?$',
     );
-    this.routes.push({ method, pattern, keys, handler, public: options.public === true, machine: options.machine === true });
+    this.routes.push({ method, pattern, keys, handler, auth: options.auth ?? (options.public === true ? 'public' : 'user') });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -117,8 +119,8 @@ export class Router {
           'method_not_allowed',
           `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`,
         );
-      const machine = route.machine ? this.authorizeMachine(req) : undefined;
-      if (!route.public && !route.machine) this.authorize(req);
+      const machine = route.auth === 'machine' ? this.authorizeMachine(req) : undefined;
+      if (route.auth === 'user') this.authorize(req);
       const match = route.pattern.exec(pathname)!;
       const params: Record<string, string> = {};
       route.keys.forEach((key, i) => {
@@ -154,12 +156,15 @@ export class Router {
     return text;
   }
 
-  /** Whether the request carries this server's token or a live machine token (the HTTP layer counts such requests apart). */
+  /**
+   * Whether the request carries this server's token or an enrolled machine's (the HTTP layer
+   * counts such requests apart: a daemon's uploads and long polls are never held to the limits
+   * of unauthenticated requests).
+   */
   authenticated(req: IncomingMessage): boolean {
     return this.userToken(req) || this.machineToken(req) !== undefined;
   }
 
-  /** Whether the request carries this server's (the user's) token. */
   private userToken(req: IncomingMessage): boolean {
     const bearer = bearerOf(req);
     if (bearer === undefined) return false;
@@ -170,28 +175,27 @@ export class Router {
 
   private machineToken(req: IncomingMessage): { tokenId: string; name: string | undefined } | undefined {
     const bearer = bearerOf(req);
-    return bearer === undefined ? undefined : this.options.machineAuth?.authenticate(bearer);
-  }
-
-  /** A machine route: a live machine token, never the user's token. */
-  private authorizeMachine(req: IncomingMessage): { tokenId: string; name: string | undefined } {
-    if (bearerOf(req) === undefined)
-      throw new HttpError(401, 'unauthorized', 'missing machine token: send "Authorization: Bearer <machine token>" (cycle machine token create makes one)');
-    if (this.userToken(req))
-      throw new HttpError(401, 'unauthorized', 'a user token cannot act as a machine: give the daemon a machine token (cycle machine token create)');
-    const machine = this.machineToken(req);
-    if (!machine) throw new HttpError(401, 'unauthorized', 'invalid or revoked machine token: create a new one with cycle machine token create');
-    return machine;
+    return bearer === undefined || !this.options.machines ? undefined : this.options.machines.authenticate(bearer);
   }
 
   private authorize(req: IncomingMessage): void {
-    if (!/^Bearer\s+(.+)$/i.test(req.headers.authorization ?? ''))
-      throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
-    if (!this.userToken(req)) throw new HttpError(401, 'unauthorized', 'invalid token');
+    if (bearerOf(req) === undefined) throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
+    if (this.userToken(req)) return;
+    if (this.machineToken(req))
+      throw new HttpError(403, 'machine_token', "a machine token may call only the daemon's routes (/api/v1/machine/...): use the user's token here");
+    throw new HttpError(401, 'unauthorized', 'invalid token');
+  }
+
+  private authorizeMachine(req: IncomingMessage): { tokenId: string; name: string | undefined } {
+    if (bearerOf(req) === undefined) throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <machine token>"');
+    const machine = this.machineToken(req);
+    if (machine) return machine;
+    if (this.userToken(req))
+      throw new HttpError(403, 'not_a_machine_token', "the machine routes take a machine token (`cycle machine token create`), not the user's token");
+    throw new HttpError(401, 'unauthorized', 'invalid or revoked machine token');
   }
 }
 
-/** The bearer token a request carries (undefined: none). */
 function bearerOf(req: IncomingMessage): string | undefined {
   const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
   return match ? match[1]!.trim() : undefined;
@@ -390,14 +394,17 @@ export function createHttpServer(
   handler: (req: IncomingMessage, res: ServerResponse) => void,
   limits: HttpLimits,
   authenticated: (req: IncomingMessage) => boolean = () => false,
+  /** HTTPS from this certificate and key (`cycle server --tls-cert --tls-key`); plain HTTP without. */
+  tls?: { cert: Buffer; key: Buffer },
 ): http.Server {
-  const server = http.createServer({
+  const settings: http.ServerOptions = {
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: 0,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     // How often expired header timeouts are looked for (Node's default: every 30 s).
     connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs),
-  });
+  };
+  const server: http.Server = tls ? https.createServer({ ...settings, cert: tls.cert, key: tls.key }) : http.createServer(settings);
   server.timeout = limits.idleTimeoutMs;
   const inFlight = new WeakMap<Socket, ServerResponse>();
   const sockets = new Set<Socket>();
@@ -405,7 +412,8 @@ export function createHttpServer(
   const publicBodies = new Set<ServerResponse>();
   // Node times headers only once a request's first byte came: a connection that never sends one gets this timer.
   const firstRequestTimers = new WeakMap<Socket, NodeJS.Timeout>();
-  server.on('connection', (socket: Socket) => {
+  // Over TLS a request's socket is the TLS one: counted from the handshake, so the two match.
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     if (sockets.size >= limits.maxConnections) {
       // Oldest first: a connection with no request in progress (idle, or still sending headers).
       let idle: Socket | undefined;

@@ -12,21 +12,12 @@ import { systemClock, type Clock } from '../../context.js';
 import { type DB, parseJson, timestamp } from '../db.js';
 import { DomainError, invalid, notFound, zodError } from '../errors.js';
 import { newId } from '../ids.js';
+import type { MachineAuth } from './auth.js';
 
 /** What a machine token starts with: told apart from a user token (`cyc_`) at a glance, and by `authenticate`. */
 export const MACHINE_TOKEN_PREFIX = 'cym_';
 /** The most tasks one machine runs at once (`cycle daemon run --slots`). */
 export const MAX_SLOTS = 64;
-
-/** The registry's side of the machine protocol: what `pool-wire`'s routes call with a daemon's token. */
-export interface MachineAuth {
-  /** The enrolled machine a bearer token belongs to (undefined: not a machine token, or revoked). Constant-time compare of hashes. */
-  authenticate(token: string): { tokenId: string; name: string | undefined } | undefined;
-  /** A daemon says who it is and what it has: first call names the machine (a token created with --name binds that name; a name already held by another live token is refused with a DomainError conflict naming it). Records the heartbeat time. Returns the machine's name. */
-  heartbeat(tokenId: string, name: string, inventory: MachineInventory, activity: MachineActivity, slots: number): string;
-  /** Whether the machine may be offered new work now (not draining, not removed, not paused, idle or busy-assign allowed), and why not. */
-  mayTakeWork(name: string): { ok: true } | { ok: false; reason: string };
-}
 
 /** What the registry needs of the work queue (set after both exist: the queue also asks the registry). */
 export interface MachineLeases {

@@ -19,6 +19,9 @@ export interface WorkerOffer {
   machine?: { name: string; inventory: MachineInventory };
 }
 
+/** The server's in-process worker's `workerId`: a ":" no machine name has. */
+export const LOCAL_WORKER_ID = 'server:local';
+
 /** How long a cancel or a shutdown waits for a worker's running tasks to stop. */
 export const STOP_WAIT_MS = 15_000;
 

@@ -172,6 +172,23 @@ export class WorkQueue {
     return this.held.size;
   }
 
+  /** The worker that holds a lease now (undefined: the lease is not current): a machine may act only on its own. */
+  holder(leaseId: string): string | undefined {
+    const held = this.held.get(leaseId);
+    return held && held.lease.expiresAt > this.elapsed() ? held.workerId : undefined;
+  }
+
+  /** The current leases of one worker (a machine may fetch only their inputs). */
+  leasesOf(workerId: string): Lease[] {
+    const at = this.elapsed();
+    return [...this.held.values()].filter((h) => h.workerId === workerId && h.lease.expiresAt > at).map((h) => h.lease);
+  }
+
+  /** How long a lease has left, as a duration: a worker on another machine never sees this clock's values. */
+  msLeft(expiresAt: number): number {
+    return Math.max(0, expiresAt - this.elapsed());
+  }
+
   /** Up to `max` tasks this worker can run, next in job order, each as a lease. */
   lease(offer: WorkerOffer, max: number): Promise<Lease[]> {
     const run = this.leasing.then(() => this.leaseNow(offer, max));

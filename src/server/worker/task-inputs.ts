@@ -27,8 +27,11 @@ export interface TaskInputs {
   fetchArtifact(artifactId: string, target: string): Promise<void>;
   /** A scratch folder for one task (removed after it). */
   workDir(taskId: string): string;
-  /** Where a task's captured /artifacts files are kept; what is there already is put back before it starts. */
-  artifactStore(jobId: string, taskId: string): string;
+  /**
+   * Where a task's captured /artifacts files are kept; what is there already is put back before
+   * it starts (on another machine, fetched from the server first).
+   */
+  artifactStore(jobId: string, taskId: string): Promise<string>;
 }
 
 /** The in-process worker's inputs: the server's own data folder. */
@@ -77,7 +80,7 @@ export class LocalTaskInputs implements TaskInputs {
     return this.options.layout.taskWork(taskId);
   }
 
-  artifactStore(jobId: string, taskId: string): string {
+  async artifactStore(jobId: string, taskId: string): Promise<string> {
     return this.options.layout.taskOutputs(jobId, taskId);
   }
 }

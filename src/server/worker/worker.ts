@@ -36,6 +36,13 @@ export interface WorkerOptions {
   scratchDir?: string;
   /** The cap on what one task's captured artifacts take (apparent or allocated bytes, the larger). */
   maxTaskArtifactBytes?: number;
+  /**
+   * Whether this machine takes a new task now (`cycle daemon pause`, a busy machine): asked
+   * before each request for work; undefined: always. What runs is not touched (see `giveBack`).
+   */
+  mayTakeWork?: () => boolean;
+  /** Container names start with this (`cycle-server-` unless set: a daemon's are `cycle-daemon-`). */
+  containerPrefix?: string;
 }
 
 /** What one task's captured artifacts may take on the server's disk, by default (ServerOptions.maxTaskArtifactBytes). */
@@ -47,6 +54,8 @@ interface Running {
   done: Promise<void>;
   /** The queue took the lease back (expired, stale): the task stops and nothing more is reported. */
   lost: boolean;
+  /** Why this worker gives the task back unfinished (a machine turned busy): it stops and is released. */
+  givenBack?: string;
 }
 
 /** A task stopped because the worker stops: given back to the queue, not finished. */
@@ -119,6 +128,7 @@ export class Worker {
   private async tick(): Promise<void> {
     const free = this.options.slots - this.running.size;
     if (free <= 0) return;
+    if (this.options.mayTakeWork && !this.options.mayTakeWork()) return;
     // A probe that failed is asked again at the next kick, not kept: the worker would never ask for work.
     const offer = await (this.offer ??= this.options.offer().catch((error: unknown) => {
       this.offer = undefined;
@@ -154,13 +164,15 @@ export class Worker {
     try {
       outcome = this.stopped ? INTERRUPTED : await this.execute(entry, controller.signal);
     } catch (error) {
-      outcome = this.stopped && controller.signal.aborted ? INTERRUPTED : { status: 'failed', error: (error as Error).message };
+      outcome =
+        (this.stopped || entry.givenBack !== undefined) && controller.signal.aborted ? INTERRUPTED : { status: 'failed', error: (error as Error).message };
     } finally {
       renewing.abort();
     }
     if (entry.lost) return; // the queue took the task back: a report now would be refused
+    if (entry.givenBack !== undefined && controller.signal.aborted) outcome = INTERRUPTED;
     try {
-      if (outcome === INTERRUPTED) await queue.release(lease.id, 'the worker stopped while the task ran');
+      if (outcome === INTERRUPTED) await queue.release(lease.id, entry.givenBack ?? 'the worker stopped while the task ran');
       else await queue.complete(lease.id, outcome);
     } catch (error) {
       if (!(error instanceof StaleLease)) throw error;
@@ -168,21 +180,64 @@ export class Worker {
     }
   }
 
-  /** Renews the lease well within its life until the returned controller is aborted; a refused renewal stops the task. */
+  /**
+   * Renews the lease well within its life until the returned controller is aborted. A refused
+   * renewal stops the task; a failed one (the server unreachable) is tried again, and once the
+   * lease's life has passed without one the task stops here too: the queue has given it to
+   * another worker by then, so this one must not go on writing.
+   */
   private renewWhileRunning(entry: Running): AbortController {
     const stop = new AbortController();
     const { clock, queue } = this.options;
+    const elapsed = (): number => (clock.elapsed ? clock.elapsed() : clock.now());
+    let expiresAt = entry.lease.expiresAt;
+    let failing = false;
     void (async () => {
       while (!stop.signal.aborted) {
-        await clock.sleep(entry.lease.renewEveryMs, stop.signal);
-        const { cancel } = await queue.renew(entry.lease.id);
-        if (cancel) entry.controller.abort();
+        // After a failure, tried again sooner, and woken at the expiry whatever the renewal does.
+        const wait = Math.min(failing ? Math.max(1, Math.floor(entry.lease.renewEveryMs / 3)) : entry.lease.renewEveryMs, Math.max(0, expiresAt - elapsed()));
+        await clock.sleep(wait, stop.signal);
+        if (elapsed() >= expiresAt) {
+          this.options.log(`worker: task ${entry.lease.taskId}: its lease expired without a renewal (the queue cannot be reached): stopping it`);
+          return this.lose(entry);
+        }
+        const expiry = new AbortController();
+        const renewal = queue.renew(entry.lease.id);
+        const expired = clock.sleep(Math.max(0, expiresAt - elapsed()), AbortSignal.any([stop.signal, expiry.signal])).then(
+          () => 'expired' as const,
+          () => 'ended' as const, // the renewal answered first, or the task ended
+        );
+        try {
+          const answer = await Promise.race([renewal, expired]);
+          if (answer === 'expired' || answer === 'ended') continue; // the loop stops the task, or ends
+          expiresAt = answer.expiresAt;
+          failing = false;
+          if (answer.cancel) entry.controller.abort();
+        } catch (error) {
+          if (error instanceof StaleLease) return this.lose(entry);
+          if (stop.signal.aborted) return;
+          failing = true;
+          this.options.log(`worker: renewing the lease of task ${entry.lease.taskId}: ${(error as Error).message}`);
+        } finally {
+          expiry.abort();
+          renewal.catch(() => undefined);
+        }
       }
     })().catch((error: Error) => {
-      if (error instanceof StaleLease) this.lose(entry);
-      else if (!stop.signal.aborted) this.options.log(`worker: renewing the lease of task ${entry.lease.taskId}: ${error.message}`);
+      if (!stop.signal.aborted) this.options.log(`worker: renewing the lease of task ${entry.lease.taskId}: ${error.message}`);
     });
     return stop;
+  }
+
+  /**
+   * Stops every running task and gives it back to the queue with `reason` (a machine that became
+   * busy, with `forbid-busy-assign`): they run again elsewhere, their captured artifacts restored.
+   */
+  giveBack(reason: string): void {
+    for (const entry of this.running.values()) {
+      entry.givenBack = reason;
+      entry.controller.abort();
+    }
   }
 
   private lose(entry: Running): void {
@@ -206,7 +261,7 @@ export class Worker {
     if (signal.aborted) return this.stopped ? INTERRUPTED : { status: 'cancelled', error: 'cancelled' };
 
     const work = inputs.workDir(lease.taskId);
-    const artifactsDir = inputs.artifactStore(lease.jobId, lease.taskId);
+    const artifactsDir = await inputs.artifactStore(lease.jobId, lease.taskId);
     await fs.rm(work, { recursive: true, force: true });
     try {
       const mounts: Mount[] = [];
@@ -249,7 +304,7 @@ export class Worker {
           docker,
           project,
           imageId,
-          name: `cycle-server-${lease.taskId}`,
+          name: `${this.options.containerPrefix ?? 'cycle-server-'}${lease.taskId}`,
           labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${lease.project}`, 'cycle.task': lease.taskId },
           payload: lease.payload,
           mounts,
@@ -279,7 +334,7 @@ export class Worker {
         });
         if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
         await feed.close();
-        if (outcome.status === 'interrupted' && this.stopped) return INTERRUPTED;
+        if (outcome.status === 'interrupted' && (this.stopped || entry.givenBack !== undefined)) return INTERRUPTED;
         if (outcome.status === 'interrupted') return { status: 'cancelled', error: 'cancelled' };
         if (outcome.status === 'succeeded') return { status: 'succeeded', result: outcome.result ?? null, exitCode: 0 };
         return { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null };

@@ -1,0 +1,186 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, docker, e2eCycleswapProject, removeTestProjectImages, waitFor, type E2EProject } from '../helpers/e2e.js';
+import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { tempDir } from '../helpers/context.js';
+
+/**
+ * `cycle server --no-local-worker` and one `cycle daemon run` on this machine, on real Docker:
+ * the daemon reaches the server through a TCP proxy the test can cut. A job runs through the
+ * daemon with its output and an artifact; a daemon cut off past its lease's life stops its
+ * container itself.
+ */
+const MACHINE_TOKEN = 'cyc_machine_e2e_0123456789abcdef0123456789';
+const LEASE_MS = 6_000;
+let server: ServerProcess;
+let project: E2EProject;
+let proxy: { url: string; cut(): void; restore(): void; close(): Promise<void> };
+let daemon: { child: ChildProcess; log: () => string; stop(): Promise<number | null> };
+
+beforeAll(async () => {
+  server = await startServerProcess({
+    args: ['--no-local-worker'],
+    env: { CYCLE_SERVER_MACHINE_TOKEN: MACHINE_TOKEN, CYCLE_SERVER_LEASE_MS: String(LEASE_MS) },
+  });
+  project = await e2eCycleswapProject({
+    run: 'echo "hello from the daemon"\necho weights > "$CYCLE_ARTIFACTS_DIR/model.txt"\nif grep -q \'"hold"\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 600; fi\n',
+  });
+  const pushed = await client(server).push(project.name, project.root);
+  expect(pushed.status).toBeLessThan(300);
+  proxy = await tcpProxy(server.url);
+  daemon = startDaemon(proxy.url, await tempDir('cycle-e2e-daemon-'));
+  await waitFor(
+    () => /is taking work/.test(daemon.log()),
+    30_000,
+    'the daemon to start',
+    () => daemon.log(),
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await daemon?.stop();
+  await proxy?.close();
+  await server?.stop();
+  if (project) await removeTestProjectImages([project.name]);
+});
+
+describe('cycle daemon run against cycle server --no-local-worker', () => {
+  it('runs a job to completion on the daemon: its output and its artifact reach the server', async () => {
+    const api = client(server);
+    const submitted = await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { n: 1 } });
+    expect(submitted.status).toBe(201);
+    const id = submitted.body.id as string;
+    let status = '';
+    await waitFor(
+      async () => ['completed', 'failed', 'partial'].includes((status = (await api.call('GET', `/api/v1/jobs/${id}`)).body.status)),
+      240_000,
+      'the job to finish on the daemon',
+      () => `${status}\n${daemon.log()}`,
+    );
+    expect(status).toBe('completed');
+    const output = await api.call('GET', `/api/v1/jobs/${id}/output`);
+    expect(JSON.stringify(output.body)).toContain('hello from the daemon');
+    const artifacts = (await api.call('GET', `/api/v1/artifacts?job=${id}`)).body.artifacts as Array<{ id: string; name: string }>;
+    expect(artifacts.map((a) => a.name)).toEqual(['model.txt']);
+    const file = await fetch(`${server.url}/api/v1/artifacts/${artifacts[0]!.id}`, { headers: { authorization: `Bearer ${server.token}` } });
+    expect(await file.text()).toBe('weights\n');
+  }, 300_000);
+
+  it('a daemon cut off from the server stops its container once the lease has run out, and the task goes back to the queue', async () => {
+    const api = client(server);
+    const id = (await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { hold: true } })).body.id as string;
+    let taskId = '';
+    await waitFor(
+      async () => (taskId = ((await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0]?.id as string | undefined) ?? '') !== '',
+      30_000,
+      'the task',
+    );
+    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-${taskId}$`, '--format', '{{.Names}}']);
+    await waitFor(
+      async () => (await container()) !== '',
+      120_000,
+      'the task container to start',
+      () => daemon.log(),
+    );
+    proxy.cut();
+    const cutAt = Date.now();
+    await waitFor(
+      async () => (await container()) === '',
+      LEASE_MS + 30_000,
+      'the daemon to stop the container',
+      () => daemon.log(),
+    );
+    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(LEASE_MS / 3); // not at the first failed renewal: at the lease's end
+    expect(daemon.log()).toMatch(/lease expired without a renewal/);
+    const tasks = (await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks as Array<{ status: string }>;
+    expect(tasks[0]!.status).toBe('queued'); // the server expired the lease too: it runs again
+    await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
+    proxy.restore();
+  }, 240_000);
+
+  it('SIGTERM: the daemon stops its container, gives the task back to the queue and exits 0', async () => {
+    const api = client(server);
+    const id = (await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { hold: true } })).body.id as string;
+    let taskId = '';
+    await waitFor(
+      async () => (taskId = ((await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0]?.id as string | undefined) ?? '') !== '',
+      30_000,
+      'the task',
+    );
+    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-${taskId}$`, '--format', '{{.Names}}']);
+    await waitFor(
+      async () => (await container()) !== '',
+      120_000,
+      'the task container to start',
+      () => daemon.log(),
+    );
+    expect(await daemon.stop()).toBe(0);
+    expect(await container()).toBe('');
+    expect(daemon.log()).toMatch(/stopping: 1 running task/);
+    const task = (await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0] as { status: string };
+    expect(task.status).toBe('queued'); // given back at once, not left to expire
+    await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
+  }, 240_000);
+});
+
+function startDaemon(apiUrl: string, dataDir: string): { child: ChildProcess; log: () => string; stop(): Promise<number | null> } {
+  const child = spawn(process.execPath, [BIN, 'daemon', 'run', '--api-url', apiUrl, '--name', 'e2e-a', '--data-dir', dataDir], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME ?? dataDir,
+      NO_COLOR: '1',
+      CYCLE_MACHINE_TOKEN: MACHINE_TOKEN,
+      CYCLE_DAEMON_HEARTBEAT_MS: '1000',
+      ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return {
+    child,
+    log: () => log,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** A TCP proxy on 127.0.0.1 to `target`; `cut` drops every connection and refuses new ones until `restore`. */
+async function tcpProxy(target: string): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<net.Socket>();
+  let open = true;
+  const server = net.createServer((socket) => {
+    if (!open) return void socket.destroy();
+    const upstream = net.connect(Number(port), hostname);
+    for (const s of [socket, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    socket.pipe(upstream).pipe(socket);
+    socket.on('close', () => upstream.destroy());
+    upstream.on('close', () => socket.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    cut: () => {
+      open = false;
+      for (const s of sockets) s.destroy();
+    },
+    restore: () => {
+      open = true;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
