@@ -219,7 +219,7 @@ export class CliDockerDriver implements DockerDriver {
       if (mount.type === 'bind') args.push('--mount', `type=bind,source=${mount.source},target=${mount.target}${mount.readonly ? ',readonly' : ''}`);
       else args.push('--mount', `type=volume,source=${mount.source},target=${mount.target}`);
     }
-    if (spec.gpus) args.push('--gpus', spec.gpus);
+    if (spec.gpus) args.push('--gpus', spec.gpus === 'all' ? 'all' : `"device=${spec.gpus.join(',')}"`);
     const network = dockerNetwork(this.options.env, spec.network);
     if (network) args.push('--network', network);
     args.push(...confinementFlags(spec.confinement));

@@ -95,7 +95,8 @@ export interface ContainerSpec {
   env: Record<string, string>;
   mounts: Mount[];
   labels: Record<string, string>;
-  gpus?: 'all';
+  /** All GPUs, or these device indices (`--gpus device=0,1`). */
+  gpus?: 'all' | number[];
   network?: string;
   /** Remove the container when it exits (default true). */
   remove?: boolean;

@@ -179,7 +179,15 @@ export class EngineDockerDriver implements DockerDriver {
             : { Type: 'volume', Source: mount.source, Target: mount.target },
         ),
         ...(network ? { NetworkMode: network } : {}),
-        ...(spec.gpus ? { DeviceRequests: [{ Driver: '', Count: -1, Capabilities: [['gpu']] }] } : {}),
+        ...(spec.gpus
+          ? {
+              DeviceRequests: [
+                spec.gpus === 'all'
+                  ? { Driver: '', Count: -1, Capabilities: [['gpu']] }
+                  : { Driver: '', DeviceIDs: spec.gpus.map(String), Capabilities: [['gpu']] },
+              ],
+            }
+          : {}),
         ...confinementHostConfig(spec.confinement),
       },
     });

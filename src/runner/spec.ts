@@ -16,7 +16,7 @@ export interface TaskSpecInput {
   payload: unknown;
   artifactsDir: string;
   mounts: Mount[];
-  gpus: boolean;
+  gpus: boolean | readonly number[];
   /** Lock-down, limits and network (jobContainer()). */
   container: JobContainer;
   /** `.cycleswap/` projects: the source to copy into /app. */

@@ -23,7 +23,8 @@ export interface ProjectTaskRequest {
   payload: unknown;
   /** Volumes and other mounts the caller resolved (local folders, directive files). */
   mounts: Mount[];
-  gpus: boolean;
+  /** All GPUs, or these devices (whole GPUs of its own). */
+  gpus: boolean | readonly number[];
   /** Lock-down, limits and network (jobContainer()), the same for project test and the server. */
   container: JobContainer;
   /**

@@ -40,7 +40,8 @@ export interface TaskSpec {
   /** Host folder mounted at /artifacts (the job writes there; a capture copies from it). */
   artifactsDir: string;
   mounts: Mount[];
-  gpus: boolean;
+  /** The GPUs: all of them, or these devices (whole GPUs leased to this task on a machine with several slots). */
+  gpus: boolean | readonly number[];
   /** Lock-down and limits; none: Docker's defaults. */
   confinement?: Confinement;
   /** The network the container joins (`none`: no network). */
@@ -131,7 +132,9 @@ export async function runTask(
         ...(spec.workdir ? { workdir: spec.workdir } : {}),
         env,
         mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.artifactsDir, target: ARTIFACTS_DIR }, ...spec.mounts],
-        ...(spec.gpus ? { gpus: 'all' as const } : {}),
+        ...(spec.gpus === true || (Array.isArray(spec.gpus) && spec.gpus.length)
+          ? { gpus: spec.gpus === true ? ('all' as const) : [...(spec.gpus as readonly number[])] }
+          : {}),
         ...(spec.confinement ? { confinement: spec.confinement } : {}),
         ...(spec.network ? { network: spec.network } : {}),
       },

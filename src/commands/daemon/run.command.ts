@@ -1,10 +1,11 @@
 import { defineCommand, flag, type OptionsFrom } from '../declaration.js';
+import { dataDirFlag } from './shared-flags.js';
 
 const runFlags = {
   apiUrl: flag.value('--api-url <url>', "the server's address (https://, or http:// to this machine; --insecure for another host)"),
   name: flag.value('--name <name>', 'this machine\'s name in the pool (lowercase letters, digits, ".", "_", "-")'),
   slots: flag.withDefault('--slots <n>', 'tasks run at the same time (the platform runs one job per machine)', '1'),
-  dataDir: flag.value('--data-dir <dir>', "where the daemon keeps its caches and tasks' files (default $XDG_DATA_HOME/cycle/daemon)"),
+  ...dataDirFlag,
   tokenFile: flag.value('--token-file <file>', 'read the machine token from FILE (else CYCLE_MACHINE_TOKEN)'),
   insecure: flag.boolean('--insecure', 'allow plain http:// to another host (the token then travels in clear)'),
 };

@@ -14,26 +14,77 @@ export async function run(options: DaemonRunOptions, ctx: Context): Promise<numb
   const slots = Number(options.slots);
   if (!Number.isInteger(slots) || slots < 1 || slots > 256) throw usageError(`--slots ${options.slots}: expected a number of tasks at a time, 1-256`);
   const token = await machineToken(options.tokenFile, ctx);
-  const dataDir = path.resolve(ctx.cwd, options.dataDir ?? path.join(ctx.dataDir, 'daemon'));
-  const { startDaemon } = await import('../../server/worker/daemon.js');
-  const { basicMachineProbe } = await import('../../server/worker/basic-probe.js');
+  const [
+    { defaultDaemonDataDir },
+    { DaemonControlServer },
+    { createMachineProbe, dockerContainerCgroups, realMachineSources },
+    { daemonMachineSources },
+    { startDaemon, daemonServerKey },
+  ] = await Promise.all([
+    import('../../daemon/data-dir.js'),
+    import('../../daemon/control.js'),
+    import('../../daemon/probe.js'),
+    import('../../daemon/probe-fixture.js'),
+    import('../../server/worker/daemon.js'),
+  ]);
+  const dataDir = path.resolve(ctx.cwd, options.dataDir ?? defaultDaemonDataDir(ctx.env));
   const log = (line: string): void => ctx.ui.info(`${new Date(ctx.clock.now()).toISOString()} ${line}`);
-  const daemon = await startDaemon({
-    apiUrl,
-    token,
-    name: named.data,
-    slots,
+  let daemon: Awaited<ReturnType<typeof startDaemon>> | undefined;
+  // The control socket first: it prepares the data folder (0700) and takes its lock (one daemon per folder).
+  const control = await DaemonControlServer.start({
     dataDir,
-    version: ctx.version,
-    docker: () => ctx.docker(),
-    env: ctx.env,
     clock: ctx.clock,
-    log,
-    probe: basicMachineProbe({ exec: ctx.exec, docker: () => ctx.docker(), dataDir, version: ctx.version }),
-    signal: ctx.signal,
-    ...(ctx.env.CYCLE_DAEMON_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_DAEMON_HEARTBEAT_MS) } : {}),
+    status: () =>
+      daemon?.status() ?? {
+        name: named.data,
+        api_url: apiUrl,
+        state: 'starting',
+        version: ctx.version,
+        slots,
+        running: [],
+        last_heartbeat_at: null,
+        server_ok: false,
+        last_error: null,
+        inventory: null,
+        activity: null,
+      },
+    onChange: () => daemon?.poke(),
   });
-  await daemon.done;
+  try {
+    const serverKey = daemonServerKey(dataDir);
+    const probe = createMachineProbe({
+      sources: await daemonMachineSources(ctx.env, realMachineSources({ exec: ctx.exec, docker: () => ctx.docker(), env: ctx.env })),
+      dataDir,
+      control: () => control.state(),
+      // The daemon's own containers: their CPU, memory and GPUs are the jobs' load, not the machine's.
+      jobCgroups: async () => {
+        const docker = await ctx.docker();
+        const containers = await docker.listContainers({ label: [`cycle.server=${serverKey}`] });
+        return containers.flatMap((c) => dockerContainerCgroups(c.id));
+      },
+      jobGpus: () => daemon?.gpusInUse() ?? [],
+      version: ctx.version,
+    });
+    daemon = await startDaemon({
+      apiUrl,
+      token,
+      name: named.data,
+      slots,
+      dataDir,
+      version: ctx.version,
+      docker: () => ctx.docker(),
+      env: ctx.env,
+      clock: ctx.clock,
+      log,
+      probe,
+      control: () => control.state(),
+      signal: ctx.signal,
+      ...(ctx.env.CYCLE_DAEMON_HEARTBEAT_MS ? { heartbeatMs: Number(ctx.env.CYCLE_DAEMON_HEARTBEAT_MS) } : {}),
+    });
+    await daemon.done;
+  } finally {
+    await control.close();
+  }
   log('stopped');
   return ExitCode.ok;
 }

@@ -1,14 +1,15 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { MachineActivity } from '../../api/machines.js';
+import type { MachineActivity, MachineInventory } from '../../api/machines.js';
 import { heartbeatAnswerSchema } from '../../api/machine-protocol.js';
 import { ApiError, Transport } from '../../api/transport.js';
 import type { Clock } from '../../context.js';
 import type { DockerDriver } from '../../docker/driver.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import type { Env } from '../../ui/streams.js';
-import type { MachineProbe } from './basic-probe.js';
+import type { ControlState, DaemonStatusReport } from '../../daemon/control.js';
+import { decideBusy } from '../../daemon/idle.js';
 import { HttpQueueClient } from './http-queue-client.js';
 import { HttpTaskInputs } from './http-task-inputs.js';
 import { Worker } from './worker.js';
@@ -26,8 +27,10 @@ export interface DaemonOptions {
   env: Env;
   clock: Clock;
   log: (line: string) => void;
-  /** What the machine has and whether it may take work (the daemon's probe; tests inject one). */
-  probe: MachineProbe;
+  /** What the machine has and whether it is idle (the daemon's probe, src/daemon/probe.ts; tests inject one). */
+  probe: () => Promise<{ inventory: MachineInventory; activity: MachineActivity }>;
+  /** The owner's say (`cycle daemon pause`, `forbid-busy-assign`): the control socket's state; without one, what the probe's activity says. */
+  control?: () => ControlState;
   /** Ends the daemon: its containers stop and its leases go back to the queue. */
   signal: AbortSignal;
   heartbeatMs?: number;
@@ -41,6 +44,17 @@ export interface RunningDaemon {
   done: Promise<void>;
   /** Tasks running now. */
   running(): number;
+  /** What `cycle daemon status` shows of it. */
+  status(): DaemonStatusReport;
+  /** The GPUs its tasks hold (undefined: a task holds them all): their load is the jobs'. */
+  gpusInUse(): number[] | undefined;
+  /** The control state changed (a pause, a resume): acted on now, not at the next heartbeat. */
+  poke(): void;
+}
+
+/** The daemon's serverKey (labels its containers, so a restart removes what a crash left). */
+export function daemonServerKey(dataDir: string): string {
+  return `daemon-${createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 16)}`;
 }
 
 const DEFAULT_HEARTBEAT_MS = 5_000;
@@ -54,30 +68,34 @@ const DEFAULT_HEARTBEAT_MS = 5_000;
  */
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   await fs.mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-  await fs.chmod(options.dataDir, 0o700);
-  const unlock = await lockDaemonFolder(options.dataDir);
-  try {
-    return await startLocked(options, unlock);
-  } catch (error) {
-    await unlock();
-    throw error;
-  }
-}
-
-async function startLocked(options: DaemonOptions, unlock: () => Promise<void>): Promise<RunningDaemon> {
   const scratch = path.join(options.dataDir, 'tmp');
   await fs.rm(scratch, { recursive: true, force: true });
   await fs.mkdir(scratch, { mode: 0o700 });
   // Not bound to the daemon's signal: the releases after a Ctrl-C must still reach the server.
   const transport = new Transport({ baseUrl: options.apiUrl, token: options.token, version: options.version, timeoutMs: options.timeoutMs ?? 30_000 });
   let activity: MachineActivity = { idle: true, busy_reasons: [], paused_until: null, forbid_busy_assign: false };
+  let inventory: MachineInventory | null = null;
+  let lastHeartbeatAt: string | null = null;
+  let lastError: string | null = null;
+  let serverState: string | undefined;
+  const control = (): ControlState => options.control?.() ?? { paused_until: activity.paused_until, forbid_busy_assign: activity.forbid_busy_assign };
   const heartbeat = async (): Promise<void> => {
     const probed = await options.probe();
-    activity = probed.activity;
-    await transport.request('POST', '/api/v1/machine/heartbeat', {
-      json: { name: options.name, slots: options.slots, inventory: probed.inventory, activity: probed.activity },
-      schema: heartbeatAnswerSchema,
-    });
+    // The owner's say travels with the activity: the server shows it and places by it.
+    activity = { ...probed.activity, ...control() };
+    inventory = probed.inventory;
+    try {
+      const answer = await transport.request('POST', '/api/v1/machine/heartbeat', {
+        json: { name: options.name, slots: options.slots, inventory: probed.inventory, activity },
+        schema: heartbeatAnswerSchema,
+      });
+      serverState = typeof Reflect.get(answer as object, 'state') === 'string' ? (Reflect.get(answer as object, 'state') as string) : undefined;
+      lastHeartbeatAt = new Date(options.clock.now()).toISOString();
+      lastError = null;
+    } catch (error) {
+      lastError = (error as Error).message;
+      throw error;
+    }
   };
   try {
     await heartbeat();
@@ -97,10 +115,9 @@ async function startLocked(options: DaemonOptions, unlock: () => Promise<void>):
       });
     throw error;
   }
-  const mayTakeWork = (): boolean => {
-    const paused = activity.paused_until !== null && Date.parse(activity.paused_until) > Date.now();
-    return !paused && (activity.idle || !activity.forbid_busy_assign);
-  };
+  // The platform's rule (platform-facts.md §A, src/daemon/idle.ts): paused or busy takes nothing new; busy with forbid-busy-assign gives back.
+  const decision = () => decideBusy(activity, control(), options.clock.now());
+  const mayTakeWork = (): boolean => decision().takeWork;
   const queue = new HttpQueueClient({ transport, clock: options.clock, log: options.log });
   const worker = new Worker({
     queue,
@@ -108,23 +125,35 @@ async function startLocked(options: DaemonOptions, unlock: () => Promise<void>):
     docker: options.docker,
     slots: options.slots,
     env: options.env,
-    serverKey: `daemon-${createHash('sha256').update(path.resolve(options.dataDir)).digest('hex').slice(0, 16)}`,
+    serverKey: daemonServerKey(options.dataDir),
     offer: async () => ({ workerId: options.name }),
     clock: options.clock,
     log: options.log,
     scratchDir: scratch,
-    containerPrefix: 'cycle-daemon-',
+    // The machine's name in its containers' names: several daemons may share one Docker (tests, a big box split in two).
+    containerPrefix: `cycle-daemon-${options.name}-`,
     mayTakeWork,
   });
   await worker.removeLeftovers();
   worker.start();
   options.log(`machine ${options.name} is taking work from ${options.apiUrl} (${options.slots} slot${options.slots === 1 ? '' : 's'})`);
 
+  let couldTake = mayTakeWork();
+  /** Acts on the owner's rules: gives back what runs on a busy machine that forbids it; takes work again once it may. */
+  const act = async (): Promise<void> => {
+    const now = decision();
+    if (now.giveBack && worker.runningCount > 0)
+      worker.giveBack(`machine ${options.name} became busy (${activity.busy_reasons.join('; ') || 'not idle'}) and forbids busy assignment`);
+    if (!now.takeWork) await queue.holdOff(`machine ${options.name} takes no new task now: ${now.reason}`);
+    if (now.takeWork && !couldTake) worker.kick();
+    couldTake = now.takeWork;
+  };
+  let wake = new AbortController();
   const done = (async () => {
     const every = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    let couldTake = mayTakeWork();
     while (!options.signal.aborted) {
-      await options.clock.sleep(every, options.signal).catch(() => undefined);
+      await options.clock.sleep(every, AbortSignal.any([options.signal, wake.signal])).catch(() => undefined);
+      if (wake.signal.aborted) wake = new AbortController();
       if (options.signal.aborted) break;
       try {
         await heartbeat();
@@ -132,63 +161,43 @@ async function startLocked(options: DaemonOptions, unlock: () => Promise<void>):
         options.log(`heartbeat failed: ${(error as Error).message}`);
         continue;
       }
-      // The seam for the daemon's own rules (pause, busy, forbid-busy-assign): what the probe says, acted on here.
-      if (!activity.idle && activity.forbid_busy_assign && worker.runningCount > 0)
-        worker.giveBack(`machine ${options.name} became busy (${activity.busy_reasons.join('; ') || 'not idle'}) and forbids busy assignment`);
-      const canTake = mayTakeWork();
-      if (!canTake) await queue.holdOff(`machine ${options.name} is paused or busy: it takes no new task now`);
-      if (canTake && !couldTake) worker.kick();
-      couldTake = canTake;
+      await act();
     }
     const running = worker.runningCount;
     options.log(running ? `stopping: ${running} running task(s) are stopped and given back to the queue` : 'stopping');
     await worker.stop();
     await queue.close();
     await transport.close();
-    await unlock();
   })();
-  return { done, running: () => worker.runningCount };
-}
-
-/** Data folders a daemon of this process holds (a lock with this pid is stale unless listed). */
-const lockedHere = new Set<string>();
-
-/**
- * One daemon per data folder (`daemon.lock`, holding its pid): a second one would sweep the
- * first one's scratch folder and run its tasks' containers twice. A lock whose process is gone
- * (a `kill -9`) is taken over.
- */
-async function lockDaemonFolder(dataDir: string): Promise<() => Promise<void>> {
-  const file = path.join(dataDir, 'daemon.lock');
-  const folder = path.resolve(dataDir);
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      await fs.writeFile(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      lockedHere.add(folder);
-      return async () => {
-        lockedHere.delete(folder);
-        await fs.rm(file, { force: true });
+  return {
+    done,
+    running: () => worker.runningCount,
+    poke: () => wake.abort(),
+    gpusInUse: () => worker.gpusInUse(),
+    status: () => {
+      const now = decision();
+      const offline = lastError !== null;
+      return {
+        name: options.name,
+        api_url: options.apiUrl,
+        state: offline
+          ? 'offline'
+          : serverState === 'draining'
+            ? 'draining'
+            : !activity.idle || worker.runningCount > 0
+              ? 'busy'
+              : now.takeWork
+                ? 'idle'
+                : 'busy',
+        version: options.version,
+        slots: options.slots,
+        running: worker.runningTasks(),
+        last_heartbeat_at: lastHeartbeatAt,
+        server_ok: !offline,
+        last_error: lastError,
+        inventory,
+        activity,
       };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const pid = Number((await fs.readFile(file, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(pid) && pid > 0 && (pid === process.pid ? lockedHere.has(folder) : alive(pid)))
-      throw new CycleError({
-        message: `another cycle daemon (pid ${pid}) runs on the data folder ${dataDir}`,
-        hint: `stop it first (kill ${pid}), or give this one another --data-dir`,
-        exitCode: ExitCode.usage,
-      });
-    await fs.rm(file, { force: true }); // stale: its daemon is gone
-  }
-  throw new CycleError({ message: `could not take the lock ${file}: another daemon keeps taking it`, hint: 'run one daemon per --data-dir' });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+    },
+  };
 }

@@ -56,6 +56,8 @@ interface Running {
   lost: boolean;
   /** Why this worker gives the task back unfinished (a machine turned busy): it stops and is released. */
   givenBack?: string;
+  /** When this worker took it (ISO). */
+  startedAt: string;
 }
 
 /** A task stopped because the worker stops: given back to the queue, not finished. */
@@ -102,6 +104,22 @@ export class Worker {
   }
 
   /** Tasks running now (a shutdown says how many it stops). */
+  /** What runs now (`cycle daemon status`, the machine's probe). */
+  runningTasks(): Array<{ job_id: string; task_id: string; started_at: string | null }> {
+    return [...this.running.values()].map((r) => ({ job_id: r.lease.jobId, task_id: r.lease.taskId, started_at: r.startedAt }));
+  }
+
+  /** The GPUs this worker's tasks hold (their load is the jobs', not the machine's); undefined: a task holds them all. */
+  gpusInUse(): number[] | undefined {
+    const indices: number[] = [];
+    for (const { lease } of this.running.values()) {
+      if (!lease.gpus) continue;
+      if (!lease.gpuIndices?.length) return undefined;
+      indices.push(...lease.gpuIndices);
+    }
+    return indices;
+  }
+
   get runningCount(): number {
     return this.running.size;
   }
@@ -138,7 +156,13 @@ export class Worker {
   }
 
   private begin(lease: Lease): void {
-    const entry: Running = { lease, controller: new AbortController(), lost: false, done: Promise.resolve() };
+    const entry: Running = {
+      lease,
+      controller: new AbortController(),
+      lost: false,
+      done: Promise.resolve(),
+      startedAt: new Date(this.options.clock.now()).toISOString(),
+    };
     const previous = this.byTask.get(lease.taskId);
     const done = (async () => {
       await previous;
@@ -308,7 +332,8 @@ export class Worker {
           labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${lease.project}`, 'cycle.task': lease.taskId },
           payload: lease.payload,
           mounts,
-          gpus: lease.gpus,
+          // Whole GPUs of its own where the queue named them (a machine with several slots), else all.
+          gpus: lease.gpus && lease.gpuIndices?.length ? lease.gpuIndices : lease.gpus,
           container,
           sourceFiles,
           ...(lease.runnerCommand ? { runnerCommand: lease.runnerCommand } : {}),
