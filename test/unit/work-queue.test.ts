@@ -399,15 +399,17 @@ describe('the work queue', () => {
   });
 
   describe('placement on enrolled machines', () => {
-    /** A fake registry: enrolled machines by name, each may take work unless `refuse` says why not. */
+    /** A fake registry: enrolled machines by name, each may take work unless `refuse` says why not, with 4 slots unless `slots` says. */
     function pool(
       machines: Record<string, MachineInventory>,
       refuse: Record<string, string> = {},
+      slots: Record<string, number> = {},
     ): MachinePool & { machines: Record<string, MachineInventory> } {
       return {
         machines,
         mayTakeWork: (name) => (refuse[name] ? { ok: false, reason: refuse[name]! } : { ok: true }),
         whyIdleNow: (name) => refuse[name],
+        slotsOf: (name) => (name in machines ? (slots[name] ?? 4) : undefined),
         placementMachines: () => Object.entries(machines).map(([name, inventory]) => ({ name, inventory })),
       };
     }
@@ -482,6 +484,16 @@ describe('the work queue', () => {
       expect(await s.queue.lease(offerOf('small', machines.machines['small']!), 4)).toEqual([]);
       expect(await s.queue.lease(offerOf('big', machines.machines['big']!), 4)).toMatchObject([{ jobId: fits }]);
       expect(s.job(cpus).status).toBe('queued');
+    });
+
+    it("a machine holds at most its slots' worth of leases, whatever it asks for", async () => {
+      const machines = pool({ 'cpu-a': cpuInventory() }, {}, { 'cpu-a': 2 });
+      const s = await setup(undefined, manualClock(), machines);
+      await s.submit({ payload: { n: [1, 2, 3, 4] }, fan_out: { by: 'n' } });
+      const offer = offerOf('cpu-a', machines.machines['cpu-a']!);
+      expect(await s.queue.lease(offer, 10)).toHaveLength(2);
+      expect(await s.queue.lease(offer, 10)).toEqual([]);
+      expect(await s.queue.lease(offerOf('ghost', cpuInventory()), 10), 'a machine not enrolled gets nothing').toEqual([]);
     });
 
     it('a machine that may not take work (draining, paused, busy) is offered nothing, and the reason says so', async () => {

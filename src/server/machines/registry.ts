@@ -170,6 +170,10 @@ export class MachineRegistry implements MachineAuth {
     return { ok: true };
   }
 
+  slotsOf(name: string): number | undefined {
+    return this.row(name)?.slots;
+  }
+
   /** Every enrolled machine, by name. */
   list(): Machine[] {
     const rows = this.options.db.prepare('SELECT * FROM machines ORDER BY name').all() as MachineRow[];

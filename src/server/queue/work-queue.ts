@@ -44,6 +44,8 @@ export interface MachinePool {
   mayTakeWork(name: string): { ok: true } | { ok: false; reason: string };
   /** Why a machine takes no work now (offline, draining, paused, busy); undefined when it may. */
   whyIdleNow(name: string): string | undefined;
+  /** The tasks a machine runs at once, as its daemon enrolled it (`--slots`); undefined when it is not enrolled. */
+  slotsOf(name: string): number | undefined;
   placementMachines(): Array<{ name: string; inventory: MachineInventory }>;
 }
 
@@ -202,6 +204,13 @@ export class WorkQueue {
     // A draining, paused or busy machine (that forbids work while busy) is offered nothing new.
     if (offer.machine && this.options.machines && !this.options.machines.mayTakeWork(offer.machine.name).ok) return [];
     this.expireDue();
+    // A machine holds at most its slots' worth of leases, whatever it asks for: a hostile or
+    // confused daemon cannot take the whole queue.
+    if (offer.machine && this.options.machines) {
+      const slots = this.options.machines.slotsOf(offer.machine.name) ?? 0;
+      max = Math.min(max, slots - this.runningOn(offer.machine.name).length);
+      if (max <= 0) return [];
+    }
     await this.loadManifestNeeds();
     const leases: Lease[] = [];
     // A task that cannot be handed out (it failed while its lease was made) frees its place for the next.
