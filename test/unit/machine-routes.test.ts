@@ -3,7 +3,9 @@ import { writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { IncomingMessage } from 'node:http';
 import { Transport, type RequestOptions } from '../../src/api/transport.js';
+import { Router } from '../../src/server/http/router.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { InMemoryMachineAuth } from '../../src/server/machines/auth.js';
 import { StaleLease } from '../../src/server/queue/lease.js';
@@ -104,6 +106,19 @@ describe('machine routes: who may call them', () => {
     expect((await heartbeat(M2, 'm1')).status).toBe(409);
     auth.revoke('t1');
     expect((await heartbeat(M1, 'm1')).status).toBe(401);
+  });
+
+  it("both tokens count as authenticated for the HTTP layer's limits (a daemon's uploads and long polls are not held to the unauthenticated caps)", () => {
+    const machines = new InMemoryMachineAuth();
+    machines.add('t1', M1);
+    const router = new Router({ token: 'cyc_user_token_0123456789abcdef0123', log: () => undefined, hostPaths: [], machines });
+    const request = (authorization?: string) => ({ headers: authorization ? { authorization } : {} }) as IncomingMessage;
+    expect(router.authenticated(request(`Bearer ${M1}`))).toBe(true);
+    expect(router.authenticated(request('Bearer cyc_user_token_0123456789abcdef0123'))).toBe(true);
+    expect(router.authenticated(request('Bearer something_else'))).toBe(false);
+    expect(router.authenticated(request())).toBe(false);
+    machines.revoke('t1');
+    expect(router.authenticated(request(`Bearer ${M1}`))).toBe(false);
   });
 
   it('a heartbeat is validated: a bad name or inventory is refused, naming the field', async () => {
