@@ -189,6 +189,25 @@ describe('machine routes: leases', () => {
     expect((await call(M1, 'POST', `/api/v1/machine/leases/${lease.id}/renew`, {})).status).toBe(200);
   });
 
+  it('a release says why in the task log; one marked unstarted (nothing reported) is not counted as an attempt, one after a report is', async () => {
+    await start();
+    await heartbeat(M1, 'm1');
+    const jobId = await submit();
+    const lease = async () => (await call(M1, 'POST', '/api/v1/machine/lease', { max: 1, wait_ms: 0 })).body.leases[0];
+    const first = await lease();
+    expect(first.attempt).toBe(1);
+    expect((await call(M1, 'POST', `/api/v1/machine/leases/${first.id}/release`, { reason: 'paused before it started', unstarted: true })).status).toBe(200);
+    const second = await lease();
+    expect(second.attempt).toBe(1); // not counted
+    await call(M1, 'POST', `/api/v1/machine/leases/${second.id}/report`, { output: 'started\n' });
+    await call(M1, 'POST', `/api/v1/machine/leases/${second.id}/release`, { reason: 'became busy', unstarted: true });
+    const third = await lease();
+    expect(third.attempt).toBe(2); // it had run: counted
+    const output = JSON.stringify((await user('GET', `/api/v1/jobs/${jobId}/output`)).body);
+    expect(output).toContain('machine m1: paused before it started');
+    expect(output).toContain('machine m1: became busy');
+  });
+
   it('the long poll answers as soon as a job is submitted, well before its wait is over', async () => {
     await start();
     await heartbeat(M1, 'm1');
