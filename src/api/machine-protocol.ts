@@ -81,7 +81,11 @@ export const completeRequestSchema = z.strictObject({
   exit_code: z.number().int().optional(),
 });
 
-export const releaseRequestSchema = z.strictObject({ reason: z.string().min(1).max(1024) });
+export const releaseRequestSchema = z.strictObject({
+  reason: z.string().min(1).max(1024),
+  /** The task never started here (a lease a poll brought while the machine paused): not counted as an attempt if nothing was reported on it. */
+  unstarted: z.boolean().optional(),
+});
 
 /** A captured /artifacts file's place among the task's others, sent beside its bytes (query string). */
 export const capturedQuerySchema = z.strictObject({

@@ -271,7 +271,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
-    runningTasks: () => (localWorker ? worker.runningCount : queue.leasedCount),
+    runningTasks: () => worker.runningCount,
     close: () =>
       (closing ??= (async () => {
         server.close();

@@ -260,9 +260,9 @@ export class JobStates {
    * running → queued for a task a shutdown stopped: it runs again on the next start, not
    * counted as an attempt. No event: the server is going away (the restart's own requeue has one).
    */
-  requeueStopped(task: TaskRow): void {
+  requeueStopped(task: TaskRow, reason = 'the server stopped while the task ran; it runs again when the server starts'): void {
     if (!this.move('tasks', task.id, 'queued', 'attempt = MAX(attempt - 1, 0), started_at = NULL', [])) return;
-    this.writeSystemLine(task.id, { index: task.idx, status: 'queued', reason: 'the server stopped while the task ran; it runs again when the server starts' });
+    this.writeSystemLine(task.id, { index: task.idx, status: 'queued', reason });
   }
 
   /** After a restart, a task that was running: queued again, or failed once it had `maxAttempts`. */

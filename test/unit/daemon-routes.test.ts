@@ -3,7 +3,9 @@ import { writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { IncomingMessage } from 'node:http';
 import { Transport, type RequestOptions } from '../../src/api/transport.js';
+import { Router } from '../../src/server/http/router.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { InMemoryMachineAuth } from '../../src/server/machines/auth.js';
 import { StaleLease } from '../../src/server/queue/lease.js';
@@ -106,6 +108,19 @@ describe('machine routes: who may call them', () => {
     expect((await heartbeat(M1, 'm1')).status).toBe(401);
   });
 
+  it("both tokens count as authenticated for the HTTP layer's limits (a daemon's uploads and long polls are not held to the unauthenticated caps)", () => {
+    const machines = new InMemoryMachineAuth();
+    machines.add('t1', M1);
+    const router = new Router({ token: 'cyc_user_token_0123456789abcdef0123', log: () => undefined, hostPaths: [], machines });
+    const request = (authorization?: string) => ({ headers: authorization ? { authorization } : {} }) as IncomingMessage;
+    expect(router.authenticated(request(`Bearer ${M1}`))).toBe(true);
+    expect(router.authenticated(request('Bearer cyc_user_token_0123456789abcdef0123'))).toBe(true);
+    expect(router.authenticated(request('Bearer something_else'))).toBe(false);
+    expect(router.authenticated(request())).toBe(false);
+    machines.revoke('t1');
+    expect(router.authenticated(request(`Bearer ${M1}`))).toBe(false);
+  });
+
   it('a heartbeat is validated: a bad name or inventory is refused, naming the field', async () => {
     await start();
     const badName = await call(M1, 'POST', '/api/v1/machine/heartbeat', { name: '../x', slots: 1, inventory: INVENTORY, activity: ACTIVITY });
@@ -172,6 +187,25 @@ describe('machine routes: leases', () => {
     await tarball.arrayBuffer();
     // The task still runs for m1: nothing m2 said reached it.
     expect((await call(M1, 'POST', `/api/v1/machine/leases/${lease.id}/renew`, {})).status).toBe(200);
+  });
+
+  it('a release says why in the task log; one marked unstarted (nothing reported) is not counted as an attempt, one after a report is', async () => {
+    await start();
+    await heartbeat(M1, 'm1');
+    const jobId = await submit();
+    const lease = async () => (await call(M1, 'POST', '/api/v1/machine/lease', { max: 1, wait_ms: 0 })).body.leases[0];
+    const first = await lease();
+    expect(first.attempt).toBe(1);
+    expect((await call(M1, 'POST', `/api/v1/machine/leases/${first.id}/release`, { reason: 'paused before it started', unstarted: true })).status).toBe(200);
+    const second = await lease();
+    expect(second.attempt).toBe(1); // not counted
+    await call(M1, 'POST', `/api/v1/machine/leases/${second.id}/report`, { output: 'started\n' });
+    await call(M1, 'POST', `/api/v1/machine/leases/${second.id}/release`, { reason: 'became busy', unstarted: true });
+    const third = await lease();
+    expect(third.attempt).toBe(2); // it had run: counted
+    const output = JSON.stringify((await user('GET', `/api/v1/jobs/${jobId}/output`)).body);
+    expect(output).toContain('machine m1: paused before it started');
+    expect(output).toContain('machine m1: became busy');
   });
 
   it('the long poll answers as soon as a job is submitted, well before its wait is over', async () => {

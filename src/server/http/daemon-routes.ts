@@ -81,7 +81,8 @@ export function addDaemonRoutes(router: Router, work: MachineWork): void {
     'POST',
     '/api/v1/machine/leases/:id/release',
     async (ctx) => {
-      await work.release(caller(ctx), ctx.params.id!, (await body(ctx, releaseRequestSchema)).reason);
+      const { reason, unstarted } = await body(ctx, releaseRequestSchema);
+      await work.release(caller(ctx), ctx.params.id!, reason, unstarted === true);
       sendJson(ctx.res, 200, { ok: true });
     },
     machine,

@@ -86,7 +86,8 @@ export class MachineWork {
         if (may.ok) {
           const leases = await this.options.queue.lease(offer, count);
           if (signal.aborted) {
-            for (const lease of leases) await this.options.queue.release(lease.id, `machine ${name} went away before it got the lease`).catch(() => undefined);
+            for (const lease of leases)
+              await this.options.queue.release(lease.id, `machine ${name} went away before it got the lease`, { unstarted: true }).catch(() => undefined);
             return { leases: [] };
           }
           if (leases.length) {
@@ -142,9 +143,9 @@ export class MachineWork {
     );
   }
 
-  async release(caller: MachineCaller, leaseId: string, reason: string): Promise<void> {
-    const name = this.own(caller, leaseId);
-    await asStale(this.options.queue.release(leaseId, `machine ${name}: ${reason}`));
+  async release(caller: MachineCaller, leaseId: string, reason: string, unstarted = false): Promise<void> {
+    const { machine } = this.own(caller, leaseId);
+    await asStale(this.options.queue.release(leaseId, `machine ${machine}: ${reason}`, { unstarted }));
   }
 
   /**

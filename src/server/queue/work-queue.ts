@@ -70,6 +70,8 @@ interface Held {
   machine?: string;
   /** The last output of this attempt (the task's output_tail). */
   tail: string;
+  /** The task's captured artifacts when the lease went out (a later one means this attempt ran). */
+  artifactsAtLease: number;
   /** Settled once the lease ends (an outcome, a release, an expiry, a revoke): a cancel waits on it. */
   ended: Promise<void>;
   end: () => void;
@@ -452,7 +454,17 @@ export class WorkQueue {
     let end = (): void => undefined;
     const ended = new Promise<void>((resolve) => (end = resolve));
     const machine = offer.machine?.name;
-    this.held.set(lease.id, { lease, job, task, workerId: offer.workerId, ...(machine ? { machine } : {}), tail: '', ended, end });
+    this.held.set(lease.id, {
+      lease,
+      job,
+      task,
+      workerId: offer.workerId,
+      ...(machine ? { machine } : {}),
+      tail: '',
+      artifactsAtLease: this.artifactIds(task.id).length,
+      ended,
+      end,
+    });
     if (task.attempt > 1) appendTaskLog(layout, task.id, `\n--- attempt ${task.attempt} ---\n`);
     if (machine) {
       const onGpus = lease.gpuIndices ? ` on GPU ${lease.gpuIndices.join(', ')}` : '';
@@ -524,11 +536,15 @@ export class WorkQueue {
    * The worker gives the task back without an outcome: it runs again. While the server stops,
    * not counted as an attempt (as a shutdown always did); otherwise counted, the reason logged.
    */
-  async release(leaseId: string, reason: string): Promise<void> {
+  async release(leaseId: string, reason: string, options: { unstarted?: boolean } = {}): Promise<void> {
     const held = this.current(leaseId);
     this.endLease(held);
     const why = held.machine ? `machine ${held.machine} gave the task back: ${reason}` : reason;
     if (this.stopped) this.options.states.requeueStopped(held.task);
+    // A lease its worker never started (a machine gone before it got it, or paused meanwhile):
+    // not an attempt, as long as nothing was reported on it.
+    else if (options.unstarted && held.tail === '' && this.artifactIds(held.task.id).length === held.artifactsAtLease)
+      this.options.states.requeueStopped(held.task, `${why}; the task had not started (not counted as an attempt)`);
     else this.options.states.requeueLost({ ...held.task, output_tail: held.tail }, why, MAX_ATTEMPTS);
     this.afterLease(held);
   }

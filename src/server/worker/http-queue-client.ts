@@ -92,6 +92,11 @@ export class HttpQueueClient implements WorkQueueClient {
     await this.call(leaseId, 'POST', `/api/v1/machine/leases/${encodeURIComponent(leaseId)}/release`, { reason: reason.slice(0, 1024) });
   }
 
+  /** Gives back a lease a poll brought that no task took: not counted as an attempt. */
+  private async releaseUnstarted(leaseId: string, reason: string): Promise<void> {
+    await this.call(leaseId, 'POST', `/api/v1/machine/leases/${encodeURIComponent(leaseId)}/release`, { reason: reason.slice(0, 1024), unstarted: true });
+  }
+
   /** Polls while someone listens: each answer with leases tells the listeners there is work. */
   onWork(listener: () => void): () => void {
     this.workListeners.add(listener);
@@ -111,7 +116,7 @@ export class HttpQueueClient implements WorkQueueClient {
    */
   async holdOff(reason: string): Promise<void> {
     this.demand = 0;
-    for (const lease of this.stash.splice(0)) await this.release(lease.id, reason).catch(() => undefined);
+    for (const lease of this.stash.splice(0)) await this.releaseUnstarted(lease.id, reason).catch(() => undefined);
   }
 
   /** Ends the poll; leases it brought that no task took are given back. */
@@ -119,7 +124,7 @@ export class HttpQueueClient implements WorkQueueClient {
     this.closed = true;
     this.lifetime.abort();
     this.wake();
-    for (const lease of this.stash.splice(0)) await this.release(lease.id, 'the daemon stopped before the task started').catch(() => undefined);
+    for (const lease of this.stash.splice(0)) await this.releaseUnstarted(lease.id, 'the daemon stopped before the task started').catch(() => undefined);
   }
 
   private async poll(): Promise<void> {
