@@ -36,7 +36,6 @@ import { InProcessQueueClient } from './worker/queue-client.js';
 import { LOCAL_WORKER_ID } from './queue/lease.js';
 import { LocalTaskInputs } from './worker/task-inputs.js';
 import { Worker } from './worker/worker.js';
-import type { MachineAuth } from './machines/auth.js';
 import { MachineWork } from './machines/work.js';
 import { addDaemonRoutes } from './http/daemon-routes.js';
 import { DEFAULT_MAX_TASK_ARTIFACT_BYTES } from './worker/worker.js';
@@ -86,8 +85,6 @@ export interface ServerOptions {
   localWorker?: boolean;
   /** Serve HTTPS with this certificate and key (PEM), `--tls-cert` / `--tls-key`. */
   tls?: { cert: Buffer; key: Buffer };
-  /** Machine tokens for the daemons' routes (`cycle daemon run`); none answer without it. */
-  machineAuth?: MachineAuth;
 }
 
 export interface RunningServer {
@@ -225,7 +222,6 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     queue,
     machines,
     volumes,
-    ...(options.machineAuth ? { machineAuth: options.machineAuth } : {}),
     events,
     heartbeatMs: options.heartbeatMs ?? 15_000,
     streams: new StreamGate(limits, options.log),
@@ -236,7 +232,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   addDaemonRoutes(
     router,
     new MachineWork({
-      auth: options.machineAuth ?? machines,
+      auth: machines,
       queue,
       jobs,
       projects,

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, docker, e2eCycleswapProject, removeTestProjectImages, waitFor, type E2EProject } from '../helpers/e2e.js';
-import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { client, createMachineToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir } from '../helpers/context.js';
 
 /**
@@ -11,7 +11,8 @@ import { tempDir } from '../helpers/context.js';
  * daemon with its output and an artifact; a daemon cut off past its lease's life stops its
  * container itself.
  */
-const MACHINE_TOKEN = 'cyc_machine_e2e_0123456789abcdef0123456789';
+/** From `cycle machine token create` on the server (the registry), made in beforeAll. */
+let MACHINE_TOKEN = '';
 const LEASE_MS = 6_000;
 let server: ServerProcess;
 let project: E2EProject;
@@ -21,8 +22,9 @@ let daemon: { child: ChildProcess; log: () => string; stop(): Promise<number | n
 beforeAll(async () => {
   server = await startServerProcess({
     args: ['--no-local-worker'],
-    env: { CYCLE_SERVER_MACHINE_TOKEN: MACHINE_TOKEN, CYCLE_SERVER_LEASE_MS: String(LEASE_MS) },
+    env: { CYCLE_SERVER_LEASE_MS: String(LEASE_MS) },
   });
+  ({ token: MACHINE_TOKEN } = await createMachineToken(server, 'e2e-a'));
   project = await e2eCycleswapProject({
     run: 'echo "hello from the daemon"\necho weights > "$CYCLE_ARTIFACTS_DIR/model.txt"\nif grep -q \'"hold"\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 600; fi\n',
   });
@@ -76,7 +78,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
       30_000,
       'the task',
     );
-    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-${taskId}$`, '--format', '{{.Names}}']);
+    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-e2e-a-${taskId}$`, '--format', '{{.Names}}']);
     await waitFor(
       async () => (await container()) !== '',
       120_000,
@@ -92,7 +94,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
       () => daemon.log(),
     );
     expect(Date.now() - cutAt).toBeGreaterThanOrEqual(LEASE_MS / 3); // not at the first failed renewal: at the lease's end
-    expect(daemon.log()).toMatch(/lease expired without a renewal/);
+    expect(daemon.log()).toMatch(/lease \S+ expired without a renewal/);
     const tasks = (await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks as Array<{ status: string }>;
     expect(tasks[0]!.status).toBe('queued'); // the server expired the lease too: it runs again
     await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
@@ -108,7 +110,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
       30_000,
       'the task',
     );
-    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-${taskId}$`, '--format', '{{.Names}}']);
+    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-e2e-a-${taskId}$`, '--format', '{{.Names}}']);
     await waitFor(
       async () => (await container()) !== '',
       120_000,

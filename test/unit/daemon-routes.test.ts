@@ -16,19 +16,20 @@ import { systemClock } from '../../src/context.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
-import { startFakeDockerServer } from '../helpers/server.js';
+import { createMachineToken, startFakeDockerServer } from '../helpers/server.js';
 
 /**
  * The machine routes (`/api/v1/machine/...`) on the in-process server with no local worker, and
  * the daemon's side (HttpQueueClient, HttpTaskInputs, the same Worker) against them on 127.0.0.1.
  */
-const M1 = 'cyc_machine_token_of_m1_0123456789abcdef';
-const M2 = 'cyc_machine_token_of_m2_0123456789abcdef';
+/** Machine tokens from the server's registry (`cycle machine token create`), made at each start. */
+let M1 = '';
+let M2 = '';
+let M1_ID = '';
 const INVENTORY = { cpus: 4, memory_bytes: 8 << 30, free_disk_bytes: 100 << 30, gpus: [], docker: true, gvisor: false };
 const ACTIVITY = { idle: true, busy_reasons: [], paused_until: null, forbid_busy_assign: false };
 
 let server: RunningServer | undefined;
-let auth: InMemoryMachineAuth;
 let docker: FakeDocker;
 const cleanups: Array<() => Promise<void>> = [];
 
@@ -41,10 +42,9 @@ afterEach(async () => {
 async function start(options: { maxTaskArtifactBytes?: number } = {}): Promise<RunningServer> {
   docker = new FakeDocker();
   docker.hold = true;
-  auth = new InMemoryMachineAuth();
-  auth.add('t1', M1);
-  auth.add('t2', M2);
-  server = await startFakeDockerServer(docker, { dataDir: await tempDir('cycle-machine-routes-'), localWorker: false, machineAuth: auth, ...options });
+  server = await startFakeDockerServer(docker, { dataDir: await tempDir('cycle-machine-routes-'), localWorker: false, ...options });
+  ({ token: M1, tokenId: M1_ID } = await createMachineToken(server));
+  ({ token: M2 } = await createMachineToken(server));
   const pushed = await fetch(`${server.url}/api/v1/projects/p/push`, {
     method: 'POST',
     headers: { authorization: `Bearer ${server.token}` },
@@ -104,7 +104,7 @@ describe('machine routes: who may call them', () => {
     expect(enrolled.body.lease_ms).toBeGreaterThan(0);
     // A name stays with its token.
     expect((await heartbeat(M2, 'm1')).status).toBe(409);
-    auth.revoke('t1');
+    expect((await call(server!.token, 'DELETE', `/api/v1/machines/tokens/${M1_ID}`)).status).toBe(200);
     expect((await heartbeat(M1, 'm1')).status).toBe(401);
   });
 
@@ -224,7 +224,7 @@ describe('machine routes: leases', () => {
     await start();
     await heartbeat(M1, 'm1');
     await submit();
-    auth.refuse('m1', 'machine m1 is draining');
+    expect((await call(server!.token, 'POST', '/api/v1/machines/m1/drain', {})).status).toBe(200);
     const answer = await call(M1, 'POST', '/api/v1/machine/lease', { max: 1, wait_ms: 0 });
     expect(answer.body).toEqual({ leases: [], not_offered: 'machine m1 is draining' });
   });

@@ -7,7 +7,6 @@ import { Agent } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Transport } from '../../src/api/transport.js';
 import type { RunningServer } from '../../src/server/index.js';
-import { InMemoryMachineAuth } from '../../src/server/machines/auth.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { tempDir } from '../helpers/context.js';
 import { startFakeDockerServer } from '../helpers/server.js';
@@ -44,13 +43,10 @@ describe('cycle server over HTTPS', () => {
     ]);
     const cert = await fs.readFile(path.join(dir, 'cert.pem'));
     const key = await fs.readFile(path.join(dir, 'key.pem'));
-    const auth = new InMemoryMachineAuth();
-    auth.add('t1', 'cyc_machine_tls_0123456789abcdef');
     server = await startFakeDockerServer(new FakeDocker(), {
       dataDir: await tempDir('cycle-tls-data-'),
       tls: { cert, key },
       localWorker: false,
-      machineAuth: auth,
     });
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const health = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -66,7 +62,9 @@ describe('cycle server over HTTPS', () => {
     expect(JSON.parse(health.body)).toMatchObject({ ok: true });
     // The daemon's transport over TLS (trusting this certificate), with a machine token.
     const dispatcher = new Agent({ connect: { ca: cert } });
-    const transport = new Transport({ baseUrl: server.url, token: 'cyc_machine_tls_0123456789abcdef', version: 'test', attempts: 1, dispatcher });
+    const user = new Transport({ baseUrl: server.url, token: server.token, version: 'test', attempts: 1, dispatcher });
+    const created = await user.request<{ token: string }>('POST', '/api/v1/machines/tokens', { json: {} });
+    const transport = new Transport({ baseUrl: server.url, token: created.body.token, version: 'test', attempts: 1, dispatcher });
     const { body } = await transport.request<{ name: string }>('POST', '/api/v1/machine/heartbeat', {
       json: {
         name: 'tls-m',

@@ -29,7 +29,6 @@ import { RecipeService } from '../recipes.js';
 import { directUploadSchema, type UploadService } from '../uploads.js';
 import type { WorkQueue } from '../queue/work-queue.js';
 import { VolumeService } from '../volumes.js';
-import type { MachineAuth } from '../machines/auth.js';
 import type { MachineRegistry } from '../machines/registry.js';
 import { addMachineRoutes } from './machine-routes.js';
 
@@ -55,8 +54,6 @@ export interface AppOptions {
   log: (line: string) => void;
   /** Never shown in an error answer (the data folder). */
   hostPaths: string[];
-  /** Checks machine tokens on the daemons' routes (http/daemon-routes.ts) instead of `machines` (tests); a machine token opens no route here. */
-  machineAuth?: MachineAuth;
   /** This server's own address (`http://host:port`, as it listens): never the request's Host header. */
   baseUrl: () => string;
 }
@@ -98,7 +95,7 @@ export function createRouter(options: AppOptions): Router {
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   };
-  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths, machines: options.machineAuth ?? options.machines });
+  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths, machines: options.machines });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
     if (!projectName.safeParse(value).success) throw new HttpError(400, 'invalid_project_name', `invalid project name "${value}"`, 'name');

@@ -222,7 +222,9 @@ export class Worker {
         const wait = Math.min(failing ? Math.max(1, Math.floor(entry.lease.renewEveryMs / 3)) : entry.lease.renewEveryMs, Math.max(0, expiresAt - elapsed()));
         await clock.sleep(wait, stop.signal);
         if (elapsed() >= expiresAt) {
-          this.options.log(`worker: task ${entry.lease.taskId}: its lease ${entry.lease.id} expired without a renewal (the queue cannot be reached): stopping it`);
+          this.options.log(
+            `worker: task ${entry.lease.taskId}: its lease ${entry.lease.id} expired without a renewal (the queue cannot be reached): stopping it`,
+          );
           return this.lose(entry);
         }
         const expiry = new AbortController();
