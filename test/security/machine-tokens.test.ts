@@ -51,14 +51,14 @@ const USER_ROUTES: Array<[string, string, unknown?]> = [
 ];
 
 describe('machine tokens and user tokens never stand in for each other', () => {
-  it.each(USER_ROUTES)('a machine token on %s %s: 401, nothing done', async (method, route, body) => {
+  it.each(USER_ROUTES)('a machine token on %s %s: 403 machine_token, nothing done', async (method, route, body) => {
     const answer = await fetch(`${server.url}${route}`, {
       method,
       headers: { authorization: `Bearer ${machineToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
-    expect(answer.status).toBe(401);
-    await answer.text();
+    expect(answer.status).toBe(403);
+    expect(((await answer.json()) as { error: { code: string } }).error.code).toBe('machine_token');
     expect(registry.show('victim')).toMatchObject({ name: 'victim', draining: false });
     expect(registry.list()).toHaveLength(1);
   });

@@ -81,9 +81,9 @@ describe('machine routes', () => {
     const { body } = await api('POST', '/api/v1/machines/tokens');
     for (const route of ['/api/v1/jobs', '/api/v1/machines', '/api/v1/projects']) {
       const refused = await api('GET', route, { token: body.token });
-      expect(refused).toMatchObject({ status: 401, body: { error: { code: 'unauthorized' } } });
+      expect(refused).toMatchObject({ status: 403, body: { error: { code: 'machine_token' } } });
     }
-    expect(await api('POST', '/api/v1/machines/tokens', { token: body.token })).toMatchObject({ status: 401 });
+    expect(await api('POST', '/api/v1/machines/tokens', { token: body.token })).toMatchObject({ status: 403 });
     expect(daemonSide.authenticate(server.token)).toBeUndefined();
   });
 
@@ -148,11 +148,11 @@ describe('machine routes in the router', () => {
     try {
       expect(await api('GET', '/api/v1/machine/whoami', { url, token: 'cym_good' })).toEqual({ status: 200, body: { tokenId: 'mtok_1', name: 'gpu-a' } });
       const user = await api('GET', '/api/v1/machine/whoami', { url, token: 'cyc_user-token-of-this-server-0123456789' });
-      expect(user.status).toBe(401);
-      expect(user.body.error.message).toMatch(/a user token cannot act as a machine/);
+      expect(user.status).toBe(403);
+      expect(user.body.error).toMatchObject({ code: 'not_a_machine_token' });
       expect((await api('GET', '/api/v1/machine/whoami', { url, token: 'cym_bad' })).status).toBe(401);
       expect((await api('GET', '/api/v1/machine/whoami', { url, token: null })).status).toBe(401);
-      expect((await api('GET', '/api/v1/jobs', { url, token: 'cym_good' })).status).toBe(401);
+      expect((await api('GET', '/api/v1/jobs', { url, token: 'cym_good' })).status).toBe(403);
       expect((await api('GET', '/api/v1/jobs', { url, token: 'cyc_user-token-of-this-server-0123456789' })).status).toBe(200);
     } finally {
       httpServer.close();

@@ -82,7 +82,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const heartbeat = async (): Promise<void> => {
     const probed = await options.probe();
     // The owner's say travels with the activity: the server shows it and places by it.
-    activity = { ...probed.activity, ...control() };
+    activity = options.control ? { ...probed.activity, ...options.control() } : probed.activity;
     inventory = probed.inventory;
     try {
       const answer = await transport.request('POST', '/api/v1/machine/heartbeat', {
