@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, docker, e2eCycleswapProject, removeTestProjectImages, waitFor, type E2EProject } from '../helpers/e2e.js';
 import { client, createMachineToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir } from '../helpers/context.js';
+import { fixtureMachineEnv } from '../helpers/machine-sources.js';
 
 /**
  * `cycle server --no-local-worker` and one `cycle daemon run` on this machine, on real Docker:
@@ -134,6 +135,8 @@ function startDaemon(apiUrl: string, dataDir: string): { child: ChildProcess; lo
       NO_COLOR: '1',
       CYCLE_MACHINE_TOKEN: MACHINE_TOKEN,
       CYCLE_DAEMON_HEARTBEAT_MS: '1000',
+      // A machine with no GPU and no load of its own: the real probe would find this test machine busy (the suite runs on it).
+      ...fixtureMachineEnv('smi-fail-command-not-found.txt'),
       ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -140,8 +140,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
   let couldTake = mayTakeWork();
   /** Acts on the owner's rules: gives back what runs on a busy machine that forbids it; takes work again once it may. */
+  let told = '';
   const act = async (): Promise<void> => {
     const now = decision();
+    // Each change of what the machine may do is logged once: an owner wondering why no task comes sees it.
+    if (now.reason !== told) options.log(`machine ${options.name}: ${(told = now.reason)}`);
     if (now.giveBack && worker.runningCount > 0)
       worker.giveBack(`machine ${options.name} became busy (${activity.busy_reasons.join('; ') || 'not idle'}) and forbids busy assignment`);
     if (!now.takeWork) await queue.holdOff(`machine ${options.name} takes no new task now: ${now.reason}`);
