@@ -13,6 +13,7 @@ import { createRouter } from './http/routes.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
 import { StreamGate } from './http/sse.js';
+import { WebSessions } from './web/sessions.js';
 import { createHttpServer } from './http/router.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
@@ -83,6 +84,8 @@ export interface RunningServer {
   /** True when this start created the token (it is shown once). */
   tokenCreated: boolean;
   dataDir: string;
+  /** A one-time sign-in link for the web page (docs/api.md, "The web page"). */
+  signInLink(): string;
   /** Tasks running now: a shutdown stops (and later reruns) them. */
   runningTasks(): number;
   close(): Promise<void>;
@@ -193,7 +196,9 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   queue.recover();
   await worker.removeLeftovers();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
+  const sessions = new WebSessions(options.clock);
   const router = createRouter({
+    sessions,
     token,
     db,
     clock: options.clock,
@@ -233,6 +238,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
+    signInLink: () => `${url}/signin?code=${sessions.issueCode().code}`,
     runningTasks: () => worker.runningCount,
     close: () =>
       (closing ??= (async () => {

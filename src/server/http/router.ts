@@ -3,6 +3,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DomainError, type ProblemKind } from '../errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from '../limits.js';
+import { cookieValue, SESSION_COOKIE, type WebSession, type WebSessions } from '../web/sessions.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {
@@ -39,12 +40,16 @@ export interface RouteContext {
   res: ServerResponse;
   params: Record<string, string>;
   query: URLSearchParams;
+  /** The web page's session, when the request was authenticated by its cookie (not by the token). */
+  session?: { id: string; session: WebSession };
 }
 
 export type Handler = (ctx: RouteContext) => Promise<void> | void;
 
 interface Route {
   method: string;
+  /** As added (`/api/v1/jobs/:id`): what `sessionRoutes` names. */
+  path: string;
   pattern: RegExp;
   keys: string[];
   handler: Handler;
@@ -57,6 +62,10 @@ export interface RouterOptions {
   log: (line: string) => void;
   /** Host paths (the data folder) that an error message must never show: replaced by a placeholder. */
   hostPaths: string[];
+  /** The web page's sessions: a session cookie authenticates the routes in `sessionRoutes`. */
+  sessions?: WebSessions;
+  /** `METHOD /path/:param` of the routes the web page calls (src/server/web/session-routes.ts). */
+  sessionRoutes?: ReadonlySet<string>;
 }
 
 /** The length a request announced (`Content-Length`), 0 when it gave none: checked against a limit before its body is read. */
@@ -86,10 +95,15 @@ export class Router {
         }) +
         '/?$',
     );
-    this.routes.push({ method, pattern, keys, handler, public: options.public === true });
+    this.routes.push({ method, path, pattern, keys, handler, public: options.public === true });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Every answer: no type sniffing, no framing, no referrer; an API answer is inert if opened as a page (the web page's own answers set their own policy).
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'; sandbox");
     try {
       // Split by hand: `new URL` would read `//host/...` as a host and resolve `..` segments.
       const target = req.url ?? '/';
@@ -106,13 +120,13 @@ export class Router {
           'method_not_allowed',
           `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`,
         );
-      if (!route.public) this.authorize(req);
+      const session = route.public ? undefined : this.authorize(req, route);
       const match = route.pattern.exec(pathname)!;
       const params: Record<string, string> = {};
       route.keys.forEach((key, i) => {
         params[key] = decodeParam(key, match[i + 1]!);
       });
-      await route.handler({ req, res, params, query });
+      await route.handler({ req, res, params, query, ...(session ? { session } : {}) });
     } catch (error) {
       if (res.headersSent) {
         res.destroy();
@@ -142,8 +156,19 @@ export class Router {
     return text;
   }
 
-  /** Whether the request carries this server's token (the HTTP layer counts such requests apart). */
+  /** Whether the request carries this server's token or a live web session (the HTTP layer counts such requests apart). */
   authenticated(req: IncomingMessage): boolean {
+    return this.bearerAuthenticated(req) || this.sessionOf(req) !== undefined;
+  }
+
+  private sessionOf(req: IncomingMessage): { id: string; session: WebSession } | undefined {
+    const id = cookieValue(headerValue(req, 'cookie'), SESSION_COOKIE);
+    const session = id ? this.options.sessions?.session(id) : undefined;
+    return session && id ? { id, session } : undefined;
+  }
+
+  /** Whether the request carries this server's token. */
+  private bearerAuthenticated(req: IncomingMessage): boolean {
     const match = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
     if (!match) return false;
     const given = Buffer.from(match[1]!.trim());
@@ -151,11 +176,52 @@ export class Router {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
-  private authorize(req: IncomingMessage): void {
+  /**
+   * The token authenticates every route; the web page's session cookie only the routes it calls,
+   * and a change (anything but GET/HEAD) only from the page itself: same origin, with the
+   * session's CSRF value in `X-Cycle-CSRF` (a cross-site form or fetch cannot send it). Returns
+   * the session when the cookie authenticated the request.
+   */
+  private authorize(req: IncomingMessage, route: Route): { id: string; session: WebSession } | undefined {
+    if (req.headers.authorization === undefined && this.options.sessionRoutes?.has(`${route.method} ${route.path}`)) {
+      const session = this.sessionOf(req);
+      if (session) {
+        refuseCrossSite(req, session.session);
+        return session;
+      }
+    }
     if (!/^Bearer\s+(.+)$/i.test(req.headers.authorization ?? ''))
       throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
-    if (!this.authenticated(req)) throw new HttpError(401, 'unauthorized', 'invalid token');
+    if (!this.bearerAuthenticated(req)) throw new HttpError(401, 'unauthorized', 'invalid token');
+    return undefined;
   }
+}
+
+/**
+ * A request authenticated by the session cookie must come from the page: `Sec-Fetch-Site`, when
+ * the browser sends it, says same-origin (or none: typed in the address bar); a change also needs
+ * an `Origin` (when sent) naming this host and the session's CSRF value in `X-Cycle-CSRF`.
+ */
+function refuseCrossSite(req: IncomingMessage, session: WebSession): void {
+  const site = headerValue(req, 'sec-fetch-site');
+  const refuse = (why: string): never => {
+    throw new HttpError(403, 'cross_site_refused', `refused: ${why}; the web page sends its requests from this server's own origin`);
+  };
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') refuse(`the request came from another site (Sec-Fetch-Site: ${site})`);
+  if (req.method === 'GET' || req.method === 'HEAD') return;
+  const origin = headerValue(req, 'origin');
+  if (origin !== undefined) {
+    let host: string;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      return refuse(`the Origin header ${origin.slice(0, 100)} is not an origin`);
+    }
+    if (host !== headerValue(req, 'host')) refuse(`the request came from ${origin.slice(0, 100)}`);
+  }
+  const given = Buffer.from(headerValue(req, 'x-cycle-csrf') ?? '');
+  const expected = Buffer.from(session.csrf);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) refuse('the X-Cycle-CSRF header is missing or wrong');
 }
 
 /** A path parameter, %-decoded: a malformed escape or an over-long name is the client's fault. */
