@@ -139,7 +139,7 @@ export function JobPage(props: { id: string }) {
       </div>
       <Failure error={tasks.error} />
       <div class="table-wrap">
-        <table class="tasks">
+        <table class="tasks cards">
           <thead>
             <tr>
               <th>#</th>
@@ -155,16 +155,20 @@ export function JobPage(props: { id: string }) {
           <tbody>
             {(tasks.data?.tasks ?? []).map((t) => (
               <tr key={t.id} class={t.index === shownLogTask ? 'selected' : ''}>
-                <td>{t.index}</td>
-                <td>
+                <td data-label="#">{t.index}</td>
+                <td data-label="Status">
                   <Status status={t.status} />
                 </td>
-                <td class="mono">{taskLabel(t)}</td>
-                <td>{t.attempt}</td>
-                <td>{t.exit_code ?? '—'}</td>
-                <td>{t.duration_s != null ? `${t.duration_s.toFixed(1)} s` : duration(t.started_at, t.finished_at)}</td>
-                <td class="mono">{short(t.latest_progress, 60)}</td>
-                <td>
+                <td data-label="Item" class="mono">
+                  {taskLabel(t)}
+                </td>
+                <td data-label="Attempts">{t.attempt}</td>
+                <td data-label="Exit">{t.exit_code ?? '—'}</td>
+                <td data-label="Duration">{t.duration_s != null ? `${t.duration_s.toFixed(1)} s` : duration(t.started_at, t.finished_at)}</td>
+                <td data-label="Latest progress" class="mono">
+                  {short(t.latest_progress, 60)}
+                </td>
+                <td data-label="Log">
                   <button type="button" onClick={() => setLogTask(t.index)} aria-pressed={t.index === shownLogTask}>
                     Log
                   </button>
@@ -192,10 +196,11 @@ export function JobPage(props: { id: string }) {
   );
 }
 
-/** What tells a task apart in a sweep or fan-out: its fan-out item, else its payload. */
+/** What tells a task apart in a sweep or fan-out: its payload (a fan-out item, a sweep's point), without the `_` directives. */
 function taskLabel(task: Task): string {
-  if (task.items !== undefined && task.items !== null) return short(task.items, 60);
-  return short(task.payload, 60);
+  const payload = task.payload;
+  if (payload === null || typeof payload !== 'object' || Array.isArray(payload)) return short(payload, 60);
+  return short(Object.fromEntries(Object.entries(payload).filter(([key]) => !key.startsWith('_'))), 60);
 }
 
 function CancelButton(props: { id: string; onDone: () => void }) {

@@ -20,7 +20,9 @@ export function JobsPage(props: { search: URLSearchParams }) {
     async (signal) => {
       const [jobs, holds] = await Promise.all([
         getJson<JobsAnswer>(`/api/v1/jobs${query({ status, project, tag, cursor, limit: PAGE })}`, { signal }),
-        getJson<{ holds: Array<{ job_id: string | null; amount_usd: number; state: string }> }>('/api/v1/account/holds', { signal }).catch(() => ({
+        getJson<{ holds: Array<{ job_id: string | null; amount_usd: number; charged_usd?: number | null; state: string }> }>('/api/v1/account/holds', {
+          signal,
+        }).catch(() => ({
           holds: [],
         })),
       ]);
@@ -68,7 +70,7 @@ export function JobsPage(props: { search: URLSearchParams }) {
       )}
       {list.data && list.data.jobs.length > 0 && (
         <div class="table-wrap">
-          <table class="jobs">
+          <table class="jobs cards">
             <thead>
               <tr>
                 <th>Job</th>
@@ -87,20 +89,20 @@ export function JobsPage(props: { search: URLSearchParams }) {
                 const hold = list.data!.holds.get(job.id);
                 return (
                   <tr key={job.id} data-job={job.id}>
-                    <td class="mono">
+                    <td data-label="Job" class="mono">
                       <Link href={`/jobs/${enc(job.id)}`}>{job.id}</Link>
                     </td>
-                    <td>
+                    <td data-label="Status">
                       <Status status={job.status} />
                     </td>
-                    <td>{job.type}</td>
-                    <td>{job.project}</td>
-                    <td>
+                    <td data-label="Kind">{job.type}</td>
+                    <td data-label="Project">{job.project}</td>
+                    <td data-label="Tags">
                       {job.tags.map((t) => (
                         <span class="tag">{t}</span>
                       ))}
                     </td>
-                    <td class="tasks-cell">
+                    <td data-label="Tasks" class="tasks-cell">
                       <span>
                         {done}/{job.counts.total}
                       </span>
@@ -109,8 +111,10 @@ export function JobsPage(props: { search: URLSearchParams }) {
                         <span class="bar-bad" style={{ width: `${(100 * (job.counts.failed + job.counts.cancelled)) / Math.max(1, job.counts.total)}%` }} />
                       </span>
                     </td>
-                    <td>{duration(job.started_at, job.finished_at)}</td>
-                    <td>{hold ? `$${hold.amount_usd.toFixed(4)}${hold.state === 'held' ? ' held' : ''}` : '—'}</td>
+                    <td data-label="Duration">{duration(job.started_at, job.finished_at)}</td>
+                    <td data-label="Cost">
+                      {!hold ? '—' : hold.state === 'held' ? `$${hold.amount_usd.toFixed(4)} held` : `$${(hold.charged_usd ?? 0).toFixed(4)}`}
+                    </td>
                   </tr>
                 );
               })}
