@@ -17,7 +17,8 @@ const SECTIONS = [
 
 function App() {
   const location = useLocation();
-  const [session, setSession] = useState<'checking' | 'in' | 'out'>('checking');
+  // Shown at once (the page's first reads go out beside the session check): any 401 signs the page out.
+  const [session, setSession] = useState<'in' | 'out'>('in');
   const [error, setError] = useState<string | undefined>(undefined);
   useEffect(() => {
     onSignedOut(() => setSession('out'));
@@ -30,7 +31,6 @@ function App() {
     document.title = `${titleOf(location.path)} · cycle`;
   }, [location.path]);
   if (error) return <p class="failure">The server could not be reached: {error}</p>;
-  if (session === 'checking') return <p class="muted">…</p>;
   if (session === 'out') return <SignedOut />;
   const path = location.path === '/' ? '/jobs' : location.path;
   const jobId = /^\/jobs\/([^/]+)$/.exec(path)?.[1];
