@@ -81,6 +81,8 @@ async function shoot(name: string, target: Page = page): Promise<void> {
     for (const scheme of ['light', 'dark'] as const) {
       await target.setViewportSize(size);
       await target.emulateMedia({ colorScheme: scheme });
+      // Two frames: the chart redraws its canvas in the new scheme's colours.
+      await target.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
       await target.screenshot({ path: path.join(SHOTS, `${name}-${label}-${scheme}.png`), fullPage: label === 'desktop' });
     }
   }

@@ -1,4 +1,4 @@
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
@@ -17,6 +17,7 @@ const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948
  */
 export function ProgressChart(props: { curves: Curve[]; xLabel: string; yLabel: string; time: boolean }) {
   const box = useRef<HTMLDivElement>(null);
+  const dark = useDarkScheme();
   useEffect(() => {
     const el = box.current;
     if (!el) return;
@@ -30,7 +31,6 @@ export function ProgressChart(props: { curves: Curve[]; xLabel: string; yLabel: 
       });
       data.push(ys);
     }
-    const dark = matchMedia('(prefers-color-scheme: dark)').matches;
     const axis = { stroke: dark ? '#c9d1d9' : '#24292f', grid: { stroke: dark ? '#30363d' : '#e5e7eb' }, ticks: { stroke: dark ? '#30363d' : '#e5e7eb' } };
     const plot = new uPlot(
       {
@@ -56,6 +56,18 @@ export function ProgressChart(props: { curves: Curve[]; xLabel: string; yLabel: 
       resize.disconnect();
       plot.destroy();
     };
-  }, [props.curves, props.xLabel, props.yLabel, props.time]);
+  }, [props.curves, props.xLabel, props.yLabel, props.time, dark]);
   return <div class="chart" ref={box} data-series={props.curves.length} data-points={props.curves.map((c) => c.xs.length).join(',')} />;
+}
+
+/** Whether the system's theme is dark, following changes (the canvas's colours are drawn, not styled). */
+function useDarkScheme(): boolean {
+  const query = matchMedia('(prefers-color-scheme: dark)');
+  const [dark, setDark] = useState(query.matches);
+  useEffect(() => {
+    const update = () => setDark(query.matches);
+    query.addEventListener('change', update);
+    return () => query.removeEventListener('change', update);
+  }, []);
+  return dark;
 }
