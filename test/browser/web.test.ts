@@ -252,6 +252,7 @@ describe('the web page, in a real browser', () => {
     expect(logText).toContain('click me red text');
     expect(logText).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
     expect(await page.locator('.log-line .fg-1', { hasText: 'red text' }).count()).toBe(1);
+    await shoot('job-hostile');
   });
 
   it('shows projects, volumes, machines (no pool here) and the account', async () => {
