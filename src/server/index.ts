@@ -13,7 +13,7 @@ import { createRouter } from './http/routes.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
 import { StreamGate } from './http/sse.js';
-import { WebSessions } from './web/sessions.js';
+import { sessionCookieName, WebSessions } from './web/sessions.js';
 import { createHttpServer } from './http/router.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
@@ -231,6 +231,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   url = `http://${host}:${address.port}`;
+  sessions.cookieName = sessionCookieName(address.port);
   worker.start();
   let closing: Promise<void> | undefined;
   return {

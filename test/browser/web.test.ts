@@ -129,7 +129,7 @@ describe('the web page, in a real browser', () => {
     expect(csp).toBeTruthy();
     const cookies = await context.cookies();
     expect(cookies).toHaveLength(1);
-    expect(cookies[0]).toMatchObject({ name: 'cycle_session', httpOnly: true, sameSite: 'Strict', path: '/' });
+    expect(cookies[0]).toMatchObject({ name: `cycle_session_${new URL(server.url).port}`, httpOnly: true, sameSite: 'Strict', path: '/' });
     const secrets = await pageSecrets(page);
     expect(secrets).not.toContain(server.token);
     expect(secrets).not.toContain(cookies[0]!.value);
@@ -148,6 +148,16 @@ describe('the web page, in a real browser', () => {
     // Finished, live too: its status changes on the page.
     await page.locator(`tr[data-job="${id}"] .status-completed`).waitFor({ timeout: 120_000 });
     expect(await page.evaluate('window.__sameDocument')).toBe(true);
+    // The tag filter: none for another tag, only that job for its own.
+    await page.getByLabel('Tag').fill('no-such-tag');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No jobs match these filters').waitFor();
+    expect(await page.locator('tr[data-job]').count()).toBe(0);
+    await page.getByLabel('Tag').fill('web-live');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(`${server.url}/jobs?tag=web-live`);
+    await page.waitForFunction(`document.querySelectorAll('tr[data-job]').length === 1`);
+    expect(await page.locator('tr[data-job]').getAttribute('data-job')).toBe(id);
     // Its full id links to its own page.
     await page.getByRole('link', { name: id }).click();
     await page.waitForURL(`${server.url}/jobs/${id}`);
@@ -217,10 +227,10 @@ describe('the web page, in a real browser', () => {
       evil.close();
     }
     // With the session cookie itself, from another origin: 403.
-    const cookie = (await context.cookies()).find((c) => c.name === 'cycle_session')!;
+    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
     const crossSite = await fetch(`${server.url}/api/v1/jobs/${id}/cancel`, {
       method: 'PUT',
-      headers: { Cookie: `cycle_session=${cookie.value}`, Origin: 'http://localhost:1', 'Sec-Fetch-Site': 'cross-site' },
+      headers: { Cookie: `${cookie.name}=${cookie.value}`, Origin: 'http://localhost:1', 'Sec-Fetch-Site': 'cross-site' },
     });
     expect(crossSite.status).toBe(403);
     expect((await api.call('GET', `/api/v1/jobs/${id}`)).body.status).toBe('running');
@@ -270,12 +280,12 @@ describe('the web page, in a real browser', () => {
   });
 
   it('signs out on the server: the page and the old cookie stop working', async () => {
-    const cookie = (await context.cookies()).find((c) => c.name === 'cycle_session')!;
+    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
     await page.goto(`${server.url}/jobs`);
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Signed out' }).waitFor();
     await shoot('signed-out');
-    expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: `cycle_session=${cookie.value}` } })).status).toBe(401);
+    expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: `${cookie.name}=${cookie.value}` } })).status).toBe(401);
     await page.goto(`${server.url}/jobs`);
     await page.getByRole('heading', { name: 'Signed out' }).waitFor();
   });

@@ -37,7 +37,8 @@ describe('web sessions', () => {
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('/');
     const setCookie = response.headers.get('set-cookie')!;
-    expect(setCookie).toMatch(/^cycle_session=[A-Za-z0-9_-]+; HttpOnly; SameSite=Strict; Path=\//);
+    // Named with the server's port: browsers send a host's cookies to all its ports.
+    expect(setCookie).toMatch(new RegExp(`^cycle_session_${new URL(server.url).port}=[A-Za-z0-9_-]+; HttpOnly; SameSite=Strict; Path=/`));
     expect(setCookie).not.toContain('Secure');
     const cookie = setCookie.split(';')[0]!;
     const session = await fetch(`${server.url}/api/v1/session`, { headers: { Cookie: cookie } });
@@ -69,7 +70,7 @@ describe('web sessions', () => {
     expect((await fetch(`${server.url}/api/v1/dashboard/links`, { method: 'POST', headers: { Cookie: cookie } })).status).toBe(401);
     expect((await fetch(`${server.url}/api/v1/projects/p/kv`, { headers: { Cookie: cookie } })).status).toBe(401);
     // A cookie that names no session, and a request from another site.
-    expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: 'cycle_session=forged' } })).status).toBe(401);
+    expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: `cycle_session_${new URL(server.url).port}=forged` } })).status).toBe(401);
     expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: cookie, 'Sec-Fetch-Site': 'cross-site' } })).status).toBe(403);
   });
 
@@ -96,7 +97,7 @@ describe('web sessions', () => {
     const { cookie, csrf } = await signIn();
     const out = await fetch(`${server.url}/api/v1/session`, { method: 'DELETE', headers: { Cookie: cookie, 'X-Cycle-CSRF': csrf } });
     expect(out.status).toBe(200);
-    expect(out.headers.get('set-cookie')).toMatch(/cycle_session=; .*Max-Age=0/);
+    expect(out.headers.get('set-cookie')).toMatch(/cycle_session_\d+=; .*Max-Age=0/);
     expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: cookie } })).status).toBe(401);
   });
 

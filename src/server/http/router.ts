@@ -3,7 +3,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DomainError, type ProblemKind } from '../errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from '../limits.js';
-import { cookieValue, SESSION_COOKIE, type WebSession, type WebSessions } from '../web/sessions.js';
+import { cookieValue, type WebSession, type WebSessions } from '../web/sessions.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {
@@ -162,8 +162,9 @@ export class Router {
   }
 
   private sessionOf(req: IncomingMessage): { id: string; session: WebSession } | undefined {
-    const id = cookieValue(headerValue(req, 'cookie'), SESSION_COOKIE);
-    const session = id ? this.options.sessions?.session(id) : undefined;
+    const sessions = this.options.sessions;
+    const id = sessions && cookieValue(headerValue(req, 'cookie'), sessions.cookieName);
+    const session = id ? sessions.session(id) : undefined;
     return session && id ? { id, session } : undefined;
   }
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SESSION_COOKIE, SIGN_IN_CODE_TTL_MS, SESSION_MAX_MS, type WebSessions } from '../web/sessions.js';
+import { SIGN_IN_CODE_TTL_MS, SESSION_MAX_MS, type WebSessions } from '../web/sessions.js';
 import { headerValue, HttpError, readJson, type RouteContext, type Router, sendJson } from './router.js';
 
 /*
@@ -97,7 +97,7 @@ export function addWebRoutes(router: Router, options: WebOptions): void {
       const secure = headerValue(ctx.req, 'x-forwarded-proto') === 'https' ? '; Secure' : '';
       ctx.res.writeHead(303, {
         Location: '/',
-        'Set-Cookie': `${SESSION_COOKIE}=${redeemed.id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${SESSION_MAX_MS / 1000}${secure}`,
+        'Set-Cookie': `${sessions.cookieName}=${redeemed.id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${SESSION_MAX_MS / 1000}${secure}`,
         'Cache-Control': 'no-store',
         'Content-Length': 0,
         ...pageHeaders(),
@@ -124,7 +124,7 @@ export function addWebRoutes(router: Router, options: WebOptions): void {
   router.add('DELETE', '/api/v1/session', (ctx) => {
     if (!ctx.session) throw new HttpError(401, 'unauthorized', 'no web session: open a sign-in link from cycle dashboard');
     sessions.end(ctx.session.id);
-    sendJson(ctx.res, 200, { signed_in: false }, { 'Set-Cookie': `${SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
+    sendJson(ctx.res, 200, { signed_in: false }, { 'Set-Cookie': `${sessions.cookieName}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
   });
 }
 

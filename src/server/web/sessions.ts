@@ -19,7 +19,13 @@ export const SESSION_MAX_MS = 7 * 24 * 3600_000;
 const MAX_CODES = 1000;
 const MAX_SESSIONS = 1000;
 
-export const SESSION_COOKIE = 'cycle_session';
+/**
+ * The session cookie's name: with this server's port in it, since browsers send a host's cookies
+ * to every port of it (two servers on 127.0.0.1 would otherwise overwrite each other's).
+ */
+export function sessionCookieName(port: number): string {
+  return `cycle_session_${port}`;
+}
 
 export interface WebSession {
   /** Sent back by the page in `X-Cycle-CSRF` on every change. */
@@ -32,6 +38,8 @@ export interface WebSession {
 export class WebSessions {
   private readonly codes = new Map<string, number>();
   private readonly sessions = new Map<string, WebSession>();
+  /** Set once the server listens (sessionCookieName). */
+  cookieName = 'cycle_session';
 
   constructor(private readonly clock: Clock = systemClock) {}
 
