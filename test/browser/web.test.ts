@@ -181,6 +181,21 @@ describe('the web page, in a real browser', () => {
     // Another field.
     await page.getByLabel('Field').selectOption('loss');
     await page.locator('.chart[data-series="3"]').waitFor();
+    // Zoom: a drag across the chart narrows the x range; a double-click zooms out.
+    const ticks = async () => (await page.locator('.chart').getAttribute('data-x-range')) ?? '';
+    const before = await ticks();
+    const plot = (await page.locator('.u-over').boundingBox())!;
+    await page.mouse.move(plot.x + plot.width * 0.1, plot.y + plot.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2, { steps: 5 });
+    await page.mouse.up();
+    expect(before).toBe('0,59');
+    await waitFor(async () => (await ticks()) !== before, 10_000, 'the chart to zoom in');
+    const [from, to] = (await ticks()).split(',').map(Number);
+    expect(from).toBeGreaterThan(0);
+    expect(to).toBeLessThan(59);
+    await page.locator('.u-over').dblclick();
+    await waitFor(async () => (await ticks()) === before, 10_000, 'the chart to zoom out');
     await shoot('job');
     // The artifact, downloaded from the page.
     const row = page.locator('tr', { hasText: 'data.bin' });

@@ -46,6 +46,8 @@ export function ProgressChart(props: { curves: Curve[]; xLabel: string; yLabel: 
           ...props.curves.map((curve, i) => ({ label: curve.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true, points: { show: false } })),
         ],
         cursor: { drag: { x: true, y: false } },
+        // The x range shown, on the element: what a zoom changed (the tests read it).
+        hooks: { setScale: [(u, key) => key === 'x' && el.setAttribute('data-x-range', `${u.scales.x!.min},${u.scales.x!.max}`)] },
       },
       data as uPlot.AlignedData,
       el,
