@@ -334,6 +334,8 @@ const PREVIEW_BYTES = 256 * 1024;
 
 function Artifacts(props: { list: Artifact[] | undefined; error?: string | undefined }) {
   const [preview, setPreview] = useState<{ id: string; text?: string; image?: string; error?: string } | undefined>(undefined);
+  // Drawn 100 at a time (the server lists at most 1,000).
+  const [shown, setShown] = useState(100);
   if (props.error) return <Failure error={props.error} />;
   if (!props.list) return <p class="muted">Loading…</p>;
   if (props.list.length === 0) return <p class="empty">No artifacts: a task keeps the files it writes under /artifacts.</p>;
@@ -377,7 +379,7 @@ function Artifacts(props: { list: Artifact[] | undefined; error?: string | undef
             </tr>
           </thead>
           <tbody>
-            {props.list.map((a) => (
+            {props.list.slice(0, shown).map((a) => (
               <tr key={a.id}>
                 <td class="mono">{a.name}</td>
                 <td>{bytes(a.size)}</td>
@@ -397,6 +399,13 @@ function Artifacts(props: { list: Artifact[] | undefined; error?: string | undef
           </tbody>
         </table>
       </div>
+      {props.list.length > shown && (
+        <nav class="pager">
+          <button type="button" onClick={() => setShown(shown + 100)}>
+            Show more ({props.list.length - shown} not shown)
+          </button>
+        </nav>
+      )}
       {preview && (
         <div class="preview">
           <Failure error={preview.error} />
