@@ -30,6 +30,18 @@ export default defineConfig({
         },
       },
       {
+        // The web page in Debian's chromium (playwright-core), on the real server and Docker.
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          ...tempFolders,
+          globalSetup: [...tempFolders.globalSetup, 'test/e2e/global-setup.ts'],
+          testTimeout: 240_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
         test: {
           name: 'security',
           include: ['test/security/**/*.test.ts'],

@@ -2,6 +2,7 @@
 # Sets up this machine for cycle's demo and test suite, idempotently:
 #   - Docker (Debian's docker.io) and debootstrap, when missing;
 #   - pigz, when missing (`npm run bench -- pack` measures `tar -c . | pigz -p2` beside `project pack`);
+#   - chromium, when missing (test/browser and `npm run bench -- web` drive it with playwright-core);
 #   - a running Docker daemon (started here, without the default bridge network, when none runs);
 #   - gVisor (runsc), registered as a Docker runtime;
 #   - a small local base image, tagged as the ubuntu:<version> images the tests use (only where
@@ -23,6 +24,12 @@ if ! command -v pigz >/dev/null 2>&1; then
   log "installing pigz from Debian (the pack benchmark's baseline)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pigz >/dev/null
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  log "installing chromium from Debian (the web page's browser tests and bench drive it with playwright-core)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -140,14 +140,15 @@ const groups: LazyGroup[] = [
 
 /** The commands outside groups, after the groups in help. */
 async function loadTopLevel(): Promise<Declaration[]> {
-  const [{ server }, { serverGc }, { doctor }, { completion }, { help }] = await Promise.all([
+  const [{ server }, { serverGc }, { dashboard }, { doctor }, { completion }, { help }] = await Promise.all([
     import('./commands/server.command.js'),
     import('./commands/server-gc.command.js'),
+    import('./commands/dashboard.command.js'),
     import('./commands/doctor.command.js'),
     import('./commands/completion.command.js'),
     import('./commands/help.command.js'),
   ]);
-  return [server, serverGc, doctor, completion, help];
+  return [server, serverGc, dashboard, doctor, completion, help];
 }
 
 const program: Omit<ProgramDeclaration<typeof globalFlags>, 'commands'> = {

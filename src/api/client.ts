@@ -299,6 +299,15 @@ export class ApiClient extends Transport {
     );
   }
 
+  /** A one-time sign-in link for the web page (`cycle dashboard`): the server's path, joined to the address this client talks to. */
+  async dashboardLink(): Promise<{ url: string; expiresAt: string | undefined }> {
+    const answer = await this.request('POST', '/api/v1/dashboard/links', {
+      schema: z.looseObject({ path: z.string().regex(/^\/signin\?code=[A-Za-z0-9_-]+$/), expires_at: z.string().optional() }),
+      json: {},
+    });
+    return { url: this.baseUrl.replace(/\/$/, '') + answer.body.path, expiresAt: answer.body.expires_at };
+  }
+
   balance() {
     return this.request('GET', '/api/v1/account/balance', { schema: balanceViewSchema }).then((r) => r.body);
   }

@@ -88,6 +88,9 @@ export async function run(options: ServerCommandOptions, ctx: Context): Promise<
   ctx.ui.info('Point cycle at this server:');
   ctx.ui.info(`  export CYCLE_API_URL=${server.url} CYCLE_TOKEN=$(cat ${tokenFile})`);
   ctx.ui.info(`  (or: cycle auth login --api-url ${server.url} --with-token < ${tokenFile})`);
+  // The link on stdout (a script can read it); the words around it on stderr.
+  ctx.ui.info('The web page (a one-time sign-in link, valid 10 minutes; `cycle dashboard` makes more):');
+  ctx.ui.out(server.signInLink());
   ctx.ui.info('Stop with Ctrl-C (running tasks are stopped and run again on the next start).');
   await new Promise<void>((resolve) => {
     if (ctx.signal.aborted) resolve();

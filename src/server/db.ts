@@ -84,6 +84,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_job ON events(job_id, seq);
 CREATE INDEX IF NOT EXISTS events_project ON events(project, seq);
+CREATE INDEX IF NOT EXISTS events_task_progress ON events(task_id, seq) WHERE type = 'progress';
 CREATE TABLE IF NOT EXISTS kv (
   project TEXT NOT NULL,
   key TEXT NOT NULL,

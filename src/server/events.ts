@@ -83,10 +83,19 @@ export class EventLog {
       rows = this.db
         .prepare(`SELECT * FROM events WHERE seq > ? AND job_id IN (${ids.map(() => '?').join(',')}) ORDER BY seq LIMIT ?`)
         .all(afterSeq, ...ids, limit) as EventRow[];
+    } else if (filter.jobsActivity) {
+      rows = this.db
+        .prepare(`SELECT * FROM events WHERE seq > ? AND type IN ('job', 'task') AND job_id IS NOT NULL ORDER BY seq LIMIT ?`)
+        .all(afterSeq, limit) as EventRow[];
     } else if (filter.project) {
       rows = this.db.prepare('SELECT * FROM events WHERE seq > ? AND project = ? ORDER BY seq LIMIT ?').all(afterSeq, filter.project, limit) as EventRow[];
     } else rows = [];
     return rows.map((row) => ({ ...row, data: parseJson(row.data, null) }));
+  }
+
+  /** The newest event's number (0 when there is none): where a stream opened now should start. */
+  lastSeq(): number {
+    return (this.db.prepare('SELECT MAX(seq) AS seq FROM events').get() as { seq: number | null }).seq ?? 0;
   }
 
   subscribe(listener: (event: StoredEvent) => void): () => void {
@@ -113,10 +122,13 @@ export interface NewEvent {
 export interface EventFilter {
   jobIds?: Set<string>;
   project?: string;
+  /** Every job's `job` and `task` events (status changes and counts; no output or progress): the jobs list's stream. */
+  jobsActivity?: boolean;
 }
 
 export function matches(filter: EventFilter, event: StoredEvent): boolean {
   if (filter.jobIds) return event.job_id !== null && filter.jobIds.has(event.job_id);
+  if (filter.jobsActivity) return event.job_id !== null && (event.type === 'job' || event.type === 'task');
   if (filter.project) return event.project === filter.project;
   return false;
 }

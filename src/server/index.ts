@@ -14,6 +14,7 @@ import { createRouter } from './http/routes.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
 import { StreamGate } from './http/sse.js';
+import { sessionCookieName, WebSessions } from './web/sessions.js';
 import { createHttpServer } from './http/router.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
@@ -93,6 +94,8 @@ export interface RunningServer {
   /** True when this start created the token (it is shown once). */
   tokenCreated: boolean;
   dataDir: string;
+  /** A one-time sign-in link for the web page (docs/api.md, "The web page"). */
+  signInLink(): string;
   /** Tasks running now: a shutdown stops (and later reruns) them. */
   runningTasks(): number;
   close(): Promise<void>;
@@ -209,7 +212,9 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   if (options.localWorker !== false) await worker.removeLeftovers();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const volumes = new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log });
+  const sessions = new WebSessions(options.clock);
   const router = createRouter({
+    sessions,
     token,
     db,
     clock: options.clock,
@@ -259,6 +264,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   url = `${options.tls ? 'https' : 'http'}://${host}:${address.port}`;
+  sessions.cookieName = sessionCookieName(address.port);
   const localWorker = options.localWorker !== false;
   if (localWorker) worker.start();
   let closing: Promise<void> | undefined;
@@ -267,6 +273,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     token,
     tokenCreated: created,
     dataDir: options.dataDir,
+    signInLink: () => `${url}/signin?code=${sessions.issueCode().code}`,
     runningTasks: () => worker.runningCount,
     close: () =>
       (closing ??= (async () => {

@@ -28,6 +28,7 @@ import { create as projectCreate } from '../../src/commands/project/create.comma
 import { server } from '../../src/commands/server.command.js';
 import { serverGc } from '../../src/commands/server-gc.command.js';
 import { run as daemonRun } from '../../src/commands/daemon/run.command.js';
+import { dashboard } from '../../src/commands/dashboard.command.js';
 import { doctor } from '../../src/commands/doctor.command.js';
 import { completion } from '../../src/commands/completion.command.js';
 import { help } from '../../src/commands/help.command.js';
@@ -288,6 +289,8 @@ const rows: Row[] = [
   row(account.ledger, ['account', 'ledger'], { json: false }),
   row(projectCreate, ['project', 'create', 'demo', '--remote-dir', '/srv/demo'], { name: 'demo', json: false, remoteDir: '/srv/demo' }),
   row(server, ['server'], { port: '8787', host: '127.0.0.1', localWorker: true }),
+  row(dashboard, ['dashboard'], { open: true }),
+  row(dashboard, ['dashboard', '--no-open', '--api-url', 'http://gpu-box:8787'], { open: false, apiUrl: 'http://gpu-box:8787' }),
   row(serverGc, ['server-gc'], { keepRevisions: '5', olderThan: '30d', dryRun: false, json: false }),
   row(serverGc, ['server-gc', '--keep-revisions', '3', '--older-than', '7d', '--dry-run', '--json', '--data-dir', '/srv/cycle'], {
     keepRevisions: '3',

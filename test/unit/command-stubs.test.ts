@@ -154,3 +154,24 @@ describe('the stubs themselves', () => {
     await http.dispatcher.close();
   });
 });
+
+describe('dashboard', () => {
+  it('prints only the sign-in link when stdout is not a terminal: the server path joined to --api-url, the token never in it', async () => {
+    const http = httpStubs();
+    http.register('POST', '/api/v1/dashboard/links', json(201, { path: '/signin?code=abcDEF123_-', expires_at: '2026-12-07T15:00:00Z', ttl_s: 600 }));
+    const result = await runCycle(['dashboard'], { cwd: await tempDir(), http });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe(`${http.origin}/signin?code=abcDEF123_-\n`);
+    expect(result.stdout).not.toContain('stub-token');
+    expect(http.requests[0]?.headers.authorization).toBe('Bearer stub-token');
+  });
+
+  it('refuses a link that is not a sign-in path (a server cannot send the browser elsewhere)', async () => {
+    const http = httpStubs();
+    http.register('POST', '/api/v1/dashboard/links', json(201, { path: '//evil.example/phish' }));
+    const result = await runCycle(['dashboard', '--no-open'], { cwd: await tempDir(), http });
+    expect(result.code).toBe(5);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/POST \/api\/v1\/dashboard\/links/);
+  });
+});

@@ -75,6 +75,10 @@ const ROUTES: Array<[string, string]> = [
   ['POST', '/api/v1/jobs/batch'],
   ['GET', '/api/v1/jobs'],
   ['GET', '/api/v1/jobs/watch?ids=x'],
+  ['GET', '/api/v1/jobs/stream'],
+  ['GET', '/api/v1/jobs/x/progress'],
+  ['POST', '/api/v1/dashboard/links'],
+  ['GET', '/api/v1/session'],
   ['GET', '/api/v1/jobs/x'],
   ['GET', '/api/v1/jobs/x/tasks'],
   ['GET', '/api/v1/jobs/x/output'],
@@ -178,6 +182,26 @@ describe('the local backend: jobs', () => {
     expect(answer.status).toBe(status);
     expect(answer.body.error.code).toBeTruthy();
     if (field) expect(answer.body.error.field).toBe(field);
+  });
+
+  it('lists jobs newest first a page at a time (next_cursor), with the event id to follow the jobs stream from', async () => {
+    const tag = `paging-${Date.now()}`;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await api('POST', '/api/v1/jobs', { body: { project: 'p', tags: [tag] } })).body.id);
+    const first = await api('GET', `/api/v1/jobs?tag=${tag}&limit=2`);
+    expect(first.body.jobs.map((j: { id: string }) => j.id)).toEqual([ids[2], ids[1]]);
+    expect(first.body.next_cursor).toMatch(/^\d+$/);
+    expect(Number(first.body.last_event_id)).toBeGreaterThan(0);
+    const second = await api('GET', `/api/v1/jobs?tag=${tag}&limit=2&cursor=${first.body.next_cursor}`);
+    expect(second.body.jobs.map((j: { id: string }) => j.id)).toEqual([ids[0]]);
+    expect(second.body.next_cursor).toBeNull();
+    expect((await api('GET', '/api/v1/jobs?cursor=abc')).body.error.field).toBe('cursor');
+    // A progress page of a job with no progress: every task, no points.
+    const progress = await api('GET', `/api/v1/jobs/${ids[0]}/progress`);
+    expect(progress.status).toBe(200);
+    expect(progress.body).toMatchObject({ job_id: ids[0], fields: [], next_cursor: null });
+    expect(progress.body.tasks).toEqual([{ task_id: expect.stringMatching(/^task_/), index: 0, points_total: 0, points: [] }]);
+    expect((await api('GET', `/api/v1/jobs/${ids[0]}/progress?max_points=0`)).body.error.field).toBe('max_points');
   });
 
   it('bad JSON is a 400, a huge body a 413', async () => {

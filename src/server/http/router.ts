@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { DomainError, type ProblemKind } from '../errors.js';
 import { MAX_JSON_DEPTH, MAX_NAME_BYTES, type HttpLimits } from '../limits.js';
 import type { MachineAuth } from '../machines/auth.js';
+import { cookieValue, type WebSession, type WebSessions } from '../web/sessions.js';
 
 /** An error answered as `{error: {code, message, field?}}` with an HTTP status. */
 export class HttpError extends Error {
@@ -43,6 +44,8 @@ export interface RouteContext {
   query: URLSearchParams;
   /** The enrolled machine whose token called a machine route (undefined on every other route). */
   machine?: { tokenId: string; name: string | undefined };
+  /** The web page's session, when the request was authenticated by its cookie (not by a token). */
+  session?: { id: string; session: WebSession };
 }
 
 /**
@@ -56,6 +59,8 @@ export type Handler = (ctx: RouteContext) => Promise<void> | void;
 
 interface Route {
   method: string;
+  /** As added (`/api/v1/jobs/:id`): what `sessionRoutes` names. */
+  path: string;
   pattern: RegExp;
   keys: string[];
   handler: Handler;
@@ -70,6 +75,10 @@ export interface RouterOptions {
   hostPaths: string[];
   /** Machine tokens (`cycle daemon run`); without it no machine route answers. */
   machines?: Pick<MachineAuth, 'authenticate'>;
+  /** The web page's sessions: a session cookie authenticates the routes in `sessionRoutes` (user routes only, never a machine's). */
+  sessions?: WebSessions;
+  /** `METHOD /path/:param` of the routes the web page calls (src/server/web/session-routes.ts). */
+  sessionRoutes?: ReadonlySet<string>;
 }
 
 /** The length a request announced (`Content-Length`), 0 when it gave none: checked against a limit before its body is read. */
@@ -99,10 +108,15 @@ export class Router {
         }) +
         '/?$',
     );
-    this.routes.push({ method, pattern, keys, handler, auth: options.auth ?? (options.public === true ? 'public' : 'user') });
+    this.routes.push({ method, path, pattern, keys, handler, auth: options.auth ?? (options.public === true ? 'public' : 'user') });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Every answer: no type sniffing, no framing, no referrer; an API answer is inert if opened as a page (the web page's own answers set their own policy).
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('X-Frame-Options', 'DENY');
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'; sandbox");
     try {
       // Split by hand: `new URL` would read `//host/...` as a host and resolve `..` segments.
       const target = req.url ?? '/';
@@ -120,13 +134,13 @@ export class Router {
           `${req.method} is not allowed on ${pathname}; use ${[...new Set(matching.map((r) => r.method))].join(' or ')}`,
         );
       const machine = route.auth === 'machine' ? this.authorizeMachine(req) : undefined;
-      if (route.auth === 'user') this.authorize(req);
+      const session = route.auth === 'user' ? this.authorize(req, route) : undefined;
       const match = route.pattern.exec(pathname)!;
       const params: Record<string, string> = {};
       route.keys.forEach((key, i) => {
         params[key] = decodeParam(key, match[i + 1]!);
       });
-      await route.handler({ req, res, params, query, ...(machine ? { machine } : {}) });
+      await route.handler({ req, res, params, query, ...(machine ? { machine } : {}), ...(session ? { session } : {}) });
     } catch (error) {
       if (res.headersSent) {
         res.destroy();
@@ -162,7 +176,14 @@ export class Router {
    * of unauthenticated requests).
    */
   authenticated(req: IncomingMessage): boolean {
-    return this.userToken(req) || this.machineToken(req) !== undefined;
+    return this.userToken(req) || this.machineToken(req) !== undefined || this.sessionOf(req) !== undefined;
+  }
+
+  private sessionOf(req: IncomingMessage): { id: string; session: WebSession } | undefined {
+    const sessions = this.options.sessions;
+    const id = sessions && cookieValue(headerValue(req, 'cookie'), sessions.cookieName);
+    const session = id ? sessions.session(id) : undefined;
+    return session && id ? { id, session } : undefined;
   }
 
   private userToken(req: IncomingMessage): boolean {
@@ -178,9 +199,22 @@ export class Router {
     return bearer === undefined || !this.options.machines ? undefined : this.options.machines.authenticate(bearer);
   }
 
-  private authorize(req: IncomingMessage): void {
+  /**
+   * The user's token authenticates every user route; the web page's session cookie only the
+   * routes it calls, and a change (anything but GET/HEAD) only from the page itself: same origin,
+   * with the session's CSRF value in `X-Cycle-CSRF` (a cross-site form or fetch cannot send it).
+   * Returns the session when the cookie authenticated the request.
+   */
+  private authorize(req: IncomingMessage, route: Route): { id: string; session: WebSession } | undefined {
+    if (req.headers.authorization === undefined && this.options.sessionRoutes?.has(`${route.method} ${route.path}`)) {
+      const session = this.sessionOf(req);
+      if (session) {
+        refuseCrossSite(req, session.session);
+        return session;
+      }
+    }
     if (bearerOf(req) === undefined) throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <token>"');
-    if (this.userToken(req)) return;
+    if (this.userToken(req)) return undefined;
     if (this.machineToken(req))
       throw new HttpError(403, 'machine_token', "a machine token may call only the daemon's routes (/api/v1/machine/...): use the user's token here");
     throw new HttpError(401, 'unauthorized', 'invalid token');
@@ -194,6 +228,33 @@ export class Router {
       throw new HttpError(403, 'not_a_machine_token', "the machine routes take a machine token (`cycle machine token create`), not the user's token");
     throw new HttpError(401, 'unauthorized', 'invalid or revoked machine token');
   }
+}
+
+/**
+ * A request authenticated by the session cookie must come from the page: `Sec-Fetch-Site`, when
+ * the browser sends it, says same-origin (or none: typed in the address bar); a change also needs
+ * an `Origin` (when sent) naming this host and the session's CSRF value in `X-Cycle-CSRF`.
+ */
+function refuseCrossSite(req: IncomingMessage, session: WebSession): void {
+  const site = headerValue(req, 'sec-fetch-site');
+  const refuse = (why: string): never => {
+    throw new HttpError(403, 'cross_site_refused', `refused: ${why}; the web page sends its requests from this server's own origin`);
+  };
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') refuse(`the request came from another site (Sec-Fetch-Site: ${site})`);
+  if (req.method === 'GET' || req.method === 'HEAD') return;
+  const origin = headerValue(req, 'origin');
+  if (origin !== undefined) {
+    let host: string;
+    try {
+      host = new URL(origin).host;
+    } catch {
+      return refuse(`the Origin header ${origin.slice(0, 100)} is not an origin`);
+    }
+    if (host !== headerValue(req, 'host')) refuse(`the request came from ${origin.slice(0, 100)}`);
+  }
+  const given = Buffer.from(headerValue(req, 'x-cycle-csrf') ?? '');
+  const expected = Buffer.from(session.csrf);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) refuse('the X-Cycle-CSRF header is missing or wrong');
 }
 
 function bearerOf(req: IncomingMessage): string | undefined {

@@ -20,6 +20,10 @@ import {
 } from './router.js';
 import { intParam, pageRequest } from './paging.js';
 import { fingerprint, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, type JobRow, type JobService, type PreparedJob } from '../jobs.js';
+import { PROGRESS_DEFAULT_POINTS, PROGRESS_DEFAULT_TASKS, PROGRESS_MAX_POINTS, PROGRESS_MAX_TASKS } from '../jobs/progress.js';
+import { SESSION_ROUTES } from '../web/session-routes.js';
+import type { WebSessions } from '../web/sessions.js';
+import { addWebRoutes } from './web-routes.js';
 import { feedbackRequestSchema, storeFeedback } from '../feedback.js';
 import type { Account } from '../account.js';
 import type { Clock } from '../../context.js';
@@ -56,6 +60,8 @@ export interface AppOptions {
   hostPaths: string[];
   /** This server's own address (`http://host:port`, as it listens): never the request's Host header. */
   baseUrl: () => string;
+  /** The web page's sign-in codes and sessions. */
+  sessions: WebSessions;
 }
 
 const JSON_LIMIT = 1 << 20;
@@ -95,7 +101,15 @@ export function createRouter(options: AppOptions): Router {
     });
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   };
-  const router = new Router({ token: options.token, log: options.log, hostPaths: options.hostPaths, machines: options.machines });
+  const router = new Router({
+    token: options.token,
+    log: options.log,
+    hostPaths: options.hostPaths,
+    machines: options.machines,
+    sessions: options.sessions,
+    sessionRoutes: SESSION_ROUTES,
+  });
+  addWebRoutes(router, { sessions: options.sessions });
   const name = (ctx: RouteContext): string => {
     const value = ctx.params.name!;
     if (!projectName.safeParse(value).success) throw new HttpError(400, 'invalid_project_name', `invalid project name "${value}"`, 'name');
@@ -213,15 +227,24 @@ export function createRouter(options: AppOptions): Router {
       throw new HttpError(400, 'invalid_request', `status must be one of ${JOB_STATUSES.join(', ')}`, 'status');
     const limit = Number(ctx.query.get('limit') ?? 50);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'invalid_request', 'limit must be an integer from 1 to 1000', 'limit');
-    sendJson(ctx.res, 200, {
-      jobs: jobs.list({
-        ...(ctx.query.get('tag') ? { tag: ctx.query.get('tag')! } : {}),
-        ...(status ? { status } : {}),
-        ...(ctx.query.get('project') ? { project: ctx.query.get('project')! } : {}),
-        limit,
-      }),
+    const cursor = ctx.query.get('cursor');
+    if (cursor !== null && !/^\d{1,15}$/.test(cursor))
+      throw new HttpError(400, 'invalid_request', `cursor must be the next_cursor of a previous page, got "${cursor.slice(0, 40)}"`, 'cursor');
+    // Read before the page: a stream opened from it misses nothing that changed after.
+    const lastEventId = events.lastSeq();
+    const page = jobs.list({
+      ...(ctx.query.get('tag') ? { tag: ctx.query.get('tag')! } : {}),
+      ...(status ? { status } : {}),
+      ...(ctx.query.get('project') ? { project: ctx.query.get('project')! } : {}),
+      ...(cursor !== null ? { before: Number(cursor) } : {}),
+      limit,
     });
+    sendJson(ctx.res, 200, { ...page, last_event_id: String(lastEventId) });
   });
+  // Every job's status changes and counts (the web page's jobs list follows it).
+  router.add('GET', '/api/v1/jobs/stream', (ctx) =>
+    serveSse(ctx, events, { filter: { jobsActivity: true }, finished: () => false, heartbeatMs: options.heartbeatMs, gate: options.streams }),
+  );
   router.add('GET', '/api/v1/jobs/watch', async (ctx) => {
     const ids = (ctx.query.get('ids') ?? '')
       .split(',')
@@ -244,6 +267,13 @@ export function createRouter(options: AppOptions): Router {
     const status = TASK_STATUSES.find((s) => s === asked);
     if (asked !== null && !status) throw new HttpError(400, 'invalid_request', `status must be one of ${TASK_STATUSES.join(', ')}`, 'status');
     await sendJsonStreamed(ctx.res, 200, jobs.tasksPage(job, pageRequest(ctx.query), status));
+  });
+  router.add('GET', '/api/v1/jobs/:id/progress', (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    const { cursor } = pageRequest(ctx.query);
+    const limit = intParam(ctx.query, 'limit', { min: 1, max: PROGRESS_MAX_TASKS, fallback: PROGRESS_DEFAULT_TASKS });
+    const maxPoints = intParam(ctx.query, 'max_points', { min: 1, max: PROGRESS_MAX_POINTS, fallback: PROGRESS_DEFAULT_POINTS });
+    return sendJsonStreamed(ctx.res, 200, { ...jobs.progress(job, { cursor, limit }, maxPoints) });
   });
   router.add('GET', '/api/v1/jobs/:id/output', async (ctx) => {
     const job = jobs.require(ctx.params.id!);

@@ -160,9 +160,14 @@ export class JobDocuments {
     };
   }
 
-  list(filter: { tag?: string; status?: string; project?: string; limit: number }): Job[] {
+  /** Newest first; `before`: the `next_cursor` of the page before (a job's seq), for the next page. */
+  list(filter: { tag?: string; status?: string; project?: string; limit: number; before?: number }): { jobs: Job[]; next_cursor: string | null } {
     const where: string[] = [];
     const args: unknown[] = [];
+    if (filter.before !== undefined) {
+      where.push('seq < ?');
+      args.push(filter.before);
+    }
     if (filter.tag) {
       where.push('id IN (SELECT job_id FROM job_tags WHERE tag = ?)');
       args.push(filter.tag);
@@ -176,8 +181,12 @@ export class JobDocuments {
       args.push(filter.project);
     }
     where.push('inserting = 0');
-    const rows = this.options.db.prepare(`SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`).all(...args, filter.limit) as JobRow[];
-    return rows.map((row) => this.document(row));
+    const rows = this.options.db
+      .prepare(`SELECT * FROM jobs WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ?`)
+      .all(...args, filter.limit + 1) as JobRow[];
+    const more = rows.length > filter.limit;
+    const shown = rows.slice(0, filter.limit);
+    return { jobs: shown.map((row) => this.document(row)), next_cursor: more ? String(shown.at(-1)!.seq) : null };
   }
 
   taskDocument(row: TaskRow, base: TaskBase | undefined, sizes = base && taskBaseSizes(base)): Task {

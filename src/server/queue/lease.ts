@@ -56,12 +56,17 @@ export interface Lease {
   gpuIndices?: number[];
 }
 
+/** Progress points one report carries at most (a task printing faster than that loses the oldest of a quarter second's points). */
+export const MAX_REPORT_PROGRESS_POINTS = 1000;
+
 /** What a worker reports on a running task: batched, a few times a second. */
 export interface LeaseReport {
   /** New output (stdout and stderr, in order) since the last report. */
   output?: string;
   /** The latest progress event since the last report. */
   progress?: unknown;
+  /** Every progress event since the last report, oldest first, `progress` last (at most MAX_REPORT_PROGRESS_POINTS: the newest kept); absent when there was one. */
+  progressPoints?: unknown[];
   /** A file under /artifacts was captured (again); its `uploadKey` orders it among the task's others. */
   artifact?: { captured: CapturedArtifact };
 }

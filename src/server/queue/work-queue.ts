@@ -13,7 +13,7 @@ import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
 import type { ProjectService } from '../projects.js';
 import { DirectiveResolver } from './directives.js';
-import { STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
+import { MAX_REPORT_PROGRESS_POINTS, STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
 import { candidateOf, noCandidateReason, pickGpus, taskNeeds, unfit, type Candidate, type ManifestNeeds, type TaskNeeds } from './placement.js';
 
 /** A task that was running when the server stopped (or whose worker lost it) runs again, once. */
@@ -500,7 +500,11 @@ export class WorkQueue {
         const text = skipped ? `[… ${skipped} characters skipped: see the job's output]\n${batch.output.slice(-EVENT_TEXT_MAX)}` : batch.output;
         record({ type: 'output', job_id: job.id, task_id: task.id, data: { index: task.idx, text } });
       }
-      if (batch.progress !== undefined) record({ type: 'progress', job_id: job.id, task_id: task.id, data: { index: task.idx, progress: batch.progress } });
+      if (batch.progress !== undefined) {
+        const points =
+          Array.isArray(batch.progressPoints) && batch.progressPoints.length > 1 ? batch.progressPoints.slice(-MAX_REPORT_PROGRESS_POINTS) : undefined;
+        record({ type: 'progress', job_id: job.id, task_id: task.id, data: { index: task.idx, progress: batch.progress, ...(points ? { points } : {}) } });
+      }
     });
   }
 

@@ -10,7 +10,7 @@ import { type Clock, systemClock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
 import { LABELS } from '../../runner/images.js';
 import { joinInside } from '../../util/paths.js';
-import { STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from '../queue/lease.js';
+import { MAX_REPORT_PROGRESS_POINTS, STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from '../queue/lease.js';
 import type { RevokeReason } from '../queue/work-queue.js';
 import type { WorkQueueClient } from './queue-client.js';
 import type { TaskInputs } from './task-inputs.js';
@@ -395,6 +395,8 @@ export class Worker {
 class ReportFeed {
   private dirty = false;
   private latestProgress: unknown = undefined;
+  /** Every progress value since the last report (the curves on the web page draw them all). */
+  private progressPoints: unknown[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pendingText = '';
   private closed = false;
@@ -417,6 +419,8 @@ class ReportFeed {
   progress(data: unknown): void {
     if (this.closed) return;
     this.latestProgress = data;
+    this.progressPoints.push(data);
+    if (this.progressPoints.length > MAX_REPORT_PROGRESS_POINTS) this.progressPoints.shift();
     this.schedule();
   }
 
@@ -439,9 +443,11 @@ class ReportFeed {
     const batch: LeaseReport = {
       ...(this.pendingText ? { output: this.pendingText } : {}),
       ...(this.latestProgress !== undefined ? { progress: this.latestProgress } : {}),
+      ...(this.progressPoints.length > 1 ? { progressPoints: this.progressPoints } : {}),
     };
     this.pendingText = '';
     this.latestProgress = undefined;
+    this.progressPoints = [];
     this.send(batch).catch(() => undefined); // logged by send
   }
 

@@ -1,0 +1,307 @@
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir, writeFiles } from '../helpers/context.js';
+import { cycle, removeTestProjectImages, testProjectName, waitFor } from '../helpers/e2e.js';
+import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
+
+/*
+ * The web page in a real browser (Debian's chromium, driven by playwright-core), against the real
+ * server binary running jobs on real Docker, with jobs submitted by the real CLI. Screenshots of
+ * every page (1280×800 and phone width, light and dark) go to test-output/screenshots/.
+ */
+const CHROMIUM = process.env.CYCLE_TEST_CHROMIUM ?? '/usr/bin/chromium';
+const SHOTS = path.join(import.meta.dirname, '..', '..', 'test-output', 'screenshots');
+const PROJECT = testProjectName('web');
+const HOSTILE = '<img src=x onerror=window.__pwned=1>';
+const HOSTILE_SCRIPT = '<script>window.__pwned=1</script>';
+/** The bytes the task writes as data.bin (the download must match them exactly). */
+const DATA_BIN = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 7 + 3) % 256));
+
+let server: ServerProcess;
+let env: Record<string, string>;
+let projectDir: string;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+let api: ReturnType<typeof client>;
+
+const TASK = `import json, os, pathlib, sys, time
+p = json.loads(pathlib.Path(os.environ["COMPUTALOT_TASK_PAYLOAD"]).read_text())
+art = pathlib.Path(os.environ["CYCLE_ARTIFACTS_DIR"])
+n = p.get("progress", 0)
+for i in range(n):
+    print("COMPUTALOT_PROGRESS:" + json.dumps({"step": i, "loss": 1.0 / (i + 1) + p.get("seed", 0), "acc": i / n}), flush=True)
+for i in range(p.get("ticks", 0)):
+    print("tick %d" % i, flush=True)
+    time.sleep(0.25)
+if p.get("hostile"):
+    print("${HOSTILE_SCRIPT}", flush=True)
+    print('<img src=x onerror="window.__pwned=1">', flush=True)
+    print("\\x1b]0;evil-title\\x07\\x1b]8;;javascript:window.__pwned=1\\x1b\\\\click me\\x1b]8;;\\x1b\\\\ \\x1b[31mred text\\x1b[0m", flush=True)
+    (art / "${HOSTILE}.txt").write_text("${HOSTILE_SCRIPT}")
+if p.get("bytes"):
+    (art / "data.bin").write_bytes(bytes((i * 7 + 3) % 256 for i in range(p["bytes"])))
+    (art / "note.json").write_text(json.dumps({"hello": "world"}))
+time.sleep(p.get("sleep", 0))
+pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text(json.dumps({"ok": True, "note": "${HOSTILE_SCRIPT}" if p.get("hostile") else "fine"}))
+`;
+
+async function submit(args: string[]): Promise<string> {
+  const result = await cycle(['job', 'submit', ...args], { cwd: projectDir, env });
+  expect(result.stdout, result.stderr).toMatch(/^job_[0-9a-z]+\n$/);
+  return result.stdout.trim();
+}
+
+async function signInLink(): Promise<string> {
+  const result = await cycle(['dashboard', '--no-open'], { cwd: projectDir, env });
+  expect(result.code, result.stderr).toBe(0);
+  // Not a terminal: only the link.
+  expect(result.stdout).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/signin\?code=[A-Za-z0-9_-]+\n$/);
+  return result.stdout.trim();
+}
+
+/** Everything a script on the page could reach: the address, the document, storage and script-visible cookies. */
+async function pageSecrets(target: Page): Promise<string> {
+  // A string: evaluated in the page (the test's own types have no DOM).
+  const inPage = await target.evaluate<string>(
+    'JSON.stringify({ url: location.href, html: document.documentElement.outerHTML, local: Object.entries(localStorage), session: Object.entries(sessionStorage), cookie: document.cookie })',
+  );
+  return `${target.url()}\n${await target.content()}\n${inPage}`;
+}
+
+async function shoot(name: string, target: Page = page): Promise<void> {
+  for (const [label, size] of [
+    ['desktop', { width: 1280, height: 800 }],
+    ['phone', { width: 390, height: 844 }],
+  ] as const) {
+    for (const scheme of ['light', 'dark'] as const) {
+      await target.setViewportSize(size);
+      await target.emulateMedia({ colorScheme: scheme });
+      // Two frames: the chart redraws its canvas in the new scheme's colours.
+      await target.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
+      await target.screenshot({ path: path.join(SHOTS, `${name}-${label}-${scheme}.png`), fullPage: label === 'desktop' });
+    }
+  }
+  await target.setViewportSize({ width: 1280, height: 800 });
+  await target.emulateMedia({ colorScheme: 'light' });
+}
+
+beforeAll(async () => {
+  await fs.mkdir(SHOTS, { recursive: true });
+  server = await startServerProcess({ workers: 3 });
+  api = client(server);
+  env = { CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, XDG_CONFIG_HOME: await tempDir('cycle-web-cfg-') };
+  projectDir = await tempDir('cycle-web-project-');
+  await writeFiles(projectDir, {
+    '.cycleswap/manifest.toml': `[main]\nname = "${PROJECT}"\nvolumes = []\n[ubuntu]\nversion = "24.04"\n[job]\nemail_on_success = false\nemail_on_failure = false\n`,
+    '.cycleswap/run.sh': 'python3 task.py\n',
+    '.cycleswap/build.sh': 'true\n',
+    'task.py': TASK,
+  });
+  const uploaded = await cycle(['project', 'upload'], { cwd: projectDir, env });
+  if (uploaded.code !== 0) throw new Error(`project upload failed: ${uploaded.stderr}`);
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  page = await context.newPage();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await server?.stop();
+  await removeTestProjectImages([PROJECT]);
+});
+
+describe('the web page, in a real browser', () => {
+  it("signs in with a one-time link: a clean address, an HttpOnly SameSite=Strict cookie, the token nowhere the page's script can reach", async () => {
+    // The server's start-up output has a link too (on stdout).
+    expect(server.log()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/signin\?code=[A-Za-z0-9_-]+$/m);
+    const link = await signInLink();
+    const response = await page.goto(link);
+    expect(page.url()).toBe(`${server.url}/`);
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+    const csp =
+      (await response!.request().redirectedFrom()?.response())?.headers()['content-security-policy'] ?? response!.headers()['content-security-policy'];
+    expect(response!.headers()['content-security-policy']).toContain("script-src 'self'");
+    expect(csp).toBeTruthy();
+    const cookies = await context.cookies();
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]).toMatchObject({ name: `cycle_session_${new URL(server.url).port}`, httpOnly: true, sameSite: 'Strict', path: '/' });
+    const secrets = await pageSecrets(page);
+    expect(secrets).not.toContain(server.token);
+    expect(secrets).not.toContain(cookies[0]!.value);
+    expect(secrets).not.toContain(new URL(link).searchParams.get('code')!);
+    // The link is spent.
+    const again = await (await browser.newPage()).goto(link);
+    expect(again!.status()).toBe(410);
+  });
+
+  it('shows a job submitted from the CLI without a reload', async () => {
+    await page.goto(`${server.url}/jobs`);
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+    await page.evaluate('window.__sameDocument = true');
+    const id = await submit(['--payload', '{"progress": 3}', '--tag', 'web-live']);
+    await page.locator(`tr[data-job="${id}"]`).waitFor({ timeout: 60_000 });
+    // Finished, live too: its status changes on the page.
+    await page.locator(`tr[data-job="${id}"] .status-completed`).waitFor({ timeout: 120_000 });
+    expect(await page.evaluate('window.__sameDocument')).toBe(true);
+    // The tag filter: none for another tag, only that job for its own.
+    await page.getByLabel('Tag').fill('no-such-tag');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No jobs match these filters').waitFor();
+    expect(await page.locator('tr[data-job]').count()).toBe(0);
+    await page.getByLabel('Tag').fill('web-live');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(`${server.url}/jobs?tag=web-live`);
+    await page.waitForFunction(`document.querySelectorAll('tr[data-job]').length === 1`);
+    expect(await page.locator('tr[data-job]').getAttribute('data-job')).toBe(id);
+    // Its full id links to its own page.
+    await page.getByRole('link', { name: id }).click();
+    await page.waitForURL(`${server.url}/jobs/${id}`);
+    await page.getByRole('heading', { name: id }).waitFor();
+  });
+
+  it('draws one progress curve per task with every point, and downloads an artifact byte for byte', async () => {
+    const items = path.join(projectDir, 'items.json');
+    await fs.writeFile(items, JSON.stringify([0, 1, 2].map((seed) => ({ progress: 60, seed, bytes: seed === 0 ? DATA_BIN.length : 0 }))));
+    const id = await submit(['--fan-out-items', `@${items}`, '--wait']);
+    // Sixty lines printed at once: every point kept (not one per report).
+    const series = (await api.call('GET', `/api/v1/jobs/${id}/progress`)).body;
+    expect(series.tasks.map((t: { points_total: number }) => t.points_total)).toEqual([60, 60, 60]);
+    expect(series.fields).toEqual(['acc', 'loss', 'step']);
+    await page.goto(`${server.url}/jobs/${id}`);
+    const chart = page.locator('.chart[data-series="3"]');
+    await chart.waitFor();
+    expect(await chart.getAttribute('data-points')).toBe('60,60,60');
+    expect(await page.locator('.chart canvas').count()).toBe(1);
+    expect(await page.locator('.u-legend .u-series').count()).toBe(4); // x and three tasks
+    // Another field.
+    await page.getByLabel('Field').selectOption('loss');
+    await page.locator('.chart[data-series="3"]').waitFor();
+    // Zoom: a drag across the chart narrows the x range; a double-click zooms out.
+    const ticks = async () => (await page.locator('.chart').getAttribute('data-x-range')) ?? '';
+    const before = await ticks();
+    const plot = (await page.locator('.u-over').boundingBox())!;
+    await page.mouse.move(plot.x + plot.width * 0.1, plot.y + plot.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2, { steps: 5 });
+    await page.mouse.up();
+    expect(before).toBe('0,59');
+    await waitFor(async () => (await ticks()) !== before, 10_000, 'the chart to zoom in');
+    const [from, to] = (await ticks()).split(',').map(Number);
+    expect(from).toBeGreaterThan(0);
+    expect(to).toBeLessThan(59);
+    await page.locator('.u-over').dblclick();
+    await waitFor(async () => (await ticks()) === before, 10_000, 'the chart to zoom out');
+    await shoot('job');
+    // The artifact, downloaded from the page.
+    const row = page.locator('tr', { hasText: 'data.bin' });
+    const [download] = await Promise.all([page.waitForEvent('download'), row.getByRole('link', { name: 'Download' }).click()]);
+    expect(download.suggestedFilename()).toBe('data.bin');
+    expect((await fs.readFile((await download.path())!)).equals(DATA_BIN)).toBe(true);
+    // A JSON artifact previews inline.
+    await page.locator('tr', { hasText: 'note.json' }).getByRole('button', { name: 'Preview' }).click();
+    await page.locator('.preview pre').filter({ hasText: '"hello": "world"' }).waitFor();
+  });
+
+  it("follows a running task's log live, [cycle] lines told apart", async () => {
+    const id = await submit(['--payload', '{"ticks": 60}']);
+    await page.goto(`${server.url}/jobs/${id}`);
+    await page.locator('.log-line', { hasText: 'tick 2' }).first().waitFor({ timeout: 120_000 });
+    const seenAt = await page.locator('.log-line').count();
+    await page.locator('.log-line', { hasText: 'tick 20' }).first().waitFor({ timeout: 60_000 });
+    expect(await page.locator('.log-line').count()).toBeGreaterThan(seenAt);
+    expect(await page.locator('.log-line.system').first().textContent()).toMatch(/^\[cycle\] task 0 started/);
+    await page.getByLabel('Search the log').fill('tick 1');
+    expect(await page.locator('.log-line').allTextContents()).toContain('tick 1');
+    expect((await page.locator('.log-line').allTextContents()).every((line) => line.includes('tick 1'))).toBe(true);
+  });
+
+  it('cancels a job from the page; a cross-site cancel is refused', async () => {
+    const id = await submit(['--payload', '{"sleep": 120}']);
+    await waitFor(async () => (await api.call('GET', `/api/v1/jobs/${id}`)).body.status === 'running', 120_000, 'the job to run');
+    // Another site (localhost is not 127.0.0.1's site) tries with the browser's cookie: a form POST and a fetch PUT.
+    const evil = http.createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/html' });
+      res.end(
+        `<form id=f method=POST action="${server.url}/api/v1/jobs/${id}/cancel"></form><script>` +
+          `fetch(${JSON.stringify(`${server.url}/api/v1/jobs/${id}/cancel`)}, {method: 'PUT', credentials: 'include'}).catch(() => {}).finally(() => { document.title = 'tried'; document.getElementById('f').submit(); });</script>`,
+      );
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    try {
+      const evilPage = await context.newPage();
+      const answered = evilPage.waitForResponse((r) => r.url().endsWith(`/api/v1/jobs/${id}/cancel`) && r.request().method() === 'POST');
+      await evilPage.goto(`http://localhost:${(evil.address() as AddressInfo).port}/`);
+      expect([401, 403, 405]).toContain((await answered).status());
+      await evilPage.close();
+    } finally {
+      evil.close();
+    }
+    // With the session cookie itself, from another origin: 403.
+    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
+    const crossSite = await fetch(`${server.url}/api/v1/jobs/${id}/cancel`, {
+      method: 'PUT',
+      headers: { Cookie: `${cookie.name}=${cookie.value}`, Origin: 'http://localhost:1', 'Sec-Fetch-Site': 'cross-site' },
+    });
+    expect(crossSite.status).toBe(403);
+    expect((await api.call('GET', `/api/v1/jobs/${id}`)).body.status).toBe('running');
+    // From the page: cancelled.
+    await page.goto(`${server.url}/jobs/${id}`);
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.locator('.job-head .status-cancelled').waitFor({ timeout: 60_000 });
+    expect((await api.call('GET', `/api/v1/jobs/${id}`)).body.status).toBe('cancelled');
+  });
+
+  it('renders hostile names, tags, log lines, file names and results as inert text', async () => {
+    const id = await submit(['--payload', '{"hostile": true}', '--tag', HOSTILE, '--meta', `name=${HOSTILE_SCRIPT}`, '--variant', HOSTILE, '--wait']);
+    await page.goto(`${server.url}/jobs`);
+    await page.locator(`tr[data-job="${id}"] .tag`, { hasText: HOSTILE }).waitFor();
+    await shoot('jobs');
+    await page.goto(`${server.url}/jobs/${id}`);
+    await page.locator('.log-line', { hasText: HOSTILE_SCRIPT }).waitFor();
+    await page.locator('td', { hasText: `${HOSTILE}.txt` }).waitFor();
+    await page
+      .locator('tr', { hasText: `${HOSTILE}.txt` })
+      .getByRole('button', { name: 'Preview' })
+      .click();
+    await page.locator('.preview pre', { hasText: HOSTILE_SCRIPT }).waitFor();
+    await page.locator('td', { hasText: HOSTILE_SCRIPT }).first().waitFor(); // the result
+    expect(await page.evaluate('window.__pwned')).toBeUndefined();
+    expect(await page.locator('main img, main script, main a[href^="javascript"]').count()).toBe(0);
+    expect(await page.title()).not.toContain('evil');
+    const logText = (await page.locator('.log-text').textContent())!;
+    expect(logText).toContain('click me red text');
+    expect(logText).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(await page.locator('.log-line .fg-1', { hasText: 'red text' }).count()).toBe(1);
+    await shoot('job-hostile');
+  });
+
+  it('shows projects, volumes, machines (no pool here) and the account', async () => {
+    for (const [section, expected] of [
+      ['Projects', PROJECT],
+      ['Volumes', 'No volumes'],
+      ['Machines', 'This server has no machine pool'],
+      ['Account', 'Available'],
+    ] as const) {
+      await page.getByRole('navigation', { name: 'sections' }).getByRole('link', { name: section }).click();
+      await page.getByText(expected).first().waitFor();
+      await shoot(section.toLowerCase());
+    }
+    expect(await pageSecrets(page)).not.toContain(server.token);
+  });
+
+  it('signs out on the server: the page and the old cookie stop working', async () => {
+    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
+    await page.goto(`${server.url}/jobs`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Signed out' }).waitFor();
+    await shoot('signed-out');
+    expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: `${cookie.name}=${cookie.value}` } })).status).toBe(401);
+    await page.goto(`${server.url}/jobs`);
+    await page.getByRole('heading', { name: 'Signed out' }).waitFor();
+  });
+});

@@ -1,0 +1,75 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface Curve {
+  label: string;
+  xs: number[];
+  ys: number[];
+}
+
+const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+
+/**
+ * One line per task on one chart (uPlot: canvas, fast with many points). uPlot wants one x array
+ * for every series, so the tasks' x values are merged and each series has gaps (null) where it
+ * has no point; drag to zoom, double-click to zoom out.
+ */
+export function ProgressChart(props: { curves: Curve[]; xLabel: string; yLabel: string; time: boolean }) {
+  const box = useRef<HTMLDivElement>(null);
+  const dark = useDarkScheme();
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const xs = [...new Set(props.curves.flatMap((c) => c.xs))].sort((a, b) => a - b);
+    const at = new Map(xs.map((x, i) => [x, i]));
+    const data: (number | null)[][] = [xs];
+    for (const curve of props.curves) {
+      const ys: (number | null)[] = new Array(xs.length).fill(null);
+      curve.xs.forEach((x, i) => {
+        ys[at.get(x)!] = curve.ys[i]!;
+      });
+      data.push(ys);
+    }
+    const axis = { stroke: dark ? '#c9d1d9' : '#24292f', grid: { stroke: dark ? '#30363d' : '#e5e7eb' }, ticks: { stroke: dark ? '#30363d' : '#e5e7eb' } };
+    const plot = new uPlot(
+      {
+        width: Math.max(280, el.clientWidth),
+        height: 320,
+        scales: { x: { time: props.time } },
+        axes: [
+          { ...axis, label: props.xLabel },
+          { ...axis, label: props.yLabel, size: 60 },
+        ],
+        series: [
+          { label: props.xLabel },
+          ...props.curves.map((curve, i) => ({ label: curve.label, stroke: PALETTE[i % PALETTE.length], width: 1.5, spanGaps: true, points: { show: false } })),
+        ],
+        cursor: { drag: { x: true, y: false } },
+        // The x range shown, on the element: what a zoom changed (the tests read it).
+        hooks: { setScale: [(u, key) => key === 'x' && el.setAttribute('data-x-range', `${u.scales.x!.min},${u.scales.x!.max}`)] },
+      },
+      data as uPlot.AlignedData,
+      el,
+    );
+    const resize = new ResizeObserver(() => plot.setSize({ width: Math.max(280, el.clientWidth), height: 320 }));
+    resize.observe(el);
+    return () => {
+      resize.disconnect();
+      plot.destroy();
+    };
+  }, [props.curves, props.xLabel, props.yLabel, props.time, dark]);
+  return <div class="chart" ref={box} data-series={props.curves.length} data-points={props.curves.map((c) => c.xs.length).join(',')} />;
+}
+
+/** Whether the system's theme is dark, following changes (the canvas's colours are drawn, not styled). */
+function useDarkScheme(): boolean {
+  const query = matchMedia('(prefers-color-scheme: dark)');
+  const [dark, setDark] = useState(query.matches);
+  useEffect(() => {
+    const update = () => setDark(query.matches);
+    query.addEventListener('change', update);
+    return () => query.removeEventListener('change', update);
+  }, []);
+  return dark;
+}
