@@ -69,6 +69,8 @@ export const renewAnswerSchema = z.object({ expires_in_ms: z.number().nonnegativ
 export const reportRequestSchema = z.strictObject({
   output: z.string().max(MAX_REPORT_OUTPUT_CHARS).optional(),
   progress: z.unknown().optional(),
+  /** Every progress line since the last report, in order (the web page's curves), at most 1,000. */
+  progress_points: z.array(z.unknown()).max(1000).optional(),
 });
 
 export const completeRequestSchema = z.strictObject({

@@ -127,6 +127,7 @@ export class MachineWork {
       this.options.queue.report(leaseId, {
         ...(batch.output !== undefined ? { output: batch.output } : {}),
         ...(batch.progress !== undefined ? { progress: batch.progress } : {}),
+        ...(batch.progress_points !== undefined ? { progressPoints: batch.progress_points } : {}),
       }),
     );
   }

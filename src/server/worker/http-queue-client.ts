@@ -76,6 +76,7 @@ export class HttpQueueClient implements WorkQueueClient {
     await this.call(leaseId, 'POST', `${base}/report`, {
       ...(batch.output !== undefined ? { output: batch.output } : {}),
       ...(batch.progress !== undefined ? { progress: batch.progress } : {}),
+      ...(batch.progressPoints !== undefined ? { progress_points: batch.progressPoints } : {}),
     });
   }
 
