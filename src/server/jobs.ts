@@ -287,6 +287,10 @@ export class JobService {
     return this.documents.tasksPage(job, page, status);
   }
 
+  timingsPage(job: JobRow, page: PageRequest): ReturnType<JobDocuments['timingsPage']> {
+    return this.documents.timingsPage(job, page);
+  }
+
   counts(jobId: string): Job['counts'] {
     return this.documents.counts(jobId);
   }

@@ -9,6 +9,7 @@ import { newId } from './ids.js';
 import { appendTaskLog, type Layout } from './layout.js';
 import type { PlannedTask, TaskBase } from './planner.js';
 import type { CapturedArtifact } from '../runner/artifacts.js';
+import type { WorkerStages } from './queue/lease.js';
 
 export type FinishedJobStatus = 'completed' | 'partial' | 'failed' | 'cancelled';
 
@@ -18,6 +19,8 @@ export interface TaskOutcome {
   error?: string;
   exitCode?: number;
   artifactIds?: string[];
+  /** Its worker's stages (`tasks.stages`, served by `GET /api/v1/jobs/:id/timings`). */
+  stages?: WorkerStages;
 }
 
 /**
@@ -212,7 +215,10 @@ export class JobStates {
     const attempt = task.attempt + 1;
     const jobStarts = job.status === 'queued';
     this.options.events.transaction((record) => {
-      this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL', [attempt, at]);
+      this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL, stages = NULL', [
+        attempt,
+        at,
+      ]);
       if (jobStarts) {
         this.move('jobs', job.id, 'running', 'started_at = COALESCE(started_at, ?)', [at]);
         this.recordJob(record, job.id);
@@ -230,11 +236,12 @@ export class JobStates {
    */
   finishTask(task: TaskRow, outcome: TaskOutcome): boolean {
     const changed = this.options.events.transaction((record) => {
-      const moved = this.move('tasks', task.id, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?', [
+      const moved = this.move('tasks', task.id, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?, stages = ?', [
         outcome.result === undefined ? null : JSON.stringify(outcome.result),
         outcome.error ?? null,
         outcome.exitCode ?? null,
         timestamp(this.clock),
+        outcome.stages ? JSON.stringify(outcome.stages) : null,
       ]);
       if (!moved) return false;
       record({

@@ -241,6 +241,11 @@ export function createRouter(options: AppOptions): Router {
     if (asked !== null && !status) throw new HttpError(400, 'invalid_request', `status must be one of ${TASK_STATUSES.join(', ')}`, 'status');
     await sendJsonStreamed(ctx.res, 200, jobs.tasksPage(job, pageRequest(ctx.query), status));
   });
+  // Where each task's time went (api/timings.ts): beside the task documents, not in them.
+  router.add('GET', '/api/v1/jobs/:id/timings', async (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    await sendJsonStreamed(ctx.res, 200, jobs.timingsPage(job, pageRequest(ctx.query)));
+  });
   router.add('GET', '/api/v1/jobs/:id/output', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
     const tail = intParam(ctx.query, 'tail', { min: 1, max: OUTPUT_MAX_TAIL, fallback: OUTPUT_DEFAULT_TAIL });
