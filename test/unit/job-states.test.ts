@@ -321,3 +321,24 @@ describe('declared races are no-ops, not errors', () => {
       expect(t.finished).toEqual([]); // no second bill, no second callback
     });
 });
+
+describe('insertTasks (issue 22: rows in groups per statement)', () => {
+  it('writes every task of a chunk that is not a whole number of groups: its index, part, items and command, each with its own id', async () => {
+    const t = await setup();
+    const job = t.addJob('planning');
+    const planned = Array.from({ length: 123 }, (_, i) => ({
+      kind: 'task' as const,
+      part: { merge: { n: i } },
+      items: 1,
+      ...(i === 122 ? { command: ['python', 'x.py'] } : {}),
+    }));
+    t.states.insertTasks(job.id, 7, planned);
+    const rows = t.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').all(job.id) as TaskRow[];
+    expect(rows.map((r) => r.idx)).toEqual(Array.from({ length: 123 }, (_, i) => 7 + i));
+    expect(rows.map((r) => JSON.parse(r.payload).merge.n)).toEqual(Array.from({ length: 123 }, (_, i) => i));
+    expect(rows.every((r) => r.status === 'queued' && r.kind === 'task' && r.items === 1)).toBe(true);
+    expect(rows.filter((r) => r.command !== null).map((r) => [r.idx, JSON.parse(r.command!)])).toEqual([[129, ['python', 'x.py']]]);
+    expect(new Set(rows.map((r) => r.id)).size).toBe(123);
+    expect(rows.every((r) => /^task_[0-9a-v]{9}[0-9a-hjkmnp-tv-z]{8}$/.test(r.id))).toBe(true);
+  });
+});
