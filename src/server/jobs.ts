@@ -106,10 +106,11 @@ export class JobService {
     // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts"):
     // check each task's own part (small), not its composed payload (the base is checked above).
     // Paced: a 100,000-task fan-out's check took ~50 ms of CPU in one piece, a /health stall.
+    // The clock is read every 256 tasks only (a batch of 200 such jobs checks 20 million).
     const pace = pacer();
     let index = 0;
     for (const task of plan.tasks()) {
-      const wait = pace();
+      const wait = (index & 255) === 0 ? pace() : undefined;
       if (wait) await wait;
       const parts = 'batch' in task.part ? task.part.items : [task.part.merge];
       for (const part of parts) checkDirectives(part, request.depends_on, `task ${index}: payload`);
