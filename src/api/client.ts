@@ -27,7 +27,8 @@ import {
   type VolumeFile,
 } from './schemas.js';
 import { jobPlacementSchema, machineSchema, machineTokenSchema } from './machines.js';
-import { PAGE_LIMIT, type RawResponse, STREAM_IDLE_MS, Transport, type UploadBody } from './transport.js';
+import { taskTimingsSchema, type TaskTimings } from './timings.js';
+import { ApiError, PAGE_LIMIT, type RawResponse, STREAM_IDLE_MS, Transport, type UploadBody } from './transport.js';
 
 export {
   ApiError,
@@ -222,6 +223,23 @@ export class ApiClient extends Transport {
       z.looseObject({ tasks: z.array(taskViewSchema), next_cursor: nextCursor }),
     ))
       tasks.push(...page.tasks);
+    return tasks;
+  }
+
+  /**
+   * Every task's stage times (api/timings.ts), following the pages; undefined when the server has
+   * no such route (Computalot, an older cycle server) while the job itself exists.
+   */
+  async timings(id: string): Promise<TaskTimings[] | undefined> {
+    const tasks: TaskTimings[] = [];
+    try {
+      const schema = z.looseObject({ tasks: z.array(taskTimingsSchema), next_cursor: nextCursor });
+      for await (const page of this.pages(`/api/v1/jobs/${encodeURIComponent(id)}/timings`, {}, schema)) tasks.push(...page.tasks);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 404) throw error;
+      await this.getJob(id); // a job that is not there: its own 404, worded as such
+      return undefined;
+    }
     return tasks;
   }
 

@@ -81,6 +81,16 @@ export const completeRequestSchema = z.strictObject({
     .max(64 * 1024)
     .optional(),
   exit_code: z.number().int().optional(),
+  /** When the task reached each stage on the machine (ms since the epoch, the machine's clock): `cycle job tasks --timings`. */
+  stages: z
+    .strictObject({
+      image_ready: z.number().nonnegative().optional(),
+      created: z.number().nonnegative().optional(),
+      started: z.number().nonnegative().optional(),
+      exited: z.number().nonnegative().optional(),
+      captured: z.number().nonnegative().optional(),
+    })
+    .optional(),
 });
 
 export const releaseRequestSchema = z.strictObject({

@@ -250,6 +250,8 @@ export class CliDockerDriver implements DockerDriver {
       killAfterMs: 10_000,
     });
     const exitCode = result.exitCode ?? 128 + (result.signal === 'SIGKILL' ? 9 : 15);
+    // `docker run` does not say when it created or started the container: only the exit is heard.
+    io.onStage?.('exited');
     // Even after exit 0: a script may carry on after the kernel killed one of its processes.
     const oomKilled = await this.oomKilled(spec.name);
     if (spec.remove !== false) await this.removeContainer(spec.name).catch(() => undefined);

@@ -126,7 +126,11 @@ export interface ContainerIO {
   stdin?: import('node:stream').Readable;
   stdout: (chunk: Buffer) => void;
   stderr: (chunk: Buffer) => void;
+  /** Heard as the container reaches each stage (a driver that cannot tell leaves some out): per-task timings. */
+  onStage?: (stage: ContainerStage) => void;
 }
+
+export type ContainerStage = 'created' | 'started' | 'exited';
 
 export interface ContainerExit {
   exitCode: number;

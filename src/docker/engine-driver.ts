@@ -201,6 +201,7 @@ export class EngineDockerDriver implements DockerDriver {
       return { exitCode: 125, dockerFailure: engineFailure(created, 'container-start-failed') };
     }
     const id = (JSON.parse(created.body) as { Id: string }).Id;
+    io.onStage?.('created');
     let stopping: Promise<void> | undefined;
     const stop = (): Promise<void> => (stopping ??= this.removeContainer(id).catch(() => undefined));
     const onAbort = (): void => void stop();
@@ -226,12 +227,14 @@ export class EngineDockerDriver implements DockerDriver {
         const exitCode = failure.kind === 'command-not-found' ? 127 : failure.kind === 'command-not-executable' ? 126 : 125;
         return { exitCode, dockerFailure: failure };
       }
+      io.onStage?.('started');
       if (io.stdin) {
         io.stdin.pipe(socket, { end: false });
         io.stdin.once('end', () => socket.end()); // EOF on the container's stdin; output keeps coming
         io.stdin.once('error', () => socket.end());
       }
       const [result] = await Promise.all([waited, streamed]);
+      io.onStage?.('exited');
       if (signal?.aborted) {
         await stop();
         return { exitCode: 130 };

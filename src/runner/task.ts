@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Confinement, DockerDriver, Mount } from '../docker/driver.js';
+import type { Confinement, ContainerStage, DockerDriver, Mount } from '../docker/driver.js';
 import type { DockerFailure } from '../docker/errors.js';
 import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
@@ -55,6 +55,8 @@ export interface TaskCallbacks {
   stdout(chunk: string): void;
   stderr(chunk: Buffer): void;
   progress(event: ProgressEvent): void;
+  /** The container reached a stage (created, started, exited): per-task timings. */
+  stage?(stage: ContainerStage): void;
 }
 
 export type TaskStatus = 'succeeded' | 'failed' | 'timed-out' | 'interrupted';
@@ -138,7 +140,12 @@ export async function runTask(
         ...(spec.confinement ? { confinement: spec.confinement } : {}),
         ...(spec.network ? { network: spec.network } : {}),
       },
-      { ...(spec.source ? { stdin: spec.source() } : {}), stdout: (chunk) => filter.push(chunk), stderr: callbacks.stderr },
+      {
+        ...(spec.source ? { stdin: spec.source() } : {}),
+        stdout: (chunk) => filter.push(chunk),
+        stderr: callbacks.stderr,
+        ...(callbacks.stage ? { onStage: (stage: ContainerStage) => callbacks.stage?.(stage) } : {}),
+      },
       signal,
     );
     filter.flush();

@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS tasks (
   output_tail TEXT NOT NULL DEFAULT '',
   last_failed TEXT,
   started_at TEXT,
-  finished_at TEXT
+  finished_at TEXT,
+  stages TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_job ON tasks(job_id, idx);
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks(status);
@@ -215,6 +216,8 @@ export function openDatabase(file: string): DB {
  * - `projects.remote_dir`: what `POST /api/v1/projects` was given (NULL for pushed-only projects).
  * - `revisions.bytes`: disk its content takes (tarball and extracted tree), counted against the
  *   push quotas; NULL (counted as 0) for revisions stored before.
+ * - `tasks.stages`: JSON of the worker's stage times for the task's last attempt (lease.ts
+ *   `WorkerStages`); NULL before a worker reported them.
  */
 function addMissingColumns(db: DB): void {
   const columnsOf = (table: string): Set<string> =>
@@ -227,6 +230,8 @@ function addMissingColumns(db: DB): void {
   if (projectColumns.size > 0 && !projectColumns.has('remote_dir')) db.exec('ALTER TABLE projects ADD COLUMN remote_dir TEXT');
   const revisionColumns = columnsOf('revisions');
   if (revisionColumns.size > 0 && !revisionColumns.has('bytes')) db.exec('ALTER TABLE revisions ADD COLUMN bytes INTEGER');
+  const taskColumns = columnsOf('tasks');
+  if (taskColumns.size > 0 && !taskColumns.has('stages')) db.exec('ALTER TABLE tasks ADD COLUMN stages TEXT');
 }
 
 /** A stored time (ISO 8601, UTC) from the injected clock: every timestamp in the database comes from one, so tests can fix it. */

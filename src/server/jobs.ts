@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { pacer } from '../util/pace.js';
 import { type Artifact, type Job, type JobRequest, jobRequestSchema, type Task, type TaskStatus } from '../api/schemas.js';
 import type { Clock } from '../context.js';
 import { type DB, parseJson, timestamp } from './db.js';
@@ -105,8 +106,13 @@ export class JobService {
     const plan = planJob(request, this.options.kinds);
     // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts"):
     // check each task's own part (small), not its composed payload (the base is checked above).
+    // Paced: a 100,000-task fan-out's check took ~50 ms of CPU in one piece, a /health stall.
+    // The clock is read every 256 tasks only (a batch of 200 such jobs checks 20 million).
+    const pace = pacer();
     let index = 0;
     for (const task of plan.tasks()) {
+      const wait = (index & 255) === 0 ? pace() : undefined;
+      if (wait) await wait;
       const parts = 'batch' in task.part ? task.part.items : [task.part.merge];
       for (const part of parts) checkDirectives(part, request.depends_on, `task ${index}: payload`);
       index++;
@@ -286,6 +292,10 @@ export class JobService {
   // The read documents (jobs/documents.ts), answered through the service as routes and the queue call them.
   tasksPage(job: JobRow, page: PageRequest, status?: TaskStatus): ReturnType<JobDocuments['tasksPage']> {
     return this.documents.tasksPage(job, page, status);
+  }
+
+  timingsPage(job: JobRow, page: PageRequest): ReturnType<JobDocuments['timingsPage']> {
+    return this.documents.timingsPage(job, page);
   }
 
   counts(jobId: string): Job['counts'] {

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import type { Job, JobRequest, JobStatus, TaskStatus } from '../api/schemas.js';
+import { type Job, type JobRequest, type JobStatus, TASK_STATUSES, type TaskStatus } from '../api/schemas.js';
 import { systemLine, type TaskEventData } from '../api/log-lines.js';
 import { systemClock, type Clock } from '../context.js';
+import type { Statement } from 'better-sqlite3';
 import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
 import type { JobRow, TaskRow } from './jobs/rows.js';
@@ -9,6 +10,7 @@ import { newId } from './ids.js';
 import { appendTaskLog, type Layout } from './layout.js';
 import type { PlannedTask, TaskBase } from './planner.js';
 import type { CapturedArtifact } from '../runner/artifacts.js';
+import type { WorkerStages } from './queue/lease.js';
 
 export type FinishedJobStatus = 'completed' | 'partial' | 'failed' | 'cancelled';
 
@@ -18,6 +20,8 @@ export interface TaskOutcome {
   error?: string;
   exitCode?: number;
   artifactIds?: string[];
+  /** Its worker's stages (`tasks.stages`, served by `GET /api/v1/jobs/:id/timings`). */
+  stages?: WorkerStages;
 }
 
 /**
@@ -88,6 +92,13 @@ export function deleteJobArtifacts(db: DB, jobId: string): void {
   db.prepare('DELETE FROM artifacts WHERE job_id = ?').run(jobId);
 }
 
+/** How many jobs' task totals JobStates.counts keeps (a few bytes each; forgotten all at once past it). */
+const KEPT_TOTALS = 10_000;
+
+function largestStatus(counts: Record<TaskStatus, number>): TaskStatus {
+  return TASK_STATUSES.reduce((best, status) => (counts[status] > counts[best] ? status : best), TASK_STATUSES[0]);
+}
+
 /** Counts a job's tasks by status. */
 export function taskCounts(db: DB, jobId: string): Job['counts'] {
   const rows = db.prepare('SELECT status, COUNT(*) AS n FROM tasks WHERE job_id = ? GROUP BY status').all(jobId) as Array<{ status: TaskStatus; n: number }>;
@@ -101,6 +112,11 @@ export function taskCounts(db: DB, jobId: string): Job['counts'] {
 
 type Table = 'jobs' | 'tasks';
 
+/** Tasks inserted by one statement (insertTasks). */
+const INSERT_ROWS = 50;
+const TASK_INSERT_COLUMNS = 'id, job_id, idx, kind, status, payload, items, command';
+const TASK_INSERT_ROW = '(?, ?, ?, ?, ?, ?, ?, ?)';
+
 /**
  * Every write to the `jobs`, `job_tags`, `tasks` and `artifacts` rows, in one place (their
  * insertion, status changes checked against `JOB_TRANSITIONS` / `TASK_TRANSITIONS`, a task's live
@@ -111,14 +127,48 @@ type Table = 'jobs' | 'tasks';
  */
 export class JobStates {
   private readonly finishedListeners = new Set<(job: JobRow) => void>();
+  private insertTaskRows: Statement | undefined;
+  private countByStatus: Statement | undefined;
+  /** counts(): each job's task total, and the status that held the most of them when last counted. */
+  private readonly totals = new Map<string, { total: number; largest: TaskStatus }>();
+  private insertTaskRow: Statement | undefined;
   private readonly clock: Clock;
 
   constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock }) {
     this.clock = options.clock ?? systemClock;
   }
 
+  /**
+   * A job's task counts. Every task start and finish records them in its event, and a count of
+   * a 100,000-task job by status reads 100,000 index entries (~30 ms): so after the first count,
+   * a job's total is kept (tasks are added and removed only here, which forgets it) and the
+   * status that held the most tasks last time is not counted but derived from the total. The
+   * others are read by an index range each, small for all but that one.
+   */
   counts(jobId: string): Job['counts'] {
-    return taskCounts(this.options.db, jobId);
+    const known = this.totals.get(jobId);
+    if (!known) {
+      const counts = taskCounts(this.options.db, jobId);
+      if (this.totals.size >= KEPT_TOTALS) this.totals.clear();
+      this.totals.set(jobId, { total: counts.total, largest: largestStatus(counts) });
+      return counts;
+    }
+    this.countByStatus ??= this.options.db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE job_id = ? AND status = ?');
+    const counts = { total: known.total, queued: 0, running: 0, succeeded: 0, failed: 0, cancelled: 0 };
+    let others = 0;
+    for (const status of TASK_STATUSES) {
+      if (status === known.largest) continue;
+      counts[status] = (this.countByStatus.get(jobId, status) as { n: number }).n;
+      others += counts[status];
+    }
+    counts[known.largest] = known.total - others;
+    known.largest = largestStatus(counts);
+    return counts;
+  }
+
+  /** Tasks of the job were added or removed: its total is counted again. */
+  private forgetTotal(jobId: string): void {
+    this.totals.delete(jobId);
   }
 
   /** Heard after a job reached its final status and that committed (callbacks, billing). */
@@ -161,26 +211,39 @@ export class JobStates {
   /** One chunk of a planning job's tasks, queued, numbered from `first`, in one transaction. */
   insertTasks(jobId: string, first: number, tasks: PlannedTask[]): void {
     const { db } = this.options;
-    const insertTask = db.prepare('INSERT INTO tasks (id, job_id, idx, kind, status, payload, items, command) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-    db.transaction(() =>
-      tasks.forEach((task, i) =>
-        insertTask.run(
-          newId('task'),
-          jobId,
-          first + i,
-          task.kind,
-          'queued',
-          JSON.stringify(task.part),
-          task.items,
-          task.command ? JSON.stringify(task.command) : null,
-        ),
-      ),
-    )();
+    // Rows go in groups of INSERT_ROWS per statement: a 100,000-task fan-out spent more time
+    // crossing into SQLite once per row than writing.
+    const many = (this.insertTaskRows ??= db.prepare(
+      `INSERT INTO tasks (${TASK_INSERT_COLUMNS}) VALUES ${Array(INSERT_ROWS).fill(TASK_INSERT_ROW).join(', ')}`,
+    ));
+    const one = (this.insertTaskRow ??= db.prepare(`INSERT INTO tasks (${TASK_INSERT_COLUMNS}) VALUES ${TASK_INSERT_ROW}`));
+    const values = (task: PlannedTask, index: number): unknown[] => [
+      newId('task'),
+      jobId,
+      index,
+      task.kind,
+      'queued',
+      JSON.stringify(task.part),
+      task.items,
+      task.command ? JSON.stringify(task.command) : null,
+    ];
+    this.forgetTotal(jobId);
+    db.transaction(() => {
+      let i = 0;
+      for (; i + INSERT_ROWS <= tasks.length; i += INSERT_ROWS) {
+        const group: unknown[] = [];
+        for (let k = i; k < i + INSERT_ROWS; k++) group.push(...values(tasks[k]!, first + k));
+        many.run(group);
+      }
+      for (; i < tasks.length; i++) one.run(values(tasks[i]!, first + i));
+    })();
+    this.forgetTotal(jobId); // a count taken while the chunk was being written
   }
 
   /** Jobs whose insertion failed or did not finish: they go with their tasks and tags. */
   removeInserting(ids: string[]): void {
     const { db } = this.options;
+    for (const id of ids) this.forgetTotal(id);
     db.transaction(() => {
       for (const id of ids) {
         db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
@@ -212,7 +275,10 @@ export class JobStates {
     const attempt = task.attempt + 1;
     const jobStarts = job.status === 'queued';
     this.options.events.transaction((record) => {
-      this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL', [attempt, at]);
+      this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL, stages = NULL', [
+        attempt,
+        at,
+      ]);
       if (jobStarts) {
         this.move('jobs', job.id, 'running', 'started_at = COALESCE(started_at, ?)', [at]);
         this.recordJob(record, job.id);
@@ -230,11 +296,12 @@ export class JobStates {
    */
   finishTask(task: TaskRow, outcome: TaskOutcome): boolean {
     const changed = this.options.events.transaction((record) => {
-      const moved = this.move('tasks', task.id, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?', [
+      const moved = this.move('tasks', task.id, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?, stages = ?', [
         outcome.result === undefined ? null : JSON.stringify(outcome.result),
         outcome.error ?? null,
         outcome.exitCode ?? null,
         timestamp(this.clock),
+        outcome.stages ? JSON.stringify(outcome.stages) : null,
       ]);
       if (!moved) return false;
       record({

@@ -194,8 +194,11 @@ export class FakeDocker implements DockerDriver {
     if (io.stdin) for await (const chunk of io.stdin) void chunk; // consume the source tar
     if (!this.resolve(spec.image))
       return { exitCode: 125, dockerFailure: { kind: 'image-missing', daemonMessage: `docker: Error response from daemon: No such image: ${spec.image}` } };
+    io.onStage?.('created');
+    io.onStage?.('started');
     if (!this.hold) {
       const exit = await this.onRun(spec, io);
+      io.onStage?.('exited');
       return typeof exit === 'number' ? { exitCode: exit } : exit;
     }
     const exitCode = await new Promise<number>((end) => {
@@ -203,6 +206,7 @@ export class FakeDocker implements DockerDriver {
       for (const listener of this.startListeners) listener();
     });
     this.held.delete(spec.name);
+    io.onStage?.('exited');
     return { exitCode };
   }
 

@@ -12,6 +12,7 @@ import {
   JobStates,
   TASK_SETTLED_RACES,
   TASK_TRANSITIONS,
+  taskCounts,
   type FinishedJobStatus,
 } from '../../src/server/state.js';
 import { manualClock, tempDir } from '../helpers/context.js';
@@ -320,4 +321,55 @@ describe('declared races are no-ops, not errors', () => {
       expect(t.stored()).toEqual([]);
       expect(t.finished).toEqual([]); // no second bill, no second callback
     });
+});
+
+describe('insertTasks (issue 22: rows in groups per statement)', () => {
+  it('writes every task of a chunk that is not a whole number of groups: its index, part, items and command, each with its own id', async () => {
+    const t = await setup();
+    const job = t.addJob('planning');
+    const planned = Array.from({ length: 123 }, (_, i) => ({
+      kind: 'task' as const,
+      part: { merge: { n: i } },
+      items: 1,
+      ...(i === 122 ? { command: ['python', 'x.py'] } : {}),
+    }));
+    t.states.insertTasks(job.id, 7, planned);
+    const rows = t.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').all(job.id) as TaskRow[];
+    expect(rows.map((r) => r.idx)).toEqual(Array.from({ length: 123 }, (_, i) => 7 + i));
+    expect(rows.map((r) => JSON.parse(r.payload).merge.n)).toEqual(Array.from({ length: 123 }, (_, i) => i));
+    expect(rows.every((r) => r.status === 'queued' && r.kind === 'task' && r.items === 1)).toBe(true);
+    expect(rows.filter((r) => r.command !== null).map((r) => [r.idx, JSON.parse(r.command!)])).toEqual([[129, ['python', 'x.py']]]);
+    expect(new Set(rows.map((r) => r.id)).size).toBe(123);
+    expect(rows.every((r) => /^task_[0-9a-v]{9}[0-9a-hjkmnp-tv-z]{8}$/.test(r.id))).toBe(true);
+  });
+});
+
+describe('counts (issue 22: a job total kept, its largest status derived)', () => {
+  it('match a full count after every kind of change: start, finish, requeue, a cancel of the queued tasks, more tasks inserted', async () => {
+    const t = await setup();
+    const job = t.addJob('queued');
+    const planned = (n: number) => Array.from({ length: n }, (_, i) => ({ kind: 'task' as const, part: { merge: { n: i } }, items: 1 }));
+    t.states.insertTasks(job.id, 0, planned(60));
+    const check = (): void => expect(t.states.counts(job.id)).toEqual(taskCounts(t.db, job.id));
+    check();
+    const rows = () => t.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').all(job.id) as TaskRow[];
+    // Most tasks run and succeed: the largest status moves from queued to succeeded.
+    for (const task of rows().slice(0, 40)) {
+      const started = t.states.startTask(t.job(job.id), task);
+      check();
+      t.states.finishTask(started, { status: task.idx % 7 === 0 ? 'failed' : 'succeeded' });
+      check();
+    }
+    const [a, b] = rows().slice(40, 42);
+    t.states.requeueLost(t.states.startTask(t.job(job.id), a!), 'lost', 2);
+    check();
+    t.states.startTask(t.job(job.id), b!);
+    check();
+    // A count taken while more tasks are written does not stick.
+    t.states.insertTasks(job.id, 60, planned(5));
+    check();
+    t.states.requestCancel(job.id);
+    check();
+    expect(t.states.counts(job.id)).toMatchObject({ total: 65, running: 1 });
+  });
 });

@@ -12,7 +12,15 @@ import { Router, STATUS_OF_PROBLEM } from '../../src/server/http/router.js';
  * object. `index.ts` wires the two together (it starts the HTTP server), so it may import http/.
  */
 const SERVER = path.resolve(import.meta.dirname, '../../src/server');
-const HTTP_LAYER = new Set(['http/router.ts', 'http/paging.ts', 'http/sse.ts', 'http/routes.ts', 'http/machine-routes.ts', 'http/daemon-routes.ts', 'http/web-routes.ts']);
+const HTTP_LAYER = new Set([
+  'http/router.ts',
+  'http/paging.ts',
+  'http/sse.ts',
+  'http/routes.ts',
+  'http/machine-routes.ts',
+  'http/daemon-routes.ts',
+  'http/web-routes.ts',
+]);
 const WIRING = new Set(['index.ts']);
 
 function serviceFiles(dir: string): string[] {

@@ -126,8 +126,9 @@ async function setup(
 }
 
 describe('the worker', () => {
-  it('renews its lease while the task runs, reports its output, then completes it with the outcome', async () => {
+  it('renews its lease while the task runs, reports its output, then completes it with the outcome and its stage times', async () => {
     const { queue, docker, clock, lease } = await setup();
+    const t0 = clock.now();
     await docker.whenRunning(1);
     await clock.whenSleeping(1);
     clock.advance(10_000);
@@ -136,7 +137,9 @@ describe('the worker', () => {
     const ended = queue.next();
     docker.exit('cycle-server-task_1', 0, 'hello\n', { score: 3 });
     await ended;
-    expect(queue.outcomes).toEqual([{ leaseId: lease.id, outcome: { status: 'succeeded', result: { score: 3 }, exitCode: 0 } }]);
+    // The container ran 10 s on the task clock: its stages say so (issue 22).
+    const stages = { image_ready: t0, created: t0, started: t0, exited: t0 + 10_000, captured: t0 + 10_000 };
+    expect(queue.outcomes).toEqual([{ leaseId: lease.id, outcome: { status: 'succeeded', result: { score: 3 }, exitCode: 0, stages } }]);
     expect(queue.reports.map((r) => r.output ?? '').join('')).toBe('hello\n');
     expect(clock.sleeping()).toBe(0);
   });
@@ -192,7 +195,7 @@ describe('the worker', () => {
     queue.revoke(lease.id, 'cancelled');
     await ended;
     expect(docker.runningNames()).toEqual([]);
-    expect(queue.outcomes).toEqual([{ leaseId: lease.id, outcome: { status: 'cancelled', error: 'cancelled' } }]);
+    expect(queue.outcomes).toEqual([{ leaseId: lease.id, outcome: { status: 'cancelled', error: 'cancelled', stages: expect.any(Object) } }]);
   });
 
   it('stop: a running task is given back to the queue, not finished', async () => {

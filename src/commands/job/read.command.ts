@@ -12,6 +12,8 @@ const listFlags = {
 export type ListOptions = OptionsFrom<{}, typeof listFlags>;
 const byIdArgs = { id: arg.required('the job id') };
 export type ByIdOptions = OptionsFrom<typeof byIdArgs, typeof readFlags>;
+const tasksFlags = { ...readFlags, timings: flag.boolean('--timings', "where each task's time went: queue, image, create, start, run, capture, store") };
+export type TasksOptions = OptionsFrom<typeof byIdArgs, typeof tasksFlags>;
 const logsFlags = {
   ...readFlags,
   follow: flag.boolean('--follow', 'stream it live until the job ends'),
@@ -45,8 +47,9 @@ export const tasks = defineCommand({
   name: 'tasks',
   summary: "a job's tasks: status, attempts, exit codes, errors",
   args: byIdArgs,
-  flags: readFlags,
-  examples: ['cycle job tasks job_123'],
+  flags: tasksFlags,
+  notes: "--timings is a cycle server feature (`GET /api/v1/jobs/ID/timings`); with --json it prints each task's stage times (ms since the epoch).",
+  examples: ['cycle job tasks job_123', 'cycle job tasks job_123 --timings'],
   load: async () => ({ run: (await import('./read.js')).tasks }),
 });
 

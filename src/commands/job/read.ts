@@ -6,7 +6,8 @@ import { describeTaskEvent, splitLog, systemLine } from '../../api/log-lines.js'
 import { isTerminalJobStatus, jobIdOf, JOB_STATUSES, textOf, type CancelledJobView, type JobView } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
 import { applyEvent, followJob, jobLine, pollJobs, reportFailures } from './follow.js';
-import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions, TailOptions } from './read.command.js';
+import type { ListOptions, ByIdOptions, LogsOptions, IdsOptions, TailOptions, TasksOptions } from './read.command.js';
+import { STAGE_SPANS, stageSpans } from '../../api/timings.js';
 
 export async function list(options: ListOptions, ctx: Context): Promise<number> {
   if (options.status && !(JOB_STATUSES as readonly string[]).includes(options.status))
@@ -106,8 +107,9 @@ function printJob(job: JobView, ctx: Context): void {
   for (const [key, value] of rows) ctx.ui.out(`${key.padEnd(11)} ${value}`);
 }
 
-export async function tasks(options: ByIdOptions, ctx: Context): Promise<number> {
+export async function tasks(options: TasksOptions, ctx: Context): Promise<number> {
   const api = await ctx.api(options);
+  if (options.timings) return taskTimings(api, options, ctx);
   const list = await api.tasks(options.id);
   if (options.json) {
     ctx.ui.json(list);
@@ -130,6 +132,32 @@ export async function tasks(options: ByIdOptions, ctx: Context): Promise<number>
   );
   // On stderr: the table on stdout stays what a script reads.
   if (waiting) ctx.ui.info(`queued tasks wait: ${waiting}`);
+  return ExitCode.ok;
+}
+
+/** `job tasks --timings`: each task's stage durations, and their sums. */
+async function taskTimings(api: ApiClient, options: TasksOptions, ctx: Context): Promise<number> {
+  const list = await api.timings(options.id);
+  if (!list)
+    throw new CycleError({
+      message: `job ${options.id}: this server does not report task timings (GET /api/v1/jobs/${options.id}/timings answered 404)`,
+      hint: 'task timings are a cycle server feature: run `cycle job tasks ID` without --timings, or upgrade the server',
+      exitCode: ExitCode.usage,
+    });
+  if (options.json) {
+    ctx.ui.json(list);
+    return ExitCode.ok;
+  }
+  const shown = (ms: number | undefined): string => (ms === undefined ? '-' : formatDuration(ms));
+  const totals = new Map<string, number>();
+  const rows = list.map((t) => {
+    const spans = stageSpans(t.stages);
+    for (const span of STAGE_SPANS) totals.set(span.name, (totals.get(span.name) ?? 0) + (spans[span.name] ?? 0));
+    const total = t.stages.stored !== undefined && t.stages.queued !== undefined ? t.stages.stored - t.stages.queued : undefined;
+    return [String(t.index), t.task_id, colorStatus(t.status, ctx), ...STAGE_SPANS.map((span) => shown(spans[span.name])), shown(total)];
+  });
+  if (list.length > 1) rows.push(['', 'sum', '', ...STAGE_SPANS.map((span) => shown(totals.get(span.name))), '']);
+  ctx.ui.out(formatTable(['#', 'TASK', 'STATUS', ...STAGE_SPANS.map((span) => span.name.toUpperCase()), 'TOTAL'], rows));
   return ExitCode.ok;
 }
 

@@ -275,6 +275,11 @@ export function createRouter(options: AppOptions): Router {
     const maxPoints = intParam(ctx.query, 'max_points', { min: 1, max: PROGRESS_MAX_POINTS, fallback: PROGRESS_DEFAULT_POINTS });
     return sendJsonStreamed(ctx.res, 200, { ...jobs.progress(job, { cursor, limit }, maxPoints) });
   });
+  // Where each task's time went (api/timings.ts): beside the task documents, not in them.
+  router.add('GET', '/api/v1/jobs/:id/timings', async (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    await sendJsonStreamed(ctx.res, 200, jobs.timingsPage(job, pageRequest(ctx.query)));
+  });
   router.add('GET', '/api/v1/jobs/:id/output', async (ctx) => {
     const job = jobs.require(ctx.params.id!);
     const tail = intParam(ctx.query, 'tail', { min: 1, max: OUTPUT_MAX_TAIL, fallback: OUTPUT_DEFAULT_TAIL });

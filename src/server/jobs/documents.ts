@@ -1,5 +1,6 @@
 import fs from 'node:fs/promises';
 import type { Artifact, Job, Results, Task, TaskStatus } from '../../api/schemas.js';
+import { TASK_STAGES, type TaskStages, type TaskTimings } from '../../api/timings.js';
 import { type DB, parseJson } from '../db.js';
 import { notFound } from '../errors.js';
 import { type JobKinds, kindOf } from '../kinds/registry.js';
@@ -120,6 +121,20 @@ export class JobDocuments {
     const base = taskBaseOf(job);
     const sizes = base && taskBaseSizes(base);
     const { entries, next } = this.entryPage(job.id, page, (t) => this.taskDocument(t, base, sizes), status);
+    return { job_id: job.id, tasks: entries, next_cursor: next };
+  }
+
+  /** `GET /jobs/:id/timings`: a page of the tasks' stage times (api/timings.ts). */
+  timingsPage(job: JobRow, page: PageRequest): { job_id: string; tasks: TaskTimings[]; next_cursor: string | null } {
+    const queued = Date.parse(job.created_at);
+    const { entries, next } = this.entryPage(job.id, page, (task): TaskTimings => {
+      const worker = parseJson<TaskStages>(task.stages, {});
+      const stages: TaskStages = { queued };
+      if (task.started_at) stages.leased = Date.parse(task.started_at);
+      for (const stage of TASK_STAGES) if (typeof worker[stage] === 'number') stages[stage] = worker[stage];
+      if (task.finished_at) stages.stored = Date.parse(task.finished_at);
+      return { task_id: task.id, index: task.idx, attempt: task.attempt, status: task.status, stages };
+    });
     return { job_id: job.id, tasks: entries, next_cursor: next };
   }
 

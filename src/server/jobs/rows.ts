@@ -41,6 +41,8 @@ export interface TaskRow {
   last_failed: string | null;
   started_at: string | null;
   finished_at: string | null;
+  /** JSON of lease.ts `WorkerStages` (absent in rows read before the column existed). */
+  stages?: string | null;
 }
 
 export interface ArtifactRow {

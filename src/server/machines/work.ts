@@ -140,6 +140,7 @@ export class MachineWork {
         ...(outcome.result !== undefined ? { result: outcome.result } : {}),
         ...(outcome.error !== undefined ? { error: outcome.error } : {}),
         ...(outcome.exit_code !== undefined ? { exitCode: outcome.exit_code } : {}),
+        ...(outcome.stages !== undefined ? { stages: outcome.stages } : {}),
       }),
     );
   }

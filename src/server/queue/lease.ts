@@ -71,12 +71,31 @@ export interface LeaseReport {
   artifact?: { captured: CapturedArtifact };
 }
 
+/**
+ * When a task reached each of its stages on its worker (ms since the epoch, the worker's clock):
+ * the image was ready, the container created, started and exited, its artifacts captured. A stage
+ * not reached (a task that failed before its container ran) is absent. Plain JSON, snake_case as
+ * `GET /api/v1/jobs/:id/timings` serves it.
+ */
+export interface WorkerStages {
+  image_ready?: number;
+  created?: number;
+  started?: number;
+  exited?: number;
+  captured?: number;
+}
+
+/** The stages a worker reports, in order. */
+export const WORKER_STAGES = ['image_ready', 'created', 'started', 'exited', 'captured'] as const;
+
 /** How a task ended, as its worker saw it. */
 export interface LeaseOutcome {
   status: 'succeeded' | 'failed' | 'cancelled';
   result?: unknown;
   error?: string;
   exitCode?: number;
+  /** Where the task's time went on its worker (optional: a worker that does not say is still heard). */
+  stages?: WorkerStages;
 }
 
 /**

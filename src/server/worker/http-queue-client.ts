@@ -86,6 +86,7 @@ export class HttpQueueClient implements WorkQueueClient {
       ...(outcome.result !== undefined ? { result: outcome.result } : {}),
       ...(outcome.error !== undefined ? { error: outcome.error } : {}),
       ...(outcome.exitCode !== undefined ? { exit_code: outcome.exitCode } : {}),
+      ...(outcome.stages !== undefined ? { stages: outcome.stages } : {}),
     });
   }
 

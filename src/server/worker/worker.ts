@@ -10,7 +10,16 @@ import { type Clock, systemClock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
 import { LABELS } from '../../runner/images.js';
 import { joinInside } from '../../util/paths.js';
-import { MAX_REPORT_PROGRESS_POINTS, STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from '../queue/lease.js';
+import {
+  MAX_REPORT_PROGRESS_POINTS,
+  STOP_WAIT_MS,
+  StaleLease,
+  type Lease,
+  type LeaseOutcome,
+  type LeaseReport,
+  type WorkerOffer,
+  type WorkerStages,
+} from '../queue/lease.js';
 import type { RevokeReason } from '../queue/work-queue.js';
 import type { WorkQueueClient } from './queue-client.js';
 import type { TaskInputs } from './task-inputs.js';
@@ -58,6 +67,8 @@ interface Running {
   givenBack?: string;
   /** When this worker took it (ISO). */
   startedAt: string;
+  /** When the task reached each stage here, reported with its outcome. */
+  stages: WorkerStages;
 }
 
 /** A task stopped because the worker stops: given back to the queue, not finished. */
@@ -162,6 +173,7 @@ export class Worker {
       lost: false,
       done: Promise.resolve(),
       startedAt: new Date(this.options.clock.now()).toISOString(),
+      stages: {},
     };
     const previous = this.byTask.get(lease.taskId);
     const done = (async () => {
@@ -197,7 +209,7 @@ export class Worker {
     if (entry.givenBack !== undefined && controller.signal.aborted) outcome = INTERRUPTED;
     try {
       if (outcome === INTERRUPTED) await queue.release(lease.id, entry.givenBack ?? 'the worker stopped while the task ran');
-      else await queue.complete(lease.id, outcome);
+      else await queue.complete(lease.id, Object.keys(entry.stages).length ? { ...outcome, stages: entry.stages } : outcome);
     } catch (error) {
       if (!(error instanceof StaleLease)) throw error;
       this.options.log(`worker: task ${lease.taskId}: ${error.message}`);
@@ -284,6 +296,8 @@ export class Worker {
     const { lease } = entry;
     const project = await inputs.project(lease.project, lease.revision);
     const imageId = await inputs.image(lease.project, lease.revision);
+    const at = (): number => this.options.clock.now();
+    entry.stages.image_ready = at();
     if (signal.aborted) return this.stopped ? INTERRUPTED : { status: 'cancelled', error: 'cancelled' };
 
     const work = inputs.workDir(lease.taskId);
@@ -356,9 +370,13 @@ export class Worker {
             stdout: (text) => feed.output(text),
             stderr: (chunk) => feed.output(chunk.toString('utf8')),
             progress: (event) => feed.progress(event.data),
+            stage: (stage) => {
+              entry.stages[stage] = at();
+            },
           },
           signal,
         });
+        entry.stages.captured = at();
         if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
         await feed.close();
         if (outcome.status === 'interrupted' && (this.stopped || entry.givenBack !== undefined)) return INTERRUPTED;
