@@ -74,6 +74,17 @@ describe('cycle server over HTTPS', () => {
       },
     });
     expect(body.name).toBe('tls-m');
+    // The web page's sign-in over this server's own TLS: the session cookie is Secure.
+    const link = await user.request<{ path: string }>('POST', '/api/v1/dashboard/links', { json: {} });
+    const signIn = await new Promise<string | undefined>((resolve, reject) => {
+      https
+        .get(`${server!.url}${link.body.path}`, { ca: cert }, (res) => {
+          res.resume();
+          resolve(res.headers['set-cookie']?.[0]);
+        })
+        .on('error', reject);
+    });
+    expect(signIn).toMatch(/HttpOnly; SameSite=Strict; Path=\/;.*; Secure$/);
     await dispatcher.close();
     // Plain HTTP to the TLS port is no API answer.
     const plain = await fetch(server.url.replace('https:', 'http:') + '/health').then(

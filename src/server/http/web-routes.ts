@@ -94,7 +94,9 @@ export function addWebRoutes(router: Router, options: WebOptions): void {
         );
         return;
       }
-      const secure = headerValue(ctx.req, 'x-forwarded-proto') === 'https' ? '; Secure' : '';
+      // Secure when served over HTTPS: this server's own TLS (`--tls-cert`), or a reverse proxy's.
+      const overTls = (ctx.req.socket as { encrypted?: boolean }).encrypted === true;
+      const secure = overTls || headerValue(ctx.req, 'x-forwarded-proto') === 'https' ? '; Secure' : '';
       ctx.res.writeHead(303, {
         Location: '/',
         'Set-Cookie': `${sessions.cookieName}=${redeemed.id}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${SESSION_MAX_MS / 1000}${secure}`,
