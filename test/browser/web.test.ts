@@ -280,11 +280,11 @@ describe('the web page, in a real browser', () => {
     await shoot('job-hostile');
   });
 
-  it('shows projects, volumes, machines (no pool here) and the account', async () => {
+  it('shows projects, volumes, machines (none enrolled yet) and the account', async () => {
     for (const [section, expected] of [
       ['Projects', PROJECT],
       ['Volumes', 'No volumes'],
-      ['Machines', 'This server has no machine pool'],
+      ['Machines', 'No machines enrolled'],
       ['Account', 'Available'],
     ] as const) {
       await page.getByRole('navigation', { name: 'sections' }).getByRole('link', { name: section }).click();
