@@ -55,10 +55,12 @@ beforeAll(async () => {
   // checkpoint put back (a rerun on another machine) says so and finishes; `hold` tasks wait.
   project = await e2eCycleswapProject({
     run: [
-      'item=$(python3 -c \'import json,os;print(json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"])).get("n", 0))\')',
+      'read -r item hold <<EOF',
+      '$(python3 -c \'import json,os;p=json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"]));print(p.get("n", 0), "yes" if p.get("hold") else "no")\')',
+      'EOF',
       'if [ -f /artifacts/ckpt.txt ]; then echo "resumed from $(cat /artifacts/ckpt.txt)"; exit 0; fi',
       'echo "step-$item" > /artifacts/ckpt.txt',
-      'if grep -q \'"hold": true\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 600; fi',
+      'if [ "$hold" = yes ]; then sleep 600; fi',
       'sleep 1',
       'echo "done $item"',
       '',

@@ -16,6 +16,7 @@ import { systemClock } from '../../src/context.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
+import { faultProxy } from '../helpers/proxy.js';
 import { createMachineToken, startFakeDockerServer } from '../helpers/server.js';
 
 /**
@@ -290,8 +291,8 @@ describe('the daemon side: HttpQueueClient and HttpTaskInputs with the same Work
     }
   }
 
-  async function daemon(dataDir: string) {
-    const transport = new CountingTransport({ baseUrl: server!.url, token: M1, version: 'test', attempts: 1, timeoutMs: 30_000 });
+  async function daemon(dataDir: string, baseUrl = server!.url) {
+    const transport = new CountingTransport({ baseUrl, token: M1, version: 'test', attempts: 1, timeoutMs: 30_000 });
     const queue = new HttpQueueClient({ transport, clock: systemClock, log: () => undefined });
     const worker = new Worker({
       queue,
@@ -340,6 +341,20 @@ describe('the daemon side: HttpQueueClient and HttpTaskInputs with the same Work
     docker.exit(next!.name, 0, 'again\n', { loss: 0.05 });
     await waitForStatus(second, 'completed');
     expect(tarballs()).toBe(1);
+  });
+
+  it("a task's outcome that meets a server out of reach (a 503) is sent again: the job completes, once", async () => {
+    await start();
+    await heartbeat(M1, 'm1');
+    const proxy = await faultProxy(server!.url, ['503'], /\/complete$/);
+    cleanups.push(() => proxy.close());
+    const { worker } = await daemon(await tempDir('cycle-daemon-data-'), proxy.url);
+    worker.start();
+    const job = await submit();
+    const [spec] = await docker.whenRunning(1);
+    docker.exit(spec!.name, 0, 'done\n', { ok: true });
+    await waitForStatus(job, 'completed');
+    expect(proxy.seen.filter((s) => s.url.endsWith('/complete')).map((s) => s.fault)).toEqual(['503', null]);
   });
 
   it('a volume the project links is fetched by content and mounted; another task of it fetches no file again', async () => {

@@ -176,6 +176,12 @@ export class HttpQueueClient implements WorkQueueClient {
   }
 
   /** A call on a lease: 409 `stale_lease` becomes StaleLease (the worker stops that task). */
+  /** The server out of reach, or answering 5xx: worth asking again. A 4xx is its final word. */
+  isTransient(error: unknown): boolean {
+    if (error instanceof StaleLease) return false;
+    return !(error instanceof ApiError) || error.status >= 500;
+  }
+
   private async call<T>(
     leaseId: string,
     method: string,

@@ -19,6 +19,8 @@ export interface WorkQueueClient {
   release(leaseId: string, reason: string): Promise<void>;
   /** Heard when there may be work (a listener in-process; a long poll over HTTP later). */
   onWork(listener: () => void): () => void;
+  /** Whether a failed call may succeed if made again (the network, not the request): an outcome is then sent again. */
+  isTransient?(error: unknown): boolean;
   /** Heard when a lease is taken back (a cancel, an expiry) before the next renewal says so. */
   onRevoked(listener: (leaseId: string, why: RevokeReason) => void): () => void;
 }

@@ -207,13 +207,38 @@ export class Worker {
     }
     if (entry.lost) return; // the queue took the task back: a report now would be refused
     if (entry.givenBack !== undefined && controller.signal.aborted) outcome = INTERRUPTED;
-    try {
-      if (outcome === INTERRUPTED) await queue.release(lease.id, entry.givenBack ?? 'the worker stopped while the task ran');
-      else await queue.complete(lease.id, Object.keys(entry.stages).length ? { ...outcome, stages: entry.stages } : outcome);
-    } catch (error) {
-      if (!(error instanceof StaleLease)) throw error;
-      this.options.log(`worker: task ${lease.taskId}: ${error.message}`);
+    const final = outcome;
+    const send = (): Promise<void> =>
+      final === INTERRUPTED
+        ? queue.release(lease.id, entry.givenBack ?? 'the worker stopped while the task ran')
+        : queue.complete(lease.id, Object.keys(entry.stages).length ? { ...final, stages: entry.stages } : final);
+    // The outcome is the task's work: a queue out of reach (a network blip) is asked again, backing
+    // off, for as long as the lease can still be current; after that the queue has given the task
+    // to another worker and a report would be refused anyway.
+    const giveUpAt = this.elapsed() + lease.renewEveryMs * 3;
+    for (let wait = 250; ; wait = Math.min(wait * 2, 5_000)) {
+      try {
+        await send();
+        return;
+      } catch (error) {
+        if (error instanceof StaleLease) {
+          this.options.log(`worker: task ${lease.taskId}: ${error.message}`);
+          return;
+        }
+        if (!queue.isTransient?.(error)) throw error;
+        if (this.elapsed() + wait >= giveUpAt) {
+          this.options.log(`worker: task ${lease.taskId}: its outcome could not be sent (${(error as Error).message}); it runs again once its lease ends`);
+          return;
+        }
+        await this.options.clock.sleep(wait);
+      }
     }
+  }
+
+  /** The clock that never jumps (a lease's life is measured on it). */
+  private elapsed(): number {
+    const { clock } = this.options;
+    return clock.elapsed ? clock.elapsed() : clock.now();
   }
 
   /**
