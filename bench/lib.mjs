@@ -110,9 +110,11 @@ export function peakRss(file, args, options = {}) {
 export async function startServer(workers = 2, { args = [], env: serverEnv = {}, nodeArgs = [] } = {}) {
   const { spawn } = await import('node:child_process');
   const data = tempDir('cycle-bench-server-');
-  const server = spawn(process.execPath, [...nodeArgs, CYCLE, 'server', '--port', '0', '--data-dir', data, '--workers', String(workers), ...args], {
+  const command = ['server', '--port', '0', '--data-dir', data, '--workers', String(workers), ...args];
+  // As its shebang runs it (MALLOC_ARENA_MAX=2), through node itself only when node is given flags.
+  const server = spawn(nodeArgs.length ? process.execPath : CYCLE, nodeArgs.length ? [...nodeArgs, CYCLE, ...command] : command, {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...serverEnv },
+    env: { ...process.env, ...(nodeArgs.length ? { MALLOC_ARENA_MAX: '2' } : {}), ...serverEnv },
   });
   let log = '';
   server.stderr.on('data', (c) => (log += c));

@@ -182,6 +182,12 @@ async function benchSleepFanOut(server, first) {
   }
 }
 
+/** CPU seconds a process has used (user + system), from /proc (USER_HZ 100). */
+function cpuSeconds(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** (c): 200 simulated machines in a worker thread; this thread asks /health every 10 ms. */
 async function benchSimulatedMachines() {
   const machines = Number(process.env.BENCH_POOL_MACHINES ?? 200);
@@ -214,11 +220,13 @@ async function benchSimulatedMachines() {
         await new Promise((r) => setTimeout(r, 10));
       }
     })();
+    const cpuBefore = cpuSeconds(server.pid);
     const worker = new Worker(new URL('./pool-machines.mjs', import.meta.url), { workerData: { url: server.env.CYCLE_API_URL, tokens, tasks, taskMs } });
     const outcome = await new Promise((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
     });
+    const serverCpu = cpuSeconds(server.pid) - cpuBefore;
     probing = false;
     await probe;
     await worker.terminate();
@@ -232,7 +240,7 @@ async function benchSimulatedMachines() {
       'ms',
       '≤ 100 ms',
       p99 <= 100,
-      `(median ${median(outcome.leaseAnswers).toFixed(0)} ms over ${outcome.leaseAnswers.length} leases; ${tasks} tasks of ${taskMs} ms in ${outcome.seconds.toFixed(1)} s, ${(outcome.requests / outcome.seconds).toFixed(0)} requests/s, ${outcome.retries} calls retried on a reclaimed connection)`,
+      `(median ${median(outcome.leaseAnswers).toFixed(0)} ms over ${outcome.leaseAnswers.length} leases; ${tasks} tasks of ${taskMs} ms in ${outcome.seconds.toFixed(1)} s, ${(outcome.requests / outcome.seconds).toFixed(0)} requests/s, server CPU ${serverCpu.toFixed(1)} s, ${outcome.retries} calls retried on a reclaimed connection)`,
     );
     report(
       '  server event-loop stall (/health every 10 ms)',
