@@ -9,6 +9,7 @@ const INVENTORY = { cpus: 16, memory_bytes: 64e9, free_disk_bytes: 500e9, gpus: 
 const ACTIVITY = { idle: true, busy_reasons: [], paused_until: null, forbid_busy_assign: true };
 
 const leaseAnswers = []; // ms, answers that carried a lease
+const leaseTimes = []; // when each was asked, ms from the start
 let emptyAnswers = 0;
 let done = 0;
 let requests = 0;
@@ -43,6 +44,8 @@ async function callOnce(token, route, body) {
   return JSON.parse(text);
 }
 
+const started = performance.now();
+
 async function machine(token, i) {
   const name = `sim-${String(i).padStart(3, '0')}`;
   const heartbeat = () => call(token, 'heartbeat', { name, slots: 1, inventory: INVENTORY, activity: ACTIVITY });
@@ -57,6 +60,7 @@ async function machine(token, i) {
         continue;
       }
       leaseAnswers.push(performance.now() - asked);
+      leaseTimes.push(asked - started);
       for (const lease of leases) {
         // The task "runs" taskMs (a tiny task's container takes about that); renewed and reported on midway.
         await new Promise((r) => setTimeout(r, taskMs / 2));
@@ -72,13 +76,13 @@ async function machine(token, i) {
   }
 }
 
-const started = performance.now();
 const results = await Promise.allSettled(tokens.map((token, i) => machine(token, i)));
 const errors = results
   .filter((r) => r.status === 'rejected')
   .map((r) => `${r.reason?.message ?? r.reason} (${r.reason?.cause?.code ?? r.reason?.cause?.message ?? ''})`);
 parentPort.postMessage({
   leaseAnswers,
+  leaseTimes,
   emptyAnswers,
   done,
   requests,
