@@ -103,11 +103,19 @@ export function peakRss(file, args, options = {}) {
   return Number(match[1]) / 1024;
 }
 
-/** A `cycle server` on a free port in a temp data folder, and a way to run `cycle` against it. */
-export async function startServer(workers = 2) {
+/**
+ * A `cycle server` on a free port in a temp data folder, and a way to run `cycle` against it.
+ * `args` and `env` are added to its command line and environment (`--no-local-worker`), `nodeArgs` to node's (`--cpu-prof`).
+ */
+export async function startServer(workers = 2, { args = [], env: serverEnv = {}, nodeArgs = [] } = {}) {
   const { spawn } = await import('node:child_process');
   const data = tempDir('cycle-bench-server-');
-  const server = spawn(CYCLE, ['server', '--port', '0', '--data-dir', data, '--workers', String(workers)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const command = ['server', '--port', '0', '--data-dir', data, '--workers', String(workers), ...args];
+  // As its shebang runs it (MALLOC_ARENA_MAX=2), through node itself only when node is given flags.
+  const server = spawn(nodeArgs.length ? process.execPath : CYCLE, nodeArgs.length ? [...nodeArgs, CYCLE, ...command] : command, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...(nodeArgs.length ? { MALLOC_ARENA_MAX: '2' } : {}), ...serverEnv },
+  });
   let log = '';
   server.stderr.on('data', (c) => (log += c));
   for (let i = 0; i < 100 && !/listening on/.test(log); i++) await new Promise((r) => setTimeout(r, 100));
@@ -122,6 +130,7 @@ export async function startServer(workers = 2) {
   };
   return {
     pid: server.pid,
+    log: () => log,
     env,
     /** Runs a program (default: cycle) in `cwd` with the server's settings; resolves with its output and end time. */
     run: (args, options = {}) =>

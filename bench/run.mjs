@@ -1,4 +1,4 @@
-// npm run bench [-- startup|hash|test|pack|upload|watch|server|web ...]: prints each budget as a ratio against a baseline
+// npm run bench [-- startup|hash|test|pack|upload|watch|server|web|pool ...]: prints each budget as a ratio against a baseline
 // measured in the same run. Benchmarks report; they are not timed tests.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +10,7 @@ import { benchPack, benchUpload, bigProject, packProject } from './pack.mjs';
 import { benchWatch } from './watch.mjs';
 import { benchServer } from './server.mjs';
 import { benchWeb } from './web.mjs';
+import { benchPool } from './pool.mjs';
 
 if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
   console.error('bench: build first (npm run build)');
@@ -33,6 +34,7 @@ const all = {
   watch: benchWatch,
   server: benchServer,
   web: benchWeb,
+  pool: benchPool,
 };
 const wanted = process.argv.slice(2).filter((a) => a in all);
 console.log(`cycle benchmarks — node ${process.version}, ${CYCLE}`);

@@ -202,7 +202,30 @@ export function openDatabase(file: string): DB {
   db.pragma('foreign_keys = ON');
   addMissingColumns(db);
   db.exec(SCHEMA);
+  cachePreparedStatements(db);
   return db;
+}
+
+/**
+ * `db.prepare(sql)` answers the statement it prepared before for the same text: compiling SQL
+ * took most of a busy machine pool's server time (every lease, renew, report and heartbeat
+ * prepares a few; `npm run bench pool`). A statement still stepping through rows (`iterate()`)
+ * is busy and cannot run again meanwhile: a fresh one is prepared then. No caller changes a
+ * statement's mode (`pluck`, `raw`, `expand`, `safeIntegers`): a cached one would keep it.
+ */
+const MAX_CACHED_STATEMENTS = 1000;
+
+function cachePreparedStatements(db: DB): void {
+  const prepare = db.prepare.bind(db);
+  const cache = new Map<string, Database.Statement>();
+  db.prepare = ((sql: string) => {
+    const cached = cache.get(sql);
+    if (cached && !cached.busy) return cached;
+    const statement = prepare(sql);
+    // Bounded: a text built from a list's length (`IN (?, ?, …)`) is one entry per length.
+    if (!cached && cache.size < MAX_CACHED_STATEMENTS) cache.set(sql, statement);
+    return statement;
+  }) as DB['prepare'];
 }
 
 /**

@@ -34,8 +34,14 @@ export type Layout = ReturnType<typeof layout>;
 export function appendTaskLog(layout: Layout, taskId: string, text: string): void {
   const file = layout.taskLog(taskId);
   try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-    fs.appendFileSync(file, text);
+    try {
+      fs.appendFileSync(file, text);
+    } catch (error) {
+      // The logs folder is made at the first line (not checked on every line: a busy pool appends many).
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      fs.appendFileSync(file, text);
+    }
   } catch {
     // the data folder is gone (the server is closing)
   }

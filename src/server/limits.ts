@@ -3,7 +3,7 @@
  * closes a way for a slow or hostile client to hold the server's memory, sockets or time.
  */
 export interface HttpLimits {
-  /** Open TCP connections. Past it, an idle one (no request in progress) makes room; else 503. */
+  /** Open TCP connections. Past it, an idle one (no request in progress) makes room; else 503. (Node raises the soft fd limit to the hard one.) */
   maxConnections: number;
   /** From a connection's first byte (or its last answer) to the end of the request's headers. */
   headersTimeoutMs: number;
@@ -28,7 +28,9 @@ export interface HttpLimits {
 }
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = {
-  maxConnections: 256,
+  // A machine pool's daemons each hold a long poll and send heartbeats, renewals and reports
+  // beside it: 200 machines (issue 20's figure) take several hundred (`npm run bench pool`).
+  maxConnections: 1024,
   headersTimeoutMs: 10_000,
   idleTimeoutMs: 60_000,
   keepAliveTimeoutMs: 5_000,

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { cycle, removeTestProjectImages, testProjectName, waitFor } from '../helpers/e2e.js';
 import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { cpuInventory, gpuInventory, IDLE, OLDER_DRIVER } from '../helpers/machines.js';
 
 /*
  * The web page in a real browser (Debian's chromium, driven by playwright-core), against the real
@@ -256,6 +257,71 @@ describe('the web page, in a real browser', () => {
     expect((await api.call('GET', `/api/v1/jobs/${id}`)).body.status).toBe('cancelled');
   });
 
+  it('the machines page shows each machine and drains / undrains it; a cross-site drain is refused', async () => {
+    // Two machines enrol by heartbeating with their tokens over HTTP (no daemon, no Docker needed).
+    for (const [name, inventory] of [
+      ['gpu-a', gpuInventory(OLDER_DRIVER)],
+      ['cpu-b', cpuInventory()],
+    ] as const) {
+      const { token } = (await api.call('POST', '/api/v1/machines/tokens', { name })).body as { token: string };
+      const beat = await fetch(`${server.url}/api/v1/machine/heartbeat`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ name, slots: 2, inventory, activity: IDLE }),
+      });
+      expect(beat.status, await beat.text()).toBe(200);
+    }
+    await page.goto(`${server.url}/machines`);
+    const gpuRow = page.locator('tr[data-machine="gpu-a"]');
+    await gpuRow.waitFor();
+    expect(await gpuRow.textContent()).toMatch(/idle.*A100.*550\.144\.03 \/ 12\.4.*0\/2/);
+    expect(await page.locator('tr[data-machine="cpu-b"]').textContent()).toMatch(/idle.*none.*nvidia-smi: command not found/);
+    await shoot('machines');
+    // Another site tries to drain gpu-a with the browser's cookie (a form POST), and with the cookie itself from another origin.
+    const evil = http.createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'text/html' });
+      res.end(`<form id=f method=POST action="${server.url}/api/v1/machines/gpu-a/drain"></form><script>document.getElementById('f').submit();</script>`);
+    });
+    await new Promise<void>((resolve) => evil.listen(0, '127.0.0.1', resolve));
+    try {
+      const evilPage = await context.newPage();
+      const answered = evilPage.waitForResponse((r) => r.url().endsWith('/api/v1/machines/gpu-a/drain') && r.request().method() === 'POST');
+      await evilPage.goto(`http://localhost:${(evil.address() as AddressInfo).port}/`);
+      expect([401, 403]).toContain((await answered).status());
+      await evilPage.close();
+    } finally {
+      evil.close();
+    }
+    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
+    for (const method of ['POST', 'DELETE']) {
+      const crossSite = await fetch(`${server.url}/api/v1/machines/gpu-a/drain`, {
+        method,
+        headers: { Cookie: `${cookie.name}=${cookie.value}`, Origin: 'http://localhost:1', 'Sec-Fetch-Site': 'cross-site', 'Content-Type': 'application/json' },
+        ...(method === 'POST' ? { body: '{}' } : {}),
+      });
+      expect(crossSite.status).toBe(403);
+    }
+    // The cookie without the page's CSRF value, from the same origin: refused too.
+    const noCsrf = await fetch(`${server.url}/api/v1/machines/gpu-a/drain`, {
+      method: 'POST',
+      headers: { Cookie: `${cookie.name}=${cookie.value}`, Origin: server.url, 'Content-Type': 'application/json' },
+      body: '{}',
+    });
+    expect(noCsrf.status).toBe(403);
+    expect((await api.call('GET', '/api/v1/machines/gpu-a')).body.state).toBe('idle');
+    // From the page: drained, then undrained.
+    await gpuRow.getByRole('button', { name: 'Drain' }).click();
+    await gpuRow.locator('.status-draining').waitFor();
+    expect((await api.call('GET', '/api/v1/machines/gpu-a')).body.state).toBe('draining');
+    await shoot('machines-draining');
+    await gpuRow.getByRole('button', { name: 'Undrain' }).click();
+    await gpuRow.locator('.status-idle').waitFor();
+    expect((await api.call('GET', '/api/v1/machines/gpu-a')).body.state).toBe('idle');
+    // The session's own GET of one machine works with the cookie alone.
+    const one = await page.evaluate<{ name: string }>("fetch('/api/v1/machines/cpu-b').then((r) => r.json())");
+    expect(one.name).toBe('cpu-b');
+  });
+
   it('renders hostile names, tags, log lines, file names and results as inert text', async () => {
     const id = await submit(['--payload', '{"hostile": true}', '--tag', HOSTILE, '--meta', `name=${HOSTILE_SCRIPT}`, '--variant', HOSTILE, '--wait']);
     await page.goto(`${server.url}/jobs`);
@@ -280,11 +346,11 @@ describe('the web page, in a real browser', () => {
     await shoot('job-hostile');
   });
 
-  it('shows projects, volumes, machines (none enrolled yet) and the account', async () => {
+  it('shows projects, volumes, machines (the two the machines test enrolled) and the account', async () => {
     for (const [section, expected] of [
       ['Projects', PROJECT],
       ['Volumes', 'No volumes'],
-      ['Machines', 'No machines enrolled'],
+      ['Machines', 'cpu-b'],
       ['Account', 'Available'],
     ] as const) {
       await page.getByRole('navigation', { name: 'sections' }).getByRole('link', { name: section }).click();

@@ -221,6 +221,20 @@ describe('machine routes: leases', () => {
     expect(Date.now() - started).toBeLessThan(10_000); // the wait was 20 s
   });
 
+  it('300 machines each holding a long poll are all answered, and all get a task of a job submitted meanwhile (issue 20: 200 daemons take more than 256 connections)', async () => {
+    await start();
+    const machines = 300;
+    const tokens: string[] = [];
+    for (let i = 0; i < machines; i++) tokens.push((await createMachineToken(server!)).token);
+    await Promise.all(tokens.map(async (token, i) => expect((await heartbeat(token, `m${i}`)).status).toBe(200)));
+    const polls = tokens.map((token) => call(token, 'POST', '/api/v1/machine/lease', { max: 1, wait_ms: 15_000 }));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await submit({ payload: { n: Array.from({ length: machines }, (_, i) => i) }, fan_out: { by: 'n' } });
+    const answers = await Promise.all(polls);
+    expect(answers.filter((a) => a.status !== 200).map((a) => `${a.status} ${JSON.stringify(a.body).slice(0, 120)}`)).toEqual([]);
+    expect(answers.reduce((sum, a) => sum + a.body.leases.length, 0)).toBe(machines);
+  }, 60_000);
+
   it('a machine that may not take work (drained) is offered nothing, and told why', async () => {
     await start();
     await heartbeat(M1, 'm1');

@@ -5,6 +5,7 @@ import { startFakeDockerServer } from '../helpers/server.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { thin } from '../../src/server/jobs/progress.js';
 import { ansiSegments } from '../../web/src/ansi.js';
+import { cpuInventory, IDLE } from '../helpers/machines.js';
 
 /*
  * The web page's sign-in and what its session cookie may do (docs/api.md, "The web page"): a
@@ -91,6 +92,46 @@ describe('web sessions', () => {
     await refused({ 'X-Cycle-CSRF': csrf, 'Sec-Fetch-Site': 'same-site' });
     // From the page: past authentication (the job does not exist).
     expect((await cancel({ 'X-Cycle-CSRF': csrf, Origin: `http://${host}`, 'Sec-Fetch-Site': 'same-origin' })).status).toBe(404);
+  });
+
+  it("drains and undrains a machine by cookie from the page's origin only; reads one machine", async () => {
+    const { cookie, csrf } = await signIn();
+    const host = new URL(server.url).host;
+    const { token } = (await (
+      await fetch(`${server.url}/api/v1/machines/tokens`, {
+        method: 'POST',
+        headers: { ...bearer(), 'Content-Type': 'application/json' },
+        body: '{"name": "gpu-a"}',
+      })
+    ).json()) as { token: string };
+    const beat = await fetch(`${server.url}/api/v1/machine/heartbeat`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'gpu-a', slots: 1, inventory: cpuInventory(), activity: IDLE }),
+    });
+    expect(beat.status).toBe(200);
+    const drain = (method: 'POST' | 'DELETE', headers: Record<string, string>) =>
+      fetch(`${server.url}/api/v1/machines/gpu-a/drain`, {
+        method,
+        headers: { Cookie: cookie, 'Content-Type': 'application/json', ...headers },
+        ...(method === 'POST' ? { body: '{}' } : {}),
+      });
+    const page = { 'X-Cycle-CSRF': csrf, Origin: `http://${host}`, 'Sec-Fetch-Site': 'same-origin' };
+    for (const method of ['POST', 'DELETE'] as const) {
+      for (const headers of [{}, { ...page, Origin: 'https://evil.example' }, { ...page, 'Sec-Fetch-Site': 'cross-site' }]) {
+        const refused = await drain(method, headers);
+        expect(refused.status).toBe(403);
+        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('cross_site_refused');
+      }
+    }
+    const state = async () => ((await (await fetch(`${server.url}/api/v1/machines/gpu-a`, { headers: { Cookie: cookie } })).json()) as { state: string }).state;
+    expect(await state()).toBe('idle');
+    expect((await drain('POST', page)).status).toBe(200);
+    expect(await state()).toBe('draining');
+    expect((await drain('DELETE', page)).status).toBe(200);
+    expect(await state()).toBe('idle');
+    // Removing a machine and making tokens stay the token's.
+    expect((await fetch(`${server.url}/api/v1/machines/gpu-a`, { method: 'DELETE', headers: { Cookie: cookie, ...page } })).status).toBe(401);
   });
 
   it('signs out on the server: the cookie stops working', async () => {

@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import { ApiFailure, enc, getJson } from './api.js';
+import { ApiFailure, change, enc, getJson } from './api.js';
 import { bytes, Failure, short, Status, useLoad, when } from './util.js';
 
 interface ProjectDetails {
@@ -145,8 +145,16 @@ interface Machine {
   name: string;
   state: string;
   slots: number;
+  draining?: boolean;
   running: Array<{ job_id: string; task_id: string; started_at: string | null }>;
-  inventory: { cpus: number; memory_bytes: number; gpus: Array<{ index: number; name: string; memory_mib: number }>; gpu_problem?: string } | null;
+  inventory: {
+    cpus: number;
+    memory_bytes: number;
+    gpus: Array<{ index: number; name: string; memory_mib: number }>;
+    driver?: string;
+    cuda?: string;
+    gpu_problem?: string;
+  } | null;
   last_heartbeat_at: string | null;
 }
 
@@ -167,36 +175,45 @@ export function MachinesPage() {
       {list.data && !('noPool' in list.data) && list.data.machines.length === 0 && <p class="empty">No machines enrolled.</p>}
       {list.data && list.data.machines.length > 0 && (
         <div class="table-wrap">
-          <table>
+          <table class="machines">
             <thead>
               <tr>
                 <th>Machine</th>
                 <th>State</th>
                 <th>GPUs</th>
+                <th>Driver / CUDA</th>
                 <th>CPUs / memory</th>
                 <th>Running</th>
                 <th>Last heard</th>
+                <th />
               </tr>
             </thead>
             <tbody>
               {list.data.machines.map((m) => (
-                <tr>
+                <tr data-machine={m.name}>
                   <td>{m.name}</td>
                   <td>
                     <Status status={m.state} />
+                    {m.draining && m.state !== 'draining' && <div class="muted">draining</div>}
                   </td>
                   <td>
                     {m.inventory?.gpus.length ? m.inventory.gpus.map((g) => `${g.name} (${bytes(g.memory_mib * 1024 * 1024)})`).join(', ') : 'none'}
                     {m.inventory?.gpu_problem && <div class="muted">{m.inventory.gpu_problem}</div>}
                   </td>
+                  <td>{m.inventory?.driver ? `${m.inventory.driver} / ${m.inventory.cuda ?? '—'}` : '—'}</td>
                   <td>{m.inventory ? `${m.inventory.cpus} / ${bytes(m.inventory.memory_bytes)}` : '—'}</td>
                   <td>
                     {m.running.length}/{m.slots}
                     {m.running.map((r) => (
-                      <div class="mono">{short(r.job_id, 40)}</div>
+                      <div class="mono">
+                        <a href={`/jobs/${enc(r.job_id)}`}>{short(r.job_id, 40)}</a>
+                      </div>
                     ))}
                   </td>
                   <td>{when(m.last_heartbeat_at)}</td>
+                  <td>
+                    <DrainButton name={m.name} draining={m.draining ?? m.state === 'draining'} onDone={list.reload} />
+                  </td>
                 </tr>
               ))}
             </tbody>
@@ -204,6 +221,32 @@ export function MachinesPage() {
         </div>
       )}
     </section>
+  );
+}
+
+/** Drain (the machine finishes what it runs and takes nothing new) or undrain: the session's cookie and CSRF value. */
+function DrainButton(props: { name: string; draining: boolean; onDone: () => void }) {
+  const [state, setState] = useState<{ busy: boolean; error?: string }>({ busy: false });
+  return (
+    <span>
+      <button
+        type="button"
+        disabled={state.busy}
+        onClick={async () => {
+          setState({ busy: true });
+          try {
+            await change(props.draining ? 'DELETE' : 'POST', `/api/v1/machines/${enc(props.name)}/drain`);
+            setState({ busy: false });
+            props.onDone();
+          } catch (error) {
+            setState({ busy: false, error: (error as Error).message });
+          }
+        }}
+      >
+        {state.busy ? '…' : props.draining ? 'Undrain' : 'Drain'}
+      </button>
+      <Failure error={state.error} />
+    </span>
   );
 }
 

@@ -44,8 +44,11 @@ export function addDaemonRoutes(router: Router, work: MachineWork): void {
     async (ctx) => {
       const { max, wait_ms } = await body(ctx, leaseRequestSchema);
       // The poll ends early when the daemon hangs up: the leases made meanwhile are given back.
+      // (Only when unanswered: an abort makes a DOMException, which a busy pool felt on every poll.)
       const gone = new AbortController();
-      ctx.res.once('close', () => gone.abort());
+      ctx.res.once('close', () => {
+        if (!ctx.res.writableEnded) gone.abort();
+      });
       sendJson(ctx.res, 200, await work.lease(caller(ctx), max, wait_ms, gone.signal));
     },
     machine,

@@ -113,6 +113,8 @@ export class WorkQueue {
   private readonly lifetime = new AbortController();
   /** The sleep until the earliest lease expiry (none while no lease is out). */
   private sweep: AbortController | undefined;
+  /** When that sleep ends (the clock of `elapsed()`). */
+  private sweepAt = Infinity;
   private readonly leaseMs: number;
   /** What a task's directives (`_artifacts.download`, `_shared.resolve`) bring into its payload. */
   private readonly directives: DirectiveResolver;
@@ -195,7 +197,9 @@ export class WorkQueue {
 
   /** Up to `max` tasks this worker can run, next in job order, each as a lease. */
   lease(offer: WorkerOffer, max: number): Promise<Lease[]> {
-    const run = this.leasing.then(() => this.leaseNow(offer, max));
+    // Each waits for the one before, then for the event loop's next turn: a crowd of machines
+    // woken at once by new work is served one lease request a turn, not in one long stall.
+    const run = this.leasing.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.leaseNow(offer, max));
     this.leasing = run.catch(() => undefined);
     return run;
   }
@@ -631,15 +635,26 @@ export class WorkQueue {
 
   /** One sleep on the clock until the earliest expiry; none while no lease is out (nothing keeps an idle server alive). */
   private scheduleSweep(): void {
+    if (this.stopped || this.held.size === 0) {
+      this.sweep?.abort();
+      this.sweep = undefined;
+      return;
+    }
+    let earliest = Infinity;
+    for (const held of this.held.values()) earliest = Math.min(earliest, held.lease.expiresAt);
+    // A sweep already due no later stays: it finds nothing due, or what is, and plans the next.
+    // (Replacing it at every lease, renew and outcome made a busy pool's server spend its time
+    // on timers and aborts.)
+    if (this.sweep && this.sweepAt <= earliest) return;
     this.sweep?.abort();
-    this.sweep = undefined;
-    if (this.stopped || this.held.size === 0) return;
-    const earliest = Math.min(...[...this.held.values()].map((h) => h.lease.expiresAt));
     const sweep = new AbortController();
     this.sweep = sweep;
+    this.sweepAt = earliest;
     this.options.clock.sleep(Math.max(0, earliest - this.elapsed()), sweep.signal).then(
       () => {
-        if (this.sweep === sweep) this.expireDue();
+        if (this.sweep !== sweep) return;
+        this.sweep = undefined;
+        this.expireDue();
       },
       () => undefined,
     );

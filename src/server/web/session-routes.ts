@@ -2,7 +2,7 @@
  * The API routes the web page calls, which its session cookie authenticates (every other route
  * needs the token). Reads, the streams, the artifact bytes, cancel and the session itself; not
  * pushes, submissions, uploads, volumes' changes or the links route (the page never makes a link).
- * `GET /api/v1/machines` is the machine pool's (issue 20): listed so the page reads it once it is served.
+ * The machine pool's (issue 20): its list, one machine, and drain / undrain (the machines page's button).
  */
 export const SESSION_ROUTES: ReadonlySet<string> = new Set([
   'GET /api/v1/session',
@@ -27,4 +27,7 @@ export const SESSION_ROUTES: ReadonlySet<string> = new Set([
   'GET /api/v1/account/holds',
   'GET /api/v1/account/ledger',
   'GET /api/v1/machines',
+  'GET /api/v1/machines/:name',
+  'POST /api/v1/machines/:name/drain',
+  'DELETE /api/v1/machines/:name/drain',
 ]);
