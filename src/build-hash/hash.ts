@@ -36,6 +36,17 @@ export function encodeBuildInputs(inputs: BuildInputs): string {
   return parts.join('');
 }
 
+/** A character JSON.stringify writes as an escape: quote, backslash, controls, surrogates (lone ones are escaped). */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * JSON.stringify of a string, the same bytes: a path with nothing to escape (nearly every one)
+ * is quoted as it is, without JSON.stringify's call per file line.
+ */
+export function jsonQuote(text: string): string {
+  return NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`;
+}
+
 /** Lines per chunk handed to `write`: big enough that a hash update per chunk costs nothing. */
 const LINES_PER_CHUNK = 256;
 
@@ -51,7 +62,7 @@ function writeBuildInputs(inputs: BuildInputs, write: (chunk: string) => void): 
     const end = Math.min(files.length, start + LINES_PER_CHUNK);
     for (let i = start; i < end; i++) {
       const file = files[i]!;
-      chunk += `file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${JSON.stringify(file.path)}\n`;
+      chunk += `file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${jsonQuote(file.path)}\n`;
     }
     write(chunk);
   }

@@ -59,7 +59,7 @@ export const SECRET_PATTERNS = [
   '.kube/config',
 ];
 /** Templates of secret files are meant to be shared. */
-const SECRET_ALLOWED = ['.env.example', '.env.sample', '.env.template', '.env.dist'];
+export const SECRET_ALLOWED = ['.env.example', '.env.sample', '.env.template', '.env.dist'];
 
 const secretMatcher = ignore().add(SECRET_PATTERNS);
 
@@ -111,6 +111,8 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   // Sync calls on purpose: 20,000 awaited stats took seconds where sync ones take a tenth. The
   // pace yields to the event loop every few milliseconds, so the server stays responsive.
   const pace = pacer();
+  // path.join(root, rel) for a rel made of listed names, without normalizing per file.
+  const prefix = path.join(root, '/');
   const walk = async (relativeDir: string, depth: number, levels: Level[]): Promise<void> => {
     const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
     const dirents = readdirSync(absoluteDir, { withFileTypes: true });
@@ -124,7 +126,7 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
       const testPath = isDir ? `${rel}/` : rel;
       if (rules && decide(testPath, levels, 'both') === 'ignored') continue;
       if (extra?.ignores(testPath)) continue;
-      const absolute = path.join(root, rel);
+      const absolute = prefix + rel;
       if (rules && isSecret(testPath) && decide(testPath, levels, 'cycle') !== 'unignored') {
         excludedSecrets.push(rel);
         continue;
@@ -183,7 +185,17 @@ function decide(testPath: string, levels: Level[], which: 'both' | 'cycle'): 'ig
   return outcome;
 }
 
-function isSecret(testPath: string): boolean {
+/**
+ * A path the secret patterns can match has a component (the matcher checks each parent folder
+ * too) that starts with one of their literal beginnings or ends with one of their extensions;
+ * `ignore` matches case-insensitively, so this does too. Most paths fail this test, and then the
+ * matcher is not asked: its ~20 rules per path and per parent folder were a third of the time
+ * the selection of a 5,000-file tree took.
+ */
+const MAY_BE_SECRET = /(?:^|\/)(?:\.|id_|_netrc|application_default_credentials|client_secret|service-account)|\.(?:pem|p12|pfx)(?:\/|$)/i;
+
+export function isSecret(testPath: string): boolean {
+  if (!MAY_BE_SECRET.test(testPath)) return false;
   const name = path.posix.basename(testPath.replace(/\/$/, ''));
   if (SECRET_ALLOWED.includes(name)) return false;
   return secretMatcher.ignores(testPath);

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildHash, collectBuildInputs, encodeBuildInputs, explainChanges } from '../../src/build-hash/hash.js';
+import { buildHash, collectBuildInputs, encodeBuildInputs, explainChanges, jsonQuote } from '../../src/build-hash/hash.js';
 import { loadProject, type CycleswapProject } from '../../src/project/load.js';
 import { run as hashCommand } from '../../src/commands/project/hash.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';
@@ -147,6 +147,17 @@ describe('build hash encoding', () => {
       files: [{ path: 'tab\there "q"', executable: true, size: 0, sha256: 'b'.repeat(64) }],
     });
     expect(text.split('\n')[3]).toBe(`file\t755\t${'b'.repeat(64)}\t"tab\\there \\"q\\""`);
+  });
+
+  it('quotes each path exactly as JSON.stringify does, for any text (lone surrogates, controls, quotes)', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' }), fc.string()), (text) => {
+        expect(jsonQuote(text)).toBe(JSON.stringify(text));
+      }),
+      { numRuns: 3000 },
+    );
+    for (const text of ['data/f1.bin', 'a"b', 'back\\slash', 'tab\there', '\u0000', '\u007f\u2028', '\ud800', 'é😀'])
+      expect(jsonQuote(text)).toBe(JSON.stringify(text));
   });
 
   it('hashes the same bytes as the whole encoding, across the chunks it is hashed in', () => {
