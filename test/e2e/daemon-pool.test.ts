@@ -257,6 +257,12 @@ describe('three daemons, one queue', () => {
     const { taskId, machine } = await runningMachineOf(id);
     const cutOff = daemons.get(machine)!;
     await waitFor(async () => (await containerOf(taskId)) !== '', 60_000, 'the container to start');
+    // Its checkpoint reached the server before the link is cut (the next machine resumes from it).
+    await waitFor(
+      async () => ((await api().call('GET', `/api/v1/artifacts?job=${id}`)).body.artifacts as unknown[]).length === 1,
+      60_000,
+      'the checkpoint to be captured',
+    );
     cutOff.proxy.cut();
     let leaseId = '';
     try {
@@ -339,6 +345,12 @@ describe('three daemons, one queue', () => {
       await submit({ project: project.name, payload: { n: [12, 13] }, fan_out: { by: 'n' } }),
     ];
     await runningMachineOf(ids[0]!);
+    // Its checkpoint is on the server: the rerun after the restart resumes from it.
+    await waitFor(
+      async () => ((await api().call('GET', `/api/v1/artifacts?job=${ids[0]}`)).body.artifacts as unknown[]).length === 1,
+      60_000,
+      'the checkpoint to be captured',
+    );
     await server.stop('SIGKILL');
     const port = Number(new URL(server.url).port);
     server = await startServerProcess({
