@@ -10,7 +10,8 @@ import { checkProjectAt, projectFormatsAt, type Project } from '../project/load.
 import { COMPUTALOT_MANIFEST_PATH } from '../project/paths.js';
 import { formatDiagnostic } from '../project/diagnostics.js';
 import { collectBuildInputs } from '../build-hash/hash.js';
-import { ensureCycleswapImage, DEFAULT_MAX_LAYERS, type ImageBuildOptions } from '../runner/cycleswap-build.js';
+import { DEFAULT_MAX_LAYERS } from '../runner/cycleswap-build.js';
+import { ensureProjectImage } from '../runner/project-image.js';
 import type { BuildRecord, BuildStore } from '../runner/build-store.js';
 import { LABELS, repositoryComponent } from '../runner/images.js';
 import type { Clock } from '../context.js';
@@ -23,7 +24,6 @@ import { receiveBody } from './receive.js';
 import type { Layout } from './layout.js';
 import { unknownVolumes } from './volumes.js';
 import { isCycleError } from '../errors.js';
-import { presentBuildLine } from '../docker/build-output.js';
 import { gvisorRegistered, jobContainer } from '../runner/limits.js';
 import type { Env } from '../ui/streams.js';
 
@@ -365,8 +365,7 @@ export class ProjectService {
     setState('building', null, null);
     const project = await this.load(name, number);
     const docker = await this.options.docker();
-    const tail: string[] = [];
-    const options: ImageBuildOptions = {
+    const built = await ensureProjectImage(project, name, {
       docker,
       store: this.store(name),
       projectKey: projectKeyFor(name),
@@ -374,21 +373,13 @@ export class ProjectService {
       flags: { rebuild: revision.rebuild === 1, clean: revision.clean === 1 },
       maxLayers: this.options.maxLayers ?? DEFAULT_MAX_LAYERS,
       report: (message) => this.options.log(`project ${name}: ${message}`),
-      onOutput: (line) => {
-        const shown = presentBuildLine(line);
-        if (shown === undefined) return;
-        tail.push(shown);
-        if (tail.length > 30) tail.shift();
-      },
       now: () => new Date(timestamp(this.options.clock)),
       verify: true,
       useStatCache: false,
-    };
+    });
     try {
-      const image =
-        project.format === 'cycleswap'
-          ? await ensureCycleswapImage(project, options)
-          : await import('../runner/oci-build.js').then(({ ensureOciImage }) => ensureOciImage(project, project.name ?? name, options));
+      if ('error' in built) throw built.error;
+      const { image } = built;
       // The manifest's preflight checks run while a revision is prepared, as the platform runs them at init.
       if (project.format === 'computalot') await this.validate(project, name, number, image.imageId, docker);
       db.prepare('UPDATE revisions SET rebuild = 0, clean = 0 WHERE project = ? AND number = ?').run(name, number);

@@ -11,8 +11,8 @@ import { selectFiles, toTarEntries } from '../../pack/select.js';
 import type { TarEntry } from '../../pack/tar.js';
 import { checkProjectAt, type Project } from '../../project/load.js';
 import type { BuildRecord, BuildStore } from '../../runner/build-store.js';
-import { DEFAULT_MAX_LAYERS, ensureCycleswapImage, type ImageBuildOptions } from '../../runner/cycleswap-build.js';
-import { presentBuildLine } from '../../docker/build-output.js';
+import { DEFAULT_MAX_LAYERS } from '../../runner/cycleswap-build.js';
+import { ensureProjectImage } from '../../runner/project-image.js';
 import { placeContained, refusedNameReason } from '../../util/contained.js';
 import { readJsonFile, sha256File, writeFileAtomic } from '../../util/fs.js';
 import { joinInside } from '../../util/paths.js';
@@ -128,8 +128,7 @@ export class HttpTaskInputs implements TaskInputs {
         await writeFileAtomic(storeFile, JSON.stringify(record, null, 2) + '\n');
       },
     };
-    const tail: string[] = [];
-    const options: ImageBuildOptions = {
+    const built = await ensureProjectImage(project, name, {
       docker,
       store,
       projectKey: `daemon:${name}`,
@@ -137,25 +136,12 @@ export class HttpTaskInputs implements TaskInputs {
       flags: { rebuild: false, clean: false },
       maxLayers: DEFAULT_MAX_LAYERS,
       report: (message) => this.options.log(`project ${name}: ${message}`),
-      onOutput: (line) => {
-        const shown = presentBuildLine(line);
-        if (shown === undefined) return;
-        tail.push(shown);
-        if (tail.length > 30) tail.shift();
-      },
       now: () => new Date(),
       verify: true,
       useStatCache: false,
-    };
-    try {
-      const image =
-        project.format === 'cycleswap'
-          ? await ensureCycleswapImage(project, options)
-          : await import('../../runner/oci-build.js').then(({ ensureOciImage }) => ensureOciImage(project, project.name ?? name, options));
-      return image.imageId;
-    } catch (error) {
-      throw new Error(`the project build failed on this machine: ${(error as Error).message}${tail.length ? `\n${tail.join('\n')}` : ''}`);
-    }
+    });
+    if ('image' in built) return built.image.imageId;
+    throw new Error(`the project build failed on this machine: ${built.error.message}${built.tail.length ? `\n${built.tail.join('\n')}` : ''}`);
   }
 
   async sourceFiles(name: string, revision: number, project: Project): Promise<readonly TarEntry[]> {
