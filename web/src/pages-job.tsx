@@ -279,13 +279,20 @@ function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?
   );
 }
 
+/** Results shown at a time: the server pages them (a job of 10,000 tasks is never sent whole). */
+const RESULTS_WINDOW = 50;
+
 function Results(props: { id: string; status: string }) {
+  // The cursors of the windows before this one (Previous goes back one).
+  const [cursors, setCursors] = useState<string[]>(['0']);
+  const windowStart = cursors.at(-1)!;
   const results = useLoad(
     (signal) =>
-      getJson<{ aggregate?: unknown; tasks?: Array<{ index: number; status: string; result: unknown }> }>(`/api/v1/results/${enc(props.id)}?limit=50`, {
-        signal,
-      }),
-    [props.id, props.status],
+      getJson<{ aggregate?: unknown; tasks?: Array<{ index: number; status: string; result: unknown }>; next_cursor?: string | null }>(
+        `/api/v1/results/${enc(props.id)}${query({ limit: RESULTS_WINDOW, cursor: windowStart })}`,
+        { signal },
+      ),
+    [props.id, props.status, windowStart],
   );
   if (results.error) return <Failure error={results.error} />;
   if (!results.data) return <p class="muted">Loading…</p>;
@@ -323,6 +330,12 @@ function Results(props: { id: string; status: string }) {
             </tbody>
           </table>
         </div>
+      )}
+      {(cursors.length > 1 || results.data.next_cursor) && (
+        <nav class="pager" aria-label="results pages">
+          {cursors.length > 1 && <button onClick={() => setCursors(cursors.slice(0, -1))}>Previous results</button>}
+          {results.data.next_cursor && <button onClick={() => setCursors([...cursors, results.data!.next_cursor!])}>Next results</button>}
+        </nav>
       )}
     </div>
   );
