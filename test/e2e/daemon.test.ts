@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, docker, e2eCycleswapProject, removeTestProjectImages, waitFor, type E2EProject } from '../helpers/e2e.js';
 import { client, createMachineToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir } from '../helpers/context.js';
 import { fixtureMachineEnv } from '../helpers/machine-sources.js';
+import { tcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
  * `cycle server --no-local-worker` and one `cycle daemon run` on this machine, on real Docker:
@@ -17,7 +17,7 @@ let MACHINE_TOKEN = '';
 const LEASE_MS = 6_000;
 let server: ServerProcess;
 let project: E2EProject;
-let proxy: { url: string; cut(): void; restore(): void; close(): Promise<void> };
+let proxy: Awaited<ReturnType<typeof tcpProxy>>;
 let daemon: { child: ChildProcess; log: () => string; stop(): Promise<number | null> };
 
 beforeAll(async () => {
@@ -31,7 +31,7 @@ beforeAll(async () => {
   });
   const pushed = await client(server).push(project.name, project.root);
   expect(pushed.status).toBeLessThan(300);
-  proxy = await tcpProxy(server.url);
+  proxy = await tcpProxy(Number(new URL(server.url).port));
   daemon = startDaemon(proxy.url, await tempDir('cycle-e2e-daemon-'));
   await waitFor(
     () => /is taking work/.test(daemon.log()),
@@ -72,20 +72,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
 
   it('a daemon cut off from the server stops its container once the lease has run out, and the task goes back to the queue', async () => {
     const api = client(server);
-    const id = (await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { hold: true } })).body.id as string;
-    let taskId = '';
-    await waitFor(
-      async () => (taskId = ((await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0]?.id as string | undefined) ?? '') !== '',
-      30_000,
-      'the task',
-    );
-    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-e2e-a-${taskId}$`, '--format', '{{.Names}}']);
-    await waitFor(
-      async () => (await container()) !== '',
-      120_000,
-      'the task container to start',
-      () => daemon.log(),
-    );
+    const { id, container } = await heldTaskRunning();
     proxy.cut();
     const cutAt = Date.now();
     await waitFor(
@@ -104,20 +91,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
 
   it('SIGTERM: the daemon stops its container, gives the task back to the queue and exits 0', async () => {
     const api = client(server);
-    const id = (await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { hold: true } })).body.id as string;
-    let taskId = '';
-    await waitFor(
-      async () => (taskId = ((await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0]?.id as string | undefined) ?? '') !== '',
-      30_000,
-      'the task',
-    );
-    const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-e2e-a-${taskId}$`, '--format', '{{.Names}}']);
-    await waitFor(
-      async () => (await container()) !== '',
-      120_000,
-      'the task container to start',
-      () => daemon.log(),
-    );
+    const { id, container } = await heldTaskRunning();
     expect(await daemon.stop()).toBe(0);
     expect(await container()).toBe('');
     expect(daemon.log()).toMatch(/stopping: 1 running task/);
@@ -155,37 +129,22 @@ function startDaemon(apiUrl: string, dataDir: string): { child: ChildProcess; lo
   };
 }
 
-/** A TCP proxy on 127.0.0.1 to `target`; `cut` drops every connection and refuses new ones until `restore`. */
-async function tcpProxy(target: string): Promise<{ url: string; cut(): void; restore(): void; close(): Promise<void> }> {
-  const { hostname, port } = new URL(target);
-  const sockets = new Set<net.Socket>();
-  let open = true;
-  const server = net.createServer((socket) => {
-    if (!open) return void socket.destroy();
-    const upstream = net.connect(Number(port), hostname);
-    for (const s of [socket, upstream]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => undefined);
-    }
-    socket.pipe(upstream).pipe(socket);
-    socket.on('close', () => upstream.destroy());
-    upstream.on('close', () => socket.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
-    cut: () => {
-      open = false;
-      for (const s of sockets) s.destroy();
-    },
-    restore: () => {
-      open = true;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+/** Submits a task that holds (sleeps) and waits until its container runs on the daemon; `container()` names it while it runs. */
+async function heldTaskRunning(): Promise<{ id: string; container: () => Promise<string> }> {
+  const api = client(server);
+  const id = (await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { hold: true } })).body.id as string;
+  let taskId = '';
+  await waitFor(
+    async () => (taskId = ((await api.call('GET', `/api/v1/jobs/${id}/tasks`)).body.tasks[0]?.id as string | undefined) ?? '') !== '',
+    30_000,
+    'the task',
+  );
+  const container = async (): Promise<string> => docker(['ps', '--filter', `name=^cycle-daemon-e2e-a-${taskId}$`, '--format', '{{.Names}}']);
+  await waitFor(
+    async () => (await container()) !== '',
+    120_000,
+    'the task container to start',
+    () => daemon.log(),
+  );
+  return { id, container };
 }

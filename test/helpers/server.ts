@@ -170,18 +170,8 @@ export function startFakeDockerServer(docker: FakeDocker, options: Pick<ServerOp
  * A machine token from the server's registry, as `cycle machine token create` makes one (over the
  * user's `POST /api/v1/machines/tokens`); bound to `name` when given.
  */
-export async function createMachineToken(
-  server: { url: string; token: string },
-  name?: string,
-  fetchOptions: { dispatcher?: unknown } = {},
-): Promise<{ token: string; tokenId: string }> {
-  const answer = await fetch(`${server.url}/api/v1/machines/tokens`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${server.token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(name ? { name } : {}),
-    ...fetchOptions,
-  } as RequestInit);
-  const body = (await answer.json()) as { token: string; token_id: string };
-  if (answer.status !== 201) throw new Error(`creating a machine token: ${answer.status} ${JSON.stringify(body)}`);
-  return { token: body.token, tokenId: body.token_id };
+export async function createMachineToken(server: { url: string; token: string }, name?: string): Promise<{ token: string; tokenId: string }> {
+  const answer = await client(server).call('POST', '/api/v1/machines/tokens', name ? { name } : {});
+  if (answer.status !== 201) throw new Error(`creating a machine token: ${answer.status} ${JSON.stringify(answer.body)}`);
+  return { token: answer.body.token, tokenId: answer.body.token_id };
 }

@@ -17,7 +17,7 @@ import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
 import { faultProxy } from '../helpers/proxy.js';
-import { createMachineToken, startFakeDockerServer } from '../helpers/server.js';
+import { client, createMachineToken, startFakeDockerServer } from '../helpers/server.js';
 
 /**
  * The machine routes (`/api/v1/machine/...`) on the in-process server with no local worker, and
@@ -55,28 +55,9 @@ async function start(options: { maxTaskArtifactBytes?: number } = {}): Promise<R
   return server;
 }
 
-async function call(
-  token: string,
-  method: string,
-  route: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${server!.url}${route}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${token}`,
-      ...(body !== undefined && !(body instanceof Buffer) ? { 'content-type': 'application/json' } : {}),
-      ...headers,
-    },
-    body: body === undefined ? undefined : body instanceof Buffer ? body : JSON.stringify(body),
-  });
-  const text = await response.text();
-  try {
-    return { status: response.status, body: JSON.parse(text) };
-  } catch {
-    return { status: response.status, body: text };
-  }
+/** A request with this token (a machine's, or the user's): the shared test client. */
+function call(token: string, method: string, route: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  return client({ url: server!.url, token }).call(method, route, body, headers);
 }
 
 const user = (method: string, route: string, body?: unknown) => call(server!.token, method, route, body);
