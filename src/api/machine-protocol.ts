@@ -23,7 +23,15 @@ export const heartbeatRequestSchema = z.strictObject({
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 
-export const heartbeatAnswerSchema = z.object({ name: z.string(), lease_ms: z.number(), server_version: z.string() }).passthrough();
+export const heartbeatAnswerSchema = z
+  .object({
+    name: z.string(),
+    lease_ms: z.number(),
+    server_version: z.string(),
+    /** The machine is drained (`cycle machine drain`); absent from an older server. */
+    draining: z.boolean().optional(),
+  })
+  .passthrough();
 
 export const leaseRequestSchema = z.strictObject({
   max: z.number().int().min(1).max(256),

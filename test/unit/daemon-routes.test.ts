@@ -82,7 +82,7 @@ describe('machine routes: who may call them', () => {
     expect((await call(M1, 'POST', '/api/v1/projects/p/push', Buffer.from('x'))).status).toBe(403);
     const enrolled = await heartbeat(M1, 'm1');
     expect(enrolled.status).toBe(200);
-    expect(enrolled.body).toMatchObject({ name: 'm1', server_version: 'test' });
+    expect(enrolled.body).toMatchObject({ name: 'm1', server_version: 'test', draining: false });
     expect(enrolled.body.lease_ms).toBeGreaterThan(0);
     // A name stays with its token.
     expect((await heartbeat(M2, 'm1')).status).toBe(409);

@@ -83,4 +83,13 @@ describe('the daemon: pause and busy', () => {
     const output = JSON.stringify(await api('GET', `/api/v1/jobs/${job}/output`));
     expect(output).toContain('became busy');
   });
+
+  it('a machine drained on the server reads "draining" in its daemon status (the heartbeat answer says so); undrained, it reads idle again', async () => {
+    const { activity, daemon } = await setup();
+    activity.paused_until = null;
+    expect((await api('POST', '/api/v1/machines/m1/drain', {})).draining).toBe(true);
+    await waitFor(() => daemon.status().state === 'draining', 10_000, 'the daemon to hear of the drain');
+    await api('DELETE', '/api/v1/machines/m1/drain');
+    await waitFor(() => daemon.status().state === 'idle', 10_000, 'the daemon to hear of the undrain');
+  });
 });

@@ -15,6 +15,8 @@ export interface MachineAuth {
   heartbeat(tokenId: string, name: string, inventory: MachineInventory, activity: MachineActivity, slots: number): string;
   /** Whether the machine may be offered new work now, and why not. */
   mayTakeWork(name: string): { ok: true } | { ok: false; reason: string };
+  /** Whether the machine is drained (`cycle machine drain`): its daemon shows it in `cycle daemon status`. */
+  draining(name: string): boolean;
 }
 
 /**
@@ -41,6 +43,10 @@ export class InMemoryMachineAuth implements MachineAuth {
   refuse(name: string, reason: string | undefined): void {
     if (reason === undefined) this.refusals.delete(name);
     else this.refusals.set(name, reason);
+  }
+
+  draining(name: string): boolean {
+    return this.refusals.has(name);
   }
 
   authenticate(token: string): { tokenId: string; name: string | undefined } | undefined {

@@ -158,6 +158,10 @@ export class MachineRegistry implements MachineAuth {
     return name;
   }
 
+  draining(name: string): boolean {
+    return this.row(name)?.draining === 1;
+  }
+
   mayTakeWork(name: string): { ok: true } | { ok: false; reason: string } {
     const row = this.row(name);
     if (!row) return { ok: false, reason: `machine ${name} is not enrolled (it was removed, or has sent no heartbeat yet)` };

@@ -56,10 +56,10 @@ export class MachineWork {
 
   constructor(private readonly options: MachineWorkOptions) {}
 
-  heartbeat(caller: MachineCaller, request: HeartbeatRequest): { name: string; lease_ms: number; server_version: string } {
+  heartbeat(caller: MachineCaller, request: HeartbeatRequest): { name: string; lease_ms: number; server_version: string; draining: boolean } {
     const name = this.options.auth.heartbeat(caller.tokenId, request.name, request.inventory, request.activity, request.slots);
     this.offers.set(name, { inventory: request.inventory, slots: request.slots });
-    return { name, lease_ms: this.options.leaseMs, server_version: this.options.version };
+    return { name, lease_ms: this.options.leaseMs, server_version: this.options.version, draining: this.options.auth.draining(name) };
   }
 
   /**

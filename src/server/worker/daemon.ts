@@ -77,7 +77,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   let inventory: MachineInventory | null = null;
   let lastHeartbeatAt: string | null = null;
   let lastError: string | null = null;
-  let serverState: string | undefined;
+  /** The server drained this machine (`cycle machine drain`), as its last heartbeat answer said. */
+  let drained = false;
   const control = (): ControlState => options.control?.() ?? { paused_until: activity.paused_until, forbid_busy_assign: activity.forbid_busy_assign };
   const heartbeat = async (): Promise<void> => {
     const probed = await options.probe();
@@ -85,11 +86,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     activity = options.control ? { ...probed.activity, ...options.control() } : probed.activity;
     inventory = probed.inventory;
     try {
-      const answer = await transport.request('POST', '/api/v1/machine/heartbeat', {
+      const { body } = await transport.request('POST', '/api/v1/machine/heartbeat', {
         json: { name: options.name, slots: options.slots, inventory: probed.inventory, activity },
         schema: heartbeatAnswerSchema,
       });
-      serverState = typeof Reflect.get(answer as object, 'state') === 'string' ? (Reflect.get(answer as object, 'state') as string) : undefined;
+      drained = body.draining === true;
       lastHeartbeatAt = new Date(options.clock.now()).toISOString();
       lastError = null;
     } catch (error) {
@@ -183,15 +184,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       return {
         name: options.name,
         api_url: options.apiUrl,
-        state: offline
-          ? 'offline'
-          : serverState === 'draining'
-            ? 'draining'
-            : !activity.idle || worker.runningCount > 0
-              ? 'busy'
-              : now.takeWork
-                ? 'idle'
-                : 'busy',
+        state: offline ? 'offline' : drained ? 'draining' : !activity.idle || worker.runningCount > 0 ? 'busy' : now.takeWork ? 'idle' : 'busy',
         version: options.version,
         slots: options.slots,
         running: worker.runningTasks(),
