@@ -8,6 +8,7 @@ import type { Clock } from '../context.js';
 import { type DB, timestamp, parseJson } from './db.js';
 import { invalid, malformed, notFound, tooLarge, zodError } from './errors.js';
 import { receiveBody } from './receive.js';
+import type { PageRequest } from './jobs/paging.js';
 import type { Layout } from './layout.js';
 
 export const SHA256_PATTERN = /^[0-9a-f]{64}$/;
@@ -157,11 +158,34 @@ export class VolumeService {
     return { name, files: sorted.length, bytes, updated_at: at, unchanged: false };
   }
 
-  /** The volume's files as committed (for a client comparing). */
+  /** The volume's files as committed, sorted by path (a machine mounting it reads them all). */
   files(name: string): VolumeFile[] {
-    const row = this.require(name);
-    return parseJson<Array<[string, string, number, boolean]>>(row.files, []).map(([p, sha256, size, executable]) => ({ path: p, sha256, size, executable }));
+    return this.stored(this.require(name)).map(([p, sha256, size, executable]) => ({ path: p, sha256, size, executable }));
   }
+
+  /**
+   * A page of the volume's files (sorted by path), for a client listing them: `cursor` is the
+   * place of the page's first file, `next_cursor` the next page's (null on the last). A volume
+   * uploaded again between two pages is read in its new version from that place on.
+   */
+  filesPage(name: string, page: PageRequest): { name: string; files: VolumeFile[]; total: number; next_cursor: string | null } {
+    const all = this.stored(this.require(name));
+    const end = Math.min(all.length, page.cursor + page.limit);
+    const files = all.slice(page.cursor, end).map(([p, sha256, size, executable]) => ({ path: p, sha256, size, executable }));
+    return { name, files, total: all.length, next_cursor: end < all.length ? String(end) : null };
+  }
+
+  /**
+   * A volume's stored list, parsed once per version: the web page reads a 200,000-file volume a
+   * page at a time, and parsing its whole list for every page would cost more than the page.
+   */
+  private stored(row: VolumeRow): Array<[string, string, number, boolean]> {
+    if (this.parsed?.name !== row.name || this.parsed.version !== row.version)
+      this.parsed = { name: row.name, version: row.version, files: parseJson<Array<[string, string, number, boolean]>>(row.files, []) };
+    return this.parsed.files;
+  }
+
+  private parsed: { name: string; version: string; files: Array<[string, string, number, boolean]> } | undefined;
 
   async remove(name: string): Promise<{ name: string; removed: true }> {
     this.require(name);

@@ -111,6 +111,38 @@ describe('cycle volume upload|list|rm against the local server', () => {
     });
     expect((await api().listVolumes()).map((v) => v.name)).not.toContain('refused');
   });
+
+  it('GET /api/v1/volumes/:name pages the files by path (limit, cursor, next_cursor), every file once; a bad cursor is a 400 naming it', async () => {
+    // 250 files sharing one blob (the list is what is paged, not the bytes).
+    const dir = await tempDir();
+    await writeFiles(dir, Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`f${String(i).padStart(3, '0')}.txt`, 'same\n'])));
+    expect((await uploadVolume(dir, 'many-files')).files).toBe(250);
+    const read = async (query: string) => {
+      const response = await fetch(`${server.url}/api/v1/volumes/many-files${query}`, { headers: { Authorization: `Bearer ${server.token}` } });
+      return { status: response.status, body: (await response.json()) as any };
+    };
+    // No limit: the paged routes' default (100), not the whole list.
+    const first = await read('');
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ name: 'many-files', total: 250, next_cursor: '100' });
+    expect(first.body.files).toHaveLength(100);
+    expect(first.body.files[0]).toEqual({ path: 'f000.txt', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), size: 5, executable: false });
+    const paths: string[] = [];
+    let cursor: string | null = '0';
+    let pages = 0;
+    while (cursor !== null && pages++ < 10) {
+      const page = await read(`?limit=120&cursor=${cursor}`);
+      expect(page.status).toBe(200);
+      paths.push(...page.body.files.map((f: { path: string }) => f.path));
+      cursor = page.body.next_cursor;
+    }
+    expect(pages).toBe(3);
+    expect(paths).toEqual(Array.from({ length: 250 }, (_, i) => `f${String(i).padStart(3, '0')}.txt`));
+    const bad = await read('?cursor=abc');
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ field: 'cursor' });
+    expect((await read('?limit=5000')).body.error).toMatchObject({ field: 'limit' });
+  });
 });
 
 describe('project upload links the manifest volumes; jobs mount them read-only', () => {

@@ -387,7 +387,8 @@ export function createRouter(options: AppOptions): Router {
     const blob = await options.volumes.putBlob(ctx.params.sha!, ctx.req, declaredLength(ctx.req));
     sendJson(ctx.res, blob.stored ? 201 : 200, blob);
   });
-  router.add('GET', '/api/v1/volumes/:name', (ctx) => sendJson(ctx.res, 200, { name: volumeName(ctx), files: options.volumes.files(volumeName(ctx)) }));
+  // Paged like a job's tasks: a volume may hold 200,000 files.
+  router.add('GET', '/api/v1/volumes/:name', (ctx) => sendJson(ctx.res, 200, options.volumes.filesPage(volumeName(ctx), pageRequest(ctx.query))));
   router.add('PUT', '/api/v1/volumes/:name', async (ctx) => {
     const volume = volumeName(ctx);
     sendJson(ctx.res, 200, await options.volumes.commit(volume, await readJson(ctx.req, VOLUME_MANIFEST_LIMIT)));
