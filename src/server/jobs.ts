@@ -6,7 +6,7 @@ import { type DB, parseJson, timestamp } from './db.js';
 import { invalid, notFound, zodError } from './errors.js';
 import { checkDirectives, checkRequestTotals } from './jobs/checks.js';
 import { JobDocuments } from './jobs/documents.js';
-import { type ProgressPage, progressPage } from './jobs/progress.js';
+import { type ProgressPage, progressPage, type ProgressTasks } from './jobs/progress.js';
 import type { PageRequest } from './jobs/paging.js';
 import { type ArtifactRow, type JobRow, requestOf, type TaskRow, taskBaseOf } from './jobs/rows.js';
 import type { JobKind } from './kinds/kind.js';
@@ -311,8 +311,8 @@ export class JobService {
   }
 
   /** A page of tasks' progress series (jobs/progress.ts). */
-  progress(job: JobRow, page: { cursor: number; limit: number }, maxPoints: number): ProgressPage {
-    return progressPage(this.options.db, job.id, page, maxPoints);
+  progress(job: JobRow, which: ProgressTasks, maxPoints: number): ProgressPage {
+    return progressPage(this.options.db, job.id, which, maxPoints);
   }
 
   taskDocument(row: TaskRow, base: TaskBase | undefined): Task {

@@ -204,6 +204,20 @@ describe('the local backend: jobs', () => {
     expect((await api('GET', `/api/v1/jobs/${ids[0]}/progress?max_points=0`)).body.error.field).toBe('max_points');
   });
 
+  it('progress of the tasks a user picked (?tasks=): those tasks by index, each once, sorted, no next page; a bad list is a 400 naming tasks', async () => {
+    const id = (await api('POST', '/api/v1/jobs', { body: { project: 'p', payload: { seed: [1, 2, 3, 4, 5, 6] }, fan_out: { by: 'seed' } } })).body.id;
+    const picked = await api('GET', `/api/v1/jobs/${id}/progress?tasks=4,1,4,99`);
+    expect(picked.status).toBe(200);
+    // Task 99 does not exist: left out, as a page past the end would be.
+    expect(picked.body.tasks.map((t: { index: number }) => t.index)).toEqual([1, 4]);
+    expect(picked.body.next_cursor).toBeNull();
+    for (const bad of ['', 'a', '1,,2', '-1', Array.from({ length: 201 }, (_, i) => i).join(',')]) {
+      const answer = await api('GET', `/api/v1/jobs/${id}/progress?tasks=${bad}`);
+      expect(answer.status, bad).toBe(400);
+      expect(answer.body.error.field).toBe('tasks');
+    }
+  });
+
   it('bad JSON is a 400, a huge body a 413', async () => {
     expect((await api('POST', '/api/v1/jobs', { raw: Buffer.from('{"project":'), headers: { 'content-type': 'application/json' } })).body.error.code).toBe(
       'invalid_json',

@@ -25,3 +25,12 @@ export function intParam(query: URLSearchParams, name: string, range: { min: num
   }
   return value;
 }
+
+/** A list of task indexes (`?tasks=3,17,42`), 1 to `max` of them; anything else is a 400 naming the parameter. */
+export function indexListParam(query: URLSearchParams, name: string, max: number): number[] {
+  const text = query.get(name) ?? '';
+  const parts = text.split(',');
+  if (!/^\d{1,9}(,\d{1,9})*$/.test(text) || parts.length > max)
+    throw new HttpError(400, 'invalid_request', `${name} must be 1 to ${max} task indexes separated by commas (e.g. 0,5,12), got "${text.slice(0, 40)}"`, name);
+  return parts.map(Number);
+}

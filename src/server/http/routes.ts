@@ -18,7 +18,7 @@ import {
   sendJsonStreamed,
   type RouteContext,
 } from './router.js';
-import { intParam, pageRequest } from './paging.js';
+import { indexListParam, intParam, pageRequest } from './paging.js';
 import { fingerprint, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, type JobRow, type JobService, type PreparedJob } from '../jobs.js';
 import { PROGRESS_DEFAULT_POINTS, PROGRESS_DEFAULT_TASKS, PROGRESS_MAX_POINTS, PROGRESS_MAX_TASKS } from '../jobs/progress.js';
 import { SESSION_ROUTES } from '../web/session-routes.js';
@@ -270,9 +270,13 @@ export function createRouter(options: AppOptions): Router {
   });
   router.add('GET', '/api/v1/jobs/:id/progress', (ctx) => {
     const job = jobs.require(ctx.params.id!);
+    const maxPoints = intParam(ctx.query, 'max_points', { min: 1, max: PROGRESS_MAX_POINTS, fallback: PROGRESS_DEFAULT_POINTS });
+    // `?tasks=3,17,42`: the tasks the web page's user picked to draw, instead of a page of them.
+    const picked = ctx.query.get('tasks');
+    if (picked !== null)
+      return sendJsonStreamed(ctx.res, 200, { ...jobs.progress(job, { indexes: indexListParam(ctx.query, 'tasks', PROGRESS_MAX_TASKS) }, maxPoints) });
     const { cursor } = pageRequest(ctx.query);
     const limit = intParam(ctx.query, 'limit', { min: 1, max: PROGRESS_MAX_TASKS, fallback: PROGRESS_DEFAULT_TASKS });
-    const maxPoints = intParam(ctx.query, 'max_points', { min: 1, max: PROGRESS_MAX_POINTS, fallback: PROGRESS_DEFAULT_POINTS });
     return sendJsonStreamed(ctx.res, 200, { ...jobs.progress(job, { cursor, limit }, maxPoints) });
   });
   // Where each task's time went (api/timings.ts): beside the task documents, not in them.

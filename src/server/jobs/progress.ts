@@ -36,13 +36,25 @@ export interface ProgressPage {
   next_cursor: string | null;
 }
 
-export function progressPage(db: DB, jobId: string, page: { cursor: number; limit: number }, maxPoints: number): ProgressPage {
-  const tasks = db.prepare('SELECT id, idx FROM tasks WHERE job_id = ? AND idx >= ? ORDER BY idx LIMIT ?').all(jobId, page.cursor, page.limit + 1) as Array<{
-    id: string;
-    idx: number;
-  }>;
-  const more = tasks.length > page.limit;
-  const shown = tasks.slice(0, page.limit);
+/** Which tasks: a page from `cursor` on, or (`indexes`) the tasks the page's user picked, by index, each once (no next page). */
+export type ProgressTasks = { cursor: number; limit: number } | { indexes: number[] };
+
+export function progressPage(db: DB, jobId: string, which: ProgressTasks, maxPoints: number): ProgressPage {
+  let shown: Array<{ id: string; idx: number }>;
+  let nextCursor: string | null = null;
+  if ('indexes' in which) {
+    const byIndex = db.prepare('SELECT id, idx FROM tasks WHERE job_id = ? AND idx = ?');
+    shown = [...new Set(which.indexes)].sort((a, b) => a - b).flatMap((index) => (byIndex.get(jobId, index) as { id: string; idx: number } | undefined) ?? []);
+  } else {
+    const tasks = db
+      .prepare('SELECT id, idx FROM tasks WHERE job_id = ? AND idx >= ? ORDER BY idx LIMIT ?')
+      .all(jobId, which.cursor, which.limit + 1) as Array<{
+      id: string;
+      idx: number;
+    }>;
+    if (tasks.length > which.limit) nextCursor = String(tasks[which.limit]!.idx);
+    shown = tasks.slice(0, which.limit);
+  }
   const read = db.prepare("SELECT data, at FROM events WHERE task_id = ? AND type = 'progress' ORDER BY seq");
   const fields = new Set<string>();
   const series = shown.map((task): TaskProgress => {
@@ -60,7 +72,7 @@ export function progressPage(db: DB, jobId: string, page: { cursor: number; limi
     for (const point of thinned) for (const field of Object.keys(point.values)) fields.add(field);
     return { task_id: task.id, index: task.idx, points_total: points.length, points: thinned };
   });
-  return { job_id: jobId, fields: [...fields].sort(), tasks: series, next_cursor: more ? String(tasks[page.limit]!.idx) : null };
+  return { job_id: jobId, fields: [...fields].sort(), tasks: series, next_cursor: nextCursor };
 }
 
 /** A progress value's finite numbers (a bare number is `value`); undefined when it has none. */
