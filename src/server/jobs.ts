@@ -6,6 +6,7 @@ import { type DB, parseJson, timestamp } from './db.js';
 import { invalid, notFound, zodError } from './errors.js';
 import { checkDirectives, checkRequestTotals } from './jobs/checks.js';
 import { JobDocuments } from './jobs/documents.js';
+import { type JobLog, jobLog } from './jobs/job-log.js';
 import { type ProgressPage, progressPage, type ProgressTasks } from './jobs/progress.js';
 import type { PageRequest } from './jobs/paging.js';
 import { type ArtifactRow, type JobRow, requestOf, type TaskRow, taskBaseOf } from './jobs/rows.js';
@@ -313,6 +314,11 @@ export class JobService {
   /** A page of tasks' progress series (jobs/progress.ts). */
   progress(job: JobRow, which: ProgressTasks, maxPoints: number): ProgressPage {
     return progressPage(this.options.db, job.id, which, maxPoints);
+  }
+
+  /** Every task's newest lines, interleaved as heard (jobs/job-log.ts). */
+  log(job: JobRow, maxLines: number): JobLog {
+    return jobLog(this.options.db, job.id, maxLines);
   }
 
   taskDocument(row: TaskRow, base: TaskBase | undefined): Task {

@@ -20,6 +20,7 @@ import {
 } from './router.js';
 import { indexListParam, intParam, pageRequest } from './paging.js';
 import { fingerprint, isTerminal, OUTPUT_DEFAULT_TAIL, OUTPUT_MAX_TAIL, type JobRow, type JobService, type PreparedJob } from '../jobs.js';
+import { JOB_LOG_DEFAULT_LINES, JOB_LOG_MAX_LINES } from '../jobs/job-log.js';
 import { PROGRESS_DEFAULT_POINTS, PROGRESS_DEFAULT_TASKS, PROGRESS_MAX_POINTS, PROGRESS_MAX_TASKS } from '../jobs/progress.js';
 import { SESSION_ROUTES } from '../web/session-routes.js';
 import type { WebSessions } from '../web/sessions.js';
@@ -288,6 +289,12 @@ export function createRouter(options: AppOptions): Router {
     const job = jobs.require(ctx.params.id!);
     const tail = intParam(ctx.query, 'tail', { min: 1, max: OUTPUT_MAX_TAIL, fallback: OUTPUT_DEFAULT_TAIL });
     await sendJsonStreamed(ctx.res, 200, await jobs.output(job, tail, pageRequest(ctx.query)));
+  });
+  // Every task's newest lines, interleaved as heard (the web page's "all tasks" log).
+  router.add('GET', '/api/v1/jobs/:id/log', (ctx) => {
+    const job = jobs.require(ctx.params.id!);
+    const lines = intParam(ctx.query, 'lines', { min: 1, max: JOB_LOG_MAX_LINES, fallback: JOB_LOG_DEFAULT_LINES });
+    return sendJsonStreamed(ctx.res, 200, { ...jobs.log(job, lines) });
   });
   router.add('GET', '/api/v1/jobs/:id/stream', async (ctx) => {
     const job = jobs.require(ctx.params.id!);

@@ -13,6 +13,7 @@ export const SESSION_ROUTES: ReadonlySet<string> = new Set([
   'GET /api/v1/jobs/:id',
   'GET /api/v1/jobs/:id/tasks',
   'GET /api/v1/jobs/:id/output',
+  'GET /api/v1/jobs/:id/log',
   'GET /api/v1/jobs/:id/progress',
   'GET /api/v1/jobs/:id/stream',
   'PUT /api/v1/jobs/:id/cancel',
