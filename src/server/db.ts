@@ -181,6 +181,12 @@ CREATE TABLE IF NOT EXISTS machines (
   enrolled_at TEXT NOT NULL,
   draining INTEGER NOT NULL DEFAULT 0
 );
+-- The web page's sessions (web/sessions.ts): the SHA-256 of each session's id only, and its times (ms since the epoch).
+CREATE TABLE IF NOT EXISTS web_sessions (
+  hash TEXT PRIMARY KEY,
+  created_ms INTEGER NOT NULL,
+  last_used_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY,
   fingerprint TEXT NOT NULL,

@@ -14,7 +14,7 @@ import { createRouter } from './http/routes.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
 import { StreamGate } from './http/sse.js';
-import { sessionCookieName, WebSessions } from './web/sessions.js';
+import { sessionCookieName, SqliteSessionStore, WebSessions } from './web/sessions.js';
 import { createHttpServer } from './http/router.js';
 import { JobService } from './jobs.js';
 import { layout as dataLayout, type Layout } from './layout.js';
@@ -212,7 +212,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   if (options.localWorker !== false) await worker.removeLeftovers();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const volumes = new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log });
-  const sessions = new WebSessions(options.clock);
+  // Kept in the database: a restart keeps the web page signed in.
+  const sessions = new WebSessions({ store: new SqliteSessionStore(db), clock: options.clock });
   const router = createRouter({
     sessions,
     token,

@@ -1,13 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../../context.js';
 import { systemClock } from '../../context.js';
+import type { DB } from '../db.js';
 
 /*
  * The web page's sign-in (docs/design.md, "The web page"): a one-time sign-in code, made for a
  * holder of the API token (`cycle dashboard`, the server's start-up output), is traded once for a
  * session: a random id kept in an HttpOnly, SameSite=Strict cookie, and a CSRF value the page
  * reads from `GET /api/v1/session` and sends back on every change. The token itself never reaches
- * the browser. Kept in memory only: a restart signs every page out (a new link signs in again).
+ * the browser. Sessions are kept in the server's database (a `SessionStore`) by the SHA-256 of
+ * their id only, so a restart keeps the page signed in and the database holds no usable secret;
+ * the CSRF value is derived from the id, never stored. Codes (10 minutes, once) stay in memory.
  */
 
 /** How long a sign-in link works (once). */
@@ -34,14 +37,41 @@ export interface WebSession {
   lastUsedAt: number;
 }
 
+/** What is kept of a session: its times, under the SHA-256 of its id (the id and CSRF value are never stored). */
+export interface StoredSession {
+  createdAt: number;
+  lastUsedAt: number;
+}
+
+/** Where sessions are kept: the server's database (SqliteSessionStore), or memory in unit tests (MemorySessionStore). */
+export interface SessionStore {
+  get(key: string): StoredSession | undefined;
+  put(key: string, session: StoredSession): void;
+  touch(key: string, lastUsedAt: number): void;
+  remove(key: string): void;
+  /** Removes the sessions last used at or before `idleBefore` or made at or before `createdBefore`. */
+  prune(idleBefore: number, createdBefore: number): void;
+  count(): number;
+  /** Removes the session used longest ago (the cap on sessions is reached). */
+  removeLeastRecent(): void;
+}
+
+/** A session's last use is written at most this often (a write per request would be one per page read). */
+const TOUCH_EVERY_MS = 60_000;
+
 /** The one-time codes and sessions of this server, keyed by the SHA-256 of their secret (a lookup never compares secrets byte by byte). */
 export class WebSessions {
   private readonly codes = new Map<string, number>();
-  private readonly sessions = new Map<string, WebSession>();
+  private readonly store: SessionStore;
+  private readonly clock: Clock;
   /** Set once the server listens (sessionCookieName). */
   cookieName = 'cycle_session';
 
-  constructor(private readonly clock: Clock = systemClock) {}
+  constructor(options: { store?: SessionStore; clock?: Clock | undefined } = {}) {
+    this.store = options.store ?? new MemorySessionStore();
+    this.clock = options.clock ?? systemClock;
+    this.prune();
+  }
 
   /** A new one-time sign-in code, valid for SIGN_IN_CODE_TTL_MS. */
   issueCode(): { code: string; expiresAt: number } {
@@ -60,38 +90,106 @@ export class WebSessions {
     this.codes.delete(key);
     if (expiresAt === undefined || expiresAt <= this.clock.now()) return undefined;
     this.prune();
-    if (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
+    if (this.store.count() >= MAX_SESSIONS) this.store.removeLeastRecent();
     const id = randomBytes(32).toString('base64url');
     const now = this.clock.now();
-    const session = { csrf: randomBytes(24).toString('base64url'), createdAt: now, lastUsedAt: now };
-    this.sessions.set(digest(id), session);
-    return { id, session };
+    this.store.put(digest(id), { createdAt: now, lastUsedAt: now });
+    return { id, session: { csrf: csrfOf(id), createdAt: now, lastUsedAt: now } };
   }
 
   /** The live session a cookie's value names (its idle time restarts), or undefined. */
   session(id: string | undefined): WebSession | undefined {
     if (!id) return undefined;
     const key = digest(id);
-    const session = this.sessions.get(key);
-    if (!session) return undefined;
+    const stored = this.store.get(key);
+    if (!stored) return undefined;
     const now = this.clock.now();
-    if (now - session.lastUsedAt > SESSION_IDLE_MS || now - session.createdAt > SESSION_MAX_MS) {
-      this.sessions.delete(key);
+    if (expired(stored, now)) {
+      this.store.remove(key);
       return undefined;
     }
-    session.lastUsedAt = now;
-    return session;
+    if (now - stored.lastUsedAt >= TOUCH_EVERY_MS) this.store.touch(key, now);
+    return { csrf: csrfOf(id), createdAt: stored.createdAt, lastUsedAt: now };
   }
 
-  /** Signs a session out: its cookie no longer works. */
+  /** Signs a session out: its cookie no longer works, also after a restart. */
   end(id: string | undefined): void {
-    if (id) this.sessions.delete(digest(id));
+    if (id) this.store.remove(digest(id));
   }
 
   private prune(): void {
     const now = this.clock.now();
     for (const [key, expiresAt] of this.codes) if (expiresAt <= now) this.codes.delete(key);
-    for (const [key, s] of this.sessions) if (now - s.lastUsedAt > SESSION_IDLE_MS || now - s.createdAt > SESSION_MAX_MS) this.sessions.delete(key);
+    this.store.prune(now - SESSION_IDLE_MS - TOUCH_EVERY_MS, now - SESSION_MAX_MS);
+  }
+}
+
+/** Whether a session is past its idle time (allowing for a last use not written yet) or its life. */
+function expired(session: StoredSession, now: number): boolean {
+  return now - session.lastUsedAt > SESSION_IDLE_MS || now - session.createdAt > SESSION_MAX_MS;
+}
+
+/** The session's CSRF value: derived from its id (which only the cookie holds), so nothing secret is stored. */
+function csrfOf(id: string): string {
+  return createHash('sha256').update(`cycle-csrf\0${id}`).digest('base64url');
+}
+
+/** Sessions in memory: what unit tests use (and a server given no database). */
+export class MemorySessionStore implements SessionStore {
+  private readonly sessions = new Map<string, StoredSession>();
+  get(key: string): StoredSession | undefined {
+    const session = this.sessions.get(key);
+    return session && { ...session };
+  }
+  put(key: string, session: StoredSession): void {
+    this.sessions.set(key, { ...session });
+  }
+  touch(key: string, lastUsedAt: number): void {
+    const session = this.sessions.get(key);
+    if (session) session.lastUsedAt = lastUsedAt;
+  }
+  remove(key: string): void {
+    this.sessions.delete(key);
+  }
+  prune(idleBefore: number, createdBefore: number): void {
+    for (const [key, s] of this.sessions) if (s.lastUsedAt <= idleBefore || s.createdAt <= createdBefore) this.sessions.delete(key);
+  }
+  count(): number {
+    return this.sessions.size;
+  }
+  removeLeastRecent(): void {
+    let oldest: [string, number] | undefined;
+    for (const [key, s] of this.sessions) if (!oldest || s.lastUsedAt < oldest[1]) oldest = [key, s.lastUsedAt];
+    if (oldest) this.sessions.delete(oldest[0]);
+  }
+}
+
+/** Sessions in the server's database (`web_sessions`): a restart keeps them; sign-out and expiry remove them. */
+export class SqliteSessionStore implements SessionStore {
+  constructor(private readonly db: DB) {}
+  get(key: string): StoredSession | undefined {
+    const row = this.db.prepare('SELECT created_ms, last_used_ms FROM web_sessions WHERE hash = ?').get(key) as
+      | { created_ms: number; last_used_ms: number }
+      | undefined;
+    return row && { createdAt: row.created_ms, lastUsedAt: row.last_used_ms };
+  }
+  put(key: string, session: StoredSession): void {
+    this.db.prepare('INSERT OR REPLACE INTO web_sessions (hash, created_ms, last_used_ms) VALUES (?, ?, ?)').run(key, session.createdAt, session.lastUsedAt);
+  }
+  touch(key: string, lastUsedAt: number): void {
+    this.db.prepare('UPDATE web_sessions SET last_used_ms = ? WHERE hash = ?').run(lastUsedAt, key);
+  }
+  remove(key: string): void {
+    this.db.prepare('DELETE FROM web_sessions WHERE hash = ?').run(key);
+  }
+  prune(idleBefore: number, createdBefore: number): void {
+    this.db.prepare('DELETE FROM web_sessions WHERE last_used_ms <= ? OR created_ms <= ?').run(idleBefore, createdBefore);
+  }
+  count(): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM web_sessions').get() as { n: number }).n;
+  }
+  removeLeastRecent(): void {
+    this.db.prepare('DELETE FROM web_sessions WHERE hash = (SELECT hash FROM web_sessions ORDER BY last_used_ms LIMIT 1)').run();
   }
 }
 
