@@ -74,6 +74,20 @@ async function pageSecrets(target: Page): Promise<string> {
   return `${target.url()}\n${await target.content()}\n${inPage}`;
 }
 
+/**
+ * At phone width: whether the page scrolls sideways, and which of its buttons, links and fields
+ * lie off the side of the screen (in a table that scrolls inside its box, say).
+ */
+async function offScreen(target: Page): Promise<{ pageWider: boolean; controls: string[] }> {
+  return target.evaluate<{ pageWider: boolean; controls: string[] }>(`(() => {
+    const width = document.documentElement.clientWidth;
+    const controls = [...document.querySelectorAll('main button, main a, main input, main select')]
+      .filter((e) => { const r = e.getBoundingClientRect(); return r.width > 0 && (r.right > width + 0.5 || r.left < -0.5); })
+      .map((e) => (e.textContent || e.getAttribute('aria-label') || e.tagName).trim());
+    return { pageWider: document.documentElement.scrollWidth > width, controls };
+  })()`);
+}
+
 async function shoot(name: string, target: Page = page): Promise<void> {
   for (const [label, size] of [
     ['desktop', { width: 1280, height: 800 }],
@@ -86,6 +100,7 @@ async function shoot(name: string, target: Page = page): Promise<void> {
       await target.evaluate('new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))');
       await target.screenshot({ path: path.join(SHOTS, `${name}-${label}-${scheme}.png`), fullPage: label === 'desktop' });
     }
+    if (label === 'phone') expect(await offScreen(target), `${name} at 390 px: what needs a sideways scroll`).toEqual({ pageWider: false, controls: [] });
   }
   await target.setViewportSize({ width: 1280, height: 800 });
   await target.emulateMedia({ colorScheme: 'light' });
@@ -360,12 +375,125 @@ describe('the web page, in a real browser', () => {
     expect(await pageSecrets(page)).not.toContain(server.token);
   });
 
-  it('signs out on the server: the page and the old cookie stop working', async () => {
-    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
+  it("pages a volume's files on the server (Previous / Next), not only the first ones", async () => {
+    const dir = await tempDir('cycle-web-volume-');
+    await writeFiles(dir, Object.fromEntries(Array.from({ length: 230 }, (_, i) => [`file-${String(i).padStart(3, '0')}.txt`, `${i}\n`])));
+    const uploaded = await cycle(['volume', 'upload', dir, '--name', 'many-files'], { cwd: projectDir, env });
+    expect(uploaded.code, uploaded.stderr).toBe(0);
+    await page.goto(`${server.url}/volumes`);
+    await page.locator('tr[data-volume="many-files"]').getByRole('button', { name: 'Files' }).click();
+    const paths = () => page.locator('table.files td.mono:first-child').allTextContents();
+    await page.getByText('Files 1–100 of 230').waitFor();
+    expect((await paths())[0]).toBe('file-000.txt');
+    expect(await paths()).toHaveLength(100);
+    await page.getByRole('button', { name: 'Next files' }).click();
+    await page.getByText('Files 101–200 of 230').waitFor();
+    expect((await paths())[0]).toBe('file-100.txt');
+    await page.getByRole('button', { name: 'Next files' }).click();
+    await page.getByText('Files 201–230 of 230').waitFor();
+    expect(await paths()).toHaveLength(30);
+    expect((await paths()).at(-1)).toBe('file-229.txt');
+    expect(await page.getByRole('button', { name: 'Next files' }).count()).toBe(0);
+    await shoot('volume-files');
+    await page.getByRole('button', { name: 'Previous files' }).click();
+    await page.getByText('Files 101–200 of 230').waitFor();
+  });
+
+  it("pages results 50 at a time, draws the tasks the user ticks (any window), and shows every task's log interleaved", async () => {
+    const items = path.join(projectDir, 'many.json');
+    await fs.writeFile(items, JSON.stringify(Array.from({ length: 55 }, (_, seed) => ({ progress: 4, seed }))));
+    const id = await submit(['--fan-out-items', `@${items}`, '--wait']);
+    await page.goto(`${server.url}/jobs/${id}`);
+    // Results: 50, then the last 5, then back.
+    const results = () => page.locator('tr[data-result]').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-result'))));
+    await page.locator('tr[data-result="49"]').waitFor();
+    expect(await results()).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    expect(await page.getByRole('button', { name: 'Previous results' }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Next results' }).click();
+    await page.locator('tr[data-result="54"]').waitFor();
+    expect(await results()).toEqual([50, 51, 52, 53, 54]);
+    expect(await page.getByRole('button', { name: 'Next results' }).count()).toBe(0);
+    await page.getByRole('button', { name: 'Previous results' }).click();
+    await page.locator('tr[data-result="0"]').waitFor();
+    expect(await results()).toHaveLength(50);
+
+    // The chart: the window's first 20 by default; no 21st can be ticked.
+    await page.locator('.chart[data-series="20"]').waitFor();
+    expect(await page.getByLabel('draw task 19').isChecked()).toBe(true);
+    expect(await page.getByLabel('draw task 20').isChecked()).toBe(false);
+    expect(await page.getByLabel('draw task 20').isDisabled()).toBe(true);
+    // None, then tasks 33 and 45 of this window and 52 of the next.
+    await page.getByRole('button', { name: 'Draw none' }).click();
+    await page.getByText('No task ticked').waitFor();
+    await page.getByLabel('draw task 33').check();
+    await page.locator('.chart[data-series="1"]').waitFor();
+    await page.getByLabel('draw task 45').check();
+    await page.getByRole('button', { name: 'Next tasks' }).click();
+    await page.getByLabel('draw task 52').check();
+    await page.locator('.chart[data-series="3"]').waitFor();
+    expect(await page.locator('.chart').getAttribute('data-points')).toBe('4,4,4');
+    expect(await page.locator('.u-legend .u-series').allTextContents()).toEqual(
+      expect.arrayContaining([expect.stringContaining('task 33'), expect.stringContaining('task 45'), expect.stringContaining('task 52')]),
+    );
+    await shoot('job-picked');
+    await page.getByRole('button', { name: "Draw this window's first 20" }).click();
+    await page.locator('.chart[data-series="5"]').waitFor(); // the second window: tasks 50 to 54
+
+    // Every task's log, interleaved, each line with its task; one task again.
+    await page.getByRole('button', { name: 'All tasks' }).click();
+    await page.getByRole('heading', { name: 'Log of all tasks' }).waitFor();
+    const system = page.locator('.log-line.system');
+    await system.filter({ hasText: '[54] [cycle] task 54 succeeded' }).waitFor();
+    const tasksInLog = new Set((await page.locator('.log-line .log-task').allTextContents()).map((t) => t.trim()));
+    expect(tasksInLog.size).toBe(55);
+    expect(await system.filter({ hasText: '[0] [cycle] task 0 started' }).count()).toBe(1);
+    await shoot('job-all-logs');
+    await page.getByRole('button', { name: 'One task' }).click();
+    await page.getByRole('heading', { name: /^Log of task \d+$/ }).waitFor();
+    expect(await page.locator('.log-line .log-task').count()).toBe(0);
+  });
+
+  it("follows every task's log live, interleaved", async () => {
+    const items = path.join(projectDir, 'ticks.json');
+    await fs.writeFile(items, JSON.stringify([{ ticks: 40 }, { ticks: 40 }]));
+    const id = await submit(['--fan-out-items', `@${items}`]);
+    await page.goto(`${server.url}/jobs/${id}`);
+    await page.getByRole('button', { name: 'All tasks' }).click();
+    for (const task of [0, 1])
+      await page
+        .locator('.log-line', { hasText: `[${task}] tick 3` })
+        .first()
+        .waitFor({ timeout: 120_000 });
+    const seenAt = await page.locator('.log-line').count();
+    for (const task of [0, 1])
+      await page
+        .locator('.log-line', { hasText: `[${task}] tick 20` })
+        .first()
+        .waitFor({ timeout: 60_000 });
+    expect(await page.locator('.log-line').count()).toBeGreaterThan(seenAt);
+    // Each line once: the live lines and a reload of the log do not repeat one.
+    const lines = await page.locator('.log-line').allTextContents();
+    expect(lines.filter((line) => line === '[0] tick 5')).toHaveLength(1);
+    expect(lines.filter((line) => line === '[1] tick 5')).toHaveLength(1);
+  });
+
+  it('stays signed in across a server restart; signed out, the old cookie stays refused after another restart', async () => {
+    const restart = async () => {
+      await server.stop();
+      server = await startServerProcess({ dataDir: server.dataDir, workers: 3, port: Number(new URL(server.url).port) });
+    };
+    await restart();
     await page.goto(`${server.url}/jobs`);
+    await page.getByRole('heading', { name: 'Jobs' }).waitFor();
+    await page.locator('tr[data-job]').first().waitFor();
+    expect(await page.getByRole('heading', { name: 'Signed out' }).count()).toBe(0);
+
+    const cookie = (await context.cookies()).find((c) => c.name.startsWith('cycle_session'))!;
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Signed out' }).waitFor();
     await shoot('signed-out');
+    expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: `${cookie.name}=${cookie.value}` } })).status).toBe(401);
+    await restart();
     expect((await fetch(`${server.url}/api/v1/jobs`, { headers: { Cookie: `${cookie.name}=${cookie.value}` } })).status).toBe(401);
     await page.goto(`${server.url}/jobs`);
     await page.getByRole('heading', { name: 'Signed out' }).waitFor();

@@ -23,12 +23,12 @@ export interface ServerProcess {
 
 /** The real `cycle server` binary on a free port. */
 export async function startServerProcess(
-  options: { dataDir?: string; workers?: number; env?: Record<string, string>; args?: string[] } = {},
+  options: { dataDir?: string; workers?: number; env?: Record<string, string>; args?: string[]; port?: number } = {},
 ): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? (await tempDir('cycle-e2e-server-'));
   const child = spawn(
     process.execPath,
-    [BIN, 'server', '--port', '0', '--data-dir', dataDir, '--workers', String(options.workers ?? 2), ...(options.args ?? [])],
+    [BIN, 'server', '--port', String(options.port ?? 0), '--data-dir', dataDir, '--workers', String(options.workers ?? 2), ...(options.args ?? [])],
     {
       env: { PATH: process.env.PATH, HOME: process.env.HOME ?? dataDir, NO_COLOR: '1', CYCLE_SERVER_HEARTBEAT_MS: '500', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

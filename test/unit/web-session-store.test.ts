@@ -12,7 +12,7 @@ import { tempDir } from '../helpers/context.js';
  */
 function fakeClock(start = Date.parse('2026-12-07T12:00:00Z')) {
   let now = start;
-  return { now: () => now, advance: (ms: number) => (now += ms) };
+  return { now: () => now, sleep: async () => undefined, advance: (ms: number) => (now += ms) };
 }
 
 describe('web sessions in the database', () => {

@@ -1,92 +1,131 @@
 import { useMemo, useRef, useState } from 'preact/hooks';
 import { type Artifact, change, enc, getJson, type Job, type ProgressPage, query, type Task, TERMINAL } from './api.js';
 import { type Curve, ProgressChart } from './chart.js';
-import { LogView } from './log.js';
-import { bytes, duration, Failure, short, Status, useEvents, useLoad, useThrottled, when } from './util.js';
+import { type LogLine, LogView, textLines } from './log.js';
+import { ActionButton, bytes, DataTable, duration, Failure, Pager, short, Status, Tags, useCursors, useEvents, useLoad, useThrottled, when } from './util.js';
 
-/** Tasks per window of the tasks table (the server pages them; the chart draws the same window's tasks). */
+/** Tasks per window of the tasks table (the server pages them). */
 const TASK_WINDOW = 50;
+/** Curves drawn at most: by default the window's first tasks, else the tasks the user ticked. */
+const MAX_DRAWN = 20;
 /** Points per task the chart asks for: the server thins each series to this many. */
 const CHART_POINTS = 1000;
 const LOG_TAIL = 256 * 1024;
+/** Lines of the all-tasks log read from the server (the log shows at most as many). */
+const ALL_LOG_LINES = 2000;
+
+interface AllTasksLog {
+  lines: Array<{ index: number; source: 'output' | 'system'; text: string }>;
+  complete: boolean;
+  last_event_id: string;
+}
 
 export function JobPage(props: { id: string }) {
   const id = props.id;
   const job = useLoad((signal) => getJson<Job>(`/api/v1/jobs/${enc(id)}`, { signal }), [id]);
-  const [cursor, setCursor] = useState<string[]>(['0']);
+  const taskCursors = useCursors();
   const [taskStatus, setTaskStatus] = useState('');
-  const windowStart = cursor.at(-1)!;
+  const windowStart = taskCursors.cursor;
   const tasks = useLoad(
     (signal) =>
       getJson<{ tasks: Task[]; next_cursor: string | null }>(
         `/api/v1/jobs/${enc(id)}/tasks${query({ limit: TASK_WINDOW, cursor: windowStart, status: taskStatus })}`,
-        {
-          signal,
-        },
+        { signal },
       ),
     [id, windowStart, taskStatus],
   );
+  // The tasks drawn: undefined while the user has picked none (the window's first MAX_DRAWN), else those ticked.
+  const [picked, setPicked] = useState<number[] | undefined>(undefined);
   const progress = useLoad(
-    (signal) => getJson<ProgressPage>(`/api/v1/jobs/${enc(id)}/progress${query({ limit: 20, cursor: windowStart, max_points: CHART_POINTS })}`, { signal }),
-    [id, windowStart],
+    async (signal): Promise<ProgressPage> =>
+      picked?.length === 0
+        ? { fields: [], tasks: [], next_cursor: null }
+        : getJson<ProgressPage>(
+            `/api/v1/jobs/${enc(id)}/progress${query(picked ? { tasks: picked.join(','), max_points: CHART_POINTS } : { limit: MAX_DRAWN, cursor: windowStart, max_points: CHART_POINTS })}`,
+            { signal },
+          ),
+    [id, windowStart, picked?.join(',')],
   );
-  const [logTask, setLogTask] = useState<number | undefined>(undefined);
+  const drawn = picked ?? progress.data?.tasks.map((t) => t.index) ?? [];
+  const toggleDrawn = (index: number) => setPicked(drawn.includes(index) ? drawn.filter((i) => i !== index) : [...drawn, index]);
+
+  // The log: one task's (its log file's last LOG_TAIL bytes), or every task's newest lines, interleaved.
+  const [logTask, setLogTask] = useState<number | 'all' | undefined>(undefined);
   const shownLogTask = logTask ?? tasks.data?.tasks[0]?.index ?? 0;
   const log = useLoad(
-    (signal) =>
-      getJson<{ tasks: Array<{ index: number; output: string }> }>(
-        `/api/v1/jobs/${enc(id)}/output${query({ cursor: shownLogTask, limit: 1, tail: LOG_TAIL })}`,
-        {
-          signal,
-        },
-      ),
+    async (signal): Promise<{ task: number; text: string } | { all: AllTasksLog }> =>
+      shownLogTask === 'all'
+        ? { all: await getJson<AllTasksLog>(`/api/v1/jobs/${enc(id)}/log${query({ lines: ALL_LOG_LINES })}`, { signal }) }
+        : {
+            task: shownLogTask,
+            text:
+              (
+                await getJson<{ tasks: Array<{ index: number; output: string }> }>(
+                  `/api/v1/jobs/${enc(id)}/output${query({ cursor: shownLogTask, limit: 1, tail: LOG_TAIL })}`,
+                  { signal },
+                )
+              ).tasks[0]?.output ?? '',
+          },
     [id, shownLogTask],
   );
-  const [liveText, setLiveText] = useState<{ task: number; text: string }>({ task: -1, text: '' });
+  // Output heard on the job's stream since the log was read: each chunk with its event's number.
+  const [live, setLive] = useState<Array<{ id: number; index: number; text: string }>>([]);
   const artifacts = useLoad((signal) => getJson<{ artifacts: Artifact[] }>(`/api/v1/artifacts${query({ job: id, limit: 1000 })}`, { signal }), [id]);
 
   const reloadJob = useThrottled(job.reload, 300);
   const reloadTasks = useThrottled(tasks.reload, 500);
   const reloadProgress = useThrottled(progress.reload, 1000);
   const reloadArtifacts = useThrottled(artifacts.reload, 1000);
+  const reloadLog = useThrottled(log.reload, 1000);
   // The job's stream from the job's latest event: everything after the first read, live.
   const since = useRef<string | undefined>(undefined);
   if (since.current === undefined && job.data?.last_event_id) since.current = job.data.last_event_id;
-  const logLoadedFor = log.data?.tasks[0]?.index;
   useEvents(
     since.current && !TERMINAL.has(job.data?.status ?? '') ? `/api/v1/jobs/${enc(id)}/stream?last_event_id=${enc(since.current)}` : undefined,
-    (type, event) => {
+    (type, event, eventId) => {
       const data = (event as { data?: { index?: number; text?: string } }).data ?? {};
       if (type === 'job') reloadJob();
       if (type === 'task') {
         reloadJob();
         reloadTasks();
+        // Its system line (started, succeeded, failed) is in the log as the server wrote it.
+        if (shownLogTask === 'all' || data.index === shownLogTask) reloadLog();
       }
       if (type === 'progress') reloadProgress();
       if (type === 'artifact') reloadArtifacts();
-      if (type === 'output' && data.index === shownLogTask && typeof data.text === 'string')
-        setLiveText((live) => ({ task: shownLogTask, text: (live.task === shownLogTask ? live.text : '') + data.text }));
-      if (type === 'task' && data.index === shownLogTask) log.reload();
+      if (type === 'output' && typeof data.index === 'number' && typeof data.text === 'string' && (shownLogTask === 'all' || data.index === shownLogTask))
+        // The newest chunks only: the log shows at most its last 2,000 lines.
+        setLive((chunks) => [...chunks.slice(-ALL_LOG_LINES), { id: eventId, index: data.index!, text: data.text! }]);
     },
     ['job', 'task', 'progress', 'output', 'artifact'],
   );
-  const logText = (log.data?.tasks[0]?.output ?? '') + (liveText.task === shownLogTask && logLoadedFor === shownLogTask ? liveText.text : '');
-  // A reload of the log holds everything the live text had: start the live text again from it.
+  const logLines = useMemo(() => linesOf(log.data, live, shownLogTask), [log.data, live, shownLogTask]);
+  // A reload of the log holds everything the live chunks had (for one task: all of them; for all tasks: those up to its last_event_id).
   const [lastLog, setLastLog] = useState(log.data);
   if (lastLog !== log.data) {
     setLastLog(log.data);
-    setLiveText({ task: shownLogTask, text: '' });
+    const after = log.data && 'all' in log.data ? Number(log.data.all.last_event_id) : Number.POSITIVE_INFINITY;
+    setLive((chunks) => chunks.filter((chunk) => chunk.id > after));
   }
 
   if (job.error) return <Failure error={job.error} />;
   if (!job.data) return <p class="muted">Loading {id}…</p>;
   const j = job.data;
+  const logName = shownLogTask === 'all' ? 'all tasks' : `task ${shownLogTask}`;
   return (
     <section class="job">
       <header class="job-head">
         <h1 class="mono">{j.id}</h1>
         <Status status={j.status} />
-        {!TERMINAL.has(j.status) && <CancelButton id={j.id} onDone={job.reload} />}
+        {!TERMINAL.has(j.status) && (
+          <ActionButton
+            label="Cancel job"
+            busyLabel="Cancelling…"
+            class="danger"
+            action={() => change('PUT', `/api/v1/jobs/${enc(j.id)}/cancel`)}
+            onDone={job.reload}
+          />
+        )}
       </header>
       <dl class="summary">
         <dt>Kind</dt>
@@ -102,7 +141,9 @@ export function JobPage(props: { id: string }) {
           {j.counts.total}
         </dd>
         <dt>Tags</dt>
-        <dd>{j.tags.length ? j.tags.map((t) => <span class="tag">{t}</span>) : '—'}</dd>
+        <dd>
+          <Tags tags={j.tags} />
+        </dd>
         <dt>Variant</dt>
         <dd>{short(j.variant, 200)}</dd>
         <dt>Meta</dt>
@@ -124,68 +165,81 @@ export function JobPage(props: { id: string }) {
       )}
 
       <h2>Progress</h2>
-      <Progress page={progress.data} tasks={tasks.data?.tasks ?? []} error={progress.error} />
+      <Progress page={progress.data} tasks={tasks.data?.tasks ?? []} error={progress.error} picked={picked !== undefined} />
+      {picked !== undefined && (
+        <nav class="pager">
+          <button type="button" onClick={() => setPicked(undefined)}>
+            Draw this window's first {MAX_DRAWN}
+          </button>
+        </nav>
+      )}
 
       <h2>Tasks</h2>
       <div class="filters">
         <label>
           Status
-          <select value={taskStatus} onChange={(event) => (setTaskStatus(event.currentTarget.value), setCursor(['0']))}>
+          <select value={taskStatus} onChange={(event) => (setTaskStatus(event.currentTarget.value), taskCursors.reset())}>
             {['', 'queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => (
               <option value={s}>{s || 'any'}</option>
             ))}
           </select>
         </label>
+        <span class="muted">
+          {drawn.length} of at most {MAX_DRAWN} drawn: tick Chart to choose
+        </span>
+        {drawn.length > 0 && (
+          <button type="button" onClick={() => setPicked([])}>
+            Draw none
+          </button>
+        )}
       </div>
       <Failure error={tasks.error} />
-      <div class="table-wrap">
-        <table class="tasks cards">
-          <thead>
-            <tr>
-              <th>#</th>
-              <th>Status</th>
-              <th>Item</th>
-              <th>Attempts</th>
-              <th>Exit</th>
-              <th>Duration</th>
-              <th>Latest progress</th>
-              <th>Log</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(tasks.data?.tasks ?? []).map((t) => (
-              <tr key={t.id} class={t.index === shownLogTask ? 'selected' : ''}>
-                <td data-label="#">{t.index}</td>
-                <td data-label="Status">
-                  <Status status={t.status} />
-                </td>
-                <td data-label="Item" class="mono">
-                  {taskLabel(t)}
-                </td>
-                <td data-label="Attempts">{t.attempt}</td>
-                <td data-label="Exit">{t.exit_code ?? '—'}</td>
-                <td data-label="Duration">{t.duration_s != null ? `${t.duration_s.toFixed(1)} s` : duration(t.started_at, t.finished_at)}</td>
-                <td data-label="Latest progress" class="mono">
-                  {short(t.latest_progress, 60)}
-                </td>
-                <td data-label="Log">
-                  <button type="button" onClick={() => setLogTask(t.index)} aria-pressed={t.index === shownLogTask}>
-                    Log
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
-      <nav class="pager">
-        {cursor.length > 1 && <button onClick={() => setCursor(cursor.slice(0, -1))}>Previous tasks</button>}
-        {tasks.data?.next_cursor && <button onClick={() => setCursor([...cursor, tasks.data!.next_cursor!])}>Next tasks</button>}
-      </nav>
+      <DataTable
+        rows={tasks.data?.tasks ?? []}
+        rowKey={(t) => t.id}
+        class="tasks"
+        rowAttrs={(t) => ({ class: t.index === shownLogTask ? 'selected' : '', 'data-task': String(t.index) })}
+        columns={[
+          { label: '#', cell: (t) => t.index },
+          { label: 'Status', cell: (t) => <Status status={t.status} /> },
+          { label: 'Item', class: 'mono', cell: taskLabel },
+          { label: 'Attempts', cell: (t) => t.attempt },
+          { label: 'Exit', cell: (t) => t.exit_code ?? '—' },
+          { label: 'Duration', cell: (t) => (t.duration_s != null ? `${t.duration_s.toFixed(1)} s` : duration(t.started_at, t.finished_at)) },
+          { label: 'Latest progress', class: 'mono', cell: (t) => short(t.latest_progress, 60) },
+          {
+            label: 'Chart',
+            cell: (t) => (
+              <input
+                type="checkbox"
+                aria-label={`draw task ${t.index}`}
+                checked={drawn.includes(t.index)}
+                disabled={!drawn.includes(t.index) && drawn.length >= MAX_DRAWN}
+                onChange={() => toggleDrawn(t.index)}
+              />
+            ),
+          },
+          {
+            label: 'Log',
+            cell: (t) => (
+              <button type="button" onClick={() => setLogTask(t.index)} aria-pressed={t.index === shownLogTask}>
+                Log
+              </button>
+            ),
+          },
+        ]}
+      />
+      <Pager what="tasks" cursors={taskCursors} next={tasks.data?.next_cursor} />
 
-      <h2>Log of task {shownLogTask}</h2>
+      <h2>Log of {logName}</h2>
+      <div class="filters">
+        <button type="button" aria-pressed={shownLogTask === 'all'} onClick={() => setLogTask(shownLogTask === 'all' ? undefined : 'all')}>
+          {shownLogTask === 'all' ? 'One task' : 'All tasks'}
+        </button>
+        {log.data && 'all' in log.data && !log.data.all.complete && <span class="muted">the newest {ALL_LOG_LINES} lines</span>}
+      </div>
       <Failure error={log.error} />
-      <LogView text={logText} label={`log of task ${shownLogTask}`} />
+      <LogView lines={logLines} label={`log of ${logName}`} />
 
       <h2>Results</h2>
       <Results id={id} status={j.status} />
@@ -196,6 +250,29 @@ export function JobPage(props: { id: string }) {
   );
 }
 
+/** The log's lines: as read, then the live chunks heard since (for all tasks, those after what the read held; each line with its task). */
+function linesOf(
+  read: { task: number; text: string } | { all: AllTasksLog } | undefined,
+  live: Array<{ id: number; index: number; text: string }>,
+  shown: number | 'all',
+): LogLine[] {
+  if (!read) return [];
+  if ('task' in read) return read.task === shown ? textLines(read.text + live.map((chunk) => chunk.text).join('')) : [];
+  if (shown !== 'all') return [];
+  const lines: LogLine[] = read.all.lines.map((line) => ({ task: line.index, text: line.text, system: line.source === 'system' }));
+  const after = Number(read.all.last_event_id);
+  // A chunk may end inside a line: the rest of it comes with the task's next chunk.
+  const unfinished = new Map<number, string>();
+  for (const chunk of live) {
+    if (chunk.id <= after) continue;
+    const parts = ((unfinished.get(chunk.index) ?? '') + chunk.text).split('\n');
+    unfinished.set(chunk.index, parts.pop()!);
+    for (const text of parts) lines.push(...textLines(text, chunk.index));
+  }
+  for (const [task, text] of unfinished) if (text) lines.push(...textLines(text, task));
+  return lines;
+}
+
 /** What tells a task apart in a sweep or fan-out: its payload (a fan-out item, a sweep's point), without the `_` directives. */
 function taskLabel(task: Task): string {
   const payload = task.payload;
@@ -203,33 +280,7 @@ function taskLabel(task: Task): string {
   return short(Object.fromEntries(Object.entries(payload).filter(([key]) => !key.startsWith('_'))), 60);
 }
 
-function CancelButton(props: { id: string; onDone: () => void }) {
-  const [state, setState] = useState<{ busy: boolean; error?: string }>({ busy: false });
-  return (
-    <span>
-      <button
-        type="button"
-        class="danger"
-        disabled={state.busy}
-        onClick={async () => {
-          setState({ busy: true });
-          try {
-            await change('PUT', `/api/v1/jobs/${enc(props.id)}/cancel`);
-            setState({ busy: false });
-            props.onDone();
-          } catch (error) {
-            setState({ busy: false, error: (error as Error).message });
-          }
-        }}
-      >
-        {state.busy ? 'Cancelling…' : 'Cancel job'}
-      </button>
-      <Failure error={state.error} />
-    </span>
-  );
-}
-
-function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?: string | undefined }) {
+function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?: string | undefined; picked: boolean }) {
   const [field, setField] = useState<string | undefined>(undefined);
   const page = props.page;
   const fields = (page?.fields ?? []).filter((f) => f !== 'step');
@@ -251,6 +302,7 @@ function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?
   }, [page, chosen, withStep, props.tasks]);
   if (props.error) return <Failure error={props.error} />;
   if (!page) return <p class="muted">Loading…</p>;
+  if (props.picked && page.tasks.length === 0) return <p class="empty">No task ticked: tick Chart in the tasks table to draw a task.</p>;
   if (!chosen)
     return (
       <p class="empty">
@@ -270,7 +322,7 @@ function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?
           </select>
         </label>
         <span class="muted">
-          {curves.length} task{curves.length === 1 ? '' : 's'} of this window; drag to zoom, double-click to zoom out
+          {props.picked ? 'ticked' : "this window's first"} {curves.length} task{curves.length === 1 ? '' : 's'}; drag to zoom, double-click to zoom out
           {thinned ? '; long series thinned to ' + CHART_POINTS + ' points' : ''}
         </span>
       </div>
@@ -283,16 +335,14 @@ function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?
 const RESULTS_WINDOW = 50;
 
 function Results(props: { id: string; status: string }) {
-  // The cursors of the windows before this one (Previous goes back one).
-  const [cursors, setCursors] = useState<string[]>(['0']);
-  const windowStart = cursors.at(-1)!;
+  const cursors = useCursors();
   const results = useLoad(
     (signal) =>
       getJson<{ aggregate?: unknown; tasks?: Array<{ index: number; status: string; result: unknown }>; next_cursor?: string | null }>(
-        `/api/v1/results/${enc(props.id)}${query({ limit: RESULTS_WINDOW, cursor: windowStart })}`,
+        `/api/v1/results/${enc(props.id)}${query({ limit: RESULTS_WINDOW, cursor: cursors.cursor })}`,
         { signal },
       ),
-    [props.id, props.status, windowStart],
+    [props.id, props.status, cursors.cursor],
   );
   if (results.error) return <Failure error={results.error} />;
   if (!results.data) return <p class="muted">Loading…</p>;
@@ -308,35 +358,19 @@ function Results(props: { id: string; status: string }) {
       {tasks.length === 0 ? (
         <p class="empty">No results yet.</p>
       ) : (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>#</th>
-                <th>Status</th>
-                <th>Result</th>
-              </tr>
-            </thead>
-            <tbody>
-              {tasks.map((t) => (
-                <tr>
-                  <td>{t.index}</td>
-                  <td>
-                    <Status status={t.status} />
-                  </td>
-                  <td class="mono">{short(t.result, 200)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          rows={tasks}
+          rowKey={(t) => t.index}
+          class="results"
+          rowAttrs={(t) => ({ 'data-result': String(t.index) })}
+          columns={[
+            { label: '#', cell: (t) => t.index },
+            { label: 'Status', cell: (t) => <Status status={t.status} /> },
+            { label: 'Result', class: 'mono', cell: (t) => short(t.result, 200) },
+          ]}
+        />
       )}
-      {(cursors.length > 1 || results.data.next_cursor) && (
-        <nav class="pager" aria-label="results pages">
-          {cursors.length > 1 && <button onClick={() => setCursors(cursors.slice(0, -1))}>Previous results</button>}
-          {results.data.next_cursor && <button onClick={() => setCursors([...cursors, results.data!.next_cursor!])}>Next results</button>}
-        </nav>
-      )}
+      <Pager what="results" cursors={cursors} next={results.data.next_cursor} />
     </div>
   );
 }
@@ -381,37 +415,32 @@ function Artifacts(props: { list: Artifact[] | undefined; error?: string | undef
   };
   return (
     <div>
-      <div class="table-wrap">
-        <table class="artifacts">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Size</th>
-              <th>Task</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {props.list.slice(0, shown).map((a) => (
-              <tr key={a.id}>
-                <td class="mono">{a.name}</td>
-                <td>{bytes(a.size)}</td>
-                <td class="mono">{a.task_id}</td>
-                <td class="actions">
-                  <a href={`/api/v1/artifacts/${enc(a.id)}`} download={a.name.split('/').pop()}>
-                    Download
-                  </a>
-                  {(TEXT_PREVIEW.test(a.name) || IMAGE_PREVIEW.test(a.name)) && (
-                    <button type="button" onClick={() => show(a)}>
-                      Preview
-                    </button>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        rows={props.list.slice(0, shown)}
+        rowKey={(a) => a.id}
+        class="artifacts"
+        columns={[
+          { label: 'Name', class: 'mono', cell: (a) => a.name },
+          { label: 'Size', cell: (a) => bytes(a.size) },
+          { label: 'Task', class: 'mono', cell: (a) => a.task_id },
+          {
+            label: '',
+            class: 'actions',
+            cell: (a) => (
+              <>
+                <a href={`/api/v1/artifacts/${enc(a.id)}`} download={a.name.split('/').pop()}>
+                  Download
+                </a>
+                {(TEXT_PREVIEW.test(a.name) || IMAGE_PREVIEW.test(a.name)) && (
+                  <button type="button" onClick={() => show(a)}>
+                    Preview
+                  </button>
+                )}
+              </>
+            ),
+          },
+        ]}
+      />
       {props.list.length > shown && (
         <nav class="pager">
           <button type="button" onClick={() => setShown(shown + 100)}>

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { enc, getJson, type Job, query } from './api.js';
-import { duration, Failure, Link, navigate, Status, useEvents, useLoad, useThrottled } from './util.js';
+import { DataTable, duration, Failure, Link, navigate, Status, Tags, useEvents, useLoad, useThrottled } from './util.js';
 
 const STATUSES = ['', 'planning', 'queued', 'running', 'completed', 'partial', 'failed', 'cancelled'];
 const PAGE = 50;
@@ -69,63 +69,50 @@ export function JobsPage(props: { search: URLSearchParams }) {
         <p class="empty">No jobs{status || project || tag ? ' match these filters' : ' yet: submit one with cycle job submit'}.</p>
       )}
       {list.data && list.data.jobs.length > 0 && (
-        <div class="table-wrap">
-          <table class="jobs cards">
-            <thead>
-              <tr>
-                <th>Job</th>
-                <th>Status</th>
-                <th>Kind</th>
-                <th>Project</th>
-                <th>Tags</th>
-                <th>Tasks</th>
-                <th>Duration</th>
-                <th>Cost</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.jobs.map((job) => {
-                const done = job.counts.succeeded + job.counts.failed + job.counts.cancelled;
+        <DataTable
+          rows={list.data.jobs}
+          rowKey={(job) => job.id}
+          class="jobs"
+          rowAttrs={(job) => ({ 'data-job': job.id })}
+          columns={[
+            { label: 'Job', class: 'mono', cell: (job) => <Link href={`/jobs/${enc(job.id)}`}>{job.id}</Link> },
+            { label: 'Status', cell: (job) => <Status status={job.status} /> },
+            { label: 'Kind', cell: (job) => job.type },
+            { label: 'Project', cell: (job) => job.project },
+            { label: 'Tags', cell: (job) => <Tags tags={job.tags} /> },
+            { label: 'Tasks', class: 'tasks-cell', cell: (job) => <TaskBar counts={job.counts} /> },
+            { label: 'Duration', cell: (job) => duration(job.started_at, job.finished_at) },
+            {
+              label: 'Cost',
+              cell: (job) => {
                 const hold = list.data!.holds.get(job.id);
-                return (
-                  <tr key={job.id} data-job={job.id}>
-                    <td data-label="Job" class="mono">
-                      <Link href={`/jobs/${enc(job.id)}`}>{job.id}</Link>
-                    </td>
-                    <td data-label="Status">
-                      <Status status={job.status} />
-                    </td>
-                    <td data-label="Kind">{job.type}</td>
-                    <td data-label="Project">{job.project}</td>
-                    <td data-label="Tags">
-                      {job.tags.map((t) => (
-                        <span class="tag">{t}</span>
-                      ))}
-                    </td>
-                    <td data-label="Tasks" class="tasks-cell">
-                      <span>
-                        {done}/{job.counts.total}
-                      </span>
-                      <span class="bar" aria-hidden="true">
-                        <span class="bar-ok" style={{ width: `${(100 * job.counts.succeeded) / Math.max(1, job.counts.total)}%` }} />
-                        <span class="bar-bad" style={{ width: `${(100 * (job.counts.failed + job.counts.cancelled)) / Math.max(1, job.counts.total)}%` }} />
-                      </span>
-                    </td>
-                    <td data-label="Duration">{duration(job.started_at, job.finished_at)}</td>
-                    <td data-label="Cost">
-                      {!hold ? '—' : hold.state === 'held' ? `$${hold.amount_usd.toFixed(4)} held` : `$${(hold.charged_usd ?? 0).toFixed(4)}`}
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+                return !hold ? '—' : hold.state === 'held' ? `$${hold.amount_usd.toFixed(4)} held` : `$${(hold.charged_usd ?? 0).toFixed(4)}`;
+              },
+            },
+          ]}
+        />
       )}
       <nav class="pager">
         {cursor && <button onClick={() => filter({})}>Newest</button>}
         {list.data?.next_cursor && <button onClick={() => navigate(`/jobs${query({ status, project, tag, cursor: list.data!.next_cursor! })}`)}>Older</button>}
       </nav>
     </section>
+  );
+}
+
+/** A job's tasks done of all, and a bar of the succeeded and the failed or cancelled. */
+function TaskBar(props: { counts: Job['counts'] }) {
+  const { counts } = props;
+  const share = (n: number) => `${(100 * n) / Math.max(1, counts.total)}%`;
+  return (
+    <>
+      <span>
+        {counts.succeeded + counts.failed + counts.cancelled}/{counts.total}
+      </span>
+      <span class="bar" aria-hidden="true">
+        <span class="bar-ok" style={{ width: share(counts.succeeded) }} />
+        <span class="bar-bad" style={{ width: share(counts.failed + counts.cancelled) }} />
+      </span>
+    </>
   );
 }

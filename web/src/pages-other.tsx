@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
-import { ApiFailure, change, enc, getJson } from './api.js';
-import { bytes, Failure, short, Status, useLoad, when } from './util.js';
+import { ApiFailure, change, enc, getJson, query } from './api.js';
+import { ActionButton, bytes, DataTable, Failure, Pager, short, Status, useCursors, useLoad, when } from './util.js';
 
 interface ProjectDetails {
   project?: string;
@@ -27,38 +27,40 @@ export function ProjectsPage() {
       <Failure error={list.error} />
       {list.data?.length === 0 && <p class="empty">No projects yet: push one with cycle project push.</p>}
       {list.data && list.data.length > 0 && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>Project</th>
-                <th>Revision</th>
-                <th>Ready</th>
-                <th>Build</th>
-                <th>Created</th>
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.map((p) => (
-                <tr>
-                  <td>{p.name}</td>
-                  <td>{p.revision ?? '—'}</td>
-                  <td>{p.details.ready_for_jobs === undefined ? '—' : p.details.ready_for_jobs ? 'yes' : 'no'}</td>
-                  <td>
-                    {p.details.build?.state ? <Status status={p.details.build.state} /> : '—'}
-                    {p.details.build?.error && <div class="failure">{p.details.build.error}</div>}
-                    {typeof p.details.error === 'string' && <div class="failure">{p.details.error}</div>}
-                  </td>
-                  <td>{when(p.created_at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          rows={list.data}
+          rowKey={(p) => p.name}
+          columns={[
+            { label: 'Project', cell: (p) => p.name },
+            { label: 'Revision', cell: (p) => p.revision ?? '—' },
+            { label: 'Ready', cell: (p) => (p.details.ready_for_jobs === undefined ? '—' : p.details.ready_for_jobs ? 'yes' : 'no') },
+            {
+              label: 'Build',
+              cell: (p) => (
+                <div>
+                  {p.details.build?.state ? <Status status={p.details.build.state} /> : '—'}
+                  {p.details.build?.error && <div class="failure">{p.details.build.error}</div>}
+                  {typeof p.details.error === 'string' && <div class="failure">{p.details.error}</div>}
+                </div>
+              ),
+            },
+            { label: 'Created', cell: (p) => when(p.created_at) },
+          ]}
+        />
       )}
     </section>
   );
 }
+
+interface VolumeFile {
+  path: string;
+  size: number;
+  sha256: string;
+  executable?: boolean;
+}
+
+/** Files shown at a time: the server pages them (a volume may hold 200,000). */
+const FILES_WINDOW = 100;
 
 export function VolumesPage() {
   const list = useLoad(
@@ -66,75 +68,72 @@ export function VolumesPage() {
     [],
   );
   const [open, setOpen] = useState<string | undefined>(undefined);
+  const cursors = useCursors();
   const files = useLoad(
     async (signal) =>
       open
-        ? getJson<{ files: Array<{ path: string; size: number; sha256: string; executable?: boolean }> }>(`/api/v1/volumes/${enc(open)}`, { signal })
+        ? getJson<{ files: VolumeFile[]; total?: number; next_cursor?: string | null }>(
+            `/api/v1/volumes/${enc(open)}${query({ limit: FILES_WINDOW, cursor: cursors.cursor })}`,
+            { signal },
+          )
         : undefined,
-    [open],
+    [open, cursors.cursor],
   );
+  const toggle = (name: string) => {
+    setOpen(open === name ? undefined : name);
+    cursors.reset();
+  };
+  const from = Number(cursors.cursor);
   return (
     <section>
       <h1>Volumes</h1>
       <Failure error={list.error} />
       {list.data?.volumes.length === 0 && <p class="empty">No volumes: upload one with cycle volume upload DIR --name NAME.</p>}
       {list.data && list.data.volumes.length > 0 && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>Volume</th>
-                <th>Files</th>
-                <th>Size</th>
-                <th>Updated</th>
-                <th />
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.volumes.map((v) => (
-                <tr>
-                  <td>{v.name}</td>
-                  <td>{v.files}</td>
-                  <td>{bytes(v.bytes)}</td>
-                  <td>{when(v.updated_at)}</td>
-                  <td>
-                    <button type="button" aria-expanded={open === v.name} onClick={() => setOpen(open === v.name ? undefined : v.name)}>
-                      {open === v.name ? 'Hide files' : 'Files'}
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          rows={list.data.volumes}
+          rowKey={(v) => v.name}
+          rowAttrs={(v) => ({ 'data-volume': v.name })}
+          columns={[
+            { label: 'Volume', cell: (v) => v.name },
+            { label: 'Files', cell: (v) => v.files },
+            { label: 'Size', cell: (v) => bytes(v.bytes) },
+            { label: 'Updated', cell: (v) => when(v.updated_at) },
+            {
+              label: '',
+              cell: (v) => (
+                <button type="button" aria-expanded={open === v.name} onClick={() => toggle(v.name)}>
+                  {open === v.name ? 'Hide files' : 'Files'}
+                </button>
+              ),
+            },
+          ]}
+        />
       )}
-      {open && files.data && (
+      {open && (
         <>
           <h2>{open}</h2>
-          <div class="table-wrap">
-            <table>
-              <thead>
-                <tr>
-                  <th>Path</th>
-                  <th>Size</th>
-                  <th>SHA-256</th>
-                </tr>
-              </thead>
-              <tbody>
-                {files.data.files.slice(0, 500).map((f) => (
-                  <tr>
-                    <td class="mono">
-                      {f.path}
-                      {f.executable ? ' (executable)' : ''}
-                    </td>
-                    <td>{bytes(f.size)}</td>
-                    <td class="mono">{f.sha256.slice(0, 16)}…</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
-          {files.data.files.length > 500 && <p class="muted">The first 500 of {files.data.files.length} files.</p>}
+          <Failure error={files.error} />
+          {files.data && (
+            <>
+              <p class="muted">
+                {files.data.files.length === 0
+                  ? 'No files.'
+                  : `Files ${from + 1}–${from + files.data.files.length}${files.data.total !== undefined ? ` of ${files.data.total}` : ''}`}
+              </p>
+              <DataTable
+                rows={files.data.files}
+                rowKey={(f) => f.path}
+                class="files"
+                columns={[
+                  { label: 'Path', class: 'mono', cell: (f) => `${f.path}${f.executable ? ' (executable)' : ''}` },
+                  { label: 'Size', cell: (f) => bytes(f.size) },
+                  { label: 'SHA-256', class: 'mono', cell: (f) => `${f.sha256.slice(0, 16)}…` },
+                ]}
+              />
+              <Pager what="files" cursors={cursors} next={files.data.next_cursor} />
+            </>
+          )}
         </>
       )}
     </section>
@@ -174,79 +173,66 @@ export function MachinesPage() {
       {list.data && 'noPool' in list.data && <p class="empty">This server has no machine pool: its tasks run on its own machine.</p>}
       {list.data && !('noPool' in list.data) && list.data.machines.length === 0 && <p class="empty">No machines enrolled.</p>}
       {list.data && list.data.machines.length > 0 && (
-        <div class="table-wrap">
-          <table class="machines">
-            <thead>
-              <tr>
-                <th>Machine</th>
-                <th>State</th>
-                <th>GPUs</th>
-                <th>Driver / CUDA</th>
-                <th>CPUs / memory</th>
-                <th>Running</th>
-                <th>Last heard</th>
-                <th />
-              </tr>
-            </thead>
-            <tbody>
-              {list.data.machines.map((m) => (
-                <tr data-machine={m.name}>
-                  <td>{m.name}</td>
-                  <td>
-                    <Status status={m.state} />
-                    {m.draining && m.state !== 'draining' && <div class="muted">draining</div>}
-                  </td>
-                  <td>
-                    {m.inventory?.gpus.length ? m.inventory.gpus.map((g) => `${g.name} (${bytes(g.memory_mib * 1024 * 1024)})`).join(', ') : 'none'}
-                    {m.inventory?.gpu_problem && <div class="muted">{m.inventory.gpu_problem}</div>}
-                  </td>
-                  <td>{m.inventory?.driver ? `${m.inventory.driver} / ${m.inventory.cuda ?? '—'}` : '—'}</td>
-                  <td>{m.inventory ? `${m.inventory.cpus} / ${bytes(m.inventory.memory_bytes)}` : '—'}</td>
-                  <td>
-                    {m.running.length}/{m.slots}
-                    {m.running.map((r) => (
-                      <div class="mono">
-                        <a href={`/jobs/${enc(r.job_id)}`}>{short(r.job_id, 40)}</a>
-                      </div>
-                    ))}
-                  </td>
-                  <td>{when(m.last_heartbeat_at)}</td>
-                  <td>
-                    <DrainButton name={m.name} draining={m.draining ?? m.state === 'draining'} onDone={list.reload} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <DataTable
+          rows={list.data.machines}
+          rowKey={(m) => m.name}
+          class="machines"
+          rowAttrs={(m) => ({ 'data-machine': m.name })}
+          columns={[
+            { label: 'Machine', cell: (m) => m.name },
+            {
+              label: 'State',
+              cell: (m) => (
+                <div>
+                  <Status status={m.state} />
+                  {m.draining && m.state !== 'draining' && <div class="muted">draining</div>}
+                </div>
+              ),
+            },
+            {
+              label: 'GPUs',
+              cell: (m) => (
+                <div>
+                  {m.inventory?.gpus.length ? m.inventory.gpus.map((g) => `${g.name} (${bytes(g.memory_mib * 1024 * 1024)})`).join(', ') : 'none'}
+                  {m.inventory?.gpu_problem && <div class="muted">{m.inventory.gpu_problem}</div>}
+                </div>
+              ),
+            },
+            { label: 'Driver / CUDA', cell: (m) => (m.inventory?.driver ? `${m.inventory.driver} / ${m.inventory.cuda ?? '—'}` : '—') },
+            { label: 'CPUs / memory', cell: (m) => (m.inventory ? `${m.inventory.cpus} / ${bytes(m.inventory.memory_bytes)}` : '—') },
+            {
+              label: 'Running',
+              cell: (m) => (
+                <div>
+                  {m.running.length}/{m.slots}
+                  {m.running.map((r) => (
+                    <div class="mono">
+                      <a href={`/jobs/${enc(r.job_id)}`}>{short(r.job_id, 40)}</a>
+                    </div>
+                  ))}
+                </div>
+              ),
+            },
+            { label: 'Last heard', cell: (m) => when(m.last_heartbeat_at) },
+            {
+              label: '',
+              // Drain: the machine finishes what it runs and takes nothing new; the session's cookie and CSRF value.
+              cell: (m) => {
+                const draining = m.draining ?? m.state === 'draining';
+                return (
+                  <ActionButton
+                    label={draining ? 'Undrain' : 'Drain'}
+                    busyLabel="…"
+                    action={() => change(draining ? 'DELETE' : 'POST', `/api/v1/machines/${enc(m.name)}/drain`)}
+                    onDone={list.reload}
+                  />
+                );
+              },
+            },
+          ]}
+        />
       )}
     </section>
-  );
-}
-
-/** Drain (the machine finishes what it runs and takes nothing new) or undrain: the session's cookie and CSRF value. */
-function DrainButton(props: { name: string; draining: boolean; onDone: () => void }) {
-  const [state, setState] = useState<{ busy: boolean; error?: string }>({ busy: false });
-  return (
-    <span>
-      <button
-        type="button"
-        disabled={state.busy}
-        onClick={async () => {
-          setState({ busy: true });
-          try {
-            await change(props.draining ? 'DELETE' : 'POST', `/api/v1/machines/${enc(props.name)}/drain`);
-            setState({ busy: false });
-            props.onDone();
-          } catch (error) {
-            setState({ busy: false, error: (error as Error).message });
-          }
-        }}
-      >
-        {state.busy ? '…' : props.draining ? 'Undrain' : 'Drain'}
-      </button>
-      <Failure error={state.error} />
-    </span>
   );
 }
 
@@ -288,26 +274,5 @@ export function AccountPage() {
 function Entries(props: { rows: Array<Record<string, unknown>>; empty: string }) {
   if (props.rows.length === 0) return <p class="empty">{props.empty}</p>;
   const keys = [...new Set(props.rows.flatMap((r) => Object.keys(r).filter((k) => r[k] === null || typeof r[k] !== 'object')))];
-  return (
-    <div class="table-wrap">
-      <table>
-        <thead>
-          <tr>
-            {keys.map((k) => (
-              <th>{k}</th>
-            ))}
-          </tr>
-        </thead>
-        <tbody>
-          {props.rows.map((r) => (
-            <tr>
-              {keys.map((k) => (
-                <td>{short(r[k], 60)}</td>
-              ))}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
-  );
+  return <DataTable rows={props.rows} columns={keys.map((k) => ({ label: k, cell: (r: Record<string, unknown>) => short(r[k], 60) }))} />;
 }

@@ -63,8 +63,8 @@ export function useThrottled(fn: () => void, ms: number): () => void {
   };
 }
 
-/** An EventSource on `url` (same origin, the cookie goes with it) while the component is shown. */
-export function useEvents(url: string | undefined, onEvent: (type: string, data: unknown) => void, types: string[]): void {
+/** An EventSource on `url` (same origin, the cookie goes with it) while the component is shown; `id` is the event's number. */
+export function useEvents(url: string | undefined, onEvent: (type: string, data: unknown, id: number) => void, types: string[]): void {
   const handler = useRef(onEvent);
   handler.current = onEvent;
   useEffect(() => {
@@ -78,7 +78,7 @@ export function useEvents(url: string | undefined, onEvent: (type: string, data:
         } catch {
           return;
         }
-        handler.current(type, data);
+        handler.current(type, data, Number(event.lastEventId));
       };
       source.addEventListener(type, listener);
       return listener;
@@ -128,10 +128,125 @@ export function Status(props: { status: string }) {
   return <span class={`status status-${props.status.replace(/[^a-z]/g, '')}`}>{props.status}</span>;
 }
 
+export function Tags(props: { tags: string[] }) {
+  return props.tags.length ? (
+    <>
+      {props.tags.map((t) => (
+        <span class="tag">{t}</span>
+      ))}
+    </>
+  ) : (
+    '—'
+  );
+}
+
 export function Failure(props: { error?: string | undefined }) {
   return props.error ? (
     <p class="failure" role="alert">
       {props.error}
     </p>
   ) : null;
+}
+
+export interface Column<Row> {
+  /** The header, and the label of the cell when a narrow screen shows each row as a card. */
+  label: string;
+  cell: (row: Row) => ComponentChildren;
+  class?: string;
+}
+
+/**
+ * A table of rows; below 640 px wide each row becomes a card of labelled cells (style.css,
+ * `table.cards`), so no column, and no button in one, is ever off the side of a phone's screen.
+ */
+export function DataTable<Row>(props: {
+  rows: Row[];
+  columns: Array<Column<Row>>;
+  class?: string;
+  rowKey?: (row: Row) => string | number;
+  rowAttrs?: (row: Row) => Record<string, string | undefined>;
+}) {
+  return (
+    <div class="table-wrap">
+      <table class={`cards ${props.class ?? ''}`}>
+        <thead>
+          <tr>
+            {props.columns.map((column) => (
+              <th>{column.label}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {props.rows.map((row) => (
+            <tr key={props.rowKey?.(row)} {...props.rowAttrs?.(row)}>
+              {props.columns.map((column) => (
+                <td data-label={column.label} class={column.class}>
+                  {column.cell(row)}
+                </td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/** The cursors of a paged list (the server's `next_cursor`s): this page's, and those before it (Previous goes back one). */
+export function useCursors(): { cursor: string; first: boolean; back: () => void; forward: (next: string) => void; reset: () => void } {
+  const [cursors, setCursors] = useState<string[]>(['0']);
+  return {
+    cursor: cursors.at(-1)!,
+    first: cursors.length === 1,
+    back: () => setCursors(cursors.slice(0, -1)),
+    forward: (next) => setCursors([...cursors, next]),
+    reset: () => setCursors(['0']),
+  };
+}
+
+/** Previous / Next for a list the server pages: "Previous tasks", "Next tasks". */
+export function Pager(props: { what: string; cursors: ReturnType<typeof useCursors>; next: string | null | undefined }) {
+  const { cursors, next } = props;
+  if (cursors.first && !next) return null;
+  return (
+    <nav class="pager" aria-label={`${props.what} pages`}>
+      {!cursors.first && (
+        <button type="button" onClick={cursors.back}>
+          Previous {props.what}
+        </button>
+      )}
+      {next && (
+        <button type="button" onClick={() => cursors.forward(next)}>
+          Next {props.what}
+        </button>
+      )}
+    </nav>
+  );
+}
+
+/** A button that makes a change on the server (cancel, drain): busy while it runs, its failure shown beside it. */
+export function ActionButton(props: { label: string; busyLabel: string; class?: string; action: () => Promise<unknown>; onDone: () => void }) {
+  const [state, setState] = useState<{ busy: boolean; error?: string }>({ busy: false });
+  return (
+    <span>
+      <button
+        type="button"
+        class={props.class}
+        disabled={state.busy}
+        onClick={async () => {
+          setState({ busy: true });
+          try {
+            await props.action();
+            setState({ busy: false });
+            props.onDone();
+          } catch (error) {
+            setState({ busy: false, error: (error as Error).message });
+          }
+        }}
+      >
+        {state.busy ? props.busyLabel : props.label}
+      </button>
+      <Failure error={state.error} />
+    </span>
+  );
 }
