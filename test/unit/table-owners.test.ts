@@ -25,6 +25,7 @@ const OWNERS: Record<string, string> = {
   idempotency: 'jobs.ts',
   machine_tokens: 'machines/registry.ts',
   machines: 'machines/registry.ts',
+  web_sessions: 'web/sessions.ts',
 };
 
 function sourceFiles(dir: string): string[] {
