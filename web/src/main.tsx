@@ -62,7 +62,7 @@ function App() {
       </header>
       <main id="main">
         {jobId ? (
-          <JobPage id={decodeURIComponent(jobId)} />
+          <JobPage key={jobId} id={decodeURIComponent(jobId)} />
         ) : path === '/jobs' ? (
           <JobsPage search={location.search} />
         ) : path === '/projects' ? (
