@@ -322,7 +322,8 @@ function Progress(props: { page: ProgressPage | undefined; tasks: Task[]; error?
           </select>
         </label>
         <span class="muted">
-          {props.picked ? 'ticked' : "this window's first"} {curves.length} task{curves.length === 1 ? '' : 's'}; drag to zoom, double-click to zoom out
+          {props.picked ? `${curves.length} ticked` : `this window's first ${curves.length}`} task{curves.length === 1 ? '' : 's'}; drag to zoom, double-click
+          to zoom out
           {thinned ? '; long series thinned to ' + CHART_POINTS + ' points' : ''}
         </span>
       </div>
