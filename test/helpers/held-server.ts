@@ -3,8 +3,7 @@ import { expect } from 'vitest';
 import type { RunningServer } from '../../src/server/index.js';
 import { tempDir } from './context.js';
 import { FakeDocker } from './fake-docker.js';
-import { startFakeDockerServer } from './server.js';
-import { rawTarGz, VALID_PROJECT } from './tarballs.js';
+import { pushValidProject, startFakeDockerServer } from './server.js';
 
 /** An answer of `TimedApi`: its status, its body (parsed JSON, else the text), the bytes sent and how long it took. */
 export interface TimedAnswer {
@@ -64,7 +63,7 @@ export async function startHeldServer(options: { prefix: string; workers: number
   const dataDir = await tempDir(options.prefix);
   const server = await startFakeDockerServer(docker, { dataDir, workers: options.workers });
   const api = timedApi(server);
-  for (const project of options.projects) expect((await api('POST', `/api/v1/projects/${project}/push`, { raw: rawTarGz(VALID_PROJECT) })).status).toBe(201);
+  for (const project of options.projects) expect(await pushValidProject(server, project)).toBe(201);
   // Every worker busy from the start (the first task's build done), so later jobs stay queued.
   const workers = Array.from({ length: options.workers }, (_, i) => i);
   const warm = (await api('POST', '/api/v1/jobs', { body: { project: options.projects[0], payload: { w: workers }, fan_out: { by: 'w' } } })).body;
