@@ -2,7 +2,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { inject } from 'vitest';
+import { afterAll, inject } from 'vitest';
 import { tempDir, writeFiles } from './context.js';
 import { newTestRun, removeTestImages, testRunPrefix } from './test-images.js';
 
@@ -124,6 +124,27 @@ artifact_upload_order = "${m.order ?? 'FIFO'}"
     ...options.files,
   });
   return { root, name };
+}
+
+/**
+ * The test projects of one test file: `project` makes a .cycleswap/ one (e2eCycleswapProject)
+ * and lists it in `made`, where a test adds the others it makes. Their images and containers are
+ * removed after the file's tests; their folders are tempDir's, removed with their test.
+ */
+export function testProjectsOfFile(): {
+  made: E2EProject[];
+  project: (options?: Parameters<typeof e2eCycleswapProject>[0]) => Promise<E2EProject>;
+} {
+  const made: E2EProject[] = [];
+  afterAll(async () => {
+    for (const p of made) await removeProjectImages(p.root);
+  });
+  const project = async (options: Parameters<typeof e2eCycleswapProject>[0] = {}): Promise<E2EProject> => {
+    const p = await e2eCycleswapProject(options);
+    made.push(p);
+    return p;
+  };
+  return { made, project };
 }
 
 export async function lastBuild(root: string): Promise<{ hash: string; image: { id: string; tag: string } }> {
