@@ -11,7 +11,6 @@ import type { ContainerSpec } from '../../src/docker/driver.js';
 import { jobContainer } from '../../src/runner/limits.js';
 import { fakeContext, tempDir, writeFiles } from '../helpers/context.js';
 
-
 const runtime = { kind: 'oci', sandbox: 'gvisor', workdir: '/workspace' };
 const entrypoint = { command: ['python3', 'job.py'] };
 

@@ -1,13 +1,11 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { startFakeDockerServer, pushValidProject } from '../helpers/server.js';
-import { Capture, cycleswapProject, tempDir, writeFiles } from '../helpers/context.js';
+import { cycleswapProject, tempDir, writeFiles, runMain } from '../helpers/context.js';
 import { waitFor } from '../helpers/wait.js';
 import { safeRelativeName } from '../../src/commands/artifacts.js';
 import { runWithStdoutClosed } from '../helpers/binary.js';
@@ -27,18 +25,12 @@ async function cycle(
   args: string[],
   options: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end(options.stdin ?? '');
   const cwd = options.cwd ?? root;
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
+  return runMain(args, {
     env: { HOME: cwd, XDG_CONFIG_HOME: path.join(cwd, '.cfg'), CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, CYCLE_HTTP_RETRIES: '1', ...options.env },
     cwd,
-    handleSignals: false,
+    ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
   });
-  return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
 const unreachable = { CYCLE_API_URL: 'http://127.0.0.1:9' };

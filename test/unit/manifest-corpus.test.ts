@@ -4,7 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { run as validate } from '../../src/commands/project/validate.js';
 import { fakeContext, tempDir } from '../helpers/context.js';
 
-
 const corpus = path.join(import.meta.dirname, '..', 'fixtures', 'bad-manifests');
 
 interface Expected {
