@@ -70,6 +70,14 @@ async function finishedJob(): Promise<string> {
   return job.id;
 }
 
+/** A finished job whose callback was delivered and recorded delivered; then the server stops. */
+async function deliveredThenStopped(): Promise<string> {
+  const jobId = await finishedJob();
+  await waitFor(() => callbackState(jobId) === 'delivered', 20_000, 'the callback to be recorded delivered');
+  await stop();
+  return jobId;
+}
+
 beforeAll(async () => {
   dataDir = await tempDir('cycle-callbacks-');
   receiver = http.createServer((req, res) => {
@@ -119,9 +127,7 @@ describe('job callbacks across restarts', () => {
   });
 
   it('killed after its last task ended but before the job finished: the restart finishes it and sends its callback once', async () => {
-    const jobId = await finishedJob();
-    await waitFor(() => callbackState(jobId) === 'delivered', 20_000, 'the callback to be recorded delivered');
-    await stop();
+    const jobId = await deliveredThenStopped();
     const before = deliveriesOf(jobId).length;
     withDb((db) => db.prepare("UPDATE jobs SET status = 'running', finished_at = NULL, callback_state = 'pending' WHERE id = ?").run(jobId));
     await restartAndSettle(jobId);
@@ -130,9 +136,7 @@ describe('job callbacks across restarts', () => {
   });
 
   it('killed after the job finished, before the POST: the restart sends it once', async () => {
-    const jobId = await finishedJob();
-    await waitFor(() => callbackState(jobId) === 'delivered', 20_000, 'the callback to be recorded delivered');
-    await stop();
+    const jobId = await deliveredThenStopped();
     const before = deliveriesOf(jobId).length;
     withDb((db) => db.prepare("UPDATE jobs SET callback_state = 'pending' WHERE id = ?").run(jobId));
     await restartAndSettle(jobId);
@@ -140,9 +144,7 @@ describe('job callbacks across restarts', () => {
   });
 
   it('killed after the receiver took the POST, before `delivered` was written: sent again with the same delivery id', async () => {
-    const jobId = await finishedJob();
-    await waitFor(() => callbackState(jobId) === 'delivered', 20_000, 'the callback to be recorded delivered');
-    await stop();
+    const jobId = await deliveredThenStopped();
     withDb((db) => db.prepare("UPDATE jobs SET callback_state = 'delivering' WHERE id = ?").run(jobId));
     await restartAndSettle(jobId);
     const all = deliveriesOf(jobId);
