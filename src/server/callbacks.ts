@@ -87,15 +87,15 @@ export class JobCallbacks {
     if (!job || !url) return;
     // Written before the POST: a restart finds it and knows this callback may have gone out.
     if (!states.claimCallback(jobId)) return;
-    const delivery = this.deliver(url, jobs.document(job)).then(
-      (outcome) => {
+    const delivery = this.deliver(url, jobs.document(job))
+      .then((outcome) => {
         // Stopped: still `delivering`, the next start sends it (same delivery id).
         if (outcome !== 'stopped') states.recordCallback(jobId, outcome);
-      },
-      (error: Error) => this.options.log(`callback for ${jobId}: ${error.message}`),
-    );
+      })
+      // Logged, never thrown: a job retention removed meanwhile must not stop the server.
+      .catch((error: Error) => this.options.log(`callback for ${jobId}: ${error.message}`))
+      .finally(() => this.inFlight.delete(jobId));
     this.inFlight.set(jobId, delivery);
-    void delivery.finally(() => this.inFlight.delete(jobId));
   }
 
   /**

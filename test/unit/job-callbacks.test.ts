@@ -41,6 +41,7 @@ async function setup() {
   const events = new EventLog(database, clock);
   const states = new JobStates({ db: database, events, layout: where, clock });
   const sent: Sent[] = [];
+  const logged: string[] = [];
   const fakeFetch = (async (_url: string, init: RequestInit) =>
     new Promise<Response>((resolve, reject) => {
       const signal = init.signal!;
@@ -60,7 +61,17 @@ async function setup() {
   };
   /** One server's callbacks: what a start makes. */
   const callbacks = (): JobCallbacks =>
-    new JobCallbacks({ db: database, states, jobs, clock, log: () => undefined, fetch: fakeFetch, baseDelayMs: 100, attempts: 3, stopGraceMs: GRACE_MS });
+    new JobCallbacks({
+      db: database,
+      states,
+      jobs,
+      clock,
+      log: (line) => logged.push(line),
+      fetch: fakeFetch,
+      baseDelayMs: 100,
+      attempts: 3,
+      stopGraceMs: GRACE_MS,
+    });
   let seq = 0;
   const finishedJob = (callbackState: string): string => {
     const id = `job_${++seq}`;
@@ -74,7 +85,7 @@ async function setup() {
   const state = (id: string): string | null => row(id)!.callback_state;
   /** Lets the delivery's continuations run (they await the fake's promises). */
   const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-  return { clock, states, sent, callbacks, finishedJob, state, settle };
+  return { clock, states, sent, logged, callbacks, finishedJob, state, settle, database };
 }
 
 describe('job callbacks, step by step', () => {
@@ -183,5 +194,17 @@ describe('job callbacks, step by step', () => {
     // Settled either way: a restart sends neither again.
     t.callbacks().resume();
     expect(t.sent).toHaveLength(4);
+  });
+
+  it('a job removed while its callback was out (retention): the answer is logged, nothing thrown', async () => {
+    const t = await setup();
+    const callbacks = t.callbacks();
+    const id = t.finishedJob('pending');
+    callbacks.send(id);
+    t.database.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+    t.sent[0]!.answer(204);
+    await t.settle();
+    expect(t.logged.join('\n')).toMatch(new RegExp(`callback for ${id}: .*no row`));
+    await callbacks.stop();
   });
 });
