@@ -1,5 +1,5 @@
 import { arg, defineCommand, flag, type OptionsFrom } from './declaration.js';
-import { apiUrlFlag, jsonFlag } from './shared-flags.js';
+import { apiUrlFlag, jsonFlag, waitFlags } from './shared-flags.js';
 
 const readFlags = { ...apiUrlFlag, ...jsonFlag };
 export type ListOptions = OptionsFrom<{}, typeof readFlags>;
@@ -9,8 +9,7 @@ const submitFlags = {
   ...readFlags,
   payload: flag.value('--payload <JSON|@file|->', "the payload (a JSON object, checked against the recipe's schema by the server)"),
   timeout: flag.value('--timeout <duration>', 'seconds, or 90s, 10m, 1h30m'),
-  wait: flag.boolean('--wait', 'follow the job to its end (exit 0 completed, 6 failed or partial)'),
-  cancelOnInterrupt: flag.boolean('--cancel-on-interrupt', 'with --wait: Ctrl-C cancels the job (otherwise it goes on)'),
+  ...waitFlags,
 };
 export type SubmitOptions = OptionsFrom<typeof nameArgs, typeof submitFlags>;
 

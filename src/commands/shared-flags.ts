@@ -10,6 +10,12 @@ export function projectFlag(description = "the project (default: $CYCLE_PROJECT,
   return { project: flag.value('--project <name>', description, { emptyIsUnset: true }) };
 }
 
+/** `--wait` and `--cancel-on-interrupt`, for the commands that submit a job and can follow it to its end. */
+export const waitFlags = {
+  wait: flag.boolean('--wait', 'follow the job to its end (exit 0 completed, 6 failed or partial)'),
+  cancelOnInterrupt: flag.boolean('--cancel-on-interrupt', 'with --wait: Ctrl-C cancels the job (otherwise it goes on)'),
+};
+
 /** The program's own flags: every command accepts them. */
 export const globalFlags = {
   quiet: flag.boolean('-q, --quiet', 'print only data and errors (no progress)'),

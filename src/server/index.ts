@@ -11,6 +11,7 @@ import type { Env } from '../ui/streams.js';
 import { systemClock, type Clock } from '../context.js';
 import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
 import { createRouter } from './http/routes.js';
+import { JobCallbacks } from './callbacks.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
 import { StreamGate } from './http/sse.js';
@@ -188,7 +189,15 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
     log: options.log,
     machines,
     ...(options.leaseMs !== undefined ? { leaseMs: options.leaseMs } : {}),
-    ...(options.callbackBaseDelayMs !== undefined ? { callbackBaseDelayMs: options.callbackBaseDelayMs } : {}),
+  });
+  // A finished job's callback, once per job as far as a crash allows (callbacks.ts).
+  const callbacks = new JobCallbacks({
+    db,
+    states,
+    jobs,
+    clock,
+    log: options.log,
+    ...(options.callbackBaseDelayMs !== undefined ? { baseDelayMs: options.callbackBaseDelayMs } : {}),
   });
   // This machine's worker: the one way a task runs (workers on other machines use the same code over HTTP).
   const worker = new Worker({
@@ -209,6 +218,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   const recipes = new RecipeService({ recipes: loadedRecipes, projects, log: options.log });
   await recipes.register();
   queue.recover();
+  callbacks.resume();
   if (options.localWorker !== false) await worker.removeLeftovers();
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.httpLimits };
   const volumes = new VolumeService({ db, clock: options.clock, layout, maxBlobBytes: options.maxUploadBytes ?? 4 * 1024 ** 3, log: options.log });
@@ -282,6 +292,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
         server.closeAllConnections();
         queue!.stop();
         await worker.stop();
+        // After the worker: a job its stop finished keeps its callback pending for the next start.
+        await callbacks.stop();
         db.close();
         await unlock();
       })()),

@@ -448,6 +448,20 @@ export class JobStates {
     this.expectOne(changes, `task ${taskId}: no row to record its output in`);
   }
 
+  /**
+   * A finished job's callback is about to be sent (server/callbacks.ts): pending → delivering,
+   * committed before the POST. False when there is none to send (settled, or the job not
+   * finished). One left `delivering` by a stop or a crash is claimed again on the next start.
+   */
+  claimCallback(jobId: string): boolean {
+    const { changes } = this.options.db
+      .prepare(
+        "UPDATE jobs SET callback_state = 'delivering' WHERE id = ? AND callback_state IN ('pending', 'delivering') AND status IN ('completed', 'partial', 'failed', 'cancelled')",
+      )
+      .run(jobId);
+    return changes === 1;
+  }
+
   /** How a job's callback ended: delivered, or failed after its retries. */
   recordCallback(jobId: string, state: 'delivered' | 'failed'): void {
     this.expectOne(

@@ -1,11 +1,19 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, cycle, docker, e2eCycleswapProject, removeTestProjectImages, waitFor, type E2EProject } from '../helpers/e2e.js';
+import {
+  cycle,
+  docker,
+  e2eCycleswapProject,
+  removeTestProjectImages,
+  spawnDaemon,
+  untilTakingWork,
+  waitFor,
+  type DaemonProcess,
+  type E2EProject,
+} from '../helpers/e2e.js';
 import { client, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir } from '../helpers/context.js';
-import { fixtureMachineEnv } from '../helpers/machine-sources.js';
 import { tcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
@@ -24,16 +32,13 @@ const MACHINES = [
 ] as const;
 type MachineName = (typeof MACHINES)[number]['name'];
 
-interface Daemon {
+interface Daemon extends DaemonProcess {
   name: MachineName;
   fixture: string;
   dataDir: string;
   loadFile: string;
   token: string;
   proxy: Awaited<ReturnType<typeof tcpProxy>>;
-  child: ChildProcess;
-  log: () => string;
-  exited: Promise<number | null>;
 }
 
 let server: ServerProcess;
@@ -81,19 +86,12 @@ beforeAll(async () => {
     const proxy = await tcpProxy(Number(new URL(server.url).port));
     daemons.set(name, startDaemon({ name, fixture, token, dataDir, loadFile, proxy }));
   }
-  for (const daemon of daemons.values())
-    await waitFor(
-      () => /is taking work/.test(daemon.log()),
-      60_000,
-      `${daemon.name} to start`,
-      () => daemon.log(),
-    );
+  for (const daemon of daemons.values()) await untilTakingWork(daemon, 60_000, `${daemon.name} to start`);
 }, 240_000);
 
 afterAll(async () => {
   for (const daemon of daemons.values()) {
-    if (daemon.child.exitCode === null) daemon.child.kill('SIGTERM');
-    await daemon.exited;
+    await daemon.stop();
     await daemon.proxy.close();
   }
   // A daemon killed with -9 leaves its container: remove what the pool's daemons started.
@@ -104,23 +102,8 @@ afterAll(async () => {
 }, 120_000);
 
 function startDaemon(options: { name: MachineName; fixture: string; token: string; dataDir: string; loadFile: string; proxy: Daemon['proxy'] }): Daemon {
-  const child = spawn(process.execPath, [BIN, 'daemon', 'run', '--api-url', options.proxy.url, '--name', options.name, '--data-dir', options.dataDir], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME ?? options.dataDir,
-      NO_COLOR: '1',
-      CYCLE_MACHINE_TOKEN: options.token,
-      CYCLE_DAEMON_HEARTBEAT_MS: '1000',
-      ...fixtureMachineEnv(options.fixture, options.loadFile),
-      ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return { ...options, child, log: () => log, exited };
+  const { name, fixture, token, dataDir, loadFile, proxy } = options;
+  return { name, fixture, token, dataDir, loadFile, proxy, ...spawnDaemon({ apiUrl: proxy.url, name, dataDir, token, fixture, loadFile }) };
 }
 
 async function submit(body: Record<string, unknown>): Promise<string> {
@@ -249,7 +232,7 @@ describe('three daemons, one queue', () => {
     expect(results.items ?? results.results ?? [results]).toHaveLength(1);
     // The machine comes back (same name, same data folder, same token).
     daemons.set(machine, startDaemon({ ...victim }));
-    await waitFor(() => /is taking work/.test(daemons.get(machine)!.log()), 60_000, `${machine} to restart`);
+    await untilTakingWork(daemons.get(machine)!, 60_000, `${machine} to restart`);
   }, 300_000);
 
   it('a daemon cut off from the server stops its container at the lease end; its late report is refused; the task runs elsewhere once', async () => {

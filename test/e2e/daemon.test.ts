@@ -1,9 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, docker, e2eCycleswapProject, removeTestProjectImages, waitFor, type E2EProject } from '../helpers/e2e.js';
+import {
+  docker,
+  e2eCycleswapProject,
+  removeTestProjectImages,
+  spawnDaemon,
+  untilTakingWork,
+  waitFor,
+  type DaemonProcess,
+  type E2EProject,
+} from '../helpers/e2e.js';
 import { client, createMachineToken, startServerProcess, type ServerProcess } from '../helpers/server.js';
 import { tempDir } from '../helpers/context.js';
-import { fixtureMachineEnv } from '../helpers/machine-sources.js';
 import { tcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
@@ -18,7 +25,7 @@ const LEASE_MS = 6_000;
 let server: ServerProcess;
 let project: E2EProject;
 let proxy: Awaited<ReturnType<typeof tcpProxy>>;
-let daemon: { child: ChildProcess; log: () => string; stop(): Promise<number | null> };
+let daemon: DaemonProcess;
 
 beforeAll(async () => {
   server = await startServerProcess({
@@ -32,13 +39,15 @@ beforeAll(async () => {
   const pushed = await client(server).push(project.name, project.root);
   expect(pushed.status).toBeLessThan(300);
   proxy = await tcpProxy(Number(new URL(server.url).port));
-  daemon = startDaemon(proxy.url, await tempDir('cycle-e2e-daemon-'));
-  await waitFor(
-    () => /is taking work/.test(daemon.log()),
-    30_000,
-    'the daemon to start',
-    () => daemon.log(),
-  );
+  daemon = spawnDaemon({
+    apiUrl: proxy.url,
+    name: 'e2e-a',
+    dataDir: await tempDir('cycle-e2e-daemon-'),
+    token: MACHINE_TOKEN,
+    // A machine with no GPU and no load of its own.
+    fixture: 'smi-fail-command-not-found.txt',
+  });
+  await untilTakingWork(daemon, 30_000, 'the daemon to start');
 }, 120_000);
 
 afterAll(async () => {
@@ -100,34 +109,6 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
     await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
   }, 240_000);
 });
-
-function startDaemon(apiUrl: string, dataDir: string): { child: ChildProcess; log: () => string; stop(): Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, 'daemon', 'run', '--api-url', apiUrl, '--name', 'e2e-a', '--data-dir', dataDir], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME ?? dataDir,
-      NO_COLOR: '1',
-      CYCLE_MACHINE_TOKEN: MACHINE_TOKEN,
-      CYCLE_DAEMON_HEARTBEAT_MS: '1000',
-      // A machine with no GPU and no load of its own: the real probe would find this test machine busy (the suite runs on it).
-      ...fixtureMachineEnv('smi-fail-command-not-found.txt'),
-      ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let log = '';
-  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return {
-    child,
-    log: () => log,
-    stop: async () => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
-    },
-  };
-}
 
 /** Submits a task that holds (sleeps) and waits until its container runs on the daemon; `container()` names it while it runs. */
 async function heldTaskRunning(): Promise<{ id: string; container: () => Promise<string> }> {

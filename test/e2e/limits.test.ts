@@ -1,22 +1,11 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { cycle, e2eCycleswapProject, removeProjectImages, type E2EProject } from '../helpers/e2e.js';
+import { describe, expect, it } from 'vitest';
+import { cycle, testProjectsOfFile } from '../helpers/e2e.js';
 import { writeFiles } from '../helpers/context.js';
 
-const made: E2EProject[] = [];
-async function project(options: Parameters<typeof e2eCycleswapProject>[0] = {}): Promise<E2EProject> {
-  const p = await e2eCycleswapProject(options);
-  made.push(p);
-  return p;
-}
-afterAll(async () => {
-  for (const p of made) {
-    await removeProjectImages(p.root);
-    await fs.rm(p.root, { recursive: true, force: true });
-  }
-});
+const { project } = testProjectsOfFile();
 
 // The job's cgroup, v2 or v1 (this machine has v1; others have v2).
 const READ_LIMITS = `

@@ -5,27 +5,19 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   cycle,
   docker,
-  e2eCycleswapProject,
   imageLayers,
   lastBuild,
-  removeProjectImages,
   startCycle,
   testProjectName,
+  testProjectsOfFile,
   waitFor,
+  type CliResult,
   type E2EProject,
 } from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { localProjectKey } from '../../src/runner/images.js';
 
-const made: E2EProject[] = [];
-async function project(options: Parameters<typeof e2eCycleswapProject>[0] = {}): Promise<E2EProject> {
-  const p = await e2eCycleswapProject(options);
-  made.push(p);
-  return p;
-}
-afterAll(async () => {
-  for (const p of made) await removeProjectImages(p.root);
-});
+const { made, project } = testProjectsOfFile();
 
 async function imageCreated(id: string): Promise<string> {
   return docker(['image', 'inspect', '--format', '{{.Created}}', id]);
@@ -296,6 +288,14 @@ if payload.get("no_result"):
     sys.exit(0)
 pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payload.get("bad_result") else json.dumps({"sum": payload.get("steps", 2) * 10}))
 `;
+  /** `job` ran with `{"steps": 3}` to its end: its result, its log line, its last progress, its artifact. */
+  function expectThreeSteps(result: CliResult): void {
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout.slice(result.stdout.indexOf('{')))).toEqual({ sum: 30 });
+    expect(result.stdout).toContain('log line');
+    expect(result.stderr).toContain('progress: {"step": 3}');
+    expect(result.stderr).toContain('summary.txt');
+  }
   const files = {
     Dockerfile: 'FROM ubuntu:24.04\nWORKDIR /workspace\nCOPY . .\n',
     '.dockerignore': 'ignored-by-docker.txt\n',
@@ -312,14 +312,10 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
   it('runs the entrypoint with the payload, prints the result, shows progress, collects artifacts', async () => {
     const p = await ociProject(files);
     const result = await cycle(['project', 'test', '--payload', '{"steps": 3}'], { cwd: p.root });
-    expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout.slice(result.stdout.indexOf('{')))).toEqual({ sum: 30 });
-    expect(result.stdout).toContain('log line');
+    expectThreeSteps(result);
     expect(result.stdout).not.toContain('COMPUTALOT_PROGRESS');
-    expect(result.stderr).toContain('progress: {"step": 3}');
     expect(result.stderr).toContain('✓ executable python3');
     expect(result.stderr).toContain('✓ command python3 -c import json');
-    expect(result.stderr).toContain('summary.txt');
 
     const json = await cycle(['project', 'test', '--json', '--payload', '@payload.json'], { cwd: p.root, env: {} }).catch(() => undefined);
     expect(json?.code).toBe(2);
@@ -394,12 +390,8 @@ pathlib.Path(os.environ["COMPUTALOT_TASK_RESULT"]).write_text("not json" if payl
         ]),
       );
       const result = await cycle(['project', 'test', '--payload', '{"steps": 3}'], { cwd: p.root });
-      expect(result.code, result.stderr).toBe(0);
-      expect(JSON.parse(result.stdout.slice(result.stdout.indexOf('{')))).toEqual({ sum: 30 });
-      expect(result.stdout).toContain('log line');
+      expectThreeSteps(result);
       expect(result.stdout).not.toContain('[service');
-      expect(result.stderr).toContain('progress: {"step": 3}');
-      expect(result.stderr).toContain('summary.txt');
       expect(result.stderr).toContain('[service sidecar] sidecar up\n');
       expect(result.stderr).toContain('[service sidecar] running (no healthcheck)\n');
       expect(result.stderr).toContain('[service checked] healthy\n');

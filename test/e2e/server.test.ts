@@ -188,14 +188,16 @@ describe('cycle server with real Docker', () => {
     expect(watch.events.map((e) => e.id)).toEqual(whole.events.map((e) => e.id));
   });
 
-  it('calls callback_url when the job finishes, retrying a failing endpoint', async () => {
-    const received: Array<{ event: string; job: { id: string; status: string } }> = [];
+  it('calls callback_url when the job finishes, retrying a failing endpoint with the same delivery id', async () => {
+    const received: Array<{ event: string; delivery: string; job: { id: string; status: string } }> = [];
     let attempts = 0;
+    const deliveryIds: unknown[] = [];
     const hook = http.createServer((req, res) => {
       let body = '';
       req.on('data', (c) => (body += c));
       req.on('end', () => {
         attempts++;
+        deliveryIds.push(req.headers['x-cycle-delivery']);
         if (attempts === 1) {
           res.writeHead(503).end();
           return;
@@ -212,6 +214,9 @@ describe('cycle server with real Docker', () => {
       await waitFor(() => received.length > 0, 20_000, 'the callback');
       expect(attempts).toBe(2);
       expect(received[0]).toMatchObject({ event: 'job.finished', job: { id: job.id, status: 'completed' } });
+      // The retry carries the first try's delivery id, which the receiver dedupes on.
+      expect(deliveryIds).toEqual([received[0]!.delivery, received[0]!.delivery]);
+      expect(received[0]!.delivery).toMatch(/\S/);
     } finally {
       hook.close();
     }

@@ -191,6 +191,25 @@ export async function runCycle(args: string[], options: FakeContextOptions): Pro
   return { code, stdout: streams.stdout.text, stderr: streams.stderr.text };
 }
 
+/**
+ * The real `main` in this process with its real context (real HTTP, real files), as the binary
+ * runs it: its streams captured (terminals when `tty`), stdin `stdin` (else empty), no signal
+ * handlers.
+ */
+export async function runMain(
+  args: string[],
+  options: { env: Record<string, string | undefined>; cwd: string; stdin?: string; tty?: boolean },
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  // Loaded here: most tests that use this file never run the CLI.
+  const { main } = await import('../../src/cli.js');
+  const stdout = new Capture(options.tty ?? false);
+  const stderr = new Capture(options.tty ?? false);
+  const stdin = new PassThrough();
+  stdin.end(options.stdin ?? '');
+  const code = await main(['node', 'cycle', ...args], { io: { stdout, stderr, stdin }, env: options.env, cwd: options.cwd, handleSignals: false });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
 /** Temp folders live in temp.ts; most tests import them from here with the other helpers. */
 export { tempDir };
 

@@ -2,8 +2,9 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { inject } from 'vitest';
+import { afterAll, inject } from 'vitest';
 import { tempDir, writeFiles } from './context.js';
+import { fixtureMachineEnv } from './machine-sources.js';
 import { newTestRun, removeTestImages, testRunPrefix } from './test-images.js';
 
 const execFileAsync = promisify(execFile);
@@ -68,7 +69,63 @@ export async function docker(args: string[]): Promise<string> {
   return stdout.trim();
 }
 
-export { waitFor } from './wait.js';
+import { waitFor } from './wait.js';
+
+export { waitFor };
+
+/** A `cycle daemon run` process (spawnDaemon). */
+export interface DaemonProcess {
+  child: ChildProcess;
+  /** What it printed so far, stdout and stderr. */
+  log: () => string;
+  /** Its exit code, once it has ended. */
+  exited: Promise<number | null>;
+  /** SIGTERM unless it has ended; its exit code. */
+  stop(): Promise<number | null>;
+}
+
+/**
+ * `cycle daemon run` against `apiUrl` with a machine token, a heartbeat every second, on a
+ * fixture machine (fixtureMachineEnv: GPUs from `fixture`, its own load from `loadFile`): the
+ * real probe would find the test machine busy (the suite runs on it).
+ */
+export function spawnDaemon(options: { apiUrl: string; name: string; dataDir: string; token: string; fixture: string; loadFile?: string }): DaemonProcess {
+  const child = spawn(process.execPath, [BIN, 'daemon', 'run', '--api-url', options.apiUrl, '--name', options.name, '--data-dir', options.dataDir], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME ?? options.dataDir,
+      NO_COLOR: '1',
+      CYCLE_MACHINE_TOKEN: options.token,
+      CYCLE_DAEMON_HEARTBEAT_MS: '1000',
+      ...fixtureMachineEnv(options.fixture, options.loadFile),
+      ...(process.env.DOCKER_HOST ? { DOCKER_HOST: process.env.DOCKER_HOST } : {}),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout!.on('data', (c: Buffer) => (log += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return {
+    child,
+    log: () => log,
+    exited,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** Waits until the daemon says it is taking work (failing with its log at the deadline). */
+export async function untilTakingWork(daemon: Pick<DaemonProcess, 'log'>, timeoutMs: number, what: string): Promise<void> {
+  await waitFor(
+    () => /is taking work/.test(daemon.log()),
+    timeoutMs,
+    what,
+    () => daemon.log(),
+  );
+}
 
 export interface E2EProject {
   root: string;
@@ -124,6 +181,27 @@ artifact_upload_order = "${m.order ?? 'FIFO'}"
     ...options.files,
   });
   return { root, name };
+}
+
+/**
+ * The test projects of one test file: `project` makes a .cycleswap/ one (e2eCycleswapProject)
+ * and lists it in `made`, where a test adds the others it makes. Their images and containers are
+ * removed after the file's tests; their folders are tempDir's, removed with their test.
+ */
+export function testProjectsOfFile(): {
+  made: E2EProject[];
+  project: (options?: Parameters<typeof e2eCycleswapProject>[0]) => Promise<E2EProject>;
+} {
+  const made: E2EProject[] = [];
+  afterAll(async () => {
+    for (const p of made) await removeProjectImages(p.root);
+  });
+  const project = async (options: Parameters<typeof e2eCycleswapProject>[0] = {}): Promise<E2EProject> => {
+    const p = await e2eCycleswapProject(options);
+    made.push(p);
+    return p;
+  };
+  return { made, project };
 }
 
 export async function lastBuild(root: string): Promise<{ hash: string; image: { id: string; tag: string } }> {

@@ -9,6 +9,7 @@ import { BIN } from './e2e.js';
 import { waitFor } from './wait.js';
 import { tempDir } from './context.js';
 import type { FakeDocker } from './fake-docker.js';
+import { rawTarGz, VALID_PROJECT } from './tarballs.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/server/index.js';
 import { ExecNotFound } from '../../src/util/exec.js';
 
@@ -97,6 +98,25 @@ export function client(server: { url: string; token: string }) {
   };
 }
 
+/**
+ * A request that must succeed, to the server `server()` names when it is called (a test may
+ * start another): its JSON answer, or an Error naming the request, the status and the answer.
+ */
+export function okApi(server: () => { url: string; token: string }) {
+  // The answer is whatever document the route sends; the tests read its fields.
+  return async (method: string, route: string, body?: unknown): Promise<any> => {
+    const { url, token } = server();
+    const response = await fetch(`${url}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    if (response.status >= 400) throw new Error(`${method} ${route}: ${response.status} ${text}`);
+    return JSON.parse(text);
+  };
+}
+
 export async function packDir(dir: string): Promise<Buffer> {
   const selection = await selectFiles(dir);
   const chunks: Buffer[] = [];
@@ -164,6 +184,17 @@ export function startFakeDockerServer(docker: FakeDocker, options: Pick<ServerOp
     log: () => undefined,
     ...options,
   });
+}
+
+/** Pushes the test project (tarballs.ts, VALID_PROJECT) as `name`: the answer's status. */
+export async function pushValidProject(server: { url: string; token: string }, name = 'p'): Promise<number> {
+  const response = await fetch(`${server.url}/api/v1/projects/${name}/push`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${server.token}` },
+    body: rawTarGz(VALID_PROJECT),
+  });
+  await response.arrayBuffer();
+  return response.status;
 }
 
 /**

@@ -1,41 +1,22 @@
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { Capture, tempDir } from '../helpers/context.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { runMain, tempDir } from '../helpers/context.js';
+import { serveForTest } from '../helpers/local-http.js';
 
 // Issue 11 (client side): what a hostile or broken server can make `cycle artifacts download` write.
 let root: string;
-let hostile: http.Server | undefined;
 beforeEach(async () => {
   root = await tempDir('cycle-sec-client-');
 });
-afterEach(async () => {
-  if (hostile) await new Promise((resolve) => hostile!.close(resolve));
-  hostile = undefined;
-  await fs.rm(root, { recursive: true, force: true });
-});
 
-async function serve(handler: http.RequestListener): Promise<string> {
-  hostile = http.createServer(handler);
-  await new Promise<void>((resolve) => hostile!.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
-}
+const serve = serveForTest;
 
 async function download(apiUrl: string, args: string[]): Promise<{ code: number; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end('');
-  const code = await main(['node', 'cycle', 'artifacts', 'download', ...args, '--out', path.join(root, 'a', 'b', 'out')], {
-    io: { stdout, stderr, stdin },
+  return runMain(['artifacts', 'download', ...args, '--out', path.join(root, 'a', 'b', 'out')], {
     env: { HOME: root, XDG_CONFIG_HOME: path.join(root, '.cfg'), CYCLE_API_URL: apiUrl, CYCLE_TOKEN: 'secret-token', CYCLE_HTTP_RETRIES: '1' },
     cwd: root,
-    handleSignals: false,
   });
-  return { code, stderr: stderr.text };
 }
 
 /** Every file under root, as relative paths. */

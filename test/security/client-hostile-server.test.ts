@@ -1,51 +1,29 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import { followEvents } from '../../src/api/sse.js';
-import { main } from '../../src/cli.js';
 import { cycleBin } from '../helpers/binary.js';
-import { Capture, tempDir } from '../helpers/context.js';
+import { runMain, tempDir } from '../helpers/context.js';
+import { serveForTest } from '../helpers/local-http.js';
 
 // Issue 18, Medium 6: the CLI trusted a server's size and speed. A huge answer was buffered whole,
 // a stalled body hung the CLI until SIGKILL, an SSE line without its end grew until V8 aborted,
 // and a stream dropped after each event was reconnected forever.
 let root: string;
-let hostile: http.Server | undefined;
 beforeEach(async () => {
   root = await tempDir('cycle-sec-hostile-');
 });
-afterEach(async () => {
-  if (hostile) {
-    hostile.closeAllConnections();
-    await new Promise((resolve) => hostile!.close(resolve));
-  }
-  hostile = undefined;
-  await fs.rm(root, { recursive: true, force: true });
-});
 
-async function serve(handler: http.RequestListener): Promise<string> {
-  hostile = http.createServer(handler);
-  await new Promise<void>((resolve) => hostile!.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
-}
+const serve = serveForTest;
 
 async function cycle(apiUrl: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end('');
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
+  return runMain(args, {
     env: { HOME: root, XDG_CONFIG_HOME: path.join(root, '.cfg'), CYCLE_API_URL: apiUrl, CYCLE_TOKEN: 'secret-token', CYCLE_HTTP_RETRIES: '1', ...env },
     cwd: root,
-    handleSignals: false,
   });
-  return { code, stderr: stderr.text };
 }
 
 /** Writes `total` bytes of `chunk`s, as fast as the reader takes them; counts what was sent. */

@@ -1,24 +1,16 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { Capture, tempDir } from '../helpers/context.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { runMain, tempDir } from '../helpers/context.js';
+import { serveForTest } from '../helpers/local-http.js';
 
 // Issue 18, High 4: what a job's artifact names (or a hostile server) can make `artifacts download`
 // and `job pull` write on the user's machine: a repository's config, a replaced dotfile, a file
 // through a symbolic link on the way.
 let root: string;
-let hostile: http.Server | undefined;
 beforeEach(async () => {
   root = await tempDir('cycle-sec-contain-');
-});
-afterEach(async () => {
-  if (hostile) await new Promise((resolve) => hostile!.close(resolve));
-  hostile = undefined;
-  await fs.rm(root, { recursive: true, force: true });
 });
 
 interface FakeArtifact {
@@ -31,7 +23,7 @@ interface FakeArtifact {
 
 /** A server whose job job_1 has these artifacts (listed with size and sha256, or named in the download's header only). */
 async function serveJob(artifacts: FakeArtifact[]): Promise<string> {
-  hostile = http.createServer((req, res) => {
+  return serveForTest((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/api/v1/jobs/job_1') {
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -62,17 +54,10 @@ async function serveJob(artifacts: FakeArtifact[]): Promise<string> {
     });
     res.end(artifact.body);
   });
-  await new Promise<void>((resolve) => hostile!.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(hostile.address() as { port: number }).port}`;
 }
 
 async function cycle(apiUrl: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end('');
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
+  return runMain(args, {
     env: {
       HOME: path.join(root, 'home'),
       XDG_CONFIG_HOME: path.join(root, '.cfg'),
@@ -81,9 +66,7 @@ async function cycle(apiUrl: string, args: string[]): Promise<{ code: number; st
       CYCLE_HTTP_RETRIES: '1',
     },
     cwd: path.join(root, 'work'),
-    handleSignals: false,
   });
-  return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
 const HOOK = '[core]\n\tfsmonitor = "touch /tmp/pwned"\n';

@@ -58,20 +58,19 @@ async function expectOutsideUntouched(): Promise<void> {
 }
 
 describe('extraction: links are resolved on disk, not on paper', () => {
-  it('refuses a symlink whose ".."s cancel its links on paper but climb out on disk', async () => {
-    // l -> . makes l/l the tree itself; ".." from there leaves it, though "l/l/../outside"
-    // normalizes to "l/outside".
-    await expectRefused(
+  it.each<[string, RawEntry[], RegExp]>([
+    [
+      // l -> . makes l/l the tree itself; ".." from there leaves it, though "l/l/../outside"
+      // normalizes to "l/outside".
+      'a symlink whose ".."s cancel its links on paper but climb out on disk',
       [
         { name: 'l', type: '2', linkname: '.' },
         { name: 'f', type: '2', linkname: 'l/l/../outside/victim.txt' },
       ],
       /symlink "f" points outside/,
-    );
-  });
-
-  it('refuses the same chain one folder down, and through a chain of links', async () => {
-    await expectRefused(
+    ],
+    [
+      'the same chain one folder down, and through a chain of links',
       [
         { name: 'a/', type: '5' },
         { name: 'a/up', type: '2', linkname: '..' },
@@ -79,7 +78,18 @@ describe('extraction: links are resolved on disk, not on paper', () => {
         { name: 'a/f', type: '2', linkname: 'l/l/l/../../outside' },
       ],
       /points outside/,
-    );
+    ],
+    [
+      // "m/../outside" is "outside" on paper; once m -> . exists, m/.. is the tree's parent.
+      'a link through a folder that is missing now but could become a link later',
+      [
+        { name: 'a', type: '2', linkname: 'm/../outside/victim.txt' },
+        { name: 'm', type: '2', linkname: '.' },
+      ],
+      /symlink "a" points outside/,
+    ],
+  ])('refuses %s', async (_case, entries, reason) => {
+    await expectRefused(entries, reason);
   });
 
   it('never writes a host file through a link made by an earlier entry of the same name', async () => {
@@ -95,17 +105,6 @@ describe('extraction: links are resolved on disk, not on paper', () => {
         /points outside/,
       );
     }
-  });
-
-  it('refuses a link through a folder that is missing now but could become a link later', async () => {
-    // "m/../outside" is "outside" on paper; once m -> . exists, m/.. is the tree's parent.
-    await expectRefused(
-      [
-        { name: 'a', type: '2', linkname: 'm/../outside/victim.txt' },
-        { name: 'm', type: '2', linkname: '.' },
-      ],
-      /symlink "a" points outside/,
-    );
   });
 
   it('refuses a later entry whose name is already a symlink or a folder, whatever it is', async () => {

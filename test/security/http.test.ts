@@ -4,14 +4,13 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { createHttpServer, depthExceededAt } from '../../src/server/http/router.js';
 import { DEFAULT_HTTP_LIMITS } from '../../src/server/limits.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { fakeContext, tempDir } from '../helpers/context.js';
 import { rawTar, VALID_PROJECT } from '../helpers/tarballs.js';
-import { startServerProcess, type ServerProcess } from '../helpers/server.js';
+import { startServerProcess, type ServerProcess, startFakeDockerServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/e2e.js';
 
 const cleanup: Array<() => Promise<unknown>> = [];
@@ -25,14 +24,8 @@ async function inProcessServer(
   const steps = init.steps ?? cleanup;
   const dataDir = init.dataDir ?? (await tempDir('cycle-sec-http-'));
   const logged: string[] = [];
-  const server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  const server = await startFakeDockerServer(init.docker ?? new FakeDocker(), {
     dataDir,
-    workers: 1,
-    version: 'test',
-    docker: async () => init.docker ?? new FakeDocker(),
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
     log: (line) => logged.push(line),
   });
   steps.push(() => fs.rm(dataDir, { recursive: true, force: true }));

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
-import { cycle, docker, e2eCycleswapProject, removeProjectImages, testProjectName, type E2EProject } from '../helpers/e2e.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { cycle, docker, testProjectName, testProjectsOfFile } from '../helpers/e2e.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { GVISOR_RUNTIME, JOB_CAPABILITIES } from '../../src/runner/limits.js';
 import { reclaimOutputs } from '../../src/runner/task.js';
@@ -14,23 +14,16 @@ import type { DockerDriver } from '../../src/docker/driver.js';
  * Issue 11: job containers ran as root with every default capability, a network and no
  * sandbox. Each case here failed on that code.
  */
-const made: E2EProject[] = [];
-afterAll(async () => {
-  for (const p of made) {
-    await removeProjectImages(p.root);
-    await fs.rm(p.root, { recursive: true, force: true });
-  }
-});
+const { made, project } = testProjectsOfFile();
 
 // Linux capability numbers (capability.h) of what a job keeps.
 const CAPABILITY_BITS: Record<string, number> = { CHOWN: 0, DAC_OVERRIDE: 1, FOWNER: 3, FSETID: 4, KILL: 5, SETGID: 6, SETUID: 7, NET_BIND_SERVICE: 10 };
 
 describe('job containers are locked down', () => {
   it('no new privileges, only the documented capabilities, no network but loopback', async () => {
-    const p = await e2eCycleswapProject({
+    const p = await project({
       run: 'grep -E "^(NoNewPrivs|CapEff|CapBnd):" /proc/self/status\necho "interfaces: $(ls /sys/class/net | tr "\\n" " ")"\n',
     });
-    made.push(p);
     const result = await cycle(['project', 'test'], { cwd: p.root });
     expect(result.code, result.stderr).toBe(0);
     const expected = JOB_CAPABILITIES.reduce((mask, name) => mask | (1n << BigInt(CAPABILITY_BITS[name]!)), 0n);

@@ -2,13 +2,11 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { ApiClient } from '../../src/api/client.js';
-import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
-import { tempDir } from '../helpers/context.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { startServerProcess } from '../helpers/server.js';
+import { startHeldServer, type TimedApi } from '../helpers/held-server.js';
 
 /**
  * Issue 11: one request must not be able to kill `cycle server` (build millions of tasks in
@@ -20,62 +18,14 @@ import { startServerProcess } from '../helpers/server.js';
 
 let server: RunningServer;
 let dataDir: string;
-let release: () => void = () => undefined;
-const held = new Promise<void>((resolve) => (release = resolve));
-const docker = new FakeDocker();
-docker.onRun = async () => {
-  await held;
-  return 0;
-};
+let api: TimedApi;
+let closeServer: () => Promise<void>;
 
 beforeAll(async () => {
-  dataDir = await tempDir('cycle-load-');
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
-    dataDir,
-    workers: 2,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
-  });
-  const push = await api('POST', '/api/v1/projects/p/push', { raw: rawTarGz(VALID_PROJECT) });
-  expect(push.status).toBe(201);
-  // Both workers busy from the start (the first task's build done), so later jobs stay queued.
-  const warm = (await api('POST', '/api/v1/jobs', { body: { project: 'p', payload: { w: [0, 1] }, fan_out: { by: 'w' } } })).body;
-  for (let polls = 0; (await api('GET', `/api/v1/jobs/${warm.id}`)).body.counts.running < 2; polls++) expect(polls).toBeLessThan(10_000);
+  ({ server, dataDir, api, close: closeServer } = await startHeldServer({ prefix: 'cycle-load-', workers: 2, projects: ['p'] }));
 });
 
-afterAll(async () => {
-  const closing = server.close(); // stops the scheduler first, so released tasks start nothing new
-  release();
-  await closing;
-  await fs.rm(dataDir, { recursive: true, force: true });
-});
-
-async function api(
-  method: string,
-  route: string,
-  options: { body?: unknown; raw?: Buffer } = {},
-): Promise<{ status: number; body: any; bytes: number; ms: number }> {
-  const body = options.raw ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
-  const started = performance.now();
-  const response = await fetch(`${server.url}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${server.token}`, ...(options.body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body,
-  });
-  const text = await response.text();
-  const ms = performance.now() - started;
-  let answer: unknown = text;
-  try {
-    answer = JSON.parse(text);
-  } catch {
-    // not JSON: kept as text for the assertion that fails
-  }
-  return { status: response.status, body: answer, bytes: Buffer.byteLength(text), ms };
-}
+afterAll(async () => closeServer());
 
 async function dbBytes(): Promise<number> {
   let total = 0;

@@ -1,14 +1,9 @@
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningServer } from '../../src/server/index.js';
-import { startFakeDockerServer } from '../helpers/server.js';
+import { startHeldServer, type TimedApi } from '../helpers/held-server.js';
 import { MAX_TASK_PAYLOAD_BYTES } from '../../src/server/planner.js';
 import { PAGE_MAX_BYTES } from '../../src/server/jobs.js';
-import { FakeDocker } from '../helpers/fake-docker.js';
-import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
-import { tempDir } from '../helpers/context.js';
 
 /**
  * Issue 18, findings 1, 3, 5 and the `__proto__` one: what one task receives is sized before a
@@ -19,59 +14,21 @@ import { tempDir } from '../helpers/context.js';
  * tasks stay queued and the test writes their outcomes into the server's database itself.
  */
 
-let server: RunningServer;
 let dataDir: string;
+let api: TimedApi;
+let closeServer: () => Promise<void>;
 let db: Database.Database;
-let release: () => void = () => undefined;
-const held = new Promise<void>((resolve) => (release = resolve));
-const docker = new FakeDocker();
-docker.onRun = async () => {
-  await held;
-  return 0;
-};
 
 beforeAll(async () => {
-  dataDir = await tempDir('cycle-task-data-');
-  server = await startFakeDockerServer(docker, { dataDir });
-  for (const project of ['p', 'q']) expect((await api('POST', `/api/v1/projects/${project}/push`, { raw: rawTarGz(VALID_PROJECT) })).status).toBe(201);
-  // The one worker busy from the start, so later jobs stay queued.
-  const warm = (await api('POST', '/api/v1/jobs', { body: { project: 'p' } })).body;
-  for (let polls = 0; (await api('GET', `/api/v1/jobs/${warm.id}`)).body.counts.running < 1; polls++) expect(polls).toBeLessThan(10_000);
+  ({ dataDir, api, close: closeServer } = await startHeldServer({ prefix: 'cycle-task-data-', workers: 1, projects: ['p', 'q'] }));
   db = new Database(path.join(dataDir, 'cycle.db'));
   db.pragma('busy_timeout = 5000');
 });
 
 afterAll(async () => {
   db?.close();
-  const closing = server.close();
-  release();
-  await closing;
-  await fs.rm(dataDir, { recursive: true, force: true });
+  await closeServer();
 });
-
-async function api(
-  method: string,
-  route: string,
-  options: { body?: unknown; raw?: Buffer; text?: string } = {},
-): Promise<{ status: number; body: any; bytes: number; ms: number }> {
-  const body = options.raw ?? options.text ?? (options.body !== undefined ? JSON.stringify(options.body) : undefined);
-  const json = options.body !== undefined || options.text !== undefined;
-  const started = performance.now();
-  const response = await fetch(`${server.url}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${server.token}`, ...(json ? { 'content-type': 'application/json' } : {}) },
-    body,
-  });
-  const text = await response.text();
-  const ms = performance.now() - started;
-  let answer: unknown = text;
-  try {
-    answer = JSON.parse(text);
-  } catch {
-    // not JSON: kept as text for the assertion that fails
-  }
-  return { status: response.status, body: answer, bytes: Buffer.byteLength(text), ms };
-}
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 const keys = (n: number) => Object.fromEntries(range(n).map((i) => [`k${i}`, 0]));

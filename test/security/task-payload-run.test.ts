@@ -3,9 +3,8 @@ import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/server/index.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
-import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
-import { readSse, startFakeDockerServer } from '../helpers/server.js';
+import { okApi, pushValidProject, readSse, startFakeDockerServer } from '../helpers/server.js';
 
 /**
  * Issue 18, findings 1 and 5 where a task starts: what a task's container receives (its composed
@@ -31,28 +30,12 @@ async function start(): Promise<void> {
   docker.hold = true;
   const dataDir = await tempDir('cycle-task-payload-');
   server = await startFakeDockerServer(docker, { dataDir });
-  for (const project of ['p', 'q']) {
-    const response = await fetch(`${server.url}/api/v1/projects/${project}/push`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.token}` },
-      body: rawTarGz(VALID_PROJECT),
-    });
-    expect(response.status).toBe(201);
-  }
+  for (const project of ['p', 'q']) expect(await pushValidProject(server, project)).toBe(201);
   db = new Database(path.join(dataDir, 'cycle.db'));
   db.pragma('busy_timeout = 5000');
 }
 
-async function api(method: string, route: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${server!.url}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${server!.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (response.status >= 400) throw new Error(`${method} ${route}: ${response.status} ${text}`);
-  return JSON.parse(text);
-}
+const api = okApi(() => server!);
 
 const submit = async (body: Record<string, unknown>): Promise<string> => (await api('POST', '/api/v1/jobs', { project: 'p', ...body })).id;
 const tasksOf = async (id: string): Promise<Array<{ id: string; index: number; kind: string; status: string; error: string | null }>> =>

@@ -1,11 +1,10 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
 import { escapeForTerminal, escapeStreamForTerminal } from '../../src/ui/ui.js';
-import { Capture, tempDir } from '../helpers/context.js';
+import { runMain, tempDir } from '../helpers/context.js';
+import { listenLocal } from '../helpers/local-http.js';
 
 // Issue 18, Low: control characters and OSC sequences from a server were printed raw on the
 // user's terminal (job get/list, artifacts list, logs, errors): a title, a clipboard write
@@ -16,6 +15,7 @@ const EVIL = `running${OSC52}\rcompleted${TITLE}\u202e`;
 
 let root: string;
 let hostile: http.Server | undefined;
+let url: string;
 beforeEach(async () => {
   root = await tempDir('cycle-sec-escape-');
   hostile = http.createServer((req, res) => {
@@ -28,7 +28,7 @@ beforeEach(async () => {
     if (url.pathname === '/api/v1/artifacts') return json(200, { artifacts: [{ id: 'art_1', job_id: 'job_1', name: `model${OSC52}.bin`, size: 3 }] });
     return json(404, { error: { code: 'not_found', message: `no job ${TITLE}here` } });
   });
-  await new Promise<void>((resolve) => hostile!.listen(0, '127.0.0.1', resolve));
+  url = await listenLocal(hostile);
 });
 afterEach(async () => {
   await new Promise((resolve) => hostile!.close(resolve));
@@ -36,18 +36,11 @@ afterEach(async () => {
 });
 
 async function cycle(args: string[], tty: boolean): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture(tty);
-  const stderr = new Capture(tty);
-  const stdin = new PassThrough();
-  stdin.end('');
-  const url = `http://127.0.0.1:${(hostile!.address() as { port: number }).port}`;
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
+  return runMain(args, {
     env: { HOME: root, XDG_CONFIG_HOME: path.join(root, '.cfg'), CYCLE_API_URL: url, CYCLE_TOKEN: 't', CYCLE_HTTP_RETRIES: '1', NO_COLOR: '1' },
     cwd: root,
-    handleSignals: false,
+    tty,
   });
-  return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
 /** Nothing that makes a terminal act: no ESC but colours, no BEL, no CR, no bidi override. */

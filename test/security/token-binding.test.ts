@@ -1,10 +1,9 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { Capture, cycleswapProject, writeFiles } from '../helpers/context.js';
+import { cycleswapProject, runMain, writeFiles } from '../helpers/context.js';
+import { listenLocal } from '../helpers/local-http.js';
 
 // Issue 11: a cloned repository's .cycle/config.toml must not be able to send CYCLE_TOKEN anywhere.
 const TOKEN = 'flk_my-real-token';
@@ -20,8 +19,7 @@ beforeEach(async () => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ jobs: [] }));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  url = await listenLocal(server);
   root = await cycleswapProject();
   await writeFiles(root, { '.cycle/config.toml': `api_url = "${url}"\n` });
 });
@@ -31,17 +29,7 @@ afterEach(async () => {
 });
 
 async function cycle(args: string[], env: Record<string, string>): Promise<{ code: number; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end('');
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
-    env: { HOME: root, XDG_CONFIG_HOME: path.join(root, '.cfg'), CYCLE_HTTP_RETRIES: '1', ...env },
-    cwd: root,
-    handleSignals: false,
-  });
-  return { code, stderr: stderr.text };
+  return runMain(args, { env: { HOME: root, XDG_CONFIG_HOME: path.join(root, '.cfg'), CYCLE_HTTP_RETRIES: '1', ...env }, cwd: root });
 }
 
 describe('which server gets CYCLE_TOKEN', () => {

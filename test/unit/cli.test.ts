@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { createProgram, main } from '../../src/cli.js';
-import { Capture, cycleswapProject, tempDir, writeFiles } from '../helpers/context.js';
+import { Capture, cycleswapProject, tempDir, writeFiles, runMain } from '../helpers/context.js';
 import { runWithStdoutClosed } from '../helpers/binary.js';
 import fs from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
@@ -13,18 +13,8 @@ const bin = path.join(import.meta.dirname, '..', '..', 'bin', 'cycle.js');
 const execFileAsync = promisify(execFile);
 
 async function cli(args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end();
   const cwd = options.cwd ?? (await tempDir());
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
-    env: { HOME: cwd, XDG_CONFIG_HOME: path.join(cwd, '.config'), PATH: process.env.PATH, ...options.env },
-    cwd,
-    handleSignals: false,
-  });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+  return runMain(args, { env: { HOME: cwd, XDG_CONFIG_HOME: path.join(cwd, '.config'), PATH: process.env.PATH, ...options.env }, cwd });
 }
 
 async function binary(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {

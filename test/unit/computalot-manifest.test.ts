@@ -1,5 +1,4 @@
-import fs from 'node:fs/promises';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseComputalotManifest } from '../../src/project/computalot.js';
 import { loadProject, type ComputalotProject } from '../../src/project/load.js';
 import { computalotBuildHash, ociBuildContext } from '../../src/build-hash/oci-hash.js';
@@ -10,17 +9,7 @@ import type { ImageBuildOptions } from '../../src/runner/cycleswap-build.js';
 import type { BuildRecord } from '../../src/runner/build-store.js';
 import type { ContainerSpec } from '../../src/docker/driver.js';
 import { jobContainer } from '../../src/runner/limits.js';
-import { fakeContext, tempDir as makeTempDir, writeFiles } from '../helpers/context.js';
-
-const made: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await makeTempDir();
-  made.push(dir);
-  return dir;
-}
-afterAll(async () => {
-  await Promise.all(made.map((dir) => fs.rm(dir, { recursive: true, force: true })));
-});
+import { fakeContext, tempDir, writeFiles } from '../helpers/context.js';
 
 const runtime = { kind: 'oci', sandbox: 'gvisor', workdir: '/workspace' };
 const entrypoint = { command: ['python3', 'job.py'] };

@@ -1,14 +1,11 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
-import { Capture, cycleswapProject, tempDir, writeFiles } from '../helpers/context.js';
-import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
-import { ExecNotFound } from '../../src/util/exec.js';
+import { startFakeDockerServer, pushValidProject } from '../helpers/server.js';
+import { cycleswapProject, tempDir, writeFiles, runMain } from '../helpers/context.js';
 import { waitFor } from '../helpers/wait.js';
 import { safeRelativeName } from '../../src/commands/artifacts.js';
 import { runWithStdoutClosed } from '../helpers/binary.js';
@@ -16,21 +13,10 @@ import { runWithStdoutClosed } from '../helpers/binary.js';
 let server: RunningServer;
 let root: string;
 beforeAll(async () => {
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(new FakeDocker(), {
     dataDir: await tempDir(),
-    workers: 1,
-    version: 'test',
-    docker: async () => new FakeDocker(),
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
   });
-  await fetch(`${server.url}/api/v1/projects/demo/push`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${server.token}` },
-    body: rawTarGz(VALID_PROJECT),
-  });
+  await pushValidProject(server, 'demo');
   root = await cycleswapProject();
 });
 afterAll(async () => server.close());
@@ -39,18 +25,12 @@ async function cycle(
   args: string[],
   options: { env?: Record<string, string | undefined>; stdin?: string; cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end(options.stdin ?? '');
   const cwd = options.cwd ?? root;
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
+  return runMain(args, {
     env: { HOME: cwd, XDG_CONFIG_HOME: path.join(cwd, '.cfg'), CYCLE_API_URL: server.url, CYCLE_TOKEN: server.token, CYCLE_HTTP_RETRIES: '1', ...options.env },
     cwd,
-    handleSignals: false,
+    ...(options.stdin !== undefined ? { stdin: options.stdin } : {}),
   });
-  return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
 const unreachable = { CYCLE_API_URL: 'http://127.0.0.1:9' };
@@ -208,22 +188,11 @@ describe('job commands into a closed pipe (cycle job … | head -1)', () => {
       return 0;
     };
     const dataDir = await tempDir();
-    const busy = await startServer({
-      host: '127.0.0.1',
-      port: 0,
+    const busy = await startFakeDockerServer(docker, {
       dataDir,
-      workers: 1,
-      version: 'test',
-      docker: async () => docker,
-      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-      log: () => undefined,
     });
     try {
-      await fetch(`${busy.url}/api/v1/projects/demo/push`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${busy.token}` },
-        body: rawTarGz(VALID_PROJECT),
-      });
+      await pushValidProject(busy, 'demo');
       const env = { CYCLE_API_URL: busy.url, CYCLE_TOKEN: busy.token };
       const id = (await cycle(['job', 'submit', '--project', 'demo'], { env })).stdout.trim();
       const result = await runWithStdoutClosed(['job', 'logs', id, '--follow'], { cwd: root, env: { PATH: process.env.PATH, HOME: root, ...env } });

@@ -4,13 +4,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type DB } from '../../src/server/db.js';
 import { Router, sendJson } from '../../src/server/http/router.js';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { MachineRegistry } from '../../src/server/machines/registry.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { tempDir } from '../helpers/context.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { startFakeDockerServer, pushValidProject } from '../helpers/server.js';
 import { cpuInventory, gpuInventory, IDLE, OLDER_DRIVER } from '../helpers/machines.js';
-import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 
 // The machine pool's user routes (docs/api.md, "Machines") on a server without a GPU, and the
 // separation of user and machine tokens.
@@ -21,15 +20,8 @@ let daemonSide: MachineRegistry;
 
 beforeAll(async () => {
   const dataDir = await tempDir('cycle-machine-routes-');
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(new FakeDocker(), {
     dataDir,
-    workers: 1,
-    version: 'test',
-    docker: async () => new FakeDocker(),
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
   });
   db = openDatabase(path.join(dataDir, 'cycle.db'));
   daemonSide = new MachineRegistry({ db, leaseMs: 30_000 });
@@ -101,12 +93,7 @@ describe('machine routes', () => {
     ]);
     expect(list.body.machines[1]).toMatchObject({ slots: 1, running: [], inventory: { cuda: '12.4', driver: '550.144.03' }, activity: IDLE, not_placed: [] });
     // This server has no GPU, but an enrolled machine has: a GPU job is accepted, and waits for it.
-    const push = await fetch(`${server.url}/api/v1/projects/p/push`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${server.token}` },
-      body: rawTarGz(VALID_PROJECT),
-    });
-    expect(push.status).toBe(201);
+    expect(await pushValidProject(server)).toBe(201);
     const drained = await api('POST', '/api/v1/machines/gpu-b/drain');
     expect(drained).toMatchObject({ status: 200, body: { name: 'gpu-b', state: 'draining', draining: true } });
     const job = await api('POST', '/api/v1/jobs', { body: { project: 'p', profile: 'gpu' } });

@@ -1,18 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run as validate } from '../../src/commands/project/validate.js';
-import { fakeContext, tempDir as makeTempDir } from '../helpers/context.js';
-
-const made: string[] = [];
-async function tempDir(): Promise<string> {
-  const dir = await makeTempDir();
-  made.push(dir);
-  return dir;
-}
-afterAll(async () => {
-  await Promise.all(made.map((dir) => fs.rm(dir, { recursive: true, force: true })));
-});
+import { fakeContext, tempDir } from '../helpers/context.js';
 
 const corpus = path.join(import.meta.dirname, '..', 'fixtures', 'bad-manifests');
 

@@ -3,14 +3,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ContainerSpec } from '../../src/docker/driver.js';
 import { JobService } from '../../src/server/jobs.js';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { openDatabase } from '../../src/server/db.js';
 import { layout } from '../../src/server/layout.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
-import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { manualClock, tempDir } from '../helpers/context.js';
-import { readSse } from '../helpers/server.js';
+import { okApi, pushValidProject, readSse, startFakeDockerServer } from '../helpers/server.js';
 
 /**
  * The scheduler on the fake Docker: every container is held until the test ends it
@@ -29,33 +27,19 @@ afterEach(async () => {
 });
 
 async function start(dataDir?: string, workers = 2): Promise<RunningServer> {
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(docker, {
     dataDir: dataDir ?? (await tempDir('cycle-scheduler-')),
     workers,
-    version: 'test',
-    docker: async () => docker,
     clock,
     // These tests jump the manual clock past task timeouts and through whole runs; leases (and
     // their expiry when a clock jumps past them) are the work queue's tests (work-queue.test.ts).
     leaseMs: 3_600_000,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
     log: (line) => logged.push(line),
   });
   return server;
 }
 
-async function api(method: string, route: string, body?: unknown): Promise<any> {
-  const response = await fetch(`${server!.url}${route}`, {
-    method,
-    headers: { authorization: `Bearer ${server!.token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await response.text();
-  if (response.status >= 400) throw new Error(`${method} ${route}: ${response.status} ${text}`);
-  return JSON.parse(text);
-}
+const api = okApi(() => server!);
 
 async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
   docker = new FakeDocker();
@@ -63,12 +47,7 @@ async function startWithProject(dataDir?: string, workers = 2): Promise<void> {
   clock = manualClock();
   logged = [];
   await start(dataDir, workers);
-  const response = await fetch(`${server!.url}/api/v1/projects/p/push`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${server!.token}` },
-    body: rawTarGz(VALID_PROJECT),
-  });
-  expect(response.status).toBeLessThan(300);
+  expect(await pushValidProject(server!)).toBeLessThan(300);
 }
 
 const submit = async (body: Record<string, unknown>): Promise<string> => (await api('POST', '/api/v1/jobs', { project: 'p', ...body })).id;

@@ -2,12 +2,12 @@ import { writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { startFakeDockerServer, pushValidProject } from '../helpers/server.js';
 import { MALICIOUS_TARBALLS, rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { tempDir } from '../helpers/context.js';
 import { waitFor } from '../helpers/wait.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 
 let server: RunningServer;
 let dataDir: string;
@@ -15,15 +15,9 @@ const docker = new FakeDocker();
 
 async function start(extra: { balance?: number } = {}): Promise<RunningServer> {
   const dir = await tempDir('cycle-server-');
-  return startServer({
-    host: '127.0.0.1',
-    port: 0,
+  return startFakeDockerServer(docker, {
     dataDir: dir,
     workers: 2,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
     maxFiles: 50,
     maxExtractBytes: 2 << 20,
     ...extra,
@@ -312,12 +306,7 @@ describe('the local backend: init', () => {
   it('402 below $5, with how to fix it', async () => {
     const poor = await start({ balance: 1 });
     try {
-      const push = await fetch(`${poor.url}/api/v1/projects/p/push`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${poor.token}` },
-        body: rawTarGz(VALID_PROJECT),
-      });
-      expect(push.status).toBe(201);
+      expect(await pushValidProject(poor)).toBe(201);
       const init = await fetch(`${poor.url}/api/v1/projects/p/init`, { method: 'POST', headers: { authorization: `Bearer ${poor.token}` } });
       expect(init.status).toBe(402);
       expect(((await init.json()) as { error: { message: string } }).error.message).toContain('$5');

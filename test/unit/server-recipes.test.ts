@@ -4,11 +4,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec } from '../../src/docker/driver.js';
 import { isCycleError } from '../../src/errors.js';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { loadRecipes } from '../../src/server/recipes.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { tempDir, writeFiles } from '../helpers/context.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { startFakeDockerServer } from '../helpers/server.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Recipes (issue 13, part 3): the operator's folders under --recipes, served as sealed runtimes
@@ -30,15 +30,8 @@ beforeAll(async () => {
     if (file && mount) writeFileSync(path.join(mount.source, path.posix.relative(mount.target, file)), JSON.stringify({ scored: true }));
     return 0;
   };
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(docker, {
     dataDir: await tempDir('cycle-recipes-'),
-    workers: 1,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
     recipesDir: FIXTURES,
   });
 });
@@ -205,15 +198,8 @@ describe('registering recipes again on each start', () => {
     await fs.cp(path.join(FIXTURES, 'packing'), path.join(recipesDir, 'packing'), { recursive: true });
     const dataDir = await tempDir('cycle-recipe-data-');
     const revisionOfAJob = async (): Promise<number> => {
-      const started = await startServer({
-        host: '127.0.0.1',
-        port: 0,
+      const started = await startFakeDockerServer(docker, {
         dataDir,
-        workers: 1,
-        version: 'test',
-        docker: async () => docker,
-        exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-        log: () => undefined,
         recipesDir,
       });
       try {
@@ -282,15 +268,8 @@ describe('loading recipes at start', () => {
 
   it('the server does not start with a bad recipe, and writes nothing', async () => {
     const dataDir = path.join(await tempDir('cycle-recipe-data-'), 'data');
-    const start = startServer({
-      host: '127.0.0.1',
-      port: 0,
+    const start = startFakeDockerServer(docker, {
       dataDir,
-      workers: 1,
-      version: 'test',
-      docker: async () => docker,
-      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-      log: () => undefined,
       recipesDir: await recipesWith({ 'recipe.json': '{}' }),
     });
     await expect(start).rejects.toThrow(/recipe\.json: description/);
@@ -304,15 +283,8 @@ describe('loading recipes at start', () => {
       definitions: { steps: { type: 'integer', minimum: 1 } },
       properties: { steps: { $ref: '#/definitions/steps' }, pair: { type: 'array', items: [{ type: 'string' }, { type: 'integer' }] } },
     };
-    const other = await startServer({
-      host: '127.0.0.1',
-      port: 0,
+    const other = await startFakeDockerServer(docker, {
       dataDir: await tempDir('cycle-recipe-data-'),
-      workers: 1,
-      version: 'test',
-      docker: async () => docker,
-      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-      log: () => undefined,
       recipesDir: await recipesWith({ 'payload.schema.json': JSON.stringify(schema) }),
     });
     try {

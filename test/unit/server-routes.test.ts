@@ -2,10 +2,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
-import { ExecNotFound } from '../../src/util/exec.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { tempDir } from '../helpers/context.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { startFakeDockerServer } from '../helpers/server.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -15,15 +15,8 @@ let server: RunningServer;
 const docker = new FakeDocker();
 
 beforeAll(async () => {
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(docker, {
     dataDir: await tempDir('cycle-routes-'),
-    workers: 1,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
     maxArtifactBytes: 1024,
   });
 });
@@ -168,15 +161,8 @@ describe('billing: balance, holds, ledger, quotes', () => {
       await gate;
       return 0;
     };
-    const poor = await startServer({
-      host: '127.0.0.1',
-      port: 0,
+    const poor = await startFakeDockerServer(fake, {
       dataDir: await tempDir('cycle-billing-'),
-      workers: 1,
-      version: 'test',
-      docker: async () => fake,
-      exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-      log: () => undefined,
       balance: 1,
       pricePerTaskSecondUsd: 0.001,
     });

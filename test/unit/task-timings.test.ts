@@ -1,15 +1,13 @@
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli.js';
 import type { RunningServer } from '../../src/server/index.js';
 import { openDatabase } from '../../src/server/db.js';
 import { TASK_STAGES, stageSpans } from '../../src/api/timings.js';
 import { client, startFakeDockerServer } from '../helpers/server.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
-import { Capture, tempDir } from '../helpers/context.js';
+import { tempDir, runMain } from '../helpers/context.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 
 /**
@@ -37,18 +35,11 @@ beforeAll(async () => {
 afterAll(async () => server.close());
 
 async function cycle(args: string[], apiUrl = server.url): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const stdin = new PassThrough();
-  stdin.end('');
   const home = await tempDir();
-  const code = await main(['node', 'cycle', ...args], {
-    io: { stdout, stderr, stdin },
+  return runMain(args, {
     env: { HOME: home, XDG_CONFIG_HOME: path.join(home, '.cfg'), CYCLE_API_URL: apiUrl, CYCLE_TOKEN: server.token, CYCLE_HTTP_RETRIES: '1' },
     cwd: home,
-    handleSignals: false,
   });
-  return { code, stdout: stdout.text, stderr: stderr.text };
 }
 
 describe('task stage timings', () => {

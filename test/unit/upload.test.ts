@@ -1,28 +1,21 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { run as upload } from '../../src/commands/project/upload.js';
 import { status as projectStatus, prepare, invalidate } from '../../src/commands/project/remote.js';
 import { login, status as authStatus, logout } from '../../src/commands/auth.js';
 import { ApiClient } from '../../src/api/client.js';
 import { jobSchema } from '../../src/api/schemas.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { startFakeDockerServer } from '../helpers/server.js';
 import { faultProxy, type Fault } from '../helpers/proxy.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 
 let server: RunningServer;
 beforeAll(async () => {
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(new FakeDocker(), {
     dataDir: await tempDir('cycle-upload-server-'),
-    workers: 1,
-    version: 'test',
-    docker: async () => new FakeDocker(),
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
-    log: () => undefined,
   });
 });
 afterAll(async () => server.close());

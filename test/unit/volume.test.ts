@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdOf } from '../../src/api/schemas.js';
-import { startServer, type RunningServer } from '../../src/server/index.js';
+import type { RunningServer } from '../../src/server/index.js';
 import { upload as volumeUpload, list as volumeList, rm as volumeRm } from '../../src/commands/volume.js';
 import { run as projectUpload } from '../../src/commands/project/upload.js';
 import { pull } from '../../src/commands/artifacts.js';
@@ -10,22 +10,16 @@ import { tail } from '../../src/commands/job/read.js';
 import { ApiClient } from '../../src/api/client.js';
 import type { Mount } from '../../src/docker/driver.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
+import { startFakeDockerServer } from '../helpers/server.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';
-import { ExecNotFound } from '../../src/util/exec.js';
 import { waitFor } from '../helpers/wait.js';
 
 let server: RunningServer;
 const docker = new FakeDocker();
 const serverLog: string[] = [];
 beforeAll(async () => {
-  server = await startServer({
-    host: '127.0.0.1',
-    port: 0,
+  server = await startFakeDockerServer(docker, {
     dataDir: await tempDir('cycle-volume-server-'),
-    workers: 1,
-    version: 'test',
-    docker: async () => docker,
-    exec: async () => Promise.reject(new ExecNotFound('nvidia-smi')),
     log: (line) => serverLog.push(line),
   });
 });

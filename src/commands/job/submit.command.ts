@@ -1,6 +1,6 @@
 import { JOB_TYPES } from '../../api/job-kinds.js';
 import { defineCommand, flag, type OptionsFrom } from '../declaration.js';
-import { apiUrlFlag, jsonFlag, projectFlag } from '../shared-flags.js';
+import { apiUrlFlag, jsonFlag, projectFlag, waitFlags } from '../shared-flags.js';
 
 const submitFlags = {
   ...apiUrlFlag,
@@ -29,8 +29,7 @@ const submitFlags = {
   callbackUrl: flag.value('--callback-url <url>', 'POSTed the job when it finishes'),
   clientRef: flag.value('--client-ref <ref>', 'your own reference, returned with the job'),
   idempotencyKey: flag.value('--idempotency-key <key>', 'resubmitting with the same key returns the first job instead of a new one'),
-  wait: flag.boolean('--wait', 'follow the job to its end (exit 0 completed, 6 failed or partial)'),
-  cancelOnInterrupt: flag.boolean('--cancel-on-interrupt', 'with --wait: Ctrl-C cancels the job (otherwise it goes on)'),
+  ...waitFlags,
 };
 export type SubmitOptions = OptionsFrom<{}, typeof submitFlags>;
 

@@ -4,7 +4,6 @@ import { settledWithin } from '../../util/wait.js';
 import type { Machine, MachineInventory } from '../../api/machines.js';
 import { SYSTEM_LINE_PREFIX } from '../../api/log-lines.js';
 import { sha256File } from '../../util/fs.js';
-import { deliverCallback } from '../callbacks.js';
 import type { DB } from '../db.js';
 import type { EventLog } from '../events.js';
 import { newId } from '../ids.js';
@@ -34,7 +33,6 @@ export interface WorkQueueOptions {
   clock: Clock;
   log: (line: string) => void;
   leaseMs?: number;
-  callbackBaseDelayMs?: number;
   /** The enrolled machines (machines/registry.ts): whether one may take work, and what each has. None: the server's own worker only. */
   machines?: MachinePool;
 }
@@ -109,8 +107,6 @@ export class WorkQueue {
   /** Lease requests run one at a time: a task is handed out once. */
   private leasing: Promise<unknown> = Promise.resolve();
   private stopped = false;
-  /** Aborted on stop: callback retries waiting out their backoff give up, so nothing keeps the process alive. */
-  private readonly lifetime = new AbortController();
   /** The sleep until the earliest lease expiry (none while no lease is out). */
   private sweep: AbortController | undefined;
   /** When that sleep ends (the clock of `elapsed()`). */
@@ -126,10 +122,9 @@ export class WorkQueue {
   constructor(private readonly options: WorkQueueOptions) {
     this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.directives = new DirectiveResolver(options);
-    options.states.onJobFinished((job) => this.callback(job.id));
   }
 
-  /** After a crash or restart: requeue interrupted tasks, finish what is finished, send pending callbacks. */
+  /** After a crash or restart: requeue interrupted tasks, finish what is finished (callbacks.ts sends their callbacks). */
   recover(): void {
     const { db, states } = this.options;
     const unfinished = this.options.jobs.removeUnfinishedInserts();
@@ -139,10 +134,6 @@ export class WorkQueue {
     states.queuePlanning();
     const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running')").all() as JobRow[];
     for (const job of open) this.maybeFinish(job.id);
-    const pending = db
-      .prepare("SELECT * FROM jobs WHERE callback_state = 'pending' AND status IN ('completed', 'partial', 'failed', 'cancelled')")
-      .all() as JobRow[];
-    for (const job of pending) this.callback(job.id);
     if (interrupted.length) this.options.log(`recovered ${interrupted.length} interrupted task(s)`);
   }
 
@@ -600,7 +591,6 @@ export class WorkQueue {
   /** Stops handing out work: leases given back from now on are not counted as attempts. */
   stop(): void {
     this.stopped = true;
-    this.lifetime.abort();
     this.sweep?.abort();
     this.sweep = undefined;
   }
@@ -678,21 +668,5 @@ export class WorkQueue {
           : `${counts.failed} of ${counts.total} task(s) failed${firstError ? `: ${firstError.split('\n')[0]}` : ''}`;
     this.options.states.finishJob(jobId, status, error);
     this.options.log(`job ${jobId}: ${status}`);
-  }
-
-  private callback(jobId: string): void {
-    const { jobs } = this.options;
-    const job = jobs.row(jobId);
-    if (!job || job.callback_state !== 'pending') return;
-    const url = jobs.request(job).callback_url;
-    if (!url) return;
-    void deliverCallback(url, jobs.document(job), {
-      log: this.options.log,
-      signal: this.lifetime.signal,
-      ...(this.options.callbackBaseDelayMs !== undefined ? { baseDelayMs: this.options.callbackBaseDelayMs } : {}),
-    }).then((ok) => {
-      if (this.lifetime.signal.aborted) return; // still pending: the next start sends it
-      this.options.states.recordCallback(jobId, ok ? 'delivered' : 'failed');
-    });
   }
 }
