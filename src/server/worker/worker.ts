@@ -147,11 +147,6 @@ export class Worker {
       .map((r) => ({ job_id: r.lease.jobId, task_id: r.lease.taskId, started_at: r.startedAt }));
   }
 
-  /** Tasks prepared ahead, waiting for a slot. */
-  get aheadCount(): number {
-    return this.count('ahead');
-  }
-
   private count(phase: Phase): number {
     let n = 0;
     for (const entry of this.running.values()) if (entry.phase === phase) n++;
