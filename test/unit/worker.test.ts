@@ -249,6 +249,9 @@ describe('the worker', () => {
   });
 });
 
+/** What the worker of `setupAhead` logged. */
+const workerLog: string[] = [];
+
 /** A lease of the fake queue: task N of job_1. */
 function leaseOf(n: number, clock: { now(): number }): Lease {
   return {
@@ -273,6 +276,7 @@ async function setupAhead(
   ahead: number[],
   options: { mayTakeWork?: () => boolean } = {},
 ): Promise<{ queue: FakeQueue; docker: FakeDocker; clock: ReturnType<typeof manualClock>; imagesAsked: () => number }> {
+  workerLog.length = 0;
   const queue = new FakeQueue();
   const docker = new FakeDocker();
   docker.hold = true;
@@ -306,7 +310,7 @@ async function setupAhead(
     serverKey: 'test',
     offer: async () => ({ workerId: 'test' }),
     clock,
-    log: () => undefined,
+    log: (line) => workerLog.push(line),
     ...(options.mayTakeWork ? { mayTakeWork: options.mayTakeWork } : {}),
   });
   worker.start();
@@ -455,6 +459,22 @@ describe('the worker prepares the next task while its slots are busy', () => {
     expect(docker.preparedNames()).toEqual([]);
     expect(docker.runningNames()).toEqual([]);
     endedOnce(queue);
+  });
+
+  it('a request ahead that fails (the queue out of reach) is logged in one line; the running task goes on and completes', async () => {
+    const { queue, docker } = await setupAhead([]);
+    queue.leaseAhead = async () => {
+      queue.asked.push('ahead');
+      throw new Error('cannot reach http://server: connection refused');
+    };
+    await docker.whenRunning(1);
+    await whenAsked(queue, 'ahead');
+    docker.exit('cycle-server-task_1', 0, '', { ok: 1 });
+    await queue.settled(1);
+    expect(queue.outcomes).toMatchObject([{ leaseId: 'lease_1', outcome: { status: 'succeeded' } }]);
+    expect(workerLog.filter((line) => line.includes('ahead'))).toEqual([
+      'worker: asking for a task to prepare ahead failed: cannot reach http://server: connection refused',
+    ]);
   });
 
   it('leases nothing ahead when the queue answered the request for free slots short (it has nothing more ready)', async () => {

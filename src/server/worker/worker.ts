@@ -222,7 +222,13 @@ export class Worker {
     }
     const aheadLimit = this.options.aheadLimit ?? 1;
     if (free > 0 || !this.backlog || !queue.leaseAhead || this.count('ahead') >= aheadLimit || this.stopped) return;
-    const lease = await queue.leaseAhead(await this.offerOnce());
+    const lease = await queue.leaseAhead(await this.offerOnce()).catch((error: Error) => {
+      // The queue out of reach: nothing ahead now (the long poll says so in its own words, and asks again).
+      this.options.log(`worker: asking for a task to prepare ahead failed: ${error.message}`);
+      this.backlog = false;
+      return null;
+    });
+    if (lease === null) return;
     if (!lease) {
       // A machine's leases are capped at its slots and one ahead (LEASES_AHEAD), and a finishing
       // task holds its lease until its outcome is stored: asked again when one ends, else not.
