@@ -22,6 +22,14 @@ export interface DockerDriver {
    * milliseconds). Streams output as it comes; returns when the container exits.
    */
   runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit>;
+  /**
+   * Creates the container (and attaches to it) now, to be run later by `run()`: a worker
+   * prepares its next task while a slot is busy. With `startAhead` and a stdin, the container is
+   * also started now: its command waits on its stdin, which `run()` then lets flow (nothing of the
+   * job runs before). Optional: a driver without it is run whole by `runContainer` (the CLI, fakes).
+   * Answers a ContainerExit when Docker refused (the same failures as runContainer's).
+   */
+  prepareContainer?(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal, options?: { startAhead?: boolean }): Promise<PreparedContainer | ContainerExit>;
   /** Kills (if running) and removes a container; no error when it is already gone. */
   removeContainer(nameOrId: string): Promise<void>;
   listContainers(filter: { label?: string[]; all?: boolean }): Promise<Array<{ id: string; names: string; state: string; labels: string }>>;
@@ -131,6 +139,19 @@ export interface ContainerIO {
 }
 
 export type ContainerStage = 'created' | 'started' | 'exited';
+
+/** A container made ahead of its run (DockerDriver.prepareContainer). */
+export interface PreparedContainer {
+  /** Starts it (or lets its stdin flow, when started ahead); resolves when it exits, as runContainer does. Once. */
+  run(): Promise<ContainerExit>;
+  /** Removes it unrun (a prepared task given back). */
+  discard(): Promise<void>;
+}
+
+/** Whether prepareContainer answered a container to run, not a refusal. */
+export function isPrepared(value: PreparedContainer | ContainerExit): value is PreparedContainer {
+  return typeof (value as PreparedContainer).run === 'function';
+}
 
 export interface ContainerExit {
   exitCode: number;

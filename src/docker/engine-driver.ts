@@ -14,6 +14,8 @@ import {
   type DockerInfo,
   type ImageDetails,
   type ImageSummary,
+  type PreparedContainer,
+  isPrepared,
 } from './driver.js';
 import { classifyDockerMessage, toDockerError, type DockerError, type DockerErrorKind, type DockerFailure } from './errors.js';
 import type { DockerEndpoint } from './endpoint.js';
@@ -37,6 +39,11 @@ export class EngineDockerDriver implements DockerDriver {
    * CLI driver brings node:child_process and the process helpers with it.
    */
   private cliDriver: Promise<CliDockerDriver> | undefined;
+  /**
+   * Connections to the daemon kept open between requests (a task makes several: create, wait,
+   * start, inspect, remove); idle ones do not keep the process alive. Attach has its own (upgraded).
+   */
+  private readonly agent = new http.Agent({ keepAlive: true });
 
   constructor(
     readonly endpoint: DockerEndpoint,
@@ -88,7 +95,7 @@ export class EngineDockerDriver implements DockerDriver {
         ...this.connection(),
         method,
         path,
-        agent: false,
+        agent: this.agent,
         headers: { ...(data ? { 'Content-Type': 'application/json', 'Content-Length': String(data.length) } : {}), ...headers },
       });
       request.on('response', (response) => readResponse(response).then(resolve, reject));
@@ -158,6 +165,20 @@ export class EngineDockerDriver implements DockerDriver {
   }
 
   async runContainer(spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal): Promise<ContainerExit> {
+    const prepared = await this.prepareContainer(spec, io, signal);
+    return isPrepared(prepared) ? prepared.run() : prepared;
+  }
+
+  /**
+   * Create, attach and the wait registered (and, with `startAhead` and a stdin, the start): what
+   * runContainer does before the container's command may run. `run()` does the rest.
+   */
+  async prepareContainer(
+    spec: ContainerSpec,
+    io: ContainerIO,
+    signal?: AbortSignal,
+    options: { startAhead?: boolean } = {},
+  ): Promise<PreparedContainer | ContainerExit> {
     const network = dockerNetwork(this.options.env, spec.network);
     const created = await this.request('POST', `/containers/create?name=${encodeURIComponent(spec.name)}`, {
       Image: spec.image,
@@ -212,54 +233,97 @@ export class EngineDockerDriver implements DockerDriver {
       signal.removeEventListener('abort', onAbort);
       return { exitCode: 130 };
     }
+    let attached: { socket: Duplex; head: Buffer };
     try {
-      const { socket, head } = await this.attach(id, io.stdin !== undefined);
-      const streamed = demultiplex(socket, head, io);
-      // Registered before start: an AutoRemove container may be gone by the time we asked.
-      const waited = this.request('POST', `/containers/${id}/wait?condition=next-exit`);
-      const started = await this.request('POST', `/containers/${id}/start`);
-      if (started.status !== 204 && started.status !== 304) {
-        socket.destroy();
-        waited.catch(() => undefined);
-        await stop();
-        const failure = engineFailure(started, 'container-start-failed');
-        // As `docker run` does: 127 when the command is not found, 126 when it cannot run.
-        const exitCode = failure.kind === 'command-not-found' ? 127 : failure.kind === 'command-not-executable' ? 126 : 125;
-        return { exitCode, dockerFailure: failure };
-      }
-      io.onStage?.('started');
-      if (io.stdin) {
-        io.stdin.pipe(socket, { end: false });
-        io.stdin.once('end', () => socket.end()); // EOF on the container's stdin; output keeps coming
-        io.stdin.once('error', () => socket.end());
-      }
-      const [result] = await Promise.all([waited, streamed]);
-      io.onStage?.('exited');
-      if (signal?.aborted) {
-        await stop();
-        return { exitCode: 130 };
-      }
-      if (result.status !== 200) {
-        // The container was removed under us (timeout, Ctrl-C elsewhere): it did not finish.
-        if (spec.remove !== false) await stop();
-        return { exitCode: 137 };
-      }
-      const wait = JSON.parse(result.body) as { StatusCode: number; Error?: { Message?: string } | null };
-      // Even after exit 0: a script may carry on after the kernel killed one of its processes.
-      const oomKilled = !wait.Error?.Message && (await this.oomKilled(id));
-      if (spec.remove !== false) await stop();
-      if (wait.Error?.Message)
-        return {
-          exitCode: wait.StatusCode,
-          dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message },
-        };
-      return oomKilled ? { exitCode: wait.StatusCode, oomKilled } : { exitCode: wait.StatusCode };
+      attached = await this.attach(id, io.stdin !== undefined);
     } catch (error) {
       await stop();
-      throw error;
-    } finally {
       signal?.removeEventListener('abort', onAbort);
+      throw error;
     }
+    const { socket, head } = attached;
+    const streamed = demultiplex(socket, head, io);
+    // Registered before start: an AutoRemove container may be gone by the time we asked.
+    const waited = this.request('POST', `/containers/${id}/wait?condition=next-exit`);
+    waited.catch(() => undefined); // read by run(); a prepared container given back never is
+    /** The start's refusal, as runContainer answers it; undefined: started. */
+    const start = async (): Promise<ContainerExit | undefined> => {
+      const started = await this.request('POST', `/containers/${id}/start`);
+      if (started.status === 204 || started.status === 304) return undefined;
+      socket.destroy();
+      await stop();
+      const failure = engineFailure(started, 'container-start-failed');
+      // As `docker run` does: 127 when the command is not found, 126 when it cannot run.
+      const exitCode = failure.kind === 'command-not-found' ? 127 : failure.kind === 'command-not-executable' ? 126 : 125;
+      return { exitCode, dockerFailure: failure };
+    };
+    // Started ahead: the command waits on its stdin (the source tar) until run() lets it flow.
+    let refusedAhead: ContainerExit | undefined;
+    const startedAhead = options.startAhead === true && io.stdin !== undefined;
+    if (startedAhead) {
+      try {
+        refusedAhead = await start();
+      } catch (error) {
+        socket.destroy();
+        await stop();
+        signal?.removeEventListener('abort', onAbort);
+        throw error;
+      }
+    }
+    let ran = false;
+    const run = async (): Promise<ContainerExit> => {
+      if (ran) throw new Error(`container ${spec.name} was already run`);
+      ran = true;
+      try {
+        if (signal?.aborted) {
+          socket.destroy();
+          await stop();
+          return { exitCode: 130 };
+        }
+        const refused = startedAhead ? refusedAhead : await start();
+        if (refused) return refused;
+        io.onStage?.('started');
+        if (io.stdin) {
+          io.stdin.pipe(socket, { end: false });
+          io.stdin.once('end', () => socket.end()); // EOF on the container's stdin; output keeps coming
+          io.stdin.once('error', () => socket.end());
+        }
+        const [result] = await Promise.all([waited, streamed]);
+        io.onStage?.('exited');
+        if (signal?.aborted) {
+          await stop();
+          return { exitCode: 130 };
+        }
+        if (result.status !== 200) {
+          // The container was removed under us (timeout, Ctrl-C elsewhere): it did not finish.
+          if (spec.remove !== false) await stop();
+          return { exitCode: 137 };
+        }
+        const wait = JSON.parse(result.body) as { StatusCode: number; Error?: { Message?: string } | null };
+        // Even after exit 0: a script may carry on after the kernel killed one of its processes.
+        const oomKilled = !wait.Error?.Message && (await this.oomKilled(id));
+        if (spec.remove !== false) await stop();
+        if (wait.Error?.Message)
+          return {
+            exitCode: wait.StatusCode,
+            dockerFailure: classifyDockerMessage(wait.Error.Message) ?? { kind: 'container-start-failed', daemonMessage: wait.Error.Message },
+          };
+        return oomKilled ? { exitCode: wait.StatusCode, oomKilled } : { exitCode: wait.StatusCode };
+      } catch (error) {
+        await stop();
+        throw error;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+      }
+    };
+    const discard = async (): Promise<void> => {
+      if (ran) return;
+      ran = true;
+      socket.destroy();
+      signal?.removeEventListener('abort', onAbort);
+      await stop();
+    };
+    return { run, discard };
   }
 }
 

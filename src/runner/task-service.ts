@@ -5,7 +5,7 @@ import { selectFiles, toTarEntries } from '../pack/select.js';
 import { tarStream, type TarEntry } from '../pack/tar.js';
 import { taskSpec } from './spec.js';
 import fs from 'node:fs/promises';
-import { reclaimOutputs, runTask, type TaskCallbacks, type TaskOutcome, type TaskSpec } from './task.js';
+import { prepareTask, reclaimOutputs, runTask, type PreparedTask, type TaskCallbacks, type TaskOutcome, type TaskSpec } from './task.js';
 import { ArtifactCapture, type CapturedArtifact } from './artifacts.js';
 import type { JobContainer } from './limits.js';
 import type { Clock } from '../context.js';
@@ -81,6 +81,23 @@ export function artifactOrder(project: Project): ArtifactOrder {
  * the artifacts. Callers keep their own concerns (UI and run records; rows and events).
  */
 export async function runProjectTask(request: ProjectTaskRequest): Promise<ProjectTaskResult> {
+  return (await prepareProjectTask(request)).run();
+}
+
+/** A project task made ready (runProjectTask in two steps): its folders, restored artifacts and container. */
+export interface PreparedProjectTask {
+  /** Runs it (once), as runProjectTask does. */
+  run(): Promise<ProjectTaskResult>;
+  /** Gives it up unrun: its container and live folder are removed, nothing captured. */
+  discard(): Promise<void>;
+}
+
+/**
+ * All runProjectTask does before the task's command may run: the live /artifacts folder, the
+ * task's earlier artifacts put back, its folder and its container (prepareTask; `startAhead`
+ * as there). A worker prepares its next task so while its slots are busy.
+ */
+export async function prepareProjectTask(request: ProjectTaskRequest, options: { startAhead?: boolean } = {}): Promise<PreparedProjectTask> {
   const { project, docker } = request;
   const sourceFiles = project.format === 'cycleswap' ? (request.sourceFiles ?? toTarEntries((await selectFiles(project.root)).entries)) : [];
   let spec = taskSpec({
@@ -115,38 +132,61 @@ export async function runProjectTask(request: ProjectTaskRequest): Promise<Proje
   // A cancel stops the capture at once too (a job may have written thousands of files): nothing of the task runs on.
   const onAbort = (): void => void capture.abort();
   request.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
-    capture.start();
-    const attempt = async (): Promise<TaskOutcome> => {
-      if (services.length === 0) return runTask(docker, spec, request.callbacks, request.signal, request.clock);
-      // The services' supervisor speaks on stderr: its failure marker is read, not logged.
-      const log = new ServiceLog(services, (text) => request.callbacks.stderr(Buffer.from(text)));
-      const outcome = await runTask(docker, spec, { ...request.callbacks, stderr: (chunk) => log.push(chunk) }, request.signal, request.clock);
-      log.flush();
-      if (outcome.dockerFailure?.kind === 'command-not-found') {
-        // The container's command is the supervisor's shell: the image has none. A fault of the image, not of Docker.
-        const { dockerFailure: _dockerFailure, ...rest } = outcome;
-        return { ...rest, reason: noShellReason(outcome.dockerFailure.daemonMessage) };
-      }
-      return log.explain(outcome);
-    };
-    let outcome = await attempt();
-    if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
-      spec = { ...spec, image: await request.rebuildImage() };
-      outcome = await attempt();
-    }
-    if (request.signal?.aborted) {
-      await capture.abort();
-      return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
-    }
-    // Files the job left unreadable to this user are given back before the last sweep.
-    await reclaimOutputs(docker, { image: spec.image, dir: liveDir, name: `${request.name}-reclaim`, runtime: request.container.confinement.runtime });
-    await capture.stop();
-    return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
-  } finally {
+  const cleanUp = async (): Promise<void> => {
     request.signal?.removeEventListener('abort', onAbort);
     await capture.stop().catch(() => undefined);
     await fs.rm(liveDir, { recursive: true, force: true }).catch(() => undefined);
+  };
+  // The services' supervisor speaks on stderr: its failure marker is read, not logged.
+  const serviceLog = services.length ? new ServiceLog(services, (text) => request.callbacks.stderr(Buffer.from(text))) : undefined;
+  const callbacks: TaskCallbacks = serviceLog ? { ...request.callbacks, stderr: (chunk) => serviceLog.push(chunk) } : request.callbacks;
+  let first: PreparedTask;
+  try {
+    if (resumeFrom !== undefined) await capture.resumeFrom(resumeFrom);
+    first = await prepareTask(docker, spec, callbacks, request.signal, request.clock, options);
+  } catch (error) {
+    await cleanUp();
+    throw error;
   }
+  let settled = false;
+  const explain = (outcome: TaskOutcome): TaskOutcome => {
+    if (!serviceLog) return outcome;
+    serviceLog.flush();
+    if (outcome.dockerFailure?.kind === 'command-not-found') {
+      // The container's command is the supervisor's shell: the image has none. A fault of the image, not of Docker.
+      const { dockerFailure: _dockerFailure, ...rest } = outcome;
+      return { ...rest, reason: noShellReason(outcome.dockerFailure.daemonMessage) };
+    }
+    return serviceLog.explain(outcome);
+  };
+  const run = async (): Promise<ProjectTaskResult> => {
+    if (settled) throw new Error(`task ${request.name} was already run or given up`);
+    settled = true;
+    try {
+      capture.start();
+      let outcome = explain(await first.run());
+      if (request.rebuildImage && outcome.dockerFailure?.kind === 'image-missing') {
+        spec = { ...spec, image: await request.rebuildImage() };
+        outcome = explain(await runTask(docker, spec, callbacks, request.signal, request.clock));
+      }
+      if (request.signal?.aborted) {
+        await capture.abort();
+        return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
+      }
+      // Files the job left unreadable to this user are given back before the last sweep.
+      await reclaimOutputs(docker, { image: spec.image, dir: liveDir, name: `${request.name}-reclaim`, runtime: request.container.confinement.runtime });
+      await capture.stop();
+      return { outcome, spec, imageId: spec.image, order, artifacts: capture.list() };
+    } finally {
+      await cleanUp();
+    }
+  };
+  const discard = async (): Promise<void> => {
+    if (settled) return;
+    settled = true;
+    await capture.abort();
+    await first.discard().catch(() => undefined);
+    await cleanUp();
+  };
+  return { run, discard };
 }

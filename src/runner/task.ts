@@ -3,7 +3,17 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Confinement, ContainerStage, DockerDriver, Mount } from '../docker/driver.js';
+import {
+  isPrepared,
+  type Confinement,
+  type ContainerExit,
+  type ContainerIO,
+  type ContainerSpec,
+  type ContainerStage,
+  type DockerDriver,
+  type Mount,
+  type PreparedContainer,
+} from '../docker/driver.js';
 import type { DockerFailure } from '../docker/errors.js';
 import { ProgressFilter, type ProgressEvent } from './progress.js';
 import { LABELS } from './images.js';
@@ -88,17 +98,47 @@ export async function runTask(
   signal?: AbortSignal,
   clock: Clock = systemClock,
 ): Promise<TaskOutcome> {
-  const started = Date.now();
+  return (await prepareTask(docker, spec, callbacks, signal, clock)).run();
+}
+
+/** A task made ready to run (its folder written, its container created where the driver can): runTask in two steps. */
+export interface PreparedTask {
+  /** Runs it (once): its timeout starts now. */
+  run(): Promise<TaskOutcome>;
+  /** Gives it up unrun: its container and folder are removed. */
+  discard(): Promise<void>;
+}
+
+/**
+ * What runTask does before the task's command may run: its private folder and payload, and,
+ * with a driver that can (DockerDriver.prepareContainer), its container created and attached
+ * (with `startAhead` and a source to copy in, started too: its command waits on the source tar).
+ * A worker prepares its next task so while a slot is busy; `run()` then costs only the start.
+ */
+export async function prepareTask(
+  docker: DockerDriver,
+  spec: TaskSpec,
+  callbacks: TaskCallbacks,
+  signal?: AbortSignal,
+  clock: Clock = systemClock,
+  options: { startAhead?: boolean } = {},
+): Promise<PreparedTask> {
   // A fresh folder per attempt: mkdtemp makes it 0700, so no other host user can reach into it.
   // Only the `io` folder inside is shared with the container, world-writable because the job
   // may run as any user of its image.
   const privateDir = await fs.mkdtemp(path.join(spec.scratchDir ?? os.tmpdir(), 'cycle-task-'));
+  const removeFolder = (): Promise<void> => fs.rm(privateDir, { recursive: true, force: true }).catch(() => undefined);
   const ioDir = path.join(privateDir, 'io');
-  await fs.mkdir(ioDir);
-  await fs.chmod(ioDir, 0o777);
-  await fs.writeFile(path.join(ioDir, 'payload.json'), JSON.stringify(spec.payload ?? {}));
-  await fs.mkdir(spec.artifactsDir, { recursive: true });
-  await fs.chmod(spec.artifactsDir, 0o777); // the job may run as any user of its image
+  try {
+    await fs.mkdir(ioDir);
+    await fs.chmod(ioDir, 0o777);
+    await fs.writeFile(path.join(ioDir, 'payload.json'), JSON.stringify(spec.payload ?? {}));
+    await fs.mkdir(spec.artifactsDir, { recursive: true });
+    await fs.chmod(spec.artifactsDir, 0o777); // the job may run as any user of its image
+  } catch (error) {
+    await removeFolder();
+    throw error;
+  }
   const env: Record<string, string> = {
     ...spec.env,
     INSIDE_CYCLESWAP_CONTAINER: '1',
@@ -110,93 +150,115 @@ export async function runTask(
   // The source is copied (never bind-mounted), as a remote worker does: piped into `tar -x`.
   const command = spec.source ? ['bash', '-c', 'mkdir -p /app && tar -xf - -C /app && exec "$@"', 'cycle-task', ...spec.command] : spec.command;
   const filter = new ProgressFilter(callbacks.stdout, callbacks.progress);
-  let timedOut = false;
-  // Aborted when the task ends, which disarms the timeout.
-  const timer = new AbortController();
-  if (spec.timeoutMs)
-    clock.sleep(spec.timeoutMs, timer.signal).then(
-      () => {
-        timedOut = true;
-        void docker.removeContainer(spec.name).catch(() => undefined);
-      },
-      () => undefined,
-    );
+  const containerSpec: ContainerSpec = {
+    image: spec.image,
+    name: spec.name,
+    labels: { ...spec.labels, [LABELS.run]: spec.name },
+    command,
+    ...(spec.entrypoint !== undefined && !spec.source ? { entrypoint: spec.entrypoint } : {}),
+    ...(spec.workdir ? { workdir: spec.workdir } : {}),
+    env,
+    mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.artifactsDir, target: ARTIFACTS_DIR }, ...spec.mounts],
+    ...(spec.gpus === true || (Array.isArray(spec.gpus) && spec.gpus.length)
+      ? { gpus: spec.gpus === true ? ('all' as const) : [...(spec.gpus as readonly number[])] }
+      : {}),
+    ...(spec.confinement ? { confinement: spec.confinement } : {}),
+    ...(spec.network ? { network: spec.network } : {}),
+  };
+  const io: ContainerIO = {
+    ...(spec.source ? { stdin: spec.source() } : {}),
+    stdout: (chunk) => filter.push(chunk),
+    stderr: callbacks.stderr,
+    ...(callbacks.stage ? { onStage: (stage: ContainerStage) => callbacks.stage?.(stage) } : {}),
+  };
   const onAbort = (): void => void docker.removeContainer(spec.name).catch(() => undefined);
   signal?.addEventListener('abort', onAbort, { once: true });
+  let prepared: PreparedContainer | ContainerExit | undefined;
   try {
-    const exit = await docker.runContainer(
-      {
-        image: spec.image,
-        name: spec.name,
-        labels: { ...spec.labels, [LABELS.run]: spec.name },
-        command,
-        ...(spec.entrypoint !== undefined && !spec.source ? { entrypoint: spec.entrypoint } : {}),
-        ...(spec.workdir ? { workdir: spec.workdir } : {}),
-        env,
-        mounts: [{ type: 'bind', source: ioDir, target: TASK_DIR }, { type: 'bind', source: spec.artifactsDir, target: ARTIFACTS_DIR }, ...spec.mounts],
-        ...(spec.gpus === true || (Array.isArray(spec.gpus) && spec.gpus.length)
-          ? { gpus: spec.gpus === true ? ('all' as const) : [...(spec.gpus as readonly number[])] }
-          : {}),
-        ...(spec.confinement ? { confinement: spec.confinement } : {}),
-        ...(spec.network ? { network: spec.network } : {}),
-      },
-      {
-        ...(spec.source ? { stdin: spec.source() } : {}),
-        stdout: (chunk) => filter.push(chunk),
-        stderr: callbacks.stderr,
-        ...(callbacks.stage ? { onStage: (stage: ContainerStage) => callbacks.stage?.(stage) } : {}),
-      },
-      signal,
-    );
-    filter.flush();
-    const durationMs = Date.now() - started;
-    if (signal?.aborted) return { status: 'interrupted', exitCode: 130, reason: 'interrupted', durationMs };
-    if (timedOut) return { status: 'timed-out', exitCode: exit.exitCode, reason: `timed out after ${Math.round((spec.timeoutMs ?? 0) / 1000)}s`, durationMs };
-    if (exit.dockerFailure)
-      return {
-        status: 'failed',
-        exitCode: exit.exitCode,
-        reason: `Docker could not run the task: ${exit.dockerFailure.daemonMessage}`,
-        dockerFailure: exit.dockerFailure,
-        durationMs,
-      };
-    const result = await readResult(path.join(ioDir, 'result.json'));
-    if (exit.oomKilled) {
-      return {
-        status: 'failed',
-        exitCode: exit.exitCode,
-        reason: outOfMemoryReason(spec.confinement?.memoryBytes),
-        outOfMemory: true,
-        ...(result.ok ? { result: result.value } : {}),
-        durationMs,
-      };
-    }
-    if (exit.exitCode !== 0) {
-      return {
-        status: 'failed',
-        exitCode: exit.exitCode,
-        reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`,
-        ...(result.ok ? { result: result.value } : {}),
-        durationMs,
-      };
-    }
-    if (!result.ok) {
-      if (result.missing && !spec.resultRequired) return { status: 'succeeded', exitCode: 0, durationMs };
-      return {
-        status: 'failed',
-        exitCode: 0,
-        reason: result.missing
-          ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names'
-          : `exited 0 but ${result.error}`,
-        durationMs,
-      };
-    }
-    return { status: 'succeeded', exitCode: 0, result: result.value, durationMs };
-  } finally {
-    timer.abort();
+    prepared = docker.prepareContainer ? await docker.prepareContainer(containerSpec, io, signal, options) : undefined;
+  } catch (error) {
     signal?.removeEventListener('abort', onAbort);
-    await fs.rm(privateDir, { recursive: true, force: true }).catch(() => undefined);
+    io.stdin?.destroy();
+    await removeFolder();
+    throw error;
   }
+  let settled = false;
+  const run = async (): Promise<TaskOutcome> => {
+    if (settled) throw new Error(`task ${spec.name} was already run or given up`);
+    settled = true;
+    const started = Date.now();
+    let timedOut = false;
+    // Aborted when the task ends, which disarms the timeout.
+    const timer = new AbortController();
+    if (spec.timeoutMs)
+      clock.sleep(spec.timeoutMs, timer.signal).then(
+        () => {
+          timedOut = true;
+          void docker.removeContainer(spec.name).catch(() => undefined);
+        },
+        () => undefined,
+      );
+    try {
+      const exit = prepared === undefined ? await docker.runContainer(containerSpec, io, signal) : isPrepared(prepared) ? await prepared.run() : prepared;
+      filter.flush();
+      const durationMs = Date.now() - started;
+      if (signal?.aborted) return { status: 'interrupted', exitCode: 130, reason: 'interrupted', durationMs };
+      if (timedOut) return { status: 'timed-out', exitCode: exit.exitCode, reason: `timed out after ${Math.round((spec.timeoutMs ?? 0) / 1000)}s`, durationMs };
+      if (exit.dockerFailure)
+        return {
+          status: 'failed',
+          exitCode: exit.exitCode,
+          reason: `Docker could not run the task: ${exit.dockerFailure.daemonMessage}`,
+          dockerFailure: exit.dockerFailure,
+          durationMs,
+        };
+      const result = await readResult(path.join(ioDir, 'result.json'));
+      if (exit.oomKilled) {
+        return {
+          status: 'failed',
+          exitCode: exit.exitCode,
+          reason: outOfMemoryReason(spec.confinement?.memoryBytes),
+          outOfMemory: true,
+          ...(result.ok ? { result: result.value } : {}),
+          durationMs,
+        };
+      }
+      if (exit.exitCode !== 0) {
+        return {
+          status: 'failed',
+          exitCode: exit.exitCode,
+          reason: `exited with code ${exit.exitCode}${exit.exitCode === 137 ? ' (killed: out of memory, or stopped)' : ''}`,
+          ...(result.ok ? { result: result.value } : {}),
+          durationMs,
+        };
+      }
+      if (!result.ok) {
+        if (result.missing && !spec.resultRequired) return { status: 'succeeded', exitCode: 0, durationMs };
+        return {
+          status: 'failed',
+          exitCode: 0,
+          reason: result.missing
+            ? 'exited 0 but wrote no result: the runner protocol needs JSON in the file $COMPUTALOT_TASK_RESULT names'
+            : `exited 0 but ${result.error}`,
+          durationMs,
+        };
+      }
+      return { status: 'succeeded', exitCode: 0, result: result.value, durationMs };
+    } finally {
+      timer.abort();
+      signal?.removeEventListener('abort', onAbort);
+      await removeFolder();
+    }
+  };
+  const discard = async (): Promise<void> => {
+    if (settled) return;
+    settled = true;
+    signal?.removeEventListener('abort', onAbort);
+    io.stdin?.destroy();
+    if (prepared !== undefined && isPrepared(prepared)) await prepared.discard();
+    await removeFolder();
+  };
+  return { run, discard };
 }
 
 /**

@@ -34,7 +34,7 @@ beforeAll(async () => {
   });
   ({ token: MACHINE_TOKEN } = await createMachineToken(server, 'e2e-a'));
   project = await e2eCycleswapProject({
-    run: 'echo "hello from the daemon"\necho weights > "$CYCLE_ARTIFACTS_DIR/model.txt"\nif grep -q \'"hold"\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 600; fi\n',
+    run: 'echo "hello from the daemon"\necho weights > "$CYCLE_ARTIFACTS_DIR/model.txt"\nif grep -q \'"hold"\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 600; fi\nif grep -q \'"nap"\' "$COMPUTALOT_TASK_PAYLOAD"; then sleep 4; fi\n',
   });
   const pushed = await client(server).push(project.name, project.root);
   expect(pushed.status).toBeLessThan(300);
@@ -77,6 +77,29 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
     expect(artifacts.map((a) => a.name)).toEqual(['model.txt']);
     const file = await fetch(`${server.url}/api/v1/artifacts/${artifacts[0]!.id}`, { headers: { authorization: `Bearer ${server.token}` } });
     expect(await file.text()).toBe('weights\n');
+  }, 300_000);
+
+  it('on its one slot the daemon prepares each next task while the one before runs: its container exists before the one before exits; one outcome each', async () => {
+    const api = client(server);
+    const submitted = await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { n: [1, 2, 3], nap: true }, fan_out: { by: 'n' } });
+    expect(submitted.status).toBe(201);
+    const id = submitted.body.id as string;
+    let status = '';
+    await waitFor(
+      async () => ['completed', 'failed', 'partial'].includes((status = (await api.call('GET', `/api/v1/jobs/${id}`)).body.status)),
+      240_000,
+      'the fan-out to finish on the daemon',
+      () => `${status}\n${daemon.log()}`,
+    );
+    expect(status).toBe('completed');
+    const tasks = (await api.call('GET', `/api/v1/jobs/${id}/timings`)).body.tasks as Array<{ stages: Record<string, number> }>;
+    expect(tasks).toHaveLength(3);
+    const byStart = tasks.map((t) => t.stages).sort((a, b) => a.started! - b.started!);
+    // An ordering, not a timing: the next container was created (prepared ahead) while the task before slept its 4 s.
+    for (let k = 1; k < byStart.length; k++) expect(byStart[k]!.created!, `task ${k + 1} of 3 by start`).toBeLessThan(byStart[k - 1]!.exited!);
+    // Each ran once: no attempt given back or failed on the way (the log has no requeue line).
+    const log = JSON.stringify((await api.call('GET', `/api/v1/jobs/${id}/output`)).body);
+    expect(log).not.toMatch(/gave the task back|attempt 2/);
   }, 300_000);
 
   it('a daemon cut off from the server stops its container once the lease has run out, and the task goes back to the queue', async () => {

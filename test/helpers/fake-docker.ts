@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { BuildRequest, ContainerExit, ContainerIO, ContainerSpec, DockerDriver, DockerInfo, ImageDetails, ImageSummary } from '../../src/docker/driver.js';
+import type {
+  BuildRequest,
+  ContainerExit,
+  ContainerIO,
+  ContainerSpec,
+  DockerDriver,
+  DockerInfo,
+  ImageDetails,
+  ImageSummary,
+  PreparedContainer,
+} from '../../src/docker/driver.js';
 import { DockerBuildError, toDockerError } from '../../src/docker/errors.js';
 
 interface HeldContainer {
@@ -52,6 +62,17 @@ export class FakeDocker implements DockerDriver {
   hold = false;
   private readonly held = new Map<string, HeldContainer>();
   private readonly startListeners = new Set<() => void>();
+  /**
+   * With `prepares` on, the fake has prepareContainer: a container made ahead (listed by
+   * `preparedNames` until it runs or is removed), run by runContainer when its run() comes.
+   */
+  prepares = false;
+  private readonly preparedContainers = new Map<string, { startAhead: boolean }>();
+
+  /** Containers prepared and not yet run nor removed, with whether each was started ahead. */
+  preparedNames(): Array<{ name: string; startAhead: boolean }> {
+    return [...this.preparedContainers.entries()].map(([name, { startAhead }]) => ({ name, startAhead }));
+  }
 
   constructor() {
     for (const ref of ['ubuntu:22.04', 'ubuntu:24.04', 'ubuntu:26.04']) this.addImage({ tags: [ref], layers: [`base-${ref}`], labels: {} });
@@ -210,6 +231,24 @@ export class FakeDocker implements DockerDriver {
     return { exitCode };
   }
 
+  get prepareContainer():
+    | ((spec: ContainerSpec, io: ContainerIO, signal?: AbortSignal, options?: { startAhead?: boolean }) => Promise<PreparedContainer | ContainerExit>)
+    | undefined {
+    if (!this.prepares) return undefined;
+    return async (spec, io, _signal, options = {}) => {
+      this.calls.push({ method: 'prepareContainer', args: { name: spec.name, startAhead: options.startAhead === true } });
+      this.preparedContainers.set(spec.name, { startAhead: options.startAhead === true });
+      io.onStage?.('created');
+      return {
+        run: () => {
+          if (!this.preparedContainers.delete(spec.name)) return Promise.resolve({ exitCode: 137 }); // removed meanwhile
+          return this.runContainer(spec, io);
+        },
+        discard: () => this.removeContainer(spec.name),
+      };
+    };
+  }
+
   /** Held containers running now. */
   runningNames(): string[] {
     return [...this.held.keys()];
@@ -247,6 +286,7 @@ export class FakeDocker implements DockerDriver {
 
   async removeContainer(name: string): Promise<void> {
     this.calls.push({ method: 'removeContainer', args: name });
+    this.preparedContainers.delete(name);
     const container = this.held.get(name);
     if (container) {
       this.held.delete(name);

@@ -1,9 +1,10 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { Duplex, PassThrough } from 'node:stream';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { isPrepared } from '../../src/docker/driver.js';
 import { demultiplex, EngineDockerDriver } from '../../src/docker/engine-driver.js';
 import { tempDir } from '../helpers/context.js';
 
@@ -195,6 +196,68 @@ describe('Engine API driver against a fake daemon', () => {
       exitCode: 125,
       dockerFailure: { kind: 'container-start-failed', daemonMessage: 'driver failed programming external connectivity' },
     });
+  });
+
+  it('prepareContainer with startAhead: created, attached and started at once; its stdin flows, and "started" is heard, only at run()', async () => {
+    const seen: string[] = [];
+    const written: Buffer[] = [];
+    let answerWait: (() => void) | undefined;
+    const driver = await fakeDaemon((request, response) => {
+      seen.push(`${request.method} ${request.url?.replace(/\?.*/, '')}`);
+      if (request.url?.startsWith('/containers/create')) response.writeHead(201).end(JSON.stringify({ Id: 'p1' }));
+      else if (request.url?.startsWith('/containers/p1/wait')) answerWait = () => response.writeHead(200).end(JSON.stringify({ StatusCode: 0 }));
+      else if (request.url?.startsWith('/containers/p1/json')) response.writeHead(200).end(JSON.stringify({ State: { OOMKilled: false } }));
+      else response.writeHead(204).end();
+    });
+    // The container's end of the attach: what it reads on stdin; it exits (the stream closes) once stdin ends.
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        written.push(chunk);
+        callback();
+      },
+      final(callback) {
+        callback();
+        answerWait?.();
+        setImmediate(() => socket.destroy());
+      },
+    });
+    driver['attach'] = async () => ({ socket, head: Buffer.alloc(0) });
+    const stages: string[] = [];
+    const stdin = new PassThrough();
+    const prepared = await driver.prepareContainer(spec, { ...io, stdin, onStage: (stage) => stages.push(stage) }, undefined, { startAhead: true });
+    if (!isPrepared(prepared)) throw new Error(`not prepared: ${JSON.stringify(prepared)}`);
+    stdin.end('the source tar');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(seen).toEqual(['POST /containers/create', 'POST /containers/p1/wait', 'POST /containers/p1/start']);
+    expect(written).toEqual([]); // the command waits on its stdin: nothing of the job has run
+    expect(stages).toEqual(['created']);
+    expect(await prepared.run()).toEqual({ exitCode: 0 });
+    expect(Buffer.concat(written).toString()).toBe('the source tar');
+    expect(stages).toEqual(['created', 'started', 'exited']);
+    expect(seen.filter((s) => s.endsWith('/start'))).toHaveLength(1);
+    expect(seen.at(-1)).toBe('DELETE /containers/p1');
+  });
+
+  it('a prepared container given back (discard) is removed and never started', async () => {
+    const seen: string[] = [];
+    const container = waitUntilRemoved();
+    const driver = await fakeDaemon((request, response) => {
+      seen.push(`${request.method} ${request.url?.replace(/\?.*/, '')}`);
+      if (request.url?.startsWith('/containers/create')) response.writeHead(201).end(JSON.stringify({ Id: 'd1' }));
+      else if (request.url?.startsWith('/containers/d1/wait')) container.wait(response);
+      else {
+        response.writeHead(204).end();
+        if (request.method === 'DELETE') container.removed();
+      }
+    });
+    driver['attach'] = async () => ({ socket: new PassThrough(), head: Buffer.alloc(0) });
+    const prepared = await driver.prepareContainer(spec, io);
+    if (!isPrepared(prepared)) throw new Error(`not prepared: ${JSON.stringify(prepared)}`);
+    await prepared.discard();
+    expect(seen.filter((s) => s.endsWith('/start'))).toEqual([]);
+    expect(seen).toContain('DELETE /containers/d1');
+    await expect(prepared.run()).rejects.toThrow(/already run/);
   });
 
   it('a container that vanished before attach: container-missing, thrown', async () => {

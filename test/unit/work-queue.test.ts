@@ -7,7 +7,7 @@ import { EventLog, type StoredEvent } from '../../src/server/events.js';
 import { JobService } from '../../src/server/jobs.js';
 import { layout as dataLayout, type Layout } from '../../src/server/layout.js';
 import { ProjectService } from '../../src/server/projects.js';
-import { StaleLease, type WorkerOffer } from '../../src/server/queue/lease.js';
+import { LEASES_AHEAD, StaleLease, type WorkerOffer } from '../../src/server/queue/lease.js';
 import { WorkQueue, type MachinePool, type RevokeReason } from '../../src/server/queue/work-queue.js';
 import type { MachineInventory } from '../../src/api/machines.js';
 import { cpuInventory, gpuInventory, NEWER_DRIVER, OLDER_DRIVER } from '../helpers/machines.js';
@@ -486,12 +486,12 @@ describe('the work queue', () => {
       expect(s.job(cpus).status).toBe('queued');
     });
 
-    it("a machine holds at most its slots' worth of leases, whatever it asks for", async () => {
+    it("a machine holds at most its slots' worth of leases and one prepared ahead, whatever it asks for", async () => {
       const machines = pool({ 'cpu-a': cpuInventory() }, {}, { 'cpu-a': 2 });
       const s = await setup(undefined, manualClock(), machines);
-      await s.submit({ payload: { n: [1, 2, 3, 4] }, fan_out: { by: 'n' } });
+      await s.submit({ payload: { n: [1, 2, 3, 4, 5] }, fan_out: { by: 'n' } });
       const offer = offerOf('cpu-a', machines.machines['cpu-a']!);
-      expect(await s.queue.lease(offer, 10)).toHaveLength(2);
+      expect(await s.queue.lease(offer, 10)).toHaveLength(2 + LEASES_AHEAD);
       expect(await s.queue.lease(offer, 10)).toEqual([]);
       expect(await s.queue.lease(offerOf('ghost', cpuInventory()), 10), 'a machine not enrolled gets nothing').toEqual([]);
     });

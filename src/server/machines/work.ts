@@ -21,7 +21,7 @@ import type { Layout } from '../layout.js';
 import type { ProjectService } from '../projects.js';
 import { receiveBody } from '../receive.js';
 import type { VolumeService } from '../volumes.js';
-import { StaleLease, type Lease, type WorkerOffer } from '../queue/lease.js';
+import { LEASES_AHEAD, StaleLease, type Lease, type WorkerOffer } from '../queue/lease.js';
 import type { WorkQueue } from '../queue/work-queue.js';
 import type { MachineAuth } from './auth.js';
 
@@ -73,7 +73,8 @@ export class MachineWork {
     if (!known) throw new DomainError('conflict', 'no_heartbeat', `machine ${name} has sent no heartbeat since the server started: send one first`);
     const offer: WorkerOffer = { workerId: name, gpu: gpuOf(known.inventory), machine: { name, inventory: known.inventory } };
     const deadline = Date.now() + Math.min(waitMs, MAX_LEASE_WAIT_MS);
-    const count = Math.min(max, known.slots);
+    // Its slots, and the task its worker prepares ahead (LEASES_AHEAD); the queue counts what it holds already.
+    const count = Math.min(max, known.slots + LEASES_AHEAD);
     for (;;) {
       const may = this.options.auth.mayTakeWork(name);
       let wake: () => void = () => undefined;

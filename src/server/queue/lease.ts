@@ -22,6 +22,12 @@ export interface WorkerOffer {
 /** The server's in-process worker's `workerId`: a ":" no machine name has. */
 export const LOCAL_WORKER_ID = 'server:local';
 
+/**
+ * Leases a machine may hold beyond its slots: the task its worker prepares while every slot is
+ * busy (Worker's lease ahead), so a freed slot only lets it go.
+ */
+export const LEASES_AHEAD = 1;
+
 /** How long a cancel or a shutdown waits for a worker's running tasks to stop. */
 export const STOP_WAIT_MS = 15_000;
 

@@ -12,7 +12,16 @@ import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
 import type { ProjectService } from '../projects.js';
 import { DirectiveResolver } from './directives.js';
-import { MAX_REPORT_PROGRESS_POINTS, STOP_WAIT_MS, StaleLease, type Lease, type LeaseOutcome, type LeaseReport, type WorkerOffer } from './lease.js';
+import {
+  LEASES_AHEAD,
+  MAX_REPORT_PROGRESS_POINTS,
+  STOP_WAIT_MS,
+  StaleLease,
+  type Lease,
+  type LeaseOutcome,
+  type LeaseReport,
+  type WorkerOffer,
+} from './lease.js';
 import { candidateOf, noCandidateReason, pickGpus, taskNeeds, unfit, type Candidate, type ManifestNeeds, type TaskNeeds } from './placement.js';
 
 /** A task that was running when the server stopped (or whose worker lost it) runs again, once. */
@@ -201,11 +210,12 @@ export class WorkQueue {
     // A draining, paused or busy machine (that forbids work while busy) is offered nothing new.
     if (offer.machine && this.options.machines && !this.options.machines.mayTakeWork(offer.machine.name).ok) return [];
     this.expireDue();
-    // A machine holds at most its slots' worth of leases, whatever it asks for: a hostile or
-    // confused daemon cannot take the whole queue.
+    // A machine holds at most its slots' worth of leases (and the one its worker prepares ahead),
+    // whatever it asks for: a hostile or confused daemon cannot take the whole queue.
     if (offer.machine && this.options.machines) {
-      const slots = this.options.machines.slotsOf(offer.machine.name) ?? 0;
-      max = Math.min(max, slots - this.runningOn(offer.machine.name).length);
+      const slots = this.options.machines.slotsOf(offer.machine.name);
+      if (slots === undefined) return [];
+      max = Math.min(max, slots + LEASES_AHEAD - this.runningOn(offer.machine.name).length);
       if (max <= 0) return [];
     }
     await this.loadManifestNeeds();

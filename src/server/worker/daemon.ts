@@ -148,7 +148,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     if (now.reason !== told) options.log(`machine ${options.name}: ${(told = now.reason)}`);
     if (now.giveBack && worker.runningCount > 0)
       worker.giveBack(`machine ${options.name} became busy (${activity.busy_reasons.join('; ') || 'not idle'}) and forbids busy assignment`);
-    if (!now.takeWork) await queue.holdOff(`machine ${options.name} takes no new task now: ${now.reason}`);
+    if (!now.takeWork) {
+      // A task prepared ahead has not started: it goes back at once (not counted), for an idle machine to take.
+      worker.releaseAhead(`machine ${options.name} takes no new task now: ${now.reason}`);
+      await queue.holdOff(`machine ${options.name} takes no new task now: ${now.reason}`);
+    } else if (drained) worker.releaseAhead(`machine ${options.name} is draining`);
     if (now.takeWork && !couldTake) worker.kick();
     couldTake = now.takeWork;
   };

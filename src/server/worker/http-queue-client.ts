@@ -90,8 +90,30 @@ export class HttpQueueClient implements WorkQueueClient {
     });
   }
 
-  async release(leaseId: string, reason: string): Promise<void> {
-    await this.call(leaseId, 'POST', `/api/v1/machine/leases/${encodeURIComponent(leaseId)}/release`, { reason: reason.slice(0, 1024) });
+  async release(leaseId: string, reason: string, options: { unstarted?: boolean } = {}): Promise<void> {
+    await this.call(leaseId, 'POST', `/api/v1/machine/leases/${encodeURIComponent(leaseId)}/release`, {
+      reason: reason.slice(0, 1024),
+      ...(options.unstarted ? { unstarted: true } : {}),
+    });
+  }
+
+  /**
+   * One lease to prepare ahead, asked apart from the long poll and without waiting (`wait_ms`
+   * 0): the server answers at once with a task ready now, which no idle machine's waiting poll
+   * took, or with none. The server lets a machine hold one lease beyond its slots for it.
+   */
+  async leaseAhead(_offer: WorkerOffer): Promise<Lease | undefined> {
+    if (this.closed) return undefined;
+    const { body } = await this.options.transport.request('POST', '/api/v1/machine/lease', {
+      json: { max: 1, wait_ms: 0 },
+      schema: leaseAnswerSchema,
+      signal: this.lifetime.signal,
+    });
+    const now = this.elapsed();
+    const [first, ...more] = body.leases.map((wire) => localLease(wire, now));
+    // Asked for one: any more would be the server's mistake; given back rather than left to expire.
+    for (const extra of more) await this.releaseUnstarted(extra.id, 'the machine asked for one task ahead').catch(() => undefined);
+    return first;
   }
 
   /** Gives back a lease a poll brought that no task took: not counted as an attempt. */

@@ -15,8 +15,17 @@ export interface WorkQueueClient {
   report(leaseId: string, batch: LeaseReport): Promise<void>;
   /** The task's outcome; the lease ends. */
   complete(leaseId: string, outcome: LeaseOutcome): Promise<void>;
-  /** Gives the task back without an outcome (the worker stops); it runs again. */
-  release(leaseId: string, reason: string): Promise<void>;
+  /**
+   * Gives the task back without an outcome (the worker stops); it runs again. `unstarted`: its
+   * container never ran (a task prepared ahead): not counted as an attempt when nothing was reported on it.
+   */
+  release(leaseId: string, reason: string, options?: { unstarted?: boolean }): Promise<void>;
+  /**
+   * One more task to prepare while every slot is busy (Worker's lease ahead), asked without
+   * waiting: only a task the queue has ready now, none otherwise. Optional: without it a worker
+   * prepares nothing ahead.
+   */
+  leaseAhead?(offer: WorkerOffer): Promise<Lease | undefined>;
   /** Heard when there may be work (a listener in-process; a long poll over HTTP later). */
   onWork(listener: () => void): () => void;
   /** Whether a failed call may succeed if made again (the network, not the request): an outcome is then sent again. */
@@ -45,8 +54,12 @@ export class InProcessQueueClient implements WorkQueueClient {
     return this.queue.complete(leaseId, outcome);
   }
 
-  release(leaseId: string, reason: string): Promise<void> {
-    return this.queue.release(leaseId, reason);
+  release(leaseId: string, reason: string, options: { unstarted?: boolean } = {}): Promise<void> {
+    return this.queue.release(leaseId, reason, options);
+  }
+
+  async leaseAhead(offer: WorkerOffer): Promise<Lease | undefined> {
+    return (await this.queue.lease(offer, 1))[0];
   }
 
   onWork(listener: () => void): () => void {

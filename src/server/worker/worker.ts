@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { DockerDriver, Mount } from '../../docker/driver.js';
-import { runProjectTask } from '../../runner/task-service.js';
+import { prepareProjectTask } from '../../runner/task-service.js';
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import { volumeMountPath } from '../../runner/volumes.js';
 import { gvisorRegistered, jobContainer } from '../../runner/limits.js';
@@ -52,17 +52,37 @@ export interface WorkerOptions {
   mayTakeWork?: () => boolean;
   /** Container names start with this (`cycle-server-` unless set: a daemon's are `cycle-daemon-`). */
   containerPrefix?: string;
+  /**
+   * Tasks prepared ahead while every slot is busy (their inputs, image, restored artifacts and
+   * container made, the container started with its command waiting on its source), so that a
+   * freed slot only lets one go. 1 unless set; 0: none. See `tick` for when one is leased.
+   */
+  aheadLimit?: number;
 }
 
 /** What one task's captured artifacts may take on the server's disk, by default (ServerOptions.maxTaskArtifactBytes). */
 export const DEFAULT_MAX_TASK_ARTIFACT_BYTES = 20 * 1024 ** 3;
 
+/**
+ * Where a held lease stands: `ahead`, prepared (or being prepared) and waiting for a slot;
+ * `slot`, holding a slot (being prepared for it, or its container running); `finishing`, its
+ * container exited (the slot is free again) while its artifacts, result and outcome are stored.
+ */
+type Phase = 'ahead' | 'slot' | 'finishing';
+
 interface Running {
   lease: Lease;
+  phase: Phase;
+  /** Lets an `ahead` task go once it has a slot (set while it waits for one). */
+  promote?: () => void;
+  /** Why a task prepared ahead is given back before it started (a pause, a drain): released, not counted as an attempt. */
+  unstartedRelease?: string;
   controller: AbortController;
   done: Promise<void>;
   /** The queue took the lease back (expired, stale): the task stops and nothing more is reported. */
   lost: boolean;
+  /** Its job was cancelled: it ends cancelled (prepared ahead or running alike). */
+  cancelled?: boolean;
   /** Why this worker gives the task back unfinished (a machine turned busy): it stops and is released. */
   givenBack?: string;
   /** When this worker took it (ISO). */
@@ -73,6 +93,8 @@ interface Running {
 
 /** A task stopped because the worker stops: given back to the queue, not finished. */
 const INTERRUPTED = Symbol('interrupted');
+/** A task prepared ahead that never started: given back to the queue, not counted as an attempt. */
+const UNSTARTED = Symbol('unstarted');
 
 /**
  * Runs what the work queue leases it, on up to `slots` containers at a time, through the runner's
@@ -91,6 +113,10 @@ export class Worker {
   /** Whether Docker has gVisor: asked once (a docker info), when a sandboxed task first runs. */
   private gvisor: Promise<boolean> | undefined;
   private readonly unsubscribe: Array<() => void> = [];
+  /** Each revision's image, asked of the inputs once (a revision never changes); asked again when Docker says it is gone. */
+  private readonly images = new Map<string, Promise<string>>();
+  /** The queue answered the last request for free slots in full: it may have more ready (see `tick`). */
+  private backlog = false;
 
   constructor(private readonly options: WorkerOptions) {}
 
@@ -114,10 +140,17 @@ export class Worker {
     this.kick();
   }
 
-  /** Tasks running now (a shutdown says how many it stops). */
-  /** What runs now (`cycle daemon status`, the machine's probe). */
+  /** What runs now (`cycle daemon status`, the machine's probe); a task prepared ahead does not run yet. */
   runningTasks(): Array<{ job_id: string; task_id: string; started_at: string | null }> {
-    return [...this.running.values()].map((r) => ({ job_id: r.lease.jobId, task_id: r.lease.taskId, started_at: r.startedAt }));
+    return [...this.running.values()]
+      .filter((r) => r.phase !== 'ahead')
+      .map((r) => ({ job_id: r.lease.jobId, task_id: r.lease.taskId, started_at: r.startedAt }));
+  }
+
+  private count(phase: Phase): number {
+    let n = 0;
+    for (const entry of this.running.values()) if (entry.phase === phase) n++;
+    return n;
   }
 
   /** The GPUs this worker's tasks hold (their load is the jobs', not the machine's); undefined: a task holds them all. */
@@ -154,21 +187,91 @@ export class Worker {
       });
   }
 
+  /**
+   * Fills free slots, first with the task prepared ahead, then from the queue; then, when every
+   * slot is busy, leases one task ahead (at most `aheadLimit`) to prepare. The rule that keeps a
+   * lease ahead from starving another machine: it is asked only (1) when every slot is taken,
+   * (2) after the last request for free slots was answered in full (the queue had that many
+   * ready), (3) while the machine may take work, and (4) without waiting (`leaseAhead`: the
+   * queue answers at once with a task ready now, or none). An idle machine's long poll waits on
+   * the queue and is served as soon as work comes; a lease ahead is asked only after this
+   * worker's own answer came back, so it takes what the waiting machines left.
+   */
   private async tick(): Promise<void> {
-    const free = this.options.slots - this.running.size;
-    if (free <= 0) return;
-    if (this.options.mayTakeWork && !this.options.mayTakeWork()) return;
-    // A probe that failed is asked again at the next kick, not kept: the worker would never ask for work.
-    const offer = await (this.offer ??= this.options.offer().catch((error: unknown) => {
+    if (this.options.mayTakeWork && !this.options.mayTakeWork()) {
+      this.releaseAhead('the machine takes no new task now');
+      return;
+    }
+    let free = this.options.slots - this.count('slot');
+    for (const entry of this.running.values()) {
+      if (free <= 0) break;
+      // One given back meanwhile (a pause, a busy machine, a cancel) is not let go.
+      if (entry.phase !== 'ahead' || entry.controller.signal.aborted) continue;
+      entry.phase = 'slot';
+      entry.promote?.();
+      free--;
+    }
+    const { queue } = this.options;
+    if (free > 0) {
+      const offer = await this.offerOnce();
+      if (this.stopped) return;
+      const leases = await queue.lease(offer, free);
+      for (const lease of leases) this.begin(lease, 'slot');
+      this.backlog = leases.length === free;
+      free -= leases.length;
+    }
+    const aheadLimit = this.options.aheadLimit ?? 1;
+    if (free > 0 || !this.backlog || !queue.leaseAhead || this.count('ahead') >= aheadLimit || this.stopped) return;
+    const lease = await queue.leaseAhead(await this.offerOnce()).catch((error: Error) => {
+      // The queue out of reach: nothing ahead now (the long poll says so in its own words, and asks again).
+      this.options.log(`worker: asking for a task to prepare ahead failed: ${error.message}`);
+      this.backlog = false;
+      return null;
+    });
+    if (lease === null) return;
+    if (!lease) {
+      // A machine's leases are capped at its slots and one ahead (LEASES_AHEAD), and a finishing
+      // task holds its lease until its outcome is stored: asked again when one ends, else not.
+      this.backlog = this.count('finishing') > 0;
+      return;
+    }
+    // Paused or stopped while it was asked for: given back at once, unstarted.
+    if (this.stopped || (this.options.mayTakeWork && !this.options.mayTakeWork()))
+      await queue.release(lease.id, 'the machine took no new task by the time the lease came', { unstarted: true }).catch(() => undefined);
+    else this.begin(lease, this.count('slot') < this.options.slots ? 'slot' : 'ahead');
+  }
+
+  /** What this machine has, asked once; a probe that failed is asked again at the next kick, not kept (the worker would never ask for work). */
+  private offerOnce(): Promise<WorkerOffer> {
+    return (this.offer ??= this.options.offer().catch((error: unknown) => {
       this.offer = undefined;
       throw error;
     }));
-    for (const lease of await this.options.queue.lease(offer, free)) this.begin(lease);
   }
 
-  private begin(lease: Lease): void {
+  /**
+   * Gives back the tasks prepared ahead that have not started (a pause, a drain, a busy
+   * machine): their containers are removed and their leases released, not counted as attempts.
+   */
+  releaseAhead(reason: string): void {
+    for (const entry of this.running.values()) {
+      if (entry.phase !== 'ahead' || entry.unstartedRelease !== undefined) continue;
+      entry.unstartedRelease = reason;
+      entry.controller.abort();
+    }
+  }
+
+  /** The task's container exited: its slot is free for the next task while this one's artifacts and outcome are stored. */
+  private freeSlot(entry: Running): void {
+    if (entry.phase !== 'slot') return;
+    entry.phase = 'finishing';
+    this.kick();
+  }
+
+  private begin(lease: Lease, phase: Phase = 'slot'): void {
     const entry: Running = {
       lease,
+      phase,
       controller: new AbortController(),
       lost: false,
       done: Promise.resolve(),
@@ -196,22 +299,30 @@ export class Worker {
     const { lease, controller } = entry;
     const { queue } = this.options;
     const renewing = this.renewWhileRunning(entry);
-    let outcome: LeaseOutcome | typeof INTERRUPTED;
+    let outcome: LeaseOutcome | typeof INTERRUPTED | typeof UNSTARTED;
     try {
-      outcome = this.stopped ? INTERRUPTED : await this.execute(entry, controller.signal);
+      outcome = this.stopped && entry.phase === 'ahead' ? UNSTARTED : this.stopped ? INTERRUPTED : await this.execute(entry, controller.signal);
     } catch (error) {
       outcome =
-        (this.stopped || entry.givenBack !== undefined) && controller.signal.aborted ? INTERRUPTED : { status: 'failed', error: (error as Error).message };
+        entry.phase === 'ahead' && controller.signal.aborted && !entry.cancelled
+          ? UNSTARTED
+          : (this.stopped || entry.givenBack !== undefined) && controller.signal.aborted
+            ? INTERRUPTED
+            : { status: 'failed', error: (error as Error).message };
     } finally {
       renewing.abort();
     }
     if (entry.lost) return; // the queue took the task back: a report now would be refused
-    if (entry.givenBack !== undefined && controller.signal.aborted) outcome = INTERRUPTED;
+    if (entry.givenBack !== undefined && controller.signal.aborted && outcome !== UNSTARTED) outcome = INTERRUPTED;
     const final = outcome;
+    const unstartedReason = (): string =>
+      `${entry.unstartedRelease ?? entry.givenBack ?? 'the worker stopped'}; it was prepared ahead and had not started on this machine`;
     const send = (): Promise<void> =>
-      final === INTERRUPTED
-        ? queue.release(lease.id, entry.givenBack ?? 'the worker stopped while the task ran')
-        : queue.complete(lease.id, Object.keys(entry.stages).length ? { ...final, stages: entry.stages } : final);
+      final === UNSTARTED
+        ? queue.release(lease.id, unstartedReason(), { unstarted: true })
+        : final === INTERRUPTED
+          ? queue.release(lease.id, entry.givenBack ?? 'the worker stopped while the task ran')
+          : queue.complete(lease.id, Object.keys(entry.stages).length ? { ...final, stages: entry.stages } : final);
     // The outcome is the task's work: a queue out of reach (a network blip) is asked again, backing
     // off, for as long as the lease can still be current; after that the queue has given the task
     // to another worker and a report would be refused anyway.
@@ -275,7 +386,10 @@ export class Worker {
           if (answer === 'expired' || answer === 'ended') continue; // the loop stops the task, or ends
           expiresAt = answer.expiresAt;
           failing = false;
-          if (answer.cancel) entry.controller.abort();
+          if (answer.cancel) {
+            entry.cancelled = true;
+            entry.controller.abort();
+          }
         } catch (error) {
           if (error instanceof StaleLease) return this.lose(entry);
           if (stop.signal.aborted) return;
@@ -313,17 +427,67 @@ export class Worker {
     if (!entry) return;
     if (why !== 'cancelled')
       this.lose(entry); // expired, or its machine removed: a report now would be refused
-    else entry.controller.abort();
+    else {
+      entry.cancelled = true;
+      entry.controller.abort();
+    }
   }
 
-  private async execute(entry: Running, signal: AbortSignal): Promise<LeaseOutcome | typeof INTERRUPTED> {
+  /** The revision's image: asked of the inputs once per revision (an inspect or a build check per task is not needed). */
+  private image(project: string, revision: number): Promise<string> {
+    const key = `${project}\u0000${revision}`;
+    let image = this.images.get(key);
+    if (!image) {
+      image = this.options.inputs.image(project, revision);
+      const asked = image;
+      // A failed build or fetch is asked again by the next task, not remembered here.
+      asked.catch(() => {
+        if (this.images.get(key) === asked) this.images.delete(key);
+      });
+      this.images.set(key, image);
+    }
+    return image;
+  }
+
+  /** Docker said the image is gone (removed, a project invalidated): asked of the inputs again, which build it. */
+  private imageAgain(project: string, revision: number): Promise<string> {
+    this.images.delete(`${project}\u0000${revision}`);
+    return this.image(project, revision);
+  }
+
+  /** Resolves true once a task prepared ahead has a slot, false when it is given back (aborted) first. */
+  private waitForSlot(entry: Running, signal: AbortSignal): Promise<boolean> {
+    if (entry.phase !== 'ahead') return Promise.resolve(true);
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const onAbort = (): void => {
+        entry.promote = undefined;
+        resolve(false);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      entry.promote = () => {
+        signal.removeEventListener('abort', onAbort);
+        entry.promote = undefined;
+        resolve(true);
+      };
+    });
+  }
+
+  /** What a task that did not run to its end becomes: given back unstarted (prepared ahead), given back (stop, busy), or cancelled. */
+  private notRun(entry: Running): LeaseOutcome | typeof INTERRUPTED | typeof UNSTARTED {
+    if (entry.phase === 'ahead' && !entry.cancelled) return UNSTARTED;
+    if (this.stopped || entry.givenBack !== undefined) return INTERRUPTED;
+    return { status: 'cancelled', error: 'cancelled' };
+  }
+
+  private async execute(entry: Running, signal: AbortSignal): Promise<LeaseOutcome | typeof INTERRUPTED | typeof UNSTARTED> {
     const { inputs } = this.options;
     const { lease } = entry;
     const project = await inputs.project(lease.project, lease.revision);
-    const imageId = await inputs.image(lease.project, lease.revision);
+    const imageId = await this.image(lease.project, lease.revision);
     const at = (): number => this.options.clock.now();
     entry.stages.image_ready = at();
-    if (signal.aborted) return this.stopped ? INTERRUPTED : { status: 'cancelled', error: 'cancelled' };
+    if (signal.aborted) return this.notRun(entry);
 
     const work = inputs.workDir(lease.taskId);
     const artifactsDir = await inputs.artifactStore(lease.jobId, lease.taskId);
@@ -361,53 +525,66 @@ export class Worker {
         gvisorRegistered: sandbox === 'gvisor' && (await (this.gvisor ??= gvisorRegistered(docker))),
         env: this.options.env,
       });
+      if (signal.aborted) return this.notRun(entry);
 
       const feed = new ReportFeed(this.options.queue, lease.id, () => this.lose(entry), this.options.log);
-      for (const warning of container.warnings) feed.output(`[cycle] warning: ${warning}\n`);
       try {
-        const { outcome } = await runProjectTask({
-          docker,
-          project,
-          imageId,
-          name: `${this.options.containerPrefix ?? 'cycle-server-'}${lease.taskId}`,
-          labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${lease.project}`, 'cycle.task': lease.taskId },
-          payload: lease.payload,
-          mounts,
-          // Whole GPUs of its own where the queue named them (a machine with several slots), else all.
-          gpus: lease.gpus && lease.gpuIndices?.length ? lease.gpuIndices : lease.gpus,
-          container,
-          sourceFiles,
-          ...(lease.runnerCommand ? { runnerCommand: lease.runnerCommand } : {}),
-          ...(lease.timeoutS ? { timeoutMs: lease.timeoutS * 1000 } : {}),
-          clock: this.options.clock,
-          // Under the server's data folder (tmp/, swept at start), never the system's temp folder: a kill -9 leaves nothing behind.
-          scratchDir: this.options.scratchDir,
-          artifacts: {
-            liveDir: path.join(work, 'live-artifacts'),
-            storeDir: artifactsDir,
-            // A task that runs again (after a crash, a retry) starts with what it had captured.
-            resumeFrom: artifactsDir,
-            onCaptured: (artifact) => feed.artifact(artifact),
-            onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
-            maxBytes: this.options.maxTaskArtifactBytes ?? DEFAULT_MAX_TASK_ARTIFACT_BYTES,
-          },
-          callbacks: {
-            stdout: (text) => feed.output(text),
-            stderr: (chunk) => feed.output(chunk.toString('utf8')),
-            progress: (event) => feed.progress(event.data),
-            stage: (stage) => {
-              entry.stages[stage] = at();
+        const prepared = await prepareProjectTask(
+          {
+            docker,
+            project,
+            imageId,
+            name: `${this.options.containerPrefix ?? 'cycle-server-'}${lease.taskId}`,
+            labels: { 'cycle.server': this.options.serverKey, [LABELS.projectKey]: `server:${lease.project}`, 'cycle.task': lease.taskId },
+            payload: lease.payload,
+            mounts,
+            // Whole GPUs of its own where the queue named them (a machine with several slots), else all.
+            gpus: lease.gpus && lease.gpuIndices?.length ? lease.gpuIndices : lease.gpus,
+            container,
+            sourceFiles,
+            ...(lease.runnerCommand ? { runnerCommand: lease.runnerCommand } : {}),
+            ...(lease.timeoutS ? { timeoutMs: lease.timeoutS * 1000 } : {}),
+            clock: this.options.clock,
+            // Under the server's data folder (tmp/, swept at start), never the system's temp folder: a kill -9 leaves nothing behind.
+            scratchDir: this.options.scratchDir,
+            rebuildImage: () => this.imageAgain(lease.project, lease.revision),
+            artifacts: {
+              liveDir: path.join(work, 'live-artifacts'),
+              storeDir: artifactsDir,
+              // A task that runs again (after a crash, a retry) starts with what it had captured.
+              resumeFrom: artifactsDir,
+              onCaptured: (artifact) => feed.artifact(artifact),
+              onRefused: (relative, why) => feed.output(`[cycle] /artifacts/${relative} not captured: ${why}\n`),
+              maxBytes: this.options.maxTaskArtifactBytes ?? DEFAULT_MAX_TASK_ARTIFACT_BYTES,
             },
+            callbacks: {
+              stdout: (text) => feed.output(text),
+              stderr: (chunk) => feed.output(chunk.toString('utf8')),
+              progress: (event) => feed.progress(event.data),
+              stage: (stage) => {
+                entry.stages[stage] = at();
+                if (stage === 'exited') this.freeSlot(entry);
+              },
+            },
+            signal,
           },
-          signal,
-        });
-        entry.stages.captured = at();
-        if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
-        await feed.close();
-        if (outcome.status === 'interrupted' && (this.stopped || entry.givenBack !== undefined)) return INTERRUPTED;
-        if (outcome.status === 'interrupted') return { status: 'cancelled', error: 'cancelled' };
-        if (outcome.status === 'succeeded') return { status: 'succeeded', result: outcome.result ?? null, exitCode: 0 };
-        return { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null };
+          // A task prepared ahead is started too, its command waiting on its source tar (a GPU task only created: it would hold its GPUs).
+          { startAhead: entry.phase === 'ahead' && !lease.gpus },
+        );
+        try {
+          if (!(await this.waitForSlot(entry, signal))) return this.notRun(entry);
+          // Nothing is said on the task before it has a slot: a task given back unstarted has an empty log.
+          for (const warning of container.warnings) feed.output(`[cycle] warning: ${warning}\n`);
+          const { outcome } = await prepared.run();
+          entry.stages.captured = at();
+          if (outcome.outOfMemory) feed.output(`[cycle] ${outcome.reason}\n`);
+          await feed.close();
+          if (outcome.status === 'interrupted') return this.notRun(entry);
+          if (outcome.status === 'succeeded') return { status: 'succeeded', result: outcome.result ?? null, exitCode: 0 };
+          return { status: 'failed', error: outcome.reason ?? 'failed', exitCode: outcome.exitCode, result: outcome.result ?? null };
+        } finally {
+          await prepared.discard(); // nothing when it ran
+        }
       } finally {
         await feed.close();
       }
