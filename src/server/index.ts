@@ -281,6 +281,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
         server.closeAllConnections();
         queue!.stop();
         await worker.stop();
+        states.logs.closeAll();
         db.close();
         await unlock();
       })()),

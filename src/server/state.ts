@@ -7,7 +7,8 @@ import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
 import type { JobRow, TaskRow } from './jobs/rows.js';
 import { newId } from './ids.js';
-import { appendTaskLog, type Layout } from './layout.js';
+import type { Layout } from './layout.js';
+import { TaskLogs } from './task-logs.js';
 import type { PlannedTask, TaskBase } from './planner.js';
 import type { CapturedArtifact } from '../runner/artifacts.js';
 import type { WorkerStages } from './queue/lease.js';
@@ -134,8 +135,12 @@ export class JobStates {
   private insertTaskRow: Statement | undefined;
   private readonly clock: Clock;
 
-  constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock }) {
+  /** The tasks' log files: open while their task runs, closed when an attempt ends (task-logs.ts). */
+  readonly logs: TaskLogs;
+
+  constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock; logs?: TaskLogs }) {
     this.clock = options.clock ?? systemClock;
+    this.logs = options.logs ?? new TaskLogs(options.layout);
   }
 
   /**
@@ -320,6 +325,7 @@ export class JobStates {
       return true;
     });
     if (changed) this.writeSystemLine(task.id, { index: task.idx, status: outcome.status, error: outcome.error ?? null });
+    else this.logs.close(task.id);
     return changed;
   }
 
@@ -499,8 +505,9 @@ export class JobStates {
     return job;
   }
 
-  /** Best effort: a log line must not fail a transition that committed. */
+  /** Best effort: a log line must not fail a transition that committed. Any status but running ends the attempt: its log file is closed. */
   private writeSystemLine(taskId: string, data: TaskEventData): void {
-    appendTaskLog(this.options.layout, taskId, systemLine(data));
+    this.logs.append(taskId, systemLine(data));
+    if (data.status !== 'running') this.logs.close(taskId);
   }
 }
