@@ -132,6 +132,8 @@ export class JobStates {
   private countByStatus: Statement | undefined;
   /** counts(): each job's task total, and the status that held the most of them when last counted. */
   private readonly totals = new Map<string, { total: number; largest: TaskStatus }>();
+  /** Tasks written so far of each job being inserted (`insertTasks`): its total once `queueSubmitted`. */
+  private readonly written = new Map<string, number>();
   private insertTaskRow: Statement | undefined;
   private readonly clock: Clock;
 
@@ -243,12 +245,16 @@ export class JobStates {
       for (; i < tasks.length; i++) one.run(values(tasks[i]!, first + i));
     })();
     this.forgetTotal(jobId); // a count taken while the chunk was being written
+    this.written.set(jobId, (this.written.get(jobId) ?? 0) + tasks.length);
   }
 
   /** Jobs whose insertion failed or did not finish: they go with their tasks and tags. */
   removeInserting(ids: string[]): void {
     const { db } = this.options;
-    for (const id of ids) this.forgetTotal(id);
+    for (const id of ids) {
+      this.forgetTotal(id);
+      this.written.delete(id);
+    }
     db.transaction(() => {
       for (const id of ids) {
         db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
@@ -267,6 +273,15 @@ export class JobStates {
         record({ type: 'job', job_id: job.id, project: job.project, data: { status: 'queued', tasks: job.tasks } });
       }
     });
+    // Known without counting: all its tasks, queued (the answer's counts then read small index
+    // ranges, not a 100,000-row GROUP BY while the submitter waits).
+    for (const job of jobs) {
+      const written = this.written.get(job.id);
+      this.written.delete(job.id);
+      if (written === undefined) continue;
+      if (this.totals.size >= KEPT_TOTALS) this.totals.clear();
+      this.totals.set(job.id, { total: written, largest: 'queued' });
+    }
   }
 
   /** planning → queued for jobs a restart found still planning (their tasks are all written); often none. */

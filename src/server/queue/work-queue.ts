@@ -594,7 +594,9 @@ export class WorkQueue {
     const held = this.current(leaseId);
     held.lease.expiresAt = this.elapsed() + this.leaseMs;
     this.scheduleSweep();
-    return { expiresAt: held.lease.expiresAt, cancel: this.options.jobs.row(held.job.id)?.cancel_requested === 1 };
+    // One column, not the job's row (its request can be a 100,000-item payload's text).
+    const job = this.options.db.prepare('SELECT cancel_requested FROM jobs WHERE id = ?').get(held.job.id) as { cancel_requested: number } | undefined;
+    return { expiresAt: held.lease.expiresAt, cancel: job?.cancel_requested === 1 };
   }
 
   /** A worker's report on a running task: output into its log, tail and events; progress; a captured artifact. */
@@ -775,7 +777,10 @@ export class WorkQueue {
   /** A job whose tasks are all done gets its final status (its last event). */
   private maybeFinish(jobId: string): void {
     if (this.stopped) return;
-    const { jobs } = this.options;
+    const { jobs, db } = this.options;
+    // While a task is queued or running (one index probe), the job goes on: most calls end here,
+    // before the job's row (its request can be a 100,000-item payload's text) and its counts are read.
+    if (db.prepare("SELECT 1 FROM tasks WHERE job_id = ? AND status IN ('queued', 'running') LIMIT 1").get(jobId)) return;
     const job = jobs.row(jobId);
     if (!job || isTerminal(job.status)) return;
     const counts = jobs.counts(jobId);
