@@ -71,8 +71,8 @@ function hashToken(token: string): Buffer {
 
 /** A heartbeat that changes nothing but its time is stored at most this often (the time is kept in memory meanwhile). */
 const HEARTBEAT_STORE_MS = 10_000;
-/** Verified machine tokens kept in memory at most (a cache: forgotten all at once past it, then read again). */
-const MAX_CACHED_TOKENS = 10_000;
+/** Verified tokens, machine rows and heartbeats kept in memory at most, each (a cache: forgotten all at once past it, then read again). */
+const MAX_KEPT = 10_000;
 
 /**
  * The machines of the pool (issue 20): machine tokens (made here, shown once, stored as SHA-256
@@ -91,16 +91,16 @@ export class MachineRegistry implements MachineAuth {
    */
   private readonly verified = new Map<string, { tokenId: string; name: string | undefined }>();
   /**
+   * Enrolled machines' rows as stored, read once: every lease request asks whether its machine
+   * may take work and how many slots it has. Every write to a row drops it here at once.
+   */
+  private readonly machineRows = new Map<string, MachineRow>();
+  /**
    * Each machine's last heartbeat as it said it (the texts of its inventory and activity) and
    * when: a heartbeat that changes nothing but the time (200 machines, every 5 s) writes the time
    * only every HEARTBEAT_STORE_MS; reads take the time from here (`withBeat`), so `cycle machine
    * list` shows the last one. After a crash the stored time is at most that much older.
    */
-  /**
-   * Enrolled machines' rows as stored, read once: every lease request asks whether its machine
-   * may take work and how many slots it has. Every write to a row drops it here at once.
-   */
-  private readonly machineRows = new Map<string, MachineRow>();
   private readonly beats = new Map<string, { tokenId: string; slots: number; inventory: string; activity: string; at: string; storedAt: number }>();
 
   constructor(private readonly options: MachineRegistryOptions) {
@@ -139,7 +139,7 @@ export class MachineRegistry implements MachineAuth {
     const row = this.options.db.prepare('SELECT * FROM machine_tokens WHERE hash = ? AND revoked_at IS NULL').get(hex) as TokenRow | undefined;
     if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), hash)) return undefined;
     const caller = { tokenId: row.id, name: row.name ?? undefined };
-    if (this.verified.size >= MAX_CACHED_TOKENS) this.verified.clear();
+    if (this.verified.size >= MAX_KEPT) this.verified.clear();
     this.verified.set(hex, caller);
     return { ...caller };
   }
@@ -219,7 +219,7 @@ export class MachineRegistry implements MachineAuth {
       ).run(name, tokenId, slots, JSON.stringify(checkedInventory.data), JSON.stringify(checkedActivity.data), at, at);
     })();
     this.machineRows.delete(name);
-    if (this.beats.size >= MAX_CACHED_TOKENS) this.beats.clear();
+    if (this.beats.size >= MAX_KEPT) this.beats.clear();
     this.beats.set(name, { tokenId, slots, ...said, at, storedAt: this.clock.now() });
     return name;
   }
@@ -363,7 +363,7 @@ export class MachineRegistry implements MachineAuth {
     if (!row) {
       row = this.options.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as MachineRow | undefined;
       if (!row) return undefined;
-      if (this.machineRows.size >= MAX_CACHED_TOKENS) this.machineRows.clear();
+      if (this.machineRows.size >= MAX_KEPT) this.machineRows.clear();
       this.machineRows.set(name, row);
     }
     return this.withBeat({ ...row });

@@ -505,6 +505,7 @@ export class WorkQueue {
 
   /** A removed machine: its leases end, their tasks go back to the queue with the reason in their logs. */
   releaseMachine(machine: string, reason: string): void {
+    this.wokenInRound.delete(machine);
     for (const held of [...this.held.values()]) {
       if (held.machine !== machine) continue;
       this.endLease(held);
