@@ -8,6 +8,7 @@
 // seam of src/daemon/probe-fixture.ts): the real probe finds a loaded bench machine busy.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CYCLE, ROOT, cycleswapProject, dockerAvailable, median, report, startServer, tempDir, time } from './lib.mjs';
@@ -240,7 +241,7 @@ async function benchSimulatedMachines() {
       'ms',
       '≤ 100 ms',
       p99 <= 100,
-      `(median ${median(outcome.leaseAnswers).toFixed(0)} ms over ${outcome.leaseAnswers.length} leases; ${tasks} tasks of ${taskMs} ms in ${outcome.seconds.toFixed(1)} s, ${(outcome.requests / outcome.seconds).toFixed(0)} requests/s, server CPU ${serverCpu.toFixed(1)} s, ${outcome.retries} calls retried on a reclaimed connection)`,
+      `(median ${median(outcome.leaseAnswers).toFixed(0)} ms over ${outcome.leaseAnswers.length} leases; ${tasks} tasks of ${taskMs} ms in ${outcome.seconds.toFixed(1)} s, ${(outcome.requests / outcome.seconds).toFixed(0)} requests/s, server CPU ${serverCpu.toFixed(1)} s, ${outcome.retries} calls retried on a reclaimed connection; load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores)`,
     );
     // The first round (every machine asks at once for the new job) apart from the steady state after it.
     const burst = outcome.leaseAnswers.filter((_, i) => outcome.leaseTimes[i] < 2000);

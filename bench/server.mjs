@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { cycleswapProject, dockerAvailable, report, startServer } from './lib.mjs';
 
@@ -57,7 +58,14 @@ async function benchFanOut(env, tasks) {
   await probe;
   if (answer.status !== 201) throw new Error(`the ${tasks}-task fan-out was refused: ${answer.status} ${JSON.stringify(job)}`);
   await fetch(`${env.CYCLE_API_URL}/api/v1/jobs/${job.id}/cancel`, { method: 'PUT', headers });
-  report(`server: ${tasks}-task fan-out accepted`, (accepted / 1000).toFixed(2), 's', '≤ 1 s', accepted <= 1000, '');
+  report(
+    `server: ${tasks}-task fan-out accepted`,
+    (accepted / 1000).toFixed(2),
+    's',
+    '≤ 1 s',
+    accepted <= 1000,
+    `(load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores)`,
+  );
   report('  worst /health answer during it', worst.toFixed(0), 'ms', '≤ 50 ms', worst <= 50, `(${probes} probes, every 10 ms)`);
 }
 
@@ -119,7 +127,10 @@ export async function benchServer() {
     // A batch (`_batch.items`) or one item (`n`, batch_size 1).
     'python3 -c \'import json,os; p=json.load(open(os.environ["COMPUTALOT_TASK_PAYLOAD"])); json.dump([{"sq": i["n"]**2} for i in (p["_batch"]["items"] if "_batch" in p else [p])], open(os.environ["COMPUTALOT_TASK_RESULT"],"w"))\'\n',
   );
-  const server = await startServer(6);
+  // BENCH_SERVER_PROFILE=DIR: the server's CPU profile (node --cpu-prof), written there when it stops.
+  const server = await startServer(6, {
+    nodeArgs: process.env.BENCH_SERVER_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVER_PROFILE}`] : [],
+  });
   try {
     const cycle = async (args) => (await server.run(args, { cwd: project })).stdout;
     await cycle(['project', 'upload', '-q']);

@@ -294,6 +294,7 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
         await worker.stop();
         // After the worker: a job its stop finished keeps its callback pending for the next start.
         await callbacks.stop();
+        states.logs.closeAll();
         db.close();
         await unlock();
       })()),

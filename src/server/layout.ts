@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { joinInside } from '../util/paths.js';
 
@@ -26,23 +25,3 @@ export function layout(dataDir: string) {
 }
 
 export type Layout = ReturnType<typeof layout>;
-
-/**
- * Appends to a task's log, best effort: a log write must not fail the transition or report that
- * committed before it (the data folder may be gone while the server closes).
- */
-export function appendTaskLog(layout: Layout, taskId: string, text: string): void {
-  const file = layout.taskLog(taskId);
-  try {
-    try {
-      fs.appendFileSync(file, text);
-    } catch (error) {
-      // The logs folder is made at the first line (not checked on every line: a busy pool appends many).
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      fs.appendFileSync(file, text);
-    }
-  } catch {
-    // the data folder is gone (the server is closing)
-  }
-}

@@ -7,7 +7,8 @@ import { type DB, timestamp } from './db.js';
 import type { EventLog, RecordEvent } from './events.js';
 import type { JobRow, TaskRow } from './jobs/rows.js';
 import { newId } from './ids.js';
-import { appendTaskLog, type Layout } from './layout.js';
+import type { Layout } from './layout.js';
+import { TaskLogs } from './task-logs.js';
 import type { PlannedTask, TaskBase } from './planner.js';
 import type { CapturedArtifact } from '../runner/artifacts.js';
 import type { WorkerStages } from './queue/lease.js';
@@ -131,11 +132,17 @@ export class JobStates {
   private countByStatus: Statement | undefined;
   /** counts(): each job's task total, and the status that held the most of them when last counted. */
   private readonly totals = new Map<string, { total: number; largest: TaskStatus }>();
+  /** Tasks written so far of each job being inserted (`insertTasks`): its total once `queueSubmitted`. */
+  private readonly written = new Map<string, number>();
   private insertTaskRow: Statement | undefined;
   private readonly clock: Clock;
 
-  constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock }) {
+  /** The tasks' log files: open while their task runs, closed when an attempt ends (task-logs.ts). */
+  readonly logs: TaskLogs;
+
+  constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock; logs?: TaskLogs }) {
     this.clock = options.clock ?? systemClock;
+    this.logs = options.logs ?? new TaskLogs(options.layout);
   }
 
   /**
@@ -238,12 +245,16 @@ export class JobStates {
       for (; i < tasks.length; i++) one.run(values(tasks[i]!, first + i));
     })();
     this.forgetTotal(jobId); // a count taken while the chunk was being written
+    this.written.set(jobId, (this.written.get(jobId) ?? 0) + tasks.length);
   }
 
   /** Jobs whose insertion failed or did not finish: they go with their tasks and tags. */
   removeInserting(ids: string[]): void {
     const { db } = this.options;
-    for (const id of ids) this.forgetTotal(id);
+    for (const id of ids) {
+      this.forgetTotal(id);
+      this.written.delete(id);
+    }
     db.transaction(() => {
       for (const id of ids) {
         db.prepare('DELETE FROM tasks WHERE job_id = ?').run(id);
@@ -262,6 +273,15 @@ export class JobStates {
         record({ type: 'job', job_id: job.id, project: job.project, data: { status: 'queued', tasks: job.tasks } });
       }
     });
+    // Known without counting: all its tasks, queued (the answer's counts then read small index
+    // ranges, not a 100,000-row GROUP BY while the submitter waits).
+    for (const job of jobs) {
+      const written = this.written.get(job.id);
+      this.written.delete(job.id);
+      if (written === undefined) continue;
+      if (this.totals.size >= KEPT_TOTALS) this.totals.clear();
+      this.totals.set(job.id, { total: written, largest: 'queued' });
+    }
   }
 
   /** planning → queued for jobs a restart found still planning (their tasks are all written); often none. */
@@ -320,6 +340,7 @@ export class JobStates {
       return true;
     });
     if (changed) this.writeSystemLine(task.id, { index: task.idx, status: outcome.status, error: outcome.error ?? null });
+    else this.logs.close(task.id);
     return changed;
   }
 
@@ -513,8 +534,9 @@ export class JobStates {
     return job;
   }
 
-  /** Best effort: a log line must not fail a transition that committed. */
+  /** Best effort: a log line must not fail a transition that committed. Any status but running ends the attempt: its log file is closed. */
   private writeSystemLine(taskId: string, data: TaskEventData): void {
-    appendTaskLog(this.options.layout, taskId, systemLine(data));
+    this.logs.append(taskId, systemLine(data));
+    if (data.status !== 'running') this.logs.close(taskId);
   }
 }

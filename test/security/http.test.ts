@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningServer } from '../../src/server/index.js';
-import { createHttpServer, depthExceededAt } from '../../src/server/http/router.js';
+import { createHttpServer, depthExceededAt, mayHoldProtoKey } from '../../src/server/http/router.js';
 import { DEFAULT_HTTP_LIMITS } from '../../src/server/limits.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { fakeContext, tempDir } from '../helpers/context.js';
@@ -210,6 +210,16 @@ describe('the HTTP server has no total request timeout, only idleness', () => {
     expect(server.timeout).toBe(DEFAULT_HTTP_LIMITS.idleTimeoutMs);
     expect(depthExceededAt('{"a":"[[[[[[[[[[[[[["}', 3)).toBe(-1);
     expect(depthExceededAt('[[[[', 3)).toBe(3);
+  });
+});
+
+describe('a body is walked for "__proto__" keys only when its text can hold one', () => {
+  it('every way JSON can write the key is caught by the text check; a body without any is not walked', () => {
+    for (const text of ['{"__proto__":1}', '{"\\u005f_proto__":1}', '{"__pr\\u006fto__":1}', '{"\\u005F\\u005Fproto__":1}'])
+      expect(mayHoldProtoKey(text), text).toBe(true);
+    // The key written with JSON's short escapes is not __proto__ (none of them makes a letter or "_").
+    expect(Object.keys(JSON.parse('{"__proto\\/__":1}'))).toEqual(['__proto/__']);
+    expect(mayHoldProtoKey(JSON.stringify({ n: Array.from({ length: 1000 }, (_, i) => i), path: 'a/b\n' }))).toBe(false);
   });
 });
 

@@ -249,6 +249,9 @@ describe('a "__proto__" key is refused, named (never silently dropped)', () => {
     ['payload', '{"project":"p","payload":{"a":1,"__proto__":{"b":2}}}', 'payload.__proto__'],
     ['a fan-out item', '{"project":"p","fan_out":{"items":[{"x":1},{"y":{"__proto__":3}}]}}', 'fan_out.items.1.y.__proto__'],
     ['the body', '{"__proto__":{"project":"p"}}', '__proto__'],
+    // Written with \u escapes (the body's text then has no "__proto__"): still found.
+    ['an escaped key', '{"project":"p","payload":{"\\u005f_proto__":{"b":2}}}', 'payload.__proto__'],
+    ['a key escaped in its middle', '{"project":"p","payload":{"a":{"__pr\\u006fto__":1}}}', 'payload.a.__proto__'],
   ])('in %s: 422 naming the field', async (_name, text, field) => {
     const answer = await api('POST', '/api/v1/jobs', { text });
     expect(answer.status, JSON.stringify(answer.body).slice(0, 300)).toBe(422);

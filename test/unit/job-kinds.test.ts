@@ -200,3 +200,50 @@ describe('a new job kind needs only its module and a registry entry', () => {
     expect(results).toMatchObject({ type: 'countdown', status: 'completed', complete: true, aggregate: { sum: 60 } });
   });
 });
+
+describe('submitting a big job leaves the event loop free', () => {
+  it('prepare lets the event loop turn between the request check and the plan (issue 22: one ~50 ms piece of a 100,000-task submit)', async () => {
+    const layout = dataLayout(await tempDir('cycle-kinds-'));
+    await fs.mkdir(layout.dataDir, { recursive: true });
+    const db = openDatabase(layout.db);
+    opened.push(db);
+    const events = new EventLog(db);
+    const states = new JobStates({ db, events, layout });
+    const docker = new FakeDocker();
+    const projects = new ProjectService({
+      db,
+      events,
+      layout,
+      docker: async () => docker,
+      limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000, projectQuotaBytes: 1 << 30, serverQuotaBytes: 1 << 30 },
+      checkInit: () => undefined,
+      log: () => undefined,
+    });
+    await projects.push('p', Readable.from(rawTarGz(VALID_PROJECT)), { rebuild: false, clean: false });
+    let turned = false;
+    let turnedBeforePlan: boolean | undefined;
+    const runner = JOB_KINDS.structured_runner;
+    const watched: JobKind = {
+      ...runner,
+      plan: (request, planning) => {
+        turnedBeforePlan = turned;
+        return runner.plan(request, planning);
+      },
+    };
+    const jobs = new JobService({
+      db,
+      states,
+      projects,
+      layout,
+      hasGpu: async () => false,
+      onSubmitted: () => undefined,
+      kinds: { ...JOB_KINDS, structured_runner: watched },
+    });
+    const body = { project: 'p', payload: { n: Array.from({ length: 1000 }, (_, i) => i) }, fan_out: { by: 'n' } };
+    // What a request arriving meanwhile would get: a turn of the event loop (setImmediate).
+    setImmediate(() => (turned = true));
+    const prepared = await jobs.prepare(body);
+    expect(prepared.plan.count).toBe(1000);
+    expect(turnedBeforePlan).toBe(true);
+  });
+});

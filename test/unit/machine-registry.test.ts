@@ -157,6 +157,78 @@ describe('the machine registry', () => {
     expect(() => registry.revokeToken('mtok_nope')).toThrow(/no machine token mtok_nope/);
   });
 
+  it('a verified token is answered from memory; every write to it (name bound, drain, remove, revoke) is seen on its very next use', async () => {
+    const { registry, db } = await setup();
+    const statements: string[] = [];
+    const prepare = db.prepare.bind(db);
+    db.prepare = ((sql: string) => {
+      statements.push(sql);
+      return prepare(sql);
+    }) as DB['prepare'];
+    const tokenReads = () => statements.filter((sql) => sql.includes('FROM machine_tokens WHERE hash')).length;
+    const { token, token_id } = registry.createToken();
+    expect(registry.authenticate(token)).toEqual({ tokenId: token_id, name: undefined });
+    expect(registry.authenticate(token)).toEqual({ tokenId: token_id, name: undefined });
+    expect(tokenReads()).toBe(1); // the second answer came from memory
+    // Its first heartbeat binds the name: the next answer has it.
+    registry.heartbeat(token_id, 'gpu-a', cpuInventory(), IDLE, 1);
+    expect(registry.authenticate(token)).toEqual({ tokenId: token_id, name: 'gpu-a' });
+    // A drain is seen by the next lease request's check (the machine's row is read from memory too).
+    expect(registry.mayTakeWork('gpu-a')).toEqual({ ok: true });
+    registry.drain('gpu-a', true);
+    expect(registry.mayTakeWork('gpu-a')).toMatchObject({ ok: false, reason: expect.stringContaining('draining') });
+    registry.drain('gpu-a', false);
+    expect(registry.mayTakeWork('gpu-a')).toEqual({ ok: true });
+    const reads = tokenReads();
+    expect(registry.authenticate(token)).toMatchObject({ name: 'gpu-a' });
+    expect(tokenReads()).toBe(reads);
+    // Removed: refused on its very next request, and its unchanged heartbeat is refused too.
+    registry.remove('gpu-a');
+    expect(registry.authenticate(token)).toBeUndefined();
+    expect(() => registry.heartbeat(token_id, 'gpu-a', cpuInventory(), IDLE, 1)).toThrow(/revoked/);
+    expect(registry.mayTakeWork('gpu-a')).toMatchObject({ ok: false, reason: expect.stringContaining('not enrolled') });
+    // Revoked by its id (another token, verified and in use): the same.
+    const other = enrol(registry, 'gpu-b');
+    expect(registry.authenticate(other.token)).toMatchObject({ name: 'gpu-b' });
+    registry.revokeToken(other.tokenId);
+    expect(registry.authenticate(other.token)).toBeUndefined();
+    expect(() => registry.heartbeat(other.tokenId, 'gpu-b', cpuInventory(), IDLE, 1)).toThrow(/revoked/);
+    // A caller cannot change what is kept by changing what it was given.
+    const third = enrol(registry, 'gpu-c');
+    const given = registry.authenticate(third.token)!;
+    given.name = 'gpu-a';
+    expect(registry.authenticate(third.token)).toMatchObject({ name: 'gpu-c' });
+  });
+
+  it('a heartbeat that changes nothing but its time is stored at most every 10 s; the machine list shows the latest; a change is stored at once', async () => {
+    const { registry, db, clock } = await setup();
+    const stored = () =>
+      db.prepare('SELECT last_heartbeat_at, activity FROM machines WHERE name = ?').get('gpu-a') as { last_heartbeat_at: string; activity: string };
+    const { tokenId } = enrol(registry, 'gpu-a');
+    const first = new Date(clock.now()).toISOString();
+    expect(stored().last_heartbeat_at).toBe(first);
+    clock.advance(5_000);
+    registry.heartbeat(tokenId, 'gpu-a', cpuInventory(), IDLE, 1);
+    const later = new Date(clock.now()).toISOString();
+    expect(registry.show('gpu-a').last_heartbeat_at).toBe(later);
+    expect(registry.list()[0]!.last_heartbeat_at).toBe(later);
+    expect(stored().last_heartbeat_at).toBe(first); // not written: nothing changed but the time
+    // The lease life after the last heartbeat, not after the stored one, makes it offline.
+    clock.advance(LEASE_MS - 1);
+    expect(registry.show('gpu-a').state).toBe('idle');
+    registry.heartbeat(tokenId, 'gpu-a', cpuInventory(), IDLE, 1); // 10 s and more since stored: written
+    expect(stored().last_heartbeat_at).toBe(new Date(clock.now()).toISOString());
+    clock.advance(1_000);
+    registry.heartbeat(tokenId, 'gpu-a', cpuInventory(), { ...IDLE, idle: false, busy_reasons: ['keyboard input 10 s ago'] }, 1);
+    expect(stored()).toMatchObject({ last_heartbeat_at: new Date(clock.now()).toISOString(), activity: expect.stringContaining('keyboard input') });
+    expect(registry.show('gpu-a').state).toBe('busy');
+    // A restart (a new registry on the same database) reads the stored time: at most 10 s old.
+    clock.advance(9_000);
+    registry.heartbeat(tokenId, 'gpu-a', cpuInventory(), { ...IDLE, idle: false, busy_reasons: ['keyboard input 10 s ago'] }, 1);
+    const restarted = new MachineRegistry({ db, clock, leaseMs: LEASE_MS });
+    expect(clock.now() - Date.parse(restarted.show('gpu-a').last_heartbeat_at!)).toBeLessThanOrEqual(10_000);
+  });
+
   it('placementMachines and anyGpu: what the queue places by', async () => {
     const { registry } = await setup();
     expect(registry.anyGpu()).toBe(false);

@@ -523,3 +523,86 @@ describe('the work queue', () => {
     });
   });
 });
+
+describe('waiting machines are woken in turn, not all at once (issue 20: 200 long polls)', () => {
+  const offer = (workerId: string): WorkerOffer => ({ workerId, gpu: { ok: false, reason: 'no driver' } });
+
+  it('a kick wakes the first in line; one that finds work wakes the next; one that finds none ends it', async () => {
+    const s = await setup();
+    const names = ['m0', 'm1', 'm2', 'm3', 'm4'];
+    const turns = names.map((name) => s.queue.awaitTurn(name));
+    const woken = () => turns.map((t) => t.isWoken());
+    s.queue.kick(); // nothing queued: one machine asks, finds nothing, and nobody else is woken
+    expect(woken()).toEqual([true, false, false, false, false]);
+    turns[0]!.end(true);
+    expect(await s.queue.lease(offer('m0'), 1)).toEqual([]);
+    expect(woken()).toEqual([true, false, false, false, false]);
+    turns[0] = s.queue.awaitTurn('m0'); // back in line, at its end
+    // Two tasks: the first woken leases one and wakes the next, which leases the other; the third finds none.
+    await s.submit({ payload: { n: [1, 2] }, fan_out: { by: 'n' } });
+    expect(woken()).toEqual([false, true, false, false, false]);
+    turns[1]!.end(true);
+    expect(await s.queue.lease(offer('m1'), 1)).toHaveLength(1);
+    expect(woken()).toEqual([false, true, true, false, false]);
+    turns[2]!.end(true);
+    expect(await s.queue.lease(offer('m2'), 1)).toHaveLength(1);
+    expect(woken()).toEqual([false, true, true, true, false]);
+    turns[3]!.end(true);
+    expect(await s.queue.lease(offer('m3'), 1)).toEqual([]);
+    expect(woken()).toEqual([false, true, true, true, false]);
+    // A woken machine that leaves without asking (its poll ended) passes its wake on.
+    const next = s.queue.awaitTurn('m3');
+    s.queue.kick();
+    expect(turns[4]!.isWoken()).toBe(true);
+    turns[4]!.end(false);
+    expect(turns[0]!.isWoken()).toBe(true);
+    turns[0]!.end(false);
+    expect(next.isWoken()).toBe(true);
+    next.end(false); // the line is done: nobody is left to wake
+  });
+
+  it('work a machine cannot run is passed on to the next in line, each machine woken once a round', async () => {
+    const s = await setup();
+    await s.submit({}, 'g'); // needs CUDA 12.4: none of these machines has a GPU
+    const turns = ['c0', 'c1', 'c2'].map((name) => s.queue.awaitTurn(name));
+    s.queue.kick();
+    for (const [i, turn] of turns.entries()) {
+      expect(turn.isWoken()).toBe(true);
+      turn.end(true);
+      expect(await s.queue.lease(offer(`c${i}`), 1)).toEqual([]);
+      turns[i] = s.queue.awaitTurn(`c${i}`); // back in line
+    }
+    // Every machine had its turn this round: the wake ends instead of going round forever.
+    expect(turns.map((t) => t.isWoken())).toEqual([false, false, false]);
+    for (const turn of turns) turn.end(false);
+  });
+});
+
+describe('a fan-out is inserted in chunks, invisible until whole (issue 22)', () => {
+  it('a fan-out interrupted mid-insert (the server killed) leaves no job and no task after the restart', async () => {
+    const dir = await tempDir('cycle-queue-');
+    const s = await setup(dir);
+    const prepared = await s.jobs.prepare({ project: 'p', payload: { n: Array.from({ length: 2_000 }, (_, i) => i) }, fan_out: { by: 'n' } });
+    const inserting = s.jobs.insert([prepared]);
+    const written = () => (s.db.prepare('SELECT COUNT(*) AS n FROM tasks').get() as { n: number }).n;
+    // The event loop runs between chunks: wait until some chunks are written, not all.
+    for (let turns = 0; written() < 500; turns++) {
+      expect(turns).toBeLessThan(1000);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(written()).toBeLessThan(2_000);
+    const [hidden] = (s.db.prepare('SELECT id FROM jobs WHERE inserting = 1').all() as Array<{ id: string }>).map((r) => r.id);
+    expect(hidden).toBeDefined();
+    // Meanwhile nothing sees it: not read, not listed, not leased.
+    expect(s.jobs.row(hidden!)).toBeUndefined();
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+    // The process dies here: nothing more is written (the database is closed under the insert).
+    s.db.close();
+    await expect(inserting).rejects.toThrow();
+    const restarted = await setup(dir);
+    restarted.queue.recover();
+    expect(restarted.db.prepare('SELECT COUNT(*) AS n FROM jobs').get()).toEqual({ n: 0 });
+    expect(restarted.db.prepare('SELECT COUNT(*) AS n FROM tasks').get()).toEqual({ n: 0 });
+    expect(await restarted.queue.lease(OFFER, 5)).toEqual([]);
+  });
+});

@@ -368,7 +368,9 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   } catch (error) {
     throw new HttpError(400, 'invalid_json', `the body is not valid JSON: ${(error as Error).message}`);
   }
-  const protoAt = protoKeyAt(value, '');
+  // Walked only when the text could hold the key at all (a 100,000-item fan-out's walk, building
+  // a path per element, was ~25 ms of one submit's stall).
+  const protoAt = mayHoldProtoKey(text) ? protoKeyAt(value, '') : undefined;
   if (protoAt !== undefined)
     throw new HttpError(
       422,
@@ -377,6 +379,14 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
       protoAt ? `${protoAt}.__proto__` : '__proto__',
     );
   return value;
+}
+
+/**
+ * Whether JSON text can hold a `__proto__` key: it is written as such, or through a `\uXXXX`
+ * escape (JSON's other escapes make no letter or `_`). False means no key of it is `__proto__`.
+ */
+export function mayHoldProtoKey(text: string): boolean {
+  return text.includes('__proto__') || text.includes('\\u');
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash as oneShotHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   machineActivitySchema,
   machineInventorySchema,
@@ -64,9 +64,15 @@ export interface MachineRegistryOptions {
   leases?: () => MachineLeases | undefined;
 }
 
+/** The token's SHA-256 (one-shot: `createHash` cost a busy pool's server more than the lookup). */
 function hashToken(token: string): Buffer {
-  return createHash('sha256').update(token).digest();
+  return oneShotHash('sha256', token, 'buffer');
 }
+
+/** A heartbeat that changes nothing but its time is stored at most this often (the time is kept in memory meanwhile). */
+const HEARTBEAT_STORE_MS = 10_000;
+/** Verified tokens, machine rows and heartbeats kept in memory at most, each (a cache: forgotten all at once past it, then read again). */
+const MAX_KEPT = 10_000;
 
 /**
  * The machines of the pool (issue 20): machine tokens (made here, shown once, stored as SHA-256
@@ -75,6 +81,27 @@ function hashToken(token: string): Buffer {
  */
 export class MachineRegistry implements MachineAuth {
   private readonly clock: Clock;
+  /**
+   * Live tokens verified before, by their hash (hex): every request of a pool's daemons carries
+   * one, and reading it from the database each time was ~5% of a busy pool's server. Only
+   * tokens found live are kept; every write to a token (revoke, remove, the name bound at its
+   * first heartbeat) drops its entry at once, in the same call, so a revoked token is refused on
+   * its very next request. This server is the only writer of its tables (one server per data
+   * folder, `server.lock`).
+   */
+  private readonly verified = new Map<string, { tokenId: string; name: string | undefined }>();
+  /**
+   * Enrolled machines' rows as stored, read once: every lease request asks whether its machine
+   * may take work and how many slots it has. Every write to a row drops it here at once.
+   */
+  private readonly machineRows = new Map<string, MachineRow>();
+  /**
+   * Each machine's last heartbeat as it said it (the texts of its inventory and activity) and
+   * when: a heartbeat that changes nothing but the time (200 machines, every 5 s) writes the time
+   * only every HEARTBEAT_STORE_MS; reads take the time from here (`withBeat`), so `cycle machine
+   * list` shows the last one. After a crash the stored time is at most that much older.
+   */
+  private readonly beats = new Map<string, { tokenId: string; slots: number; inventory: string; activity: string; at: string; storedAt: number }>();
 
   constructor(private readonly options: MachineRegistryOptions) {
     this.clock = options.clock ?? systemClock;
@@ -104,14 +131,49 @@ export class MachineRegistry implements MachineAuth {
   authenticate(token: string): { tokenId: string; name: string | undefined } | undefined {
     if (!token.startsWith(MACHINE_TOKEN_PREFIX)) return undefined;
     const hash = hashToken(token);
-    // Found by its hash (a lookup learns nothing of the token: it is 32 random bytes), then
-    // compared in constant time all the same.
-    const row = this.options.db.prepare('SELECT * FROM machine_tokens WHERE hash = ? AND revoked_at IS NULL').get(hash.toString('hex')) as TokenRow | undefined;
+    const hex = hash.toString('hex');
+    // Found by its hash (a lookup learns nothing of the token: it is 32 random bytes), in memory
+    // or in the database, then compared in constant time all the same.
+    const known = this.verified.get(hex);
+    if (known) return { ...known };
+    const row = this.options.db.prepare('SELECT * FROM machine_tokens WHERE hash = ? AND revoked_at IS NULL').get(hex) as TokenRow | undefined;
     if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), hash)) return undefined;
-    return { tokenId: row.id, name: row.name ?? undefined };
+    const caller = { tokenId: row.id, name: row.name ?? undefined };
+    if (this.verified.size >= MAX_KEPT) this.verified.clear();
+    this.verified.set(hex, caller);
+    return { ...caller };
+  }
+
+  /** Drops what `authenticate` keeps of a token: called by every write to its row, before the next request is read. */
+  private forgetToken(tokenId: string): void {
+    for (const [hex, caller] of this.verified) if (caller.tokenId === tokenId) this.verified.delete(hex);
+    for (const [name, beat] of this.beats) if (beat.tokenId === tokenId) this.beats.delete(name);
+  }
+
+  /** The row with its last heartbeat's time (noted in memory, stored at most every HEARTBEAT_STORE_MS). */
+  private withBeat(row: MachineRow): MachineRow {
+    const beat = this.beats.get(row.name);
+    if (beat && beat.tokenId === row.token_id) row.last_heartbeat_at = beat.at;
+    return row;
   }
 
   heartbeat(tokenId: string, name: string, inventory: MachineInventory, activity: MachineActivity, slots: number): string {
+    // The same machine saying the same as last time (the usual heartbeat): its time is noted in
+    // memory, and stored at most every HEARTBEAT_STORE_MS. The checks below passed for these very
+    // texts, from this live token (an entry goes with any write to its token or machine).
+    const said = { inventory: JSON.stringify(inventory), activity: JSON.stringify(activity) };
+    const beat = this.beats.get(name);
+    if (beat && beat.tokenId === tokenId && beat.slots === slots && beat.inventory === said.inventory && beat.activity === said.activity) {
+      beat.at = timestamp(this.clock);
+      if (this.clock.now() - beat.storedAt >= HEARTBEAT_STORE_MS) {
+        this.options.db.prepare('UPDATE machines SET last_heartbeat_at = ? WHERE name = ?').run(beat.at, name);
+        beat.storedAt = this.clock.now();
+        const cached = this.machineRows.get(name);
+        if (cached) cached.last_heartbeat_at = beat.at;
+      }
+      return name;
+    }
+    this.beats.delete(name);
     checkName(name);
     if (!Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS)
       throw invalid('invalid_slots', `slots must be a whole number from 1 to ${MAX_SLOTS} (cycle daemon run --slots); got ${slots}`, 'slots');
@@ -148,6 +210,7 @@ export class MachineRegistry implements MachineAuth {
         'name',
       );
     const at = timestamp(this.clock);
+    if (token.name === null) this.forgetToken(tokenId); // its name is bound below
     db.transaction(() => {
       if (token.name === null) db.prepare('UPDATE machine_tokens SET name = ? WHERE id = ?').run(name, tokenId);
       db.prepare(
@@ -155,6 +218,9 @@ export class MachineRegistry implements MachineAuth {
          ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, inventory = excluded.inventory, activity = excluded.activity, last_heartbeat_at = excluded.last_heartbeat_at`,
       ).run(name, tokenId, slots, JSON.stringify(checkedInventory.data), JSON.stringify(checkedActivity.data), at, at);
     })();
+    this.machineRows.delete(name);
+    if (this.beats.size >= MAX_KEPT) this.beats.clear();
+    this.beats.set(name, { tokenId, slots, ...said, at, storedAt: this.clock.now() });
     return name;
   }
 
@@ -181,7 +247,7 @@ export class MachineRegistry implements MachineAuth {
   /** Every enrolled machine, by name. */
   list(): Machine[] {
     const rows = this.options.db.prepare('SELECT * FROM machines ORDER BY name').all() as MachineRow[];
-    return rows.map((row) => this.document(row));
+    return rows.map((row) => this.document(this.withBeat(row)));
   }
 
   /** One machine; a 404 naming the known ones when it is not enrolled. */
@@ -192,6 +258,7 @@ export class MachineRegistry implements MachineAuth {
   /** Drain (on: finish what runs, take nothing new) or undrain it. */
   drain(name: string, on: boolean): Machine {
     this.require(name);
+    this.machineRows.delete(name);
     this.options.db.prepare('UPDATE machines SET draining = ? WHERE name = ?').run(on ? 1 : 0, name);
     return this.show(name);
   }
@@ -205,10 +272,12 @@ export class MachineRegistry implements MachineAuth {
     }
     const row = this.require(name);
     const { db } = this.options;
+    this.forgetToken(row.token_id);
     db.transaction(() => {
       db.prepare('UPDATE machine_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(timestamp(this.clock), row.token_id);
       db.prepare('DELETE FROM machines WHERE name = ?').run(name);
     })();
+    this.machineRows.delete(name);
     this.options.leases?.()?.releaseMachine(name, `machine ${name} was removed`);
     return { name, removed: true };
   }
@@ -219,6 +288,7 @@ export class MachineRegistry implements MachineAuth {
     const token = db.prepare('SELECT * FROM machine_tokens WHERE id = ?').get(tokenId) as TokenRow | undefined;
     if (!token) throw notFound(`no machine token ${tokenId} (cycle machine token create printed its id with --json)`, 'token_id');
     const machine = db.prepare('SELECT name FROM machines WHERE token_id = ?').get(tokenId) as { name: string } | undefined;
+    this.forgetToken(tokenId);
     if (machine) this.remove(machine.name);
     else db.prepare('UPDATE machine_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(timestamp(this.clock), tokenId);
     return { token_id: tokenId, revoked: true };
@@ -287,8 +357,16 @@ export class MachineRegistry implements MachineAuth {
     return activity.paused_until !== null && Date.parse(activity.paused_until) > this.clock.now();
   }
 
+  /** An enrolled machine's row (a copy: the caller may change it), from memory after the first read. */
   private row(name: string): MachineRow | undefined {
-    return this.options.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as MachineRow | undefined;
+    let row = this.machineRows.get(name);
+    if (!row) {
+      row = this.options.db.prepare('SELECT * FROM machines WHERE name = ?').get(name) as MachineRow | undefined;
+      if (!row) return undefined;
+      if (this.machineRows.size >= MAX_KEPT) this.machineRows.clear();
+      this.machineRows.set(name, row);
+    }
+    return this.withBeat({ ...row });
   }
 
   private require(name: string): MachineRow {

@@ -30,7 +30,7 @@ export type MachineCaller = { tokenId: string; name: string | undefined };
 
 export interface MachineWorkOptions {
   auth: MachineAuth;
-  queue: Pick<WorkQueue, 'lease' | 'renew' | 'report' | 'complete' | 'release' | 'onWork' | 'holder' | 'leasesOf' | 'msLeft'>;
+  queue: Pick<WorkQueue, 'lease' | 'renew' | 'report' | 'complete' | 'release' | 'awaitTurn' | 'holder' | 'leasesOf' | 'msLeft'>;
   jobs: Pick<JobService, 'artifact'>;
   projects: Pick<ProjectService, 'revision' | 'load'>;
   volumes: Pick<VolumeService, 'files'>;
@@ -77,12 +77,10 @@ export class MachineWork {
     const count = Math.min(max, known.slots + LEASES_AHEAD);
     for (;;) {
       const may = this.options.auth.mayTakeWork(name);
-      let wake: () => void = () => undefined;
-      let woken = false;
-      const unsubscribe = this.options.queue.onWork(() => {
-        woken = true;
-        wake();
-      });
+      // In line for work before asking (a wake while the request runs is kept); the queue wakes
+      // the line one by one while there is work, not every machine at every finished task.
+      const turn = may.ok ? this.options.queue.awaitTurn(name) : undefined;
+      let again = false;
       try {
         if (may.ok) {
           const leases = await this.options.queue.lease(offer, count);
@@ -99,19 +97,20 @@ export class MachineWork {
         const left = deadline - Date.now();
         if (left <= 0 || signal.aborted) return { leases: [], ...(may.ok ? {} : { not_offered: may.reason }) };
         // A refused machine waits out the poll: asking again at once would only spin.
-        if (!woken || !may.ok)
+        if (!turn?.isWoken())
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, left);
-            const done = (): void => {
+            const timer = setTimeout(done, left);
+            function done(): void {
               clearTimeout(timer);
               signal.removeEventListener('abort', done);
               resolve();
-            };
-            if (may.ok) wake = done;
+            }
+            turn?.woken.then(done);
             signal.addEventListener('abort', done, { once: true });
           });
+        again = !signal.aborted && Date.now() < deadline && this.options.auth.mayTakeWork(name).ok;
       } finally {
-        unsubscribe();
+        turn?.end(again);
       }
     }
   }

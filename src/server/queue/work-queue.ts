@@ -7,7 +7,7 @@ import { sha256File } from '../../util/fs.js';
 import type { DB } from '../db.js';
 import type { EventLog } from '../events.js';
 import { newId } from '../ids.js';
-import { appendTaskLog, type Layout } from '../layout.js';
+import type { Layout } from '../layout.js';
 import { isTerminal, type JobRow, type JobService, type TaskRow } from '../jobs.js';
 import { InternalError, logInternalError, type JobStates, type TaskOutcome } from '../state.js';
 import type { ProjectService } from '../projects.js';
@@ -84,6 +84,24 @@ interface Held {
   end: () => void;
 }
 
+/**
+ * A worker's place in line for work (a machine's long poll, `WorkQueue.awaitTurn`): woken once
+ * when it is its turn. `end` takes it out of the line; a wake it got and will not act on (it
+ * leaves with leases it had already, or its poll is over) goes on to the next in line.
+ */
+export interface WorkTurn {
+  /** Settles when it is woken. */
+  readonly woken: Promise<void>;
+  readonly isWoken: () => boolean;
+  /** Out of the line; `willAsk`: it asks for a lease next (that request passes the wake on if there is more work). */
+  end(willAsk: boolean): void;
+}
+
+interface Waiter {
+  workerId: string;
+  wake: () => void;
+}
+
 /** Why a lease was taken back: its job was cancelled, it expired, or its machine was removed. */
 export type RevokeReason = 'cancelled' | 'expired' | 'removed';
 
@@ -96,6 +114,8 @@ interface Picked {
   gpuIndices?: number[];
 }
 
+/** How long one turn of the event loop serves lease requests before it lets other work run. */
+const LEASE_SLICE_MS = 8;
 /** Manifest needs kept at most for this many revisions (a cache: reloaded when needed). */
 const MANIFEST_CACHE_MAX = 1000;
 /** Jobs read when telling why queued tasks are not placed on a machine, and lines told. */
@@ -112,9 +132,15 @@ const NOT_PLACED_MAX = 5;
 export class WorkQueue {
   private readonly held = new Map<string, Held>();
   private readonly workListeners = new Set<() => void>();
+  /** Workers waiting in line for work (machines' long polls), the longest waiting first. */
+  private readonly waiters = new Set<Waiter>();
+  /** Each kick starts a round; a worker is woken at most once a round (so a wake passed on for work it cannot run ends). */
+  private wakeRound = 0;
+  private readonly wokenInRound = new Map<string, number>();
   private readonly revokeListeners = new Set<(leaseId: string, why: RevokeReason) => void>();
-  /** Lease requests run one at a time: a task is handed out once. */
-  private leasing: Promise<unknown> = Promise.resolve();
+  /** Lease requests waiting to be served, in order (`serveLeases`: one at a time, a task is handed out once). */
+  private readonly leaseRequests: Array<{ offer: WorkerOffer; max: number; resolve: (leases: Lease[]) => void; reject: (error: unknown) => void }> = [];
+  private leasesScheduled = false;
   private stopped = false;
   /** The sleep until the earliest lease expiry (none while no lease is out). */
   private sweep: AbortController | undefined;
@@ -158,10 +184,55 @@ export class WorkQueue {
     return () => this.revokeListeners.delete(listener);
   }
 
-  /** Wakes waiting workers. */
+  /**
+   * A place in line for work (a machine's long poll). Taken before the worker's lease request, so
+   * a wake that comes while that request runs is not lost.
+   */
+  awaitTurn(workerId: string): WorkTurn {
+    let woken = false;
+    let wake = (): void => undefined;
+    const settled = new Promise<void>((resolve) => (wake = resolve));
+    const waiter: Waiter = {
+      workerId,
+      wake: () => {
+        woken = true;
+        wake();
+      },
+    };
+    this.waiters.add(waiter);
+    return {
+      woken: settled,
+      isWoken: () => woken,
+      end: (willAsk) => {
+        this.waiters.delete(waiter);
+        if (woken && !willAsk) this.wakeNext();
+      },
+    };
+  }
+
+  /**
+   * Wakes waiting workers: the listeners (the in-process worker), and the first in line. Not the
+   * whole line: 200 machines woken by every finished task each asked for a lease that found
+   * nothing. A lease request that finds work (or work this worker cannot run) wakes the next in
+   * line (`wakeNext`), so a crowd is woken one by one while there is work, each once a round.
+   */
   kick(): void {
     if (this.stopped) return;
     for (const listener of this.workListeners) listener();
+    this.wakeRound++;
+    this.wakeNext();
+  }
+
+  /** Wakes the first in line not woken yet this round. */
+  private wakeNext(): void {
+    if (this.stopped) return;
+    for (const waiter of this.waiters) {
+      if (this.wokenInRound.get(waiter.workerId) === this.wakeRound) continue;
+      this.wokenInRound.set(waiter.workerId, this.wakeRound);
+      this.waiters.delete(waiter);
+      waiter.wake();
+      return;
+    }
   }
 
   /**
@@ -197,14 +268,48 @@ export class WorkQueue {
 
   /** Up to `max` tasks this worker can run, next in job order, each as a lease. */
   lease(offer: WorkerOffer, max: number): Promise<Lease[]> {
-    // Each waits for the one before, then for the event loop's next turn: a crowd of machines
-    // woken at once by new work is served one lease request a turn, not in one long stall.
-    const run = this.leasing.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(() => this.leaseNow(offer, max));
-    this.leasing = run.catch(() => undefined);
-    return run;
+    return new Promise<Lease[]>((resolve, reject) => {
+      this.leaseRequests.push({ offer, max, resolve, reject });
+      this.serveLeasesSoon();
+    });
+  }
+
+  private serveLeasesSoon(): void {
+    if (this.leasesScheduled) return;
+    this.leasesScheduled = true;
+    setImmediate(() => void this.serveLeases());
+  }
+
+  /**
+   * Lease requests are served one at a time (a task is handed out once), in the order they came,
+   * on a turn of the event loop of their own: as many as fit in `LEASE_SLICE_MS`, then the loop
+   * is free again (sockets, timers, /health) before the next slice. One request a turn, as
+   * before, made a crowd of 200 machines wait for 200 turns; all in one turn would stall the loop.
+   */
+  private async serveLeases(): Promise<void> {
+    const began = performance.now();
+    try {
+      for (let request = this.leaseRequests.shift(); request; request = this.leaseRequests.shift()) {
+        await this.leaseNow(request.offer, request.max).then(request.resolve, request.reject);
+        if (performance.now() - began >= LEASE_SLICE_MS) break;
+      }
+    } finally {
+      this.leasesScheduled = false;
+      if (this.leaseRequests.length) this.serveLeasesSoon();
+    }
   }
 
   private async leaseNow(offer: WorkerOffer, max: number): Promise<Lease[]> {
+    const pick = { skipped: false };
+    const leases = await this.leaseFrom(offer, max, pick);
+    // There may be more (it found some, or some this worker cannot run): the next in line asks.
+    if (leases.length > 0 || pick.skipped) this.wakeNext();
+    return leases;
+  }
+
+  /** `leaseNow`'s work; `pick.skipped`: it did not look at the queue, or passed over tasks this worker cannot run. */
+  private async leaseFrom(offer: WorkerOffer, max: number, pick: { skipped: boolean }): Promise<Lease[]> {
+    pick.skipped = true;
     if (this.stopped || max <= 0) return [];
     if (!offer.machine) this.localOffer = offer;
     // A draining, paused or busy machine (that forbids work while busy) is offered nothing new.
@@ -219,10 +324,11 @@ export class WorkQueue {
       if (max <= 0) return [];
     }
     await this.loadManifestNeeds();
+    pick.skipped = false;
     const leases: Lease[] = [];
     // A task that cannot be handed out (it failed while its lease was made) frees its place for the next.
     while (leases.length < max) {
-      const started = this.next(offer, max - leases.length);
+      const started = this.next(offer, max - leases.length, pick);
       if (started.length === 0) break;
       for (const picked of started) {
         const { job, task } = picked;
@@ -245,7 +351,7 @@ export class WorkQueue {
    * request sees them queued). A task the worker cannot run stays queued for one that can
    * (placement.ts); `placement()` tells why it waits.
    */
-  private next(offer: WorkerOffer, max: number): Picked[] {
+  private next(offer: WorkerOffer, max: number, pick: { skipped: boolean } = { skipped: false }): Picked[] {
     const { db, jobs } = this.options;
     const started: Picked[] = [];
     const candidate = candidateOf(offer);
@@ -258,7 +364,10 @@ export class WorkQueue {
       if (job.status === 'queued' && !this.dependenciesReady(job)) continue;
       // Unknown needs (the revision could not be loaded): handed out, and its lease fails the task saying why.
       const needs = this.needsOf(job);
-      if (needs && unfit(needs, candidate)) continue;
+      if (needs && unfit(needs, candidate)) {
+        pick.skipped = true;
+        continue;
+      }
       // Only the next queued tasks are read (by an index), not every task of the job.
       for (const task of jobs.queuedTasks(job.id, max - started.length)) {
         if (started.length >= max) break;
@@ -266,7 +375,10 @@ export class WorkQueue {
         let gpuIndices: number[] | undefined;
         if (needs && needs.gpus > 0 && offer.machine) {
           gpuIndices = pickGpus(needs, offer.machine.inventory, gpusInUse);
-          if (!gpuIndices) break; // not enough free GPUs now: the job's other tasks wait too
+          if (!gpuIndices) {
+            pick.skipped = true;
+            break; // not enough free GPUs now: the job's other tasks wait too
+          }
           for (const index of gpuIndices) gpusInUse.add(index);
         }
         started.push({ job, task: this.options.states.startTask(job, task), needs, ...(gpuIndices ? { gpuIndices } : {}) });
@@ -394,6 +506,7 @@ export class WorkQueue {
 
   /** A removed machine: its leases end, their tasks go back to the queue with the reason in their logs. */
   releaseMachine(machine: string, reason: string): void {
+    this.wokenInRound.delete(machine);
     for (const held of [...this.held.values()]) {
       if (held.machine !== machine) continue;
       this.endLease(held);
@@ -423,7 +536,7 @@ export class WorkQueue {
 
   /** A running task's lease (placed by `next`), its payload composed. Throws why it cannot run. */
   private async leaseFor(offer: WorkerOffer, picked: Picked): Promise<Lease> {
-    const { jobs, layout } = this.options;
+    const { jobs, states } = this.options;
     const { job, task } = picked;
     const request = jobs.request(job);
     const revision = job.revision!;
@@ -470,10 +583,10 @@ export class WorkQueue {
       ended,
       end,
     });
-    if (task.attempt > 1) appendTaskLog(layout, task.id, `\n--- attempt ${task.attempt} ---\n`);
+    if (task.attempt > 1) states.logs.append(task.id, `\n--- attempt ${task.attempt} ---\n`);
     if (machine) {
       const onGpus = lease.gpuIndices ? ` on GPU ${lease.gpuIndices.join(', ')}` : '';
-      appendTaskLog(layout, task.id, `${SYSTEM_LINE_PREFIX}task ${task.idx} assigned to machine ${machine}${onGpus} (attempt ${task.attempt})\n`);
+      states.logs.append(task.id, `${SYSTEM_LINE_PREFIX}task ${task.idx} assigned to machine ${machine}${onGpus} (attempt ${task.attempt})\n`);
     }
     return lease;
   }
@@ -483,7 +596,9 @@ export class WorkQueue {
     const held = this.current(leaseId);
     held.lease.expiresAt = this.elapsed() + this.leaseMs;
     this.scheduleSweep();
-    return { expiresAt: held.lease.expiresAt, cancel: this.options.jobs.row(held.job.id)?.cancel_requested === 1 };
+    // One column, not the job's row (its request can be a 100,000-item payload's text).
+    const job = this.options.db.prepare('SELECT cancel_requested FROM jobs WHERE id = ?').get(held.job.id) as { cancel_requested: number } | undefined;
+    return { expiresAt: held.lease.expiresAt, cancel: job?.cancel_requested === 1 };
   }
 
   /** A worker's report on a running task: output into its log, tail and events; progress; a captured artifact. */
@@ -492,7 +607,7 @@ export class WorkQueue {
     if (batch.artifact) await this.recordArtifact(held.job, held.task, batch.artifact.captured);
     if (batch.output === undefined && batch.progress === undefined) return;
     if (batch.output) {
-      appendTaskLog(this.options.layout, held.task.id, batch.output);
+      this.options.states.logs.append(held.task.id, batch.output);
       held.tail = (held.tail + batch.output).slice(-TAIL_BYTES);
     }
     const { states, events } = this.options;
@@ -663,7 +778,10 @@ export class WorkQueue {
   /** A job whose tasks are all done gets its final status (its last event). */
   private maybeFinish(jobId: string): void {
     if (this.stopped) return;
-    const { jobs } = this.options;
+    const { jobs, db } = this.options;
+    // While a task is queued or running (one index probe), the job goes on: most calls end here,
+    // before the job's row (its request can be a 100,000-item payload's text) and its counts are read.
+    if (db.prepare("SELECT 1 FROM tasks WHERE job_id = ? AND status IN ('queued', 'running') LIMIT 1").get(jobId)) return;
     const job = jobs.row(jobId);
     if (!job || isTerminal(job.status)) return;
     const counts = jobs.counts(jobId);
