@@ -32,7 +32,7 @@ export interface BuildInputs {
  */
 export function encodeBuildInputs(inputs: BuildInputs): string {
   const parts: string[] = [];
-  writeBuildInputs(inputs, (chunk) => parts.push(chunk));
+  writeBuildInputs(inputs, linesOf(inputs.files), (chunk) => parts.push(chunk));
   return parts.join('');
 }
 
@@ -50,27 +50,44 @@ export function jsonQuote(text: string): string {
 /** Lines per chunk handed to `write`: big enough that a hash update per chunk costs nothing. */
 const LINES_PER_CHUNK = 256;
 
+/** The file lines of the encoding, by position: read from an array of objects or straight from a stat table. */
+interface FileLines {
+  count: number;
+  executable(index: number): boolean;
+  sha256(index: number): string;
+  path(index: number): string;
+}
+
+function linesOf(files: readonly BuildHashFile[]): FileLines {
+  return {
+    count: files.length,
+    executable: (index) => files[index]!.executable,
+    sha256: (index) => files[index]!.sha256,
+    path: (index) => files[index]!.path,
+  };
+}
+
 /**
  * The encoding above, in chunks of a few hundred lines: the hash takes it without one string
  * of the whole tree (20,000 lines built with `+=` made a rope the hash then flattened).
  */
-function writeBuildInputs(inputs: BuildInputs, write: (chunk: string) => void): void {
-  write(`${inputs.format}\nimage\t${inputs.image}\nbuild.sh\t${inputs.buildScript.sha256}\n`);
-  const files = inputs.files;
-  for (let start = 0; start < files.length; start += LINES_PER_CHUNK) {
+function writeBuildInputs(header: Omit<BuildInputs, 'files'>, files: FileLines, write: (chunk: string) => void): void {
+  write(`${header.format}\nimage\t${header.image}\nbuild.sh\t${header.buildScript.sha256}\n`);
+  for (let start = 0; start < files.count; start += LINES_PER_CHUNK) {
     let chunk = '';
-    const end = Math.min(files.length, start + LINES_PER_CHUNK);
-    for (let i = start; i < end; i++) {
-      const file = files[i]!;
-      chunk += `file\t${file.executable ? '755' : '644'}\t${file.sha256}\t${jsonQuote(file.path)}\n`;
-    }
+    const end = Math.min(files.count, start + LINES_PER_CHUNK);
+    for (let i = start; i < end; i++) chunk += `file\t${files.executable(i) ? '755' : '644'}\t${files.sha256(i)}\t${jsonQuote(files.path(i))}\n`;
     write(chunk);
   }
 }
 
 export function buildHash(inputs: BuildInputs): string {
+  return hashLines(inputs, linesOf(inputs.files));
+}
+
+function hashLines(header: Omit<BuildInputs, 'files'>, files: FileLines): string {
   const hash = createHash('sha256');
-  writeBuildInputs(inputs, (chunk) => hash.update(chunk, 'utf8'));
+  writeBuildInputs(header, files, (chunk) => hash.update(chunk, 'utf8'));
   return hash.digest('hex');
 }
 
@@ -92,14 +109,28 @@ export async function collectBuildInputs(project: CycleswapProject, options: Col
   const cache = await StatCache.load(cacheFile, options.now);
   const [script] = await cache.digestAll([{ path: BUILD_SCRIPT_PATH, absolute: path.join(project.root, BUILD_SCRIPT_PATH) }]);
   const table = await cache.digestTable(project.buildFiles);
-  const files = project.buildFiles.map(
-    (file, index): BuildHashFile => ({ path: file.path, executable: table.executable(index), size: table.size(index), sha256: table.digest(index) }),
-  );
+  const buildFiles = project.buildFiles;
+  const header = { format: BUILD_HASH_FORMAT, image: project.manifest.image.ref, buildScript: { sha256: script!.digest, size: script!.size } };
+  // The hash is read straight from the stat table; the file objects are made only when asked
+  // for (--json, --explain, a build's record): an unchanged run of 20,000 files makes none.
+  const hash = hashLines(header, {
+    count: buildFiles.length,
+    executable: (i) => table.executable(i),
+    sha256: (i) => table.digest(i),
+    path: (i) => buildFiles[i]!.path,
+  });
+  let files: BuildHashFile[] | undefined;
   const inputs: BuildInputs = {
-    format: BUILD_HASH_FORMAT,
-    image: project.manifest.image.ref,
-    buildScript: { sha256: script!.digest, size: script!.size },
-    files,
+    ...header,
+    get files(): BuildHashFile[] {
+      files ??= buildFiles.map((file, index) => ({
+        path: file.path,
+        executable: table.executable(index),
+        size: table.size(index),
+        sha256: table.digest(index),
+      }));
+      return files;
+    },
   };
   if (cacheFile) {
     // A read-only checkout still gets its hash, just without a cache.
@@ -107,7 +138,7 @@ export async function collectBuildInputs(project: CycleswapProject, options: Col
       .then(() => cache.save())
       .catch(() => undefined);
   }
-  return { inputs, hash: buildHash(inputs), cache: { hits: cache.hits, misses: cache.misses } };
+  return { inputs, hash, cache: { hits: cache.hits, misses: cache.misses } };
 }
 
 export type InputChange =

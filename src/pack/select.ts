@@ -8,7 +8,7 @@ import { STATE_DIR_NAME } from '../project/state.js';
 import { sortByBytes } from '../project/build-files.js';
 import type { TarEntry } from './tar.js';
 import type { TreeLimits } from '../server/limits.js';
-import { pacer } from '../util/pace.js';
+import { DEFAULT_SLICE_MS, pacer, WALK_STEPS_PER_CLOCK_READ } from '../util/pace.js';
 
 export interface SelectedEntry {
   /** POSIX path relative to the project root. */
@@ -110,7 +110,7 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   let symlinks = 0;
   // Sync calls on purpose: 20,000 awaited stats took seconds where sync ones take a tenth. The
   // pace yields to the event loop every few milliseconds, so the server stays responsive.
-  const pace = pacer();
+  const pace = pacer(DEFAULT_SLICE_MS, WALK_STEPS_PER_CLOCK_READ);
   // path.join(root, rel) for a rel made of listed names, without normalizing per file.
   const prefix = path.join(root, '/');
   const walk = async (relativeDir: string, depth: number, levels: Level[]): Promise<void> => {

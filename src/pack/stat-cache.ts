@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { pacer } from '../util/pace.js';
+import { DEFAULT_SLICE_MS, pacer, WALK_STEPS_PER_CLOCK_READ } from '../util/pace.js';
 import { mapLimit, sha256File, writeFileAtomic } from '../util/fs.js';
 
 export interface FileDigest {
@@ -178,7 +178,7 @@ export class StatCache {
     const stats = new Float64Array(files.length * STAT_FIELDS);
     const digests = new Array<string | undefined>(files.length);
     const misses: number[] = [];
-    const pace = pacer(); // the server hashes pushed trees: never hold its event loop long
+    const pace = pacer(DEFAULT_SLICE_MS, WALK_STEPS_PER_CLOCK_READ); // the server hashes pushed trees: never hold its event loop long
     for (let index = 0; index < files.length; index++) {
       const wait = pace();
       if (wait) await wait;

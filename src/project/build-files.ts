@@ -4,10 +4,10 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { suggest } from '../util/suggest.js';
-import { pacer } from '../util/pace.js';
+import { DEFAULT_SLICE_MS, pacer, WALK_STEPS_PER_CLOCK_READ } from '../util/pace.js';
 
 /** The server walks pushed trees here too: yield to its event loop every few milliseconds. */
-const pace = pacer();
+const pace = pacer(DEFAULT_SLICE_MS, WALK_STEPS_PER_CLOCK_READ);
 
 export interface BuildFile {
   /** POSIX path relative to the project root, as written in hashes and the build context. */

@@ -175,6 +175,38 @@ describe('build hash encoding', () => {
     }
   });
 
+  it('gives the same hash as before, cold and warm, for a tree of odd names, exec bits and 600+ files', async () => {
+    // The value was computed by the code before the hash was read straight from the stat table
+    // (it made a file object per file first): the encoding must not have moved by a byte.
+    const before = 'ea608ef55bcdeae2be781ed6953f520a59a98f382b2a3cdc531b9bf02289f858';
+    const root = await tempDir();
+    const write = async (file: string, content: string, mode = 0o644): Promise<void> => {
+      await fs.mkdir(path.dirname(path.join(root, file)), { recursive: true });
+      await fs.writeFile(path.join(root, file), content);
+      await fs.chmod(path.join(root, file), mode);
+    };
+    await write('.cycleswap/manifest.toml', manifest(['deps', 'setup.py', 'deps/a.txt']));
+    await write('.cycleswap/run.sh', 'echo run\n');
+    await write('.cycleswap/build.sh', 'pip install -e .\n');
+    await write('setup.py', 'from setuptools import setup\n', 0o755);
+    await write('deps/a.txt', '');
+    for (let i = 0; i < 600; i++) await write(`deps/d${i % 7}/f${i}.txt`, `file ${i}\n`.repeat(i % 5), i % 11 === 0 ? 0o755 : 0o644);
+    for (const name of ['é.txt', 'tab\there "q".txt', 'back\\slash', '😀', 'a-b', 'a.b', 'a/b']) await write(`deps/odd/${name}`, name);
+    // A clock 10 s ahead: the files count as settled, so the second run answers from the stat cache.
+    const now = (): number => Date.now() + 10_000;
+    const cold = await collectBuildInputs((await loadProject(root)) as CycleswapProject, { now });
+    const warm = await collectBuildInputs((await loadProject(root)) as CycleswapProject, { now });
+    expect(cold.cache.misses).toBe(610); // 609 build files and build.sh
+    expect(warm.cache).toEqual({ hits: 610, misses: 0 });
+    expect(cold.hash).toBe(before);
+    expect(warm.hash).toBe(before);
+    // The file list, made when asked for, encodes to the bytes hashed, and is kept in JSON (a build's record).
+    expect(sha256Hex(encodeBuildInputs(warm.inputs))).toBe(before);
+    expect(buildHash(JSON.parse(JSON.stringify(warm.inputs)))).toBe(before);
+    expect(warm.inputs.files).toHaveLength(609);
+    expect(warm.inputs.files.find((file) => file.path === 'setup.py')).toMatchObject({ executable: true, size: 29 });
+  });
+
   it('expands folders and lists each file once', async () => {
     const root = await cycleswapProject({ 'deps/a.txt': 'a', 'deps/sub/b.txt': 'b', 'one.txt': '1' });
     await fs.writeFile(path.join(root, '.cycleswap/manifest.toml'), manifest(['deps', 'one.txt', 'deps/a.txt']));
