@@ -100,7 +100,10 @@ async function feed(source: Readable, tree: TreeWriter): Promise<void> {
   parser.on('entry', (entry: ReadEntry) => tree.queue(entry));
   // Unknown entry types and oversized pax headers: refused, not silently skipped.
   parser.on('ignoredEntry', (entry: ReadEntry) => tree.queue(entry));
-  parser.on('error', (error: Error) => {
+  parser.on('error', (error: Error & { tarCode?: string }) => {
+    // An archive of nothing but its end marker (GNU tar's, and ours, of an empty folder) is whole:
+    // node-tar calls it "unrecognized" only because it saw no entry.
+    if (error.tarCode === 'TAR_BAD_ARCHIVE' && endOfArchive && tree.entries === 0 && /Unrecognized archive format/.test(error.message)) return;
     parseError ??= error;
   });
   parser.on('eof', () => {

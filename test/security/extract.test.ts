@@ -240,6 +240,19 @@ describe('extraction: limits are counted before anything is written', () => {
     expect(await fs.readFile(path.join(tree, 'a.txt'), 'utf8')).toBe('a');
   });
 
+  it('takes an archive of nothing but its end marker (an empty folder, as GNU tar writes it) and refuses one cut inside the marker', async () => {
+    // GNU tar's archive of an empty folder: two zero blocks, padded to its 10 KiB record.
+    await expect(settlesWithin(20_000, 'extractTarball', extractTarball(chunked(gzipSync(Buffer.alloc(10_240))), tree, LIMITS))).resolves.toEqual({
+      files: 0,
+      bytes: 0,
+    });
+    expect(await fs.readdir(tree)).toEqual([]);
+    await fs.rm(tree, { recursive: true });
+    // One zero block is not an end marker: the archive is cut off.
+    await expect(extractTarball(chunked(gzipSync(Buffer.alloc(512))), tree, LIMITS)).rejects.toThrow(UnsafeTarball);
+    await expect(fs.stat(tree)).rejects.toThrow();
+  });
+
   it('stops at the first entry past the limit', async () => {
     const many = Array.from({ length: 5000 }, (_, i): RawEntry => ({ name: `f${i}`, body: '' }));
     await expectRefused(many, /too many entries: more than 10/, { maxBytes: 1 << 20, maxFiles: 10 });
