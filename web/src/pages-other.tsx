@@ -70,20 +70,22 @@ export function VolumesPage() {
   const [open, setOpen] = useState<string | undefined>(undefined);
   const cursors = useCursors();
   const files = useLoad(
-    async (signal) =>
-      open
-        ? getJson<{ files: VolumeFile[]; total?: number; next_cursor?: string | null }>(
-            `/api/v1/volumes/${enc(open)}${query({ limit: FILES_WINDOW, cursor: cursors.cursor })}`,
-            { signal },
-          )
-        : undefined,
+    async (signal) => {
+      if (!open) return undefined;
+      const cursor = cursors.cursor;
+      const page = await getJson<{ files: VolumeFile[]; total?: number; next_cursor?: string | null }>(
+        `/api/v1/volumes/${enc(open)}${query({ limit: FILES_WINDOW, cursor })}`,
+        { signal },
+      );
+      // The position of the page shown, not of the one being fetched: the label and the rows change together.
+      return { ...page, from: Number(cursor) };
+    },
     [open, cursors.cursor],
   );
   const toggle = (name: string) => {
     setOpen(open === name ? undefined : name);
     cursors.reset();
   };
-  const from = Number(cursors.cursor);
   return (
     <section>
       <h1>Volumes</h1>
@@ -119,7 +121,7 @@ export function VolumesPage() {
               <p class="muted">
                 {files.data.files.length === 0
                   ? 'No files.'
-                  : `Files ${from + 1}–${from + files.data.files.length}${files.data.total !== undefined ? ` of ${files.data.total}` : ''}`}
+                  : `Files ${files.data.from + 1}–${files.data.from + files.data.files.length}${files.data.total !== undefined ? ` of ${files.data.total}` : ''}`}
               </p>
               <DataTable
                 rows={files.data.files}
