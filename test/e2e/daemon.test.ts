@@ -63,14 +63,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
     const submitted = await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { n: 1 } });
     expect(submitted.status).toBe(201);
     const id = submitted.body.id as string;
-    let status = '';
-    await waitFor(
-      async () => ['completed', 'failed', 'partial'].includes((status = (await api.call('GET', `/api/v1/jobs/${id}`)).body.status)),
-      240_000,
-      'the job to finish on the daemon',
-      () => `${status}\n${daemon.log()}`,
-    );
-    expect(status).toBe('completed');
+    expect(await jobEnd(id, 'the job to finish on the daemon')).toBe('completed');
     const output = await api.call('GET', `/api/v1/jobs/${id}/output`);
     expect(JSON.stringify(output.body)).toContain('hello from the daemon');
     const artifacts = (await api.call('GET', `/api/v1/artifacts?job=${id}`)).body.artifacts as Array<{ id: string; name: string }>;
@@ -84,14 +77,7 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
     const submitted = await api.call('POST', '/api/v1/jobs', { project: project.name, payload: { n: [1, 2, 3], nap: true }, fan_out: { by: 'n' } });
     expect(submitted.status).toBe(201);
     const id = submitted.body.id as string;
-    let status = '';
-    await waitFor(
-      async () => ['completed', 'failed', 'partial'].includes((status = (await api.call('GET', `/api/v1/jobs/${id}`)).body.status)),
-      240_000,
-      'the fan-out to finish on the daemon',
-      () => `${status}\n${daemon.log()}`,
-    );
-    expect(status).toBe('completed');
+    expect(await jobEnd(id, 'the fan-out to finish on the daemon')).toBe('completed');
     const tasks = (await api.call('GET', `/api/v1/jobs/${id}/timings`)).body.tasks as Array<{ stages: Record<string, number> }>;
     expect(tasks).toHaveLength(3);
     const byStart = tasks.map((t) => t.stages).sort((a, b) => a.started! - b.started!);
@@ -132,6 +118,19 @@ describe('cycle daemon run against cycle server --no-local-worker', () => {
     await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
   }, 240_000);
 });
+
+/** Waits (up to 4 minutes) until job `id` has ended; its status. */
+async function jobEnd(id: string, what: string): Promise<string> {
+  const api = client(server);
+  let status = '';
+  await waitFor(
+    async () => ['completed', 'failed', 'partial'].includes((status = (await api.call('GET', `/api/v1/jobs/${id}`)).body.status)),
+    240_000,
+    what,
+    () => `${status}\n${daemon.log()}`,
+  );
+  return status;
+}
 
 /** Submits a task that holds (sleeps) and waits until its container runs on the daemon; `container()` names it while it runs. */
 async function heldTaskRunning(): Promise<{ id: string; container: () => Promise<string> }> {

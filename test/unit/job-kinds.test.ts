@@ -163,25 +163,31 @@ afterEach(() => {
   for (const db of opened.splice(0)) db.close();
 });
 
+/** A data folder, its database and services, and the project `p` pushed: what a job service needs. */
+async function storeWithProject() {
+  const layout = dataLayout(await tempDir('cycle-kinds-'));
+  await fs.mkdir(layout.dataDir, { recursive: true });
+  const db = openDatabase(layout.db);
+  opened.push(db);
+  const events = new EventLog(db);
+  const states = new JobStates({ db, events, layout });
+  const docker = new FakeDocker();
+  const projects = new ProjectService({
+    db,
+    events,
+    layout,
+    docker: async () => docker,
+    limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000, projectQuotaBytes: 1 << 30, serverQuotaBytes: 1 << 30 },
+    checkInit: () => undefined,
+    log: () => undefined,
+  });
+  await projects.push('p', Readable.from(rawTarGz(VALID_PROJECT)), { rebuild: false, clean: false });
+  return { layout, db, events, states, projects };
+}
+
 describe('a new job kind needs only its module and a registry entry', () => {
   it('is planned, leased (with what its tasks receive) and aggregated through the service', async () => {
-    const layout = dataLayout(await tempDir('cycle-kinds-'));
-    await fs.mkdir(layout.dataDir, { recursive: true });
-    const db = openDatabase(layout.db);
-    opened.push(db);
-    const events = new EventLog(db);
-    const states = new JobStates({ db, events, layout });
-    const docker = new FakeDocker();
-    const projects = new ProjectService({
-      db,
-      events,
-      layout,
-      docker: async () => docker,
-      limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000, projectQuotaBytes: 1 << 30, serverQuotaBytes: 1 << 30 },
-      checkInit: () => undefined,
-      log: () => undefined,
-    });
-    await projects.push('p', Readable.from(rawTarGz(VALID_PROJECT)), { rebuild: false, clean: false });
+    const { layout, db, events, states, projects } = await storeWithProject();
     const jobs = new JobService({ db, states, projects, layout, hasGpu: async () => false, onSubmitted: () => undefined, kinds: { ...JOB_KINDS, countdown } });
     const queue = new WorkQueue({ db, events, states, jobs, projects, layout, clock: manualClock(), log: () => undefined, leaseMs: 30_000 });
 
@@ -203,23 +209,7 @@ describe('a new job kind needs only its module and a registry entry', () => {
 
 describe('submitting a big job leaves the event loop free', () => {
   it('prepare lets the event loop turn between the request check and the plan (issue 22: one ~50 ms piece of a 100,000-task submit)', async () => {
-    const layout = dataLayout(await tempDir('cycle-kinds-'));
-    await fs.mkdir(layout.dataDir, { recursive: true });
-    const db = openDatabase(layout.db);
-    opened.push(db);
-    const events = new EventLog(db);
-    const states = new JobStates({ db, events, layout });
-    const docker = new FakeDocker();
-    const projects = new ProjectService({
-      db,
-      events,
-      layout,
-      docker: async () => docker,
-      limits: { maxUploadBytes: 1 << 30, maxBytes: 1 << 30, maxFiles: 10_000, projectQuotaBytes: 1 << 30, serverQuotaBytes: 1 << 30 },
-      checkInit: () => undefined,
-      log: () => undefined,
-    });
-    await projects.push('p', Readable.from(rawTarGz(VALID_PROJECT)), { rebuild: false, clean: false });
+    const { layout, db, states, projects } = await storeWithProject();
     let turned = false;
     let turnedBeforePlan: boolean | undefined;
     const runner = JOB_KINDS.structured_runner;
