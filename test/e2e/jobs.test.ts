@@ -103,7 +103,12 @@ describe('job submit --wait', () => {
 
   it('Ctrl-C during --wait: exit 130, and the job goes on running on the server', async () => {
     const run = startCycle(['job', 'submit', '--payload', '{"sleep": 30}', '--wait'], { cwd: projectDir, env });
-    await waitFor(() => /running/.test(run.output().stderr), 60_000, 'the job to run');
+    await waitFor(
+      () => /job_[0-9a-z]+ running/.test(run.output().stderr),
+      60_000,
+      'the job to run (its status line, not the submit line\'s "leaves it running")',
+      () => run.output().stderr,
+    );
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(130);
     const id = run.output().stdout.trim();
@@ -115,7 +120,12 @@ describe('job submit --wait', () => {
 
   it('--cancel-on-interrupt cancels the job on Ctrl-C', async () => {
     const run = startCycle(['job', 'submit', '--payload', '{"sleep": 30}', '--wait', '--cancel-on-interrupt'], { cwd: projectDir, env });
-    await waitFor(() => /running/.test(run.output().stderr), 60_000, 'the job to run');
+    await waitFor(
+      () => /job_[0-9a-z]+ running/.test(run.output().stderr),
+      60_000,
+      'the job to run (its status line, not the submit line\'s "leaves it running")',
+      () => run.output().stderr,
+    );
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(130);
     const id = run.output().stdout.trim();

@@ -94,7 +94,32 @@ export interface WaitOptions {
  */
 export async function waitForJob(api: ApiClient, id: string, ctx: Context, options: WaitOptions): Promise<{ code: number; job: JobView }> {
   const { ui } = ctx;
-  let job = await api.getJob(id);
+  /** Ctrl-C: the job is cancelled (--cancel-on-interrupt) or left running, said either way. */
+  const interrupted = async (): Promise<never> => {
+    if (options.cancelOnInterrupt) {
+      const cancelled = await api.cancel(id, true);
+      throw new CycleError({
+        message: `interrupted: job ${id} was cancelled${cancelled?.status ? ` (${cancelled.status})` : ''}`,
+        exitCode: ExitCode.interrupted,
+      });
+    }
+    throw new CycleError({
+      message: `interrupted: job ${id} is still running on the server`,
+      hint: `follow it again with \`cycle job watch ${id}\`, or stop it with \`cycle job cancel ${id}\``,
+      exitCode: ExitCode.interrupted,
+    });
+  };
+  // A Ctrl-C that cuts one of the requests (the first read, the last) is the same Ctrl-C as one
+  // between events: before, it ended the command with a bare "interrupted", nothing cancelled.
+  const unlessInterrupted = async <T>(request: Promise<T>): Promise<T> => {
+    try {
+      return await request;
+    } catch (error) {
+      if (ctx.signal.aborted) return interrupted();
+      throw error;
+    }
+  };
+  let job = await unlessInterrupted(api.getJob(id));
   const started = ctx.clock.now();
   let lastPrinted = '';
   let lastProgress = '';
@@ -109,30 +134,23 @@ export async function waitForJob(api: ApiClient, id: string, ctx: Context, optio
   if (!isTerminalJobStatus(job.status)) {
     show();
     const from = job.last_event_id === undefined || job.last_event_id === null ? undefined : String(job.last_event_id);
-    for await (const { type, event } of followJob(api, id, ctx, from)) {
-      applyEvent(job, type, event.data); // task events carry the counts: no request per task
-      if (type === 'progress' && typeof event.data === 'object' && event.data !== null)
-        lastProgress = `task ${String(Reflect.get(event.data, 'index'))}: ${JSON.stringify(Reflect.get(event.data, 'progress'))}`;
-      if (options.json) ui.jsonLine({ event: type, job_id: event.job_id, task_id: event.task_id, data: event.data });
-      show();
+    try {
+      for await (const { type, event } of followJob(api, id, ctx, from)) {
+        applyEvent(job, type, event.data); // task events carry the counts: no request per task
+        if (type === 'progress' && typeof event.data === 'object' && event.data !== null)
+          lastProgress = `task ${String(Reflect.get(event.data, 'index'))}: ${JSON.stringify(Reflect.get(event.data, 'progress'))}`;
+        if (options.json) ui.jsonLine({ event: type, job_id: event.job_id, task_id: event.task_id, data: event.data });
+        show();
+      }
+    } catch (error) {
+      ui.clearLive();
+      if (ctx.signal.aborted) return interrupted();
+      throw error;
     }
     ui.clearLive();
   }
-  if (ctx.signal.aborted) {
-    if (options.cancelOnInterrupt) {
-      const cancelled = await api.cancel(id, true);
-      throw new CycleError({
-        message: `interrupted: job ${id} was cancelled${cancelled?.status ? ` (${cancelled.status})` : ''}`,
-        exitCode: ExitCode.interrupted,
-      });
-    }
-    throw new CycleError({
-      message: `interrupted: job ${id} is still running on the server`,
-      hint: `follow it again with \`cycle job watch ${id}\`, or stop it with \`cycle job cancel ${id}\``,
-      exitCode: ExitCode.interrupted,
-    });
-  }
-  job = await api.getJob(id);
+  if (ctx.signal.aborted) return interrupted();
+  job = await unlessInterrupted(api.getJob(id));
   if (jobLine(job) !== lastPrinted || ui.options.interactive) ui.info(jobLine(job));
   if (job.status === 'completed') return { code: ExitCode.ok, job };
   await reportFailures(api, job, ctx);
