@@ -16,6 +16,24 @@ export interface TaskEventData {
   reason?: string;
 }
 
+/** A `task` event's data as a log line needs it, or undefined when it has no index and status (a server we did not write). */
+export function taskEventDataOf(data: unknown): TaskEventData | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  const index: unknown = Reflect.get(data, 'index');
+  const status: unknown = Reflect.get(data, 'status');
+  if (typeof index !== 'number' || typeof status !== 'string') return undefined;
+  const attempt: unknown = Reflect.get(data, 'attempt');
+  const error: unknown = Reflect.get(data, 'error');
+  const reason: unknown = Reflect.get(data, 'reason');
+  return {
+    index,
+    status,
+    ...(typeof attempt === 'number' ? { attempt } : {}),
+    ...(typeof error === 'string' ? { error } : {}),
+    ...(typeof reason === 'string' ? { reason } : {}),
+  };
+}
+
 /** The system line for a task event, without the prefix or newline. */
 export function describeTaskEvent(data: TaskEventData): string {
   const task = `task ${data.index}`;
@@ -43,9 +61,12 @@ export function systemLine(data: TaskEventData): string {
 export function splitLog(text: string): Array<{ source: LogSource; text: string }> {
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
-  return lines.map((line) =>
-    line.startsWith(SYSTEM_LINE_PREFIX) ? { source: 'system', text: line.slice(SYSTEM_LINE_PREFIX.length) } : { source: 'output', text: line },
-  );
+  return lines.map(logLine);
+}
+
+/** One line of a log told apart by source: a system line loses its prefix. */
+export function logLine(line: string): { source: LogSource; text: string } {
+  return line.startsWith(SYSTEM_LINE_PREFIX) ? { source: 'system', text: line.slice(SYSTEM_LINE_PREFIX.length) } : { source: 'output', text: line };
 }
 
 function firstLine(text: string): string {

@@ -2,7 +2,7 @@ import type { Context } from '../../context.js';
 import { CycleError, ExitCode } from '../../errors.js';
 import { ApiError, type ApiClient } from '../../api/client.js';
 import { followEvents, type FollowedEvent } from '../../api/sse.js';
-import { describeTaskEvent, splitLog, systemLine } from '../../api/log-lines.js';
+import { describeTaskEvent, splitLog, systemLine, taskEventDataOf } from '../../api/log-lines.js';
 import { isTerminalJobStatus, jobIdOf, JOB_STATUSES, textOf, type CancelledJobView, type JobView } from '../../api/schemas.js';
 import { formatTable, formatDuration } from '../../ui/ui.js';
 import { applyEvent, followJob, jobLine, pollJobs, reportFailures } from './follow.js';
@@ -233,18 +233,8 @@ export async function logs(options: LogsOptions, ctx: Context): Promise<number> 
     if (only !== undefined && index !== only) continue;
     if (type === 'task') {
       // A task's start, end or retry: the same system line the server writes into the task's log.
-      const status: unknown = Reflect.get(event.data, 'status');
-      if (typeof index !== 'number' || typeof status !== 'string') continue;
-      const attempt: unknown = Reflect.get(event.data, 'attempt');
-      const error: unknown = Reflect.get(event.data, 'error');
-      const reason: unknown = Reflect.get(event.data, 'reason');
-      const data = {
-        index,
-        status,
-        ...(typeof attempt === 'number' ? { attempt } : {}),
-        ...(typeof error === 'string' ? { error } : {}),
-        ...(typeof reason === 'string' ? { reason } : {}),
-      };
+      const data = taskEventDataOf(event.data);
+      if (!data) continue;
       if (options.json) ctx.ui.jsonLine({ task: index, text: describeTaskEvent(data), source: 'system' });
       else ctx.ui.rawOut(systemLine(data));
       continue;

@@ -1,4 +1,4 @@
-import { describeTaskEvent, SYSTEM_LINE_PREFIX, type TaskEventData } from '../../api/log-lines.js';
+import { describeTaskEvent, logLine, taskEventDataOf, type TaskEventData } from '../../api/log-lines.js';
 import { type DB, parseJson } from '../db.js';
 
 /*
@@ -51,11 +51,9 @@ export function jobLog(db: DB, jobId: string, maxLines: number): JobLog {
       read.push({ type: 'output', index, text: data.text });
       lines += countNewlines(data.text);
       bytes += data.text.length;
-    } else if (row.type === 'task' && typeof data?.status === 'string') {
-      const task: TaskEventData = { index, status: data.status };
-      if (typeof data.attempt === 'number') task.attempt = data.attempt;
-      if (typeof data.error === 'string') task.error = data.error;
-      if (typeof data.reason === 'string') task.reason = data.reason;
+    } else if (row.type === 'task') {
+      const task = taskEventDataOf(data);
+      if (!task) continue;
       read.push({ type: 'task', index, task });
       lines++;
     }
@@ -77,7 +75,7 @@ export function jobLog(db: DB, jobId: string, maxLines: number): JobLog {
 }
 
 function lineOf(index: number, text: string): JobLogLine {
-  return text.startsWith(SYSTEM_LINE_PREFIX) ? { index, source: 'system', text: text.slice(SYSTEM_LINE_PREFIX.length) } : { index, source: 'output', text };
+  return { index, ...logLine(text) };
 }
 
 function countNewlines(text: string): number {
