@@ -303,12 +303,9 @@ export class Worker {
     try {
       outcome = this.stopped && entry.phase === 'ahead' ? UNSTARTED : this.stopped ? INTERRUPTED : await this.execute(entry, controller.signal);
     } catch (error) {
-      outcome =
-        entry.phase === 'ahead' && controller.signal.aborted && !entry.cancelled
-          ? UNSTARTED
-          : (this.stopped || entry.givenBack !== undefined) && controller.signal.aborted
-            ? INTERRUPTED
-            : { status: 'failed', error: (error as Error).message };
+      // Aborted by a stop, a give-back or a pause: given back as notRun says; anything else failed it.
+      const notRun = controller.signal.aborted ? this.notRun(entry) : undefined;
+      outcome = notRun === UNSTARTED || notRun === INTERRUPTED ? notRun : { status: 'failed', error: (error as Error).message };
     } finally {
       renewing.abort();
     }
