@@ -168,8 +168,6 @@ export class MachineRegistry implements MachineAuth {
       if (this.clock.now() - beat.storedAt >= HEARTBEAT_STORE_MS) {
         this.options.db.prepare('UPDATE machines SET last_heartbeat_at = ? WHERE name = ?').run(beat.at, name);
         beat.storedAt = this.clock.now();
-        const cached = this.machineRows.get(name);
-        if (cached) cached.last_heartbeat_at = beat.at;
       }
       return name;
     }
