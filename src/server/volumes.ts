@@ -160,7 +160,7 @@ export class VolumeService {
 
   /** The volume's files as committed, sorted by path (a machine mounting it reads them all). */
   files(name: string): VolumeFile[] {
-    return this.stored(this.require(name)).map(([p, sha256, size, executable]) => ({ path: p, sha256, size, executable }));
+    return this.stored(this.require(name)).map(volumeFile);
   }
 
   /**
@@ -171,7 +171,7 @@ export class VolumeService {
   filesPage(name: string, page: PageRequest): { name: string; files: VolumeFile[]; total: number; next_cursor: string | null } {
     const all = this.stored(this.require(name));
     const end = Math.min(all.length, page.cursor + page.limit);
-    const files = all.slice(page.cursor, end).map(([p, sha256, size, executable]) => ({ path: p, sha256, size, executable }));
+    const files = all.slice(page.cursor, end).map(volumeFile);
     return { name, files, total: all.length, next_cursor: end < all.length ? String(end) : null };
   }
 
@@ -268,4 +268,9 @@ async function isFile(file: string): Promise<boolean> {
 
 async function isDirectory(dir: string): Promise<boolean> {
   return (await fs.lstat(dir).catch(() => undefined))?.isDirectory() === true;
+}
+
+/** A stored file entry (`[path, sha256, size, executable]`) as the API shows it. */
+function volumeFile([filePath, sha256, size, executable]: [string, string, number, boolean]): VolumeFile {
+  return { path: filePath, sha256, size, executable };
 }
