@@ -124,7 +124,11 @@ export class WebSessions {
   }
 }
 
-/** Whether a session is past its idle time (allowing for a last use not written yet) or its life. */
+/**
+ * Whether a session is past its idle time or its life. The idle time counts from the last use
+ * written, which may be up to TOUCH_EVERY_MS older than the last use: a session may end that much
+ * early, never late. (`prune` allows for the unwritten use: it removes only what is surely expired.)
+ */
 function expired(session: StoredSession, now: number): boolean {
   return now - session.lastUsedAt > SESSION_IDLE_MS || now - session.createdAt > SESSION_MAX_MS;
 }
