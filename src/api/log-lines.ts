@@ -14,6 +14,9 @@ export interface TaskEventData {
   attempt?: number;
   error?: string | null;
   reason?: string;
+  /** `running` on a machine of the pool: its name, and the GPUs it was given. */
+  machine?: string;
+  gpus?: number[];
 }
 
 /** A `task` event's data as a log line needs it, or undefined when it has no index and status (a server we did not write). */
@@ -25,12 +28,16 @@ export function taskEventDataOf(data: unknown): TaskEventData | undefined {
   const attempt: unknown = Reflect.get(data, 'attempt');
   const error: unknown = Reflect.get(data, 'error');
   const reason: unknown = Reflect.get(data, 'reason');
+  const machine: unknown = Reflect.get(data, 'machine');
+  const gpus: unknown = Reflect.get(data, 'gpus');
   return {
     index,
     status,
     ...(typeof attempt === 'number' ? { attempt } : {}),
     ...(typeof error === 'string' ? { error } : {}),
     ...(typeof reason === 'string' ? { reason } : {}),
+    ...(typeof machine === 'string' && machine ? { machine } : {}),
+    ...(Array.isArray(gpus) && gpus.length && gpus.every((gpu) => Number.isInteger(gpu)) ? { gpus: gpus as number[] } : {}),
   };
 }
 
@@ -39,6 +46,9 @@ export function describeTaskEvent(data: TaskEventData): string {
   const task = `task ${data.index}`;
   switch (data.status) {
     case 'running':
+      // A pool machine's lease names where the task went (the worker on the server's own machine does not).
+      if (data.machine)
+        return `${task} assigned to machine ${data.machine}${data.gpus ? ` on GPU ${data.gpus.join(', ')}` : ''} (attempt ${data.attempt ?? 1})`;
       return `${task} started (attempt ${data.attempt ?? 1})`;
     case 'succeeded':
       return `${task} succeeded`;

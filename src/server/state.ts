@@ -289,11 +289,21 @@ export class JobStates {
     this.options.db.prepare("UPDATE jobs SET status = 'queued' WHERE status = 'planning' AND inserting = 0").run();
   }
 
-  /** queued → running for a task (and its job, on its first task); returns the task as it now is. */
-  startTask(job: JobRow, task: TaskRow): TaskRow {
+  /**
+   * queued → running for a task (and its job, on its first task); returns the task as it now is.
+   * `placement`: the pool machine it was leased to and its GPUs, told in the event and the log.
+   */
+  startTask(job: JobRow, task: TaskRow, placement: { machine?: string; gpuIndices?: readonly number[] } = {}): TaskRow {
     const at = timestamp(this.clock);
     const attempt = task.attempt + 1;
     const jobStarts = job.status === 'queued';
+    const started = {
+      index: task.idx,
+      status: 'running',
+      attempt,
+      ...(placement.machine ? { machine: placement.machine } : {}),
+      ...(placement.machine && placement.gpuIndices?.length ? { gpus: [...placement.gpuIndices] } : {}),
+    };
     this.options.events.transaction((record) => {
       this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL, stages = NULL', [
         attempt,
@@ -303,10 +313,11 @@ export class JobStates {
         this.move('jobs', job.id, 'running', 'started_at = COALESCE(started_at, ?)', [at]);
         this.recordJob(record, job.id);
       }
-      record({ type: 'task', job_id: job.id, task_id: task.id, data: { index: task.idx, status: 'running', attempt, counts: this.counts(job.id) } });
+      record({ type: 'task', job_id: job.id, task_id: task.id, data: { ...started, counts: this.counts(job.id) } });
     });
     if (jobStarts) job.status = 'running';
-    this.writeSystemLine(task.id, { index: task.idx, status: 'running', attempt });
+    if (attempt > 1) this.logs.append(task.id, `\n--- attempt ${attempt} ---\n`);
+    this.writeSystemLine(task.id, started);
     return { ...task, status: 'running', attempt, started_at: at, finished_at: null, error: null, exit_code: null, result: null };
   }
 

@@ -12,6 +12,7 @@ import { WorkQueue, type MachinePool, type RevokeReason } from '../../src/server
 import type { MachineInventory } from '../../src/api/machines.js';
 import { cpuInventory, gpuInventory, NEWER_DRIVER, OLDER_DRIVER } from '../helpers/machines.js';
 import { JobStates } from '../../src/server/state.js';
+import { jobLog } from '../../src/server/jobs/job-log.js';
 import { FakeDocker } from '../helpers/fake-docker.js';
 import { rawTarGz, VALID_PROJECT } from '../helpers/tarballs.js';
 import { manualClock, tempDir } from '../helpers/context.js';
@@ -437,6 +438,9 @@ describe('the work queue', () => {
       const [lease] = await s.queue.lease(offerOf('gpu-c', machines.machines['gpu-c']!), 4);
       expect(lease).toMatchObject({ jobId: newer, gpus: true, gpuIndices: [0] });
       expect(s.log(lease!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c on GPU 0 (attempt 1)\n');
+      expect(s.log(lease!.taskId).match(/task 0 (started|assigned)/g), 'one line for the start, not two').toHaveLength(1);
+      // The event says so too: `job logs --follow` and the page's all-tasks log read the line from it.
+      expect(jobLog(s.db, newer, 100).lines).toContainEqual({ index: 0, source: 'system', text: 'task 0 assigned to machine gpu-c on GPU 0 (attempt 1)' });
       expect(s.queue.notPlacedOn('gpu-b', machines.machines['gpu-b']!), 'a job with no queued task is not "not placed"').toEqual([]);
       expect(s.queue.runningOn('gpu-c')).toEqual([{ job_id: newer, task_id: lease!.taskId, started_at: expect.any(String) }]);
       // A [job].cuda = "12.4" job: the older driver meets it; a machine without a GPU never gets it.

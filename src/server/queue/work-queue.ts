@@ -2,7 +2,6 @@ import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { Clock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
 import type { Machine, MachineInventory } from '../../api/machines.js';
-import { SYSTEM_LINE_PREFIX } from '../../api/log-lines.js';
 import { sha256File } from '../../util/fs.js';
 import type { DB } from '../db.js';
 import type { EventLog } from '../events.js';
@@ -381,7 +380,8 @@ export class WorkQueue {
           }
           for (const index of gpuIndices) gpusInUse.add(index);
         }
-        started.push({ job, task: this.options.states.startTask(job, task), needs, ...(gpuIndices ? { gpuIndices } : {}) });
+        const placement = { ...(offer.machine ? { machine: offer.machine.name } : {}), ...(gpuIndices ? { gpuIndices } : {}) };
+        started.push({ job, task: this.options.states.startTask(job, task, placement), needs, ...(gpuIndices ? { gpuIndices } : {}) });
       }
     }
     return started;
@@ -536,7 +536,7 @@ export class WorkQueue {
 
   /** A running task's lease (placed by `next`), its payload composed. Throws why it cannot run. */
   private async leaseFor(offer: WorkerOffer, picked: Picked): Promise<Lease> {
-    const { jobs, states } = this.options;
+    const { jobs } = this.options;
     const { job, task } = picked;
     const request = jobs.request(job);
     const revision = job.revision!;
@@ -583,11 +583,6 @@ export class WorkQueue {
       ended,
       end,
     });
-    if (task.attempt > 1) states.logs.append(task.id, `\n--- attempt ${task.attempt} ---\n`);
-    if (machine) {
-      const onGpus = lease.gpuIndices ? ` on GPU ${lease.gpuIndices.join(', ')}` : '';
-      states.logs.append(task.id, `${SYSTEM_LINE_PREFIX}task ${task.idx} assigned to machine ${machine}${onGpus} (attempt ${task.attempt})\n`);
-    }
     return lease;
   }
 
