@@ -406,13 +406,16 @@ export class JobStates {
     return status;
   }
 
-  /** A cancel asked for: the job is marked, its queued tasks cancelled (running ones finish as they stop). */
+  /**
+   * A cancel asked for: the job is marked, so none of its tasks is leased from now on. Its queued
+   * tasks are cancelled after, by `cancelQueuedTasks` in slices (WorkQueue.cancel; after a crash
+   * between the two, WorkQueue.recover); running ones finish as they stop.
+   */
   requestCancel(jobId: string): void {
-    const { db, events } = this.options;
-    events.transaction(() => {
-      this.expectOne(db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId).changes, `job ${jobId}: no row to mark cancel_requested`);
-      this.cancelQueuedTasks(jobId, 'cancelled');
-    });
+    this.expectOne(
+      this.options.db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(jobId).changes,
+      `job ${jobId}: no row to mark cancel_requested`,
+    );
   }
 
   /** A job that cannot run (a dependency failed): queued tasks cancelled, the job failed. */
@@ -503,13 +506,16 @@ export class JobStates {
   }
 
   /**
-   * A job's queued tasks → cancelled. A set update: a job with no queued task left has none to
-   * cancel, so changing no row is fine here.
+   * A job's queued tasks → cancelled, at most `limit` of them (all when unset); how many it
+   * changed. A set update: a job with no queued task left has none to cancel, so changing no row
+   * is fine here.
    */
-  private cancelQueuedTasks(jobId: string, error: string): void {
-    this.options.db
-      .prepare("UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE job_id = ? AND status = 'queued'")
-      .run(error, timestamp(this.clock), jobId);
+  cancelQueuedTasks(jobId: string, error: string, limit = -1): number {
+    return this.options.db
+      .prepare(
+        "UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE id IN (SELECT id FROM tasks WHERE job_id = ? AND status = 'queued' LIMIT ?)",
+      )
+      .run(error, timestamp(this.clock), jobId, limit).changes;
   }
 
   /**

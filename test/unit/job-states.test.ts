@@ -144,17 +144,21 @@ describe('allowed transitions commit with their event, stamped by the injected c
     ]);
   });
 
-  it('queued → cancelled: a cancel marks the job and cancels its queued tasks only', async () => {
+  it('queued → cancelled: a cancel marks the job; its queued tasks only are cancelled, a slice at a time', async () => {
     const t = await setup();
     const job = t.addJob('running');
-    const queued = t.addTask(job.id, 'queued', 0);
+    const queued = [0, 2, 3].map((index) => t.addTask(job.id, 'queued', index));
     const running = t.addTask(job.id, 'running', 1);
     t.clock.advance(3000);
     t.states.requestCancel(job.id);
     expect(t.job(job.id)).toMatchObject({ status: 'running', cancel_requested: 1 });
-    expect(t.task(queued.id)).toMatchObject({ status: 'cancelled', error: 'cancelled', finished_at: iso(START + 3000) });
+    expect(t.task(queued[0]!.id).status, 'the mark alone cancels no task').toBe('queued');
+    expect(t.states.cancelQueuedTasks(job.id, 'cancelled', 2)).toBe(2);
+    expect(t.states.cancelQueuedTasks(job.id, 'cancelled', 2)).toBe(1);
+    for (const task of queued) expect(t.task(task.id)).toMatchObject({ status: 'cancelled', error: 'cancelled', finished_at: iso(START + 3000) });
     expect(t.task(running.id).status).toBe('running');
     // A job with no queued task left: the set update changes nothing, which is fine.
+    expect(t.states.cancelQueuedTasks(job.id, 'cancelled')).toBe(0);
     expect(() => t.states.requestCancel(job.id)).not.toThrow();
   });
 

@@ -8,7 +8,7 @@ import { JobService } from '../../src/server/jobs.js';
 import { layout as dataLayout, type Layout } from '../../src/server/layout.js';
 import { ProjectService } from '../../src/server/projects.js';
 import { LEASES_AHEAD, StaleLease, type WorkerOffer } from '../../src/server/queue/lease.js';
-import { WorkQueue, type MachinePool, type RevokeReason } from '../../src/server/queue/work-queue.js';
+import { CANCEL_SLICE, WorkQueue, type MachinePool, type RevokeReason } from '../../src/server/queue/work-queue.js';
 import type { MachineInventory } from '../../src/api/machines.js';
 import { cpuInventory, gpuInventory, NEWER_DRIVER, OLDER_DRIVER } from '../helpers/machines.js';
 import { JobStates } from '../../src/server/state.js';
@@ -333,6 +333,40 @@ describe('the work queue', () => {
     await expect(s.queue.complete(lease!.id, { status: 'succeeded' })).rejects.toBeInstanceOf(StaleLease);
     expect(s.task(lease!.taskId).status).toBe('cancelled');
     expect(s.clock.sleeping()).toBe(0);
+  });
+
+  it('cancel: a job of more queued tasks than a slice ends them all, letting other work run between the slices', async () => {
+    const s = await setup();
+    const tasks = CANCEL_SLICE * 2 + 5;
+    const id = await s.submit({ payload: { n: Array.from({ length: tasks }, (_, i) => i) }, fan_out: { by: 'n' } });
+    let turns = 0;
+    let counting = true;
+    const count = (): void => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    await s.queue.cancel(id);
+    counting = false;
+    expect(turns, 'the event loop turned between the slices').toBeGreaterThanOrEqual(2);
+    expect(s.job(id)).toMatchObject({ status: 'cancelled', error: 'cancelled' });
+    expect(s.jobs.counts(id)).toMatchObject({ cancelled: tasks, queued: 0 });
+    expect(await s.queue.lease(OFFER, 5)).toEqual([]);
+  });
+
+  it('crash recovery: a job cancelled while its task ran (or before its queued tasks were all ended) ends cancelled at the next start', async () => {
+    const dir = await tempDir('cycle-queue-cancel-crash-');
+    const s = await setup(dir);
+    const id = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' } });
+    const [lease] = await s.queue.lease(OFFER, 1);
+    // A crash right after the cancel's mark: a task running, two still queued.
+    s.queue.stop();
+    s.db.prepare('UPDATE jobs SET cancel_requested = 1 WHERE id = ?').run(id);
+    const restarted = await setup(dir);
+    restarted.queue.recover();
+    expect(restarted.job(id)).toMatchObject({ status: 'cancelled', error: 'cancelled' });
+    expect(restarted.task(lease!.taskId)).toMatchObject({ status: 'cancelled' });
+    expect(restarted.jobs.counts(id)).toMatchObject({ cancelled: 3, queued: 0, running: 0 });
   });
 
   it('timeouts: the lease carries timeout_s; the worker reports the timed-out task as failed', async () => {

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { Clock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
@@ -115,6 +116,8 @@ interface Picked {
 
 /** How long one turn of the event loop serves lease requests before it lets other work run. */
 const LEASE_SLICE_MS = 8;
+/** Queued tasks a cancel ends per turn of the event loop (about 10 ms of SQLite here). */
+export const CANCEL_SLICE = 2000;
 /** Manifest needs kept at most for this many revisions (a cache: reloaded when needed). */
 const MANIFEST_CACHE_MAX = 1000;
 /** Jobs read when telling why queued tasks are not placed on a machine, and lines told. */
@@ -167,7 +170,12 @@ export class WorkQueue {
     for (const task of interrupted) states.recoverInterrupted(task, MAX_ATTEMPTS);
     states.queuePlanning();
     const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running')").all() as JobRow[];
-    for (const job of open) this.maybeFinish(job.id);
+    for (const job of open) {
+      // Cancelled before the stop, with tasks still queued (cut between the mark and the last
+      // slice) or requeued just now: they are never leased, so they end here (before any request is served).
+      if (job.cancel_requested) states.cancelQueuedTasks(job.id, 'cancelled');
+      this.maybeFinish(job.id);
+    }
     if (interrupted.length) this.options.log(`recovered ${interrupted.length} interrupted task(s)`);
   }
 
@@ -676,6 +684,7 @@ export class WorkQueue {
     this.options.states.requestCancel(jobId);
     const running = [...this.held.values()].filter((h) => h.job.id === jobId);
     for (const held of running) this.revoked(held.lease.id, 'cancelled');
+    await this.cancelQueued(jobId);
     await settledWithin(Promise.all(running.map((h) => h.ended)), STOP_WAIT_MS, clock);
     // A worker that did not answer in time: its lease is taken back, the task ends cancelled here.
     for (const held of running)
@@ -684,6 +693,14 @@ export class WorkQueue {
         this.options.states.finishTask(held.task, { status: 'cancelled', error: 'cancelled', artifactIds: this.artifactIds(held.task.id) });
       }
     this.maybeFinish(jobId);
+  }
+
+  /**
+   * A cancelled job's queued tasks → cancelled, CANCEL_SLICE at a time with a turn of the event
+   * loop between: one statement over a 100,000-task job's would hold every request for half a second.
+   */
+  private async cancelQueued(jobId: string): Promise<void> {
+    while (this.options.states.cancelQueuedTasks(jobId, 'cancelled', CANCEL_SLICE) === CANCEL_SLICE) await nextTurn();
   }
 
   /**
