@@ -185,7 +185,10 @@ async function benchSleepFanOut(server, first) {
 
 /** CPU seconds a process has used (user + system), from /proc (USER_HZ 100); with `thread`, that thread's only. */
 function cpuSeconds(pid, thread) {
-  const fields = fs.readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8').split(') ')[1].split(' ');
+  const fields = fs
+    .readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8')
+    .split(') ')[1]
+    .split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 

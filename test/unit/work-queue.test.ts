@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type DB } from '../../src/server/db.js';
 import { EventLog, type StoredEvent } from '../../src/server/events.js';
 import { JobService } from '../../src/server/jobs.js';
@@ -121,6 +121,25 @@ async function setup(dataDir?: string, clock: Setup['clock'] = manualClock(), ma
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('the work queue', () => {
+  it('the open jobs the queue picks from are their rows as stored, every column, their texts read once per job', async () => {
+    const s = await setup();
+    const first = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' } });
+    const second = await s.submit({ payload: { big: 'x'.repeat(10_000) } });
+    const stored = () => s.db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all();
+    expect(s.jobs.openJobs()).toEqual(stored());
+    // The texts are not read again: a row's other columns are (a status moved by a lease).
+    const reads = vi.spyOn(s.db, 'prepare');
+    await s.queue.lease(OFFER, 1);
+    const picked = s.jobs.openJobs();
+    expect(reads.mock.calls.filter(([sql]) => /SELECT request, task_base/.test(sql) || /SELECT \* FROM jobs WHERE status/.test(sql))).toEqual([]);
+    reads.mockRestore();
+    expect(picked).toEqual(stored());
+    expect(picked[0]).toMatchObject({ id: first, status: 'running' });
+    await s.queue.cancel(second);
+    expect(s.jobs.openJobs().map((job) => job.id)).toEqual([first]);
+    expect(s.jobs.openJobs()).toEqual(stored());
+  });
+
   it('hands out leases in job order, at most as many as asked, each with what the worker needs', async () => {
     const s = await setup();
     const first = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' }, timeout_s: 7 });

@@ -352,12 +352,12 @@ export class WorkQueue {
    * (placement.ts); `placement()` tells why it waits.
    */
   private next(offer: WorkerOffer, max: number, pick: { skipped: boolean } = { skipped: false }): Picked[] {
-    const { db, jobs } = this.options;
+    const { jobs } = this.options;
     const started: Picked[] = [];
     const candidate = candidateOf(offer);
     // GPUs already leased on this machine are not free (GPU tasks get whole GPUs of their own).
     const gpusInUse = new Set(offer.machine ? this.gpusLeasedOn(offer.machine.name) : []);
-    const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all() as JobRow[];
+    const open = jobs.openJobs();
     for (const job of open) {
       if (started.length >= max) break;
       if (job.cancel_requested) continue;
