@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { Layout } from './layout.js';
 
 /** Task log files kept open at most (a server runs far fewer tasks at once; the least recently written is closed past it). */
@@ -126,7 +127,7 @@ export class TaskLogs {
     this.makeRoom();
     const file: LogFile = { fd: undefined, pending: [], closeWhenOpen: false, opened: Promise.resolve() };
     this.files.set(taskId, file);
-    file.opened = openForAppend(this.layout.taskLog(taskId)).then(
+    file.opened = opener.open(this.layout.taskLog(taskId)).then(
       (fd) => {
         file.fd = fd;
         const lines = file.pending.join('');
@@ -155,3 +156,101 @@ async function openForAppend(file: string): Promise<number> {
     return open();
   }
 }
+
+/** The opener's thread (CommonJS, run as given): opens (and makes) each file of a batch for appending, and answers the batch. */
+const OPENER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const fs = require('node:fs');
+const path = require('node:path');
+function open(file) {
+  try {
+    return fs.openSync(file, 'a');
+  } catch (error) {
+    if (error.code !== 'ENOENT') throw error;
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    return fs.openSync(file, 'a');
+  }
+}
+parentPort.on('message', (files) => {
+  parentPort.postMessage(files.map((file) => {
+    try {
+      return { fd: open(file) };
+    } catch (error) {
+      return { code: error.code, message: error.message };
+    }
+  }));
+});
+`;
+
+interface OpenRequest {
+  file: string;
+  resolve: (fd: number) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Opens log files on a thread of its own, a batch at a time: the files asked for while a batch is
+ * being opened go in the next one. Each open handed to Node's thread pool woke one of its threads,
+ * and on a machine with every core busy the woken thread ran its open (up to ~1 ms of the file
+ * system's inode allocation here) on the event loop's time; a batch wakes a thread once. A file
+ * descriptor is the process's: the event loop's thread writes and closes it. If the thread cannot
+ * run, files are opened through the thread pool as before. One per process (`opener`), started at
+ * its first open; it keeps the process alive only while a batch is in flight.
+ */
+class FileOpener {
+  private worker: Worker | undefined;
+  private failed = false;
+  private queued: OpenRequest[] = [];
+  private inFlight: OpenRequest[] | undefined;
+
+  open(file: string): Promise<number> {
+    if (this.failed) return openForAppend(file);
+    return new Promise<number>((resolve, reject) => {
+      this.queued.push({ file, resolve, reject });
+      if (!this.inFlight) this.send();
+    });
+  }
+
+  private send(): void {
+    const batch = this.queued;
+    this.queued = [];
+    if (batch.length === 0) {
+      this.inFlight = undefined;
+      this.worker?.unref();
+      return;
+    }
+    this.inFlight = batch;
+    const worker = (this.worker ??= this.start());
+    worker.ref(); // a batch in flight keeps the process (the server's close awaits its lines)
+    worker.postMessage(batch.map((request) => request.file));
+  }
+
+  private start(): Worker {
+    const worker = new Worker(OPENER_SOURCE, { eval: true });
+    worker.on('message', (answers: Array<{ fd?: number; code?: string; message?: string }>) => {
+      const batch = this.inFlight ?? [];
+      batch.forEach((request, i) => {
+        const answer = answers[i];
+        if (answer?.fd !== undefined) request.resolve(answer.fd);
+        else request.reject(Object.assign(new Error(answer?.message ?? 'not opened'), { code: answer?.code }));
+      });
+      this.send();
+    });
+    const fallBack = (): void => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      this.failed = true;
+      // What was asked of it is opened through the thread pool.
+      const waiting = [...(this.inFlight ?? []), ...this.queued];
+      this.inFlight = undefined;
+      this.queued = [];
+      for (const request of waiting) openForAppend(request.file).then(request.resolve, request.reject);
+    };
+    worker.on('error', fallBack);
+    worker.on('exit', fallBack);
+    return worker;
+  }
+}
+
+/** The process's one log file opener (every `TaskLogs` shares it). */
+const opener = new FileOpener();
