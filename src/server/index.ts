@@ -12,7 +12,6 @@ import { systemClock, type Clock } from '../context.js';
 import { Account, DEFAULT_PRICE_PER_TASK_SECOND_USD, DEFAULT_QUOTE_TIMEOUT_S } from './account.js';
 import { createRouter } from './http/routes.js';
 import { JobCallbacks } from './callbacks.js';
-import { WalCheckpointer } from './wal-checkpointer.js';
 import { openDatabase } from './db.js';
 import { EventLog } from './events.js';
 import { StreamGate } from './http/sse.js';
@@ -125,9 +124,6 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
   await fs.mkdir(layout.tmp, { mode: 0o700 });
   const { token, created } = await loadToken(layout.token);
   const db = openDatabase(layout.db);
-  // WAL checkpoints on a thread of their own (wal-checkpointer.ts); the connection makes them itself until it runs.
-  const checkpointer = new WalCheckpointer(db, layout.db, options.log);
-  void checkpointer.start();
   const events = new EventLog(db, options.clock);
   let gpu: Promise<{ ok: boolean; reason?: string; cuda?: string }> | undefined;
   const probeGpu = (): Promise<{ ok: boolean; reason?: string; cuda?: string }> =>
@@ -300,7 +296,6 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
         await callbacks.stop();
         // Lines still waiting for their file's open are written before the process goes.
         await states.logs.closeAll();
-        await checkpointer.stop();
         db.close();
         await unlock();
       })()),
