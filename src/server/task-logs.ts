@@ -197,11 +197,14 @@ interface OpenRequest {
  * run, files are opened through the thread pool as before. One per process (`opener`), started at
  * its first open; it keeps the process alive only while a batch is in flight.
  */
-class FileOpener {
+export class FileOpener {
   private worker: Worker | undefined;
   private failed = false;
   private queued: OpenRequest[] = [];
   private inFlight: OpenRequest[] | undefined;
+
+  /** `source`: the thread's code (a test gives one that fails, to see the thread pool take over). */
+  constructor(private readonly source = OPENER_SOURCE) {}
 
   open(file: string): Promise<number> {
     if (this.failed) return openForAppend(file);
@@ -226,7 +229,7 @@ class FileOpener {
   }
 
   private start(): Worker {
-    const worker = new Worker(OPENER_SOURCE, { eval: true });
+    const worker = new Worker(this.source, { eval: true });
     worker.on('message', (answers: Array<{ fd?: number; code?: string; message?: string }>) => {
       const batch = this.inFlight ?? [];
       batch.forEach((request, i) => {

@@ -6,7 +6,7 @@ import { layout as dataLayout } from '../../src/server/layout.js';
 import { JobDocuments } from '../../src/server/jobs/documents.js';
 import { WHOLE_JOB } from '../../src/server/jobs/paging.js';
 import { JobStates } from '../../src/server/state.js';
-import { TaskLogs } from '../../src/server/task-logs.js';
+import { FileOpener, TaskLogs } from '../../src/server/task-logs.js';
 import { manualClock, tempDir } from '../helpers/context.js';
 
 /** File descriptors this process holds open on files under `dir`. */
@@ -186,5 +186,33 @@ describe('task log files (issue 20: opened once per task, not per line, and neve
     expect(openUnder(`${dir}/logs`)).toBe(0);
     expect(readFileSync(where.taskLog('task_1'), 'utf8')).toMatch(/started \(attempt 1\)[\s\S]*succeeded/);
     expect(readFileSync(where.taskLog('task_2'), 'utf8')).toMatch(/hello from task 2\n[\s\S]*stopped renewing/);
+  });
+});
+
+describe('the log file opener (a thread of its own, a batch at a time)', () => {
+  it('opens the files asked for at once, each for appending, making the logs folder', async () => {
+    const dir = await tempDir('cycle-task-logs-');
+    const files = Array.from({ length: 30 }, (_, i) => `${dir}/logs/t${i}.log`);
+    const opener = new FileOpener();
+    const fds = await Promise.all(files.map((file) => opener.open(file)));
+    expect(new Set(fds).size).toBe(30);
+    for (const fd of fds) fs.writeSync(fd, 'x\n');
+    for (const fd of fds) fs.closeSync(fd);
+    for (const file of files) expect(readFileSync(file, 'utf8')).toBe('x\n');
+    await expect(opener.open(`${dir}/logs/t0.log`).then((fd) => fs.closeSync(fd))).resolves.toBeUndefined();
+  });
+
+  it('a file that cannot be opened is refused with its error; a thread that cannot run leaves the opens to the thread pool', async () => {
+    const dir = await tempDir('cycle-task-logs-');
+    await fs.promises.writeFile(`${dir}/not-a-folder`, '');
+    const opener = new FileOpener();
+    await expect(opener.open(`${dir}/not-a-folder/t.log`)).rejects.toMatchObject({ code: 'ENOTDIR' });
+    const broken = new FileOpener("throw new Error('no thread here')");
+    const fd = await broken.open(`${dir}/logs/t.log`);
+    fs.writeSync(fd, 'still opened\n');
+    fs.closeSync(fd);
+    expect(readFileSync(`${dir}/logs/t.log`, 'utf8')).toBe('still opened\n');
+    const later = await broken.open(`${dir}/logs/u.log`);
+    fs.closeSync(later);
   });
 });
