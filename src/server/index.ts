@@ -294,7 +294,8 @@ async function startLocked(options: ServerOptions, loadedRecipes: Recipe[], layo
         await worker.stop();
         // After the worker: a job its stop finished keeps its callback pending for the next start.
         await callbacks.stop();
-        states.logs.closeAll();
+        // Lines still waiting for their file's open are written before the process goes.
+        await states.logs.closeAll();
         db.close();
         await unlock();
       })()),

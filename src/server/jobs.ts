@@ -53,6 +53,10 @@ export interface PreparedJob {
   revision: number;
 }
 
+/** Every column of `jobs` but its two texts that never change once inserted (`JobService.openJobs`). */
+const JOB_COLUMNS_BUT_TEXTS =
+  'id, seq, project, revision, type, status, error, created_at, started_at, finished_at, callback_state, cancel_requested, inserting';
+
 /** Jobs whose parsed request `JobService.request` keeps (forgotten all at once past it). */
 const MAX_PARSED_REQUESTS = 1000;
 /** Tasks written per transaction when a job is inserted; the event loop runs between chunks. */
@@ -77,6 +81,8 @@ export interface JobServiceOptions {
 export class JobService {
   private readonly inFlight = new Map<string, Promise<unknown>>();
   private readonly parsedRequests = new Map<string, JobRequest>();
+  /** `openJobs`: the open jobs' `request` and `task_base` texts, read once per job (never changed once inserted). */
+  private readonly openJobTexts = new Map<string, { request: string; task_base: string | null }>();
 
   private readonly documents: JobDocuments;
 
@@ -240,6 +246,32 @@ export class JobService {
     const row = this.row(id);
     if (!row) throw notFound(`no job "${id}"`, 'id');
     return row;
+  }
+
+  /**
+   * The queued and running jobs, in job order: what the work queue picks from at every lease
+   * request. Their `request` and `task_base` texts are read once per job and kept while it is
+   * open (they never change once inserted): read with every pick, a 4,000-item fan-out's request
+   * text was ~70 µs of each of a busy pool's lease requests. The other columns are read each time.
+   */
+  openJobs(): JobRow[] {
+    const rows = this.options.db.prepare(`SELECT ${JOB_COLUMNS_BUT_TEXTS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq`).all() as Array<
+      Omit<JobRow, 'request' | 'task_base'>
+    >;
+    const open = rows.map((row): JobRow => {
+      let texts = this.openJobTexts.get(row.id);
+      if (!texts) {
+        texts = this.options.db.prepare('SELECT request, task_base FROM jobs WHERE id = ?').get(row.id) as { request: string; task_base: string | null };
+        this.openJobTexts.set(row.id, texts);
+      }
+      return { ...row, ...texts };
+    });
+    // Kept for open jobs only: a finished job's texts go at the next pick.
+    if (this.openJobTexts.size > open.length) {
+      const ids = new Set(open.map((row) => row.id));
+      for (const id of this.openJobTexts.keys()) if (!ids.has(id)) this.openJobTexts.delete(id);
+    }
+    return open;
   }
 
   /**

@@ -130,8 +130,14 @@ export class JobStates {
   private readonly finishedListeners = new Set<(job: JobRow) => void>();
   private insertTaskRows: Statement | undefined;
   private countByStatus: Statement | undefined;
-  /** counts(): each job's task total, and the status that held the most of them when last counted. */
-  private readonly totals = new Map<string, { total: number; largest: TaskStatus }>();
+  /**
+   * counts(): each job's task total, and the status that held the most of them when last
+   * counted; and, once counted, all its counts (`exact`), kept up to date by this class's own
+   * moves of one task whose old status the move implies (queued → running, running → succeeded
+   * …). Any other change to the job's tasks (a set update, a move to `cancelled`, which leaves
+   * queued or running) drops `exact`, and a rolled-back transaction drops every job's.
+   */
+  private readonly totals = new Map<string, { total: number; largest: TaskStatus; exact?: Job['counts'] }>();
   /** Tasks written so far of each job being inserted (`insertTasks`): its total once `queueSubmitted`. */
   private readonly written = new Map<string, number>();
   private insertTaskRow: Statement | undefined;
@@ -143,21 +149,28 @@ export class JobStates {
   constructor(private readonly options: { db: DB; events: EventLog; layout: Layout; clock?: Clock; logs?: TaskLogs }) {
     this.clock = options.clock ?? systemClock;
     this.logs = options.logs ?? new TaskLogs(options.layout);
+    // Counts kept up to date inside a transaction that then rolled back would count moves that never happened.
+    options.events.onRollback(() => {
+      for (const known of this.totals.values()) this.dropExact(known);
+    });
   }
 
   /**
    * A job's task counts. Every task start and finish records them in its event, and a count of
    * a 100,000-task job by status reads 100,000 index entries (~30 ms): so after the first count,
-   * a job's total is kept (tasks are added and removed only here, which forgets it) and the
-   * status that held the most tasks last time is not counted but derived from the total. The
-   * others are read by an index range each, small for all but that one.
+   * a job's total is kept (tasks are added and removed only here, which forgets it) and its
+   * counts are kept as this class moves its tasks (`totals`' `exact`): a busy pool's task start
+   * or finish then reads no index at all (four count queries each were ~4% of its server). When
+   * only the total is known, the status that held the most tasks last time is not counted but
+   * derived from it; the others are read by an index range each, small for all but that one.
    */
   counts(jobId: string): Job['counts'] {
     const known = this.totals.get(jobId);
+    if (known?.exact) return { ...known.exact };
     if (!known) {
       const counts = taskCounts(this.options.db, jobId);
       if (this.totals.size >= KEPT_TOTALS) this.totals.clear();
-      this.totals.set(jobId, { total: counts.total, largest: largestStatus(counts) });
+      this.totals.set(jobId, { total: counts.total, largest: largestStatus(counts), exact: { ...counts } });
       return counts;
     }
     this.countByStatus ??= this.options.db.prepare('SELECT COUNT(*) AS n FROM tasks WHERE job_id = ? AND status = ?');
@@ -170,7 +183,26 @@ export class JobStates {
     }
     counts[known.largest] = known.total - others;
     known.largest = largestStatus(counts);
+    known.exact = { ...counts };
     return counts;
+  }
+
+  /** One task of the job moved to `to`: its kept counts follow when the move implies where it came from, else they are read again. */
+  private taskMoved(jobId: string, to: TaskStatus): void {
+    const known = this.totals.get(jobId);
+    if (!known?.exact) return;
+    const from = statesLeadingTo(TASK_TRANSITIONS, to);
+    if (from.length === 1 && known.exact[from[0]!] > 0) {
+      known.exact[from[0]!]--;
+      known.exact[to]++;
+    } else this.dropExact(known);
+  }
+
+  /** The job's counts are read again at the next `counts` (from its total and the largest status, as last known). */
+  private dropExact(known: { total: number; largest: TaskStatus; exact?: Job['counts'] }): void {
+    if (!known.exact) return;
+    known.largest = largestStatus(known.exact);
+    delete known.exact;
   }
 
   /** Tasks of the job were added or removed: its total is counted again. */
@@ -305,7 +337,7 @@ export class JobStates {
       ...(placement.machine && placement.gpuIndices?.length ? { gpus: [...placement.gpuIndices] } : {}),
     };
     this.options.events.transaction((record) => {
-      this.move('tasks', task.id, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL, stages = NULL', [
+      this.moveTask(task, 'running', 'attempt = ?, started_at = ?, finished_at = NULL, error = NULL, exit_code = NULL, result = NULL, stages = NULL', [
         attempt,
         at,
       ]);
@@ -327,7 +359,7 @@ export class JobStates {
    */
   finishTask(task: TaskRow, outcome: TaskOutcome): boolean {
     const changed = this.options.events.transaction((record) => {
-      const moved = this.move('tasks', task.id, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?, stages = ?', [
+      const moved = this.moveTask(task, outcome.status, 'result = ?, error = ?, exit_code = ?, finished_at = ?, stages = ?', [
         outcome.result === undefined ? null : JSON.stringify(outcome.result),
         outcome.error ?? null,
         outcome.exitCode ?? null,
@@ -360,7 +392,7 @@ export class JobStates {
    * counted as an attempt. No event: the server is going away (the restart's own requeue has one).
    */
   requeueStopped(task: TaskRow, reason = 'the server stopped while the task ran; it runs again when the server starts'): void {
-    if (!this.move('tasks', task.id, 'queued', 'attempt = MAX(attempt - 1, 0), started_at = NULL', [])) return;
+    if (!this.moveTask(task, 'queued', 'attempt = MAX(attempt - 1, 0), started_at = NULL', [])) return;
     this.writeSystemLine(task.id, { index: task.idx, status: 'queued', reason });
   }
 
@@ -370,8 +402,8 @@ export class JobStates {
     const status = task.attempt >= maxAttempts ? 'failed' : 'queued';
     const error = `the server stopped while the task ran (${task.attempt} attempts)`;
     this.options.events.transaction((record) => {
-      if (status === 'failed') this.move('tasks', task.id, 'failed', 'error = ?, finished_at = ?, last_failed = ?', [error, timestamp(this.clock), lastFailed]);
-      else this.move('tasks', task.id, 'queued', "last_failed = ?, output_tail = ''", [lastFailed]);
+      if (status === 'failed') this.moveTask(task, 'failed', 'error = ?, finished_at = ?, last_failed = ?', [error, timestamp(this.clock), lastFailed]);
+      else this.moveTask(task, 'queued', "last_failed = ?, output_tail = ''", [lastFailed]);
       record({ type: 'task', job_id: task.job_id, task_id: task.id, data: { index: task.idx, status, reason: 'server restart' } });
     });
     this.writeSystemLine(
@@ -390,8 +422,8 @@ export class JobStates {
     const status = task.attempt >= maxAttempts ? 'failed' : 'queued';
     const error = `${reason} (${task.attempt} attempts)`;
     this.options.events.transaction((record) => {
-      if (status === 'failed') this.move('tasks', task.id, 'failed', 'error = ?, finished_at = ?, last_failed = ?', [error, timestamp(this.clock), lastFailed]);
-      else this.move('tasks', task.id, 'queued', "last_failed = ?, output_tail = '', started_at = NULL", [lastFailed]);
+      if (status === 'failed') this.moveTask(task, 'failed', 'error = ?, finished_at = ?, last_failed = ?', [error, timestamp(this.clock), lastFailed]);
+      else this.moveTask(task, 'queued', "last_failed = ?, output_tail = '', started_at = NULL", [lastFailed]);
       record({
         type: 'task',
         job_id: task.job_id,
@@ -511,11 +543,20 @@ export class JobStates {
    * is fine here.
    */
   cancelQueuedTasks(jobId: string, error: string, limit = -1): number {
+    const known = this.totals.get(jobId);
+    if (known) this.dropExact(known);
     return this.options.db
       .prepare(
         "UPDATE tasks SET status = 'cancelled', error = ?, finished_at = ? WHERE id IN (SELECT id FROM tasks WHERE job_id = ? AND status = 'queued' LIMIT ?)",
       )
       .run(error, timestamp(this.clock), jobId, limit).changes;
+  }
+
+  /** `move` for one task, its job's kept counts following the move. */
+  private moveTask(task: Pick<TaskRow, 'id' | 'job_id'>, to: TaskStatus, set: string, params: unknown[]): boolean {
+    const moved = this.move('tasks', task.id, to, set, params);
+    if (moved) this.taskMoved(task.job_id, to);
+    return moved;
   }
 
   /**

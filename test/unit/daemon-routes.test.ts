@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { IncomingMessage } from 'node:http';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Transport, type RequestOptions } from '../../src/api/transport.js';
 import { Router } from '../../src/server/http/router.js';
 import type { RunningServer } from '../../src/server/index.js';
@@ -101,6 +101,27 @@ describe('machine routes: who may call them', () => {
     expect(router.authenticated(request())).toBe(false);
     machines.revoke('t1');
     expect(router.authenticated(request(`Bearer ${M1}`))).toBe(false);
+  });
+
+  it("a machine request's token is looked up once: the HTTP layer's check and the route's share the answer, and a later request looks again", async () => {
+    const token = 'cym_one_lookup_token_0123456789abcdef';
+    const machines = new InMemoryMachineAuth();
+    machines.add('t1', token, 'm1');
+    const lookups = vi.spyOn(machines, 'authenticate');
+    const router = new Router({ token: 'cyc_user_token_0123456789abcdef0123', log: () => undefined, hostPaths: [], machines });
+    const callers: unknown[] = [];
+    router.add('POST', '/api/v1/machine/x', (ctx) => void callers.push(ctx.machine), { auth: 'machine' });
+    const request = () => ({ method: 'POST', url: '/api/v1/machine/x', headers: { authorization: `Bearer ${token}` } }) as IncomingMessage;
+    const answer = { setHeader: () => undefined } as unknown as ServerResponse;
+    const first = request();
+    expect(router.authenticated(first)).toBe(true);
+    await router.handle(first, answer);
+    expect(lookups).toHaveBeenCalledTimes(1);
+    expect(callers).toEqual([{ tokenId: 't1', name: 'm1' }]);
+    // A request the HTTP layer did not check (no body) looks the token up itself.
+    await router.handle(request(), answer);
+    expect(lookups).toHaveBeenCalledTimes(2);
+    expect(callers).toHaveLength(2);
   });
 
   it('a heartbeat is validated: a bad name or inventory is refused, naming the field', async () => {

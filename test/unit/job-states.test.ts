@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { JOB_STATUSES, TASK_STATUSES, type JobStatus, type TaskStatus } from '../../src/api/schemas.js';
 import { type DB, openDatabase } from '../../src/server/db.js';
 import { EventLog, type StoredEvent } from '../../src/server/events.js';
@@ -56,7 +56,7 @@ async function setup() {
   const job = (id: string): JobRow => database.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow;
   const task = (id: string): TaskRow => database.prepare('SELECT * FROM tasks WHERE id = ?').get(id) as TaskRow;
   const stored = (): StoredEvent[] => events.since({}, 0);
-  return { db: database, clock, states, heard, finished, addJob, addTask, job, task, stored, where };
+  return { db: database, clock, events, states, heard, finished, addJob, addTask, job, task, stored, where };
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();
@@ -119,6 +119,7 @@ describe('allowed transitions commit with their event, stamped by the injected c
       expect(t.task(task.id)).toMatchObject({ status, finished_at: iso(START + 7000), exit_code: 3, result: '{"ok":1}' });
       expect(t.heard).toHaveLength(1);
       expect(t.heard[0]).toMatchObject({ type: 'task', task_id: task.id, at: iso(START + 7000), data: { status, exit_code: 3 } });
+      await t.states.logs.flushed(task.id);
       expect(fs.readFileSync(t.where.taskLog(task.id), 'utf8')).toContain(status);
     });
 
@@ -303,6 +304,7 @@ describe('declared races are no-ops, not errors', () => {
       expect(t.states.finishTask(running, { status: outcome, error: 'late' })).toBe(false);
       expect(t.task(running.id)).toEqual(settled);
       expect(t.stored()).toEqual([]);
+      await t.states.logs.flushed(running.id);
       expect(fs.existsSync(t.where.taskLog(running.id))).toBe(false); // no system line either
     });
 
@@ -375,5 +377,52 @@ describe('counts (issue 22: a job total kept, its largest status derived)', () =
     t.states.requestCancel(job.id);
     check();
     expect(t.states.counts(job.id)).toMatchObject({ total: 65, running: 1 });
+  });
+
+  it('kept as tasks move, without reading the tasks again, and read again after a cancel, a settled race or a rolled-back transaction', async () => {
+    const t = await setup();
+    const job = t.addJob('queued');
+    t.states.insertTasks(
+      job.id,
+      0,
+      Array.from({ length: 12 }, (_, i) => ({ kind: 'task' as const, part: { merge: { n: i } }, items: 1 })),
+    );
+    const rows = () => t.db.prepare('SELECT * FROM tasks WHERE job_id = ? ORDER BY idx').all(job.id) as TaskRow[];
+    const check = (): void => expect(t.states.counts(job.id)).toEqual(taskCounts(t.db, job.id));
+    check();
+    // Kept: a start and a finish read no count (the count statement is not run).
+    const counted = vi.spyOn(t.db, 'prepare');
+    const started = rows()
+      .slice(0, 4)
+      .map((task) => t.states.startTask(t.job(job.id), task));
+    t.states.finishTask(started[0]!, { status: 'succeeded' });
+    t.states.finishTask(started[1]!, { status: 'failed', error: 'x' });
+    expect(counted.mock.calls.filter(([sql]) => /COUNT\(/.test(sql))).toEqual([]);
+    counted.mockRestore();
+    check();
+    // A cancel of a running task (cancelled is reached from queued or running): read again.
+    t.states.finishTask(started[2]!, { status: 'cancelled', error: 'cancelled' });
+    check();
+    // A settled race (the cancel stands): nothing moved, nothing counted twice.
+    expect(t.states.finishTask(started[2]!, { status: 'succeeded' })).toBe(false);
+    check();
+    // A restart's requeue and a lost worker's.
+    t.states.recoverInterrupted(t.task(started[3]!.id), 2);
+    check();
+    t.states.requeueLost(t.states.startTask(t.job(job.id), rows()[5]!), 'lost', 2);
+    check();
+    // A start inside a transaction that rolls back: the kept counts must not keep it.
+    expect(() =>
+      t.events.transaction(() => {
+        t.states.startTask(t.job(job.id), rows()[6]!);
+        expect(t.states.counts(job.id).running).toBe(1);
+        throw new Error('rolled back');
+      }),
+    ).toThrow('rolled back');
+    expect(t.task(rows()[6]!.id).status).toBe('queued');
+    check();
+    // A cancel of the queued tasks (a set update).
+    t.states.requestCancel(job.id);
+    check();
   });
 });

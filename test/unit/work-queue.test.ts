@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openDatabase, type DB } from '../../src/server/db.js';
 import { EventLog, type StoredEvent } from '../../src/server/events.js';
 import { JobService } from '../../src/server/jobs.js';
@@ -37,7 +37,7 @@ interface Setup {
   submit(body?: Record<string, unknown>, project?: string): Promise<string>;
   task(taskId: string): { status: string; attempt: number; error: string | null; output_tail: string; result: string | null; latest_progress: string | null };
   job(jobId: string): { status: string; error: string | null };
-  log(taskId: string): string;
+  log(taskId: string): Promise<string>;
 }
 
 const opened: DB[] = [];
@@ -110,7 +110,11 @@ async function setup(dataDir?: string, clock: Setup['clock'] = manualClock(), ma
     submit: async (body = {}, project = 'p') => (await jobs.insert([await jobs.prepare({ project, ...body })]))[0]!.id,
     task: (taskId) => db.prepare('SELECT * FROM tasks WHERE id = ?').get(taskId) as ReturnType<Setup['task']>,
     job: (jobId) => db.prepare('SELECT * FROM jobs WHERE id = ?').get(jobId) as ReturnType<Setup['job']>,
-    log: (taskId) => readFileSync(layout.taskLog(taskId), 'utf8'),
+    // Lines appended while a log file opens are written once it is open (task-logs.ts): read after them.
+    log: async (taskId) => {
+      await states.logs.flushed(taskId);
+      return readFileSync(layout.taskLog(taskId), 'utf8');
+    },
   };
 }
 
@@ -118,6 +122,25 @@ async function setup(dataDir?: string, clock: Setup['clock'] = manualClock(), ma
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 describe('the work queue', () => {
+  it('the open jobs the queue picks from are their rows as stored, every column, their texts read once per job', async () => {
+    const s = await setup();
+    const first = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' } });
+    const second = await s.submit({ payload: { big: 'x'.repeat(10_000) } });
+    const stored = () => s.db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all();
+    expect(s.jobs.openJobs()).toEqual(stored());
+    // The texts are not read again: a row's other columns are (a status moved by a lease).
+    const reads = vi.spyOn(s.db, 'prepare');
+    await s.queue.lease(OFFER, 1);
+    const picked = s.jobs.openJobs();
+    expect(reads.mock.calls.filter(([sql]) => /SELECT request, task_base/.test(sql) || /SELECT \* FROM jobs WHERE status/.test(sql))).toEqual([]);
+    reads.mockRestore();
+    expect(picked).toEqual(stored());
+    expect(picked[0]).toMatchObject({ id: first, status: 'running' });
+    await s.queue.cancel(second);
+    expect(s.jobs.openJobs().map((job) => job.id)).toEqual([first]);
+    expect(s.jobs.openJobs()).toEqual(stored());
+  });
+
   it('hands out leases in job order, at most as many as asked, each with what the worker needs', async () => {
     const s = await setup();
     const first = await s.submit({ payload: { n: [1, 2, 3] }, fan_out: { by: 'n' }, timeout_s: 7 });
@@ -197,7 +220,7 @@ describe('the work queue', () => {
     await s.queue.report(lease!.id, { output: 'world\n' });
     expect(s.task(lease!.taskId)).toMatchObject({ output_tail: 'hello\nworld\n', latest_progress: JSON.stringify({ step: 1 }) });
     await s.queue.complete(lease!.id, { status: 'succeeded', result: { score: 1 }, exitCode: 0 });
-    expect(s.log(lease!.taskId)).toBe('[cycle] task 0 started (attempt 1)\nhello\nworld\n[cycle] task 0 succeeded\n');
+    expect(await s.log(lease!.taskId)).toBe('[cycle] task 0 started (attempt 1)\nhello\nworld\n[cycle] task 0 succeeded\n');
     expect(s.events.filter((e) => e.job_id === id).map((e) => `${e.type}:${(e.data as { status?: string }).status ?? ''}`)).toEqual([
       'job:planning',
       'job:queued',
@@ -225,12 +248,12 @@ describe('the work queue', () => {
     await settle();
     expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued', attempt: 1 });
     expect(s.revoked).toEqual([{ leaseId: lease!.id, why: 'expired' }]);
-    expect(s.log(lease!.taskId)).toContain(
+    expect(await s.log(lease!.taskId)).toContain(
       '[cycle] task 0 queued again to run on another attempt (worker fake stopped renewing its lease (30s): attempt 1 was interrupted)',
     );
     const [again] = await s.queue.lease(OFFER, 1);
     expect(again).toMatchObject({ taskId: lease!.taskId, attempt: 2 });
-    expect(s.log(lease!.taskId)).toContain('--- attempt 2 ---');
+    expect(await s.log(lease!.taskId)).toContain('--- attempt 2 ---');
   });
 
   it('a lease runs on the clock that never jumps: a wall-clock jump (a suspended laptop, a clock change) expires nothing', async () => {
@@ -268,7 +291,7 @@ describe('the work queue', () => {
     await expect(s.queue.complete(again!.id, { status: 'succeeded' })).rejects.toBeInstanceOf(StaleLease);
     expect(s.task(again!.taskId)).toMatchObject({ status: 'failed', error: 'exited with code 1', result: null });
     expect(s.job(id).status).toBe('failed');
-    expect(s.log(lease!.taskId)).not.toContain('late');
+    expect(await s.log(lease!.taskId)).not.toContain('late');
   });
 
   it('a task whose lease was lost twice fails, saying why', async () => {
@@ -292,7 +315,7 @@ describe('the work queue', () => {
     await s.queue.release(lease!.id, 'the worker stopped while the task ran');
     await expect(s.queue.report(lease!.id, { output: 'x' })).rejects.toBeInstanceOf(StaleLease);
     expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued', attempt: 1 });
-    expect(s.log(lease!.taskId)).toContain('(the worker stopped while the task ran: attempt 1 was interrupted)');
+    expect(await s.log(lease!.taskId)).toContain('(the worker stopped while the task ran: attempt 1 was interrupted)');
     expect(await s.queue.lease(OFFER, 1)).toMatchObject([{ taskId: lease!.taskId, attempt: 2 }]);
   });
 
@@ -471,8 +494,8 @@ describe('the work queue', () => {
       expect((await s.queue.placement(newer))?.reason).toBeNull();
       const [lease] = await s.queue.lease(offerOf('gpu-c', machines.machines['gpu-c']!), 4);
       expect(lease).toMatchObject({ jobId: newer, gpus: true, gpuIndices: [0] });
-      expect(s.log(lease!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c on GPU 0 (attempt 1)\n');
-      expect(s.log(lease!.taskId).match(/task 0 (started|assigned)/g), 'one line for the start, not two').toHaveLength(1);
+      expect(await s.log(lease!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c on GPU 0 (attempt 1)\n');
+      expect((await s.log(lease!.taskId)).match(/task 0 (started|assigned)/g), 'one line for the start, not two').toHaveLength(1);
       // The event says so too: `job logs --follow` and the page's all-tasks log read the line from it.
       expect(jobLog(s.db, newer, 100).lines).toContainEqual({ index: 0, source: 'system', text: 'task 0 assigned to machine gpu-c on GPU 0 (attempt 1)' });
       expect(s.queue.notPlacedOn('gpu-b', machines.machines['gpu-b']!), 'a job with no queued task is not "not placed"').toEqual([]);
@@ -550,13 +573,13 @@ describe('the work queue', () => {
       s.clock.advance(LEASE_MS + 1);
       await settle();
       expect(s.task(lease!.taskId)).toMatchObject({ status: 'queued' });
-      expect(s.log(lease!.taskId)).toContain('machine gpu-b stopped renewing its lease (30s)');
+      expect(await s.log(lease!.taskId)).toContain('machine gpu-b stopped renewing its lease (30s)');
       const [second] = await s.queue.lease(offerOf('gpu-c', machines.machines['gpu-c']!), 1);
-      expect(s.log(second!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c (attempt 2)');
+      expect(await s.log(second!.taskId)).toContain('[cycle] task 0 assigned to machine gpu-c (attempt 2)');
       s.queue.releaseMachine('gpu-c', 'machine gpu-c was removed');
       expect(s.revoked).toContainEqual({ leaseId: second!.id, why: 'removed' });
       expect(s.task(second!.taskId)).toMatchObject({ status: 'failed' }); // its second attempt: MAX_ATTEMPTS
-      expect(s.log(second!.taskId)).toContain('machine gpu-c was removed');
+      expect(await s.log(second!.taskId)).toContain('machine gpu-c was removed');
       await expect(s.queue.report(second!.id, { output: 'late' })).rejects.toBeInstanceOf(StaleLease);
     });
   });

@@ -61,6 +61,8 @@ interface Route {
   method: string;
   /** As added (`/api/v1/jobs/:id`): what `sessionRoutes` names. */
   path: string;
+  /** The path's text before its first parameter: a route whose prefix the request's path lacks is not tried (cheaper than its pattern). */
+  prefix: string;
   pattern: RegExp;
   keys: string[];
   handler: Handler;
@@ -95,6 +97,12 @@ export function headerValue(req: IncomingMessage, name: string): string | undefi
 /** A small router: `/api/v1/jobs/:id` patterns, bearer-token auth on every non-public route. */
 export class Router {
   private readonly routes: Route[] = [];
+  /**
+   * The machine a request's token names, as `authenticated` found it when the request came
+   * (the HTTP layer asks before `handle`, in the same turn): `handle` takes it from here instead
+   * of hashing and looking up the token a second time. Taken once: a later call looks again.
+   */
+  private readonly machineOfRequest = new WeakMap<IncomingMessage, { tokenId: string; name: string | undefined } | undefined>();
 
   constructor(private readonly options: RouterOptions) {}
 
@@ -108,7 +116,9 @@ export class Router {
         }) +
         '/?$',
     );
-    this.routes.push({ method, path, pattern, keys, handler, auth: options.auth ?? (options.public === true ? 'public' : 'user') });
+    const param = path.indexOf('/:');
+    const prefix = param === -1 ? path : path.slice(0, param + 1);
+    this.routes.push({ method, path, prefix, pattern, keys, handler, auth: options.auth ?? (options.public === true ? 'public' : 'user') });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -124,7 +134,7 @@ export class Router {
       const queryAt = target.indexOf('?');
       const pathname = queryAt === -1 ? target : target.slice(0, queryAt);
       const query = new URLSearchParams(queryAt === -1 ? '' : target.slice(queryAt + 1));
-      const matching = this.routes.filter((r) => r.pattern.test(pathname));
+      const matching = this.routes.filter((r) => pathname.startsWith(r.prefix) && r.pattern.test(pathname));
       if (matching.length === 0) throw new HttpError(404, 'not_found', `no route ${pathname}`);
       const route = matching.find((r) => r.method === req.method);
       if (!route)
@@ -176,7 +186,10 @@ export class Router {
    * of unauthenticated requests).
    */
   authenticated(req: IncomingMessage): boolean {
-    return this.userToken(req) || this.machineToken(req) !== undefined || this.sessionOf(req) !== undefined;
+    if (this.userToken(req)) return true;
+    const machine = this.machineToken(req);
+    this.machineOfRequest.set(req, machine);
+    return machine !== undefined || this.sessionOf(req) !== undefined;
   }
 
   private sessionOf(req: IncomingMessage): { id: string; session: WebSession } | undefined {
@@ -222,7 +235,9 @@ export class Router {
 
   private authorizeMachine(req: IncomingMessage): { tokenId: string; name: string | undefined } {
     if (bearerOf(req) === undefined) throw new HttpError(401, 'unauthorized', 'missing bearer token: send "Authorization: Bearer <machine token>"');
-    const machine = this.machineToken(req);
+    const found = this.machineOfRequest.has(req);
+    const machine = found ? this.machineOfRequest.get(req) : this.machineToken(req);
+    this.machineOfRequest.delete(req);
     if (machine) return machine;
     if (this.userToken(req))
       throw new HttpError(403, 'not_a_machine_token', "the machine routes take a machine token (`cycle machine token create`), not the user's token");

@@ -362,6 +362,8 @@ export class JobDocuments {
       const file = this.options.layout.taskLog(task.id);
       let output = '';
       let truncated = false;
+      // Lines appended while its file was being opened are written first (task-logs.ts).
+      await this.options.states.logs.flushed(task.id);
       try {
         const handle = await fs.open(file, 'r');
         try {

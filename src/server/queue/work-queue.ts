@@ -330,12 +330,20 @@ export class WorkQueue {
       max = Math.min(max, slots + LEASES_AHEAD - this.runningOn(offer.machine.name).length);
       if (max <= 0) return [];
     }
-    await this.loadManifestNeeds();
+    // The open jobs, read once for the manifests and the pick when no manifest must be read first
+    // (then nothing else ran between the two: no await).
+    let open: JobRow[] | undefined = this.options.jobs.openJobs();
+    const loading = this.loadManifestNeeds(open);
+    if (loading) {
+      await loading;
+      open = undefined;
+    }
     pick.skipped = false;
     const leases: Lease[] = [];
     // A task that cannot be handed out (it failed while its lease was made) frees its place for the next.
     while (leases.length < max) {
-      const started = this.next(offer, max - leases.length, pick);
+      const started = this.next(offer, max - leases.length, pick, open);
+      open = undefined; // read again after the leases' awaits
       if (started.length === 0) break;
       for (const picked of started) {
         const { job, task } = picked;
@@ -358,13 +366,12 @@ export class WorkQueue {
    * request sees them queued). A task the worker cannot run stays queued for one that can
    * (placement.ts); `placement()` tells why it waits.
    */
-  private next(offer: WorkerOffer, max: number, pick: { skipped: boolean } = { skipped: false }): Picked[] {
-    const { db, jobs } = this.options;
+  private next(offer: WorkerOffer, max: number, pick: { skipped: boolean } = { skipped: false }, open = this.options.jobs.openJobs()): Picked[] {
+    const { jobs } = this.options;
     const started: Picked[] = [];
     const candidate = candidateOf(offer);
     // GPUs already leased on this machine are not free (GPU tasks get whole GPUs of their own).
     const gpusInUse = new Set(offer.machine ? this.gpusLeasedOn(offer.machine.name) : []);
-    const open = db.prepare("SELECT * FROM jobs WHERE status IN ('queued', 'running') ORDER BY seq").all() as JobRow[];
     for (const job of open) {
       if (started.length >= max) break;
       if (job.cancel_requested) continue;
@@ -405,16 +412,17 @@ export class WorkQueue {
     return manifest ? taskNeeds(this.options.jobs.request(job), manifest) : undefined;
   }
 
-  /** Reads the manifests of open jobs' revisions not read yet (before the synchronous pick; a revision is immutable). */
-  private async loadManifestNeeds(): Promise<void> {
-    const revisions = this.options.db
-      .prepare("SELECT DISTINCT project, revision FROM jobs WHERE status IN ('queued', 'running') AND revision IS NOT NULL")
-      .all() as Array<{ project: string; revision: number }>;
-    for (const { project, revision } of revisions) {
-      if (this.manifestNeeds.has(this.manifestKey(project, revision))) continue;
+  /**
+   * Reads the manifests of the open jobs' revisions not read yet (before the synchronous pick; a
+   * revision is immutable). Undefined, at once, when every one is known (the usual case).
+   */
+  private loadManifestNeeds(open: JobRow[]): Promise<void> | undefined {
+    const missing = open.filter((job) => job.revision !== null && !this.manifestNeeds.has(this.manifestKey(job.project, job.revision)));
+    if (missing.length === 0) return undefined;
+    return (async () => {
       // A revision that cannot be loaded stays unknown: its task's lease fails, saying why (as before placement).
-      await this.manifestNeedsOf(project, revision).catch(() => undefined);
-    }
+      for (const job of missing) await this.manifestNeedsOf(job.project, job.revision!).catch(() => undefined);
+    })();
   }
 
   private async manifestNeedsOf(project: string, revision: number): Promise<ManifestNeeds> {
