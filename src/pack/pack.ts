@@ -54,7 +54,6 @@ export async function packProject(root: string, options: { out?: string; selecti
     const pool = new ChunkPool();
     await pipeline(gzipDeterministic(tarStream(toTarEntries(selection.entries), { pool }), 6, pool), meter, createWriteStream(temp));
     await fs.rename(temp, file);
-    collectGarbage(); // what follows (an upload) starts from a clean heap
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;

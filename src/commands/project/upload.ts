@@ -26,6 +26,7 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
   const spinner = await ctx.ui.spinner('packing the project');
   const packed = await packProject(project.root);
   spinner.stop();
+  collectGarbage(); // the upload starts from a clean heap (`project pack` exits instead: no collection)
   try {
     // The client (zod schemas, undici) loads after packing: it reuses the memory packing freed.
     const api = await ctx.api(options);
