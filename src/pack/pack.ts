@@ -6,8 +6,8 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipDeterministic } from './gzip.js';
-import { selectFiles, toTarEntries, type Selection } from './select.js';
-import { ChunkPool, tarStream } from './tar.js';
+import { streamSelection, toTarEntries, toTarEntry, type SelectedEntry, type Selection } from './select.js';
+import { ChunkPool, tarStream, type TarEntry } from './tar.js';
 import { collectGarbage, limitYoungGeneration } from '../util/gc.js';
 
 export interface PackResult {
@@ -35,7 +35,9 @@ export const LARGE_PACK_BYTES = 256 * 1024 * 1024;
  */
 export async function packProject(root: string, options: { out?: string; selection?: Selection } = {}): Promise<PackResult> {
   limitYoungGeneration();
-  const selection = options.selection ?? (await selectFiles(root));
+  // Without a selection given, the walk streams into the tar: the first files are compressing
+  // while the rest of the tree is walked (see streamSelection).
+  const streamed = options.selection ? undefined : await streamSelection(root);
   const file = options.out ?? path.join(os.tmpdir(), `cycle-pack-${randomBytes(6).toString('hex')}.tar.gz`);
   const temp = `${file}.${randomBytes(4).toString('hex')}.partial`;
   const hash = createHash('sha256');
@@ -56,13 +58,18 @@ export async function packProject(root: string, options: { out?: string; selecti
   });
   try {
     const pool = new ChunkPool();
-    await pipeline(gzipDeterministic(tarStream(toTarEntries(selection.entries), { pool }), 6, pool), meter, createWriteStream(temp));
+    const entries = streamed ? tarEntriesOf(streamed.entries) : toTarEntries(options.selection!.entries);
+    await pipeline(gzipDeterministic(tarStream(entries, { pool }), 6, pool), meter, createWriteStream(temp));
     await fs.rename(temp, file);
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;
   }
-  return { contentHash: hash.digest('hex'), size, file, selection };
+  return { contentHash: hash.digest('hex'), size, file, selection: streamed ? streamed.done() : options.selection! };
+}
+
+async function* tarEntriesOf(entries: AsyncIterable<SelectedEntry>): AsyncGenerator<TarEntry> {
+  for await (const entry of entries) yield toTarEntry(entry);
 }
 
 export function largestFiles(selection: Selection, count = 10): Array<{ path: string; size: number }> {

@@ -53,7 +53,7 @@ export class ChunkPool {
  * A deterministic tar stream (POSIX ustar, PAX records for long or non-ASCII names): entries in
  * the order given, mtime 0, uid/gid 0 (root), modes 0644/0755, directories 0755.
  */
-export function tarStream(entries: readonly TarEntry[], options: TarOptions = {}): Readable {
+export function tarStream(entries: Iterable<TarEntry> | AsyncIterable<TarEntry>, options: TarOptions = {}): Readable {
   const prefix = options.prefix ?? '';
   async function* generate(): AsyncGenerator<Buffer> {
     // Files are read synchronously straight into 1 MiB output chunks: thread-pool round trips
@@ -62,7 +62,7 @@ export function tarStream(entries: readonly TarEntry[], options: TarOptions = {}
     // while zlib compresses the previous chunks on the pool; every chunk but the last is
     // exactly CHUNK bytes (the gzip segment size), so nothing is copied again downstream.
     const out = new ChunkWriter(options.pool ?? new ChunkPool(0));
-    for (const entry of entries) {
+    for await (const entry of entries) {
       const name = prefix + entry.path + (entry.type === 'directory' ? '/' : '');
       for (const block of header(name, entry)) out.write(block);
       if (entry.type === 'file') {
