@@ -1,5 +1,5 @@
 import fs from 'node:fs/promises';
-import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { type Dirent, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { isInside } from '../util/paths.js';
 import path from 'node:path';
 import ignore, { type Ignore } from 'ignore';
@@ -91,8 +91,57 @@ export interface SelectOptions {
  * Agrees with `git check-ignore` on every path (tested).
  */
 export async function selectFiles(root: string, options: SelectOptions = {}): Promise<Selection> {
-  const realRoot = await fs.realpath(root);
+  const walk = await startWalk(root, options);
   const entries: SelectedEntry[] = [];
+  for (const step of walk.steps(false)) {
+    if (step instanceof Promise) await step;
+    else entries.push(step);
+  }
+  sortByBytes(entries, (entry) => entry.path);
+  return selectionOf(root, entries, walk.excludedSecrets);
+}
+
+/**
+ * The selection as a stream, in the order `selectFiles` sorts it (by path bytes), each entry as
+ * soon as its folder is read: packing starts on the first files while the walk goes on (the
+ * walk of 5,000 files was ~10% of a pack, with the thread pool idle). `done()` gives the
+ * whole selection once the stream has ended.
+ */
+export async function streamSelection(root: string, options: SelectOptions = {}): Promise<{ entries: AsyncGenerator<SelectedEntry>; done: () => Selection }> {
+  const walk = await startWalk(root, options);
+  const entries: SelectedEntry[] = [];
+  let ended = false;
+  async function* stream(): AsyncGenerator<SelectedEntry> {
+    for (const step of walk.steps(true)) {
+      if (step instanceof Promise) await step;
+      else {
+        entries.push(step);
+        yield step;
+      }
+    }
+    ended = true;
+  }
+  return {
+    entries: stream(),
+    done: () => {
+      if (!ended) throw new Error('streamSelection: the selection is asked for before its stream ended');
+      return selectionOf(root, entries, walk.excludedSecrets);
+    },
+  };
+}
+
+function selectionOf(root: string, entries: SelectedEntry[], excludedSecrets: string[]): Selection {
+  sortByBytes(excludedSecrets, (secret) => secret);
+  const files = entries.filter((e) => e.type === 'file');
+  return { root, entries, excludedSecrets, fileCount: files.length, totalBytes: files.reduce((sum, e) => sum + e.size, 0) };
+}
+
+/** One walk of a tree: its entries (or a pace's wait to await), and the secrets it left out. */
+async function startWalk(
+  root: string,
+  options: SelectOptions,
+): Promise<{ steps: (sorted: boolean) => Generator<SelectedEntry | Promise<void>>; excludedSecrets: string[] }> {
+  const realRoot = await fs.realpath(root);
   const excludedSecrets: string[] = [];
   const rootLevel: Level = { base: '' };
   const extra = options.extraExcludes?.length ? ignore().add(options.extraExcludes) : undefined;
@@ -109,51 +158,73 @@ export async function selectFiles(root: string, options: SelectOptions = {}): Pr
   const limits = options.limits;
   let symlinks = 0;
   // Sync calls on purpose: 20,000 awaited stats took seconds where sync ones take a tenth. The
-  // pace yields to the event loop every few milliseconds, so the server stays responsive.
+  // pace yields to the event loop every few milliseconds, so the server stays responsive: the
+  // walk is a synchronous generator that hands its caller the pace's wait to await.
   const pace = pacer(DEFAULT_SLICE_MS, WALK_STEPS_PER_CLOCK_READ);
   // path.join(root, rel) for a rel made of listed names, without normalizing per file.
   const prefix = path.join(root, '/');
-  const walk = async (relativeDir: string, depth: number, levels: Level[]): Promise<void> => {
+  /** A listed name: left out (undefined), or its entry, with the rules for its folder's children. */
+  const take = (dirent: Dirent, relativeDir: string, depth: number, levels: Level[]): { entry: SelectedEntry; levels?: Level[] } | undefined => {
+    const rel = relativeDir === '' ? dirent.name : `${relativeDir}/${dirent.name}`;
+    if (limits) checkTreeLimits(limits, rel, dirent.isDirectory() ? depth + 1 : depth, dirent.isSymbolicLink() ? ++symlinks : 0);
+    if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) return undefined;
+    const isDir = dirent.isDirectory();
+    const testPath = isDir ? `${rel}/` : rel;
+    if (rules && decide(testPath, levels, 'both') === 'ignored') return undefined;
+    if (extra?.ignores(testPath)) return undefined;
+    const absolute = prefix + rel;
+    if (rules && isSecret(testPath) && decide(testPath, levels, 'cycle') !== 'unignored') {
+      excludedSecrets.push(rel);
+      return undefined;
+    }
+    if (dirent.isSymbolicLink()) {
+      const target = readlinkSync(absolute);
+      assertLinkInside(realRoot, root, rel, absolute, target);
+      return { entry: { path: rel, absolute, type: 'symlink', size: 0, executable: false, linkTarget: target } };
+    }
+    if (isDir) {
+      const childLevels = [...levels];
+      const git = readIgnoreFile(path.join(absolute, '.gitignore'));
+      const cycle = readIgnoreFile(path.join(absolute, '.cycleignore'));
+      if (git || cycle) childLevels.push({ base: rel, ...(git ? { git: ignore().add(git) } : {}), ...(cycle ? { cycle: ignore().add(cycle) } : {}) });
+      return { entry: { path: rel, absolute, type: 'directory', size: 0, executable: true }, levels: childLevels };
+    }
+    if (dirent.isFile()) {
+      const stat = statSync(absolute);
+      return { entry: { path: rel, absolute, type: 'file', size: stat.size, executable: (stat.mode & 0o100) !== 0 } };
+    }
+    return undefined; // sockets, fifos and devices are not project files: skipped
+  };
+  /**
+   * The entries under `relativeDir`. Unsorted: each folder's subtree right after the folder (the
+   * caller sorts). Sorted: by path bytes as the caller would sort them, each folder's subtree at
+   * the place of its name plus "/" among its siblings ("a", "a-b", "a.txt", "a/x", "a0").
+   */
+  function* walk(relativeDir: string, depth: number, levels: Level[], sorted: boolean): Generator<SelectedEntry | Promise<void>> {
     const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
     const dirents = readdirSync(absoluteDir, { withFileTypes: true });
+    const taken: Array<{ key: string; entry: SelectedEntry; levels?: Level[]; subtree?: boolean }> = [];
     for (const dirent of dirents) {
       const wait = pace();
-      if (wait) await wait;
-      const rel = relativeDir === '' ? dirent.name : `${relativeDir}/${dirent.name}`;
-      if (limits) checkTreeLimits(limits, rel, dirent.isDirectory() ? depth + 1 : depth, dirent.isSymbolicLink() ? ++symlinks : 0);
-      if (relativeDir === '' && ALWAYS_EXCLUDED.includes(dirent.name)) continue;
-      const isDir = dirent.isDirectory();
-      const testPath = isDir ? `${rel}/` : rel;
-      if (rules && decide(testPath, levels, 'both') === 'ignored') continue;
-      if (extra?.ignores(testPath)) continue;
-      const absolute = prefix + rel;
-      if (rules && isSecret(testPath) && decide(testPath, levels, 'cycle') !== 'unignored') {
-        excludedSecrets.push(rel);
+      if (wait) yield wait;
+      const found = take(dirent, relativeDir, depth, levels);
+      if (!found) continue;
+      if (!sorted) {
+        yield found.entry;
+        if (found.levels) yield* walk(found.entry.path, depth + 1, found.levels, false);
         continue;
       }
-      if (dirent.isSymbolicLink()) {
-        const target = readlinkSync(absolute);
-        assertLinkInside(realRoot, root, rel, absolute, target);
-        entries.push({ path: rel, absolute, type: 'symlink', size: 0, executable: false, linkTarget: target });
-      } else if (isDir) {
-        entries.push({ path: rel, absolute, type: 'directory', size: 0, executable: true });
-        const childLevels = [...levels];
-        const git = readIgnoreFile(path.join(absolute, '.gitignore'));
-        const cycle = readIgnoreFile(path.join(absolute, '.cycleignore'));
-        if (git || cycle) childLevels.push({ base: rel, ...(git ? { git: ignore().add(git) } : {}), ...(cycle ? { cycle: ignore().add(cycle) } : {}) });
-        await walk(rel, depth + 1, childLevels);
-      } else if (dirent.isFile()) {
-        const stat = statSync(absolute);
-        entries.push({ path: rel, absolute, type: 'file', size: stat.size, executable: (stat.mode & 0o100) !== 0 });
-      }
-      // sockets, fifos and devices are not project files: skipped
+      taken.push({ key: dirent.name, entry: found.entry });
+      if (found.levels) taken.push({ key: `${dirent.name}/`, entry: found.entry, levels: found.levels, subtree: true });
     }
-  };
-  await walk('', 0, [rootLevel]);
-  sortByBytes(entries, (entry) => entry.path);
-  sortByBytes(excludedSecrets, (secret) => secret);
-  const files = entries.filter((e) => e.type === 'file');
-  return { root, entries, excludedSecrets, fileCount: files.length, totalBytes: files.reduce((sum, e) => sum + e.size, 0) };
+    if (!sorted) return;
+    sortByBytes(taken, (item) => item.key);
+    for (const item of taken) {
+      if (item.subtree) yield* walk(item.entry.path, depth + 1, item.levels!, true);
+      else yield item.entry;
+    }
+  }
+  return { steps: (sorted) => walk('', 0, [rootLevel], sorted), excludedSecrets };
 }
 
 /** Checked on each entry of an uploaded tree before it is looked at (what a lookup costs grows with these). */
@@ -230,12 +301,17 @@ function assertLinkInside(realRoot: string, root: string, rel: string, absolute:
 
 /** Selected entries as tar entries that read from disk. */
 export function toTarEntries(entries: readonly SelectedEntry[]): TarEntry[] {
-  return entries.map((entry) => ({
+  return entries.map(toTarEntry);
+}
+
+/** A selected entry as a tar entry that reads from disk. */
+export function toTarEntry(entry: SelectedEntry): TarEntry {
+  return {
     path: entry.path,
     type: entry.type,
     size: entry.size,
     executable: entry.executable,
     ...(entry.linkTarget !== undefined ? { linkTarget: entry.linkTarget } : {}),
     source: entry.absolute,
-  }));
+  };
 }

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { pacer } from '../util/pace.js';
+import { pacer, yieldToIo } from '../util/pace.js';
 import { type Artifact, type Job, type JobRequest, jobRequestSchema, type Task, type TaskStatus } from '../api/schemas.js';
 import type { Clock } from '../context.js';
 import { type DB, parseJson, timestamp } from './db.js';
@@ -114,15 +113,18 @@ export class JobService {
           request.profile === 'gpu' ? 'profile' : 'requirements.gpu',
         );
     }
-    // A turn of the event loop between the body's parse and check and the plan: together they
-    // were one ~50 ms piece of a 100,000-task submit (issue 22: no /health answer over 50 ms).
-    await nextTurn();
+    // A turn of the event loop that lets other requests in between the body's parse and check
+    // and the plan: together they were one ~50 ms piece of a 100,000-task submit (issue 22: no
+    // /health answer over 50 ms).
+    await yieldToIo();
+    // Paced from before the plan: a plan that took a slice's time (sizing 100,000 items) is
+    // followed by a turn of the loop at once, not by another slice of checks.
+    const pace = pacer();
     const plan = planJob(request, this.options.kinds);
     // A fan-out item can bring directives of its own (fan_out.items, fan_out.by "_artifacts"):
     // check each task's own part (small), not its composed payload (the base is checked above).
     // Paced: a 100,000-task fan-out's check took ~50 ms of CPU in one piece, a /health stall.
     // The clock is read every 256 tasks only (a batch of 200 such jobs checks 20 million).
-    const pace = pacer();
     let index = 0;
     for (const task of plan.tasks()) {
       const wait = (index & 255) === 0 ? pace() : undefined;
@@ -190,14 +192,16 @@ export class JobService {
    */
   async idempotent<T>(
     key: string | undefined,
-    fingerprint: string,
+    /** The request's fingerprint (`fingerprint()`), made only when there is a key (a 100,000-item body takes ms to hash). */
+    requestFingerprint: () => string,
     act: () => Promise<{ status: number; body: T }>,
   ): Promise<{ status: number; body: unknown; replayed: boolean }> {
     if (!key) return act().then((r) => ({ ...r, replayed: false }));
+    const fingerprint = requestFingerprint();
     const pending = this.inFlight.get(key);
     if (pending) {
       await pending.catch(() => undefined);
-      return this.idempotent(key, fingerprint, act);
+      return this.idempotent(key, () => fingerprint, act);
     }
     const { db } = this.options;
     const existing = db.prepare('SELECT fingerprint, status, body FROM idempotency WHERE key = ?').get(key) as

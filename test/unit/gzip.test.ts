@@ -25,6 +25,17 @@ function logText(bytes: number): Buffer {
   return Buffer.from(text.slice(0, bytes));
 }
 
+/** Bytes that compress like a project's: text with a share of random bytes. */
+function mixed(bytes: number, seed: number): Buffer {
+  const text = logText(bytes);
+  let state = seed;
+  for (let i = 0; i < bytes; i += 10) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    text[i] = state >>> 24;
+  }
+  return text;
+}
+
 describe('gzipDeterministic', () => {
   it('round-trips across segment boundaries and gives the same bytes however the input is cut', async () => {
     const input = Buffer.concat([logText(2_500_000), Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) & 0xff))]);
@@ -81,17 +92,6 @@ describe('packs through the parallel gzip: read back byte for byte by GNU tar an
     return packed;
   }
 
-  /** Bytes that compress like a project's: text with a share of random bytes. */
-  function mixed(bytes: number, seed: number): Buffer {
-    const text = logText(bytes);
-    let state = seed;
-    for (let i = 0; i < bytes; i += 10) {
-      state = (state * 1103515245 + 12345) >>> 0;
-      text[i] = state >>> 24;
-    }
-    return text;
-  }
-
   it('empty files, a file over many segments and many small files', async () => {
     const tree: Tree = { 'empty.txt': Buffer.alloc(0), 'dir/also-empty': Buffer.alloc(0), 'big/model.bin': mixed(5 * CHUNK + 12_345, 1) };
     for (let i = 0; i < 300; i++) tree[`many/f${i}.txt`] = mixed(100 + i * 37, i);
@@ -132,5 +132,45 @@ describe('packs through the parallel gzip: read back byte for byte by GNU tar an
     expect(produced).toBeLessThanOrEqual(32 * CHUNK);
     output.destroy();
     source.destroy();
+  });
+});
+
+describe('tarStream reads each file once, as the walk measured it', () => {
+  /** Packs one on-disk file whose size the walk saw as `measured`; the error, if any. */
+  async function packMeasured(bytes: number, measured: number): Promise<{ tar?: Buffer; error?: Error }> {
+    const dir = await tempDir();
+    const file = path.join(dir, 'data.bin');
+    await fs.writeFile(file, mixed(bytes, 3));
+    const entries: TarEntry[] = [{ path: 'data.bin', type: 'file', size: measured, executable: false, source: file }];
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of tarStream(entries)) chunks.push(Buffer.from(chunk as Buffer));
+      return { tar: Buffer.concat(chunks) };
+    } catch (error) {
+      return { error: error as Error };
+    }
+  }
+
+  it('a file that grew or shrank since the walk is refused, naming it and both sizes', async () => {
+    // Sizes at and around the 1 MiB chunk edge: the check must hold whether or not the file's
+    // rest fits in the chunk being filled (the header takes the first 512 bytes).
+    for (const measured of [0, 1000, CHUNK - 513, CHUNK - 512, CHUNK - 511, CHUNK + 5000]) {
+      for (const actual of [measured + 1, measured + 70_000, Math.max(0, measured - 1)]) {
+        if (actual === measured) continue;
+        const { error } = await packMeasured(actual, measured);
+        expect(error?.message, `${actual} bytes on disk, ${measured} measured`).toBe(
+          `data.bin changed while it was being packed (${measured} bytes expected, ${actual} found)`,
+        );
+      }
+    }
+  });
+
+  it('a file of the measured size is packed whole, at sizes around the chunk edge', async () => {
+    for (const size of [0, 1, 511, 512, CHUNK - 513, CHUNK - 512, CHUNK - 511, CHUNK, 3 * CHUNK + 17]) {
+      const { tar, error } = await packMeasured(size, size);
+      expect(error).toBeUndefined();
+      const listed = execFileSync('tar', ['-xO', '-f', '-'], { input: tar, maxBuffer: 64 << 20 });
+      expect(listed.equals(mixed(size, 3)), `${size} bytes`).toBe(true);
+    }
   });
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { packProject } from '../../src/pack/pack.js';
-import { selectFiles } from '../../src/pack/select.js';
+import { selectFiles, streamSelection } from '../../src/pack/select.js';
 import { run as packCommand } from '../../src/commands/project/pack.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';
 
@@ -136,6 +136,50 @@ describe('file selection agrees with git check-ignore', () => {
         },
       ),
       { numRuns: 40 },
+    );
+  });
+});
+
+describe('the streamed selection (packing while the tree is walked)', () => {
+  // Names around "/" in byte order ("-" and "." sort before it, "0" after), upper case, non-ASCII
+  // (a high code unit: the byte comparison), and secret-looking ones (left out, and listed).
+  const names = ['a', 'a-b', 'a.txt', 'a0', 'ab', 'B', 'é', 'z', '.env', 'x.pem'];
+
+  it('gives the entries in the order selectFiles sorts them, and the same selection', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(fc.array(fc.constantFrom(...names), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 25 }), async (paths) => {
+        const root = await tempDir('cycle-stream-');
+        const files: Record<string, string> = {};
+        // A path that is a folder of another one stays a folder: files only at the leaves.
+        const folders = new Set(paths.flatMap((parts) => parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('/'))));
+        for (const parts of paths) if (!folders.has(parts.join('/'))) files[parts.join('/')] = parts.join('/');
+        await writeFiles(root, files);
+        const sorted = await selectFiles(root);
+        const streamed = await streamSelection(root);
+        const order: string[] = [];
+        for await (const entry of streamed.entries) order.push(entry.path);
+        expect(order).toEqual(sorted.entries.map((e) => e.path));
+        expect(streamed.done()).toEqual(sorted);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('packs the same bytes as a pack of the selection made first', async () => {
+    const root = await tempDir();
+    await writeFiles(root, { 'a/x.txt': 'x', 'a-b.txt': 'y'.repeat(3000), 'a.txt': 'z', a0: '0', 'é/ü.txt': 'u', '.env': 'SECRET=1' });
+    const out = await tempDir();
+    const streamed = await packProject(root, { out: path.join(out, 'streamed.tgz') });
+    const given = await packProject(root, { out: path.join(out, 'given.tgz'), selection: await selectFiles(root) });
+    expect(streamed.contentHash).toBe(given.contentHash);
+    expect(streamed.selection.excludedSecrets).toEqual(['.env']);
+    const listed = execFileSync('tar', ['-tzf', path.join(out, 'streamed.tgz')], { encoding: 'utf8' })
+      .trim()
+      .split('\n');
+    expect(listed).toEqual(
+      ['a/', 'a/x.txt', 'a-b.txt', 'a.txt', 'a0', 'é/', 'é/ü.txt'].sort((x, y) =>
+        Buffer.compare(Buffer.from(x.replace(/\/$/, '')), Buffer.from(y.replace(/\/$/, ''))),
+      ),
     );
   });
 });

@@ -3,6 +3,7 @@ import { jobRequestSchema, type JobRequestInput } from '../../src/api/schemas.js
 import { composePayload, MAX_TASK_BYTES, MAX_TASKS, planJob } from '../../src/server/planner.js';
 import { DomainError } from '../../src/server/errors.js';
 import { HttpError, STATUS_OF_PROBLEM } from '../../src/server/http/router.js';
+import { jsonBytes } from '../../src/server/kinds/shared.js';
 
 /** The tasks with their composed payloads; the count said before making them must be right. */
 const plan = (input: Partial<JobRequestInput>) => {
@@ -160,5 +161,29 @@ describe('job planning', () => {
     expect(composePayload(planned.base, [...planned.tasks()][1]!.part)).toEqual({
       _batch: { index: 1, count: 2, size: 1, first_item: 2, items: [{ blob: 'x'.repeat(9000), n: 3 }] },
     });
+  });
+});
+
+describe('jsonBytes', () => {
+  it('sizes numbers as JSON writes them (its fast path for numbers agrees with JSON.stringify)', () => {
+    const numbers = [
+      0,
+      -0,
+      1,
+      -1,
+      7.5,
+      1e21,
+      1e-7,
+      -1.5e-10,
+      123456789012345680000,
+      Number.MAX_VALUE,
+      Number.MIN_VALUE,
+      0.1 + 0.2,
+      Number.NaN,
+      Infinity,
+      -Infinity,
+    ];
+    for (const value of numbers) expect(jsonBytes(value), String(value)).toBe(JSON.stringify(value).length);
+    for (const value of ['', 'a"b\\c\n', 'ünï', true, false, null, [1, 'x'], { a: 1 }]) expect(jsonBytes(value)).toBe(JSON.stringify(value).length);
   });
 });

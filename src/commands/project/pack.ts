@@ -10,9 +10,9 @@ import type { PackOptions } from './pack.command.js';
 
 export async function run(options: PackOptions, ctx: Context): Promise<number> {
   const { root } = await findProjectRoot(ctx.cwd);
-  const selection = await selectFiles(root);
-  warnSecrets(selection, ctx);
   if (options.list) {
+    const selection = await selectFiles(root);
+    warnSecrets(selection, ctx);
     if (options.json)
       ctx.ui.json({
         root,
@@ -27,7 +27,11 @@ export async function run(options: PackOptions, ctx: Context): Promise<number> {
     // Packing into the project would pack the tarball into itself next time.
     ctx.ui.warn(`${path.relative(ctx.cwd, out)} is inside the project: add it to .cycleignore, or use --out outside the project`);
   }
-  const result = await packProject(root, { out, selection });
+  // The selection is walked as it is packed (the first files compress while the walk goes on);
+  // its warnings come once it is known.
+  const result = await packProject(root, { out });
+  const { selection } = result;
+  warnSecrets(selection, ctx);
   const largest = largestFiles(selection);
   if (options.json) {
     ctx.ui.json({

@@ -11,10 +11,13 @@ import { collectBuildInputs } from '../../build-hash/hash.js';
 import { LARGE_PACK_BYTES, packProject } from '../../pack/pack.js';
 import { warnSecrets } from './pack.js';
 import { formatBytes, formatDuration, transferLine } from '../../ui/ui.js';
-import { collectGarbage } from '../../util/gc.js';
+import { collectGarbage, limitYoungGeneration } from '../../util/gc.js';
 import type { UploadOptions } from './upload.command.js';
 
 export async function run(options: UploadOptions, ctx: Context): Promise<number> {
+  // From the start: the project's loading and build hash grew V8's young generation to its
+  // 16 MB semi-spaces before packing capped it, ~13 MB more heap for all of the upload.
+  limitYoungGeneration();
   checkBuildFlags(options);
   // An invalid project is refused before any network call.
   const project = await loadProject(ctx.cwd);
@@ -24,8 +27,10 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
       ? (await collectBuildInputs(project)).hash
       : (await import('../../build-hash/oci-hash.js').then(({ computalotBuildHash }) => computalotBuildHash(project))).hash;
   const spinner = await ctx.ui.spinner('packing the project');
+  collectGarbage(); // packing starts from a clean heap: what the build hash read is garbage
   const packed = await packProject(project.root);
   spinner.stop();
+  collectGarbage(); // the upload starts from a clean heap (`project pack` exits instead: no collection)
   try {
     // The client (zod schemas, undici) loads after packing: it reuses the memory packing freed.
     const api = await ctx.api(options);
@@ -66,8 +71,9 @@ export async function run(options: UploadOptions, ctx: Context): Promise<number>
           contentType: 'application/gzip',
           onProgress: (sent) => {
             ctx.ui.live(transferLine(sent, packed.size, ctx.clock.now() - started));
-            // The file's read buffers are garbage once sent; collect them as packing does (util/gc.ts).
-            if (sent - collectedAt >= 32 << 20) {
+            // The file's read buffers are garbage once sent; collect them as packing does (util/gc.ts),
+            // every 8 MB: at 32 MB the upload's garbage on top of the client's modules was the peak.
+            if (sent - collectedAt >= 8 << 20) {
               collectedAt = sent;
               collectGarbage();
             }

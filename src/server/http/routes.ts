@@ -94,7 +94,7 @@ export function createRouter(options: AppOptions): Router {
     });
   };
   /** One job (project or recipe): planned, its hold placed, inserted; answered once per Idempotency-Key. */
-  const submitOne = async (ctx: RouteContext, requestFingerprint: string, plan: () => Promise<PreparedJob>): Promise<void> => {
+  const submitOne = async (ctx: RouteContext, requestFingerprint: () => string, plan: () => Promise<PreparedJob>): Promise<void> => {
     const answer = await jobs.idempotent(idempotencyKey(ctx), requestFingerprint, async () => {
       const prepared = await plan();
       const [submitted] = await submit([{ prepared, held: holdFor(prepared) }]);
@@ -180,46 +180,54 @@ export function createRouter(options: AppOptions): Router {
   // ---- jobs ----
   router.add('POST', '/api/v1/jobs', async (ctx) => {
     const body = await readJson(ctx.req, JSON_LIMIT);
-    await submitOne(ctx, fingerprint('POST', '/api/v1/jobs', body), () => prepare(body));
+    await submitOne(
+      ctx,
+      () => fingerprint('POST', '/api/v1/jobs', body),
+      () => prepare(body),
+    );
   });
   router.add('POST', '/api/v1/jobs/batch', async (ctx) => {
     const body = await readJson(ctx.req, BATCH_LIMIT);
     const parsed = batchRequestSchema.safeParse(body);
     if (!parsed.success) throw zodError(parsed.error);
-    const answer = await jobs.idempotent(idempotencyKey(ctx), fingerprint('POST', '/api/v1/jobs/batch', body), async () => {
-      type Outcome =
-        | { index: number; ok: true; prepared: PreparedJob; held: Held }
-        | { index: number; ok: false; error: { code: string; message: string; field?: string } };
-      const outcomes: Outcome[] = [];
-      for (const [index, entry] of parsed.data.jobs.entries()) {
-        try {
-          const prepared = await prepare(entry);
-          // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
-          outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
-        } catch (error) {
-          // A refused entry (a domain error) is answered in its place.
-          if (!(error instanceof DomainError)) throw error;
-          outcomes.push({
-            index,
-            ok: false,
-            error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.extra },
-          });
+    const answer = await jobs.idempotent(
+      idempotencyKey(ctx),
+      () => fingerprint('POST', '/api/v1/jobs/batch', body),
+      async () => {
+        type Outcome =
+          | { index: number; ok: true; prepared: PreparedJob; held: Held }
+          | { index: number; ok: false; error: { code: string; message: string; field?: string } };
+        const outcomes: Outcome[] = [];
+        for (const [index, entry] of parsed.data.jobs.entries()) {
+          try {
+            const prepared = await prepare(entry);
+            // Each entry holds its own quote: one the balance cannot cover is refused (402), the others go on.
+            outcomes.push({ index, ok: true, prepared, held: holdFor(prepared) });
+          } catch (error) {
+            // A refused entry (a domain error) is answered in its place.
+            if (!(error instanceof DomainError)) throw error;
+            outcomes.push({
+              index,
+              ok: false,
+              error: { code: error.code, message: error.message, ...(error.field ? { field: error.field } : {}), ...error.extra },
+            });
+          }
         }
-      }
-      const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
-      const documents = await submit(okOnes);
-      const byIndex = new Map(okOnes.map((o, i) => [o.index, documents[i]!]));
-      return {
-        status: 200,
-        body: {
-          jobs: outcomes.map((o) => {
-            if (!o.ok) return o;
-            const job = byIndex.get(o.index)!;
-            return { index: o.index, ok: true, job, payload: job.payload, meta: job.meta, variant: job.variant };
-          }),
-        },
-      };
-    });
+        const okOnes = outcomes.filter((o): o is Extract<Outcome, { ok: true }> => o.ok);
+        const documents = await submit(okOnes);
+        const byIndex = new Map(okOnes.map((o, i) => [o.index, documents[i]!]));
+        return {
+          status: 200,
+          body: {
+            jobs: outcomes.map((o) => {
+              if (!o.ok) return o;
+              const job = byIndex.get(o.index)!;
+              return { index: o.index, ok: true, job, payload: job.payload, meta: job.meta, variant: job.variant };
+            }),
+          },
+        };
+      },
+    );
     sendJson(ctx.res, answer.status, answer.body, answer.replayed ? { 'Idempotent-Replayed': 'true' } : {});
   });
   router.add('GET', '/api/v1/jobs', (ctx) => {
@@ -412,7 +420,11 @@ export function createRouter(options: AppOptions): Router {
   router.add('POST', '/api/v1/recipes/:name/jobs', async (ctx) => {
     const body = await readJson(ctx.req, JSON_LIMIT);
     const recipe = ctx.params.name!;
-    await submitOne(ctx, fingerprint('POST', `/api/v1/recipes/${recipe}/jobs`, body), () => jobs.prepareRequest(recipes.jobRequest(body, recipe)));
+    await submitOne(
+      ctx,
+      () => fingerprint('POST', `/api/v1/recipes/${recipe}/jobs`, body),
+      () => jobs.prepareRequest(recipes.jobRequest(body, recipe)),
+    );
   });
 
   return router;
