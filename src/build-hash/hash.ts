@@ -67,12 +67,17 @@ function linesOf(files: readonly BuildHashFile[]): FileLines {
   };
 }
 
+/** The encoding's first three lines. */
+function headerLines(header: Omit<BuildInputs, 'files'>): string {
+  return `${header.format}\nimage\t${header.image}\nbuild.sh\t${header.buildScript.sha256}\n`;
+}
+
 /**
  * The encoding above, in chunks of a few hundred lines: the hash takes it without one string
  * of the whole tree (20,000 lines built with `+=` made a rope the hash then flattened).
  */
 function writeBuildInputs(header: Omit<BuildInputs, 'files'>, files: FileLines, write: (chunk: string) => void): void {
-  write(`${header.format}\nimage\t${header.image}\nbuild.sh\t${header.buildScript.sha256}\n`);
+  write(headerLines(header));
   for (let start = 0; start < files.count; start += LINES_PER_CHUNK) {
     let chunk = '';
     const end = Math.min(files.count, start + LINES_PER_CHUNK);
@@ -111,14 +116,23 @@ export async function collectBuildInputs(project: CycleswapProject, options: Col
   const table = await cache.digestTable(project.buildFiles);
   const buildFiles = project.buildFiles;
   const header = { format: BUILD_HASH_FORMAT, image: project.manifest.image.ref, buildScript: { sha256: script!.digest, size: script!.size } };
-  // The hash is read straight from the stat table; the file objects are made only when asked
-  // for (--json, --explain, a build's record): an unchanged run of 20,000 files makes none.
-  const hash = hashLines(header, {
-    count: buildFiles.length,
-    executable: (i) => table.executable(i),
-    sha256: (i) => table.digest(i),
-    path: (i) => buildFiles[i]!.path,
-  });
+  // The stat cache keeps the hash beside its entries (the memo: the header lines, then the
+  // hash): when every file is exactly its entry (same paths in the same order, same stats, so
+  // the same digests and exec bits) and the header is the same, the encoding is byte for byte
+  // the one hashed then, and its hash is not computed again.
+  const lines = headerLines(header);
+  const memo = cache.memo;
+  const remembered = cache.unchanged && memo.length === lines.length + 64 && memo.startsWith(lines) ? memo.slice(lines.length) : undefined;
+  // Otherwise the hash is read straight from the stat table; the file objects are made only
+  // when asked for (--json, --explain, a build's record): an unchanged run makes none.
+  const hash =
+    remembered ??
+    hashLines(header, {
+      count: buildFiles.length,
+      executable: (i) => table.executable(i),
+      sha256: (i) => table.digest(i),
+      path: (i) => buildFiles[i]!.path,
+    });
   let files: BuildHashFile[] | undefined;
   const inputs: BuildInputs = {
     ...header,
@@ -135,7 +149,7 @@ export async function collectBuildInputs(project: CycleswapProject, options: Col
   if (cacheFile) {
     // A read-only checkout still gets its hash, just without a cache.
     await ensureStateDir(project.root)
-      .then(() => cache.save())
+      .then(() => cache.save(lines + hash))
       .catch(() => undefined);
   }
   return { inputs, hash, cache: { hits: cache.hits, misses: cache.misses } };

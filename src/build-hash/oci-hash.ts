@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import dockerignoreModule from '@balena/dockerignore';
+import { createRequire } from 'node:module';
+import type dockerignoreModule from '@balena/dockerignore';
 import type { ComputalotProject } from '../project/load.js';
 import type { BuildSettings, ComputalotManifest } from '../project/computalot.js';
 import { DEFAULT_BUILD_CONTEXT, DEFAULT_DOCKERFILE } from '../project/paths.js';
@@ -10,7 +11,9 @@ import { ensureStateDir, statePaths } from '../project/state.js';
 import { sha256Hex } from '../util/fs.js';
 
 // The package is CommonJS (`module.exports = factory`) but its types declare a default export.
-const dockerignore = dockerignoreModule as unknown as typeof dockerignoreModule.default;
+// Required rather than imported: an import from an ES module first scans a CommonJS file for its
+// export names (cjs-module-lexer), which costs more than compiling it (see pack/select.ts).
+const dockerignore = createRequire(import.meta.url)('@balena/dockerignore') as typeof dockerignoreModule.default;
 
 export const OCI_BUILD_HASH_FORMAT = 'cycle-build-hash/v1-oci';
 

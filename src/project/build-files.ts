@@ -51,8 +51,9 @@ export async function listBuildFiles(root: string, entries: readonly string[]): 
   const realRoot = await fs.realpath(root);
   // path.join(root, p) for a normalized relative p, without a join per file.
   const prefix = path.join(root, '/');
-  // An array, deduplicated once sorted: a Map of 20,000 paths cost more than the walk's readdirs.
-  const files: BuildFile[] = [];
+  // Paths in an array, sorted and deduplicated at the end: a Map of 20,000 paths cost more than
+  // the walk's readdirs, and sorting plain strings (the engine's own comparison) than objects.
+  const files: string[] = [];
   const problems: BuildFileProblem[] = [];
 
   for (const [index, entry] of entries.entries()) {
@@ -106,15 +107,14 @@ export async function listBuildFiles(root: string, entries: readonly string[]): 
     const real = await fs.realpath(absolute);
     const realStat = stat.isSymbolicLink() ? await fs.stat(real) : stat;
     if (realStat.isFile()) {
-      files.push(new ListedFile(normalized, prefix));
+      files.push(normalized);
     } else if (realStat.isDirectory()) {
       await walkDirectory(realRoot, root, prefix, normalized, index, files, problems, new Set([real]));
     } else {
       problems.push({ index, message: `${JSON.stringify(entry)} is not a regular file or folder`, hint: 'list regular files only' });
     }
   }
-  const sorted = sortByBytes(files, (file) => file.path);
-  return { files: withoutRepeats(sorted), problems };
+  return { files: withoutRepeats(sortStringsByBytes(files)).map((file) => new ListedFile(file, prefix)), problems };
 }
 
 async function walkDirectory(
@@ -123,17 +123,24 @@ async function walkDirectory(
   prefix: string,
   relative: string,
   index: number,
-  files: BuildFile[],
+  files: string[],
   problems: BuildFileProblem[],
   seen: Set<string>,
 ): Promise<void> {
   const absolute = path.join(root, relative);
+  // The folder's part of its files' paths, made once: `${relative}/${name}` per file made a copy
+  // of it for each.
+  const base = relative === '.' ? '' : `${relative}/`;
   // Sync on purpose: a build folder can hold 20,000 files, and a warm `project hash` is mostly this walk.
   const entries = readdirSync(absolute, { withFileTypes: true });
   for (const entry of entries) {
     const wait = pace();
     if (wait) await wait;
-    const childRel = relative === '.' ? entry.name : `${relative}/${entry.name}`;
+    if (entry.isFile()) {
+      files.push(base + entry.name);
+      continue;
+    }
+    const childRel = base + entry.name;
     if (entry.isSymbolicLink()) {
       const childAbs = `${absolute}/${entry.name}`;
       const escape = await symlinkEscape(realRoot, root, childAbs);
@@ -155,20 +162,18 @@ async function walkDirectory(
         if (seen.has(real)) continue; // a link loop: each folder once
         seen.add(real);
         await walkDirectory(realRoot, root, prefix, childRel, index, files, problems, seen);
-      } else if (targetStat.isFile()) files.push(new ListedFile(childRel, prefix));
+      } else if (targetStat.isFile()) files.push(childRel);
     } else if (entry.isDirectory()) {
       await walkDirectory(realRoot, root, prefix, childRel, index, files, problems, seen);
-    } else if (entry.isFile()) {
-      files.push(new ListedFile(childRel, prefix));
     }
   }
 }
 
-/** Each path once (entries may overlap: a folder and a file in it), keeping the first; `files` sorted. */
-function withoutRepeats(files: BuildFile[]): BuildFile[] {
+/** Each path once (entries may overlap: a folder and a file in it); `files` sorted. */
+function withoutRepeats(files: string[]): string[] {
   let kept = 0;
   for (let i = 0; i < files.length; i++) {
-    if (kept > 0 && files[kept - 1]!.path === files[i]!.path) continue;
+    if (kept > 0 && files[kept - 1] === files[i]) continue;
     files[kept++] = files[i]!;
   }
   files.length = kept;
@@ -215,6 +220,12 @@ export function compareBytes(a: string, b: string): number {
 
 /** A code unit at which UTF-16 order and UTF-8 byte order may part (surrogates and above). */
 const HIGH_CODE_UNIT = /[\ud800-\uffff]/;
+
+/** sortByBytes of strings themselves: without a key function, the engine's own sort and comparison. */
+export function sortStringsByBytes(items: string[]): string[] {
+  if (items.some((item) => HIGH_CODE_UNIT.test(item))) return items.sort(compareBytes);
+  return items.sort();
+}
 
 /**
  * Sorts by UTF-8 bytes of `key`. When no key holds a code unit from U+D800 up (nearly always),

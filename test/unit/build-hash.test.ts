@@ -7,6 +7,7 @@ import { loadProject, type CycleswapProject } from '../../src/project/load.js';
 import { run as hashCommand } from '../../src/commands/project/hash.js';
 import { cycleswapProject, fakeContext, tempDir, writeFiles } from '../helpers/context.js';
 import { sha256Hex } from '../../src/util/fs.js';
+import { StatCache } from '../../src/pack/stat-cache.js';
 
 const manifest = (buildFiles: string[]): string => `[main]
 name = "demo"
@@ -46,13 +47,18 @@ async function makeProject(
     await fs.chmod(target, file.executable ? 0o755 : 0o644);
     if (options.mtime) await fs.utimes(target, options.mtime, options.mtime);
   }
+  // An old build.sh too, so that a warm run finds every input in the stat cache (and its memo).
+  if (options.mtime) await fs.utimes(path.join(root, '.cycleswap/build.sh'), options.mtime, options.mtime);
   return root;
 }
 
-async function hashOf(root: string, useCache = true): Promise<string> {
+/** With `now`, the stat cache's clock (a later one remembers files just written: their ctime is now). */
+async function hashOf(root: string, useCache = true, now?: () => number): Promise<string> {
   const project = (await loadProject(root)) as CycleswapProject;
-  return (await collectBuildInputs(project, { useCache })).hash;
+  return (await collectBuildInputs(project, { useCache, ...(now ? { now } : {}) })).hash;
 }
+
+const fiveSecondsOn = (): number => Date.now() + 5000;
 
 // Names as people write them, and names whose order is easy to get wrong: emoji sharing a
 // high surrogate (😀 😁), characters from U+E000 up, accented letters.
@@ -88,8 +94,8 @@ describe('build hash properties', () => {
     await fc.assert(
       fc.asyncProperty(inputFiles, fc.nat(), fc.constantFrom('byte', 'path', 'exec', 'script'), async (files, pick, what) => {
         const root = await makeProject(files, { mtime: oldTime });
-        const before = await hashOf(root);
-        expect(await hashOf(root)).toBe(before); // warm cache, same answer
+        const before = await hashOf(root, true, fiveSecondsOn);
+        expect(await hashOf(root, true, fiveSecondsOn)).toBe(before); // warm cache, same answer (kept beside the entries)
         const file = files[pick % files.length]!;
         const target = path.join(root, file.path);
         if (what === 'byte') {
@@ -107,7 +113,7 @@ describe('build hash properties', () => {
           const list = files.map((f) => (f === file ? renamed : f.path));
           await fs.writeFile(path.join(root, '.cycleswap/manifest.toml'), manifest(list));
         }
-        expect(await hashOf(root)).not.toBe(before);
+        expect(await hashOf(root, true, fiveSecondsOn)).not.toBe(before);
       }),
       { numRuns: 40 },
     );
@@ -276,6 +282,58 @@ describe('explain', () => {
       { kind: 'build.sh', before: inputs.buildScript.sha256, after: sha256Hex('echo changed\n') },
       { kind: 'modified', path: 'req.txt', detail: '2 → 4 bytes' },
     ]);
+  });
+
+  it('an unchanged tree takes its hash from the stat cache, and any change to it is still seen', async () => {
+    const old = new Date('2020-01-01T00:00:00Z');
+    const files = [
+      { path: 'a.txt', bytes: Buffer.from('alpha'), executable: false },
+      { path: 'src/b.sh', bytes: Buffer.from('echo b'), executable: true },
+    ];
+    const root = await makeProject(files, { mtime: old });
+    const truth = await hashOf(root, false);
+    expect(await hashOf(root, true, fiveSecondsOn)).toBe(truth); // cold: computed, and kept beside the entries
+    const kept = await StatCache.load(path.join(root, '.cycle/stat-cache.bin'));
+    expect(kept.memo.endsWith(truth)).toBe(true);
+    const project = (await loadProject(root)) as CycleswapProject;
+    const warm = await collectBuildInputs(project, { now: fiveSecondsOn });
+    expect(warm).toMatchObject({ hash: truth, cache: { hits: 3, misses: 0 } });
+    expect(warm.inputs.files.map((f) => [f.path, f.executable, f.sha256])).toEqual([
+      ['a.txt', false, sha256Hex('alpha')],
+      ['src/b.sh', true, sha256Hex('echo b')],
+    ]);
+    // The image is not a file: a new one is a new hash, with every file still a hit.
+    await fs.writeFile(path.join(root, '.cycleswap/manifest.toml'), manifest(files.map((f) => f.path)).replace('24.04', '22.04'));
+    const otherImage = await hashOf(root, true, fiveSecondsOn);
+    expect(otherImage).not.toBe(truth);
+    expect(otherImage).toBe(await hashOf(root, false));
+    expect(await hashOf(root, true, fiveSecondsOn)).toBe(otherImage);
+  });
+
+  it('keeps no hash beside entries that leave out a file of its run (one changed in the last two seconds)', async () => {
+    const old = new Date('2020-01-01T00:00:00Z');
+    const root = await makeProject(
+      [
+        { path: 'a.txt', bytes: Buffer.from('alpha'), executable: false },
+        { path: 'b.txt', bytes: Buffer.from('beta'), executable: false },
+      ],
+      { mtime: old },
+    );
+    // A clock at which a and build.sh were changed just over two seconds ago, and b (changed after them) less.
+    const changed = async (file: string): Promise<number> => (await fs.stat(path.join(root, file))).ctimeMs;
+    const others = Math.max(await changed('a.txt'), await changed('.cycleswap/build.sh'));
+    for (let i = 0; i < 1000 && (await changed('b.txt')) <= others; i++) await fs.utimes(path.join(root, 'b.txt'), old, old);
+    const bChanged = await changed('b.txt');
+    expect(bChanged).toBeGreaterThan(others);
+    const justAfterB = (): number => (others + bChanged) / 2 + 2000;
+    const withB = await hashOf(root, true, justAfterB);
+    expect((await StatCache.load(path.join(root, '.cycle/stat-cache.bin'))).memo).toBe('');
+    // Without b, the files are exactly the remembered entries: a kept hash would be the one with b.
+    await fs.rm(path.join(root, 'b.txt'));
+    await fs.writeFile(path.join(root, '.cycleswap/manifest.toml'), manifest(['a.txt']));
+    const withoutB = await hashOf(root, true, fiveSecondsOn);
+    expect(withoutB).not.toBe(withB);
+    expect(withoutB).toBe(await hashOf(root, false));
   });
 
   it('a warm run reads no file bytes', async () => {

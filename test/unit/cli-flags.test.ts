@@ -374,6 +374,20 @@ describe('flag parsing: command line → typed options, without running the comm
     expect(missing.map((command) => command.name)).toEqual([]);
   });
 
+  it('a command line naming a group and one of its commands loads that command alone; with help, all', async () => {
+    const whole = (await loadCommands()).commands.find((c) => c.name === 'project');
+    if (whole?.kind !== 'group') throw new Error('no project group');
+    for (const command of whole.commands) {
+      const [group, ...others] = (await loadCommands(['node', 'cycle', 'project', command.name, '--json'])).commands;
+      expect(others).toEqual([]);
+      expect(group?.kind === 'group' ? group.commands : []).toEqual([command]); // the same declaration object
+    }
+    const helped = (await loadCommands(['node', 'cycle', 'project', 'hash', '--help'])).commands;
+    expect(declaredCommands(helped)).toEqual(declaredCommands((await loadCommands()).commands));
+    const unknown = (await loadCommands(['node', 'cycle', 'project', 'hsah'])).commands;
+    expect(unknown.map((c) => (c.kind === 'group' ? c.commands.length : 0))).toEqual([whole.commands.length]); // "did you mean hash?" still sees every name
+  });
+
   it('global flags reach every command, before or after its name', async () => {
     expect((await parse(['project', 'validate'])).invocation?.global).toEqual({ quiet: false, debug: false, color: true });
     expect((await parse(['-q', '--debug', 'project', 'validate'])).invocation?.global).toEqual({ quiet: true, debug: true, color: true });

@@ -53,6 +53,9 @@ const pieces = [
   'ſecret',
   'İd_rsa',
   'a.b',
+  '.cycleswap',
+  '.envrc',
+  '.Kube',
 ];
 const component = fc.oneof(
   fc.constantFrom(...pieces),

@@ -3,7 +3,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StatCache } from '../../src/pack/stat-cache.js';
-import { compareBytes, sortByBytes } from '../../src/project/build-files.js';
+import { compareBytes, sortByBytes, sortStringsByBytes } from '../../src/project/build-files.js';
 import { sha256Hex } from '../../src/util/fs.js';
 import { tempDir } from '../helpers/context.js';
 
@@ -124,6 +124,9 @@ describe('sortByBytes', () => {
           const items = ascii ? texts.map((t) => t.replace(/[^\x00-\x7f]/g, 'x')) : texts;
           const expected = [...items].sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
           expect(sortByBytes([...items], (t) => t).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(
+            expected.map((t) => Buffer.from(t, 'utf8').toString('hex')),
+          );
+          expect(sortStringsByBytes([...items]).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(
             expected.map((t) => Buffer.from(t, 'utf8').toString('hex')),
           );
           expect([...items].sort(compareBytes).map((t) => Buffer.from(t, 'utf8').toString('hex'))).toEqual(

@@ -2,7 +2,6 @@ import type { Context } from '../../context.js';
 import { ExitCode } from '../../errors.js';
 import { loadProject, type CycleswapProject } from '../../project/load.js';
 import { collectBuildInputs, explainChanges, type InputChange } from '../../build-hash/hash.js';
-import { localBuildStore } from '../../runner/build-store.js';
 import type { HashOptions } from './hash.command.js';
 
 export async function run(options: HashOptions, ctx: Context): Promise<number> {
@@ -23,7 +22,7 @@ export async function run(options: HashOptions, ctx: Context): Promise<number> {
 
 async function cycleswapHash(project: CycleswapProject, options: HashOptions, ctx: Context): Promise<number> {
   const { hash, inputs, cache } = await collectBuildInputs(project, { now: () => ctx.clock.now() });
-  const last = options.explain ? await localBuildStore(project.root).last() : undefined;
+  const last = options.explain ? await import('../../runner/build-store.js').then(({ localBuildStore }) => localBuildStore(project.root).last()) : undefined;
   const changes = last?.inputs ? explainChanges(last.inputs, inputs) : undefined;
   if (options.json) {
     ctx.ui.json({
