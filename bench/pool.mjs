@@ -227,6 +227,7 @@ async function benchSimulatedMachines() {
     const cpuBefore = cpuSeconds(server.pid);
     // The event loop's thread apart (its id is the process's): what other threads do (the file system's, a checkpoint's) never holds a request.
     const loopCpuBefore = cpuSeconds(server.pid, server.pid);
+    const simCpuBefore = process.cpuUsage();
     const worker = new Worker(new URL('./pool-machines.mjs', import.meta.url), { workerData: { url: server.env.CYCLE_API_URL, tokens, tasks, taskMs } });
     const outcome = await new Promise((resolve, reject) => {
       worker.once('message', resolve);
@@ -234,6 +235,8 @@ async function benchSimulatedMachines() {
     });
     const serverCpu = cpuSeconds(server.pid) - cpuBefore;
     const loopCpu = cpuSeconds(server.pid, server.pid) - loopCpuBefore;
+    // This process's CPU meanwhile: the simulated machines' thread, and the /health probe.
+    const simCpu = process.cpuUsage(simCpuBefore);
     probing = false;
     await probe;
     await worker.terminate();
@@ -247,7 +250,7 @@ async function benchSimulatedMachines() {
       'ms',
       '≤ 100 ms',
       p99 <= 100,
-      `(median ${median(outcome.leaseAnswers).toFixed(0)} ms over ${outcome.leaseAnswers.length} leases; ${tasks} tasks of ${taskMs} ms in ${outcome.seconds.toFixed(1)} s, ${(outcome.requests / outcome.seconds).toFixed(0)} requests/s, server CPU ${serverCpu.toFixed(1)} s (its event loop's thread ${loopCpu.toFixed(1)} s), ${outcome.retries} calls retried on a reclaimed connection; load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores)`,
+      `(median ${median(outcome.leaseAnswers).toFixed(0)} ms over ${outcome.leaseAnswers.length} leases; ${tasks} tasks of ${taskMs} ms in ${outcome.seconds.toFixed(1)} s, ${(outcome.requests / outcome.seconds).toFixed(0)} requests/s, server CPU ${serverCpu.toFixed(1)} s (its event loop's thread ${loopCpu.toFixed(1)} s), the simulator's ${((simCpu.user + simCpu.system) / 1e6).toFixed(1)} s, ${outcome.retries} calls retried on a reclaimed connection; load average ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores)`,
     );
     // The first round (every machine asks at once for the new job) apart from the steady state after it.
     const burst = outcome.leaseAnswers.filter((_, i) => outcome.leaseTimes[i] < 2000);
