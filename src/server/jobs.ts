@@ -157,7 +157,7 @@ export class JobService {
           states.insertTasks(ids[n]!, written, chunk);
           written += chunk.length;
           chunk = [];
-          await new Promise<void>((resolve) => setImmediate(resolve));
+          await yieldToIo();
         }
         if (chunk.length) states.insertTasks(ids[n]!, written, chunk);
       }

@@ -4,14 +4,6 @@ import { performance } from 'node:perf_hooks';
 export const DEFAULT_SLICE_MS = 10;
 
 /**
- * A walk's pace: between steps, `const wait = pace(); if (wait) await wait;` yields to the event
- * loop (timers, sockets) once `sliceMs` have passed since the last yield, and costs a clock read
- * every `stepsPerClockRead` steps otherwise: no promise and no microtask per step (a 20,000-file
- * walk made 20,000 of each, ~10% of a warm `project hash`). Sync fs calls stay (they are several
- * times faster than awaited ones for 20,000 small stats), but no walk of a tree holds the loop for
- * longer than a slice plus `stepsPerClockRead` steps.
- */
-/**
  * A turn of the event loop that lets waiting I/O in (a /health request, a socket's data). One
  * setImmediate is not that when it is asked for from an I/O callback (a request's body, a
  * socket's data): it runs in the same loop turn's check phase, before the loop polls again, so
@@ -22,6 +14,14 @@ export function yieldToIo(): Promise<void> {
   return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }
 
+/**
+ * A walk's pace: between steps, `const wait = pace(); if (wait) await wait;` yields to the event
+ * loop (timers, sockets) once `sliceMs` have passed since the last yield, and costs a clock read
+ * every `stepsPerClockRead` steps otherwise: no promise and no microtask per step (a 20,000-file
+ * walk made 20,000 of each, ~10% of a warm `project hash`). Sync fs calls stay (they are several
+ * times faster than awaited ones for 20,000 small stats), but no walk of a tree holds the loop for
+ * longer than a slice plus `stepsPerClockRead` steps.
+ */
 export function pacer(sliceMs = DEFAULT_SLICE_MS, stepsPerClockRead = 1): () => Promise<void> | undefined {
   let since = performance.now();
   let steps = 0;

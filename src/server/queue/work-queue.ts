@@ -1,7 +1,7 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { CapturedArtifact } from '../../runner/artifacts.js';
 import type { Clock } from '../../context.js';
 import { settledWithin } from '../../util/wait.js';
+import { yieldToIo } from '../../util/pace.js';
 import type { Machine, MachineInventory } from '../../api/machines.js';
 import { sha256File } from '../../util/fs.js';
 import type { DB } from '../db.js';
@@ -704,11 +704,11 @@ export class WorkQueue {
   }
 
   /**
-   * A cancelled job's queued tasks → cancelled, CANCEL_SLICE at a time with a turn of the event
-   * loop between: one statement over a 100,000-task job's would hold every request for half a second.
+   * A cancelled job's queued tasks → cancelled, CANCEL_SLICE at a time with waiting requests let
+   * in between (yieldToIo): one statement over a 100,000-task job's would hold every request for half a second.
    */
   private async cancelQueued(jobId: string): Promise<void> {
-    while (this.options.states.cancelQueuedTasks(jobId, 'cancelled', CANCEL_SLICE) === CANCEL_SLICE) await nextTurn();
+    while (this.options.states.cancelQueuedTasks(jobId, 'cancelled', CANCEL_SLICE) === CANCEL_SLICE) await yieldToIo();
   }
 
   /**
