@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici';
 import * as z from 'zod';
 import { CycleError, ExitCode } from '../errors.js';
 import { errorTextOf } from './schemas.js';
+import { keepWasmAtBaseline } from '../util/gc.js';
 
 /**
  * An error answer of the API: callers decide on its HTTP `status` (0: none was sent, no token)
@@ -121,7 +122,10 @@ export class Transport {
   }
 
   private async lib(): Promise<typeof import('undici')> {
-    this.undici ??= await import('undici');
+    if (!this.undici) {
+      keepWasmAtBaseline(); // before undici compiles its HTTP parser (see there)
+      this.undici = await import('undici');
+    }
     // bodyTimeout: no byte of the body for this long fails the request (a stalled answer); set per request.
     this.dispatcher ??= new this.undici.Agent({ connectTimeout: 10_000, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs, keepAliveTimeout: 4_000 });
     return this.undici;
