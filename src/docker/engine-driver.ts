@@ -82,8 +82,15 @@ export class EngineDockerDriver implements DockerDriver {
     return (await this.cli()).listContainers(filter);
   }
 
-  private connection(): http.RequestOptions {
-    return this.endpoint.kind === 'unix' ? { socketPath: this.endpoint.socketPath } : { host: this.endpoint.host, port: this.endpoint.port };
+  /**
+   * Where requests go. `servername` is given (it names a TLS server, and this is plain HTTP):
+   * left out, Node's agent works one out with `net.isIP`, whose first call compiles the IPv6
+   * pattern, ~4 ms of every `project test`.
+   */
+  private connection(): http.RequestOptions & { servername: string } {
+    return this.endpoint.kind === 'unix'
+      ? { socketPath: this.endpoint.socketPath, servername: '' }
+      : { host: this.endpoint.host, port: this.endpoint.port, servername: '' };
   }
 
   /** Unversioned paths: the daemon answers with its own API version (old pinned versions get refused). */
