@@ -36,6 +36,9 @@ art = pathlib.Path(os.environ["CYCLE_ARTIFACTS_DIR"])
 n = p.get("progress", 0)
 for i in range(n):
     print("COMPUTALOT_PROGRESS:" + json.dumps({"step": i, "loss": 1.0 / (i + 1) + p.get("seed", 0), "acc": i / n}), flush=True)
+for i in range(p.get("slow_progress", 0)):
+    print("COMPUTALOT_PROGRESS:" + json.dumps({"step": i, "loss": 1.0 / (i + 1)}), flush=True)
+    time.sleep(0.25)
 for i in range(p.get("ticks", 0)):
     print("tick %d" % i, flush=True)
     time.sleep(0.25)
@@ -73,6 +76,9 @@ async function pageSecrets(target: Page): Promise<string> {
   );
   return `${target.url()}\n${await target.content()}\n${inPage}`;
 }
+
+/** The page's DOM as the functions sent to it use it (the tests are type-checked without the DOM library). */
+declare const document: { querySelectorAll(selectors: string): { length: number } };
 
 /**
  * At phone width: whether the page scrolls sideways, and which of its buttons, links and fields
@@ -172,7 +178,8 @@ describe('the web page, in a real browser', () => {
     await page.getByLabel('Tag').fill('web-live');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(`${server.url}/jobs?tag=web-live`);
-    await page.waitForFunction(`document.querySelectorAll('tr[data-job]').length === 1`);
+    // A function, not a string: Playwright polls a string with eval in the page, which the page's CSP refuses.
+    await page.waitForFunction(() => document.querySelectorAll('tr[data-job]').length === 1);
     expect(await page.locator('tr[data-job]').getAttribute('data-job')).toBe(id);
     // Its full id links to its own page.
     await page.getByRole('link', { name: id }).click();
@@ -200,13 +207,21 @@ describe('the web page, in a real browser', () => {
     // Zoom: a drag across the chart narrows the x range; a double-click zooms out.
     const ticks = async () => (await page.locator('.chart').getAttribute('data-x-range')) ?? '';
     const before = await ticks();
-    const plot = (await page.locator('.u-over').boundingBox())!;
-    await page.mouse.move(plot.x + plot.width * 0.1, plot.y + plot.height / 2);
-    await page.mouse.down();
-    await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2, { steps: 5 });
-    await page.mouse.up();
     expect(before).toBe('0,59');
-    await waitFor(async () => (await ticks()) !== before, 10_000, 'the chart to zoom in');
+    // Dragged again if the chart was drawn anew under the mouse (as the tasks' labels arrive).
+    await waitFor(
+      async () => {
+        const plot = await page.locator('.u-over').boundingBox();
+        if (!plot) return false;
+        await page.mouse.move(plot.x + plot.width * 0.1, plot.y + plot.height / 2);
+        await page.mouse.down();
+        await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2, { steps: 5 });
+        await page.mouse.up();
+        return (await ticks()) !== before;
+      },
+      10_000,
+      'the chart to zoom in',
+    );
     const [from, to] = (await ticks()).split(',').map(Number);
     expect(from).toBeGreaterThan(0);
     expect(to).toBeLessThan(59);
@@ -221,6 +236,44 @@ describe('the web page, in a real browser', () => {
     // A JSON artifact previews inline.
     await page.locator('tr', { hasText: 'note.json' }).getByRole('button', { name: 'Preview' }).click();
     await page.locator('.preview pre').filter({ hasText: '"hello": "world"' }).waitFor();
+  });
+
+  it("keeps a zoom while a running job's points arrive, and follows them again once zoomed out", async () => {
+    const id = await submit(['--payload', '{"slow_progress": 80}']);
+    await page.goto(`${server.url}/jobs/${id}`);
+    const chart = page.locator('.chart[data-series="1"]');
+    const points = async () => Number((await chart.getAttribute('data-points')) ?? 0);
+    const range = async () => ((await page.locator('.chart').getAttribute('data-x-range')) ?? ',').split(',').map(Number) as [number, number];
+    await waitFor(async () => (await chart.count()) === 1 && (await points()) >= 8, 120_000, 'the first points');
+    // Zoomed in: the range no longer starts at the first step.
+    await waitFor(
+      async () => {
+        const plot = await page.locator('.u-over').boundingBox();
+        if (!plot) return false;
+        await page.mouse.move(plot.x + plot.width * 0.2, plot.y + plot.height / 2);
+        await page.mouse.down();
+        await page.mouse.move(plot.x + plot.width * 0.6, plot.y + plot.height / 2, { steps: 5 });
+        await page.mouse.up();
+        return (await range())[0] > 0;
+      },
+      10_000,
+      'the chart to zoom in',
+    );
+    const zoomed = await range();
+    const seen = await points();
+    await waitFor(async () => (await points()) >= seen + 4, 60_000, 'more points');
+    expect(await range()).toEqual(zoomed);
+    // Zoomed out, the range follows the points again.
+    await page.locator('.u-over').dblclick();
+    await waitFor(async () => (await range())[0] === 0, 10_000, 'the chart to zoom out');
+    const [, end] = await range();
+    await waitFor(
+      async () => (await range())[1] > end,
+      60_000,
+      'the range to follow new points',
+      async () => `${await range()}, ${await points()} points`,
+    );
+    await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
   });
 
   it("follows a running task's log live, [cycle] lines told apart", async () => {
