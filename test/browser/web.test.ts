@@ -236,6 +236,9 @@ describe('the web page, in a real browser', () => {
     // A JSON artifact previews inline.
     await page.locator('tr', { hasText: 'note.json' }).getByRole('button', { name: 'Preview' }).click();
     await page.locator('.preview pre').filter({ hasText: '"hello": "world"' }).waitFor();
+    // Task 0's log: its two [cycle] lines, and no empty line drawn or counted after the last.
+    await page.getByText('2 lines', { exact: true }).waitFor();
+    expect(await page.locator('.log-line').allTextContents()).toEqual([expect.stringMatching(/task 0 started/), expect.stringMatching(/task 0 succeeded/)]);
   });
 
   it("keeps a zoom while a running job's points arrive, and follows them again once zoomed out", async () => {

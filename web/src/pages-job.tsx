@@ -257,7 +257,12 @@ function linesOf(
   shown: number | 'all',
 ): LogLine[] {
   if (!read) return [];
-  if ('task' in read) return read.task === shown ? textLines(read.text + live.map((chunk) => chunk.text).join('')) : [];
+  if ('task' in read) {
+    if (read.task !== shown) return [];
+    const text = read.text + live.map((chunk) => chunk.text).join('');
+    // A log's last line ends with a newline: no empty line is shown (or counted) after it, nor for an empty log.
+    return text === '' ? [] : textLines(text.endsWith('\n') ? text.slice(0, -1) : text);
+  }
   if (shown !== 'all') return [];
   const lines: LogLine[] = read.all.lines.map((line) => ({ task: line.index, text: line.text, system: line.source === 'system' }));
   const after = Number(read.all.last_event_id);
