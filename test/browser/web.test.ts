@@ -77,6 +77,31 @@ async function pageSecrets(target: Page): Promise<string> {
   return `${target.url()}\n${await target.content()}\n${inPage}`;
 }
 
+/** The chart's x range shown, as its element says it. */
+async function chartRange(): Promise<[number, number]> {
+  return ((await page.locator('.chart').getAttribute('data-x-range')) ?? ',').split(',').map(Number) as [number, number];
+}
+
+/**
+ * Drags across the chart, from and to these shares of its width, until it is zoomed in (its range
+ * no longer starts at the first x, 0 here): again if the chart was drawn anew under the mouse.
+ */
+async function zoomChart(from: number, to: number): Promise<void> {
+  await waitFor(
+    async () => {
+      const plot = await page.locator('.u-over').boundingBox();
+      if (!plot) return false;
+      await page.mouse.move(plot.x + plot.width * from, plot.y + plot.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(plot.x + plot.width * to, plot.y + plot.height / 2, { steps: 5 });
+      await page.mouse.up();
+      return (await chartRange())[0] > 0;
+    },
+    10_000,
+    'the chart to zoom in',
+  );
+}
+
 /** The page's DOM as the functions sent to it use it (the tests are type-checked without the DOM library). */
 declare const document: { querySelectorAll(selectors: string): { length: number } };
 
@@ -208,20 +233,7 @@ describe('the web page, in a real browser', () => {
     const ticks = async () => (await page.locator('.chart').getAttribute('data-x-range')) ?? '';
     const before = await ticks();
     expect(before).toBe('0,59');
-    // Dragged again if the chart was drawn anew under the mouse (as the tasks' labels arrive).
-    await waitFor(
-      async () => {
-        const plot = await page.locator('.u-over').boundingBox();
-        if (!plot) return false;
-        await page.mouse.move(plot.x + plot.width * 0.1, plot.y + plot.height / 2);
-        await page.mouse.down();
-        await page.mouse.move(plot.x + plot.width * 0.3, plot.y + plot.height / 2, { steps: 5 });
-        await page.mouse.up();
-        return (await ticks()) !== before;
-      },
-      10_000,
-      'the chart to zoom in',
-    );
+    await zoomChart(0.1, 0.3);
     const [from, to] = (await ticks()).split(',').map(Number);
     expect(from).toBeGreaterThan(0);
     expect(to).toBeLessThan(59);
@@ -246,35 +258,21 @@ describe('the web page, in a real browser', () => {
     await page.goto(`${server.url}/jobs/${id}`);
     const chart = page.locator('.chart[data-series="1"]');
     const points = async () => Number((await chart.getAttribute('data-points')) ?? 0);
-    const range = async () => ((await page.locator('.chart').getAttribute('data-x-range')) ?? ',').split(',').map(Number) as [number, number];
     await waitFor(async () => (await chart.count()) === 1 && (await points()) >= 8, 120_000, 'the first points');
-    // Zoomed in: the range no longer starts at the first step.
-    await waitFor(
-      async () => {
-        const plot = await page.locator('.u-over').boundingBox();
-        if (!plot) return false;
-        await page.mouse.move(plot.x + plot.width * 0.2, plot.y + plot.height / 2);
-        await page.mouse.down();
-        await page.mouse.move(plot.x + plot.width * 0.6, plot.y + plot.height / 2, { steps: 5 });
-        await page.mouse.up();
-        return (await range())[0] > 0;
-      },
-      10_000,
-      'the chart to zoom in',
-    );
-    const zoomed = await range();
+    await zoomChart(0.2, 0.6);
+    const zoomed = await chartRange();
     const seen = await points();
     await waitFor(async () => (await points()) >= seen + 4, 60_000, 'more points');
-    expect(await range()).toEqual(zoomed);
+    expect(await chartRange()).toEqual(zoomed);
     // Zoomed out, the range follows the points again.
     await page.locator('.u-over').dblclick();
-    await waitFor(async () => (await range())[0] === 0, 10_000, 'the chart to zoom out');
-    const [, end] = await range();
+    await waitFor(async () => (await chartRange())[0] === 0, 10_000, 'the chart to zoom out');
+    const [, end] = await chartRange();
     await waitFor(
-      async () => (await range())[1] > end,
+      async () => (await chartRange())[1] > end,
       60_000,
       'the range to follow new points',
-      async () => `${await range()}, ${await points()} points`,
+      async () => `${await chartRange()}, ${await points()} points`,
     );
     await api.call('PUT', `/api/v1/jobs/${id}/cancel`);
   });
