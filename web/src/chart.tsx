@@ -65,7 +65,11 @@ export function ProgressChart(props: { curves: Curve[]; xLabel: string; yLabel: 
     const xs = drawn.data[0];
     const { min, max } = drawn.plot.scales.x!;
     const zoomed = xs.length > 0 && min !== undefined && max !== undefined && (min > xs[0]! || max < xs[xs.length - 1]!);
-    drawn.plot.setData(data, !zoomed);
+    if (zoomed) {
+      // uPlot neither rescales nor redraws for data set without a scale reset: the range is set again, which does both (y fitted to what is shown).
+      drawn.plot.setData(data, false);
+      drawn.plot.setScale('x', { min: min!, max: max! });
+    } else drawn.plot.setData(data);
     drawn.data = data;
   }, [data]);
   return <div class="chart" ref={box} data-series={props.curves.length} data-points={props.curves.map((c) => c.xs.length).join(',')} />;
