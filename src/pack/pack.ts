@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipDeterministic } from './gzip.js';
-import { streamSelection, toTarEntry, type SelectedEntry, type Selection } from './select.js';
+import { streamSelection, toTarEntries, toTarEntry, type SelectedEntry, type Selection } from './select.js';
 import { ChunkPool, tarStream, type TarEntry } from './tar.js';
 import { collectGarbage, limitYoungGeneration } from '../util/gc.js';
 
@@ -33,11 +33,11 @@ export const LARGE_PACK_BYTES = 256 * 1024 * 1024;
  * Packs the project into a deterministic .tar.gz (same tree → same bytes), streaming: the
  * tarball is written to `out` (or a temp file) and hashed on the way, never held in memory.
  */
-export async function packProject(root: string, options: { out?: string } = {}): Promise<PackResult> {
+export async function packProject(root: string, options: { out?: string; selection?: Selection } = {}): Promise<PackResult> {
   limitYoungGeneration();
-  // The walk streams into the tar: the first files are compressing while the rest of the tree
-  // is walked (see streamSelection).
-  const streamed = await streamSelection(root);
+  // Without a selection given, the walk streams into the tar: the first files are compressing
+  // while the rest of the tree is walked (see streamSelection).
+  const streamed = options.selection ? undefined : await streamSelection(root);
   const file = options.out ?? path.join(os.tmpdir(), `cycle-pack-${randomBytes(6).toString('hex')}.tar.gz`);
   const temp = `${file}.${randomBytes(4).toString('hex')}.partial`;
   const hash = createHash('sha256');
@@ -58,13 +58,14 @@ export async function packProject(root: string, options: { out?: string } = {}):
   });
   try {
     const pool = new ChunkPool();
-    await pipeline(gzipDeterministic(tarStream(tarEntriesOf(streamed.entries), { pool }), 6, pool), meter, createWriteStream(temp));
+    const entries = streamed ? tarEntriesOf(streamed.entries) : toTarEntries(options.selection!.entries);
+    await pipeline(gzipDeterministic(tarStream(entries, { pool }), 6, pool), meter, createWriteStream(temp));
     await fs.rename(temp, file);
   } catch (error) {
     await fs.rm(temp, { force: true });
     throw error;
   }
-  return { contentHash: hash.digest('hex'), size, file, selection: streamed.done() };
+  return { contentHash: hash.digest('hex'), size, file, selection: streamed ? streamed.done() : options.selection! };
 }
 
 async function* tarEntriesOf(entries: AsyncIterable<SelectedEntry>): AsyncGenerator<TarEntry> {
